@@ -1,0 +1,131 @@
+/*
+ * config.h - the configuration snapshot.
+ *
+ * lx_config_t is immutable once loaded: built on the control loop from the YAML file, shared
+ * read-only by every worker, refcounted, and freed when the last holder lets go (a request
+ * keeps the snapshot it started with across a reload). All strings and arrays of one snapshot
+ * live in allocations owned by it.
+ */
+#ifndef LX_CONFIG_H
+#define LX_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* One `listen` entry: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080" or ":8080". */
+typedef struct lx_config_listen {
+    char *host; /* numeric address, never NULL ("0.0.0.0" for ":8080") */
+    uint16_t port;
+    bool is_loopback; /* 127.0.0.0/8 or ::1 */
+} lx_config_listen_t;
+
+/* One replica of a provider: scheme, host and port; the path prefix is the provider's. */
+typedef struct lx_config_endpoint {
+    char *url;  /* as written, for logs ("http://10.0.0.7:8000") */
+    char *host; /* host name or numeric address, unbracketed */
+    uint16_t port;
+    bool tls; /* https */
+} lx_config_endpoint_t;
+
+typedef struct lx_config_header {
+    char *name;
+    char *value;
+} lx_config_header_t;
+
+typedef struct lx_config_provider {
+    char *name;
+    char *base_url;  /* as written */
+    char *base_path; /* path part of base_url without a trailing '/', "" for none ("/v1") */
+    lx_config_endpoint_t *endpoints; /* base_url's host first unless `endpoints` is given */
+    size_t n_endpoints;
+    char *api_key; /* resolved from ${ENV}, NULL when absent; never logged */
+    lx_config_header_t *headers;
+    size_t n_headers;
+    uint32_t max_connections; /* per worker, per endpoint; default 64 */
+    /* Per-provider timeouts in milliseconds; 0 = use the global upstream ones. */
+    uint64_t connect_timeout_ms;
+    uint64_t first_byte_timeout_ms;
+    uint64_t idle_timeout_ms;
+} lx_config_provider_t;
+
+/* One provider serving a model. */
+typedef struct lx_config_route {
+    size_t provider; /* index into lx_config_t.providers */
+    char *upstream_model;    /* model name sent upstream; the public id when not given */
+    double price_prompt;     /* USD per million prompt tokens */
+    double price_completion; /* USD per million completion tokens */
+} lx_config_route_t;
+
+typedef struct lx_config_model {
+    char *id; /* public id, e.g. "meta-llama/llama-3.1-70b-instruct" */
+    char *owned_by; /* the part of id before '/', or "llmux" */
+    uint32_t context_length;
+    int64_t created; /* unix seconds: `created` key, or the load time */
+    lx_config_route_t *routes;
+    size_t n_routes;
+} lx_config_model_t;
+
+typedef struct lx_config_key {
+    char *name;
+    uint8_t digest[32]; /* SHA-256 of the key */
+} lx_config_key_t;
+
+typedef struct lx_config {
+    atomic_uint refcount;
+    char *path; /* the file it was loaded from */
+
+    lx_config_listen_t *listen;
+    size_t n_listen;
+    unsigned workers; /* resolved: `auto` becomes the number of online cores */
+
+    uint64_t max_header_size; /* bytes, default 16KiB */
+    uint64_t max_body_size;   /* bytes, default 32MiB */
+
+    /* Timeouts in milliseconds. */
+    uint64_t client_header_timeout_ms;      /* default 10s */
+    uint64_t client_body_timeout_ms;        /* default 60s */
+    uint64_t keepalive_timeout_ms;          /* default 75s */
+    uint64_t upstream_connect_timeout_ms;   /* default 5s */
+    uint64_t upstream_first_byte_timeout_ms; /* default 60s */
+    uint64_t upstream_idle_timeout_ms;      /* default 120s */
+    uint64_t shutdown_timeout_ms;           /* default 30s */
+
+    lx_config_provider_t *providers;
+    size_t n_providers;
+    lx_config_model_t *models;
+    size_t n_models;
+
+    bool auth_none; /* `auth: none`: explicit opt-out of key checks */
+    lx_config_key_t *keys;
+    size_t n_keys;
+
+    char *access_log; /* path, "-" for stdout (default), NULL when `access_log: off` */
+    int log_level;    /* 0 error, 1 warn, 2 info (default), 3 debug */
+} lx_config_t;
+
+/*
+ * Loads and validates <path>. On success returns 0 and a snapshot with refcount 1 in *out.
+ * On failure returns LX_ECONFIG (or a libc error for an unreadable file), *out is NULL, and
+ * one line per error, "file:line:column: message\n", has been written to <errors> (when not
+ * NULL). Secrets (api keys) never appear in messages.
+ */
+int lx_config_load(const char *path, FILE *errors, lx_config_t **out);
+
+/* The same from a string; <name> stands for the file in messages. Used by tests and fuzzing. */
+int lx_config_parse(const char *name, const char *text, size_t len, FILE *errors,
+                    lx_config_t **out);
+
+lx_config_t *lx_config_ref(lx_config_t *cfg);
+void lx_config_unref(lx_config_t *cfg); /* NULL is a no-op; frees at zero */
+
+/* Finds a model by public id; NULL when unknown. */
+const lx_config_model_t *lx_config_find_model(const lx_config_t *cfg, const char *id,
+                                              size_t id_len);
+
+/* Writes a human summary of the checked configuration for `llmux -t`, secrets masked. */
+void lx_config_dump(const lx_config_t *cfg, FILE *out);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * status.h - the project's error codes.
+ *
+ * Fallible functions return 0 or a negative code. libuv codes (down to -4095) pass through
+ * unchanged; the project's own codes live below them, so lx_strerror() covers both.
+ */
+#ifndef LX_STATUS_H
+#define LX_STATUS_H
+
+#define LX_STATUS_MAP(XX)                                                                          \
+    XX(ENOMEM, -5000, "out of memory")                                                             \
+    XX(EPARSE, -5001, "malformed HTTP message")                                                    \
+    XX(EAUTH, -5002, "missing or invalid API key")                                                 \
+    XX(ENOROUTE, -5003, "no route for request")                                                    \
+    XX(ENOUPSTREAM, -5004, "no provider available")                                                \
+    XX(ETLS, -5005, "TLS failure")                                                                 \
+    XX(ETOOBIG, -5006, "message too large")                                                        \
+    XX(ETIMEDOUT, -5007, "timed out")                                                              \
+    XX(EUPSTREAM, -5008, "upstream sent an invalid response")                                      \
+    XX(ECONFIG, -5009, "invalid configuration")                                                    \
+    XX(EJSON, -5010, "invalid JSON")                                                               \
+    XX(ECLOSED, -5011, "peer closed the connection")                                               \
+    XX(ECANCELED, -5012, "request canceled")
+
+enum {
+#define XX(name, code, text) LX_##name = code,
+    LX_STATUS_MAP(XX)
+#undef XX
+};
+
+/* Text for a project or libuv code; never NULL. */
+const char *lx_strerror(int code);
+
+#endif

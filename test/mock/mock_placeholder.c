@@ -1,0 +1,5 @@
+int lx_mock_placeholder(void);
+int lx_mock_placeholder(void)
+{
+    return 0;
+}
