@@ -1,4 +1,166 @@
-int main(void)
+/*
+ * main.c - the llmux command: parse arguments, load the configuration, run the gateway on
+ * worker threads and wait for signals on the control loop (this thread).
+ *
+ *   llmux -c FILE        run
+ *   llmux -t -c FILE     check FILE, print a summary or every error as file:line:column
+ *   llmux hash-key       read a key on stdin, print its SHA-256 digest for the config
+ *   llmux -h | -V
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "core/status.h"
+#include "gateway/auth.h"
+#include "gateway/gateway.h"
+#include "obs/log.h"
+
+#define DEFAULT_CONFIG "/etc/llmux/llmux.yaml"
+
+static void usage(FILE *out)
 {
+    fprintf(out, "usage: llmux [-c FILE] [-t] [-h] [-V]\n"
+                 "       llmux hash-key < key\n"
+                 "\n"
+                 "  -c FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+                 "  -t        check the configuration and exit (0 when valid)\n"
+                 "  -h        this help\n"
+                 "  -V        print the version\n"
+                 "  hash-key  read an API key on stdin, print the sha256 to put in `auth.keys`\n"
+                 "\n"
+                 "Signals: SIGTERM/SIGINT stop accepting, finish in-flight requests (up to\n"
+                 "timeouts.shutdown) and exit 0.\n");
+}
+
+typedef struct control {
+    uv_loop_t *loop;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_async_t stopped;
+    lx_gateway_t *gw;
+    bool draining;
+} control_t;
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    control_t *ctl = h->data;
+    if (signum == SIGHUP) {
+        lx_log(LX_LOG_WARN, "SIGHUP: configuration reload is not supported yet; ignored");
+        return;
+    }
+    if (ctl->draining) {
+        lx_log(LX_LOG_WARN, "second stop signal: still draining");
+        return;
+    }
+    ctl->draining = true;
+    lx_log(LX_LOG_INFO, "%s: draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    lx_gateway_drain(ctl->gw);
+}
+
+static void on_stopped_async(uv_async_t *a)
+{
+    control_t *ctl = a->data;
+    uv_close((uv_handle_t *)&ctl->sigterm, NULL);
+    uv_close((uv_handle_t *)&ctl->sigint, NULL);
+    uv_close((uv_handle_t *)&ctl->sighup, NULL);
+    uv_close((uv_handle_t *)&ctl->stopped, NULL);
+}
+
+/* Runs on the last worker thread to stop: wake the control loop. */
+static void on_stopped(void *arg)
+{
+    control_t *ctl = arg;
+    uv_async_send(&ctl->stopped);
+}
+
+static int run(lx_config_t *cfg)
+{
+    lx_log_set_level(cfg->log_level);
+    if (cfg->auth_none) {
+        for (size_t i = 0; i < cfg->n_listen; i++)
+            if (!cfg->listen[i].is_loopback)
+                lx_log(LX_LOG_WARN,
+                       "auth: none while listening on %s:%u (not loopback): anyone who can "
+                       "reach it can use every provider",
+                       cfg->listen[i].host, cfg->listen[i].port);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    control_t ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    ctl.loop = uv_default_loop();
+    uv_signal_init(ctl.loop, &ctl.sigterm);
+    uv_signal_init(ctl.loop, &ctl.sigint);
+    uv_signal_init(ctl.loop, &ctl.sighup);
+    ctl.sigterm.data = ctl.sigint.data = ctl.sighup.data = &ctl;
+    uv_async_init(ctl.loop, &ctl.stopped, on_stopped_async);
+    ctl.stopped.data = &ctl;
+    uv_signal_start(&ctl.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&ctl.sigint, on_signal, SIGINT);
+    uv_signal_start(&ctl.sighup, on_signal, SIGHUP);
+
+    int rc = lx_gateway_start(cfg, &ctl.gw);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&ctl.sigterm, NULL);
+        uv_close((uv_handle_t *)&ctl.sigint, NULL);
+        uv_close((uv_handle_t *)&ctl.sighup, NULL);
+        uv_close((uv_handle_t *)&ctl.stopped, NULL);
+        uv_run(ctl.loop, UV_RUN_DEFAULT);
+        uv_loop_close(ctl.loop);
+        return 1;
+    }
+    lx_gateway_on_stopped(ctl.gw, on_stopped, &ctl);
+    for (size_t i = 0; i < cfg->n_listen; i++)
+        lx_log(LX_LOG_INFO, "llmux %s listening on %s:%u (%u workers)", LLMUX_VERSION,
+               cfg->listen[i].host, lx_gateway_port(ctl.gw, i), cfg->workers);
+    uv_run(ctl.loop, UV_RUN_DEFAULT);
+    lx_gateway_wait(ctl.gw);
+    uv_loop_close(ctl.loop);
+    lx_log(LX_LOG_INFO, "stopped");
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = DEFAULT_CONFIG;
+    bool test = false;
+    if (argc >= 2 && strcmp(argv[1], "hash-key") == 0)
+        return lx_auth_hash_key_main(stdin, stdout) == 0 ? 0 : 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-c") == 0 && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strcmp(a, "-t") == 0) {
+            test = true;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            printf("llmux %s\n", LLMUX_VERSION);
+            return 0;
+        } else {
+            fprintf(stderr, "llmux: unknown argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    lx_config_t *cfg = NULL;
+    int rc = lx_config_load(path, stderr, &cfg);
+    if (rc != 0) {
+        if (rc != LX_ECONFIG)
+            fprintf(stderr, "%s: %s\n", path, lx_strerror(rc));
+        fprintf(stderr, "llmux: configuration %s is invalid\n", path);
+        return 1;
+    }
+    if (test) {
+        lx_config_dump(cfg, stdout);
+        printf("llmux: configuration %s is valid\n", path);
+        lx_config_unref(cfg);
+        return 0;
+    }
+    rc = run(cfg);
+    lx_config_unref(cfg);
+    return rc;
 }

@@ -53,14 +53,14 @@ typedef struct lx_config_provider {
 
 /* One provider serving a model. */
 typedef struct lx_config_route {
-    size_t provider; /* index into lx_config_t.providers */
+    size_t provider;         /* index into lx_config_t.providers */
     char *upstream_model;    /* model name sent upstream; the public id when not given */
     double price_prompt;     /* USD per million prompt tokens */
     double price_completion; /* USD per million completion tokens */
 } lx_config_route_t;
 
 typedef struct lx_config_model {
-    char *id; /* public id, e.g. "meta-llama/llama-3.1-70b-instruct" */
+    char *id;       /* public id, e.g. "meta-llama/llama-3.1-70b-instruct" */
     char *owned_by; /* the part of id before '/', or "llmux" */
     uint32_t context_length;
     int64_t created; /* unix seconds: `created` key, or the load time */
@@ -85,13 +85,13 @@ typedef struct lx_config {
     uint64_t max_body_size;   /* bytes, default 32MiB */
 
     /* Timeouts in milliseconds. */
-    uint64_t client_header_timeout_ms;      /* default 10s */
-    uint64_t client_body_timeout_ms;        /* default 60s */
-    uint64_t keepalive_timeout_ms;          /* default 75s */
-    uint64_t upstream_connect_timeout_ms;   /* default 5s */
+    uint64_t client_header_timeout_ms;       /* default 10s */
+    uint64_t client_body_timeout_ms;         /* default 60s */
+    uint64_t keepalive_timeout_ms;           /* default 75s */
+    uint64_t upstream_connect_timeout_ms;    /* default 5s */
     uint64_t upstream_first_byte_timeout_ms; /* default 60s */
-    uint64_t upstream_idle_timeout_ms;      /* default 120s */
-    uint64_t shutdown_timeout_ms;           /* default 30s */
+    uint64_t upstream_idle_timeout_ms;       /* default 120s */
+    uint64_t shutdown_timeout_ms;            /* default 30s */
 
     lx_config_provider_t *providers;
     size_t n_providers;
@@ -104,6 +104,10 @@ typedef struct lx_config {
 
     char *access_log; /* path, "-" for stdout (default), NULL when `access_log: off` */
     int log_level;    /* 0 error, 1 warn, 2 info (default), 3 debug */
+
+    /* Private to src/config/. */
+    struct lx_config_arena *arena; /* owns this struct and everything it points to */
+    size_t *model_order;           /* indexes into models, sorted by id (lx_config_find_model) */
 } lx_config_t;
 
 /*

@@ -1,0 +1,112 @@
+/*
+ * http_head.c - header views for parsed HTTP messages (see http_head.h).
+ */
+#include "http/http_head.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+
+void lx_http_head_init(lx_http_head_t *h)
+{
+    h->n_headers = 0;
+    h->in_value = false;
+    h->too_many = false;
+    h->target = (lx_str_t){NULL, 0};
+    h->n_held = 0;
+    h->spill = NULL;
+    h->spill_len = h->spill_cap = 0;
+}
+
+void lx_http_head_reset(lx_http_head_t *h)
+{
+    for (unsigned i = 0; i < h->n_held; i++)
+        lx_buf_unref(h->held[i]);
+    free(h->spill);
+    lx_http_head_init(h);
+}
+
+int lx_http_head_hold(lx_http_head_t *h, lx_buf_t *b)
+{
+    if (h->n_held > 0 && h->held[h->n_held - 1] == b)
+        return 0;
+    if (h->n_held == LX_HTTP_HEAD_MAX_HELD)
+        return LX_ETOOBIG;
+    h->held[h->n_held++] = lx_buf_ref(b);
+    return 0;
+}
+
+int lx_http_head_span(lx_http_head_t *h, lx_str_t *sp, const char *at, size_t len, size_t limit)
+{
+    if (sp->len == 0) {
+        sp->ptr = at;
+        sp->len = len;
+        return 0;
+    }
+    if (sp->ptr + sp->len == at) {
+        sp->len += len;
+        return 0;
+    }
+    /* The view continues in another chunk: join the pieces in the spill area. The spill is
+     * sized once to the header limit, so views into it never move. */
+    if (h->spill == NULL) {
+        h->spill = malloc(limit);
+        if (h->spill == NULL)
+            return LX_ENOMEM;
+        h->spill_cap = limit;
+    }
+    bool at_end = sp->ptr + sp->len == h->spill + h->spill_len;
+    size_t need = (at_end ? 0 : sp->len) + len;
+    if (h->spill_len + need > h->spill_cap)
+        return LX_ETOOBIG;
+    if (!at_end) {
+        memcpy(h->spill + h->spill_len, sp->ptr, sp->len);
+        sp->ptr = h->spill + h->spill_len;
+        h->spill_len += sp->len;
+    }
+    memcpy(h->spill + h->spill_len, at, len);
+    h->spill_len += len;
+    sp->len += len;
+    return 0;
+}
+
+int lx_http_head_name(lx_http_head_t *h, const char *at, size_t len, size_t limit)
+{
+    if (h->n_headers == 0 || h->in_value) {
+        if (h->n_headers == LX_HTTP_MAX_HEADERS) {
+            h->too_many = true;
+            return LX_ETOOBIG;
+        }
+        lx_http_header_t *hd = &h->headers[h->n_headers++];
+        hd->name = hd->value = (lx_str_t){NULL, 0};
+        h->in_value = false;
+    }
+    return lx_http_head_span(h, &h->headers[h->n_headers - 1].name, at, len, limit);
+}
+
+int lx_http_head_value(lx_http_head_t *h, const char *at, size_t len, size_t limit)
+{
+    if (h->n_headers == 0)
+        return LX_EPARSE;
+    lx_http_header_t *hd = &h->headers[h->n_headers - 1];
+    if (hd->value.len == 0 && hd->value.ptr == NULL) {
+        hd->value.ptr = at;
+        hd->value.len = len;
+        return 0;
+    }
+    return lx_http_head_span(h, &hd->value, at, len, limit);
+}
+
+void lx_http_head_name_done(lx_http_head_t *h)
+{
+    h->in_value = true;
+}
+
+const lx_http_header_t *lx_http_head_find(const lx_http_head_t *h, const char *name, size_t len)
+{
+    for (unsigned i = 0; i < h->n_headers; i++)
+        if (lx_str_caseeq(h->headers[i].name, name, len))
+            return &h->headers[i];
+    return NULL;
+}

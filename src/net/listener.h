@@ -1,0 +1,44 @@
+/*
+ * listener.h - a worker's own listening socket (SO_REUSEPORT: each worker binds the same
+ * address and the kernel spreads connections across them).
+ */
+#ifndef LX_LISTENER_H
+#define LX_LISTENER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "net/worker.h"
+
+typedef struct lx_listener lx_listener_t;
+
+/* A connection is pending: the callback accepts it with lx_stream_accept(&l->tcp, ...). */
+typedef void (*lx_listener_accept_cb)(lx_listener_t *l);
+
+struct lx_listener {
+    uv_tcp_t tcp;
+    lx_worker_t *worker;
+    lx_listener_accept_cb on_accept;
+    void *data;
+    void (*on_close)(lx_listener_t *l);
+};
+
+/* Parses "host" + port into <out>; 0 or UV_EINVAL. */
+int lx_listener_addr(const char *host, uint16_t port, struct sockaddr_storage *out);
+
+/* Creates a socket bound to host:port with SO_REUSEPORT and listening (any thread, before
+ * the workers start, so a bad address fails at start-up). *port 0 picks a free port and is
+ * updated to it, so the next workers bind the same one. Returns 0 and the fd in *fd, or a
+ * libuv code. */
+int lx_listener_bind(const char *host, uint16_t *port, int backlog, int *fd);
+
+/* Adopts listening socket <fd> into <l> on <w>'s loop (worker thread) and starts accepting.
+ * Returns 0 or a libuv code; <fd> belongs to <l> either way (closed on failure). <l> must
+ * outlive the loop iteration that runs its close. */
+int lx_listener_start(lx_listener_t *l, lx_worker_t *w, int fd, int backlog,
+                      lx_listener_accept_cb cb);
+
+/* Stops accepting and closes; <cb> (may be NULL) runs in the close callback. */
+void lx_listener_close(lx_listener_t *l, void (*cb)(lx_listener_t *l));
+
+#endif

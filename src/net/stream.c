@@ -1,0 +1,271 @@
+/*
+ * stream.c - chunked reads and borrowed writes over a uv_tcp_t.
+ *
+ * The owner of a stream (an HTTP server connection, an upstream connection) embeds it and
+ * hears about reads, completed writes and the close through callbacks. See stream.h for the
+ * ownership rules; this file enforces them.
+ */
+#include "net/stream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "core/status.h"
+
+/* A chunk with less room than this is not worth a read syscall: take a fresh one. */
+#define MIN_READ_ROOM 2048
+
+int lx_stream_init(lx_worker_t *w, lx_stream_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->worker = w;
+    int rc = uv_tcp_init(&w->loop, &s->tcp);
+    if (rc != 0)
+        return rc;
+    s->tcp.data = s;
+    return 0;
+}
+
+int lx_stream_accept(uv_stream_t *server, lx_stream_t *s)
+{
+    int rc = uv_accept(server, (uv_stream_t *)&s->tcp);
+    if (rc == 0)
+        uv_tcp_nodelay(&s->tcp, 1);
+    return rc;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    lx_stream_t *s = req->data;
+    if (status == 0)
+        uv_tcp_nodelay(&s->tcp, 1);
+    if (status == UV_ECANCELED && s->closing)
+        return;
+    s->on_connect(s, status);
+}
+
+int lx_stream_connect(lx_stream_t *s, const struct sockaddr *addr, lx_stream_connect_cb cb)
+{
+    s->on_connect = cb;
+    s->connect_req.data = s;
+    return uv_tcp_connect(&s->connect_req, &s->tcp, addr, on_connect);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out)
+{
+    lx_stream_t *s = h->data;
+    (void)hint;
+    if (s->rbuf_next != NULL) {
+        lx_buf_unref(s->rbuf);
+        s->rbuf = s->rbuf_next;
+        s->rbuf_next = NULL;
+    }
+    if (s->rbuf != NULL && lx_buf_avail(s->rbuf) < MIN_READ_ROOM && s->rbuf->pool != NULL) {
+        lx_buf_unref(s->rbuf);
+        s->rbuf = NULL;
+    }
+    if (s->rbuf == NULL)
+        s->rbuf = lx_buf_pool_get(&s->worker->bufs);
+    if (s->rbuf == NULL || lx_buf_avail(s->rbuf) == 0) {
+        *out = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to on_read */
+        return;
+    }
+    *out = uv_buf_init(lx_buf_tail(s->rbuf), (unsigned)lx_buf_avail(s->rbuf));
+}
+
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
+{
+    lx_stream_t *s = h->data;
+    (void)ub;
+    if (nread > 0) {
+        lx_buf_t *b = s->rbuf;
+        const char *data = lx_buf_tail(b);
+        b->len += (uint32_t)nread;
+        lx_buf_ref(b); /* keep it alive across a callback that may close the stream */
+        s->on_read(s, nread, b, data);
+        lx_buf_unref(b);
+    } else if (nread < 0) {
+        s->on_read(s, nread, NULL, NULL);
+    }
+    /* An unshared chunk goes back to the pool now: an idle connection holds no chunk. */
+    lx_buf_t *b = s->rbuf;
+    if (b != NULL && (b->refcnt == 1 || lx_buf_avail(b) == 0)) {
+        s->rbuf = NULL;
+        lx_buf_unref(b);
+    }
+}
+
+int lx_stream_read_start(lx_stream_t *s, lx_stream_read_cb cb)
+{
+    s->on_read = cb;
+    if (s->reading || s->closing)
+        return 0;
+    int rc = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+    if (rc == 0)
+        s->reading = true;
+    return rc;
+}
+
+void lx_stream_read_stop(lx_stream_t *s)
+{
+    if (!s->reading)
+        return;
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    s->reading = false;
+}
+
+void lx_stream_read_into(lx_stream_t *s, lx_buf_t *b)
+{
+    lx_buf_unref(s->rbuf_next);
+    s->rbuf_next = lx_buf_ref(b);
+}
+
+static lx_write_t *write_get(lx_worker_t *w)
+{
+    lx_write_t *wr = w->free_writes;
+    if (wr != NULL) {
+        w->free_writes = wr->next_free;
+        w->n_free_writes--;
+        return wr;
+    }
+    return malloc(sizeof(*wr));
+}
+
+static void write_put(lx_worker_t *w, lx_write_t *wr)
+{
+    for (unsigned i = 0; i < wr->n; i++)
+        lx_buf_unref(wr->refs[i]);
+    if (w->n_free_writes >= 256) {
+        free(wr);
+        return;
+    }
+    wr->next_free = w->free_writes;
+    w->free_writes = wr;
+    w->n_free_writes++;
+}
+
+void lx_stream_free_writes(lx_worker_t *w)
+{
+    while (w->free_writes != NULL) {
+        lx_write_t *wr = w->free_writes;
+        w->free_writes = wr->next_free;
+        free(wr);
+    }
+    w->n_free_writes = 0;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    lx_write_t *wr = lx_container_of(req, lx_write_t, req);
+    lx_stream_t *s = wr->stream;
+    lx_stream_write_cb cb = wr->cb;
+    void *arg = wr->arg;
+    s->queued -= wr->bytes;
+    s->writes_pending--;
+    write_put(s->worker, wr);
+    if (cb != NULL)
+        cb(s, status, arg);
+}
+
+int lx_stream_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb,
+                    void *arg)
+{
+    size_t i = 0;
+    int rc = 0;
+    if (s->closing)
+        rc = UV_ECANCELED;
+    while (rc == 0 && i < n) {
+        lx_write_t *wr = write_get(s->worker);
+        if (wr == NULL) {
+            rc = LX_ENOMEM;
+            break;
+        }
+        wr->stream = s;
+        wr->n = 0;
+        wr->bytes = 0;
+        while (i < n && wr->n < LX_WRITE_MAX_IOV) {
+            lx_slice_t *sl = &slices[i++];
+            if (sl->len == 0) {
+                lx_buf_unref(sl->buf);
+                continue;
+            }
+            wr->bufs[wr->n] = uv_buf_init(sl->buf->data + sl->off, sl->len);
+            wr->refs[wr->n] = sl->buf;
+            wr->bytes += sl->len;
+            wr->n++;
+        }
+        /* only the request carrying the last slice reports back */
+        wr->cb = i == n ? cb : NULL;
+        wr->arg = arg;
+        if (wr->n == 0) {
+            /* nothing but empty slices left: libuv takes no empty write */
+            write_put(s->worker, wr);
+            rc = cb != NULL ? UV_EINVAL : 0;
+            break;
+        }
+        rc = uv_write(&wr->req, (uv_stream_t *)&s->tcp, wr->bufs, wr->n, on_write);
+        if (rc != 0) {
+            write_put(s->worker, wr);
+            break;
+        }
+        s->queued += wr->bytes;
+        s->writes_pending++;
+    }
+    for (; i < n; i++)
+        lx_buf_unref(slices[i].buf);
+    return rc;
+}
+
+int lx_stream_write_copy(lx_stream_t *s, const char *data, size_t len, lx_stream_write_cb cb,
+                         void *arg)
+{
+    lx_slice_t sl[LX_WRITE_MAX_IOV];
+    size_t n = 0;
+    while (len > 0 || n == 0) {
+        if (n == LX_WRITE_MAX_IOV) {
+            int rc = lx_stream_write(s, sl, n, NULL, NULL);
+            n = 0;
+            if (rc != 0)
+                return rc;
+        }
+        lx_buf_t *b = lx_buf_pool_get(&s->worker->bufs);
+        if (b == NULL) {
+            for (size_t i = 0; i < n; i++)
+                lx_buf_unref(sl[i].buf);
+            return LX_ENOMEM;
+        }
+        size_t k = LX_MIN(len, (size_t)b->cap);
+        memcpy(b->data, data, k);
+        b->len = (uint32_t)k;
+        sl[n].buf = b; /* the pool's reference moves into the slice */
+        sl[n].off = 0;
+        sl[n].len = (uint32_t)k;
+        n++;
+        data += k;
+        len -= k;
+    }
+    return lx_stream_write(s, sl, n, cb, arg);
+}
+
+static void on_tcp_close(uv_handle_t *h)
+{
+    lx_stream_t *s = h->data;
+    lx_buf_unref(s->rbuf);
+    lx_buf_unref(s->rbuf_next);
+    s->rbuf = s->rbuf_next = NULL;
+    if (s->on_close != NULL)
+        s->on_close(s);
+}
+
+void lx_stream_close(lx_stream_t *s, bool reset, lx_stream_close_cb cb)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    s->reading = false;
+    s->on_close = cb;
+    if (reset && uv_tcp_close_reset(&s->tcp, on_tcp_close) == 0)
+        return;
+    uv_close((uv_handle_t *)&s->tcp, on_tcp_close);
+}

@@ -1,0 +1,94 @@
+/*
+ * stream.h - a TCP connection that reads into pooled chunks and writes borrowed slices.
+ *
+ * Reads: each read lands in the tail of the stream's current chunk (from the worker's pool);
+ * the read callback sees the new bytes and takes its own references on the chunk for anything
+ * it keeps. After the callback, a chunk nobody else references goes back to the pool at once,
+ * so an idle connection holds no chunk.
+ *
+ * Writes: lx_stream_write() takes over one reference per slice and gives it back in the write
+ * callback, which libuv runs with UV_ECANCELED on close too, so references always come back.
+ *
+ * Lifetime: the embedding object stays alive until the close callback has run.
+ */
+#ifndef LX_STREAM_H
+#define LX_STREAM_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "core/buf.h"
+#include "net/worker.h"
+
+#define LX_WRITE_MAX_IOV 32
+
+typedef struct lx_stream lx_stream_t;
+
+/* nread > 0: <data> holds nread new bytes inside <buf> (the callee refs <buf> to keep them).
+ * nread < 0: UV_EOF or an error; <buf> and <data> are NULL. */
+typedef void (*lx_stream_read_cb)(lx_stream_t *s, ssize_t nread, lx_buf_t *buf, const char *data);
+typedef void (*lx_stream_write_cb)(lx_stream_t *s, int status, void *arg);
+typedef void (*lx_stream_connect_cb)(lx_stream_t *s, int status);
+typedef void (*lx_stream_close_cb)(lx_stream_t *s);
+
+struct lx_stream {
+    uv_tcp_t tcp;
+    lx_worker_t *worker;
+    lx_buf_t *rbuf;      /* the chunk reads land in; NULL between reads when unshared */
+    lx_buf_t *rbuf_next; /* a buffer the owner wants the next reads to land in */
+    lx_stream_read_cb on_read;
+    lx_stream_connect_cb on_connect;
+    lx_stream_close_cb on_close;
+    uv_connect_t connect_req;
+    void *data;    /* the owner */
+    size_t queued; /* bytes handed to the kernel queue and not yet completed */
+    unsigned writes_pending;
+    bool closing;
+    bool reading;
+};
+
+typedef struct lx_write {
+    uv_write_t req;
+    struct lx_write *next_free;
+    lx_stream_t *stream;
+    lx_stream_write_cb cb;
+    void *arg;
+    size_t bytes;
+    unsigned n;
+    uv_buf_t bufs[LX_WRITE_MAX_IOV];
+    lx_buf_t *refs[LX_WRITE_MAX_IOV];
+} lx_write_t;
+
+/* Initialises <s> on <w>'s loop. 0 or a libuv code (then nothing needs closing). */
+int lx_stream_init(lx_worker_t *w, lx_stream_t *s);
+
+/* Accepts a pending connection of <server> into <s> (initialised) and sets TCP_NODELAY. */
+int lx_stream_accept(uv_stream_t *server, lx_stream_t *s);
+
+/* Connects <s> (initialised) to <addr>; <cb> runs with 0 or a libuv code. */
+int lx_stream_connect(lx_stream_t *s, const struct sockaddr *addr, lx_stream_connect_cb cb);
+
+int lx_stream_read_start(lx_stream_t *s, lx_stream_read_cb cb);
+void lx_stream_read_stop(lx_stream_t *s);
+
+/* Makes the following reads land in <b> (the stream takes a reference) until it is full. */
+void lx_stream_read_into(lx_stream_t *s, lx_buf_t *b);
+
+/* Writes <n> slices in order (together at least one byte when <cb> is given). Takes over the reference each slice holds, on success and on
+ * failure. <cb> (may be NULL) runs once, after the last byte is written or the write failed
+ * or was cancelled by close. Returns 0 or a libuv code (then <cb> does not run). */
+int lx_stream_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb,
+                    void *arg);
+
+/* Copies <len> bytes into fresh chunks and writes them. Same contract as lx_stream_write. */
+int lx_stream_write_copy(lx_stream_t *s, const char *data, size_t len, lx_stream_write_cb cb,
+                         void *arg);
+
+/* Closes <s>: pending writes complete with UV_ECANCELED, then <cb> runs. Idempotent. With
+ * <reset>, the peer gets an RST instead of a FIN. */
+void lx_stream_close(lx_stream_t *s, bool reset, lx_stream_close_cb cb);
+
+/* Frees the worker's recycled write requests (at worker teardown). */
+void lx_stream_free_writes(lx_worker_t *w);
+
+#endif

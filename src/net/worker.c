@@ -1,0 +1,129 @@
+/*
+ * worker.c - the per-core worker: thread, loop, and the control-message queue.
+ *
+ * Flow: main thread lx_worker_init → lx_worker_start (thread) → on_start (application opens
+ * listeners) → uv_run → (application closes its handles on drain) → lx_worker_close_all →
+ * on_stop. Messages posted from the control loop run in on_wakeup, in order.
+ */
+#include "net/worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "net/stream.h"
+
+static void on_wakeup(uv_async_t *a)
+{
+    lx_worker_t *w = a->data;
+    pthread_mutex_lock(&w->mq_lock);
+    lx_worker_msg_t *m = w->mq_head;
+    w->mq_head = w->mq_tail = NULL;
+    pthread_mutex_unlock(&w->mq_lock);
+    while (m != NULL) {
+        lx_worker_msg_t *next = m->next;
+        m->fn(w, m->arg);
+        free(m);
+        m = next;
+    }
+}
+
+int lx_worker_init(lx_worker_t *w, unsigned id)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    int rc = uv_loop_init(&w->loop);
+    if (rc != 0)
+        return rc;
+    w->loop.data = w;
+    rc = uv_async_init(&w->loop, &w->wakeup, on_wakeup);
+    if (rc != 0) {
+        uv_loop_close(&w->loop);
+        return rc;
+    }
+    w->wakeup.data = w;
+    pthread_mutex_init(&w->mq_lock, NULL);
+    lx_buf_pool_init(&w->bufs, 1024);
+    return 0;
+}
+
+static void run(void *arg)
+{
+    lx_worker_t *w = arg;
+    if (w->on_start != NULL)
+        w->on_start(w, w->data);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (w->on_stop != NULL)
+        w->on_stop(w, w->data);
+}
+
+int lx_worker_start(lx_worker_t *w)
+{
+    return uv_thread_create(&w->thread, run, w);
+}
+
+void lx_worker_run(lx_worker_t *w)
+{
+    run(w);
+}
+
+void lx_worker_join(lx_worker_t *w)
+{
+    uv_thread_join(&w->thread);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void lx_worker_close_all(lx_worker_t *w)
+{
+    pthread_mutex_lock(&w->mq_lock);
+    w->mq_closed = true;
+    pthread_mutex_unlock(&w->mq_lock);
+    /* deliver what was already queued, so no posted message is silently dropped */
+    on_wakeup(&w->wakeup);
+    uv_walk(&w->loop, close_walk, NULL);
+}
+
+void lx_worker_dispose(lx_worker_t *w)
+{
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    uv_loop_close(&w->loop);
+    lx_worker_msg_t *m = w->mq_head;
+    while (m != NULL) {
+        lx_worker_msg_t *next = m->next;
+        free(m);
+        m = next;
+    }
+    lx_stream_free_writes(w);
+    lx_buf_pool_dispose(&w->bufs);
+    pthread_mutex_destroy(&w->mq_lock);
+}
+
+int lx_worker_post(lx_worker_t *w, lx_worker_fn fn, void *arg)
+{
+    lx_worker_msg_t *m = malloc(sizeof(*m));
+    if (m == NULL)
+        return LX_ENOMEM;
+    m->next = NULL;
+    m->fn = fn;
+    m->arg = arg;
+    pthread_mutex_lock(&w->mq_lock);
+    if (w->mq_closed) {
+        pthread_mutex_unlock(&w->mq_lock);
+        free(m);
+        return LX_ECLOSED;
+    }
+    if (w->mq_tail != NULL)
+        w->mq_tail->next = m;
+    else
+        w->mq_head = m;
+    w->mq_tail = m;
+    uv_async_send(&w->wakeup);
+    pthread_mutex_unlock(&w->mq_lock);
+    return 0;
+}

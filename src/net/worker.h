@@ -1,0 +1,69 @@
+/*
+ * worker.h - one event loop on one thread, and the resources it alone owns.
+ *
+ * Each worker owns a uv_loop_t, a chunk pool and a free list of write requests; everything
+ * created on its loop stays on its loop. Other threads reach a worker only through
+ * lx_worker_post(), a mutex-guarded queue drained on the worker's loop after a uv_async_t
+ * wake-up (control traffic: reload, drain; never per request).
+ */
+#ifndef LX_WORKER_H
+#define LX_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "core/buf.h"
+
+typedef struct lx_worker lx_worker_t;
+typedef void (*lx_worker_fn)(lx_worker_t *w, void *arg);
+
+typedef struct lx_worker_msg {
+    struct lx_worker_msg *next;
+    lx_worker_fn fn;
+    void *arg;
+} lx_worker_msg_t;
+
+struct lx_worker {
+    unsigned id;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t wakeup;
+    lx_buf_pool_t bufs;
+    struct lx_write *free_writes; /* recycled write requests (net/stream.c) */
+    size_t n_free_writes;
+
+    pthread_mutex_t mq_lock; /* guards mq_head/mq_tail/closed only */
+    lx_worker_msg_t *mq_head, *mq_tail;
+    bool mq_closed;
+
+    lx_worker_fn on_start; /* runs on the worker thread before the loop */
+    lx_worker_fn on_stop;  /* runs on the worker thread after the loop ends */
+    void *data;            /* the application's per-worker state */
+};
+
+/* Initialises <w>'s loop, pool and queue on the calling thread. 0 or a libuv code. */
+int lx_worker_init(lx_worker_t *w, unsigned id);
+
+/* Runs <w> on a new thread: on_start(w), the loop until no handle is left, on_stop(w). */
+int lx_worker_start(lx_worker_t *w);
+
+/* Runs <w> on the calling thread (tests that drive one worker in-process). */
+void lx_worker_run(lx_worker_t *w);
+
+/* Joins the worker's thread. */
+void lx_worker_join(lx_worker_t *w);
+
+/* Closes every handle left on the loop (including the wake-up), then runs it to completion.
+ * Called on the worker thread by the application once it has stopped its own activity. */
+void lx_worker_close_all(lx_worker_t *w);
+
+/* Frees the loop, pool and any undelivered message. The thread must have ended. */
+void lx_worker_dispose(lx_worker_t *w);
+
+/* Queues fn(w, arg) to run on <w>'s loop. Thread-safe. Returns 0, or LX_ECLOSED when the
+ * worker no longer takes messages (then fn will never run: the caller keeps ownership of arg),
+ * or LX_ENOMEM. */
+int lx_worker_post(lx_worker_t *w, lx_worker_fn fn, void *arg);
+
+#endif

@@ -1,0 +1,300 @@
+/*
+ * conn_pool.c - keep-alive pools of upstream connections, one per endpoint per worker.
+ *
+ * get: idle connection (LIFO) ─or─ address (cached, else uv_getaddrinfo) → connect ─or─ wait
+ * put: clean connection → idle list, or straight to the oldest waiter
+ * An idle connection keeps reading, so a server that closes it is noticed at once and the
+ * connection is dropped before anyone borrows it.
+ */
+#include "proxy/conn_pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+
+#define DNS_TTL_MS 60000
+#define DNS_NEG_TTL_MS 2000
+
+void lx_conn_pool_init(lx_conn_pool_t *p, lx_worker_t *w, const char *host, uint16_t port,
+                       uint32_t max_connections)
+{
+    memset(p, 0, sizeof(*p));
+    p->worker = w;
+    snprintf(p->host, sizeof(p->host), "%s", host);
+    p->port = port;
+    p->max_connections = max_connections > 0 ? max_connections : 64;
+    p->idle_timeout_ms = 30000;
+    p->max_requests = 10000;
+    lx_list_init(&p->idle);
+    lx_list_init(&p->waiters);
+    struct sockaddr_storage *ss = &p->addr;
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0 ||
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+        p->addr_expires_ms = UINT64_MAX; /* numeric: never expires */
+}
+
+static void on_closed(lx_stream_t *s)
+{
+    lx_upconn_t *c = s->data;
+    free(c);
+}
+
+static void service_waiters(lx_conn_pool_t *p);
+
+static void drop(lx_upconn_t *c)
+{
+    lx_conn_pool_t *p = c->pool;
+    if (c->idle) {
+        lx_list_remove(&c->link);
+        p->n_idle--;
+        c->idle = false;
+    }
+    p->n_open--;
+    lx_stream_close(&c->stream, false, on_closed);
+    if (!p->disposing)
+        service_waiters(p);
+}
+
+static void on_idle_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *data)
+{
+    /* an idle connection has nothing to say: EOF, an error or stray bytes all end it */
+    (void)nread;
+    (void)b;
+    (void)data;
+    drop(s->data);
+}
+
+static void hand_over(lx_conn_pool_wait_t *w, lx_upconn_t *c, int status)
+{
+    if (w->queued) {
+        lx_list_remove(&w->link);
+        w->queued = false;
+    }
+    w->cb(w, c, status);
+}
+
+static void on_connect(lx_stream_t *s, int status)
+{
+    lx_upconn_t *c = s->data;
+    lx_conn_pool_wait_t *w = c->connecting_for;
+    lx_conn_pool_t *p = c->pool;
+    c->connecting_for = NULL;
+    if (w != NULL)
+        w->connecting = NULL;
+    if (status != 0) {
+        p->n_open--;
+        lx_stream_close(&c->stream, false, on_closed);
+        if (w != NULL)
+            w->cb(w, NULL, status);
+        if (!p->disposing)
+            service_waiters(p);
+        return;
+    }
+    if (w == NULL) {
+        /* the requester went away meanwhile: keep the fresh connection for the next one */
+        lx_conn_pool_put(c);
+        return;
+    }
+    w->cb(w, c, 0);
+}
+
+static int connect_new(lx_conn_pool_t *p, lx_conn_pool_wait_t *w)
+{
+    lx_upconn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return LX_ENOMEM;
+    int rc = lx_stream_init(p->worker, &c->stream);
+    if (rc != 0) {
+        free(c);
+        return rc;
+    }
+    c->stream.data = c;
+    c->pool = p;
+    lx_list_init(&c->link);
+    c->connecting_for = w;
+    w->queued = false;
+    p->n_open++;
+    p->n_connects++;
+    rc = lx_stream_connect(&c->stream, (struct sockaddr *)&p->addr, on_connect);
+    if (rc != 0) {
+        c->connecting_for = NULL;
+        p->n_open--;
+        lx_stream_close(&c->stream, false, on_closed);
+        return rc;
+    }
+    w->connecting = c; /* so a cancel can detach from it */
+    return 0;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    lx_conn_pool_t *p = req->data;
+    p->resolving = false;
+    uint64_t now = uv_now(&p->worker->loop);
+    if (status == 0 && res != NULL) {
+        memset(&p->addr, 0, sizeof(p->addr));
+        memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
+        if (p->addr.ss_family == AF_INET)
+            ((struct sockaddr_in *)&p->addr)->sin_port = htons(p->port);
+        else
+            ((struct sockaddr_in6 *)&p->addr)->sin6_port = htons(p->port);
+        p->addr_expires_ms = now + DNS_TTL_MS;
+        p->last_resolve_error = 0;
+    } else {
+        p->last_resolve_error = status != 0 ? status : UV_EAI_NONAME;
+        p->addr_expires_ms = 0;
+    }
+    uv_freeaddrinfo(res);
+    if (p->disposing) {
+        while (!lx_list_is_empty(&p->waiters)) {
+            lx_conn_pool_wait_t *w = lx_list_entry(p->waiters.next, lx_conn_pool_wait_t, link);
+            hand_over(w, NULL, UV_ECANCELED);
+        }
+        return;
+    }
+    if (p->last_resolve_error != 0) {
+        int err = p->last_resolve_error;
+        while (!lx_list_is_empty(&p->waiters)) {
+            lx_conn_pool_wait_t *w = lx_list_entry(p->waiters.next, lx_conn_pool_wait_t, link);
+            hand_over(w, NULL, err);
+        }
+        return;
+    }
+    service_waiters(p);
+}
+
+static bool address_ready(lx_conn_pool_t *p)
+{
+    uint64_t now = uv_now(&p->worker->loop);
+    if (p->addr_expires_ms > now)
+        return true;
+    if (!p->resolving) {
+        struct addrinfo hints;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        p->gai.data = p;
+        p->resolving = true;
+        int rc = uv_getaddrinfo(&p->worker->loop, &p->gai, on_resolved, p->host, NULL, &hints);
+        if (rc != 0) {
+            p->resolving = false;
+            p->last_resolve_error = rc;
+        }
+    }
+    return false;
+}
+
+/* An idle connection fit for reuse, or NULL. Stale ones are closed on the way. */
+static lx_upconn_t *take_idle(lx_conn_pool_t *p)
+{
+    uint64_t now = uv_now(&p->worker->loop);
+    while (!lx_list_is_empty(&p->idle)) {
+        lx_upconn_t *c = lx_list_entry(p->idle.next, lx_upconn_t, link);
+        if (now - c->idle_since_ms > p->idle_timeout_ms) {
+            drop(c);
+            continue;
+        }
+        lx_list_remove(&c->link);
+        p->n_idle--;
+        c->idle = false;
+        c->reused = true;
+        p->n_reuses++;
+        lx_stream_read_stop(&c->stream);
+        return c;
+    }
+    return NULL;
+}
+
+/* Gives waiters, oldest first, what the pool can offer now. */
+static void service_waiters(lx_conn_pool_t *p)
+{
+    while (!lx_list_is_empty(&p->waiters)) {
+        lx_conn_pool_wait_t *w = lx_list_entry(p->waiters.next, lx_conn_pool_wait_t, link);
+        lx_upconn_t *c = take_idle(p);
+        if (c != NULL) {
+            hand_over(w, c, 0);
+            continue;
+        }
+        if (p->n_open >= p->max_connections)
+            return;
+        if (!address_ready(p)) {
+            if (p->resolving)
+                return;
+            hand_over(w, NULL, p->last_resolve_error);
+            continue;
+        }
+        lx_list_remove(&w->link);
+        int rc = connect_new(p, w);
+        if (rc != 0)
+            w->cb(w, NULL, rc);
+    }
+}
+
+void lx_conn_pool_get(lx_conn_pool_t *p, lx_conn_pool_wait_t *w, lx_conn_pool_cb cb)
+{
+    w->pool = p;
+    w->cb = cb;
+    w->connecting = NULL;
+    w->queued = true;
+    lx_list_insert_tail(&p->waiters, &w->link);
+    service_waiters(p);
+}
+
+void lx_conn_pool_cancel(lx_conn_pool_wait_t *w)
+{
+    if (w->queued) {
+        lx_list_remove(&w->link);
+        w->queued = false;
+        return;
+    }
+    /* a connection may be on its way for <w>: detach it, the pool keeps it */
+    lx_upconn_t *c = w->connecting;
+    if (c != NULL && c->connecting_for == w)
+        c->connecting_for = NULL;
+    w->connecting = NULL;
+}
+
+void lx_conn_pool_put(lx_upconn_t *c)
+{
+    lx_conn_pool_t *p = c->pool;
+    c->data = NULL;
+    c->requests++;
+    if (p->disposing || c->requests >= p->max_requests || c->stream.closing) {
+        drop(c);
+        return;
+    }
+    if (!lx_list_is_empty(&p->waiters)) {
+        lx_conn_pool_wait_t *w = lx_list_entry(p->waiters.next, lx_conn_pool_wait_t, link);
+        c->reused = true;
+        p->n_reuses++;
+        hand_over(w, c, 0);
+        return;
+    }
+    c->idle = true;
+    c->idle_since_ms = uv_now(&p->worker->loop);
+    lx_list_insert_head(&p->idle, &c->link);
+    p->n_idle++;
+    lx_stream_read_start(&c->stream, on_idle_read);
+}
+
+void lx_conn_pool_close(lx_upconn_t *c)
+{
+    c->data = NULL;
+    drop(c);
+}
+
+void lx_conn_pool_dispose(lx_conn_pool_t *p)
+{
+    p->disposing = true;
+    while (!lx_list_is_empty(&p->idle))
+        drop(lx_list_entry(p->idle.next, lx_upconn_t, link));
+    if (p->resolving) {
+        uv_cancel((uv_req_t *)&p->gai);
+        return; /* on_resolved fails the waiters */
+    }
+    while (!lx_list_is_empty(&p->waiters)) {
+        lx_conn_pool_wait_t *w = lx_list_entry(p->waiters.next, lx_conn_pool_wait_t, link);
+        hand_over(w, NULL, UV_ECANCELED);
+    }
+}

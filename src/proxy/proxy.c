@@ -1,0 +1,354 @@
+/*
+ * proxy.c - one request through the proxy, from connection to finish.
+ *
+ *   gateway: lx_proxy_start(px) with the upstream request as slices
+ *      │
+ *      ▼
+ *   CONNECTING  lx_conn_pool_get ── idle connection (LIFO) or DNS (cached) + connect
+ *      │ on_conn                     [timer: connect timeout → 504]
+ *      ▼
+ *   WAITING     lx_stream_write(head + body slices, borrowed)
+ *      │ first byte                  [timer: first-byte timeout → 504]
+ *      ▼
+ *   RELAYING    llhttp (response) → head: client head sent (committed)
+ *      │                            body: slices of the read chunk → client, per read
+ *      │                            client queue > high water → stop upstream reads
+ *      ▼                            [timer: idle timeout]
+ *   lx_proxy_finish(px, code) ── the one finalizer: pool put (clean) or close, answer or end
+ *                                the client, ops->on_finish, close the timer → ops->on_free
+ *
+ * A client that leaves in any phase closes the upstream connection at once (no pooling), so
+ * the model server stops generating. A pooled connection that turns out dead before any byte
+ * of the answer is retried once on a fresh connection.
+ */
+#include "proxy/proxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "core/status.h"
+
+static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *data);
+static void send_request(lx_proxy_t *px);
+
+static void arm(lx_proxy_t *px, uint64_t ms, uv_timer_cb cb)
+{
+    if (ms > 0)
+        uv_timer_start(&px->timer, cb, ms, 0);
+    else
+        uv_timer_stop(&px->timer);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    lx_proxy_t *px = t->data;
+    switch (px->state) {
+    case LX_PROXY_CONNECTING:
+        px->error = "timed out connecting to the provider";
+        break;
+    case LX_PROXY_WAITING:
+        px->error = "timed out waiting for the provider's first byte";
+        break;
+    default:
+        px->error = "the provider stalled mid-response";
+        break;
+    }
+    lx_proxy_finish(px, LX_ETIMEDOUT);
+}
+
+static void flush_pending(lx_proxy_t *px)
+{
+    if (px->n_pending == 0)
+        return;
+    lx_http_server_send_body(px->req, px->pending, px->n_pending);
+    px->n_pending = 0;
+    if (px->req->want_drain && px->conn != NULL)
+        lx_stream_read_stop(&px->conn->stream); /* resumed by on_drain */
+}
+
+static int on_head(lx_http_client_t *hc)
+{
+    lx_proxy_t *px = hc->data;
+    px->upstream_status = hc->status;
+    if (hc->status >= 400)
+        return 0; /* collect the error body, answer in the envelope */
+    char head[1024];
+    int n = 0;
+    if (hc->content_type[0] != '\0')
+        n = snprintf(head, sizeof(head), "Content-Type: %s\r\n", hc->content_type);
+    if (n < 0 || (size_t)n + px->resp_headers_len > sizeof(head))
+        n = 0;
+    memcpy(head + n, px->resp_headers, px->resp_headers_len);
+    n += (int)px->resp_headers_len;
+    int64_t len = hc->has_length && !hc->chunked ? (int64_t)hc->content_length : -1;
+    px->committed = true;
+    px->client_status = hc->status;
+    if (lx_http_server_send_head(px->req, hc->status, head, (size_t)n, len) != 0)
+        return -1;
+    return 0;
+}
+
+static int on_body(lx_http_client_t *hc, lx_buf_t *b, const char *at, size_t len)
+{
+    lx_proxy_t *px = hc->data;
+    px->bytes_from_upstream += len;
+    if (!px->committed) {
+        if (px->err_body == NULL) {
+            px->err_body = malloc(LX_PROXY_ERR_BODY_MAX);
+            if (px->err_body == NULL)
+                return 0;
+        }
+        size_t k = LX_MIN(len, LX_PROXY_ERR_BODY_MAX - px->err_len);
+        memcpy(px->err_body + px->err_len, at, k);
+        px->err_len += k;
+        return 0;
+    }
+    if (px->n_pending == LX_WRITE_MAX_IOV)
+        flush_pending(px);
+    px->pending[px->n_pending++] = lx_slice_make(b, (size_t)(at - b->data), len);
+    return 0;
+}
+
+static int on_complete(lx_http_client_t *hc)
+{
+    (void)hc;
+    return 0;
+}
+
+static const lx_http_client_cbs_t client_cbs = {on_head, on_body, on_complete};
+
+static void on_drain(lx_http_request_t *req)
+{
+    lx_proxy_t *px = req->data;
+    if (px->conn != NULL && px->state == LX_PROXY_RELAYING)
+        lx_stream_read_start(&px->conn->stream, on_up_read);
+}
+
+static void on_client_abort(lx_http_request_t *req)
+{
+    lx_proxy_t *px = req->data;
+    px->error = "the client closed the connection";
+    lx_proxy_finish(px, LX_ECANCELED);
+}
+
+static bool retry_stale(lx_proxy_t *px)
+{
+    /* A pooled connection the server closed just before we wrote: nothing was answered, so
+     * one fresh connection is safe to try. */
+    if (!px->reused || px->retried || px->bytes_from_upstream > 0 || px->upstream_status != 0)
+        return false;
+    px->retried = true;
+    lx_conn_pool_close(px->conn);
+    px->conn = NULL;
+    send_request(px);
+    return true;
+}
+
+static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *data)
+{
+    lx_upconn_t *conn = s->data;
+    lx_proxy_t *px = conn->data;
+    if (nread < 0) {
+        if (retry_stale(px))
+            return;
+        int rc = lx_http_client_eof(&px->hc);
+        if (rc == 0) {
+            flush_pending(px);
+            lx_proxy_finish(px, 0);
+            return;
+        }
+        px->error = px->hc.error;
+        lx_proxy_finish(px, nread == UV_EOF ? LX_EUPSTREAM : (int)nread);
+        return;
+    }
+    if (px->t_first_byte_ns == 0) {
+        px->t_first_byte_ns = uv_hrtime();
+        px->state = LX_PROXY_RELAYING;
+    }
+    arm(px, px->idle_timeout_ms, on_timeout);
+    int rc = lx_http_client_parse(&px->hc, b, data, (size_t)nread);
+    flush_pending(px);
+    if (rc != 0) {
+        px->error = px->hc.error != NULL ? px->hc.error : "the client connection failed";
+        lx_proxy_finish(px, px->hc.error != NULL ? LX_EUPSTREAM : LX_ECANCELED);
+        return;
+    }
+    if (px->hc.complete)
+        lx_proxy_finish(px, 0);
+}
+
+static void on_sent(lx_stream_t *s, int status, void *arg)
+{
+    lx_proxy_t *px = arg;
+    (void)s;
+    if (status == 0 || px->finished || status == UV_ECANCELED)
+        return;
+    /* a write error shows up as a read error too; a stale pooled connection is retried there */
+    if (retry_stale(px))
+        return;
+    px->error = "failed to send the request to the provider";
+    lx_proxy_finish(px, status);
+}
+
+static void on_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
+{
+    lx_proxy_t *px = lx_container_of(w, lx_proxy_t, wait);
+    if (status != 0) {
+        px->error = "could not connect to the provider";
+        lx_proxy_finish(px, status);
+        return;
+    }
+    px->conn = conn;
+    conn->data = px;
+    px->reused = conn->reused;
+    px->t_connected_ns = uv_hrtime();
+    px->state = LX_PROXY_WAITING;
+    lx_http_client_init(&px->hc, &client_cbs, 64 * 1024, px);
+    /* the proxy keeps its own references for a possible retry: the write borrows more */
+    lx_slice_t sl[LX_PROXY_MAX_OUT];
+    for (unsigned i = 0; i < px->n_out; i++) {
+        sl[i] = px->out[i];
+        lx_buf_ref(sl[i].buf);
+    }
+    int rc = lx_stream_write(&conn->stream, sl, px->n_out, on_sent, px);
+    if (rc == 0)
+        rc = lx_stream_read_start(&conn->stream, on_up_read);
+    if (rc != 0) {
+        if (retry_stale(px))
+            return;
+        px->error = "failed to send the request to the provider";
+        lx_proxy_finish(px, rc);
+        return;
+    }
+    arm(px, px->first_byte_timeout_ms, on_timeout);
+}
+
+static void send_request(lx_proxy_t *px)
+{
+    px->state = LX_PROXY_CONNECTING;
+    arm(px, px->connect_timeout_ms, on_timeout);
+    lx_conn_pool_get(px->pool, &px->wait, on_conn);
+}
+
+void lx_proxy_start(lx_proxy_t *px)
+{
+    px->t_start_ns = uv_hrtime();
+    uv_timer_init(&px->req->worker->loop, &px->timer);
+    px->timer.data = px;
+    px->req->data = px;
+    px->req->on_abort = on_client_abort;
+    px->req->on_drain = on_drain;
+    send_request(px);
+}
+
+int lx_proxy_status_for(int code)
+{
+    switch (code) {
+    case LX_ETIMEDOUT:
+    case UV_ETIMEDOUT:
+        return 504;
+    case LX_ENOMEM:
+        return 500;
+    case LX_ENOUPSTREAM:
+        return 503;
+    case LX_ECANCELED:
+        return 499;
+    default:
+        return 502;
+    }
+}
+
+/* Status and message for an upstream that answered with an error. */
+static int upstream_error_status(int status)
+{
+    if (status == 401 || status == 403 || status == 407)
+        return 502; /* the provider refused llmux's credentials: not the client's fault */
+    if (status >= 500 || status < 400)
+        return 502;
+    return status;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    lx_proxy_t *px = h->data;
+    if (px->ops->on_free != NULL)
+        px->ops->on_free(px);
+}
+
+void lx_proxy_finish(lx_proxy_t *px, int code)
+{
+    if (px->finished)
+        return;
+    px->finished = true;
+    px->t_end_ns = uv_hrtime();
+    uv_timer_stop(&px->timer);
+    if (px->state == LX_PROXY_CONNECTING)
+        lx_conn_pool_cancel(&px->wait);
+    px->state = LX_PROXY_DONE;
+    for (unsigned i = 0; i < px->n_pending; i++)
+        lx_buf_unref(px->pending[i].buf);
+    px->n_pending = 0;
+
+    if (px->conn != NULL) {
+        lx_upconn_t *conn = px->conn;
+        px->conn = NULL;
+        if (code == 0 && px->hc.complete && px->hc.keep_alive)
+            lx_conn_pool_put(conn);
+        else
+            lx_conn_pool_close(conn); /* cancels generation upstream when cut short */
+    }
+
+    lx_http_request_t *req = px->req;
+    req->on_abort = NULL;
+    req->on_drain = NULL;
+    if (px->ops->on_finish != NULL && code == 0 && !px->committed && px->upstream_status >= 400)
+        px->client_status = upstream_error_status(px->upstream_status);
+    if (req->peer_gone) {
+        px->client_status = px->committed ? px->client_status : 499;
+        if (px->ops->on_finish != NULL)
+            px->ops->on_finish(px, code);
+        lx_http_server_finish(req);
+    } else if (px->committed) {
+        if (px->ops->on_finish != NULL)
+            px->ops->on_finish(px, code);
+        if (code == 0)
+            lx_http_server_finish(req);
+        else
+            lx_http_server_abort(req); /* a cut response must not look finished */
+    } else {
+        char msg[1024];
+        char extra[64] = "";
+        int status;
+        if (code == 0 && px->upstream_status >= 400) {
+            status = upstream_error_status(px->upstream_status);
+            char reason[768] = "";
+            if (px->ops->describe_error != NULL)
+                px->ops->describe_error(px, px->upstream_status, px->err_body, px->err_len,
+                                        reason, sizeof(reason));
+            snprintf(msg, sizeof(msg), "%s%s returned HTTP %d%s%s",
+                     px->upstream_name != NULL ? "provider " : "upstream",
+                     px->upstream_name != NULL ? px->upstream_name : "", px->upstream_status,
+                     reason[0] != '\0' ? ": " : "", reason);
+            if (px->upstream_status == 429 && px->hc.retry_after >= 0)
+                snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
+                         (long long)px->hc.retry_after);
+        } else {
+            status = lx_proxy_status_for(code);
+            snprintf(msg, sizeof(msg), "%s%s%s: %s", px->error != NULL ? px->error : "failed",
+                     px->upstream_name != NULL ? " " : "",
+                     px->upstream_name != NULL ? px->upstream_name : "", lx_strerror(code));
+        }
+        px->client_status = status;
+        if (px->ops->on_finish != NULL)
+            px->ops->on_finish(px, code);
+        lx_http_server_respond_error(req, status, extra, msg);
+    }
+    for (unsigned i = 0; i < px->n_out; i++)
+        lx_buf_unref(px->out[i].buf);
+    px->n_out = 0;
+    free(px->err_body);
+    px->err_body = NULL;
+    uv_close((uv_handle_t *)&px->timer, on_timer_closed);
+}

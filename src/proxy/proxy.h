@@ -1,0 +1,95 @@
+/*
+ * proxy.h - one proxied request: borrow an upstream connection, send the prepared request,
+ * relay the response to the client, and end in exactly one place, lx_proxy_finish().
+ *
+ * The caller (the gateway) fills an lx_proxy_t: the downstream request, the endpoint's pool,
+ * the upstream request as slices (head + body pieces), the headers to add to the client's
+ * response, timeouts and callbacks; then calls lx_proxy_start(). The proxy knows HTTP, not
+ * LLMs.
+ */
+#ifndef LX_PROXY_H
+#define LX_PROXY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "http/http_client.h"
+#include "http/http_server.h"
+#include "proxy/conn_pool.h"
+
+#define LX_PROXY_MAX_OUT 24
+#define LX_PROXY_ERR_BODY_MAX 8192
+
+typedef struct lx_proxy lx_proxy_t;
+
+typedef struct lx_proxy_ops {
+    /* The request is over: <code> 0 for a response relayed in full, else why it failed. Runs
+     * once, before the client's side is released. */
+    void (*on_finish)(lx_proxy_t *px, int code);
+    /* The proxy holds nothing any more (its timer is closed): the owner may free it. */
+    void (*on_free)(lx_proxy_t *px);
+    /* The upstream answered <status> >= 400 with <body>: write a readable reason into <msg>
+     * (NUL-terminated). */
+    void (*describe_error)(lx_proxy_t *px, int status, const char *body, size_t len, char *msg,
+                           size_t cap);
+} lx_proxy_ops_t;
+
+enum lx_proxy_state {
+    LX_PROXY_IDLE,
+    LX_PROXY_CONNECTING, /* waiting for a pooled or fresh connection */
+    LX_PROXY_WAITING,    /* request sent, waiting for the first response byte */
+    LX_PROXY_RELAYING,   /* response arriving */
+    LX_PROXY_DONE
+};
+
+struct lx_proxy {
+    /* Filled by the caller before lx_proxy_start(): */
+    lx_http_request_t *req;
+    lx_conn_pool_t *pool;
+    const lx_proxy_ops_t *ops;
+    void *data;
+    lx_slice_t out[LX_PROXY_MAX_OUT]; /* the upstream request; the proxy owns these refs */
+    unsigned n_out;
+    const char *resp_headers; /* extra lines for the client's response head */
+    size_t resp_headers_len;
+    const char *upstream_name; /* for messages ("provider mock-a") */
+    uint64_t connect_timeout_ms;
+    uint64_t first_byte_timeout_ms;
+    uint64_t idle_timeout_ms;
+
+    /* Results, readable in on_finish: */
+    enum lx_proxy_state state;
+    int upstream_status; /* 0 when no response head arrived */
+    int client_status;   /* status sent to the client */
+    const char *error;   /* static text: what went wrong */
+    uint64_t t_start_ns, t_connected_ns, t_first_byte_ns, t_end_ns;
+    uint64_t bytes_from_upstream;
+    bool committed; /* the client's response head is sent: no more failover */
+    bool reused;    /* the connection came from the pool */
+
+    /* Internal: */
+    lx_conn_pool_wait_t wait;
+    lx_upconn_t *conn;
+    lx_http_client_t hc;
+    uv_timer_t timer;
+    lx_slice_t pending[LX_WRITE_MAX_IOV];
+    unsigned n_pending;
+    char *err_body;
+    size_t err_len;
+    bool retried;
+    bool finished;
+};
+
+/* Starts the request on <px>'s pool. Every outcome ends in lx_proxy_finish() and the ops.
+ * The client's on_abort/on_drain are taken over. */
+void lx_proxy_start(lx_proxy_t *px);
+
+/* The single finalizer: releases the upstream connection (back to the pool only when clean),
+ * answers the client (an error in the envelope when nothing was sent yet, the end of the
+ * response, or a cut connection), runs ops->on_finish. Idempotent. */
+void lx_proxy_finish(lx_proxy_t *px, int code);
+
+/* HTTP status for a failure <code> before any response byte reached the client. */
+int lx_proxy_status_for(int code);
+
+#endif
