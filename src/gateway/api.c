@@ -93,11 +93,24 @@ static void respond_json(lx_http_request_t *req, int status, const char *body, s
 static bool forwardable(lx_str_t name)
 {
     static const char *const skip[] = {
-        "host",           "authorization", "content-length",      "transfer-encoding",
-        "connection",     "keep-alive",    "te",                  "trailer",
-        "upgrade",        "expect",        "proxy-authorization", "proxy-connection",
-        "cookie",         "x-request-id",  "content-type",        "accept-encoding",
-        "x-session-id",   "content-encoding",
+        "host",
+        "authorization",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "proxy-authorization",
+        "proxy-connection",
+        "cookie",
+        "x-request-id",
+        "content-type",
+        "accept-encoding",
+        "x-session-id",
+        "content-encoding",
     };
     for (size_t i = 0; i < LX_ARRAY_SIZE(skip); i++)
         if (lx_str_caseeq(name, skip[i], strlen(skip[i])))
@@ -253,8 +266,8 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     /* Upstream head: request line and Host, then credentials and headers, then the client's
      * forwardable headers. The spliced model name is written after it, in the same chunk. */
     char path[1024];
-    int plen = snprintf(path, sizeof(path), "%s%s", prov->base_path,
-                        routes[route_index].upstream_path);
+    int plen =
+        snprintf(path, sizeof(path), "%s%s", prov->base_path, routes[route_index].upstream_path);
     char host[300];
     if ((ep->port == 80 && !ep->tls) || (ep->port == 443 && ep->tls))
         snprintf(host, sizeof(host), "%s", ep->host);
@@ -267,11 +280,10 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     char scratch[1024];
     size_t total = 0;
     const char *up_model = route->upstream_model != NULL ? route->upstream_model : model->id;
-    int np = lx_body_splice(req->body.ptr, req->body.len, &scan, up_model, strlen(up_model),
-                            false, pieces, LX_ARRAY_SIZE(pieces), scratch, sizeof(scratch),
-                            &total);
-    bool ok = np > 0 && lx_http_client_format_head(head, "POST", path, (size_t)plen, host, NULL,
-                                                   0, (int64_t)total) == 0;
+    int np = lx_body_splice(req->body.ptr, req->body.len, &scan, up_model, strlen(up_model), false,
+                            pieces, LX_ARRAY_SIZE(pieces), scratch, sizeof(scratch), &total);
+    bool ok = np > 0 && lx_http_client_format_head(head, "POST", path, (size_t)plen, host, NULL, 0,
+                                                   (int64_t)total) == 0;
     if (ok) {
         head->len -= 2; /* reopen the head: more headers follow */
         ok = append_str(head, "Content-Type: application/json\r\n", 32) &&
@@ -406,15 +418,13 @@ void lx_api_done(lx_http_request_t *req)
         lx_log_time(ts, sizeof(ts));
         uint64_t now = uv_now(&gw->worker.loop);
         size_t n = 0;
-        int k = snprintf(p, cap, "{\"time\":\"%s\",\"request_id\":\"%.*s\",\"method\":\"%s\",",
-                         ts, (int)req->id_len, req->id, req->method ? method_name(req->method)
-                                                                     : "");
+        int k = snprintf(p, cap, "{\"time\":\"%s\",\"request_id\":\"%.*s\",\"method\":\"%s\",", ts,
+                         (int)req->id_len, req->id, req->method ? method_name(req->method) : "");
         n += k > 0 ? (size_t)k : 0;
         if (n + 16 < cap) {
             memcpy(p + n, "\"path\":\"", 8);
             n += 8;
-            n += lx_log_json_escape(p + n, LX_MIN(cap - n - 8, 512), req->path.ptr,
-                                    req->path.len);
+            n += lx_log_json_escape(p + n, LX_MIN(cap - n - 8, 512), req->path.ptr, req->path.len);
             p[n++] = '"';
         }
         k = snprintf(p + n, cap - n,
@@ -433,8 +443,8 @@ void lx_api_done(lx_http_request_t *req)
                          ",\"model\":\"%s\",\"provider\":\"%s\",\"upstream\":\"%s\","
                          "\"upstream_status\":%d,\"attempts\":1,\"reused\":%s,"
                          "\"upstream_connect_ms\":%.3f,\"first_byte_ms\":%.3f",
-                         ar->model->id, ar->provider->name, ar->endpoint->url,
-                         px->upstream_status, px->reused ? "true" : "false", connect_ms, fb_ms);
+                         ar->model->id, ar->provider->name, ar->endpoint->url, px->upstream_status,
+                         px->reused ? "true" : "false", connect_ms, fb_ms);
             n += k > 0 ? (size_t)k : 0;
             if (ar->finish_code != 0 && n < cap) {
                 k = snprintf(p + n, cap - n, ",\"error\":\"%s\"",

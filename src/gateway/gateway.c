@@ -109,8 +109,7 @@ static int setup_pools(lx_gw_worker_t *gw)
             lx_conn_pool_t *pool = &gw->pools[gw->pool_base[i] + j];
             lx_conn_pool_init(pool, &gw->worker, p->endpoints[j].host, p->endpoints[j].port,
                               p->max_connections);
-            uint64_t idle = p->idle_timeout_ms ? p->idle_timeout_ms
-                                               : cfg->upstream_idle_timeout_ms;
+            uint64_t idle = p->idle_timeout_ms ? p->idle_timeout_ms : cfg->upstream_idle_timeout_ms;
             /* a pooled connection is kept well under the servers' usual keep-alive time */
             pool->idle_timeout_ms = idle < 30000 ? idle : 30000;
         }
@@ -238,8 +237,7 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
             gw->listen_fds[i] = -1;
         rc = lx_access_log_open(gw->alog, cfg->access_log);
         if (rc != 0) {
-            lx_log(LX_LOG_ERROR, "cannot open access log %s: %s", cfg->access_log,
-                   lx_strerror(rc));
+            lx_log(LX_LOG_ERROR, "cannot open access log %s: %s", cfg->access_log, lx_strerror(rc));
             free(gw->alog);
             gw->alog = NULL;
             break;

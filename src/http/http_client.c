@@ -141,8 +141,8 @@ static const llhttp_settings_t settings = {
     .on_message_complete = on_message_complete,
 };
 
-void lx_http_client_init(lx_http_client_t *hc, const lx_http_client_cbs_t *cbs,
-                         uint64_t max_head, void *data)
+void lx_http_client_init(lx_http_client_t *hc, const lx_http_client_cbs_t *cbs, uint64_t max_head,
+                         void *data)
 {
     memset(hc, 0, sizeof(*hc));
     llhttp_init(&hc->parser, HTTP_RESPONSE, &settings);
@@ -192,9 +192,9 @@ int lx_http_client_eof(lx_http_client_t *hc)
     return LX_EUPSTREAM;
 }
 
-int lx_http_client_format_head(lx_buf_t *b, const char *method, const char *path,
-                               size_t path_len, const char *host, const char *extra,
-                               size_t extra_len, int64_t content_length)
+int lx_http_client_format_head(lx_buf_t *b, const char *method, const char *path, size_t path_len,
+                               const char *host, const char *extra, size_t extra_len,
+                               int64_t content_length)
 {
     size_t room = lx_buf_avail(b);
     char *p = lx_buf_tail(b);

@@ -33,10 +33,10 @@ struct lx_http_client {
     const lx_http_client_cbs_t *cbs;
     void *data;
     int status;
-    bool keep_alive;     /* valid after the head */
-    bool chunked;        /* Transfer-Encoding: chunked */
-    bool has_length;     /* Content-Length given */
-    bool complete;       /* whole message parsed */
+    bool keep_alive; /* valid after the head */
+    bool chunked;    /* Transfer-Encoding: chunked */
+    bool has_length; /* Content-Length given */
+    bool complete;   /* whole message parsed */
     bool head_done;
     uint64_t content_length;
     int64_t retry_after; /* seconds from Retry-After (delta form), -1 when absent */
@@ -52,8 +52,8 @@ struct lx_http_client {
 };
 
 /* Prepares <hc> for one response; <max_head> bounds the head's size. */
-void lx_http_client_init(lx_http_client_t *hc, const lx_http_client_cbs_t *cbs,
-                         uint64_t max_head, void *data);
+void lx_http_client_init(lx_http_client_t *hc, const lx_http_client_cbs_t *cbs, uint64_t max_head,
+                         void *data);
 
 /* Parses <len> bytes at <data> inside chunk <b>. Returns 0, LX_EUPSTREAM for a malformed or
  * oversized response (hc->error says why), or the non-zero value a callback returned. Bytes
@@ -67,8 +67,8 @@ int lx_http_client_eof(lx_http_client_t *hc);
 /* Formats the head of a request into <b> (from its len on): "<method> <path> HTTP/1.1",
  * Host, Content-Length (when >= 0) and <extra> (preformatted header lines). Returns 0 or
  * LX_ETOOBIG. */
-int lx_http_client_format_head(lx_buf_t *b, const char *method, const char *path,
-                               size_t path_len, const char *host, const char *extra,
-                               size_t extra_len, int64_t content_length);
+int lx_http_client_format_head(lx_buf_t *b, const char *method, const char *path, size_t path_len,
+                               const char *host, const char *extra, size_t extra_len,
+                               int64_t content_length);
 
 #endif

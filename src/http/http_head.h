@@ -15,7 +15,7 @@
 #include "core/buf.h"
 #include "core/str.h"
 
-#define LX_HTTP_MAX_HEADERS 64
+#define LX_HTTP_MAX_HEADERS   64
 #define LX_HTTP_HEAD_MAX_HELD 8
 
 typedef struct lx_http_header {
@@ -26,8 +26,8 @@ typedef struct lx_http_header {
 typedef struct lx_http_head {
     lx_http_header_t headers[LX_HTTP_MAX_HEADERS];
     unsigned n_headers;
-    bool in_value; /* the current header's name is complete (the next name starts a new one) */
-    bool too_many; /* more than LX_HTTP_MAX_HEADERS headers */
+    bool in_value;   /* the current header's name is complete (the next name starts a new one) */
+    bool too_many;   /* more than LX_HTTP_MAX_HEADERS headers */
     lx_str_t target; /* request target (requests) */
     lx_buf_t *held[LX_HTTP_HEAD_MAX_HELD];
     unsigned n_held;

@@ -25,13 +25,13 @@
 
 enum conn_state { ST_IDLE, ST_HEAD, ST_BODY, ST_OUT, ST_LINGER, ST_CLOSED };
 
-#define MAX_PENDING 16
+#define MAX_PENDING       16
 #define MAX_PENDING_BYTES (64 * 1024)
 /* Bodies larger than this are read into a buffer of their exact size, not chunk by chunk. */
 #define DIRECT_BODY_MIN 4096
-#define LINGER_MS 1000
-#define HIGH_WATER (256 * 1024)
-#define LOW_WATER (64 * 1024)
+#define LINGER_MS       1000
+#define HIGH_WATER      (256 * 1024)
+#define LOW_WATER       (64 * 1024)
 
 struct lx_http_conn {
     lx_stream_t stream;
@@ -41,7 +41,7 @@ struct lx_http_conn {
     llhttp_t parser;
     lx_http_request_t req;
     enum conn_state state;
-    int error_status;   /* set by a parser callback that rejects the request */
+    int error_status; /* set by a parser callback that rejects the request */
     const char *error_message;
     lx_buf_t *cur;      /* chunk being parsed */
     lx_buf_t *body_buf; /* contiguous body when it outgrew its first chunk */
@@ -52,7 +52,7 @@ struct lx_http_conn {
     size_t pending_bytes;
     lx_buf_t *frame; /* chunk that chunked-encoding size lines are written into */
     unsigned open_handles;
-    bool owned;     /* the handler holds req */
+    bool owned; /* the handler holds req */
     bool closing;
     bool done_deferred;
 };
@@ -277,36 +277,66 @@ static void on_write(lx_stream_t *s, int status, void *arg)
 const char *lx_http_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 499: return "Client Closed Request";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 499:
+        return "Client Closed Request";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -504,8 +534,8 @@ static void send_error_and_close(lx_http_conn_t *c, int status, const char *mess
     if (c->closing)
         return;
     if (r->id_len == 0) {
-        r->id_len = (uint8_t)snprintf(r->id, sizeof(r->id), "%016llx",
-                                      (unsigned long long)next_id(c->srv));
+        r->id_len =
+            (uint8_t)snprintf(r->id, sizeof(r->id), "%016llx", (unsigned long long)next_id(c->srv));
     }
     r->keep_alive = false;
     char body[1024];
@@ -630,8 +660,8 @@ static void set_request_id(lx_http_conn_t *c)
             return;
         }
     }
-    r->id_len = (uint8_t)snprintf(r->id, sizeof(r->id), "%016llx",
-                                  (unsigned long long)next_id(c->srv));
+    r->id_len =
+        (uint8_t)snprintf(r->id, sizeof(r->id), "%016llx", (unsigned long long)next_id(c->srv));
 }
 
 static int on_headers_complete(llhttp_t *p)

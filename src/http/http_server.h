@@ -42,12 +42,12 @@ struct lx_http_request {
     lx_str_t path;       /* target up to '?' */
     uint8_t http_major, http_minor;
     bool keep_alive;
-    lx_str_t body; /* the whole body, contiguous; valid until the request ends */
+    lx_str_t body;        /* the whole body, contiguous; valid until the request ends */
     lx_buf_t *body_owner; /* the chunk the body lies in (held by the request, not extra) */
-    uint64_t bytes_in;  /* head and body bytes as received */
-    uint64_t bytes_out; /* response bytes handed to the socket */
-    uint64_t start_ms;  /* loop time when the first byte arrived */
-    int status;         /* response status once the head is sent */
+    uint64_t bytes_in;    /* head and body bytes as received */
+    uint64_t bytes_out;   /* response bytes handed to the socket */
+    uint64_t start_ms;    /* loop time when the first byte arrived */
+    int status;           /* response status once the head is sent */
     char id[LX_HTTP_ID_MAX + 1];
     uint8_t id_len;
     bool head_sent;

@@ -41,8 +41,8 @@ int lx_listener_bind(const char *host, uint16_t *port, int backlog, int *fd)
     if (s < 0)
         return uv_translate_sys_error(errno);
     int on = 1;
-    socklen_t len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                             : sizeof(struct sockaddr_in);
+    socklen_t len =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (ss.ss_family == AF_INET6)
         setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
     if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||

@@ -168,8 +168,7 @@ static void on_write(uv_write_t *req, int status)
         cb(s, status, arg);
 }
 
-int lx_stream_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb,
-                    void *arg)
+int lx_stream_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb, void *arg)
 {
     size_t i = 0;
     int rc = 0;

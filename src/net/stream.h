@@ -74,11 +74,11 @@ void lx_stream_read_stop(lx_stream_t *s);
 /* Makes the following reads land in <b> (the stream takes a reference) until it is full. */
 void lx_stream_read_into(lx_stream_t *s, lx_buf_t *b);
 
-/* Writes <n> slices in order (together at least one byte when <cb> is given). Takes over the reference each slice holds, on success and on
- * failure. <cb> (may be NULL) runs once, after the last byte is written or the write failed
- * or was cancelled by close. Returns 0 or a libuv code (then <cb> does not run). */
-int lx_stream_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb,
-                    void *arg);
+/* Writes <n> slices in order (together at least one byte when <cb> is given). Takes over the
+ * reference each slice holds, on success and on failure. <cb> (may be NULL) runs once, after the
+ * last byte is written or the write failed or was cancelled by close. Returns 0 or a libuv code
+ * (then <cb> does not run). */
+int lx_stream_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb, void *arg);
 
 /* Copies <len> bytes into fresh chunks and writes them. Same contract as lx_stream_write. */
 int lx_stream_write_copy(lx_stream_t *s, const char *data, size_t len, lx_stream_write_cb cb,

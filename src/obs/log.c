@@ -45,7 +45,9 @@ void lx_log(int level, const char *fmt, ...)
     char ts[32];
     lx_log_time(ts, sizeof(ts));
     int n = snprintf(line, sizeof(line), "%s [%s] ", ts,
-                     names[level < 0 ? 0 : level > 3 ? 3 : level]);
+                     names[level < 0   ? 0
+                           : level > 3 ? 3
+                                       : level]);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

@@ -13,7 +13,7 @@
 
 #include "core/status.h"
 
-#define DNS_TTL_MS 60000
+#define DNS_TTL_MS     60000
 #define DNS_NEG_TTL_MS 2000
 
 void lx_conn_pool_init(lx_conn_pool_t *p, lx_worker_t *w, const char *host, uint16_t port,

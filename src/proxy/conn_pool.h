@@ -49,8 +49,8 @@ struct lx_conn_pool {
     char host[256];
     uint16_t port;
     uint32_t max_connections;
-    uint64_t idle_timeout_ms;  /* idle connections older than this are not reused */
-    uint32_t max_requests;     /* per connection, then closed */
+    uint64_t idle_timeout_ms; /* idle connections older than this are not reused */
+    uint32_t max_requests;    /* per connection, then closed */
     struct sockaddr_storage addr;
     uint64_t addr_expires_ms; /* 0: not resolved */
     bool resolving;
@@ -59,7 +59,7 @@ struct lx_conn_pool {
     lx_list_t idle;
     lx_list_t waiters;
     uint32_t n_idle;
-    uint32_t n_open; /* idle + busy + connecting */
+    uint32_t n_open;     /* idle + busy + connecting */
     uint64_t n_connects; /* connections made, for tests and metrics */
     uint64_t n_reuses;
     bool disposing;

@@ -325,8 +325,8 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
             status = upstream_error_status(px->upstream_status);
             char reason[768] = "";
             if (px->ops->describe_error != NULL)
-                px->ops->describe_error(px, px->upstream_status, px->err_body, px->err_len,
-                                        reason, sizeof(reason));
+                px->ops->describe_error(px, px->upstream_status, px->err_body, px->err_len, reason,
+                                        sizeof(reason));
             snprintf(msg, sizeof(msg), "%s%s returned HTTP %d%s%s",
                      px->upstream_name != NULL ? "provider " : "upstream",
                      px->upstream_name != NULL ? px->upstream_name : "", px->upstream_status,

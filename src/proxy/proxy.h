@@ -17,7 +17,7 @@
 #include "http/http_server.h"
 #include "proxy/conn_pool.h"
 
-#define LX_PROXY_MAX_OUT 24
+#define LX_PROXY_MAX_OUT      24
 #define LX_PROXY_ERR_BODY_MAX 8192
 
 typedef struct lx_proxy lx_proxy_t;

@@ -1,0 +1,147 @@
+/*
+ * config.c - the life of a configuration snapshot: references, model lookup, and the summary
+ * printed by `llmux -t`.
+ *
+ * A snapshot is built by config_parse.c inside its own arena (config_arena.c) and never
+ * changes afterwards, so any thread may read it without a lock while it holds a reference.
+ * The last lx_config_unref() frees the arena in one call, wiping the secrets it held.
+ */
+#include "config/config.h"
+
+#include <string.h>
+
+#include "config/config_arena.h"
+#include "config/config_value.h"
+
+lx_config_t *lx_config_ref(lx_config_t *cfg)
+{
+    /* Taking a reference needs no ordering: the caller already holds one. */
+    atomic_fetch_add_explicit(&cfg->refcount, 1, memory_order_relaxed);
+    return cfg;
+}
+
+void lx_config_unref(lx_config_t *cfg)
+{
+    if (cfg == NULL)
+        return;
+    /* acq_rel: every holder's reads happen before the free by whoever drops the last one. */
+    if (atomic_fetch_sub_explicit(&cfg->refcount, 1, memory_order_acq_rel) == 1)
+        lx_config_arena_free(cfg->arena); /* cfg itself lives in the arena */
+}
+
+const lx_config_model_t *lx_config_find_model(const lx_config_t *cfg, const char *id, size_t id_len)
+{
+    size_t lo = 0, hi = cfg->n_models;
+
+    /* Binary search over model_order, ids compared as byte strings (id may not end in NUL). */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const lx_config_model_t *m = &cfg->models[cfg->model_order[mid]];
+        size_t len = strlen(m->id);
+        int c = memcmp(m->id, id, len < id_len ? len : id_len);
+        if (c == 0)
+            c = len < id_len ? -1 : len > id_len;
+        if (c == 0)
+            return m;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static const char *duration(uint64_t ms, char *buf, size_t size)
+{
+    lx_config_value_format_duration(ms, buf, size);
+    return buf;
+}
+
+static const char *bytes(uint64_t n, char *buf, size_t size)
+{
+    lx_config_value_format_size(n, buf, size);
+    return buf;
+}
+
+static void dump_provider(const lx_config_t *cfg, const lx_config_provider_t *pv, FILE *out)
+{
+    char a[32], b[32], c[32];
+
+    fprintf(out, "  %s: %s\n", pv->name, pv->base_url);
+    fprintf(out, "    endpoints:");
+    for (size_t i = 0; i < pv->n_endpoints; i++)
+        fprintf(out, " %s", pv->endpoints[i].url);
+    fprintf(out, "\n    path: %s\n", pv->base_path[0] != '\0' ? pv->base_path : "/");
+    fprintf(out, "    api_key: %s\n", pv->api_key != NULL ? "(set)" : "(none)");
+    for (size_t i = 0; i < pv->n_headers; i++)
+        fprintf(out, "    header: %s: ***\n", pv->headers[i].name);
+    fprintf(out, "    max_connections: %u per worker and endpoint\n", pv->max_connections);
+    fprintf(
+        out, "    timeouts: connect %s, first_byte %s, idle %s\n",
+        duration(pv->connect_timeout_ms ? pv->connect_timeout_ms : cfg->upstream_connect_timeout_ms,
+                 a, sizeof(a)),
+        duration(pv->first_byte_timeout_ms ? pv->first_byte_timeout_ms
+                                           : cfg->upstream_first_byte_timeout_ms,
+                 b, sizeof(b)),
+        duration(pv->idle_timeout_ms ? pv->idle_timeout_ms : cfg->upstream_idle_timeout_ms, c,
+                 sizeof(c)));
+}
+
+static void dump_model(const lx_config_t *cfg, const lx_config_model_t *m, FILE *out)
+{
+    fprintf(out, "  %s (context %u, owned by %s, created %lld)\n", m->id, m->context_length,
+            m->owned_by, (long long)m->created);
+    for (size_t i = 0; i < m->n_routes; i++) {
+        const lx_config_route_t *r = &m->routes[i];
+        fprintf(out, "    -> %s as %s, $%g prompt / $%g completion per 1M tokens\n",
+                cfg->providers[r->provider].name, r->upstream_model, r->price_prompt,
+                r->price_completion);
+    }
+}
+
+void lx_config_dump(const lx_config_t *cfg, FILE *out)
+{
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    char a[32], b[32], c[32], d[32], e[32], f[32], g[32];
+
+    fprintf(out, "configuration %s\n", cfg->path);
+    fprintf(out, "listen:");
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        const lx_config_listen_t *l = &cfg->listen[i];
+        bool v6 = strchr(l->host, ':') != NULL;
+        fprintf(out, " %s%s%s:%u%s", v6 ? "[" : "", l->host, v6 ? "]" : "", l->port,
+                l->is_loopback ? " (loopback)" : "");
+    }
+    fprintf(out, "\nworkers: %u\n", cfg->workers);
+    fprintf(out, "limits: max_header_size %s, max_body_size %s\n",
+            bytes(cfg->max_header_size, a, sizeof(a)), bytes(cfg->max_body_size, b, sizeof(b)));
+    fprintf(out,
+            "timeouts: client_header %s, client_body %s, keepalive %s, upstream_connect %s, "
+            "upstream_first_byte %s, upstream_idle %s, shutdown %s\n",
+            duration(cfg->client_header_timeout_ms, a, sizeof(a)),
+            duration(cfg->client_body_timeout_ms, b, sizeof(b)),
+            duration(cfg->keepalive_timeout_ms, c, sizeof(c)),
+            duration(cfg->upstream_connect_timeout_ms, d, sizeof(d)),
+            duration(cfg->upstream_first_byte_timeout_ms, e, sizeof(e)),
+            duration(cfg->upstream_idle_timeout_ms, f, sizeof(f)),
+            duration(cfg->shutdown_timeout_ms, g, sizeof(g)));
+    fprintf(out, "providers (%zu):\n", cfg->n_providers);
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        dump_provider(cfg, &cfg->providers[i], out);
+    fprintf(out, "models (%zu):\n", cfg->n_models);
+    for (size_t i = 0; i < cfg->n_models; i++)
+        dump_model(cfg, &cfg->models[i], out);
+    if (cfg->auth_none) {
+        fprintf(out, "auth: none (requests are not checked for keys)\n");
+    } else {
+        fprintf(out, "auth: %zu key%s:", cfg->n_keys, cfg->n_keys == 1 ? "" : "s");
+        for (size_t i = 0; i < cfg->n_keys; i++)
+            fprintf(out, " %s", cfg->keys[i].name);
+        fprintf(out, "\n");
+    }
+    fprintf(out, "log: access_log %s, level %s\n",
+            cfg->access_log == NULL             ? "off"
+            : strcmp(cfg->access_log, "-") == 0 ? "- (stdout)"
+                                                : cfg->access_log,
+            cfg->log_level >= 0 && cfg->log_level < 4 ? levels[cfg->log_level] : "?");
+}

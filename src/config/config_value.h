@@ -1,0 +1,79 @@
+/*
+ * config_value.h - the configuration's value syntaxes: human durations and sizes, listen
+ * addresses, provider URLs, hex digests. Pure string -> value functions: no allocation, no
+ * YAML, no I/O, so each is tested (and fuzzed through the parser) on its own.
+ */
+#ifndef LX_CONFIG_VALUE_H
+#define LX_CONFIG_VALUE_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The longest duration accepted: 30 days, far below any overflow of a libuv timer deadline. */
+#define LX_CONFIG_VALUE_MAX_DURATION_MS (30ull * 24 * 3600 * 1000)
+
+/*
+ * Parses a duration: one or more <digits><unit> groups, unit ms|s|m|h ("250ms", "30s", "5m",
+ * "1h", "1m30s"). Returns 0 and the milliseconds in *ms, or LX_ECONFIG with *why pointing at
+ * a static explanation (a bare number, a sign, an unknown unit, overflow, above the maximum).
+ */
+int lx_config_value_duration(const char *s, uint64_t *ms, const char **why);
+
+/*
+ * Parses a size: <digits><unit>, unit B|KiB|MiB|GiB (powers of 1024) or KB|MB|GB (powers of
+ * 1000), optionally with spaces between number and unit ("32MiB", "1 GB"). Returns 0 and the
+ * bytes in *bytes, or LX_ECONFIG with a static *why.
+ */
+int lx_config_value_size(const char *s, uint64_t *bytes, const char **why);
+
+/* Parses an unsigned decimal integer in [min, max] (no sign, no spaces). 0 or LX_ECONFIG. */
+int lx_config_value_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out,
+                         const char **why);
+
+/* A parsed listen address. */
+typedef struct lx_config_value_listen {
+    char host[INET6_ADDRSTRLEN]; /* canonical numeric form (inet_ntop), unbracketed */
+    uint16_t port;               /* 1..65535 */
+    bool is_loopback;            /* 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104 */
+} lx_config_value_listen_t;
+
+/*
+ * Parses "IPv4:port", "[IPv6]:port" or ":port" (all IPv4 addresses, host "0.0.0.0"). Only
+ * numeric addresses. Returns 0 or LX_ECONFIG with a static *why.
+ */
+int lx_config_value_listen(const char *s, lx_config_value_listen_t *out, const char **why);
+
+/* A parsed http(s) URL; the slices point into the parsed string. */
+typedef struct lx_config_value_url {
+    bool tls;          /* https */
+    const char *host;  /* host name, IPv4, or IPv6 without its brackets */
+    size_t host_len;   /* > 0 */
+    uint16_t port;     /* as written, else 80 / 443 */
+    size_t origin_len; /* length of "scheme://host[:port]" at the start of the string */
+    const char *path;  /* "" or "/..." without trailing '/' */
+    size_t path_len;
+} lx_config_value_url_t;
+
+/*
+ * Parses "http[s]://host[:port][/path]": host is a DNS name, dotted IPv4 or [IPv6]; no user
+ * info, query or fragment. With allow_path false, only an empty path or "/" is accepted
+ * (endpoint URLs). Returns 0 or LX_ECONFIG with a static *why.
+ */
+int lx_config_value_url(const char *s, bool allow_path, lx_config_value_url_t *out,
+                        const char **why);
+
+/* Decodes exactly 2*n hex digits (either case) into out[n]. 0 or LX_ECONFIG. */
+int lx_config_value_hex(const char *s, uint8_t *out, size_t n, const char **why);
+
+/* Parses a non-negative, finite decimal number ("0.15", "2", "1e-3"). 0 or LX_ECONFIG. */
+int lx_config_value_price(const char *s, double *out, const char **why);
+
+/* Formats milliseconds the way the parser reads them ("1m30s", "250ms", "0s"). */
+void lx_config_value_format_duration(uint64_t ms, char *buf, size_t size);
+
+/* Formats bytes with the largest binary unit that divides them ("16KiB", "1000B"). */
+void lx_config_value_format_size(uint64_t bytes, char *buf, size_t size);
+
+#endif

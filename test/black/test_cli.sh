@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The llmux command line: -V, -h, -t on good and bad files, hash-key, secrets kept out of output.
+source "$(dirname "$0")/lib.sh"
+
+"$LLMUX" -V | grep -q '^llmux [0-9]' || fail "-V"
+"$LLMUX" -h | grep -q 'usage: llmux' || fail "-h"
+"$LLMUX" --bogus >/dev/null 2>&1 && fail "unknown argument accepted"
+
+# the shipped configuration is valid
+"$LLMUX" -t -c conf/llmux.yaml >"$TMP/out" 2>&1 || { cat "$TMP/out"; fail "conf/llmux.yaml invalid"; }
+
+# errors come as file:line:column, all of them, exit non-zero
+cat >"$TMP/bad.yaml" <<'YAML'
+listen: 127.0.0.1:8080
+workers: many
+timeouts:
+  client_header: 10
+providers:
+  - name: p
+    base_url: ftp://x
+    colour: blue
+models: []
+auth: none
+YAML
+if "$LLMUX" -t -c "$TMP/bad.yaml" >"$TMP/out" 2>&1; then fail "bad config accepted"; fi
+grep -qE "bad.yaml:2:[0-9]+: " "$TMP/out" || { cat "$TMP/out"; fail "no position for workers"; }
+grep -qE "bad.yaml:4:[0-9]+: " "$TMP/out" || { cat "$TMP/out"; fail "no position for duration"; }
+grep -qE "bad.yaml:8:[0-9]+: .*colour" "$TMP/out" || { cat "$TMP/out"; fail "unknown key not named"; }
+"$LLMUX" -t -c "$TMP/missing.yaml" >/dev/null 2>&1 && fail "missing file accepted"
+
+# secrets never appear in -t output
+cat >"$TMP/secret.yaml" <<'YAML'
+listen: 127.0.0.1:8080
+providers:
+  - name: p
+    base_url: https://api.example.com/v1
+    api_key: ${LLMUX_TEST_SECRET}
+    headers:
+      X-Org: ${LLMUX_TEST_SECRET}
+models:
+  - id: a/b
+    context_length: 4096
+    providers: [{provider: p}]
+auth: none
+YAML
+LLMUX_TEST_SECRET=sk-very-secret-value "$LLMUX" -t -c "$TMP/secret.yaml" >"$TMP/out" 2>&1 ||
+    { cat "$TMP/out"; fail "secret config invalid"; }
+grep -q 'sk-very-secret-value' "$TMP/out" && fail "secret printed by -t"
+env -u LLMUX_TEST_SECRET "$LLMUX" -t -c "$TMP/secret.yaml" >"$TMP/out" 2>&1 && fail "unset env accepted"
+grep -q 'LLMUX_TEST_SECRET' "$TMP/out" || fail "unset variable not named"
+
+# hash-key prints the SHA-256 of the key (one trailing newline ignored)
+want=$(printf 'sk-abc' | sha256sum | cut -d' ' -f1)
+got=$(printf 'sk-abc\n' | "$LLMUX" hash-key)
+[ "$got" = "$want" ] || fail "hash-key: $got != $want"
+printf '' | "$LLMUX" hash-key >/dev/null 2>&1 && fail "empty key accepted"
+echo "test_cli: ok"
