@@ -248,6 +248,14 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     const lx_config_provider_t *prov = &cfg->providers[route->provider];
     size_t ep_index = gw->rr[route->provider]++ % prov->n_endpoints;
     const lx_config_endpoint_t *ep = &prov->endpoints[ep_index];
+    if (ep->tls) {
+        /* never send a request meant for TLS in plain text */
+        char msg[400];
+        snprintf(msg, sizeof(msg), "provider %s is HTTPS, and this build has no TLS client yet",
+                 prov->name);
+        lx_http_server_respond_error(req, 502, NULL, msg);
+        return;
+    }
 
     api_req_t *ar = calloc(1, sizeof(*ar));
     lx_buf_t *head = lx_buf_pool_get(&gw->worker.bufs);
