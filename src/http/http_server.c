@@ -486,7 +486,9 @@ void lx_http_server_abort(lx_http_request_t *req)
 void lx_http_server_respond(lx_http_request_t *req, int status, const char *headers,
                             size_t headers_len, const char *body, size_t body_len)
 {
-    if (lx_http_server_send_head(req, status, headers, headers_len, (int64_t)body_len) == 0)
+    /* a HEAD request gets the head of the answer it would have had */
+    if (lx_http_server_send_head(req, status, headers, headers_len, (int64_t)body_len) == 0 &&
+        req->method != HTTP_HEAD)
         lx_http_server_send(req, body, body_len);
     lx_http_server_finish(req);
 }

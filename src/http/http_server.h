@@ -28,7 +28,7 @@ typedef struct lx_http_server_limits {
     uint64_t max_header_size;
     uint64_t max_body_size;
     uint64_t header_timeout_ms;    /* whole head, from its first byte */
-    uint64_t body_timeout_ms;      /* between two reads of the body */
+    uint64_t body_timeout_ms;      /* whole body, from the end of the head */
     uint64_t keepalive_timeout_ms; /* idle between requests */
 } lx_http_server_limits_t;
 

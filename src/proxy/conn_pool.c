@@ -27,6 +27,7 @@ void lx_conn_pool_init(lx_conn_pool_t *p, lx_worker_t *w, const char *host, uint
     p->idle_timeout_ms = 30000;
     p->max_requests = 10000;
     lx_list_init(&p->idle);
+    lx_list_init(&p->connecting);
     lx_list_init(&p->waiters);
     struct sockaddr_storage *ss = &p->addr;
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0 ||
@@ -80,6 +81,7 @@ static void on_connect(lx_stream_t *s, int status)
     lx_conn_pool_wait_t *w = c->connecting_for;
     lx_conn_pool_t *p = c->pool;
     c->connecting_for = NULL;
+    lx_list_remove(&c->link);
     if (w != NULL)
         w->connecting = NULL;
     if (status != 0) {
@@ -117,6 +119,8 @@ static int connect_new(lx_conn_pool_t *p, lx_conn_pool_wait_t *w)
     p->n_open++;
     p->n_connects++;
     rc = lx_stream_connect(&c->stream, (struct sockaddr *)&p->addr, on_connect);
+    if (rc == 0)
+        lx_list_insert_tail(&p->connecting, &c->link);
     if (rc != 0) {
         c->connecting_for = NULL;
         p->n_open--;
@@ -289,6 +293,20 @@ void lx_conn_pool_dispose(lx_conn_pool_t *p)
     p->disposing = true;
     while (!lx_list_is_empty(&p->idle))
         drop(lx_list_entry(p->idle.next, lx_upconn_t, link));
+    /* connections still connecting are closed (their connect callback will not run); a
+     * request still waiting on one hears about it */
+    while (!lx_list_is_empty(&p->connecting)) {
+        lx_upconn_t *c = lx_list_entry(p->connecting.next, lx_upconn_t, link);
+        lx_conn_pool_wait_t *w = c->connecting_for;
+        lx_list_remove(&c->link);
+        c->connecting_for = NULL;
+        p->n_open--;
+        lx_stream_close(&c->stream, false, on_closed);
+        if (w != NULL) {
+            w->connecting = NULL;
+            w->cb(w, NULL, UV_ECANCELED);
+        }
+    }
     if (p->resolving) {
         uv_cancel((uv_req_t *)&p->gai);
         return; /* on_resolved fails the waiters */

@@ -34,7 +34,7 @@ struct lx_conn_pool_wait {
 
 struct lx_upconn {
     lx_stream_t stream;
-    lx_list_t link; /* in the pool's idle list while idle */
+    lx_list_t link; /* in the pool's idle list while idle, its connecting list meanwhile */
     lx_conn_pool_t *pool;
     lx_conn_pool_wait_t *connecting_for; /* the waiter a fresh connection is made for */
     uint64_t idle_since_ms;
@@ -57,6 +57,7 @@ struct lx_conn_pool {
     uv_getaddrinfo_t gai;
     int last_resolve_error;
     lx_list_t idle;
+    lx_list_t connecting; /* fresh connections not yet connected */
     lx_list_t waiters;
     uint32_t n_idle;
     uint32_t n_open;     /* idle + busy + connecting */

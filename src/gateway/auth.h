@@ -1,0 +1,42 @@
+/*
+ * auth.h - API keys: hashing, checking a request's Authorization header, `llmux hash-key`.
+ *
+ * The configuration never holds a key, only its SHA-256 digest; a request's key is hashed and
+ * compared against every configured digest in constant time.
+ */
+#ifndef LX_AUTH_H
+#define LX_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config/config.h"
+
+/* SHA-256 of the <len> bytes of <key> into <digest>. */
+void lx_auth_hash(const char *key, size_t len, uint8_t digest[32]);
+
+/* <digest> as 64 lowercase hex digits and a NUL into <out>. */
+void lx_auth_hex(const uint8_t digest[32], char out[65]);
+
+/*
+ * Checks an Authorization header value (<len> bytes, need not be NUL-terminated; NULL for a
+ * missing header): "Bearer <key>", scheme case-insensitive, blanks (spaces, tabs) tolerated
+ * before and after the scheme and after the key. A key containing a blank or a control
+ * character is malformed. The key's digest is compared with every key of <cfg> in constant
+ * time - all digests are always compared, with no branch on their bytes - so the time taken
+ * does not tell which key matched or how much of one did.
+ * Returns the matching key, or NULL (missing or malformed header, unknown key). Does not look at
+ * cfg->auth_none: the caller decides whether to check at all.
+ */
+const lx_config_key_t *lx_auth_check(const lx_config_t *cfg, const char *authorization, size_t len);
+
+/*
+ * `llmux hash-key`: reads one key from <in> (everything up to EOF, one trailing "\n" or "\r\n"
+ * removed), writes its digest as 64 hex digits and a newline to <out>. An empty key, a key with
+ * blanks or control characters (it could not be sent in a Bearer header), a key over 4 KiB or a
+ * read error is reported on stderr. Returns 0, or 1 on error (an exit status).
+ */
+int lx_auth_hash_key_main(FILE *in, FILE *out);
+
+#endif

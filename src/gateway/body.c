@@ -1,0 +1,839 @@
+/*
+ * body.c - the request body scan and splice (DESIGN.md data-path rule 3).
+ *
+ * The gateway calls lx_body_scan() once the whole request body has arrived, before routing:
+ * jsmn tokenizes it into a token array (the only allocation, grown on demand and freed before
+ * returning), then one iterative walk over the tokens checks the JSON grammar strictly - jsmn,
+ * even in strict mode, accepts malformed literals, missing separators and trailing values - and
+ * records the top-level members llmux acts on. lx_body_splice() turns that record into the
+ * upstream body as a list of slices of the original bytes plus a few generated strings, which
+ * the proxy writes with writev: the body is never re-serialized or copied.
+ *
+ * Owns nothing beyond the call; spans in lx_body_scan_t point into the caller's body.
+ */
+#include "gateway/body.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "gateway/api_error.h"
+
+/* Parent links make closing a container O(1): without them jsmn walks back over every earlier
+ * token, which is quadratic on a long array of objects (a 2 MB chat history took seconds). */
+#define JSMN_STATIC
+#define JSMN_STRICT
+#define JSMN_PARENT_LINKS
+#include <jsmn.h>
+
+#define STACK_TOKENS 256
+
+/* What a container on the walk's stack is, for the members handled specially. */
+enum role { ROLE_OTHER, ROLE_ROOT, ROLE_STREAM_OPTIONS };
+
+/* Top-level members llmux recognizes. */
+enum member {
+    M_NONE,
+    M_MODEL,
+    M_STREAM,
+    M_STREAM_OPTIONS,
+    M_MODELS,
+    M_PROVIDER,
+    M_ROUTE,
+    M_SESSION_ID,
+};
+
+static const struct {
+    const char *name;
+    enum member id;
+    bool consumed; /* removed from the upstream body */
+} members[] = {
+    {"model", M_MODEL, false},
+    {"stream", M_STREAM, false},
+    {"stream_options", M_STREAM_OPTIONS, false},
+    {"models", M_MODELS, true},
+    {"provider", M_PROVIDER, true},
+    {"route", M_ROUTE, true},
+    {"session_id", M_SESSION_ID, true},
+};
+
+/* One open object or array during the walk. */
+struct frame {
+    uint32_t tok;  /* its token */
+    uint32_t left; /* members or elements still to visit */
+    bool first;    /* none visited yet: no comma expected */
+    enum role role;
+};
+
+/* A consumed root member, for planning its removal. */
+struct cut_member {
+    uint32_t index; /* position among the root members */
+    uint32_t start; /* opening quote of its key */
+    uint32_t end;   /* one past its value */
+    uint32_t prev_end;
+    uint32_t next_start; /* 0 until the next member is seen */
+};
+
+/* The walk's state. */
+struct walk {
+    const char *body;
+    size_t len;
+    const jsmntok_t *toks;
+    uint32_t n;   /* tokens */
+    uint32_t i;   /* next token */
+    uint32_t pos; /* next byte */
+    lx_body_scan_t *scan;
+    unsigned seen; /* bit per enum member: duplicate detection */
+    bool seen_include_usage;
+    /* root members */
+    uint32_t n_members;
+    bool pending; /* a root member's value is being walked */
+    bool pending_consumed;
+    uint32_t pending_start;
+    uint32_t prev_end; /* end of the previous root member, 0 before the first */
+    bool have_kept;
+    uint32_t first_kept; /* index of the first kept member */
+    struct cut_member cut[4];
+    uint32_t n_cut;
+};
+
+static int fail(lx_body_scan_t *scan, int code, const char *msg)
+{
+    snprintf(scan->error, sizeof(scan->error), "%s", msg);
+    return code;
+}
+
+static int fail_at(lx_body_scan_t *scan, size_t off)
+{
+    snprintf(scan->error, sizeof(scan->error), "invalid JSON at byte %zu", off);
+    return LX_EJSON;
+}
+
+static bool is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static uint32_t skip_ws(const struct walk *w, uint32_t pos)
+{
+    while (pos < w->len && is_ws(w->body[pos]))
+        pos++;
+    return pos;
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* RFC 8259 number or literal over [p, end). */
+static bool valid_primitive(const char *p, const char *end)
+{
+    size_t n = (size_t)(end - p);
+    if ((n == 4 && memcmp(p, "true", 4) == 0) || (n == 4 && memcmp(p, "null", 4) == 0) ||
+        (n == 5 && memcmp(p, "false", 5) == 0))
+        return true;
+    if (p < end && *p == '-')
+        p++;
+    if (p == end)
+        return false;
+    if (*p == '0') {
+        p++;
+    } else if (is_digit(*p)) {
+        while (p < end && is_digit(*p))
+            p++;
+    } else {
+        return false;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if (p == end || !is_digit(*p))
+            return false;
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p == end || !is_digit(*p))
+            return false;
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    return p == end;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* String content [start, end): no raw control characters, only the escapes JSON defines.
+ * Returns the offset of the first bad byte, or UINT32_MAX. */
+static uint32_t check_string(const char *body, uint32_t start, uint32_t end)
+{
+    for (uint32_t p = start; p < end; p++) {
+        unsigned char c = (unsigned char)body[p];
+        if (c < 0x20)
+            return p;
+        if (c != '\\')
+            continue;
+        if (p + 1 >= end)
+            return p;
+        char e = body[++p];
+        if (e == 'u') {
+            if (end - p < 5)
+                return p;
+            for (int k = 1; k <= 4; k++)
+                if (hex_value(body[p + (uint32_t)k]) < 0)
+                    return p;
+            p += 4;
+        } else if (strchr("\"\\/bfnrt", e) == NULL || e == '\0') {
+            return p;
+        }
+    }
+    return UINT32_MAX;
+}
+
+static bool tok_is(const struct walk *w, const jsmntok_t *t, const char *lit)
+{
+    size_t n = strlen(lit);
+    return (size_t)(t->end - t->start) == n && memcmp(w->body + t->start, lit, n) == 0;
+}
+
+static lx_body_span_t tok_span(const jsmntok_t *t)
+{
+    lx_body_span_t s = {(uint32_t)t->start, (uint32_t)(t->end - t->start)};
+    return s;
+}
+
+/* Offset of a value token's first byte (strings: the opening quote). */
+static uint32_t tok_first(const jsmntok_t *t)
+{
+    return t->type == JSMN_STRING ? (uint32_t)t->start - 1 : (uint32_t)t->start;
+}
+
+/* The semantic checks and records for the root member <m> whose value is token <v>. */
+static int root_member(struct walk *w, enum member m, uint32_t v)
+{
+    lx_body_scan_t *scan = w->scan;
+    const jsmntok_t *t = &w->toks[v];
+    bool null = t->type == JSMN_PRIMITIVE && tok_is(w, t, "null");
+    switch (m) {
+    case M_MODEL:
+        if (t->type != JSMN_STRING)
+            return fail(scan, LX_EJSON, "'model' must be a string");
+        scan->has_model = true;
+        scan->model = tok_span(t);
+        break;
+    case M_STREAM:
+        scan->has_stream = true;
+        if (t->type == JSMN_PRIMITIVE && tok_is(w, t, "true"))
+            scan->stream = true;
+        else if (!(t->type == JSMN_PRIMITIVE && (tok_is(w, t, "false") || null)))
+            return fail(scan, LX_EJSON, "'stream' must be a boolean");
+        break;
+    case M_STREAM_OPTIONS:
+        if (t->type == JSMN_OBJECT) {
+            scan->has_stream_options = true;
+            scan->stream_options_members = (uint32_t)t->size;
+        } else if (null) {
+            scan->stream_options_null = true;
+        } else {
+            return fail(scan, LX_EJSON, "'stream_options' must be an object");
+        }
+        scan->stream_options = tok_span(t);
+        break;
+    case M_MODELS:
+        scan->has_models = true;
+        if (null)
+            break;
+        if (t->type != JSMN_ARRAY)
+            return fail(scan, LX_EJSON, "'models' must be an array of strings");
+        if (t->size > LX_BODY_MAX_MODELS)
+            return fail(scan, LX_EJSON, "'models' may list at most 16 models");
+        scan->models = tok_span(t);
+        /* Entries that are strings are consecutive tokens (no descendants); stop at the first
+         * one that is not. The walk checks the grammar of all of them afterwards. */
+        for (uint32_t k = 1; k <= (uint32_t)t->size; k++) {
+            if (v + k >= w->n || w->toks[v + k].type != JSMN_STRING)
+                return fail(scan, LX_EJSON, "'models' must be an array of strings");
+            scan->model_list[scan->n_models++] = tok_span(&w->toks[v + k]);
+        }
+        break;
+    case M_PROVIDER:
+        scan->has_provider = true;
+        if (null)
+            break;
+        if (t->type != JSMN_OBJECT)
+            return fail(scan, LX_EJSON, "'provider' must be an object");
+        scan->provider = tok_span(t);
+        break;
+    case M_ROUTE:
+        scan->has_route = true;
+        if (null)
+            break;
+        if (t->type != JSMN_STRING)
+            return fail(scan, LX_EJSON, "'route' must be a string");
+        scan->route = tok_span(t);
+        break;
+    case M_SESSION_ID:
+        scan->has_session_id = true;
+        if (null)
+            break;
+        if (t->type != JSMN_STRING)
+            return fail(scan, LX_EJSON, "'session_id' must be a string");
+        scan->session_id = tok_span(t);
+        break;
+    case M_NONE:
+        break;
+    }
+    return 0;
+}
+
+/* The root member whose value just ended at w->pos. */
+static void end_root_member(struct walk *w)
+{
+    if (!w->pending)
+        return;
+    w->pending = false;
+    uint32_t index = w->n_members - 1;
+    if (w->pending_consumed) {
+        struct cut_member *c = &w->cut[w->n_cut++];
+        c->index = index;
+        c->start = w->pending_start;
+        c->end = w->pos;
+        c->prev_end = w->prev_end;
+        c->next_start = 0;
+    } else {
+        if (!w->have_kept) {
+            w->have_kept = true;
+            w->first_kept = index;
+        }
+        w->scan->kept++;
+        w->scan->last_kept_end = w->pos;
+    }
+    w->prev_end = w->pos;
+}
+
+/* A key of a root object member at token <k>, its value at <k> + 1. */
+static int root_key(struct walk *w, uint32_t k)
+{
+    const jsmntok_t *key = &w->toks[k];
+    enum member m = M_NONE;
+    bool consumed = false;
+    for (size_t j = 0; j < sizeof(members) / sizeof(members[0]); j++) {
+        if (tok_is(w, key, members[j].name)) {
+            m = members[j].id;
+            consumed = members[j].consumed;
+            break;
+        }
+    }
+    uint32_t start = (uint32_t)key->start - 1;
+    if (w->n_cut > 0 && w->cut[w->n_cut - 1].next_start == 0)
+        w->cut[w->n_cut - 1].next_start = start;
+    w->n_members++;
+    w->pending = true;
+    w->pending_consumed = consumed;
+    w->pending_start = start;
+    if (m == M_NONE)
+        return 0;
+    if (w->seen & (1u << m)) {
+        snprintf(w->scan->error, sizeof(w->scan->error), "duplicate '%s' member",
+                 members[m - 1].name);
+        return LX_EJSON;
+    }
+    w->seen |= 1u << m;
+    return root_member(w, m, k + 1);
+}
+
+static int stream_options_key(struct walk *w, uint32_t k)
+{
+    if (!tok_is(w, &w->toks[k], "include_usage"))
+        return 0;
+    if (w->seen_include_usage)
+        return fail(w->scan, LX_EJSON, "duplicate 'include_usage' member");
+    w->seen_include_usage = true;
+    const jsmntok_t *v = &w->toks[k + 1];
+    bool is_true = v->type == JSMN_PRIMITIVE && tok_is(w, v, "true");
+    if (!is_true && !(v->type == JSMN_PRIMITIVE && (tok_is(w, v, "false") || tok_is(w, v, "null"))))
+        return fail(w->scan, LX_EJSON, "'stream_options.include_usage' must be a boolean");
+    w->scan->has_include_usage = true;
+    w->scan->include_usage = is_true;
+    w->scan->include_usage_value = tok_span(v);
+    return 0;
+}
+
+/* Checks that the next non-blank byte is <c> and moves past it. */
+static int expect(struct walk *w, char c)
+{
+    uint32_t p = skip_ws(w, w->pos);
+    if (p >= w->len || w->body[p] != c)
+        return fail_at(w->scan, p);
+    w->pos = p + 1;
+    return 0;
+}
+
+/*
+ * Walks the token array in document order, checking that the bytes between tokens are exactly
+ * what the grammar allows and that jsmn's tree has the JSON shape (object children alternate
+ * key string / value). Iterative with a fixed stack, so hostile nesting cannot overflow.
+ */
+static int walk_tokens(struct walk *w)
+{
+    struct frame stack[LX_BODY_MAX_DEPTH];
+    uint32_t depth = 0;
+    int rc;
+    enum role next_role = ROLE_ROOT;
+
+    for (;;) {
+        /* A value at token w->i. */
+        if (w->i >= w->n)
+            return fail_at(w->scan, w->pos);
+        const jsmntok_t *t = &w->toks[w->i];
+        uint32_t first = tok_first(t);
+        if (skip_ws(w, w->pos) != first)
+            return fail_at(w->scan, skip_ws(w, w->pos));
+        switch (t->type) {
+        case JSMN_PRIMITIVE:
+            if (t->size != 0 || !valid_primitive(w->body + t->start, w->body + t->end))
+                return fail_at(w->scan, (size_t)t->start);
+            w->pos = (uint32_t)t->end;
+            w->i++;
+            break;
+        case JSMN_STRING: {
+            uint32_t bad = check_string(w->body, (uint32_t)t->start, (uint32_t)t->end);
+            if (t->size != 0 || bad != UINT32_MAX)
+                return fail_at(w->scan, bad != UINT32_MAX ? bad : (uint32_t)t->end);
+            w->pos = (uint32_t)t->end + 1;
+            w->i++;
+            break;
+        }
+        case JSMN_OBJECT:
+        case JSMN_ARRAY:
+            if (depth == LX_BODY_MAX_DEPTH)
+                return fail(w->scan, LX_EJSON, "JSON nested too deeply");
+            stack[depth].tok = w->i;
+            stack[depth].left = (uint32_t)t->size;
+            stack[depth].first = true;
+            stack[depth].role = next_role;
+            depth++;
+            w->pos = first + 1;
+            w->i++;
+            break;
+        default:
+            return fail_at(w->scan, first);
+        }
+        next_role = ROLE_OTHER;
+
+        /* Close finished containers, then position on the next value. */
+        for (;;) {
+            struct frame *f = &stack[depth - 1];
+            const jsmntok_t *c = &w->toks[f->tok];
+            if (f->role == ROLE_ROOT)
+                end_root_member(w);
+            if (f->left == 0) {
+                uint32_t close = (uint32_t)c->end - 1;
+                uint32_t p = skip_ws(w, w->pos);
+                char want = c->type == JSMN_OBJECT ? '}' : ']';
+                if (p != close || w->body[close] != want)
+                    return fail_at(w->scan, p);
+                w->pos = close + 1;
+                if (--depth == 0)
+                    return 0;
+                continue;
+            }
+            if (!f->first && (rc = expect(w, ',')) != 0)
+                return rc;
+            f->first = false;
+            f->left--;
+            if (c->type == JSMN_OBJECT) {
+                if (w->i + 1 >= w->n)
+                    return fail_at(w->scan, w->pos);
+                const jsmntok_t *key = &w->toks[w->i];
+                uint32_t p = skip_ws(w, w->pos);
+                if (key->type != JSMN_STRING || key->size != 1 || p != tok_first(key))
+                    return fail_at(w->scan, p);
+                uint32_t bad = check_string(w->body, (uint32_t)key->start, (uint32_t)key->end);
+                if (bad != UINT32_MAX)
+                    return fail_at(w->scan, bad);
+                w->pos = (uint32_t)key->end + 1;
+                if ((rc = expect(w, ':')) != 0)
+                    return rc;
+                if (f->role == ROLE_ROOT) {
+                    if ((rc = root_key(w, w->i)) != 0)
+                        return rc;
+                    if (tok_is(w, key, "stream_options"))
+                        next_role = ROLE_STREAM_OPTIONS;
+                } else if (f->role == ROLE_STREAM_OPTIONS) {
+                    if ((rc = stream_options_key(w, w->i)) != 0)
+                        return rc;
+                }
+                w->i++;
+            }
+            break;
+        }
+    }
+}
+
+/* Turns the consumed members into byte ranges to delete: before the first kept member each
+ * takes the comma after it, after it each takes the comma before it, so no comma is shared. */
+static void plan_cuts(struct walk *w)
+{
+    lx_body_scan_t *scan = w->scan;
+    if (w->n_cut == 0)
+        return;
+    if (!w->have_kept) {
+        /* every member goes: from the first key to the end of the last value */
+        scan->cuts[0].off = w->cut[0].start;
+        scan->cuts[0].len = w->cut[w->n_cut - 1].end - w->cut[0].start;
+        scan->n_cuts = 1;
+        return;
+    }
+    for (uint32_t k = 0; k < w->n_cut; k++) {
+        const struct cut_member *c = &w->cut[k];
+        uint32_t from = c->index < w->first_kept ? c->start : c->prev_end;
+        uint32_t to = c->index < w->first_kept ? c->next_start : c->end;
+        scan->cuts[scan->n_cuts].off = from;
+        scan->cuts[scan->n_cuts].len = to - from;
+        scan->n_cuts++;
+    }
+}
+
+int lx_body_scan(const char *body, size_t len, lx_body_scan_t *scan)
+{
+    memset(scan, 0, sizeof(*scan));
+    if (len > LX_BODY_MAX_LEN)
+        return fail(scan, LX_ETOOBIG, "request body too large");
+    size_t lead = 0;
+    while (lead < len && is_ws(body[lead]))
+        lead++;
+    if (lead == len)
+        return fail(scan, LX_EJSON, "request body is empty");
+    if (body[lead] != '{')
+        return fail(scan, LX_EJSON, "request body must be a JSON object");
+    /* jsmn stops at a NUL byte; none is valid JSON outside strings nor raw inside them. */
+    const char *nul = memchr(body, '\0', len);
+    if (nul != NULL)
+        return fail_at(scan, (size_t)(nul - body));
+
+    jsmntok_t stack_toks[STACK_TOKENS];
+    jsmntok_t *toks = stack_toks;
+    unsigned cap = STACK_TOKENS;
+    jsmn_parser parser;
+    jsmn_init(&parser);
+    int r;
+    for (;;) {
+        r = jsmn_parse(&parser, body, len, toks, cap);
+        if (r != JSMN_ERROR_NOMEM)
+            break;
+        if (cap >= LX_BODY_MAX_TOKENS) {
+            r = fail(scan, LX_ETOOBIG, "request body has too many JSON values");
+            goto out;
+        }
+        /* jsmn resumes where it stopped when called again with the same parser. */
+        unsigned ncap = cap * 2 > LX_BODY_MAX_TOKENS ? LX_BODY_MAX_TOKENS : cap * 2;
+        jsmntok_t *grown;
+        if (toks == stack_toks) {
+            grown = malloc(ncap * sizeof(*grown));
+            if (grown != NULL)
+                memcpy(grown, stack_toks, sizeof(stack_toks));
+        } else {
+            grown = realloc(toks, ncap * sizeof(*grown));
+        }
+        if (grown == NULL) {
+            r = fail(scan, LX_ENOMEM, "out of memory");
+            goto out;
+        }
+        toks = grown;
+        cap = ncap;
+    }
+    if (r == JSMN_ERROR_PART) {
+        r = fail(scan, LX_EJSON, "invalid JSON: unexpected end of body");
+        goto out;
+    }
+    if (r < 0) {
+        r = fail_at(scan, parser.pos);
+        goto out;
+    }
+
+    struct walk w;
+    memset(&w, 0, sizeof(w));
+    w.body = body;
+    w.len = len;
+    w.toks = toks;
+    w.n = parser.toknext;
+    w.pos = 0;
+    w.scan = scan;
+    scan->root_open = (uint32_t)lead;
+    r = walk_tokens(&w);
+    if (r == 0 && w.i != w.n)
+        r = fail_at(scan, (size_t)tok_first(&toks[w.i]));
+    if (r == 0 && skip_ws(&w, w.pos) != len)
+        r = fail_at(scan, skip_ws(&w, w.pos));
+    if (r == 0)
+        plan_cuts(&w);
+out:
+    if (toks != stack_toks)
+        free(toks);
+    if (r == 0)
+        scan->error[0] = '\0';
+    return r < 0 ? r : 0;
+}
+
+/* One edit of the original body: replace body[off, off + len) by up to 3 texts. */
+struct op {
+    uint32_t off;
+    uint32_t len;
+    const char *text[3];
+    size_t text_len[3];
+};
+
+static struct op *add_op(struct op *ops, size_t *n, uint32_t off, uint32_t len)
+{
+    struct op *o = &ops[(*n)++];
+    memset(o, 0, sizeof(*o));
+    o->off = off;
+    o->len = len;
+    return o;
+}
+
+static void op_text(struct op *o, const char *s, size_t len)
+{
+    for (int k = 0; k < 3; k++) {
+        if (o->text[k] == NULL) {
+            o->text[k] = s;
+            o->text_len[k] = len;
+            return;
+        }
+    }
+}
+
+#define TEXT(o, lit) op_text((o), (lit), sizeof(lit) - 1)
+
+static int put_piece(lx_body_piece_t *pieces, size_t max, size_t *n, size_t *total, const char *ptr,
+                     size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (*n == max)
+        return LX_ETOOBIG;
+    pieces[*n].ptr = ptr;
+    pieces[*n].len = len;
+    (*n)++;
+    *total += len;
+    return 0;
+}
+
+int lx_body_splice(const char *body, size_t len, const lx_body_scan_t *scan, const char *model,
+                   size_t model_len, bool add_include_usage, lx_body_piece_t *pieces,
+                   size_t max_pieces, char *scratch, size_t scratch_size, size_t *total_len)
+{
+    struct op ops[12];
+    size_t n_ops = 0;
+    const char *esc = NULL;
+    size_t esc_len = 0;
+    struct op *o;
+
+    if (model != NULL) {
+        esc_len = lx_api_error_escaped_len(model, model_len);
+        if (esc_len > scratch_size)
+            return LX_ETOOBIG;
+        lx_api_error_escape(scratch, scratch_size, model, model_len, NULL);
+        esc = scratch;
+    }
+    uint32_t head = scan->root_open + 1;
+    bool head_model = model != NULL && !scan->has_model;
+
+    /* The added "model" member goes first; a comma follows it when anything else stays. */
+    if (model != NULL && scan->has_model) {
+        o = add_op(ops, &n_ops, scan->model.off, scan->model.len);
+        op_text(o, esc, esc_len);
+    } else if (head_model) {
+        o = add_op(ops, &n_ops, head, 0);
+        TEXT(o, "\"model\":\"");
+        op_text(o, esc, esc_len);
+        if (scan->kept > 0)
+            TEXT(o, "\",");
+        else
+            TEXT(o, "\"");
+    }
+
+    if (add_include_usage && scan->stream && !scan->include_usage) {
+        if (scan->has_stream_options && scan->has_include_usage) {
+            o = add_op(ops, &n_ops, scan->include_usage_value.off, scan->include_usage_value.len);
+            TEXT(o, "true");
+        } else if (scan->has_stream_options) {
+            o = add_op(ops, &n_ops, scan->stream_options.off + 1, 0);
+            if (scan->stream_options_members > 0)
+                TEXT(o, "\"include_usage\":true,");
+            else
+                TEXT(o, "\"include_usage\":true");
+        } else if (scan->stream_options_null) {
+            o = add_op(ops, &n_ops, scan->stream_options.off, scan->stream_options.len);
+            TEXT(o, "{\"include_usage\":true}");
+        } else if (scan->kept > 0) {
+            o = add_op(ops, &n_ops, scan->last_kept_end, 0);
+            TEXT(o, ",\"stream_options\":{\"include_usage\":true}");
+        } else {
+            o = add_op(ops, &n_ops, head, 0);
+            if (head_model)
+                TEXT(o, ",");
+            TEXT(o, "\"stream_options\":{\"include_usage\":true}");
+        }
+    }
+
+    for (uint32_t k = 0; k < scan->n_cuts; k++)
+        add_op(ops, &n_ops, scan->cuts[k].off, scan->cuts[k].len);
+
+    /* Stable insertion sort by offset; at one offset insertions come before a replacement or
+     * deletion starting there (an insertion at a member's end precedes the cut that follows). */
+    for (size_t a = 1; a < n_ops; a++) {
+        struct op tmp = ops[a];
+        size_t b = a;
+        while (b > 0 && (ops[b - 1].off > tmp.off ||
+                         (ops[b - 1].off == tmp.off && ops[b - 1].len > 0 && tmp.len == 0))) {
+            ops[b] = ops[b - 1];
+            b--;
+        }
+        ops[b] = tmp;
+    }
+
+    size_t n = 0, total = 0, cursor = 0;
+    int rc;
+    for (size_t a = 0; a < n_ops; a++) {
+        if (ops[a].off < cursor || ops[a].off + (size_t)ops[a].len > len)
+            return LX_EJSON; /* not the scan of this body */
+        if ((rc = put_piece(pieces, max_pieces, &n, &total, body + cursor, ops[a].off - cursor)) !=
+            0)
+            return rc;
+        for (int k = 0; k < 3 && ops[a].text[k] != NULL; k++)
+            if ((rc = put_piece(pieces, max_pieces, &n, &total, ops[a].text[k],
+                                ops[a].text_len[k])) != 0)
+                return rc;
+        cursor = ops[a].off + (size_t)ops[a].len;
+    }
+    if ((rc = put_piece(pieces, max_pieces, &n, &total, body + cursor, len - cursor)) != 0)
+        return rc;
+    *total_len = total;
+    return (int)n;
+}
+
+/* Appends code point <cp> as UTF-8 at out[*o]; LX_ETOOBIG when it does not fit. */
+static int put_utf8(char *out, size_t cap, size_t *o, uint32_t cp)
+{
+    char b[4];
+    size_t n;
+    if (cp < 0x80) {
+        b[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        b[0] = (char)(0xc0 | (cp >> 6));
+        b[1] = (char)(0x80 | (cp & 0x3f));
+        n = 2;
+    } else if (cp < 0x10000) {
+        b[0] = (char)(0xe0 | (cp >> 12));
+        b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        b[2] = (char)(0x80 | (cp & 0x3f));
+        n = 3;
+    } else {
+        b[0] = (char)(0xf0 | (cp >> 18));
+        b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        b[3] = (char)(0x80 | (cp & 0x3f));
+        n = 4;
+    }
+    if (n > cap - *o)
+        return LX_ETOOBIG;
+    memcpy(out + *o, b, n);
+    *o += n;
+    return 0;
+}
+
+/* The 4 hex digits at s, or -1. */
+static int32_t hex4(const char *s)
+{
+    int32_t v = 0;
+    for (int k = 0; k < 4; k++) {
+        int h = hex_value(s[k]);
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+int lx_body_unescape(const char *raw, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    int rc;
+    for (size_t i = 0; i < len; i++) {
+        char c = raw[i];
+        if (c != '\\') {
+            if (o == cap)
+                return LX_ETOOBIG;
+            out[o++] = c;
+            continue;
+        }
+        if (++i == len)
+            return LX_EJSON;
+        uint32_t cp;
+        switch (raw[i]) {
+        case '"':
+        case '\\':
+        case '/':
+            cp = (unsigned char)raw[i];
+            break;
+        case 'b':
+            cp = '\b';
+            break;
+        case 'f':
+            cp = '\f';
+            break;
+        case 'n':
+            cp = '\n';
+            break;
+        case 'r':
+            cp = '\r';
+            break;
+        case 't':
+            cp = '\t';
+            break;
+        case 'u': {
+            if (len - i < 5)
+                return LX_EJSON;
+            int32_t u = hex4(raw + i + 1);
+            if (u < 0)
+                return LX_EJSON;
+            i += 4;
+            cp = (uint32_t)u;
+            if (cp >= 0xd800 && cp <= 0xdbff && len - i >= 7 && raw[i + 1] == '\\' &&
+                raw[i + 2] == 'u') {
+                int32_t lo = hex4(raw + i + 3);
+                if (lo >= 0xdc00 && lo <= 0xdfff) {
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + ((uint32_t)lo - 0xdc00);
+                    i += 6;
+                }
+            }
+            if (cp >= 0xd800 && cp <= 0xdfff)
+                cp = 0xfffd; /* lone surrogate */
+            break;
+        }
+        default:
+            return LX_EJSON;
+        }
+        if ((rc = put_utf8(out, cap, &o, cp)) != 0)
+            return rc;
+    }
+    if (o > INT32_MAX)
+        return LX_ETOOBIG;
+    return (int)o;
+}
