@@ -149,11 +149,12 @@ int lx_config_value_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ou
     return 0;
 }
 
-static int parse_port(const char *p, uint16_t *port, const char **why)
+static int parse_port(const char *p, uint64_t min, uint16_t *port, const char **why)
 {
     uint64_t n;
-    if (lx_config_value_uint(p, 1, 65535, &n, why) != 0)
-        return fail(why, "port must be a number from 1 to 65535");
+    if (lx_config_value_uint(p, min, 65535, &n, why) != 0)
+        return fail(why, min == 0 ? "port must be a number from 0 to 65535"
+                                  : "port must be a number from 1 to 65535");
     *port = (uint16_t)n;
     return 0;
 }
@@ -197,7 +198,8 @@ int lx_config_value_listen(const char *s, lx_config_value_listen_t *out, const c
     unsigned char addr[sizeof(struct in6_addr)];
     if (inet_pton(family, buf, addr) != 1)
         return fail(why, "not a numeric IP address (host names are not accepted here)");
-    if (parse_port(colon + 1, &out->port, why) != 0)
+    /* port 0 listens on a free port chosen by the kernel (tests) */
+    if (parse_port(colon + 1, 0, &out->port, why) != 0)
         return LX_ECONFIG;
     if (inet_ntop(family, addr, out->host, sizeof(out->host)) == NULL)
         return fail(why, "not a numeric IP address");
@@ -304,7 +306,7 @@ int lx_config_value_url(const char *s, bool allow_path, lx_config_value_url_t *o
             return fail(why, "port must be a number from 1 to 65535");
         memcpy(port, p + 1, n);
         port[n] = '\0';
-        if (parse_port(port, &out->port, why) != 0)
+        if (parse_port(port, 1, &out->port, why) != 0)
             return LX_ECONFIG;
         p = auth_end;
     }

@@ -330,10 +330,12 @@ static int root_key(struct walk *w, uint32_t k)
     const jsmntok_t *key = &w->toks[k];
     enum member m = M_NONE;
     bool consumed = false;
+    const char *name = NULL;
     for (size_t j = 0; j < sizeof(members) / sizeof(members[0]); j++) {
         if (tok_is(w, key, members[j].name)) {
             m = members[j].id;
             consumed = members[j].consumed;
+            name = members[j].name;
             break;
         }
     }
@@ -347,8 +349,7 @@ static int root_key(struct walk *w, uint32_t k)
     if (m == M_NONE)
         return 0;
     if (w->seen & (1u << m)) {
-        snprintf(w->scan->error, sizeof(w->scan->error), "duplicate '%s' member",
-                 members[m - 1].name);
+        snprintf(w->scan->error, sizeof(w->scan->error), "duplicate '%s' member", name);
         return LX_EJSON;
     }
     w->seen |= 1u << m;

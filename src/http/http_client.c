@@ -207,7 +207,8 @@ int lx_http_client_format_head(lx_buf_t *b, const char *method, const char *path
                      host);
     if (n < 0 || (size_t)n + extra_len + 2 > room)
         return LX_ETOOBIG;
-    memcpy(p + n, extra, extra_len);
+    if (extra_len > 0)
+        memcpy(p + n, extra, extra_len);
     memcpy(p + n + extra_len, "\r\n", 2);
     b->len += (uint32_t)(n + extra_len + 2);
     return 0;

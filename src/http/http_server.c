@@ -672,6 +672,11 @@ static int on_headers_complete(llhttp_t *p)
     lx_http_request_t *r = &c->req;
     lx_http_server_t *srv = c->srv;
     set_request_id(c);
+    if (p->http_major != 1) {
+        /* llhttp takes a request line without a version as HTTP/0.9 */
+        return p->http_major == 0 ? reject(c, 400, "malformed request line: no HTTP version")
+                                  : reject(c, 505, "only HTTP/1.x is supported");
+    }
     if (r->head.too_many)
         return reject(c, 431, "too many request header fields");
     r->method = p->method;

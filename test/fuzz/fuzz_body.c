@@ -54,21 +54,20 @@ static void check(const char *body, size_t len, const lx_body_scan_t *scan, cons
         char decoded[64];
         if (!again.has_model)
             abort();
-        int d = lx_body_unescape(out + again.model.off, again.model.len, decoded,
-                                 sizeof(decoded));
+        int d = lx_body_unescape(out + again.model.off, again.model.len, decoded, sizeof(decoded));
         if (d != (int)model_len || memcmp(decoded, model, model_len) != 0)
             abort();
     } else if (again.has_model != scan->has_model ||
-               (scan->has_model && (again.model.len != scan->model.len ||
-                                    memcmp(out + again.model.off, body + scan->model.off,
-                                           scan->model.len) != 0))) {
+               (scan->has_model &&
+                (again.model.len != scan->model.len ||
+                 memcmp(out + again.model.off, body + scan->model.off, scan->model.len) != 0))) {
         abort();
     }
     /* splicing the planned body again changes nothing more */
     lx_body_piece_t pieces2[LX_BODY_MAX_PIECES];
     size_t total2 = 0;
-    int n2 = lx_body_splice(out, total, &again, NULL, 0, true, pieces2, LX_BODY_MAX_PIECES,
-                            scratch, sizeof(scratch), &total2);
+    int n2 = lx_body_splice(out, total, &again, NULL, 0, true, pieces2, LX_BODY_MAX_PIECES, scratch,
+                            sizeof(scratch), &total2);
     if (n2 <= 0 || total2 != total)
         abort();
     free(out);
@@ -85,8 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (scan.has_model) {
         char decoded[256];
-        int d = lx_body_unescape(body + scan.model.off, scan.model.len, decoded,
-                                 sizeof(decoded));
+        int d = lx_body_unescape(body + scan.model.off, scan.model.len, decoded, sizeof(decoded));
         if (d < 0 && d != -5006 /* LX_ETOOBIG */)
             abort();
     }

@@ -1,0 +1,480 @@
+/*
+ * test_proxy_basic.c - the API as a client sees it on the happy path: the proxied routes under
+ * /v1 and /api/v1, the model list, health, unknown routes and methods, the request exactly as
+ * the upstream receives it, request ids and the access log line.
+ *
+ * Each test starts a mock and llmux (one worker) from CONFIG and stops them at the end.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "harness.h"
+
+static const char CONFIG[] = "listen: 127.0.0.1:0\n"
+                             "workers: 1\n"
+                             "timeouts:\n"
+                             "  shutdown: 200ms\n"
+                             "providers:\n"
+                             "  - name: mock-a\n"
+                             "    base_url: http://127.0.0.1:@MOCK0@/base/v1\n"
+                             "    api_key: ${LX_TEST_UPSTREAM_KEY}\n"
+                             "    headers:\n"
+                             "      X-Extra-One: one\n"
+                             "      X-Extra-Two: two words\n"
+                             "models:\n"
+                             "  - id: pub/model-a\n"
+                             "    context_length: 4096\n"
+                             "    created: 1721692800\n"
+                             "    owned_by: pubco\n"
+                             "    providers:\n"
+                             "      - provider: mock-a\n"
+                             "        model: upstream-a\n"
+                             "        price:\n"
+                             "          prompt: 0.05\n"
+                             "          completion: 0.08\n"
+                             "  - id: text-embed\n"
+                             "    context_length: 8191\n"
+                             "    providers:\n"
+                             "      - provider: mock-a\n"
+                             "auth: none\n"
+                             "log:\n"
+                             "  access_log: @LOG@\n"
+                             "  level: error\n";
+
+static const char UPSTREAM_KEY[] = "sk-upstream-0123456789";
+
+static lx_harness_t H;
+
+static int setup(void **state)
+{
+    (void)state;
+    lx_harness_setenv("LX_TEST_UPSTREAM_KEY", UPSTREAM_KEY);
+    lx_harness_opts_t o = {.mocks = 1};
+    return lx_harness_start(&H, &o, CONFIG);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    lx_harness_stop(&H);
+    return 0;
+}
+
+static const char CHAT_BODY[] =
+    "{\"model\":\"pub/model-a\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+
+/* The request line of the last request the mock received, into out. */
+static void last_request_line(char *out, size_t cap)
+{
+    size_t len = 0;
+    char *raw = lx_mock_request_raw(H.mock[0], 0, &len);
+    assert_non_null(raw);
+    char *eol = strstr(raw, "\r\n");
+    assert_non_null(eol);
+    snprintf(out, cap, "%.*s", (int)(eol - raw), raw);
+    free(raw);
+}
+
+static void test_routes_proxied(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path;
+        const char *upstream_line;
+        const char *object; /* what the mock's answer for this route contains */
+    } cases[] = {
+        {"/v1/chat/completions", "POST /base/v1/chat/completions HTTP/1.1",
+         "\"object\":\"chat.completion\""},
+        {"/v1/completions", "POST /base/v1/completions HTTP/1.1", "\"object\":\"text_completion\""},
+        {"/v1/embeddings", "POST /base/v1/embeddings HTTP/1.1", "\"object\":\"embedding\""},
+        {"/api/v1/chat/completions", "POST /base/v1/chat/completions HTTP/1.1",
+         "\"object\":\"chat.completion\""},
+        {"/api/v1/completions", "POST /base/v1/completions HTTP/1.1",
+         "\"object\":\"text_completion\""},
+        {"/api/v1/embeddings", "POST /base/v1/embeddings HTTP/1.1", "\"object\":\"embedding\""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        lx_harness_resp_t r;
+        const char *body = strstr(cases[i].path, "embeddings")
+                               ? "{\"model\":\"text-embed\",\"input\":[\"a\",\"b\"]}"
+                               : "{\"model\":\"pub/model-a\",\"prompt\":\"x\",\"messages\":[]}";
+        assert_int_equal(lx_harness_post(H.port, cases[i].path, NULL, body, &r), 0);
+        if (r.status != 200)
+            fprintf(stderr, "%s: %d %s\n", cases[i].path, r.status, r.body);
+        assert_int_equal(r.status, 200);
+        assert_true(r.complete);
+        assert_non_null(strstr(r.body, cases[i].object));
+        char ct[128];
+        assert_true(lx_harness_resp_header(&r, "content-type", ct, sizeof(ct)));
+        assert_non_null(strstr(ct, "application/json"));
+        char line[256];
+        last_request_line(line, sizeof(line));
+        assert_string_equal(line, cases[i].upstream_line);
+        assert_int_equal(lx_mock_requests(H.mock[0]), i + 1);
+        lx_harness_resp_free(&r);
+    }
+}
+
+static void test_models_list(void **state)
+{
+    (void)state;
+    const char *paths[] = {"/v1/models", "/api/v1/models"};
+    for (size_t i = 0; i < 2; i++) {
+        lx_harness_resp_t r;
+        assert_int_equal(lx_harness_get(H.port, paths[i], &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_true(r.complete);
+        const char *b = r.body;
+        assert_non_null(strstr(b, "\"object\":\"list\""));
+        const char *a = strstr(b, "\"id\":\"pub/model-a\"");
+        assert_non_null(a);
+        char s[128];
+        double d;
+        assert_true(lx_harness_json_str(a, "object", s, sizeof(s)));
+        assert_string_equal(s, "model");
+        assert_true(lx_harness_json_num(a, "created", &d));
+        assert_true(d == 1721692800.0);
+        assert_true(lx_harness_json_str(a, "owned_by", s, sizeof(s)));
+        assert_string_equal(s, "pubco");
+        assert_true(lx_harness_json_num(a, "context_length", &d));
+        assert_true(d == 4096.0);
+        const char *pr = strstr(a, "\"pricing\"");
+        assert_non_null(pr);
+        assert_true(lx_harness_json_str(pr, "prompt", s, sizeof(s)));
+        assert_true(strtod(s, NULL) > 0.0000000499 && strtod(s, NULL) < 0.0000000501);
+        assert_true(lx_harness_json_str(pr, "completion", s, sizeof(s)));
+        assert_true(strtod(s, NULL) > 0.0000000799 && strtod(s, NULL) < 0.0000000801);
+        const char *e = strstr(b, "\"id\":\"text-embed\"");
+        assert_non_null(e);
+        assert_true(lx_harness_json_str(e, "owned_by", s, sizeof(s)));
+        assert_string_equal(s, "llmux");
+        assert_true(lx_harness_json_num(e, "context_length", &d));
+        assert_true(d == 8191.0);
+        lx_harness_resp_free(&r);
+    }
+    assert_int_equal(lx_mock_requests(H.mock[0]), 0); /* served by llmux, not proxied */
+}
+
+static void test_health(void **state)
+{
+    (void)state;
+    const char *paths[] = {"/healthz", "/readyz"};
+    for (size_t i = 0; i < 2; i++) {
+        lx_harness_resp_t r;
+        assert_int_equal(lx_harness_get(H.port, paths[i], &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, "\"status\":\"ok\""));
+        lx_harness_resp_free(&r);
+    }
+}
+
+static void test_unknown_route(void **state)
+{
+    (void)state;
+    const char *paths[] = {"/v1/nope", "/", "/v2/chat/completions", "/v1/chat/completions/x",
+                           "/apiv1/models"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        lx_harness_resp_t r;
+        assert_int_equal(lx_harness_get(H.port, paths[i], &r), 0);
+        assert_true(lx_harness_is_error(&r, 404));
+        lx_harness_resp_free(&r);
+    }
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_post(H.port, "/v1/unknown", NULL, CHAT_BODY, &r), 0);
+    assert_true(lx_harness_is_error(&r, 404));
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_mock_requests(H.mock[0]), 0);
+}
+
+static void test_wrong_method(void **state)
+{
+    (void)state;
+    lx_harness_resp_t r;
+    char allow[64];
+
+    assert_int_equal(lx_harness_get(H.port, "/v1/chat/completions", &r), 0);
+    assert_true(lx_harness_is_error(&r, 405));
+    assert_true(lx_harness_resp_header(&r, "allow", allow, sizeof(allow)));
+    assert_string_equal(allow, "POST");
+    lx_harness_resp_free(&r);
+
+    assert_int_equal(lx_harness_get(H.port, "/api/v1/embeddings", &r), 0);
+    assert_true(lx_harness_is_error(&r, 405));
+    assert_true(lx_harness_resp_header(&r, "allow", allow, sizeof(allow)));
+    assert_string_equal(allow, "POST");
+    lx_harness_resp_free(&r);
+
+    assert_int_equal(lx_harness_post(H.port, "/v1/models", NULL, "{}", &r), 0);
+    assert_true(lx_harness_is_error(&r, 405));
+    assert_true(lx_harness_resp_header(&r, "allow", allow, sizeof(allow)));
+    assert_string_equal(allow, "GET");
+    lx_harness_resp_free(&r);
+
+    assert_int_equal(lx_harness_post(H.port, "/healthz", NULL, "{}", &r), 0);
+    assert_true(lx_harness_is_error(&r, 405));
+    assert_true(lx_harness_resp_header(&r, "allow", allow, sizeof(allow)));
+    assert_non_null(strstr(allow, "GET"));
+    lx_harness_resp_free(&r);
+
+    assert_int_equal(lx_mock_requests(H.mock[0]), 0);
+}
+
+/* Counts header lines named <name> in a raw head. */
+static int count_headers(const char *head, size_t len, const char *name)
+{
+    int n = 0;
+    size_t nl = strlen(name);
+    const char *end = head + len;
+    for (const char *p = strstr(head, "\r\n"); p != NULL && p + 2 < end; p = strstr(p, "\r\n")) {
+        p += 2;
+        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':')
+            n++;
+    }
+    return n;
+}
+
+static void test_rewritten_request(void **state)
+{
+    (void)state;
+    /* the model is not first, has blanks around its colon, and the same text appears in a
+     * message and under unknown fields: only the top-level value may change */
+    static const char body[] =
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"say \\\"model\\\": pub/model-a\"}],\n"
+        "  \"model\" : \"pub/model-a\",\n"
+        "  \"unknown_field\":{\"model\":\"pub/model-a\",\"deep\":[1,2.5e3,{\"x\":null}],"
+        "\"u\":\"\\u00e9\\n\"},\n"
+        "  \"temperature\":0.25, \"max_tokens\":7, \"emoji\":\"\xf0\x9f\x98\x80\"}";
+    static const char expected[] =
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"say \\\"model\\\": pub/model-a\"}],\n"
+        "  \"model\" : \"upstream-a\",\n"
+        "  \"unknown_field\":{\"model\":\"pub/model-a\",\"deep\":[1,2.5e3,{\"x\":null}],"
+        "\"u\":\"\\u00e9\\n\"},\n"
+        "  \"temperature\":0.25, \"max_tokens\":7, \"emoji\":\"\xf0\x9f\x98\x80\"}";
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions",
+                                     "Authorization: Bearer client-secret-key\r\n"
+                                     "X-Request-Id: rid-rewrite-1\r\n"
+                                     "X-Custom-Client: keep-me\r\n",
+                                     body, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    lx_harness_resp_free(&r);
+
+    size_t len = 0;
+    char *raw = lx_mock_request_raw(H.mock[0], 0, &len);
+    assert_non_null(raw);
+    size_t hl;
+    const char *ubody;
+    assert_true(lx_harness_split(raw, len, &hl, &ubody));
+    char v[256];
+    char want[256];
+
+    assert_memory_equal(raw, "POST /base/v1/chat/completions HTTP/1.1\r\n", 41);
+    snprintf(want, sizeof(want), "127.0.0.1:%u", lx_mock_port(H.mock[0]));
+    assert_true(lx_harness_head_header(raw, hl, "host", v, sizeof(v)));
+    assert_string_equal(v, want);
+    assert_int_equal(count_headers(raw, hl, "host"), 1);
+
+    snprintf(want, sizeof(want), "Bearer %s", UPSTREAM_KEY);
+    assert_true(lx_harness_head_header(raw, hl, "authorization", v, sizeof(v)));
+    assert_string_equal(v, want);
+    assert_int_equal(count_headers(raw, hl, "authorization"), 1);
+    assert_null(strstr(raw, "client-secret-key"));
+
+    assert_true(lx_harness_head_header(raw, hl, "x-extra-one", v, sizeof(v)));
+    assert_string_equal(v, "one");
+    assert_true(lx_harness_head_header(raw, hl, "x-extra-two", v, sizeof(v)));
+    assert_string_equal(v, "two words");
+    assert_true(lx_harness_head_header(raw, hl, "x-request-id", v, sizeof(v)));
+    assert_string_equal(v, "rid-rewrite-1");
+    assert_int_equal(count_headers(raw, hl, "x-request-id"), 1);
+    assert_true(lx_harness_head_header(raw, hl, "x-custom-client", v, sizeof(v)));
+    assert_string_equal(v, "keep-me");
+
+    assert_true(lx_harness_head_header(raw, hl, "content-length", v, sizeof(v)));
+    assert_int_equal(strtoull(v, NULL, 10), sizeof(expected) - 1);
+    assert_false(lx_harness_head_header(raw, hl, "transfer-encoding", v, sizeof(v)));
+    assert_int_equal(len - hl, sizeof(expected) - 1);
+    assert_memory_equal(ubody, expected, sizeof(expected) - 1);
+    free(raw);
+}
+
+static void test_request_id_echoed(void **state)
+{
+    (void)state;
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions",
+                                     "X-Request-Id: client-id-42\r\n", CHAT_BODY, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    char v[128];
+    assert_true(lx_harness_resp_header(&r, "x-request-id", v, sizeof(v)));
+    assert_string_equal(v, "client-id-42");
+    lx_harness_resp_free(&r);
+
+    size_t len;
+    char *raw = lx_mock_request_raw(H.mock[0], 0, &len);
+    assert_non_null(raw);
+    assert_true(lx_harness_head_header(raw, len, "x-request-id", v, sizeof(v)));
+    assert_string_equal(v, "client-id-42");
+    free(raw);
+
+    char *line = lx_harness_log_wait(&H, "\"request_id\":\"client-id-42\"", 2000);
+    assert_non_null(line);
+    free(line);
+
+    /* an error answered by llmux itself echoes it too */
+    assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions", "X-Request-Id: err-id-7\r\n",
+                                     "{\"model\":\"no/such-model\"}", &r),
+                     0);
+    assert_true(lx_harness_is_error(&r, 404));
+    assert_true(lx_harness_resp_header(&r, "x-request-id", v, sizeof(v)));
+    assert_string_equal(v, "err-id-7");
+    lx_harness_resp_free(&r);
+}
+
+static void test_request_id_generated(void **state)
+{
+    (void)state;
+    char ids[2][128];
+    for (int i = 0; i < 2; i++) {
+        lx_harness_resp_t r;
+        assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions", NULL, CHAT_BODY, &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_true(lx_harness_resp_header(&r, "x-request-id", ids[i], sizeof(ids[i])));
+        assert_true(strlen(ids[i]) >= 8);
+        lx_harness_resp_free(&r);
+
+        size_t len;
+        char v[128];
+        char *raw = lx_mock_request_raw(H.mock[0], 0, &len);
+        assert_non_null(raw);
+        assert_true(lx_harness_head_header(raw, len, "x-request-id", v, sizeof(v)));
+        assert_string_equal(v, ids[i]); /* the upstream sees the id the client gets */
+        free(raw);
+
+        char needle[160];
+        snprintf(needle, sizeof(needle), "\"request_id\":\"%s\"", ids[i]);
+        char *line = lx_harness_log_wait(&H, needle, 2000);
+        assert_non_null(line);
+        free(line);
+    }
+    assert_string_not_equal(ids[0], ids[1]);
+}
+
+static void test_access_log_line(void **state)
+{
+    (void)state;
+    char req[1024];
+    int n = snprintf(req, sizeof(req),
+                     "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nX-Request-Id: log-line-1\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     strlen(CHAT_BODY), CHAT_BODY);
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_request(H.port, req, (size_t)n, &r), 0);
+    assert_int_equal(r.status, 200);
+
+    char *line = lx_harness_log_wait(&H, "\"request_id\":\"log-line-1\"", 2000);
+    assert_non_null(line);
+    assert_true(line[0] == '{' && line[strlen(line) - 1] == '}');
+    char s[256];
+    double d;
+    assert_true(lx_harness_json_str(line, "time", s, sizeof(s)));
+    assert_true(strlen(s) >= 20 && s[4] == '-' && s[10] == 'T');
+    assert_true(lx_harness_json_str(line, "method", s, sizeof(s)));
+    assert_string_equal(s, "POST");
+    assert_true(lx_harness_json_str(line, "path", s, sizeof(s)));
+    assert_string_equal(s, "/v1/chat/completions");
+    assert_true(lx_harness_json_num(line, "status", &d));
+    assert_true(d == 200.0);
+    assert_true(lx_harness_json_num(line, "bytes_in", &d));
+    assert_true(d == (double)n);
+    assert_true(lx_harness_json_num(line, "bytes_out", &d));
+    assert_true(d == (double)r.wire_len);
+    char want[128];
+    snprintf(want, sizeof(want), "http://127.0.0.1:%u", lx_mock_port(H.mock[0]));
+    assert_true(lx_harness_json_str(line, "upstream", s, sizeof(s)));
+    assert_string_equal(s, want);
+    assert_true(lx_harness_json_num(line, "attempts", &d));
+    assert_true(d == 1.0);
+    assert_true(lx_harness_json_num(line, "duration_ms", &d));
+    assert_true(d >= 0.0 && d < 10000.0);
+    double connect_ms, fb_ms;
+    assert_true(lx_harness_json_num(line, "upstream_connect_ms", &connect_ms));
+    assert_true(lx_harness_json_num(line, "first_byte_ms", &fb_ms));
+    assert_true(connect_ms >= 0.0 && fb_ms >= connect_ms && fb_ms < 10000.0);
+    free(line);
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_harness_log_count(&H, "log-line-1"), 1);
+
+    /* a request llmux answers itself is logged too, once */
+    n = snprintf(req, sizeof(req),
+                 "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-Id: log-h\r\n\r\n");
+    assert_int_equal(lx_harness_request(H.port, req, (size_t)n, &r), 0);
+    assert_int_equal(r.status, 200);
+    line = lx_harness_log_wait(&H, "\"request_id\":\"log-h\"", 2000);
+    assert_non_null(line);
+    assert_true(lx_harness_json_str(line, "path", s, sizeof(s)));
+    assert_string_equal(s, "/healthz");
+    assert_true(lx_harness_json_num(line, "status", &d));
+    assert_true(d == 200.0);
+    assert_true(lx_harness_json_num(line, "bytes_out", &d));
+    assert_true(d == (double)r.wire_len);
+    free(line);
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_harness_log_count(&H, "log-h"), 1);
+}
+
+static void test_body_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body;
+        int status;
+        const char *message_part;
+    } cases[] = {
+        {"{\"model\":", 400, NULL},
+        {"not json at all", 400, NULL},
+        {"{\"model\":\"pub/model-a\",\"messages\":[}", 400, NULL},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", 400, "model"},
+        {"{\"model\":\"no/such-model\",\"messages\":[]}", 404, "no/such-model"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        lx_harness_resp_t r;
+        assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions", NULL, cases[i].body, &r),
+                         0);
+        assert_true(lx_harness_is_error(&r, cases[i].status));
+        char msg[512];
+        assert_true(lx_harness_json_str(r.body, "message", msg, sizeof(msg)));
+        if (cases[i].message_part != NULL)
+            assert_non_null(strstr(msg, cases[i].message_part));
+        lx_harness_resp_free(&r);
+    }
+    assert_int_equal(lx_mock_requests(H.mock[0]), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_routes_proxied, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_models_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_route, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_method, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rewritten_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_id_echoed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_id_generated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_access_log_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_errors, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

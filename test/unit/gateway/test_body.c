@@ -1,0 +1,476 @@
+/*
+ * test_body.c - the request body scan and splice.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/status.h"
+#include "gateway/body.h"
+
+static lx_body_scan_t scan;
+
+static int scan_str(const char *s)
+{
+    return lx_body_scan(s, strlen(s), &scan);
+}
+
+static void assert_span(const char *body, lx_body_span_t sp, const char *want)
+{
+    assert_int_equal(sp.len, strlen(want));
+    assert_memory_equal(body + sp.off, want, sp.len);
+}
+
+/* Scans <in>, splices it and returns the concatenated result (malloc'd), which must scan. */
+static char *splice_str(const char *in, const char *model, bool include_usage)
+{
+    assert_int_equal(scan_str(in), 0);
+    lx_body_piece_t pieces[LX_BODY_MAX_PIECES];
+    char scratch[256];
+    size_t total = 0;
+    int n = lx_body_splice(in, strlen(in), &scan, model, model ? strlen(model) : 0, include_usage,
+                           pieces, LX_BODY_MAX_PIECES, scratch, sizeof(scratch), &total);
+    assert_true(n > 0);
+    char *out = malloc(total + 1);
+    assert_non_null(out);
+    size_t o = 0;
+    for (int k = 0; k < n; k++) {
+        assert_true(pieces[k].len > 0);
+        memcpy(out + o, pieces[k].ptr, pieces[k].len);
+        o += pieces[k].len;
+    }
+    assert_int_equal(o, total);
+    out[o] = '\0';
+    lx_body_scan_t again;
+    if (lx_body_scan(out, o, &again) != 0)
+        fail_msg("spliced body does not scan: %s (%s)", out, again.error);
+    return out;
+}
+
+static void check_splice(const char *in, const char *model, bool include_usage, const char *want)
+{
+    char *out = splice_str(in, model, include_usage);
+    if (strcmp(out, want) != 0)
+        fail_msg("splice of %s\n  got  %s\n  want %s", in, out, want);
+    free(out);
+}
+
+static void test_model(void **state)
+{
+    const char *b = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    assert_int_equal(scan_str(b), 0);
+    assert_true(scan.has_model);
+    assert_span(b, scan.model, "gpt-4o");
+    assert_string_equal(scan.error, "");
+    assert_false(scan.stream);
+    assert_false(scan.has_stream);
+
+    assert_int_equal(scan_str("{\"messages\":[]}"), 0);
+    assert_false(scan.has_model);
+
+    assert_int_equal(scan_str("{\"model\":5}"), LX_EJSON);
+    assert_string_equal(scan.error, "'model' must be a string");
+    assert_int_equal(scan_str("{\"model\":null}"), LX_EJSON);
+    assert_int_equal(scan_str("{\"model\":[\"a\"]}"), LX_EJSON);
+    assert_int_equal(scan_str("{\"model\":\"a\",\"model\":\"b\"}"), LX_EJSON);
+    assert_string_equal(scan.error, "duplicate 'model' member");
+
+    /* "model" nested elsewhere is not the model */
+    b = "{\"messages\":[{\"model\":\"x\"}],\"model\":\"m\"}";
+    assert_int_equal(scan_str(b), 0);
+    assert_span(b, scan.model, "m");
+    assert_int_equal(scan_str("{\"messages\":[{\"model\":\"x\"}]}"), 0);
+    assert_false(scan.has_model);
+}
+
+static void test_stream(void **state)
+{
+    assert_int_equal(scan_str("{\"stream\":true}"), 0);
+    assert_true(scan.has_stream);
+    assert_true(scan.stream);
+    assert_int_equal(scan_str("{\"stream\" : false }"), 0);
+    assert_true(scan.has_stream);
+    assert_false(scan.stream);
+    assert_int_equal(scan_str("{\"stream\":null}"), 0);
+    assert_false(scan.stream);
+    const char *bad[] = {"{\"stream\":1}", "{\"stream\":\"true\"}", "{\"stream\":{}}",
+                         "{\"stream\":[true]}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(scan_str(bad[i]), LX_EJSON);
+        assert_string_equal(scan.error, "'stream' must be a boolean");
+    }
+}
+
+static void test_stream_options(void **state)
+{
+    const char *b = "{\"stream\":true,\"stream_options\":{\"include_usage\":true}}";
+    assert_int_equal(scan_str(b), 0);
+    assert_true(scan.has_stream_options);
+    assert_true(scan.has_include_usage);
+    assert_true(scan.include_usage);
+    assert_span(b, scan.stream_options, "{\"include_usage\":true}");
+
+    b = "{\"stream_options\":{\"x\":{\"include_usage\":true},\"include_usage\":false}}";
+    assert_int_equal(scan_str(b), 0);
+    assert_true(scan.has_stream_options);
+    assert_true(scan.has_include_usage);
+    assert_false(scan.include_usage);
+    assert_int_equal(scan.stream_options_members, 2);
+    assert_span(b, scan.include_usage_value, "false");
+
+    assert_int_equal(scan_str("{\"stream_options\":{}}"), 0);
+    assert_true(scan.has_stream_options);
+    assert_false(scan.has_include_usage);
+    assert_int_equal(scan_str("{\"stream_options\":null}"), 0);
+    assert_false(scan.has_stream_options);
+    assert_true(scan.stream_options_null);
+
+    assert_int_equal(scan_str("{\"stream_options\":[]}"), LX_EJSON);
+    assert_string_equal(scan.error, "'stream_options' must be an object");
+    assert_int_equal(scan_str("{\"stream_options\":{\"include_usage\":1}}"), LX_EJSON);
+    assert_int_equal(
+        scan_str("{\"stream_options\":{\"include_usage\":true,\"include_usage\":false}}"),
+        LX_EJSON);
+}
+
+static void test_consumed_spans(void **state)
+{
+    const char *b = "{\"models\":[\"a/b\", \"c\\\"d\"],\"provider\":{\"order\":[\"x\"]},"
+                    "\"route\":\"fallback\",\"session_id\":\"s-1\",\"model\":\"m\"}";
+    assert_int_equal(scan_str(b), 0);
+    assert_true(scan.has_models);
+    assert_int_equal(scan.n_models, 2);
+    assert_span(b, scan.model_list[0], "a/b");
+    assert_span(b, scan.model_list[1], "c\\\"d");
+    assert_span(b, scan.models, "[\"a/b\", \"c\\\"d\"]");
+    assert_true(scan.has_provider);
+    assert_span(b, scan.provider, "{\"order\":[\"x\"]}");
+    assert_true(scan.has_route);
+    assert_span(b, scan.route, "fallback");
+    assert_true(scan.has_session_id);
+    assert_span(b, scan.session_id, "s-1");
+
+    assert_int_equal(scan_str("{\"models\":[\"a\",1]}"), LX_EJSON);
+    assert_string_equal(scan.error, "'models' must be an array of strings");
+    assert_int_equal(scan_str("{\"models\":[[\"a\"]]}"), LX_EJSON);
+    assert_int_equal(scan_str("{\"models\":\"a\"}"), LX_EJSON);
+    assert_int_equal(scan_str("{\"provider\":[]}"), LX_EJSON);
+    assert_int_equal(scan_str("{\"route\":1}"), LX_EJSON);
+    assert_int_equal(scan_str("{\"session_id\":{}}"), LX_EJSON);
+    assert_int_equal(scan_str("{\"models\":[],\"models\":[]}"), LX_EJSON);
+    assert_int_equal(scan_str("{\"models\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\","
+                              "\"10\",\"11\",\"12\",\"13\",\"14\",\"15\",\"16\",\"17\"]}"),
+                     LX_EJSON);
+    assert_int_equal(scan_str("{\"models\":null,\"provider\":null}"), 0);
+    assert_true(scan.has_models);
+    assert_int_equal(scan.n_models, 0);
+    assert_true(scan.has_provider);
+    assert_int_equal(scan.provider.len, 0);
+}
+
+static void test_remove_members(void **state)
+{
+    /* first */
+    check_splice("{\"models\":[\"a\",\"b\"],\"model\":\"x\",\"messages\":[]}", "y", false,
+                 "{\"model\":\"y\",\"messages\":[]}");
+    /* middle, with blanks */
+    check_splice("{\"model\":\"x\", \"provider\": {\"order\":[\"a\"]} , \"messages\":[]}", "y",
+                 false, "{\"model\":\"y\" , \"messages\":[]}");
+    /* last */
+    check_splice("{\"model\":\"x\",\"messages\":[],\"session_id\":\"s1\"}", "y", false,
+                 "{\"model\":\"y\",\"messages\":[]}");
+    /* several at the start, one in the middle, one at the end */
+    check_splice("{\"models\":[\"a\"],\"provider\":{},\"model\":\"x\",\"route\":\"sort\","
+                 "\"stream\":false,\"session_id\":\"z\"}",
+                 "y", false, "{\"model\":\"y\",\"stream\":false}");
+    /* all of them, no model: the model is added */
+    check_splice("{\"route\":\"fallback\",\"models\":[\"a\"]}", "m", false, "{\"model\":\"m\"}");
+    check_splice("{ \"route\" : \"fallback\" }", NULL, false, "{  }");
+    /* pretty-printed */
+    check_splice("{\n  \"model\": \"x\",\n  \"models\": [\"a\"],\n  \"temperature\": 0.5\n}\n", "y",
+                 false, "{\n  \"model\": \"y\",\n  \"temperature\": 0.5\n}\n");
+    check_splice("{\n  \"models\": [\"a\"],\n  \"model\": \"x\"\n}", NULL, false,
+                 "{\n  \"model\": \"x\"\n}");
+    /* nested lookalikes stay */
+    check_splice("{\"model\":\"x\",\"metadata\":{\"provider\":\"p\",\"models\":1}}", NULL, false,
+                 "{\"model\":\"x\",\"metadata\":{\"provider\":\"p\",\"models\":1}}");
+}
+
+static void test_unknown_untouched(void **state)
+{
+    const char *b = "{\"temperature\":0.7,\"model\":\"old\",\"tools\":[{\"type\":\"function\","
+                    "\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\"}}}],"
+                    "\"x\":[-1.5e-3,true,false,null,\"\\u00e9\\n\"],\"user\":\"u\"}";
+    char *out = splice_str(b, "new-model", true);
+    assert_string_equal(out, "{\"temperature\":0.7,\"model\":\"new-model\",\"tools\":[{\"type\":"
+                             "\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":"
+                             "\"object\"}}}],\"x\":[-1.5e-3,true,false,null,\"\\u00e9\\n\"],"
+                             "\"user\":\"u\"}");
+    free(out);
+    /* NULL model: no change at all */
+    out = splice_str(b, NULL, false);
+    assert_string_equal(out, b);
+    free(out);
+}
+
+static void test_include_usage(void **state)
+{
+    check_splice("{\"model\":\"x\",\"stream\":true}", "y", true,
+                 "{\"model\":\"y\",\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+    /* added after the last kept member, before a removed one */
+    check_splice("{\"model\":\"x\",\"stream\":true,\"models\":[\"a\"]}", "y", true,
+                 "{\"model\":\"y\",\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+    check_splice("{\"stream\":true}", "m", true,
+                 "{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+    check_splice("{\"stream\":true , \"models\":[\"a\"] }", NULL, true,
+                 "{\"stream\":true,\"stream_options\":{\"include_usage\":true} }");
+    check_splice("{\"stream\":true,\"stream_options\":{}}", NULL, true,
+                 "{\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+    check_splice("{\"stream\":true,\"stream_options\":{ \"foo\":1}}", NULL, true,
+                 "{\"stream\":true,\"stream_options\":{\"include_usage\":true, \"foo\":1}}");
+    check_splice("{\"stream\":true,\"stream_options\":{\"include_usage\":false}}", NULL, true,
+                 "{\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+    check_splice("{\"stream\":true,\"stream_options\":{\"include_usage\":null,\"a\":2}}", NULL,
+                 true, "{\"stream\":true,\"stream_options\":{\"include_usage\":true,\"a\":2}}");
+    check_splice("{\"stream\":true,\"stream_options\":null}", NULL, true,
+                 "{\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+    /* already there */
+    check_splice("{\"stream\":true,\"stream_options\":{\"include_usage\":true}}", NULL, true,
+                 "{\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+    /* not streaming, or not asked */
+    check_splice("{\"stream\":false}", NULL, true, "{\"stream\":false}");
+    check_splice("{\"model\":\"x\"}", NULL, true, "{\"model\":\"x\"}");
+    check_splice("{\"stream\":true}", NULL, false, "{\"stream\":true}");
+}
+
+static void test_escapes(void **state)
+{
+    const char *b = "{\"model\":\"a\\/b\\u00e9\\\"\"}";
+    assert_int_equal(scan_str(b), 0);
+    assert_span(b, scan.model, "a\\/b\\u00e9\\\"");
+    char out[32];
+    int n = lx_body_unescape(b + scan.model.off, scan.model.len, out, sizeof(out));
+    assert_int_equal(n, 6);
+    assert_memory_equal(out, "a/b\xc3\xa9\"", 6);
+    /* a model needing escapes is escaped in the splice */
+    check_splice("{\"model\":\"x\"}", "q\"\\\n\x01", false, "{\"model\":\"q\\\"\\\\\\n\\u0001\"}");
+    /* unescape: surrogate pair, lone surrogate, errors, capacity */
+    n = lx_body_unescape("\\ud83d\\ude00", 12, out, sizeof(out));
+    assert_int_equal(n, 4);
+    assert_memory_equal(out, "\xf0\x9f\x98\x80", 4);
+    n = lx_body_unescape("\\ud83dx", 7, out, sizeof(out));
+    assert_int_equal(n, 4);
+    assert_memory_equal(out, "\xef\xbf\xbdx", 4);
+    n = lx_body_unescape("\\t\\b\\f\\r\\n\\\\", 12, out, sizeof(out));
+    assert_int_equal(n, 6);
+    assert_memory_equal(out, "\t\b\f\r\n\\", 6);
+    assert_int_equal(lx_body_unescape("\\q", 2, out, sizeof(out)), LX_EJSON);
+    assert_int_equal(lx_body_unescape("\\", 1, out, sizeof(out)), LX_EJSON);
+    assert_int_equal(lx_body_unescape("\\u12", 4, out, sizeof(out)), LX_EJSON);
+    assert_int_equal(lx_body_unescape("\\u12g4", 6, out, sizeof(out)), LX_EJSON);
+    assert_int_equal(lx_body_unescape("abcd", 4, out, 3), LX_ETOOBIG);
+    assert_int_equal(lx_body_unescape("\\u00e9", 6, out, 1), LX_ETOOBIG);
+    assert_int_equal(lx_body_unescape("", 0, out, 0), 0);
+}
+
+static void test_invalid(void **state)
+{
+    static const char *bad[] = {
+        "{\"model\":\"x\"",
+        "{\"a\":1} x",
+        "{\"a\":1}{}",
+        "{\"a\":1} 2",
+        "[1]",
+        "\"x\"",
+        "1",
+        "{a:1}",
+        "{\"a\":tru}",
+        "{\"a\":nul}",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":.5}",
+        "{\"a\":-}",
+        "{\"a\":1e}",
+        "{\"a\":+1}",
+        "{\"a\":0x1}",
+        "{\"a\" 1}",
+        "{\"a\":1 \"b\":2}",
+        "{\"a\":1,}",
+        "{,\"a\":1}",
+        "{\"a\":[1 2]}",
+        "{\"a\":[1,]}",
+        "{\"a\":[,1]}",
+        "{\"a\":\"\x01\"}",
+        "{\"a\":\"\\q\"}",
+        "{\"a\":1}}",
+        "{\"a\":[}",
+        "{\"a\"::1}",
+        "{\"a\":{\"b\"}}",
+        "{\"a\":\"b\":\"c\"}",
+        "{\"a\":true false}",
+        "{\"a\"}",
+        "{\"a\":}",
+        "{1:2}",
+        "{\"a\":1",
+        "{\"a\":\"",
+        "{\"a\":\"\\u12\"}",
+        "{\"a\":[1]]}",
+        "{\"a\":'x'}",
+        "{\"a\":1}\x01",
+        "{\"a\":truex}",
+        "{\"a\":\"b\"\"c\"}",
+        "{\"a\":{}{}}",
+        "{\"a\":1,,\"b\":2}",
+        "{\"a\":[\"b\":1]}",
+        "{\"a\":NaN}",
+        "{\"a\":-Infinity}",
+        "{\"a\":\"x\"}\v",
+        "{\"a\":1}\f",
+        "{\"a\":\"\t\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = scan_str(bad[i]);
+        if (rc != LX_EJSON)
+            fail_msg("accepted invalid JSON %s", bad[i]);
+        assert_true(scan.error[0] != '\0');
+    }
+    assert_int_equal(scan_str(""), LX_EJSON);
+    assert_string_equal(scan.error, "request body is empty");
+    assert_int_equal(scan_str(" \r\n\t"), LX_EJSON);
+    assert_int_equal(scan_str("[1]"), LX_EJSON);
+    assert_string_equal(scan.error, "request body must be a JSON object");
+    assert_int_equal(scan_str("{\"model\":\"x\""), LX_EJSON);
+    assert_string_equal(scan.error, "invalid JSON: unexpected end of body");
+    assert_int_equal(scan_str("{\"a\":1,}"), LX_EJSON);
+    assert_string_equal(scan.error, "invalid JSON at byte 6");
+    assert_int_equal(scan_str("{\"a\":tru}"), LX_EJSON);
+    assert_string_equal(scan.error, "invalid JSON at byte 5");
+    /* a NUL byte, in a string or between values */
+    assert_int_equal(lx_body_scan("{\"a\":\"\0\"}", 9, &scan), LX_EJSON);
+    assert_string_equal(scan.error, "invalid JSON at byte 6");
+    assert_int_equal(lx_body_scan("{\"a\":1}\0", 8, &scan), LX_EJSON);
+    /* ... and a length that stops before the end is honoured */
+    assert_int_equal(lx_body_scan("{\"a\":1}xyz", 7, &scan), 0);
+
+    static const char *good[] = {
+        "{}",
+        " { \"a\" : [ 1 , -0.5e+3 , \"x\" , null , true , false, { } , [ ] ] } \n",
+        "{\"a\":0,\"b\":-0,\"c\":1E5,\"d\":1e-5,\"e\":123.456,\"f\":[[[]]]}",
+        "{\"\":\"\",\"\\u0041\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\uFFFF\"}",
+        "{\"a\":\"\xc3\xa9\xf0\x9f\x98\x80\"}",
+        "{\"model\":\"x\",\"a\":{\"model\":1,\"stream\":\"no\"}}",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (scan_str(good[i]) != 0)
+            fail_msg("rejected valid JSON %s: %s", good[i], scan.error);
+    }
+}
+
+static void test_depth(void **state)
+{
+    char body[2048];
+    size_t o = 0;
+    body[o++] = '{';
+    memcpy(body + o, "\"a\":", 4);
+    o += 4;
+    for (int i = 0; i < 600; i++)
+        body[o++] = '[';
+    for (int i = 0; i < 600; i++)
+        body[o++] = ']';
+    body[o++] = '}';
+    assert_int_equal(lx_body_scan(body, o, &scan), LX_EJSON);
+    assert_string_equal(scan.error, "JSON nested too deeply");
+    /* 400 levels are fine */
+    o = 5;
+    for (int i = 0; i < 400; i++)
+        body[o++] = '[';
+    for (int i = 0; i < 400; i++)
+        body[o++] = ']';
+    body[o++] = '}';
+    assert_int_equal(lx_body_scan(body, o, &scan), 0);
+}
+
+static void test_large(void **state)
+{
+    /* ~2 MB: far more tokens than the initial array, so jsmn is resumed after growth */
+    size_t cap = 3u << 20, o = 0;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    o += (size_t)sprintf(body + o, "{\"models\":[\"a\",\"b\"],\"messages\":[");
+    for (int i = 0; o < (2u << 20); i++)
+        o +=
+            (size_t)sprintf(body + o, "%s{\"role\":\"user\",\"content\":\"message %d\",\"n\":[%d]}",
+                            i ? "," : "", i, i);
+    o += (size_t)sprintf(body + o, "],\"stream\":true,\"model\":\"big\"}");
+    assert_int_equal(lx_body_scan(body, o, &scan), 0);
+    assert_true(scan.has_model);
+    assert_span(body, scan.model, "big");
+    assert_true(scan.stream);
+
+    lx_body_piece_t pieces[LX_BODY_MAX_PIECES];
+    char scratch[16];
+    size_t total;
+    int n = lx_body_splice(body, o, &scan, "small", 5, true, pieces, LX_BODY_MAX_PIECES, scratch,
+                           sizeof(scratch), &total);
+    assert_true(n > 0);
+    char *out = malloc(total);
+    assert_non_null(out);
+    size_t w = 0;
+    for (int k = 0; k < n; k++) {
+        memcpy(out + w, pieces[k].ptr, pieces[k].len);
+        w += pieces[k].len;
+    }
+    const char *tail = ",\"stream\":true,\"model\":\"small\",\"stream_options\":{\"include_usage\":"
+                       "true}}";
+    assert_memory_equal(out + total - strlen(tail), tail, strlen(tail));
+    assert_memory_equal(out, "{\"messages\":[{", 14);
+    assert_int_equal(lx_body_scan(out, total, &scan), 0);
+    assert_span(out, scan.model, "small");
+    assert_true(scan.include_usage);
+    assert_false(scan.has_models);
+    free(out);
+    free(body);
+}
+
+static void test_splice_limits(void **state)
+{
+    const char *b = "{\"models\":[\"a\"],\"model\":\"x\",\"stream\":true,\"route\":\"r\"}";
+    assert_int_equal(scan_str(b), 0);
+    lx_body_piece_t pieces[LX_BODY_MAX_PIECES];
+    char scratch[8];
+    size_t total;
+    /* the model needs 9 bytes escaped */
+    assert_int_equal(lx_body_splice(b, strlen(b), &scan, "abcd\"efg", 8, false, pieces,
+                                    LX_BODY_MAX_PIECES, scratch, sizeof(scratch), &total),
+                     LX_ETOOBIG);
+    int n = lx_body_splice(b, strlen(b), &scan, "abc", 3, true, pieces, LX_BODY_MAX_PIECES, scratch,
+                           sizeof(scratch), &total);
+    assert_true(n > 1);
+    assert_int_equal(lx_body_splice(b, strlen(b), &scan, "abc", 3, true, pieces, (size_t)n - 1,
+                                    scratch, sizeof(scratch), &total),
+                     LX_ETOOBIG);
+    assert_int_equal(lx_body_splice(b, strlen(b), &scan, "abc", 3, true, pieces, (size_t)n, scratch,
+                                    sizeof(scratch), &total),
+                     n);
+    /* an empty model is valid */
+    check_splice("{\"model\":\"x\"}", "", false, "{\"model\":\"\"}");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_model),          cmocka_unit_test(test_stream),
+        cmocka_unit_test(test_stream_options), cmocka_unit_test(test_consumed_spans),
+        cmocka_unit_test(test_remove_members), cmocka_unit_test(test_unknown_untouched),
+        cmocka_unit_test(test_include_usage),  cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_invalid),        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_large),          cmocka_unit_test(test_splice_limits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
