@@ -144,4 +144,12 @@ void lx_config_dump(const lx_config_t *cfg, FILE *out)
             : strcmp(cfg->access_log, "-") == 0 ? "- (stdout)"
                                                 : cfg->access_log,
             cfg->log_level >= 0 && cfg->log_level < 4 ? levels[cfg->log_level] : "?");
+    char ka[32], kd[32];
+    lx_config_value_format_duration(cfg->stream_keepalive_interval_ms, ka, sizeof(ka));
+    lx_config_value_format_duration(cfg->stream_keepalive_delay_ms, kd, sizeof(kd));
+    fprintf(out,
+            "stream: keepalive every %s (first after %s), early_commit %s, "
+            "always_send_usage %s\n",
+            ka, kd, cfg->stream_early_commit ? "on" : "off",
+            cfg->stream_always_send_usage ? "on" : "off");
 }

@@ -102,6 +102,12 @@ typedef struct lx_config {
     lx_config_key_t *keys;
     size_t n_keys;
 
+    /* Streams (`stream`): */
+    uint64_t stream_keepalive_interval_ms; /* ": keep-alive" comment period, default 15s */
+    uint64_t stream_keepalive_delay_ms;    /* the first one after, default 2s */
+    bool stream_early_commit;              /* answer 200 before the upstream does (keep-alives) */
+    bool stream_always_send_usage;         /* keep the usage chunk llmux asked for, as OpenRouter */
+
     char *access_log; /* path, "-" for stdout (default), NULL when `access_log: off` */
     int log_level;    /* 0 error, 1 warn, 2 info (default), 3 debug */
 

@@ -1054,6 +1054,41 @@ static void parse_log(parser_t *p, yaml_node_t *n)
     }
 }
 
+static void get_bool(parser_t *p, yaml_node_t *n, const char *what, bool *out)
+{
+    const char *s = scalar(p, n, what);
+    if (s == NULL)
+        return;
+    if (strcmp(s, "true") == 0 || strcmp(s, "yes") == 0 || strcmp(s, "on") == 0)
+        *out = true;
+    else if (strcmp(s, "false") == 0 || strcmp(s, "no") == 0 || strcmp(s, "off") == 0)
+        *out = false;
+    else
+        REPORT(p, n, "%s: expected true or false", what);
+}
+
+static void parse_stream(parser_t *p, yaml_node_t *n)
+{
+    lx_config_t *cfg = p->cfg;
+    field_t f[] = {{"keepalive_interval", false, NULL, NULL},
+                   {"keepalive_delay", false, NULL, NULL},
+                   {"early_commit", false, NULL, NULL},
+                   {"always_send_usage", false, NULL, NULL}};
+
+    if (!read_map(p, n, "stream", f, LX_ARRAY_SIZE(f)))
+        return;
+    if (f[0].value != NULL)
+        get_duration(p, f[0].value, "stream.keepalive_interval", false,
+                     &cfg->stream_keepalive_interval_ms);
+    if (f[1].value != NULL)
+        get_duration(p, f[1].value, "stream.keepalive_delay", false,
+                     &cfg->stream_keepalive_delay_ms);
+    if (f[2].value != NULL)
+        get_bool(p, f[2].value, "stream.early_commit", &cfg->stream_early_commit);
+    if (f[3].value != NULL)
+        get_bool(p, f[3].value, "stream.always_send_usage", &cfg->stream_always_send_usage);
+}
+
 /* ---- the document -------------------------------------------------------------------------- */
 
 static void set_defaults(parser_t *p)
@@ -1070,6 +1105,8 @@ static void set_defaults(parser_t *p)
     cfg->shutdown_timeout_ms = 30 * 1000;
     cfg->access_log = copy(p, "-");
     cfg->log_level = 2;
+    cfg->stream_keepalive_interval_ms = 15 * 1000;
+    cfg->stream_keepalive_delay_ms = 2 * 1000;
 }
 
 static void parse_root(parser_t *p, yaml_node_t *root)
@@ -1077,7 +1114,8 @@ static void parse_root(parser_t *p, yaml_node_t *root)
     field_t f[] = {{"listen", true, NULL, NULL},    {"workers", false, NULL, NULL},
                    {"limits", false, NULL, NULL},   {"timeouts", false, NULL, NULL},
                    {"providers", true, NULL, NULL}, {"models", true, NULL, NULL},
-                   {"auth", false, NULL, NULL},     {"log", false, NULL, NULL}};
+                   {"auth", false, NULL, NULL},     {"log", false, NULL, NULL},
+                   {"stream", false, NULL, NULL}};
 
     if (root == NULL) {
         static const yaml_mark_t start = {0, 0, 0};
@@ -1102,6 +1140,8 @@ static void parse_root(parser_t *p, yaml_node_t *root)
     parse_auth(p, root, f[6].value);
     if (f[7].value != NULL)
         parse_log(p, f[7].value);
+    if (f[8].value != NULL)
+        parse_stream(p, f[8].value);
 }
 
 static void yaml_error(parser_t *p, const yaml_parser_t *yp)

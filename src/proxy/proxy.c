@@ -24,6 +24,7 @@
 #include "proxy/proxy.h"
 
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,12 @@ static void on_timeout(uv_timer_t *t)
     lx_proxy_finish(px, LX_ETIMEDOUT);
 }
 
+static void stop_keepalives(lx_proxy_t *px)
+{
+    if (px->stream_head != NULL && px->open_timers == 2)
+        uv_timer_stop(&px->ka_timer);
+}
+
 static void flush_pending(lx_proxy_t *px)
 {
     if (px->n_pending == 0)
@@ -74,6 +81,10 @@ static int on_head(lx_http_client_t *hc)
     px->upstream_status = hc->status;
     if (hc->status >= 400)
         return 0; /* collect the error body, answer in the envelope */
+    if (px->ops->on_head != NULL)
+        px->ops->on_head(px, hc);
+    if (px->committed)
+        return 0; /* an early commit already answered the head */
     char head[1024];
     int n = 0;
     if (hc->content_type[0] != '\0')
@@ -82,7 +93,10 @@ static int on_head(lx_http_client_t *hc)
         n = 0;
     memcpy(head + n, px->resp_headers, px->resp_headers_len);
     n += (int)px->resp_headers_len;
-    int64_t len = hc->has_length && !hc->chunked ? (int64_t)hc->content_length : -1;
+    /* a filtered or streamed body may change length, and a stream may need an error event */
+    int64_t len = hc->has_length && !hc->chunked && !px->filter_on && !px->stream
+                      ? (int64_t)hc->content_length
+                      : -1;
     px->committed = true;
     px->client_status = hc->status;
     if (lx_http_server_send_head(px->req, hc->status, head, (size_t)n, len) != 0)
@@ -94,7 +108,7 @@ static int on_body(lx_http_client_t *hc, lx_buf_t *b, const char *at, size_t len
 {
     lx_proxy_t *px = hc->data;
     px->bytes_from_upstream += len;
-    if (!px->committed) {
+    if (px->upstream_status >= 400) {
         if (px->err_body == NULL) {
             px->err_body = malloc(LX_PROXY_ERR_BODY_MAX);
             if (px->err_body == NULL)
@@ -105,8 +119,17 @@ static int on_body(lx_http_client_t *hc, lx_buf_t *b, const char *at, size_t len
         px->err_len += k;
         return 0;
     }
-    if (px->n_pending == LX_WRITE_MAX_IOV)
+    if (px->n_pending + LX_PROXY_FILTER_MAX > LX_ARRAY_SIZE(px->pending))
         flush_pending(px);
+    if (px->filter_on) {
+        int n = px->ops->filter(px, b, at, len, px->pending + px->n_pending);
+        if (n < 0) {
+            px->error = "the provider's stream is malformed";
+            return n;
+        }
+        px->n_pending += (unsigned)n;
+        return 0;
+    }
     px->pending[px->n_pending++] = lx_slice_make(b, (size_t)(at - b->data), len);
     return 0;
 }
@@ -146,6 +169,39 @@ static bool retry_stale(lx_proxy_t *px)
     return true;
 }
 
+/* libuv 1.44 reports a reset that arrives together with data as a plain end of file: the
+ * socket's pending error tells the two apart. */
+static bool reset_pending(lx_proxy_t *px)
+{
+    uv_os_fd_t fd;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (uv_fileno((uv_handle_t *)&px->conn->stream.tcp, &fd) != 0)
+        return false;
+    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0;
+}
+
+/* The upstream body ended as HTTP framing says: release what the filter held, then check
+ * that the body itself is complete (a stream saw its terminator). */
+static void end_of_body(lx_proxy_t *px)
+{
+    if (px->filter_on && px->committed && px->ops->filter_end != NULL &&
+        px->upstream_status < 400) {
+        if (px->n_pending + LX_PROXY_FILTER_MAX > LX_ARRAY_SIZE(px->pending))
+            flush_pending(px);
+        int n = px->ops->filter_end(px, px->pending + px->n_pending);
+        if (n > 0)
+            px->n_pending += (unsigned)n;
+    }
+    flush_pending(px);
+    if (px->upstream_status < 400 && px->ops->end_ok != NULL && !px->ops->end_ok(px)) {
+        px->error = "the provider's stream ended without its terminator";
+        lx_proxy_finish(px, LX_EUPSTREAM);
+        return;
+    }
+    lx_proxy_finish(px, 0);
+}
+
 static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *data)
 {
     lx_upconn_t *conn = s->data;
@@ -154,18 +210,18 @@ static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *d
         if (retry_stale(px))
             return;
         int rc = lx_http_client_eof(&px->hc);
-        if (rc == 0) {
-            flush_pending(px);
-            lx_proxy_finish(px, 0);
+        if (rc == 0 && !reset_pending(px)) {
+            end_of_body(px);
             return;
         }
-        px->error = px->hc.error;
+        px->error = rc == 0 ? "the provider reset the connection" : px->hc.error;
         lx_proxy_finish(px, nread == UV_EOF ? LX_EUPSTREAM : (int)nread);
         return;
     }
     if (px->t_first_byte_ns == 0) {
         px->t_first_byte_ns = uv_hrtime();
         px->state = LX_PROXY_RELAYING;
+        stop_keepalives(px);
     }
     arm(px, px->idle_timeout_ms, on_timeout);
     int rc = lx_http_client_parse(&px->hc, b, data, (size_t)nread);
@@ -176,7 +232,7 @@ static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *d
         return;
     }
     if (px->hc.complete)
-        lx_proxy_finish(px, 0);
+        end_of_body(px);
 }
 
 static void on_sent(lx_stream_t *s, int status, void *arg)
@@ -232,14 +288,38 @@ static void send_request(lx_proxy_t *px)
     lx_conn_pool_get(px->pool, &px->wait, on_conn);
 }
 
+static void on_keepalive(uv_timer_t *t)
+{
+    lx_proxy_t *px = t->data;
+    static const char ka[] = ": keep-alive\n\n";
+    if (px->t_first_byte_ns != 0 || px->finished)
+        return;
+    if (lx_http_server_send(px->req, ka, sizeof(ka) - 1) == 0)
+        px->keepalives_sent++;
+    uv_timer_start(&px->ka_timer, on_keepalive, px->keepalive_interval_ms, 0);
+}
+
 void lx_proxy_start(lx_proxy_t *px)
 {
+    uv_loop_t *loop = &px->req->worker->loop;
     px->t_start_ns = uv_hrtime();
-    uv_timer_init(&px->req->worker->loop, &px->timer);
+    uv_timer_init(loop, &px->timer);
     px->timer.data = px;
+    px->open_timers = 1;
     px->req->data = px;
     px->req->on_abort = on_client_abort;
     px->req->on_drain = on_drain;
+    if (px->stream_head != NULL) {
+        /* early commit: the client is answered now; failures become error events */
+        uv_timer_init(loop, &px->ka_timer);
+        px->ka_timer.data = px;
+        px->open_timers = 2;
+        px->committed = true;
+        px->client_status = 200;
+        lx_http_server_send_head(px->req, 200, px->stream_head, px->stream_head_len, -1);
+        if (px->keepalive_interval_ms > 0)
+            uv_timer_start(&px->ka_timer, on_keepalive, px->keepalive_delay_ms, 0);
+    }
     send_request(px);
 }
 
@@ -273,8 +353,40 @@ static int upstream_error_status(int status)
 static void on_timer_closed(uv_handle_t *h)
 {
     lx_proxy_t *px = h->data;
-    if (px->ops->on_free != NULL)
+    if (--px->open_timers == 0 && px->ops->on_free != NULL)
         px->ops->on_free(px);
+}
+
+/* Ends a committed response that failed: a final error piece (an SSE error event) and a clean
+ * end when the response can carry one, else a cut connection. */
+static void end_cut(lx_proxy_t *px, int code)
+{
+    lx_http_request_t *req = px->req;
+    int status = px->upstream_status >= 400 ? upstream_error_status(px->upstream_status)
+                                            : lx_proxy_status_for(code);
+    char msg[1024], ev[2048];
+    if (px->upstream_status >= 400) {
+        char reason[768] = "";
+        if (px->ops->describe_error != NULL)
+            px->ops->describe_error(px, px->upstream_status, px->err_body, px->err_len, reason,
+                                    sizeof(reason));
+        snprintf(msg, sizeof(msg), "provider %s returned HTTP %d%s%s",
+                 px->upstream_name != NULL ? px->upstream_name : "", px->upstream_status,
+                 reason[0] != '\0' ? ": " : "", reason);
+    } else {
+        snprintf(msg, sizeof(msg), "%s%s%s: %s", px->error != NULL ? px->error : "failed",
+                 px->upstream_name != NULL ? " " : "",
+                 px->upstream_name != NULL ? px->upstream_name : "", lx_strerror(code));
+    }
+    size_t n =
+        px->ops->format_cut != NULL ? px->ops->format_cut(px, status, msg, ev, sizeof(ev)) : 0;
+    px->cut = true;
+    if (px->ops->on_finish != NULL)
+        px->ops->on_finish(px, code);
+    if (n > 0 && req->chunked && lx_http_server_send(req, ev, n) == 0)
+        lx_http_server_finish(req);
+    else
+        lx_http_server_abort(req); /* a cut response must not look finished */
 }
 
 void lx_proxy_finish(lx_proxy_t *px, int code)
@@ -303,20 +415,19 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
     lx_http_request_t *req = px->req;
     req->on_abort = NULL;
     req->on_drain = NULL;
-    if (px->ops->on_finish != NULL && code == 0 && !px->committed && px->upstream_status >= 400)
-        px->client_status = upstream_error_status(px->upstream_status);
     if (req->peer_gone) {
         px->client_status = px->committed ? px->client_status : 499;
         if (px->ops->on_finish != NULL)
             px->ops->on_finish(px, code);
         lx_http_server_finish(req);
     } else if (px->committed) {
-        if (px->ops->on_finish != NULL)
-            px->ops->on_finish(px, code);
-        if (code == 0)
+        if (code == 0 && px->upstream_status < 400) {
+            if (px->ops->on_finish != NULL)
+                px->ops->on_finish(px, code);
             lx_http_server_finish(req);
-        else
-            lx_http_server_abort(req); /* a cut response must not look finished */
+        } else {
+            end_cut(px, code);
+        }
     } else {
         char msg[1024];
         char extra[64] = "";
@@ -350,5 +461,7 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
     px->n_out = 0;
     free(px->err_body);
     px->err_body = NULL;
+    if (px->open_timers == 2)
+        uv_close((uv_handle_t *)&px->ka_timer, on_timer_closed);
     uv_close((uv_handle_t *)&px->timer, on_timer_closed);
 }

@@ -18,6 +18,7 @@
 #include "proxy/conn_pool.h"
 
 #define LX_PROXY_MAX_OUT      24
+#define LX_PROXY_FILTER_MAX   64 /* slices one filter call may produce */
 #define LX_PROXY_ERR_BODY_MAX 8192
 
 typedef struct lx_proxy lx_proxy_t;
@@ -32,6 +33,20 @@ typedef struct lx_proxy_ops {
      * (NUL-terminated). */
     void (*describe_error)(lx_proxy_t *px, int status, const char *body, size_t len, char *msg,
                            size_t cap);
+    /* The upstream's head arrived (status < 400): the owner may set px->filter_on. Optional. */
+    void (*on_head)(lx_proxy_t *px, const lx_http_client_t *hc);
+    /* With filter_on, every body piece goes through here instead of being relayed as is:
+     * write the slices to send (taking references) into out[0..LX_PROXY_FILTER_MAX) and
+     * return their count, or a negative code to fail the response. */
+    int (*filter)(lx_proxy_t *px, lx_buf_t *b, const char *at, size_t len, lx_slice_t *out);
+    /* With filter_on, at the end of the body: what the filter still holds. */
+    int (*filter_end)(lx_proxy_t *px, lx_slice_t *out);
+    /* Whether a body that ended really finished (a stream saw its terminator). Optional. */
+    bool (*end_ok)(lx_proxy_t *px);
+    /* Formats the final piece that tells the client its committed response was cut (an error
+     * event for a stream) into <buf>; returns its length, or 0 when the response cannot
+     * carry one (then the connection is cut). Optional. */
+    size_t (*format_cut)(lx_proxy_t *px, int status, const char *message, char *buf, size_t cap);
 } lx_proxy_ops_t;
 
 enum lx_proxy_state {
@@ -56,6 +71,15 @@ struct lx_proxy {
     uint64_t connect_timeout_ms;
     uint64_t first_byte_timeout_ms;
     uint64_t idle_timeout_ms;
+    /* Early commit: the client's head is sent at start (stream_head, a full header block
+     * for a 200 text/event-stream answer), then <keepalive> bytes every keepalive_interval_ms
+     * (the first after keepalive_delay_ms) until the upstream's first body byte. */
+    const char *stream_head;
+    size_t stream_head_len;
+    uint64_t keepalive_delay_ms;
+    uint64_t keepalive_interval_ms;
+    bool filter_on; /* route body pieces through ops->filter */
+    bool stream;    /* the client asked for a stream: upstream lengths are not kept */
 
     /* Results, readable in on_finish: */
     enum lx_proxy_state state;
@@ -64,6 +88,8 @@ struct lx_proxy {
     const char *error;   /* static text: what went wrong */
     uint64_t t_start_ns, t_connected_ns, t_first_byte_ns, t_end_ns;
     uint64_t bytes_from_upstream;
+    uint64_t keepalives_sent;
+    bool cut;       /* a committed response was ended with an error (event) */
     bool committed; /* the client's response head is sent: no more failover */
     bool reused;    /* the connection came from the pool */
 
@@ -72,7 +98,9 @@ struct lx_proxy {
     lx_upconn_t *conn;
     lx_http_client_t hc;
     uv_timer_t timer;
-    lx_slice_t pending[LX_WRITE_MAX_IOV];
+    uv_timer_t ka_timer; /* keep-alives, only with an early commit */
+    unsigned open_timers;
+    lx_slice_t pending[LX_PROXY_FILTER_MAX * 2];
     unsigned n_pending;
     char *err_body;
     size_t err_len;

@@ -1,4 +1,115 @@
-int main(void)
+/*
+ * mock_main.c - `llmux-mock`, the mock LLM server as a standalone process for the demo config
+ * and the benchmarks: one mock (one thread, one loop) per -l address, until SIGTERM or SIGINT.
+ */
+/* the target is built without _GNU_SOURCE: ask for POSIX signals explicitly */
+
+#include "mock.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LISTEN 64
+
+static void usage(FILE *f)
 {
+    fprintf(f, "usage: llmux-mock [-l host:port]... [-h]\n"
+               "  -l host:port  listen here (repeatable; default 127.0.0.1:9101;\n"
+               "                IPv6 as [::1]:9101; a bare port means 127.0.0.1)\n"
+               "  -h            this help\n"
+               "Answers OpenAI-shaped requests; per-request controls: test/mock/README.md.\n"
+               "Exits 0 on SIGTERM or SIGINT.\n");
+}
+
+/* "host:port", "[v6]:port" or "port" into host (a buffer of hostsz) and *port. */
+static int parse_addr(const char *s, char *host, size_t hostsz, uint16_t *port)
+{
+    const char *portstr;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (end == NULL || end[1] != ':')
+            return -1;
+        hlen = (size_t)(end - s - 1);
+        memcpy(host, s + 1, hlen < hostsz ? hlen : 0);
+        portstr = end + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (colon == NULL) {
+            hlen = strlen("127.0.0.1");
+            memcpy(host, "127.0.0.1", hlen);
+            portstr = s;
+        } else {
+            hlen = (size_t)(colon - s);
+            memcpy(host, s, hlen < hostsz ? hlen : 0);
+            portstr = colon + 1;
+        }
+    }
+    if (hlen == 0 || hlen >= hostsz)
+        return -1;
+    host[hlen] = '\0';
+    char *end;
+    unsigned long p = strtoul(portstr, &end, 10);
+    if (*portstr == '\0' || *end != '\0' || p > 65535)
+        return -1;
+    *port = (uint16_t)p;
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *addrs[MAX_LISTEN];
+    size_t n = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "-l") == 0 && i + 1 < argc && n < MAX_LISTEN) {
+            addrs[n++] = argv[++i];
+            continue;
+        }
+        usage(stderr);
+        return 2;
+    }
+    if (n == 0)
+        addrs[n++] = "127.0.0.1:9101";
+
+    /* blocked before any thread starts, so only sigwait below sees them */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    lx_mock_t *mocks[MAX_LISTEN] = {0};
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        char host[256];
+        uint16_t port;
+        if (parse_addr(addrs[i], host, sizeof(host), &port) < 0) {
+            fprintf(stderr, "llmux-mock: bad address '%s' (want host:port)\n", addrs[i]);
+            rc = 2;
+            break;
+        }
+        mocks[i] = lx_mock_start(host, port);
+        if (mocks[i] == NULL) {
+            fprintf(stderr, "llmux-mock: cannot listen on %s\n", addrs[i]);
+            rc = 1;
+            break;
+        }
+        fprintf(stderr, "llmux-mock listening on %s%s%s:%u\n", strchr(host, ':') ? "[" : "", host,
+                strchr(host, ':') ? "]" : "", lx_mock_port(mocks[i]));
+    }
+    if (rc == 0) {
+        int sig = 0;
+        sigwait(&set, &sig);
+    }
+    for (size_t i = 0; i < n; i++)
+        lx_mock_stop(mocks[i]);
+    return rc;
 }

@@ -1,0 +1,214 @@
+/*
+ * mock_internal.h - what the mock's files share: the server struct, growable buffers, the body
+ * scanner, the response formatter and the connection entry points. Not for users of the mock;
+ * they include mock.h.
+ *
+ * Files: mock.c (lifecycle, counters, records), mock_conn.c (one client connection: reads,
+ * llhttp, controls, pacing, writes), mock_scan.c (streaming JSON field scan of request bodies),
+ * mock_reply.c (OpenAI-shaped bodies, SSE events, HTTP heads), mock_buf.c (byte buffers).
+ */
+#ifndef LX_MOCK_INTERNAL_H
+#define LX_MOCK_INTERNAL_H
+
+#include "mock.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* ---- mock_buf.c: a growable byte buffer, reused across requests ---- */
+
+typedef struct {
+    char *p;
+    size_t len; /* bytes in use */
+    size_t cap; /* bytes allocated */
+} lx_mock_buf_t;
+
+/* Makes room for extra more bytes; 0 or UV_ENOMEM (the buffer is unchanged then). */
+int lx_mock_buf_reserve(lx_mock_buf_t *b, size_t extra);
+/* Appends n bytes; 0 or UV_ENOMEM. */
+int lx_mock_buf_append(lx_mock_buf_t *b, const void *data, size_t n);
+/* Appends formatted text (no terminator counted); 0 or UV_ENOMEM. */
+int lx_mock_buf_printf(lx_mock_buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Frees the storage and zeroes the buffer. */
+void lx_mock_buf_dispose(lx_mock_buf_t *b);
+
+/* ---- mock_scan.c: per-request controls and the body scan ---- */
+
+/* Every control: X(ENUM, body field name); the header is "x-mock-" + name with '_' -> '-'. */
+#define LX_MOCK_CONTROLS(X)                                                                        \
+    X(STATUS, status)                                                                              \
+    X(DELAY_MS, delay_ms)                                                                          \
+    X(FIRST_DELAY_MS, first_delay_ms)                                                              \
+    X(CHUNKS, chunks)                                                                              \
+    X(CHUNK_SIZE, chunk_size)                                                                      \
+    X(INTERVAL_MS, interval_ms)                                                                    \
+    X(INTERVAL_US, interval_us)                                                                    \
+    X(RESET_AFTER, reset_after)                                                                    \
+    X(HANG, hang)                                                                                  \
+    X(CONTENT_LENGTH, content_length)                                                              \
+    X(CLOSE_DELIMITED, close_delimited)                                                            \
+    X(CLOSE, close)                                                                                \
+    X(WRITE_SIZE, write_size)                                                                      \
+    X(BODY_SIZE, body_size)                                                                        \
+    X(USAGE, usage)
+
+enum {
+#define X(e, n) LX_MOCK_CTL_##e,
+    LX_MOCK_CONTROLS(X)
+#undef X
+        LX_MOCK_CTL_COUNT
+};
+
+/* A set of control values; bit i of set says val[i] was given. */
+typedef struct {
+    int64_t val[LX_MOCK_CTL_COUNT];
+    uint32_t set;
+} lx_mock_ctl_t;
+
+#define LX_MOCK_TOK_MAX 512 /* longest captured JSON string or literal (model ids) */
+#define LX_MOCK_KEY_MAX 32  /* longest key the scan can match */
+
+/* Streaming scan of a JSON request body, fed in pieces as they arrive: it never holds the
+ * body, only the few top-level fields the mock answers from. Garbage is harmless. */
+typedef struct {
+    /* tokenizer */
+    uint32_t depth;   /* current nesting depth (0 = outside the top-level value) */
+    char kind[4];     /* container at depth 1..3: '{' or '[' */
+    uint8_t want_key; /* in an object, the next string is a key */
+    uint8_t in_str, esc, in_lit;
+    uint8_t tok_key;  /* the token being read is an object key */
+    uint8_t tok_on;   /* the token is being captured (depth <= 2) */
+    uint8_t tok_over; /* the token did not fit in tok */
+    uint16_t tok_len;
+    char tok[LX_MOCK_TOK_MAX];
+    char key1[LX_MOCK_KEY_MAX]; /* last key at depth 1; key1_len 0 = none or too long */
+    char key2[LX_MOCK_KEY_MAX]; /* last key at depth 2 */
+    uint8_t key1_len, key2_len;
+    /* results */
+    char model[LX_MOCK_TOK_MAX]; /* top-level "model" string, raw (escapes kept) */
+    size_t model_len;            /* 0 = absent */
+    int stream;                  /* top-level "stream": true */
+    int include_usage;           /* "stream_options": {"include_usage": true} */
+    uint32_t inputs;             /* embeddings: number of inputs in an "input" array */
+    lx_mock_ctl_t ctl;           /* fields of the top-level "mock" object */
+} lx_mock_scan_t;
+
+/* Resets the scan for a new body. */
+void lx_mock_scan_init(lx_mock_scan_t *s);
+/* Feeds the next n bytes of the body. */
+void lx_mock_scan_feed(lx_mock_scan_t *s, const char *p, size_t n);
+/* Ends the body (completes a trailing literal). */
+void lx_mock_scan_finish(lx_mock_scan_t *s);
+/* The control named name (a body field "delay_ms" or a header "x-mock-delay-ms", any case,
+ * '-' and '_' alike), or -1. */
+int lx_mock_scan_control(const char *name, size_t len);
+/* A control value: an integer prefix (a fraction is dropped, saturating), true = 1, false and
+ * null = 0, anything else 0. */
+int64_t lx_mock_scan_int(const char *p, size_t n);
+
+/* ---- mock_reply.c: response bytes ---- */
+
+typedef enum {
+    LX_MOCK_EP_UNKNOWN,
+    LX_MOCK_EP_CHAT,
+    LX_MOCK_EP_COMPLETIONS,
+    LX_MOCK_EP_EMBEDDINGS,
+    LX_MOCK_EP_MODELS,
+    LX_MOCK_EP_HEALTH,
+} lx_mock_ep_t;
+
+typedef enum {
+    LX_MOCK_FRAME_LENGTH,  /* Content-Length */
+    LX_MOCK_FRAME_CHUNKED, /* Transfer-Encoding: chunked */
+    LX_MOCK_FRAME_CLOSE,   /* neither: the body ends when the connection closes */
+} lx_mock_frame_t;
+
+typedef enum {
+    LX_MOCK_CONNHDR_NONE,
+    LX_MOCK_CONNHDR_CLOSE,      /* "Connection: close" */
+    LX_MOCK_CONNHDR_KEEP_ALIVE, /* "Connection: keep-alive" (HTTP/1.0 clients) */
+} lx_mock_connhdr_t;
+
+typedef enum {
+    LX_MOCK_EV_CONTENT, /* content chunk number k */
+    LX_MOCK_EV_FINAL,   /* empty delta, finish_reason "stop" */
+    LX_MOCK_EV_USAGE,   /* empty choices, usage object */
+    LX_MOCK_EV_DONE,    /* data: [DONE] */
+} lx_mock_ev_t;
+
+/* What one answer says. Strings are borrowed. */
+typedef struct {
+    lx_mock_ep_t ep;
+    lx_mock_frame_t frame;
+    lx_mock_connhdr_t connhdr;
+    const char *model; /* raw JSON string content, never NULL */
+    size_t model_len;
+    uint64_t id;     /* sequence number for the "id" field */
+    int64_t created; /* unix seconds */
+    uint32_t chunks; /* content chunks (streaming) / pieces of content (non-streaming) */
+    uint32_t chunk_size;
+    int64_t body_size; /* non-streaming content size override; -1 = chunks * chunk_size */
+    int usage;         /* include usage (non-streaming) / send the usage chunk (streaming) */
+    uint64_t prompt_tokens, completion_tokens;
+    uint32_t inputs; /* embeddings */
+    int pad_ts;      /* write mock_ts with fixed width (streams with Content-Length) */
+} lx_mock_reply_t;
+
+/* Appends a complete non-streaming answer (head + body). *head_len gets the head's size. */
+int lx_mock_reply_json(lx_mock_buf_t *out, lx_mock_buf_t *scratch, const lx_mock_reply_t *r,
+                       size_t *head_len);
+/* Appends a complete OpenAI-shaped error answer with this status (Retry-After on 429/503). */
+int lx_mock_reply_error(lx_mock_buf_t *out, lx_mock_buf_t *scratch, int status, const char *msg,
+                        lx_mock_connhdr_t connhdr);
+/* Appends the head of an SSE answer; content_length is used with LX_MOCK_FRAME_LENGTH. */
+int lx_mock_reply_stream_head(lx_mock_buf_t *out, const lx_mock_reply_t *r, size_t content_length);
+/* Appends one SSE event, framed (as its own HTTP chunk when chunked). */
+int lx_mock_reply_event(lx_mock_buf_t *out, lx_mock_buf_t *scratch, const lx_mock_reply_t *r,
+                        lx_mock_ev_t ev, uint32_t k);
+/* Appends the end of a chunked body ("0\r\n\r\n"); nothing for other framings. */
+int lx_mock_reply_stream_end(lx_mock_buf_t *out, const lx_mock_reply_t *r);
+/* Size of the whole SSE body (every event, unframed) for r with pad_ts set; 0 on ENOMEM. */
+size_t lx_mock_reply_stream_size(lx_mock_buf_t *scratch, const lx_mock_reply_t *r);
+/* Monotonic clock in ns. */
+uint64_t lx_mock_reply_now_ns(void);
+
+/* ---- mock.c: the server ---- */
+
+typedef struct lx_mock_conn lx_mock_conn_t;
+
+struct lx_mock {
+    uv_loop_t loop;
+    uv_tcp_t listener;
+    uv_async_t stop_async;
+    uv_thread_t thread;
+    uint16_t port;
+    /* loop thread only */
+    lx_mock_conn_t *conns; /* open connections, doubly linked */
+    lx_mock_buf_t scratch; /* formatting space, reused */
+    uint64_t next_id;
+    int stopping;
+    /* any thread */
+    _Atomic uint64_t requests, connections, closes_by_peer, last_peer_close_ns;
+    pthread_mutex_t lock; /* guards ring, ring_head, ring_count */
+    lx_mock_buf_t ring[LX_MOCK_RECORDS];
+    size_t ring_head;  /* next slot to fill */
+    size_t ring_count; /* slots filled, up to LX_MOCK_RECORDS */
+};
+
+/* Records a complete request: swaps *raw with the oldest slot's buffer (no copy; *raw comes back
+ * empty, with that slot's old storage) and counts the request. */
+void lx_mock_record(lx_mock_t *m, lx_mock_buf_t *raw);
+/* Counts a peer close mid-response and stamps its time. */
+void lx_mock_note_peer_close(lx_mock_t *m);
+
+/* ---- mock_conn.c: one client connection ---- */
+
+/* Accepts a pending connection from the listener; failures drop it. */
+void lx_mock_conn_accept(lx_mock_t *m);
+/* Closes every connection of m (at stop); their memory goes in the close callbacks. */
+void lx_mock_conn_close_all(lx_mock_t *m);
+
+#endif

@@ -1,5 +1,0 @@
-int lx_mock_placeholder(void);
-int lx_mock_placeholder(void)
-{
-    return 0;
-}
