@@ -33,7 +33,7 @@ static void usage(FILE *out)
                  "  hash-key  read an API key on stdin, print the sha256 to put in `auth.keys`\n"
                  "\n"
                  "Signals: SIGTERM/SIGINT stop accepting, finish in-flight requests (up to\n"
-                 "timeouts.shutdown) and exit 0.\n");
+                 "timeouts.shutdown) and exit 0. SIGHUP reloads the configuration file.\n");
 }
 
 typedef struct control {
@@ -41,14 +41,32 @@ typedef struct control {
     uv_signal_t sigterm, sigint, sighup;
     uv_async_t stopped;
     lx_gateway_t *gw;
+    const char *path;
     bool draining;
 } control_t;
+
+/* SIGHUP: a new snapshot is built here, on the control loop, and published to the workers;
+ * an invalid file is refused with its errors and the running configuration stays. */
+static void reload(control_t *ctl)
+{
+    lx_config_t *cfg = NULL;
+    int rc = lx_config_load(ctl->path, stderr, &cfg);
+    if (rc != 0) {
+        lx_log(LX_LOG_ERROR, "reload: %s is invalid (%s); keeping the running configuration",
+               ctl->path, lx_strerror(rc));
+        return;
+    }
+    lx_gateway_reload(ctl->gw, cfg);
+    lx_config_unref(cfg);
+    lx_log(LX_LOG_INFO, "reload: configuration %s published to the workers", ctl->path);
+}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     control_t *ctl = h->data;
     if (signum == SIGHUP) {
-        lx_log(LX_LOG_WARN, "SIGHUP: configuration reload is not supported yet; ignored");
+        if (!ctl->draining)
+            reload(ctl);
         return;
     }
     if (ctl->draining) {
@@ -76,7 +94,7 @@ static void on_stopped(void *arg)
     uv_async_send(&ctl->stopped);
 }
 
-static int run(lx_config_t *cfg)
+static int run(lx_config_t *cfg, const char *path)
 {
     lx_log_set_level(cfg->log_level);
     if (cfg->auth_none) {
@@ -91,6 +109,7 @@ static int run(lx_config_t *cfg)
     control_t ctl;
     memset(&ctl, 0, sizeof(ctl));
     ctl.loop = uv_default_loop();
+    ctl.path = path;
     uv_signal_init(ctl.loop, &ctl.sigterm);
     uv_signal_init(ctl.loop, &ctl.sigint);
     uv_signal_init(ctl.loop, &ctl.sighup);
@@ -160,7 +179,7 @@ int main(int argc, char **argv)
         lx_config_unref(cfg);
         return 0;
     }
-    rc = run(cfg);
+    rc = run(cfg, path);
     lx_config_unref(cfg);
     return rc;
 }

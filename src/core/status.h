@@ -20,7 +20,8 @@
     XX(ECONFIG, -5009, "invalid configuration")                                                    \
     XX(EJSON, -5010, "invalid JSON")                                                               \
     XX(ECLOSED, -5011, "peer closed the connection")                                               \
-    XX(ECANCELED, -5012, "request canceled")
+    XX(ECANCELED, -5012, "request canceled")                                                       \
+    XX(ESHUTDOWN, -5013, "llmux is shutting down")
 
 enum {
 #define XX(name, code, text) LX_##name = code,

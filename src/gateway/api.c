@@ -34,6 +34,8 @@ enum api_route {
 typedef struct api_req {
     lx_proxy_t px; /* first: req->data points here */
     lx_gw_worker_t *gw;
+    lx_gw_gen_t *gen; /* the configuration this request started with (a reference) */
+    lx_list_t link;   /* in gw->active while the proxy runs */
     const lx_config_model_t *model;
     const lx_config_provider_t *provider;
     const lx_config_endpoint_t *endpoint;
@@ -188,14 +190,17 @@ static void describe_error(lx_proxy_t *px, int status, const char *body, size_t 
 
 static void api_unref(api_req_t *ar)
 {
-    if (--ar->refs == 0)
-        free(ar);
+    if (--ar->refs > 0)
+        return;
+    lx_gw_gen_unref(ar->gw, ar->gen);
+    free(ar);
 }
 
 static void on_proxy_finish(lx_proxy_t *px, int code)
 {
     api_req_t *ar = (api_req_t *)px;
     ar->finish_code = code;
+    lx_list_remove(&ar->link);
     if (code != 0 && code != LX_ECANCELED)
         lx_log(LX_LOG_INFO, "request %.*s: %s %s: %s (%s)", (int)px->req->id_len, px->req->id,
                ar->provider->name, ar->endpoint->url, px->error ? px->error : "failed",
@@ -213,9 +218,20 @@ static const lx_proxy_ops_t proxy_ops = {
     .describe_error = describe_error,
 };
 
+void lx_api_cancel_all(lx_gw_worker_t *w, int code)
+{
+    while (!lx_list_is_empty(&w->active)) {
+        api_req_t *ar = lx_list_entry(w->active.next, api_req_t, link);
+        lx_list_remove(&ar->link);
+        ar->px.error = "llmux is shutting down";
+        lx_proxy_finish(&ar->px, code);
+    }
+}
+
 static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_index)
 {
-    const lx_config_t *cfg = gw->cfg;
+    lx_gw_gen_t *gen = gw->gen;
+    const lx_config_t *cfg = gen->cfg;
     lx_body_scan_t scan;
     if (req->body.len == 0) {
         lx_http_server_respond_error(req, 400, NULL, "request body must be a JSON object");
@@ -246,7 +262,7 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     }
     const lx_config_route_t *route = &model->routes[0];
     const lx_config_provider_t *prov = &cfg->providers[route->provider];
-    size_t ep_index = gw->rr[route->provider]++ % prov->n_endpoints;
+    size_t ep_index = gen->rr[route->provider]++ % prov->n_endpoints;
     const lx_config_endpoint_t *ep = &prov->endpoints[ep_index];
     if (ep->tls) {
         /* never send a request meant for TLS in plain text */
@@ -266,6 +282,8 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
         return;
     }
     ar->gw = gw;
+    ar->gen = lx_gw_gen_ref(gen);
+    lx_list_init(&ar->link);
     ar->model = model;
     ar->provider = prov;
     ar->endpoint = ep;
@@ -334,6 +352,7 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     if (!ok) {
         for (unsigned i = 0; i < px->n_out; i++)
             lx_buf_unref(px->out[i].buf);
+        lx_gw_gen_unref(gw, ar->gen);
         free(ar);
         lx_http_server_respond_error(req, 431, NULL,
                                      "request headers too large to forward upstream");
@@ -345,7 +364,7 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     if (rn < 0 || (size_t)rn >= sizeof(ar->resp_headers))
         rn = 0;
     px->req = req;
-    px->pool = &gw->pools[gw->pool_base[route->provider] + ep_index];
+    px->pool = &gen->pools[gen->pool_base[route->provider] + ep_index];
     px->ops = &proxy_ops;
     px->resp_headers = ar->resp_headers;
     px->resp_headers_len = (size_t)rn;
@@ -356,13 +375,14 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
                                                             : cfg->upstream_first_byte_timeout_ms;
     px->idle_timeout_ms =
         prov->idle_timeout_ms ? prov->idle_timeout_ms : cfg->upstream_idle_timeout_ms;
+    lx_list_insert_tail(&gw->active, &ar->link);
     lx_proxy_start(px);
 }
 
 void lx_api_handle(lx_http_request_t *req)
 {
     lx_gw_worker_t *gw = req->worker->data;
-    const lx_config_t *cfg = gw->cfg;
+    const lx_config_t *cfg = gw->gen->cfg;
     size_t ri = 0;
     int route = find_route(req->path, &ri);
     req->data = NULL;
@@ -404,7 +424,7 @@ void lx_api_handle(lx_http_request_t *req)
         }
     }
     if (route == R_MODELS) {
-        respond_json(req, 200, gw->models_json, gw->models_json_len);
+        respond_json(req, 200, gw->gen->models_json, gw->gen->models_json_len);
         return;
     }
     forward(req, gw, ri);

@@ -1,10 +1,12 @@
 /*
- * gateway.c - the service lifecycle: bind, start workers, drain, stop.
+ * gateway.c - the service lifecycle: bind, start workers, reload, drain, stop.
  *
  *   main thread: lx_gateway_start ─ bind listen fds (SO_REUSEPORT, one per worker per address)
  *                                 └ start worker threads
- *   worker:      on_start: adopt fds, pools, access log ─> loop ─> on drain: close listeners,
- *                http drain (finish in-flight) ─ shutdown timer cuts the rest ─> close all
+ *   worker:      on_start: adopt fds, build generation 1 (pools, models list), access log
+ *                ─> loop ─> reload message: build the next generation, retire the old one
+ *                ─> drain message: close listeners, finish in-flight requests; the shutdown
+ *                   timer ends what is left (streams get an error event) ─> close all
  */
 #include "gateway/gateway.h"
 
@@ -18,20 +20,81 @@
 
 #define BACKLOG 1024
 
-static void worker_free_state(lx_gw_worker_t *gw)
+/* --- generations ----------------------------------------------------------------------------- */
+
+static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg)
 {
-    free(gw->listeners);
-    free(gw->listen_fds);
-    free(gw->pools);
-    free(gw->pool_base);
-    free(gw->rr);
-    free(gw->models_json);
-    if (gw->alog != NULL) {
-        lx_access_log_close(gw->alog);
-        free(gw->alog);
+    lx_gw_gen_t *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return NULL;
+    g->refs = 1;
+    g->cfg = lx_config_ref(cfg);
+    g->pool_base = calloc(cfg->n_providers + 1, sizeof(size_t));
+    g->rr = calloc(cfg->n_providers + 1, sizeof(uint32_t));
+    size_t n = 0;
+    for (size_t i = 0; g->pool_base != NULL && i < cfg->n_providers; i++) {
+        g->pool_base[i] = n;
+        n += cfg->providers[i].n_endpoints;
     }
-    lx_config_unref(gw->cfg);
+    g->pools = calloc(n + 1, sizeof(lx_conn_pool_t));
+    g->models_json = lx_models_format(cfg, &g->models_json_len);
+    if (g->pool_base == NULL || g->rr == NULL || g->pools == NULL || g->models_json == NULL) {
+        free(g->pool_base);
+        free(g->rr);
+        free(g->pools);
+        free(g->models_json);
+        lx_config_unref(g->cfg);
+        free(g);
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const lx_config_provider_t *p = &cfg->providers[i];
+        for (size_t j = 0; j < p->n_endpoints; j++) {
+            lx_conn_pool_t *pool = &g->pools[g->pool_base[i] + j];
+            lx_conn_pool_init(pool, &w->worker, p->endpoints[j].host, p->endpoints[j].port,
+                              p->max_connections);
+            uint64_t idle = p->idle_timeout_ms ? p->idle_timeout_ms : cfg->upstream_idle_timeout_ms;
+            /* a pooled connection is kept well under the servers' usual keep-alive time */
+            pool->idle_timeout_ms = idle < 30000 ? idle : 30000;
+        }
+    }
+    g->n_pools = n;
+    return g;
 }
+
+static void gen_dispose(lx_gw_gen_t *g)
+{
+    if (g->disposed)
+        return;
+    g->disposed = true;
+    for (size_t i = 0; i < g->n_pools; i++)
+        lx_conn_pool_dispose(&g->pools[i]);
+}
+
+static void gen_free(lx_gw_gen_t *g)
+{
+    free(g->pool_base);
+    free(g->rr);
+    free(g->pools);
+    free(g->models_json);
+    lx_config_unref(g->cfg);
+    free(g);
+}
+
+lx_gw_gen_t *lx_gw_gen_ref(lx_gw_gen_t *g)
+{
+    g->refs++;
+    return g;
+}
+
+void lx_gw_gen_unref(lx_gw_worker_t *w, lx_gw_gen_t *g)
+{
+    (void)w;
+    if (--g->refs == 0)
+        gen_dispose(g); /* freed at worker stop: see lx_gw_gen_t */
+}
+
+/* --- worker ---------------------------------------------------------------------------------- */
 
 static void on_flush(uv_check_t *h)
 {
@@ -45,8 +108,16 @@ static void finish_stop(lx_gw_worker_t *gw)
     if (gw->stopping)
         return;
     gw->stopping = true;
-    for (size_t i = 0; i < gw->n_pools; i++)
-        lx_conn_pool_dispose(&gw->pools[i]);
+    if (gw->gen != NULL) {
+        gen_dispose(gw->gen);
+        lx_gw_gen_t *g = gw->gen;
+        gw->gen = NULL;
+        g->next_retired = gw->retired;
+        gw->retired = g;
+        g->refs--;
+    }
+    for (lx_gw_gen_t *g = gw->retired; g != NULL; g = g->next_retired)
+        gen_dispose(g);
     if (gw->alog != NULL)
         lx_access_log_flush(gw->alog);
     lx_worker_close_all(&gw->worker);
@@ -58,26 +129,73 @@ static void on_http_idle(lx_http_server_t *srv)
     finish_stop(gw);
 }
 
+/* A second after the shutdown timeout, whatever could not be written is cut. */
+static void on_shutdown_final(uv_timer_t *t)
+{
+    lx_gw_worker_t *gw = t->data;
+    lx_http_server_close_all(&gw->http);
+}
+
 static void on_shutdown_timeout(uv_timer_t *t)
 {
     lx_gw_worker_t *gw = t->data;
-    lx_log(LX_LOG_WARN, "worker %u: shutdown timeout, cutting %zu connection(s)", gw->worker.id,
-           gw->http.n_conns);
-    lx_http_server_close_all(&gw->http);
-    /* the connections free in their close callbacks; on_idle then stops the worker */
+    lx_log(LX_LOG_WARN, "worker %u: shutdown timeout, ending %zu request(s)", gw->worker.id,
+           gw->http.n_active);
+    /* streams end with an error event, waiting requests with an error answer ... */
+    lx_api_cancel_all(gw, LX_ESHUTDOWN);
+    /* ... and the connections are closed once those are written */
+    lx_http_server_drain(&gw->http);
+    uv_timer_start(&gw->shutdown_timer, on_shutdown_final, 1000, 0);
 }
 
 static void do_drain(lx_worker_t *w, void *arg)
 {
     lx_gw_worker_t *gw = w->data;
     (void)arg;
-    if (gw->draining)
+    if (gw->draining || gw->stopping)
         return;
     gw->draining = true;
     for (size_t i = 0; i < gw->n_listeners_open; i++)
         lx_listener_close(&gw->listeners[i], NULL);
-    uv_timer_start(&gw->shutdown_timer, on_shutdown_timeout, gw->cfg->shutdown_timeout_ms, 0);
+    uv_timer_start(&gw->shutdown_timer, on_shutdown_timeout, gw->gen->cfg->shutdown_timeout_ms, 0);
     lx_http_server_drain(&gw->http);
+}
+
+static void apply_limits(lx_gw_worker_t *gw, const lx_config_t *cfg)
+{
+    lx_http_server_limits_t limits = {
+        .max_header_size = cfg->max_header_size,
+        .max_body_size = cfg->max_body_size,
+        .header_timeout_ms = cfg->client_header_timeout_ms,
+        .body_timeout_ms = cfg->client_body_timeout_ms,
+        .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
+    };
+    gw->http.limits = limits;
+}
+
+static void do_reload(lx_worker_t *w, void *arg)
+{
+    lx_gw_worker_t *gw = w->data;
+    lx_config_t *cfg = arg;
+    if (gw->stopping || gw->gen == NULL) {
+        lx_config_unref(cfg);
+        return;
+    }
+    lx_gw_gen_t *g = gen_new(gw, cfg);
+    lx_config_unref(cfg);
+    if (g == NULL) {
+        lx_log(LX_LOG_ERROR,
+               "worker %u: reload failed: out of memory; keeping the old "
+               "configuration",
+               w->id);
+        return;
+    }
+    lx_gw_gen_t *old = gw->gen;
+    gw->gen = g;
+    apply_limits(gw, g->cfg);
+    old->next_retired = gw->retired;
+    gw->retired = old;
+    lx_gw_gen_unref(gw, old);
 }
 
 static void on_accept(lx_listener_t *l)
@@ -88,60 +206,25 @@ static void on_accept(lx_listener_t *l)
         lx_log(LX_LOG_WARN, "worker %u: accept failed: %s", gw->worker.id, lx_strerror(rc));
 }
 
-static int setup_pools(lx_gw_worker_t *gw)
-{
-    const lx_config_t *cfg = gw->cfg;
-    gw->pool_base = calloc(cfg->n_providers + 1, sizeof(size_t));
-    gw->rr = calloc(cfg->n_providers + 1, sizeof(uint32_t));
-    if (gw->pool_base == NULL || gw->rr == NULL)
-        return LX_ENOMEM;
-    size_t n = 0;
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        gw->pool_base[i] = n;
-        n += cfg->providers[i].n_endpoints;
-    }
-    gw->pools = calloc(n + 1, sizeof(lx_conn_pool_t));
-    if (gw->pools == NULL)
-        return LX_ENOMEM;
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        const lx_config_provider_t *p = &cfg->providers[i];
-        for (size_t j = 0; j < p->n_endpoints; j++) {
-            lx_conn_pool_t *pool = &gw->pools[gw->pool_base[i] + j];
-            lx_conn_pool_init(pool, &gw->worker, p->endpoints[j].host, p->endpoints[j].port,
-                              p->max_connections);
-            uint64_t idle = p->idle_timeout_ms ? p->idle_timeout_ms : cfg->upstream_idle_timeout_ms;
-            /* a pooled connection is kept well under the servers' usual keep-alive time */
-            pool->idle_timeout_ms = idle < 30000 ? idle : 30000;
-        }
-    }
-    gw->n_pools = n;
-    return 0;
-}
-
 static void on_worker_start(lx_worker_t *w, void *arg)
 {
     lx_gw_worker_t *gw = arg;
-    const lx_config_t *cfg = gw->cfg;
-    lx_http_server_limits_t limits = {
-        .max_header_size = cfg->max_header_size,
-        .max_body_size = cfg->max_body_size,
-        .header_timeout_ms = cfg->client_header_timeout_ms,
-        .body_timeout_ms = cfg->client_body_timeout_ms,
-        .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
-    };
-    lx_http_server_init(&gw->http, w, &limits);
+    lx_http_server_limits_t none = {0};
+    lx_http_server_init(&gw->http, w, &none);
+    apply_limits(gw, gw->gen->cfg);
     gw->http.on_request = lx_api_handle;
     gw->http.on_done = lx_api_done;
     gw->http.format_error = lx_api_format_error;
     gw->http.on_idle = on_http_idle;
     gw->http.data = gw;
+    lx_list_init(&gw->active);
     uv_timer_init(&w->loop, &gw->shutdown_timer);
     gw->shutdown_timer.data = gw;
     uv_check_init(&w->loop, &gw->flush);
     gw->flush.data = gw;
     uv_check_start(&gw->flush, on_flush);
     uv_unref((uv_handle_t *)&gw->flush);
-    int rc = setup_pools(gw);
+    int rc = 0;
     for (size_t i = 0; i < gw->n_listeners; i++) {
         int fd = gw->listen_fds[i];
         gw->listen_fds[i] = -1;
@@ -171,6 +254,8 @@ static void on_worker_stop(lx_worker_t *w, void *arg)
         g->on_stopped(g->on_stopped_arg);
 }
 
+/* --- gateway --------------------------------------------------------------------------------- */
+
 static int bind_all(lx_gateway_t *g)
 {
     const lx_config_t *cfg = g->cfg;
@@ -189,6 +274,25 @@ static int bind_all(lx_gateway_t *g)
         g->ports[i] = port;
     }
     return 0;
+}
+
+static void worker_free_state(lx_gw_worker_t *gw)
+{
+    if (gw->gen != NULL) {
+        gen_dispose(gw->gen);
+        gen_free(gw->gen);
+    }
+    while (gw->retired != NULL) {
+        lx_gw_gen_t *g = gw->retired;
+        gw->retired = g->next_retired;
+        gen_free(g);
+    }
+    free(gw->listeners);
+    free(gw->listen_fds);
+    if (gw->alog != NULL) {
+        lx_access_log_close(gw->alog);
+        free(gw->alog);
+    }
 }
 
 static void gateway_free(lx_gateway_t *g)
@@ -221,10 +325,10 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
         return LX_ENOMEM;
     }
     int rc = 0;
+    unsigned inited = 0;
     for (unsigned k = 0; k < g->n_workers && rc == 0; k++) {
         lx_gw_worker_t *gw = &g->workers[k];
         gw->gw = g;
-        gw->cfg = lx_config_ref(cfg);
         gw->n_listeners = cfg->n_listen;
         gw->listeners = calloc(cfg->n_listen + 1, sizeof(lx_listener_t));
         gw->listen_fds = malloc((cfg->n_listen + 1) * sizeof(int));
@@ -242,27 +346,27 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
             gw->alog = NULL;
             break;
         }
-        gw->models_json = lx_models_format(cfg, &gw->models_json_len);
-        if (gw->models_json == NULL)
+        rc = lx_worker_init(&gw->worker, k);
+        if (rc != 0)
+            break;
+        inited++;
+        gw->worker.data = gw;
+        gw->worker.on_start = on_worker_start;
+        gw->worker.on_stop = on_worker_stop;
+        /* pools are per loop: the generation is built here, for the worker's loop */
+        gw->gen = gen_new(gw, cfg);
+        if (gw->gen == NULL)
             rc = LX_ENOMEM;
     }
     if (rc == 0)
         rc = bind_all(g);
-    unsigned started = 0;
-    for (unsigned k = 0; k < g->n_workers && rc == 0; k++) {
-        lx_gw_worker_t *gw = &g->workers[k];
-        rc = lx_worker_init(&gw->worker, k);
-        if (rc != 0)
-            break;
-        gw->worker.data = gw;
-        gw->worker.on_start = on_worker_start;
-        gw->worker.on_stop = on_worker_stop;
-        started++;
-    }
     if (rc != 0) {
-        for (unsigned k = 0; k < started; k++) {
-            uv_close((uv_handle_t *)&g->workers[k].worker.wakeup, NULL);
-            lx_worker_dispose(&g->workers[k].worker);
+        for (unsigned k = 0; k < inited; k++) {
+            lx_gw_worker_t *gw = &g->workers[k];
+            if (gw->gen != NULL)
+                gen_dispose(gw->gen);
+            uv_close((uv_handle_t *)&gw->worker.wakeup, NULL);
+            lx_worker_dispose(&gw->worker);
         }
         gateway_free(g);
         return rc;
@@ -271,7 +375,7 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
     for (unsigned k = 0; k < g->n_workers; k++) {
         rc = lx_worker_start(&g->workers[k].worker);
         if (rc != 0) {
-            /* cannot undo running threads cleanly: treat as fatal for the process */
+            /* threads already running cannot be unwound here: fatal for the process */
             lx_log(LX_LOG_ERROR, "cannot start worker thread: %s", lx_strerror(rc));
             abort();
         }
@@ -289,6 +393,36 @@ void lx_gateway_on_stopped(lx_gateway_t *gw, void (*cb)(void *arg), void *arg)
 {
     gw->on_stopped = cb;
     gw->on_stopped_arg = arg;
+}
+
+static bool listen_changed(const lx_config_t *a, const lx_config_t *b)
+{
+    if (a->n_listen != b->n_listen)
+        return true;
+    for (size_t i = 0; i < a->n_listen; i++)
+        if (a->listen[i].port != b->listen[i].port || strcmp(a->listen[i].host, b->listen[i].host))
+            return true;
+    return false;
+}
+
+int lx_gateway_reload(lx_gateway_t *g, lx_config_t *cfg)
+{
+    int rc = 0;
+    const lx_config_t *old = g->cfg;
+    if (listen_changed(old, cfg) || old->workers != cfg->workers ||
+        (old->access_log == NULL) != (cfg->access_log == NULL) ||
+        (old->access_log != NULL && strcmp(old->access_log, cfg->access_log) != 0)) {
+        lx_log(LX_LOG_WARN, "reload: changes to listen, workers and log.access_log take effect "
+                            "at the next restart");
+        rc = LX_ECONFIG;
+    }
+    lx_log_set_level(cfg->log_level);
+    for (unsigned k = 0; k < g->n_workers; k++) {
+        lx_config_t *ref = lx_config_ref(cfg);
+        if (lx_worker_post(&g->workers[k].worker, do_reload, ref) != 0)
+            lx_config_unref(ref);
+    }
+    return rc;
 }
 
 void lx_gateway_drain(lx_gateway_t *g)

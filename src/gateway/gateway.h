@@ -32,6 +32,12 @@ void lx_gateway_drain(lx_gateway_t *gw);
 /* Calls <cb>(<arg>) from a worker thread once every worker has stopped (set before drain). */
 void lx_gateway_on_stopped(lx_gateway_t *gw, void (*cb)(void *arg), void *arg);
 
+/* Publishes configuration <cfg> to every worker (the gateway takes a reference): new requests
+ * use it, requests in flight keep theirs. Changes to `listen`, `workers` and `log.access_log`
+ * need a restart and are reported by the return value LX_ECONFIG (the rest still applies).
+ * Thread-safe; returns before the workers have switched. */
+int lx_gateway_reload(lx_gateway_t *gw, lx_config_t *cfg);
+
 /* Waits for every worker to end, then frees the gateway. */
 void lx_gateway_wait(lx_gateway_t *gw);
 

@@ -15,21 +15,37 @@
 #include "proxy/conn_pool.h"
 #include "proxy/proxy.h"
 
-typedef struct lx_gw_worker {
-    lx_worker_t worker;
-    struct lx_gateway *gw;
-    lx_config_t *cfg; /* this worker's snapshot (a reference) */
-    lx_http_server_t http;
-    lx_listener_t *listeners;
-    int *listen_fds; /* one per listen entry, handed over at start */
-    size_t n_listeners;
-    size_t n_listeners_open;
+/*
+ * One configuration generation as one worker uses it: the snapshot and everything derived
+ * from it. The worker holds the current one; each request holds the one it started with, so
+ * a reload never changes a request midway. A retired generation's pools are disposed when
+ * its last request ends; its memory is freed when the worker stops (a DNS lookup in flight
+ * may still point at a pool until then).
+ */
+typedef struct lx_gw_gen {
+    struct lx_gw_gen *next_retired;
+    unsigned refs;
+    lx_config_t *cfg;
     lx_conn_pool_t *pools; /* one per provider endpoint, indexed by pool_base[provider] + j */
     size_t *pool_base;
     size_t n_pools;
     uint32_t *rr; /* per provider: next replica (round robin) */
     char *models_json;
     size_t models_json_len;
+    bool disposed;
+} lx_gw_gen_t;
+
+typedef struct lx_gw_worker {
+    lx_worker_t worker;
+    struct lx_gateway *gw;
+    lx_gw_gen_t *gen;     /* the current generation (one reference) */
+    lx_gw_gen_t *retired; /* generations replaced by a reload */
+    lx_list_t active;     /* requests handed to the proxy */
+    lx_http_server_t http;
+    lx_listener_t *listeners;
+    int *listen_fds; /* one per listen entry, handed over at start */
+    size_t n_listeners;
+    size_t n_listeners_open;
     lx_access_log_t *alog;
     uv_check_t flush; /* writes the access log once per loop iteration */
     uv_timer_t shutdown_timer;
@@ -46,6 +62,13 @@ struct lx_gateway {
     void (*on_stopped)(void *arg);
     void *on_stopped_arg;
 };
+
+/* Generations (gateway.c). */
+lx_gw_gen_t *lx_gw_gen_ref(lx_gw_gen_t *g);
+void lx_gw_gen_unref(lx_gw_worker_t *w, lx_gw_gen_t *g);
+
+/* Ends every request in <w>->active with <code> (shutdown timeout) (api.c). */
+void lx_api_cancel_all(lx_gw_worker_t *w, int code);
 
 /* The HTTP request handler and its hooks (api.c). */
 void lx_api_handle(lx_http_request_t *req);

@@ -332,6 +332,7 @@ int lx_proxy_status_for(int code)
     case LX_ENOMEM:
         return 500;
     case LX_ENOUPSTREAM:
+    case LX_ESHUTDOWN:
         return 503;
     case LX_ECANCELED:
         return 499;

@@ -1,0 +1,133 @@
+/*
+ * sse_scan.h - the LLM-aware scanner and rewriter of streamed responses (DESIGN.md data-path
+ * rule 4).
+ *
+ * The streaming relay runs every upstream read of a `text/event-stream` response through one
+ * lx_sse_scan_t. The scanner is pure (no I/O, no loop), works byte by byte across arbitrary
+ * read boundaries and never copies payload bytes: what it hands back are slices of the read's
+ * own chunk, plus slices of a small chunk it owns holding the public model id. On the way it
+ * observes the stream (event count, `[DONE]`, finish_reason, the usage object, error events)
+ * and, on request, rewrites the top-level "model" of every event and drops the usage-only
+ * event llmux asked the upstream for on the client's behalf.
+ */
+#ifndef LX_SSE_SCAN_H
+#define LX_SSE_SCAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+/* Slices of one event held back (tail of the stream, drop_usage_event on). Past this the event
+ * is forwarded and can no longer be dropped. */
+#define LX_SSE_SCAN_HOLD_MAX 24
+/* out[] capacity every lx_sse_scan_feed() and lx_sse_scan_flush() call needs. */
+#define LX_SSE_SCAN_MAX_OUT 64
+/* Longest usage object text kept in lx_sse_scan_t.usage. */
+#define LX_SSE_USAGE_MAX 1024
+/* A line longer than this sets `malformed` (nothing is buffered per line; it is a signal). */
+#define LX_SSE_LINE_MAX (1u << 20)
+/* JSON nesting tracked; deeper sets `malformed` (bytes still pass). */
+#define LX_SSE_DEPTH_MAX 64
+/* Longest JSON member key recognised (longer keys are ignored). */
+#define LX_SSE_KEY_MAX 24
+
+/*
+ * One stream's scanner. Caller-owned storage: lx_sse_scan_init(), then feeds, then
+ * lx_sse_scan_flush() at end of stream, then lx_sse_scan_dispose(). The first block of fields
+ * is the public observation, readable at any time; the rest is private state.
+ */
+typedef struct lx_sse_scan {
+    /* --- observations --- */
+    uint64_t events;      /* complete events (blank-line terminated blocks with a data line) */
+    bool done;            /* a `data: [DONE]` line was seen */
+    bool finished;        /* some choice had a finish_reason that is a non-empty string */
+    bool error_event;     /* an event had a non-null top-level "error" member */
+    bool malformed;       /* a line over LX_SSE_LINE_MAX, or JSON nested over LX_SSE_DEPTH_MAX */
+    bool has_usage;       /* usage[] holds the last complete non-null top-level "usage" object */
+    bool usage_truncated; /* the last usage object was over LX_SSE_USAGE_MAX (has_usage false) */
+    size_t usage_len;
+    char usage[LX_SSE_USAGE_MAX]; /* raw JSON text of that object, braces included */
+    /* From the last complete usage object that fit usage[]; -1 when absent or not an integer. */
+    int64_t prompt_tokens, completion_tokens, total_tokens;
+    int64_t cached_tokens;    /* usage.prompt_tokens_details.cached_tokens */
+    int64_t reasoning_tokens; /* usage.completion_tokens_details.reasoning_tokens */
+    uint64_t bytes_in;        /* bytes consumed by feeds */
+    uint64_t bytes_out;       /* bytes handed out in slices (dropped events not counted) */
+
+    /* --- private --- */
+    lx_buf_t *lit; /* the replacement model text, or NULL (no rewrite or empty text) */
+    bool rewrite;
+    bool drop_usage;
+
+    /* framing */
+    uint8_t bom;       /* BOM bytes matched at stream start; 3 once past the start */
+    uint8_t line;      /* enum line_state in sse_scan.c */
+    uint8_t name_pos;  /* prefix of "data" matched by the field name; 0xff: another name */
+    uint8_t done_pos;  /* prefix of "[DONE]" matched by the data value; 0xff: no match */
+    bool after_cr;     /* the last byte was a CR (a following LF belongs to the same EOL) */
+    bool in_block;     /* a line of the current event block has been seen */
+    bool ev_data;      /* the block has a data line */
+    bool end_pending;  /* a held block ended with a CR; decided at the next byte (or flush) */
+    uint32_t line_len; /* saturating */
+
+    /* output */
+    bool skipping; /* inside the original model string value: bytes are not forwarded */
+    bool holding;  /* the current block's slices go to held[] */
+    size_t n_held; /* held[0..n_held) each hold one reference */
+    lx_slice_t held[LX_SSE_SCAN_HOLD_MAX];
+
+    /* JSON tokenizer over the event's data payload; reset at each event end */
+    uint32_t depth;  /* open containers */
+    uint64_t arrays; /* bit d-1 set: the container at depth d (<= 64) is an array */
+    bool in_str, esc, str_key;
+    bool want_key; /* in an object, the next string is a member key */
+    bool want_val; /* after ':', the next token starts a member value */
+    bool key_long; /* the key being read is over LX_SSE_KEY_MAX: ignored */
+    uint8_t key_len;
+    uint8_t member;        /* enum member in sse_scan.c: the key of the member being read */
+    uint8_t choices;       /* enum choices_state in sse_scan.c */
+    bool fr_pending;       /* a finish_reason string value just opened */
+    bool capturing;        /* copying the usage object into usage[] */
+    bool usage_over;       /* ... and it did not fit */
+    bool ev_model;         /* the event's top-level model was met */
+    bool ev_usage;         /* the event has a complete non-null top-level usage object */
+    bool ev_choices_empty; /* ... and "choices":[] */
+    char key[LX_SSE_KEY_MAX];
+} lx_sse_scan_t;
+
+/*
+ * Prepares <s>. <model>: when not NULL, the string value of the first top-level "model" member
+ * of every event is replaced by these <model_len> bytes (already JSON-escaped, without quotes);
+ * when NULL, events pass untouched. <drop_usage_event>: remove the usage-only event (non-null
+ * top-level "usage" object and "choices":[]) seen after a finish_reason. Returns 0 or
+ * LX_ENOMEM (then nothing is held and dispose is optional).
+ */
+int lx_sse_scan_init(lx_sse_scan_t *s, const char *model, size_t model_len, bool drop_usage_event);
+
+/* Releases the held slices and the model chunk. Safe to call twice. */
+void lx_sse_scan_dispose(lx_sse_scan_t *s);
+
+/*
+ * Scans one upstream read: <len> bytes at <data>, which lie inside chunk <b>
+ * (b->data <= data, data + len <= b->data + b->cap). Writes to out[] the slices to forward now,
+ * in order, each holding its own reference (release them with lx_buf_unref after the write),
+ * and returns their count. Consumes a prefix of the input, stored in *<used> - all of it unless
+ * out[] filled up; then call again with the rest (at least one byte is consumed per call when
+ * len > 0). Bytes of an event are forwarded as they arrive, except in the tail of the stream
+ * with drop_usage_event on, where an event is held until its end. Returns LX_ETOOBIG when
+ * max_out < LX_SSE_SCAN_MAX_OUT (nothing consumed).
+ */
+int lx_sse_scan_feed(lx_sse_scan_t *s, lx_buf_t *b, const char *data, size_t len, lx_slice_t *out,
+                     size_t max_out, size_t *used);
+
+/*
+ * At end of stream: writes to out[] the slices of anything still held (a partial event, or a
+ * held event whose CR terminator was the last byte, which is then dropped or kept as usual), so
+ * nothing is lost, and returns their count. Returns LX_ETOOBIG when max_out <
+ * LX_SSE_SCAN_MAX_OUT.
+ */
+int lx_sse_scan_flush(lx_sse_scan_t *s, lx_slice_t *out, size_t max_out);
+
+#endif
