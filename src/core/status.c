@@ -20,6 +20,16 @@ const char *lx_strerror(int code)
         return "success";
     case -4095:
         return "end of file";
+    /* libuv's resolver codes (UV_EAI_*), which are no errno values */
+    case -3001:
+        return "temporary failure in name resolution";
+    case -3003:
+        return "name resolution canceled";
+    case -3004:
+        return "permanent failure in name resolution";
+    case -3007:
+    case -3008:
+        return "host name not found";
     default:
         break;
     }

@@ -70,6 +70,7 @@ typedef struct lx_sse_scan {
     bool in_block;     /* a line of the current event block has been seen */
     bool ev_data;      /* the block has a data line */
     bool end_pending;  /* a held block ended with a CR; decided at the next byte (or flush) */
+    bool ev_drop;      /* ... and it is the usage-only event to drop */
     uint32_t line_len; /* saturating */
 
     /* output */

@@ -107,15 +107,24 @@ static int on_headers_complete(llhttp_t *p)
     hc->has_length = (p->flags & F_CONTENT_LENGTH) != 0;
     hc->content_length = hc->has_length ? p->content_length : 0;
     int rc = hc->cbs->on_head(hc);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) {
+        /* llhttp gives this hook's return values meanings of their own (1: no body): say
+         * stop with an error and report the callback's value from lx_http_client_parse */
+        hc->cb_rc = rc;
+        return -1;
+    }
     return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     lx_http_client_t *hc = hc_of(p);
-    return hc->cbs->on_body(hc, hc->cur, at, len);
+    int rc = hc->cbs->on_body(hc, hc->cur, at, len);
+    if (rc != 0) {
+        hc->cb_rc = rc;
+        return -1;
+    }
+    return 0;
 }
 
 static int on_message_complete(llhttp_t *p)
@@ -127,7 +136,11 @@ static int on_message_complete(llhttp_t *p)
     }
     hc->complete = true;
     int rc = hc->cbs->on_complete(hc);
-    return rc != 0 ? rc : HPE_PAUSED;
+    if (rc != 0) {
+        hc->cb_rc = rc;
+        return -1;
+    }
+    return HPE_PAUSED;
 }
 
 static const llhttp_settings_t settings = {
@@ -170,8 +183,8 @@ int lx_http_client_parse(lx_http_client_t *hc, lx_buf_t *b, const char *data, si
             hc->keep_alive = false;
         return 0;
     }
-    if (err == HPE_USER && hc->error == NULL)
-        return -1; /* a callback stopped parsing on purpose */
+    if (hc->cb_rc != 0)
+        return hc->cb_rc; /* a callback stopped parsing on purpose */
     if (hc->error == NULL)
         hc->error = llhttp_get_error_reason(&hc->parser);
     return LX_EUPSTREAM;

@@ -48,6 +48,7 @@ struct lx_http_client {
     size_t value_len;
     char value[LX_HTTP_CLIENT_CT_MAX];
     lx_buf_t *cur;
+    int cb_rc;         /* the non-zero value a callback stopped parsing with */
     const char *error; /* reason when parsing failed */
 };
 

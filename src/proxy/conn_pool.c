@@ -43,7 +43,9 @@ static void on_closed(lx_stream_t *s)
 
 static void service_waiters(lx_conn_pool_t *p);
 
-static void drop(lx_upconn_t *c)
+/* Closes <c>; with <service>, a freed slot goes to the waiters (never from inside
+ * service_waiters itself, which must not be re-entered). */
+static void drop_conn(lx_upconn_t *c, bool service)
 {
     lx_conn_pool_t *p = c->pool;
     if (c->idle) {
@@ -53,8 +55,13 @@ static void drop(lx_upconn_t *c)
     }
     p->n_open--;
     lx_stream_close(&c->stream, false, on_closed);
-    if (!p->disposing)
+    if (service && !p->disposing)
         service_waiters(p);
+}
+
+static void drop(lx_upconn_t *c)
+{
+    drop_conn(c, true);
 }
 
 static void on_idle_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *data)
@@ -148,6 +155,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     } else {
         p->last_resolve_error = status != 0 ? status : UV_EAI_NONAME;
         p->addr_expires_ms = 0;
+        p->resolve_retry_ms = now + DNS_NEG_TTL_MS;
     }
     uv_freeaddrinfo(res);
     if (p->disposing) {
@@ -173,6 +181,8 @@ static bool address_ready(lx_conn_pool_t *p)
     uint64_t now = uv_now(&p->worker->loop);
     if (p->addr_expires_ms > now)
         return true;
+    if (!p->resolving && p->last_resolve_error != 0 && now < p->resolve_retry_ms)
+        return false; /* a failed lookup is not retried for DNS_NEG_TTL_MS */
     if (!p->resolving) {
         struct addrinfo hints;
         memset(&hints, 0, sizeof(hints));
@@ -196,7 +206,7 @@ static lx_upconn_t *take_idle(lx_conn_pool_t *p)
     while (!lx_list_is_empty(&p->idle)) {
         lx_upconn_t *c = lx_list_entry(p->idle.next, lx_upconn_t, link);
         if (now - c->idle_since_ms > p->idle_timeout_ms) {
-            drop(c);
+            drop_conn(c, false);
             continue;
         }
         lx_list_remove(&c->link);

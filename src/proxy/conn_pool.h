@@ -56,6 +56,7 @@ struct lx_conn_pool {
     bool resolving;
     uv_getaddrinfo_t gai;
     int last_resolve_error;
+    uint64_t resolve_retry_ms; /* after a failed lookup: no new one before this */
     lx_list_t idle;
     lx_list_t connecting; /* fresh connections not yet connected */
     lx_list_t waiters;

@@ -1,0 +1,700 @@
+/*
+ * sse_scan.c - the LLM-aware scanner and rewriter of streamed responses (DESIGN.md rule 4).
+ *
+ * Sits in the streaming relay between the upstream read (body slices decoded by llhttp) and
+ * the client write: every read goes through lx_sse_scan_feed(), whose slices are written with
+ * writev. Three machines run per byte, all resumable at any byte:
+ *   - SSE framing (WHATWG): lines end with LF, CRLF or CR; a blank line ends an event block;
+ *     ':' lines are comments; "data" lines carry the payload, several joined by '\n'.
+ *   - A lenient JSON tokenizer over the event's data payload: strings and escapes, nesting,
+ *     and the key of the member being read, enough to find the top-level "model", "usage",
+ *     "choices" and "error" members and each choice's "finish_reason".
+ *   - Output: forwarded input bytes accumulate in a run that becomes one slice of the read's
+ *     chunk when the read ends or something interrupts it (the model value, which is skipped
+ *     and replaced by a slice of the literal chunk; a change of destination). In the tail of the
+ *     stream with drop_usage_event on, a block's slices go to held[] until the block ends,
+ *     then are either released (the usage-only event) or handed out.
+ *
+ * Owns the literal chunk holding the replacement model and the held slices' references. The
+ * one copy made is of usage objects (at most LX_SSE_USAGE_MAX bytes), for accounting.
+ */
+#include "gateway/sse_scan.h"
+
+#include <string.h>
+
+#include "core/core.h"
+#include "core/status.h"
+
+#define JSMN_STATIC
+#include <jsmn.h>
+
+/* Tokens for the usage object's parse; a realistic one has about twenty. */
+#define USAGE_TOKENS 128
+#define NO_MATCH     0xff
+
+_Static_assert(2 * LX_SSE_SCAN_HOLD_MAX + 8 <= LX_SSE_SCAN_MAX_OUT,
+               "a feed call must always make progress");
+_Static_assert(LX_SSE_KEY_MAX < 256, "key_len is a uint8_t");
+
+enum line_state {
+    L_START,   /* at the first byte of a line */
+    L_NAME,    /* in a field name */
+    L_DATA_SP, /* right after "data:" (one space there is not part of the value) */
+    L_DATA,    /* in a data value */
+    L_OTHER,   /* in another field's line: passes through */
+    L_COMMENT, /* in a ':' line */
+};
+
+enum member { M_OTHER, M_MODEL, M_USAGE, M_CHOICES, M_ERROR, M_FINISH_REASON };
+
+enum choices_state {
+    CH_NONE,   /* the top-level choices array is not open */
+    CH_OPENED, /* it just opened: the next token says whether it is empty */
+    CH_OPEN,
+};
+
+/* Where one feed call's slices go. */
+typedef struct out_ctx {
+    lx_slice_t *out;
+    size_t n;
+    lx_buf_t *b; /* the read's chunk */
+    size_t base; /* offset of the read's first byte in b->data */
+    size_t run;  /* start (index in the read) of the forwarded bytes not yet cut */
+    bool run_on; /* false while skipping the model value */
+} out_ctx_t;
+
+static const char bom_bytes[3] = {'\xef', '\xbb', '\xbf'};
+
+/* ---- output ---- */
+
+static void put_out(lx_sse_scan_t *s, out_ctx_t *c, lx_buf_t *buf, size_t off, size_t len)
+{
+    s->bytes_out += len;
+    if (c->n > 0) {
+        lx_slice_t *last = &c->out[c->n - 1];
+        if (last->buf == buf && (size_t)last->off + last->len == off) {
+            last->len += (uint32_t)len;
+            return;
+        }
+    }
+    c->out[c->n++] = lx_slice_make(buf, off, len);
+}
+
+/* Hands the held slices out, in order, and releases the held references. */
+static void release_held(lx_sse_scan_t *s, out_ctx_t *c)
+{
+    for (size_t k = 0; k < s->n_held; k++) {
+        lx_slice_t *h = &s->held[k];
+        put_out(s, c, h->buf, h->off, h->len);
+        lx_buf_unref(h->buf);
+    }
+    s->n_held = 0;
+}
+
+static void drop_held(lx_sse_scan_t *s)
+{
+    for (size_t k = 0; k < s->n_held; k++)
+        lx_buf_unref(s->held[k].buf);
+    s->n_held = 0;
+}
+
+/* Sends buf->data[off, off+len) to the current destination: out[], or held[] in a held block.
+ * A held block over LX_SSE_SCAN_HOLD_MAX slices is handed out and no longer held. */
+static void emit(lx_sse_scan_t *s, out_ctx_t *c, lx_buf_t *buf, size_t off, size_t len)
+{
+    if (len == 0)
+        return;
+    if (!s->holding) {
+        put_out(s, c, buf, off, len);
+        return;
+    }
+    if (s->n_held > 0) {
+        lx_slice_t *last = &s->held[s->n_held - 1];
+        if (last->buf == buf && (size_t)last->off + last->len == off) {
+            last->len += (uint32_t)len;
+            return;
+        }
+    }
+    if (s->n_held < LX_SSE_SCAN_HOLD_MAX) {
+        s->held[s->n_held++] = lx_slice_make(buf, off, len);
+        return;
+    }
+    release_held(s, c);
+    s->holding = false;
+    put_out(s, c, buf, off, len);
+}
+
+/* Emits the run of forwarded bytes before index <i> of the read. */
+static void cut(lx_sse_scan_t *s, out_ctx_t *c, size_t i)
+{
+    if (c->run_on && i > c->run) {
+        emit(s, c, c->b, c->base + c->run, i - c->run);
+        c->run = i;
+    }
+}
+
+/* The held block has ended (terminator included): drop it or hand it out. */
+static void finish_hold(lx_sse_scan_t *s, out_ctx_t *c)
+{
+    if (s->ev_drop)
+        drop_held(s);
+    else
+        release_held(s, c);
+    s->holding = false;
+    s->end_pending = false;
+    s->ev_drop = false;
+}
+
+/* ---- usage ---- */
+
+/* A non-negative JSON integer, or -1. */
+static int64_t parse_count(const char *p, int len)
+{
+    if (len <= 0 || len > 18)
+        return -1;
+    int64_t v = 0;
+    for (int k = 0; k < len; k++) {
+        if (p[k] < '0' || p[k] > '9')
+            return -1;
+        v = v * 10 + (p[k] - '0');
+    }
+    return v;
+}
+
+/* Index of the token after the subtree rooted at t[i]. */
+static int skip_tok(const jsmntok_t *t, int n, int i)
+{
+    int pending = 1;
+    while (pending > 0 && i < n) {
+        pending += t[i].size - 1;
+        i++;
+    }
+    return i;
+}
+
+static bool tok_is(const char *js, const jsmntok_t *t, const char *want)
+{
+    size_t wl = strlen(want);
+    return t->type == JSMN_STRING && (size_t)(t->end - t->start) == wl &&
+           memcmp(js + t->start, want, wl) == 0;
+}
+
+static int64_t tok_count(const char *js, const jsmntok_t *t)
+{
+    if (t->type != JSMN_PRIMITIVE)
+        return -1;
+    return parse_count(js + t->start, t->end - t->start);
+}
+
+/* The value of member <key> of the object at t[obj], as a count; -1 when absent. */
+static int64_t member_count(const char *js, const jsmntok_t *t, int n, int obj, const char *key)
+{
+    if (t[obj].type != JSMN_OBJECT)
+        return -1;
+    int i = obj + 1;
+    for (int m = 0; m < t[obj].size && i + 1 < n; m++) {
+        if (tok_is(js, &t[i], key))
+            return tok_count(js, &t[i + 1]);
+        i = skip_tok(t, n, i + 1);
+    }
+    return -1;
+}
+
+static void parse_usage(lx_sse_scan_t *s)
+{
+    s->prompt_tokens = s->completion_tokens = s->total_tokens = -1;
+    s->cached_tokens = s->reasoning_tokens = -1;
+    jsmn_parser p;
+    jsmntok_t t[USAGE_TOKENS];
+    jsmn_init(&p);
+    int n = jsmn_parse(&p, s->usage, s->usage_len, t, USAGE_TOKENS);
+    if (n < 1 || t[0].type != JSMN_OBJECT)
+        return;
+    const char *js = s->usage;
+    int i = 1;
+    for (int m = 0; m < t[0].size && i + 1 < n; m++) {
+        const jsmntok_t *k = &t[i];
+        if (tok_is(js, k, "prompt_tokens"))
+            s->prompt_tokens = tok_count(js, &t[i + 1]);
+        else if (tok_is(js, k, "completion_tokens"))
+            s->completion_tokens = tok_count(js, &t[i + 1]);
+        else if (tok_is(js, k, "total_tokens"))
+            s->total_tokens = tok_count(js, &t[i + 1]);
+        else if (tok_is(js, k, "prompt_tokens_details"))
+            s->cached_tokens = member_count(js, t, n, i + 1, "cached_tokens");
+        else if (tok_is(js, k, "completion_tokens_details"))
+            s->reasoning_tokens = member_count(js, t, n, i + 1, "reasoning_tokens");
+        i = skip_tok(t, n, i + 1);
+    }
+}
+
+static void capture(lx_sse_scan_t *s, char ch)
+{
+    if (s->usage_len < LX_SSE_USAGE_MAX)
+        s->usage[s->usage_len++] = ch;
+    else
+        s->usage_over = true;
+}
+
+static void end_capture(lx_sse_scan_t *s)
+{
+    s->capturing = false;
+    s->ev_usage = true;
+    if (s->usage_over) {
+        s->has_usage = false;
+        s->usage_truncated = true;
+        s->usage_len = 0;
+        return;
+    }
+    s->has_usage = true;
+    s->usage_truncated = false;
+    parse_usage(s);
+}
+
+/* ---- JSON tokenizer ---- */
+
+static bool is_ws(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+static bool is_array_at(const lx_sse_scan_t *s, uint32_t d)
+{
+    return d >= 1 && d <= LX_SSE_DEPTH_MAX && (s->arrays >> (d - 1) & 1u);
+}
+
+/* The innermost open container is an object whose type is tracked. */
+static bool in_object(const lx_sse_scan_t *s)
+{
+    return s->depth >= 1 && s->depth <= LX_SSE_DEPTH_MAX && !is_array_at(s, s->depth);
+}
+
+static bool key_is(const lx_sse_scan_t *s, const char *want)
+{
+    size_t wl = strlen(want);
+    return s->key_len == wl && memcmp(s->key, want, wl) == 0;
+}
+
+/* A member key just closed: classify it in its context. */
+static void end_key(lx_sse_scan_t *s)
+{
+    s->member = M_OTHER;
+    if (s->key_long || !in_object(s))
+        return;
+    if (s->depth == 1) {
+        if (key_is(s, "model"))
+            s->member = M_MODEL;
+        else if (key_is(s, "usage"))
+            s->member = M_USAGE;
+        else if (key_is(s, "choices"))
+            s->member = M_CHOICES;
+        else if (key_is(s, "error"))
+            s->member = M_ERROR;
+    } else if (s->depth == 3 && s->choices != CH_NONE && is_array_at(s, 2)) {
+        if (key_is(s, "finish_reason"))
+            s->member = M_FINISH_REASON;
+    }
+}
+
+/* The first byte <ch> of a member value; true when it opens the model string to replace. */
+static bool value_start(lx_sse_scan_t *s, char ch)
+{
+    if (s->depth == 1 && in_object(s)) {
+        switch (s->member) {
+        case M_MODEL:
+            if (ch == '"' && !s->ev_model) {
+                s->ev_model = true;
+                return s->rewrite;
+            }
+            break;
+        case M_USAGE:
+            if (ch == '{' && !s->capturing) {
+                s->capturing = true;
+                s->usage_over = false;
+                s->has_usage = false;
+                s->usage_len = 0;
+                capture(s, ch);
+            }
+            break;
+        case M_CHOICES:
+            if (ch == '[')
+                s->choices = CH_OPENED;
+            break;
+        case M_ERROR:
+            if (ch != 'n')
+                s->error_event = true;
+            break;
+        default:
+            break;
+        }
+    } else if (s->depth == 3 && s->member == M_FINISH_REASON && ch == '"') {
+        s->fr_pending = true;
+    }
+    return false;
+}
+
+static void push(lx_sse_scan_t *s, char ch)
+{
+    if (s->depth < UINT32_MAX)
+        s->depth++;
+    if (s->depth <= LX_SSE_DEPTH_MAX) {
+        uint64_t bit = (uint64_t)1 << (s->depth - 1);
+        if (ch == '[')
+            s->arrays |= bit;
+        else
+            s->arrays &= ~bit;
+    } else {
+        s->malformed = true;
+    }
+    s->want_key = ch == '{';
+    s->want_val = false;
+}
+
+static void pop(lx_sse_scan_t *s)
+{
+    if (s->depth == 0)
+        return;
+    if (s->depth == 2) {
+        if (s->capturing)
+            end_capture(s);
+        s->choices = CH_NONE;
+    }
+    s->depth--;
+    s->want_key = false;
+    s->want_val = false;
+}
+
+/* Feeds one payload byte; true when it is the opening quote of the model value to replace. */
+static bool json_byte(lx_sse_scan_t *s, char ch)
+{
+    if (s->capturing)
+        capture(s, ch);
+    if (s->in_str) {
+        if (s->esc) {
+            s->esc = false;
+        } else if (ch == '\\') {
+            s->esc = true;
+        } else if (ch == '"') {
+            s->in_str = false;
+            s->fr_pending = false;
+            if (s->str_key)
+                end_key(s);
+            return false;
+        }
+        if (s->str_key) {
+            if (s->key_len < LX_SSE_KEY_MAX)
+                s->key[s->key_len++] = ch;
+            else
+                s->key_long = true;
+        }
+        if (s->fr_pending) {
+            s->finished = true;
+            s->fr_pending = false;
+        }
+        return false;
+    }
+    if (is_ws(ch))
+        return false;
+    if (s->choices == CH_OPENED) {
+        s->choices = CH_OPEN;
+        if (ch == ']')
+            s->ev_choices_empty = true;
+    }
+    bool rewrite = false;
+    if (s->want_val) {
+        s->want_val = false;
+        rewrite = value_start(s, ch);
+    }
+    switch (ch) {
+    case '"':
+        s->in_str = true;
+        s->esc = false;
+        s->str_key = s->want_key;
+        s->want_key = false;
+        s->key_len = 0;
+        s->key_long = false;
+        break;
+    case '{':
+    case '[':
+        push(s, ch);
+        break;
+    case '}':
+    case ']':
+        pop(s);
+        break;
+    case ':':
+        if (in_object(s))
+            s->want_val = true;
+        break;
+    case ',':
+        if (in_object(s))
+            s->want_key = true;
+        break;
+    default:
+        break;
+    }
+    return rewrite;
+}
+
+/* Event end: the payload's JSON state starts over. */
+static void json_reset(lx_sse_scan_t *s)
+{
+    s->depth = 0;
+    s->arrays = 0;
+    s->in_str = s->esc = s->str_key = false;
+    s->want_key = s->want_val = s->key_long = false;
+    s->key_len = 0;
+    s->member = M_OTHER;
+    s->choices = CH_NONE;
+    s->fr_pending = false;
+    s->capturing = false; /* an unterminated usage object is abandoned (has_usage stays false) */
+    s->usage_over = false;
+    s->ev_model = s->ev_usage = s->ev_choices_empty = false;
+}
+
+/* ---- SSE framing ---- */
+
+static void data_line_begin(lx_sse_scan_t *s)
+{
+    if (s->ev_data)
+        (void)json_byte(s, '\n'); /* data lines join with LF; whitespace never rewrites */
+    s->ev_data = true;
+    s->done_pos = 0;
+    s->line = L_DATA_SP;
+}
+
+static void data_line_end(lx_sse_scan_t *s)
+{
+    if (s->done_pos == 6)
+        s->done = true;
+    s->done_pos = NO_MATCH;
+}
+
+/* A line ends at byte <i> (<ch>: CR or LF). */
+static void end_line(lx_sse_scan_t *s, out_ctx_t *c, size_t i, char ch)
+{
+    switch (s->line) {
+    case L_START: /* a blank line */
+        if (!s->in_block)
+            break;
+        if (s->ev_data)
+            s->events++;
+        bool drop = s->drop_usage && s->ev_usage && s->ev_choices_empty;
+        json_reset(s);
+        s->ev_data = false;
+        s->in_block = false;
+        if (s->holding) {
+            s->ev_drop = drop;
+            if (ch == '\r') {
+                s->end_pending = true; /* an LF may follow: it belongs to this block */
+            } else {
+                cut(s, c, i + 1);
+                finish_hold(s, c);
+            }
+        }
+        break;
+    case L_NAME:
+        if (s->name_pos == 4) {
+            data_line_begin(s);
+            data_line_end(s);
+        }
+        break;
+    case L_DATA_SP:
+    case L_DATA:
+        data_line_end(s);
+        if (s->skipping) { /* an unterminated model string (invalid JSON): framing wins */
+            s->skipping = false;
+            c->run_on = true;
+            c->run = i;
+        }
+        break;
+    default:
+        break;
+    }
+    s->line = L_START;
+    s->line_len = 0;
+}
+
+/* A byte of a data value. */
+static void data_byte(lx_sse_scan_t *s, out_ctx_t *c, size_t i, char ch)
+{
+    if (s->done_pos != NO_MATCH)
+        s->done_pos = s->done_pos < 6 && ch == "[DONE]"[s->done_pos] ? s->done_pos + 1 : NO_MATCH;
+    bool rewrite = json_byte(s, ch);
+    if (s->skipping) {
+        if (!s->in_str) { /* the closing quote: forwarded again from here */
+            s->skipping = false;
+            c->run_on = true;
+            c->run = i;
+        }
+    } else if (rewrite) {
+        cut(s, c, i + 1);
+        if (s->lit != NULL)
+            emit(s, c, s->lit, 0, s->lit->len);
+        s->skipping = true;
+        c->run_on = false;
+    }
+}
+
+static bool is_plain(char ch)
+{
+    return ch != '"' && ch != '\\' && ch != '\r' && ch != '\n';
+}
+
+/* Slices a step may add to out[], plus the final cut: see the _Static_assert above. */
+static size_t reserve(const lx_sse_scan_t *s)
+{
+    return s->holding ? 2 * LX_SSE_SCAN_HOLD_MAX + 8 : 8;
+}
+
+int lx_sse_scan_init(lx_sse_scan_t *s, const char *model, size_t model_len, bool drop_usage_event)
+{
+    memset(s, 0, sizeof(*s));
+    s->prompt_tokens = s->completion_tokens = s->total_tokens = -1;
+    s->cached_tokens = s->reasoning_tokens = -1;
+    s->done_pos = NO_MATCH;
+    s->name_pos = NO_MATCH;
+    s->line = L_START;
+    s->drop_usage = drop_usage_event;
+    s->rewrite = model != NULL;
+    if (model != NULL && model_len > 0) {
+        s->lit = lx_buf_new(model_len);
+        if (s->lit == NULL)
+            return LX_ENOMEM;
+        memcpy(s->lit->data, model, model_len);
+        s->lit->len = (uint32_t)model_len;
+    }
+    return 0;
+}
+
+void lx_sse_scan_dispose(lx_sse_scan_t *s)
+{
+    drop_held(s);
+    s->holding = false;
+    lx_buf_unref(s->lit);
+    s->lit = NULL;
+}
+
+int lx_sse_scan_feed(lx_sse_scan_t *s, lx_buf_t *b, const char *data, size_t len, lx_slice_t *out,
+                     size_t max_out, size_t *used)
+{
+    *used = 0;
+    if (max_out < LX_SSE_SCAN_MAX_OUT)
+        return LX_ETOOBIG;
+    if (len == 0)
+        return 0;
+    LX_ASSERT(data >= b->data && (size_t)(data - b->data) + len <= b->cap);
+    out_ctx_t c = {out, 0, b, (size_t)(data - b->data), 0, !s->skipping};
+    size_t i = 0;
+    while (i < len) {
+        if (c.n + reserve(s) > max_out)
+            break;
+        char ch = data[i];
+
+        /* fast path: the inside of a long string value (content deltas) */
+        if (s->line == L_DATA && s->in_str && !s->esc && !s->str_key && !s->skipping &&
+            !s->capturing && !s->fr_pending && s->done_pos == NO_MATCH && is_plain(ch)) {
+            size_t j = i + 1;
+            while (j < len && is_plain(data[j]))
+                j++;
+            size_t n = j - i;
+            s->line_len = n > UINT32_MAX - s->line_len ? UINT32_MAX : s->line_len + (uint32_t)n;
+            if (s->line_len > LX_SSE_LINE_MAX)
+                s->malformed = true;
+            i = j;
+            continue;
+        }
+
+        if (s->after_cr) {
+            s->after_cr = false;
+            if (ch == '\n') { /* the LF of a CRLF: the line already ended */
+                if (s->end_pending) {
+                    cut(s, &c, i + 1);
+                    finish_hold(s, &c);
+                }
+                i++;
+                continue;
+            }
+            if (s->end_pending) {
+                cut(s, &c, i);
+                finish_hold(s, &c);
+            }
+        }
+        if (s->bom < 3) {
+            if (ch == bom_bytes[s->bom]) {
+                s->bom++;
+                i++;
+                continue;
+            }
+            s->bom = 3;
+        }
+        if (ch == '\r' || ch == '\n') {
+            if (ch == '\r')
+                s->after_cr = true;
+            end_line(s, &c, i, ch);
+            i++;
+            continue;
+        }
+        if (s->line_len < UINT32_MAX && ++s->line_len > LX_SSE_LINE_MAX)
+            s->malformed = true;
+
+        switch (s->line) {
+        case L_START:
+            if (!s->in_block) {
+                s->in_block = true;
+                if (s->drop_usage && s->finished) {
+                    cut(s, &c, i);
+                    s->holding = true;
+                }
+            }
+            if (ch == ':') {
+                s->line = L_COMMENT;
+                break;
+            }
+            /* the byte starts the field name */
+            s->line = L_NAME;
+            s->name_pos = 0;
+            /* fall through */
+        case L_NAME:
+            if (ch == ':') {
+                if (s->name_pos == 4)
+                    data_line_begin(s);
+                else
+                    s->line = L_OTHER;
+            } else {
+                s->name_pos =
+                    s->name_pos < 4 && ch == "data"[s->name_pos] ? s->name_pos + 1 : NO_MATCH;
+            }
+            break;
+        case L_DATA_SP:
+            s->line = L_DATA;
+            if (ch == ' ')
+                break;
+            /* fall through */
+        case L_DATA:
+            data_byte(s, &c, i, ch);
+            break;
+        default: /* L_OTHER, L_COMMENT */
+            break;
+        }
+        i++;
+    }
+    cut(s, &c, i);
+    s->bytes_in += i;
+    *used = i;
+    return (int)c.n;
+}
+
+int lx_sse_scan_flush(lx_sse_scan_t *s, lx_slice_t *out, size_t max_out)
+{
+    if (max_out < LX_SSE_SCAN_MAX_OUT)
+        return LX_ETOOBIG;
+    out_ctx_t c = {out, 0, NULL, 0, 0, false};
+    if (s->end_pending) {
+        finish_hold(s, &c);
+    } else if (s->holding) {
+        release_held(s, &c);
+        s->holding = false;
+    }
+    return (int)c.n;
+}

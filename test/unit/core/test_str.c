@@ -1,0 +1,111 @@
+/*
+ * test_str.c - byte-string helpers: case-insensitive equality, decimal parsing with its
+ * overflow edge, and token search in comma-separated header values.
+ */
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/str.h"
+
+static lx_str_t S(const char *s)
+{
+    return (lx_str_t){s, strlen(s)};
+}
+
+static void test_eq(void **state)
+{
+    (void)state;
+    assert_true(lx_str_eq(LX_STR("abc"), "abc", 3));
+    assert_false(lx_str_eq(LX_STR("abc"), "abC", 3));
+    assert_false(lx_str_eq(LX_STR("abc"), "ab", 2));
+}
+
+static void test_caseeq(void **state)
+{
+    (void)state;
+    assert_true(lx_str_caseeq(S("Content-Length"), "content-length", 14));
+    assert_true(lx_str_caseeq(S("CONTENT-TYPE"), "content-type", 12));
+    assert_true(lx_str_caseeq(S(""), "", 0));
+    assert_false(lx_str_caseeq(S("content-type"), "content-typ", 11));
+    assert_false(lx_str_caseeq(S("content-typ"), "content-type", 12));
+    assert_false(lx_str_caseeq(S("abc"), "abd", 3));
+    /* only ASCII letters fold: '[' (0x5b) is not '{' (0x7b), '@' is not '`' */
+    assert_false(lx_str_caseeq(S("["), "{", 1));
+    assert_false(lx_str_caseeq(S("@"), "`", 1));
+    /* bytes above 0x7f compare exactly */
+    assert_true(lx_str_caseeq(S("\xc3\xa9"), "\xc3\xa9", 2));
+    assert_false(lx_str_caseeq(S("\xc3\x89"), "\xc3\xa9", 2));
+    /* the view's length counts, not a terminator */
+    lx_str_t v = {"keep-alive, close", 10};
+    assert_true(lx_str_caseeq(v, "KEEP-ALIVE", 10));
+}
+
+static void test_to_u64(void **state)
+{
+    (void)state;
+    unsigned long long v = 7;
+    assert_true(lx_str_to_u64(S("0"), &v));
+    assert_int_equal(v, 0);
+    assert_true(lx_str_to_u64(S("12345"), &v));
+    assert_int_equal(v, 12345);
+    assert_true(lx_str_to_u64(S("007"), &v));
+    assert_int_equal(v, 7);
+    assert_true(lx_str_to_u64(S("18446744073709551615"), &v));
+    assert_true(v == ULLONG_MAX);
+
+    v = 42;
+    assert_false(lx_str_to_u64(S("18446744073709551616"), &v)); /* ULLONG_MAX + 1 */
+    assert_false(lx_str_to_u64(S("18446744073709551620"), &v));
+    assert_false(lx_str_to_u64(S("99999999999999999999"), &v));
+    assert_false(lx_str_to_u64(S("184467440737095516150"), &v));
+    assert_false(lx_str_to_u64(S(""), &v));
+    assert_false(lx_str_to_u64(S("-1"), &v));
+    assert_false(lx_str_to_u64(S("+1"), &v));
+    assert_false(lx_str_to_u64(S(" 1"), &v));
+    assert_false(lx_str_to_u64(S("1 "), &v));
+    assert_false(lx_str_to_u64(S("12a"), &v));
+    assert_false(lx_str_to_u64(S("1.5"), &v));
+    assert_false(lx_str_to_u64(S("/"), &v)); /* '0' - 1 */
+    assert_false(lx_str_to_u64(S(":"), &v)); /* '9' + 1 */
+    assert_int_equal(v, 42);                 /* untouched on failure */
+    lx_str_t part = {"123456", 3};
+    assert_true(lx_str_to_u64(part, &v));
+    assert_int_equal(v, 123);
+}
+
+static void test_has_token(void **state)
+{
+    (void)state;
+    assert_true(lx_str_has_token(S("close"), "close", 5));
+    assert_true(lx_str_has_token(S("Close"), "close", 5));
+    assert_true(lx_str_has_token(S("keep-alive, Upgrade"), "upgrade", 7));
+    assert_true(lx_str_has_token(S("gzip,chunked"), "chunked", 7));
+    assert_true(lx_str_has_token(S("  chunked  "), "chunked", 7));
+    assert_true(lx_str_has_token(S("a ,\tchunked\t, b"), "chunked", 7));
+    assert_true(lx_str_has_token(S(",,chunked,,"), "chunked", 7));
+    assert_false(lx_str_has_token(S("chunkedx"), "chunked", 7));
+    assert_false(lx_str_has_token(S("xchunked"), "chunked", 7));
+    assert_false(lx_str_has_token(S("chunk, ed"), "chunked", 7));
+    assert_false(lx_str_has_token(S("not chunked"), "chunked", 7));
+    assert_false(lx_str_has_token(S(""), "close", 5));
+    assert_false(lx_str_has_token(S(" , ,"), "close", 5));
+    lx_str_t part = {"gzip, chunked", 6};
+    assert_false(lx_str_has_token(part, "chunked", 7));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_eq),
+        cmocka_unit_test(test_caseeq),
+        cmocka_unit_test(test_to_u64),
+        cmocka_unit_test(test_has_token),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
