@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "core/core.h"
 #include "core/status.h"
@@ -18,6 +20,7 @@
 #include "gateway/auth.h"
 #include "gateway/body.h"
 #include "gateway/gateway_int.h"
+#include "gateway/sse_scan.h"
 
 enum api_route {
     R_NONE,
@@ -39,9 +42,17 @@ typedef struct api_req {
     const lx_config_model_t *model;
     const lx_config_provider_t *provider;
     const lx_config_endpoint_t *endpoint;
-    char resp_headers[512];
+    const lx_config_route_t *route;
+    char resp_headers[768];
+    char gen_id[32];
     int finish_code;
     unsigned refs;
+    bool stream;        /* the client asked for a stream */
+    bool openrouter;    /* served under /api/v1: OpenRouter's shapes */
+    bool drop_usage;    /* llmux added include_usage: the usage chunk is not the client's */
+    bool rewrite;       /* the upstream model name differs from the public id */
+    bool scanning;      /* scan is initialised */
+    lx_sse_scan_t scan; /* observes (and rewrites) the response body */
 } api_req_t;
 
 static const struct {
@@ -192,6 +203,8 @@ static void api_unref(api_req_t *ar)
 {
     if (--ar->refs > 0)
         return;
+    if (ar->scanning)
+        lx_sse_scan_dispose(&ar->scan);
     lx_gw_gen_unref(ar->gw, ar->gen);
     free(ar);
 }
@@ -212,10 +225,89 @@ static void on_proxy_free(lx_proxy_t *px)
     api_unref((api_req_t *)px);
 }
 
+static bool has_prefix_ci(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The upstream answered: watch (and where needed rewrite) its body. */
+static void on_proxy_head(lx_proxy_t *px, const lx_http_client_t *hc)
+{
+    api_req_t *ar = (api_req_t *)px;
+    const char *model = ar->rewrite ? ar->model->id : NULL;
+    size_t mlen = model != NULL ? strlen(model) : 0;
+    int rc = -1;
+    if (has_prefix_ci(hc->content_type, "text/event-stream"))
+        rc = lx_sse_scan_init(&ar->scan, model, mlen, ar->drop_usage);
+    else if (has_prefix_ci(hc->content_type, "application/json"))
+        rc = lx_sse_scan_init_json(&ar->scan, model, mlen);
+    if (rc == 0) {
+        ar->scanning = true;
+        px->filter_on = true;
+    }
+}
+
+static int on_proxy_filter(lx_proxy_t *px, lx_buf_t *b, const char *at, size_t len, lx_slice_t *out,
+                           size_t *used)
+{
+    api_req_t *ar = (api_req_t *)px;
+    return lx_sse_scan_feed(&ar->scan, b, at, len, out, LX_PROXY_FILTER_MAX, used);
+}
+
+static int on_proxy_filter_end(lx_proxy_t *px, lx_slice_t *out)
+{
+    api_req_t *ar = (api_req_t *)px;
+    return lx_sse_scan_flush(&ar->scan, out, LX_PROXY_FILTER_MAX);
+}
+
+/* A stream is finished when it said so: [DONE], or a final finish_reason inside complete HTTP
+ * framing. A close-delimited stream cut short says neither. */
+static bool on_proxy_end_ok(lx_proxy_t *px)
+{
+    api_req_t *ar = (api_req_t *)px;
+    if (!ar->scanning || ar->scan.json_mode)
+        return true;
+    return ar->scan.done || (ar->scan.finished && (px->hc.chunked || px->hc.has_length));
+}
+
+/* The final event of a stream that failed after its 200: an error the client's SDK sees. */
+static size_t on_proxy_format_cut(lx_proxy_t *px, int status, const char *message, char *buf,
+                                  size_t cap)
+{
+    api_req_t *ar = (api_req_t *)px;
+    bool sse = (ar->scanning && !ar->scan.json_mode) || px->stream_head != NULL;
+    if (!sse || cap < 1024)
+        return 0;
+    char env[1024];
+    int n = lx_api_error_format(env, sizeof(env), status, NULL, message, strlen(message));
+    if (n < 2)
+        return 0;
+    int k;
+    if (!ar->openrouter) {
+        /* OpenAI's shape: an error object and no choices */
+        k = snprintf(buf, cap, "data: %s\n\n", env);
+    } else {
+        /* OpenRouter's: a chunk carrying the error, finish_reason "error" */
+        k = snprintf(buf, cap,
+                     "data: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\","
+                     "\"created\":%lld,\"model\":\"%s\",\"provider\":\"%s\",%.*s,"
+                     "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},"
+                     "\"finish_reason\":\"error\",\"native_finish_reason\":\"error\"}]}\n\n",
+                     ar->gen_id, (long long)time(NULL), ar->model->id, ar->provider->name, n - 2,
+                     env + 1);
+    }
+    return k > 0 && (size_t)k < cap ? (size_t)k : 0;
+}
+
 static const lx_proxy_ops_t proxy_ops = {
     .on_finish = on_proxy_finish,
     .on_free = on_proxy_free,
     .describe_error = describe_error,
+    .on_head = on_proxy_head,
+    .filter = on_proxy_filter,
+    .filter_end = on_proxy_filter_end,
+    .end_ok = on_proxy_end_ok,
+    .format_cut = on_proxy_format_cut,
 };
 
 void lx_api_cancel_all(lx_gw_worker_t *w, int code)
@@ -306,8 +398,16 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     char scratch[1024];
     size_t total = 0;
     const char *up_model = route->upstream_model != NULL ? route->upstream_model : model->id;
-    int np = lx_body_splice(req->body.ptr, req->body.len, &scan, up_model, strlen(up_model), false,
-                            pieces, LX_ARRAY_SIZE(pieces), scratch, sizeof(scratch), &total);
+    /* usage is always collected from streams: ask for it when the client did not */
+    bool add_usage = scan.stream && routes[route_index].route != R_EMBEDDINGS;
+    ar->stream = scan.stream;
+    ar->drop_usage = add_usage && !scan.include_usage && !cfg->stream_always_send_usage;
+    ar->rewrite = strcmp(up_model, model->id) != 0;
+    ar->route = route;
+    ar->openrouter = req->path.len >= 4 && memcmp(req->path.ptr, "/api", 4) == 0;
+    int np =
+        lx_body_splice(req->body.ptr, req->body.len, &scan, up_model, strlen(up_model), add_usage,
+                       pieces, LX_ARRAY_SIZE(pieces), scratch, sizeof(scratch), &total);
     bool ok = np > 0 && lx_http_client_format_head(head, "POST", path, (size_t)plen, host, NULL, 0,
                                                    (int64_t)total) == 0;
     if (ok) {
@@ -336,8 +436,8 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     for (int i = 0; ok && i < np; i++) {
         const char *p = pieces[i].ptr;
         lx_slice_t sl;
-        if (p >= scratch && p < scratch + sizeof(scratch)) {
-            /* inserted text: copy into the head chunk, past the head */
+        if (p < req->body.ptr || p >= req->body.ptr + req->body.len) {
+            /* inserted text (the model name, stream_options): copy it past the head */
             if (!append_str(head, p, pieces[i].len)) {
                 ok = false;
                 break;
@@ -358,11 +458,27 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
                                      "request headers too large to forward upstream");
         return;
     }
+    snprintf(ar->gen_id, sizeof(ar->gen_id), "gen-%u-%016llx", gw->worker.id,
+             (unsigned long long)(++gw->generations ^ gw->gen_seed));
     int rn = snprintf(ar->resp_headers, sizeof(ar->resp_headers),
-                      "X-Llmux-Provider: %s\r\nX-Llmux-Model: %s\r\nX-Llmux-Attempts: 1\r\n",
-                      prov->name, up_model);
+                      "%sX-Generation-Id: %s\r\nX-Llmux-Provider: %s\r\nX-Llmux-Model: %s\r\n"
+                      "X-Llmux-Upstream-Model: %s\r\nX-Llmux-Attempts: 1\r\n",
+                      scan.stream ? "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n" : "",
+                      ar->gen_id, prov->name, model->id, up_model);
     if (rn < 0 || (size_t)rn >= sizeof(ar->resp_headers))
         rn = 0;
+    if (scan.stream && cfg->stream_early_commit && (size_t)rn + 40 < sizeof(ar->resp_headers)) {
+        /* answer 200 now and keep the client company until the first token */
+        static const char ct[] = "Content-Type: text/event-stream\r\n";
+        memmove(ar->resp_headers + sizeof(ct) - 1, ar->resp_headers, (size_t)rn);
+        memcpy(ar->resp_headers, ct, sizeof(ct) - 1);
+        rn += (int)sizeof(ct) - 1;
+        px->stream_head = ar->resp_headers;
+        px->stream_head_len = (size_t)rn;
+        px->keepalive_delay_ms = cfg->stream_keepalive_delay_ms;
+        px->keepalive_interval_ms = cfg->stream_keepalive_interval_ms;
+    }
+    px->stream = scan.stream;
     px->req = req;
     px->pool = &gen->pools[gen->pool_base[route->provider] + ep_index];
     px->ops = &proxy_ops;
@@ -430,6 +546,32 @@ void lx_api_handle(lx_http_request_t *req)
     forward(req, gw, ri);
 }
 
+/* Usage and cost: from the upstream's usage object; unknown counts are null, never 0. A
+ * stream cut short (or cancelled) without one is marked partial. */
+static size_t log_usage(const api_req_t *ar, char *p, size_t cap)
+{
+    const lx_sse_scan_t *sc = &ar->scan;
+    bool known = ar->scanning && sc->prompt_tokens >= 0 && sc->completion_tokens >= 0;
+    char pt[24] = "null", ct[24] = "null", cost[40] = "null";
+    if (ar->scanning && sc->prompt_tokens >= 0)
+        snprintf(pt, sizeof(pt), "%lld", (long long)sc->prompt_tokens);
+    if (ar->scanning && sc->completion_tokens >= 0)
+        snprintf(ct, sizeof(ct), "%lld", (long long)sc->completion_tokens);
+    if (known)
+        snprintf(cost, sizeof(cost), "%.9f",
+                 ((double)sc->prompt_tokens * ar->route->price_prompt +
+                  (double)sc->completion_tokens * ar->route->price_completion) /
+                     1e6);
+    bool partial = ar->finish_code != 0 || ar->px.cut;
+    int k = snprintf(p, cap,
+                     ",\"stream\":%s,\"prompt_tokens\":%s,\"completion_tokens\":%s,"
+                     "\"cost_usd\":%s,\"usage\":\"%s\",\"events\":%llu",
+                     ar->stream ? "true" : "false", pt, ct, cost,
+                     known ? (partial ? "partial" : "complete") : (partial ? "partial" : "unknown"),
+                     (unsigned long long)(ar->scanning ? sc->events : 0));
+    return k > 0 && (size_t)k < cap ? (size_t)k : 0;
+}
+
 static const char *method_name(int m)
 {
     return llhttp_method_name((llhttp_method_t)m);
@@ -474,6 +616,8 @@ void lx_api_done(lx_http_request_t *req)
                          ar->model->id, ar->provider->name, ar->endpoint->url, px->upstream_status,
                          px->reused ? "true" : "false", connect_ms, fb_ms);
             n += k > 0 ? (size_t)k : 0;
+            if (n < cap)
+                n += log_usage(ar, p + n, cap - n);
             if (ar->finish_code != 0 && n < cap) {
                 k = snprintf(p + n, cap - n, ",\"error\":\"%s\"",
                              px->error != NULL ? px->error : lx_strerror(ar->finish_code));

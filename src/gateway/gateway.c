@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "core/status.h"
@@ -218,6 +219,10 @@ static void on_worker_start(lx_worker_t *w, void *arg)
     gw->http.on_idle = on_http_idle;
     gw->http.data = gw;
     lx_list_init(&gw->active);
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+        seed = uv_hrtime();
+    gw->gen_seed = seed;
     uv_timer_init(&w->loop, &gw->shutdown_timer);
     gw->shutdown_timer.data = gw;
     uv_check_init(&w->loop, &gw->flush);

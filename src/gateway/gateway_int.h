@@ -47,7 +47,9 @@ typedef struct lx_gw_worker {
     size_t n_listeners;
     size_t n_listeners_open;
     lx_access_log_t *alog;
-    uv_check_t flush; /* writes the access log once per loop iteration */
+    uint64_t generations; /* X-Generation-Id counter ... */
+    uint64_t gen_seed;    /* ... mixed with a per-start random value */
+    uv_check_t flush;     /* writes the access log once per loop iteration */
     uv_timer_t shutdown_timer;
     bool draining;
     bool stopping;

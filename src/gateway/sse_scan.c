@@ -57,6 +57,7 @@ enum choices_state {
 typedef struct out_ctx {
     lx_slice_t *out;
     size_t n;
+    size_t max;  /* out[] capacity: never reached by construction (see reserve()) */
     lx_buf_t *b; /* the read's chunk */
     size_t base; /* offset of the read's first byte in b->data */
     size_t run;  /* start (index in the read) of the forwarded bytes not yet cut */
@@ -77,6 +78,7 @@ static void put_out(lx_sse_scan_t *s, out_ctx_t *c, lx_buf_t *buf, size_t off, s
             return;
         }
     }
+    LX_ASSERT(c->n < c->max);
     c->out[c->n++] = lx_slice_make(buf, off, len);
 }
 
@@ -541,7 +543,13 @@ static bool is_plain(char ch)
     return ch != '"' && ch != '\\' && ch != '\r' && ch != '\n';
 }
 
-/* Slices a step may add to out[], plus the final cut: see the _Static_assert above. */
+/*
+ * Room in out[] needed before scanning one more byte: what that byte's step may add plus the
+ * final cut of the call. Outside a held block a step adds at most 2 (a cut and the model
+ * literal; starting a held block adds 1) and the final cut 1. In a held block, a cut that
+ * overflows held[] hands out HOLD_MAX + 1, the end of the block at most HOLD_MAX + 1, the
+ * literal 1, and the final cut again at most HOLD_MAX + 1.
+ */
 static size_t reserve(const lx_sse_scan_t *s)
 {
     return s->holding ? 2 * LX_SSE_SCAN_HOLD_MAX + 8 : 8;
@@ -567,6 +575,16 @@ int lx_sse_scan_init(lx_sse_scan_t *s, const char *model, size_t model_len, bool
     return 0;
 }
 
+int lx_sse_scan_init_json(lx_sse_scan_t *s, const char *model, size_t model_len)
+{
+    int rc = lx_sse_scan_init(s, model, model_len, false);
+    s->json_mode = true;
+    s->bom = 3;
+    s->line = L_DATA; /* every byte is payload */
+    s->ev_data = true;
+    return rc;
+}
+
 void lx_sse_scan_dispose(lx_sse_scan_t *s)
 {
     drop_held(s);
@@ -584,7 +602,7 @@ int lx_sse_scan_feed(lx_sse_scan_t *s, lx_buf_t *b, const char *data, size_t len
     if (len == 0)
         return 0;
     LX_ASSERT(data >= b->data && (size_t)(data - b->data) + len <= b->cap);
-    out_ctx_t c = {out, 0, b, (size_t)(data - b->data), 0, !s->skipping};
+    out_ctx_t c = {out, 0, max_out, b, (size_t)(data - b->data), 0, !s->skipping};
     size_t i = 0;
     while (i < len) {
         if (c.n + reserve(s) > max_out)
@@ -605,6 +623,11 @@ int lx_sse_scan_feed(lx_sse_scan_t *s, lx_buf_t *b, const char *data, size_t len
             continue;
         }
 
+        if (s->json_mode) {
+            data_byte(s, &c, i, ch);
+            i++;
+            continue;
+        }
         if (s->after_cr) {
             s->after_cr = false;
             if (ch == '\n') { /* the LF of a CRLF: the line already ended */
@@ -689,7 +712,7 @@ int lx_sse_scan_flush(lx_sse_scan_t *s, lx_slice_t *out, size_t max_out)
 {
     if (max_out < LX_SSE_SCAN_MAX_OUT)
         return LX_ETOOBIG;
-    out_ctx_t c = {out, 0, NULL, 0, 0, false};
+    out_ctx_t c = {out, 0, max_out, NULL, 0, 0, false};
     if (s->end_pending) {
         finish_hold(s, &c);
     } else if (s->holding) {

@@ -40,12 +40,13 @@
  */
 typedef struct lx_sse_scan {
     /* --- observations --- */
-    uint64_t events;      /* complete events (blank-line terminated blocks with a data line) */
-    bool done;            /* a `data: [DONE]` line was seen */
-    bool finished;        /* some choice had a finish_reason that is a non-empty string */
-    bool error_event;     /* an event had a non-null top-level "error" member */
-    bool malformed;       /* a line over LX_SSE_LINE_MAX, or JSON nested over LX_SSE_DEPTH_MAX */
-    bool has_usage;       /* usage[] holds the last complete non-null top-level "usage" object */
+    uint64_t events;  /* complete events (blank-line terminated blocks with a data line) */
+    bool done;        /* a `data: [DONE]` line was seen */
+    bool finished;    /* some choice had a finish_reason that is a non-empty string */
+    bool error_event; /* an event had a non-null top-level "error" member */
+    bool malformed;   /* a line over LX_SSE_LINE_MAX, or JSON nested over LX_SSE_DEPTH_MAX */
+    bool has_usage;   /* usage[] holds the last complete non-null top-level "usage" object (false
+                       * while one is being read) */
     bool usage_truncated; /* the last usage object was over LX_SSE_USAGE_MAX (has_usage false) */
     size_t usage_len;
     char usage[LX_SSE_USAGE_MAX]; /* raw JSON text of that object, braces included */
@@ -60,6 +61,7 @@ typedef struct lx_sse_scan {
     lx_buf_t *lit; /* the replacement model text, or NULL (no rewrite or empty text) */
     bool rewrite;
     bool drop_usage;
+    bool json_mode; /* the input is one JSON document, not an event stream */
 
     /* framing */
     uint8_t bom;       /* BOM bytes matched at stream start; 3 once past the start */
@@ -109,6 +111,11 @@ int lx_sse_scan_init(lx_sse_scan_t *s, const char *model, size_t model_len, bool
 
 /* Releases the held slices and the model chunk. Safe to call twice. */
 void lx_sse_scan_dispose(lx_sse_scan_t *s);
+
+/* The same scanner over a plain JSON response body (a non-streaming answer): the whole input
+ * is one payload, its first top-level "model" string is rewritten, and its top-level "usage"
+ * object is observed; there is no SSE framing, no event and no drop. */
+int lx_sse_scan_init_json(lx_sse_scan_t *s, const char *model, size_t model_len);
 
 /*
  * Scans one upstream read: <len> bytes at <data>, which lie inside chunk <b>

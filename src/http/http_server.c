@@ -425,9 +425,12 @@ int lx_http_server_send_body(lx_http_request_t *req, lx_slice_t *slices, size_t 
                 lx_buf_unref(slices[i].buf);
             return rc;
         }
+        req->bytes_out += pre.len;
         rc = lx_stream_write(&c->stream, slices, n, NULL, NULL);
-        if (rc == 0 && (rc = frame_text(c, &post, false, 0)) == 0)
+        if (rc == 0 && (rc = frame_text(c, &post, false, 0)) == 0) {
+            req->bytes_out += post.len;
             rc = lx_stream_write(&c->stream, &post, 1, on_write, c);
+        }
     } else {
         rc = lx_stream_write(&c->stream, slices, n, on_write, c);
     }

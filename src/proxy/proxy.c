@@ -122,12 +122,19 @@ static int on_body(lx_http_client_t *hc, lx_buf_t *b, const char *at, size_t len
     if (px->n_pending + LX_PROXY_FILTER_MAX > LX_ARRAY_SIZE(px->pending))
         flush_pending(px);
     if (px->filter_on) {
-        int n = px->ops->filter(px, b, at, len, px->pending + px->n_pending);
-        if (n < 0) {
-            px->error = "the provider's stream is malformed";
-            return n;
+        size_t off = 0;
+        while (off < len) {
+            if (px->n_pending + LX_PROXY_FILTER_MAX > LX_ARRAY_SIZE(px->pending))
+                flush_pending(px);
+            size_t used = 0;
+            int n = px->ops->filter(px, b, at + off, len - off, px->pending + px->n_pending, &used);
+            if (n < 0 || used == 0) {
+                px->error = "the provider's stream is malformed";
+                return n < 0 ? n : LX_EUPSTREAM;
+            }
+            px->n_pending += (unsigned)n;
+            off += used;
         }
-        px->n_pending += (unsigned)n;
         return 0;
     }
     px->pending[px->n_pending++] = lx_slice_make(b, (size_t)(at - b->data), len);

@@ -36,9 +36,11 @@ typedef struct lx_proxy_ops {
     /* The upstream's head arrived (status < 400): the owner may set px->filter_on. Optional. */
     void (*on_head)(lx_proxy_t *px, const lx_http_client_t *hc);
     /* With filter_on, every body piece goes through here instead of being relayed as is:
-     * write the slices to send (taking references) into out[0..LX_PROXY_FILTER_MAX) and
-     * return their count, or a negative code to fail the response. */
-    int (*filter)(lx_proxy_t *px, lx_buf_t *b, const char *at, size_t len, lx_slice_t *out);
+     * write the slices to send (taking references) into out[0..LX_PROXY_FILTER_MAX), set
+     * *used to the bytes consumed (at least 1; the proxy calls again for the rest) and
+     * return the slice count, or a negative code to fail the response. */
+    int (*filter)(lx_proxy_t *px, lx_buf_t *b, const char *at, size_t len, lx_slice_t *out,
+                  size_t *used);
     /* With filter_on, at the end of the body: what the filter still holds. */
     int (*filter_end)(lx_proxy_t *px, lx_slice_t *out);
     /* Whether a body that ended really finished (a stream saw its terminator). Optional. */

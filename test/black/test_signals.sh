@@ -41,7 +41,7 @@ rc=$?
 for i in 1 2 3; do
     wait "${PIDS[$i]}" 2>/dev/null
     [ "$(cat "$TMP/code$i")" = 200 ] || fail "in-flight request $i got $(cat "$TMP/code$i")"
-    grep -q '"model":"up"' "$TMP/r$i" || fail "request $i body: $(cat "$TMP/r$i")"
+    grep -q '"model":"t/model"' "$TMP/r$i" || fail "request $i body: $(cat "$TMP/r$i")"
 done
 grep -q 'draining' "$TMP/llmux.err" || fail "no drain log line"
 [ "$(grep -c '"status":200' "$TMP/access.log")" -ge 4 ] || fail "access log: $(cat "$TMP/access.log")"

@@ -1,0 +1,143 @@
+/*
+ * fuzz_sse_scan.c - libFuzzer target for the streamed-response scanner.
+ *
+ * The first two bytes choose where the rest is cut in two reads (each in its own chunk). Run
+ * untouched (no model, no drop), the output must be the input exactly, in slices that are
+ * exactly the read ranges. Run with the rewrite (a model needing escapes) and the drop on, in
+ * two reads and then in small reads, nothing may crash or leak, slices must stay inside their
+ * chunks, and what the scanner observed must not depend on the rewrite or the read boundaries.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/sse_scan.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char new_model[] = "fuzz/m\\\"od\\\\el";
+
+/* Output bytes of one run; malloc'd, length in *out_len. */
+static char *run(const char *in, size_t len, const size_t *cuts, size_t ncuts, const char *model,
+                 bool drop, lx_sse_scan_t *obs, size_t *out_len)
+{
+    lx_sse_scan_t s;
+    if (lx_sse_scan_init(&s, model, model ? strlen(model) : 0, drop) != 0)
+        abort();
+    char *acc = malloc(len * 4 + 64 + 1);
+    if (acc == NULL)
+        abort();
+    size_t acc_len = 0, acc_cap = len * 4 + 64;
+    lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
+    lx_buf_t *lit = s.lit;
+    size_t start = 0;
+    for (size_t p = 0; p <= ncuts; p++) {
+        size_t end = p < ncuts ? cuts[p] : len;
+        size_t plen = end - start;
+        lx_buf_t *b = lx_buf_new(plen + 1);
+        if (b == NULL)
+            abort();
+        b->data[0] = '#';
+        memcpy(b->data + 1, in + start, plen);
+        b->len = (uint32_t)(plen + 1);
+        size_t done = 0;
+        int n;
+        do {
+            size_t used = 0;
+            n = lx_sse_scan_feed(&s, b, b->data + 1 + done, plen - done, out, LX_SSE_SCAN_MAX_OUT,
+                                 &used);
+            if (n < 0 || (used == 0 && done < plen))
+                abort();
+            if (model == NULL && !drop &&
+                (n != (used ? 1 : 0) ||
+                 (n == 1 && (out[0].buf != b || out[0].off != 1 + done || out[0].len != used))))
+                abort();
+            for (int k = 0; k < n; k++) {
+                if (out[k].len == 0 || (out[k].buf != lit && out[k].off < 1) ||
+                    (size_t)out[k].off + out[k].len > out[k].buf->len)
+                    abort();
+                /* a held slice may reference an earlier chunk: never compare them here */
+                if (acc_len + out[k].len > acc_cap) {
+                    acc_cap = (acc_len + out[k].len) * 2;
+                    acc = realloc(acc, acc_cap + 1);
+                    if (acc == NULL)
+                        abort();
+                }
+                memcpy(acc + acc_len, lx_slice_ptr(&out[k]), out[k].len);
+                acc_len += out[k].len;
+                lx_buf_unref(out[k].buf);
+            }
+            done += used;
+        } while (done < plen);
+        lx_buf_unref(b); /* held slices keep it alive */
+        start = end;
+    }
+    int n = lx_sse_scan_flush(&s, out, LX_SSE_SCAN_MAX_OUT);
+    if (n < 0)
+        abort();
+    for (int k = 0; k < n; k++) {
+        if (acc_len + out[k].len > acc_cap) {
+            acc_cap = (acc_len + out[k].len) * 2;
+            acc = realloc(acc, acc_cap + 1);
+            if (acc == NULL)
+                abort();
+        }
+        memcpy(acc + acc_len, lx_slice_ptr(&out[k]), out[k].len);
+        acc_len += out[k].len;
+        lx_buf_unref(out[k].buf);
+    }
+    if (s.bytes_in != len || s.bytes_out != acc_len)
+        abort();
+    lx_sse_scan_dispose(&s);
+    *obs = s;
+    *out_len = acc_len;
+    return acc;
+}
+
+static void same_obs(const lx_sse_scan_t *a, const lx_sse_scan_t *b)
+{
+    if (a->events != b->events || a->done != b->done || a->finished != b->finished ||
+        a->error_event != b->error_event || a->malformed != b->malformed ||
+        a->has_usage != b->has_usage || a->usage_truncated != b->usage_truncated ||
+        a->prompt_tokens != b->prompt_tokens || a->completion_tokens != b->completion_tokens ||
+        a->total_tokens != b->total_tokens || a->cached_tokens != b->cached_tokens ||
+        a->reasoning_tokens != b->reasoning_tokens)
+        abort();
+    if (a->has_usage &&
+        (a->usage_len != b->usage_len || memcmp(a->usage, b->usage, a->usage_len) != 0))
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 2 || size > (1u << 20))
+        return 0;
+    const char *in = (const char *)data + 2;
+    size_t len = size - 2;
+    size_t cut = ((size_t)data[0] << 8 | data[1]) % (len + 1);
+
+    lx_sse_scan_t plain, rewritten, small;
+    size_t out_len = 0;
+    char *out = run(in, len, &cut, 1, NULL, false, &plain, &out_len);
+    if (out_len != len || memcmp(out, in, len) != 0)
+        abort();
+    free(out);
+
+    out = run(in, len, &cut, 1, new_model, true, &rewritten, &out_len);
+    free(out);
+    same_obs(&plain, &rewritten);
+
+    /* small reads: 1 to 8 bytes each, from the first byte */
+    size_t step = (size_t)(data[0] % 8) + 1;
+    size_t ncuts = len / step;
+    size_t *cuts = malloc((ncuts + 1) * sizeof(*cuts));
+    if (cuts == NULL)
+        abort();
+    for (size_t k = 0; k < ncuts; k++)
+        cuts[k] = (k + 1) * step;
+    out = run(in, len, cuts, ncuts, new_model, true, &small, &out_len);
+    free(out);
+    free(cuts);
+    same_obs(&plain, &small);
+    return 0;
+}

@@ -1,0 +1,803 @@
+/*
+ * test_sse_scan.c - the streamed-response scanner and rewriter.
+ *
+ * Realistic streams are built twice from one template: as the upstream sends them and as the
+ * client must receive them (model replaced, usage-only event removed or kept). Each is fed
+ * split at every byte boundary and in random multi-piece splits, every piece in its own chunk,
+ * and the concatenated output slices must equal the expected bytes exactly; observations and
+ * references are checked on every run.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/core.h"
+#include "core/status.h"
+#include "gateway/sse_scan.h"
+
+#define UP_MODEL  "gpt-4o-2024-08-06"
+#define PUB_MODEL "openai/gpt-4o"
+#define PAD       3 /* bytes of junk before each piece in its chunk: offsets must be right */
+
+/* One event of a stream template: "%M" stands for the top-level model value. */
+typedef struct tevent {
+    const char *text;
+    bool usage_only; /* the usage-only event llmux may drop */
+} tevent_t;
+
+typedef struct stream {
+    const char *name;
+    const tevent_t *ev;
+    size_t n;
+    /* expected observations */
+    uint64_t events;
+    bool done, finished, error_event;
+    const char *usage; /* NULL: none */
+    int64_t prompt, completion, total, cached, reasoning;
+} stream_t;
+
+/* ---- byte strings ---- */
+
+typedef struct str {
+    char *p;
+    size_t len, cap;
+} str_t;
+
+static void str_add(str_t *s, const char *p, size_t n)
+{
+    if (s->len + n + 1 > s->cap) {
+        s->cap = (s->len + n + 1) * 2;
+        s->p = realloc(s->p, s->cap);
+        assert_non_null(s->p);
+    }
+    memcpy(s->p + s->len, p, n);
+    s->len += n;
+    s->p[s->len] = '\0';
+}
+
+/* The stream's bytes with "%M" replaced by <model>, without the usage-only event if <drop>. */
+static str_t build(const stream_t *st, const char *model, bool drop)
+{
+    str_t out = {0};
+    str_add(&out, "", 0);
+    for (size_t k = 0; k < st->n; k++) {
+        if (drop && st->ev[k].usage_only)
+            continue;
+        const char *t = st->ev[k].text;
+        const char *m;
+        while ((m = strstr(t, "%M")) != NULL) {
+            str_add(&out, t, (size_t)(m - t));
+            str_add(&out, model, strlen(model));
+            t = m + 2;
+        }
+        str_add(&out, t, strlen(t));
+    }
+    return out;
+}
+
+/* ---- running the scanner ---- */
+
+typedef struct run {
+    str_t out;
+    lx_sse_scan_t obs; /* the scanner after flush (private part stale) */
+} run_t;
+
+/* Feeds <in> cut at cuts[0..ncuts) (increasing), each piece in its own chunk; checks slices
+ * and references; returns the concatenated output. */
+static run_t run_cuts(const char *in, size_t len, const size_t *cuts, size_t ncuts,
+                      const char *model, bool drop)
+{
+    lx_sse_scan_t s;
+    assert_int_equal(lx_sse_scan_init(&s, model, model ? strlen(model) : 0, drop), 0);
+    size_t npieces = ncuts + 1;
+    lx_buf_t **bufs = calloc(npieces, sizeof(*bufs));
+    size_t nslices = 0, capslices = 64;
+    lx_slice_t *slices = malloc(capslices * sizeof(*slices));
+    assert_non_null(bufs);
+    assert_non_null(slices);
+    lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
+    size_t start = 0;
+    for (size_t p = 0; p < npieces; p++) {
+        size_t end = p < ncuts ? cuts[p] : len;
+        size_t plen = end - start;
+        lx_buf_t *b = lx_buf_new(PAD + plen);
+        assert_non_null(b);
+        memset(b->data, 'J', PAD);
+        memcpy(b->data + PAD, in + start, plen);
+        b->len = (uint32_t)(PAD + plen);
+        bufs[p] = b;
+        size_t done = 0;
+        do {
+            size_t used = 0;
+            int n = lx_sse_scan_feed(&s, b, b->data + PAD + done, plen - done, out,
+                                     LX_SSE_SCAN_MAX_OUT, &used);
+            assert_true(n >= 0);
+            assert_true(used > 0 || plen == done);
+            if (model == NULL && !drop) {
+                /* untouched: exactly the input range, one slice */
+                assert_int_equal(n, used > 0 ? 1 : 0);
+                if (n == 1) {
+                    assert_ptr_equal(out[0].buf, b);
+                    assert_int_equal(out[0].off, PAD + done);
+                    assert_int_equal(out[0].len, used);
+                }
+            }
+            for (int k = 0; k < n; k++) {
+                if (nslices == capslices) {
+                    capslices *= 2;
+                    slices = realloc(slices, capslices * sizeof(*slices));
+                    assert_non_null(slices);
+                }
+                slices[nslices++] = out[k];
+            }
+            done += used;
+        } while (done < plen);
+        start = end;
+    }
+    int n = lx_sse_scan_flush(&s, out, LX_SSE_SCAN_MAX_OUT);
+    assert_true(n >= 0);
+    for (int k = 0; k < n; k++) {
+        if (nslices == capslices) {
+            capslices *= 2;
+            slices = realloc(slices, capslices * sizeof(*slices));
+            assert_non_null(slices);
+        }
+        slices[nslices++] = out[k];
+    }
+    lx_buf_t *lit = s.lit;
+    if (lit != NULL)
+        lx_buf_ref(lit);
+
+    run_t r = {0};
+    str_add(&r.out, "", 0);
+    uint64_t total = 0;
+    for (size_t k = 0; k < nslices; k++) {
+        lx_slice_t *sl = &slices[k];
+        assert_true(sl->len > 0);
+        bool known = sl->buf == lit;
+        if (known) {
+            assert_int_equal(sl->off, 0);
+            assert_int_equal(sl->len, strlen(model));
+        }
+        for (size_t p = 0; p < npieces && !known; p++)
+            known = sl->buf == bufs[p];
+        assert_true(known);
+        assert_true(sl->buf == lit || sl->off >= PAD);
+        assert_true((size_t)sl->off + sl->len <= sl->buf->len);
+        str_add(&r.out, lx_slice_ptr(sl), sl->len);
+        total += sl->len;
+        lx_buf_unref(sl->buf);
+    }
+    assert_int_equal(total, s.bytes_out);
+    assert_int_equal(s.bytes_in, len);
+    lx_sse_scan_dispose(&s);
+    r.obs = s;
+    for (size_t p = 0; p < npieces; p++) {
+        assert_int_equal(bufs[p]->refcnt, 1);
+        lx_buf_unref(bufs[p]);
+    }
+    if (lit != NULL) {
+        assert_int_equal(lit->refcnt, 1);
+        lx_buf_unref(lit);
+    }
+    free(bufs);
+    free(slices);
+    return r;
+}
+
+static void check_obs(const stream_t *st, const lx_sse_scan_t *o)
+{
+    assert_int_equal(o->events, st->events);
+    assert_int_equal(o->done, st->done);
+    assert_int_equal(o->finished, st->finished);
+    assert_int_equal(o->error_event, st->error_event);
+    assert_false(o->malformed);
+    if (st->usage == NULL) {
+        assert_false(o->has_usage);
+    } else {
+        assert_true(o->has_usage);
+        assert_int_equal(o->usage_len, strlen(st->usage));
+        assert_memory_equal(o->usage, st->usage, o->usage_len);
+    }
+    assert_int_equal(o->prompt_tokens, st->prompt);
+    assert_int_equal(o->completion_tokens, st->completion);
+    assert_int_equal(o->total_tokens, st->total);
+    assert_int_equal(o->cached_tokens, st->cached);
+    assert_int_equal(o->reasoning_tokens, st->reasoning);
+}
+
+static void expect_run(const stream_t *st, const str_t *in, const size_t *cuts, size_t ncuts,
+                       const char *model, bool drop, const str_t *want)
+{
+    run_t r = run_cuts(in->p, in->len, cuts, ncuts, model, drop);
+    if (r.out.len != want->len || memcmp(r.out.p, want->p, want->len) != 0) {
+        char where[256] = "";
+        int w = 0;
+        for (size_t k = 0; k < ncuts && w < 200; k++)
+            w += snprintf(where + w, sizeof(where) - (size_t)w, "%zu ", cuts[k]);
+        fail_msg("%s (model %s, drop %d, cuts %s)\n  got  [%s]\n  want [%s]", st->name,
+                 model ? model : "NULL", drop, where, r.out.p, want->p);
+    }
+    check_obs(st, &r.obs);
+    free(r.out.p);
+}
+
+static uint64_t rng_state;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Every mode, every 2-piece split, and random splits of up to 8 pieces. */
+static void exercise(const stream_t *st)
+{
+    str_t in = build(st, UP_MODEL, false);
+    str_t same = build(st, UP_MODEL, false);
+    str_t rew = build(st, PUB_MODEL, false);
+    str_t rew_drop = build(st, PUB_MODEL, true);
+    str_t drop = build(st, UP_MODEL, true);
+    struct {
+        const char *model;
+        bool drop;
+        const str_t *want;
+    } modes[] = {
+        {NULL, false, &same}, {PUB_MODEL, false, &rew}, {PUB_MODEL, true, &rew_drop},
+        {NULL, true, &drop},  {"", false, NULL},
+    };
+    str_t empty = build(st, "", false);
+    modes[4].want = &empty;
+    for (size_t m = 0; m < LX_ARRAY_SIZE(modes); m++) {
+        expect_run(st, &in, NULL, 0, modes[m].model, modes[m].drop, modes[m].want);
+        for (size_t cut = 0; cut <= in.len; cut++)
+            expect_run(st, &in, &cut, 1, modes[m].model, modes[m].drop, modes[m].want);
+        rng_state = 0x9e3779b97f4a7c15ull + m;
+        for (int iter = 0; iter < 300; iter++) {
+            size_t cuts[7];
+            size_t nc = (size_t)(rng() % 8);
+            for (size_t k = 0; k < nc; k++)
+                cuts[k] = (size_t)(rng() % (in.len + 1));
+            qsort(cuts, nc, sizeof(cuts[0]), cmp_size);
+            expect_run(st, &in, cuts, nc, modes[m].model, modes[m].drop, modes[m].want);
+        }
+    }
+    free(in.p);
+    free(same.p);
+    free(rew.p);
+    free(rew_drop.p);
+    free(drop.p);
+    free(empty.p);
+}
+
+/* ---- streams ---- */
+
+#define USAGE_OAI                                                                                  \
+    "{\"prompt_tokens\":9,\"completion_tokens\":12,\"total_tokens\":21,"                           \
+    "\"prompt_tokens_details\":{\"cached_tokens\":3,\"audio_tokens\":0},"                          \
+    "\"completion_tokens_details\":{\"reasoning_tokens\":5,\"audio_tokens\":0,"                    \
+    "\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}"
+
+static const tevent_t chat_ev[] = {
+    {"data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1718000000,"
+     "\"model\":\"%M\",\"system_fingerprint\":\"fp_1\",\"choices\":[{\"index\":0,\"delta\":{"
+     "\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,"
+     "\"finish_reason\":null}],\"usage\":null}\n\n",
+     false},
+    {"data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1718000000,"
+     "\"model\":\"%M\",\"system_fingerprint\":\"fp_1\",\"choices\":[{\"index\":0,\"delta\":{"
+     "\"content\":\"Hello\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+     false},
+    {"data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1718000000,"
+     "\"model\":\"%M\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" \\\"model\\\": "
+     "{\\\"finish_reason\\\":\\\"stop\\\"} \\\\\"},\"logprobs\":null,\"finish_reason\":null}],"
+     "\"usage\":null}\n\n",
+     false},
+    {"data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1718000000,"
+     "\"model\":\"%M\",\"system_fingerprint\":\"fp_1\",\"choices\":[{\"index\":0,\"delta\":{},"
+     "\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+     false},
+    {"data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1718000000,"
+     "\"model\":\"%M\",\"system_fingerprint\":\"fp_1\",\"choices\":[],\"usage\":" USAGE_OAI "}\n\n",
+     true},
+    {"data: [DONE]\n\n", false},
+};
+
+static const stream_t chat = {
+    "openai chat",
+    chat_ev,
+    LX_ARRAY_SIZE(chat_ev),
+    6,
+    true,
+    true,
+    false,
+    USAGE_OAI,
+    9,
+    12,
+    21,
+    3,
+    5,
+};
+
+#define USAGE_TEXT "{\"prompt_tokens\":4,\"completion_tokens\":7,\"total_tokens\":11}"
+
+static const tevent_t text_ev[] = {
+    {"data: {\"id\":\"cmpl-7\",\"object\":\"text_completion\",\"created\":1,\"choices\":[{"
+     "\"text\":\"Once\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}],\"model\":\"%M\"}"
+     "\n\n",
+     false},
+    {"data: {\"id\":\"cmpl-7\",\"object\":\"text_completion\",\"created\":1,\"choices\":[{"
+     "\"text\":\" upon\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"length\"}],"
+     "\"model\":\"%M\"}\n\n",
+     false},
+    {"data: {\"id\":\"cmpl-7\",\"object\":\"text_completion\",\"created\":1,\"choices\":[],"
+     "\"model\":\"%M\",\"usage\":" USAGE_TEXT "}\n\n",
+     true},
+    {"data: [DONE]\n\n", false},
+};
+
+static const stream_t text = {
+    "text completion",
+    text_ev,
+    LX_ARRAY_SIZE(text_ev),
+    4,
+    true,
+    true,
+    false,
+    USAGE_TEXT,
+    4,
+    7,
+    11,
+    -1,
+    -1,
+};
+
+/* vLLM: "usage":null on each chunk, spaces around ':', the usage event without the model. */
+#define USAGE_VLLM "{ \"prompt_tokens\" : 5, \"total_tokens\": 8, \"completion_tokens\":3 }"
+
+static const tevent_t vllm_ev[] = {
+    {"data: { \"id\" : \"cmpl-a\", \"object\": \"chat.completion.chunk\", \"model\" : \"%M\" , "
+     "\"choices\": [ { \"index\": 0, \"delta\": { \"role\": \"assistant\", \"content\": \"\" }, "
+     "\"finish_reason\": null } ], \"usage\": null }\n\n",
+     false},
+    {"data: {\"id\":\"cmpl-a\",\"model\":   \"%M\",\"choices\":[{\"index\":0,\"delta\":{"
+     "\"content\":\"Hi\"},\"logprobs\":null,\"finish_reason\":null,\"stop_reason\":null}],"
+     "\"usage\":null}\n\n",
+     false},
+    {"data: {\"id\":\"cmpl-a\",\"model\":\"%M\",\"choices\":[{\"index\":0,\"delta\":{"
+     "\"content\":\"\"},\"logprobs\":null,\"finish_reason\": \"length\",\"stop_reason\":null}],"
+     "\"usage\":null}\n\n",
+     false},
+    {"data: {\"id\":\"cmpl-a\",\"object\":\"chat.completion.chunk\",\"choices\": [ \t ],"
+     "\"usage\": " USAGE_VLLM "}\n\n",
+     true},
+    {"data: [DONE]\n\n", false},
+};
+
+static const stream_t vllm = {
+    "vllm", vllm_ev, LX_ARRAY_SIZE(vllm_ev), 5, true, true, false, USAGE_VLLM, 5, 3, 8, -1, -1,
+};
+
+/* CRLF framing, comments, other fields, multi-line data (the model on a continuation line). */
+static const tevent_t crlf_ev[] = {
+    {": keep-alive\r\n\r\n", false},
+    {"event: message\r\nid: 1\r\nretry: 1000\r\ndata: {\"id\":\"c\",\r\ndata: \"model\":\r\n"
+     "data: \"%M\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},"
+     "\"finish_reason\":null}]}\r\n\r\n",
+     false},
+    {": keep-alive\r\n", false},
+    {"data:{\"id\":\"c\",\"model\":\"%M\",\"choices\":[{\"index\":0,\"delta\":{},"
+     "\"finish_reason\":\"stop\"}]}\r\n\r\n",
+     false},
+    {": keep-alive\r\n\r\n", false},
+    {"data: {\"id\":\"c\",\"model\":\"%M\",\"choices\":[],\r\ndata: \"usage\":" USAGE_TEXT
+     "}\r\n\r\n",
+     true},
+    {"data: [DONE]\r\n\r\n", false},
+};
+
+static const stream_t crlf = {
+    "crlf", crlf_ev, LX_ARRAY_SIZE(crlf_ev), 4, true, true, false, USAGE_TEXT, 4, 7, 11, -1, -1,
+};
+
+/* CR-only framing and a BOM: a held event's end is decided at the next byte or at flush. */
+static const tevent_t cr_ev[] = {
+    {"\xef\xbb\xbf"
+     "data: {\"model\":\"%M\",\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":"
+     "\"stop\"}]}\r\r",
+     false},
+    {"data: {\"model\":\"%M\",\"choices\":[],\"usage\":" USAGE_TEXT "}\r\r", true},
+    {"data: [DONE]\r\r", false},
+};
+
+static const stream_t cr = {
+    "cr", cr_ev, LX_ARRAY_SIZE(cr_ev), 3, true, true, false, USAGE_TEXT, 4, 7, 11, -1, -1,
+};
+
+/* The usage-only event is the last thing: dropped, with nothing after it. */
+static const tevent_t last_ev[] = {
+    {"data: {\"model\":\"%M\",\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\r\r", false},
+    {"data: {\"model\":\"%M\",\"choices\":[],\"usage\":" USAGE_TEXT "}\r\r", true},
+};
+
+static const stream_t last = {
+    "usage last", last_ev, LX_ARRAY_SIZE(last_ev), 2, false, true, false, USAGE_TEXT, 4, 7, 11,
+    -1,           -1,
+};
+
+/* A mid-stream error event (OpenAI's shape): observed, forwarded. */
+static const tevent_t err_ev[] = {
+    {"data: {\"model\":\"%M\",\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":null}"
+     "]}\n\n",
+     false},
+    {"data: {\"error\":{\"message\":\"upstream died\",\"type\":\"server_error\",\"code\":502}}\n\n",
+     false},
+};
+
+static const stream_t err = {
+    "error", err_ev, LX_ARRAY_SIZE(err_ev), 2, false, false, true, NULL, -1, -1, -1, -1, -1,
+};
+
+static void test_chat(void **state)
+{
+    (void)state;
+    exercise(&chat);
+}
+
+static void test_text_completion(void **state)
+{
+    (void)state;
+    exercise(&text);
+}
+
+static void test_vllm(void **state)
+{
+    (void)state;
+    exercise(&vllm);
+}
+
+static void test_crlf(void **state)
+{
+    (void)state;
+    exercise(&crlf);
+}
+
+static void test_cr_bom(void **state)
+{
+    (void)state;
+    exercise(&cr);
+    exercise(&last);
+}
+
+static void test_error_event(void **state)
+{
+    (void)state;
+    exercise(&err);
+}
+
+/* ---- targeted cases ---- */
+
+/* Runs <in> in one piece and every 2-piece split, expecting <want> each time. */
+static lx_sse_scan_t all_splits(const char *in, const char *model, bool drop, const char *want)
+{
+    str_t win = {0}, wwant = {0};
+    str_add(&win, in, strlen(in));
+    str_add(&wwant, want, strlen(want));
+    stream_t st = {.name = in};
+    lx_sse_scan_t obs = {0};
+    for (size_t cut = 0; cut <= win.len; cut++) {
+        run_t r = run_cuts(win.p, win.len, &cut, 1, model, drop);
+        if (r.out.len != wwant.len || memcmp(r.out.p, wwant.p, wwant.len) != 0)
+            fail_msg("%s cut %zu\n  got  [%s]\n  want [%s]", st.name, cut, r.out.p, wwant.p);
+        obs = r.obs;
+        free(r.out.p);
+    }
+    free(win.p);
+    free(wwant.p);
+    return obs;
+}
+
+static void test_model_rules(void **state)
+{
+    (void)state;
+    /* only the first top-level model, only strings, escapes skipped whole */
+    all_splits("data: {\"model\":\"a\\\"b\\\\\",\"x\":{\"model\":\"deep\"},\"model\":\"2nd\","
+               "\"choices\":[{\"model\":\"c\"}]}\n\n",
+               "M", false,
+               "data: {\"model\":\"M\",\"x\":{\"model\":\"deep\"},\"model\":\"2nd\","
+               "\"choices\":[{\"model\":\"c\"}]}\n\n");
+    all_splits("data: {\"model\":null,\"m\":\"model\"}\n\ndata: {\"model\" :\t\"\"}\n\n", "M",
+               false, "data: {\"model\":null,\"m\":\"model\"}\n\ndata: {\"model\" :\t\"M\"}\n\n");
+    /* a top-level array, a model key in a value position, a too-long key */
+    all_splits("data: [{\"model\":\"x\"}]\n\ndata: {\"a\":\"model\",\"b\":1}\n\n"
+               "data: {\"modelmodelmodelmodelmodelmodel\":\"y\"}\n\n",
+               "M", false,
+               "data: [{\"model\":\"x\"}]\n\ndata: {\"a\":\"model\",\"b\":1}\n\n"
+               "data: {\"modelmodelmodelmodelmodelmodel\":\"y\"}\n\n");
+    /* not data: other fields and comments pass untouched */
+    lx_sse_scan_t o = all_splits("id: {\"model\":\"x\"}\n: {\"model\":\"x\"}\n\n", "M", false,
+                                 "id: {\"model\":\"x\"}\n: {\"model\":\"x\"}\n\n");
+    assert_int_equal(o.events, 0);
+    /* an unterminated model string stops being skipped at the end of its line */
+    all_splits("data: {\"model\":\"abc\ndata: x\n\n", "M", false,
+               "data: {\"model\":\"M\ndata: x\n\n");
+    /* "data" without colon is an empty data line */
+    o = all_splits("data\n\ndata:[DONE]\n\n", NULL, false, "data\n\ndata:[DONE]\n\n");
+    assert_int_equal(o.events, 2);
+    assert_true(o.done);
+    o = all_splits("data: [DONE] \n\ndata: \"[DONE]\"\n\n", NULL, false,
+                   "data: [DONE] \n\ndata: \"[DONE]\"\n\n");
+    assert_false(o.done);
+}
+
+static void test_drop_rules(void **state)
+{
+    (void)state;
+    const char *fin = "data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\n";
+    char in[512], want[512];
+    /* before any finish_reason, a usage-only event is not in the tail: kept */
+    snprintf(in, sizeof(in), "data: {\"choices\":[],\"usage\":%s}\n\n%s", USAGE_TEXT, fin);
+    lx_sse_scan_t o = all_splits(in, NULL, true, in);
+    assert_true(o.has_usage);
+    assert_true(o.finished);
+    /* in the tail: usage with non-empty choices, null usage, or empty choices without usage
+     * are kept; comments and [DONE] too */
+    snprintf(in, sizeof(in),
+             "%sdata: {\"choices\":[{\"finish_reason\":null}],\"usage\":%s}\n\n"
+             "data: {\"choices\":[],\"usage\":null}\n\ndata: {\"choices\":[]}\n\n: c\n\n"
+             "data: [DONE]\n\n",
+             fin, USAGE_TEXT);
+    all_splits(in, NULL, true, in);
+    /* null and empty finish_reason do not start the tail */
+    o = all_splits("data: {\"choices\":[{\"finish_reason\":\"\"},{\"finish_reason\":null}]}\n\n",
+                   NULL, true,
+                   "data: {\"choices\":[{\"finish_reason\":\"\"},{\"finish_reason\":null}]}\n\n");
+    assert_false(o.finished);
+    /* finish_reason outside a choice does not count */
+    o = all_splits("data: {\"finish_reason\":\"stop\",\"x\":[{\"finish_reason\":\"stop\"}]}\n\n",
+                   NULL, true,
+                   "data: {\"finish_reason\":\"stop\",\"x\":[{\"finish_reason\":\"stop\"}]}\n\n");
+    assert_false(o.finished);
+    /* a dropped event's stray blank lines around it stay */
+    snprintf(in, sizeof(in), "%s\n\ndata: {\"usage\":%s,\"choices\":[]}\n\n\ndata: [DONE]\n\n", fin,
+             USAGE_TEXT);
+    snprintf(want, sizeof(want), "%s\n\n\ndata: [DONE]\n\n", fin);
+    o = all_splits(in, NULL, true, want);
+    assert_int_equal(o.events, 3);
+    assert_int_equal(o.total_tokens, 11);
+    /* a partial held event at end of stream comes out at flush */
+    snprintf(in, sizeof(in), "%sdata: {\"choices\":[],\"usage\":%s}\n", fin, USAGE_TEXT);
+    o = all_splits(in, NULL, true, in);
+    assert_int_equal(o.events, 1);
+}
+
+/* Before the tail, every byte of a read is handed out by the feed call that brought it. */
+static void test_immediate(void **state)
+{
+    (void)state;
+    str_t in = build(&chat, UP_MODEL, false);
+    const char *tail = strstr(in.p, "\"finish_reason\":\"stop\"");
+    assert_non_null(tail);
+    tail = strstr(tail, "\n\n") + 2;
+    size_t tail_at = (size_t)(tail - in.p);
+    lx_buf_t *b = lx_buf_new(in.len);
+    assert_non_null(b);
+    memcpy(b->data, in.p, in.len);
+    b->len = (uint32_t)in.len;
+    lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
+    for (size_t cut = 1; cut <= tail_at; cut++) {
+        lx_sse_scan_t s;
+        assert_int_equal(lx_sse_scan_init(&s, NULL, 0, true), 0);
+        size_t used = 0;
+        int n = lx_sse_scan_feed(&s, b, b->data, cut, out, LX_SSE_SCAN_MAX_OUT, &used);
+        assert_int_equal(n, 1);
+        assert_int_equal(used, cut);
+        assert_int_equal(out[0].off, 0);
+        assert_int_equal(out[0].len, cut);
+        lx_buf_unref(out[0].buf);
+        lx_sse_scan_dispose(&s);
+    }
+    /* with the rewrite, the replacement goes out when the value's opening quote does */
+    const char *q = strstr(in.p, "\"model\":\"") + 9;
+    size_t qat = (size_t)(q - in.p);
+    lx_sse_scan_t s;
+    assert_int_equal(lx_sse_scan_init(&s, PUB_MODEL, strlen(PUB_MODEL), true), 0);
+    size_t used = 0;
+    int n = lx_sse_scan_feed(&s, b, b->data, qat, out, LX_SSE_SCAN_MAX_OUT, &used);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0].len, qat);
+    assert_ptr_equal(out[1].buf, s.lit);
+    assert_memory_equal(lx_slice_ptr(&out[1]), PUB_MODEL, strlen(PUB_MODEL));
+    for (int k = 0; k < n; k++)
+        lx_buf_unref(out[k].buf);
+    /* then the rest of the value is skipped: the next read starts at the closing quote */
+    n = lx_sse_scan_feed(&s, b, b->data + qat, strlen(UP_MODEL) + 2, out, LX_SSE_SCAN_MAX_OUT,
+                         &used);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].off, qat + strlen(UP_MODEL));
+    assert_int_equal(out[0].len, 2);
+    lx_buf_unref(out[0].buf);
+    lx_sse_scan_dispose(&s);
+    assert_int_equal(b->refcnt, 1);
+    lx_buf_unref(b);
+    free(in.p);
+}
+
+/* A read with many events needs several calls; nothing is lost or reordered. */
+static void test_many_events_per_read(void **state)
+{
+    (void)state;
+    str_t in = {0}, want = {0};
+    const char *ev_in = "data: {\"model\":\"up\",\"choices\":[]}\n\n";
+    const char *ev_want = "data: {\"model\":\"PUBLIC\",\"choices\":[]}\n\n";
+    for (int k = 0; k < 500; k++) {
+        str_add(&in, ev_in, strlen(ev_in));
+        str_add(&want, ev_want, strlen(ev_want));
+    }
+    size_t cut = 0;
+    run_t r = run_cuts(in.p, in.len, &cut, 0, "PUBLIC", false);
+    assert_int_equal(r.out.len, want.len);
+    assert_memory_equal(r.out.p, want.p, want.len);
+    assert_int_equal(r.obs.events, 500);
+    free(r.out.p);
+    free(in.p);
+    free(want.p);
+}
+
+/* A held event in more pieces than LX_SSE_SCAN_HOLD_MAX is forwarded (and cannot be dropped),
+ * nothing lost; the usage is still observed. */
+static void test_hold_overflow(void **state)
+{
+    (void)state;
+    char in[512];
+    int fin = snprintf(in, sizeof(in), "data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\n");
+    int len = fin + snprintf(in + fin, sizeof(in) - (size_t)fin,
+                             "data: {\"choices\":[],\"usage\":%s}\n\n", USAGE_TEXT);
+    size_t cuts[LX_SSE_SCAN_HOLD_MAX + 2];
+    for (size_t k = 0; k < LX_ARRAY_SIZE(cuts); k++)
+        cuts[k] = (size_t)fin + 1 + k;
+    run_t r = run_cuts(in, (size_t)len, cuts, LX_ARRAY_SIZE(cuts), NULL, true);
+    assert_int_equal(r.out.len, (size_t)len);
+    assert_memory_equal(r.out.p, in, (size_t)len);
+    assert_true(r.obs.has_usage);
+    free(r.out.p);
+    /* in fewer pieces it is dropped */
+    r = run_cuts(in, (size_t)len, cuts, LX_SSE_SCAN_HOLD_MAX - 2, NULL, true);
+    assert_int_equal(r.out.len, (size_t)fin);
+    free(r.out.p);
+}
+
+static void test_usage_limits(void **state)
+{
+    (void)state;
+    /* an oversized usage object: not kept, flagged; the token numbers keep the last good one */
+    str_t in = {0};
+    const char *first = "data: {\"usage\":{\"prompt_tokens\":1,\"total_tokens\":2}}\n\n";
+    str_add(&in, first, strlen(first));
+    const char *big = "data: {\"usage\":{\"prompt_tokens\":7,\"x\":\"";
+    str_add(&in, big, strlen(big));
+    for (int k = 0; k < LX_SSE_USAGE_MAX; k++)
+        str_add(&in, "y", 1);
+    str_add(&in, "\"}}\n\n", 5);
+    run_t r = run_cuts(in.p, in.len, NULL, 0, NULL, false);
+    assert_false(r.obs.has_usage);
+    assert_true(r.obs.usage_truncated);
+    assert_int_equal(r.obs.prompt_tokens, 1);
+    assert_int_equal(r.obs.total_tokens, 2);
+    free(r.out.p);
+    /* non-integer counts are unknown; a later good usage replaces everything */
+    lx_sse_scan_t o = all_splits(
+        "data: {\"usage\":{\"prompt_tokens\":1.5,\"completion_tokens\":\"3\",\"total_tokens\":-1,"
+        "\"prompt_tokens_details\":null,\"completion_tokens_details\":{\"reasoning_tokens\":2}}}"
+        "\n\n",
+        NULL, false,
+        "data: {\"usage\":{\"prompt_tokens\":1.5,\"completion_tokens\":\"3\",\"total_tokens\":-1,"
+        "\"prompt_tokens_details\":null,\"completion_tokens_details\":{\"reasoning_tokens\":2}}}"
+        "\n\n");
+    assert_true(o.has_usage);
+    assert_int_equal(o.prompt_tokens, -1);
+    assert_int_equal(o.completion_tokens, -1);
+    assert_int_equal(o.total_tokens, -1);
+    assert_int_equal(o.cached_tokens, -1);
+    assert_int_equal(o.reasoning_tokens, 2);
+    free(in.p);
+}
+
+/* Feeds <b>'s bytes [off, off+len) and releases the output. */
+static void feed_drop(lx_sse_scan_t *s, lx_buf_t *b, size_t off, size_t len)
+{
+    lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
+    size_t done = 0;
+    while (done < len) {
+        size_t used = 0;
+        int n = lx_sse_scan_feed(s, b, b->data + off + done, len - done, out, LX_SSE_SCAN_MAX_OUT,
+                                 &used);
+        assert_true(n >= 0);
+        assert_true(used > 0);
+        for (int k = 0; k < n; k++)
+            lx_buf_unref(out[k].buf);
+        done += used;
+    }
+}
+
+static void test_malformed_and_errors(void **state)
+{
+    (void)state;
+    lx_sse_scan_t s;
+    lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
+    size_t used = 7;
+    lx_buf_t *b = lx_buf_new(LX_BUF_CHUNK_SIZE);
+    assert_non_null(b);
+    b->len = LX_BUF_CHUNK_SIZE;
+
+    /* out[] too small */
+    assert_int_equal(lx_sse_scan_init(&s, NULL, 0, false), 0);
+    memcpy(b->data, "data: x\n\n", 9);
+    assert_int_equal(lx_sse_scan_feed(&s, b, b->data, 9, out, LX_SSE_SCAN_MAX_OUT - 1, &used),
+                     LX_ETOOBIG);
+    assert_int_equal(used, 0);
+    assert_int_equal(lx_sse_scan_flush(&s, out, 1), LX_ETOOBIG);
+    assert_false(s.malformed);
+
+    /* nesting over the bound */
+    memcpy(b->data, "data: ", 6);
+    memset(b->data + 6, '[', LX_SSE_DEPTH_MAX);
+    feed_drop(&s, b, 0, 6 + LX_SSE_DEPTH_MAX);
+    assert_false(s.malformed);
+    feed_drop(&s, b, 6, 1);
+    assert_true(s.malformed);
+    lx_sse_scan_dispose(&s);
+
+    /* a line over the bound (a comment: nothing is buffered either way) */
+    assert_int_equal(lx_sse_scan_init(&s, "m", 1, true), 0);
+    memset(b->data, ':', LX_BUF_CHUNK_SIZE);
+    size_t total = 0;
+    while (total + LX_BUF_CHUNK_SIZE <= LX_SSE_LINE_MAX) {
+        feed_drop(&s, b, 0, LX_BUF_CHUNK_SIZE);
+        total += LX_BUF_CHUNK_SIZE;
+    }
+    assert_false(s.malformed);
+    feed_drop(&s, b, 0, 1);
+    assert_true(s.malformed);
+    assert_int_equal(s.bytes_in, s.bytes_out);
+    assert_int_equal(lx_sse_scan_flush(&s, out, LX_SSE_SCAN_MAX_OUT), 0);
+    lx_sse_scan_dispose(&s);
+    lx_sse_scan_dispose(&s);
+    assert_int_equal(b->refcnt, 1);
+    lx_buf_unref(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chat),
+        cmocka_unit_test(test_text_completion),
+        cmocka_unit_test(test_vllm),
+        cmocka_unit_test(test_crlf),
+        cmocka_unit_test(test_cr_bom),
+        cmocka_unit_test(test_error_event),
+        cmocka_unit_test(test_model_rules),
+        cmocka_unit_test(test_drop_rules),
+        cmocka_unit_test(test_immediate),
+        cmocka_unit_test(test_many_events_per_read),
+        cmocka_unit_test(test_hold_overflow),
+        cmocka_unit_test(test_usage_limits),
+        cmocka_unit_test(test_malformed_and_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
