@@ -43,7 +43,6 @@ typedef struct api_req {
     const lx_config_provider_t *provider;
     const lx_config_endpoint_t *endpoint;
     const lx_config_route_t *route;
-    char resp_headers[768];
     char gen_id[32];
     int finish_code;
     unsigned refs;
@@ -53,7 +52,10 @@ typedef struct api_req {
     bool rewrite;       /* the upstream model name differs from the public id */
     bool scanning;      /* scan is initialised */
     lx_sse_scan_t scan; /* observes (and rewrites) the response body */
+    char *resp_headers; /* the client's response head lines (malloc'd, exact size) */
 } api_req_t;
+
+#define RESP_HEADERS_MAX 1024
 
 static const struct {
     const char *suffix;
@@ -205,6 +207,7 @@ static void api_unref(api_req_t *ar)
         return;
     if (ar->scanning)
         lx_sse_scan_dispose(&ar->scan);
+    free(ar->resp_headers);
     lx_gw_gen_unref(ar->gw, ar->gen);
     free(ar);
 }
@@ -460,29 +463,40 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     }
     snprintf(ar->gen_id, sizeof(ar->gen_id), "gen-%u-%016llx", gw->worker.id,
              (unsigned long long)(++gw->generations ^ gw->gen_seed));
-    int rn = snprintf(ar->resp_headers, sizeof(ar->resp_headers),
+    char rh[RESP_HEADERS_MAX];
+    bool early = false;
+    int rn = snprintf(rh, sizeof(rh),
                       "%sX-Generation-Id: %s\r\nX-Llmux-Provider: %s\r\nX-Llmux-Model: %s\r\n"
                       "X-Llmux-Upstream-Model: %s\r\nX-Llmux-Attempts: 1\r\n",
                       scan.stream ? "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n" : "",
                       ar->gen_id, prov->name, model->id, up_model);
-    if (rn < 0 || (size_t)rn >= sizeof(ar->resp_headers))
+    if (rn < 0 || (size_t)rn >= RESP_HEADERS_MAX)
         rn = 0;
-    if (scan.stream && cfg->stream_early_commit && (size_t)rn + 40 < sizeof(ar->resp_headers)) {
+    if (scan.stream && cfg->stream_early_commit && (size_t)rn + 40 < RESP_HEADERS_MAX) {
         /* answer 200 now and keep the client company until the first token */
         static const char ct[] = "Content-Type: text/event-stream\r\n";
-        memmove(ar->resp_headers + sizeof(ct) - 1, ar->resp_headers, (size_t)rn);
-        memcpy(ar->resp_headers, ct, sizeof(ct) - 1);
+        memmove(rh + sizeof(ct) - 1, rh, (size_t)rn);
+        memcpy(rh, ct, sizeof(ct) - 1);
         rn += (int)sizeof(ct) - 1;
-        px->stream_head = ar->resp_headers;
-        px->stream_head_len = (size_t)rn;
+        early = true;
+        rh[rn] = '\0';
         px->keepalive_delay_ms = cfg->stream_keepalive_delay_ms;
         px->keepalive_interval_ms = cfg->stream_keepalive_interval_ms;
+    }
+    ar->resp_headers = malloc((size_t)rn + 1);
+    if (ar->resp_headers != NULL)
+        memcpy(ar->resp_headers, rh, (size_t)rn + 1);
+    else
+        rn = 0;
+    if (early && rn > 0) {
+        px->stream_head = ar->resp_headers;
+        px->stream_head_len = (size_t)rn;
     }
     px->stream = scan.stream;
     px->req = req;
     px->pool = &gen->pools[gen->pool_base[route->provider] + ep_index];
     px->ops = &proxy_ops;
-    px->resp_headers = ar->resp_headers;
+    px->resp_headers = ar->resp_headers != NULL ? ar->resp_headers : "";
     px->resp_headers_len = (size_t)rn;
     px->upstream_name = prov->name;
     px->connect_timeout_ms =

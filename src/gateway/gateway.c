@@ -119,6 +119,7 @@ static void finish_stop(lx_gw_worker_t *gw)
     }
     for (lx_gw_gen_t *g = gw->retired; g != NULL; g = g->next_retired)
         gen_dispose(g);
+    lx_http_server_dispose(&gw->http);
     if (gw->alog != NULL)
         lx_access_log_flush(gw->alog);
     lx_worker_close_all(&gw->worker);

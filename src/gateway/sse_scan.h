@@ -25,7 +25,7 @@
 /* out[] capacity every lx_sse_scan_feed() and lx_sse_scan_flush() call needs. */
 #define LX_SSE_SCAN_MAX_OUT 64
 /* Longest usage object text kept in lx_sse_scan_t.usage. */
-#define LX_SSE_USAGE_MAX 1024
+#define LX_SSE_USAGE_MAX 512
 /* A line longer than this sets `malformed` (nothing is buffered per line; it is a signal). */
 #define LX_SSE_LINE_MAX (1u << 20)
 /* JSON nesting tracked; deeper sets `malformed` (bytes still pass). */

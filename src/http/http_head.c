@@ -6,10 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "core/status.h"
 
 void lx_http_head_init(lx_http_head_t *h)
 {
+    h->headers = NULL;
+    h->table = NULL;
     h->n_headers = 0;
     h->in_value = false;
     h->too_many = false;
@@ -24,7 +27,24 @@ void lx_http_head_reset(lx_http_head_t *h)
     for (unsigned i = 0; i < h->n_held; i++)
         lx_buf_unref(h->held[i]);
     free(h->spill);
+    free(h->table);
     lx_http_head_init(h);
+}
+
+void lx_http_head_adopt(lx_http_head_t *h, lx_buf_t *b)
+{
+    for (unsigned i = 0; i < h->n_held; i++)
+        lx_buf_unref(h->held[i]);
+    free(h->spill);
+    h->spill = NULL;
+    h->spill_len = h->spill_cap = 0;
+    LX_ASSERT(h->n_headers == 0 || h->headers != h->table);
+    free(h->table);
+    h->table = NULL;
+    if (h->n_headers == 0)
+        h->headers = NULL;
+    h->held[0] = b;
+    h->n_held = 1;
 }
 
 int lx_http_head_hold(lx_http_head_t *h, lx_buf_t *b)
@@ -74,6 +94,12 @@ int lx_http_head_span(lx_http_head_t *h, lx_str_t *sp, const char *at, size_t le
 int lx_http_head_name(lx_http_head_t *h, const char *at, size_t len, size_t limit)
 {
     if (h->n_headers == 0 || h->in_value) {
+        if (h->table == NULL) {
+            h->table = malloc(LX_HTTP_MAX_HEADERS * sizeof(lx_http_header_t));
+            if (h->table == NULL)
+                return LX_ENOMEM;
+            h->headers = h->table;
+        }
         if (h->n_headers == LX_HTTP_MAX_HEADERS) {
             h->too_many = true;
             return LX_ETOOBIG;

@@ -24,7 +24,9 @@ typedef struct lx_http_header {
 } lx_http_header_t;
 
 typedef struct lx_http_head {
-    lx_http_header_t headers[LX_HTTP_MAX_HEADERS];
+    lx_http_header_t *headers; /* n_headers entries: in table while parsing, or wherever the
+                                * owner moved them (lx_http_head_adopt) */
+    lx_http_header_t *table;   /* LX_HTTP_MAX_HEADERS entries, malloc'd at the first header */
     unsigned n_headers;
     bool in_value;   /* the current header's name is complete (the next name starts a new one) */
     bool too_many;   /* more than LX_HTTP_MAX_HEADERS headers */
@@ -55,6 +57,10 @@ int lx_http_head_value(lx_http_head_t *h, const char *at, size_t len, size_t lim
 /* The current name is complete (llhttp on_header_field_complete): the next name piece starts
  * a new header, even when the value was empty. */
 void lx_http_head_name_done(lx_http_head_t *h);
+
+/* Replaces the chunks the views point into by <b> (the owner copied the views into it and
+ * rebased them, headers array included): releases the old chunks, spill and table. */
+void lx_http_head_adopt(lx_http_head_t *h, lx_buf_t *b);
 
 /* First header named <name> (case-insensitive), or NULL. */
 const lx_http_header_t *lx_http_head_find(const lx_http_head_t *h, const char *name, size_t len);

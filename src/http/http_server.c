@@ -50,7 +50,6 @@ struct lx_http_conn {
     lx_slice_t pending[MAX_PENDING];
     unsigned n_pending;
     size_t pending_bytes;
-    lx_buf_t *frame; /* chunk that chunked-encoding size lines are written into */
     unsigned open_handles;
     bool owned; /* the handler holds req */
     bool closing;
@@ -93,7 +92,6 @@ static void maybe_free(lx_http_conn_t *c)
         lx_buf_unref(c->pending[i].buf);
     lx_http_head_reset(&c->req.head);
     lx_buf_unref(c->body_buf);
-    lx_buf_unref(c->frame);
     lx_list_remove(&c->link);
     srv->n_conns--;
     free(c);
@@ -162,8 +160,6 @@ static void reset_request(lx_http_conn_t *c)
     lx_http_head_reset(&r->head);
     lx_buf_unref(c->body_buf);
     c->body_buf = NULL;
-    lx_buf_unref(c->frame);
-    c->frame = NULL;
     r->method = 0;
     r->path = (lx_str_t){NULL, 0};
     r->body = (lx_str_t){NULL, 0};
@@ -386,21 +382,24 @@ int lx_http_server_send_head(lx_http_request_t *req, int status, const char *hea
     return lx_stream_write(&c->stream, &sl, 1, on_write, c);
 }
 
-/* A slice of chunked-encoding framing from the connection's framing chunk: the size line of a
- * chunk of <size> bytes, or the CRLF that ends one (<size_line> false). Framing is appended to
- * one chunk per connection, so it costs no allocation per write. */
+/* A slice of chunked-encoding framing: the size line of a chunk of <size> bytes, or the CRLF
+ * that ends one (<size_line> false). Framing from every connection of the worker is appended
+ * to one shared chunk (bytes below its len never change, so sharing is safe), so it costs no
+ * allocation per write and no chunk per connection: thousands of quiet streams pin nothing. */
 static int frame_text(lx_http_conn_t *c, lx_slice_t *out, bool size_line, size_t size)
 {
-    if (c->frame == NULL || lx_buf_avail(c->frame) < 32) {
-        lx_buf_unref(c->frame);
-        c->frame = lx_buf_pool_get(&c->stream.worker->bufs);
-        if (c->frame == NULL)
+    lx_http_server_t *srv = c->srv;
+    if (srv->frame == NULL || lx_buf_avail(srv->frame) < 32) {
+        lx_buf_unref(srv->frame);
+        srv->frame = lx_buf_pool_get(&c->stream.worker->bufs);
+        if (srv->frame == NULL)
             return LX_ENOMEM;
     }
-    int n = size_line ? snprintf(lx_buf_tail(c->frame), 32, "%zx\r\n", size)
-                      : snprintf(lx_buf_tail(c->frame), 32, "\r\n");
-    *out = lx_slice_make(c->frame, c->frame->len, (size_t)n);
-    c->frame->len += (uint32_t)n;
+    lx_buf_t *f = srv->frame;
+    int n = size_line ? snprintf(lx_buf_tail(f), 32, "%zx\r\n", size)
+                      : snprintf(lx_buf_tail(f), 32, "\r\n");
+    *out = lx_slice_make(f, f->len, (size_t)n);
+    f->len += (uint32_t)n;
     return 0;
 }
 
@@ -813,9 +812,56 @@ static void queue_pending(lx_http_conn_t *c, lx_buf_t *b, const char *data, size
         lx_stream_read_stop(&c->stream);
 }
 
+/* Moves a small request (target, headers, and a body that is still a view) out of the read
+ * chunk(s) into one buffer of its exact size, so a request that lives long (a stream) pins a
+ * few hundred bytes instead of a 16 KiB chunk. Large heads keep their chunks. */
+#define COMPACT_MAX 8192
+
+static void compact(lx_http_conn_t *c)
+{
+    lx_http_request_t *r = &c->req;
+    lx_http_head_t *h = &r->head;
+    bool body_view = c->body_buf == NULL && r->body.len > 0;
+    size_t strings = h->target.len + (body_view ? r->body.len : 0);
+    for (unsigned i = 0; i < h->n_headers; i++)
+        strings += h->headers[i].name.len + h->headers[i].value.len;
+    size_t table_off = (strings + 7) & ~(size_t)7;
+    size_t need = table_off + h->n_headers * sizeof(lx_http_header_t);
+    if (strings > COMPACT_MAX || h->n_held == 0)
+        return;
+    lx_buf_t *nb = lx_buf_new(need > 0 ? need : 1);
+    if (nb == NULL)
+        return; /* keep the chunks: correct, only bigger */
+    char *p = nb->data;
+#define MOVE(str)                                                                                  \
+    do {                                                                                           \
+        memcpy(p, (str).ptr, (str).len);                                                           \
+        (str).ptr = p;                                                                             \
+        p += (str).len;                                                                            \
+    } while (0)
+    size_t path_off = (size_t)(r->path.ptr - h->target.ptr);
+    MOVE(h->target);
+    r->path.ptr = h->target.ptr + path_off;
+    lx_http_header_t *table = (lx_http_header_t *)(void *)(nb->data + table_off);
+    for (unsigned i = 0; i < h->n_headers; i++) {
+        table[i] = h->headers[i];
+        MOVE(table[i].name);
+        MOVE(table[i].value);
+    }
+    if (body_view) {
+        MOVE(r->body);
+        r->body_owner = nb;
+    }
+#undef MOVE
+    nb->len = (uint32_t)need;
+    h->headers = h->n_headers > 0 ? table : NULL;
+    lx_http_head_adopt(h, nb);
+}
+
 static void dispatch(lx_http_conn_t *c)
 {
     lx_http_server_t *srv = c->srv;
+    compact(c);
     c->owned = true;
     srv->n_active++;
     c->req.conn = c;
@@ -963,4 +1009,10 @@ void lx_http_server_close_all(lx_http_server_t *srv)
                 c->req.on_abort(&c->req);
         }
     }
+}
+
+void lx_http_server_dispose(lx_http_server_t *srv)
+{
+    lx_buf_unref(srv->frame);
+    srv->frame = NULL;
 }

@@ -78,6 +78,7 @@ struct lx_http_server {
     size_t n_active; /* requests owned by the handler */
     bool draining;
     uint64_t id_state; /* request-id generator (xorshift64*) */
+    lx_buf_t *frame;   /* chunked-encoding framing of every connection, appended */
 };
 
 /* Prepares <srv> on <w>; the caller fills the callbacks. */
@@ -90,6 +91,9 @@ int lx_http_server_accept(lx_http_server_t *srv, uv_stream_t *listener);
 /* Stops keep-alive: idle connections close now, busy ones after their response. on_idle runs
  * once every connection is closed (at once if there are none). */
 void lx_http_server_drain(lx_http_server_t *srv);
+
+/* Releases what the server holds itself (the framing chunk); call when it has no connection. */
+void lx_http_server_dispose(lx_http_server_t *srv);
 
 /* Closes every connection now (after the shutdown timeout); handlers see on_abort. */
 void lx_http_server_close_all(lx_http_server_t *srv);

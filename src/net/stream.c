@@ -55,18 +55,25 @@ int lx_stream_connect(lx_stream_t *s, const struct sockaddr *addr, lx_stream_con
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out)
 {
     lx_stream_t *s = h->data;
+    lx_worker_t *w = s->worker;
     (void)hint;
     if (s->rbuf_next != NULL) {
-        lx_buf_unref(s->rbuf);
+        if (s->rbuf_direct)
+            lx_buf_unref(s->rbuf);
         s->rbuf = s->rbuf_next;
         s->rbuf_next = NULL;
+        s->rbuf_direct = true;
     }
-    if (s->rbuf != NULL && lx_buf_avail(s->rbuf) < MIN_READ_ROOM && s->rbuf->pool != NULL) {
-        lx_buf_unref(s->rbuf);
-        s->rbuf = NULL;
+    if (!s->rbuf_direct) {
+        lx_buf_t *b = w->rchunk;
+        if (b != NULL && b->refcnt == 1)
+            b->len = 0; /* nobody holds any of its bytes: reuse it from the start */
+        if (b == NULL || lx_buf_avail(b) < MIN_READ_ROOM) {
+            lx_buf_unref(b);
+            b = w->rchunk = lx_buf_pool_get(&w->bufs);
+        }
+        s->rbuf = b;
     }
-    if (s->rbuf == NULL)
-        s->rbuf = lx_buf_pool_get(&s->worker->bufs);
     if (s->rbuf == NULL || lx_buf_avail(s->rbuf) == 0) {
         *out = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to on_read */
         return;
@@ -78,8 +85,10 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
 {
     lx_stream_t *s = h->data;
     (void)ub;
+    lx_buf_t *b = s->rbuf;
+    if (!s->rbuf_direct)
+        s->rbuf = NULL; /* the worker's chunk is only borrowed for this read */
     if (nread > 0) {
-        lx_buf_t *b = s->rbuf;
         const char *data = lx_buf_tail(b);
         b->len += (uint32_t)nread;
         lx_buf_ref(b); /* keep it alive across a callback that may close the stream */
@@ -88,10 +97,10 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
     } else if (nread < 0) {
         s->on_read(s, nread, NULL, NULL);
     }
-    /* An unshared chunk goes back to the pool now: an idle connection holds no chunk. */
-    lx_buf_t *b = s->rbuf;
-    if (b != NULL && (b->refcnt == 1 || lx_buf_avail(b) == 0)) {
+    /* a full direct buffer is done with: the next reads go to the worker's chunk */
+    if (s->rbuf_direct && s->rbuf == b && b != NULL && lx_buf_avail(b) == 0) {
         s->rbuf = NULL;
+        s->rbuf_direct = false;
         lx_buf_unref(b);
     }
 }
@@ -147,6 +156,15 @@ static void write_put(lx_worker_t *w, lx_write_t *wr)
 
 void lx_stream_free_writes(lx_worker_t *w)
 {
+    /* completions nobody will hear of any more (their streams were torn down with the loop) */
+    while (w->done_head != NULL) {
+        lx_write_t *wr = w->done_head;
+        w->done_head = wr->next_free;
+        for (unsigned i = 0; i < wr->n; i++)
+            lx_buf_unref(wr->refs[i]);
+        free(wr);
+    }
+    w->done_tail = NULL;
     while (w->free_writes != NULL) {
         lx_write_t *wr = w->free_writes;
         w->free_writes = wr->next_free;
@@ -155,6 +173,8 @@ void lx_stream_free_writes(lx_worker_t *w)
     w->n_free_writes = 0;
 }
 
+static void defer_done(lx_stream_t *s, lx_write_t *wr, int status);
+
 static void on_write(uv_write_t *req, int status)
 {
     lx_write_t *wr = lx_container_of(req, lx_write_t, req);
@@ -162,10 +182,156 @@ static void on_write(uv_write_t *req, int status)
     lx_stream_write_cb cb = wr->cb;
     void *arg = wr->arg;
     s->queued -= wr->bytes;
+    if (s->n_deferred > 0) {
+        /* earlier writes of this stream still wait in the completed list: callbacks keep
+         * the order of the writes, so this one waits behind them */
+        s->writes_pending--; /* counted again by defer_done */
+        for (unsigned i = 0; i < wr->n; i++)
+            lx_buf_unref(wr->refs[i]);
+        wr->n = 0;
+        defer_done(s, wr, status);
+        return;
+    }
     s->writes_pending--;
     write_put(s->worker, wr);
     if (cb != NULL)
         cb(s, status, arg);
+}
+
+/* Pending bytes up to this size are copied out of their chunks when a write must wait. */
+#define COPY_MAX (64 * 1024)
+
+static void run_done(lx_write_t *wr)
+{
+    lx_stream_t *s = wr->stream;
+    lx_stream_write_cb cb = wr->cb;
+    void *arg = wr->arg;
+    int status = wr->status;
+    s->writes_pending--;
+    s->n_deferred--;
+    write_put(s->worker, wr);
+    if (cb != NULL)
+        cb(s, status, arg);
+}
+
+static void on_done_idle(uv_idle_t *h)
+{
+    lx_worker_t *w = h->data;
+    /* callbacks may write again: only the entries queued before this turn run now */
+    lx_write_t *last = w->done_tail;
+    while (w->done_head != NULL) {
+        lx_write_t *wr = w->done_head;
+        w->done_head = wr->next_free;
+        if (w->done_head == NULL)
+            w->done_tail = NULL;
+        run_done(wr);
+        if (wr == last)
+            break;
+    }
+    if (w->done_head == NULL)
+        uv_idle_stop(h);
+}
+
+/* Reports a write that completed in the call on the next loop turn. */
+static void defer_done(lx_stream_t *s, lx_write_t *wr, int status)
+{
+    lx_worker_t *w = s->worker;
+    wr->status = status;
+    wr->next_free = NULL;
+    if (w->done_tail != NULL)
+        w->done_tail->next_free = wr;
+    else
+        w->done_head = wr;
+    w->done_tail = wr;
+    s->writes_pending++;
+    s->n_deferred++;
+    if (!uv_is_active((uv_handle_t *)&w->done_idle))
+        uv_idle_start(&w->done_idle, on_done_idle);
+}
+
+/* Runs the completed-write callbacks of <s> now (it is closing: it must not outlive them). */
+static void flush_done(lx_stream_t *s)
+{
+    lx_worker_t *w = s->worker;
+    lx_write_t **pp = &w->done_head, *prev = NULL;
+    while (*pp != NULL) {
+        lx_write_t *wr = *pp;
+        if (wr->stream != s) {
+            prev = wr;
+            pp = &wr->next_free;
+            continue;
+        }
+        *pp = wr->next_free;
+        if (w->done_tail == wr)
+            w->done_tail = prev;
+        run_done(wr);
+        pp = prev != NULL ? &prev->next_free : &w->done_head;
+    }
+}
+
+/* Drops the first <k> bytes of wr's buffers (written synchronously), releasing the chunks
+ * that are done with. */
+static void skip_written(lx_write_t *wr, size_t k)
+{
+    unsigned i = 0;
+    while (i < wr->n && k >= wr->bufs[i].len) {
+        k -= wr->bufs[i].len;
+        lx_buf_unref(wr->refs[i]);
+        i++;
+    }
+    if (i < wr->n && k > 0) {
+        wr->bufs[i].base += k;
+        wr->bufs[i].len -= k;
+    }
+    memmove(wr->bufs, wr->bufs + i, (wr->n - i) * sizeof(uv_buf_t));
+    memmove(wr->refs, wr->refs + i, (wr->n - i) * sizeof(lx_buf_t *));
+    wr->n -= i;
+}
+
+/* Replaces wr's remaining buffers by one copy of their bytes (exact size). */
+static void compact_pending(lx_write_t *wr, size_t bytes)
+{
+    lx_buf_t *b = lx_buf_new(bytes);
+    if (b == NULL)
+        return; /* keep the references: correct, only bigger */
+    for (unsigned i = 0; i < wr->n; i++) {
+        memcpy(b->data + b->len, wr->bufs[i].base, wr->bufs[i].len);
+        b->len += (uint32_t)wr->bufs[i].len;
+        lx_buf_unref(wr->refs[i]);
+    }
+    wr->bufs[0] = uv_buf_init(b->data, b->len);
+    wr->refs[0] = b;
+    wr->n = 1;
+}
+
+/* Writes one batch (at most LX_WRITE_MAX_IOV slices) described by <wr>. */
+static int write_batch(lx_stream_t *s, lx_write_t *wr)
+{
+    if (s->writes_pending == 0) {
+        /* nothing queued before it: try the kernel now */
+        int r = uv_try_write((uv_stream_t *)&s->tcp, wr->bufs, wr->n);
+        if (r < 0 && r != UV_EAGAIN) {
+            write_put(s->worker, wr);
+            return r;
+        }
+        if (r > 0)
+            skip_written(wr, (size_t)r);
+        if (wr->n == 0) {
+            defer_done(s, wr, 0);
+            return 0;
+        }
+        wr->bytes -= r > 0 ? (size_t)r : 0;
+    }
+    if (wr->bytes <= COPY_MAX)
+        compact_pending(wr, wr->bytes);
+    int rc = uv_write(&wr->req, (uv_stream_t *)&s->tcp, wr->bufs, wr->n, on_write);
+    if (rc != 0) {
+        write_put(s->worker, wr);
+        return rc;
+    }
+    s->queued += wr->bytes;
+    s->writes_pending++;
+    return 0;
 }
 
 int lx_stream_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb, void *arg)
@@ -203,13 +369,7 @@ int lx_stream_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_writ
             rc = cb != NULL ? UV_EINVAL : 0;
             break;
         }
-        rc = uv_write(&wr->req, (uv_stream_t *)&s->tcp, wr->bufs, wr->n, on_write);
-        if (rc != 0) {
-            write_put(s->worker, wr);
-            break;
-        }
-        s->queued += wr->bytes;
-        s->writes_pending++;
+        rc = write_batch(s, wr);
     }
     for (; i < n; i++)
         lx_buf_unref(slices[i].buf);
@@ -250,9 +410,12 @@ int lx_stream_write_copy(lx_stream_t *s, const char *data, size_t len, lx_stream
 static void on_tcp_close(uv_handle_t *h)
 {
     lx_stream_t *s = h->data;
-    lx_buf_unref(s->rbuf);
+    flush_done(s);
+    if (s->rbuf_direct)
+        lx_buf_unref(s->rbuf);
     lx_buf_unref(s->rbuf_next);
     s->rbuf = s->rbuf_next = NULL;
+    s->rbuf_direct = false;
     if (s->on_close != NULL)
         s->on_close(s);
 }

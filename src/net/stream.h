@@ -1,13 +1,20 @@
 /*
  * stream.h - a TCP connection that reads into pooled chunks and writes borrowed slices.
  *
- * Reads: each read lands in the tail of the stream's current chunk (from the worker's pool);
- * the read callback sees the new bytes and takes its own references on the chunk for anything
- * it keeps. After the callback, a chunk nobody else references goes back to the pool at once,
- * so an idle connection holds no chunk.
+ * Reads: each read lands in the tail of the worker's current read chunk, shared by all its
+ * streams (one read at a time on one thread); the read callback sees the new bytes and takes
+ * its own references on the chunk for anything it keeps. A stream holds no chunk between
+ * reads, so an idle connection costs no buffer; a chunk whose bytes nobody holds any more is
+ * rewound and reused in place. A buffer given with lx_stream_read_into() (a large body) is
+ * read into directly instead, until it is full.
  *
- * Writes: lx_stream_write() takes over one reference per slice and gives it back in the write
- * callback, which libuv runs with UV_ECANCELED on close too, so references always come back.
+ * Writes: lx_stream_write() takes over one reference per slice. It first writes synchronously
+ * (one writev); what the kernel took is done and its references go back at once. What it
+ * could not take yet is copied into a buffer of its exact size when small (so a slow reader
+ * pins the bytes it has not read, never a shared 16 KiB chunk), or kept by reference when
+ * large, and queued. The callback always runs later, from the loop, never from inside the
+ * call; on close it runs too (UV_ECANCELED for what was still queued), so references always
+ * come back.
  *
  * Lifetime: the embedding object stays alive until the close callback has run.
  */
@@ -34,27 +41,31 @@ typedef void (*lx_stream_close_cb)(lx_stream_t *s);
 struct lx_stream {
     uv_tcp_t tcp;
     lx_worker_t *worker;
-    lx_buf_t *rbuf;      /* the chunk reads land in; NULL between reads when unshared */
+    lx_buf_t *rbuf;      /* the buffer of the read in progress (borrowed, between alloc and
+                          * read callbacks), or the owner's direct buffer (a reference) */
     lx_buf_t *rbuf_next; /* a buffer the owner wants the next reads to land in */
+    bool rbuf_direct;    /* rbuf is the owner's buffer, not the worker's chunk */
     lx_stream_read_cb on_read;
     lx_stream_connect_cb on_connect;
     lx_stream_close_cb on_close;
     uv_connect_t connect_req;
-    void *data;    /* the owner */
-    size_t queued; /* bytes handed to the kernel queue and not yet completed */
-    unsigned writes_pending;
+    void *data;              /* the owner */
+    size_t queued;           /* bytes handed to the kernel queue and not yet completed */
+    unsigned writes_pending; /* writes whose callbacks have not run yet */
+    unsigned n_deferred;     /* ... of which waiting in the worker's completed list */
     bool closing;
     bool reading;
 };
 
 typedef struct lx_write {
     uv_write_t req;
-    struct lx_write *next_free;
+    struct lx_write *next_free; /* free list, or the worker's completed list */
     lx_stream_t *stream;
     lx_stream_write_cb cb;
     void *arg;
     size_t bytes;
     unsigned n;
+    int status; /* for a write completed in the call */
     uv_buf_t bufs[LX_WRITE_MAX_IOV];
     lx_buf_t *refs[LX_WRITE_MAX_IOV];
 } lx_write_t;

@@ -42,6 +42,8 @@ int lx_worker_init(lx_worker_t *w, unsigned id)
         return rc;
     }
     w->wakeup.data = w;
+    uv_idle_init(&w->loop, &w->done_idle);
+    w->done_idle.data = w;
     pthread_mutex_init(&w->mq_lock, NULL);
     lx_buf_pool_init(&w->bufs, 1024);
     return 0;
@@ -100,6 +102,8 @@ void lx_worker_dispose(lx_worker_t *w)
         m = next;
     }
     lx_stream_free_writes(w);
+    lx_buf_unref(w->rchunk);
+    w->rchunk = NULL;
     lx_buf_pool_dispose(&w->bufs);
     pthread_mutex_destroy(&w->mq_lock);
 }

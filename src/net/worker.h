@@ -15,6 +15,8 @@
 
 #include "core/buf.h"
 
+#define LX_WORKER_BATCH 128
+
 typedef struct lx_worker lx_worker_t;
 typedef void (*lx_worker_fn)(lx_worker_t *w, void *arg);
 
@@ -31,6 +33,17 @@ struct lx_worker {
     uv_async_t wakeup;
     lx_buf_pool_t bufs;
     struct lx_write *free_writes; /* recycled write requests (net/stream.c) */
+    /* The chunk every stream of this worker reads into next (net/stream.c): reads from all
+     * connections land one after another in its tail, so a thousand small reads pinned by
+     * writes in flight share a few chunks instead of taking one each. */
+    lx_buf_t *rchunk;
+    /* Writes that completed inside lx_stream_write, whose callbacks run on the next loop
+     * turn (never from inside the call that wrote): FIFO, drained by an idle handle. */
+    struct lx_write *done_head, *done_tail;
+    uv_idle_t done_idle;
+    /* Slices gathered during one read callback and written before it returns (the relay's
+     * per-read batch): one array per worker instead of one per connection. */
+    lx_slice_t batch[LX_WORKER_BATCH];
     size_t n_free_writes;
 
     pthread_mutex_t mq_lock; /* guards mq_head/mq_tail/closed only */

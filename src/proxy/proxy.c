@@ -119,12 +119,12 @@ static int on_body(lx_http_client_t *hc, lx_buf_t *b, const char *at, size_t len
         px->err_len += k;
         return 0;
     }
-    if (px->n_pending + LX_PROXY_FILTER_MAX > LX_ARRAY_SIZE(px->pending))
+    if (px->n_pending + LX_PROXY_FILTER_MAX > LX_WORKER_BATCH)
         flush_pending(px);
     if (px->filter_on) {
         size_t off = 0;
         while (off < len) {
-            if (px->n_pending + LX_PROXY_FILTER_MAX > LX_ARRAY_SIZE(px->pending))
+            if (px->n_pending + LX_PROXY_FILTER_MAX > LX_WORKER_BATCH)
                 flush_pending(px);
             size_t used = 0;
             int n = px->ops->filter(px, b, at + off, len - off, px->pending + px->n_pending, &used);
@@ -167,7 +167,7 @@ static bool retry_stale(lx_proxy_t *px)
 {
     /* A pooled connection the server closed just before we wrote: nothing was answered, so
      * one fresh connection is safe to try. */
-    if (!px->reused || px->retried || px->bytes_from_upstream > 0 || px->upstream_status != 0)
+    if (!px->reused || px->retried || px->t_first_byte_ns != 0 || px->n_out == 0)
         return false;
     px->retried = true;
     lx_conn_pool_close(px->conn);
@@ -194,7 +194,7 @@ static void end_of_body(lx_proxy_t *px)
 {
     if (px->filter_on && px->committed && px->ops->filter_end != NULL &&
         px->upstream_status < 400) {
-        if (px->n_pending + LX_PROXY_FILTER_MAX > LX_ARRAY_SIZE(px->pending))
+        if (px->n_pending + LX_PROXY_FILTER_MAX > LX_WORKER_BATCH)
             flush_pending(px);
         int n = px->ops->filter_end(px, px->pending + px->n_pending);
         if (n > 0)
@@ -229,6 +229,10 @@ static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *d
         px->t_first_byte_ns = uv_hrtime();
         px->state = LX_PROXY_RELAYING;
         stop_keepalives(px);
+        /* an answer has begun: no retry will resend the request, so its chunks go now */
+        for (unsigned i = 0; i < px->n_out; i++)
+            lx_buf_unref(px->out[i].buf);
+        px->n_out = 0;
     }
     arm(px, px->idle_timeout_ms, on_timeout);
     int rc = lx_http_client_parse(&px->hc, b, data, (size_t)nread);
@@ -310,6 +314,7 @@ void lx_proxy_start(lx_proxy_t *px)
 {
     uv_loop_t *loop = &px->req->worker->loop;
     px->t_start_ns = uv_hrtime();
+    px->pending = px->req->worker->batch;
     uv_timer_init(loop, &px->timer);
     px->timer.data = px;
     px->open_timers = 1;

@@ -21,6 +21,8 @@
 #define LX_PROXY_FILTER_MAX   64 /* slices one filter call may produce */
 #define LX_PROXY_ERR_BODY_MAX 8192
 
+_Static_assert(LX_PROXY_FILTER_MAX * 2 <= LX_WORKER_BATCH, "the batch holds two filter calls");
+
 typedef struct lx_proxy lx_proxy_t;
 
 typedef struct lx_proxy_ops {
@@ -102,7 +104,7 @@ struct lx_proxy {
     uv_timer_t timer;
     uv_timer_t ka_timer; /* keep-alives, only with an early commit */
     unsigned open_timers;
-    lx_slice_t pending[LX_PROXY_FILTER_MAX * 2];
+    lx_slice_t *pending; /* the worker's batch: filled and written within one read callback */
     unsigned n_pending;
     char *err_body;
     size_t err_len;

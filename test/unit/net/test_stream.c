@@ -158,8 +158,8 @@ static int teardown(void **state)
     client = server = NULL;
     lx_worker_close_all(&W);
     uv_run(&W.loop, UV_RUN_DEFAULT);
-    /* every chunk came back to the pool */
-    assert_int_equal(W.bufs.n_out, 0);
+    /* every chunk came back to the pool, but the worker's own read chunk */
+    assert_int_equal(W.bufs.n_out, W.rchunk != NULL ? 1 : 0);
     lx_worker_dispose(&W);
     return 0;
 }
@@ -334,33 +334,40 @@ static void test_idle_stream_holds_no_chunk(void **state)
     assert_int_equal(lx_stream_read_start(&server->s, on_peer_read), 0);
     assert_int_equal(lx_stream_write_copy(&client->s, "abc", 3, NULL, NULL), 0);
     RUN_UNTIL(server->got_len == 3);
-    /* the callback kept nothing: the chunk went back at once */
+    /* the callback kept nothing: the stream holds no chunk, only the worker's read chunk is
+     * out (and the client's write chunk until its callback) */
     assert_null(server->s.rbuf);
-    RUN_UNTIL(W.bufs.n_out == 0);
+    RUN_UNTIL(W.bufs.n_out == 1);
+    lx_buf_t *shared = W.rchunk;
+    assert_non_null(shared);
+    assert_int_equal(shared->refcnt, 1);
 
-    /* a callback that keeps a reference keeps the chunk, and the next read appends to it */
+    /* a callback that keeps a reference keeps the bytes, and the next read appends after them
+     * in the same shared chunk */
     server->keep = true;
     assert_int_equal(lx_stream_write_copy(&client->s, "defg", 4, NULL, NULL), 0);
     RUN_UNTIL(server->got_len == 7);
     lx_buf_t *kept = server->kept;
     assert_non_null(kept);
-    assert_ptr_equal(server->s.rbuf, kept);
+    assert_ptr_equal(kept, shared);
+    assert_null(server->s.rbuf);
     assert_int_equal(kept->refcnt, 2);
-    assert_memory_equal(kept->data, "defg", 4);
+    assert_memory_equal(kept->data, "defg", 4); /* rewound: nobody held "abc" */
     assert_int_equal(lx_stream_write_copy(&client->s, "hi", 2, NULL, NULL), 0);
     RUN_UNTIL(server->got_len == 9);
     assert_ptr_equal(server->last_buf, kept);
     assert_ptr_equal(server->last_data, kept->data + 4);
     assert_memory_equal(kept->data, "defghi", 6);
 
-    /* once the owner lets go, the next read returns the chunk */
+    /* once the owner lets go, the chunk is rewound and reused from its start */
     server->keep = false;
     server->kept = NULL;
     lx_buf_unref(kept);
     assert_int_equal(lx_stream_write_copy(&client->s, "j", 1, NULL, NULL), 0);
     RUN_UNTIL(server->got_len == 10);
+    assert_ptr_equal(server->last_data, shared->data);
     assert_null(server->s.rbuf);
-    RUN_UNTIL(W.bufs.n_out == 0);
+    RUN_UNTIL(W.bufs.n_out == 1);
     assert_memory_equal(server->got, "abcdefghij", 10);
 }
 
@@ -381,6 +388,7 @@ static void test_read_into(void **state)
     assert_memory_equal(target->data, "xyz", 3);
     /* the stream keeps reading into it while it has room */
     assert_ptr_equal(server->s.rbuf, target);
+    assert_true(server->s.rbuf_direct);
     assert_int_equal(target->refcnt, 2);
 
     /* more than the room left: the buffer fills, then reads move to pool chunks */
