@@ -286,18 +286,20 @@ static size_t on_proxy_format_cut(lx_proxy_t *px, int status, const char *messag
     if (n < 2)
         return 0;
     int k;
+    /* cut inside an event: end it first, so the error is an event of its own */
+    const char *sep = ar->scanning && ar->scan.in_block ? "\n\n" : "";
     if (!ar->openrouter) {
         /* OpenAI's shape: an error object and no choices */
-        k = snprintf(buf, cap, "data: %s\n\n", env);
+        k = snprintf(buf, cap, "%sdata: %s\n\n", sep, env);
     } else {
         /* OpenRouter's: a chunk carrying the error, finish_reason "error" */
         k = snprintf(buf, cap,
-                     "data: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\","
+                     "%sdata: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\","
                      "\"created\":%lld,\"model\":\"%s\",\"provider\":\"%s\",%.*s,"
                      "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},"
                      "\"finish_reason\":\"error\",\"native_finish_reason\":\"error\"}]}\n\n",
-                     ar->gen_id, (long long)time(NULL), ar->model->id, ar->provider->name, n - 2,
-                     env + 1);
+                     sep, ar->gen_id, (long long)time(NULL), ar->model->id, ar->provider->name,
+                     n - 2, env + 1);
     }
     return k > 0 && (size_t)k < cap ? (size_t)k : 0;
 }
@@ -460,6 +462,21 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
         lx_http_server_respond_error(req, 431, NULL,
                                      "request headers too large to forward upstream");
         return;
+    }
+    /* The request stays referenced until the answer begins (a retry resends it): keep an
+     * exact-size copy of the head rather than pinning a 16 KiB pool chunk per waiting
+     * request (thousands of slow first tokens). */
+    lx_buf_t *exact = lx_buf_new(head->len);
+    if (exact != NULL) {
+        memcpy(exact->data, head->data, head->len);
+        exact->len = head->len;
+        for (unsigned i = 0; i < px->n_out; i++) {
+            if (px->out[i].buf == head) {
+                px->out[i].buf = lx_buf_ref(exact);
+                lx_buf_unref(head);
+            }
+        }
+        lx_buf_unref(exact);
     }
     snprintf(ar->gen_id, sizeof(ar->gen_id), "gen-%u-%016llx", gw->worker.id,
              (unsigned long long)(++gw->generations ^ gw->gen_seed));

@@ -30,8 +30,8 @@ enum conn_state { ST_IDLE, ST_HEAD, ST_BODY, ST_OUT, ST_LINGER, ST_CLOSED };
 /* Bodies larger than this are read into a buffer of their exact size, not chunk by chunk. */
 #define DIRECT_BODY_MIN 4096
 #define LINGER_MS       1000
-#define HIGH_WATER      (256 * 1024)
-#define LOW_WATER       (64 * 1024)
+#define HIGH_WATER      (32 * 1024)
+#define LOW_WATER       (8 * 1024)
 
 struct lx_http_conn {
     lx_stream_t stream;

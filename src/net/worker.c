@@ -45,7 +45,7 @@ int lx_worker_init(lx_worker_t *w, unsigned id)
     uv_idle_init(&w->loop, &w->done_idle);
     w->done_idle.data = w;
     pthread_mutex_init(&w->mq_lock, NULL);
-    lx_buf_pool_init(&w->bufs, 1024);
+    lx_buf_pool_init(&w->bufs, 128);
     return 0;
 }
 

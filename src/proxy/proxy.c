@@ -71,8 +71,12 @@ static void flush_pending(lx_proxy_t *px)
         return;
     lx_http_server_send_body(px->req, px->pending, px->n_pending);
     px->n_pending = 0;
-    if (px->req->want_drain && px->conn != NULL)
+    if (px->req->want_drain && px->conn != NULL) {
+        /* the client is slow: stop reading (the model server is slowed through TCP) and do
+         * not count the pause against the provider's idle timeout */
         lx_stream_read_stop(&px->conn->stream); /* resumed by on_drain */
+        uv_timer_stop(&px->timer);
+    }
 }
 
 static int on_head(lx_http_client_t *hc)
@@ -152,8 +156,10 @@ static const lx_http_client_cbs_t client_cbs = {on_head, on_body, on_complete};
 static void on_drain(lx_http_request_t *req)
 {
     lx_proxy_t *px = req->data;
-    if (px->conn != NULL && px->state == LX_PROXY_RELAYING)
+    if (px->conn != NULL && px->state == LX_PROXY_RELAYING) {
         lx_stream_read_start(&px->conn->stream, on_up_read);
+        arm(px, px->idle_timeout_ms, on_timeout);
+    }
 }
 
 static void on_client_abort(lx_http_request_t *req)
@@ -363,6 +369,13 @@ static int upstream_error_status(int status)
     return status;
 }
 
+/* "<what went wrong> (provider <name>: <cause>)" */
+static void failure_message(const lx_proxy_t *px, int code, char *msg, size_t cap)
+{
+    snprintf(msg, cap, "%s (provider %s: %s)", px->error != NULL ? px->error : "request failed",
+             px->upstream_name != NULL ? px->upstream_name : "?", lx_strerror(code));
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
     lx_proxy_t *px = h->data;
@@ -387,9 +400,7 @@ static void end_cut(lx_proxy_t *px, int code)
                  px->upstream_name != NULL ? px->upstream_name : "", px->upstream_status,
                  reason[0] != '\0' ? ": " : "", reason);
     } else {
-        snprintf(msg, sizeof(msg), "%s%s%s: %s", px->error != NULL ? px->error : "failed",
-                 px->upstream_name != NULL ? " " : "",
-                 px->upstream_name != NULL ? px->upstream_name : "", lx_strerror(code));
+        failure_message(px, code, msg, sizeof(msg));
     }
     size_t n =
         px->ops->format_cut != NULL ? px->ops->format_cut(px, status, msg, ev, sizeof(ev)) : 0;
@@ -460,9 +471,7 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
                          (long long)px->hc.retry_after);
         } else {
             status = lx_proxy_status_for(code);
-            snprintf(msg, sizeof(msg), "%s%s%s: %s", px->error != NULL ? px->error : "failed",
-                     px->upstream_name != NULL ? " " : "",
-                     px->upstream_name != NULL ? px->upstream_name : "", lx_strerror(code));
+            failure_message(px, code, msg, sizeof(msg));
         }
         px->client_status = status;
         if (px->ops->on_finish != NULL)
