@@ -27,7 +27,7 @@
 #include <time.h>
 #include <uv.h>
 
-#define MAX_EVENT_SCAN 256
+#define MAX_EVENT_SCAN 1024
 
 typedef struct conn conn_t;
 

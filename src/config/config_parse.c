@@ -760,10 +760,10 @@ static void parse_price(parser_t *p, lx_config_route_t *r, yaml_node_t *n, const
 {
     field_t f[] = {{"prompt", false, NULL, NULL}, {"completion", false, NULL, NULL}};
     double *slots[] = {&r->price_prompt, &r->price_completion};
-    char sub[96], what[128];
+    char sub[160], what[192];
     const char *why;
 
-    snprintf(sub, sizeof(sub), "%s.price", where);
+    snprintf(sub, sizeof(sub), "%.96s.price", where);
     if (!read_map(p, n, sub, f, 2))
         return;
     for (size_t i = 0; i < 2; i++) {

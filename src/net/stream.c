@@ -201,6 +201,8 @@ static void on_write(uv_write_t *req, int status)
 /* Pending bytes up to this size are copied out of their chunks when a write must wait. */
 #define COPY_MAX (64 * 1024)
 
+static void finish_close(lx_stream_t *s);
+
 static void run_done(lx_write_t *wr)
 {
     lx_stream_t *s = wr->stream;
@@ -212,6 +214,8 @@ static void run_done(lx_write_t *wr)
     write_put(s->worker, wr);
     if (cb != NULL)
         cb(s, status, arg);
+    if (s->n_deferred == 0 && s->close_done)
+        finish_close(s); /* the handle closed while completions waited: now the owner hears */
 }
 
 static void on_done_idle(uv_idle_t *h)
@@ -247,26 +251,6 @@ static void defer_done(lx_stream_t *s, lx_write_t *wr, int status)
     s->n_deferred++;
     if (!uv_is_active((uv_handle_t *)&w->done_idle))
         uv_idle_start(&w->done_idle, on_done_idle);
-}
-
-/* Runs the completed-write callbacks of <s> now (it is closing: it must not outlive them). */
-static void flush_done(lx_stream_t *s)
-{
-    lx_worker_t *w = s->worker;
-    lx_write_t **pp = &w->done_head, *prev = NULL;
-    while (*pp != NULL) {
-        lx_write_t *wr = *pp;
-        if (wr->stream != s) {
-            prev = wr;
-            pp = &wr->next_free;
-            continue;
-        }
-        *pp = wr->next_free;
-        if (w->done_tail == wr)
-            w->done_tail = prev;
-        run_done(wr);
-        pp = prev != NULL ? &prev->next_free : &w->done_head;
-    }
 }
 
 /* Drops the first <k> bytes of wr's buffers (written synchronously), releasing the chunks
@@ -407,15 +391,27 @@ int lx_stream_write_copy(lx_stream_t *s, const char *data, size_t len, lx_stream
     return lx_stream_write(s, sl, n, cb, arg);
 }
 
+static void finish_close(lx_stream_t *s)
+{
+    s->close_done = false;
+    if (s->on_close != NULL)
+        s->on_close(s);
+}
+
 static void on_tcp_close(uv_handle_t *h)
 {
     lx_stream_t *s = h->data;
-    flush_done(s);
     if (s->rbuf_direct)
         lx_buf_unref(s->rbuf);
     lx_buf_unref(s->rbuf_next);
     s->rbuf = s->rbuf_next = NULL;
     s->rbuf_direct = false;
+    if (s->n_deferred > 0) {
+        /* completions of this stream still wait in the worker's list: the owner must not
+         * free the stream before they ran, so its close callback comes after them */
+        s->close_done = true;
+        return;
+    }
     if (s->on_close != NULL)
         s->on_close(s);
 }

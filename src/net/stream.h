@@ -54,6 +54,7 @@ struct lx_stream {
     unsigned writes_pending; /* writes whose callbacks have not run yet */
     unsigned n_deferred;     /* ... of which waiting in the worker's completed list */
     bool closing;
+    bool close_done; /* the handle is closed; the close callback waits for completions */
     bool reading;
 };
 
