@@ -46,8 +46,8 @@ static struct {
     double rate;
     double seconds;
     int max_connecting;
-} opt = {NULL, 8080, 100, 0, 200, 100, 1000, "bench/model", "/v1/chat/completions", 0, 0,
-         1000, 5, 256};
+} opt = {NULL, 8080, 100,  0, 200, 100, 1000, "bench/model", "/v1/chat/completions",
+         0,    0,    1000, 5, 256};
 
 static uv_loop_t *loop;
 static char request[1024];
@@ -67,7 +67,7 @@ struct conn {
     uv_tcp_t tcp;
     uv_connect_t creq;
     uv_write_t wreq;
-    uint64_t t_sent;      /* when the request was (or was scheduled to be) sent */
+    uint64_t t_sent; /* when the request was (or was scheduled to be) sent */
     bool got_first;
     bool done;
     int chunks;
@@ -307,8 +307,8 @@ static int run_stream(void)
     double secs = (double)(now_ns() - t_begin) / 1e9;
     qsort(ttfb, n_ttfb, sizeof(*ttfb), cmp_u64);
     qsort(chunk_lat, n_chunk_lat, sizeof(*chunk_lat), cmp_u64);
-    printf("streams: %llu ok, %llu failed, peak open %d, %.2f s\n",
-           (unsigned long long)streams_ok, (unsigned long long)streams_failed, peak_open, secs);
+    printf("streams: %llu ok, %llu failed, peak open %d, %.2f s\n", (unsigned long long)streams_ok,
+           (unsigned long long)streams_failed, peak_open, secs);
     printf("chunks: %llu received, %llu lost\n", (unsigned long long)chunks_seen,
            (unsigned long long)chunks_lost);
     printf("ttfb_us: p50 %.0f p99 %.0f max %.0f\n", pct(ttfb, n_ttfb, 50), pct(ttfb, n_ttfb, 99),
@@ -331,8 +331,8 @@ typedef struct rconn {
     uv_write_t wreq;
     bool busy, ready;
     uint64_t t_sched;
-    size_t got;      /* response bytes so far */
-    size_t need;     /* head + content-length once known, 0 before */
+    size_t got;  /* response bytes so far */
+    size_t need; /* head + content-length once known, 0 before */
     char buf[16384];
     size_t len;
 } rconn_t;
@@ -508,30 +508,60 @@ int main(int argc, char **argv)
     if (argc < 2)
         usage();
     opt.mode = argv[1];
-    static const struct option longs[] = {
-        {"chunks", required_argument, NULL, 1},      {"size", required_argument, NULL, 2},
-        {"interval-us", required_argument, NULL, 3}, {"model", required_argument, NULL, 4},
-        {"path", required_argument, NULL, 5},        {"rss-pid", required_argument, NULL, 6},
-        {"hold-ms", required_argument, NULL, 7},     {"max-connecting", required_argument, NULL, 8},
-        {NULL, 0, NULL, 0}};
+    static const struct option longs[] = {{"chunks", required_argument, NULL, 1},
+                                          {"size", required_argument, NULL, 2},
+                                          {"interval-us", required_argument, NULL, 3},
+                                          {"model", required_argument, NULL, 4},
+                                          {"path", required_argument, NULL, 5},
+                                          {"rss-pid", required_argument, NULL, 6},
+                                          {"hold-ms", required_argument, NULL, 7},
+                                          {"max-connecting", required_argument, NULL, 8},
+                                          {NULL, 0, NULL, 0}};
     int ch;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "p:c:n:r:d:", longs, NULL)) != -1) {
         switch (ch) {
-        case 'p': opt.port = (uint16_t)atoi(optarg); break;
-        case 'c': opt.conns = atoi(optarg); break;
-        case 'n': opt.streams = atoi(optarg); break;
-        case 'r': opt.rate = atof(optarg); break;
-        case 'd': opt.seconds = atof(optarg); break;
-        case 1: opt.chunks = atoi(optarg); break;
-        case 2: opt.size = atoi(optarg); break;
-        case 3: opt.interval_us = atoi(optarg); break;
-        case 4: opt.model = optarg; break;
-        case 5: opt.path = optarg; break;
-        case 6: opt.rss_pid = atoi(optarg); break;
-        case 7: opt.hold_ms = atoi(optarg); break;
-        case 8: opt.max_connecting = atoi(optarg); break;
-        default: usage();
+        case 'p':
+            opt.port = (uint16_t)atoi(optarg);
+            break;
+        case 'c':
+            opt.conns = atoi(optarg);
+            break;
+        case 'n':
+            opt.streams = atoi(optarg);
+            break;
+        case 'r':
+            opt.rate = atof(optarg);
+            break;
+        case 'd':
+            opt.seconds = atof(optarg);
+            break;
+        case 1:
+            opt.chunks = atoi(optarg);
+            break;
+        case 2:
+            opt.size = atoi(optarg);
+            break;
+        case 3:
+            opt.interval_us = atoi(optarg);
+            break;
+        case 4:
+            opt.model = optarg;
+            break;
+        case 5:
+            opt.path = optarg;
+            break;
+        case 6:
+            opt.rss_pid = atoi(optarg);
+            break;
+        case 7:
+            opt.hold_ms = atoi(optarg);
+            break;
+        case 8:
+            opt.max_connecting = atoi(optarg);
+            break;
+        default:
+            usage();
         }
     }
     loop = uv_default_loop();
