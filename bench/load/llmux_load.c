@@ -21,6 +21,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,17 +393,23 @@ static void rate_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         if (e == NULL)
             return;
         char *cl = memmem(c->buf, (size_t)(e - c->buf), "Content-Length: ", 16);
-        if (cl == NULL) {
+        if (strncmp(c->buf + 9, "200", 3) != 0)
+            rate_errors++;
+        if (cl != NULL) {
+            c->need = (size_t)(e + 4 - c->buf) + strtoul(cl + 16, NULL, 10);
+        } else if (memmem(c->buf, (size_t)(e - c->buf), "chunked", 7) != NULL) {
+            c->need = SIZE_MAX; /* chunked: complete at the terminating chunk */
+        } else {
             rate_errors++;
             uv_close((uv_handle_t *)&c->tcp, NULL);
             c->ready = c->busy = false;
             return;
         }
-        if (strncmp(c->buf + 9, "200", 3) != 0)
-            rate_errors++;
-        c->need = (size_t)(e + 4 - c->buf) + strtoul(cl + 16, NULL, 10);
     }
-    if (c->len >= c->need) {
+    bool complete = c->need == SIZE_MAX
+                        ? c->len >= 5 && memcmp(c->buf + c->len - 5, "0\r\n\r\n", 5) == 0
+                        : c->len >= c->need;
+    if (complete) {
         uint64_t t = now_ns();
         if (n_lat == cap_lat) {
             cap_lat = cap_lat ? cap_lat * 2 : 1 << 16;

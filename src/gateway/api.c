@@ -247,6 +247,7 @@ static void on_proxy_head(lx_proxy_t *px, const lx_http_client_t *hc)
     if (rc == 0) {
         ar->scanning = true;
         px->filter_on = true;
+        px->filter_resizes = ar->rewrite; /* observing alone keeps every byte */
     }
 }
 

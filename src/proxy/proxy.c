@@ -98,7 +98,8 @@ static int on_head(lx_http_client_t *hc)
     memcpy(head + n, px->resp_headers, px->resp_headers_len);
     n += (int)px->resp_headers_len;
     /* a filtered or streamed body may change length, and a stream may need an error event */
-    int64_t len = hc->has_length && !hc->chunked && !px->filter_on && !px->stream
+    int64_t len = hc->has_length && !hc->chunked && !(px->filter_on && px->filter_resizes) &&
+                          !px->stream
                       ? (int64_t)hc->content_length
                       : -1;
     px->committed = true;

@@ -82,8 +82,9 @@ struct lx_proxy {
     size_t stream_head_len;
     uint64_t keepalive_delay_ms;
     uint64_t keepalive_interval_ms;
-    bool filter_on; /* route body pieces through ops->filter */
-    bool stream;    /* the client asked for a stream: upstream lengths are not kept */
+    bool filter_on;      /* route body pieces through ops->filter */
+    bool filter_resizes; /* ... which may change the length (no Content-Length then) */
+    bool stream;         /* the client asked for a stream: upstream lengths are not kept */
 
     /* Results, readable in on_finish: */
     enum lx_proxy_state state;

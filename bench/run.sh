@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# bench/run.sh - every benchmark scenario against each target, in one run.
+#
+#   bash bench/run.sh [--quick]
+#
+# Builds the release binaries, installs the anchors from Debian when missing (nginx-light,
+# haproxy, wrk, valgrind), and measures direct-to-mock, llmux and nginx (and HAProxy where it
+# applies) in front of the same mock server. The proxy under test is pinned to core 0; the mock
+# and the load generator share core 1 (taskset), so the proxies compete for nothing but their
+# own core. Prints a Markdown table and saves it, with the commit, the machine and the exact
+# commands, under bench/results/. Benchmarks are never part of the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
+DUR=$([ $QUICK = 1 ] && echo 3 || echo 10)
+
+need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q "$2" >/dev/null; }; }
+need wrk wrk
+need nginx nginx-light
+need haproxy haproxy
+need valgrind valgrind
+cmake --preset release >/dev/null
+cmake --build --preset release -j2 >/dev/null
+B=build/release
+ulimit -n 20000
+
+T=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$T"; }
+trap cleanup EXIT
+
+MOCK_PORT=19101 LLMUX_PORT=18080 NGINX_PORT=18081 HAPROXY_PORT=18082
+RESULT=bench/results/$(date -u +%Y%m%dT%H%M%SZ)-$(git rev-parse --short HEAD 2>/dev/null || echo nogit).md
+CMDS=()
+log_cmd() { CMDS+=("$*"); }
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$1/healthz" && return 0
+        curl -s -o /dev/null "http://127.0.0.1:$1/v1/models" && return 0
+        sleep 0.05
+    done
+    echo "no answer on port $1" >&2
+    return 1
+}
+
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
+CLK=$(getconf CLK_TCK)
+
+# --- targets -----------------------------------------------------------------------------------
+for p in $MOCK_PORT $LLMUX_PORT $NGINX_PORT $HAPROXY_PORT; do
+    if curl -s -o /dev/null "http://127.0.0.1:$p/"; then
+        echo "port $p is in use: stop what listens there first" >&2
+        exit 1
+    fi
+done
+taskset -c 1 $B/llmux-mock -l 127.0.0.1:$MOCK_PORT 2>"$T/mock.err" &
+MOCK_PID=$!
+PIDS+=($MOCK_PID)
+wait_port $MOCK_PORT
+
+cat >"$T/llmux.yaml" <<YAML
+listen: 127.0.0.1:$LLMUX_PORT
+workers: 1
+providers:
+  - {name: mock, base_url: "http://127.0.0.1:$MOCK_PORT/v1", max_connections: 20000}
+models:
+  - {id: bench/model, context_length: 8192, providers: [{provider: mock, model: bench/model, price: {prompt: 0.1, completion: 0.2}}]}
+  - {id: bench/renamed, context_length: 8192, providers: [{provider: mock, model: upstream-name}]}
+limits: {max_body_size: 64MiB}
+auth: none
+log: {access_log: "$T/access.log", level: warn}
+YAML
+start_llmux() {
+    taskset -c 0 $B/llmux -c "$T/llmux.yaml" 2>"$T/llmux.err" &
+    LLMUX_PID=$!
+    PIDS+=($LLMUX_PID)
+    wait_port $LLMUX_PORT
+}
+
+cat >"$T/nginx.conf" <<NGINX
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid $T/nginx.pid;
+error_log $T/nginx.err warn;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    client_max_body_size 64m;
+    client_body_buffer_size 1m;
+    upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 256; keepalive_requests 10000000; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT reuseport;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }
+    }
+}
+NGINX
+start_nginx() {
+    taskset -c 0 nginx -c "$T/nginx.conf" -g 'daemon off; master_process off;' 2>/dev/null &
+    NGINX_PID=$!
+    PIDS+=($NGINX_PID)
+    wait_port $NGINX_PORT
+}
+
+cat >"$T/haproxy.cfg" <<HAP
+global
+    maxconn 9900
+    nbthread 1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+    option http-no-delay
+frontend f
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend b
+backend b
+    http-reuse always
+    server m 127.0.0.1:$MOCK_PORT
+HAP
+start_haproxy() {
+    taskset -c 0 haproxy -f "$T/haproxy.cfg" -db 2>/dev/null &
+    HAPROXY_PID=$!
+    PIDS+=($HAPROXY_PID)
+    sleep 0.3
+}
+
+start_llmux
+start_nginx
+start_haproxy
+log_cmd "taskset -c 1 $B/llmux-mock -l 127.0.0.1:$MOCK_PORT"
+log_cmd "taskset -c 0 $B/llmux -c llmux.yaml (workers: 1)"
+log_cmd "taskset -c 0 nginx -c nginx.conf (worker_processes 1; proxy_buffering off; proxy_http_version 1.1; upstream keepalive; access_log off)"
+log_cmd "taskset -c 0 haproxy -f haproxy.cfg (nbthread 1; http-no-delay; http-reuse always)"
+
+declare -A PORT=([direct]=$MOCK_PORT [llmux]=$LLMUX_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT)
+declare -A PID=([direct]=$MOCK_PID [llmux]=$LLMUX_PID [nginx]=$NGINX_PID [haproxy]=$HAPROXY_PID)
+TARGETS=(direct llmux nginx haproxy)
+
+CHAT='{"model":"bench/model","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about the sea, in the style of a weather report, and keep it short please."}],"max_tokens":64,"temperature":0.7,"mock":{"body_size":380}}'
+cat >"$T/chat.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '$CHAT'
+LUA
+python3 - "$T/big.lua" <<'PY'
+import sys
+content = "x" * (1000 * 1000)
+body = '{"model":"bench/model","messages":[{"role":"user","content":"%s"}],"mock":{"body_size":200}}' % content
+open(sys.argv[1], "w").write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[%s]]\n' % body)
+PY
+
+declare -A R
+row() { R["$1,$2"]="$3"; }
+
+# --- 1. throughput at 64 connections, CPU per request -------------------------------------------
+for t in "${TARGETS[@]}"; do
+    c0=$(cpu_ticks "${PID[$t]}")
+    out=$(taskset -c 1 wrk -t1 -c64 -d${DUR}s -s "$T/chat.lua" "http://127.0.0.1:${PORT[$t]}/v1/chat/completions" || true)
+    c1=$(cpu_ticks "${PID[$t]}")
+    rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+    n=$(awk '/requests in/{print $1}' <<<"$out")
+    err=$(awk '/Non-2xx|Socket errors/{print}' <<<"$out" | tr '\n' ' ')
+    cpu_us=$(awk -v a="$c0" -v b="$c1" -v n="$n" -v clk="$CLK" 'BEGIN{printf "%.1f", (b-a)/clk*1e6/n}')
+    row 1 "$t" "$(printf '%.0f req/s, %s µs CPU/req %s' "$rps" "$cpu_us" "$err")"
+    R["1rps,$t"]=$rps
+    R["1cpu,$t"]=$cpu_us
+done
+log_cmd "wrk -t1 -c64 -d${DUR}s -s chat.lua (POST ~300 B, answer ~500 B)"
+
+# --- 2. added latency at concurrency 1; 3. fixed rate -------------------------------------------
+for t in "${TARGETS[@]}"; do
+    out=$(taskset -c 1 $B/llmux-load rate -p "${PORT[$t]}" -c 1 -r 2000 -d "$DUR" || true)
+    R["2,$t"]=$(awk '/latency_us/{print $3" / "$5}' <<<"$out")
+    R["2p50,$t"]=$(awk '/latency_us/{print $3}' <<<"$out")
+    R["2p99,$t"]=$(awk '/latency_us/{print $5}' <<<"$out")
+    out=$(taskset -c 1 $B/llmux-load rate -p "${PORT[$t]}" -c 64 -r 5000 -d "$DUR" || true)
+    R["3,$t"]=$(awk '/latency_us/{print $3" / "$5" / "$7}' <<<"$out")
+    R["3p99,$t"]=$(awk '/latency_us/{print $5}' <<<"$out")
+done
+log_cmd "llmux-load rate -c 1 -r 2000 -d $DUR (closed to one connection: concurrency 1)"
+log_cmd "llmux-load rate -c 64 -r 5000 -d $DUR (open loop, latency from the scheduled time)"
+
+# --- 4. streaming: 100 streams x 200 chunks x 100 B at 1 ms -------------------------------------
+for t in "${TARGETS[@]}"; do
+    out=$(taskset -c 1 $B/llmux-load stream -p "${PORT[$t]}" -c 100 --chunks 200 --size 100 --interval-us 1000 || true)
+    R["4,$t"]=$(awk '/ttfb_us/{t=$3" / "$5} /chunk_latency_us/{c=$3" / "$5} /chunks:/{l=$4} END{print t" | "c" | "l}' <<<"$out")
+    R["4ttfb,$t"]=$(awk '/ttfb_us/{print $5}' <<<"$out")
+    R["4chunk,$t"]=$(awk '/chunk_latency_us/{print $5}' <<<"$out")
+done
+out=$(taskset -c 1 $B/llmux-load stream -p "$LLMUX_PORT" -c 100 --chunks 200 --size 100 --interval-us 1000 --model bench/renamed || true)
+R["4,llmux-rewrite"]=$(awk '/ttfb_us/{t=$3" / "$5} /chunk_latency_us/{c=$3" / "$5} /chunks:/{l=$4} END{print t" | "c" | "l}' <<<"$out")
+log_cmd "llmux-load stream -c 100 --chunks 200 --size 100 --interval-us 1000 [--model bench/renamed: llmux rewrites the model in every event]"
+
+# --- 5. scale: 9000 slow streams ----------------------------------------------------------------
+S5=$([ $QUICK = 1 ] && echo 2000 || echo 9000)
+for t in llmux nginx haproxy; do
+    # a fresh process, so the idle baseline is its own
+    case $t in
+    llmux) kill $LLMUX_PID; wait $LLMUX_PID 2>/dev/null || true; start_llmux; PID[llmux]=$LLMUX_PID ;;
+    nginx) kill $NGINX_PID; wait $NGINX_PID 2>/dev/null || true; start_nginx; PID[nginx]=$NGINX_PID ;;
+    haproxy) kill $HAPROXY_PID; wait $HAPROXY_PID 2>/dev/null || true; start_haproxy; PID[haproxy]=$HAPROXY_PID ;;
+    esac
+    for rate in 1000000 100000; do
+        out=$(taskset -c 1 $B/llmux-load stream -p "${PORT[$t]}" -c $S5 --chunks 10 --size 100 --interval-us $rate --rss-pid "${PID[$t]}" || true)
+        R["5-$rate,$t"]=$(awk '/streams:/{ok=$2} /rss_kb/{r=$(NF-1)} END{print ok" ok, "r" KiB/stream"}' <<<"$out")
+    done
+done
+log_cmd "llmux-load stream -c $S5 --chunks 10 --size 100 --interval-us 1000000|100000 --rss-pid PID (RSS when every stream has its first event, minus the fresh process's idle RSS, per stream)"
+
+# --- 6. large prompts: 1 MB bodies at 16 connections --------------------------------------------
+for t in "${TARGETS[@]}"; do
+    c0=$(cpu_ticks "${PID[$t]}")
+    out=$(taskset -c 1 wrk -t1 -c16 -d${DUR}s -s "$T/big.lua" "http://127.0.0.1:${PORT[$t]}/v1/chat/completions" || true)
+    c1=$(cpu_ticks "${PID[$t]}")
+    rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+    n=$(awk '/requests in/{print $1}' <<<"$out")
+    cpu_ms_mb=$(awk -v a="$c0" -v b="$c1" -v n="$n" -v clk="$CLK" 'BEGIN{ if (n>0) printf "%.2f", (b-a)/clk*1e3/n; else print "-"}')
+    R["6,$t"]="$(printf '%.0f MB/s, %s ms CPU/MB' "$rps" "$cpu_ms_mb")"
+done
+log_cmd "wrk -t1 -c16 -d${DUR}s -s big.lua (1 MB JSON body)"
+
+# --- 7. cancellation (llmux, in-process mock: same clock) --------------------------------------
+R[7]=$($B/llmux-cancel-bench $([ $QUICK = 1 ] && echo 50 || echo 300) | tail -3)
+log_cmd "llmux-cancel-bench 300"
+
+# --- 8. footprint --------------------------------------------------------------------------------
+kill $LLMUX_PID; wait $LLMUX_PID 2>/dev/null || true
+cp $B/llmux "$T/llmux.stripped" && strip "$T/llmux.stripped"
+SIZE=$(stat -c %s "$T/llmux.stripped")
+t0=$(date +%s%N)
+taskset -c 0 $B/llmux -c "$T/llmux.yaml" 2>/dev/null &
+LLMUX_PID=$!
+PIDS+=($LLMUX_PID)
+until curl -s -o /dev/null "http://127.0.0.1:$LLMUX_PORT/healthz"; do sleep 0.001; done
+READY_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+sleep 0.5
+IDLE_RSS=$(rss_kb $LLMUX_PID)
+
+# --- 1b. instructions per request under callgrind --------------------------------------------
+kill $LLMUX_PID; wait $LLMUX_PID 2>/dev/null || true
+valgrind --tool=callgrind --callgrind-out-file="$T/cg.out" $B/llmux -c "$T/llmux.yaml" 2>/dev/null &
+VG=$!
+PIDS+=($VG)
+for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$LLMUX_PORT/healthz" && break; sleep 0.05; done
+CGN=2000
+taskset -c 1 $B/llmux-load rate -p $LLMUX_PORT -c 8 -r 400 -d $((CGN / 400)) >/dev/null
+kill -TERM $VG; wait $VG 2>/dev/null || true
+IR=$(awk '/^summary:/{print $2}' "$T/cg.out")
+IR_REQ=$(( IR / CGN ))
+log_cmd "valgrind --tool=callgrind llmux; llmux-load rate -c 8 -r 400 ($CGN requests); instructions / request (start-up included)"
+
+# --- table ----------------------------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-"}'; }
+{
+    echo "# llmux benchmark $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo ?), $(nproc) cores, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
+    echo
+    echo "| scenario | direct | llmux | nginx | haproxy |"
+    echo "|---|---|---|---|---|"
+    echo "| 1. small chat, 64 conns | ${R[1,direct]} | ${R[1,llmux]} | ${R[1,nginx]} | ${R[1,haproxy]} |"
+    echo "| 1. llmux/nginx throughput, CPU/req | | $(ratio "${R[1rps,llmux]}" "${R[1rps,nginx]}") , $(ratio "${R[1cpu,llmux]}" "${R[1cpu,nginx]}") | 1.00 | |"
+    echo "| 2. conc. 1, p50 / p99 µs | ${R[2,direct]} | ${R[2,llmux]} | ${R[2,nginx]} | ${R[2,haproxy]} |"
+    echo "| 2. added p50 / p99 µs | | $(awk -v a="${R[2p50,llmux]}" -v b="${R[2p50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[2p99,llmux]}" -v b="${R[2p99,direct]}" 'BEGIN{print a-b}') | $(awk -v a="${R[2p50,nginx]}" -v b="${R[2p50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[2p99,nginx]}" -v b="${R[2p99,direct]}" 'BEGIN{print a-b}') | $(awk -v a="${R[2p50,haproxy]}" -v b="${R[2p50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[2p99,haproxy]}" -v b="${R[2p99,direct]}" 'BEGIN{print a-b}') |"
+    echo "| 3. 5000 req/s, p50 / p99 / p99.9 µs | ${R[3,direct]} | ${R[3,llmux]} | ${R[3,nginx]} | ${R[3,haproxy]} |"
+    echo "| 4. streams: TTFT p50/p99 \| chunk p50/p99 µs \| lost | ${R[4,direct]} | ${R[4,llmux]} (rewriting model: ${R[4,llmux-rewrite]}) | ${R[4,nginx]} | ${R[4,haproxy]} |"
+    echo "| 5. $S5 streams, 1 chunk/s | | ${R[5-1000000,llmux]} | ${R[5-1000000,nginx]} | ${R[5-1000000,haproxy]} |"
+    echo "| 5. $S5 streams, 1 chunk/100 ms | | ${R[5-100000,llmux]} | ${R[5-100000,nginx]} | ${R[5-100000,haproxy]} |"
+    echo "| 6. 1 MB bodies, 16 conns | ${R[6,direct]} | ${R[6,llmux]} | ${R[6,nginx]} | ${R[6,haproxy]} |"
+    echo "| 8. idle RSS, stripped binary, start to ready | | ${IDLE_RSS} KiB, $((SIZE / 1024)) KiB, ${READY_MS} ms | | |"
+    echo "| 1b. instructions per request (callgrind) | | $IR_REQ | | |"
+    echo
+    echo "7. cancellation, client close to upstream close (llmux):"
+    echo
+    echo "| phase | samples | p50 µs | p99 µs | max µs | lost |"
+    echo "|---|---|---|---|---|---|"
+    echo "${R[7]}"
+    echo
+    echo "Commands:"
+    echo
+    for c in "${CMDS[@]}"; do echo "- \`$c\`"; done
+} | tee "$RESULT"
+echo "saved: $RESULT"
