@@ -49,7 +49,7 @@ typedef struct lx_gw_worker {
     lx_access_log_t *alog;
     uint64_t generations; /* X-Generation-Id counter ... */
     uint64_t gen_seed;    /* ... mixed with a per-start random value */
-    uv_check_t flush;     /* writes the access log once per loop iteration */
+    uv_timer_t flush;     /* writes the access log every 100 ms (or when half full) */
     uv_timer_t shutdown_timer;
     bool draining;
     bool stopping;

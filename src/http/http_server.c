@@ -43,7 +43,9 @@ struct lx_http_conn {
     enum conn_state state;
     int error_status; /* set by a parser callback that rejects the request */
     const char *error_message;
-    lx_buf_t *cur;      /* chunk being parsed */
+    lx_buf_t *cur;       /* chunk being parsed */
+    lx_slice_t head_out; /* the response head, held until the first body write */
+    bool head_pending;
     lx_buf_t *body_buf; /* contiguous body when it outgrew its first chunk */
     uint64_t head_bytes;
     uint64_t content_length; /* declared, 0 when chunked or none */
@@ -92,6 +94,8 @@ static void maybe_free(lx_http_conn_t *c)
         lx_buf_unref(c->pending[i].buf);
     lx_http_head_reset(&c->req.head);
     lx_buf_unref(c->body_buf);
+    if (c->head_pending)
+        lx_buf_unref(c->head_out.buf);
     lx_list_remove(&c->link);
     srv->n_conns--;
     free(c);
@@ -378,8 +382,10 @@ int lx_http_server_send_head(lx_http_request_t *req, int status, const char *hea
     memcpy(b->data + n + headers_len, "\r\n", 2);
     b->len = (uint32_t)(n + headers_len + 2);
     req->bytes_out += b->len;
-    lx_slice_t sl = {b, 0, b->len};
-    return lx_stream_write(&c->stream, &sl, 1, on_write, c);
+    /* held back: it leaves with the first body bytes, in the same write */
+    c->head_out = (lx_slice_t){b, 0, b->len};
+    c->head_pending = true;
+    return 0;
 }
 
 /* A slice of chunked-encoding framing: the size line of a chunk of <size> bytes, or the CRLF
@@ -403,35 +409,80 @@ static int frame_text(lx_http_conn_t *c, lx_slice_t *out, bool size_line, size_t
     return 0;
 }
 
+/* Slices one write may carry: a batch from the relay plus the head and the framing. */
+#define SEND_MAX (LX_WORKER_BATCH + 3)
+
+/* Writes [the pending head] [<slices>] in one call (one writev when the socket takes it). */
+static int write_out(lx_http_conn_t *c, lx_slice_t *slices, size_t n)
+{
+    if (!c->head_pending)
+        return lx_stream_write(&c->stream, slices, n, on_write, c);
+    lx_slice_t all[SEND_MAX];
+    if (n + 1 > SEND_MAX) {
+        c->head_pending = false;
+        int rc = lx_stream_write(&c->stream, &c->head_out, 1, on_write, c);
+        if (rc != 0) {
+            for (size_t i = 0; i < n; i++)
+                lx_buf_unref(slices[i].buf);
+            return rc;
+        }
+        return lx_stream_write(&c->stream, slices, n, on_write, c);
+    }
+    all[0] = c->head_out;
+    if (n > 0)
+        memcpy(all + 1, slices, n * sizeof(*slices));
+    c->head_pending = false;
+    return lx_stream_write(&c->stream, all, n + 1, on_write, c);
+}
+
+/* A slice holding the fixed text <t> (the terminating chunk), from the framing chunk. */
+static int frame_last(lx_http_conn_t *c, lx_slice_t *out, const char *t, size_t len)
+{
+    lx_http_server_t *srv = c->srv;
+    if (srv->frame == NULL || lx_buf_avail(srv->frame) < len) {
+        lx_buf_unref(srv->frame);
+        srv->frame = lx_buf_pool_get(&c->stream.worker->bufs);
+        if (srv->frame == NULL)
+            return LX_ENOMEM;
+    }
+    lx_buf_t *f = srv->frame;
+    memcpy(lx_buf_tail(f), t, len);
+    *out = lx_slice_make(f, f->len, len);
+    f->len += (uint32_t)len;
+    return 0;
+}
+
 int lx_http_server_send_body(lx_http_request_t *req, lx_slice_t *slices, size_t n)
 {
     lx_http_conn_t *c = req->conn;
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += slices[i].len;
-    if (c->closing || total == 0) {
+    if (c->closing || total == 0 || n > LX_WORKER_BATCH) {
         for (size_t i = 0; i < n; i++)
             lx_buf_unref(slices[i].buf);
-        return c->closing ? UV_ECANCELED : 0;
+        return c->closing ? UV_ECANCELED : total == 0 ? 0 : LX_ETOOBIG;
     }
     req->bytes_out += total;
     int rc;
     if (req->chunked) {
-        lx_slice_t pre, post;
-        if ((rc = frame_text(c, &pre, true, total)) != 0 ||
-            (rc = lx_stream_write(&c->stream, &pre, 1, NULL, NULL)) != 0) {
+        /* the chunk's size line, the payload and its CRLF go out in one write */
+        lx_slice_t framed[LX_WORKER_BATCH + 2];
+        if ((rc = frame_text(c, &framed[0], true, total)) != 0) {
             for (size_t i = 0; i < n; i++)
                 lx_buf_unref(slices[i].buf);
             return rc;
         }
-        req->bytes_out += pre.len;
-        rc = lx_stream_write(&c->stream, slices, n, NULL, NULL);
-        if (rc == 0 && (rc = frame_text(c, &post, false, 0)) == 0) {
-            req->bytes_out += post.len;
-            rc = lx_stream_write(&c->stream, &post, 1, on_write, c);
+        memcpy(framed + 1, slices, n * sizeof(*slices));
+        if ((rc = frame_text(c, &framed[n + 1], false, 0)) != 0) {
+            for (size_t i = 0; i < n + 1; i++)
+                lx_buf_unref(framed[i].buf);
+            return rc;
         }
+        req->bytes_out += framed[0].len + framed[n + 1].len;
+        rc = write_out(c, framed, n + 2);
     } else {
-        rc = lx_stream_write(&c->stream, slices, n, on_write, c);
+        rc = write_out(c, slices, n);
     }
     if (rc == 0 && c->stream.queued > HIGH_WATER)
         req->want_drain = true;
@@ -445,10 +496,6 @@ int lx_http_server_send(lx_http_request_t *req, const char *data, size_t len)
         return 0;
     if (c->closing)
         return UV_ECANCELED;
-    if (!req->chunked) {
-        req->bytes_out += len;
-        return lx_stream_write_copy(&c->stream, data, len, on_write, c);
-    }
     lx_buf_t *b = lx_buf_new(len);
     if (b == NULL)
         return LX_ENOMEM;
@@ -456,6 +503,14 @@ int lx_http_server_send(lx_http_request_t *req, const char *data, size_t len)
     b->len = (uint32_t)len;
     lx_slice_t sl = {b, 0, (uint32_t)len};
     return lx_http_server_send_body(req, &sl, 1);
+}
+
+int lx_http_server_flush(lx_http_request_t *req)
+{
+    lx_http_conn_t *c = req->conn;
+    if (!c->head_pending || c->closing)
+        return 0;
+    return write_out(c, NULL, 0);
 }
 
 void lx_http_server_finish(lx_http_request_t *req)
@@ -467,11 +522,19 @@ void lx_http_server_finish(lx_http_request_t *req)
         lx_http_server_respond_error(req, 500, NULL, "the handler sent no response");
         return;
     }
+    int rc = 0;
     if (req->chunked && !c->closing) {
-        req->bytes_out += 5;
-        if (lx_stream_write_copy(&c->stream, "0\r\n\r\n", 5, on_write, c) != 0)
-            conn_close(c, true);
+        static const char last[] = "0\r\n\r\n";
+        lx_slice_t sl;
+        if ((rc = frame_last(c, &sl, last, sizeof(last) - 1)) == 0) {
+            req->bytes_out += sl.len;
+            rc = write_out(c, &sl, 1);
+        }
+    } else if (c->head_pending && !c->closing) {
+        rc = write_out(c, NULL, 0);
     }
+    if (rc != 0)
+        conn_close(c, true);
     release(c);
 }
 

@@ -104,6 +104,10 @@ void lx_http_server_close_all(lx_http_server_t *srv);
 int lx_http_server_send_head(lx_http_request_t *req, int status, const char *headers,
                              size_t headers_len, int64_t content_length);
 
+/* The head is held back to leave with the first body bytes in one write; this sends it now
+ * when nothing else is coming yet (an early-committed stream, a slow first token). */
+int lx_http_server_flush(lx_http_request_t *req);
+
 /* Sends body bytes; takes over the slices' references. Frames them when chunked. */
 int lx_http_server_send_body(lx_http_request_t *req, lx_slice_t *slices, size_t n);
 

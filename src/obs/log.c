@@ -91,7 +91,7 @@ char *lx_access_log_reserve(lx_access_log_t *al, size_t *cap)
 {
     if (al->fd < 0)
         return NULL;
-    if (LX_ACCESS_LOG_BUF - al->len < 4096)
+    if (al->len > LX_ACCESS_LOG_BUF / 2)
         lx_access_log_flush(al);
     *cap = LX_ACCESS_LOG_BUF - al->len;
     return al->buf + al->len;

@@ -3,7 +3,7 @@
  *
  * The error log is for operators: one line per event, with a timestamp and level; secrets
  * never reach it. The access log is one JSON object per request, appended to a per-worker
- * buffer and written with one write(2) per loop iteration (lx_access_log_flush), so logging
+ * buffer and written with one write(2) every 100 ms or when half full, so logging
  * costs no syscall per request and lines never interleave (O_APPEND, whole lines).
  */
 #ifndef LX_LOG_H

@@ -214,7 +214,7 @@ static lx_upconn_t *take_idle(lx_conn_pool_t *p)
         c->idle = false;
         c->reused = true;
         p->n_reuses++;
-        lx_stream_read_stop(&c->stream);
+        /* it keeps reading: the borrower swaps the read callback without an epoll change */
         return c;
     }
     return NULL;

@@ -67,8 +67,11 @@ static void stop_keepalives(lx_proxy_t *px)
 
 static void flush_pending(lx_proxy_t *px)
 {
-    if (px->n_pending == 0)
+    if (px->n_pending == 0) {
+        if (px->committed)
+            lx_http_server_flush(px->req); /* a head with no body yet goes out now */
         return;
+    }
     lx_http_server_send_body(px->req, px->pending, px->n_pending);
     px->n_pending = 0;
     if (px->req->want_drain && px->conn != NULL) {
@@ -98,10 +101,10 @@ static int on_head(lx_http_client_t *hc)
     memcpy(head + n, px->resp_headers, px->resp_headers_len);
     n += (int)px->resp_headers_len;
     /* a filtered or streamed body may change length, and a stream may need an error event */
-    int64_t len = hc->has_length && !hc->chunked && !(px->filter_on && px->filter_resizes) &&
-                          !px->stream
-                      ? (int64_t)hc->content_length
-                      : -1;
+    int64_t len =
+        hc->has_length && !hc->chunked && !(px->filter_on && px->filter_resizes) && !px->stream
+            ? (int64_t)hc->content_length
+            : -1;
     px->committed = true;
     px->client_status = hc->status;
     if (lx_http_server_send_head(px->req, hc->status, head, (size_t)n, len) != 0)
@@ -336,6 +339,7 @@ void lx_proxy_start(lx_proxy_t *px)
         px->committed = true;
         px->client_status = 200;
         lx_http_server_send_head(px->req, 200, px->stream_head, px->stream_head_len, -1);
+        lx_http_server_flush(px->req);
         if (px->keepalive_interval_ms > 0)
             uv_timer_start(&px->ka_timer, on_keepalive, px->keepalive_delay_ms, 0);
     }
