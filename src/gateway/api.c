@@ -16,6 +16,7 @@
 
 #include "core/core.h"
 #include "core/status.h"
+#include "core/strbuf.h"
 #include "gateway/api_error.h"
 #include "gateway/auth.h"
 #include "gateway/body.h"
@@ -389,16 +390,23 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
 
     /* Upstream head: request line and Host, then credentials and headers, then the client's
      * forwardable headers. The spliced model name is written after it, in the same chunk. */
-    char path[1024];
-    int plen =
-        snprintf(path, sizeof(path), "%s%s", prov->base_path, routes[route_index].upstream_path);
-    char host[300];
-    if ((ep->port == 80 && !ep->tls) || (ep->port == 443 && ep->tls))
-        snprintf(host, sizeof(host), "%s", ep->host);
-    else if (strchr(ep->host, ':') != NULL)
-        snprintf(host, sizeof(host), "[%s]:%u", ep->host, ep->port);
-    else
-        snprintf(host, sizeof(host), "%s:%u", ep->host, ep->port);
+    char path[1024], host[300];
+    lx_strbuf_t pb = lx_strbuf_make(path, sizeof(path));
+    lx_strbuf_str(&pb, prov->base_path);
+    lx_strbuf_str(&pb, routes[route_index].upstream_path);
+    size_t plen = lx_strbuf_len(&pb, path);
+    lx_strbuf_t hb = lx_strbuf_make(host, sizeof(host) - 1);
+    bool v6 = strchr(ep->host, ':') != NULL;
+    if (v6)
+        LX_STRBUF_LIT(&hb, "[");
+    lx_strbuf_str(&hb, ep->host);
+    if (v6)
+        LX_STRBUF_LIT(&hb, "]");
+    if (!((ep->port == 80 && !ep->tls) || (ep->port == 443 && ep->tls))) {
+        LX_STRBUF_LIT(&hb, ":");
+        lx_strbuf_u64(&hb, ep->port);
+    }
+    *hb.p = '\0';
 
     lx_body_piece_t pieces[LX_PROXY_MAX_OUT - 1];
     char scratch[1024];
@@ -414,18 +422,17 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     int np =
         lx_body_splice(req->body.ptr, req->body.len, &scan, up_model, strlen(up_model), add_usage,
                        pieces, LX_ARRAY_SIZE(pieces), scratch, sizeof(scratch), &total);
-    bool ok = np > 0 && lx_http_client_format_head(head, "POST", path, (size_t)plen, host, NULL, 0,
-                                                   (int64_t)total) == 0;
+    bool ok =
+        np > 0 && !pb.overflow && !hb.overflow &&
+        lx_http_client_format_head(head, "POST", path, plen, host, NULL, 0, (int64_t)total) == 0;
     if (ok) {
         head->len -= 2; /* reopen the head: more headers follow */
         ok = append_str(head, "Content-Type: application/json\r\n", 32) &&
              append_header(head, "X-Request-Id", 12, req->id, req->id_len);
-        if (ok && prov->api_key != NULL) {
-            char auth[1024];
-            int an = snprintf(auth, sizeof(auth), "Bearer %s", prov->api_key);
-            ok = an > 0 && (size_t)an < sizeof(auth) &&
-                 append_header(head, "Authorization", 13, auth, (size_t)an);
-        }
+        if (ok && prov->api_key != NULL)
+            ok = append_str(head, "Authorization: Bearer ", 22) &&
+                 append_str(head, prov->api_key, strlen(prov->api_key)) &&
+                 append_str(head, "\r\n", 2);
         for (size_t i = 0; ok && i < prov->n_headers; i++)
             ok = append_header(head, prov->headers[i].name, strlen(prov->headers[i].name),
                                prov->headers[i].value, strlen(prov->headers[i].value));
@@ -479,17 +486,27 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
         }
         lx_buf_unref(exact);
     }
-    snprintf(ar->gen_id, sizeof(ar->gen_id), "gen-%u-%016llx", gw->worker.id,
-             (unsigned long long)(++gw->generations ^ gw->gen_seed));
+    lx_strbuf_t gb = lx_strbuf_make(ar->gen_id, sizeof(ar->gen_id) - 1);
+    LX_STRBUF_LIT(&gb, "gen-");
+    lx_strbuf_u64(&gb, gw->worker.id);
+    LX_STRBUF_LIT(&gb, "-");
+    lx_strbuf_hex(&gb, ++gw->generations ^ gw->gen_seed, 16);
+    *gb.p = '\0';
     char rh[RESP_HEADERS_MAX];
     bool early = false;
-    int rn = snprintf(rh, sizeof(rh),
-                      "%sX-Generation-Id: %s\r\nX-Llmux-Provider: %s\r\nX-Llmux-Model: %s\r\n"
-                      "X-Llmux-Upstream-Model: %s\r\nX-Llmux-Attempts: 1\r\n",
-                      scan.stream ? "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n" : "",
-                      ar->gen_id, prov->name, model->id, up_model);
-    if (rn < 0 || (size_t)rn >= RESP_HEADERS_MAX)
-        rn = 0;
+    lx_strbuf_t rb = lx_strbuf_make(rh, sizeof(rh) - 1);
+    if (scan.stream)
+        LX_STRBUF_LIT(&rb, "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+    LX_STRBUF_LIT(&rb, "X-Generation-Id: ");
+    lx_strbuf_str(&rb, ar->gen_id);
+    LX_STRBUF_LIT(&rb, "\r\nX-Llmux-Provider: ");
+    lx_strbuf_str(&rb, prov->name);
+    LX_STRBUF_LIT(&rb, "\r\nX-Llmux-Model: ");
+    lx_strbuf_str(&rb, model->id);
+    LX_STRBUF_LIT(&rb, "\r\nX-Llmux-Upstream-Model: ");
+    lx_strbuf_str(&rb, up_model);
+    LX_STRBUF_LIT(&rb, "\r\nX-Llmux-Attempts: 1\r\n");
+    int rn = rb.overflow ? 0 : (int)lx_strbuf_len(&rb, rh);
     if (scan.stream && cfg->stream_early_commit && (size_t)rn + 40 < RESP_HEADERS_MAX) {
         /* answer 200 now and keep the client company until the first token */
         static const char ct[] = "Content-Type: text/event-stream\r\n";
@@ -580,28 +597,46 @@ void lx_api_handle(lx_http_request_t *req)
 
 /* Usage and cost: from the upstream's usage object; unknown counts are null, never 0. A
  * stream cut short (or cancelled) without one is marked partial. */
-static size_t log_usage(const api_req_t *ar, char *p, size_t cap)
+/* Usage and cost: from the upstream's usage object; unknown counts are null, never 0. A
+ * stream cut short (or cancelled) without one is marked partial. */
+static void log_usage(const api_req_t *ar, lx_strbuf_t *sb)
 {
     const lx_sse_scan_t *sc = &ar->scan;
     bool known = ar->scanning && sc->prompt_tokens >= 0 && sc->completion_tokens >= 0;
-    char pt[24] = "null", ct[24] = "null", cost[40] = "null";
-    if (ar->scanning && sc->prompt_tokens >= 0)
-        snprintf(pt, sizeof(pt), "%lld", (long long)sc->prompt_tokens);
-    if (ar->scanning && sc->completion_tokens >= 0)
-        snprintf(ct, sizeof(ct), "%lld", (long long)sc->completion_tokens);
-    if (known)
-        snprintf(cost, sizeof(cost), "%.9f",
-                 ((double)sc->prompt_tokens * ar->route->price_prompt +
-                  (double)sc->completion_tokens * ar->route->price_completion) /
-                     1e6);
     bool partial = ar->finish_code != 0 || ar->px.cut;
-    int k = snprintf(p, cap,
-                     ",\"stream\":%s,\"prompt_tokens\":%s,\"completion_tokens\":%s,"
-                     "\"cost_usd\":%s,\"usage\":\"%s\",\"events\":%llu",
-                     ar->stream ? "true" : "false", pt, ct, cost,
-                     known ? (partial ? "partial" : "complete") : (partial ? "partial" : "unknown"),
-                     (unsigned long long)(ar->scanning ? sc->events : 0));
-    return k > 0 && (size_t)k < cap ? (size_t)k : 0;
+    LX_STRBUF_LIT(sb, ",\"stream\":");
+    lx_strbuf_str(sb, ar->stream ? "true" : "false");
+    LX_STRBUF_LIT(sb, ",\"prompt_tokens\":");
+    if (ar->scanning && sc->prompt_tokens >= 0)
+        lx_strbuf_i64(sb, sc->prompt_tokens);
+    else
+        LX_STRBUF_LIT(sb, "null");
+    LX_STRBUF_LIT(sb, ",\"completion_tokens\":");
+    if (ar->scanning && sc->completion_tokens >= 0)
+        lx_strbuf_i64(sb, sc->completion_tokens);
+    else
+        LX_STRBUF_LIT(sb, "null");
+    LX_STRBUF_LIT(sb, ",\"cost_usd\":");
+    if (known)
+        lx_strbuf_fixed(sb,
+                        ((double)sc->prompt_tokens * ar->route->price_prompt +
+                         (double)sc->completion_tokens * ar->route->price_completion) /
+                            1e6,
+                        9);
+    else
+        LX_STRBUF_LIT(sb, "null");
+    LX_STRBUF_LIT(sb, ",\"usage\":\"");
+    lx_strbuf_str(sb, partial ? "partial" : known ? "complete" : "unknown");
+    LX_STRBUF_LIT(sb, "\",\"events\":");
+    lx_strbuf_u64(sb, ar->scanning ? sc->events : 0);
+}
+
+static void log_ms(lx_strbuf_t *sb, uint64_t from_ns, uint64_t to_ns)
+{
+    if (to_ns == 0)
+        LX_STRBUF_LIT(sb, "-1");
+    else
+        lx_strbuf_fixed(sb, (double)(to_ns - from_ns) / 1e6, 3);
 }
 
 static const char *method_name(int m)
@@ -616,51 +651,55 @@ void lx_api_done(lx_http_request_t *req)
     size_t cap;
     char *p = lx_access_log_reserve(gw->alog, &cap);
     if (p != NULL) {
+        /* one JSON line; names from the configuration are plain (config validates them) */
         char ts[32];
         lx_log_time(ts, sizeof(ts));
         uint64_t now = uv_now(&gw->worker.loop);
-        size_t n = 0;
-        int k = snprintf(p, cap, "{\"time\":\"%s\",\"request_id\":\"%.*s\",\"method\":\"%s\",", ts,
-                         (int)req->id_len, req->id, req->method ? method_name(req->method) : "");
-        n += k > 0 ? (size_t)k : 0;
-        if (n + 16 < cap) {
-            memcpy(p + n, "\"path\":\"", 8);
-            n += 8;
-            n += lx_log_json_escape(p + n, LX_MIN(cap - n - 8, 512), req->path.ptr, req->path.len);
-            p[n++] = '"';
-        }
-        k = snprintf(p + n, cap - n,
-                     ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%llu",
-                     req->status, (unsigned long long)req->bytes_in,
-                     (unsigned long long)req->bytes_out,
-                     (unsigned long long)(req->start_ms ? now - req->start_ms : 0));
-        n += k > 0 ? (size_t)k : 0;
-        if (ar != NULL && n < cap) {
+        lx_strbuf_t sb = lx_strbuf_make(p, cap - 1);
+        LX_STRBUF_LIT(&sb, "{\"time\":\"");
+        lx_strbuf_str(&sb, ts);
+        LX_STRBUF_LIT(&sb, "\",\"request_id\":\"");
+        lx_strbuf_mem(&sb, req->id, req->id_len);
+        LX_STRBUF_LIT(&sb, "\",\"method\":\"");
+        lx_strbuf_str(&sb, req->method ? method_name(req->method) : "");
+        LX_STRBUF_LIT(&sb, "\",\"path\":\"");
+        if (!sb.overflow)
+            sb.p += lx_log_json_escape(sb.p, LX_MIN((size_t)(sb.end - sb.p), 512), req->path.ptr,
+                                       req->path.len);
+        LX_STRBUF_LIT(&sb, "\",\"status\":");
+        lx_strbuf_i64(&sb, req->status);
+        LX_STRBUF_LIT(&sb, ",\"bytes_in\":");
+        lx_strbuf_u64(&sb, req->bytes_in);
+        LX_STRBUF_LIT(&sb, ",\"bytes_out\":");
+        lx_strbuf_u64(&sb, req->bytes_out);
+        LX_STRBUF_LIT(&sb, ",\"duration_ms\":");
+        lx_strbuf_u64(&sb, req->start_ms ? now - req->start_ms : 0);
+        if (ar != NULL) {
             lx_proxy_t *px = &ar->px;
-            double connect_ms =
-                px->t_connected_ns ? (double)(px->t_connected_ns - px->t_start_ns) / 1e6 : -1;
-            double fb_ms =
-                px->t_first_byte_ns ? (double)(px->t_first_byte_ns - px->t_start_ns) / 1e6 : -1;
-            k = snprintf(p + n, cap - n,
-                         ",\"model\":\"%s\",\"provider\":\"%s\",\"upstream\":\"%s\","
-                         "\"upstream_status\":%d,\"attempts\":1,\"reused\":%s,"
-                         "\"upstream_connect_ms\":%.3f,\"first_byte_ms\":%.3f",
-                         ar->model->id, ar->provider->name, ar->endpoint->url, px->upstream_status,
-                         px->reused ? "true" : "false", connect_ms, fb_ms);
-            n += k > 0 ? (size_t)k : 0;
-            if (n < cap)
-                n += log_usage(ar, p + n, cap - n);
-            if (ar->finish_code != 0 && n < cap) {
-                k = snprintf(p + n, cap - n, ",\"error\":\"%s\"",
-                             px->error != NULL ? px->error : lx_strerror(ar->finish_code));
-                n += k > 0 ? (size_t)k : 0;
+            LX_STRBUF_LIT(&sb, ",\"model\":\"");
+            lx_strbuf_str(&sb, ar->model->id);
+            LX_STRBUF_LIT(&sb, "\",\"provider\":\"");
+            lx_strbuf_str(&sb, ar->provider->name);
+            LX_STRBUF_LIT(&sb, "\",\"upstream\":\"");
+            lx_strbuf_str(&sb, ar->endpoint->url);
+            LX_STRBUF_LIT(&sb, "\",\"upstream_status\":");
+            lx_strbuf_i64(&sb, px->upstream_status);
+            LX_STRBUF_LIT(&sb, ",\"attempts\":1,\"reused\":");
+            lx_strbuf_str(&sb, px->reused ? "true" : "false");
+            LX_STRBUF_LIT(&sb, ",\"upstream_connect_ms\":");
+            log_ms(&sb, px->t_start_ns, px->t_connected_ns);
+            LX_STRBUF_LIT(&sb, ",\"first_byte_ms\":");
+            log_ms(&sb, px->t_start_ns, px->t_first_byte_ns);
+            log_usage(ar, &sb);
+            if (ar->finish_code != 0) {
+                LX_STRBUF_LIT(&sb, ",\"error\":\"");
+                lx_strbuf_str(&sb, px->error != NULL ? px->error : lx_strerror(ar->finish_code));
+                LX_STRBUF_LIT(&sb, "\"");
             }
         }
-        if (n + 2 <= cap) {
-            p[n++] = '}';
-            p[n++] = '\n';
-            lx_access_log_commit(gw->alog, n);
-        }
+        LX_STRBUF_LIT(&sb, "}\n");
+        if (!sb.overflow)
+            lx_access_log_commit(gw->alog, lx_strbuf_len(&sb, p));
     }
     if (ar != NULL) {
         req->data = NULL;

@@ -13,6 +13,7 @@
 #include "core/core.h"
 #include "core/status.h"
 #include "core/str.h"
+#include "core/strbuf.h"
 
 enum { H_OTHER, H_CONTENT_TYPE, H_RETRY_AFTER };
 
@@ -209,20 +210,23 @@ int lx_http_client_format_head(lx_buf_t *b, const char *method, const char *path
                                const char *host, const char *extra, size_t extra_len,
                                int64_t content_length)
 {
-    size_t room = lx_buf_avail(b);
-    char *p = lx_buf_tail(b);
-    int n;
-    if (content_length >= 0)
-        n = snprintf(p, room, "%s %.*s HTTP/1.1\r\nHost: %s\r\nContent-Length: %lld\r\n", method,
-                     (int)path_len, path, host, (long long)content_length);
-    else
-        n = snprintf(p, room, "%s %.*s HTTP/1.1\r\nHost: %s\r\n", method, (int)path_len, path,
-                     host);
-    if (n < 0 || (size_t)n + extra_len + 2 > room)
-        return LX_ETOOBIG;
+    lx_strbuf_t sb = lx_strbuf_make(lx_buf_tail(b), lx_buf_avail(b));
+    lx_strbuf_str(&sb, method);
+    LX_STRBUF_LIT(&sb, " ");
+    lx_strbuf_mem(&sb, path, path_len);
+    LX_STRBUF_LIT(&sb, " HTTP/1.1\r\nHost: ");
+    lx_strbuf_str(&sb, host);
+    LX_STRBUF_LIT(&sb, "\r\n");
+    if (content_length >= 0) {
+        LX_STRBUF_LIT(&sb, "Content-Length: ");
+        lx_strbuf_u64(&sb, (uint64_t)content_length);
+        LX_STRBUF_LIT(&sb, "\r\n");
+    }
     if (extra_len > 0)
-        memcpy(p + n, extra, extra_len);
-    memcpy(p + n + extra_len, "\r\n", 2);
-    b->len += (uint32_t)(n + extra_len + 2);
+        lx_strbuf_mem(&sb, extra, extra_len);
+    LX_STRBUF_LIT(&sb, "\r\n");
+    if (sb.overflow)
+        return LX_ETOOBIG;
+    b->len += (uint32_t)lx_strbuf_len(&sb, lx_buf_tail(b));
     return 0;
 }

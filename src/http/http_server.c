@@ -22,6 +22,7 @@
 
 #include "core/core.h"
 #include "core/status.h"
+#include "core/strbuf.h"
 
 enum conn_state { ST_IDLE, ST_HEAD, ST_BODY, ST_OUT, ST_LINGER, ST_CLOSED };
 
@@ -68,6 +69,15 @@ static uint64_t next_id(lx_http_server_t *srv)
     x ^= x >> 27;
     srv->id_state = x;
     return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* A generated request id: 16 hex digits of the worker's id generator. */
+static void format_id(struct lx_http_conn *c, lx_http_request_t *r)
+{
+    lx_strbuf_t sb = lx_strbuf_make(r->id, sizeof(r->id) - 1);
+    lx_strbuf_hex(&sb, next_id(c->srv), 16);
+    r->id_len = (uint8_t)lx_strbuf_len(&sb, r->id);
+    r->id[r->id_len] = '\0';
 }
 
 void lx_http_server_init(lx_http_server_t *srv, lx_worker_t *w,
@@ -353,32 +363,38 @@ int lx_http_server_send_head(lx_http_request_t *req, int status, const char *hea
     bool http10 = req->http_major == 1 && req->http_minor == 0;
     if (c->srv->draining)
         req->keep_alive = false;
-    const char *framing = "";
-    char cl[48];
+    lx_buf_t *b = lx_buf_pool_get(&c->stream.worker->bufs);
+    if (b == NULL)
+        return LX_ENOMEM;
+    lx_strbuf_t sb = lx_strbuf_make(b->data, b->cap);
+    LX_STRBUF_LIT(&sb, "HTTP/1.1 ");
+    lx_strbuf_u64(&sb, (uint64_t)status);
+    LX_STRBUF_LIT(&sb, " ");
+    lx_strbuf_str(&sb, lx_http_reason(status));
+    LX_STRBUF_LIT(&sb, "\r\nX-Request-Id: ");
+    lx_strbuf_mem(&sb, req->id, req->id_len);
+    LX_STRBUF_LIT(&sb, "\r\n");
     if (content_length >= 0) {
-        snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n", (long long)content_length);
-        framing = cl;
+        LX_STRBUF_LIT(&sb, "Content-Length: ");
+        lx_strbuf_u64(&sb, (uint64_t)content_length);
+        LX_STRBUF_LIT(&sb, "\r\n");
     } else if (!http10) {
-        framing = "Transfer-Encoding: chunked\r\n";
+        LX_STRBUF_LIT(&sb, "Transfer-Encoding: chunked\r\n");
         req->chunked = true;
     } else {
         req->keep_alive = false; /* the close marks the end */
     }
-    const char *conn_hdr = "";
     if (!req->keep_alive)
-        conn_hdr = "Connection: close\r\n";
+        LX_STRBUF_LIT(&sb, "Connection: close\r\n");
     else if (http10)
-        conn_hdr = "Connection: keep-alive\r\n";
-    lx_buf_t *b = lx_buf_pool_get(&c->stream.worker->bufs);
-    if (b == NULL)
-        return LX_ENOMEM;
-    int n = snprintf(b->data, b->cap, "HTTP/1.1 %d %s\r\nX-Request-Id: %.*s\r\n%s%s", status,
-                     lx_http_reason(status), (int)req->id_len, req->id, framing, conn_hdr);
-    if (n < 0 || (size_t)n + headers_len + 2 > b->cap) {
+        LX_STRBUF_LIT(&sb, "Connection: keep-alive\r\n");
+    size_t n = lx_strbuf_len(&sb, b->data);
+    if (sb.overflow || n + headers_len + 2 > b->cap) {
         lx_buf_unref(b);
         return LX_ETOOBIG;
     }
-    memcpy(b->data + n, headers, headers_len);
+    if (headers_len > 0)
+        memcpy(b->data + n, headers, headers_len);
     memcpy(b->data + n + headers_len, "\r\n", 2);
     b->len = (uint32_t)(n + headers_len + 2);
     req->bytes_out += b->len;
@@ -402,9 +418,12 @@ static int frame_text(lx_http_conn_t *c, lx_slice_t *out, bool size_line, size_t
             return LX_ENOMEM;
     }
     lx_buf_t *f = srv->frame;
-    int n = size_line ? snprintf(lx_buf_tail(f), 32, "%zx\r\n", size)
-                      : snprintf(lx_buf_tail(f), 32, "\r\n");
-    *out = lx_slice_make(f, f->len, (size_t)n);
+    lx_strbuf_t sb = lx_strbuf_make(lx_buf_tail(f), 32);
+    if (size_line)
+        lx_strbuf_hex(&sb, size, 1);
+    LX_STRBUF_LIT(&sb, "\r\n");
+    size_t n = lx_strbuf_len(&sb, lx_buf_tail(f));
+    *out = lx_slice_make(f, f->len, n);
     f->len += (uint32_t)n;
     return 0;
 }
@@ -600,10 +619,8 @@ static void send_error_and_close(lx_http_conn_t *c, int status, const char *mess
     lx_http_request_t *r = &c->req;
     if (c->closing)
         return;
-    if (r->id_len == 0) {
-        r->id_len =
-            (uint8_t)snprintf(r->id, sizeof(r->id), "%016llx", (unsigned long long)next_id(c->srv));
-    }
+    if (r->id_len == 0)
+        format_id(c, r);
     r->keep_alive = false;
     char body[1024];
     size_t n = format_error(c->srv, body, sizeof(body), status, message);
@@ -727,8 +744,7 @@ static void set_request_id(lx_http_conn_t *c)
             return;
         }
     }
-    r->id_len =
-        (uint8_t)snprintf(r->id, sizeof(r->id), "%016llx", (unsigned long long)next_id(c->srv));
+    format_id(c, r);
 }
 
 static int on_headers_complete(llhttp_t *p)

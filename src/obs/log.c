@@ -28,12 +28,31 @@ bool lx_log_enabled(int level)
 
 void lx_log_time(char *out, size_t cap)
 {
+    /* the date and time to the second change once a second: formatted then, per thread */
+    static __thread time_t cached_sec = -1;
+    static __thread char cached[64];
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    if (tv.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&tv.tv_sec, &tm);
+        snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_sec = tv.tv_sec;
+    }
+    if (cap < 25) {
+        if (cap > 0)
+            out[0] = '\0';
+        return;
+    }
+    memcpy(out, cached, 19);
+    int ms = (int)(tv.tv_usec / 1000);
+    out[19] = '.';
+    out[20] = (char)('0' + ms / 100);
+    out[21] = (char)('0' + ms / 10 % 10);
+    out[22] = (char)('0' + ms % 10);
+    out[23] = 'Z';
+    out[24] = '\0';
 }
 
 void lx_log(int level, const char *fmt, ...)
