@@ -180,7 +180,7 @@ log_cmd "wrk -t1 -c64 -d${DUR}s -s chat.lua (POST ~300 B, answer ~500 B)"
 
 # --- 2. added latency at concurrency 1; 3. fixed rate -------------------------------------------
 for t in "${TARGETS[@]}"; do
-    out=$(taskset -c 1 $B/llmux-load rate -p "${PORT[$t]}" -c 1 -r 2000 -d "$DUR" || true)
+    out=$(taskset -c 1 $B/llmux-load seq -p "${PORT[$t]}" -d "$DUR" || true)
     R["2,$t"]=$(awk '/latency_us/{print $3" / "$5}' <<<"$out")
     R["2p50,$t"]=$(awk '/latency_us/{print $3}' <<<"$out")
     R["2p99,$t"]=$(awk '/latency_us/{print $5}' <<<"$out")
@@ -188,7 +188,33 @@ for t in "${TARGETS[@]}"; do
     R["3,$t"]=$(awk '/latency_us/{print $3" / "$5" / "$7}' <<<"$out")
     R["3p99,$t"]=$(awk '/latency_us/{print $5}' <<<"$out")
 done
-log_cmd "llmux-load rate -c 1 -r 2000 -d $DUR (closed to one connection: concurrency 1)"
+log_cmd "llmux-load seq -d $DUR (one connection, closed loop: concurrency 1)"
+
+# 2b. the same with every process on one core: no cross-core wake-ups in the path, so what
+# remains is the proxy's own cost (on this VM a wake-up across cores costs ~25 µs per hop)
+start_pinned_1() {
+    taskset -c 1 $B/llmux -c "$T/llmux1.yaml" 2>/dev/null &
+    PIDS+=($!)
+    L1=$!
+    sed "s/listen 127.0.0.1:$NGINX_PORT/listen 127.0.0.1:$((NGINX_PORT + 100))/; s#pid $T/nginx.pid#pid $T/nginx1.pid#" "$T/nginx.conf" >"$T/nginx1.conf"
+    taskset -c 1 nginx -c "$T/nginx1.conf" -g 'daemon off; master_process off;' 2>/dev/null &
+    PIDS+=($!)
+    N1=$!
+    wait_port $((LLMUX_PORT + 100))
+    wait_port $((NGINX_PORT + 100))
+}
+sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$((LLMUX_PORT + 100))/" "$T/llmux.yaml" >"$T/llmux1.yaml"
+start_pinned_1
+for t in direct llmux nginx; do
+    p=${PORT[$t]}
+    [ $t = direct ] || p=$((p + 100))
+    out=$(taskset -c 1 $B/llmux-load seq -p "$p" -d "$DUR" || true)
+    R["2b,$t"]=$(awk '/latency_us/{print $3" / "$5}' <<<"$out")
+    R["2bp50,$t"]=$(awk '/latency_us/{print $3}' <<<"$out")
+    R["2bp99,$t"]=$(awk '/latency_us/{print $5}' <<<"$out")
+done
+kill $L1 $N1 2>/dev/null || true
+log_cmd "2b: the same seq run with llmux/nginx also on core 1"
 log_cmd "llmux-load rate -c 64 -r 5000 -d $DUR (open loop, latency from the scheduled time)"
 
 # --- 4. streaming: 100 streams x 200 chunks x 100 B at 1 ms -------------------------------------
@@ -205,13 +231,13 @@ log_cmd "llmux-load stream -c 100 --chunks 200 --size 100 --interval-us 1000 [--
 # --- 5. scale: 9000 slow streams ----------------------------------------------------------------
 S5=$([ $QUICK = 1 ] && echo 2000 || echo 9000)
 for t in llmux nginx haproxy; do
-    # a fresh process, so the idle baseline is its own
+    for rate in 1000000 100000; do
+    # a fresh process for each run, so the idle baseline is its own
     case $t in
     llmux) kill $LLMUX_PID; wait $LLMUX_PID 2>/dev/null || true; start_llmux; PID[llmux]=$LLMUX_PID ;;
     nginx) kill $NGINX_PID; wait $NGINX_PID 2>/dev/null || true; start_nginx; PID[nginx]=$NGINX_PID ;;
     haproxy) kill $HAPROXY_PID; wait $HAPROXY_PID 2>/dev/null || true; start_haproxy; PID[haproxy]=$HAPROXY_PID ;;
     esac
-    for rate in 1000000 100000; do
         out=$(taskset -c 1 $B/llmux-load stream -p "${PORT[$t]}" -c $S5 --chunks 10 --size 100 --interval-us $rate --rss-pid "${PID[$t]}" || true)
         R["5-$rate,$t"]=$(awk '/streams:/{ok=$2} /rss_kb/{r=$(NF-1)} END{print ok" ok, "r" KiB/stream"}' <<<"$out")
     done
@@ -273,6 +299,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else prin
     echo "| 1. llmux/nginx throughput, CPU/req | | $(ratio "${R[1rps,llmux]}" "${R[1rps,nginx]}") , $(ratio "${R[1cpu,llmux]}" "${R[1cpu,nginx]}") | 1.00 | |"
     echo "| 2. conc. 1, p50 / p99 µs | ${R[2,direct]} | ${R[2,llmux]} | ${R[2,nginx]} | ${R[2,haproxy]} |"
     echo "| 2. added p50 / p99 µs | | $(awk -v a="${R[2p50,llmux]}" -v b="${R[2p50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[2p99,llmux]}" -v b="${R[2p99,direct]}" 'BEGIN{print a-b}') | $(awk -v a="${R[2p50,nginx]}" -v b="${R[2p50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[2p99,nginx]}" -v b="${R[2p99,direct]}" 'BEGIN{print a-b}') | $(awk -v a="${R[2p50,haproxy]}" -v b="${R[2p50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[2p99,haproxy]}" -v b="${R[2p99,direct]}" 'BEGIN{print a-b}') |"
+    echo "| 2b. conc. 1, all on one core, p50 / p99 µs | ${R[2b,direct]} | ${R[2b,llmux]} | ${R[2b,nginx]} | |"
+    echo "| 2b. added p50 / p99 µs | | $(awk -v a="${R[2bp50,llmux]}" -v b="${R[2bp50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[2bp99,llmux]}" -v b="${R[2bp99,direct]}" 'BEGIN{print a-b}') | $(awk -v a="${R[2bp50,nginx]}" -v b="${R[2bp50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[2bp99,nginx]}" -v b="${R[2bp99,direct]}" 'BEGIN{print a-b}') | |"
     echo "| 3. 5000 req/s, p50 / p99 / p99.9 µs | ${R[3,direct]} | ${R[3,llmux]} | ${R[3,nginx]} | ${R[3,haproxy]} |"
     echo "| 4. streams: TTFT p50/p99 \| chunk p50/p99 µs \| lost | ${R[4,direct]} | ${R[4,llmux]} (rewriting model: ${R[4,llmux-rewrite]}) | ${R[4,nginx]} | ${R[4,haproxy]} |"
     echo "| 5. $S5 streams, 1 chunk/s | | ${R[5-1000000,llmux]} | ${R[5-1000000,nginx]} | ${R[5-1000000,haproxy]} |"

@@ -10,6 +10,10 @@
  *       RSS of that process is sampled before the first connection and at the moment every
  *       stream is open (peak), and reported per stream.
  *
+ *   llmux-load seq    -p PORT -d SECONDS [--model ID] [--path P]
+ *       Closed loop on one connection: the next request leaves when the answer is complete,
+ *       so each latency is one request's round trip through the target (concurrency 1).
+ *
  *   llmux-load rate    -p PORT -r RATE -d SECONDS [-c CONNS] [--model ID] [--path P]
  *       Open loop: requests are scheduled at a fixed rate whatever the answers do, and each
  *       latency is measured from its scheduled time, so a stall shows up in the percentiles
@@ -342,7 +346,8 @@ static rconn_t *rconns;
 static uint64_t *lat;
 static size_t n_lat, cap_lat;
 static uint64_t sched_total, sched_sent, backlog_drops, rate_errors;
-static uint64_t *queue; /* scheduled times waiting for a free connection */
+static bool closed_loop; /* seq mode: the next request leaves when the answer is in */
+static uint64_t *queue;  /* scheduled times waiting for a free connection */
 static size_t q_head, q_tail, q_cap;
 static uv_timer_t tick;
 static uint64_t t_end;
@@ -392,16 +397,22 @@ static void rate_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         char *e = memmem(c->buf, c->len, "\r\n\r\n", 4);
         if (e == NULL)
             return;
-        char *cl = memmem(c->buf, (size_t)(e - c->buf), "Content-Length: ", 16);
+        /* header names are case-insensitive (HAProxy sends them in lower case) */
+        char save = *e;
+        *e = '\0';
+        char *cl = strcasestr(c->buf, "\ncontent-length:");
+        bool chunked = strcasestr(c->buf, "\ntransfer-encoding: chunked") != NULL;
+        *e = save;
         if (strncmp(c->buf + 9, "200", 3) != 0)
             rate_errors++;
         if (cl != NULL) {
             c->need = (size_t)(e + 4 - c->buf) + strtoul(cl + 16, NULL, 10);
-        } else if (memmem(c->buf, (size_t)(e - c->buf), "chunked", 7) != NULL) {
+        } else if (chunked) {
             c->need = SIZE_MAX; /* chunked: complete at the terminating chunk */
         } else {
             rate_errors++;
-            uv_close((uv_handle_t *)&c->tcp, NULL);
+            if (!uv_is_closing((uv_handle_t *)&c->tcp))
+                uv_close((uv_handle_t *)&c->tcp, NULL);
             c->ready = c->busy = false;
             return;
         }
@@ -419,6 +430,8 @@ static void rate_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         c->busy = false;
         c->len = 0;
         c->need = 0;
+        if (closed_loop && t < t_end)
+            rate_send(c, now_ns());
         dispatch_queue();
     }
 }
@@ -437,6 +450,16 @@ static void on_tick(uv_timer_t *t)
 {
     (void)t;
     uint64_t now = now_ns();
+    if (closed_loop) {
+        if (!rconns[0].busy && rconns[0].ready && now < t_end)
+            rate_send(&rconns[0], now);
+        if (now >= t_end && !rconns[0].busy) {
+            if (!uv_is_closing((uv_handle_t *)&rconns[0].tcp))
+                uv_close((uv_handle_t *)&rconns[0].tcp, NULL);
+            uv_close((uv_handle_t *)&tick, NULL);
+        }
+        return;
+    }
     uint64_t period = (uint64_t)(1e9 / opt.rate);
     /* schedule every request due by now, even if the previous ones are late */
     while (t_begin + sched_total * period <= now && t_begin + sched_total * period < t_end) {
@@ -495,10 +518,14 @@ static int run_rate(void)
     uv_timer_start(&tick, on_tick, 0, 1);
     uv_run(loop, UV_RUN_DEFAULT);
     qsort(lat, n_lat, sizeof(*lat), cmp_u64);
-    printf("rate: %.0f req/s scheduled for %.1f s: %llu scheduled, %llu answered, %llu errors, "
-           "%llu dropped\n",
-           opt.rate, opt.seconds, (unsigned long long)sched_total, (unsigned long long)n_lat,
-           (unsigned long long)rate_errors, (unsigned long long)backlog_drops);
+    if (closed_loop)
+        printf("seq: %llu requests in %.1f s on one connection, %llu errors\n",
+               (unsigned long long)n_lat, opt.seconds, (unsigned long long)rate_errors);
+    else
+        printf("rate: %.0f req/s scheduled for %.1f s: %llu scheduled, %llu answered, %llu "
+               "errors, %llu dropped\n",
+               opt.rate, opt.seconds, (unsigned long long)sched_total, (unsigned long long)n_lat,
+               (unsigned long long)rate_errors, (unsigned long long)backlog_drops);
     printf("latency_us: p50 %.0f p99 %.0f p99.9 %.0f max %.0f\n", pct(lat, n_lat, 50),
            pct(lat, n_lat, 99), pct(lat, n_lat, 99.9), pct(lat, n_lat, 100));
     return rate_errors == 0 ? 0 : 1;
@@ -577,7 +604,12 @@ int main(int argc, char **argv)
         rc = run_stream();
     else if (strcmp(opt.mode, "rate") == 0)
         rc = run_rate();
-    else
+    else if (strcmp(opt.mode, "seq") == 0) {
+        closed_loop = true;
+        opt.conns = 1;
+        opt.rate = 1;
+        rc = run_rate();
+    } else
         usage();
     uv_run(loop, UV_RUN_NOWAIT);
     return rc;
