@@ -45,13 +45,6 @@ const char *lx_api_error_type(int status);
 const char *lx_api_error_default_type(int status);
 
 /*
- * The HTTP reason phrase for <status> ("OK", "Bad Request", "Gateway Timeout", ...). Covers every
- * status llmux emits; an unknown status gets its class's phrase ("Client Error",
- * "Server Error", ...). Never NULL.
- */
-const char *lx_api_error_reason(int status);
-
-/*
  * JSON-escapes <len> bytes of <s> into <out> for use between double quotes: '"' and '\\'
  * escaped, \b \f \n \r \t short escapes, other bytes below 0x20 and 0x7f as \u00XX, valid UTF-8
  * copied, each byte of an invalid UTF-8 sequence replaced by U+FFFD (EF BF BD). Writes only

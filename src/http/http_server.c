@@ -289,10 +289,14 @@ const char *lx_http_reason(int status)
     switch (status) {
     case 100:
         return "Continue";
+    case 101:
+        return "Switching Protocols";
     case 200:
         return "OK";
     case 201:
         return "Created";
+    case 202:
+        return "Accepted";
     case 204:
         return "No Content";
     case 301:
@@ -301,6 +305,10 @@ const char *lx_http_reason(int status)
         return "Found";
     case 304:
         return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
     case 401:
@@ -313,20 +321,28 @@ const char *lx_http_reason(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
     case 408:
         return "Request Timeout";
     case 409:
         return "Conflict";
     case 411:
         return "Length Required";
+    case 412:
+        return "Precondition Failed";
     case 413:
-        return "Content Too Large";
+        return "Payload Too Large";
     case 414:
         return "URI Too Long";
     case 415:
         return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
     case 422:
-        return "Unprocessable Content";
+        return "Unprocessable Entity";
+    case 426:
+        return "Upgrade Required";
     case 429:
         return "Too Many Requests";
     case 431:
@@ -345,6 +361,24 @@ const char *lx_http_reason(int status)
         return "Gateway Timeout";
     case 505:
         return "HTTP Version Not Supported";
+    case 524:
+        return "A Timeout Occurred";
+    case 529:
+        return "Site Overloaded";
+    default:
+        break;
+    }
+    switch (status / 100) {
+    case 1:
+        return "Informational";
+    case 2:
+        return "Success";
+    case 3:
+        return "Redirection";
+    case 4:
+        return "Client Error";
+    case 5:
+        return "Server Error";
     default:
         return "Unknown";
     }

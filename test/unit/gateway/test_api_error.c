@@ -12,6 +12,7 @@
 
 #include "core/status.h"
 #include "gateway/api_error.h"
+#include "http/http_server.h"
 #include "gateway/body.h"
 
 static const struct {
@@ -59,7 +60,7 @@ static void test_every_status(void **state)
         int st = table[i].status;
         assert_string_equal(lx_api_error_type(st), table[i].type);
         assert_string_equal(lx_api_error_default_type(st), table[i].error_type);
-        assert_string_equal(lx_api_error_reason(st), table[i].reason);
+        assert_string_equal(lx_http_reason(st), table[i].reason);
         char buf[512], want[512];
         int n = lx_api_error_format(buf, sizeof(buf), st, NULL, "boom", 4);
         snprintf(want, sizeof(want),
@@ -70,11 +71,11 @@ static void test_every_status(void **state)
         assert_int_equal(n, (int)strlen(want));
         assert_json(buf, (size_t)n);
     }
-    assert_string_equal(lx_api_error_reason(200), "OK");
-    assert_string_equal(lx_api_error_reason(100), "Continue");
-    assert_string_equal(lx_api_error_reason(204), "No Content");
-    assert_string_equal(lx_api_error_reason(299), "Success");
-    assert_string_equal(lx_api_error_reason(0), "Unknown");
+    assert_string_equal(lx_http_reason(200), "OK");
+    assert_string_equal(lx_http_reason(100), "Continue");
+    assert_string_equal(lx_http_reason(204), "No Content");
+    assert_string_equal(lx_http_reason(299), "Success");
+    assert_string_equal(lx_http_reason(0), "Unknown");
     assert_string_equal(lx_api_error_default_type(200), "unmapped");
 }
 
