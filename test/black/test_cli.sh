@@ -54,4 +54,22 @@ want=$(printf 'sk-abc' | sha256sum | cut -d' ' -f1)
 got=$(printf 'sk-abc\n' | "$LLMUX" hash-key)
 [ "$got" = "$want" ] || fail "hash-key: $got != $want"
 printf '' | "$LLMUX" hash-key >/dev/null 2>&1 && fail "empty key accepted"
+# auth: none beyond loopback starts, with a warning
+port=$(free_port)
+cat >"$TMP/open.yaml" <<YAML
+listen: 0.0.0.0:$port
+workers: 1
+providers:
+  - {name: p, base_url: "http://127.0.0.1:9/v1"}
+models:
+  - {id: a/b, context_length: 4096, providers: [{provider: p}]}
+auth: none
+log: {access_log: off}
+YAML
+"$LLMUX" -c "$TMP/open.yaml" 2>"$TMP/open.err" &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$port/healthz"
+grep -q "auth: none while listening on 0.0.0.0:$port" "$TMP/open.err" || fail "no warning: $(cat "$TMP/open.err")"
+# once, at start
+grep -c 'auth: none' "$TMP/open.err" | grep -qx 1 || fail "warned more than once"
 echo "test_cli: ok"
