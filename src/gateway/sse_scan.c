@@ -538,6 +538,39 @@ static void data_byte(lx_sse_scan_t *s, out_ctx_t *c, size_t i, char ch)
     }
 }
 
+/* Bytes that change no state outside a string once a value has started: digits, letters,
+ * signs, points, whitespace (numbers and literals; everything but "{}[]:, ). */
+static const uint8_t json_inert[256] = {
+    [' '] = 1, ['\t'] = 1, ['\r'] = 1, ['\n'] = 1, ['-'] = 1, ['+'] = 1, ['.'] = 1,
+    ['0'] = 1, ['1'] = 1,  ['2'] = 1,  ['3'] = 1,  ['4'] = 1, ['5'] = 1, ['6'] = 1,
+    ['7'] = 1, ['8'] = 1,  ['9'] = 1,  ['a'] = 1,  ['e'] = 1, ['f'] = 1, ['l'] = 1,
+    ['n'] = 1, ['r'] = 1,  ['s'] = 1,  ['t'] = 1,  ['u'] = 1, ['E'] = 1,
+};
+
+/*
+ * A plain JSON body (json_mode): from index <i>, skips what cannot change the scanner's
+ * state -- the inside of a value string up to its next quote or backslash, and the rest of a
+ * number or literal -- and returns the index of the next byte that needs the full step.
+ * Skipped bytes stay in the forwarded run, so the output is unchanged.
+ */
+static size_t json_run(const lx_sse_scan_t *s, const char *data, size_t len, size_t i)
+{
+    if (s->capturing || s->skipping || s->fr_pending)
+        return i;
+    if (s->in_str) {
+        if (s->esc || s->str_key)
+            return i;
+        while (i < len && data[i] != '"' && data[i] != '\\')
+            i++;
+        return i;
+    }
+    if (s->want_val || s->choices == CH_OPENED)
+        return i;
+    while (i < len && json_inert[(unsigned char)data[i]])
+        i++;
+    return i;
+}
+
 static bool is_plain(char ch)
 {
     return ch != '"' && ch != '\\' && ch != '\r' && ch != '\n';
@@ -624,8 +657,11 @@ int lx_sse_scan_feed(lx_sse_scan_t *s, lx_buf_t *b, const char *data, size_t len
         }
 
         if (s->json_mode) {
-            data_byte(s, &c, i, ch);
-            i++;
+            i = json_run(s, data, len, i);
+            if (i < len) {
+                data_byte(s, &c, i, data[i]);
+                i++;
+            }
             continue;
         }
         if (s->after_cr) {

@@ -782,6 +782,71 @@ static void test_malformed_and_errors(void **state)
     lx_buf_unref(b);
 }
 
+/* A plain JSON answer (json mode): split at every byte, the first top-level model is rewritten,
+ * every other byte passes, usage is observed, nested "model" keys and strings are untouched. */
+static void test_json_mode(void **state)
+{
+    (void)state;
+    static const char in[] =
+        "{\"id\":\"c-1\",\"object\":\"chat.completion\",\"created\":17,\"model\" : \"up-a\","
+        "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+        "\"say \\\"model\\\": 1 and {\\\"usage\\\":{}}\",\"model\":\"inner\"},"
+        "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":34,"
+        "\"total_tokens\":46,\"prompt_tokens_details\":{\"cached_tokens\":5}},\"x\":-1.5e3}";
+    static const char want[] =
+        "{\"id\":\"c-1\",\"object\":\"chat.completion\",\"created\":17,\"model\" : \"pub/id\","
+        "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+        "\"say \\\"model\\\": 1 and {\\\"usage\\\":{}}\",\"model\":\"inner\"},"
+        "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":34,"
+        "\"total_tokens\":46,\"prompt_tokens_details\":{\"cached_tokens\":5}},\"x\":-1.5e3}";
+    size_t len = sizeof(in) - 1;
+    for (size_t cut = 0; cut <= len; cut++) {
+        lx_sse_scan_t sc;
+        assert_int_equal(lx_sse_scan_init_json(&sc, "pub/id", 6), 0);
+        str_t got = {0};
+        str_add(&got, "", 0);
+        size_t bounds[3] = {0, cut, len};
+        for (int piece = 0; piece < 2; piece++) {
+            size_t plen = bounds[piece + 1] - bounds[piece];
+            lx_buf_t *b = lx_buf_new(plen + 1);
+            assert_non_null(b);
+            memcpy(b->data, in + bounds[piece], plen);
+            b->len = (uint32_t)plen;
+            size_t done = 0;
+            while (done < plen) {
+                lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
+                size_t used = 0;
+                int n = lx_sse_scan_feed(&sc, b, b->data + done, plen - done, out,
+                                         LX_SSE_SCAN_MAX_OUT, &used);
+                assert_true(n >= 0 && used > 0);
+                for (int k = 0; k < n; k++) {
+                    str_add(&got, lx_slice_ptr(&out[k]), out[k].len);
+                    lx_buf_unref(out[k].buf);
+                }
+                done += used;
+            }
+            assert_int_equal(b->refcnt, 1);
+            lx_buf_unref(b);
+        }
+        lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
+        int n = lx_sse_scan_flush(&sc, out, LX_SSE_SCAN_MAX_OUT);
+        for (int k = 0; k < n; k++) {
+            str_add(&got, lx_slice_ptr(&out[k]), out[k].len);
+            lx_buf_unref(out[k].buf);
+        }
+        assert_int_equal(got.len, sizeof(want) - 1);
+        assert_memory_equal(got.p, want, got.len);
+        assert_true(sc.has_usage);
+        assert_int_equal(sc.prompt_tokens, 12);
+        assert_int_equal(sc.completion_tokens, 34);
+        assert_int_equal(sc.total_tokens, 46);
+        assert_int_equal(sc.cached_tokens, 5);
+        assert_int_equal(sc.events, 0);
+        lx_sse_scan_dispose(&sc);
+        free(got.p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -798,6 +863,7 @@ int main(void)
         cmocka_unit_test(test_hold_overflow),
         cmocka_unit_test(test_usage_limits),
         cmocka_unit_test(test_malformed_and_errors),
+        cmocka_unit_test(test_json_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
