@@ -637,6 +637,20 @@ int lx_sse_scan_feed(lx_sse_scan_t *s, lx_buf_t *b, const char *data, size_t len
     LX_ASSERT(data >= b->data && (size_t)(data - b->data) + len <= b->cap);
     out_ctx_t c = {out, 0, max_out, b, (size_t)(data - b->data), 0, !s->skipping};
     size_t i = 0;
+    if (s->json_mode) {
+        /* a plain JSON answer: no framing, nothing held; runs that change nothing skipped */
+        while (i < len && c.n + 8 <= max_out) {
+            i = json_run(s, data, len, i);
+            if (i < len) {
+                data_byte(s, &c, i, data[i]);
+                i++;
+            }
+        }
+        cut(s, &c, i);
+        s->bytes_in += i;
+        *used = i;
+        return (int)c.n;
+    }
     while (i < len) {
         if (c.n + reserve(s) > max_out)
             break;
@@ -656,14 +670,6 @@ int lx_sse_scan_feed(lx_sse_scan_t *s, lx_buf_t *b, const char *data, size_t len
             continue;
         }
 
-        if (s->json_mode) {
-            i = json_run(s, data, len, i);
-            if (i < len) {
-                data_byte(s, &c, i, data[i]);
-                i++;
-            }
-            continue;
-        }
         if (s->after_cr) {
             s->after_cr = false;
             if (ch == '\n') { /* the LF of a CRLF: the line already ended */
