@@ -22,11 +22,6 @@ static inline bool lx_list_is_empty(const lx_list_t *h)
     return h->next == h;
 }
 
-static inline bool lx_list_is_linked(const lx_list_t *n)
-{
-    return n->next != NULL && n->next != n;
-}
-
 static inline void lx_list_insert_head(lx_list_t *h, lx_list_t *n)
 {
     n->next = h->next;

@@ -637,11 +637,6 @@ void lx_http_server_respond_error(lx_http_request_t *req, int status, const char
     lx_http_server_respond(req, status, head, (size_t)hn, body, n);
 }
 
-size_t lx_http_server_queued(const lx_http_request_t *req)
-{
-    return req->conn->stream.queued;
-}
-
 const lx_http_header_t *lx_http_request_header(const lx_http_request_t *req, const char *name)
 {
     return lx_http_head_find(&req->head, name, strlen(name));

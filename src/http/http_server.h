@@ -130,9 +130,6 @@ void lx_http_server_respond(lx_http_request_t *req, int status, const char *head
 void lx_http_server_respond_error(lx_http_request_t *req, int status, const char *headers,
                                   const char *message);
 
-/* Bytes queued towards the client and not yet written. */
-size_t lx_http_server_queued(const lx_http_request_t *req);
-
 /* First request header named <name>, or NULL. */
 const lx_http_header_t *lx_http_request_header(const lx_http_request_t *req, const char *name);
 

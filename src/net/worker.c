@@ -64,11 +64,6 @@ int lx_worker_start(lx_worker_t *w)
     return uv_thread_create(&w->thread, run, w);
 }
 
-void lx_worker_run(lx_worker_t *w)
-{
-    run(w);
-}
-
 void lx_worker_join(lx_worker_t *w)
 {
     uv_thread_join(&w->thread);

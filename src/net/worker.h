@@ -61,9 +61,6 @@ int lx_worker_init(lx_worker_t *w, unsigned id);
 /* Runs <w> on a new thread: on_start(w), the loop until no handle is left, on_stop(w). */
 int lx_worker_start(lx_worker_t *w);
 
-/* Runs <w> on the calling thread (tests that drive one worker in-process). */
-void lx_worker_run(lx_worker_t *w);
-
 /* Joins the worker's thread. */
 void lx_worker_join(lx_worker_t *w);
 

@@ -388,25 +388,33 @@ static void on_timer_closed(uv_handle_t *h)
         px->ops->on_free(px);
 }
 
+/* The client-facing status and a readable message for a failure: the provider's own error
+ * answer (<answered>: its status and the reason from its body), or what went wrong on the way
+ * (<code>). */
+static int describe_failure(lx_proxy_t *px, bool answered, int code, char *msg, size_t cap)
+{
+    if (!answered) {
+        failure_message(px, code, msg, cap);
+        return lx_proxy_status_for(code);
+    }
+    char reason[768] = "";
+    if (px->ops->describe_error != NULL)
+        px->ops->describe_error(px, px->upstream_status, px->err_body, px->err_len, reason,
+                                sizeof(reason));
+    snprintf(msg, cap, "%s%s returned HTTP %d%s%s",
+             px->upstream_name != NULL ? "provider " : "upstream",
+             px->upstream_name != NULL ? px->upstream_name : "", px->upstream_status,
+             reason[0] != '\0' ? ": " : "", reason);
+    return upstream_error_status(px->upstream_status);
+}
+
 /* Ends a committed response that failed: a final error piece (an SSE error event) and a clean
  * end when the response can carry one, else a cut connection. */
 static void end_cut(lx_proxy_t *px, int code)
 {
     lx_http_request_t *req = px->req;
-    int status = px->upstream_status >= 400 ? upstream_error_status(px->upstream_status)
-                                            : lx_proxy_status_for(code);
     char msg[1024], ev[2048];
-    if (px->upstream_status >= 400) {
-        char reason[768] = "";
-        if (px->ops->describe_error != NULL)
-            px->ops->describe_error(px, px->upstream_status, px->err_body, px->err_len, reason,
-                                    sizeof(reason));
-        snprintf(msg, sizeof(msg), "provider %s returned HTTP %d%s%s",
-                 px->upstream_name != NULL ? px->upstream_name : "", px->upstream_status,
-                 reason[0] != '\0' ? ": " : "", reason);
-    } else {
-        failure_message(px, code, msg, sizeof(msg));
-    }
+    int status = describe_failure(px, px->upstream_status >= 400, code, msg, sizeof(msg));
     size_t n =
         px->ops->format_cut != NULL ? px->ops->format_cut(px, status, msg, ev, sizeof(ev)) : 0;
     px->cut = true;
@@ -460,24 +468,11 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
     } else {
         char msg[1024];
         char extra[64] = "";
-        int status;
-        if (code == 0 && px->upstream_status >= 400) {
-            status = upstream_error_status(px->upstream_status);
-            char reason[768] = "";
-            if (px->ops->describe_error != NULL)
-                px->ops->describe_error(px, px->upstream_status, px->err_body, px->err_len, reason,
-                                        sizeof(reason));
-            snprintf(msg, sizeof(msg), "%s%s returned HTTP %d%s%s",
-                     px->upstream_name != NULL ? "provider " : "upstream",
-                     px->upstream_name != NULL ? px->upstream_name : "", px->upstream_status,
-                     reason[0] != '\0' ? ": " : "", reason);
-            if (px->upstream_status == 429 && px->hc.retry_after >= 0)
-                snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
-                         (long long)px->hc.retry_after);
-        } else {
-            status = lx_proxy_status_for(code);
-            failure_message(px, code, msg, sizeof(msg));
-        }
+        /* a failure on the way (code != 0) outranks an error body collected so far */
+        bool answered = code == 0 && px->upstream_status >= 400;
+        int status = describe_failure(px, answered, code, msg, sizeof(msg));
+        if (answered && px->upstream_status == 429 && px->hc.retry_after >= 0)
+            snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", (long long)px->hc.retry_after);
         px->client_status = status;
         if (px->ops->on_finish != NULL)
             px->ops->on_finish(px, code);
