@@ -258,6 +258,34 @@ static void test_duration_errors(void **state)
     free(errs);
 }
 
+/* The stream section: defaults, every key, and each refusal with its position. */
+static void test_stream_section(void **state)
+{
+    (void)state;
+    lx_config_t *cfg = parse_ok(MINIMAL "auth: none\n");
+    assert_int_equal(cfg->stream_keepalive_interval_ms, 15000);
+    assert_int_equal(cfg->stream_keepalive_delay_ms, 2000);
+    assert_false(cfg->stream_early_commit);
+    assert_false(cfg->stream_always_send_usage);
+    lx_config_unref(cfg);
+    cfg = parse_ok(MINIMAL "auth: none\nstream:\n  keepalive_interval: 5s\n"
+                           "  keepalive_delay: 250ms\n  early_commit: true\n"
+                           "  always_send_usage: yes\n");
+    assert_int_equal(cfg->stream_keepalive_interval_ms, 5000);
+    assert_int_equal(cfg->stream_keepalive_delay_ms, 250);
+    assert_true(cfg->stream_early_commit);
+    assert_true(cfg->stream_always_send_usage);
+    lx_config_unref(cfg);
+    char *errs = parse_bad(MINIMAL "auth: none\nstream:\n  early_commit: maybe\n");
+    assert_string_equal(errs, "t.yaml:12:17: stream.early_commit: expected true or false\n");
+    free(errs);
+    expect_error(MINIMAL "auth: none\nstream:\n  keepalive_interval: 15\n",
+                 "stream.keepalive_interval: a duration needs a unit");
+    expect_error(MINIMAL "auth: none\nstream:\n  keepalive_delay: 0s\n", "stream.keepalive_delay");
+    expect_error(MINIMAL "auth: none\nstream:\n  keepalives: 1s\n", "unknown key 'keepalives'");
+    expect_error(MINIMAL "auth: none\nstream: [1]\n", "stream: expected a mapping");
+}
+
 static void test_size_errors(void **state)
 {
     (void)state;
@@ -841,6 +869,7 @@ int main(void)
         cmocka_unit_test(test_find_model),
         cmocka_unit_test(test_dump),
         cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_stream_section),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
