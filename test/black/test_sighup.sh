@@ -47,4 +47,4 @@ for _ in 1 2 3 4 5 6; do
     [ "$(status old/model)" = 404 ] || fail "old model still served after reload"
 done
 kill -0 $lpid || fail "llmux exited on reload"
-echo "test_reload: ok"
+echo "test_sighup: ok"
