@@ -85,6 +85,9 @@ static void dump_provider(const lx_config_t *cfg, const lx_config_provider_t *pv
                  b, sizeof(b)),
         duration(pv->idle_timeout_ms ? pv->idle_timeout_ms : cfg->upstream_idle_timeout_ms, c,
                  sizeof(c)));
+    fprintf(out, "    data_collection: %s, zdr: %s, probe: %s\n",
+            pv->data_collection_deny ? "deny" : "allow", pv->zdr ? "yes" : "no",
+            pv->probe_path != NULL ? pv->probe_path : "off");
 }
 
 static void dump_model(const lx_config_t *cfg, const lx_config_model_t *m, FILE *out)
@@ -96,6 +99,12 @@ static void dump_model(const lx_config_t *cfg, const lx_config_model_t *m, FILE 
         fprintf(out, "    -> %s as %s, $%g prompt / $%g completion per 1M tokens\n",
                 cfg->providers[r->provider].name, r->upstream_model, r->price_prompt,
                 r->price_completion);
+        if (r->n_parameters > 0) {
+            fprintf(out, "       parameters:");
+            for (size_t j = 0; j < r->n_parameters; j++)
+                fprintf(out, " %s", r->parameters[j]);
+            fprintf(out, "\n");
+        }
     }
 }
 
@@ -152,4 +161,18 @@ void lx_config_dump(const lx_config_t *cfg, FILE *out)
             "always_send_usage %s\n",
             ka, kd, cfg->stream_early_commit ? "on" : "off",
             cfg->stream_always_send_usage ? "on" : "off");
+    fprintf(out, "routing: %s, max_attempts %u, deadline %s, session_ttl %s\n",
+            cfg->routing_strategy == LX_CONFIG_ROUTING_ROUND_ROBIN ? "round_robin" : "health",
+            cfg->routing_max_attempts, duration(cfg->routing_deadline_ms, a, sizeof(a)),
+            duration(cfg->routing_session_ttl_ms, b, sizeof(b)));
+    fprintf(out,
+            "health: rescore every %s over %s, breaker after %u failures for %s (up to %s), "
+            "probes every %s, exploration %g\n",
+            duration(cfg->health_rescore_interval_ms, a, sizeof(a)),
+            duration(cfg->health_window_ms, b, sizeof(b)), cfg->health_breaker_failures,
+            duration(cfg->health_breaker_cooldown_ms, c, sizeof(c)),
+            duration(cfg->health_breaker_max_cooldown_ms, d, sizeof(d)),
+            duration(cfg->health_probe_interval_ms, e, sizeof(e)), cfg->health_exploration);
+    fprintf(out, "admin: %s, /metrics %s\n", cfg->admin_enabled ? "on (key set)" : "off",
+            cfg->metrics_public ? "public" : "behind the admin key");
 }

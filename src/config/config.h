@@ -49,6 +49,10 @@ typedef struct lx_config_provider {
     uint64_t connect_timeout_ms;
     uint64_t first_byte_timeout_ms;
     uint64_t idle_timeout_ms;
+    /* Routing filters a request may ask for (`provider.data_collection: deny`, `zdr: true`). */
+    bool data_collection_deny; /* `data_collection: deny`: prompts are not stored or trained on */
+    bool zdr;                  /* zero data retention */
+    char *probe_path;          /* active health probe: GET of this path, NULL when off */
 } lx_config_provider_t;
 
 /* One provider serving a model. */
@@ -57,6 +61,8 @@ typedef struct lx_config_route {
     char *upstream_model;    /* model name sent upstream; the public id when not given */
     double price_prompt;     /* USD per million prompt tokens */
     double price_completion; /* USD per million completion tokens */
+    char **parameters;       /* request parameters it supports (require_parameters); */
+    size_t n_parameters;     /* ... NULL and 0 when not listed: everything */
 } lx_config_route_t;
 
 typedef struct lx_config_model {
@@ -72,6 +78,11 @@ typedef struct lx_config_key {
     char *name;
     uint8_t digest[32]; /* SHA-256 of the key */
 } lx_config_key_t;
+
+enum lx_config_strategy {
+    LX_CONFIG_ROUTING_HEALTH,     /* health, price and preferences decide (the default) */
+    LX_CONFIG_ROUTING_ROUND_ROBIN /* plain rotation, no health: for comparisons */
+};
 
 typedef struct lx_config {
     atomic_uint refcount;
@@ -107,6 +118,26 @@ typedef struct lx_config {
     uint64_t stream_keepalive_delay_ms;    /* the first one after, default 2s */
     bool stream_early_commit;              /* answer 200 before the upstream does (keep-alives) */
     bool stream_always_send_usage;         /* keep the usage chunk llmux asked for, as OpenRouter */
+
+    /* Routing (`routing`): */
+    enum lx_config_strategy routing_strategy;
+    uint32_t routing_max_attempts;   /* attempts per request, default 3 */
+    uint64_t routing_deadline_ms;    /* all attempts of one request, default 90s */
+    uint64_t routing_session_ttl_ms; /* session stickiness after the last use, default 10m */
+
+    /* The provider health table (`health`): */
+    uint64_t health_rescore_interval_ms;     /* default 5m */
+    uint64_t health_window_ms;               /* default 15m */
+    uint32_t health_breaker_failures;        /* consecutive failures that eject, default 5 */
+    uint64_t health_breaker_cooldown_ms;     /* first ejection, doubled on each repeat: 10s */
+    uint64_t health_breaker_max_cooldown_ms; /* default 5m */
+    uint64_t health_probe_interval_ms;       /* active probes of idle endpoints, default 30s */
+    double health_exploration;               /* share of traffic for rows without data: 0.05 */
+
+    /* The admin API (`admin`): the /admin/ routes need this key; absent: they answer 404. */
+    bool admin_enabled;
+    uint8_t admin_digest[32];
+    bool metrics_public; /* /metrics without the admin key (default true) */
 
     char *access_log; /* path, "-" for stdout (default), NULL when `access_log: off` */
     int log_level;    /* 0 error, 1 warn, 2 info (default), 3 debug */

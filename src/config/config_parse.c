@@ -328,6 +328,19 @@ static void get_size(parser_t *p, yaml_node_t *n, const char *what, uint64_t min
     *out = bytes;
 }
 
+static void get_bool(parser_t *p, yaml_node_t *n, const char *what, bool *out)
+{
+    const char *s = scalar(p, n, what);
+    if (s == NULL)
+        return;
+    if (strcmp(s, "true") == 0 || strcmp(s, "yes") == 0 || strcmp(s, "on") == 0)
+        *out = true;
+    else if (strcmp(s, "false") == 0 || strcmp(s, "no") == 0 || strcmp(s, "off") == 0)
+        *out = false;
+    else
+        REPORT(p, n, "%s: expected true or false", what);
+}
+
 /* A name usable in headers, metrics and logs: [A-Za-z0-9._-], 1..64 characters. */
 static const char *get_name(parser_t *p, yaml_node_t *n, const char *what)
 {
@@ -686,7 +699,8 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
     field_t f[] = {{"name", true, NULL, NULL},       {"base_url", true, NULL, NULL},
                    {"endpoints", false, NULL, NULL}, {"api_key", false, NULL, NULL},
                    {"headers", false, NULL, NULL},   {"max_connections", false, NULL, NULL},
-                   {"timeouts", false, NULL, NULL}};
+                   {"timeouts", false, NULL, NULL},  {"data_collection", false, NULL, NULL},
+                   {"zdr", false, NULL, NULL},       {"probe", false, NULL, NULL}};
     char where[32], what[64], buf[80];
     const char *why;
     uint64_t v;
@@ -738,6 +752,22 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
         pv->max_connections = (uint32_t)v;
     if (f[6].value != NULL)
         parse_provider_timeouts(p, pv, f[6].value, where);
+    if (f[7].value != NULL) {
+        const char *s = scalar(p, f[7].value, join(what, sizeof(what), where, "data_collection"));
+        if (s != NULL && strcmp(s, "deny") == 0)
+            pv->data_collection_deny = true;
+        else if (s != NULL && strcmp(s, "allow") != 0)
+            REPORT(p, f[7].value, "%s: expected allow or deny", what);
+    }
+    if (f[8].value != NULL)
+        get_bool(p, f[8].value, join(what, sizeof(what), where, "zdr"), &pv->zdr);
+    if (f[9].value != NULL) {
+        const char *s = scalar(p, f[9].value, join(what, sizeof(what), where, "probe"));
+        if (s != NULL && (s[0] != '/' || strlen(s) > 512 || strpbrk(s, " \t\r\n") != NULL))
+            REPORT(p, f[9].value, "%s: expected a path starting with '/' (\"/v1/models\")", what);
+        else if (s != NULL)
+            pv->probe_path = copy(p, s);
+    }
 }
 
 static void parse_providers(parser_t *p, yaml_node_t *n)
@@ -780,8 +810,10 @@ static void parse_route(parser_t *p, lx_config_model_t *m, const char *model_whe
 {
     const lx_config_t *cfg = p->cfg;
     lx_config_route_t *r = &m->routes[m->n_routes];
-    field_t f[] = {
-        {"provider", true, NULL, NULL}, {"model", false, NULL, NULL}, {"price", false, NULL, NULL}};
+    field_t f[] = {{"provider", true, NULL, NULL},
+                   {"model", false, NULL, NULL},
+                   {"price", false, NULL, NULL},
+                   {"parameters", false, NULL, NULL}};
     char where[96], what[128], buf[80];
     bool ok = true;
 
@@ -815,6 +847,17 @@ static void parse_route(parser_t *p, lx_config_model_t *m, const char *model_whe
     }
     if (f[2].value != NULL)
         parse_price(p, r, f[2].value, where);
+    if (f[3].value != NULL &&
+        sequence(p, f[3].value, join(what, sizeof(what), where, "parameters"), true)) {
+        yaml_node_t *list = f[3].value;
+        r->parameters = alloc(p, seq_len(list), sizeof(*r->parameters));
+        for (size_t i = 0; r->parameters != NULL && i < seq_len(list); i++) {
+            yaml_node_t *item = node(p, list->data.sequence.items.start[i]);
+            const char *name = item != NULL ? get_name(p, item, what) : NULL;
+            if (name != NULL)
+                r->parameters[r->n_parameters++] = copy(p, name);
+        }
+    }
     if (!ok)
         return;
     for (size_t j = 0; j < m->n_routes; j++) {
@@ -1054,19 +1097,6 @@ static void parse_log(parser_t *p, yaml_node_t *n)
     }
 }
 
-static void get_bool(parser_t *p, yaml_node_t *n, const char *what, bool *out)
-{
-    const char *s = scalar(p, n, what);
-    if (s == NULL)
-        return;
-    if (strcmp(s, "true") == 0 || strcmp(s, "yes") == 0 || strcmp(s, "on") == 0)
-        *out = true;
-    else if (strcmp(s, "false") == 0 || strcmp(s, "no") == 0 || strcmp(s, "off") == 0)
-        *out = false;
-    else
-        REPORT(p, n, "%s: expected true or false", what);
-}
-
 static void parse_stream(parser_t *p, yaml_node_t *n)
 {
     lx_config_t *cfg = p->cfg;
@@ -1089,6 +1119,105 @@ static void parse_stream(parser_t *p, yaml_node_t *n)
         get_bool(p, f[3].value, "stream.always_send_usage", &cfg->stream_always_send_usage);
 }
 
+/* ---- routing, health, admin ------------------------------------------------------------------ */
+
+static void parse_routing(parser_t *p, yaml_node_t *n)
+{
+    lx_config_t *cfg = p->cfg;
+    field_t f[] = {{"strategy", false, NULL, NULL},
+                   {"max_attempts", false, NULL, NULL},
+                   {"deadline", false, NULL, NULL},
+                   {"session_ttl", false, NULL, NULL}};
+    uint64_t v;
+
+    if (!read_map(p, n, "routing", f, LX_ARRAY_SIZE(f)))
+        return;
+    if (f[0].value != NULL) {
+        const char *s = scalar(p, f[0].value, "routing.strategy");
+        if (s != NULL && strcmp(s, "health") == 0)
+            cfg->routing_strategy = LX_CONFIG_ROUTING_HEALTH;
+        else if (s != NULL && strcmp(s, "round_robin") == 0)
+            cfg->routing_strategy = LX_CONFIG_ROUTING_ROUND_ROBIN;
+        else if (s != NULL)
+            REPORT(p, f[0].value, "routing.strategy: expected health or round_robin");
+    }
+    if (f[1].value != NULL && get_uint(p, f[1].value, "routing.max_attempts", 1, 16, &v))
+        cfg->routing_max_attempts = (uint32_t)v;
+    if (f[2].value != NULL)
+        get_duration(p, f[2].value, "routing.deadline", false, &cfg->routing_deadline_ms);
+    if (f[3].value != NULL)
+        get_duration(p, f[3].value, "routing.session_ttl", true, &cfg->routing_session_ttl_ms);
+}
+
+static void parse_health(parser_t *p, yaml_node_t *n)
+{
+    lx_config_t *cfg = p->cfg;
+    field_t f[] = {
+        {"rescore_interval", false, NULL, NULL},     {"window", false, NULL, NULL},
+        {"breaker_failures", false, NULL, NULL},     {"breaker_cooldown", false, NULL, NULL},
+        {"breaker_max_cooldown", false, NULL, NULL}, {"probe_interval", false, NULL, NULL},
+        {"exploration", false, NULL, NULL}};
+    uint64_t v;
+
+    if (!read_map(p, n, "health", f, LX_ARRAY_SIZE(f)))
+        return;
+    if (f[0].value != NULL)
+        get_duration(p, f[0].value, "health.rescore_interval", false,
+                     &cfg->health_rescore_interval_ms);
+    if (f[1].value != NULL)
+        get_duration(p, f[1].value, "health.window", false, &cfg->health_window_ms);
+    if (f[2].value != NULL && get_uint(p, f[2].value, "health.breaker_failures", 1, 1000, &v))
+        cfg->health_breaker_failures = (uint32_t)v;
+    if (f[3].value != NULL)
+        get_duration(p, f[3].value, "health.breaker_cooldown", false,
+                     &cfg->health_breaker_cooldown_ms);
+    if (f[4].value != NULL)
+        get_duration(p, f[4].value, "health.breaker_max_cooldown", false,
+                     &cfg->health_breaker_max_cooldown_ms);
+    if (f[5].value != NULL)
+        get_duration(p, f[5].value, "health.probe_interval", true, &cfg->health_probe_interval_ms);
+    if (f[6].value != NULL) {
+        const char *s = scalar(p, f[6].value, "health.exploration");
+        char *end = NULL;
+        double d = s != NULL ? strtod(s, &end) : 0;
+        if (s != NULL && (end == s || *end != '\0' || !(d >= 0 && d <= 0.5)))
+            REPORT(p, f[6].value, "health.exploration: expected a number from 0 to 0.5");
+        else if (s != NULL)
+            cfg->health_exploration = d;
+    }
+    if (cfg->health_window_ms < cfg->health_rescore_interval_ms)
+        REPORT(p,
+               f[1].value != NULL   ? f[1].value
+               : f[0].value != NULL ? f[0].value
+                                    : n,
+               "health.window: must be at least health.rescore_interval");
+    if (cfg->health_breaker_max_cooldown_ms < cfg->health_breaker_cooldown_ms)
+        REPORT(p, f[4].value != NULL ? f[4].value : n,
+               "health.breaker_max_cooldown: must be at least health.breaker_cooldown");
+}
+
+static void parse_admin(parser_t *p, yaml_node_t *n)
+{
+    lx_config_t *cfg = p->cfg;
+    field_t f[] = {{"sha256", false, NULL, NULL}, {"metrics_public", false, NULL, NULL}};
+    const char *why;
+
+    if (!read_map(p, n, "admin", f, LX_ARRAY_SIZE(f)))
+        return;
+    if (f[0].value != NULL) {
+        const char *s = scalar(p, f[0].value, "admin.sha256");
+        if (s != NULL &&
+            lx_config_value_hex(s, cfg->admin_digest, sizeof(cfg->admin_digest), &why) != 0)
+            REPORT(p, f[0].value,
+                   "admin.sha256: expected 64 hex digits (the output of `llmux hash-key`): %s",
+                   why);
+        else if (s != NULL)
+            cfg->admin_enabled = true;
+    }
+    if (f[1].value != NULL)
+        get_bool(p, f[1].value, "admin.metrics_public", &cfg->metrics_public);
+}
+
 /* ---- the document -------------------------------------------------------------------------- */
 
 static void set_defaults(parser_t *p)
@@ -1107,6 +1236,18 @@ static void set_defaults(parser_t *p)
     cfg->log_level = 2;
     cfg->stream_keepalive_interval_ms = 15 * 1000;
     cfg->stream_keepalive_delay_ms = 2 * 1000;
+    cfg->routing_strategy = LX_CONFIG_ROUTING_HEALTH;
+    cfg->routing_max_attempts = 3;
+    cfg->routing_deadline_ms = 90 * 1000;
+    cfg->routing_session_ttl_ms = 10 * 60 * 1000;
+    cfg->health_rescore_interval_ms = 5 * 60 * 1000;
+    cfg->health_window_ms = 15 * 60 * 1000;
+    cfg->health_breaker_failures = 5;
+    cfg->health_breaker_cooldown_ms = 10 * 1000;
+    cfg->health_breaker_max_cooldown_ms = 5 * 60 * 1000;
+    cfg->health_probe_interval_ms = 30 * 1000;
+    cfg->health_exploration = 0.05;
+    cfg->metrics_public = true;
 }
 
 static void parse_root(parser_t *p, yaml_node_t *root)
@@ -1115,7 +1256,8 @@ static void parse_root(parser_t *p, yaml_node_t *root)
                    {"limits", false, NULL, NULL},   {"timeouts", false, NULL, NULL},
                    {"providers", true, NULL, NULL}, {"models", true, NULL, NULL},
                    {"auth", false, NULL, NULL},     {"log", false, NULL, NULL},
-                   {"stream", false, NULL, NULL}};
+                   {"stream", false, NULL, NULL},   {"routing", false, NULL, NULL},
+                   {"health", false, NULL, NULL},   {"admin", false, NULL, NULL}};
 
     if (root == NULL) {
         static const yaml_mark_t start = {0, 0, 0};
@@ -1142,6 +1284,12 @@ static void parse_root(parser_t *p, yaml_node_t *root)
         parse_log(p, f[7].value);
     if (f[8].value != NULL)
         parse_stream(p, f[8].value);
+    if (f[9].value != NULL)
+        parse_routing(p, f[9].value);
+    if (f[10].value != NULL)
+        parse_health(p, f[10].value);
+    if (f[11].value != NULL)
+        parse_admin(p, f[11].value);
 }
 
 static void yaml_error(parser_t *p, const yaml_parser_t *yp)

@@ -293,6 +293,95 @@ static void test_size_errors(void **state)
                  "t.yaml:11:25: limits.max_body_size: a size needs a unit");
 }
 
+static void test_routing_health_admin(void **state)
+{
+    (void)state;
+    lx_config_t *cfg = parse_ok(MINIMAL "auth: none\n");
+    assert_int_equal(cfg->routing_strategy, LX_CONFIG_ROUTING_HEALTH);
+    assert_int_equal(cfg->routing_max_attempts, 3);
+    assert_int_equal(cfg->routing_deadline_ms, 90000);
+    assert_int_equal(cfg->routing_session_ttl_ms, 600000);
+    assert_int_equal(cfg->health_rescore_interval_ms, 300000);
+    assert_int_equal(cfg->health_window_ms, 900000);
+    assert_int_equal(cfg->health_breaker_failures, 5);
+    assert_int_equal(cfg->health_breaker_cooldown_ms, 10000);
+    assert_int_equal(cfg->health_breaker_max_cooldown_ms, 300000);
+    assert_false(cfg->admin_enabled);
+    assert_true(cfg->metrics_public);
+    assert_false(cfg->providers[0].zdr);
+    assert_false(cfg->providers[0].data_collection_deny);
+    assert_null(cfg->providers[0].probe_path);
+    assert_int_equal(cfg->models[0].routes[0].n_parameters, 0);
+    lx_config_unref(cfg);
+
+    cfg = parse_ok("listen: 127.0.0.1:8080\n"
+                   "providers:\n"
+                   "  - name: p\n"
+                   "    base_url: http://127.0.0.1:9000/v1\n"
+                   "    data_collection: deny\n"
+                   "    zdr: true\n"
+                   "    probe: /health\n"
+                   "models:\n"
+                   "  - id: m\n"
+                   "    context_length: 100\n"
+                   "    providers:\n"
+                   "      - provider: p\n"
+                   "        parameters: [tools, seed]\n"
+                   "auth: none\n"
+                   "routing: {strategy: round_robin, max_attempts: 5, deadline: 20s, "
+                   "session_ttl: 0s}\n"
+                   "health: {rescore_interval: 2s, window: 20s, breaker_failures: 3, "
+                   "breaker_cooldown: 1s, breaker_max_cooldown: 8s, probe_interval: 0s, "
+                   "exploration: 0.1}\n"
+                   "admin:\n"
+                   "  sha256: 00000000000000000000000000000000000000000000000000000000000000ff\n"
+                   "  metrics_public: false\n");
+    assert_int_equal(cfg->routing_strategy, LX_CONFIG_ROUTING_ROUND_ROBIN);
+    assert_int_equal(cfg->routing_max_attempts, 5);
+    assert_int_equal(cfg->routing_deadline_ms, 20000);
+    assert_int_equal(cfg->routing_session_ttl_ms, 0);
+    assert_int_equal(cfg->health_rescore_interval_ms, 2000);
+    assert_int_equal(cfg->health_window_ms, 20000);
+    assert_int_equal(cfg->health_breaker_failures, 3);
+    assert_int_equal(cfg->health_breaker_cooldown_ms, 1000);
+    assert_int_equal(cfg->health_breaker_max_cooldown_ms, 8000);
+    assert_int_equal(cfg->health_probe_interval_ms, 0);
+    assert_true(cfg->health_exploration > 0.099 && cfg->health_exploration < 0.101);
+    assert_true(cfg->admin_enabled);
+    assert_int_equal(cfg->admin_digest[31], 0xff);
+    assert_false(cfg->metrics_public);
+    assert_true(cfg->providers[0].zdr);
+    assert_true(cfg->providers[0].data_collection_deny);
+    assert_string_equal(cfg->providers[0].probe_path, "/health");
+    assert_int_equal(cfg->models[0].routes[0].n_parameters, 2);
+    assert_string_equal(cfg->models[0].routes[0].parameters[1], "seed");
+    lx_config_unref(cfg);
+
+    expect_error(MINIMAL "auth: none\nrouting: {strategy: random}\n",
+                 "routing.strategy: expected health or round_robin");
+    expect_error(MINIMAL "auth: none\nrouting: {max_attempts: 0}\n", "routing.max_attempts");
+    expect_error(MINIMAL "auth: none\nrouting: {deadline: 0s}\n", "routing.deadline");
+    expect_error(MINIMAL "auth: none\nhealth: {rescore_interval: 10m, window: 5m}\n",
+                 "health.window: must be at least health.rescore_interval");
+    expect_error(MINIMAL "auth: none\nhealth: {rescore_interval: 20m}\n",
+                 "health.window: must be at least health.rescore_interval");
+    expect_error(MINIMAL "auth: none\nhealth: {breaker_cooldown: 10m}\n",
+                 "health.breaker_max_cooldown: must be at least health.breaker_cooldown");
+    expect_error(MINIMAL "auth: none\nhealth: {exploration: 0.9}\n",
+                 "health.exploration: expected a number from 0 to 0.5");
+    expect_error(MINIMAL "auth: none\nadmin: {sha256: abc}\n", "admin.sha256: expected 64 hex");
+    expect_error("listen: 127.0.0.1:8080\nproviders:\n  - name: p\n"
+                 "    base_url: http://127.0.0.1:9000/v1\n    data_collection: maybe\n"
+                 "    probe: health\nmodels:\n  - id: m\n    context_length: 100\n"
+                 "    providers:\n      - provider: p\nauth: none\n",
+                 "providers[0].data_collection: expected allow or deny");
+    expect_error("listen: 127.0.0.1:8080\nproviders:\n  - name: p\n"
+                 "    base_url: http://127.0.0.1:9000/v1\n    probe: health\nmodels:\n"
+                 "  - id: m\n    context_length: 100\n"
+                 "    providers:\n      - provider: p\nauth: none\n",
+                 "providers[0].probe: expected a path starting with '/'");
+}
+
 /* ---- addresses and URLs -------------------------------------------------------------------- */
 
 static void test_listen_list(void **state)
@@ -870,6 +959,7 @@ int main(void)
         cmocka_unit_test(test_dump),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_stream_section),
+        cmocka_unit_test(test_routing_health_admin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
