@@ -204,10 +204,19 @@ const char *lx_api_error_default_type(int status)
 int lx_api_error_format(char *buf, size_t cap, int status, const char *error_type,
                         const char *message, size_t message_len)
 {
+    return lx_api_error_format_meta(buf, cap, status, error_type, message, message_len, NULL, 0);
+}
+
+int lx_api_error_format_meta(char *buf, size_t cap, int status, const char *error_type,
+                             const char *message, size_t message_len, const char *meta,
+                             size_t meta_len)
+{
     if (error_type == NULL)
         error_type = lx_api_error_default_type(status);
     if (message == NULL)
         message_len = 0;
+    if (meta == NULL)
+        meta_len = 0;
     const char *type = lx_api_error_type(status);
 
     /* The envelope around the message; error_type is escaped like any string (it is one of the
@@ -219,12 +228,13 @@ int lx_api_error_format(char *buf, size_t cap, int status, const char *error_typ
     int head_len = snprintf(head, sizeof(head), "{\"error\":{\"code\":%d,\"message\":\"", status);
     char tail[192];
     int tail_len =
-        snprintf(tail, sizeof(tail), "\",\"type\":\"%s\",\"metadata\":{\"error_type\":\"%.*s\"}}}",
+        snprintf(tail, sizeof(tail), "\",\"type\":\"%s\",\"metadata\":{\"error_type\":\"%.*s\"",
                  type, (int)etype_len, etype);
     if (head_len < 0 || tail_len < 0 || (size_t)head_len >= sizeof(head) ||
         (size_t)tail_len >= sizeof(tail))
         return LX_ETOOBIG;
-    size_t fixed = (size_t)head_len + (size_t)tail_len + 1; /* + NUL */
+    size_t extra = meta_len > 0 ? meta_len + 1 : 0;                     /* ",<meta>" */
+    size_t fixed = (size_t)head_len + (size_t)tail_len + extra + 3 + 1; /* "}}}" + NUL */
     if (cap < fixed)
         return LX_ETOOBIG;
 
@@ -244,6 +254,13 @@ int lx_api_error_format(char *buf, size_t cap, int status, const char *error_typ
     o += n;
     memcpy(buf + o, tail, (size_t)tail_len);
     o += (size_t)tail_len;
+    if (meta_len > 0) {
+        buf[o++] = ',';
+        memcpy(buf + o, meta, meta_len);
+        o += meta_len;
+    }
+    memcpy(buf + o, "}}}", 3);
+    o += 3;
     buf[o] = '\0';
     return (int)o;
 }

@@ -24,6 +24,13 @@
 int lx_api_error_format(char *buf, size_t cap, int status, const char *error_type,
                         const char *message, size_t message_len);
 
+/* The same with more members in `metadata`: <meta> is <meta_len> bytes of raw JSON members
+ * (`"attempts":[...]`, already valid and escaped), written after error_type. It is never cut:
+ * LX_ETOOBIG when it does not fit with an empty message. */
+int lx_api_error_format_meta(char *buf, size_t cap, int status, const char *error_type,
+                             const char *message, size_t message_len, const char *meta,
+                             size_t meta_len);
+
 /*
  * OpenAI's `type` for <status>: "invalid_request_error" (400, 404, 405, 409, 413, 415, 422, 431
  * and other 4xx), "authentication_error" (401), "insufficient_quota" (402),

@@ -44,33 +44,51 @@ static bool key_byte(unsigned char c)
     return c > 0x20 && c != 0x7f;
 }
 
-const lx_config_key_t *lx_auth_check(const lx_config_t *cfg, const char *authorization, size_t len)
+/* The digest of the key of a "Bearer <key>" header value; false when malformed. */
+static bool bearer_digest(const char *authorization, size_t len, uint8_t digest[32])
 {
-    if (authorization == NULL || cfg->n_keys == 0)
-        return NULL;
+    if (authorization == NULL)
+        return false;
     const char *p = authorization, *end = authorization + len;
     while (p < end && is_blank(*p))
         p++;
     static const char scheme[] = "bearer";
     if ((size_t)(end - p) < sizeof(scheme) - 1)
-        return NULL;
+        return false;
     for (size_t i = 0; i < sizeof(scheme) - 1; i++, p++)
         if ((*p | 0x20) != scheme[i])
-            return NULL;
+            return false;
     if (p == end || !is_blank(*p))
-        return NULL;
+        return false;
     while (p < end && is_blank(*p))
         p++;
     while (end > p && is_blank(end[-1]))
         end--;
     if (p == end)
-        return NULL;
+        return false;
     for (const char *q = p; q < end; q++)
         if (!key_byte((unsigned char)*q))
-            return NULL;
-
-    uint8_t digest[32];
+            return false;
     lx_auth_hash(p, (size_t)(end - p), digest);
+    return true;
+}
+
+bool lx_auth_check_digest(const uint8_t expected[32], const char *authorization, size_t len)
+{
+    uint8_t digest[32];
+    if (!bearer_digest(authorization, len, digest))
+        return false;
+    unsigned diff = 0;
+    for (size_t i = 0; i < 32; i++)
+        diff |= (unsigned)(digest[i] ^ expected[i]);
+    return diff == 0;
+}
+
+const lx_config_key_t *lx_auth_check(const lx_config_t *cfg, const char *authorization, size_t len)
+{
+    uint8_t digest[32];
+    if (cfg->n_keys == 0 || !bearer_digest(authorization, len, digest))
+        return NULL;
 
     /* Every digest is compared in full; the match is selected with masks, not branches. */
     size_t found = 0;

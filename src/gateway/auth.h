@@ -7,6 +7,7 @@
 #ifndef LX_AUTH_H
 #define LX_AUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +31,10 @@ void lx_auth_hex(const uint8_t digest[32], char out[65]);
  * cfg->auth_none: the caller decides whether to check at all.
  */
 const lx_config_key_t *lx_auth_check(const lx_config_t *cfg, const char *authorization, size_t len);
+
+/* Whether an Authorization header value (as above) bears the key whose SHA-256 is <expected>
+ * (the admin key), compared in constant time. */
+bool lx_auth_check_digest(const uint8_t expected[32], const char *authorization, size_t len);
 
 /*
  * `llmux hash-key`: reads one key from <in> (everything up to EOF, one trailing "\n" or "\r\n"

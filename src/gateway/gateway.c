@@ -21,14 +21,95 @@
 
 #define BACKLOG 1024
 
+/* --- the health table ------------------------------------------------------------------------ */
+
+lx_gw_health_t *lx_gw_health_new(const lx_config_t *cfg, unsigned n_shards,
+                                 const lx_gw_health_t *previous)
+{
+    lx_gw_health_t *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return NULL;
+    atomic_init(&h->refs, 1);
+    size_t n_routes = 0, n_rows = 0;
+    for (size_t m = 0; m < cfg->n_models; m++)
+        n_routes += cfg->models[m].n_routes;
+    h->model_base = calloc(cfg->n_models + 1, sizeof(size_t));
+    h->route_row = calloc(n_routes + 1, sizeof(size_t));
+    if (h->model_base == NULL || h->route_row == NULL)
+        goto fail;
+    size_t k = 0;
+    for (size_t m = 0; m < cfg->n_models; m++) {
+        h->model_base[m] = k;
+        for (size_t r = 0; r < cfg->models[m].n_routes; r++, k++) {
+            h->route_row[k] = n_rows;
+            n_rows += cfg->providers[cfg->models[m].routes[r].provider].n_endpoints;
+        }
+    }
+    lx_health_row_key_t *keys = calloc(n_rows + 1, sizeof(*keys));
+    if (keys == NULL)
+        goto fail;
+    for (size_t m = 0; m < cfg->n_models; m++) {
+        for (size_t r = 0; r < cfg->models[m].n_routes; r++) {
+            const lx_config_provider_t *pv = &cfg->providers[cfg->models[m].routes[r].provider];
+            for (size_t j = 0; j < pv->n_endpoints; j++)
+                keys[lx_gw_row(h, m, r, j)] =
+                    (lx_health_row_key_t){pv->name, pv->endpoints[j].url, cfg->models[m].id};
+        }
+    }
+    lx_health_opts_t opts;
+    lx_health_opts_init(&opts);
+    opts.window_ms = cfg->health_window_ms;
+    opts.rescore_interval_ms = cfg->health_rescore_interval_ms;
+    opts.breaker_failures = cfg->health_breaker_failures;
+    opts.breaker_cooldown_ms = cfg->health_breaker_cooldown_ms;
+    opts.breaker_max_cooldown_ms = cfg->health_breaker_max_cooldown_ms;
+    opts.exploration = cfg->health_exploration;
+    h->table =
+        lx_health_new(&opts, keys, n_rows, n_shards, previous != NULL ? previous->table : NULL);
+    free(keys);
+    h->n_rows = n_rows;
+    if (h->table == NULL)
+        goto fail;
+    return h;
+fail:
+    free(h->model_base);
+    free(h->route_row);
+    free(h);
+    return NULL;
+}
+
+lx_gw_health_t *lx_gw_health_ref(lx_gw_health_t *h)
+{
+    atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+    return h;
+}
+
+void lx_gw_health_unref(lx_gw_health_t *h)
+{
+    if (h == NULL || atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    lx_health_free(h->table);
+    free(h->model_base);
+    free(h->route_row);
+    free(h);
+}
+
 /* --- generations ----------------------------------------------------------------------------- */
 
-static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg)
+static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t *health,
+                            uint64_t serial)
 {
     lx_gw_gen_t *g = calloc(1, sizeof(*g));
     if (g == NULL)
         return NULL;
     g->refs = 1;
+    g->serial = serial;
+    g->in_flight = calloc(health->n_rows + 1, sizeof(uint32_t));
+    if (g->in_flight == NULL) {
+        free(g);
+        return NULL;
+    }
+    g->health = lx_gw_health_ref(health);
     g->cfg = lx_config_ref(cfg);
     g->pool_base = calloc(cfg->n_providers + 1, sizeof(size_t));
     g->rr = calloc(cfg->n_providers + 1, sizeof(uint32_t));
@@ -44,6 +125,8 @@ static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg)
         free(g->rr);
         free(g->pools);
         free(g->models_json);
+        free(g->in_flight);
+        lx_gw_health_unref(g->health);
         lx_config_unref(g->cfg);
         free(g);
         return NULL;
@@ -70,6 +153,9 @@ static void gen_dispose(lx_gw_gen_t *g)
     g->disposed = true;
     for (size_t i = 0; i < g->n_pools; i++)
         lx_conn_pool_dispose(&g->pools[i]);
+    /* no request uses the generation any more: its health table may go (if not current) */
+    lx_gw_health_unref(g->health);
+    g->health = NULL;
 }
 
 static void gen_free(lx_gw_gen_t *g)
@@ -78,6 +164,8 @@ static void gen_free(lx_gw_gen_t *g)
     free(g->rr);
     free(g->pools);
     free(g->models_json);
+    free(g->in_flight);
+    lx_gw_health_unref(g->health);
     lx_config_unref(g->cfg);
     free(g);
 }
@@ -179,16 +267,24 @@ static void apply_limits(lx_gw_worker_t *gw, const lx_config_t *cfg)
     gw->http.limits = limits;
 }
 
+/* A reload for one worker: the configuration and its health table (a reference each). */
+typedef struct reload_msg {
+    lx_config_t *cfg;
+    lx_gw_health_t *health;
+    uint64_t serial;
+} reload_msg_t;
+
 static void do_reload(lx_worker_t *w, void *arg)
 {
     lx_gw_worker_t *gw = w->data;
-    lx_config_t *cfg = arg;
-    if (gw->stopping || gw->gen == NULL) {
-        lx_config_unref(cfg);
+    reload_msg_t *msg = arg;
+    bool live = !gw->stopping && gw->gen != NULL;
+    lx_gw_gen_t *g = live ? gen_new(gw, msg->cfg, msg->health, msg->serial) : NULL;
+    lx_config_unref(msg->cfg);
+    lx_gw_health_unref(msg->health);
+    free(msg);
+    if (!live)
         return;
-    }
-    lx_gw_gen_t *g = gen_new(gw, cfg);
-    lx_config_unref(cfg);
     if (g == NULL) {
         lx_log(LX_LOG_ERROR,
                "worker %u: reload failed: out of memory; keeping the old "
@@ -228,6 +324,7 @@ static void on_worker_start(lx_worker_t *w, void *arg)
     if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
         seed = uv_hrtime();
     gw->gen_seed = seed;
+    gw->rng = seed ^ 0x6a09e667f3bcc909ull;
     uv_timer_init(&w->loop, &gw->shutdown_timer);
     gw->shutdown_timer.data = gw;
     uv_timer_init(&w->loop, &gw->flush);
@@ -299,6 +396,7 @@ static void worker_free_state(lx_gw_worker_t *gw)
     }
     free(gw->listeners);
     free(gw->listen_fds);
+    free(gw->sessions);
     if (gw->alog != NULL) {
         lx_access_log_close(gw->alog);
         free(gw->alog);
@@ -316,8 +414,115 @@ static void gateway_free(lx_gateway_t *g)
     }
     free(g->workers);
     free(g->ports);
+    lx_gw_health_unref(g->health);
     lx_config_unref(g->cfg);
     free(g);
+}
+
+/* --- the control thread ---------------------------------------------------------------------- */
+
+static void log_health(void *arg, const char *line)
+{
+    (void)arg;
+    lx_log(LX_LOG_INFO, "%s", line);
+}
+
+static void on_ctl_rescore(uv_timer_t *t)
+{
+    lx_gateway_t *g = t->data;
+    lx_health_rescore(g->health->table, uv_now(&g->ctl_loop), log_health, NULL);
+}
+
+/* Publishes a new configuration: its health table is made here, carrying over the rows of
+ * endpoints that still exist, then each worker builds its generation from both. */
+static void ctl_publish(lx_gateway_t *g, lx_config_t *cfg)
+{
+    lx_gw_health_t *h = lx_gw_health_new(cfg, g->n_workers + 1, g->health);
+    if (h == NULL) {
+        lx_log(LX_LOG_ERROR, "reload failed: out of memory; keeping the old configuration");
+        lx_config_unref(cfg);
+        return;
+    }
+    lx_gw_health_unref(g->health);
+    g->health = h;
+    uint64_t serial = ++g->next_serial;
+    for (unsigned k = 0; k < g->n_workers; k++) {
+        reload_msg_t *msg = malloc(sizeof(*msg));
+        if (msg == NULL)
+            continue; /* that worker keeps the old configuration */
+        *msg = (reload_msg_t){lx_config_ref(cfg), lx_gw_health_ref(h), serial};
+        if (lx_worker_post(&g->workers[k].worker, do_reload, msg) != 0) {
+            lx_config_unref(msg->cfg);
+            lx_gw_health_unref(msg->health);
+            free(msg);
+        }
+    }
+    uint64_t every = cfg->health_rescore_interval_ms;
+    uv_timer_start(&g->ctl_rescore, on_ctl_rescore, every, every);
+    lx_config_unref(cfg);
+}
+
+static void ctl_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_ctl_wakeup(uv_async_t *a)
+{
+    lx_gateway_t *g = a->data;
+    uv_mutex_lock(&g->ctl_lock);
+    lx_config_t *cfg = g->ctl_reload;
+    g->ctl_reload = NULL;
+    bool stop = g->ctl_stop;
+    uv_mutex_unlock(&g->ctl_lock);
+    if (stop) {
+        lx_config_unref(cfg);
+        uv_close((uv_handle_t *)&g->ctl_wakeup, ctl_closed);
+        uv_close((uv_handle_t *)&g->ctl_rescore, ctl_closed);
+        return;
+    }
+    if (cfg != NULL)
+        ctl_publish(g, cfg);
+}
+
+static void ctl_main(void *arg)
+{
+    lx_gateway_t *g = arg;
+    uv_run(&g->ctl_loop, UV_RUN_DEFAULT);
+}
+
+static int ctl_start(lx_gateway_t *g)
+{
+    int rc = uv_loop_init(&g->ctl_loop);
+    if (rc != 0)
+        return rc;
+    uv_mutex_init(&g->ctl_lock);
+    uv_async_init(&g->ctl_loop, &g->ctl_wakeup, on_ctl_wakeup);
+    g->ctl_wakeup.data = g;
+    uv_timer_init(&g->ctl_loop, &g->ctl_rescore);
+    g->ctl_rescore.data = g;
+    uint64_t every = g->cfg->health_rescore_interval_ms;
+    uv_timer_start(&g->ctl_rescore, on_ctl_rescore, every, every);
+    rc = uv_thread_create(&g->ctl_thread, ctl_main, g);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&g->ctl_wakeup, NULL);
+        uv_close((uv_handle_t *)&g->ctl_rescore, NULL);
+        uv_run(&g->ctl_loop, UV_RUN_DEFAULT);
+        uv_loop_close(&g->ctl_loop);
+        uv_mutex_destroy(&g->ctl_lock);
+    }
+    return rc;
+}
+
+static void ctl_stop(lx_gateway_t *g)
+{
+    uv_mutex_lock(&g->ctl_lock);
+    g->ctl_stop = true;
+    uv_mutex_unlock(&g->ctl_lock);
+    uv_async_send(&g->ctl_wakeup);
+    uv_thread_join(&g->ctl_thread);
+    uv_loop_close(&g->ctl_loop);
+    uv_mutex_destroy(&g->ctl_lock);
 }
 
 int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
@@ -330,7 +535,10 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
     g->n_workers = cfg->workers > 0 ? cfg->workers : 1;
     g->workers = calloc(g->n_workers, sizeof(lx_gw_worker_t));
     g->ports = calloc(cfg->n_listen + 1, sizeof(uint16_t));
-    if (g->workers == NULL || g->ports == NULL) {
+    /* one shard per worker, and one for the control thread */
+    g->health = lx_gw_health_new(cfg, g->n_workers + 1, NULL);
+    g->next_serial = 1;
+    if (g->workers == NULL || g->ports == NULL || g->health == NULL) {
         gateway_free(g);
         return LX_ENOMEM;
     }
@@ -364,12 +572,14 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
         gw->worker.on_start = on_worker_start;
         gw->worker.on_stop = on_worker_stop;
         /* pools are per loop: the generation is built here, for the worker's loop */
-        gw->gen = gen_new(gw, cfg);
+        gw->gen = gen_new(gw, cfg, g->health, g->next_serial);
         if (gw->gen == NULL)
             rc = LX_ENOMEM;
     }
     if (rc == 0)
         rc = bind_all(g);
+    if (rc == 0)
+        rc = ctl_start(g);
     if (rc != 0) {
         for (unsigned k = 0; k < inited; k++) {
             lx_gw_worker_t *gw = &g->workers[k];
@@ -427,11 +637,13 @@ int lx_gateway_reload(lx_gateway_t *g, lx_config_t *cfg)
         rc = LX_ECONFIG;
     }
     lx_log_set_level(cfg->log_level);
-    for (unsigned k = 0; k < g->n_workers; k++) {
-        lx_config_t *ref = lx_config_ref(cfg);
-        if (lx_worker_post(&g->workers[k].worker, do_reload, ref) != 0)
-            lx_config_unref(ref);
-    }
+    /* the control thread makes the health table and posts to the workers */
+    uv_mutex_lock(&g->ctl_lock);
+    lx_config_t *pending = g->ctl_reload;
+    g->ctl_reload = lx_config_ref(cfg);
+    uv_mutex_unlock(&g->ctl_lock);
+    lx_config_unref(pending); /* superseded before it was applied */
+    uv_async_send(&g->ctl_wakeup);
     return rc;
 }
 
@@ -447,5 +659,6 @@ void lx_gateway_wait(lx_gateway_t *g)
         lx_worker_join(&g->workers[k].worker);
         lx_worker_dispose(&g->workers[k].worker);
     }
+    ctl_stop(g);
     gateway_free(g);
 }

@@ -106,6 +106,7 @@ static int on_head(lx_http_client_t *hc)
             ? (int64_t)hc->content_length
             : -1;
     px->committed = true;
+    px->relayed = true;
     px->client_status = hc->status;
     if (lx_http_server_send_head(px->req, hc->status, head, (size_t)n, len) != 0)
         return -1;
@@ -127,6 +128,7 @@ static int on_body(lx_http_client_t *hc, lx_buf_t *b, const char *at, size_t len
         px->err_len += k;
         return 0;
     }
+    px->relayed = true; /* (an early commit sent the head; this is the answer's first byte) */
     if (px->n_pending + LX_PROXY_FILTER_MAX > LX_WORKER_BATCH)
         flush_pending(px);
     if (px->filter_on) {
@@ -259,9 +261,9 @@ static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *d
 static void on_sent(lx_stream_t *s, int status, void *arg)
 {
     lx_proxy_t *px = arg;
-    (void)s;
-    if (status == 0 || px->finished || status == UV_ECANCELED)
-        return;
+    if (status == 0 || px->finished || status == UV_ECANCELED || px->conn == NULL ||
+        &px->conn->stream != s)
+        return; /* (or a write of an earlier attempt's connection) */
     /* a write error shows up as a read error too; a stale pooled connection is retried there */
     if (retry_stale(px))
         return;
@@ -324,6 +326,7 @@ void lx_proxy_start(lx_proxy_t *px)
 {
     uv_loop_t *loop = &px->req->worker->loop;
     px->t_start_ns = uv_hrtime();
+    px->attempt = 1;
     px->pending = px->req->worker->batch;
     uv_timer_init(loop, &px->timer);
     px->timer.data = px;
@@ -391,6 +394,13 @@ static void on_timer_closed(uv_handle_t *h)
 /* The client-facing status and a readable message for a failure: the provider's own error
  * answer (<answered>: its status and the reason from its body), or what went wrong on the way
  * (<code>). */
+static int describe_failure(lx_proxy_t *px, bool answered, int code, char *msg, size_t cap);
+
+int lx_proxy_describe_failure(lx_proxy_t *px, int code, char *msg, size_t cap)
+{
+    return describe_failure(px, code == 0 && px->upstream_status >= 400, code, msg, cap);
+}
+
 static int describe_failure(lx_proxy_t *px, bool answered, int code, char *msg, size_t cap)
 {
     if (!answered) {
@@ -426,9 +436,50 @@ static void end_cut(lx_proxy_t *px, int code)
         lx_http_server_abort(req); /* a cut response must not look finished */
 }
 
+/* Failover: whether the failed attempt may give way to another one. Only while nothing of an
+ * answer reached the client, and never for a client that left or a shutdown. */
+static bool try_next(lx_proxy_t *px, int code)
+{
+    if (px->ops->retry == NULL || px->relayed || px->req->peer_gone || code == LX_ECANCELED ||
+        code == LX_ESHUTDOWN || (code == 0 && px->upstream_status < 400))
+        return false;
+    uv_timer_stop(&px->timer);
+    if (px->state == LX_PROXY_CONNECTING)
+        lx_conn_pool_cancel(&px->wait);
+    if (px->conn != NULL) {
+        lx_upconn_t *conn = px->conn;
+        px->conn = NULL;
+        /* an error answer read in full leaves a clean connection */
+        if (code == 0 && px->hc.complete && px->hc.keep_alive)
+            lx_conn_pool_put(conn);
+        else
+            lx_conn_pool_close(conn);
+    }
+    for (unsigned i = 0; i < px->n_out; i++)
+        lx_buf_unref(px->out[i].buf);
+    px->n_out = 0;
+    if (!px->ops->retry(px, code))
+        return false; /* (the error body stays for the answer) */
+    free(px->err_body);
+    px->err_body = NULL;
+    px->err_len = 0;
+    px->attempt++;
+    px->upstream_status = 0;
+    px->error = NULL;
+    px->retried = false;
+    px->reused = false;
+    px->t_connected_ns = 0;
+    px->t_first_byte_ns = 0;
+    px->bytes_from_upstream = 0;
+    send_request(px);
+    return true;
+}
+
 void lx_proxy_finish(lx_proxy_t *px, int code)
 {
     if (px->finished)
+        return;
+    if (try_next(px, code))
         return;
     px->finished = true;
     px->t_end_ns = uv_hrtime();
@@ -476,7 +527,8 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
         px->client_status = status;
         if (px->ops->on_finish != NULL)
             px->ops->on_finish(px, code);
-        lx_http_server_respond_error(req, status, extra, msg);
+        if (px->ops->respond_error == NULL || !px->ops->respond_error(px, code, status, msg))
+            lx_http_server_respond_error(req, status, extra, msg);
     }
     for (unsigned i = 0; i < px->n_out; i++)
         lx_buf_unref(px->out[i].buf);

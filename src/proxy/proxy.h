@@ -51,6 +51,16 @@ typedef struct lx_proxy_ops {
      * event for a stream) into <buf>; returns its length, or 0 when the response cannot
      * carry one (then the connection is cut). Optional. */
     size_t (*format_cut)(lx_proxy_t *px, int status, const char *message, char *buf, size_t cap);
+    /* Failover. An attempt failed before any byte of its answer reached the client: <code> is
+     * what went wrong on the way (0 when the upstream answered an error: upstream_status and
+     * err_body say which). The upstream connection is already released and px->out is empty.
+     * Return true after preparing the next attempt (pool, out, upstream_name, timeouts): the
+     * proxy starts it at once. False ends the request with this failure. Optional. */
+    bool (*retry)(lx_proxy_t *px, int code);
+    /* Answers the client for a request that failed before anything was sent, in place of the
+     * proxy's own error answer (<status> and <message> are what it would send). Returns true
+     * when it answered. Optional. */
+    bool (*respond_error)(lx_proxy_t *px, int code, int status, const char *message);
 } lx_proxy_ops_t;
 
 enum lx_proxy_state {
@@ -94,9 +104,11 @@ struct lx_proxy {
     uint64_t t_start_ns, t_connected_ns, t_first_byte_ns, t_end_ns;
     uint64_t bytes_from_upstream;
     uint64_t keepalives_sent;
-    bool cut;       /* a committed response was ended with an error (event) */
-    bool committed; /* the client's response head is sent: no more failover */
-    bool reused;    /* the connection came from the pool */
+    bool cut;         /* a committed response was ended with an error (event) */
+    bool committed;   /* the client's response head is sent: no more failover */
+    bool reused;      /* the connection came from the pool */
+    bool relayed;     /* some byte of an upstream answer went to the client: no more failover */
+    unsigned attempt; /* 1 for the first attempt, incremented by each failover */
 
     /* Internal: */
     lx_conn_pool_wait_t wait;
@@ -124,5 +136,10 @@ void lx_proxy_finish(lx_proxy_t *px, int code);
 
 /* HTTP status for a failure <code> before any response byte reached the client. */
 int lx_proxy_status_for(int code);
+
+/* The client-facing status and a readable message for the current attempt's failure: the
+ * provider's own error answer (status and reason from its body) when <code> is 0 and it
+ * answered >= 400, else what went wrong on the way. */
+int lx_proxy_describe_failure(lx_proxy_t *px, int code, char *msg, size_t cap);
 
 #endif

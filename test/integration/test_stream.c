@@ -576,7 +576,7 @@ static void test_stream_upstream_error_status(void **state)
     (void)state;
     static const struct {
         int mock_status, client_status;
-    } cases[] = {{429, 429}, {500, 502}, {400, 400}};
+    } cases[] = {{429, 429}, {500, 503}, {400, 400}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char body[256], id[32];
         snprintf(body, sizeof(body),
@@ -751,8 +751,9 @@ static void test_early_commit_keepalives(void **state)
     assert_non_null(strstr(v, "text/event-stream"));
     assert_true(lx_harness_head_header(s.head, strlen(s.head), "transfer-encoding", v, sizeof(v)));
     assert_string_equal(v, "chunked");
-    assert_true(lx_harness_head_header(s.head, strlen(s.head), "x-llmux-model", v, sizeof(v)));
-    assert_string_equal(v, "pub/model");
+    /* sent before any provider is tried: it cannot name one */
+    assert_false(lx_harness_head_header(s.head, strlen(s.head), "x-llmux-provider", v, sizeof(v)));
+    assert_true(lx_harness_head_header(s.head, strlen(s.head), "x-generation-id", v, sizeof(v)));
     assert_true(lx_harness_head_header(s.head, strlen(s.head), "cache-control", v, sizeof(v)));
     assert_string_equal(v, "no-cache");
     /* keep-alive comments until the first token (at 50 ms, then every 100 ms) */

@@ -1,0 +1,234 @@
+/*
+ * health.h - the provider health table: one row per (provider, endpoint, model).
+ *
+ * Workers record every attempt's outcome into their own shard (relaxed atomics, no lock, no
+ * allocation). A circuit breaker per row, shared by all shards, ejects an endpoint after
+ * consecutive failures and lets one probe through after a cooldown. The control thread
+ * re-scores the table every few minutes over a rolling window and publishes an immutable
+ * snapshot of per-row results that workers read without locking. The table is pure: no I/O,
+ * no loop; time comes in as monotonic milliseconds.
+ *
+ * Threads
+ * - lx_health_record() and lx_health_inflight_add() on shard <s>: one writer thread per shard
+ *   at a time (shard = worker id; give the control thread its own shard if it records probes).
+ * - lx_health_available(), lx_health_admit(), lx_health_scores() and every read accessor:
+ *   any thread.
+ * - lx_health_rescore(): one thread (the control thread), never two at once.
+ * - lx_health_new() and lx_health_free(): while no other thread uses the table being created
+ *   or freed; <previous> may still be in use by workers while a new table is made from it.
+ *
+ * Window: a ring of LX_HEALTH_BUCKETS time buckets of window_ms / LX_HEALTH_BUCKETS each; a
+ * re-scoring at time t counts the buckets of the last LX_HEALTH_BUCKETS bucket periods
+ * (t's own included), so a sample leaves the window between 14/15 and 15/15 of window_ms
+ * after it was recorded.
+ */
+#ifndef LX_HEALTH_H
+#define LX_HEALTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LX_HEALTH_BUCKETS    15 /* time buckets per window */
+#define LX_HEALTH_HIST_SLOTS 32 /* log-scale histogram slots (TTFT, tokens/s) */
+
+/* Outcome classes of one attempt: XX(ENUM, name). The name is the metrics label value. */
+#define LX_HEALTH_OUTCOME_MAP(XX)                                                                  \
+    XX(OK, ok)                     /* the endpoint answered (2xx) */                               \
+    XX(CONNECT, connect)           /* connect, TLS or DNS failure */                               \
+    XX(TIMEOUT, timeout)           /* connect or first-byte timeout */                             \
+    XX(RATE_LIMIT, rate_limit)     /* 429: not a failure, counted apart, honours retry-after */    \
+    XX(SERVER, server)             /* 5xx */                                                       \
+    XX(BAD_RESPONSE, bad_response) /* malformed answer, premature close, reset mid-answer */       \
+    XX(CLIENT, client)             /* a 4xx that is the client's fault: not the endpoint's */      \
+    XX(CANCELED, canceled)         /* the client went away: not counted against the endpoint */
+
+typedef enum lx_health_outcome {
+#define XX(e, n) LX_HEALTH_##e,
+    LX_HEALTH_OUTCOME_MAP(XX)
+#undef XX
+        LX_HEALTH_N_OUTCOMES
+} lx_health_outcome_t;
+
+/* The label name of an outcome ("ok", "connect", ...); "unknown" when out of range. */
+const char *lx_health_outcome_name(lx_health_outcome_t o);
+
+/* Whether an outcome counts as an endpoint failure (breaker and success rate): CONNECT,
+ * TIMEOUT, SERVER, BAD_RESPONSE. */
+bool lx_health_outcome_is_failure(lx_health_outcome_t o);
+
+typedef struct lx_health_opts {
+    uint64_t window_ms;               /* rolling window (15 min) */
+    uint64_t rescore_interval_ms;     /* how often the caller re-scores (5 min); reported only */
+    uint32_t breaker_failures;        /* consecutive failures that eject a row (5) */
+    uint64_t breaker_cooldown_ms;     /* first ejection's cooldown (10 s), doubled per re-open */
+    uint64_t breaker_max_cooldown_ms; /* cap of the doubling (5 min) */
+    uint64_t probe_timeout_ms; /* a half-open probe with no recorded outcome frees its slot after
+                                  this long (60 s), so a lost probe cannot wedge the row */
+    double exploration;        /* share of traffic the router gives rows without data (0.05); the
+                                  table only carries it */
+    double log_epsilon;        /* a score change larger than this is logged (0.02) */
+} lx_health_opts_t;
+
+/* Fills <o> with the defaults above. */
+void lx_health_opts_init(lx_health_opts_t *o);
+
+/* A row's identity. lx_health_new() copies the strings. */
+typedef struct lx_health_row_key {
+    const char *provider; /* provider name from the config */
+    const char *endpoint; /* endpoint URL */
+    const char *model;    /* model id; rows of the same model are normalised together */
+} lx_health_row_key_t;
+
+/* One attempt's outcome, as a worker records it. */
+typedef struct lx_health_sample {
+    lx_health_outcome_t outcome;
+    uint64_t ttfb_us;        /* time to first byte; 0 = unknown */
+    uint64_t total_us;       /* whole attempt; 0 = unknown */
+    int64_t output_tokens;   /* from usage; -1 = unknown */
+    uint64_t retry_after_ms; /* RATE_LIMIT only: not chosen again before now + this; 0 = none */
+} lx_health_sample_t;
+
+/* One row's results of the latest re-scoring. Unknown values are negative (-1). */
+typedef struct lx_health_score {
+    double score;           /* [0,1]; higher is better; neutral prior when !has_data */
+    bool has_data;          /* the window held endpoint-judging samples (OK, failures, 429) */
+    double success_rate;    /* OK / (OK + failures); 429, CLIENT, CANCELED excluded; or -1 */
+    double ttft_p50_ms;     /* time to first byte of successful attempts, or -1 */
+    double ttft_p90_ms;     /* or -1 */
+    double tps_p50;         /* output tokens/s after the first byte, or -1 */
+    double rate_limit_rate; /* 429 / (OK + failures + 429), or -1 */
+    uint64_t requests;      /* attempts in the window, all classes but CANCELED */
+    uint64_t count[LX_HEALTH_N_OUTCOMES]; /* attempts in the window per outcome */
+} lx_health_score_t;
+
+typedef enum lx_health_breaker_state {
+    LX_HEALTH_CLOSED,    /* traffic flows */
+    LX_HEALTH_OPEN,      /* ejected until the cooldown ends */
+    LX_HEALTH_HALF_OPEN, /* cooldown over: one probe request at a time decides */
+} lx_health_breaker_state_t;
+
+/* A row's breaker and retry-after block at a given time. */
+typedef struct lx_health_breaker {
+    lx_health_breaker_state_t state;
+    uint32_t consecutive_failures;
+    uint64_t ejections;      /* times the breaker opened (or re-opened), since start */
+    uint64_t open_for_ms;    /* OPEN: time left until half-open; else 0 */
+    uint64_t retry_after_ms; /* time left of a 429's retry-after block; else 0 */
+    bool probe_in_flight;    /* HALF_OPEN: the probe slot is taken */
+} lx_health_breaker_t;
+
+typedef struct lx_health lx_health_t;
+
+/* Makes a table of <n_rows> rows (keys copied) and <n_shards> writer shards (>= 1). <opts>
+ * NULL means defaults; zero durations and counts in it mean their defaults too. When
+ * <previous> is given, each row whose key (provider, endpoint, model) matches a row of it
+ * carries over that row's window data, cumulative counters, breaker, retry-after block and
+ * latest scores; other rows start neutral (score 0.5, no data). In-flight counts are not
+ * carried: a request adds and removes on the table it started with. Returns NULL when out of
+ * memory or when n_shards is 0. */
+lx_health_t *lx_health_new(const lx_health_opts_t *opts, const lx_health_row_key_t *keys,
+                           size_t n_rows, unsigned n_shards, const lx_health_t *previous);
+
+/* Frees the table and its snapshots. NULL is a no-op. */
+void lx_health_free(lx_health_t *h);
+
+/* The options in effect (defaults filled in). */
+const lx_health_opts_t *lx_health_opts(const lx_health_t *h);
+
+size_t lx_health_rows(const lx_health_t *h);
+
+/* Row <row>'s key (strings owned by the table), or NULL when out of range. */
+const lx_health_row_key_t *lx_health_row_key(const lx_health_t *h, size_t row);
+
+/* The index of the row with this key, or (size_t)-1. Linear: for setup, not per request. */
+size_t lx_health_find(const lx_health_t *h, const char *provider, const char *endpoint,
+                      const char *model);
+
+/* Records one attempt's outcome for <row> into shard <shard>, at <now_ms>. Cheap: no lock, no
+ * allocation, a few relaxed atomic operations. Feeds the window, the cumulative counters and
+ * the breaker: failures count toward ejection; OK resets the count and closes a half-open
+ * breaker; a failure while half-open re-opens it with a doubled cooldown; RATE_LIMIT sets
+ * the retry-after block; RATE_LIMIT, CLIENT and CANCELED neither count nor reset, and free a
+ * taken half-open probe slot. Outcomes of attempts that were sent before an ejection and end
+ * while the breaker is open are counted in the window but do not move the breaker. Out of
+ * range shard or row: ignored. */
+void lx_health_record(lx_health_t *h, unsigned shard, size_t row, const lx_health_sample_t *s,
+                      uint64_t now_ms);
+
+/* Adds <delta> (+1 when an attempt starts, -1 when it ends) to <row>'s in-flight count in
+ * <shard>. The -1 may come from another shard than the +1. */
+void lx_health_inflight_add(lx_health_t *h, unsigned shard, size_t row, int delta);
+
+/* <row>'s in-flight attempts (sum over shards). */
+int64_t lx_health_in_flight(const lx_health_t *h, size_t row);
+
+/* For planning: false while the breaker is open, while a retry-after block runs, or while
+ * half-open with the probe slot taken; true otherwise. Takes nothing. */
+bool lx_health_available(const lx_health_t *h, size_t row, uint64_t now_ms);
+
+/* When an attempt is actually sent to <row>: true if it may go. Closed: true. Half-open: true
+ * for exactly one caller, which takes the probe slot (until its outcome is recorded or the
+ * slot expires after probe_timeout_ms); false for the others. Open or blocked: false. */
+bool lx_health_admit(lx_health_t *h, size_t row, uint64_t now_ms);
+
+/* <row>'s breaker at <now_ms> into *out. */
+void lx_health_breaker_get(const lx_health_t *h, size_t row, uint64_t now_ms,
+                           lx_health_breaker_t *out);
+
+/* <row>'s cumulative attempts per outcome since start (carried over on reload) into out. */
+void lx_health_totals(const lx_health_t *h, size_t row, uint64_t out[LX_HEALTH_N_OUTCOMES]);
+
+/* Re-scores every row over the window ending at <now_ms> and publishes the results. For each
+ * row: counts per outcome, success rate, 429 rate, TTFT p50/p90 and tokens/s p50 (log-scale
+ * histograms, interpolated within a slot: about +-20% precision), and a score in [0,1]:
+ *
+ *   score = S^6 * (0.5 + 0.25 * L + 0.25 * T) * (1 - 0.5 * R)
+ *
+ * S: the success rate smoothed by two samples of prior at 90% ((ok+1.8)/(ok+fail+2)), so a
+ *    handful of samples neither claims perfection nor sinks a row; the 6th power makes it
+ *    dominant (a row failing 10% of attempts loses about as much as the whole latency and
+ *    throughput range).
+ * L: best (TTFT p50 + p90)/2 among the rows of the same model divided by this row's (1 for
+ *    the fastest); 0.5 when unknown.
+ * T: this row's tokens/s p50 divided by the best of its model's rows; 0.5 when unknown.
+ * R: the 429 rate.
+ * A row with no data keeps a neutral prior: the mean score of its model's rows with data, but
+ * never below 0.5 (a failing sibling says nothing about this row), or 0.5 when none has data;
+ * has_data = false tells the router to give it an exploration share.
+ *
+ * <log> (may be NULL) receives one line per row whose score moved by more than log_epsilon
+ * or whose has_data changed:
+ *   "health: <model> <provider> <endpoint>: score 0.91 -> 0.42 (success 71%, ttft p50 120 ms,
+ *   429 3%)". Never allocates; cannot fail. */
+void lx_health_rescore(lx_health_t *h, uint64_t now_ms, void (*log)(void *arg, const char *line),
+                       void *arg);
+
+/* The latest published scores: an array of lx_health_rows() entries (acquire load, no lock).
+ * The array stays valid and unchanged until the second lx_health_rescore() that starts after
+ * this call returns has completed: hold it for one request, never across re-scorings. Before
+ * the first re-scoring it holds the carried-over or neutral values. */
+const lx_health_score_t *lx_health_scores(const lx_health_t *h);
+
+/* When the published scores were computed: true and *at_ms, or false before the first
+ * lx_health_rescore(). */
+bool lx_health_last_rescore(const lx_health_t *h, uint64_t *at_ms);
+
+/* The table as JSON for the admin API, malloc'd into *out (NUL-terminated, length *len):
+ * {"rescore_interval_ms":N,"window_ms":N,"last_rescore_ms_ago":N|null,"rows":[{"provider":S,
+ * "endpoint":S,"model":S,"requests":N,"successes":N,"errors":{"connect":N,"timeout":N,
+ * "rate_limit":N,"server":N,"bad_response":N,"client":N},"in_flight":N,"ttft_ms":{"p50":X,
+ * "p90":X},"tps_p50":X,"success_rate":X,"score":X,"has_data":B,"breaker":{"state":
+ * "closed|open|half_open","consecutive_failures":N,"ejections":N,"open_for_ms":N},
+ * "retry_after_ms":N}]}. Window numbers are the latest re-scoring's; unknown values are null;
+ * breaker and in-flight are live at <now_ms>. 0 or LX_ENOMEM. Any thread. */
+int lx_health_format_json(const lx_health_t *h, uint64_t now_ms, char **out, size_t *len);
+
+/* The table as Prometheus text exposition, malloc'd into *out (NUL-terminated, length *len):
+ * the gauges of the metric table in health_format.c per row (labels provider, endpoint, model; NaN
+ * when unknown; window values from the latest re-scoring; breaker_open is 1 when open or half-open)
+ * and the counter llmux_upstream_attempts_total per row and outcome (cumulative). 0 or LX_ENOMEM.
+ * Any thread. */
+int lx_health_format_metrics(const lx_health_t *h, uint64_t now_ms, char **out, size_t *len);
+
+#endif

@@ -1,0 +1,788 @@
+/*
+ * test_health.c - the provider health table without a loop: the breaker's transitions
+ * (exactly N failures, doubling and cap, one half-open probe, lost probes), retry-after
+ * blocks, re-scoring (counts, rates, percentiles, throughput, normalisation within a model,
+ * neutral prior, window expiry), carry-over across tables, the change log, the JSON and
+ * metrics renderings, and two writer threads recording while a third re-scores.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "proxy/health.h"
+
+#define assert_near(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
+#define NONE                   ((size_t)-1)
+
+static const lx_health_row_key_t KEYS[] = {
+    {"local", "http://127.0.0.1:8000", "m"}, {"remote", "https://api.example.com/v1", "m"},
+    {"other", "http://10.0.0.1:8000", "n"},  {"spare", "http://127.0.0.1:8001", "m"},
+    {"lone", "http://127.0.0.1:9000", "z"},
+};
+
+static lx_health_opts_t opts_small(void)
+{
+    lx_health_opts_t o;
+    lx_health_opts_init(&o);
+    o.breaker_failures = 5;
+    o.breaker_cooldown_ms = 10000;
+    o.breaker_max_cooldown_ms = 45000;
+    o.probe_timeout_ms = 30000;
+    return o;
+}
+
+static lx_health_t *table(const lx_health_opts_t *o, size_t n, unsigned shards)
+{
+    lx_health_t *h = lx_health_new(o, KEYS, n, shards, NULL);
+    assert_non_null(h);
+    return h;
+}
+
+static void rec(lx_health_t *h, size_t row, lx_health_outcome_t o, uint64_t now)
+{
+    lx_health_sample_t s = {o, 0, 0, -1, 0};
+    lx_health_record(h, 0, row, &s, now);
+}
+
+static void rec_ok(lx_health_t *h, size_t row, uint64_t ttfb_ms, int64_t tokens, double tps,
+                   uint64_t now)
+{
+    lx_health_sample_t s = {LX_HEALTH_OK, ttfb_ms * 1000, 0, tokens, 0};
+    if (tokens > 0)
+        s.total_us = s.ttfb_us + (uint64_t)((double)tokens / tps * 1e6);
+    lx_health_record(h, 0, row, &s, now);
+}
+
+static lx_health_breaker_state_t state(lx_health_t *h, size_t row, uint64_t now)
+{
+    lx_health_breaker_t b;
+    lx_health_breaker_get(h, row, now, &b);
+    return b.state;
+}
+
+static void test_defaults_and_keys(void **st)
+{
+    (void)st;
+    lx_health_t *h = lx_health_new(NULL, KEYS, 3, 2, NULL);
+    assert_non_null(h);
+    const lx_health_opts_t *o = lx_health_opts(h);
+    assert_int_equal(o->window_ms, 15 * 60 * 1000);
+    assert_int_equal(o->rescore_interval_ms, 5 * 60 * 1000);
+    assert_int_equal(o->breaker_failures, 5);
+    assert_int_equal(o->breaker_cooldown_ms, 10000);
+    assert_int_equal(o->breaker_max_cooldown_ms, 300000);
+    assert_near(o->exploration, 0.05, 1e-12);
+    assert_int_equal(lx_health_rows(h), 3);
+    const lx_health_row_key_t *k = lx_health_row_key(h, 1);
+    assert_string_equal(k->provider, "remote");
+    assert_string_equal(k->endpoint, "https://api.example.com/v1");
+    assert_string_equal(k->model, "m");
+    assert_true(k->provider != KEYS[1].provider); /* copied */
+    assert_null(lx_health_row_key(h, 3));
+    assert_int_equal(lx_health_find(h, "other", "http://10.0.0.1:8000", "n"), 2);
+    assert_true(lx_health_find(h, "other", "http://10.0.0.1:8000", "m") == NONE);
+    const lx_health_score_t *s = lx_health_scores(h);
+    assert_near(s[0].score, 0.5, 1e-12);
+    assert_false(s[0].has_data);
+    assert_true(s[0].success_rate < 0);
+    assert_false(lx_health_last_rescore(h, NULL));
+    assert_string_equal(lx_health_outcome_name(LX_HEALTH_BAD_RESPONSE), "bad_response");
+    assert_string_equal(lx_health_outcome_name(LX_HEALTH_N_OUTCOMES), "unknown");
+    assert_null(lx_health_new(NULL, KEYS, 3, 0, NULL));
+    /* out-of-range shard, row and outcome are ignored */
+    lx_health_sample_t bad = {LX_HEALTH_N_OUTCOMES, 0, 0, -1, 0};
+    lx_health_record(h, 0, 0, &bad, 0);
+    bad.outcome = LX_HEALTH_OK;
+    lx_health_record(h, 2, 0, &bad, 0);
+    lx_health_record(h, 0, 3, &bad, 0);
+    uint64_t t[LX_HEALTH_N_OUTCOMES];
+    lx_health_totals(h, 0, t);
+    for (unsigned i = 0; i < LX_HEALTH_N_OUTCOMES; i++)
+        assert_int_equal(t[i], 0);
+    lx_health_free(h);
+    lx_health_free(NULL);
+}
+
+static void test_breaker_exactly_n(void **st)
+{
+    (void)st;
+    lx_health_opts_t o = opts_small();
+    lx_health_t *h = table(&o, 2, 1);
+    lx_health_breaker_t b;
+    for (int i = 0; i < 4; i++)
+        rec(h, 0, LX_HEALTH_CONNECT, 100);
+    lx_health_breaker_get(h, 0, 100, &b);
+    assert_int_equal(b.state, LX_HEALTH_CLOSED);
+    assert_int_equal(b.consecutive_failures, 4);
+    rec(h, 0, LX_HEALTH_OK, 100); /* a success in between resets */
+    lx_health_breaker_get(h, 0, 100, &b);
+    assert_int_equal(b.consecutive_failures, 0);
+    rec(h, 0, LX_HEALTH_TIMEOUT, 200);
+    rec(h, 0, LX_HEALTH_SERVER, 200);
+    rec(h, 0, LX_HEALTH_BAD_RESPONSE, 200);
+    rec(h, 0, LX_HEALTH_CONNECT, 200);
+    assert_true(lx_health_available(h, 0, 200));
+    assert_true(lx_health_admit(h, 0, 200));
+    assert_int_equal(state(h, 0, 200), LX_HEALTH_CLOSED); /* N-1 */
+    rec(h, 0, LX_HEALTH_SERVER, 300);                     /* N */
+    lx_health_breaker_get(h, 0, 300, &b);
+    assert_int_equal(b.state, LX_HEALTH_OPEN);
+    assert_int_equal(b.ejections, 1);
+    assert_int_equal(b.open_for_ms, 10000);
+    assert_false(lx_health_available(h, 0, 300));
+    assert_false(lx_health_admit(h, 0, 300));
+    assert_false(lx_health_available(h, 0, 10299));
+    /* stragglers while open move nothing */
+    rec(h, 0, LX_HEALTH_OK, 5000);
+    rec(h, 0, LX_HEALTH_CONNECT, 5000);
+    lx_health_breaker_get(h, 0, 5000, &b);
+    assert_int_equal(b.state, LX_HEALTH_OPEN);
+    assert_int_equal(b.open_for_ms, 5300);
+    assert_int_equal(b.ejections, 1);
+    /* the other row is untouched */
+    assert_true(lx_health_available(h, 1, 300));
+    /* rate limits, client errors and cancels never open it */
+    for (int i = 0; i < 20; i++) {
+        rec(h, 1, LX_HEALTH_RATE_LIMIT, 400);
+        rec(h, 1, LX_HEALTH_CLIENT, 400);
+        rec(h, 1, LX_HEALTH_CANCELED, 400);
+    }
+    lx_health_breaker_get(h, 1, 400, &b);
+    assert_int_equal(b.state, LX_HEALTH_CLOSED);
+    assert_int_equal(b.consecutive_failures, 0);
+    lx_health_free(h);
+}
+
+static void test_breaker_doubling_and_cap(void **st)
+{
+    (void)st;
+    lx_health_opts_t o = opts_small();
+    lx_health_t *h = table(&o, 1, 1);
+    lx_health_breaker_t b;
+    uint64_t now = 1000;
+    for (int i = 0; i < 5; i++)
+        rec(h, 0, LX_HEALTH_CONNECT, now);
+    static const uint64_t want[] = {20000, 40000, 45000, 45000};
+    uint64_t until = now + 10000;
+    for (size_t k = 0; k < 4; k++) {
+        assert_false(lx_health_available(h, 0, until - 1));
+        now = until; /* cooldown over: half-open */
+        assert_int_equal(state(h, 0, now), LX_HEALTH_HALF_OPEN);
+        assert_true(lx_health_admit(h, 0, now));
+        rec(h, 0, LX_HEALTH_TIMEOUT, now + 5); /* the probe fails: re-open, doubled */
+        lx_health_breaker_get(h, 0, now + 5, &b);
+        assert_int_equal(b.state, LX_HEALTH_OPEN);
+        assert_int_equal(b.open_for_ms, want[k]);
+        assert_int_equal(b.ejections, k + 2);
+        until = now + 5 + want[k];
+    }
+    /* a successful probe closes it and resets the doubling */
+    now = until;
+    assert_true(lx_health_admit(h, 0, now));
+    rec(h, 0, LX_HEALTH_OK, now);
+    assert_int_equal(state(h, 0, now), LX_HEALTH_CLOSED);
+    assert_true(lx_health_available(h, 0, now));
+    for (int i = 0; i < 5; i++)
+        rec(h, 0, LX_HEALTH_SERVER, now);
+    lx_health_breaker_get(h, 0, now, &b);
+    assert_int_equal(b.state, LX_HEALTH_OPEN);
+    assert_int_equal(b.open_for_ms, 10000);
+    lx_health_free(h);
+}
+
+static void test_half_open_one_probe(void **st)
+{
+    (void)st;
+    lx_health_opts_t o = opts_small();
+    lx_health_t *h = table(&o, 1, 2);
+    lx_health_breaker_t b;
+    for (int i = 0; i < 5; i++)
+        rec(h, 0, LX_HEALTH_CONNECT, 0);
+    uint64_t t = 10000;
+    assert_true(lx_health_available(h, 0, t));
+    assert_true(lx_health_admit(h, 0, t));
+    /* exactly one: every further caller is refused while the probe runs */
+    for (int i = 0; i < 10; i++) {
+        assert_false(lx_health_admit(h, 0, t + (uint64_t)i));
+        assert_false(lx_health_available(h, 0, t + (uint64_t)i));
+    }
+    lx_health_breaker_get(h, 0, t, &b);
+    assert_true(b.probe_in_flight);
+    /* a canceled probe frees the slot (recorded on another shard) */
+    lx_health_sample_t c = {LX_HEALTH_CANCELED, 0, 0, -1, 0};
+    lx_health_record(h, 1, 0, &c, t + 20);
+    assert_int_equal(state(h, 0, t + 20), LX_HEALTH_HALF_OPEN);
+    assert_true(lx_health_available(h, 0, t + 20));
+    assert_true(lx_health_admit(h, 0, t + 20));
+    assert_false(lx_health_admit(h, 0, t + 21));
+    /* a probe whose outcome never comes expires after probe_timeout_ms */
+    assert_false(lx_health_admit(h, 0, t + 20 + 29999));
+    assert_true(lx_health_admit(h, 0, t + 20 + 30000));
+    assert_false(lx_health_admit(h, 0, t + 20 + 30001));
+    /* its success closes the breaker: everyone may go */
+    rec(h, 0, LX_HEALTH_OK, t + 40000);
+    assert_int_equal(state(h, 0, t + 40000), LX_HEALTH_CLOSED);
+    for (int i = 0; i < 3; i++)
+        assert_true(lx_health_admit(h, 0, t + 40000));
+    lx_health_free(h);
+}
+
+static void test_retry_after(void **st)
+{
+    (void)st;
+    lx_health_opts_t o = opts_small();
+    lx_health_t *h = table(&o, 2, 1);
+    lx_health_sample_t s = {LX_HEALTH_RATE_LIMIT, 0, 0, -1, 2000};
+    lx_health_record(h, 0, 0, &s, 1000);
+    lx_health_breaker_t b;
+    lx_health_breaker_get(h, 0, 1500, &b);
+    assert_int_equal(b.retry_after_ms, 1500);
+    assert_int_equal(b.state, LX_HEALTH_CLOSED);
+    assert_false(lx_health_available(h, 0, 1000));
+    assert_false(lx_health_admit(h, 0, 2999));
+    assert_true(lx_health_available(h, 1, 2000)); /* another row is free */
+    /* a shorter block never shortens a longer one */
+    s.retry_after_ms = 100;
+    lx_health_record(h, 0, 0, &s, 1200);
+    assert_false(lx_health_available(h, 0, 2999));
+    assert_true(lx_health_available(h, 0, 3000));
+    assert_true(lx_health_admit(h, 0, 3000));
+    lx_health_breaker_get(h, 0, 3000, &b);
+    assert_int_equal(b.retry_after_ms, 0);
+    /* a 429 with no Retry-After blocks nothing */
+    s.retry_after_ms = 0;
+    lx_health_record(h, 0, 1, &s, 4000);
+    assert_true(lx_health_available(h, 1, 4000));
+    lx_health_free(h);
+}
+
+static void test_rescore_stats(void **st)
+{
+    (void)st;
+    lx_health_t *h = table(NULL, 1, 1);
+    uint64_t now = 1000;
+    for (int i = 0; i < 50; i++)
+        rec_ok(h, 0, 100, 100, 50.0, now);
+    for (int i = 0; i < 30; i++)
+        rec_ok(h, 0, 1000, 100, 50.0, now);
+    for (int i = 0; i < 20; i++)
+        rec(h, 0, i % 2 ? LX_HEALTH_SERVER : LX_HEALTH_TIMEOUT, now);
+    for (int i = 0; i < 10; i++)
+        rec(h, 0, LX_HEALTH_RATE_LIMIT, now);
+    for (int i = 0; i < 5; i++)
+        rec(h, 0, LX_HEALTH_CLIENT, now);
+    for (int i = 0; i < 3; i++)
+        rec(h, 0, LX_HEALTH_CANCELED, now);
+    lx_health_rescore(h, 2000, NULL, NULL);
+    uint64_t at;
+    assert_true(lx_health_last_rescore(h, &at));
+    assert_int_equal(at, 2000);
+    const lx_health_score_t *r = &lx_health_scores(h)[0];
+    assert_true(r->has_data);
+    assert_int_equal(r->requests, 80 + 20 + 10 + 5);
+    assert_int_equal(r->count[LX_HEALTH_OK], 80);
+    assert_int_equal(r->count[LX_HEALTH_SERVER], 10);
+    assert_int_equal(r->count[LX_HEALTH_TIMEOUT], 10);
+    assert_int_equal(r->count[LX_HEALTH_CANCELED], 3);
+    assert_near(r->success_rate, 0.8, 1e-12);
+    assert_near(r->rate_limit_rate, 10.0 / 110.0, 1e-12);
+    /* percentiles land within one log-scale slot (ratio < 1.45) of the true value */
+    assert_true(r->ttft_p50_ms > 100 / 1.45 && r->ttft_p50_ms < 100 * 1.45);
+    assert_true(r->ttft_p90_ms > 1000 / 1.45 && r->ttft_p90_ms < 1000 * 1.45);
+    assert_true(r->tps_p50 > 50 / 1.36 && r->tps_p50 < 50 * 1.36);
+    assert_true(r->score > 0 && r->score < 0.5); /* 20% failures weigh heavily */
+    uint64_t t[LX_HEALTH_N_OUTCOMES];
+    lx_health_totals(h, 0, t);
+    assert_int_equal(t[LX_HEALTH_OK], 80);
+    assert_int_equal(t[LX_HEALTH_CANCELED], 3);
+    lx_health_free(h);
+}
+
+static void test_percentile_precision(void **st)
+{
+    (void)st;
+    /* one value at a time: the median of identical samples stays within its slot */
+    static const uint64_t ttfts[] = {2, 7, 33, 250, 1200, 9000, 45000};
+    for (size_t k = 0; k < sizeof(ttfts) / sizeof(ttfts[0]); k++) {
+        lx_health_t *h = table(NULL, 1, 1);
+        for (int i = 0; i < 10; i++)
+            rec_ok(h, 0, ttfts[k], 0, 0, 0);
+        lx_health_rescore(h, 0, NULL, NULL);
+        double p50 = lx_health_scores(h)[0].ttft_p50_ms;
+        assert_true(p50 > (double)ttfts[k] / 1.45 && p50 < (double)ttfts[k] * 1.45);
+        assert_true(lx_health_scores(h)[0].tps_p50 < 0); /* no tokens: unknown */
+        lx_health_free(h);
+    }
+    /* a spread: p90 above p50 */
+    lx_health_t *h = table(NULL, 1, 1);
+    for (uint64_t v = 1; v <= 100; v++)
+        rec_ok(h, 0, v * 10, 0, 0, 0);
+    lx_health_rescore(h, 0, NULL, NULL);
+    const lx_health_score_t *r = &lx_health_scores(h)[0];
+    assert_true(r->ttft_p50_ms > 500 / 1.45 && r->ttft_p50_ms < 500 * 1.45);
+    assert_true(r->ttft_p90_ms > 900 / 1.45 && r->ttft_p90_ms < 900 * 1.45);
+    assert_true(r->ttft_p90_ms > r->ttft_p50_ms);
+    lx_health_free(h);
+}
+
+static double expected_score(double ok, double fail, double l, double t, double rl)
+{
+    return pow((ok + 1.8) / (ok + fail + 2), 6) * (0.5 + 0.25 * l + 0.25 * t) * (1 - 0.5 * rl);
+}
+
+static void test_normalisation_and_prior(void **st)
+{
+    (void)st;
+    /* rows 0,1,3 serve model m; row 2 model n; row 4 model z */
+    lx_health_t *h = table(NULL, 5, 1);
+    for (int i = 0; i < 100; i++) {
+        rec_ok(h, 0, 100, 200, 100.0, 0); /* fast */
+        rec_ok(h, 1, 400, 200, 25.0, 0);  /* four times slower in both */
+        rec_ok(h, 2, 400, 200, 25.0, 0);  /* as slow, but alone for its model */
+    }
+    lx_health_rescore(h, 1000, NULL, NULL);
+    const lx_health_score_t *s = lx_health_scores(h);
+    assert_true(s[0].has_data && s[1].has_data && s[2].has_data);
+    assert_false(s[3].has_data);
+    assert_false(s[4].has_data);
+    assert_true(s[0].score > s[1].score);
+    /* each row is judged against its own model only: the lone slow row is its model's best */
+    assert_near(s[2].score, s[0].score, 1e-9);
+    assert_near(s[0].score, expected_score(100, 0, 1, 1, 0), 1e-9);
+    double l = (s[0].ttft_p50_ms + s[0].ttft_p90_ms) / (s[1].ttft_p50_ms + s[1].ttft_p90_ms);
+    double t = s[1].tps_p50 / s[0].tps_p50;
+    assert_near(l, 0.25, 0.1);
+    assert_near(t, 0.25, 0.1);
+    assert_near(s[1].score, expected_score(100, 0, l, t, 0), 1e-9);
+    /* no data: the mean of its model's rows, or 0.5 when the model has none */
+    assert_near(s[3].score, (s[0].score + s[1].score) / 2, 1e-9);
+    assert_true(s[3].score > 0.5);
+    assert_near(s[4].score, 0.5, 1e-12);
+    assert_true(s[3].success_rate < 0 && s[3].ttft_p50_ms < 0 && s[3].tps_p50 < 0);
+
+    /* success dominates: a fast row failing 10% falls below the slow, reliable one */
+    for (int i = 0; i < 12; i++)
+        rec(h, 0, LX_HEALTH_SERVER, 1000);
+    lx_health_rescore(h, 2000, NULL, NULL);
+    s = lx_health_scores(h);
+    assert_true(s[0].score < s[1].score);
+    lx_health_free(h);
+}
+
+static void test_window_expiry(void **st)
+{
+    (void)st;
+    lx_health_opts_t o = opts_small();
+    o.window_ms = 15000; /* buckets of 1 s */
+    lx_health_t *h = table(&o, 1, 1);
+    for (int i = 0; i < 10; i++)
+        rec(h, 0, LX_HEALTH_SERVER, 500);
+    rec(h, 0, LX_HEALTH_OK, 3500);
+    lx_health_rescore(h, 14999, NULL, NULL);
+    assert_int_equal(lx_health_scores(h)[0].requests, 11);
+    lx_health_rescore(h, 15000, NULL, NULL); /* the first bucket left the window */
+    const lx_health_score_t *r = &lx_health_scores(h)[0];
+    assert_int_equal(r->requests, 1);
+    assert_near(r->success_rate, 1.0, 1e-12);
+    lx_health_rescore(h, 18000, NULL, NULL); /* everything left: neutral again */
+    r = &lx_health_scores(h)[0];
+    assert_int_equal(r->requests, 0);
+    assert_false(r->has_data);
+    assert_near(r->score, 0.5, 1e-12);
+    /* a ring slot reused by a later period starts from zero */
+    rec(h, 0, LX_HEALTH_CONNECT, 20200); /* slot 5, period 20 */
+    rec(h, 0, LX_HEALTH_OK, 35300);      /* slot 5, period 35 */
+    lx_health_rescore(h, 35400, NULL, NULL);
+    r = &lx_health_scores(h)[0];
+    assert_int_equal(r->requests, 1);
+    assert_int_equal(r->count[LX_HEALTH_OK], 1);
+    /* cumulative counters never expire */
+    uint64_t t[LX_HEALTH_N_OUTCOMES];
+    lx_health_totals(h, 0, t);
+    assert_int_equal(t[LX_HEALTH_SERVER], 10);
+    assert_int_equal(t[LX_HEALTH_CONNECT], 1);
+    assert_int_equal(t[LX_HEALTH_OK], 2);
+    lx_health_free(h);
+}
+
+static void test_carry_over(void **st)
+{
+    (void)st;
+    lx_health_opts_t o = opts_small();
+    lx_health_t *a = lx_health_new(&o, KEYS, 3, 2, NULL);
+    assert_non_null(a);
+    lx_health_sample_t s = {LX_HEALTH_OK, 200000, 1200000, 100, 0};
+    for (int i = 0; i < 30; i++) {
+        lx_health_record(a, 0, 0, &s, 1000);
+        lx_health_record(a, 1, 0, &s, 61000); /* another shard, another bucket */
+    }
+    for (int i = 0; i < 5; i++)
+        rec(a, 1, LX_HEALTH_CONNECT, 2000); /* ejects row 1 until 12000 */
+    lx_health_inflight_add(a, 0, 0, 1);
+    lx_health_rescore(a, 70000, NULL, NULL);
+    lx_health_score_t a0 = lx_health_scores(a)[0];
+    assert_int_equal(a0.requests, 60);
+
+    /* the new table: rows reordered, one new, one dropped, another shard count */
+    lx_health_row_key_t keys[] = {KEYS[3], KEYS[1], KEYS[0]};
+    lx_health_t *b = lx_health_new(&o, keys, 3, 3, a);
+    assert_non_null(b);
+    const lx_health_score_t *bs = lx_health_scores(b);
+    assert_near(bs[2].score, a0.score, 1e-12); /* latest score carried before any rescore */
+    assert_true(bs[2].has_data);
+    assert_false(bs[0].has_data); /* new row: neutral */
+    assert_near(bs[0].score, 0.5, 1e-12);
+    uint64_t at;
+    assert_true(lx_health_last_rescore(b, &at));
+    assert_int_equal(at, 70000);
+    assert_int_equal(state(b, 1, 5000), LX_HEALTH_OPEN); /* breaker carried */
+    assert_false(lx_health_available(b, 1, 11999));
+    assert_true(lx_health_available(b, 1, 12000));
+    lx_health_breaker_t br;
+    lx_health_breaker_get(b, 1, 5000, &br);
+    assert_int_equal(br.ejections, 1);
+    assert_int_equal(lx_health_in_flight(b, 2), 0); /* not carried */
+    uint64_t t[LX_HEALTH_N_OUTCOMES];
+    lx_health_totals(b, 2, t);
+    assert_int_equal(t[LX_HEALTH_OK], 60);
+    lx_health_totals(b, 1, t);
+    assert_int_equal(t[LX_HEALTH_CONNECT], 5);
+    /* window data carried: the same figures come out of the new table */
+    lx_health_rescore(b, 70000, NULL, NULL);
+    bs = lx_health_scores(b);
+    assert_int_equal(bs[2].requests, 60);
+    assert_near(bs[2].ttft_p50_ms, a0.ttft_p50_ms, 1e-9);
+    assert_near(bs[2].tps_p50, a0.tps_p50, 1e-9);
+    assert_int_equal(bs[1].count[LX_HEALTH_CONNECT], 5);
+    assert_false(bs[0].has_data);
+    lx_health_free(a);
+    /* a different window keeps breaker and counters but not window data */
+    o.window_ms = 60000;
+    lx_health_t *c = lx_health_new(&o, keys, 3, 1, b);
+    assert_non_null(c);
+    lx_health_rescore(c, 70000, NULL, NULL);
+    assert_int_equal(lx_health_scores(c)[2].requests, 0);
+    lx_health_totals(c, 2, t);
+    assert_int_equal(t[LX_HEALTH_OK], 60);
+    lx_health_free(b);
+    lx_health_free(c);
+}
+
+typedef struct logbuf {
+    int n;
+    char lines[8][512];
+} logbuf_t;
+
+static void capture(void *arg, const char *line)
+{
+    logbuf_t *lb = arg;
+    if (lb->n < 8)
+        snprintf(lb->lines[lb->n], sizeof(lb->lines[0]), "%s", line);
+    lb->n++;
+}
+
+static void test_log_lines(void **st)
+{
+    (void)st;
+    lx_health_t *h = table(NULL, 2, 1);
+    logbuf_t lb = {0};
+    lx_health_rescore(h, 0, capture, &lb);
+    assert_int_equal(lb.n, 0); /* nothing changed */
+    for (int i = 0; i < 10; i++)
+        rec(h, 0, LX_HEALTH_SERVER, 100);
+    lx_health_rescore(h, 1000, capture, &lb);
+    assert_int_equal(lb.n, 1);
+    assert_string_equal(lb.lines[0], "health: m local http://127.0.0.1:8000: score 0.50 -> 0.00 "
+                                     "(success 0%, ttft p50 n/a, 429 0%)");
+    /* row 1 has no data: its prior stays at 0.5 (never below neutral), so it is not logged */
+    assert_near(lx_health_scores(h)[1].score, 0.5, 1e-12);
+    memset(&lb, 0, sizeof(lb));
+    lx_health_rescore(h, 2000, capture, &lb);
+    assert_int_equal(lb.n, 0); /* unchanged since */
+    lx_health_free(h);
+}
+
+static void test_json(void **st)
+{
+    (void)st;
+    lx_health_t *h = table(NULL, 1, 1);
+    char *out = NULL;
+    size_t len = 0;
+    assert_int_equal(lx_health_format_json(h, 0, &out, &len), 0);
+    assert_int_equal(len, strlen(out));
+    assert_non_null(strstr(out, "\"last_rescore_ms_ago\":null"));
+    assert_non_null(strstr(out, "\"success_rate\":null,\"score\":0.5000,\"has_data\":false"));
+    free(out);
+
+    rec(h, 0, LX_HEALTH_OK, 100);
+    lx_health_inflight_add(h, 0, 0, 1);
+    lx_health_rescore(h, 1000, NULL, NULL);
+    assert_int_equal(lx_health_format_json(h, 1500, &out, &len), 0);
+    assert_string_equal(
+        out, "{\"rescore_interval_ms\":300000,\"window_ms\":900000,\"last_rescore_ms_ago\":500,"
+             "\"rows\":[{\"provider\":\"local\",\"endpoint\":\"http://127.0.0.1:8000\","
+             "\"model\":\"m\",\"requests\":1,\"successes\":1,\"errors\":{\"connect\":0,"
+             "\"timeout\":0,\"rate_limit\":0,\"server\":0,\"bad_response\":0,\"client\":0},"
+             "\"in_flight\":1,\"ttft_ms\":{\"p50\":null,\"p90\":null},\"tps_p50\":null,"
+             "\"success_rate\":1.0000,\"score\":0.4958,\"has_data\":true,\"breaker\":{\"state\":"
+             "\"closed\",\"consecutive_failures\":0,\"ejections\":0,\"open_for_ms\":0},"
+             "\"retry_after_ms\":0}]}");
+    assert_int_equal(len, strlen(out));
+    free(out);
+
+    /* breaker and retry-after live; strings escaped */
+    lx_health_row_key_t k[] = {{"p\"q\\r\n", "http://h/\x01", "m"}};
+    lx_health_t *e = lx_health_new(NULL, k, 1, 1, NULL);
+    assert_non_null(e);
+    for (int i = 0; i < 5; i++)
+        rec(e, 0, LX_HEALTH_CONNECT, 0);
+    lx_health_sample_t s = {LX_HEALTH_RATE_LIMIT, 0, 0, -1, 30000};
+    lx_health_record(e, 0, 0, &s, 0);
+    assert_int_equal(lx_health_format_json(e, 4000, &out, &len), 0);
+    assert_non_null(strstr(out, "\"provider\":\"p\\\"q\\\\r\\u000a\",\"endpoint\":"
+                                "\"http://h/\\u0001\""));
+    assert_non_null(strstr(out, "\"breaker\":{\"state\":\"open\",\"consecutive_failures\":0,"
+                                "\"ejections\":1,\"open_for_ms\":6000},\"retry_after_ms\":26000}"));
+    free(out);
+    assert_int_equal(lx_health_format_json(e, 10000, &out, &len), 0);
+    assert_non_null(strstr(out, "\"state\":\"half_open\""));
+    free(out);
+    lx_health_free(e);
+    lx_health_free(h);
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+static void test_metrics(void **st)
+{
+    (void)st;
+    lx_health_t *h = table(NULL, 1, 2);
+    lx_health_sample_t s = {LX_HEALTH_OK, 250000, 1250000, 100, 0};
+    lx_health_record(h, 0, 0, &s, 0);
+    lx_health_record(h, 1, 0, &s, 0);
+    rec(h, 0, LX_HEALTH_SERVER, 0);
+    rec(h, 0, LX_HEALTH_CANCELED, 0);
+    lx_health_inflight_add(h, 1, 0, 1);
+    lx_health_inflight_add(h, 1, 0, 1);
+    lx_health_inflight_add(h, 0, 0, -1);
+    char *out;
+    size_t len;
+    assert_int_equal(lx_health_format_metrics(h, 0, &out, &len), 0);
+    assert_int_equal(len, strlen(out));
+    /* before any re-scoring: neutral score, unknown window values */
+    assert_non_null(strstr(out, "# HELP llmux_health_score "));
+    assert_non_null(strstr(out, "\n# TYPE llmux_health_score gauge\n"
+                                "llmux_health_score{provider=\"local\",endpoint=\"http://"
+                                "127.0.0.1:8000\",model=\"m\"} 0.500000\n"));
+    assert_non_null(strstr(out, "llmux_health_ttft_p50_seconds{provider=\"local\",endpoint=\"http:"
+                                "//127.0.0.1:8000\",model=\"m\"} NaN\n"));
+    assert_non_null(strstr(out, "# TYPE llmux_upstream_attempts_total counter\n"));
+    assert_non_null(strstr(out, "llmux_upstream_attempts_total{provider=\"local\",endpoint=\"http:"
+                                "//127.0.0.1:8000\",model=\"m\",outcome=\"ok\"} 2\n"));
+    assert_non_null(strstr(out, ",outcome=\"server\"} 1\n"));
+    assert_non_null(strstr(out, ",outcome=\"canceled\"} 1\n"));
+    assert_non_null(strstr(out, ",outcome=\"rate_limit\"} 0\n"));
+    assert_non_null(strstr(out, "llmux_health_in_flight{provider=\"local\",endpoint=\"http://"
+                                "127.0.0.1:8000\",model=\"m\"} 1.000000\n"));
+    assert_non_null(strstr(out, "llmux_health_breaker_open{provider=\"local\",endpoint=\"http://"
+                                "127.0.0.1:8000\",model=\"m\"} 0.000000\n"));
+    assert_int_equal(count(out, "# HELP "), 8);
+    assert_int_equal(count(out, "# TYPE "), 8);
+    assert_int_equal(count(out, "llmux_upstream_attempts_total{"), LX_HEALTH_N_OUTCOMES);
+    assert_int_equal(count(out, "\n"), 8 * 2 + 7 + LX_HEALTH_N_OUTCOMES);
+    free(out);
+
+    lx_health_rescore(h, 1000, NULL, NULL);
+    assert_int_equal(lx_health_format_metrics(h, 1000, &out, &len), 0);
+    assert_non_null(strstr(out, "llmux_health_success_rate{provider=\"local\",endpoint=\"http://"
+                                "127.0.0.1:8000\",model=\"m\"} 0.666667\n"));
+    const lx_health_score_t *r = &lx_health_scores(h)[0];
+    char want[256];
+    snprintf(want, sizeof(want), "model=\"m\"} %.6f\n", r->ttft_p50_ms / 1000);
+    assert_true(r->ttft_p50_ms > 250 / 1.45 && r->ttft_p50_ms < 250 * 1.45);
+    assert_non_null(strstr(out, want));
+    free(out);
+    lx_health_free(h);
+
+    lx_health_row_key_t k[] = {{"a\"b", "c\\d", "e\nf"}};
+    h = lx_health_new(NULL, k, 1, 1, NULL);
+    assert_non_null(h);
+    for (int i = 0; i < 5; i++)
+        rec(h, 0, LX_HEALTH_TIMEOUT, 0);
+    assert_int_equal(lx_health_format_metrics(h, 0, &out, &len), 0);
+    assert_non_null(strstr(out, "llmux_health_breaker_open{provider=\"a\\\"b\",endpoint=\"c\\\\d\","
+                                "model=\"e\\nf\"} 1.000000\n"));
+    free(out);
+    lx_health_free(h);
+}
+
+/* ---- threads ----------------------------------------------------------------------------- */
+
+#define SAMPLES 100000
+#define ROWS    4
+
+typedef struct writer {
+    lx_health_t *h;
+    unsigned shard;
+    uint64_t sent[LX_HEALTH_N_OUTCOMES];
+    uint64_t scores_read;
+    _Atomic int ack; /* re-scorings published before its latest snapshot read ended */
+    _Atomic bool done;
+} writer_t;
+
+/* The contract of lx_health_scores() is a grace period: a snapshot is reused by the second
+ * re-scoring after it was replaced, and readers hold one for a request only. In the daemon
+ * the period is minutes; here the re-scorer waits for the writers' acknowledgements instead,
+ * which also gives ThreadSanitizer the happens-before that time gives the daemon. */
+static _Atomic int published;
+static _Atomic int writers_done;
+
+static void *write_samples(void *arg)
+{
+    writer_t *w = arg;
+    for (uint32_t i = 0; i < SAMPLES; i++) {
+        size_t row = i % ROWS;
+        uint64_t now = i / 10; /* 0 .. 10 s: the buckets rotate under the reader */
+        uint32_t j = i / ROWS + w->shard;
+        lx_health_outcome_t o = j % 16 < 13 ? LX_HEALTH_OK : (lx_health_outcome_t)(j % 8);
+        lx_health_sample_t s = {o, 1000 + i % 5000, 900000, 50, 0};
+        lx_health_inflight_add(w->h, w->shard, row, 1);
+        (void)lx_health_available(w->h, row, now);
+        (void)lx_health_admit(w->h, row, now);
+        lx_health_record(w->h, w->shard, row, &s, now);
+        if (i % 64 == 0) { /* planning reads the published scores, lock-free */
+            /* relaxed: the snapshot's contents must reach us through lx_health_scores()'s
+             * acquire alone, so that ThreadSanitizer checks the table's publication */
+            int seen = atomic_load_explicit(&published, memory_order_relaxed);
+            const lx_health_score_t *sc = &lx_health_scores(w->h)[row];
+            assert_true(sc->score >= 0 && sc->score <= 1);
+            w->scores_read++;
+            /* done with it: the snapshot may be reused two re-scorings from now */
+            atomic_store_explicit(&w->ack, seen, memory_order_release);
+        }
+        lx_health_inflight_add(w->h, w->shard, row, -1);
+        w->sent[s.outcome]++;
+    }
+    atomic_store_explicit(&w->done, true, memory_order_release);
+    atomic_fetch_add(&writers_done, 1);
+    return NULL;
+}
+
+typedef struct reader {
+    lx_health_t *h;
+    writer_t *w;
+    int rescores;
+} reader_t;
+
+/* Whether every writer is done with the snapshots older than the latest but one. */
+static bool grace_over(reader_t *r)
+{
+    int need = atomic_load_explicit(&published, memory_order_relaxed) - 1;
+    for (int i = 0; i < 2; i++) {
+        if (!atomic_load_explicit(&r->w[i].done, memory_order_acquire) &&
+            atomic_load_explicit(&r->w[i].ack, memory_order_acquire) < need)
+            return false;
+    }
+    return true;
+}
+
+static void *rescore_loop(void *arg)
+{
+    reader_t *r = arg;
+    while (atomic_load(&writers_done) < 2) {
+        if (!grace_over(r)) {
+            nanosleep(&(struct timespec){0, 50000}, NULL);
+            continue;
+        }
+        lx_health_rescore(r->h, 10000, NULL, NULL);
+        atomic_fetch_add_explicit(&published, 1, memory_order_release);
+        char *out;
+        size_t len;
+        if (lx_health_format_json(r->h, 10000, &out, &len) == 0)
+            free(out);
+        if (lx_health_format_metrics(r->h, 10000, &out, &len) == 0)
+            free(out);
+        r->rescores++;
+    }
+    return NULL;
+}
+
+static void test_threads(void **st)
+{
+    (void)st;
+    lx_health_opts_t o = opts_small();
+    o.window_ms = 15000;
+    lx_health_t *h = lx_health_new(&o, KEYS, ROWS, 2, NULL);
+    assert_non_null(h);
+    writer_t w[2] = {{.h = h, .shard = 0}, {.h = h, .shard = 1}};
+    reader_t rd = {h, w, 0};
+    atomic_store(&published, 0);
+    pthread_t tw[2], tr;
+    atomic_store(&writers_done, 0);
+    assert_int_equal(pthread_create(&tr, NULL, rescore_loop, &rd), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&tw[i], NULL, write_samples, &w[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(tw[i], NULL);
+    pthread_join(tr, NULL);
+    assert_true(rd.rescores > 0);
+    assert_true(w[0].scores_read > 0 && w[1].scores_read > 0);
+
+    lx_health_rescore(h, 10000, NULL, NULL);
+    const lx_health_score_t *s = lx_health_scores(h);
+    uint64_t window[LX_HEALTH_N_OUTCOMES] = {0}, total[LX_HEALTH_N_OUTCOMES] = {0};
+    for (size_t row = 0; row < ROWS; row++) {
+        uint64_t t[LX_HEALTH_N_OUTCOMES];
+        lx_health_totals(h, row, t);
+        for (unsigned k = 0; k < LX_HEALTH_N_OUTCOMES; k++) {
+            window[k] += s[row].count[k];
+            total[k] += t[k];
+        }
+        assert_int_equal(lx_health_in_flight(h, row), 0);
+    }
+    uint64_t all = 0;
+    for (unsigned k = 0; k < LX_HEALTH_N_OUTCOMES; k++) {
+        assert_int_equal(window[k], w[0].sent[k] + w[1].sent[k]);
+        assert_int_equal(total[k], w[0].sent[k] + w[1].sent[k]);
+        all += window[k];
+    }
+    assert_int_equal(all, 2 * SAMPLES);
+    lx_health_free(h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_and_keys),
+        cmocka_unit_test(test_breaker_exactly_n),
+        cmocka_unit_test(test_breaker_doubling_and_cap),
+        cmocka_unit_test(test_half_open_one_probe),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_rescore_stats),
+        cmocka_unit_test(test_percentile_precision),
+        cmocka_unit_test(test_normalisation_and_prior),
+        cmocka_unit_test(test_window_expiry),
+        cmocka_unit_test(test_carry_over),
+        cmocka_unit_test(test_log_lines),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
