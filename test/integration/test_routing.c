@@ -80,58 +80,57 @@ static const char CONFIG[] =
                                                                              "    context_length: "
                                                                              "4096\n"
                                                                              "    "
-                                                                             "providers:\n" ROUTE(
-                                                                                 "err429", "1")
-                                                                                 ROUTE(
-                                                                                     "err429b",
-                                                                                     "2") "  - id: "
-                                                                                          "broken\n"
-                                                                                          "    "
-                                                                                          "context_"
-                                                                                          "length: "
-                                                                                          "4096\n"
-                                                                                          "    "
-                                                                                          "provider"
-                                                                                          "s:"
-                                                                                          "\n" ROUTE(
-                                                                                              "err5"
-                                                                                              "00",
-                                                                                              "1") ROUTE("dead",
-                                                                                                         "2")
-                                                                                              ROUTE("dead2", "3") ROUTE(
-                                                                                                  "good",
-                                                                                                  "4") "  - id: slowfirst\n"
-                                                                                                       "    context_length: 4096\n"
-                                                                                                       "    providers:\n" ROUTE("slow", "1") ROUTE(
-                                                                                                           "good",
-                                                                                                           "2") "  - id: primary\n"
-                                                                                                                "    context_length: 4096\n"
-                                                                                                                "    providers:\n" ROUTE(
-                                                                                                                    "dead",
-                                                                                                                    "1") "  - id: backup\n"
-                                                                                                                         "    context_length: 4096\n"
-                                                                                                                         "    providers:\n"
-                                                                                                                         "      - provider: good\n"
-                                                                                                                         "        model: backup-upstream\n"
-                                                                                                                         "        parameters: [temperature, tools]\n"
-                                                                                                                         "  - id: breaker\n"
-                                                                                                                         "    context_length: 4096\n"
-                                                                                                                         "    providers:\n" ROUTE(
-                                                                                                                             "dead2",
-                                                                                                                             "1")
-                                                                                                                             ROUTE(
-                                                                                                                                 "good",
-                                                                                                                                 "2") "  - id: replicated\n"
-                                                                                                                                      "    context_length: 4096\n"
-                                                                                                                                      "    providers:\n" ROUTE(
-                                                                                                                                          "reps",
-                                                                                                                                          "1") "auth: none\n"
-                                                                                                                                               "admin:\n"
-                                                                                                                                               "  sha256: @ADMIN@\n"
-                                                                                                                                               "  metrics_public: true\n"
-                                                                                                                                               "log:\n"
-                                                                                                                                               "  access_log: @LOG@\n"
-                                                                                                                                               "  level: error\n";
+                                                                             "providers:\n" ROUTE("err429", "1") ROUTE(
+                                                                                 "err429b",
+                                                                                 "2") "  - id: "
+                                                                                      "broken\n"
+                                                                                      "    "
+                                                                                      "context_"
+                                                                                      "length: "
+                                                                                      "4096\n"
+                                                                                      "    "
+                                                                                      "provider"
+                                                                                      "s:"
+                                                                                      "\n" ROUTE(
+                                                                                          "err5"
+                                                                                          "00",
+                                                                                          "1") ROUTE("dead",
+                                                                                                     "2") ROUTE("dead2", "3")
+                                                                                          ROUTE(
+                                                                                              "goo"
+                                                                                              "d",
+                                                                                              "4") "  - id: slowfirst\n"
+                                                                                                   "    context_length: 4096\n"
+                                                                                                   "    providers:\n" ROUTE("slow", "1") ROUTE(
+                                                                                                       "good",
+                                                                                                       "2") "  - id: primary\n"
+                                                                                                            "    context_length: 4096\n"
+                                                                                                            "    providers:\n" ROUTE(
+                                                                                                                "dead",
+                                                                                                                "1") "  - id: backup\n"
+                                                                                                                     "    context_length: 4096\n"
+                                                                                                                     "    providers:\n"
+                                                                                                                     "      - provider: good\n"
+                                                                                                                     "        model: backup-upstream\n"
+                                                                                                                     "        parameters: [temperature, tools]\n"
+                                                                                                                     "  - id: breaker\n"
+                                                                                                                     "    context_length: 4096\n"
+                                                                                                                     "    providers:\n" ROUTE(
+                                                                                                                         "dead2",
+                                                                                                                         "1")
+                                                                                                                         ROUTE(
+                                                                                                                             "good",
+                                                                                                                             "2") "  - id: replicated\n"
+                                                                                                                                  "    context_length: 4096\n"
+                                                                                                                                  "    providers:\n" ROUTE(
+                                                                                                                                      "reps",
+                                                                                                                                      "1") "auth: none\n"
+                                                                                                                                           "admin:\n"
+                                                                                                                                           "  sha256: @ADMIN@\n"
+                                                                                                                                           "  metrics_public: true\n"
+                                                                                                                                           "log:\n"
+                                                                                                                                           "  access_log: @LOG@\n"
+                                                                                                                                           "  level: error\n";
 
 static lx_harness_t H;
 
@@ -424,6 +423,104 @@ static void test_breaker_ejects(void **state)
     lx_harness_resp_free(&r);
 }
 
+/* ---- reload ---------------------------------------------------------------------------------- */
+
+/* The running configuration's text with its placeholders filled, plus <more> at the end. */
+static char *config_text(const char *more)
+{
+    uint8_t d[32];
+    char hex[65], port[16];
+    lx_auth_hash("admin-secret", 12, d);
+    lx_auth_hex(d, hex);
+    size_t cap = strlen(CONFIG) + strlen(more) + 512;
+    char *out = malloc(cap);
+    size_t o = 0;
+    for (const char *p = CONFIG; *p != '\0';) {
+        const char *rep = NULL;
+        size_t skip = 0;
+        if (strncmp(p, "@MOCK", 5) == 0 && p[6] == '@') {
+            snprintf(port, sizeof(port), "%u", lx_mock_port(H.mock[p[5] - '0']));
+            rep = port;
+            skip = 7;
+        } else if (strncmp(p, "@DEAD@", 6) == 0) {
+            snprintf(port, sizeof(port), "%u", H.dead_port);
+            rep = port;
+            skip = 6;
+        } else if (strncmp(p, "@ADMIN@", 7) == 0) {
+            rep = hex;
+            skip = 7;
+        } else if (strncmp(p, "@LOG@", 5) == 0) {
+            rep = H.log_path;
+            skip = 5;
+        } else if (strncmp(p, "listen: 127.0.0.1:0", 19) == 0) {
+            snprintf(port, sizeof(port), "%u", H.port);
+            memcpy(out + o, "listen: 127.0.0.1:", 18);
+            o += 18;
+            rep = port;
+            skip = 19;
+        }
+        if (rep != NULL) {
+            memcpy(out + o, rep, strlen(rep));
+            o += strlen(rep);
+            p += skip;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    strcpy(out + o, more);
+    return out;
+}
+
+static bool models_has_extra(void *arg)
+{
+    (void)arg;
+    lx_harness_resp_t r;
+    if (lx_harness_get(H.port, "/v1/models", &r) != 0)
+        return false;
+    bool yes = r.status == 200 && strstr(r.body, "\"id\":\"extra\"") != NULL;
+    lx_harness_resp_free(&r);
+    return yes;
+}
+
+static void test_reload_keeps_health(void **state)
+{
+    (void)state;
+    /* the same fleet plus one model: the rows of endpoints that still exist carry over */
+    char *text = config_text("");
+    const char *models = strstr(text, "models:\n");
+    assert_non_null(models);
+    size_t pre = (size_t)(models - text) + 8;
+    char *next = malloc(strlen(text) + 256);
+    memcpy(next, text, pre);
+    strcpy(next + pre,
+           "  - id: extra\n    context_length: 10\n    providers: [{provider: good}]\n");
+    strcat(next, text + pre);
+    lx_config_t *cfg = NULL;
+    assert_int_equal(lx_config_parse("reload.yaml", next, strlen(next), stderr, &cfg), 0);
+    free(text);
+    free(next);
+    lx_gateway_reload(H.gw, cfg);
+    lx_config_unref(cfg);
+    assert_true(lx_harness_wait_until(models_has_extra, NULL, 3000));
+
+    /* dead2 stays ejected for the breaker model: one attempt, served by good */
+    expect_served("breaker", ",\"provider\":{\"sort\":\"price\"}", "good", "1");
+    lx_harness_resp_t r;
+    const char *req = "GET /admin/health HTTP/1.1\r\nHost: x\r\n"
+                      "Authorization: Bearer admin-secret\r\nConnection: close\r\n\r\n";
+    assert_int_equal(lx_harness_request(H.port, req, strlen(req), &r), 0);
+    assert_int_equal(r.status, 200);
+    const char *row = strstr(r.body, "\"provider\":\"dead2\",");
+    assert_non_null(row);
+    row = strstr(row, "\"model\":\"breaker\"");
+    assert_non_null(row);
+    const char *st = strstr(row, "\"state\":\"");
+    assert_non_null(st);
+    assert_true(strncmp(st, "\"state\":\"open\"", 14) == 0);
+    assert_non_null(strstr(r.body, "\"model\":\"extra\""));
+    lx_harness_resp_free(&r);
+}
+
 /* ---- session stickiness ---------------------------------------------------------------------- */
 
 static void test_session_sticks(void **state)
@@ -476,6 +573,7 @@ int main(void)
         cmocka_unit_test(test_preferences),
         cmocka_unit_test(test_breaker_ejects),
         cmocka_unit_test(test_session_sticks),
+        cmocka_unit_test(test_reload_keeps_health),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
