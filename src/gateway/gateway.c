@@ -201,6 +201,7 @@ static void finish_stop(lx_gw_worker_t *gw)
     if (gw->stopping)
         return;
     gw->stopping = true;
+    lx_probe_cancel_all(gw);
     if (gw->gen != NULL) {
         gen_dispose(gw->gen);
         lx_gw_gen_t *g = gw->gen;
@@ -325,6 +326,7 @@ static void on_worker_start(lx_worker_t *w, void *arg)
         seed = uv_hrtime();
     gw->gen_seed = seed;
     gw->rng = seed ^ 0x6a09e667f3bcc909ull;
+    lx_list_init(&gw->probes);
     uv_timer_init(&w->loop, &gw->shutdown_timer);
     gw->shutdown_timer.data = gw;
     uv_timer_init(&w->loop, &gw->flush);
@@ -415,6 +417,8 @@ static void gateway_free(lx_gateway_t *g)
     free(g->workers);
     free(g->ports);
     lx_gw_health_unref(g->health);
+    lx_config_unref(g->ctl_cfg);
+    free(g->probe_state);
     lx_config_unref(g->cfg);
     free(g);
 }
@@ -431,6 +435,34 @@ static void on_ctl_rescore(uv_timer_t *t)
 {
     lx_gateway_t *g = t->data;
     lx_health_rescore(g->health->table, uv_now(&g->ctl_loop), log_health, NULL);
+}
+
+static void on_ctl_probe(uv_timer_t *t)
+{
+    lx_gateway_t *g = t->data;
+    lx_probe_check(g, uv_now(&g->ctl_loop));
+}
+
+/* The control thread's timers and probe state for configuration <cfg> (taking a reference). */
+static void ctl_arm(lx_gateway_t *g, lx_config_t *cfg)
+{
+    lx_config_unref(g->ctl_cfg);
+    g->ctl_cfg = lx_config_ref(cfg);
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        n += cfg->providers[i].n_endpoints;
+    free(g->probe_state);
+    g->probe_state = calloc(n + 1, sizeof(*g->probe_state));
+    g->n_probe_state = g->probe_state != NULL ? n : 0;
+    uint64_t every = cfg->health_rescore_interval_ms;
+    uv_timer_start(&g->ctl_rescore, on_ctl_rescore, every, every);
+    uint64_t probe = cfg->health_probe_interval_ms;
+    if (probe > 0) {
+        uint64_t tick = probe / 4 > 100 ? probe / 4 : 100;
+        uv_timer_start(&g->ctl_probe, on_ctl_probe, tick, tick);
+    } else {
+        uv_timer_stop(&g->ctl_probe);
+    }
 }
 
 /* Publishes a new configuration: its health table is made here, carrying over the rows of
@@ -457,8 +489,7 @@ static void ctl_publish(lx_gateway_t *g, lx_config_t *cfg)
             free(msg);
         }
     }
-    uint64_t every = cfg->health_rescore_interval_ms;
-    uv_timer_start(&g->ctl_rescore, on_ctl_rescore, every, every);
+    ctl_arm(g, cfg);
     lx_config_unref(cfg);
 }
 
@@ -479,6 +510,7 @@ static void on_ctl_wakeup(uv_async_t *a)
         lx_config_unref(cfg);
         uv_close((uv_handle_t *)&g->ctl_wakeup, ctl_closed);
         uv_close((uv_handle_t *)&g->ctl_rescore, ctl_closed);
+        uv_close((uv_handle_t *)&g->ctl_probe, ctl_closed);
         return;
     }
     if (cfg != NULL)
@@ -501,12 +533,14 @@ static int ctl_start(lx_gateway_t *g)
     g->ctl_wakeup.data = g;
     uv_timer_init(&g->ctl_loop, &g->ctl_rescore);
     g->ctl_rescore.data = g;
-    uint64_t every = g->cfg->health_rescore_interval_ms;
-    uv_timer_start(&g->ctl_rescore, on_ctl_rescore, every, every);
+    uv_timer_init(&g->ctl_loop, &g->ctl_probe);
+    g->ctl_probe.data = g;
+    ctl_arm(g, g->cfg);
     rc = uv_thread_create(&g->ctl_thread, ctl_main, g);
     if (rc != 0) {
         uv_close((uv_handle_t *)&g->ctl_wakeup, NULL);
         uv_close((uv_handle_t *)&g->ctl_rescore, NULL);
+        uv_close((uv_handle_t *)&g->ctl_probe, NULL);
         uv_run(&g->ctl_loop, UV_RUN_DEFAULT);
         uv_loop_close(&g->ctl_loop);
         uv_mutex_destroy(&g->ctl_lock);

@@ -77,6 +77,12 @@ typedef struct lx_gw_session {
 
 #define LX_GW_SESSIONS 4096 /* slots per worker (a power of two) */
 
+/* Active probes: what the control thread knows of one endpoint (probe.c). */
+typedef struct lx_gw_probe_state {
+    uint64_t total;    /* outcomes recorded in its rows at the last look */
+    uint64_t since_ms; /* ... unchanged since then; 0: not looked at yet */
+} lx_gw_probe_state_t;
+
 typedef struct lx_gw_worker {
     lx_worker_t worker;
     struct lx_gateway *gw;
@@ -93,6 +99,7 @@ typedef struct lx_gw_worker {
     uint64_t gen_seed;         /* ... mixed with a per-start random value */
     uint64_t rng;              /* routing's random state */
     lx_gw_session_t *sessions; /* LX_GW_SESSIONS slots, allocated at the first session */
+    lx_list_t probes;          /* active probes running on this worker */
     uv_timer_t flush;          /* writes the access log every 100 ms (or when half full) */
     uv_timer_t shutdown_timer;
     bool draining;
@@ -107,6 +114,11 @@ struct lx_gateway {
     uv_loop_t ctl_loop;
     uv_async_t ctl_wakeup;
     uv_timer_t ctl_rescore;
+    uv_timer_t ctl_probe;
+    lx_config_t *ctl_cfg;             /* the configuration of `health` (a reference) */
+    lx_gw_probe_state_t *probe_state; /* per endpoint of every provider, in config order */
+    size_t n_probe_state;
+    unsigned next_probe_worker;
     uv_mutex_t ctl_lock;     /* guards the two fields below */
     lx_config_t *ctl_reload; /* a configuration to publish (a reference), or NULL */
     bool ctl_stop;
@@ -200,6 +212,15 @@ void lx_dispatch_served(lx_gw_req_t *r);
 /* Appends the attempts as a JSON array to <sb> (access log). */
 struct lx_strbuf;
 void lx_dispatch_format_attempts(const lx_gw_req_t *r, struct lx_strbuf *sb);
+
+/* Active probes (probe.c). */
+
+/* Control thread: posts a probe to a worker for each endpoint with a probe path whose rows
+ * recorded nothing for health.probe_interval. */
+void lx_probe_check(lx_gateway_t *g, uint64_t now_ms);
+
+/* Worker: ends every probe still running (stop). */
+void lx_probe_cancel_all(lx_gw_worker_t *gw);
 
 /* Generations (gateway.c). */
 lx_gw_gen_t *lx_gw_gen_ref(lx_gw_gen_t *g);
