@@ -890,6 +890,214 @@ static void test_large_body(void **state)
     free(raw);
 }
 
+/* ---- endpoint-wide faults ---- */
+
+static const char chat_req[] = "POST /v1/chat/completions HTTP/1.1\r\nHost: mock\r\n"
+                               "Content-Length: 15\r\n\r\n{\"model\":\"m\"}  ";
+
+/* n requests one after the other on one keep-alive connection; their statuses in out. */
+static void statuses(int n, int *out)
+{
+    client_t c;
+    client_open(&c);
+    for (int i = 0; i < n; i++) {
+        client_sends(&c, chat_req);
+        resp_t r;
+        assert_int_equal(read_response(&c, &r), 0);
+        out[i] = r.status;
+        resp_free(&r);
+    }
+    client_close(&c);
+}
+
+static void test_fault_fail(void **state)
+{
+    enum { N = 1000 };
+    int *st = calloc(N, sizeof(int));
+    assert_non_null(st);
+    lx_mock_faults_t f = {.fail_permille = 300, .seed = 7};
+    lx_mock_set_faults(mock, &f);
+    statuses(N, st);
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        assert_true(st[i] == 200 || st[i] == 500);
+        failed += st[i] == 500;
+    }
+    assert_in_range(failed, 240, 360); /* 30% of 1000, within a wide margin */
+    assert_int_equal(lx_mock_answered_failed(mock), (uint64_t)failed);
+    assert_int_equal(lx_mock_answered_ok(mock), (uint64_t)(N - failed));
+    assert_int_equal(lx_mock_answered_limited(mock), 0);
+
+    /* deterministic: the same seed again (after another) replays the same sequence */
+    int first[50], again[50];
+    memcpy(first, st, sizeof(first));
+    lx_mock_faults_t other = {.fail_permille = 300, .seed = 8};
+    lx_mock_set_faults(mock, &other);
+    statuses(10, again);
+    lx_mock_set_faults(mock, &f);
+    statuses(50, again);
+    assert_memory_equal(first, again, sizeof(first));
+
+    /* everything, then nothing */
+    f.fail_permille = 1000;
+    lx_mock_set_faults(mock, &f);
+    statuses(20, st);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(st[i], 500);
+    lx_mock_set_faults(mock, NULL);
+    statuses(20, st);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(st[i], 200);
+    lx_mock_reset(mock);
+    assert_int_equal(lx_mock_answered_ok(mock), 0);
+    assert_int_equal(lx_mock_answered_failed(mock), 0);
+    free(st);
+}
+
+static void test_fault_ttfb(void **state)
+{
+    lx_mock_faults_t f = {.ttfb_delay_ms = 250};
+    lx_mock_set_faults(mock, &f);
+    resp_t r;
+    uint64_t t0 = now_ns();
+    assert_int_equal(roundtrip("/v1/chat/completions", "", "{\"stream\":true}", &r), 0);
+    uint64_t took = now_ns() - t0;
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "data: [DONE]"));
+    resp_free(&r);
+    assert_true(took >= 250000000u);
+    /* added to the per-request delay */
+    t0 = now_ns();
+    assert_int_equal(roundtrip("/v1/chat/completions", "x-mock-delay-ms: 100\r\n", "{}", &r), 0);
+    took = now_ns() - t0;
+    resp_free(&r);
+    assert_true(took >= 350000000u);
+    assert_int_equal(lx_mock_answered_ok(mock), 2);
+
+    lx_mock_set_faults(mock, NULL);
+    t0 = now_ns();
+    assert_int_equal(roundtrip("/v1/chat/completions", "", "{}", &r), 0);
+    took = now_ns() - t0;
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    assert_true(took < 200000000u);
+}
+
+static void test_fault_max_concurrent(void **state)
+{
+    lx_mock_faults_t f = {.max_concurrent = 2};
+    lx_mock_set_faults(mock, &f);
+    /* two slow requests in progress */
+    client_t slow[2];
+    for (int i = 0; i < 2; i++) {
+        client_open(&slow[i]);
+        char *req = post("/v1/chat/completions", "x-mock-delay-ms: 3000\r\n", "{}");
+        client_sends(&slow[i], req);
+        free(req);
+    }
+    assert_int_equal(lx_mock_wait_requests(mock, 2, 5000), 0);
+    /* the third is refused at once */
+    resp_t r;
+    uint64_t t0 = now_ns();
+    assert_int_equal(roundtrip("/v1/chat/completions", "", "{}", &r), 0);
+    assert_true(now_ns() - t0 < 1000000000u);
+    assert_int_equal(r.status, 429);
+    const char *ra = header(r.head, "retry-after");
+    assert_non_null(ra);
+    assert_int_equal(atoi(ra), 1);
+    assert_non_null(strstr(r.body, "\"error\""));
+    resp_free(&r);
+    assert_int_equal(lx_mock_answered_limited(mock), 1);
+    /* the peers leave: their requests are no longer in progress */
+    for (int i = 0; i < 2; i++)
+        client_close(&slow[i]);
+    int st = 0;
+    for (int tries = 0; tries < 200 && st != 200; tries++) {
+        statuses(1, &st);
+        if (st != 200) {
+            struct timespec ts = {0, 10000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    assert_int_equal(st, 200);
+    /* the limit off: any number */
+    lx_mock_set_faults(mock, NULL);
+    client_open(&slow[0]);
+    char *req = post("/v1/chat/completions", "x-mock-delay-ms: 3000\r\n", "{}");
+    client_sends(&slow[0], req);
+    free(req);
+    client_open(&slow[1]);
+    client_sends(&slow[1], chat_req);
+    assert_int_equal(read_response(&slow[1], &r), 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    client_close(&slow[0]);
+    client_close(&slow[1]);
+}
+
+/* connect() to the mock's port: 0, or the errno. */
+static int try_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno;
+    close(fd);
+    return rc;
+}
+
+static void test_fault_down(void **state)
+{
+    uint16_t port = lx_mock_port(mock);
+    assert_false(lx_mock_is_down(mock));
+    /* an open connection with a stream in progress, and an idle keep-alive one */
+    client_t busy, idle;
+    client_open(&busy);
+    char *req = post("/v1/chat/completions", "x-mock-interval-ms: 100\r\n",
+                     "{\"stream\":true,\"mock\":{\"chunks\":100}}");
+    client_sends(&busy, req);
+    free(req);
+    client_open(&idle);
+    client_sends(&idle, chat_req);
+    resp_t r;
+    assert_int_equal(read_response(&idle, &r), 0);
+    resp_free(&r);
+    assert_int_equal(lx_mock_wait_requests(mock, 2, 5000), 0);
+
+    lx_mock_faults_t f = {.down = true};
+    lx_mock_set_faults(mock, &f);
+    assert_int_equal(lx_mock_wait_down(mock, true, 5000), 0);
+    assert_true(lx_mock_is_down(mock));
+    assert_int_equal(try_connect(port), ECONNREFUSED);
+    /* both connections were reset */
+    while (client_fill(&busy))
+        ;
+    assert_int_equal(busy.error, ECONNRESET);
+    assert_false(client_fill(&idle));
+    assert_int_equal(idle.error, ECONNRESET);
+    client_close(&busy);
+    client_close(&idle);
+    /* setting the same state again changes nothing */
+    lx_mock_set_faults(mock, &f);
+    assert_int_equal(try_connect(port), ECONNREFUSED);
+
+    /* back up on the same port */
+    lx_mock_set_faults(mock, NULL);
+    assert_int_equal(lx_mock_wait_down(mock, false, 5000), 0);
+    assert_int_equal(lx_mock_port(mock), port);
+    assert_int_equal(roundtrip("/v1/chat/completions", "", "{}", &r), 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    /* and down and up again */
+    lx_mock_set_faults(mock, &f);
+    assert_int_equal(lx_mock_wait_down(mock, true, 5000), 0);
+    assert_int_equal(try_connect(port), ECONNREFUSED);
+    lx_mock_set_faults(mock, NULL);
+    assert_int_equal(lx_mock_wait_down(mock, false, 5000), 0);
+    assert_int_equal(try_connect(port), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -910,6 +1118,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expect_continue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_framing_controls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_fail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_ttfb, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_max_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_down, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

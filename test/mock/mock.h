@@ -8,6 +8,7 @@
 #ifndef LX_MOCK_H
 #define LX_MOCK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,5 +56,49 @@ int lx_mock_wait_requests(lx_mock_t *m, uint64_t n, uint64_t timeout_ms);
 /* Clears the request records and zeroes every counter and the last peer-close time. Safe while
  * the mock runs; a connection still open keeps working. */
 void lx_mock_reset(lx_mock_t *m);
+
+/* ---- endpoint-wide faults, changeable while the mock runs ---- */
+
+/* Faults that apply to every request of one mock, on top of the per-request controls. */
+typedef struct lx_mock_faults {
+    /* answer 500 to this share (per mille, 0-1000) of requests; which ones is decided by a
+     * PRNG seeded with seed and stepped once per request, so a run is reproducible */
+    uint32_t fail_permille;
+    /* extra delay before the response head (slow time to first byte), added to delay_ms */
+    uint32_t ttfb_delay_ms;
+    /* with this many requests already in progress, answer 429 with Retry-After: 1 at once
+     * (0 = no limit) */
+    uint32_t max_concurrent;
+    /* a crashed server: the listening socket is closed (new connections are refused) and every
+     * open connection is reset; when down goes back to false, the same address and port are
+     * bound again */
+    bool down;
+    /* the fail PRNG's seed (0 = a fixed default); a different seed restarts the sequence */
+    uint64_t seed;
+} lx_mock_faults_t;
+
+/* Replaces the mock's faults with *f (NULL = none). Thread-safe (atomics), from any thread but
+ * the mock's own. Request faults apply to requests completed from then on; a change of down is
+ * applied asynchronously on the mock's loop (see lx_mock_is_down). Order of the checks for a
+ * request: the hang control, max_concurrent (429 at once), fail_permille (500 after the delays),
+ * then the per-request controls. */
+void lx_mock_set_faults(lx_mock_t *m, const lx_mock_faults_t *f);
+
+/* Whether the mock is down as applied on its loop: true once the listener is closed after
+ * down was set, false again once it listens after down was cleared. */
+bool lx_mock_is_down(lx_mock_t *m);
+
+/* Waits (polling every millisecond, bounded by timeout_ms) until lx_mock_is_down(m) == down;
+ * returns 0, or -1 on timeout. */
+int lx_mock_wait_down(lx_mock_t *m, bool down, uint64_t timeout_ms);
+
+/* Answer counters (thread-safe), counted when an answer is complete (for streams, when [DONE]
+ * is produced); zeroed by lx_mock_reset. */
+/* Answers with a 2xx status. */
+uint64_t lx_mock_answered_ok(lx_mock_t *m);
+/* Answers with a 5xx status (fail_permille or the status control). */
+uint64_t lx_mock_answered_failed(lx_mock_t *m);
+/* Answers with 429 (max_concurrent or the status control). */
+uint64_t lx_mock_answered_limited(lx_mock_t *m);
 
 #endif

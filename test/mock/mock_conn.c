@@ -91,6 +91,9 @@ struct lx_mock_conn {
     uint8_t shutting;        /* uv_shutdown called */
     uint8_t read_stopped;
     uint8_t peer_counted; /* this connection was counted in closes_by_peer */
+    uint8_t in_progress;  /* counted in m->in_progress (a request received, not yet answered) */
+    int fault;            /* endpoint-wide fault status to answer with after the delays, or 0 */
+    int status;           /* the status of the answer being produced */
 };
 
 static void process(lx_mock_conn_t *c);
@@ -117,6 +120,10 @@ static void conn_close(lx_mock_conn_t *c, int reset)
     if (c->closing)
         return;
     c->closing = 1;
+    if (c->in_progress) {
+        c->in_progress = 0;
+        c->m->in_progress--;
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -129,10 +136,10 @@ static void conn_close(lx_mock_conn_t *c, int reset)
         uv_close((uv_handle_t *)&c->tcp, on_handle_close);
 }
 
-void lx_mock_conn_close_all(lx_mock_t *m)
+void lx_mock_conn_close_all(lx_mock_t *m, int reset)
 {
     while (m->conns)
-        conn_close(m->conns, 0);
+        conn_close(m->conns, reset);
 }
 
 /* The peer closed or reset (read EOF/error) or a write failed. */
@@ -292,6 +299,11 @@ static lx_mock_connhdr_t connhdr(const lx_mock_conn_t *c)
 static void done(lx_mock_conn_t *c)
 {
     c->state = ST_IDLE;
+    if (c->in_progress) {
+        c->in_progress = 0;
+        c->m->in_progress--;
+    }
+    lx_mock_note_answer(c->m, c->status);
     if (c->close_when_done)
         c->close_after = 1;
     if (!c->in_process)
@@ -305,6 +317,7 @@ static void fail(lx_mock_conn_t *c)
 
 static void error_answer(lx_mock_conn_t *c, int status, const char *msg)
 {
+    c->status = status;
     if (lx_mock_reply_error(&c->out, &c->m->scratch, status, msg, connhdr(c)) < 0) {
         fail(c);
         return;
@@ -410,6 +423,12 @@ static void answer(lx_mock_conn_t *c)
     lx_mock_t *m = c->m;
     lx_mock_reply_t *r = &c->reply;
     char msg[PATH_MAX_ + 64];
+    if (c->fault) {
+        int fault = c->fault;
+        c->fault = 0;
+        error_answer(c, fault, "mock: injected endpoint fault");
+        return;
+    }
     int64_t status = ctl(c, LX_MOCK_CTL_STATUS, 200);
     if (status >= 300 && status <= 599) {
         snprintf(msg, sizeof(msg), "mock: injected status %d", (int)status);
@@ -417,6 +436,7 @@ static void answer(lx_mock_conn_t *c)
         return;
     }
     memset(r, 0, sizeof(*r));
+    c->status = 200;
     r->ep = route(c->path, c->path_len);
     if (r->ep == LX_MOCK_EP_UNKNOWN) {
         snprintf(msg, sizeof(msg), "Invalid URL (%s %.*s)", llhttp_method_name(c->method),
@@ -487,9 +507,20 @@ static void request_complete(lx_mock_conn_t *c)
     c->write_size = (size_t)clamp(ctl(c, LX_MOCK_CTL_WRITE_SIZE, 0), 0, INT32_MAX);
     if (ctl(c, LX_MOCK_CTL_HANG, 0)) {
         c->state = ST_HANG;
+        c->in_progress = 1;
+        c->m->in_progress++;
         return;
     }
-    int64_t delay = clamp(ctl(c, LX_MOCK_CTL_DELAY_MS, 0), 0, 3600000);
+    int fault = lx_mock_fault_status(c->m);
+    if (fault == 429) {
+        error_answer(c, 429, "mock: too many requests in progress");
+        return;
+    }
+    c->fault = fault;
+    c->in_progress = 1;
+    c->m->in_progress++;
+    int64_t delay = clamp(ctl(c, LX_MOCK_CTL_DELAY_MS, 0), 0, 3600000) +
+                    (int64_t)atomic_load(&c->m->f_ttfb_delay_ms);
     if (delay > 0) {
         c->state = ST_DELAY;
         uv_timer_start(&c->timer, on_delay_timer, (uint64_t)delay, 0);

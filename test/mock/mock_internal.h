@@ -183,15 +183,29 @@ struct lx_mock {
     uv_loop_t loop;
     uv_tcp_t listener;
     uv_async_t stop_async;
+    uv_async_t faults_async; /* applies f_down on the loop */
+    uv_timer_t rebind_timer; /* retries a failed re-bind after down */
     uv_thread_t thread;
     uint16_t port;
+    struct sockaddr_storage addr; /* the bound address (real port), for re-binding */
     /* loop thread only */
     lx_mock_conn_t *conns; /* open connections, doubly linked */
     lx_mock_buf_t scratch; /* formatting space, reused */
     uint64_t next_id;
     int stopping;
+    int listening;        /* listener open (not closing) */
+    int listener_closing; /* uv_close on the listener called, callback not yet run */
+    uint32_t in_progress; /* requests received and not yet answered completely */
+    uint64_t fail_seq;    /* fail PRNG steps since the seed was set */
+    uint64_t fail_seed;   /* seed the sequence was started with */
     /* any thread */
     _Atomic uint64_t requests, connections, closes_by_peer, last_peer_close_ns;
+    _Atomic uint64_t answered_ok, answered_failed, answered_limited;
+    /* the faults (lx_mock_set_faults) */
+    _Atomic uint32_t f_fail_permille, f_ttfb_delay_ms, f_max_concurrent;
+    _Atomic uint64_t f_seed;
+    _Atomic int f_down;   /* wanted */
+    _Atomic int is_down;  /* applied */
     pthread_mutex_t lock; /* guards ring, ring_head, ring_count */
     lx_mock_buf_t ring[LX_MOCK_RECORDS];
     size_t ring_head;  /* next slot to fill */
@@ -203,12 +217,19 @@ struct lx_mock {
 void lx_mock_record(lx_mock_t *m, lx_mock_buf_t *raw);
 /* Counts a peer close mid-response and stamps its time. */
 void lx_mock_note_peer_close(lx_mock_t *m);
+/* Counts a complete answer with this status in the answered_* counters. */
+void lx_mock_note_answer(lx_mock_t *m, int status);
+/* The endpoint-wide fault for a request just received (loop thread): 429 when max_concurrent
+ * requests are already in progress, 500 when the fail PRNG says so, else 0. Steps the PRNG
+ * when fail_permille is set. */
+int lx_mock_fault_status(lx_mock_t *m);
 
 /* ---- mock_conn.c: one client connection ---- */
 
 /* Accepts a pending connection from the listener; failures drop it. */
 void lx_mock_conn_accept(lx_mock_t *m);
-/* Closes every connection of m (at stop); their memory goes in the close callbacks. */
-void lx_mock_conn_close_all(lx_mock_t *m);
+/* Closes every connection of m (at stop; reset = with RST, when going down); their memory goes
+ * in the close callbacks. */
+void lx_mock_conn_close_all(lx_mock_t *m, int reset);
 
 #endif
