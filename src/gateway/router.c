@@ -24,7 +24,7 @@
  *    applies, whatever allow_fallbacks says, because the client asked for it by name
  *    (OpenRouter's model fallback is separate from provider fallback too). With a sort and
  *    partition "none", all candidates form one group, so the best endpoint of any listed model
- *    comes first.
+ *    comes first (and allow_fallbacks: false then keeps a single primary across all models).
  *
  * 3. Inside a group:
  *    - provider.order: the listed providers first, in the listed order (ties, under partition

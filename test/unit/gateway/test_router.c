@@ -358,6 +358,10 @@ static void test_no_fallbacks(void **state)
         assert_true(cands[plan[0]].available);
         assert_int_equal(cands[plan[1]].model_rank, 1);
     }
+    /* partition none: one group, so one primary across the models */
+    use_provider("{\"allow_fallbacks\":false,\"sort\":{\"by\":\"price\",\"partition\":\"none\"}}",
+                 NULL);
+    expect_plan("e");
     /* a group with nothing available keeps its first */
     cands[1].available = false;
     cands[2].available = false;
