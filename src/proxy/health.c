@@ -727,7 +727,7 @@ static double score_of(const agg_t *a, const agg_t *g, const lx_health_score_t *
     if (r->tps_p50 > 0 && g->best_tps > 0)
         t = r->tps_p50 / g->best_tps;
     double rl = r->rate_limit_rate > 0 ? r->rate_limit_rate : 0;
-    return clamp01(pow(s, 6) * (0.5 + 0.25 * clamp01(l) + 0.25 * clamp01(t)) * (1 - 0.5 * rl));
+    return clamp01(s * s * (0.15 + 0.85 * clamp01(l)) * (0.6 + 0.4 * clamp01(t)) * (1 - 0.5 * rl));
 }
 
 static void log_change(const lx_health_t *h, size_t row, const lx_health_score_t *old,

@@ -183,12 +183,16 @@ void lx_health_totals(const lx_health_t *h, size_t row, uint64_t out[LX_HEALTH_N
  * row: counts per outcome, success rate, 429 rate, TTFT p50/p90 and tokens/s p50 (log-scale
  * histograms, interpolated within a slot: about +-20% precision), and a score in [0,1]:
  *
- *   score = S^6 * (0.5 + 0.25 * L + 0.25 * T) * (1 - 0.5 * R)
+ *   score = S^2 * (0.15 + 0.85 * L) * (0.6 + 0.4 * T) * (1 - 0.5 * R)
  *
  * S: the success rate smoothed by two samples of prior at 90% ((ok+1.8)/(ok+fail+2)), so a
- *    handful of samples neither claims perfection nor sinks a row; the 6th power makes it
- *    dominant (a row failing 10% of attempts loses about as much as the whole latency and
- *    throughput range).
+ *    handful of samples neither claims perfection nor sinks a row. Squared, not more: a failed
+ *    attempt before the first byte costs the client one fast retry (failover), while a slow
+ *    first token costs every request, so in the fleet simulation an endpoint failing 30% of
+ *    attempts served users better than one 300 ms slower (a 6th power sent nearly all
+ *    traffic to the slow one). Hard failures are the circuit breaker's job.
+ * (0.15 + 0.85 * L): time to first token weighs nearly linearly - an endpoint fifteen times
+ *    slower keeps a fifth of the score, a small exploration share.
  * L: best (TTFT p50 + p90)/2 among the rows of the same model divided by this row's (1 for
  *    the fastest); 0.5 when unknown.
  * T: this row's tokens/s p50 divided by the best of its model's rows; 0.5 when unknown.
