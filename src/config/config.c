@@ -88,6 +88,21 @@ static void dump_provider(const lx_config_t *cfg, const lx_config_provider_t *pv
     fprintf(out, "    data_collection: %s, zdr: %s, probe: %s\n",
             pv->data_collection_deny ? "deny" : "allow", pv->zdr ? "yes" : "no",
             pv->probe_path != NULL ? pv->probe_path : "off");
+    bool https = false;
+    for (size_t i = 0; i < pv->n_endpoints; i++)
+        https = https || pv->endpoints[i].tls;
+    const lx_config_provider_tls_t *t = &pv->tls;
+    if (!https && t->ca_file == NULL && !t->insecure_skip_verify && t->client.cert == NULL)
+        return;
+    if (t->insecure_skip_verify)
+        fprintf(out, "    tls: INSECURE: insecure_skip_verify, the provider's certificate is not "
+                     "checked\n");
+    else
+        fprintf(out, "    tls: verify against %s, server_name %s\n",
+                t->ca_file != NULL ? t->ca_file : "the system CA bundle",
+                t->server_name != NULL ? t->server_name : "(the endpoint's host)");
+    if (t->client.cert != NULL)
+        fprintf(out, "    tls client certificate: %s\n", t->client.cert);
 }
 
 static void dump_model(const lx_config_t *cfg, const lx_config_model_t *m, FILE *out)
@@ -118,8 +133,16 @@ void lx_config_dump(const lx_config_t *cfg, FILE *out)
     for (size_t i = 0; i < cfg->n_listen; i++) {
         const lx_config_listen_t *l = &cfg->listen[i];
         bool v6 = strchr(l->host, ':') != NULL;
-        fprintf(out, " %s%s%s:%u%s", v6 ? "[" : "", l->host, v6 ? "]" : "", l->port,
-                l->is_loopback ? " (loopback)" : "");
+        fprintf(out, " %s%s%s:%u%s%s", v6 ? "[" : "", l->host, v6 ? "]" : "", l->port,
+                l->is_loopback ? " (loopback)" : "", l->tls != NULL ? " (tls)" : "");
+    }
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        const lx_config_listen_tls_t *t = cfg->listen[i].tls;
+        if (t == NULL)
+            continue;
+        fprintf(out, "\n  tls on port %u: TLS 1.2, certificates:", cfg->listen[i].port);
+        for (size_t j = 0; j < t->n_certs; j++)
+            fprintf(out, " %s", t->certs[j].cert);
     }
     fprintf(out, "\nworkers: %u\n", cfg->workers);
     fprintf(out, "limits: max_header_size %s, max_body_size %s\n",

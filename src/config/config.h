@@ -15,12 +15,35 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* One `listen` entry: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080" or ":8080". */
+/* A certificate chain and its private key (PEM file paths, as written). */
+typedef struct lx_config_cert {
+    char *cert;
+    char *key;
+} lx_config_cert_t;
+
+/* A listen entry's `tls`: HTTPS on that address. Every file was loaded and checked. */
+typedef struct lx_config_listen_tls {
+    lx_config_cert_t *certs; /* `cert`/`key` first (the default), then `certificates`, chosen */
+    size_t n_certs;          /* ... by the SNI name a client asks for */
+    unsigned min_version;    /* 12 (TLS 1.2) */
+} lx_config_listen_tls_t;
+
+/* One `listen` entry: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080" or ":8080", or a mapping
+ * {address, tls}. */
 typedef struct lx_config_listen {
     char *host; /* numeric address, never NULL ("0.0.0.0" for ":8080") */
     uint16_t port;
-    bool is_loopback; /* 127.0.0.0/8 or ::1 */
+    bool is_loopback;            /* 127.0.0.0/8 or ::1 */
+    lx_config_listen_tls_t *tls; /* NULL: plain HTTP */
 } lx_config_listen_t;
+
+/* A provider's `tls` (for its https endpoints). */
+typedef struct lx_config_provider_tls {
+    char *ca_file;             /* NULL: the system bundle */
+    bool insecure_skip_verify; /* no certificate check at all: warned about at every load */
+    lx_config_cert_t client;   /* client certificate for mutual TLS; cert NULL for none */
+    char *server_name;         /* SNI and verified name; NULL: the endpoint's host */
+} lx_config_provider_tls_t;
 
 /* One replica of a provider: scheme, host and port; the path prefix is the provider's. */
 typedef struct lx_config_endpoint {
@@ -53,6 +76,7 @@ typedef struct lx_config_provider {
     bool data_collection_deny; /* `data_collection: deny`: prompts are not stored or trained on */
     bool zdr;                  /* zero data retention */
     char *probe_path;          /* active health probe: GET of this path, NULL when off */
+    lx_config_provider_tls_t tls;
 } lx_config_provider_t;
 
 /* One provider serving a model. */

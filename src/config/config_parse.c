@@ -27,6 +27,7 @@
 #include "config/config_value.h"
 #include "core/core.h"
 #include "core/status.h"
+#include "tls/tls_cert.h"
 
 #define MAX_ERRORS    100
 #define MAX_FILE_SIZE (16u << 20)
@@ -356,6 +357,123 @@ static const char *get_name(parser_t *p, yaml_node_t *n, const char *what)
     return s;
 }
 
+/* ---- TLS ------------------------------------------------------------------------------------ */
+
+/* A certificate and key pair at <cert_n>/<key_n> (either may be NULL: reported missing),
+ * loaded and checked now so a bad file fails `llmux -t` with its path. */
+static bool get_cert(parser_t *p, yaml_node_t *map, yaml_node_t *cert_n, yaml_node_t *key_n,
+                     const char *where, lx_config_cert_t *out)
+{
+    char what[128];
+    if (cert_n == NULL || key_n == NULL) {
+        REPORT(p, map, "%s: `cert` and `key` go together", where);
+        return false;
+    }
+    const char *cert = scalar(p, cert_n, join(what, sizeof(what), where, "cert"));
+    const char *key = scalar(p, key_n, join(what, sizeof(what), where, "key"));
+    if (cert == NULL || key == NULL)
+        return false;
+    lx_tls_cert_pair_t pair = {.cert = cert, .key = key};
+    char err[512];
+    if (lx_tls_cert_check(&pair, err, sizeof(err)) != 0) {
+        REPORT(p, strstr(err, key) == err ? key_n : cert_n, "%s: %s", where, err);
+        return false;
+    }
+    out->cert = copy(p, cert);
+    out->key = copy(p, key);
+    return out->cert != NULL && out->key != NULL;
+}
+
+static void parse_listen_tls(parser_t *p, lx_config_listen_t *l, yaml_node_t *n, const char *where)
+{
+    field_t f[] = {{"cert", false, NULL, NULL},
+                   {"key", false, NULL, NULL},
+                   {"certificates", false, NULL, NULL},
+                   {"min_version", false, NULL, NULL}};
+    char what[96], sub[128];
+    if (!read_map(p, n, where, f, LX_ARRAY_SIZE(f)))
+        return;
+    size_t extra = 0;
+    if (f[2].value != NULL) {
+        if (!sequence(p, f[2].value, join(what, sizeof(what), where, "certificates"), true))
+            return;
+        extra = seq_len(f[2].value);
+    }
+    if (f[0].value == NULL && f[1].value == NULL && extra == 0) {
+        REPORT(p, n, "%s: a certificate is required (`cert` and `key`, or `certificates`)", where);
+        return;
+    }
+    lx_config_listen_tls_t *t = alloc(p, 1, sizeof(*t));
+    if (t == NULL)
+        return;
+    t->certs = alloc(p, extra + 1, sizeof(*t->certs));
+    if (t->certs == NULL)
+        return;
+    t->min_version = 12;
+    bool ok = true;
+    if (f[0].value != NULL || f[1].value != NULL)
+        ok = get_cert(p, n, f[0].value, f[1].value, where, &t->certs[t->n_certs++]);
+    for (size_t i = 0; i < extra; i++) {
+        yaml_node_t *item = node(p, f[2].value->data.sequence.items.start[i]);
+        field_t g[] = {{"cert", true, NULL, NULL}, {"key", true, NULL, NULL}};
+        snprintf(sub, sizeof(sub), "%s.certificates[%zu]", where, i);
+        if (item == NULL || !read_map(p, item, sub, g, LX_ARRAY_SIZE(g))) {
+            ok = false;
+            continue;
+        }
+        if (g[0].value == NULL || g[1].value == NULL ||
+            !get_cert(p, item, g[0].value, g[1].value, sub, &t->certs[t->n_certs++]))
+            ok = false;
+    }
+    if (f[3].value != NULL) {
+        const char *v = scalar(p, f[3].value, join(what, sizeof(what), where, "min_version"));
+        if (v != NULL && strcmp(v, "1.2") != 0) {
+            REPORT(p, f[3].value,
+                   "%s: '%s' is not supported: mbedTLS 2.28 serves TLS 1.2 (`1.2`, the "
+                   "default); it has no TLS 1.3 server, and 1.0/1.1 are not offered",
+                   what, v);
+            ok = false;
+        }
+    }
+    if (ok)
+        l->tls = t;
+}
+
+static void parse_provider_tls(parser_t *p, lx_config_provider_t *pv, yaml_node_t *n,
+                               const char *where)
+{
+    field_t f[] = {{"ca_file", false, NULL, NULL},
+                   {"insecure_skip_verify", false, NULL, NULL},
+                   {"cert", false, NULL, NULL},
+                   {"key", false, NULL, NULL},
+                   {"server_name", false, NULL, NULL}};
+    char sub[64], what[96];
+    snprintf(sub, sizeof(sub), "%s.tls", where);
+    if (!read_map(p, n, sub, f, LX_ARRAY_SIZE(f)))
+        return;
+    lx_config_provider_tls_t *t = &pv->tls;
+    if (f[0].value != NULL) {
+        const char *ca = scalar(p, f[0].value, join(what, sizeof(what), sub, "ca_file"));
+        char err[512];
+        if (ca != NULL && lx_tls_cert_check_ca(ca, err, sizeof(err)) != 0)
+            REPORT(p, f[0].value, "%s: %s", what, err);
+        else if (ca != NULL)
+            t->ca_file = copy(p, ca);
+    }
+    if (f[1].value != NULL)
+        get_bool(p, f[1].value, join(what, sizeof(what), sub, "insecure_skip_verify"),
+                 &t->insecure_skip_verify);
+    if (f[2].value != NULL || f[3].value != NULL)
+        get_cert(p, n, f[2].value, f[3].value, sub, &t->client);
+    if (f[4].value != NULL) {
+        const char *name = scalar(p, f[4].value, join(what, sizeof(what), sub, "server_name"));
+        if (name != NULL && (name[0] == '\0' || strlen(name) > 253 || strchr(name, '/') != NULL))
+            REPORT(p, f[4].value, "%s: expected a host name", what);
+        else if (name != NULL)
+            t->server_name = copy(p, name);
+    }
+}
+
 /* ---- listen, workers, limits, timeouts ---------------------------------------------------- */
 
 static void parse_listen(parser_t *p, yaml_node_t *n)
@@ -380,6 +498,15 @@ static void parse_listen(parser_t *p, yaml_node_t *n)
         const char *why;
 
         snprintf(what, sizeof(what), single != NULL ? "listen" : "listen[%zu]", i);
+        yaml_node_t *tls = NULL;
+        if (item != NULL && item->type == YAML_MAPPING_NODE) {
+            /* {address: "127.0.0.1:8443", tls: {...}} */
+            field_t f[] = {{"address", true, NULL, NULL}, {"tls", false, NULL, NULL}};
+            if (!read_map(p, item, what, f, LX_ARRAY_SIZE(f)) || f[0].value == NULL)
+                continue;
+            item = f[0].value;
+            tls = f[1].value;
+        }
         const char *s = scalar(p, item, what);
         if (s == NULL)
             continue;
@@ -395,6 +522,11 @@ static void parse_listen(parser_t *p, yaml_node_t *n)
         l->host = copy(p, addr.host);
         l->port = addr.port;
         l->is_loopback = addr.is_loopback;
+        if (tls != NULL) {
+            char sub[48];
+            snprintf(sub, sizeof(sub), "%s.tls", what);
+            parse_listen_tls(p, l, tls, sub);
+        }
         if (l->host != NULL)
             cfg->n_listen++;
     }
@@ -700,7 +832,8 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
                    {"endpoints", false, NULL, NULL}, {"api_key", false, NULL, NULL},
                    {"headers", false, NULL, NULL},   {"max_connections", false, NULL, NULL},
                    {"timeouts", false, NULL, NULL},  {"data_collection", false, NULL, NULL},
-                   {"zdr", false, NULL, NULL},       {"probe", false, NULL, NULL}};
+                   {"zdr", false, NULL, NULL},       {"probe", false, NULL, NULL},
+                   {"tls", false, NULL, NULL}};
     char where[32], what[64], buf[80];
     const char *why;
     uint64_t v;
@@ -768,6 +901,8 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
         else if (s != NULL)
             pv->probe_path = copy(p, s);
     }
+    if (f[10].value != NULL)
+        parse_provider_tls(p, pv, f[10].value, where);
 }
 
 static void parse_providers(parser_t *p, yaml_node_t *n)

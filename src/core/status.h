@@ -21,7 +21,13 @@
     XX(EJSON, -5010, "invalid JSON")                                                               \
     XX(ECLOSED, -5011, "peer closed the connection")                                               \
     XX(ECANCELED, -5012, "request canceled")                                                       \
-    XX(ESHUTDOWN, -5013, "llmux is shutting down")
+    XX(ESHUTDOWN, -5013, "llmux is shutting down")                                                 \
+    XX(ETLSCA, -5014, "TLS: certificate signed by an unknown authority")                           \
+    XX(ETLSEXPIRED, -5015, "TLS: certificate expired or not yet valid")                            \
+    XX(ETLSHOST, -5016, "TLS: certificate does not match the host name")                           \
+    XX(ETLSCERT, -5017, "TLS: certificate verification failed")                                    \
+    XX(ETLSHANDSHAKE, -5018, "TLS: handshake timed out")                                           \
+    XX(ETLSPROTO, -5019, "TLS: handshake failed (no common protocol version or cipher, or not TLS)")
 
 enum {
 #define XX(name, code, text) LX_##name = code,

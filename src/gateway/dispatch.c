@@ -279,13 +279,7 @@ int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t 
         return 431;
     }
     if (rc != 0) {
-        if (r->n_attempts > 0 && r->attempts[r->n_attempts - 1].code == LX_ETLS)
-            snprintf(msg, cap, "provider %s is HTTPS, and this build has no TLS client yet",
-                     cfg->providers
-                         [cfg->models[r->attempts[0].model].routes[r->attempts[0].route].provider]
-                             .name);
-        else
-            snprintf(msg, cap, "no provider endpoint is available for this request");
+        snprintf(msg, cap, "no provider endpoint is available for this request");
         return r->n_attempts > 0 ? 502 : 503;
     }
     return 0;
@@ -595,13 +589,6 @@ static int prepare_attempt(lx_gw_req_t *r)
         r->row = row;
         lx_gw_attempt_t *a = &r->attempts[r->n_attempts++];
         *a = (lx_gw_attempt_t){(uint16_t)mi, (uint16_t)ri, (uint16_t)ep, LX_HEALTH_OK, 0, 0, -1, 0};
-        if (r->endpoint->tls) {
-            /* never send a request meant for TLS in plain text */
-            a->outcome = LX_HEALTH_CONNECT;
-            a->code = LX_ETLS;
-            r->plan_pos++;
-            continue;
-        }
         if (!build_request(r) || !build_resp_headers(r)) {
             r->n_attempts--;
             return LX_ETOOBIG;

@@ -96,8 +96,90 @@ void lx_gw_health_unref(lx_gw_health_t *h)
 
 /* --- generations ----------------------------------------------------------------------------- */
 
+/* --- TLS contexts ---------------------------------------------------------------------------- */
+
+static void tls_unref(lx_gw_tls_t *t)
+{
+    if (t == NULL || atomic_fetch_sub(&t->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < t->n_servers; i++)
+        lx_tls_server_unref(t->servers[i]);
+    for (size_t i = 0; i < t->n_clients; i++)
+        lx_tls_client_unref(t->clients[i]);
+    free(t->servers);
+    free(t->clients);
+    free(t);
+}
+
+static lx_gw_tls_t *tls_ref(lx_gw_tls_t *t)
+{
+    atomic_fetch_add(&t->refs, 1);
+    return t;
+}
+
+/* Builds the TLS contexts of <cfg> (control thread: start, reload). The files were checked by
+ * the configuration load; they are read again here, so a file changed since fails now, with
+ * its path. insecure_skip_verify is warned about at every load. NULL and *rc on failure. */
+static lx_gw_tls_t *tls_new(const lx_config_t *cfg, int *rc)
+{
+    char err[512];
+    lx_gw_tls_t *t = calloc(1, sizeof(*t));
+    *rc = LX_ENOMEM;
+    if (t == NULL)
+        return NULL;
+    atomic_init(&t->refs, 1);
+    t->servers = calloc(cfg->n_listen + 1, sizeof(*t->servers));
+    t->clients = calloc(cfg->n_providers + 1, sizeof(*t->clients));
+    if (t->servers == NULL || t->clients == NULL) {
+        tls_unref(t);
+        return NULL;
+    }
+    t->n_servers = cfg->n_listen;
+    t->n_clients = cfg->n_providers;
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        const lx_config_listen_tls_t *lt = cfg->listen[i].tls;
+        if (lt == NULL)
+            continue;
+        lx_tls_cert_pair_t pairs[lt->n_certs];
+        for (size_t j = 0; j < lt->n_certs; j++)
+            pairs[j] = (lx_tls_cert_pair_t){.cert = lt->certs[j].cert, .key = lt->certs[j].key};
+        lx_tls_server_opts_t o = {
+            .certs = pairs, .n_certs = lt->n_certs, .min_version = lt->min_version};
+        *rc = lx_tls_server_new(&o, err, sizeof(err), &t->servers[i]);
+        if (*rc != 0) {
+            lx_log(LX_LOG_ERROR, "listen %s:%u: %s", cfg->listen[i].host, cfg->listen[i].port, err);
+            tls_unref(t);
+            return NULL;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const lx_config_provider_t *p = &cfg->providers[i];
+        bool https = false;
+        for (size_t j = 0; j < p->n_endpoints; j++)
+            https = https || p->endpoints[j].tls;
+        if (!https)
+            continue;
+        lx_tls_client_opts_t o = {.ca_file = p->tls.ca_file,
+                                  .insecure_skip_verify = p->tls.insecure_skip_verify,
+                                  .client = {.cert = p->tls.client.cert, .key = p->tls.client.key}};
+        *rc = lx_tls_client_new(&o, err, sizeof(err), &t->clients[i]);
+        if (*rc != 0) {
+            lx_log(LX_LOG_ERROR, "provider %s: %s", p->name, err);
+            tls_unref(t);
+            return NULL;
+        }
+        if (p->tls.insecure_skip_verify)
+            lx_log(LX_LOG_WARN,
+                   "provider %s: tls.insecure_skip_verify is on: its certificates are not "
+                   "checked, anyone on the path can read and change its traffic",
+                   p->name);
+    }
+    *rc = 0;
+    return t;
+}
+
 static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t *health,
-                            uint64_t serial)
+                            lx_gw_tls_t *tls, uint64_t serial)
 {
     lx_gw_gen_t *g = calloc(1, sizeof(*g));
     if (g == NULL)
@@ -110,6 +192,7 @@ static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t 
         return NULL;
     }
     g->health = lx_gw_health_ref(health);
+    g->tls = tls_ref(tls);
     g->cfg = lx_config_ref(cfg);
     g->pool_base = calloc(cfg->n_providers + 1, sizeof(size_t));
     g->rr = calloc(cfg->n_providers + 1, sizeof(uint32_t));
@@ -127,6 +210,7 @@ static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t 
         free(g->models_json);
         free(g->in_flight);
         lx_gw_health_unref(g->health);
+        tls_unref(g->tls);
         lx_config_unref(g->cfg);
         free(g);
         return NULL;
@@ -140,6 +224,14 @@ static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t 
             uint64_t idle = p->idle_timeout_ms ? p->idle_timeout_ms : cfg->upstream_idle_timeout_ms;
             /* a pooled connection is kept well under the servers' usual keep-alive time */
             pool->idle_timeout_ms = idle < 30000 ? idle : 30000;
+            if (p->endpoints[j].tls && tls->clients[i] != NULL) {
+                lx_conn_pool_set_tls(pool, tls->clients[i], p->tls.server_name);
+                /* bounds a handshake nobody waits for any more (the request's own connect
+                 * timeout runs meanwhile) */
+                pool->handshake_timeout_ms = p->connect_timeout_ms
+                                                 ? p->connect_timeout_ms
+                                                 : cfg->upstream_connect_timeout_ms;
+            }
         }
     }
     g->n_pools = n;
@@ -166,6 +258,7 @@ static void gen_free(lx_gw_gen_t *g)
     free(g->models_json);
     free(g->in_flight);
     lx_gw_health_unref(g->health);
+    tls_unref(g->tls);
     lx_config_unref(g->cfg);
     free(g);
 }
@@ -272,6 +365,7 @@ static void apply_limits(lx_gw_worker_t *gw, const lx_config_t *cfg)
 typedef struct reload_msg {
     lx_config_t *cfg;
     lx_gw_health_t *health;
+    lx_gw_tls_t *tls;
     uint64_t serial;
 } reload_msg_t;
 
@@ -280,9 +374,10 @@ static void do_reload(lx_worker_t *w, void *arg)
     lx_gw_worker_t *gw = w->data;
     reload_msg_t *msg = arg;
     bool live = !gw->stopping && gw->gen != NULL;
-    lx_gw_gen_t *g = live ? gen_new(gw, msg->cfg, msg->health, msg->serial) : NULL;
+    lx_gw_gen_t *g = live ? gen_new(gw, msg->cfg, msg->health, msg->tls, msg->serial) : NULL;
     lx_config_unref(msg->cfg);
     lx_gw_health_unref(msg->health);
+    tls_unref(msg->tls);
     free(msg);
     if (!live)
         return;
@@ -296,6 +391,9 @@ static void do_reload(lx_worker_t *w, void *arg)
     lx_gw_gen_t *old = gw->gen;
     gw->gen = g;
     apply_limits(gw, g->cfg);
+    /* new certificates for new connections; open ones keep the context they started with */
+    for (size_t i = 0; i < gw->n_listeners_open && i < g->tls->n_servers; i++)
+        lx_listener_set_tls(&gw->listeners[i], g->tls->servers[i]);
     old->next_retired = gw->retired;
     gw->retired = old;
     lx_gw_gen_unref(gw, old);
@@ -341,6 +439,7 @@ static void on_worker_start(lx_worker_t *w, void *arg)
             rc = lx_listener_start(&gw->listeners[i], w, fd, BACKLOG, on_accept);
             if (rc == 0) {
                 gw->listeners[i].data = gw;
+                lx_listener_set_tls(&gw->listeners[i], gw->gen->tls->servers[i]);
                 gw->n_listeners_open++;
             }
         } else {
@@ -417,6 +516,7 @@ static void gateway_free(lx_gateway_t *g)
     free(g->workers);
     free(g->ports);
     lx_gw_health_unref(g->health);
+    tls_unref(g->tls);
     lx_config_unref(g->ctl_cfg);
     free(g->probe_state);
     lx_config_unref(g->cfg);
@@ -469,9 +569,18 @@ static void ctl_arm(lx_gateway_t *g, lx_config_t *cfg)
  * endpoints that still exist, then each worker builds its generation from both. */
 static void ctl_publish(lx_gateway_t *g, lx_config_t *cfg)
 {
+    int trc;
+    lx_gw_tls_t *tls = tls_new(cfg, &trc);
+    if (tls == NULL) {
+        lx_log(LX_LOG_ERROR, "reload failed: TLS: %s; keeping the old configuration",
+               lx_strerror(trc));
+        lx_config_unref(cfg);
+        return;
+    }
     lx_gw_health_t *h = lx_gw_health_new(cfg, g->n_workers + 1, g->health);
     if (h == NULL) {
         lx_log(LX_LOG_ERROR, "reload failed: out of memory; keeping the old configuration");
+        tls_unref(tls);
         lx_config_unref(cfg);
         return;
     }
@@ -482,13 +591,15 @@ static void ctl_publish(lx_gateway_t *g, lx_config_t *cfg)
         reload_msg_t *msg = malloc(sizeof(*msg));
         if (msg == NULL)
             continue; /* that worker keeps the old configuration */
-        *msg = (reload_msg_t){lx_config_ref(cfg), lx_gw_health_ref(h), serial};
+        *msg = (reload_msg_t){lx_config_ref(cfg), lx_gw_health_ref(h), tls_ref(tls), serial};
         if (lx_worker_post(&g->workers[k].worker, do_reload, msg) != 0) {
             lx_config_unref(msg->cfg);
             lx_gw_health_unref(msg->health);
+            tls_unref(msg->tls);
             free(msg);
         }
     }
+    tls_unref(tls);
     ctl_arm(g, cfg);
     lx_config_unref(cfg);
 }
@@ -577,6 +688,11 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
         return LX_ENOMEM;
     }
     int rc = 0;
+    g->tls = tls_new(cfg, &rc);
+    if (g->tls == NULL) {
+        gateway_free(g);
+        return rc;
+    }
     unsigned inited = 0;
     for (unsigned k = 0; k < g->n_workers && rc == 0; k++) {
         lx_gw_worker_t *gw = &g->workers[k];
@@ -606,7 +722,7 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
         gw->worker.on_start = on_worker_start;
         gw->worker.on_stop = on_worker_stop;
         /* pools are per loop: the generation is built here, for the worker's loop */
-        gw->gen = gen_new(gw, cfg, g->health, g->next_serial);
+        gw->gen = gen_new(gw, cfg, g->health, g->tls, g->next_serial);
         if (gw->gen == NULL)
             rc = LX_ENOMEM;
     }

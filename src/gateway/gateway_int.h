@@ -44,6 +44,20 @@ static inline size_t lx_gw_row(const lx_gw_health_t *h, size_t model, size_t rou
 }
 
 /*
+ * The TLS contexts of one configuration: a server context per TLS listen entry and a client
+ * context per provider with an https endpoint. Built on the control thread (start, reload),
+ * shared read-only by every worker, refcounted (atomic): each generation holds one reference,
+ * and each TLS session holds its own context, so a reload never cuts a connection.
+ */
+typedef struct lx_gw_tls {
+    atomic_uint refs;
+    lx_tls_server_t **servers; /* per listen entry; NULL for plain HTTP */
+    size_t n_servers;
+    lx_tls_client_t **clients; /* per provider; NULL without an https endpoint */
+    size_t n_clients;
+} lx_gw_tls_t;
+
+/*
  * One configuration generation as one worker uses it: the snapshot and everything derived
  * from it. The worker holds the current one; each request holds the one it started with, so
  * a reload never changes a request midway. A retired generation's pools are disposed when
@@ -60,6 +74,7 @@ typedef struct lx_gw_gen {
     uint32_t *rr;           /* per provider: next replica (round robin) */
     uint64_t rr_plan;       /* routing.strategy round_robin: the rotation counter */
     lx_gw_health_t *health; /* a reference */
+    lx_gw_tls_t *tls;       /* a reference */
     uint32_t *in_flight;    /* per health row: this worker's attempts in flight */
     uint64_t serial;        /* tells generations apart in the session table */
     char *models_json;
@@ -109,6 +124,7 @@ typedef struct lx_gw_worker {
 struct lx_gateway {
     lx_config_t *cfg;
     lx_gw_health_t *health; /* the current configuration's table (a reference) */
+    lx_gw_tls_t *tls;       /* the starting configuration's TLS contexts (a reference) */
     /* The control thread: health re-scoring, and building reloads' health tables. */
     uv_thread_t ctl_thread;
     uv_loop_t ctl_loop;

@@ -68,6 +68,7 @@ int lx_listener_start(lx_listener_t *l, lx_worker_t *w, int fd, int backlog,
     memset(l, 0, sizeof(*l));
     l->worker = w;
     l->on_accept = cb;
+    lx_list_init(&l->link);
     int rc = uv_tcp_init(&w->loop, &l->tcp);
     if (rc != 0)
         return rc;
@@ -81,12 +82,24 @@ int lx_listener_start(lx_listener_t *l, lx_worker_t *w, int fd, int backlog,
     rc = uv_listen((uv_stream_t *)&l->tcp, backlog, on_connection);
     if (rc != 0)
         uv_close((uv_handle_t *)&l->tcp, NULL); /* closes fd too */
+    else if (w->listeners.next != NULL)
+        lx_list_insert_tail(&w->listeners, &l->link);
     return rc;
+}
+
+void lx_listener_set_tls(lx_listener_t *l, lx_tls_server_t *ctx)
+{
+    if (ctx != NULL)
+        lx_tls_server_ref(ctx);
+    lx_tls_server_unref(l->tls);
+    l->tls = ctx;
 }
 
 static void on_close(uv_handle_t *h)
 {
     lx_listener_t *l = h->data;
+    lx_tls_server_unref(l->tls);
+    l->tls = NULL;
     if (l->on_close != NULL)
         l->on_close(l);
 }
@@ -96,5 +109,6 @@ void lx_listener_close(lx_listener_t *l, void (*cb)(lx_listener_t *l))
     if (uv_is_closing((uv_handle_t *)&l->tcp))
         return;
     l->on_close = cb;
+    lx_list_remove(&l->link);
     uv_close((uv_handle_t *)&l->tcp, on_close);
 }

@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "core/list.h"
 #include "net/worker.h"
+#include "tls/tls_server.h"
 
 typedef struct lx_listener lx_listener_t;
 
@@ -21,6 +23,8 @@ struct lx_listener {
     lx_listener_accept_cb on_accept;
     void *data;
     void (*on_close)(lx_listener_t *l);
+    lx_tls_server_t *tls; /* a reference, or NULL: accepted streams speak TLS with it */
+    lx_list_t link;       /* in the worker's listeners while open */
 };
 
 /* Parses "host" + port into <out>; 0 or UV_EINVAL. */
@@ -37,6 +41,12 @@ int lx_listener_bind(const char *host, uint16_t *port, int backlog, int *fd);
  * outlive the loop iteration that runs its close. */
 int lx_listener_start(lx_listener_t *l, lx_worker_t *w, int fd, int backlog,
                       lx_listener_accept_cb cb);
+
+/* Makes the connections <l> accepts from now on TLS sessions of <ctx> (a reference is taken;
+ * NULL: plain TCP). Connections already accepted keep the context they started with, so a
+ * reload changes certificates without dropping anyone. Worker thread, after
+ * lx_listener_start. */
+void lx_listener_set_tls(lx_listener_t *l, lx_tls_server_t *ctx);
 
 /* Stops accepting and closes; <cb> (may be NULL) runs in the close callback. */
 void lx_listener_close(lx_listener_t *l, void (*cb)(lx_listener_t *l));

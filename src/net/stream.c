@@ -4,6 +4,16 @@
  * The owner of a stream (an HTTP server connection, an upstream connection) embeds it and
  * hears about reads, completed writes and the close through callbacks. See stream.h for the
  * ownership rules; this file enforces them.
+ *
+ * A TLS stream puts its session (tls/tls.h) between the socket and the owner:
+ *
+ *   socket ─read─> worker chunk (ciphertext) ─lx_tls_feed─> session ─lx_tls_read─> plaintext
+ *                  chunk (or the owner's read_into buffer) ─> owner's read callback
+ *   owner's slices ─lx_tls_write─> ciphertext chunks ─lx_tls_out─> the plain write path
+ *
+ * The handshake runs first, from the same read callback; libuv reads for it whether or not the
+ * owner reads. Plaintext still held by the session when the owner resumes reading is delivered
+ * from the worker's idle handle (never from inside lx_stream_read_start).
  */
 #include "net/stream.h"
 
@@ -12,6 +22,7 @@
 
 #include "core/core.h"
 #include "core/status.h"
+#include "net/listener.h"
 
 /* A chunk with less room than this is not worth a read syscall: take a fresh one. */
 #define MIN_READ_ROOM 2048
@@ -20,6 +31,7 @@ int lx_stream_init(lx_worker_t *w, lx_stream_t *s)
 {
     memset(s, 0, sizeof(*s));
     s->worker = w;
+    lx_list_init(&s->tls_link);
     int rc = uv_tcp_init(&w->loop, &s->tcp);
     if (rc != 0)
         return rc;
@@ -27,12 +39,66 @@ int lx_stream_init(lx_worker_t *w, lx_stream_t *s)
     return 0;
 }
 
+static void tls_process(lx_stream_t *s);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out);
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub);
+static int tcp_start(lx_stream_t *s);
+
+/* The TLS context of the worker's listener <server>, or NULL (plain, or not a listener). */
+static lx_tls_server_t *listener_tls(lx_worker_t *w, uv_stream_t *server)
+{
+    if (w->listeners.next == NULL)
+        return NULL;
+    for (lx_list_t *n = w->listeners.next; n != &w->listeners; n = n->next) {
+        lx_listener_t *l = lx_list_entry(n, lx_listener_t, link);
+        if ((uv_stream_t *)&l->tcp == server)
+            return l->tls;
+    }
+    return NULL;
+}
+
 int lx_stream_accept(uv_stream_t *server, lx_stream_t *s)
 {
     int rc = uv_accept(server, (uv_stream_t *)&s->tcp);
-    if (rc == 0)
-        uv_tcp_nodelay(&s->tcp, 1);
+    if (rc != 0)
+        return rc;
+    uv_tcp_nodelay(&s->tcp, 1);
+    lx_tls_server_t *ctx = listener_tls(s->worker, server);
+    if (ctx != NULL) {
+        lx_worker_t *w = s->worker;
+        rc = lx_tls_new_server(ctx, &w->bufs, &w->tls_out, &s->tls);
+        s->tls_handshaking = rc == 0;
+        if (rc == 0)
+            rc = tcp_start(s); /* the handshake starts now, whether the owner reads yet or not */
+    }
     return rc;
+}
+
+int lx_stream_set_tls_client(lx_stream_t *s, lx_tls_client_t *ctx, const char *server_name,
+                             const char *session_key)
+{
+    lx_worker_t *w = s->worker;
+    int rc = lx_tls_new_client(ctx, server_name, session_key, &w->bufs, &w->tls_out, &s->tls);
+    s->tls_handshaking = rc == 0;
+    return rc;
+}
+
+static int tcp_start(lx_stream_t *s)
+{
+    if (s->tcp_reading || s->closing)
+        return 0;
+    int rc = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+    if (rc == 0)
+        s->tcp_reading = true;
+    return rc;
+}
+
+static void tcp_stop(lx_stream_t *s)
+{
+    if (!s->tcp_reading)
+        return;
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    s->tcp_reading = false;
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -42,6 +108,17 @@ static void on_connect(uv_connect_t *req, int status)
         uv_tcp_nodelay(&s->tcp, 1);
     if (status == UV_ECANCELED && s->closing)
         return;
+    if (status == 0 && s->tls != NULL) {
+        /* connected: the handshake runs before the owner hears of it */
+        s->tls_connecting = true;
+        int rc = tcp_start(s);
+        if (rc == 0) {
+            tls_process(s);
+            return;
+        }
+        s->tls_connecting = false;
+        status = rc;
+    }
     s->on_connect(s, status);
 }
 
@@ -52,11 +129,33 @@ int lx_stream_connect(lx_stream_t *s, const struct sockaddr *addr, lx_stream_con
     return uv_tcp_connect(&s->connect_req, &s->tcp, addr, on_connect);
 }
 
+/* The chunk in *<slot> when it still has room (rewound when nobody else holds any of its
+ * bytes), else a fresh pool chunk put in the slot. NULL when out of memory. */
+static lx_buf_t *shared_chunk(lx_worker_t *w, lx_buf_t **slot)
+{
+    lx_buf_t *b = *slot;
+    if (b != NULL && b->refcnt == 1)
+        b->len = 0; /* nobody holds any of its bytes: reuse it from the start */
+    if (b == NULL || lx_buf_avail(b) < MIN_READ_ROOM) {
+        lx_buf_unref(b);
+        b = *slot = lx_buf_pool_get(&w->bufs);
+    }
+    return b;
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out)
 {
     lx_stream_t *s = h->data;
     lx_worker_t *w = s->worker;
     (void)hint;
+    if (s->tls != NULL) {
+        /* ciphertext always lands in the worker's chunk; the plaintext goes where the owner
+         * asked (tls_deliver) */
+        s->cbuf = shared_chunk(w, &w->rchunk);
+        *out = s->cbuf != NULL ? uv_buf_init(lx_buf_tail(s->cbuf), (unsigned)lx_buf_avail(s->cbuf))
+                               : uv_buf_init(NULL, 0);
+        return;
+    }
     if (s->rbuf_next != NULL) {
         if (s->rbuf_direct)
             lx_buf_unref(s->rbuf);
@@ -64,16 +163,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out)
         s->rbuf_next = NULL;
         s->rbuf_direct = true;
     }
-    if (!s->rbuf_direct) {
-        lx_buf_t *b = w->rchunk;
-        if (b != NULL && b->refcnt == 1)
-            b->len = 0; /* nobody holds any of its bytes: reuse it from the start */
-        if (b == NULL || lx_buf_avail(b) < MIN_READ_ROOM) {
-            lx_buf_unref(b);
-            b = w->rchunk = lx_buf_pool_get(&w->bufs);
-        }
-        s->rbuf = b;
-    }
+    if (!s->rbuf_direct)
+        s->rbuf = shared_chunk(w, &w->rchunk);
     if (s->rbuf == NULL || lx_buf_avail(s->rbuf) == 0) {
         *out = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to on_read */
         return;
@@ -81,10 +172,16 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out)
     *out = uv_buf_init(lx_buf_tail(s->rbuf), (unsigned)lx_buf_avail(s->rbuf));
 }
 
+static void tls_on_read(lx_stream_t *s, ssize_t nread);
+
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
 {
     lx_stream_t *s = h->data;
     (void)ub;
+    if (s->tls != NULL) {
+        tls_on_read(s, nread);
+        return;
+    }
     lx_buf_t *b = s->rbuf;
     if (!s->rbuf_direct)
         s->rbuf = NULL; /* the worker's chunk is only borrowed for this read */
@@ -105,9 +202,24 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
     }
 }
 
+static void tls_queue_pending(lx_stream_t *s);
+
 int lx_stream_read_start(lx_stream_t *s, lx_stream_read_cb cb)
 {
     s->on_read = cb;
+    if (s->tls != NULL) {
+        if (s->reading || s->closing)
+            return 0;
+        int rc = tcp_start(s);
+        if (rc != 0)
+            return rc;
+        s->reading = true;
+        /* plaintext the session already holds, or a failure the owner has not heard of yet,
+         * come from the idle handle (a spurious turn costs one lx_tls_read) */
+        if (!s->tls_handshaking)
+            tls_queue_pending(s);
+        return 0;
+    }
     if (s->reading || s->closing)
         return 0;
     int rc = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
@@ -118,6 +230,12 @@ int lx_stream_read_start(lx_stream_t *s, lx_stream_read_cb cb)
 
 void lx_stream_read_stop(lx_stream_t *s)
 {
+    if (s->tls != NULL) {
+        s->reading = false;
+        if (!s->tls_handshaking)
+            tcp_stop(s); /* backpressure reaches the peer through TCP */
+        return;
+    }
     if (!s->reading)
         return;
     uv_read_stop((uv_stream_t *)&s->tcp);
@@ -218,6 +336,8 @@ static void run_done(lx_write_t *wr)
         finish_close(s); /* the handle closed while completions waited: now the owner hears */
 }
 
+static void tls_run_pending(lx_worker_t *w);
+
 static void on_done_idle(uv_idle_t *h)
 {
     lx_worker_t *w = h->data;
@@ -232,7 +352,8 @@ static void on_done_idle(uv_idle_t *h)
         if (wr == last)
             break;
     }
-    if (w->done_head == NULL)
+    tls_run_pending(w);
+    if (w->done_head == NULL && lx_list_is_empty(&w->tls_pending))
         uv_idle_stop(h);
 }
 
@@ -318,7 +439,8 @@ static int write_batch(lx_stream_t *s, lx_write_t *wr)
     return 0;
 }
 
-int lx_stream_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb, void *arg)
+static int write_plain(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb,
+                       void *arg)
 {
     size_t i = 0;
     int rc = 0;
@@ -358,6 +480,16 @@ int lx_stream_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_writ
     for (; i < n; i++)
         lx_buf_unref(slices[i].buf);
     return rc;
+}
+
+static int tls_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb,
+                     void *arg);
+
+int lx_stream_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb, void *arg)
+{
+    if (s->tls != NULL)
+        return tls_write(s, slices, n, cb, arg);
+    return write_plain(s, slices, n, cb, arg);
 }
 
 int lx_stream_write_copy(lx_stream_t *s, const char *data, size_t len, lx_stream_write_cb cb,
@@ -401,6 +533,8 @@ static void finish_close(lx_stream_t *s)
 static void on_tcp_close(uv_handle_t *h)
 {
     lx_stream_t *s = h->data;
+    lx_tls_free(s->tls);
+    s->tls = NULL;
     if (s->rbuf_direct)
         lx_buf_unref(s->rbuf);
     lx_buf_unref(s->rbuf_next);
@@ -416,14 +550,223 @@ static void on_tcp_close(uv_handle_t *h)
         s->on_close(s);
 }
 
+static void tls_flush(lx_stream_t *s);
+
 void lx_stream_close(lx_stream_t *s, bool reset, lx_stream_close_cb cb)
 {
     if (s->closing)
         return;
+    if (s->tls != NULL) {
+        lx_list_remove(&s->tls_link);
+        if (!reset && !s->tls_handshaking) {
+            /* a clean end for the peer, sent now if the socket takes it */
+            lx_tls_close_notify(s->tls);
+            tls_flush(s);
+        }
+    }
     s->closing = true;
     s->reading = false;
+    s->tcp_reading = false;
     s->on_close = cb;
     if (reset && uv_tcp_close_reset(&s->tcp, on_tcp_close) == 0)
         return;
     uv_close((uv_handle_t *)&s->tcp, on_tcp_close);
+}
+
+/* --- TLS ------------------------------------------------------------------------------------- */
+
+/* Writes the ciphertext the session has queued (handshake flights, alerts, records). A failure
+ * shows up as a read error too, so it is not reported here. */
+static void tls_flush(lx_stream_t *s)
+{
+    lx_slice_t sl[LX_TLS_OUT_MAX];
+    size_t n = lx_tls_out(s->tls, sl, LX_TLS_OUT_MAX);
+    if (n > 0)
+        write_plain(s, sl, n, NULL, NULL);
+}
+
+static int tls_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb, void *arg)
+{
+    size_t i = 0;
+    int rc = 0;
+    if (s->closing)
+        rc = UV_ECANCELED;
+    else if (s->tls_handshaking)
+        rc = UV_ENOTCONN;
+    for (; rc == 0 && i < n; i++) {
+        const char *p = lx_slice_ptr(&slices[i]);
+        size_t len = slices[i].len, off = 0;
+        while (rc == 0 && off < len) {
+            int k = lx_tls_write(s->tls, p + off, len - off);
+            if (k < 0)
+                rc = k;
+            else
+                off += (size_t)k;
+            if (off < len)
+                tls_flush(s); /* the session's output queue is full: send it, go on */
+        }
+        lx_buf_unref(slices[i].buf); /* encrypted: the plaintext is not needed any more */
+    }
+    for (; i < n; i++)
+        lx_buf_unref(slices[i].buf);
+    if (rc != 0)
+        return rc;
+    lx_slice_t out[LX_TLS_OUT_MAX];
+    size_t k = lx_tls_out(s->tls, out, LX_TLS_OUT_MAX);
+    if (k == 0)
+        return cb != NULL ? UV_EINVAL : 0; /* no byte: as a plain stream would say */
+    return write_plain(s, out, k, cb, arg);
+}
+
+/* The handshake failed with <code>: the owner hears it as its connect result (client) or as a
+ * read error (server). */
+static void tls_fail(lx_stream_t *s, int code)
+{
+    tls_flush(s); /* the alert telling the peer why */
+    s->tls_handshaking = false;
+    tcp_stop(s);
+    if (s->tls_connecting) {
+        s->tls_connecting = false;
+        s->on_connect(s, code);
+    } else if (s->reading && s->on_read != NULL) {
+        s->on_read(s, code, NULL, NULL);
+    }
+}
+
+/* Hands the owner the plaintext the session can decrypt now, while it reads. */
+static void tls_deliver(lx_stream_t *s)
+{
+    lx_worker_t *w = s->worker;
+    while (s->reading && !s->closing) {
+        if (s->rbuf_next != NULL) {
+            if (s->rbuf_direct)
+                lx_buf_unref(s->rbuf);
+            s->rbuf = s->rbuf_next;
+            s->rbuf_next = NULL;
+            s->rbuf_direct = true;
+        }
+        lx_buf_t *b;
+        if (s->rbuf_direct && lx_buf_avail(s->rbuf) > 0) {
+            b = s->rbuf;
+        } else {
+            if (s->rbuf_direct) {
+                lx_buf_unref(s->rbuf);
+                s->rbuf = NULL;
+                s->rbuf_direct = false;
+            }
+            b = shared_chunk(w, &w->tls_plain);
+        }
+        int n = b != NULL ? lx_tls_read(s->tls, lx_buf_tail(b), lx_buf_avail(b)) : LX_ENOMEM;
+        if (n == 0)
+            break;
+        if (n < 0) {
+            tls_flush(s);
+            s->reading = false;
+            tcp_stop(s);
+            s->on_read(s, n == LX_ECLOSED ? UV_EOF : n, NULL, NULL);
+            return;
+        }
+        const char *data = lx_buf_tail(b);
+        b->len += (uint32_t)n;
+        lx_buf_ref(b); /* alive across a callback that may close the stream */
+        s->on_read(s, n, b, data);
+        if (s->rbuf_direct && s->rbuf == b && lx_buf_avail(b) == 0) {
+            s->rbuf = NULL;
+            s->rbuf_direct = false;
+            lx_buf_unref(b);
+        }
+        lx_buf_unref(b);
+    }
+    if (!s->closing) {
+        tls_flush(s);
+        if (!s->reading)
+            tcp_stop(s); /* paused: what the session still holds waits for read_start */
+    }
+}
+
+/* New input: the handshake while it runs, then the owner's plaintext. */
+static void tls_process(lx_stream_t *s)
+{
+    if (s->tls_handshaking) {
+        int rc = lx_tls_handshake(s->tls);
+        if (rc == 1) {
+            tls_flush(s);
+            return;
+        }
+        if (rc < 0) {
+            tls_fail(s, rc);
+            return;
+        }
+        tls_flush(s);
+        s->tls_handshaking = false;
+        if (s->tls_connecting) {
+            s->tls_connecting = false;
+            if (!s->reading)
+                tcp_stop(s);
+            s->on_connect(s, 0);
+            if (s->closing)
+                return;
+        }
+    }
+    if (s->reading)
+        tls_deliver(s);
+    else
+        tcp_stop(s);
+}
+
+static void tls_on_read(lx_stream_t *s, ssize_t nread)
+{
+    lx_buf_t *b = s->cbuf;
+    s->cbuf = NULL; /* the worker's chunk is only borrowed for this read */
+    if (nread == 0)
+        return;
+    if (nread > 0) {
+        const char *data = lx_buf_tail(b);
+        b->len += (uint32_t)nread;
+        int rc = lx_tls_feed(s->tls, b, data, (size_t)nread);
+        if (rc != 0)
+            nread = rc;
+    }
+    if (nread < 0) {
+        int code = nread == UV_EOF ? LX_ECLOSED : (int)nread;
+        if (s->tls_handshaking) {
+            tls_fail(s, code);
+            return;
+        }
+        tcp_stop(s);
+        if (s->reading) {
+            s->reading = false;
+            s->on_read(s, nread, NULL, NULL);
+        }
+        return;
+    }
+    tls_process(s);
+}
+
+static void tls_queue_pending(lx_stream_t *s)
+{
+    lx_worker_t *w = s->worker;
+    lx_list_remove(&s->tls_link);
+    lx_list_insert_tail(&w->tls_pending, &s->tls_link);
+    if (!uv_is_active((uv_handle_t *)&w->done_idle))
+        uv_idle_start(&w->done_idle, on_done_idle);
+}
+
+static void tls_run_pending(lx_worker_t *w)
+{
+    if (w->tls_pending.next == NULL || lx_list_is_empty(&w->tls_pending))
+        return;
+    /* only the streams queued before this turn: a callback may queue its stream again */
+    lx_list_t now;
+    now.next = w->tls_pending.next;
+    now.prev = w->tls_pending.prev;
+    now.next->prev = &now;
+    now.prev->next = &now;
+    lx_list_init(&w->tls_pending);
+    while (!lx_list_is_empty(&now)) {
+        lx_stream_t *s = lx_list_entry(now.next, lx_stream_t, tls_link);
+        lx_list_remove(&s->tls_link);
+        if (s->reading && !s->closing && s->tls != NULL)
+            tls_deliver(s);
+    }
 }

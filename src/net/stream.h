@@ -16,6 +16,16 @@
  * call; on close it runs too (UV_ECANCELED for what was still queued), so references always
  * come back.
  *
+ * TLS: a stream may carry a TLS session (lx_stream_set_tls_client before connecting; a
+ * listener with a TLS context makes the streams it accepts server sessions). The owner cannot
+ * tell: reads deliver plaintext, in chunks, under the same rules (a shared plaintext chunk of
+ * the worker, or the lx_stream_read_into buffer, decrypted straight into); writes take
+ * plaintext slices, encrypt them into ciphertext chunks (their references come back at once)
+ * and write those, with the same callback, cancellation and `queued` accounting. The handshake
+ * comes first: a client's connect callback reports success only once it is complete (or its
+ * failure, with a code of core/status.h: LX_ETLSCA, LX_ETLSHOST...); a server's owner simply
+ * sees no byte before it, and a failure as a read error. Closing sends close_notify.
+ *
  * Lifetime: the embedding object stays alive until the close callback has run.
  */
 #ifndef LX_STREAM_H
@@ -25,7 +35,9 @@
 #include <uv.h>
 
 #include "core/buf.h"
+#include "core/list.h"
 #include "net/worker.h"
+#include "tls/tls.h"
 
 #define LX_WRITE_MAX_IOV 32
 
@@ -55,7 +67,14 @@ struct lx_stream {
     unsigned n_deferred;     /* ... of which waiting in the worker's completed list */
     bool closing;
     bool close_done; /* the handle is closed; the close callback waits for completions */
-    bool reading;
+    bool reading;    /* the owner reads (with TLS, libuv may read for the handshake too) */
+    /* TLS, all unused (NULL/false) on a plain stream: */
+    lx_tls_t *tls;        /* the session every byte goes through; freed at close */
+    lx_buf_t *cbuf;       /* the chunk of the ciphertext read in progress (borrowed) */
+    lx_list_t tls_link;   /* in the worker's tls_pending list */
+    bool tls_handshaking; /* no byte is the owner's yet */
+    bool tls_connecting;  /* client: the connect callback waits for the handshake */
+    bool tcp_reading;     /* libuv is reading */
 };
 
 typedef struct lx_write {
@@ -99,6 +118,18 @@ int lx_stream_write_copy(lx_stream_t *s, const char *data, size_t len, lx_stream
 /* Closes <s>: pending writes complete with UV_ECANCELED, then <cb> runs. Idempotent. With
  * <reset>, the peer gets an RST instead of a FIN. */
 void lx_stream_close(lx_stream_t *s, bool reset, lx_stream_close_cb cb);
+
+/* Makes <s> (initialised, not yet connected) a TLS client of <ctx> for <server_name> (SNI and
+ * verified name), resuming the session cached under <session_key> (NULL: none). 0, or LX_ENOMEM
+ * or LX_ETLS (then <s> stays plain; close it as usual). */
+int lx_stream_set_tls_client(lx_stream_t *s, lx_tls_client_t *ctx, const char *server_name,
+                             const char *session_key);
+
+/* True while <s> is a TLS stream whose handshake is not complete. */
+static inline bool lx_stream_handshaking(const lx_stream_t *s)
+{
+    return s->tls != NULL && s->tls_handshaking;
+}
 
 /* Frees the worker's recycled write requests (at worker teardown). */
 void lx_stream_free_writes(lx_worker_t *w);

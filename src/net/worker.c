@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "net/listener.h"
 #include "net/stream.h"
 
 static void on_wakeup(uv_async_t *a)
@@ -46,6 +47,8 @@ int lx_worker_init(lx_worker_t *w, unsigned id)
     w->done_idle.data = w;
     pthread_mutex_init(&w->mq_lock, NULL);
     lx_buf_pool_init(&w->bufs, 128);
+    lx_list_init(&w->tls_pending);
+    lx_list_init(&w->listeners);
     return 0;
 }
 
@@ -83,6 +86,13 @@ void lx_worker_close_all(lx_worker_t *w)
     pthread_mutex_unlock(&w->mq_lock);
     /* deliver what was already queued, so no posted message is silently dropped */
     on_wakeup(&w->wakeup);
+    /* listeners closed by the walk below never run their close callback: their TLS contexts
+     * are released here */
+    while (!lx_list_is_empty(&w->listeners)) {
+        lx_listener_t *l = lx_list_entry(w->listeners.next, lx_listener_t, link);
+        lx_list_remove(&l->link);
+        lx_listener_set_tls(l, NULL);
+    }
     uv_walk(&w->loop, close_walk, NULL);
 }
 
@@ -98,7 +108,9 @@ void lx_worker_dispose(lx_worker_t *w)
     }
     lx_stream_free_writes(w);
     lx_buf_unref(w->rchunk);
-    w->rchunk = NULL;
+    lx_buf_unref(w->tls_out);
+    lx_buf_unref(w->tls_plain);
+    w->rchunk = w->tls_out = w->tls_plain = NULL;
     lx_buf_pool_dispose(&w->bufs);
     pthread_mutex_destroy(&w->mq_lock);
 }

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "core/buf.h"
+#include "core/list.h"
 
 #define LX_WORKER_BATCH 128
 
@@ -45,6 +46,14 @@ struct lx_worker {
      * per-read batch): one array per worker instead of one per connection. */
     lx_slice_t batch[LX_WORKER_BATCH];
     size_t n_free_writes;
+    /* TLS (net/stream.c): the chunk ciphertext is encrypted into and the chunk plaintext is
+     * decrypted into, shared by all the worker's TLS streams like rchunk (a chunk nobody else
+     * holds is rewound and reused), so an idle TLS connection holds no chunk either. */
+    lx_buf_t *tls_out;
+    lx_buf_t *tls_plain;
+    lx_list_t tls_pending; /* TLS streams whose reads resumed with plaintext already decrypted
+                            * or queued: delivered from done_idle, never inside read_start */
+    lx_list_t listeners;   /* this worker's open listeners (net/listener.c), for accept */
 
     pthread_mutex_t mq_lock; /* guards mq_head/mq_tail/closed only */
     lx_worker_msg_t *mq_head, *mq_tail;

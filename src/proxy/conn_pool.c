@@ -5,6 +5,9 @@
  * put: clean connection → idle list, or straight to the oldest waiter
  * An idle connection keeps reading, so a server that closes it is noticed at once and the
  * connection is dropped before anyone borrows it.
+ * HTTPS: connect → TLS handshake (net/stream.c) → connected. A timer per connection bounds the
+ * two together, so a server that stalls mid-handshake cannot keep a connection (and its slot)
+ * forever when its requester gave up; the requester's own connect timeout runs meanwhile.
  */
 #include "proxy/conn_pool.h"
 
@@ -35,10 +38,30 @@ void lx_conn_pool_init(lx_conn_pool_t *p, lx_worker_t *w, const char *host, uint
         p->addr_expires_ms = UINT64_MAX; /* numeric: never expires */
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static void on_closed(lx_stream_t *s)
 {
     lx_upconn_t *c = s->data;
+    if (c->timer_open) {
+        uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+        return;
+    }
     free(c);
+}
+
+void lx_conn_pool_set_tls(lx_conn_pool_t *p, lx_tls_client_t *ctx, const char *server_name)
+{
+    if (ctx != NULL)
+        lx_tls_client_ref(ctx);
+    lx_tls_client_unref(p->tls);
+    p->tls = ctx;
+    snprintf(p->server_name, sizeof(p->server_name), "%s",
+             server_name != NULL && server_name[0] != '\0' ? server_name : p->host);
+    snprintf(p->session_key, sizeof(p->session_key), "%s:%u", p->host, (unsigned)p->port);
 }
 
 static void service_waiters(lx_conn_pool_t *p);
@@ -89,8 +112,12 @@ static void on_connect(lx_stream_t *s, int status)
     lx_conn_pool_t *p = c->pool;
     c->connecting_for = NULL;
     lx_list_remove(&c->link);
+    if (c->timer_open)
+        uv_timer_stop(&c->timer);
     if (w != NULL)
         w->connecting = NULL;
+    if (status == 0 && c->stream.tls != NULL && lx_tls_resumed(c->stream.tls))
+        p->n_resumed++;
     if (status != 0) {
         p->n_open--;
         lx_stream_close(&c->stream, false, on_closed);
@@ -108,6 +135,14 @@ static void on_connect(lx_stream_t *s, int status)
     w->cb(w, c, 0);
 }
 
+static void on_handshake_timeout(uv_timer_t *t)
+{
+    lx_upconn_t *c = t->data;
+    lx_stream_t *s = &c->stream;
+    /* ends it as a failed connect: the stream reports nothing more once closed */
+    on_connect(s, lx_stream_handshaking(s) ? LX_ETLSHANDSHAKE : LX_ETIMEDOUT);
+}
+
 static int connect_new(lx_conn_pool_t *p, lx_conn_pool_wait_t *w)
 {
     lx_upconn_t *c = calloc(1, sizeof(*c));
@@ -121,6 +156,19 @@ static int connect_new(lx_conn_pool_t *p, lx_conn_pool_wait_t *w)
     c->stream.data = c;
     c->pool = p;
     lx_list_init(&c->link);
+    if (p->tls != NULL) {
+        rc = lx_stream_set_tls_client(&c->stream, p->tls, p->server_name, p->session_key);
+        if (rc == 0)
+            rc = uv_timer_init(&p->worker->loop, &c->timer);
+        if (rc != 0) {
+            lx_stream_close(&c->stream, false, on_closed);
+            return rc;
+        }
+        c->timer.data = c;
+        c->timer_open = true;
+        uv_timer_start(&c->timer, on_handshake_timeout,
+                       p->handshake_timeout_ms > 0 ? p->handshake_timeout_ms : 10000, 0);
+    }
     c->connecting_for = w;
     w->queued = false;
     p->n_open++;
@@ -301,6 +349,9 @@ void lx_conn_pool_close(lx_upconn_t *c)
 void lx_conn_pool_dispose(lx_conn_pool_t *p)
 {
     p->disposing = true;
+    /* connections hold their own session's reference on the context */
+    lx_tls_client_unref(p->tls);
+    p->tls = NULL;
     while (!lx_list_is_empty(&p->idle))
         drop(lx_list_entry(p->idle.next, lx_upconn_t, link));
     /* connections still connecting are closed (their connect callback will not run); a

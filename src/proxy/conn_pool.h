@@ -7,6 +7,12 @@
  * borrows a connection with lx_conn_pool_get() and gives it back with lx_conn_pool_put() only
  * when it is provably clean; otherwise it closes it. When the bound is reached, requests wait
  * in order for a connection to come back or close.
+ *
+ * An endpoint may be HTTPS (lx_conn_pool_set_tls): a fresh connection then connects and
+ * completes its TLS handshake before the request gets it, so a connection in the pool is always
+ * ready; a failure reaches the waiter with its precise code (LX_ETLSCA, LX_ETLSHOST,
+ * LX_ETLSEXPIRED, LX_ETLSHANDSHAKE...). Sessions resume across connections and workers through
+ * the client context's cache, keyed by "host:port".
  */
 #ifndef LX_CONN_POOL_H
 #define LX_CONN_POOL_H
@@ -37,6 +43,8 @@ struct lx_upconn {
     lx_list_t link; /* in the pool's idle list while idle, its connecting list meanwhile */
     lx_conn_pool_t *pool;
     lx_conn_pool_wait_t *connecting_for; /* the waiter a fresh connection is made for */
+    uv_timer_t timer; /* TLS: bounds connect + handshake of a connection nobody may wait for */
+    bool timer_open;
     uint64_t idle_since_ms;
     uint32_t requests; /* requests served on this connection */
     bool idle;
@@ -64,12 +72,22 @@ struct lx_conn_pool {
     uint32_t n_open;     /* idle + busy + connecting */
     uint64_t n_connects; /* connections made, for tests and metrics */
     uint64_t n_reuses;
+    uint64_t n_resumed; /* TLS handshakes that resumed a session */
     bool disposing;
+    /* TLS (NULL: plain TCP): */
+    lx_tls_client_t *tls;          /* a reference */
+    char server_name[256];         /* SNI and the name the certificate must carry */
+    char session_key[300];         /* "host:port" in the context's session cache */
+    uint64_t handshake_timeout_ms; /* connect + handshake, default 10 s */
 };
 
 /* Prepares a pool for host:port on <w>. <host> may be a name or a numeric address. */
 void lx_conn_pool_init(lx_conn_pool_t *p, lx_worker_t *w, const char *host, uint16_t port,
                        uint32_t max_connections);
+
+/* Makes the endpoint HTTPS: new connections are TLS clients of <ctx> (a reference is taken)
+ * for <server_name> (NULL: the pool's host). Call before the first get. */
+void lx_conn_pool_set_tls(lx_conn_pool_t *p, lx_tls_client_t *ctx, const char *server_name);
 
 /* Asks for a connection: <w>->cb runs with one (maybe at once, from inside this call, when an
  * idle one is ready) or with an error. <w> stays linked until then; lx_conn_pool_cancel()

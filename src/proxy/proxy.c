@@ -47,6 +47,12 @@ static void on_timeout(uv_timer_t *t)
     lx_proxy_t *px = t->data;
     switch (px->state) {
     case LX_PROXY_CONNECTING:
+        if (px->wait.connecting != NULL && lx_stream_handshaking(&px->wait.connecting->stream)) {
+            /* connected, but the TLS handshake did not complete: say so */
+            px->error = "timed out connecting to the provider";
+            lx_proxy_finish(px, LX_ETLSHANDSHAKE);
+            return;
+        }
         px->error = "timed out connecting to the provider";
         break;
     case LX_PROXY_WAITING:
@@ -354,6 +360,7 @@ int lx_proxy_status_for(int code)
     switch (code) {
     case LX_ETIMEDOUT:
     case UV_ETIMEDOUT:
+    case LX_ETLSHANDSHAKE:
         return 504;
     case LX_ENOMEM:
         return 500;

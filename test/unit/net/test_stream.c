@@ -4,6 +4,13 @@
  * the references, an idle stream holds no chunk, read_into redirects reads, a reset reaches the
  * peer, a refused connect is reported, and lx_worker_post runs functions on the loop.
  *
+ * The same runs again over TLS (the listener has a server context, the client a client
+ * context; certificates generated at start): the owner's view must not change. TLS-only tests:
+ * the handshake completes before the connect callback, verification failures and garbage are
+ * reported with their codes, a second connection resumes, a paused reader gets the plaintext
+ * the session still held when it resumes (from the loop, not inside read_start), and close
+ * cancels encrypted writes like plain ones.
+ *
  * Every loop run is bounded by a deadline; each test closes its handles and the teardown runs
  * the loop to completion and checks that every pooled chunk came back.
  */
@@ -22,6 +29,9 @@
 #include "net/listener.h"
 #include "net/stream.h"
 #include "net/worker.h"
+#include "tls/tls.h"
+
+#include "../tls/pki.h"
 
 #define DEADLINE_NS 3000000000ull
 
@@ -47,6 +57,14 @@ static uint16_t port;
 static bool listener_closed;
 static peer_t *client, *server;
 static uv_timer_t tick;
+
+/* TLS runs: */
+static bool tls_mode;
+static pki_t P;
+static char pki_dir[64];
+static lx_tls_server_t *srv_ctx;
+static lx_tls_client_t *cli_ctx, *bad_cli_ctx; /* bad: trusts another CA */
+static const char *session_key;
 
 static void on_tick(uv_timer_t *t)
 {
@@ -133,6 +151,16 @@ static int setup(void **state)
     assert_int_equal(uv_timer_init(&W.loop, &tick), 0);
     assert_int_equal(uv_timer_start(&tick, on_tick, 5, 5), 0);
     client = server = NULL;
+    tls_mode = false;
+    session_key = NULL;
+    return 0;
+}
+
+static int setup_tls(void **state)
+{
+    setup(state);
+    tls_mode = true;
+    lx_listener_set_tls(&L, srv_ctx);
     return 0;
 }
 
@@ -158,8 +186,9 @@ static int teardown(void **state)
     client = server = NULL;
     lx_worker_close_all(&W);
     uv_run(&W.loop, UV_RUN_DEFAULT);
-    /* every chunk came back to the pool, but the worker's own read chunk */
-    assert_int_equal(W.bufs.n_out, W.rchunk != NULL ? 1 : 0);
+    /* every chunk came back to the pool, but the worker's own shared chunks */
+    size_t own = (W.rchunk != NULL) + (W.tls_out != NULL) + (W.tls_plain != NULL);
+    assert_int_equal(W.bufs.n_out, own);
     lx_worker_dispose(&W);
     return 0;
 }
@@ -172,6 +201,9 @@ static void connect_pair(void)
     assert_int_equal(lx_stream_init(&W, &client->s), 0);
     client->inited = true;
     client->s.data = client;
+    if (tls_mode)
+        assert_int_equal(lx_stream_set_tls_client(&client->s, cli_ctx, "localhost", session_key),
+                         0);
     struct sockaddr_storage ss;
     assert_int_equal(lx_listener_addr("127.0.0.1", port, &ss), 0);
     assert_int_equal(lx_stream_connect(&client->s, (struct sockaddr *)&ss, on_client_connect), 0);
@@ -551,6 +583,233 @@ static void test_worker_post_after_close(void **state)
     lx_worker_dispose(&W);
 }
 
+/* --- TLS only ------------------------------------------------------------------------------ */
+
+static void test_tls_handshake_before_connect_cb(void **state)
+{
+    (void)state;
+    connect_pair();
+    /* the connect callback came after the handshake: both sides are ready */
+    assert_true(lx_tls_ready(client->s.tls));
+    RUN_UNTIL(!lx_stream_handshaking(&server->s));
+    assert_false(lx_stream_handshaking(&client->s));
+    assert_string_equal(lx_tls_alpn(client->s.tls), "http/1.1");
+    /* a write before any read works both ways, and a server owner that starts reading late
+     * still gets what arrived meanwhile */
+    assert_int_equal(lx_stream_write_copy(&client->s, "early", 5, NULL, NULL), 0);
+    run_for_ms(30);
+    assert_int_equal(lx_stream_read_start(&server->s, on_peer_read), 0);
+    assert_int_equal(server->got_len, 0); /* never from inside read_start */
+    RUN_UNTIL(server->got_len == 5);
+    assert_memory_equal(server->got, "early", 5);
+}
+
+static void test_tls_resumes(void **state)
+{
+    (void)state;
+    session_key = "test-endpoint";
+    connect_pair();
+    assert_false(lx_tls_resumed(client->s.tls));
+    close_peer(client);
+    close_peer(server);
+    RUN_UNTIL(client->closed && server->closed);
+    free(client);
+    free(server);
+    client = server = NULL;
+    connect_pair();
+    assert_true(lx_tls_resumed(client->s.tls));
+    RUN_UNTIL(!lx_stream_handshaking(&server->s));
+    assert_true(lx_tls_resumed(server->s.tls));
+}
+
+static void test_tls_verify_failure(void **state)
+{
+    (void)state;
+    client = calloc(1, sizeof(*client));
+    assert_non_null(client);
+    assert_int_equal(lx_stream_init(&W, &client->s), 0);
+    client->inited = true;
+    client->s.data = client;
+    assert_int_equal(lx_stream_set_tls_client(&client->s, bad_cli_ctx, "localhost", NULL), 0);
+    struct sockaddr_storage ss;
+    assert_int_equal(lx_listener_addr("127.0.0.1", port, &ss), 0);
+    assert_int_equal(lx_stream_connect(&client->s, (struct sockaddr *)&ss, on_client_connect), 0);
+    RUN_UNTIL(client->connected && server != NULL);
+    assert_int_equal(client->connect_status, LX_ETLSCA);
+    /* the server's owner hears the failure as a read error when it reads */
+    assert_int_equal(lx_stream_read_start(&server->s, on_peer_read), 0);
+    RUN_UNTIL(server->read_err != 0);
+    assert_true(server->read_err < 0 && server->read_err != UV_EOF);
+    assert_int_equal(server->got_len, 0);
+}
+
+static void test_tls_garbage_from_plain_client(void **state)
+{
+    (void)state;
+    tls_mode = false; /* a plain client talks to the TLS listener */
+    connect_pair();
+    tls_mode = true;
+    assert_int_equal(lx_stream_read_start(&server->s, on_peer_read), 0);
+    assert_int_equal(lx_stream_read_start(&client->s, on_peer_read), 0);
+    const char req[] = "GET /v1/models HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert_int_equal(lx_stream_write_copy(&client->s, req, sizeof(req) - 1, NULL, NULL), 0);
+    RUN_UNTIL(server->read_err != 0);
+    assert_int_equal(server->read_err, LX_ETLSPROTO);
+    assert_int_equal(server->got_len, 0);
+    close_peer(server);
+    /* the plain client gets an alert's bytes at most, then the end */
+    RUN_UNTIL(client->read_err != 0);
+}
+
+static void test_tls_eof_mid_handshake(void **state)
+{
+    (void)state;
+    tls_mode = false;
+    connect_pair();
+    tls_mode = true;
+    assert_int_equal(lx_stream_read_start(&server->s, on_peer_read), 0);
+    /* the first bytes of a ClientHello, then the client goes away */
+    static const char part[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+    assert_int_equal(lx_stream_write_copy(&client->s, part, sizeof(part) - 1, NULL, NULL), 0);
+    run_for_ms(20);
+    assert_int_equal(server->read_err, 0); /* waiting for the rest */
+    assert_true(lx_stream_handshaking(&server->s));
+    close_peer(client);
+    RUN_UNTIL(server->read_err != 0);
+    assert_int_equal(server->read_err, LX_ECLOSED);
+}
+
+static bool pause_after_first;
+
+static void on_pausing_read(lx_stream_t *s, ssize_t nread, lx_buf_t *buf, const char *data)
+{
+    on_peer_read(s, nread, buf, data);
+    if (nread > 0 && pause_after_first)
+        lx_stream_read_stop(s);
+}
+
+static void test_tls_pause_keeps_plaintext(void **state)
+{
+    (void)state;
+    connect_pair();
+    /* three records arrive in one go; the reader pauses after the first */
+    size_t n = 3 * 16384;
+    char *data = malloc(n);
+    assert_non_null(data);
+    for (size_t i = 0; i < n; i++)
+        data[i] = (char)(i * 7 + i / 1000);
+    pause_after_first = true;
+    assert_int_equal(lx_stream_write_copy(&server->s, data, n, NULL, NULL), 0);
+    run_for_ms(30);
+    assert_int_equal(lx_stream_read_start(&client->s, on_pausing_read), 0);
+    RUN_UNTIL(client->reads == 1);
+    run_for_ms(30);
+    assert_int_equal(client->reads, 1); /* paused: nothing more, though the session holds it */
+    assert_false(client->s.reading);
+    pause_after_first = false;
+    assert_int_equal(lx_stream_read_start(&client->s, on_pausing_read), 0);
+    assert_int_equal(client->reads, 1);
+    RUN_UNTIL(client->got_len == n);
+    assert_memory_equal(client->got, data, n);
+    free(data);
+}
+
+static void test_tls_close_cancels_writes(void **state)
+{
+    (void)state;
+    connect_pair();
+    /* the server never reads: the encrypted bytes stay queued */
+    lx_buf_t *b = lx_buf_pool_get(&W.bufs);
+    assert_non_null(b);
+    memset(b->data, 'q', LX_BUF_CHUNK_SIZE);
+    b->len = LX_BUF_CHUNK_SIZE;
+    enum { N = 512 }; /* 8 MiB */
+    lx_slice_t *sl = calloc(N, sizeof(*sl));
+    assert_non_null(sl);
+    for (int i = 0; i < N; i++)
+        sl[i] = lx_slice_make(b, 0, LX_BUF_CHUNK_SIZE);
+    wres_t r = {0};
+    assert_int_equal(lx_stream_write(&client->s, sl, N, on_written, &r), 0);
+    free(sl);
+    assert_int_equal(b->refcnt, 1); /* encrypted at once: the plaintext is not held */
+    run_for_ms(50);
+    assert_int_equal(r.calls, 0);
+    assert_true(client->s.queued > (size_t)N * LX_BUF_CHUNK_SIZE / 2);
+    lx_stream_close(&client->s, false, on_peer_closed);
+    RUN_UNTIL(client->closed);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, UV_ECANCELED);
+    assert_int_equal(client->s.queued, 0);
+    lx_slice_t one = lx_slice_make(b, 0, 4);
+    assert_int_equal(lx_stream_write(&client->s, &one, 1, on_written, &r), UV_ECANCELED);
+    assert_int_equal(b->refcnt, 1);
+    lx_buf_unref(b);
+}
+
+static void test_tls_idle_holds_no_chunk(void **state)
+{
+    (void)state;
+    connect_pair();
+    assert_int_equal(lx_stream_read_start(&server->s, on_peer_read), 0);
+    assert_int_equal(lx_stream_read_start(&client->s, on_peer_read), 0);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(lx_stream_write_copy(&client->s, "ping", 4, NULL, NULL), 0);
+        RUN_UNTIL(server->got_len == 4u * (unsigned)(i + 1));
+        assert_int_equal(lx_stream_write_copy(&server->s, "pong", 4, NULL, NULL), 0);
+        RUN_UNTIL(client->got_len == 4u * (unsigned)(i + 1));
+    }
+    /* only the worker's three shared chunks are out, nobody else holds them */
+    size_t own = (W.rchunk != NULL) + (W.tls_out != NULL) + (W.tls_plain != NULL);
+    RUN_UNTIL(W.bufs.n_out == own);
+    assert_null(server->s.rbuf);
+    assert_null(client->s.rbuf);
+    assert_false(lx_tls_pending(server->s.tls));
+    lx_buf_t *shared[3] = {W.rchunk, W.tls_out, W.tls_plain};
+    for (int i = 0; i < 3; i++)
+        assert_true(shared[i] == NULL || shared[i]->refcnt == 1);
+    assert_true(own <= 3 && own >= 2);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    snprintf(pki_dir, sizeof(pki_dir), "/tmp/llmux-stream-XXXXXX");
+    if (mkdtemp(pki_dir) == NULL || pki_make(&P, pki_dir) != 0)
+        return -1;
+    lx_tls_cert_pair_t pair = {.cert_pem = P.server.cert_pem, .key_pem = P.server.key_pem};
+    lx_tls_server_opts_t so = {.certs = &pair, .n_certs = 1};
+    char err[256], ca[128];
+    if (lx_tls_server_new(&so, err, sizeof(err), &srv_ctx) != 0)
+        return -1;
+    snprintf(ca, sizeof(ca), "%s/ca.pem", pki_dir);
+    lx_tls_client_opts_t co = {.ca_file = ca};
+    if (lx_tls_client_new(&co, err, sizeof(err), &cli_ctx) != 0)
+        return -1;
+    snprintf(ca, sizeof(ca), "%s/other_ca.pem", pki_dir);
+    co.ca_file = ca;
+    return lx_tls_client_new(&co, err, sizeof(err), &bad_cli_ctx) != 0 ? -1 : 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    lx_tls_server_unref(srv_ctx);
+    lx_tls_client_unref(cli_ctx);
+    lx_tls_client_unref(bad_cli_ctx);
+    pki_dispose(&P);
+    const char *names[] = {"ca",       "server", "expired", "wronghost",
+                           "other_ca", "other",  "sni",     "client"};
+    char path[160];
+    for (size_t i = 0; i < 8; i++) {
+        snprintf(path, sizeof(path), "%s/%s.pem", pki_dir, names[i]);
+        unlink(path);
+        snprintf(path, sizeof(path), "%s/%s.key", pki_dir, names[i]);
+        unlink(path);
+    }
+    rmdir(pki_dir);
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -565,6 +824,21 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_listener_addr, setup, teardown),
         cmocka_unit_test_setup_teardown(test_worker_post, setup, teardown),
         cmocka_unit_test_setup(test_worker_post_after_close, setup),
+        /* the owner's view over TLS is the same */
+        cmocka_unit_test_setup_teardown(test_bytes_cross, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_slices_order_and_refs, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_read_into, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_reaches_peer, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_refused, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_close_while_connecting, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_handshake_before_connect_cb, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_resumes, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_verify_failure, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_garbage_from_plain_client, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_eof_mid_handshake, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_pause_keeps_plaintext, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_close_cancels_writes, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_idle_holds_no_chunk, setup_tls, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
