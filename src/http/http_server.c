@@ -182,6 +182,7 @@ static void reset_request(lx_http_conn_t *c)
     r->status = 0;
     r->id_len = 0;
     r->head_sent = r->chunked = r->finished = r->peer_gone = r->want_drain = false;
+    r->last_chunk_sent = false;
     r->keep_alive = false;
     r->on_abort = NULL;
     r->on_drain = NULL;
@@ -505,7 +506,9 @@ static int frame_last(lx_http_conn_t *c, lx_slice_t *out, const char *t, size_t 
     return 0;
 }
 
-int lx_http_server_send_body(lx_http_request_t *req, lx_slice_t *slices, size_t n)
+/* Body bytes, framed when chunked; with <last>, the terminating chunk follows in the same
+ * write. */
+static int send_body(lx_http_request_t *req, lx_slice_t *slices, size_t n, bool last)
 {
     lx_http_conn_t *c = req->conn;
     size_t total = 0;
@@ -519,7 +522,9 @@ int lx_http_server_send_body(lx_http_request_t *req, lx_slice_t *slices, size_t 
     req->bytes_out += total;
     int rc;
     if (req->chunked) {
-        /* the chunk's size line, the payload and its CRLF go out in one write */
+        /* the chunk's size line, the payload and its CRLF (and the last chunk) go out in one
+         * write */
+        static const char end[] = "\r\n0\r\n\r\n";
         lx_slice_t framed[LX_WORKER_BATCH + 2];
         if ((rc = frame_text(c, &framed[0], true, total)) != 0) {
             for (size_t i = 0; i < n; i++)
@@ -527,12 +532,15 @@ int lx_http_server_send_body(lx_http_request_t *req, lx_slice_t *slices, size_t 
             return rc;
         }
         memcpy(framed + 1, slices, n * sizeof(*slices));
-        if ((rc = frame_text(c, &framed[n + 1], false, 0)) != 0) {
+        rc = last ? frame_last(c, &framed[n + 1], end, sizeof(end) - 1)
+                  : frame_text(c, &framed[n + 1], false, 0);
+        if (rc != 0) {
             for (size_t i = 0; i < n + 1; i++)
                 lx_buf_unref(framed[i].buf);
             return rc;
         }
         req->bytes_out += framed[0].len + framed[n + 1].len;
+        req->last_chunk_sent = last;
         rc = write_out(c, framed, n + 2);
     } else {
         rc = write_out(c, slices, n);
@@ -540,6 +548,16 @@ int lx_http_server_send_body(lx_http_request_t *req, lx_slice_t *slices, size_t 
     if (rc == 0 && c->stream.queued > HIGH_WATER)
         req->want_drain = true;
     return rc;
+}
+
+int lx_http_server_send_body(lx_http_request_t *req, lx_slice_t *slices, size_t n)
+{
+    return send_body(req, slices, n, false);
+}
+
+int lx_http_server_send_body_end(lx_http_request_t *req, lx_slice_t *slices, size_t n)
+{
+    return send_body(req, slices, n, true);
 }
 
 int lx_http_server_send(lx_http_request_t *req, const char *data, size_t len)
@@ -576,7 +594,7 @@ void lx_http_server_finish(lx_http_request_t *req)
         return;
     }
     int rc = 0;
-    if (req->chunked && !c->closing) {
+    if (req->chunked && !req->last_chunk_sent && !c->closing) {
         static const char last[] = "0\r\n\r\n";
         lx_slice_t sl;
         if ((rc = frame_last(c, &sl, last, sizeof(last) - 1)) == 0) {

@@ -51,9 +51,10 @@ struct lx_http_request {
     char id[LX_HTTP_ID_MAX + 1];
     uint8_t id_len;
     bool head_sent;
-    bool chunked;   /* response body framed with chunked encoding */
-    bool finished;  /* the handler ended the response */
-    bool peer_gone; /* the client closed or reset while the request was out */
+    bool chunked;         /* response body framed with chunked encoding */
+    bool finished;        /* the handler ended the response */
+    bool last_chunk_sent; /* the terminating chunk went out with the last body bytes */
+    bool peer_gone;       /* the client closed or reset while the request was out */
     bool want_drain;
     /* Set by the handler: */
     void (*on_abort)(lx_http_request_t *req); /* the client left: cancel, then finish */
@@ -107,6 +108,10 @@ int lx_http_server_send_head(lx_http_request_t *req, int status, const char *hea
 /* The head is held back to leave with the first body bytes in one write; this sends it now
  * when nothing else is coming yet (an early-committed stream, a slow first token). */
 int lx_http_server_flush(lx_http_request_t *req);
+
+/* Sends the last body bytes, and when chunked the terminating chunk in the same write; the
+ * response must then end with lx_http_server_finish() and nothing else. */
+int lx_http_server_send_body_end(lx_http_request_t *req, lx_slice_t *slices, size_t n);
 
 /* Sends body bytes; takes over the slices' references. Frames them when chunked. */
 int lx_http_server_send_body(lx_http_request_t *req, lx_slice_t *slices, size_t n);

@@ -210,16 +210,23 @@ static bool reset_pending(lx_proxy_t *px)
  * that the body itself is complete (a stream saw its terminator). */
 static void end_of_body(lx_proxy_t *px)
 {
-    if (px->filter_on && px->committed && px->ops->filter_end != NULL &&
-        px->upstream_status < 400) {
+    bool relay = px->committed && px->upstream_status < 400;
+    if (px->filter_on && relay && px->ops->filter_end != NULL) {
         if (px->n_pending + LX_PROXY_FILTER_MAX > LX_WORKER_BATCH)
             flush_pending(px);
         int n = px->ops->filter_end(px, px->pending + px->n_pending);
         if (n > 0)
             px->n_pending += (unsigned)n;
     }
-    flush_pending(px);
-    if (px->upstream_status < 400 && px->ops->end_ok != NULL && !px->ops->end_ok(px)) {
+    bool complete = px->upstream_status >= 400 || px->ops->end_ok == NULL || px->ops->end_ok(px);
+    if (complete && relay && px->n_pending > 0 && !px->req->peer_gone) {
+        /* the last bytes and the end of the response leave in one write */
+        lx_http_server_send_body_end(px->req, px->pending, px->n_pending);
+        px->n_pending = 0;
+    } else {
+        flush_pending(px);
+    }
+    if (!complete) {
         px->error = "the provider's stream ended without its terminator";
         lx_proxy_finish(px, LX_EUPSTREAM);
         return;
@@ -254,14 +261,15 @@ static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *d
     }
     arm(px, px->idle_timeout_ms, on_timeout);
     int rc = lx_http_client_parse(&px->hc, b, data, (size_t)nread);
+    if (rc == 0 && px->hc.complete) {
+        end_of_body(px); /* what is pending leaves with the end of the response */
+        return;
+    }
     flush_pending(px);
     if (rc != 0) {
         px->error = px->hc.error != NULL ? px->hc.error : "the client connection failed";
         lx_proxy_finish(px, px->hc.error != NULL ? LX_EUPSTREAM : LX_ECANCELED);
-        return;
     }
-    if (px->hc.complete)
-        end_of_body(px);
 }
 
 static void on_sent(lx_stream_t *s, int status, void *arg)
