@@ -8,6 +8,7 @@
  *
  * Routes are served under /v1 and /api/v1 alike; /healthz and /readyz need no key.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,10 +188,13 @@ static void on_proxy_head(lx_proxy_t *px, const lx_http_client_t *hc)
          * closes the model string, adds the member, and leaves the original closing quote to
          * end the provider's name. Names and ids need no escaping (the config checks them). */
         char lit[600];
-        int n =
-            snprintf(lit, sizeof(lit), "%s\",\"provider\":\"%s", ar->model->id, ar->provider->name);
-        if (n > 0 && (size_t)n < sizeof(lit) && !ar->embeddings) {
-            rc = lx_sse_scan_init_json(&ar->sse, lit, (size_t)n);
+        lx_strbuf_t lb = lx_strbuf_make(lit, sizeof(lit));
+        lx_strbuf_str(&lb, ar->model->id);
+        LX_STRBUF_LIT(&lb, "\",\"provider\":\"");
+        lx_strbuf_str(&lb, ar->provider->name);
+        size_t n = lx_strbuf_len(&lb, lit);
+        if (!lb.overflow && !ar->embeddings) {
+            rc = lx_sse_scan_init_json(&ar->sse, lit, n);
             resizes = true;
         } else {
             rc = lx_sse_scan_init_json(&ar->sse, model, mlen);
@@ -314,7 +318,11 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
         lx_http_server_respond_error(req, 400, NULL, "request body must be a JSON object");
         return;
     }
-    api_req_t *ar = calloc(1, sizeof(*ar));
+    /* the body scan and the response scanner initialise themselves: only the rest is zeroed
+     * (they are the larger part of the struct) */
+    api_req_t *ar = malloc(sizeof(*ar));
+    if (ar != NULL)
+        memset(ar, 0, offsetof(api_req_t, scan));
     if (ar == NULL) {
         lx_http_server_respond_error(req, 500, NULL, "out of memory");
         return;
@@ -577,8 +585,10 @@ void lx_api_done(lx_http_request_t *req)
             lx_strbuf_i64(&sb, px->upstream_status);
             LX_STRBUF_LIT(&sb, ",\"attempts\":");
             lx_strbuf_u64(&sb, ar->n_attempts);
-            LX_STRBUF_LIT(&sb, ",\"attempt_log\":");
-            lx_dispatch_format_attempts(ar, &sb);
+            if (ar->n_attempts > 1) { /* one attempt: the fields above say it all */
+                LX_STRBUF_LIT(&sb, ",\"attempt_log\":");
+                lx_dispatch_format_attempts(ar, &sb);
+            }
             LX_STRBUF_LIT(&sb, ",\"reused\":");
             lx_strbuf_str(&sb, px->reused ? "true" : "false");
             LX_STRBUF_LIT(&sb, ",\"upstream_connect_ms\":");

@@ -186,7 +186,6 @@ typedef struct lx_gw_req {
     lx_gw_attempt_t attempts[LX_GW_MAX_ATTEMPTS];
     unsigned n_attempts;
     /* The request: */
-    lx_body_scan_t scan;
     const char *upstream_path; /* "/chat/completions", ... */
     bool embeddings;
     char gen_id[32];
@@ -197,9 +196,12 @@ typedef struct lx_gw_req {
     bool drop_usage;    /* llmux added include_usage: the usage chunk is not the client's */
     bool rewrite;       /* the served model's upstream name differs from its public id */
     bool scanning;      /* scan is initialised */
-    lx_sse_scan_t sse;  /* observes (and rewrites) the response body */
     char *resp_headers; /* the client's response head lines (malloc'd, exact size) */
     char *stream_head;  /* early commit: the head sent at once (malloc'd) */
+    /* Last, and not zeroed at allocation: each is initialised by its own function. */
+    lx_body_scan_t scan; /* lx_body_scan() */
+    lx_sse_scan_t sse;   /* lx_sse_scan_init*() when `scanning`: observes (and rewrites) the
+                          * response body */
 } lx_gw_req_t;
 
 /* The plan and the attempts (dispatch.c). */

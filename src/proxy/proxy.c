@@ -30,6 +30,7 @@
 
 #include "core/core.h"
 #include "core/status.h"
+#include "core/strbuf.h"
 
 static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *data);
 static void send_request(lx_proxy_t *px);
@@ -100,9 +101,14 @@ static int on_head(lx_http_client_t *hc)
         return 0; /* an early commit already answered the head */
     char head[1024];
     int n = 0;
-    if (hc->content_type[0] != '\0')
-        n = snprintf(head, sizeof(head), "Content-Type: %s\r\n", hc->content_type);
-    if (n < 0 || (size_t)n + px->resp_headers_len > sizeof(head))
+    if (hc->content_type[0] != '\0') {
+        lx_strbuf_t sb = lx_strbuf_make(head, sizeof(head));
+        LX_STRBUF_LIT(&sb, "Content-Type: ");
+        lx_strbuf_str(&sb, hc->content_type);
+        LX_STRBUF_LIT(&sb, "\r\n");
+        n = sb.overflow ? 0 : (int)lx_strbuf_len(&sb, head);
+    }
+    if ((size_t)n + px->resp_headers_len > sizeof(head))
         n = 0;
     memcpy(head + n, px->resp_headers, px->resp_headers_len);
     n += (int)px->resp_headers_len;
