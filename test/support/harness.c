@@ -309,10 +309,11 @@ static ssize_t fill(lx_harness_conn_t *c)
 
 static void consume(lx_harness_conn_t *c, size_t n)
 {
+    if (c->buf == NULL || n == 0)
+        return; /* nothing received yet: memmove(NULL, NULL, 0) is undefined */
     memmove(c->buf, c->buf + n, c->len - n);
     c->len -= n;
-    if (c->buf != NULL)
-        c->buf[c->len] = '\0';
+    c->buf[c->len] = '\0';
 }
 
 /* Waits until n bytes are buffered; false on EOF, error or timeout. */

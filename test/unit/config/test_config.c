@@ -22,6 +22,8 @@
 #include "config/config_value.h"
 #include "core/status.h"
 
+#include "../tls/pki.h"
+
 /* The smallest valid configuration; tests add to it (YAML keys may come in any order). */
 #define MINIMAL                                                                                    \
     "listen: 127.0.0.1:8080\n"                                                                     \
@@ -934,6 +936,139 @@ static void test_load_errors(void **state)
     free(errs);
 }
 
+/* --- TLS keys: files are checked at load time, so the certificates are generated now --- */
+
+/* A listen entry with TLS and two providers (one verified with a client certificate, one
+ * insecure), as a template: %1$s is the directory, %2$s the listen `tls` mapping. */
+#define TLS_CONFIG                                                                                 \
+    "listen:\n"                                                                                    \
+    "  - 127.0.0.1:8080\n"                                                                         \
+    "  - address: 127.0.0.1:8443\n"                                                                \
+    "    tls: %2$s\n"                                                                              \
+    "providers:\n"                                                                                 \
+    "  - name: secure\n"                                                                           \
+    "    base_url: https://10.0.0.1/v1\n"                                                          \
+    "    tls: {ca_file: %1$s/ca.pem, server_name: localhost, cert: %1$s/client.pem, "              \
+    "key: %1$s/client.key}\n"                                                                      \
+    "  - name: lax\n"                                                                              \
+    "    base_url: https://10.0.0.2/v1\n"                                                          \
+    "    tls: {insecure_skip_verify: true}\n"                                                      \
+    "models:\n"                                                                                    \
+    "  - id: m\n"                                                                                  \
+    "    context_length: 100\n"                                                                    \
+    "    providers: [{provider: secure}, {provider: lax}]\n"                                       \
+    "auth: none\n"
+
+static char *tls_config(const char *d, const char *listen_tls)
+{
+    char *text = NULL;
+    assert_true(asprintf(&text, TLS_CONFIG, d, listen_tls) > 0);
+    return text;
+}
+
+/* Expects <text> refused with exactly one error line starting with <where> ("t.yaml:L:C: ")
+ * and containing <needle>. */
+static void expect_tls_error(char *text, const char *where, const char *needle)
+{
+    char *errs = parse_bad(text);
+    if (strncmp(errs, where, strlen(where)) != 0 || strstr(errs, needle) == NULL ||
+        strchr(errs, '\n') != errs + strlen(errs) - 1)
+        fail_msg("expected one error \"%s...%s\", got:\n%s", where, needle, errs);
+    free(errs);
+    free(text);
+}
+
+static void test_tls_keys(void **state)
+{
+    (void)state;
+    char d[64], m[512], buf[512];
+    snprintf(d, sizeof(d), "/tmp/llmux-config-tls-XXXXXX");
+    assert_non_null(mkdtemp(d));
+    pki_t pki;
+    assert_int_equal(pki_make(&pki, d), 0);
+
+    /* valid: SNI certificates after the default one, min_version 1.2, provider keys */
+    snprintf(m, sizeof(m),
+             "{cert: %s/server.pem, key: %s/server.key, min_version: '1.2', "
+             "certificates: [{cert: %s/sni.pem, key: %s/sni.key}]}",
+             d, d, d, d);
+    char *text = tls_config(d, m);
+    lx_config_t *cfg = parse_ok(text);
+    free(text);
+    assert_int_equal(cfg->n_listen, 2);
+    assert_null(cfg->listen[0].tls);
+    const lx_config_listen_tls_t *lt = cfg->listen[1].tls;
+    assert_non_null(lt);
+    assert_int_equal(lt->n_certs, 2);
+    assert_int_equal(lt->min_version, 12);
+    snprintf(buf, sizeof(buf), "%s/server.pem", d);
+    assert_string_equal(lt->certs[0].cert, buf);
+    snprintf(buf, sizeof(buf), "%s/sni.key", d);
+    assert_string_equal(lt->certs[1].key, buf);
+    const lx_config_provider_t *sec = &cfg->providers[0], *lax = &cfg->providers[1];
+    assert_true(sec->endpoints[0].tls);
+    assert_int_equal(sec->endpoints[0].port, 443);
+    snprintf(buf, sizeof(buf), "%s/ca.pem", d);
+    assert_string_equal(sec->tls.ca_file, buf);
+    assert_string_equal(sec->tls.server_name, "localhost");
+    snprintf(buf, sizeof(buf), "%s/client.pem", d);
+    assert_string_equal(sec->tls.client.cert, buf);
+    assert_false(sec->tls.insecure_skip_verify);
+    assert_true(lax->tls.insecure_skip_verify);
+    assert_null(lax->tls.ca_file);
+    /* the summary (`llmux -t`) shows TLS, and says loudly what is not verified */
+    char *sum = dump(cfg);
+    char want[4][512];
+    snprintf(want[0], sizeof(want[0]), "127.0.0.1:8443 (loopback) (tls)");
+    snprintf(want[1], sizeof(want[1]),
+             "tls on port 8443: TLS 1.2, certificates: %s/server.pem %s/sni.pem", d, d);
+    snprintf(want[2], sizeof(want[2]),
+             "    tls: verify against %s/ca.pem, server_name localhost\n"
+             "    tls client certificate: %s/client.pem\n",
+             d, d);
+    snprintf(
+        want[3], sizeof(want[3]),
+        "    tls: INSECURE: insecure_skip_verify, the provider's certificate is not checked\n");
+    for (size_t i = 0; i < 4; i++) {
+        if (strstr(sum, want[i]) == NULL)
+            fail_msg("summary lacks \"%s\":\n%s", want[i], sum);
+    }
+    free(sum);
+    lx_config_unref(cfg);
+
+    /* errors: file:line:col of the value at fault, and the path of the file */
+    snprintf(m, sizeof(m), "{cert: %s/missing.pem, key: %s/server.key}", d, d);
+    snprintf(buf, sizeof(buf), "%s/missing.pem", d);
+    expect_tls_error(tls_config(d, m), "t.yaml:4:17: listen[1].tls: ", buf);
+    snprintf(m, sizeof(m), "{cert: %s/server.pem, key: %s/other.key}", d, d);
+    snprintf(buf, sizeof(buf), "%s/other.key: the key does not match the certificate", d);
+    expect_tls_error(tls_config(d, m), "t.yaml:4:", buf);
+    snprintf(m, sizeof(m), "{cert: %s/ca.key, key: %s/server.key}", d, d);
+    snprintf(buf, sizeof(buf), "%s/ca.key: not a valid PEM or DER certificate", d);
+    expect_tls_error(tls_config(d, m), "t.yaml:4:17: listen[1].tls: ", buf);
+    snprintf(m, sizeof(m), "{key: %s/server.key}", d);
+    expect_tls_error(tls_config(d, m),
+                     "t.yaml:4:10: listen[1].tls: ", "`cert` and `key` go together");
+    expect_tls_error(tls_config(d, "{}"),
+                     "t.yaml:4:10: listen[1].tls: ", "a certificate is required");
+    snprintf(m, sizeof(m), "{cert: %s/server.pem, key: %s/server.key, min_version: '1.3'}", d, d);
+    expect_tls_error(tls_config(d, m), "t.yaml:4:", "'1.3' is not supported");
+    snprintf(m, sizeof(m), "{cert: %s/server.pem, key: %s/server.key, ciphers: all}", d, d);
+    expect_tls_error(tls_config(d, m), "t.yaml:4:", "ciphers");
+    /* a provider CA file that holds no certificate */
+    snprintf(m, sizeof(m), "{cert: %s/server.pem, key: %s/server.key}", d, d);
+    text = tls_config(d, m);
+    char *ca = strstr(text, "/ca.pem");
+    assert_non_null(ca);
+    memcpy(ca, "/ca.key", 7);
+    snprintf(buf, sizeof(buf), "providers[0].tls.ca_file: %s/ca.key", d);
+    expect_tls_error(text, "t.yaml:8:", buf);
+
+    pki_dispose(&pki);
+    snprintf(buf, sizeof(buf), "rm -rf %s", d);
+    assert_int_equal(system(buf), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -960,6 +1095,7 @@ int main(void)
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_stream_section),
         cmocka_unit_test(test_routing_health_admin),
+        cmocka_unit_test(test_tls_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
