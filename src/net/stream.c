@@ -357,6 +357,17 @@ static void on_done_idle(uv_idle_t *h)
         uv_idle_stop(h);
 }
 
+void lx_stream_run_deferred(lx_worker_t *w)
+{
+    while (w->done_head != NULL) {
+        lx_write_t *wr = w->done_head;
+        w->done_head = wr->next_free;
+        if (w->done_head == NULL)
+            w->done_tail = NULL;
+        run_done(wr);
+    }
+}
+
 /* Reports a write that completed in the call on the next loop turn. */
 static void defer_done(lx_stream_t *s, lx_write_t *wr, int status)
 {

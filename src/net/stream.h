@@ -90,6 +90,12 @@ typedef struct lx_write {
     lx_buf_t *refs[LX_WRITE_MAX_IOV];
 } lx_write_t;
 
+/* Runs every write completion of <w> still waiting for the loop's next turn, and the close
+ * callbacks of streams that waited for them. For a worker whose loop has stopped: a stream
+ * closed in the last turn (a TLS close_notify written on the way) is freed by its owner
+ * instead of leaking (lx_worker_dispose calls it). */
+void lx_stream_run_deferred(lx_worker_t *w);
+
 /* Initialises <s> on <w>'s loop. 0 or a libuv code (then nothing needs closing). */
 int lx_stream_init(lx_worker_t *w, lx_stream_t *s);
 

@@ -99,6 +99,9 @@ void lx_worker_close_all(lx_worker_t *w)
 void lx_worker_dispose(lx_worker_t *w)
 {
     uv_run(&w->loop, UV_RUN_NOWAIT);
+    /* completions the closed idle handle can no longer deliver, then the closes they held */
+    lx_stream_run_deferred(w);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
     uv_loop_close(&w->loop);
     lx_worker_msg_t *m = w->mq_head;
     while (m != NULL) {

@@ -46,7 +46,8 @@ static void on_timer_closed(uv_handle_t *h)
 static void on_closed(lx_stream_t *s)
 {
     lx_upconn_t *c = s->data;
-    if (c->timer_open) {
+    /* (at worker stop the loop's last walk may have closed the timer already) */
+    if (c->timer_open && !uv_is_closing((uv_handle_t *)&c->timer)) {
         uv_close((uv_handle_t *)&c->timer, on_timer_closed);
         return;
     }
