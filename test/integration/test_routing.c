@@ -23,14 +23,7 @@
 #include "gateway/auth.h"
 #include "harness.h"
 
-#define PROVIDER(name, base, extra)                                                                \
-    "  - name: " name "\n"                                                                         \
-    "    base_url: http://127.0.0.1:" base "/v1\n" extra
-
-#define ROUTE(provider, price)                                                                     \
-    "      - provider: " provider "\n"                                                             \
-    "        price: {prompt: " price ", completion: " price "}\n"
-
+/* Several providers share one mock; each misbehaves through a header the mock obeys. */
 static const char CONFIG[] =
     "listen: 127.0.0.1:0\n"
     "workers: 1\n"
@@ -45,92 +38,83 @@ static const char CONFIG[] =
     "  breaker_cooldown: 30s\n"
     "  rescore_interval: 1s\n"
     "  window: 10s\n"
-    "providers:\n" PROVIDER(
-        "good", "@MOCK0@",
-        "    data_collection: deny\n    zdr: true\n") PROVIDER("err500", "@MOCK0@",
-                                                               "    headers: {x-mock-status: "
-                                                               "\"500\"}\n") PROVIDER("err429",
-                                                                                      "@MOCK0@",
-                                                                                      "    "
-                                                                                      "headers: "
-                                                                                      "{x-mock-"
-                                                                                      "status: "
-                                                                                      "\"429\"}\n")
-        PROVIDER("err429b", "@MOCK0@", "    headers: {x-mock-status: \"429\"}\n") PROVIDER(
-            "err400", "@MOCK0@",
-            "    headers: {x-mock-status: \"400\"}\n") PROVIDER("slow", "@MOCK0@",
-                                                                "    headers: {x-mock-delay-ms: "
-                                                                "\"2000\"}\n")
-            PROVIDER("dead", "@DEAD@", "") PROVIDER("dead2", "@DEAD@", "") PROVIDER(
-                "reps", "@MOCK1@",
-                "    endpoints: [\"http://127.0.0.1:@MOCK1@\", "
-                "\"http://127.0.0.1:@MOCK2@\"]\n") "models:\n"
-                                                   "  - id: chain\n"
-                                                   "    context_length: 4096\n"
-                                                   "    providers:\n" ROUTE("dead", "1")
-                                                       ROUTE("err500", "2") ROUTE(
-                                                           "good",
-                                                           "3") "  - id: refuse\n"
-                                                                "    context_length: 4096\n"
-                                                                "    providers:\n" ROUTE("err400",
-                                                                                         "1")
-                                                                    ROUTE(
-                                                                        "good",
-                                                                        "2") "  - id: limited\n"
-                                                                             "    context_length: "
-                                                                             "4096\n"
-                                                                             "    "
-                                                                             "providers:\n" ROUTE("err429", "1") ROUTE(
-                                                                                 "err429b",
-                                                                                 "2") "  - id: "
-                                                                                      "broken\n"
-                                                                                      "    "
-                                                                                      "context_"
-                                                                                      "length: "
-                                                                                      "4096\n"
-                                                                                      "    "
-                                                                                      "provider"
-                                                                                      "s:"
-                                                                                      "\n" ROUTE(
-                                                                                          "err5"
-                                                                                          "00",
-                                                                                          "1") ROUTE("dead",
-                                                                                                     "2") ROUTE("dead2", "3")
-                                                                                          ROUTE(
-                                                                                              "goo"
-                                                                                              "d",
-                                                                                              "4") "  - id: slowfirst\n"
-                                                                                                   "    context_length: 4096\n"
-                                                                                                   "    providers:\n" ROUTE("slow", "1") ROUTE(
-                                                                                                       "good",
-                                                                                                       "2") "  - id: primary\n"
-                                                                                                            "    context_length: 4096\n"
-                                                                                                            "    providers:\n" ROUTE(
-                                                                                                                "dead",
-                                                                                                                "1") "  - id: backup\n"
-                                                                                                                     "    context_length: 4096\n"
-                                                                                                                     "    providers:\n"
-                                                                                                                     "      - provider: good\n"
-                                                                                                                     "        model: backup-upstream\n"
-                                                                                                                     "        parameters: [temperature, tools]\n"
-                                                                                                                     "  - id: breaker\n"
-                                                                                                                     "    context_length: 4096\n"
-                                                                                                                     "    providers:\n" ROUTE(
-                                                                                                                         "dead2",
-                                                                                                                         "1")
-                                                                                                                         ROUTE(
-                                                                                                                             "good",
-                                                                                                                             "2") "  - id: replicated\n"
-                                                                                                                                  "    context_length: 4096\n"
-                                                                                                                                  "    providers:\n" ROUTE(
-                                                                                                                                      "reps",
-                                                                                                                                      "1") "auth: none\n"
-                                                                                                                                           "admin:\n"
-                                                                                                                                           "  sha256: @ADMIN@\n"
-                                                                                                                                           "  metrics_public: true\n"
-                                                                                                                                           "log:\n"
-                                                                                                                                           "  access_log: @LOG@\n"
-                                                                                                                                           "  level: error\n";
+    "providers:\n"
+    "  - {name: good, base_url: \"http://127.0.0.1:@MOCK0@/v1\", data_collection: deny, zdr: "
+    "true}\n"
+    "  - {name: err500, base_url: \"http://127.0.0.1:@MOCK0@/v1\", headers: {x-mock-status: "
+    "\"500\"}}\n"
+    "  - {name: err429, base_url: \"http://127.0.0.1:@MOCK0@/v1\", headers: {x-mock-status: "
+    "\"429\"}}\n"
+    "  - {name: err429b, base_url: \"http://127.0.0.1:@MOCK0@/v1\", headers: {x-mock-status: "
+    "\"429\"}}\n"
+    "  - {name: err400, base_url: \"http://127.0.0.1:@MOCK0@/v1\", headers: {x-mock-status: "
+    "\"400\"}}\n"
+    "  - {name: slow, base_url: \"http://127.0.0.1:@MOCK0@/v1\", headers: {x-mock-delay-ms: "
+    "\"2000\"}}\n"
+    "  - {name: dead, base_url: \"http://127.0.0.1:@DEAD@/v1\"}\n"
+    "  - {name: dead2, base_url: \"http://127.0.0.1:@DEAD@/v1\"}\n"
+    "  - {name: toolong, base_url: \"http://127.0.0.1:@RAW@/v1\"}\n"
+    "  - name: reps\n"
+    "    base_url: http://127.0.0.1:@MOCK1@/v1\n"
+    "    endpoints: [\"http://127.0.0.1:@MOCK1@\", \"http://127.0.0.1:@MOCK2@\"]\n"
+    "models:\n"
+    "  - id: chain\n"
+    "    context_length: 4096\n"
+    "    providers:\n"
+    "      - {provider: dead, price: {prompt: 1, completion: 1}}\n"
+    "      - {provider: err500, price: {prompt: 2, completion: 2}}\n"
+    "      - {provider: good, price: {prompt: 3, completion: 3}}\n"
+    "  - id: refuse\n"
+    "    context_length: 4096\n"
+    "    providers:\n"
+    "      - {provider: err400, price: {prompt: 1, completion: 1}}\n"
+    "      - {provider: good, price: {prompt: 2, completion: 2}}\n"
+    "  - id: limited\n"
+    "    context_length: 4096\n"
+    "    providers:\n"
+    "      - {provider: err429, price: {prompt: 1, completion: 1}}\n"
+    "      - {provider: err429b, price: {prompt: 2, completion: 2}}\n"
+    "  - id: broken\n"
+    "    context_length: 4096\n"
+    "    providers:\n"
+    "      - {provider: err500, price: {prompt: 1, completion: 1}}\n"
+    "      - {provider: dead, price: {prompt: 2, completion: 2}}\n"
+    "      - {provider: dead2, price: {prompt: 3, completion: 3}}\n"
+    "      - {provider: good, price: {prompt: 4, completion: 4}}\n"
+    "  - id: slowfirst\n"
+    "    context_length: 4096\n"
+    "    providers:\n"
+    "      - {provider: slow, price: {prompt: 1, completion: 1}}\n"
+    "      - {provider: good, price: {prompt: 2, completion: 2}}\n"
+    "  - id: primary\n"
+    "    context_length: 4096\n"
+    "    providers:\n"
+    "      - {provider: dead, price: {prompt: 1, completion: 1}}\n"
+    "  - id: backup\n"
+    "    context_length: 4096\n"
+    "    providers:\n"
+    "      - {provider: good, model: backup-upstream, parameters: [temperature, tools]}\n"
+    "  - id: breaker\n"
+    "    context_length: 4096\n"
+    "    providers:\n"
+    "      - {provider: dead2, price: {prompt: 1, completion: 1}}\n"
+    "      - {provider: good, price: {prompt: 2, completion: 2}}\n"
+    "  - id: small\n"
+    "    context_length: 16\n"
+    "    providers:\n"
+    "      - {provider: toolong, price: {prompt: 1, completion: 1}}\n"
+    "      - {provider: err500, price: {prompt: 2, completion: 2}}\n"
+    "  - id: replicated\n"
+    "    context_length: 4096\n"
+    "    providers:\n"
+    "      - {provider: reps, price: {prompt: 1, completion: 1}}\n"
+    "auth: none\n"
+    "admin:\n"
+    "  sha256: @ADMIN@\n"
+    "  metrics_public: true\n"
+    "log:\n"
+    "  access_log: @LOG@\n"
+    "  level: error\n";
 
 static lx_harness_t H;
 
@@ -149,7 +133,15 @@ static int setup(void **state)
     memcpy(cfg, CONFIG, pre);
     memcpy(cfg + pre, hex, 64);
     strcpy(cfg + pre + 64, at + 7);
-    lx_harness_opts_t o = {.mocks = 3};
+    /* the raw upstream says every prompt is too long for its model */
+    lx_harness_opts_t o = {.mocks = 3,
+                           .raw = true,
+                           .raw_mode = LX_HARNESS_RAW_REPLY,
+                           .raw_reply =
+                               "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                               "Content-Length: 108\r\n\r\n"
+                               "{\"error\":{\"message\":\"This model's maximum context length "
+                               "is 16 tokens\",\"code\":\"context_length_exceeded\"}}   "};
     int rc = lx_harness_start(&H, &o, cfg);
     free(cfg);
     return rc;
@@ -324,6 +316,28 @@ static void test_models_chain(void **state)
     lx_harness_resp_free(&r);
 }
 
+static void test_context_length_moves_to_the_next_model(void **state)
+{
+    (void)state;
+    lx_harness_resp_t r;
+    uint64_t before = lx_mock_requests(H.mock[0]);
+    /* too long for `small`: its other provider (err500) is skipped, the next model serves */
+    chat("small", ",\"models\":[\"small\",\"backup\"],\"provider\":{\"sort\":\"price\"}", "cl-1",
+         &r);
+    assert_int_equal(r.status, 200);
+    expect_header(&r, "x-llmux-model", "backup");
+    expect_header(&r, "x-llmux-attempts", "2");
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_mock_requests(H.mock[0]) - before, 1); /* backup only, never err500 */
+    /* without a next model, the client gets the provider's 400 as it was */
+    chat("small", ",\"provider\":{\"sort\":\"price\"}", "cl-2", &r);
+    assert_true(lx_harness_is_error(&r, 400));
+    char msg[512];
+    assert_true(lx_harness_json_str(r.body, "message", msg, sizeof(msg)));
+    assert_non_null(strstr(msg, "maximum context length"));
+    lx_harness_resp_free(&r);
+}
+
 /* ---- preferences ----------------------------------------------------------------------------- */
 
 static void expect_refused(const char *model, const char *extra, int status, const char *needle)
@@ -442,6 +456,10 @@ static char *config_text(const char *more)
             snprintf(port, sizeof(port), "%u", lx_mock_port(H.mock[p[5] - '0']));
             rep = port;
             skip = 7;
+        } else if (strncmp(p, "@RAW@", 5) == 0) {
+            snprintf(port, sizeof(port), "%u", lx_harness_raw_port(H.raw));
+            rep = port;
+            skip = 5;
         } else if (strncmp(p, "@DEAD@", 6) == 0) {
             snprintf(port, sizeof(port), "%u", H.dead_port);
             rep = port;
@@ -570,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_first_byte_timeout_fails_over),
         cmocka_unit_test(test_streams_fail_over_before_the_first_byte),
         cmocka_unit_test(test_models_chain),
+        cmocka_unit_test(test_context_length_moves_to_the_next_model),
         cmocka_unit_test(test_preferences),
         cmocka_unit_test(test_breaker_ejects),
         cmocka_unit_test(test_session_sticks),
