@@ -15,7 +15,8 @@
  *       so each latency is one request's round trip through the target (concurrency 1).
  *
  *   llmux-load rate    -p PORT -r RATE -d SECONDS [-c CONNS] [--model ID] [--path P]
- *       Open loop: requests are scheduled at a fixed rate whatever the answers do, and each
+ *       Open loop: requests are scheduled at a fixed rate (a timerfd clock, sub-millisecond)
+ *       whatever the answers do, and each
  *       latency is measured from its scheduled time, so a stall shows up in the percentiles
  *       (no coordinated omission). Non-streaming chat requests of about 300 bytes.
  *
@@ -30,6 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
 #include <uv.h>
 
 #define MAX_EVENT_SCAN 1024
@@ -349,7 +353,10 @@ static uint64_t sched_total, sched_sent, backlog_drops, rate_errors;
 static bool closed_loop; /* seq mode: the next request leaves when the answer is in */
 static uint64_t *queue;  /* scheduled times waiting for a free connection */
 static size_t q_head, q_tail, q_cap;
-static uv_timer_t tick;
+/* The scheduler's clock: a timerfd (nanosecond periods) watched by the loop, so an open loop
+ * at 5,000 req/s fires every 200 µs instead of rounding to libuv's 1 ms timers. */
+static int tick_fd = -1;
+static uv_poll_t tick;
 static uint64_t t_end;
 
 static void rate_send(rconn_t *c, uint64_t t_sched)
@@ -446,9 +453,27 @@ static void rate_connected(uv_connect_t *r, int status)
     uv_read_start((uv_stream_t *)&c->tcp, rate_alloc, rate_read);
 }
 
-static void on_tick(uv_timer_t *t)
+static void on_tick_closed(uv_handle_t *h)
 {
-    (void)t;
+    (void)h;
+    close(tick_fd);
+    tick_fd = -1;
+}
+
+static void stop_tick(void)
+{
+    if (!uv_is_closing((uv_handle_t *)&tick))
+        uv_close((uv_handle_t *)&tick, on_tick_closed);
+}
+
+static void on_tick(uv_poll_t *p, int status, int events)
+{
+    (void)p;
+    (void)status;
+    (void)events;
+    uint64_t expirations;
+    if (read(tick_fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+        return;
     uint64_t now = now_ns();
     if (closed_loop) {
         if (!rconns[0].busy && rconns[0].ready && now < t_end)
@@ -456,7 +481,7 @@ static void on_tick(uv_timer_t *t)
         if (now >= t_end && !rconns[0].busy) {
             if (!uv_is_closing((uv_handle_t *)&rconns[0].tcp))
                 uv_close((uv_handle_t *)&rconns[0].tcp, NULL);
-            uv_close((uv_handle_t *)&tick, NULL);
+            stop_tick();
         }
         return;
     }
@@ -480,7 +505,7 @@ static void on_tick(uv_timer_t *t)
             for (int i = 0; i < opt.conns; i++)
                 if (!uv_is_closing((uv_handle_t *)&rconns[i].tcp))
                     uv_close((uv_handle_t *)&rconns[i].tcp, NULL);
-            uv_close((uv_handle_t *)&tick, NULL);
+            stop_tick();
         }
     }
 }
@@ -514,8 +539,22 @@ static int run_rate(void)
         uv_run(loop, UV_RUN_NOWAIT);
     t_begin = now_ns();
     t_end = t_begin + (uint64_t)(opt.seconds * 1e9);
-    uv_timer_init(loop, &tick);
-    uv_timer_start(&tick, on_tick, 0, 1);
+    /* one tick per scheduled request (at most every 20 µs); 1 ms for the closed loop, whose
+     * answers send the next request themselves */
+    uint64_t period_ns = closed_loop ? 1000000ull : (uint64_t)(1e9 / opt.rate);
+    if (period_ns < 20000)
+        period_ns = 20000;
+    tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    struct itimerspec its = {
+        .it_interval = {(time_t)(period_ns / 1000000000ull), (long)(period_ns % 1000000000ull)},
+        .it_value = {0, 1000},
+    };
+    if (tick_fd < 0 || timerfd_settime(tick_fd, 0, &its, NULL) != 0 ||
+        uv_poll_init(loop, &tick, tick_fd) != 0 ||
+        uv_poll_start(&tick, UV_READABLE, on_tick) != 0) {
+        perror("timerfd");
+        return 1;
+    }
     uv_run(loop, UV_RUN_DEFAULT);
     qsort(lat, n_lat, sizeof(*lat), cmp_u64);
     if (closed_loop)
