@@ -20,6 +20,35 @@ static inline bool lx_str_eq(lx_str_t a, const char *b, size_t blen)
     return a.len == blen && memcmp(a.ptr, b, blen) == 0;
 }
 
+/*
+ * Length of the prefix of p[0, n) that is the plain inside of a JSON string: before the first
+ * quote or backslash, and with <stop_ctl> also before the first control character (< 0x20).
+ * Eight bytes at a time on little-endian machines: a byte equal to c shows as a zero byte of
+ * w ^ c*0x01..01, and the lowest flagged byte of the zero-byte test is exact (borrows only run
+ * upwards); byte by byte elsewhere.
+ */
+static inline size_t lx_str_json_plain(const char *p, size_t n, bool stop_ctl)
+{
+    size_t k = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const unsigned long long ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    for (; k + 8 <= n; k += 8) {
+        unsigned long long w;
+        memcpy(&w, p + k, 8);
+        unsigned long long q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+        unsigned long long m = ((q - ones) & ~q) | ((b - ones) & ~b);
+        if (stop_ctl)
+            m |= (w - ones * 0x20) & ~w;
+        m &= highs;
+        if (m != 0)
+            return k + (size_t)(__builtin_ctzll(m) >> 3);
+    }
+#endif
+    while (k < n && p[k] != '"' && p[k] != '\\' && (!stop_ctl || (unsigned char)p[k] >= 0x20))
+        k++;
+    return k;
+}
+
 /* ASCII case-insensitive equality. */
 bool lx_str_caseeq(lx_str_t a, const char *b, size_t blen);
 

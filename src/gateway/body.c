@@ -1,11 +1,14 @@
 /*
  * body.c - the request body scan and splice (DESIGN.md data-path rule 3).
  *
- * The gateway calls lx_body_scan() once the whole request body has arrived, before routing:
- * jsmn tokenizes it into a token array (the only allocation, grown on demand and freed before
- * returning), then one iterative walk over the tokens checks the JSON grammar strictly - jsmn,
- * even in strict mode, accepts malformed literals, missing separators and trailing values - and
- * records the top-level members llmux acts on. lx_body_splice() turns that record into the
+ * The gateway calls lx_body_scan() once the whole request body has arrived, before routing.
+ * First a direct pass over the bytes checks the JSON grammar strictly and records the top-level
+ * members llmux acts on, with no allocation; it handles every valid body without a "models"
+ * list. Whatever it gives up on goes to the reference scan: jsmn tokenizes the body into a
+ * token array (the only allocation, grown on demand and freed before returning), then one
+ * iterative walk over the tokens checks the grammar strictly - jsmn, even in strict mode,
+ * accepts malformed literals, missing separators and trailing values - records the members and
+ * words the error. lx_body_splice() turns that record into the
  * upstream body as a list of slices of the original bytes plus a few generated strings, which
  * the proxy writes with writev: the body is never re-serialized or copied.
  *
@@ -18,6 +21,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/str.h"
 #include "gateway/api_error.h"
 
 /* Parent links make closing a container O(1): without them jsmn walks back over every earlier
@@ -324,6 +328,17 @@ static void end_root_member(struct walk *w)
     w->prev_end = w->pos;
 }
 
+/* A root member starts at <start> (its key's opening quote). */
+static void begin_root_member(struct walk *w, uint32_t start, bool consumed)
+{
+    if (w->n_cut > 0 && w->cut[w->n_cut - 1].next_start == 0)
+        w->cut[w->n_cut - 1].next_start = start;
+    w->n_members++;
+    w->pending = true;
+    w->pending_consumed = consumed;
+    w->pending_start = start;
+}
+
 /* A key of a root object member at token <k>, its value at <k> + 1. */
 static int root_key(struct walk *w, uint32_t k)
 {
@@ -339,13 +354,7 @@ static int root_key(struct walk *w, uint32_t k)
             break;
         }
     }
-    uint32_t start = (uint32_t)key->start - 1;
-    if (w->n_cut > 0 && w->cut[w->n_cut - 1].next_start == 0)
-        w->cut[w->n_cut - 1].next_start = start;
-    w->n_members++;
-    w->pending = true;
-    w->pending_consumed = consumed;
-    w->pending_start = start;
+    begin_root_member(w, (uint32_t)key->start - 1, consumed);
     if (m == M_NONE)
         return 0;
     if (w->seen & (1u << m)) {
@@ -509,11 +518,333 @@ static void plan_cuts(struct walk *w)
     }
 }
 
-int lx_body_scan(const char *body, size_t len, lx_body_scan_t *scan)
+/* ---- the direct scan ----
+ *
+ * Most bodies are valid JSON without llmux's "models" list. For them one pass over the bytes
+ * checks the same grammar and records the same members as the jsmn scan and its walk, with no
+ * token array. Anything else - a grammar or type error, a duplicate, "models", nesting over
+ * FAST_DEPTH, more than LX_BODY_MAX_TOKENS values - makes it give up, and the jsmn scan decides
+ * (and words the error): the direct scan only ever accepts what that one accepts, with the same
+ * record.
+ */
+
+#define FAST_DEPTH 64
+
+/* One value read by the direct scan, in jsmn's terms: strings span their content, other values
+ * their bytes; size counts an object's members or an array's elements. */
+struct fval {
+    jsmntype_t type;
+    uint32_t start, end, size;
+};
+
+struct fast {
+    const char *b;
+    uint32_t len;
+    uint32_t pos;
+    uint32_t tokens;
+};
+
+static void f_ws(struct fast *f)
 {
-    memset(scan, 0, sizeof(*scan));
-    if (len > LX_BODY_MAX_LEN)
-        return fail(scan, LX_ETOOBIG, "request body too large");
+    while (f->pos < f->len && is_ws(f->b[f->pos]))
+        f->pos++;
+}
+
+/* A string at f->pos (its opening quote): content checked like check_string(). */
+static bool f_string(struct fast *f, struct fval *v)
+{
+    uint32_t p = ++f->pos;
+    for (;;) {
+        p += (uint32_t)lx_str_json_plain(f->b + p, f->len - p, true);
+        if (p >= f->len)
+            return false;
+        char c = f->b[p];
+        if (c == '"')
+            break;
+        if (c != '\\' || p + 1 >= f->len)
+            return false; /* a control character, or an escape cut short */
+        char e = f->b[p + 1];
+        if (e == 'u') {
+            if (f->len - p < 6)
+                return false;
+            for (uint32_t k = 2; k < 6; k++)
+                if (hex_value(f->b[p + k]) < 0)
+                    return false;
+            p += 6;
+        } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' ||
+                   e == 'r' || e == 't') {
+            p += 2;
+        } else {
+            return false;
+        }
+    }
+    v->type = JSMN_STRING;
+    v->start = f->pos;
+    v->end = p;
+    v->size = 0;
+    f->pos = p + 1;
+    f->tokens++;
+    return true;
+}
+
+/* A number or literal at f->pos: the bytes up to a delimiter must be valid_primitive(). */
+static bool f_primitive(struct fast *f, struct fval *v)
+{
+    uint32_t p = f->pos;
+    while (p < f->len) {
+        char c = f->b[p];
+        if (c == ',' || c == '}' || c == ']' || is_ws(c))
+            break;
+        p++;
+    }
+    if (!valid_primitive(f->b + f->pos, f->b + p))
+        return false;
+    v->type = JSMN_PRIMITIVE;
+    v->start = f->pos;
+    v->end = p;
+    v->size = 0;
+    f->pos = p;
+    f->tokens++;
+    return true;
+}
+
+/* A member key and its colon, at f->pos; the key's content in *<k>. */
+static bool f_key(struct fast *f, struct fval *k)
+{
+    if (f->pos >= f->len || f->b[f->pos] != '"' || !f_string(f, k))
+        return false;
+    f_ws(f);
+    if (f->pos >= f->len || f->b[f->pos] != ':')
+        return false;
+    f->pos++;
+    f_ws(f);
+    return true;
+}
+
+/* Any value at f->pos, nested ones included (iteratively, at most FAST_DEPTH deep). */
+static bool f_value(struct fast *f, struct fval *v)
+{
+    uint64_t arrays = 0; /* bit d: the container at depth d + 1 is an array */
+    uint32_t depth = 0;
+    struct fval tmp;
+    for (;;) {
+        /* a value at f->pos */
+        if (f->pos >= f->len)
+            return false;
+        char c = f->b[f->pos];
+        struct fval *at = depth == 0 ? v : &tmp;
+        if (c == '{' || c == '[') {
+            if (depth == FAST_DEPTH)
+                return false;
+            if (depth == 0) {
+                v->type = c == '{' ? JSMN_OBJECT : JSMN_ARRAY;
+                v->start = f->pos;
+                v->size = 0;
+            }
+            arrays = c == '[' ? arrays | (uint64_t)1 << depth : arrays & ~((uint64_t)1 << depth);
+            depth++;
+            f->tokens++;
+            f->pos++;
+            f_ws(f);
+            if (f->pos < f->len && f->b[f->pos] == (c == '{' ? '}' : ']')) {
+                f->pos++;
+                depth--;
+            } else {
+                if (depth == 1)
+                    v->size = 1;
+                if (c == '{' && !f_key(f, &tmp))
+                    return false;
+                continue;
+            }
+        } else if (c == '"') {
+            if (!f_string(f, at))
+                return false;
+        } else if (!f_primitive(f, at)) {
+            return false;
+        }
+        /* after a value: a comma and the next one, or closing brackets */
+        for (;;) {
+            if (depth == 0) {
+                if (v->type == JSMN_OBJECT || v->type == JSMN_ARRAY)
+                    v->end = f->pos;
+                return true;
+            }
+            bool arr = arrays >> (depth - 1) & 1u;
+            f_ws(f);
+            if (f->pos >= f->len)
+                return false;
+            c = f->b[f->pos];
+            if (c == ',') {
+                f->pos++;
+                f_ws(f);
+                if (depth == 1)
+                    v->size++;
+                if (!arr && !f_key(f, &tmp))
+                    return false;
+                break;
+            }
+            if (c != (arr ? ']' : '}'))
+                return false;
+            f->pos++;
+            depth--;
+        }
+    }
+}
+
+static bool f_is(const struct fast *f, const struct fval *t, const char *lit, uint32_t n)
+{
+    return t->end - t->start == n && memcmp(f->b + t->start, lit, n) == 0;
+}
+
+static lx_body_span_t f_span(const struct fval *t)
+{
+    lx_body_span_t sp = {t->start, t->end - t->start};
+    return sp;
+}
+
+/* The stream_options object at <v> (already checked): its include_usage member, as
+ * stream_options_key() reads it. */
+static bool f_stream_options(struct fast *f, const struct fval *v, lx_body_scan_t *scan)
+{
+    struct fast g = {f->b, v->end - 1, v->start + 1, 0};
+    f_ws(&g);
+    while (g.pos < g.len) {
+        struct fval k, val;
+        if (!f_key(&g, &k) || !f_value(&g, &val))
+            return false;
+        if (f_is(&g, &k, "include_usage", 13)) {
+            if (scan->has_include_usage || val.type != JSMN_PRIMITIVE)
+                return false;
+            bool is_true = f_is(&g, &val, "true", 4);
+            if (!is_true && !f_is(&g, &val, "false", 5) && !f_is(&g, &val, "null", 4))
+                return false;
+            scan->has_include_usage = true;
+            scan->include_usage = is_true;
+            scan->include_usage_value = f_span(&val);
+        }
+        f_ws(&g);
+        if (g.pos < g.len && g.b[g.pos] == ',')
+            g.pos++;
+        f_ws(&g);
+    }
+    return true;
+}
+
+/* The semantic checks and records of root_member() for member <m> with value <t>. */
+static bool f_member(struct fast *f, enum member m, const struct fval *t, lx_body_scan_t *scan)
+{
+    bool null = t->type == JSMN_PRIMITIVE && f_is(f, t, "null", 4);
+    switch (m) {
+    case M_MODEL:
+        if (t->type != JSMN_STRING)
+            return false;
+        scan->has_model = true;
+        scan->model = f_span(t);
+        return true;
+    case M_STREAM:
+        scan->has_stream = true;
+        if (t->type == JSMN_PRIMITIVE && f_is(f, t, "true", 4))
+            scan->stream = true;
+        else if (!(t->type == JSMN_PRIMITIVE && (f_is(f, t, "false", 5) || null)))
+            return false;
+        return true;
+    case M_STREAM_OPTIONS:
+        if (t->type == JSMN_OBJECT) {
+            scan->has_stream_options = true;
+            scan->stream_options_members = t->size;
+            if (!f_stream_options(f, t, scan))
+                return false;
+        } else if (null) {
+            scan->stream_options_null = true;
+        } else {
+            return false;
+        }
+        scan->stream_options = f_span(t);
+        return true;
+    case M_PROVIDER:
+        scan->has_provider = true;
+        if (!null && t->type != JSMN_OBJECT)
+            return false;
+        if (!null)
+            scan->provider = f_span(t);
+        return true;
+    case M_ROUTE:
+    case M_SESSION_ID:
+        *(m == M_ROUTE ? &scan->has_route : &scan->has_session_id) = true;
+        if (!null && t->type != JSMN_STRING)
+            return false;
+        if (!null)
+            *(m == M_ROUTE ? &scan->route : &scan->session_id) = f_span(t);
+        return true;
+    case M_MODELS: /* its entries are the jsmn scan's business */
+        return false;
+    case M_NONE:
+        return true;
+    }
+    return false;
+}
+
+/* The direct scan of body[0, len) (len <= LX_BODY_MAX_LEN); false: let the jsmn scan decide
+ * (*scan and the walk are then to be reset). */
+static bool scan_direct(const char *body, size_t len, struct walk *w, lx_body_scan_t *scan)
+{
+    struct fast f = {body, (uint32_t)len, 0, 1};
+    f_ws(&f);
+    if (f.pos >= f.len || body[f.pos] != '{')
+        return false;
+    scan->root_open = f.pos;
+    f.pos++;
+    f_ws(&f);
+    if (f.pos < f.len && body[f.pos] == '}') {
+        f.pos++;
+    } else {
+        for (;;) {
+            struct fval k, v;
+            uint32_t start = f.pos;
+            if (!f_key(&f, &k))
+                return false;
+            enum member m = M_NONE;
+            bool consumed = false;
+            for (size_t j = 0; j < sizeof(members) / sizeof(members[0]); j++) {
+                if (f_is(&f, &k, members[j].name, (uint32_t)strlen(members[j].name))) {
+                    m = members[j].id;
+                    consumed = members[j].consumed;
+                    break;
+                }
+            }
+            begin_root_member(w, start, consumed);
+            if (m != M_NONE) {
+                if (w->seen & (1u << m))
+                    return false;
+                w->seen |= 1u << m;
+            }
+            if (!f_value(&f, &v) || !f_member(&f, m, &v, scan))
+                return false;
+            w->pos = f.pos;
+            end_root_member(w);
+            f_ws(&f);
+            if (f.pos >= f.len)
+                return false;
+            if (body[f.pos] == '}') {
+                f.pos++;
+                break;
+            }
+            if (body[f.pos] != ',')
+                return false;
+            f.pos++;
+            f_ws(&f);
+        }
+    }
+    f_ws(&f);
+    if (f.pos != f.len || f.tokens > LX_BODY_MAX_TOKENS)
+        return false;
+    plan_cuts(w);
+    return true;
+}
+
+/* The reference scan: jsmn's tokens, then the walk over them. */
+static int scan_jsmn(const char *body, size_t len, lx_body_scan_t *scan)
+{
     size_t lead = 0;
     while (lead < len && is_ws(body[lead]))
         lead++;
@@ -588,6 +919,22 @@ out:
     if (r == 0)
         scan->error[0] = '\0';
     return r < 0 ? r : 0;
+}
+
+int lx_body_scan(const char *body, size_t len, lx_body_scan_t *scan)
+{
+    memset(scan, 0, sizeof(*scan));
+    if (len > LX_BODY_MAX_LEN)
+        return fail(scan, LX_ETOOBIG, "request body too large");
+    struct walk w;
+    memset(&w, 0, sizeof(w));
+    w.body = body;
+    w.len = len;
+    w.scan = scan;
+    if (scan_direct(body, len, &w, scan))
+        return 0;
+    memset(scan, 0, sizeof(*scan));
+    return scan_jsmn(body, len, scan);
 }
 
 /* One edit of the original body: replace body[off, off + len) by up to 3 texts. */

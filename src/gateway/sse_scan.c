@@ -15,6 +15,9 @@
  *     stream with drop_usage_event on, a block's slices go to held[] until the block ends,
  *     then are either released (the usage-only event) or handed out.
  *
+ * A plain JSON answer (json mode) takes the same machines without the framing, in runs: string
+ * interiors, numbers and keys that cannot matter are passed over without a per-byte step.
+ *
  * Owns the literal chunk holding the replacement model and the held slices' references. The
  * one copy made is of usage objects (at most LX_SSE_USAGE_MAX bytes), for accounting.
  */
@@ -24,6 +27,7 @@
 
 #include "core/core.h"
 #include "core/status.h"
+#include "core/str.h"
 
 #define JSMN_STATIC
 #include <jsmn.h>
@@ -202,10 +206,9 @@ static int64_t member_count(const char *js, const jsmntok_t *t, int n, int obj, 
     return -1;
 }
 
-static void parse_usage(lx_sse_scan_t *s)
+/* The reference reading of the usage text, any shape. */
+static void parse_usage_jsmn(lx_sse_scan_t *s)
 {
-    s->prompt_tokens = s->completion_tokens = s->total_tokens = -1;
-    s->cached_tokens = s->reasoning_tokens = -1;
     jsmn_parser p;
     jsmntok_t t[USAGE_TOKENS];
     jsmn_init(&p);
@@ -230,12 +233,175 @@ static void parse_usage(lx_sse_scan_t *s)
     }
 }
 
+/* Cursor of the short reading of a usage text. */
+typedef struct ureader {
+    const char *p, *end;
+    int tokens; /* values and keys read, as jsmn would count them */
+} ureader_t;
+
+static void u_ws(ureader_t *r)
+{
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+        r->p++;
+}
+
+/* Bytes a primitive of the short reading may hold: digits, letters, signs and points. */
+static bool u_prim_byte(char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           ch == '-' || ch == '+' || ch == '.';
+}
+
+/* A string without escapes or NUL: its content in *<p>, *<n>. */
+static bool u_string(ureader_t *r, const char **p, int *n)
+{
+    if (r->p >= r->end || *r->p != '"')
+        return false;
+    const char *q = ++r->p;
+    while (r->p < r->end && *r->p != '"') {
+        if (*r->p == '\\' || *r->p == '\0')
+            return false;
+        r->p++;
+    }
+    if (r->p >= r->end)
+        return false;
+    *p = q;
+    *n = (int)(r->p - q);
+    r->p++;
+    r->tokens++;
+    return true;
+}
+
+/* A primitive (its count in *<v>, -1 when not a count) or a string (-1). */
+static bool u_scalar(ureader_t *r, int64_t *v)
+{
+    const char *q;
+    int n;
+    if (r->p < r->end && *r->p == '"') {
+        *v = -1;
+        return u_string(r, &q, &n);
+    }
+    q = r->p;
+    while (r->p < r->end && u_prim_byte(*r->p))
+        r->p++;
+    if (r->p == q)
+        return false;
+    *v = parse_count(q, (int)(r->p - q));
+    r->tokens++;
+    return true;
+}
+
+static bool u_is(const char *p, int n, const char *want, int wl)
+{
+    return n == wl && memcmp(p, want, (size_t)wl) == 0;
+}
+
+/*
+ * An object whose member values are scalars, or at <top> also such objects. The counts go to
+ * out[]: at the top by key, the last member winning as in the jsmn walk; in a nested object,
+ * out[0] gets the first member named <want>. Returns false for any text outside this shape
+ * (then the jsmn reading decides).
+ */
+static bool u_object(ureader_t *r, bool top, const char *want, int64_t out[5])
+{
+    if (r->p >= r->end || *r->p != '{')
+        return false;
+    r->p++;
+    r->tokens++;
+    u_ws(r);
+    if (r->p < r->end && *r->p == '}') {
+        r->p++;
+        return true;
+    }
+    bool found = false;
+    for (;;) {
+        const char *k;
+        int kn;
+        if (!u_string(r, &k, &kn))
+            return false;
+        u_ws(r);
+        if (r->p >= r->end || *r->p != ':')
+            return false;
+        r->p++;
+        u_ws(r);
+        int64_t v = -1, sub[5] = {-1, -1, -1, -1, -1};
+        bool cached = top && u_is(k, kn, "prompt_tokens_details", 21);
+        bool reasoning = top && u_is(k, kn, "completion_tokens_details", 25);
+        if (top && r->p < r->end && *r->p == '{') {
+            if (!u_object(r, false, cached ? "cached_tokens" : "reasoning_tokens", sub))
+                return false;
+        } else if (!u_scalar(r, &v)) {
+            return false;
+        }
+        if (cached) {
+            out[3] = sub[0];
+        } else if (reasoning) {
+            out[4] = sub[0];
+        } else if (top) {
+            if (u_is(k, kn, "prompt_tokens", 13))
+                out[0] = v;
+            else if (u_is(k, kn, "completion_tokens", 17))
+                out[1] = v;
+            else if (u_is(k, kn, "total_tokens", 12))
+                out[2] = v;
+        } else if (!found && u_is(k, kn, want, (int)strlen(want))) {
+            found = true;
+            out[0] = v;
+        }
+        u_ws(r);
+        if (r->p >= r->end)
+            return false;
+        if (*r->p == '}') {
+            r->p++;
+            return true;
+        }
+        if (*r->p != ',')
+            return false;
+        r->p++;
+        u_ws(r);
+    }
+}
+
+/*
+ * The usage object's counts. The usual shape (an object of counts, with the two details
+ * objects of counts) is read directly; anything else goes through jsmn, whose reading is the
+ * reference: both give the same counts on the usual shape.
+ */
+static void parse_usage(lx_sse_scan_t *s)
+{
+    s->prompt_tokens = s->completion_tokens = s->total_tokens = -1;
+    s->cached_tokens = s->reasoning_tokens = -1;
+    int64_t v[5] = {-1, -1, -1, -1, -1};
+    ureader_t r = {s->usage, s->usage + s->usage_len, 0};
+    if (u_object(&r, true, NULL, v) && r.p == r.end && r.tokens <= USAGE_TOKENS) {
+        s->prompt_tokens = v[0];
+        s->completion_tokens = v[1];
+        s->total_tokens = v[2];
+        s->cached_tokens = v[3];
+        s->reasoning_tokens = v[4];
+        return;
+    }
+    parse_usage_jsmn(s);
+}
+
 static void capture(lx_sse_scan_t *s, char ch)
 {
     if (s->usage_len < LX_SSE_USAGE_MAX)
         s->usage[s->usage_len++] = ch;
     else
         s->usage_over = true;
+}
+
+/* capture() of <n> bytes at <p>. */
+static void capture_run(lx_sse_scan_t *s, const char *p, size_t n)
+{
+    size_t room = LX_SSE_USAGE_MAX - s->usage_len;
+    if (n > room) {
+        s->usage_over = true;
+        n = room;
+    }
+    memcpy(s->usage + s->usage_len, p, n);
+    s->usage_len += n;
 }
 
 static void end_capture(lx_sse_scan_t *s)
@@ -271,30 +437,42 @@ static bool in_object(const lx_sse_scan_t *s)
     return s->depth >= 1 && s->depth <= LX_SSE_DEPTH_MAX && !is_array_at(s, s->depth);
 }
 
-static bool key_is(const lx_sse_scan_t *s, const char *want)
+/* Whether a key opening now can name a member the scanner acts on: a top-level key, or a key
+ * of a choice object (depth 3 inside the top-level choices array). Other keys are read like
+ * value strings: nothing is copied. */
+static bool key_matters(const lx_sse_scan_t *s)
 {
-    size_t wl = strlen(want);
-    return s->key_len == wl && memcmp(s->key, want, wl) == 0;
+    if (!in_object(s))
+        return false;
+    return s->depth == 1 || (s->depth == 3 && s->choices != CH_NONE && is_array_at(s, 2));
 }
 
-/* A member key just closed: classify it in its context. */
+/* A member key just closed: classify it in its context (one key_matters() accepted). */
 static void end_key(lx_sse_scan_t *s)
 {
     s->member = M_OTHER;
-    if (s->key_long || !in_object(s))
+    if (s->key_long)
         return;
+    const char *k = s->key;
     if (s->depth == 1) {
-        if (key_is(s, "model"))
-            s->member = M_MODEL;
-        else if (key_is(s, "usage"))
-            s->member = M_USAGE;
-        else if (key_is(s, "choices"))
-            s->member = M_CHOICES;
-        else if (key_is(s, "error"))
-            s->member = M_ERROR;
-    } else if (s->depth == 3 && s->choices != CH_NONE && is_array_at(s, 2)) {
-        if (key_is(s, "finish_reason"))
-            s->member = M_FINISH_REASON;
+        switch (s->key_len) {
+        case 5:
+            if (memcmp(k, "model", 5) == 0)
+                s->member = M_MODEL;
+            else if (memcmp(k, "usage", 5) == 0)
+                s->member = M_USAGE;
+            else if (memcmp(k, "error", 5) == 0)
+                s->member = M_ERROR;
+            break;
+        case 7:
+            if (memcmp(k, "choices", 7) == 0)
+                s->member = M_CHOICES;
+            break;
+        default:
+            break;
+        }
+    } else if (s->key_len == 13 && memcmp(k, "finish_reason", 13) == 0) {
+        s->member = M_FINISH_REASON;
     }
 }
 
@@ -366,6 +544,19 @@ static void pop(lx_sse_scan_t *s)
     s->want_val = false;
 }
 
+/* A string opens: a member key (copied only when it can matter) or a value. */
+static void open_string(lx_sse_scan_t *s)
+{
+    s->in_str = true;
+    s->esc = false;
+    s->str_key = s->want_key && key_matters(s);
+    if (s->want_key && !s->str_key)
+        s->member = M_OTHER; /* what end_key() would find for it */
+    s->want_key = false;
+    s->key_len = 0;
+    s->key_long = false;
+}
+
 /* Feeds one payload byte; true when it is the opening quote of the model value to replace. */
 static bool json_byte(lx_sse_scan_t *s, char ch)
 {
@@ -409,12 +600,7 @@ static bool json_byte(lx_sse_scan_t *s, char ch)
     }
     switch (ch) {
     case '"':
-        s->in_str = true;
-        s->esc = false;
-        s->str_key = s->want_key;
-        s->want_key = false;
-        s->key_len = 0;
-        s->key_long = false;
+        open_string(s);
         break;
     case '{':
     case '[':
@@ -517,11 +703,43 @@ static void end_line(lx_sse_scan_t *s, out_ctx_t *c, size_t i, char ch)
     s->line_len = 0;
 }
 
-/* A byte of a data value. */
-static void data_byte(lx_sse_scan_t *s, out_ctx_t *c, size_t i, char ch)
+/*
+ * The bytes most of a JSON payload's structure is made of -- the quotes of strings, ',' and
+ * ':' -- in the usual states: the same effect as json_byte() (which never rewrites for them
+ * here), without its general checks. Returns false, having done nothing, for anything else.
+ */
+static inline bool json_quick(lx_sse_scan_t *s, char ch)
 {
-    if (s->done_pos != NO_MATCH)
-        s->done_pos = s->done_pos < 6 && ch == "[DONE]"[s->done_pos] ? s->done_pos + 1 : NO_MATCH;
+    if (s->in_str) {
+        if (ch != '"' || s->esc || s->skipping)
+            return false;
+        if (s->capturing)
+            capture(s, ch);
+        s->in_str = false;
+        s->fr_pending = false;
+        if (s->str_key)
+            end_key(s);
+        return true;
+    }
+    /* a pending value start only matters for a member value_start() acts on */
+    if (s->choices == CH_OPENED || (s->want_val && s->member != M_OTHER))
+        return false;
+    if (ch != '"' && ch != ',' && ch != ':')
+        return false;
+    if (s->capturing)
+        capture(s, ch);
+    s->want_val = false;
+    if (ch == '"')
+        open_string(s);
+    else if (in_object(s))
+        *(ch == ',' ? &s->want_key : &s->want_val) = true;
+    return true;
+}
+
+/* A payload byte through the tokenizer and the output: the model value is cut out of the run
+ * and replaced by the literal; its closing quote starts the run again. */
+static inline void json_step(lx_sse_scan_t *s, out_ctx_t *c, size_t i, char ch)
+{
     bool rewrite = json_byte(s, ch);
     if (s->skipping) {
         if (!s->in_str) { /* the closing quote: forwarded again from here */
@@ -538,6 +756,15 @@ static void data_byte(lx_sse_scan_t *s, out_ctx_t *c, size_t i, char ch)
     }
 }
 
+/* A byte of a data value. */
+static void data_byte(lx_sse_scan_t *s, out_ctx_t *c, size_t i, char ch)
+{
+    if (s->done_pos != NO_MATCH)
+        s->done_pos = s->done_pos < 6 && ch == "[DONE]"[s->done_pos] ? s->done_pos + 1 : NO_MATCH;
+    if (!json_quick(s, ch))
+        json_step(s, c, i, ch);
+}
+
 /* Bytes that change no state outside a string once a value has started: digits, letters,
  * signs, points, whitespace (numbers and literals; everything but "{}[]:, ). */
 static const uint8_t json_inert[256] = {
@@ -548,26 +775,45 @@ static const uint8_t json_inert[256] = {
 };
 
 /*
- * A plain JSON body (json_mode): from index <i>, skips what cannot change the scanner's
- * state -- the inside of a value string up to its next quote or backslash, and the rest of a
- * number or literal -- and returns the index of the next byte that needs the full step.
- * Skipped bytes stay in the forwarded run, so the output is unchanged.
+ * A plain JSON body (json_mode): the whole input is payload, no framing, nothing held. Runs
+ * that change no state but the copies are taken at once -- the plain inside of a string (key
+ * bytes copied while a key is read, usage bytes while the usage object is captured), and the
+ * inert bytes of numbers, literals and whitespace -- and every other byte takes the full step.
+ * Skipped bytes stay in the forwarded run, so the output is the byte-by-byte one. Returns the
+ * bytes consumed (all unless out[] filled up).
  */
-static size_t json_run(const lx_sse_scan_t *s, const char *data, size_t len, size_t i)
+static size_t json_feed(lx_sse_scan_t *s, out_ctx_t *c, const char *data, size_t len)
 {
-    if (s->capturing || s->skipping || s->fr_pending)
-        return i;
-    if (s->in_str) {
-        if (s->esc || s->str_key)
-            return i;
-        while (i < len && data[i] != '"' && data[i] != '\\')
-            i++;
-        return i;
-    }
-    if (s->want_val || s->choices == CH_OPENED)
-        return i;
-    while (i < len && json_inert[(unsigned char)data[i]])
+    size_t i = 0;
+    while (i < len && c->n + 8 <= c->max) {
+        size_t j = i;
+        if (s->in_str) {
+            if (!s->esc && !s->fr_pending)
+                j += lx_str_json_plain(data + i, len - i, false);
+            if (j > i && s->str_key) {
+                size_t n = j - i, room = LX_SSE_KEY_MAX - s->key_len;
+                if (n > room) {
+                    s->key_long = true;
+                    n = room;
+                }
+                memcpy(s->key + s->key_len, data + i, n);
+                s->key_len = (uint8_t)(s->key_len + n);
+            }
+        } else if (!s->want_val && s->choices != CH_OPENED) {
+            while (j < len && json_inert[(unsigned char)data[j]])
+                j++;
+        }
+        if (j > i) {
+            if (s->capturing)
+                capture_run(s, data + i, j - i);
+            i = j;
+            if (i == len)
+                break;
+        }
+        if (!json_quick(s, data[i]))
+            json_step(s, c, i, data[i]);
         i++;
+    }
     return i;
 }
 
@@ -638,14 +884,7 @@ int lx_sse_scan_feed(lx_sse_scan_t *s, lx_buf_t *b, const char *data, size_t len
     out_ctx_t c = {out, 0, max_out, b, (size_t)(data - b->data), 0, !s->skipping};
     size_t i = 0;
     if (s->json_mode) {
-        /* a plain JSON answer: no framing, nothing held; runs that change nothing skipped */
-        while (i < len && c.n + 8 <= max_out) {
-            i = json_run(s, data, len, i);
-            if (i < len) {
-                data_byte(s, &c, i, data[i]);
-                i++;
-            }
-        }
+        i = json_feed(s, &c, data, len);
         cut(s, &c, i);
         s->bytes_in += i;
         *used = i;

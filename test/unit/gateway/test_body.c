@@ -462,6 +462,85 @@ static void test_splice_limits(void **state)
     check_splice("{\"model\":\"x\"}", "", false, "{\"model\":\"\"}");
 }
 
+/* The direct scan (valid bodies without "models") and the jsmn scan it leaves everything else
+ * to record the same things and word the same errors: bodies on either side of that line. */
+static void test_direct_and_reference(void **state)
+{
+    (void)state;
+    /* a chat request with every member the direct scan records, escapes, nesting, numbers */
+    const char *b = " {\"session_id\":\"s\\u00e9\",\"model\":\"m\\\"x\",\"messages\":[{\"role\":"
+                    "\"user\",\"content\":\"a long enough content string \\n with \\\\ escapes "
+                    "and \xc3\xa9 bytes\"}],\"stream\":true,\"stream_options\":{\"a\":[1,{}],"
+                    "\"include_usage\":false},\"provider\":{\"order\":[\"p\"]},\"route\":null,"
+                    "\"temperature\":-0.5e+2} ";
+    assert_int_equal(scan_str(b), 0);
+    assert_string_equal(scan.error, "");
+    assert_int_equal(scan.root_open, 1);
+    assert_span(b, scan.model, "m\\\"x");
+    assert_true(scan.stream && scan.has_stream);
+    assert_true(scan.has_stream_options);
+    assert_int_equal(scan.stream_options_members, 2);
+    assert_span(b, scan.stream_options, "{\"a\":[1,{}],\"include_usage\":false}");
+    assert_true(scan.has_include_usage);
+    assert_false(scan.include_usage);
+    assert_span(b, scan.include_usage_value, "false");
+    assert_true(scan.has_provider);
+    assert_span(b, scan.provider, "{\"order\":[\"p\"]}");
+    assert_true(scan.has_route);
+    assert_int_equal(scan.route.len, 0);
+    assert_span(b, scan.session_id, "s\\u00e9");
+    assert_int_equal(scan.kept, 5);
+    assert_int_equal(scan.n_cuts, 3);
+    char *out = splice_str(b, "pub", false);
+    assert_string_equal(out,
+                        " {\"model\":\"pub\",\"messages\":[{\"role\":\"user\",\"content\":\"a long "
+                        "enough content string \\n with \\\\ escapes and \xc3\xa9 bytes\"}],"
+                        "\"stream\":true,\"stream_options\":{\"a\":[1,{}],\"include_usage\":"
+                        "false},\"temperature\":-0.5e+2} ");
+    free(out);
+
+    /* "models" and nesting deeper than the direct scan's stack: the jsmn scan records them */
+    assert_int_equal(scan_str("{\"models\":[\"a\",\"b\"],\"model\":\"c\"}"), 0);
+    assert_int_equal(scan.n_models, 2);
+    char deep[300];
+    size_t o = 0;
+    o += (size_t)snprintf(deep, sizeof(deep), "{\"model\":\"d\",\"x\":");
+    for (int k = 0; k < 100; k++)
+        deep[o++] = '[';
+    for (int k = 0; k < 100; k++)
+        deep[o++] = ']';
+    deep[o++] = '}';
+    assert_int_equal(lx_body_scan(deep, o, &scan), 0);
+    assert_span(deep, scan.model, "d");
+    assert_int_equal(scan.kept, 2);
+
+    /* errors found by the direct scan are worded by the jsmn scan, byte offsets included */
+    static const struct {
+        const char *in;
+        const char *err;
+    } bad[] = {
+        {"{\"model\":\"a\",\"model\":\"b\"}", "duplicate 'model' member"},
+        {"{\"stream_options\":{\"include_usage\":true,\"include_usage\":true}}",
+         "duplicate 'include_usage' member"},
+        {"{\"stream_options\":{\"include_usage\":1}}",
+         "'stream_options.include_usage' must be a boolean"},
+        {"{\"stream\":\"yes\"}", "'stream' must be a boolean"},
+        {"{\"route\":1}", "'route' must be a string"},
+        {"{\"provider\":[]}", "'provider' must be an object"},
+        {"{\"model\":\"abcdefghijklmnop\x01\"}", "invalid JSON at byte 26"},
+        {"{\"model\":\"abcdefghij\\x\"}", "invalid JSON at byte 9"},
+        {"{\"a\":\"\\u12G4\"}", "invalid JSON at byte 5"},
+        {"{\"a\":[1 2]}", "invalid JSON at byte 8"},
+        {"{\"a\":01}", "invalid JSON at byte 5"},
+        {"{\"a\":1}}", "invalid JSON at byte 7"},
+    };
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        assert_int_equal(scan_str(bad[k].in), LX_EJSON);
+        if (strcmp(scan.error, bad[k].err) != 0)
+            fail_msg("%s: got '%s', want '%s'", bad[k].in, scan.error, bad[k].err);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -470,7 +549,8 @@ int main(void)
         cmocka_unit_test(test_remove_members), cmocka_unit_test(test_unknown_untouched),
         cmocka_unit_test(test_include_usage),  cmocka_unit_test(test_escapes),
         cmocka_unit_test(test_invalid),        cmocka_unit_test(test_depth),
-        cmocka_unit_test(test_large),          cmocka_unit_test(test_splice_limits),
+        cmocka_unit_test(test_large),          cmocka_unit_test(test_direct_and_reference),
+        cmocka_unit_test(test_splice_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -847,6 +847,139 @@ static void test_json_mode(void **state)
     }
 }
 
+/* json mode: <in> in one piece and split in two at every byte (each piece in its own chunk),
+ * expecting <want> every time; returns the observations of the last run. */
+static lx_sse_scan_t json_splits(const char *in, const char *model, const char *want)
+{
+    size_t len = strlen(in), wlen = strlen(want);
+    lx_sse_scan_t sc = {0};
+    for (size_t cut = 0; cut <= len; cut++) {
+        assert_int_equal(lx_sse_scan_init_json(&sc, model, model ? strlen(model) : 0), 0);
+        str_t got = {0};
+        str_add(&got, "", 0);
+        size_t bounds[3] = {0, cut, len};
+        for (int piece = 0; piece < 2; piece++) {
+            size_t plen = bounds[piece + 1] - bounds[piece];
+            lx_buf_t *b = lx_buf_new(plen + 1);
+            assert_non_null(b);
+            memcpy(b->data, in + bounds[piece], plen);
+            b->len = (uint32_t)plen;
+            size_t done = 0;
+            while (done < plen) {
+                lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
+                size_t used = 0;
+                int n = lx_sse_scan_feed(&sc, b, b->data + done, plen - done, out,
+                                         LX_SSE_SCAN_MAX_OUT, &used);
+                assert_true(n >= 0 && used > 0);
+                for (int k = 0; k < n; k++) {
+                    str_add(&got, lx_slice_ptr(&out[k]), out[k].len);
+                    lx_buf_unref(out[k].buf);
+                }
+                done += used;
+            }
+            assert_int_equal(b->refcnt, 1);
+            lx_buf_unref(b);
+        }
+        if (got.len != wlen || memcmp(got.p, want, wlen) != 0)
+            fail_msg("cut %zu\n  got  [%s]\n  want [%s]", cut, got.p, want);
+        lx_sse_scan_dispose(&sc);
+        free(got.p);
+    }
+    return sc;
+}
+
+/* json mode's fast paths: keys that cannot matter are skipped like values (a nested "model"
+ * or "usage" key, or one under choices but not in a choice, changes nothing), keys that can
+ * are copied in runs (an over-long one is ignored, an escaped one is not the name), punctuation
+ * inside the captured usage object is copied, and the usage text is read directly in its
+ * usual shape and by the general reading otherwise - with the same counts. */
+static void test_json_fast_paths(void **state)
+{
+    (void)state;
+    /* nested look-alikes: only the top-level model is rewritten, only the top-level usage is
+     * kept, a finish_reason outside a choice object does not finish */
+    lx_sse_scan_t o = json_splits(
+        "{\"a\":{\"model\":\"n1\",\"usage\":{\"prompt_tokens\":99}},\"b\":[{\"model\":\"n2\"}],"
+        "\"choices\":[[{\"finish_reason\":\"stop\"}],{\"x\":{\"finish_reason\":\"stop\"}}],"
+        "\"model_and_a_key_longer_than_the_limit\":\"k\",\"mod\\u0065l\":\"e\",\"model\":\"up\","
+        "\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}",
+        "P",
+        "{\"a\":{\"model\":\"n1\",\"usage\":{\"prompt_tokens\":99}},\"b\":[{\"model\":\"n2\"}],"
+        "\"choices\":[[{\"finish_reason\":\"stop\"}],{\"x\":{\"finish_reason\":\"stop\"}}],"
+        "\"model_and_a_key_longer_than_the_limit\":\"k\",\"mod\\u0065l\":\"e\",\"model\":\"P\","
+        "\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}");
+    assert_false(o.finished);
+    assert_true(o.has_usage);
+    assert_int_equal(o.prompt_tokens, 1);
+    assert_int_equal(o.completion_tokens, 2);
+    assert_int_equal(o.total_tokens, 3);
+    assert_int_equal(o.usage_len, strlen("{\"prompt_tokens\":1,\"completion_tokens\":2,"
+                                         "\"total_tokens\":3}"));
+    assert_memory_equal(o.usage, "{\"prompt_tokens\":1,", 19);
+
+    /* a choice's finish_reason finishes; an empty one does not */
+    o = json_splits("{\"choices\":[{\"finish_reason\":\"\"}]}", NULL,
+                    "{\"choices\":[{\"finish_reason\":\"\"}]}");
+    assert_false(o.finished);
+    o = json_splits("{\"choices\":[{\"index\":0,\"finish_reason\" : \"length\"}]}", NULL,
+                    "{\"choices\":[{\"index\":0,\"finish_reason\" : \"length\"}]}");
+    assert_true(o.finished);
+
+    /* usage shapes read directly: whitespace, details objects (first match inside, last member
+     * wins at the top), details that are not objects, strings and literals */
+    static const char u1[] =
+        "{\"usage\": { \"prompt_tokens\" : 5 ,\n\"prompt_tokens\":6, \"total_tokens\":true,"
+        "\"prompt_tokens_details\":{\"cached_tokens\":2,\"cached_tokens\":3,\"x\":\"y\"},"
+        "\"completion_tokens_details\":{\"audio_tokens\":1,\"reasoning_tokens\":4},"
+        "\"completion_tokens\":\"7\"} }";
+    o = json_splits(u1, NULL, u1);
+    assert_true(o.has_usage);
+    assert_int_equal(o.prompt_tokens, 6);
+    assert_int_equal(o.completion_tokens, -1);
+    assert_int_equal(o.total_tokens, -1);
+    assert_int_equal(o.cached_tokens, 2);
+    assert_int_equal(o.reasoning_tokens, 4);
+    static const char u2[] = "{\"usage\":{\"prompt_tokens_details\":{\"cached_tokens\":2},"
+                             "\"prompt_tokens_details\":7,\"total_tokens\":{\"a\":1},"
+                             "\"completion_tokens\":12345678901234567890}}";
+    o = json_splits(u2, NULL, u2);
+    assert_int_equal(o.cached_tokens, -1);
+    assert_int_equal(o.total_tokens, -1);
+    assert_int_equal(o.completion_tokens, -1);
+    /* shapes left to the general reading: arrays, escapes, deeper nesting, a missing comma */
+    static const char u3[] = "{\"usage\":{\"a\":[1,{\"b\":2}],\"prompt_\\u0074okens\":1,"
+                             "\"prompt_tokens\":8,\"completion_tokens_details\":{\"x\":{\"y\":1},"
+                             "\"reasoning_tokens\":9},\"total_tokens\":17}}";
+    o = json_splits(u3, NULL, u3);
+    assert_true(o.has_usage);
+    assert_int_equal(o.prompt_tokens, 8);
+    assert_int_equal(o.reasoning_tokens, 9);
+    assert_int_equal(o.total_tokens, 17);
+    static const char u4[] = "{\"usage\":{\"prompt_tokens\":8 \"total_tokens\":17}}";
+    o = json_splits(u4, NULL, u4);
+    assert_true(o.has_usage);
+    assert_int_equal(o.prompt_tokens, 8); /* the general reading's word on the rest */
+    assert_int_equal(o.total_tokens, -1);
+
+    /* a usage object over the limit, in runs: truncated, nothing kept */
+    str_t big = {0};
+    const char *head = "{\"usage\":{\"prompt_tokens\":3,\"pad\":\"";
+    str_add(&big, head, strlen(head));
+    for (int k = 0; k < LX_SSE_USAGE_MAX; k++)
+        str_add(&big, "z", 1);
+    str_add(&big, "\"},\"model\":\"m\"}", 15);
+    o = json_splits(big.p, NULL, big.p);
+    assert_false(o.has_usage);
+    assert_true(o.usage_truncated);
+    assert_int_equal(o.prompt_tokens, -1);
+    free(big.p);
+
+    /* escapes in keys and values, and a model value with escapes, skipped whole */
+    o = json_splits("{\"k\\\"ey\":\"v\\\\\\\"\",\"model\":\"a\\\"b\\\\\",\"x\":1}", "M",
+                    "{\"k\\\"ey\":\"v\\\\\\\"\",\"model\":\"M\",\"x\":1}");
+    assert_false(o.has_usage);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -864,6 +997,7 @@ int main(void)
         cmocka_unit_test(test_usage_limits),
         cmocka_unit_test(test_malformed_and_errors),
         cmocka_unit_test(test_json_mode),
+        cmocka_unit_test(test_json_fast_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
