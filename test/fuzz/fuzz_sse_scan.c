@@ -6,6 +6,7 @@
  * exactly the read ranges. Run with the rewrite (a model needing escapes) and the drop on, in
  * two reads and then in small reads, nothing may crash or leak, slices must stay inside their
  * chunks, and what the scanner observed must not depend on the rewrite or the read boundaries.
+ * Every input is run twice: as an event stream and as a plain JSON answer (JSON mode).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,11 +19,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char new_model[] = "fuzz/m\\\"od\\\\el";
 
 /* Output bytes of one run; malloc'd, length in *out_len. */
+static bool json_mode;
+
 static char *run(const char *in, size_t len, const size_t *cuts, size_t ncuts, const char *model,
                  bool drop, lx_sse_scan_t *obs, size_t *out_len)
 {
     lx_sse_scan_t s;
-    if (lx_sse_scan_init(&s, model, model ? strlen(model) : 0, drop) != 0)
+    size_t mlen = model ? strlen(model) : 0;
+    if ((json_mode ? lx_sse_scan_init_json(&s, model, mlen)
+                   : lx_sse_scan_init(&s, model, mlen, drop)) != 0)
         abort();
     char *acc = malloc(len * 4 + 64 + 1);
     if (acc == NULL)
@@ -108,10 +113,21 @@ static void same_obs(const lx_sse_scan_t *a, const lx_sse_scan_t *b)
         abort();
 }
 
+static void one_mode(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2 || size > (1u << 20))
         return 0;
+    json_mode = false;
+    one_mode(data, size);
+    json_mode = true;
+    one_mode(data, size);
+    return 0;
+}
+
+static void one_mode(const uint8_t *data, size_t size)
+{
     const char *in = (const char *)data + 2;
     size_t len = size - 2;
     size_t cut = ((size_t)data[0] << 8 | data[1]) % (len + 1);
@@ -139,5 +155,4 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(out);
     free(cuts);
     same_obs(&plain, &small);
-    return 0;
 }
