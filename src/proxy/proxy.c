@@ -327,8 +327,11 @@ static void on_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
 static void send_request(lx_proxy_t *px)
 {
     px->state = LX_PROXY_CONNECTING;
-    arm(px, px->connect_timeout_ms, on_timeout);
     lx_conn_pool_get(px->pool, &px->wait, on_conn);
+    /* a pooled connection came at once (the usual case): the request is already sent and its
+     * first-byte timer armed; otherwise the wait for a connection is bounded from now */
+    if (px->state == LX_PROXY_CONNECTING && !px->finished)
+        arm(px, px->connect_timeout_ms, on_timeout);
 }
 
 static void on_keepalive(uv_timer_t *t)

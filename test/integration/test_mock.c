@@ -965,13 +965,14 @@ static void test_fault_ttfb(void **state)
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "data: [DONE]"));
     resp_free(&r);
-    assert_true(took >= 250000000u);
+    /* (libuv timers count whole milliseconds of a cached clock: up to 1 ms early) */
+    assert_true(took >= 249000000u);
     /* added to the per-request delay */
     t0 = now_ns();
     assert_int_equal(roundtrip("/v1/chat/completions", "x-mock-delay-ms: 100\r\n", "{}", &r), 0);
     took = now_ns() - t0;
     resp_free(&r);
-    assert_true(took >= 350000000u);
+    assert_true(took >= 349000000u);
     assert_int_equal(lx_mock_answered_ok(mock), 2);
 
     lx_mock_set_faults(mock, NULL);
