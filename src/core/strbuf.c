@@ -5,15 +5,57 @@
 
 #include <math.h>
 
+/* "00".."99": two digits per division. */
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                     "25262728293031323334353637383940414243444546474849"
+                                     "50515253545556575859606162636465666768697071727374"
+                                     "75767778798081828384858687888990919293949596979899";
+
 void lx_strbuf_u64(lx_strbuf_t *sb, uint64_t v)
 {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    lx_strbuf_mem(sb, tmp + sizeof(tmp) - n, n);
+    static const uint64_t pow10[20] = {1,
+                                       10,
+                                       100,
+                                       1000,
+                                       10000,
+                                       100000,
+                                       1000000,
+                                       10000000,
+                                       100000000,
+                                       1000000000,
+                                       10000000000ull,
+                                       100000000000ull,
+                                       1000000000000ull,
+                                       10000000000000ull,
+                                       100000000000000ull,
+                                       1000000000000000ull,
+                                       10000000000000000ull,
+                                       100000000000000000ull,
+                                       1000000000000000000ull,
+                                       10000000000000000000ull};
+    size_t n = 1;
+    while (n < 20 && v >= pow10[n])
+        n++;
+    if ((size_t)(sb->end - sb->p) < n) {
+        sb->overflow = true;
+        return;
+    }
+    /* written in place, from the last digit back */
+    char *p = sb->p + n;
+    sb->p = p;
+    while (v >= 100) {
+        unsigned k = (unsigned)(v % 100) * 2;
+        v /= 100;
+        p -= 2;
+        p[0] = digit_pairs[k];
+        p[1] = digit_pairs[k + 1];
+    }
+    if (v >= 10) {
+        p[-2] = digit_pairs[v * 2];
+        p[-1] = digit_pairs[v * 2 + 1];
+    } else {
+        p[-1] = (char)('0' + v);
+    }
 }
 
 void lx_strbuf_i64(lx_strbuf_t *sb, int64_t v)

@@ -496,8 +496,6 @@ void lx_api_handle(lx_http_request_t *req)
 
 /* Usage and cost: from the upstream's usage object; unknown counts are null, never 0. A
  * stream cut short (or cancelled) without one is marked partial. */
-/* Usage and cost: from the upstream's usage object; unknown counts are null, never 0. A
- * stream cut short (or cancelled) without one is marked partial. */
 static void log_usage(const api_req_t *ar, lx_strbuf_t *sb)
 {
     const lx_sse_scan_t *sc = &ar->sse;
@@ -530,12 +528,24 @@ static void log_usage(const api_req_t *ar, lx_strbuf_t *sb)
     lx_strbuf_u64(sb, ar->scanning ? sc->events : 0);
 }
 
+/* Milliseconds with three decimals, rounded to the microsecond, in integers. */
 static void log_ms(lx_strbuf_t *sb, uint64_t from_ns, uint64_t to_ns)
 {
-    if (to_ns == 0)
+    if (to_ns == 0) {
         LX_STRBUF_LIT(sb, "-1");
-    else
-        lx_strbuf_fixed(sb, (double)(to_ns - from_ns) / 1e6, 3);
+        return;
+    }
+    uint64_t ns = to_ns - from_ns;
+    if (ns >= 1000000000000000ull) { /* 11 days and more: what lx_strbuf_fixed() says */
+        lx_strbuf_fixed(sb, (double)ns / 1e6, 3);
+        return;
+    }
+    uint64_t us = (ns + 500) / 1000;
+    lx_strbuf_u64(sb, us / 1000);
+    uint32_t frac = (uint32_t)(us % 1000);
+    char d[4] = {'.', (char)('0' + frac / 100), (char)('0' + frac / 10 % 10),
+                 (char)('0' + frac % 10)};
+    lx_strbuf_mem(sb, d, sizeof(d));
 }
 
 static const char *method_name(int m)
@@ -562,7 +572,9 @@ void lx_api_done(lx_http_request_t *req)
         LX_STRBUF_LIT(&sb, "\",\"method\":\"");
         lx_strbuf_str(&sb, req->method ? method_name(req->method) : "");
         LX_STRBUF_LIT(&sb, "\",\"path\":\"");
-        if (!sb.overflow)
+        if (ar != NULL)
+            lx_strbuf_mem(&sb, req->path.ptr, req->path.len); /* one of routes[]: plain */
+        else if (!sb.overflow)
             sb.p += lx_log_json_escape(sb.p, LX_MIN((size_t)(sb.end - sb.p), 512), req->path.ptr,
                                        req->path.len);
         LX_STRBUF_LIT(&sb, "\",\"status\":");

@@ -287,36 +287,95 @@ int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t 
 
 /* ---- one attempt ---------------------------------------------------------------------------- */
 
+/* Eight bytes of <s> with ASCII upper case lowered (exactly: other bytes unchanged). */
+static uint64_t lower8(const char *s)
+{
+    uint64_t x;
+    memcpy(&x, s, 8);
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t seven = x & ~high;                  /* each byte's low seven bits */
+    uint64_t ge_a = seven + ones * (0x80 - 'A'); /* high bit: >= 'A' */
+    uint64_t gt_z = seven + ones * (0x7f - 'Z'); /* high bit: > 'Z' */
+    uint64_t upper = ge_a & ~gt_z & ~x & high;   /* ... and an ASCII byte */
+    return x | (upper >> 2);                     /* 0x80 >> 2 = 0x20 */
+}
+
+/* Whether the <len> bytes of <s> equal lower-case <lit> ignoring ASCII case. */
+static bool name_is(const char *s, const char *lit, size_t len)
+{
+    if (len < 8) {
+        for (size_t i = 0; i < len; i++) {
+            unsigned c = (unsigned char)s[i];
+            if (c - 'A' < 26u)
+                c += 32;
+            if (c != (unsigned char)lit[i])
+                return false;
+        }
+        return true;
+    }
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, lit + i, 8);
+        if (lower8(s + i) != w)
+            return false;
+    }
+    if (i == len)
+        return true;
+    uint64_t w; /* the tail: the last eight bytes, overlapping */
+    memcpy(&w, lit + len - 8, 8);
+    return lower8(s + len - 8) == w;
+}
+
 /* Headers not forwarded upstream: hop-by-hop ones, the ones llmux sets itself, the client's
- * credentials and cookies, and compression (llmux reads the response). */
+ * credentials and cookies, and compression (llmux reads the response). Looked up by length
+ * first: a header is compared with at most three names, not all eighteen. */
 static bool forwardable(lx_str_t name)
 {
-    static const char *const skip[] = {
-        "host",
-        "authorization",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "expect",
-        "proxy-authorization",
-        "proxy-connection",
-        "cookie",
-        "x-request-id",
-        "content-type",
-        "accept-encoding",
-        "x-session-id",
-        "content-encoding",
-    };
-    for (size_t i = 0; i < LX_ARRAY_SIZE(skip); i++)
-        if (lx_str_caseeq(name, skip[i], strlen(skip[i])))
-            return false;
-    if (name.len >= 8 && lx_str_caseeq((lx_str_t){name.ptr, 8}, "x-llmux-", 8))
+#define SKIP(lit) name_is(name.ptr, lit, sizeof(lit) - 1)
+    bool skip;
+    switch (name.len) {
+    case 2:
+        return !SKIP("te");
+    case 4:
+        return !SKIP("host");
+    case 6:
+        return !SKIP("expect") && !SKIP("cookie");
+    case 7:
+        return !SKIP("trailer") && !SKIP("upgrade");
+    case 10:
+        skip = SKIP("connection") || SKIP("keep-alive");
+        break;
+    case 12:
+        skip = SKIP("x-request-id") || SKIP("content-type") || SKIP("x-session-id");
+        break;
+    case 13:
+        skip = SKIP("authorization");
+        break;
+    case 14:
+        skip = SKIP("content-length");
+        break;
+    case 15:
+        skip = SKIP("accept-encoding");
+        break;
+    case 16:
+        skip = SKIP("proxy-connection") || SKIP("content-encoding");
+        break;
+    case 17:
+        skip = SKIP("transfer-encoding");
+        break;
+    case 19:
+        skip = SKIP("proxy-authorization");
+        break;
+    default:
+        skip = false;
+        break;
+    }
+    if (skip)
         return false;
-    return true;
+#undef SKIP
+    /* llmux's own headers (x-llmux-*: 8 characters and more) */
+    return name.len < 8 || !name_is(name.ptr, "x-llmux-", 8);
 }
 
 /* Appends "<name>: <value>\r\n" to b if it fits. */
@@ -340,6 +399,18 @@ static bool append_str(lx_buf_t *b, const char *s, size_t len)
         return false;
     memcpy(lx_buf_tail(b), s, len);
     b->len += (uint32_t)len;
+    return true;
+}
+
+/* Whether <s> is its own JSON string content: printable ASCII without '"' or '\\' (what
+ * lx_api_error_escape() would copy unchanged). */
+static bool plain_json(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            return false;
+    }
     return true;
 }
 
@@ -385,9 +456,16 @@ static bool build_request(lx_gw_req_t *r)
     bool add_usage = r->scan.stream && !r->embeddings;
     r->drop_usage = add_usage && !r->scan.include_usage && !r->gen->cfg->stream_always_send_usage;
     r->rewrite = strcmp(up_model, model->id) != 0;
-    int np =
-        lx_body_splice(req->body.ptr, req->body.len, &r->scan, up_model, strlen(up_model),
-                       add_usage, pieces, LX_ARRAY_SIZE(pieces), scratch, sizeof(scratch), &total);
+    size_t up_len = strlen(up_model);
+    /* The body already names the upstream model, byte for byte and with nothing to escape
+     * (the usual case): its own bytes stay, the splice has no model to escape and insert. */
+    const char *splice_model = up_model;
+    if (r->scan.has_model && r->scan.model.len == up_len &&
+        memcmp(req->body.ptr + r->scan.model.off, up_model, up_len) == 0 &&
+        plain_json(up_model, up_len))
+        splice_model = NULL;
+    int np = lx_body_splice(req->body.ptr, req->body.len, &r->scan, splice_model, up_len, add_usage,
+                            pieces, LX_ARRAY_SIZE(pieces), scratch, sizeof(scratch), &total);
     bool ok =
         np > 0 && !pb.overflow && !hb.overflow &&
         lx_http_client_format_head(head, "POST", path, plen, host, NULL, 0, (int64_t)total) == 0;

@@ -11,7 +11,10 @@
  * Input that arrives while a request is out is queued as slices (bounded) and replayed after
  * the response, so pipelined requests are answered in order and an EOF is noticed at once
  * (a client leaving mid-request is a cancellation). One timer per connection serves whichever
- * deadline the state has: head, body, keep-alive idle or linger.
+ * deadline the state has: head, body, keep-alive idle or linger. The deadline is a field; the
+ * timer is re-armed only when a deadline comes before the time it is armed for, and when it
+ * fires early it re-arms for what is left. A keep-alive request thus touches libuv's timer heap
+ * about once per header timeout instead of four times.
  */
 #include "http/http_server.h"
 
@@ -37,6 +40,8 @@ enum conn_state { ST_IDLE, ST_HEAD, ST_BODY, ST_OUT, ST_LINGER, ST_CLOSED };
 struct lx_http_conn {
     lx_stream_t stream;
     uv_timer_t timer;
+    uint64_t deadline;  /* loop time (ms) the state's deadline falls due; 0: none */
+    uint64_t timer_due; /* loop time the timer is armed for on_timer; 0: not so armed */
     lx_list_t link;
     lx_http_server_t *srv;
     llhttp_t parser;
@@ -133,6 +138,8 @@ static void conn_close(lx_http_conn_t *c, bool reset)
         return;
     c->closing = true;
     c->state = ST_CLOSED;
+    c->deadline = 0;
+    c->timer_due = 0;
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     lx_stream_close(&c->stream, reset, on_stream_closed);
@@ -145,6 +152,17 @@ static void send_error_and_close(lx_http_conn_t *c, int status, const char *mess
 static void on_timer(uv_timer_t *t)
 {
     lx_http_conn_t *c = t->data;
+    c->timer_due = 0;
+    if (c->deadline == 0)
+        return; /* armed for a deadline that was lifted since */
+    uint64_t now = uv_now(t->loop);
+    if (now < c->deadline) {
+        /* armed for an earlier deadline that was moved later since: wait for the rest */
+        c->timer_due = c->deadline;
+        uv_timer_start(t, on_timer, c->deadline - now, 0);
+        return;
+    }
+    c->deadline = 0;
     switch (c->state) {
     case ST_IDLE:
     case ST_LINGER:
@@ -161,9 +179,23 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
+/* The state's deadline is <ms> from now. The timer moves only when it would fire too late. */
 static void arm(lx_http_conn_t *c, uint64_t ms)
 {
+    uint64_t due = uv_now(c->timer.loop) + ms;
+    c->deadline = due;
+    if (c->done_deferred)
+        return; /* the timer waits for request_done, which sets the next deadline */
+    if (c->timer_due != 0 && c->timer_due <= due)
+        return; /* fires earlier, finds the deadline not reached and re-arms for the rest */
+    c->timer_due = due;
     uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* The state has no deadline. The timer may still fire; it then finds nothing to do. */
+static void disarm(lx_http_conn_t *c)
+{
+    c->deadline = 0;
 }
 
 /* --- request lifecycle ------------------------------------------------------------------- */
@@ -249,6 +281,7 @@ static void release(lx_http_conn_t *c)
     if (c->stream.writes_pending == 0 && !c->done_deferred) {
         /* nothing in flight: finish on the next loop turn, never inside the handler's call */
         c->done_deferred = true;
+        c->timer_due = 0; /* (the timer serves the deferral now) */
         uv_timer_start(&c->timer, (uv_timer_cb)on_deferred_done, 0, 0);
     }
 }
@@ -673,7 +706,7 @@ static void send_error_and_close(lx_http_conn_t *c, int status, const char *mess
     size_t n = format_error(c->srv, body, sizeof(body), status, message);
     static const char ct[] = "Content-Type: application/json\r\n";
     c->state = ST_LINGER;
-    uv_timer_stop(&c->timer);
+    disarm(c);
     int rc = lx_http_server_send_head(r, status, ct, sizeof(ct) - 1, (int64_t)n);
     if (rc == 0)
         rc = lx_http_server_send(r, body, n);
@@ -909,7 +942,7 @@ static int on_message_complete(llhttp_t *p)
 {
     lx_http_conn_t *c = conn_of(p);
     c->state = ST_OUT;
-    uv_timer_stop(&c->timer);
+    disarm(c);
     return HPE_PAUSED;
 }
 

@@ -33,19 +33,46 @@
 #include "core/strbuf.h"
 
 static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *data);
+static void on_timeout(uv_timer_t *t);
 static void send_request(lx_proxy_t *px);
 
-static void arm(lx_proxy_t *px, uint64_t ms, uv_timer_cb cb)
+/* The phase's timeout: <ms> from now, none when 0. The deadline is a field; the timer moves
+ * only when it would fire too late (a later deadline, as every read of a stream sets, costs no
+ * timer operation: the timer fires at the earlier time and re-arms for the rest). */
+static void arm(lx_proxy_t *px, uint64_t ms)
 {
-    if (ms > 0)
-        uv_timer_start(&px->timer, cb, ms, 0);
-    else
-        uv_timer_stop(&px->timer);
+    if (ms == 0) {
+        px->deadline = 0; /* the timer may still fire; it then finds nothing to do */
+        return;
+    }
+    uint64_t due = uv_now(px->timer.loop) + ms;
+    px->deadline = due;
+    if (px->timer_due != 0 && px->timer_due <= due)
+        return;
+    px->timer_due = due;
+    uv_timer_start(&px->timer, on_timeout, ms, 0);
+}
+
+/* No timeout until the next arm(). */
+static void disarm(lx_proxy_t *px)
+{
+    px->deadline = 0;
 }
 
 static void on_timeout(uv_timer_t *t)
 {
     lx_proxy_t *px = t->data;
+    px->timer_due = 0;
+    if (px->deadline == 0 || px->finished)
+        return; /* armed for a timeout that was lifted since */
+    uint64_t now = uv_now(t->loop);
+    if (now < px->deadline) {
+        /* armed for an earlier deadline that was moved later since: wait for the rest */
+        px->timer_due = px->deadline;
+        uv_timer_start(t, on_timeout, px->deadline - now, 0);
+        return;
+    }
+    px->deadline = 0;
     switch (px->state) {
     case LX_PROXY_CONNECTING:
         if (px->wait.connecting != NULL && lx_stream_handshaking(&px->wait.connecting->stream)) {
@@ -85,7 +112,7 @@ static void flush_pending(lx_proxy_t *px)
         /* the client is slow: stop reading (the model server is slowed through TCP) and do
          * not count the pause against the provider's idle timeout */
         lx_stream_read_stop(&px->conn->stream); /* resumed by on_drain */
-        uv_timer_stop(&px->timer);
+        disarm(px);
     }
 }
 
@@ -176,7 +203,7 @@ static void on_drain(lx_http_request_t *req)
     lx_proxy_t *px = req->data;
     if (px->conn != NULL && px->state == LX_PROXY_RELAYING) {
         lx_stream_read_start(&px->conn->stream, on_up_read);
-        arm(px, px->idle_timeout_ms, on_timeout);
+        arm(px, px->idle_timeout_ms);
     }
 }
 
@@ -265,7 +292,7 @@ static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *d
             lx_buf_unref(px->out[i].buf);
         px->n_out = 0;
     }
-    arm(px, px->idle_timeout_ms, on_timeout);
+    arm(px, px->idle_timeout_ms);
     int rc = lx_http_client_parse(&px->hc, b, data, (size_t)nread);
     if (rc == 0 && px->hc.complete) {
         end_of_body(px); /* what is pending leaves with the end of the response */
@@ -321,7 +348,7 @@ static void on_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
         lx_proxy_finish(px, rc);
         return;
     }
-    arm(px, px->first_byte_timeout_ms, on_timeout);
+    arm(px, px->first_byte_timeout_ms);
 }
 
 static void send_request(lx_proxy_t *px)
@@ -331,7 +358,7 @@ static void send_request(lx_proxy_t *px)
     /* a pooled connection came at once (the usual case): the request is already sent and its
      * first-byte timer armed; otherwise the wait for a connection is bounded from now */
     if (px->state == LX_PROXY_CONNECTING && !px->finished)
-        arm(px, px->connect_timeout_ms, on_timeout);
+        arm(px, px->connect_timeout_ms);
 }
 
 static void on_keepalive(uv_timer_t *t)
@@ -353,6 +380,8 @@ void lx_proxy_start(lx_proxy_t *px)
     px->pending = px->req->worker->batch;
     uv_timer_init(loop, &px->timer);
     px->timer.data = px;
+    px->deadline = 0;
+    px->timer_due = 0;
     px->open_timers = 1;
     px->req->data = px;
     px->req->on_abort = on_client_abort;
@@ -467,7 +496,7 @@ static bool try_next(lx_proxy_t *px, int code)
     if (px->ops->retry == NULL || px->relayed || px->req->peer_gone || code == LX_ECANCELED ||
         code == LX_ESHUTDOWN || (code == 0 && px->upstream_status < 400))
         return false;
-    uv_timer_stop(&px->timer);
+    disarm(px);
     if (px->state == LX_PROXY_CONNECTING)
         lx_conn_pool_cancel(&px->wait);
     if (px->conn != NULL) {
@@ -507,7 +536,7 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
         return;
     px->finished = true;
     px->t_end_ns = uv_hrtime();
-    uv_timer_stop(&px->timer);
+    disarm(px); /* (the timer itself stops when it is closed, below) */
     if (px->state == LX_PROXY_CONNECTING)
         lx_conn_pool_cancel(&px->wait);
     px->state = LX_PROXY_DONE;

@@ -115,6 +115,8 @@ struct lx_proxy {
     lx_upconn_t *conn;
     lx_http_client_t hc;
     uv_timer_t timer;
+    uint64_t deadline;   /* loop time (ms) the current phase times out; 0: no timeout */
+    uint64_t timer_due;  /* loop time the timer is armed for; 0: not armed */
     uv_timer_t ka_timer; /* keep-alives, only with an early commit */
     unsigned open_timers;
     lx_slice_t *pending; /* the worker's batch: filled and written within one read callback */

@@ -278,6 +278,33 @@ static void test_idle_keepalive_closed(void **state)
     lx_harness_close(&c);
 }
 
+/* A deadline set later than the one the timer is armed for still holds, and only then: the
+ * head of a second request, started 250 ms into the keep-alive wait (400 ms), has its own
+ * 300 ms and is not cut when the keep-alive deadline passes. */
+static void test_later_deadline_holds(void **state)
+{
+    (void)state;
+    lx_harness_conn_t c;
+    assert_int_equal(lx_harness_connect(&c, H.port), 0);
+    assert_int_equal(lx_harness_send_str(&c, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_read(&c, &r), 0);
+    assert_int_equal(r.status, 200);
+    lx_harness_resp_free(&r);
+    assert_true(lx_harness_still_open(&c, 250));
+    uint64_t t1 = lx_harness_now_ms();
+    assert_int_equal(lx_harness_send_str(&c, "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n"),
+                     0);
+    assert_int_equal(lx_harness_read(&c, &r), 0);
+    uint64_t dt = lx_harness_now_ms() - t1;
+    assert_true(lx_harness_is_error(&r, 408));
+    assert_true(dt >= 250 && dt < 3000);
+    lx_harness_resp_free(&r);
+    assert_true(lx_harness_wait_closed(&c, CLOSE_WAIT_MS));
+    lx_harness_close(&c);
+    assert_alive();
+}
+
 /* Sends <data> on a fresh connection and reads a response if one comes (the close that follows
  * an error is tested above, and costs llmux's linger time). Returns its status, 0 if none. */
 static int send_garbage(const void *data, size_t len)
@@ -365,6 +392,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_head_408, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_body_408, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_keepalive_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_later_deadline_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_never_crashes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

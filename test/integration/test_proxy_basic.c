@@ -308,6 +308,127 @@ static void test_rewritten_request(void **state)
     free(raw);
 }
 
+/* Which client headers go upstream: each name llmux drops, in mixed case, is dropped; names of
+ * the same lengths that differ in one character, and x-llmux look-alikes, are kept. */
+static void test_forwarded_headers(void **state)
+{
+    (void)state;
+    static const char *const dropped[] = {
+        "te",
+        "expect",
+        "cookie",
+        "trailer",
+        "keep-alive",
+        "connection",
+        "x-session-id",
+        "accept-encoding",
+        "proxy-connection",
+        "x-llmux-a",
+        "content-encoding",
+        "proxy-authorization",
+        "x-llmux-something-longer",
+    };
+    static const char *const kept[][2] = {
+        {"xe", "2"},
+        {"hoss", "4"},
+        {"cookiz", "6"},
+        {"trailez", "7"},
+        {"x-llmux", "7b"},
+        {"connectioz", "10"},
+        {"x-llmuxz-a", "10b"},
+        {"x-request-ix", "12"},
+        {"authorizatioz", "13"},
+        {"content-lengtz", "14"},
+        {"accept-encodinz", "15"},
+        {"proxy-connectioz", "16"},
+        {"transfer-encodinz", "17"},
+        {"proxy-authorizatioz", "19"},
+    };
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions",
+                                     "TE: trailers\r\n"
+                                     "COOKIE: c=1\r\n"
+                                     "Trailer: X-Foo\r\n"
+                                     "Keep-Alive: timeout=5\r\n"
+                                     "connection: keep-alive\r\n"
+                                     "X-Session-ID: s-1\r\n"
+                                     "AuthoriZation: Bearer client-key\r\n"
+                                     "Accept-Encoding: gzip\r\n"
+                                     "Proxy-Connection: keep-alive\r\n"
+                                     "X-LLMUX-A: 1\r\n"
+                                     "Content-Encoding: identity\r\n"
+                                     "PROXY-AUTHORIZATION: Basic eA==\r\n"
+                                     "x-llmux-something-longer: 1\r\n"
+                                     "Xe: 2\r\n"
+                                     "HOSS: 4\r\n"
+                                     "Cookiz: 6\r\n"
+                                     "Trailez: 7\r\n"
+                                     "X-Llmux: 7b\r\n"
+                                     "Connectioz: 10\r\n"
+                                     "X-LLMUXZ-A: 10b\r\n"
+                                     "X-Request-Ix: 12\r\n"
+                                     "Authorizatioz: 13\r\n"
+                                     "Content-Lengtz: 14\r\n"
+                                     "Accept-Encodinz: 15\r\n"
+                                     "Proxy-Connectioz: 16\r\n"
+                                     "Transfer-Encodinz: 17\r\n"
+                                     "Proxy-Authorizatioz: 19\r\n",
+                                     CHAT_BODY, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    lx_harness_resp_free(&r);
+
+    size_t len = 0;
+    char *raw = lx_mock_request_raw(H.mock[0], 0, &len);
+    assert_non_null(raw);
+    size_t hl;
+    const char *ubody;
+    assert_true(lx_harness_split(raw, len, &hl, &ubody));
+    char v[256];
+    for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
+        if (count_headers(raw, hl, dropped[i]) != 0)
+            fail_msg("%s went upstream:\n%.*s", dropped[i], (int)hl, raw);
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+        assert_int_equal(count_headers(raw, hl, kept[i][0]), 1);
+        assert_true(lx_harness_head_header(raw, hl, kept[i][0], v, sizeof(v)));
+        assert_string_equal(v, kept[i][1]);
+    }
+    /* llmux's own, once each */
+    assert_int_equal(count_headers(raw, hl, "host"), 1);
+    assert_int_equal(count_headers(raw, hl, "content-type"), 1);
+    assert_int_equal(count_headers(raw, hl, "content-length"), 1);
+    assert_int_equal(count_headers(raw, hl, "x-request-id"), 1);
+    assert_int_equal(count_headers(raw, hl, "authorization"), 1); /* the provider's key */
+    assert_null(strstr(raw, "client-key"));
+    free(raw);
+}
+
+/* A body that already names the upstream model goes up byte for byte; the same id written with
+ * an escape is replaced by its plain form. */
+static void test_model_already_upstream(void **state)
+{
+    (void)state;
+    static const char plain[] = "{\"model\" : \"text-embed\",\"input\":\"x\"}";
+    static const char escaped[] = "{\"model\":\"text-\\u0065mbed\",\"input\":\"x\"}";
+    static const char escaped_up[] = "{\"model\":\"text-embed\",\"input\":\"x\"}";
+    const char *bodies[][2] = {{plain, plain}, {escaped, escaped_up}};
+    for (size_t i = 0; i < 2; i++) {
+        lx_harness_resp_t r;
+        assert_int_equal(lx_harness_post(H.port, "/v1/embeddings", "", bodies[i][0], &r), 0);
+        assert_int_equal(r.status, 200);
+        lx_harness_resp_free(&r);
+        size_t len = 0;
+        char *raw = lx_mock_request_raw(H.mock[0], 0, &len);
+        assert_non_null(raw);
+        size_t hl;
+        const char *ubody;
+        assert_true(lx_harness_split(raw, len, &hl, &ubody));
+        assert_int_equal(len - hl, strlen(bodies[i][1]));
+        assert_memory_equal(ubody, bodies[i][1], strlen(bodies[i][1]));
+        free(raw);
+    }
+}
+
 static void test_request_id_echoed(void **state)
 {
     (void)state;
@@ -471,6 +592,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_route, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_method, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewritten_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forwarded_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_already_upstream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_id_echoed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_id_generated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_access_log_line, setup, teardown),

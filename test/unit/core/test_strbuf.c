@@ -43,6 +43,36 @@ static void test_numbers(void **state)
           "0 18446744073709551615 -42 -9223372036854775808 2a 000000000000002a ffffffffffffffff");
 }
 
+/* Every digit count, at and around each power of ten, as printf writes it; a buffer one byte
+ * short overflows without writing. */
+static void test_u64_digit_counts(void **state)
+{
+    (void)state;
+    uint64_t p = 1;
+    for (int k = 0; k < 20; k++) {
+        uint64_t vals[] = {p - 1, p, p + 1, p * 3 + 7, p > 1 ? p + p / 2 : 5};
+        for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+            char want[32], got[32];
+            int n = snprintf(want, sizeof(want), "%llu", (unsigned long long)vals[i]);
+            lx_strbuf_t sb = lx_strbuf_make(got, sizeof(got));
+            lx_strbuf_u64(&sb, vals[i]);
+            check(&sb, got, want);
+            memset(got, 'x', sizeof(got));
+            lx_strbuf_t small = lx_strbuf_make(got, (size_t)n - 1);
+            lx_strbuf_u64(&small, vals[i]);
+            assert_true(small.overflow);
+            assert_ptr_equal(small.p, got);
+            assert_int_equal(got[0], 'x');
+        }
+        if (k < 19)
+            p *= 10;
+    }
+    char got[32];
+    lx_strbuf_t sb = lx_strbuf_make(got, sizeof(got));
+    lx_strbuf_u64(&sb, UINT64_MAX - 1);
+    check(&sb, got, "18446744073709551614");
+}
+
 static void test_fixed_matches_printf(void **state)
 {
     (void)state;
@@ -85,6 +115,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_u64_digit_counts),
         cmocka_unit_test(test_fixed_matches_printf),
         cmocka_unit_test(test_overflow_stops),
     };
