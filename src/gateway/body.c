@@ -36,7 +36,8 @@
 /* What a container on the walk's stack is, for the members handled specially. */
 enum role { ROLE_OTHER, ROLE_ROOT, ROLE_STREAM_OPTIONS };
 
-/* Top-level members llmux recognizes. */
+/* Top-level members llmux recognizes; from M_MODELS on, consumed (f_root_member() relies on
+ * the order). */
 enum member {
     M_NONE,
     M_MODEL,
@@ -546,7 +547,8 @@ struct fast {
 
 static void f_ws(struct fast *f)
 {
-    while (f->pos < f->len && is_ws(f->b[f->pos]))
+    /* one comparison for the usual next byte, which is no blank */
+    while (f->pos < f->len && (unsigned char)f->b[f->pos] <= ' ' && is_ws(f->b[f->pos]))
         f->pos++;
 }
 
@@ -784,6 +786,27 @@ static bool f_member(struct fast *f, enum member m, const struct fval *t, lx_bod
     return false;
 }
 
+/* The member a root key of <n> bytes at <k> names (as root_key() finds it in members[]). */
+static enum member f_root_member(const char *k, uint32_t n)
+{
+    switch (n) {
+    case 5:
+        return memcmp(k, "model", 5) == 0 ? M_MODEL : memcmp(k, "route", 5) == 0 ? M_ROUTE : M_NONE;
+    case 6:
+        return memcmp(k, "stream", 6) == 0   ? M_STREAM
+               : memcmp(k, "models", 6) == 0 ? M_MODELS
+                                             : M_NONE;
+    case 8:
+        return memcmp(k, "provider", 8) == 0 ? M_PROVIDER : M_NONE;
+    case 10:
+        return memcmp(k, "session_id", 10) == 0 ? M_SESSION_ID : M_NONE;
+    case 14:
+        return memcmp(k, "stream_options", 14) == 0 ? M_STREAM_OPTIONS : M_NONE;
+    default:
+        return M_NONE;
+    }
+}
+
 /* The direct scan of body[0, len) (len <= LX_BODY_MAX_LEN); false: let the jsmn scan decide
  * (*scan and the walk are then to be reset). */
 static bool scan_direct(const char *body, size_t len, struct walk *w, lx_body_scan_t *scan)
@@ -803,15 +826,8 @@ static bool scan_direct(const char *body, size_t len, struct walk *w, lx_body_sc
             uint32_t start = f.pos;
             if (!f_key(&f, &k))
                 return false;
-            enum member m = M_NONE;
-            bool consumed = false;
-            for (size_t j = 0; j < sizeof(members) / sizeof(members[0]); j++) {
-                if (f_is(&f, &k, members[j].name, (uint32_t)strlen(members[j].name))) {
-                    m = members[j].id;
-                    consumed = members[j].consumed;
-                    break;
-                }
-            }
+            enum member m = f_root_member(body + k.start, k.end - k.start);
+            bool consumed = m >= M_MODELS;
             begin_root_member(w, start, consumed);
             if (m != M_NONE) {
                 if (w->seen & (1u << m))

@@ -23,6 +23,7 @@
  */
 #include "gateway/sse_scan.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -39,6 +40,11 @@
 _Static_assert(2 * LX_SSE_SCAN_HOLD_MAX + 8 <= LX_SSE_SCAN_MAX_OUT,
                "a feed call must always make progress");
 _Static_assert(LX_SSE_KEY_MAX < 256, "key_len is a uint8_t");
+_Static_assert(offsetof(lx_sse_scan_t, prompt_tokens) ==
+                       offsetof(lx_sse_scan_t, usage) + LX_SSE_USAGE_MAX &&
+                   offsetof(lx_sse_scan_t, depth) ==
+                       offsetof(lx_sse_scan_t, held) + sizeof(((lx_sse_scan_t *)0)->held),
+               "lx_sse_scan_init() clears all but usage[] and held[]");
 
 enum line_state {
     L_START,   /* at the first byte of a line */
@@ -258,13 +264,14 @@ static bool u_string(ureader_t *r, const char **p, int *n)
     if (r->p >= r->end || *r->p != '"')
         return false;
     const char *q = ++r->p;
-    while (r->p < r->end && *r->p != '"') {
-        if (*r->p == '\\' || *r->p == '\0')
+    for (;;) {
+        r->p += lx_str_json_plain(r->p, (size_t)(r->end - r->p), true);
+        if (r->p >= r->end || *r->p == '\\' || *r->p == '\0')
             return false;
-        r->p++;
+        if (*r->p == '"')
+            break;
+        r->p++; /* another control character: allowed here */
     }
-    if (r->p >= r->end)
-        return false;
     *p = q;
     *n = (int)(r->p - q);
     r->p++;
@@ -447,33 +454,32 @@ static bool key_matters(const lx_sse_scan_t *s)
     return s->depth == 1 || (s->depth == 3 && s->choices != CH_NONE && is_array_at(s, 2));
 }
 
+/* The member a key of <n> bytes at <k> names, at depth <depth> (one key_matters() accepted). */
+static enum member key_member(uint32_t depth, const char *k, size_t n)
+{
+    if (depth == 1) {
+        switch (n) {
+        case 5:
+            if (memcmp(k, "model", 5) == 0)
+                return M_MODEL;
+            if (memcmp(k, "usage", 5) == 0)
+                return M_USAGE;
+            if (memcmp(k, "error", 5) == 0)
+                return M_ERROR;
+            return M_OTHER;
+        case 7:
+            return memcmp(k, "choices", 7) == 0 ? M_CHOICES : M_OTHER;
+        default:
+            return M_OTHER;
+        }
+    }
+    return n == 13 && memcmp(k, "finish_reason", 13) == 0 ? M_FINISH_REASON : M_OTHER;
+}
+
 /* A member key just closed: classify it in its context (one key_matters() accepted). */
 static void end_key(lx_sse_scan_t *s)
 {
-    s->member = M_OTHER;
-    if (s->key_long)
-        return;
-    const char *k = s->key;
-    if (s->depth == 1) {
-        switch (s->key_len) {
-        case 5:
-            if (memcmp(k, "model", 5) == 0)
-                s->member = M_MODEL;
-            else if (memcmp(k, "usage", 5) == 0)
-                s->member = M_USAGE;
-            else if (memcmp(k, "error", 5) == 0)
-                s->member = M_ERROR;
-            break;
-        case 7:
-            if (memcmp(k, "choices", 7) == 0)
-                s->member = M_CHOICES;
-            break;
-        default:
-            break;
-        }
-    } else if (s->key_len == 13 && memcmp(k, "finish_reason", 13) == 0) {
-        s->member = M_FINISH_REASON;
-    }
+    s->member = s->key_long ? M_OTHER : key_member(s->depth, s->key, s->key_len);
 }
 
 /* The first byte <ch> of a member value; true when it opens the model string to replace. */
@@ -774,23 +780,148 @@ static const uint8_t json_inert[256] = {
     ['n'] = 1, ['r'] = 1,  ['s'] = 1,  ['t'] = 1,  ['u'] = 1, ['E'] = 1,
 };
 
+/* What a byte is to value_end(): brackets and quotes; everything else passes. */
+enum { VB_PASS, VB_QUOTE, VB_OPEN, VB_CLOSE };
+static const uint8_t value_byte[256] = {
+    ['"'] = VB_QUOTE, ['{'] = VB_OPEN, ['['] = VB_OPEN, ['}'] = VB_CLOSE, [']'] = VB_CLOSE,
+};
+
+/* Index one past the string whose opening quote is p[i], or 0 when it does not close before
+ * p[n]. A backslash escapes the byte after it, whatever it is, as in json_byte(). */
+static size_t string_end(const char *p, size_t i, size_t n)
+{
+    for (i++;;) {
+        i += lx_str_json_plain(p + i, n - i, false);
+        if (i >= n)
+            return 0;
+        if (p[i] == '"')
+            return i + 1;
+        i += 2;
+        if (i > n)
+            return 0;
+    }
+}
+
+/*
+ * Index one past the value starting at p[i] (not a blank), opened at depth <depth>: a string
+ * or a container, brackets counted whatever their kind and quotes respected, the way the
+ * tokenizer counts them; a primitive's first byte alone. 0 when the value does not end before
+ * p[n], nests over LX_SSE_DEPTH_MAX or is not a value at all (',', ':', a closing bracket).
+ */
+static size_t value_end(const char *p, size_t i, size_t n, uint32_t depth)
+{
+    switch (value_byte[(unsigned char)p[i]]) {
+    case VB_QUOTE:
+        return string_end(p, i, n);
+    case VB_OPEN:
+        break;
+    case VB_CLOSE:
+        return 0;
+    default:
+        return p[i] == ',' || p[i] == ':' ? 0 : i + 1;
+    }
+    uint32_t open = 0;
+    while (i < n) {
+        switch (value_byte[(unsigned char)p[i]]) {
+        case VB_QUOTE:
+            i = string_end(p, i, n);
+            if (i == 0)
+                return 0;
+            continue;
+        case VB_OPEN:
+            if (++open + depth > LX_SSE_DEPTH_MAX)
+                return 0;
+            break;
+        case VB_CLOSE:
+            if (--open == 0)
+                return i + 1;
+            break;
+        default:
+            break;
+        }
+        i++;
+    }
+    return 0;
+}
+
+/*
+ * A member value about to start (want_val) at data[j], passed over whole when it lies in this
+ * read and nothing in it is observed byte by byte: the value of a member that does not matter
+ * (member M_OTHER: value_start() ignores its first byte, and below it no key can matter, as
+ * its keys sit deeper than a choice's), or the top-level usage object when it opens with a key
+ * (which, as open_string() does, leaves member at M_OTHER), copied in one piece.
+ * The tokenizer is left as the byte-by-byte steps would leave it; everything else of its state
+ * is reset when the next string or container opens. Returns the index after the value, or 0
+ * to take the byte-by-byte steps; *<whole> becomes false when a value was looked for to the end
+ * of the read in vain.
+ */
+static size_t json_value(lx_sse_scan_t *s, const char *data, size_t j, size_t len, bool *whole)
+{
+    if (s->want_key || s->capturing || s->skipping || s->choices == CH_OPENED)
+        return 0;
+    size_t end;
+    if (s->member == M_OTHER) {
+        end = value_end(data, j, len, s->depth);
+        if (end == 0 && value_byte[(unsigned char)data[j]] != VB_CLOSE && data[j] != ',' &&
+            data[j] != ':')
+            *whole = false; /* a string or container that did not end in this read */
+    } else if (s->member == M_USAGE && s->depth == 1 && data[j] == '{') {
+        /* its first key sets member to M_OTHER (open_string()); without one, byte by byte */
+        size_t k = j + 1;
+        while (k < len && is_ws(data[k]))
+            k++;
+        if (k == len || data[k] != '"')
+            return 0;
+        end = value_end(data, j, len, s->depth);
+        if (end == 0) {
+            *whole = false;
+            return 0;
+        }
+        /* what value_start(), capture() and the closing pop() do over the object */
+        size_t n = end - j, keep = n > LX_SSE_USAGE_MAX ? LX_SSE_USAGE_MAX : n;
+        memcpy(s->usage, data + j, keep);
+        s->usage_len = keep;
+        s->usage_over = n > LX_SSE_USAGE_MAX;
+        s->has_usage = false;
+        end_capture(s);
+        s->member = M_OTHER;
+    } else {
+        return 0;
+    }
+    if (end != 0)
+        s->want_val = false;
+    return end;
+}
+
 /*
  * A plain JSON body (json_mode): the whole input is payload, no framing, nothing held. Runs
  * that change no state but the copies are taken at once -- the plain inside of a string (key
- * bytes copied while a key is read, usage bytes while the usage object is captured), and the
- * inert bytes of numbers, literals and whitespace -- and every other byte takes the full step.
- * Skipped bytes stay in the forwarded run, so the output is the byte-by-byte one. Returns the
- * bytes consumed (all unless out[] filled up).
+ * bytes copied while a key is read, usage bytes while the usage object is captured), the inert
+ * bytes of numbers, literals and whitespace, a whole key within the read (classified where it
+ * lies) and whole member values that cannot matter (json_value()) -- and every other byte
+ * takes the full step. Skipped bytes stay in the forwarded run, so the output is the
+ * byte-by-byte one. Returns the bytes consumed (all unless out[] filled up).
  */
 static size_t json_feed(lx_sse_scan_t *s, out_ctx_t *c, const char *data, size_t len)
 {
     size_t i = 0;
+    bool whole = true; /* false after a value that did not end in this read: value_end() then
+                        * looks at each byte at most once per call */
     while (i < len && c->n + 8 <= c->max) {
         size_t j = i;
         if (s->in_str) {
             if (!s->esc && !s->fr_pending)
                 j += lx_str_json_plain(data + i, len - i, false);
             if (j > i && s->str_key) {
+                if (s->key_len == 0 && j < len && data[j] == '"' && !s->capturing && !s->skipping) {
+                    /* the whole key, then its closing quote as json_quick() takes it (not
+                     * when the key is also the model value being replaced: "model",:"x") */
+                    s->member = key_member(s->depth, data + i, j - i);
+                    s->in_str = false;
+                    s->fr_pending = false;
+                    i = j + 1;
+                    continue;
+                }
                 size_t n = j - i, room = LX_SSE_KEY_MAX - s->key_len;
                 if (n > room) {
                     s->key_long = true;
@@ -799,7 +930,21 @@ static size_t json_feed(lx_sse_scan_t *s, out_ctx_t *c, const char *data, size_t
                 memcpy(s->key + s->key_len, data + i, n);
                 s->key_len = (uint8_t)(s->key_len + n);
             }
-        } else if (!s->want_val && s->choices != CH_OPENED) {
+        } else if (s->want_val) {
+            if (whole && !s->capturing) {
+                while (j < len && is_ws(data[j])) /* blanks before a value change nothing */
+                    j++;
+                if (j == len) {
+                    i = j;
+                    break;
+                }
+                size_t end = json_value(s, data, j, len, &whole);
+                if (end != 0) {
+                    i = end;
+                    continue;
+                }
+            }
+        } else if (s->choices != CH_OPENED) {
             while (j < len && json_inert[(unsigned char)data[j]])
                 j++;
         }
@@ -836,7 +981,11 @@ static size_t reserve(const lx_sse_scan_t *s)
 
 int lx_sse_scan_init(lx_sse_scan_t *s, const char *model, size_t model_len, bool drop_usage_event)
 {
-    memset(s, 0, sizeof(*s));
+    /* usage[] and held[] are only read below usage_len and n_held: not cleared */
+    memset(s, 0, offsetof(lx_sse_scan_t, usage));
+    memset(&s->prompt_tokens, 0,
+           offsetof(lx_sse_scan_t, held) - offsetof(lx_sse_scan_t, prompt_tokens));
+    memset(&s->depth, 0, sizeof(*s) - offsetof(lx_sse_scan_t, depth));
     s->prompt_tokens = s->completion_tokens = s->total_tokens = -1;
     s->cached_tokens = s->reasoning_tokens = -1;
     s->done_pos = NO_MATCH;

@@ -99,13 +99,35 @@ static void test_has_token(void **state)
     assert_false(lx_str_has_token(part, "chunked", 7));
 }
 
+/* The fast scan agrees with a plain loop for every stop byte at every offset and length. */
+static void test_json_plain(void **state)
+{
+    (void)state;
+    static const unsigned char stops[] = {'"', '\\', 0x00, 0x1f, 0x7f, 0x80, 0xff, 'a'};
+    char buf[80];
+    for (size_t k = 0; k < sizeof(stops); k++) {
+        for (size_t at = 0; at < 48; at++) {
+            for (size_t len = 0; len < 64; len++) {
+                memset(buf, 'x', sizeof(buf));
+                buf[at] = (char)stops[k];
+                for (int ctl = 0; ctl < 2; ctl++) {
+                    size_t want = 0;
+                    while (want < len && buf[want] != '"' && buf[want] != '\\' &&
+                           (!ctl || (unsigned char)buf[want] >= 0x20))
+                        want++;
+                    assert_int_equal(lx_str_json_plain(buf, len, ctl != 0), want);
+                }
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_eq),
-        cmocka_unit_test(test_caseeq),
-        cmocka_unit_test(test_to_u64),
-        cmocka_unit_test(test_has_token),
+        cmocka_unit_test(test_eq),         cmocka_unit_test(test_caseeq),
+        cmocka_unit_test(test_to_u64),     cmocka_unit_test(test_has_token),
+        cmocka_unit_test(test_json_plain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

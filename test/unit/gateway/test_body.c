@@ -541,6 +541,60 @@ static void test_direct_and_reference(void **state)
     }
 }
 
+/* The string scan at every position: a quote, backslash or control character found wherever
+ * it falls in the 16- and 8-byte steps and the byte-wise tail; bytes 0x20, 0x7f and 0x80..0xff
+ * are plain. Root keys are recognised by their exact bytes only. */
+static void test_string_bytes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text; /* inserted into the model value */
+        int rc;
+    } cases[] = {
+        {"\\\"", 0},        {"\\\\", 0},      {"\\u00e9", 0},    {" ", 0},
+        {"\x7f", 0},        {"\xff", 0},      {"\x80", 0},       {"\x01", LX_EJSON},
+        {"\x1f", LX_EJSON}, {"\n", LX_EJSON}, {"\\x", LX_EJSON},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        for (size_t pad = 0; pad < 40; pad++) {
+            for (size_t tail = 0; tail < 20; tail += 19) {
+                char body[160], val[96];
+                size_t n = 0;
+                for (size_t k = 0; k < pad; k++)
+                    val[n++] = (char)('a' + k % 26);
+                n += (size_t)snprintf(val + n, sizeof(val) - n, "%s", cases[c].text);
+                for (size_t k = 0; k < tail; k++)
+                    val[n++] = 'z';
+                val[n] = '\0';
+                snprintf(body, sizeof(body), "{\"model\":\"%s\",\"stream\":true}", val);
+                int rc = scan_str(body);
+                assert_int_equal(rc, cases[c].rc);
+                if (rc == 0) {
+                    assert_span(body, scan.model, val);
+                    assert_true(scan.stream);
+                } else {
+                    assert_memory_equal(scan.error, "invalid JSON at byte ", 21);
+                }
+            }
+        }
+    }
+    /* near misses of the recognised root keys are plain members */
+    static const char *const near[] = {"modex",  "Model",   "streams",    "stream_option",
+                                       "routes", "provide", "session_iD", "models_"};
+    for (size_t k = 0; k < sizeof(near) / sizeof(near[0]); k++) {
+        char body[96];
+        snprintf(body, sizeof(body), "{\"%s\":7,\"model\":\"m\"}", near[k]);
+        assert_int_equal(scan_str(body), 0);
+        assert_true(scan.has_model);
+        assert_false(scan.has_stream || scan.has_stream_options || scan.has_models ||
+                     scan.has_provider || scan.has_route || scan.has_session_id);
+        assert_int_equal(scan.n_cuts, 0);
+    }
+    assert_int_equal(scan_str("{\"route\":\"r\",\"session_id\":\"s\",\"provider\":{},\"m\":1}"), 0);
+    assert_true(scan.has_route && scan.has_session_id && scan.has_provider);
+    assert_int_equal(scan.n_cuts, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,7 +604,7 @@ int main(void)
         cmocka_unit_test(test_include_usage),  cmocka_unit_test(test_escapes),
         cmocka_unit_test(test_invalid),        cmocka_unit_test(test_depth),
         cmocka_unit_test(test_large),          cmocka_unit_test(test_direct_and_reference),
-        cmocka_unit_test(test_splice_limits),
+        cmocka_unit_test(test_splice_limits),  cmocka_unit_test(test_string_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

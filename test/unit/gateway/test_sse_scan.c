@@ -980,6 +980,65 @@ static void test_json_fast_paths(void **state)
     assert_false(o.has_usage);
 }
 
+/* json mode passes whole values over: look-alike keys and brackets inside skipped values and
+ * their strings change nothing, a value cut by a read boundary takes the byte steps, nesting
+ * over the limit inside one still marks the answer malformed, and the tokenizer's state after a
+ * skipped usage object is the byte-by-byte one (its first key makes the member unknown). */
+static void test_json_whole_values(void **state)
+{
+    (void)state;
+    static const char a[] =
+        "{\"id\":\"x\\\"}]{\",\"n\" : "
+        "[1,{\"model\":\"in\",\"choices\":[{\"finish_reason\":\"s\"}]}],"
+        "\"e\":{\"usage\":{\"prompt_tokens\":9}},\"model\":\"up\",\"choices\":[{\"index\":0,"
+        "\"message\":{\"role\":\"a\",\"finish_reason\":\"x\",\"model\":\"y\"},\"logprobs\":null,"
+        "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"total_tokens\":4}}";
+    static const char a_want[] =
+        "{\"id\":\"x\\\"}]{\",\"n\" : "
+        "[1,{\"model\":\"in\",\"choices\":[{\"finish_reason\":\"s\"}]}],"
+        "\"e\":{\"usage\":{\"prompt_tokens\":9}},\"model\":\"P\",\"choices\":[{\"index\":0,"
+        "\"message\":{\"role\":\"a\",\"finish_reason\":\"x\",\"model\":\"y\"},\"logprobs\":null,"
+        "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"total_tokens\":4}}";
+    lx_sse_scan_t o = json_splits(a, "P", a_want);
+    assert_true(o.finished);
+    assert_true(o.has_usage);
+    assert_int_equal(o.prompt_tokens, 3);
+    assert_int_equal(o.total_tokens, 4);
+    assert_false(o.malformed);
+    /* nothing under a skipped value finishes */
+    o = json_splits("{\"x\":{\"choices\":[{\"finish_reason\":\"stop\"}]}}", NULL,
+                    "{\"x\":{\"choices\":[{\"finish_reason\":\"stop\"}]}}");
+    assert_false(o.finished);
+    assert_false(o.has_usage);
+
+    /* 70 levels inside a skipped value */
+    str_t deep = {0};
+    str_add(&deep, "{\"x\":", 5);
+    for (int k = 0; k < 70; k++)
+        str_add(&deep, "[", 1);
+    for (int k = 0; k < 70; k++)
+        str_add(&deep, "]", 1);
+    str_add(&deep, ",\"usage\":{\"total_tokens\":2}}", 28);
+    o = json_splits(deep.p, NULL, deep.p);
+    assert_true(o.malformed);
+    assert_int_equal(o.total_tokens, 2);
+    free(deep.p);
+
+    /* an empty usage object leaves the member named: a value after a stray ':' is usage again;
+     * one with a key does not */
+    o = json_splits("{\"usage\":{} : {\"total_tokens\":5}}", NULL,
+                    "{\"usage\":{} : {\"total_tokens\":5}}");
+    assert_true(o.has_usage);
+    assert_int_equal(o.total_tokens, 5);
+    o = json_splits("{\"usage\":{\"total_tokens\":1} : {\"total_tokens\":5}}", NULL,
+                    "{\"usage\":{\"total_tokens\":1} : {\"total_tokens\":5}}");
+    assert_int_equal(o.total_tokens, 1);
+    assert_int_equal(o.usage_len, strlen("{\"total_tokens\":1}"));
+    /* a key that is also the model value (after a stray ','): replaced, closing quote kept */
+    o = json_splits("{\"model\",:\"m\",\"a\":1}", "P", "{\"model\",:\"P\",\"a\":1}");
+    assert_false(o.malformed);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -998,6 +1057,7 @@ int main(void)
         cmocka_unit_test(test_malformed_and_errors),
         cmocka_unit_test(test_json_mode),
         cmocka_unit_test(test_json_fast_paths),
+        cmocka_unit_test(test_json_whole_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
