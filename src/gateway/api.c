@@ -132,6 +132,23 @@ static void describe_error(lx_proxy_t *px, int status, const char *body, size_t 
     msg[n] = '\0';
 }
 
+/* Request structs are kept per worker for the next requests (a few KiB each, one per
+ * request): malloc and free on every request cost more than the list. */
+static api_req_t *req_get(lx_gw_worker_t *gw)
+{
+    if (gw->n_req_cache > 0)
+        return gw->req_cache[--gw->n_req_cache];
+    return malloc(sizeof(api_req_t));
+}
+
+static void req_put(lx_gw_worker_t *gw, api_req_t *ar)
+{
+    if (gw->n_req_cache < LX_GW_REQ_CACHE)
+        gw->req_cache[gw->n_req_cache++] = ar;
+    else
+        free(ar);
+}
+
 static void api_unref(api_req_t *ar)
 {
     if (--ar->refs > 0)
@@ -141,7 +158,7 @@ static void api_unref(api_req_t *ar)
     free(ar->resp_headers);
     free(ar->stream_head);
     lx_gw_gen_unref(ar->gw, ar->gen);
-    free(ar);
+    req_put(ar->gw, ar);
 }
 
 static void on_proxy_finish(lx_proxy_t *px, int code)
@@ -320,7 +337,7 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     }
     /* the body scan and the response scanner initialise themselves: only the rest is zeroed
      * (they are the larger part of the struct) */
-    api_req_t *ar = malloc(sizeof(*ar));
+    api_req_t *ar = req_get(gw);
     if (ar != NULL)
         memset(ar, 0, offsetof(api_req_t, scan));
     if (ar == NULL) {
@@ -329,7 +346,7 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     }
     if (lx_body_scan(req->body.ptr, req->body.len, &ar->scan) != 0) {
         lx_http_server_respond_error(req, 400, NULL, ar->scan.error);
-        free(ar);
+        req_put(gw, ar);
         return;
     }
     ar->gw = gw;
@@ -366,7 +383,7 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
             lx_buf_unref(px->out[i].buf);
         lx_gw_gen_unref(gw, ar->gen);
         free(ar->resp_headers);
-        free(ar);
+        req_put(gw, ar);
         return;
     }
     if (ar->stream && cfg->stream_early_commit) {

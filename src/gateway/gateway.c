@@ -498,6 +498,8 @@ static void worker_free_state(lx_gw_worker_t *gw)
     free(gw->listeners);
     free(gw->listen_fds);
     free(gw->sessions);
+    while (gw->n_req_cache > 0)
+        free(gw->req_cache[--gw->n_req_cache]);
     if (gw->alog != NULL) {
         lx_access_log_close(gw->alog);
         free(gw->alog);

@@ -90,7 +90,8 @@ typedef struct lx_gw_session {
     uint16_t model, route, ep;
 } lx_gw_session_t;
 
-#define LX_GW_SESSIONS 4096 /* slots per worker (a power of two) */
+#define LX_GW_SESSIONS  4096 /* slots per worker (a power of two) */
+#define LX_GW_REQ_CACHE 32   /* request structs a worker keeps for reuse */
 
 /* Active probes: what the control thread knows of one endpoint (probe.c). */
 typedef struct lx_gw_probe_state {
@@ -115,7 +116,9 @@ typedef struct lx_gw_worker {
     uint64_t rng;              /* routing's random state */
     lx_gw_session_t *sessions; /* LX_GW_SESSIONS slots, allocated at the first session */
     lx_list_t probes;          /* active probes running on this worker */
-    uv_timer_t flush;          /* writes the access log every 100 ms (or when half full) */
+    struct lx_gw_req *req_cache[LX_GW_REQ_CACHE]; /* freed request structs kept for reuse */
+    unsigned n_req_cache;
+    uv_timer_t flush; /* writes the access log every 100 ms (or when half full) */
     uv_timer_t shutdown_timer;
     bool draining;
     bool stopping;
