@@ -782,9 +782,13 @@ bool lx_dispatch_next(lx_gw_req_t *r, int code)
             return false; /* the client's error: another provider would say the same */
         /* too long for this model: the next *model* */
         {
+            /* every later entry of this model goes, wherever a sort placed it */
             uint16_t m = r->plan[r->plan_pos].model;
-            while (r->plan_pos < r->n_plan && r->plan[r->plan_pos].model == m)
-                r->plan_pos++;
+            uint16_t k = r->plan_pos;
+            for (uint16_t i = r->plan_pos; i < r->n_plan; i++)
+                if (r->plan[i].model != m)
+                    r->plan[k++] = r->plan[i];
+            r->n_plan = k;
         }
         break;
     default:

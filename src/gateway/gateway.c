@@ -392,8 +392,11 @@ static void do_reload(lx_worker_t *w, void *arg)
     gw->gen = g;
     apply_limits(gw, g->cfg);
     /* new certificates for new connections; open ones keep the context they started with */
-    for (size_t i = 0; i < gw->n_listeners_open && i < g->tls->n_servers; i++)
-        lx_listener_set_tls(&gw->listeners[i], g->tls->servers[i]);
+    for (size_t i = 0; i < gw->n_listeners_open && i < g->tls->n_servers; i++) {
+        /* only a TLS listener takes new certificates: a listener never changes protocol */
+        if (gw->listeners[i].tls != NULL && g->tls->servers[i] != NULL)
+            lx_listener_set_tls(&gw->listeners[i], g->tls->servers[i]);
+    }
     old->next_retired = gw->retired;
     gw->retired = old;
     lx_gw_gen_unref(gw, old);
@@ -772,8 +775,10 @@ static bool listen_changed(const lx_config_t *a, const lx_config_t *b)
     if (a->n_listen != b->n_listen)
         return true;
     for (size_t i = 0; i < a->n_listen; i++)
-        if (a->listen[i].port != b->listen[i].port || strcmp(a->listen[i].host, b->listen[i].host))
-            return true;
+        if (a->listen[i].port != b->listen[i].port ||
+            strcmp(a->listen[i].host, b->listen[i].host) != 0 ||
+            (a->listen[i].tls == NULL) != (b->listen[i].tls == NULL))
+            return true; /* (plain to TLS or back on a bound socket needs a restart too) */
     return false;
 }
 

@@ -35,6 +35,7 @@
 static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *data);
 static void on_timeout(uv_timer_t *t);
 static void send_request(lx_proxy_t *px);
+static void on_keepalive(uv_timer_t *t);
 
 /* The phase's timeout: <ms> from now, none when 0. The deadline is a field; the timer moves
  * only when it would fire too late (a later deadline, as every read of a stream sets, costs no
@@ -308,7 +309,8 @@ static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *d
 static void on_sent(lx_stream_t *s, int status, void *arg)
 {
     lx_proxy_t *px = arg;
-    if (status == 0 || px->finished || status == UV_ECANCELED || px->conn == NULL ||
+    /* a cancelled write may report after the proxy was freed: its status is read first */
+    if (status == 0 || status == UV_ECANCELED || px->finished || px->conn == NULL ||
         &px->conn->stream != s)
         return; /* (or a write of an earlier attempt's connection) */
     /* a write error shows up as a read error too; a stale pooled connection is retried there */
@@ -502,8 +504,9 @@ static bool try_next(lx_proxy_t *px, int code)
     if (px->conn != NULL) {
         lx_upconn_t *conn = px->conn;
         px->conn = NULL;
-        /* an error answer read in full leaves a clean connection */
-        if (code == 0 && px->hc.complete && px->hc.keep_alive)
+        /* an error answer read in full leaves a clean connection, unless the request was
+         * still being written (the server answered early) */
+        if (code == 0 && px->hc.complete && px->hc.keep_alive && conn->stream.writes_pending == 0)
             lx_conn_pool_put(conn);
         else
             lx_conn_pool_close(conn);
@@ -524,6 +527,10 @@ static bool try_next(lx_proxy_t *px, int code)
     px->t_connected_ns = 0;
     px->t_first_byte_ns = 0;
     px->bytes_from_upstream = 0;
+    /* an early-committed stream keeps its client company again until the next first byte
+     * (the failed attempt's first byte stopped the keep-alives) */
+    if (px->stream_head != NULL && px->open_timers == 2 && px->keepalive_interval_ms > 0)
+        uv_timer_start(&px->ka_timer, on_keepalive, px->keepalive_interval_ms, 0);
     send_request(px);
     return true;
 }
@@ -547,7 +554,7 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
     if (px->conn != NULL) {
         lx_upconn_t *conn = px->conn;
         px->conn = NULL;
-        if (code == 0 && px->hc.complete && px->hc.keep_alive)
+        if (code == 0 && px->hc.complete && px->hc.keep_alive && conn->stream.writes_pending == 0)
             lx_conn_pool_put(conn);
         else
             lx_conn_pool_close(conn); /* cancels generation upstream when cut short */
