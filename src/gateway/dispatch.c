@@ -746,7 +746,7 @@ void lx_dispatch_end_attempt(lx_gw_req_t *r, int code)
     a->status = (int16_t)px->upstream_status;
     a->code = code;
     a->retry_after = px->upstream_status == 429 ? px->hc.retry_after : -1;
-    uint64_t end_ns = uv_hrtime();
+    uint64_t end_ns = px->t_end_ns != 0 ? px->t_end_ns : uv_hrtime(); /* (set when finished) */
     lx_health_sample_t s = {
         .outcome = (lx_health_outcome_t)a->outcome,
         /* this attempt's time to first byte, not the request's */

@@ -178,6 +178,8 @@ static lx_gw_tls_t *tls_new(const lx_config_t *cfg, int *rc)
     return t;
 }
 
+static void gen_free(lx_gw_gen_t *g);
+
 static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t *health,
                             lx_gw_tls_t *tls, uint64_t serial)
 {
@@ -204,15 +206,7 @@ static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t 
     g->pools = calloc(n + 1, sizeof(lx_conn_pool_t));
     g->models_json = lx_models_format(cfg, &g->models_json_len);
     if (g->pool_base == NULL || g->rr == NULL || g->pools == NULL || g->models_json == NULL) {
-        free(g->pool_base);
-        free(g->rr);
-        free(g->pools);
-        free(g->models_json);
-        free(g->in_flight);
-        lx_gw_health_unref(g->health);
-        tls_unref(g->tls);
-        lx_config_unref(g->cfg);
-        free(g);
+        gen_free(g); /* (no pool initialised yet: nothing to dispose) */
         return NULL;
     }
     for (size_t i = 0; i < cfg->n_providers; i++) {

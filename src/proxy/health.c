@@ -482,38 +482,45 @@ static void block_until(breaker_t *b, uint64_t until)
         ;
 }
 
-bool lx_health_available(const lx_health_t *h, size_t row, uint64_t now_ms)
+/* Where row <row> stands for a new attempt at <now_ms>: BLOCKED (open, or under a 429's
+ * Retry-After), CLOSED (traffic flows), or HALF_OPEN with the probe slot's value in *probe. */
+enum gate { GATE_BLOCKED, GATE_CLOSED, GATE_HALF_OPEN };
+
+static enum gate gate(const lx_health_t *h, size_t row, uint64_t now_ms, uint64_t *probe)
 {
     if (row >= h->n_rows)
-        return false;
+        return GATE_BLOCKED;
     breaker_t *b = &h->brk[row];
     if (now_ms < ld(&b->retry_until))
-        return false;
+        return GATE_BLOCKED;
     uint64_t ou = atomic_load_explicit(&b->open_until, memory_order_acquire);
     if (ou == 0)
-        return true;
+        return GATE_CLOSED;
     if (now_ms < ou)
-        return false;
-    return probe_free(h, ld(&b->probe), now_ms);
+        return GATE_BLOCKED;
+    *probe = ld(&b->probe);
+    return probe_free(h, *probe, now_ms) ? GATE_HALF_OPEN : GATE_BLOCKED;
+}
+
+bool lx_health_available(const lx_health_t *h, size_t row, uint64_t now_ms)
+{
+    uint64_t p;
+    return gate(h, row, now_ms, &p) != GATE_BLOCKED;
 }
 
 bool lx_health_admit(lx_health_t *h, size_t row, uint64_t now_ms)
 {
-    if (row >= h->n_rows)
-        return false;
-    breaker_t *b = &h->brk[row];
-    if (now_ms < ld(&b->retry_until))
-        return false;
-    uint64_t ou = atomic_load_explicit(&b->open_until, memory_order_acquire);
-    if (ou == 0)
+    uint64_t p = 0;
+    switch (gate(h, row, now_ms, &p)) {
+    case GATE_CLOSED:
         return true;
-    if (now_ms < ou)
+    case GATE_HALF_OPEN:
+        /* exactly one caller takes the probe slot */
+        return atomic_compare_exchange_strong_explicit(&h->brk[row].probe, &p, now_ms + 1,
+                                                       memory_order_relaxed, memory_order_relaxed);
+    default:
         return false;
-    uint64_t p = ld(&b->probe);
-    if (!probe_free(h, p, now_ms))
-        return false;
-    return atomic_compare_exchange_strong_explicit(&b->probe, &p, now_ms + 1, memory_order_relaxed,
-                                                   memory_order_relaxed);
+    }
 }
 
 void lx_health_breaker_get(const lx_health_t *h, size_t row, uint64_t now_ms,

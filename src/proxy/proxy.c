@@ -491,6 +491,24 @@ static void end_cut(lx_proxy_t *px, int code)
         lx_http_server_abort(req); /* a cut response must not look finished */
 }
 
+/* Lets go of the attempt's upstream side: a pending wait for a connection is withdrawn; the
+ * connection goes back to the pool only when provably clean (the answer, an error answer
+ * included, read in full, keep-alive, and the request written out: a server may answer early),
+ * else it is closed, which also tells the model server to stop generating. */
+static void release_upstream(lx_proxy_t *px, int code)
+{
+    if (px->state == LX_PROXY_CONNECTING)
+        lx_conn_pool_cancel(&px->wait);
+    if (px->conn == NULL)
+        return;
+    lx_upconn_t *conn = px->conn;
+    px->conn = NULL;
+    if (code == 0 && px->hc.complete && px->hc.keep_alive && conn->stream.writes_pending == 0)
+        lx_conn_pool_put(conn);
+    else
+        lx_conn_pool_close(conn);
+}
+
 /* Failover: whether the failed attempt may give way to another one. Only while nothing of an
  * answer reached the client, and never for a client that left or a shutdown. */
 static bool try_next(lx_proxy_t *px, int code)
@@ -499,18 +517,7 @@ static bool try_next(lx_proxy_t *px, int code)
         code == LX_ESHUTDOWN || (code == 0 && px->upstream_status < 400))
         return false;
     disarm(px);
-    if (px->state == LX_PROXY_CONNECTING)
-        lx_conn_pool_cancel(&px->wait);
-    if (px->conn != NULL) {
-        lx_upconn_t *conn = px->conn;
-        px->conn = NULL;
-        /* an error answer read in full leaves a clean connection, unless the request was
-         * still being written (the server answered early) */
-        if (code == 0 && px->hc.complete && px->hc.keep_alive && conn->stream.writes_pending == 0)
-            lx_conn_pool_put(conn);
-        else
-            lx_conn_pool_close(conn);
-    }
+    release_upstream(px, code);
     for (unsigned i = 0; i < px->n_out; i++)
         lx_buf_unref(px->out[i].buf);
     px->n_out = 0;
@@ -544,21 +551,11 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
     px->finished = true;
     px->t_end_ns = uv_hrtime();
     disarm(px); /* (the timer itself stops when it is closed, below) */
-    if (px->state == LX_PROXY_CONNECTING)
-        lx_conn_pool_cancel(&px->wait);
+    release_upstream(px, code);
     px->state = LX_PROXY_DONE;
     for (unsigned i = 0; i < px->n_pending; i++)
         lx_buf_unref(px->pending[i].buf);
     px->n_pending = 0;
-
-    if (px->conn != NULL) {
-        lx_upconn_t *conn = px->conn;
-        px->conn = NULL;
-        if (code == 0 && px->hc.complete && px->hc.keep_alive && conn->stream.writes_pending == 0)
-            lx_conn_pool_put(conn);
-        else
-            lx_conn_pool_close(conn); /* cancels generation upstream when cut short */
-    }
 
     lx_http_request_t *req = px->req;
     req->on_abort = NULL;
