@@ -30,6 +30,9 @@ static const char CONFIG[] = "listen: 127.0.0.1:0\n"
                              "  - name: gone\n"
                              "    base_url: http://127.0.0.1:@DEAD@/v1\n"
                              "    probe: /v1/models\n"
+                             "  - name: liar\n"
+                             "    base_url: http://127.0.0.1:@RAW@/v1\n"
+                             "    probe: /v1/models\n"
                              "  - name: unprobed\n"
                              "    base_url: http://127.0.0.1:@MOCK1@/v1\n"
                              "models:\n"
@@ -39,6 +42,10 @@ static const char CONFIG[] = "listen: 127.0.0.1:0\n"
                              "      - provider: idle\n"
                              "      - provider: gone\n"
                              "      - provider: unprobed\n"
+                             "  - id: other\n"
+                             "    context_length: 4096\n"
+                             "    providers:\n"
+                             "      - provider: liar\n"
                              "auth: none\n"
                              "log: {access_log: off, level: error}\n";
 
@@ -47,7 +54,11 @@ static lx_harness_t H;
 static int setup(void **state)
 {
     (void)state;
-    lx_harness_opts_t o = {.mocks = 2};
+    /* the raw upstream answers every probe with bytes that are not HTTP */
+    lx_harness_opts_t o = {.mocks = 2,
+                           .raw = true,
+                           .raw_mode = LX_HARNESS_RAW_REPLY,
+                           .raw_reply = "garbage, not HTTP\r\n\r\n"};
     return lx_harness_start(&H, &o, CONFIG);
 }
 
@@ -88,6 +99,36 @@ static bool idle_probed(void *arg)
            2;
 }
 
+static bool liar_counted(void *arg)
+{
+    (void)arg;
+    lx_harness_resp_t r;
+    if (lx_harness_get(H.port, "/metrics", &r) != 0)
+        return false;
+    bool yes = false;
+    for (const char *p = strstr(r.body, "llmux_upstream_attempts_total{provider=\"liar\""); p;
+         p = strstr(p + 1, "llmux_upstream_attempts_total{provider=\"liar\"")) {
+        const char *eol = strchr(p, '\n');
+        static const char key[] = "outcome=\"bad_response\"} ";
+        const char *o = strstr(p, key);
+        if (o != NULL && (eol == NULL || o < eol) && strtod(o + sizeof(key) - 1, NULL) >= 1)
+            yes = true;
+    }
+    lx_harness_resp_free(&r);
+    return yes;
+}
+
+/* A probed server that answers garbage: a bad response for the table, nothing more. */
+static void test_probe_of_a_lying_server(void **state)
+{
+    (void)state;
+    assert_true(lx_harness_wait_until(liar_counted, NULL, 5000));
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_get(H.port, "/healthz", &r), 0);
+    assert_int_equal(r.status, 200);
+    lx_harness_resp_free(&r);
+}
+
 static void test_probes_without_traffic(void **state)
 {
     (void)state;
@@ -122,6 +163,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probes_without_traffic),
+        cmocka_unit_test(test_probe_of_a_lying_server),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
