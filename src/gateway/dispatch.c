@@ -553,13 +553,16 @@ static bool build_resp_headers(lx_gw_req_t *r)
     if (rb.overflow)
         return false;
     size_t n = lx_strbuf_len(&rb, rh);
-    char *copy = malloc(n + 1);
-    if (copy == NULL)
-        return false;
+    char *copy = r->resp_inline;
+    if (n >= sizeof(r->resp_inline)) {
+        copy = malloc(n + 1);
+        if (copy == NULL)
+            return false;
+    }
     memcpy(copy, rh, n);
     copy[n] = '\0';
     free(r->resp_headers);
-    r->resp_headers = copy;
+    r->resp_headers = copy != r->resp_inline ? copy : NULL;
     r->px.resp_headers = copy;
     r->px.resp_headers_len = n;
     return true;
@@ -671,7 +674,7 @@ static int prepare_attempt(lx_gw_req_t *r)
             r->n_attempts--;
             return LX_ETOOBIG;
         }
-        r->attempt_start_ns = uv_hrtime();
+        r->attempt_start_ns = lx_worker_clock_ns();
         r->in_flight = true;
         r->gen->in_flight[row]++;
         lx_health_inflight_add(gh->table, r->gw->worker.id, row, +1);
@@ -746,7 +749,8 @@ void lx_dispatch_end_attempt(lx_gw_req_t *r, int code)
     a->status = (int16_t)px->upstream_status;
     a->code = code;
     a->retry_after = px->upstream_status == 429 ? px->hc.retry_after : -1;
-    uint64_t end_ns = px->t_end_ns != 0 ? px->t_end_ns : uv_hrtime(); /* (set when finished) */
+    uint64_t end_ns =
+        px->t_end_ns != 0 ? px->t_end_ns : lx_worker_clock_ns(); /* (set when finished) */
     lx_health_sample_t s = {
         .outcome = (lx_health_outcome_t)a->outcome,
         /* this attempt's time to first byte, not the request's */

@@ -154,6 +154,7 @@ struct lx_gateway {
  * needs. Freed when both the proxy (on_free) and the server (on_done) are through with it. */
 #define LX_GW_MAX_PLAN     64
 #define LX_GW_MAX_ATTEMPTS 16
+#define LX_GW_RESP_INLINE  320
 
 typedef struct lx_gw_attempt {
     uint16_t model, route, ep; /* configuration indexes */
@@ -176,7 +177,7 @@ typedef struct lx_gw_req {
     const lx_config_route_t *route;
     size_t row;                /* its health row */
     bool in_flight;            /* counted in the row's in-flight numbers */
-    uint64_t attempt_start_ns; /* uv_hrtime() */
+    uint64_t attempt_start_ns; /* lx_worker_clock_ns() */
     /* The plan: (model, route) pairs in attempt order. */
     struct {
         uint16_t model, route;
@@ -199,9 +200,12 @@ typedef struct lx_gw_req {
     bool drop_usage;    /* llmux added include_usage: the usage chunk is not the client's */
     bool rewrite;       /* the served model's upstream name differs from its public id */
     bool scanning;      /* scan is initialised */
-    char *resp_headers; /* the client's response head lines (malloc'd, exact size) */
+    char *resp_headers; /* the client's response head lines when over resp_inline (malloc'd) */
     char *stream_head;  /* early commit: the head sent at once (malloc'd) */
     /* Last, and not zeroed at allocation: each is initialised by its own function. */
+    /* the client's response head lines (build_resp_headers()): most fit here, sized like the
+     * exact malloc they replace so a request held by a long stream costs no more */
+    char resp_inline[LX_GW_RESP_INLINE];
     lx_body_scan_t scan; /* lx_body_scan() */
     lx_sse_scan_t sse;   /* lx_sse_scan_init*() when `scanning`: observes (and rewrites) the
                           * response body */

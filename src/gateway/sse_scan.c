@@ -247,7 +247,8 @@ typedef struct ureader {
 
 static void u_ws(ureader_t *r)
 {
-    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+    while (r->p < r->end && (unsigned char)*r->p <= ' ' &&
+           (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
         r->p++;
 }
 
@@ -962,6 +963,209 @@ static size_t json_feed(lx_sse_scan_t *s, out_ctx_t *c, const char *data, size_t
     return i;
 }
 
+/* ---- a whole answer in one read ---- */
+
+/*
+ * Most plain answers arrive whole in one read. Then the document is read structurally first --
+ * the top-level members, and the members of each choice object -- and the slices follow from
+ * what was found; values that cannot matter are passed over with value_end(), like json_value()
+ * does. The reading is strict: anything it does not expect (a key with an escape, a missing
+ * colon, a document that does not end in the read, bytes after it) makes it give up having
+ * changed nothing, and the byte machine takes the read as before. On what it accepts, the
+ * outcome is the machine's, slice for slice (the unit tests and the fuzz target compare it
+ * with split feeds, which never take it).
+ */
+typedef struct whole {
+    size_t model_q;             /* opening quote of the first top-level string "model" */
+    size_t model_end;           /* ... and its closing quote; 0: there is none */
+    size_t usage_at, usage_end; /* the last top-level usage object; usage_end 0: none */
+    bool finished, error, choices_empty;
+} whole_t;
+
+/* Bytes that end a primitive (a number or a literal): blanks and structure. */
+static const uint8_t w_stop[256] = {
+    [' '] = 1, ['\t'] = 1, ['\r'] = 1, ['\n'] = 1, ['"'] = 1, ['{'] = 1,
+    ['}'] = 1, ['['] = 1,  [']'] = 1,  [','] = 1,  [':'] = 1,
+};
+
+static inline size_t w_ws(const char *p, size_t i, size_t n)
+{
+    while (i < n && (unsigned char)p[i] <= ' ' && is_ws(p[i]))
+        i++;
+    return i;
+}
+
+/* A member key without escapes at p[i]: the index after its closing quote, or 0. */
+static size_t w_key(const char *p, size_t i, size_t n)
+{
+    if (i >= n || p[i] != '"')
+        return 0;
+    size_t j = i + 1 + lx_str_json_plain(p + i + 1, n - i - 1, false);
+    return j < n && p[j] == '"' ? j + 1 : 0;
+}
+
+/* One value at p[i] inside a container at depth <depth>: the index after it, or 0. */
+static size_t w_value(const char *p, size_t i, size_t n, uint32_t depth)
+{
+    if (i >= n)
+        return 0;
+    switch (value_byte[(unsigned char)p[i]]) {
+    case VB_QUOTE:
+    case VB_OPEN:
+        return value_end(p, i, n, depth);
+    case VB_CLOSE:
+        return 0;
+    default:
+        break;
+    }
+    size_t j = i;
+    while (j < n && !w_stop[(unsigned char)p[j]])
+        j++;
+    return j > i ? j : 0;
+}
+
+/* After a member or an element: the index of the next one (past the ','), of the closing
+ * bracket <close>, or 0 (the read ends first, or anything else is there). */
+static size_t w_next(const char *p, size_t i, size_t n, char close)
+{
+    i = w_ws(p, i, n);
+    if (i >= n || (p[i] != ',' && p[i] != close))
+        return 0;
+    if (p[i] == close)
+        return i;
+    i = w_ws(p, i + 1, n);
+    return i < n ? i : 0;
+}
+
+/* Walks the members of the object opening at p[i], calling <member> for each (its key's
+ * <kn> bytes at p[k], its value at p[v]; it stores the index after the value in *<end>).
+ * Returns the index after the object, or 0. */
+typedef bool (*w_member_fn)(whole_t *w, const char *p, size_t k, size_t kn, size_t v, size_t n,
+                            size_t *end);
+
+static size_t w_object(const char *p, size_t i, size_t n, whole_t *w, w_member_fn member)
+{
+    i = w_ws(p, i + 1, n);
+    if (i < n && p[i] == '}')
+        return i + 1;
+    for (;;) {
+        size_t k = i, e = w_key(p, i, n);
+        if (e == 0)
+            return 0;
+        i = w_ws(p, e, n);
+        if (i >= n || p[i] != ':')
+            return 0;
+        i = w_ws(p, i + 1, n);
+        size_t end = 0;
+        if (i >= n || !member(w, p, k + 1, e - k - 2, i, n, &end))
+            return 0;
+        i = w_next(p, end, n, '}');
+        if (i == 0)
+            return 0;
+        if (p[i] == '}')
+            return i + 1;
+    }
+}
+
+/* A member of a choice object (depth 3): its finish_reason says whether the choice finished. */
+static bool w_choice_member(whole_t *w, const char *p, size_t k, size_t kn, size_t v, size_t n,
+                            size_t *end)
+{
+    *end = w_value(p, v, n, 3);
+    if (*end == 0)
+        return false;
+    /* what the machine sees: a string value with at least one byte before its closing quote */
+    if (p[v] == '"' && *end - v > 2 && key_member(3, p + k, kn) == M_FINISH_REASON)
+        w->finished = true;
+    return true;
+}
+
+/* The top-level choices array opening at p[i]: the index after it, or 0. */
+static size_t w_choices(const char *p, size_t i, size_t n, whole_t *w)
+{
+    i = w_ws(p, i + 1, n);
+    if (i < n && p[i] == ']') {
+        w->choices_empty = true;
+        return i + 1;
+    }
+    for (;;) {
+        size_t v =
+            i < n && p[i] == '{' ? w_object(p, i, n, w, w_choice_member) : w_value(p, i, n, 2);
+        if (v == 0)
+            return 0;
+        i = w_next(p, v, n, ']');
+        if (i == 0)
+            return 0;
+        if (p[i] == ']')
+            return i + 1;
+    }
+}
+
+static bool w_top_member(whole_t *w, const char *p, size_t k, size_t kn, size_t v, size_t n,
+                         size_t *end)
+{
+    enum member m = key_member(1, p + k, kn);
+    *end = m == M_CHOICES && p[v] == '[' ? w_choices(p, v, n, w) : w_value(p, v, n, 1);
+    if (*end == 0)
+        return false;
+    switch (m) {
+    case M_MODEL:
+        if (p[v] == '"' && w->model_end == 0) {
+            w->model_q = v;
+            w->model_end = *end - 1;
+        }
+        break;
+    case M_USAGE:
+        if (p[v] == '{') {
+            w->usage_at = v;
+            w->usage_end = *end;
+        }
+        break;
+    case M_ERROR:
+        if (p[v] != 'n')
+            w->error = true;
+        break;
+    default:
+        break;
+    }
+    return true;
+}
+
+/* The whole answer in p[0, n), or false, having changed nothing, to take the byte machine. */
+static bool json_whole(lx_sse_scan_t *s, out_ctx_t *c, const char *p, size_t n)
+{
+    whole_t w = {0};
+    size_t i = w_ws(p, 0, n);
+    if (i >= n || p[i] != '{')
+        return false;
+    i = w_object(p, i, n, &w, w_top_member);
+    if (i == 0 || w_ws(p, i, n) != n)
+        return false;
+    if (w.model_end != 0) {
+        s->ev_model = true;
+        if (s->rewrite) {
+            cut(s, c, w.model_q + 1);
+            if (s->lit != NULL)
+                emit(s, c, s->lit, 0, s->lit->len);
+            c->run = w.model_end; /* the closing quote is forwarded again */
+        }
+    }
+    if (w.usage_end != 0) { /* what json_value() does with a usage object */
+        size_t len = w.usage_end - w.usage_at,
+               keep = len > LX_SSE_USAGE_MAX ? LX_SSE_USAGE_MAX : len;
+        memcpy(s->usage, p + w.usage_at, keep);
+        s->usage_len = keep;
+        s->usage_over = len > LX_SSE_USAGE_MAX;
+        end_capture(s);
+    }
+    if (w.finished)
+        s->finished = true;
+    if (w.error)
+        s->error_event = true;
+    s->ev_choices_empty = w.choices_empty;
+    return true;
+}
+
 static bool is_plain(char ch)
 {
     return ch != '"' && ch != '\\' && ch != '\r' && ch != '\n';
@@ -1033,7 +1237,7 @@ int lx_sse_scan_feed(lx_sse_scan_t *s, lx_buf_t *b, const char *data, size_t len
     out_ctx_t c = {out, 0, max_out, b, (size_t)(data - b->data), 0, !s->skipping};
     size_t i = 0;
     if (s->json_mode) {
-        i = json_feed(s, &c, data, len);
+        i = s->bytes_in == 0 && json_whole(s, &c, data, len) ? len : json_feed(s, &c, data, len);
         cut(s, &c, i);
         s->bytes_in += i;
         *used = i;

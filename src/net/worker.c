@@ -29,6 +29,26 @@ static void on_wakeup(uv_async_t *a)
     }
 }
 
+/* lx_worker_clock_ns(): the turn's reading (0: not read yet), and whether this thread runs a
+ * worker's loop, whose turn handle clears the reading before each poll */
+static _Thread_local uint64_t turn_ns;
+static _Thread_local bool turn_clock;
+
+uint64_t lx_worker_clock_ns(void)
+{
+    if (!turn_clock)
+        return uv_hrtime();
+    if (turn_ns == 0)
+        turn_ns = uv_hrtime();
+    return turn_ns;
+}
+
+static void on_turn(uv_prepare_t *h)
+{
+    (void)h;
+    turn_ns = 0;
+}
+
 int lx_worker_init(lx_worker_t *w, unsigned id)
 {
     memset(w, 0, sizeof(*w));
@@ -45,6 +65,9 @@ int lx_worker_init(lx_worker_t *w, unsigned id)
     w->wakeup.data = w;
     uv_idle_init(&w->loop, &w->done_idle);
     w->done_idle.data = w;
+    uv_prepare_init(&w->loop, &w->turn);
+    uv_prepare_start(&w->turn, on_turn);
+    uv_unref((uv_handle_t *)&w->turn); /* keeps no loop alive */
     pthread_mutex_init(&w->mq_lock, NULL);
     lx_buf_pool_init(&w->bufs, 128);
     lx_list_init(&w->tls_pending);
@@ -55,9 +78,11 @@ int lx_worker_init(lx_worker_t *w, unsigned id)
 static void run(void *arg)
 {
     lx_worker_t *w = arg;
+    turn_clock = true;
     if (w->on_start != NULL)
         w->on_start(w, w->data);
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    turn_clock = false;
     if (w->on_stop != NULL)
         w->on_stop(w, w->data);
 }

@@ -54,6 +54,7 @@ struct lx_worker {
     lx_list_t tls_pending; /* TLS streams whose reads resumed with plaintext already decrypted
                             * or queued: delivered from done_idle, never inside read_start */
     lx_list_t listeners;   /* this worker's open listeners (net/listener.c), for accept */
+    uv_prepare_t turn;     /* marks the end of a loop turn: lx_worker_clock_ns() reads anew */
 
     pthread_mutex_t mq_lock; /* guards mq_head/mq_tail/closed only */
     lx_worker_msg_t *mq_head, *mq_tail;
@@ -79,6 +80,15 @@ void lx_worker_close_all(lx_worker_t *w);
 
 /* Frees the loop, pool and any undelivered message. The thread must have ended. */
 void lx_worker_dispose(lx_worker_t *w);
+
+/*
+ * uv_hrtime() as of the current loop turn, in ns. On a worker's thread the clock is read at
+ * the first call after the loop's poll returned and that reading serves the rest of the turn,
+ * so the timestamps one request takes in a turn (dispatch, attempt start, connect, first byte,
+ * end) cost one clock read; the error is bounded by the time the turn's callbacks take. On any
+ * other thread (tests driving their own loop, the control thread) it is uv_hrtime().
+ */
+uint64_t lx_worker_clock_ns(void);
 
 /* Queues fn(w, arg) to run on <w>'s loop. Thread-safe. Returns 0, or LX_ECLOSED when the
  * worker no longer takes messages (then fn will never run: the caller keeps ownership of arg),

@@ -285,7 +285,7 @@ static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *d
         return;
     }
     if (px->t_first_byte_ns == 0) {
-        px->t_first_byte_ns = uv_hrtime();
+        px->t_first_byte_ns = lx_worker_clock_ns();
         px->state = LX_PROXY_RELAYING;
         stop_keepalives(px);
         /* an answer has begun: no retry will resend the request, so its chunks go now */
@@ -331,7 +331,7 @@ static void on_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
     px->conn = conn;
     conn->data = px;
     px->reused = conn->reused;
-    px->t_connected_ns = uv_hrtime();
+    px->t_connected_ns = lx_worker_clock_ns();
     px->state = LX_PROXY_WAITING;
     lx_http_client_init(&px->hc, &client_cbs, 64 * 1024, px);
     /* the proxy keeps its own references for a possible retry: the write borrows more */
@@ -377,7 +377,7 @@ static void on_keepalive(uv_timer_t *t)
 void lx_proxy_start(lx_proxy_t *px)
 {
     uv_loop_t *loop = &px->req->worker->loop;
-    px->t_start_ns = uv_hrtime();
+    px->t_start_ns = lx_worker_clock_ns();
     px->attempt = 1;
     px->pending = px->req->worker->batch;
     uv_timer_init(loop, &px->timer);
@@ -549,7 +549,7 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
     if (try_next(px, code))
         return;
     px->finished = true;
-    px->t_end_ns = uv_hrtime();
+    px->t_end_ns = lx_worker_clock_ns();
     disarm(px); /* (the timer itself stops when it is closed, below) */
     release_upstream(px, code);
     px->state = LX_PROXY_DONE;
