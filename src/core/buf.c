@@ -1,8 +1,9 @@
 /*
  * buf.c - the per-worker chunk pool.
  *
- * A free list of fixed-size chunks, LIFO. Chunks are handed out with refcnt 1 and come back on
- * their last unref. The pool is owned by one worker thread and never locked.
+ * A free list of fixed-size chunks, LIFO, and one per class of small chunks (exact-size copies
+ * rounded up to a power of two). Chunks are handed out with refcnt 1 and come back on their
+ * last unref. The pool is owned by one worker thread and never locked.
  */
 #include "core/buf.h"
 
@@ -17,6 +18,11 @@ void lx_buf_pool_init(lx_buf_pool_t *pool, size_t max_free)
     pool->max_free = max_free;
     pool->n_out = 0;
     pool->n_created = 0;
+    for (size_t k = 0; k < LX_BUF_SMALL_CLASSES; k++) {
+        pool->small[k] = NULL;
+        pool->n_small[k] = 0;
+    }
+    pool->n_small_out = 0;
 }
 
 void lx_buf_pool_dispose(lx_buf_pool_t *pool)
@@ -27,6 +33,46 @@ void lx_buf_pool_dispose(lx_buf_pool_t *pool)
         free(b);
     }
     pool->n_free = 0;
+    for (size_t k = 0; k < LX_BUF_SMALL_CLASSES; k++) {
+        while (pool->small[k] != NULL) {
+            lx_buf_t *b = pool->small[k];
+            pool->small[k] = b->next;
+            free(b);
+        }
+        pool->n_small[k] = 0;
+    }
+}
+
+/* The class of a small chunk of <cap> bytes (a power of two from 256). */
+static unsigned small_class(size_t cap)
+{
+    unsigned k = 0;
+    while ((256u << k) < cap)
+        k++;
+    return k;
+}
+
+lx_buf_t *lx_buf_pool_get_small(lx_buf_pool_t *pool, size_t cap)
+{
+    if (cap > LX_BUF_SMALL_MAX)
+        return lx_buf_new(cap);
+    unsigned k = small_class(cap);
+    lx_buf_t *b = pool->small[k];
+    if (b != NULL) {
+        pool->small[k] = b->next;
+        pool->n_small[k]--;
+    } else {
+        b = malloc(sizeof(*b) + (256u << k));
+        if (b == NULL)
+            return NULL;
+        b->cap = 256u << k;
+        b->pool = pool;
+    }
+    b->refcnt = 1;
+    b->len = 0;
+    b->next = NULL;
+    pool->n_small_out++;
+    return b;
 }
 
 lx_buf_t *lx_buf_pool_get(lx_buf_pool_t *pool)
@@ -75,6 +121,18 @@ void lx_buf_unref(lx_buf_t *b)
     lx_buf_pool_t *pool = b->pool;
     if (pool == NULL) {
         free(b);
+        return;
+    }
+    if (b->cap != LX_BUF_CHUNK_SIZE) { /* a small chunk */
+        unsigned k = small_class(b->cap);
+        pool->n_small_out--;
+        if (pool->n_small[k] >= LX_BUF_SMALL_KEEP_BYTES / b->cap) {
+            free(b);
+            return;
+        }
+        b->next = pool->small[k];
+        pool->small[k] = b;
+        pool->n_small[k]++;
         return;
     }
     pool->n_out--;

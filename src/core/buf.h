@@ -33,12 +33,22 @@ typedef struct lx_slice {
     uint32_t len;
 } lx_slice_t;
 
+/* Small chunks (lx_buf_pool_get_small()): classes of 256 << k bytes, k < LX_BUF_SMALL_CLASSES. */
+#define LX_BUF_SMALL_CLASSES 4
+#define LX_BUF_SMALL_MAX     (256u << (LX_BUF_SMALL_CLASSES - 1))
+/* Spare small chunks kept per class: this many bytes' worth (64 KiB per class at most). */
+#define LX_BUF_SMALL_KEEP_BYTES 65536u
+
 typedef struct lx_buf_pool {
     lx_buf_t *free; /* LIFO: the most recently used chunk is the warmest in cache */
     size_t n_free;
     size_t max_free;  /* chunks kept for reuse; above this, freed to the allocator */
     size_t n_out;     /* chunks handed out and not yet back */
     size_t n_created; /* total allocations, for tests and metrics */
+    /* spare small chunks by class, LIFO, and how many each list holds */
+    lx_buf_t *small[LX_BUF_SMALL_CLASSES];
+    uint32_t n_small[LX_BUF_SMALL_CLASSES];
+    size_t n_small_out; /* small chunks handed out and not yet back */
 } lx_buf_pool_t;
 
 /* Prepares an empty pool keeping at most <max_free> spare chunks. */
@@ -52,6 +62,12 @@ lx_buf_t *lx_buf_pool_get(lx_buf_pool_t *pool);
 
 /* A chunk of exactly <cap> bytes outside any pool (large bodies); NULL when out of memory. */
 lx_buf_t *lx_buf_new(size_t cap);
+
+/* A chunk of at least <cap> bytes for an exact-size copy (a request head kept while its
+ * answer is awaited): up to LX_BUF_SMALL_MAX from the pool's class of the next power of two
+ * from 256 (recycled on the last unref, so copies made per request cost no malloc), larger ones
+ * from lx_buf_new(). refcnt 1, len 0; NULL when out of memory. */
+lx_buf_t *lx_buf_pool_get_small(lx_buf_pool_t *pool, size_t cap);
 
 static inline lx_buf_t *lx_buf_ref(lx_buf_t *b)
 {

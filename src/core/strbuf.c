@@ -71,15 +71,22 @@ void lx_strbuf_i64(lx_strbuf_t *sb, int64_t v)
 void lx_strbuf_hex(lx_strbuf_t *sb, uint64_t v, unsigned width)
 {
     static const char digits[] = "0123456789abcdef";
-    char tmp[16];
-    size_t n = 0;
-    do {
-        tmp[sizeof(tmp) - 1 - n++] = digits[v & 15];
+    /* digits needed: one per started nibble of the highest set bit, at least one and at least
+     * <width>, at most 16 */
+    size_t n = v == 0 ? 1 : (size_t)(67 - __builtin_clzll(v)) / 4;
+    if (n < width)
+        n = width < 16 ? width : 16;
+    if ((size_t)(sb->end - sb->p) < n) {
+        sb->overflow = true;
+        return;
+    }
+    /* written in place, from the last digit back */
+    char *p = sb->p + n;
+    sb->p = p;
+    for (size_t i = 0; i < n; i++) {
+        *--p = digits[v & 15];
         v >>= 4;
-    } while (v != 0 && n < sizeof(tmp));
-    while (n < width && n < sizeof(tmp))
-        tmp[sizeof(tmp) - 1 - n++] = '0';
-    lx_strbuf_mem(sb, tmp + sizeof(tmp) - n, n);
+    }
 }
 
 void lx_strbuf_fixed(lx_strbuf_t *sb, double v, unsigned decimals)

@@ -193,12 +193,13 @@ static void on_proxy_head(lx_proxy_t *px, const lx_http_client_t *hc)
     size_t mlen = model != NULL ? strlen(model) : 0;
     int rc = -1;
     bool resizes = ar->rewrite;
+    lx_buf_pool_t *pool = &ar->gw->worker.bufs;
     if (ar->scanning) {
         lx_sse_scan_dispose(&ar->sse); /* (an earlier attempt's answer never comes here) */
         ar->scanning = false;
     }
     if (has_prefix_ci(hc->content_type, "text/event-stream")) {
-        rc = lx_sse_scan_init(&ar->sse, model, mlen, ar->drop_usage);
+        rc = lx_sse_scan_init(&ar->sse, model, mlen, ar->drop_usage, pool);
     } else if (has_prefix_ci(hc->content_type, "application/json")) {
         /* A plain answer says what served it, as OpenRouter's: the public id as "model" and a
          * "provider" member after it. Both ride on the model rewrite: the replacement text
@@ -211,10 +212,10 @@ static void on_proxy_head(lx_proxy_t *px, const lx_http_client_t *hc)
         lx_strbuf_str(&lb, ar->provider->name);
         size_t n = lx_strbuf_len(&lb, lit);
         if (!lb.overflow && !ar->embeddings) {
-            rc = lx_sse_scan_init_json(&ar->sse, lit, n);
+            rc = lx_sse_scan_init_json(&ar->sse, lit, n, pool);
             resizes = true;
         } else {
-            rc = lx_sse_scan_init_json(&ar->sse, model, mlen);
+            rc = lx_sse_scan_init_json(&ar->sse, model, mlen, pool);
         }
     }
     if (rc == 0) {
@@ -338,8 +339,12 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     /* the body scan and the response scanner initialise themselves: only the rest is zeroed
      * (they are the larger part of the struct) */
     api_req_t *ar = req_get(gw);
-    if (ar != NULL)
-        memset(ar, 0, offsetof(api_req_t, scan));
+    _Static_assert(offsetof(lx_proxy_t, out) + sizeof(((lx_proxy_t *)0)->out) == sizeof(lx_proxy_t),
+                   "the proxy's out[] is its last member");
+    if (ar != NULL) { /* all but the proxy's out[] and what follows resp_headers */
+        memset(ar, 0, offsetof(api_req_t, px.out));
+        memset(&ar->gw, 0, offsetof(api_req_t, plan) - offsetof(api_req_t, gw));
+    }
     if (ar == NULL) {
         lx_http_server_respond_error(req, 500, NULL, "out of memory");
         return;

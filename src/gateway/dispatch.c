@@ -402,18 +402,6 @@ static bool append_str(lx_buf_t *b, const char *s, size_t len)
     return true;
 }
 
-/* Whether <s> is its own JSON string content: printable ASCII without '"' or '\\' (what
- * lx_api_error_escape() would copy unchanged). */
-static bool plain_json(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-            return false;
-    }
-    return true;
-}
-
 /* The upstream request of the current attempt into px->out: a new head (request line, Host,
  * credentials, the provider's headers, the client's forwardable headers) and the client's body
  * as slices, with the model spliced and llmux's own fields removed. False when it does not fit
@@ -457,12 +445,14 @@ static bool build_request(lx_gw_req_t *r)
     r->drop_usage = add_usage && !r->scan.include_usage && !r->gen->cfg->stream_always_send_usage;
     r->rewrite = strcmp(up_model, model->id) != 0;
     size_t up_len = strlen(up_model);
-    /* The body already names the upstream model, byte for byte and with nothing to escape
-     * (the usual case): its own bytes stay, the splice has no model to escape and insert. */
+    /* The body already names the upstream model, byte for byte (the usual case): its own
+     * bytes stay, the splice has no model to escape and insert. The body's string was checked
+     * strictly (no raw quote or control character), so without a backslash its bytes are its
+     * value. */
     const char *splice_model = up_model;
     if (r->scan.has_model && r->scan.model.len == up_len &&
         memcmp(req->body.ptr + r->scan.model.off, up_model, up_len) == 0 &&
-        plain_json(up_model, up_len))
+        memchr(up_model, '\\', up_len) == NULL)
         splice_model = NULL;
     int np = lx_body_splice(req->body.ptr, req->body.len, &r->scan, splice_model, up_len, add_usage,
                             pieces, LX_ARRAY_SIZE(pieces), scratch, sizeof(scratch), &total);
@@ -512,10 +502,10 @@ static bool build_request(lx_gw_req_t *r)
         px->n_out = 0;
         return false;
     }
-    /* The request stays referenced until the answer begins (a retry resends it): keep an
-     * exact-size copy of the head rather than pinning a 16 KiB pool chunk per waiting
+    /* The request stays referenced until the answer begins (a retry resends it): keep a
+     * copy of the head in a small chunk rather than pinning a 16 KiB pool chunk per waiting
      * request (thousands of slow first tokens). */
-    lx_buf_t *exact = lx_buf_new(head->len);
+    lx_buf_t *exact = lx_buf_pool_get_small(&r->gw->worker.bufs, head->len);
     if (exact != NULL) {
         memcpy(exact->data, head->data, head->len);
         exact->len = head->len;

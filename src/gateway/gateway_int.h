@@ -178,17 +178,13 @@ typedef struct lx_gw_req {
     size_t row;                /* its health row */
     bool in_flight;            /* counted in the row's in-flight numbers */
     uint64_t attempt_start_ns; /* lx_worker_clock_ns() */
-    /* The plan: (model, route) pairs in attempt order. */
-    struct {
-        uint16_t model, route;
-    } plan[LX_GW_MAX_PLAN];
+    /* The plan: plan[0, n_plan), below. */
     uint16_t n_plan;
     uint16_t plan_pos;    /* the entry being tried */
     int32_t pin_ep;       /* session stickiness: the endpoint for the first entry, or -1 */
     uint64_t session;     /* hash of the session id; 0 without one */
     uint64_t deadline_ms; /* routing.deadline from the start */
-    lx_gw_attempt_t attempts[LX_GW_MAX_ATTEMPTS];
-    unsigned n_attempts;
+    unsigned n_attempts;  /* attempts[0, n_attempts), below */
     /* The request: */
     const char *upstream_path; /* "/chat/completions", ... */
     bool embeddings;
@@ -202,7 +198,13 @@ typedef struct lx_gw_req {
     bool scanning;      /* scan is initialised */
     char *resp_headers; /* the client's response head lines when over resp_inline (malloc'd) */
     char *stream_head;  /* early commit: the head sent at once (malloc'd) */
-    /* Last, and not zeroed at allocation: each is initialised by its own function. */
+    /* Last, and not zeroed at allocation: each is initialised by its own function, or read
+     * only below a count kept above. */
+    /* (model, route) pairs in attempt order */
+    struct {
+        uint16_t model, route;
+    } plan[LX_GW_MAX_PLAN];
+    lx_gw_attempt_t attempts[LX_GW_MAX_ATTEMPTS];
     /* the client's response head lines (build_resp_headers()): most fit here, sized like the
      * exact malloc they replace so a request held by a long stream costs no more */
     char resp_inline[LX_GW_RESP_INLINE];

@@ -1183,7 +1183,8 @@ static size_t reserve(const lx_sse_scan_t *s)
     return s->holding ? 2 * LX_SSE_SCAN_HOLD_MAX + 8 : 8;
 }
 
-int lx_sse_scan_init(lx_sse_scan_t *s, const char *model, size_t model_len, bool drop_usage_event)
+int lx_sse_scan_init(lx_sse_scan_t *s, const char *model, size_t model_len, bool drop_usage_event,
+                     lx_buf_pool_t *pool)
 {
     /* usage[] and held[] are only read below usage_len and n_held: not cleared */
     memset(s, 0, offsetof(lx_sse_scan_t, usage));
@@ -1198,7 +1199,7 @@ int lx_sse_scan_init(lx_sse_scan_t *s, const char *model, size_t model_len, bool
     s->drop_usage = drop_usage_event;
     s->rewrite = model != NULL;
     if (model != NULL && model_len > 0) {
-        s->lit = lx_buf_new(model_len);
+        s->lit = pool != NULL ? lx_buf_pool_get_small(pool, model_len) : lx_buf_new(model_len);
         if (s->lit == NULL)
             return LX_ENOMEM;
         memcpy(s->lit->data, model, model_len);
@@ -1207,9 +1208,10 @@ int lx_sse_scan_init(lx_sse_scan_t *s, const char *model, size_t model_len, bool
     return 0;
 }
 
-int lx_sse_scan_init_json(lx_sse_scan_t *s, const char *model, size_t model_len)
+int lx_sse_scan_init_json(lx_sse_scan_t *s, const char *model, size_t model_len,
+                          lx_buf_pool_t *pool)
 {
-    int rc = lx_sse_scan_init(s, model, model_len, false);
+    int rc = lx_sse_scan_init(s, model, model_len, false, pool);
     s->json_mode = true;
     s->bom = 3;
     s->line = L_DATA; /* every byte is payload */

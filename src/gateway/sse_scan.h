@@ -104,10 +104,12 @@ typedef struct lx_sse_scan {
  * Prepares <s>. <model>: when not NULL, the string value of the first top-level "model" member
  * of every event is replaced by these <model_len> bytes (already JSON-escaped, without quotes);
  * when NULL, events pass untouched. <drop_usage_event>: remove the usage-only event (non-null
- * top-level "usage" object and "choices":[]) seen after a finish_reason. Returns 0 or
- * LX_ENOMEM (then nothing is held and dispose is optional).
+ * top-level "usage" object and "choices":[]) seen after a finish_reason. <pool>: the worker's
+ * pool the replacement's chunk is taken from (a recycled small chunk), or NULL for a chunk of
+ * its own. Returns 0 or LX_ENOMEM (then nothing is held and dispose is optional).
  */
-int lx_sse_scan_init(lx_sse_scan_t *s, const char *model, size_t model_len, bool drop_usage_event);
+int lx_sse_scan_init(lx_sse_scan_t *s, const char *model, size_t model_len, bool drop_usage_event,
+                     lx_buf_pool_t *pool);
 
 /* Releases the held slices and the model chunk. Safe to call twice. */
 void lx_sse_scan_dispose(lx_sse_scan_t *s);
@@ -115,7 +117,8 @@ void lx_sse_scan_dispose(lx_sse_scan_t *s);
 /* The same scanner over a plain JSON response body (a non-streaming answer): the whole input
  * is one payload, its first top-level "model" string is rewritten, and its top-level "usage"
  * object is observed; there is no SSE framing, no event and no drop. */
-int lx_sse_scan_init_json(lx_sse_scan_t *s, const char *model, size_t model_len);
+int lx_sse_scan_init_json(lx_sse_scan_t *s, const char *model, size_t model_len,
+                          lx_buf_pool_t *pool);
 
 /*
  * Scans one upstream read: <len> bytes at <data>, which lie inside chunk <b>

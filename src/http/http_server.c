@@ -972,8 +972,9 @@ static void queue_pending(lx_http_conn_t *c, lx_buf_t *b, const char *data, size
 }
 
 /* Moves a small request (target, headers, and a body that is still a view) out of the read
- * chunk(s) into one buffer of its exact size, so a request that lives long (a stream) pins a
- * few hundred bytes instead of a 16 KiB chunk. Large heads keep their chunks. */
+ * chunk(s) into one buffer of its size (a small pool chunk up to 2 KiB, rounded up to a power
+ * of two; exact above), so a request that lives long (a stream) pins a few hundred bytes
+ * instead of a 16 KiB chunk. Large heads keep their chunks. */
 #define COMPACT_MAX 8192
 
 static void compact(lx_http_conn_t *c)
@@ -988,7 +989,7 @@ static void compact(lx_http_conn_t *c)
     size_t need = table_off + h->n_headers * sizeof(lx_http_header_t);
     if (strings > COMPACT_MAX || h->n_held == 0)
         return;
-    lx_buf_t *nb = lx_buf_new(need > 0 ? need : 1);
+    lx_buf_t *nb = lx_buf_pool_get_small(&c->stream.worker->bufs, need > 0 ? need : 1);
     if (nb == NULL)
         return; /* keep the chunks: correct, only bigger */
     char *p = nb->data;

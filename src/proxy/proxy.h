@@ -77,8 +77,7 @@ struct lx_proxy {
     lx_conn_pool_t *pool;
     const lx_proxy_ops_t *ops;
     void *data;
-    lx_slice_t out[LX_PROXY_MAX_OUT]; /* the upstream request; the proxy owns these refs */
-    unsigned n_out;
+    unsigned n_out;           /* out[0, n_out): the upstream request (below) */
     const char *resp_headers; /* extra lines for the client's response head */
     size_t resp_headers_len;
     const char *upstream_name; /* for messages ("provider mock-a") */
@@ -125,6 +124,9 @@ struct lx_proxy {
     size_t err_len;
     bool retried;
     bool finished;
+
+    /* Last, so that a caller may zero the struct up to here: only out[0, n_out) is read. */
+    lx_slice_t out[LX_PROXY_MAX_OUT]; /* the upstream request; the proxy owns these refs */
 };
 
 /* Starts the request on <px>'s pool. Every outcome ends in lx_proxy_finish() and the ops.

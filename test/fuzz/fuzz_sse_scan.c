@@ -27,8 +27,12 @@ static char *run(const char *in, size_t len, const size_t *cuts, size_t ncuts, c
 {
     lx_sse_scan_t s;
     size_t mlen = model ? strlen(model) : 0;
-    if ((json_mode ? lx_sse_scan_init_json(&s, model, mlen)
-                   : lx_sse_scan_init(&s, model, mlen, drop)) != 0)
+    /* the rewritten runs take the literal's chunk from a pool, as the gateway does */
+    lx_buf_pool_t pool;
+    lx_buf_pool_init(&pool, 4);
+    lx_buf_pool_t *pp = model != NULL ? &pool : NULL;
+    if ((json_mode ? lx_sse_scan_init_json(&s, model, mlen, pp)
+                   : lx_sse_scan_init(&s, model, mlen, drop, pp)) != 0)
         abort();
     char *acc = malloc(len * 4 + 64 + 1);
     if (acc == NULL)
@@ -95,6 +99,9 @@ static char *run(const char *in, size_t len, const size_t *cuts, size_t ncuts, c
     if (s.bytes_in != len || s.bytes_out != acc_len)
         abort();
     lx_sse_scan_dispose(&s);
+    if (pool.n_small_out != 0) /* every small chunk came back */
+        abort();
+    lx_buf_pool_dispose(&pool);
     *obs = s;
     *out_len = acc_len;
     return acc;

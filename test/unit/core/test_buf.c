@@ -1,6 +1,7 @@
 /*
- * test_buf.c - the chunk pool: counters, LIFO reuse, the spare bound, arbitrary-size chunks
- * and slices holding references. Leaks and overruns are the sanitizers' to find.
+ * test_buf.c - the chunk pool: counters, LIFO reuse, the spare bound, arbitrary-size chunks,
+ * small chunk classes and slices holding references. Leaks and overruns are the sanitizers' to
+ * find.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -191,12 +192,70 @@ static void test_slices_take_refs(void **state)
     lx_buf_pool_dispose(&pool);
 }
 
+/* Small chunks: a class per power of two from 256, recycled per class, a bounded number of
+ * spares, larger sizes outside the pool, and the chunk counters left alone. */
+static void test_small_classes(void **state)
+{
+    (void)state;
+    lx_buf_pool_t pool;
+    lx_buf_pool_init(&pool, 4);
+    static const struct {
+        size_t want, cap;
+    } cases[] = {{1, 256}, {256, 256}, {257, 512}, {512, 512}, {1000, 1024}, {2048, 2048}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        lx_buf_t *b = lx_buf_pool_get_small(&pool, cases[i].want);
+        assert_non_null(b);
+        assert_int_equal(b->cap, cases[i].cap);
+        assert_int_equal(b->refcnt, 1);
+        assert_int_equal(b->len, 0);
+        assert_ptr_equal(b->pool, &pool);
+        memset(b->data, 'x', b->cap); /* ASan: the whole class is usable */
+        assert_int_equal(pool.n_small_out, 1);
+        b->len = 7;
+        lx_buf_unref(b);
+        assert_int_equal(pool.n_small_out, 0);
+        /* the same chunk comes back for the same class, reset */
+        lx_buf_t *again = lx_buf_pool_get_small(&pool, cases[i].want);
+        assert_ptr_equal(again, b);
+        assert_int_equal(again->len, 0);
+        lx_buf_unref(again);
+    }
+    assert_int_equal(pool.n_out, 0); /* no 16 KiB chunk was involved */
+    assert_int_equal(pool.n_created, 0);
+
+    /* over LX_BUF_SMALL_MAX: an exact chunk of its own, freed on its last unref */
+    lx_buf_t *big = lx_buf_pool_get_small(&pool, LX_BUF_SMALL_MAX + 1);
+    assert_non_null(big);
+    assert_int_equal(big->cap, LX_BUF_SMALL_MAX + 1);
+    assert_null(big->pool);
+    assert_int_equal(pool.n_small_out, 0);
+    lx_buf_unref(big);
+
+    /* spares per class are bounded by LX_BUF_SMALL_KEEP_BYTES */
+    size_t keep = LX_BUF_SMALL_KEEP_BYTES / 2048, n = keep + 5;
+    lx_buf_t *many[64];
+    assert_true(n <= sizeof(many) / sizeof(many[0]));
+    for (size_t i = 0; i < n; i++)
+        many[i] = lx_buf_pool_get_small(&pool, 2000);
+    assert_int_equal(pool.n_small_out, n);
+    for (size_t i = 0; i < n; i++)
+        lx_buf_unref(many[i]);
+    assert_int_equal(pool.n_small[LX_BUF_SMALL_CLASSES - 1], keep);
+    assert_int_equal(pool.n_small_out, 0);
+    lx_buf_pool_dispose(&pool); /* frees the spares: LeakSanitizer checks */
+    for (size_t k = 0; k < LX_BUF_SMALL_CLASSES; k++) {
+        assert_null(pool.small[k]);
+        assert_int_equal(pool.n_small[k], 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_unref_counters), cmocka_unit_test(test_lifo_reuse),
         cmocka_unit_test(test_max_free_bound),     cmocka_unit_test(test_dispose_leaves_out_chunks),
         cmocka_unit_test(test_new_arbitrary_size), cmocka_unit_test(test_slices_take_refs),
+        cmocka_unit_test(test_small_classes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,6 +43,30 @@ static void test_numbers(void **state)
           "0 18446744073709551615 -42 -9223372036854775808 2a 000000000000002a ffffffffffffffff");
 }
 
+/* Hexadecimal at every bit length and width 0 to 20, as printf writes it (at most 16 digits);
+ * a buffer one byte short overflows without writing. */
+static void test_hex_lengths(void **state)
+{
+    (void)state;
+    for (int bits = 0; bits <= 64; bits++) {
+        uint64_t v = bits == 0 ? 0 : bits == 64 ? UINT64_MAX : ((uint64_t)1 << bits) - 1;
+        for (unsigned width = 0; width <= 20; width++) {
+            char want[32], got[32];
+            int n = snprintf(want, sizeof(want), "%0*llx", width > 16 ? 16 : (int)width,
+                             (unsigned long long)v);
+            lx_strbuf_t sb = lx_strbuf_make(got, sizeof(got));
+            lx_strbuf_hex(&sb, v, width);
+            check(&sb, got, want);
+            memset(got, 'x', sizeof(got));
+            sb = lx_strbuf_make(got, (size_t)n - 1);
+            lx_strbuf_hex(&sb, v, width);
+            assert_true(sb.overflow);
+            assert_ptr_equal(sb.p, got);
+            assert_int_equal(got[0], 'x');
+        }
+    }
+}
+
 /* Every digit count, at and around each power of ten, as printf writes it; a buffer one byte
  * short overflows without writing. */
 static void test_u64_digit_counts(void **state)
@@ -114,9 +138,8 @@ static void test_overflow_stops(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_numbers),
-        cmocka_unit_test(test_u64_digit_counts),
-        cmocka_unit_test(test_fixed_matches_printf),
+        cmocka_unit_test(test_numbers),        cmocka_unit_test(test_u64_digit_counts),
+        cmocka_unit_test(test_hex_lengths),    cmocka_unit_test(test_fixed_matches_printf),
         cmocka_unit_test(test_overflow_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

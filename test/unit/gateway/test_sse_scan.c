@@ -95,7 +95,7 @@ static run_t run_cuts(const char *in, size_t len, const size_t *cuts, size_t ncu
                       const char *model, bool drop)
 {
     lx_sse_scan_t s;
-    assert_int_equal(lx_sse_scan_init(&s, model, model ? strlen(model) : 0, drop), 0);
+    assert_int_equal(lx_sse_scan_init(&s, model, model ? strlen(model) : 0, drop, NULL), 0);
     size_t npieces = ncuts + 1;
     lx_buf_t **bufs = calloc(npieces, sizeof(*bufs));
     size_t nslices = 0, capslices = 64;
@@ -602,7 +602,7 @@ static void test_immediate(void **state)
     lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
     for (size_t cut = 1; cut <= tail_at; cut++) {
         lx_sse_scan_t s;
-        assert_int_equal(lx_sse_scan_init(&s, NULL, 0, true), 0);
+        assert_int_equal(lx_sse_scan_init(&s, NULL, 0, true, NULL), 0);
         size_t used = 0;
         int n = lx_sse_scan_feed(&s, b, b->data, cut, out, LX_SSE_SCAN_MAX_OUT, &used);
         assert_int_equal(n, 1);
@@ -616,7 +616,7 @@ static void test_immediate(void **state)
     const char *q = strstr(in.p, "\"model\":\"") + 9;
     size_t qat = (size_t)(q - in.p);
     lx_sse_scan_t s;
-    assert_int_equal(lx_sse_scan_init(&s, PUB_MODEL, strlen(PUB_MODEL), true), 0);
+    assert_int_equal(lx_sse_scan_init(&s, PUB_MODEL, strlen(PUB_MODEL), true, NULL), 0);
     size_t used = 0;
     int n = lx_sse_scan_feed(&s, b, b->data, qat, out, LX_SSE_SCAN_MAX_OUT, &used);
     assert_int_equal(n, 2);
@@ -746,7 +746,7 @@ static void test_malformed_and_errors(void **state)
     b->len = LX_BUF_CHUNK_SIZE;
 
     /* out[] too small */
-    assert_int_equal(lx_sse_scan_init(&s, NULL, 0, false), 0);
+    assert_int_equal(lx_sse_scan_init(&s, NULL, 0, false, NULL), 0);
     memcpy(b->data, "data: x\n\n", 9);
     assert_int_equal(lx_sse_scan_feed(&s, b, b->data, 9, out, LX_SSE_SCAN_MAX_OUT - 1, &used),
                      LX_ETOOBIG);
@@ -764,7 +764,7 @@ static void test_malformed_and_errors(void **state)
     lx_sse_scan_dispose(&s);
 
     /* a line over the bound (a comment: nothing is buffered either way) */
-    assert_int_equal(lx_sse_scan_init(&s, "m", 1, true), 0);
+    assert_int_equal(lx_sse_scan_init(&s, "m", 1, true, NULL), 0);
     memset(b->data, ':', LX_BUF_CHUNK_SIZE);
     size_t total = 0;
     while (total + LX_BUF_CHUNK_SIZE <= LX_SSE_LINE_MAX) {
@@ -802,7 +802,7 @@ static void test_json_mode(void **state)
     size_t len = sizeof(in) - 1;
     for (size_t cut = 0; cut <= len; cut++) {
         lx_sse_scan_t sc;
-        assert_int_equal(lx_sse_scan_init_json(&sc, "pub/id", 6), 0);
+        assert_int_equal(lx_sse_scan_init_json(&sc, "pub/id", 6, NULL), 0);
         str_t got = {0};
         str_add(&got, "", 0);
         size_t bounds[3] = {0, cut, len};
@@ -854,7 +854,7 @@ static lx_sse_scan_t json_splits(const char *in, const char *model, const char *
     size_t len = strlen(in), wlen = strlen(want);
     lx_sse_scan_t sc = {0};
     for (size_t cut = 0; cut <= len; cut++) {
-        assert_int_equal(lx_sse_scan_init_json(&sc, model, model ? strlen(model) : 0), 0);
+        assert_int_equal(lx_sse_scan_init_json(&sc, model, model ? strlen(model) : 0, NULL), 0);
         str_t got = {0};
         str_add(&got, "", 0);
         size_t bounds[3] = {0, cut, len};
