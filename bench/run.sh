@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 DUR=$([ $QUICK = 1 ] && echo 3 || echo 10)
+BUSY_US=500 # llmux busy_poll_us for the busy-polling rows of scenarios 2 and 3
 
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q "$2" >/dev/null; }; }
 need wrk wrk
@@ -192,16 +193,49 @@ done
 log_cmd "wrk -t1 -c64 -d${S1_DUR}s -s chat.lua (POST ~300 B, answer ~500 B); $S1_ROUNDS rounds, targets in turn, medians"
 
 # --- 2. added latency at concurrency 1; 3. fixed rate -------------------------------------------
-for t in "${TARGETS[@]}"; do
-    out=$(taskset -c 1 $B/llmux-load seq -p "${PORT[$t]}" -d "$DUR" || true)
-    R["2,$t"]=$(awk '/latency_us/{print $3" / "$5}' <<<"$out")
-    R["2p50,$t"]=$(awk '/latency_us/{print $3}' <<<"$out")
-    R["2p99,$t"]=$(awk '/latency_us/{print $5}' <<<"$out")
-    out=$(taskset -c 1 $B/llmux-load rate -p "${PORT[$t]}" -c 64 -r 5000 -d "$DUR" || true)
-    R["3,$t"]=$(awk '/latency_us/{print $3" / "$5" / "$7}' <<<"$out")
-    R["3p99,$t"]=$(awk '/latency_us/{print $5}' <<<"$out")
+# Three rounds with the targets taking turns; each figure is the median of its three runs. Two
+# more targets: llmux with busy_poll_us and HAProxy with busy-polling (both keep the proxy's core
+# from sleeping between requests: on this VM a sleeping core takes tens of µs to wake). Each runs
+# only during its own turn, since HAProxy's spins for as long as it runs.
+sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$((LLMUX_PORT + 200))/" "$T/llmux.yaml" >"$T/llmux-bp.yaml"
+echo "busy_poll_us: $BUSY_US" >>"$T/llmux-bp.yaml"
+sed "s/bind 127.0.0.1:$HAPROXY_PORT/bind 127.0.0.1:$((HAPROXY_PORT + 200))/; s/^    nbthread 1/    nbthread 1\n    busy-polling/" "$T/haproxy.cfg" >"$T/haproxy-bp.cfg"
+start_bp() { # target -> pid of the busy-polling variant, listening on PORT[target]
+    case $1 in
+    llmux-bp) taskset -c 0 $B/llmux -c "$T/llmux-bp.yaml" 2>/dev/null & ;;
+    haproxy-bp) taskset -c 0 haproxy -f "$T/haproxy-bp.cfg" -db 2>/dev/null & ;;
+    esac
+    BP_PID=$!
+    PIDS+=($BP_PID)
+    if [ "$1" = llmux-bp ]; then wait_port "${PORT[$1]}"; else sleep 0.3; fi
+}
+PORT[llmux-bp]=$((LLMUX_PORT + 200))
+PORT[haproxy-bp]=$((HAPROXY_PORT + 200))
+S23_ROUNDS=$([ $QUICK = 1 ] && echo 1 || echo 3)
+S23_DUR=$([ $QUICK = 1 ] && echo 3 || echo 5)
+S23_TARGETS=(direct llmux llmux-bp nginx haproxy haproxy-bp)
+declare -A S2 S3
+for r in $(seq $S23_ROUNDS); do
+    for t in "${S23_TARGETS[@]}"; do
+        case $t in *-bp) start_bp $t ;; esac
+        out=$(taskset -c 1 $B/llmux-load seq -p "${PORT[$t]}" -d "$S23_DUR" || true)
+        S2["$t"]+="$(awk '/latency_us/{print $3" "$5}' <<<"$out")"$'\n'
+        out=$(taskset -c 1 $B/llmux-load rate -p "${PORT[$t]}" -c 64 -r 5000 -d "$S23_DUR" || true)
+        S3["$t"]+="$(awk '/latency_us/{print $3" "$5" "$7}' <<<"$out")"$'\n'
+        case $t in *-bp) kill $BP_PID; wait $BP_PID 2>/dev/null || true ;; esac
+    done
 done
-log_cmd "llmux-load seq -d $DUR (one connection, closed loop: concurrency 1)"
+m23() { awk -v k="$2" 'NF{print $k}' <<<"$1" | sort -n | awk '{v[NR]=$1} END{print (NR ? v[int((NR+1)/2)] : "")}'; }
+for t in "${S23_TARGETS[@]}"; do
+    R["2p50,$t"]=$(m23 "${S2[$t]}" 1)
+    R["2p99,$t"]=$(m23 "${S2[$t]}" 2)
+    R["2,$t"]="${R[2p50,$t]} / ${R[2p99,$t]}"
+    R["3p50,$t"]=$(m23 "${S3[$t]}" 1)
+    R["3p99,$t"]=$(m23 "${S3[$t]}" 2)
+    R["3,$t"]="${R[3p50,$t]} / ${R[3p99,$t]} / $(m23 "${S3[$t]}" 3)"
+done
+log_cmd "2 and 3: $S23_ROUNDS rounds, targets in turn (direct, llmux, llmux with busy_poll_us: $BUSY_US, nginx, haproxy, haproxy with busy-polling), medians"
+log_cmd "llmux-load seq -d $S23_DUR (one connection, closed loop: concurrency 1)"
 
 # 2b. the same with every process on one core: no cross-core wake-ups in the path, so what
 # remains is the proxy's own cost (on this VM a wake-up across cores costs ~25 µs per hop)
@@ -228,7 +262,7 @@ for t in direct llmux nginx; do
 done
 kill $L1 $N1 2>/dev/null || true
 log_cmd "2b: the same seq run with llmux/nginx also on core 1"
-log_cmd "llmux-load rate -c 64 -r 5000 -d $DUR (open loop, latency from the scheduled time)"
+log_cmd "llmux-load rate -c 64 -r 5000 -d $S23_DUR (open loop, latency from the scheduled time)"
 
 # --- 4. streaming: 100 streams x 200 chunks x 100 B at 1 ms -------------------------------------
 # One run takes a fraction of a second and a neighbour's hiccup moves its p99 by milliseconds:
@@ -313,6 +347,9 @@ log_cmd "valgrind --tool=callgrind llmux; llmux-load rate -c 8 -r 400 ($CGN requ
 
 # --- table ----------------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-"}'; }
+added() { # scenario target -> "added p50 / added p99" against direct
+    echo "$(awk -v a="${R[${1}p50,$2]}" -v b="${R[${1}p50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[${1}p99,$2]}" -v b="${R[${1}p99,direct]}" 'BEGIN{print a-b}')"
+}
 {
     echo "# llmux benchmark $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
@@ -327,6 +364,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else prin
     echo "| 2b. conc. 1, all on one core, p50 / p99 µs | ${R[2b,direct]} | ${R[2b,llmux]} | ${R[2b,nginx]} | |"
     echo "| 2b. added p50 / p99 µs | | $(awk -v a="${R[2bp50,llmux]}" -v b="${R[2bp50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[2bp99,llmux]}" -v b="${R[2bp99,direct]}" 'BEGIN{print a-b}') | $(awk -v a="${R[2bp50,nginx]}" -v b="${R[2bp50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[2bp99,nginx]}" -v b="${R[2bp99,direct]}" 'BEGIN{print a-b}') | |"
     echo "| 3. 5000 req/s, p50 / p99 / p99.9 µs | ${R[3,direct]} | ${R[3,llmux]} | ${R[3,nginx]} | ${R[3,haproxy]} |"
+    echo "| 3. added p50 / p99 µs | | $(added 3 llmux) | $(added 3 nginx) | $(added 3 haproxy) |"
+    echo "| 2bp. busy polling: conc. 1, p50 / p99 µs | | ${R[2,llmux-bp]} | | ${R[2,haproxy-bp]} |"
+    echo "| 2bp. added p50 / p99 µs | | $(added 2 llmux-bp) | | $(added 2 haproxy-bp) |"
+    echo "| 3bp. busy polling: 5000 req/s, p50 / p99 / p99.9 µs | | ${R[3,llmux-bp]} | | ${R[3,haproxy-bp]} |"
+    echo "| 3bp. added p50 / p99 µs | | $(added 3 llmux-bp) | | $(added 3 haproxy-bp) |"
     echo "| 4. streams: TTFT p50/p99 \| chunk p50/p99 µs \| lost | ${R[4,direct]} | ${R[4,llmux]} (rewriting model: ${R[4,llmux-rewrite]}) | ${R[4,nginx]} | ${R[4,haproxy]} |"
     echo "| 5. $S5 streams, 1 chunk/s | | ${R[5-1000000,llmux]} | ${R[5-1000000,nginx]} | ${R[5-1000000,haproxy]} |"
     echo "| 5. $S5 streams, 1 chunk/100 ms | | ${R[5-100000,llmux]} | ${R[5-100000,nginx]} | ${R[5-100000,haproxy]} |"

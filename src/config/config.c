@@ -145,6 +145,8 @@ void lx_config_dump(const lx_config_t *cfg, FILE *out)
             fprintf(out, " %s", t->certs[j].cert);
     }
     fprintf(out, "\nworkers: %u\n", cfg->workers);
+    if (cfg->busy_poll_us > 0)
+        fprintf(out, "busy_poll_us: %llu\n", (unsigned long long)cfg->busy_poll_us);
     fprintf(out, "limits: max_header_size %s, max_body_size %s\n",
             bytes(cfg->max_header_size, a, sizeof(a)), bytes(cfg->max_body_size, b, sizeof(b)));
     fprintf(out,

@@ -114,7 +114,8 @@ typedef struct lx_config {
 
     lx_config_listen_t *listen;
     size_t n_listen;
-    unsigned workers; /* resolved: `auto` becomes the number of online cores */
+    unsigned workers;      /* resolved: `auto` becomes the number of online cores */
+    uint64_t busy_poll_us; /* after a read, keep polling without sleeping this long; 0: off */
 
     uint64_t max_header_size; /* bytes, default 16KiB */
     uint64_t max_body_size;   /* bytes, default 32MiB */

@@ -1387,12 +1387,13 @@ static void set_defaults(parser_t *p)
 
 static void parse_root(parser_t *p, yaml_node_t *root)
 {
-    field_t f[] = {{"listen", true, NULL, NULL},    {"workers", false, NULL, NULL},
-                   {"limits", false, NULL, NULL},   {"timeouts", false, NULL, NULL},
-                   {"providers", true, NULL, NULL}, {"models", true, NULL, NULL},
-                   {"auth", false, NULL, NULL},     {"log", false, NULL, NULL},
-                   {"stream", false, NULL, NULL},   {"routing", false, NULL, NULL},
-                   {"health", false, NULL, NULL},   {"admin", false, NULL, NULL}};
+    field_t f[] = {{"listen", true, NULL, NULL},       {"workers", false, NULL, NULL},
+                   {"limits", false, NULL, NULL},      {"timeouts", false, NULL, NULL},
+                   {"providers", true, NULL, NULL},    {"models", true, NULL, NULL},
+                   {"auth", false, NULL, NULL},        {"log", false, NULL, NULL},
+                   {"stream", false, NULL, NULL},      {"routing", false, NULL, NULL},
+                   {"health", false, NULL, NULL},      {"admin", false, NULL, NULL},
+                   {"busy_poll_us", false, NULL, NULL}};
 
     if (root == NULL) {
         static const yaml_mark_t start = {0, 0, 0};
@@ -1425,6 +1426,8 @@ static void parse_root(parser_t *p, yaml_node_t *root)
         parse_health(p, f[10].value);
     if (f[11].value != NULL)
         parse_admin(p, f[11].value);
+    if (f[12].value != NULL)
+        get_uint(p, f[12].value, "busy_poll_us", 0, 100000, &p->cfg->busy_poll_us);
 }
 
 static void yaml_error(parser_t *p, const yaml_parser_t *yp)

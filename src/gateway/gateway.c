@@ -415,6 +415,7 @@ static void on_worker_start(lx_worker_t *w, void *arg)
     gw->http.format_error = lx_api_format_error;
     gw->http.on_idle = on_http_idle;
     gw->http.data = gw;
+    lx_worker_set_busy_poll(w, gw->gen->cfg->busy_poll_us * 1000);
     lx_list_init(&gw->active);
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
@@ -781,10 +782,11 @@ int lx_gateway_reload(lx_gateway_t *g, lx_config_t *cfg)
     int rc = 0;
     const lx_config_t *old = g->cfg;
     if (listen_changed(old, cfg) || old->workers != cfg->workers ||
+        old->busy_poll_us != cfg->busy_poll_us ||
         (old->access_log == NULL) != (cfg->access_log == NULL) ||
         (old->access_log != NULL && strcmp(old->access_log, cfg->access_log) != 0)) {
-        lx_log(LX_LOG_WARN, "reload: changes to listen, workers and log.access_log take effect "
-                            "at the next restart");
+        lx_log(LX_LOG_WARN, "reload: changes to listen, workers, busy_poll_us and log.access_log "
+                            "take effect at the next restart");
         rc = LX_ECONFIG;
     }
     lx_log_set_level(cfg->log_level);

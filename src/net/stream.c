@@ -62,6 +62,7 @@ int lx_stream_accept(uv_stream_t *server, lx_stream_t *s)
     int rc = uv_accept(server, (uv_stream_t *)&s->tcp);
     if (rc != 0)
         return rc;
+    lx_worker_note_io(s->worker);
     uv_tcp_nodelay(&s->tcp, 1);
     lx_tls_server_t *ctx = listener_tls(s->worker, server);
     if (ctx != NULL) {
@@ -178,6 +179,7 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
 {
     lx_stream_t *s = h->data;
     (void)ub;
+    lx_worker_note_io(s->worker);
     if (s->tls != NULL) {
         tls_on_read(s, nread);
         return;

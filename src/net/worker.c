@@ -49,6 +49,36 @@ static void on_turn(uv_prepare_t *h)
     turn_ns = 0;
 }
 
+/* Each loop turn while spinning: a read since the last turn extends the spin. */
+static void on_spin(uv_idle_t *h)
+{
+    lx_worker_t *w = h->data;
+    uint64_t now = uv_hrtime();
+    if (w->io_seen) {
+        w->io_seen = false;
+        w->spin_until = now + w->spin_ns;
+    } else if (now >= w->spin_until) {
+        uv_idle_stop(h);
+        w->spinning = false;
+    }
+}
+
+void lx_worker_spin_start(lx_worker_t *w)
+{
+    w->spinning = true;
+    w->spin_until = uv_hrtime() + w->spin_ns;
+    uv_idle_start(&w->spin, on_spin);
+}
+
+void lx_worker_set_busy_poll(lx_worker_t *w, uint64_t ns)
+{
+    w->spin_ns = ns;
+    if (ns == 0 && w->spinning) {
+        uv_idle_stop(&w->spin);
+        w->spinning = false;
+    }
+}
+
 int lx_worker_init(lx_worker_t *w, unsigned id)
 {
     memset(w, 0, sizeof(*w));
@@ -68,6 +98,9 @@ int lx_worker_init(lx_worker_t *w, unsigned id)
     uv_prepare_init(&w->loop, &w->turn);
     uv_prepare_start(&w->turn, on_turn);
     uv_unref((uv_handle_t *)&w->turn); /* keeps no loop alive */
+    uv_idle_init(&w->loop, &w->spin);
+    w->spin.data = w;
+    uv_unref((uv_handle_t *)&w->spin);
     pthread_mutex_init(&w->mq_lock, NULL);
     lx_buf_pool_init(&w->bufs, 128);
     lx_list_init(&w->tls_pending);

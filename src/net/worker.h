@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "core/buf.h"
@@ -55,6 +56,13 @@ struct lx_worker {
                             * or queued: delivered from done_idle, never inside read_start */
     lx_list_t listeners;   /* this worker's open listeners (net/listener.c), for accept */
     uv_prepare_t turn;     /* marks the end of a loop turn: lx_worker_clock_ns() reads anew */
+    /* Busy polling (lx_worker_set_busy_poll()): while the idle handle runs, the loop polls
+     * without sleeping; it stops once no socket was read for spin_ns. */
+    uv_idle_t spin;
+    uint64_t spin_ns;    /* 0: off */
+    uint64_t spin_until; /* uv_hrtime() the spinning stops at, unless a read comes */
+    bool spinning;       /* the idle handle is active */
+    bool io_seen;        /* a socket was read since the last spin check */
 
     pthread_mutex_t mq_lock; /* guards mq_head/mq_tail/closed only */
     lx_worker_msg_t *mq_head, *mq_tail;
@@ -80,6 +88,27 @@ void lx_worker_close_all(lx_worker_t *w);
 
 /* Frees the loop, pool and any undelivered message. The thread must have ended. */
 void lx_worker_dispose(lx_worker_t *w);
+
+/*
+ * Busy polling: after a socket of this worker was read, the loop keeps polling without a
+ * timeout for <ns> more (the wake-up of a sleeping core, expensive in virtual machines, is
+ * then not on the next request's path), at the cost of a core kept busy for that long after
+ * each burst. 0 turns it off (the default). Worker thread, or before the worker starts.
+ */
+void lx_worker_set_busy_poll(lx_worker_t *w, uint64_t ns);
+
+/* Starts the busy polling (lx_worker_note_io()). */
+void lx_worker_spin_start(lx_worker_t *w);
+
+/* A socket of <w> was read (net/stream.c): keeps or starts the busy polling. */
+static inline void lx_worker_note_io(lx_worker_t *w)
+{
+    if (w->spin_ns == 0)
+        return;
+    w->io_seen = true;
+    if (!w->spinning)
+        lx_worker_spin_start(w);
+}
 
 /*
  * uv_hrtime() as of the current loop turn, in ns. On a worker's thread the clock is read at

@@ -243,6 +243,14 @@ static void test_settings(void **state)
     expect_error(MINIMAL "auth: none\nworkers: 0\n", "t.yaml:11:10: workers: expected `auto`");
     expect_error(MINIMAL "auth: none\nworkers: 257\n", "workers: expected `auto`");
     expect_error(MINIMAL "auth: none\nworkers: [1]\n", "workers: expected `auto`");
+    cfg = parse_ok(MINIMAL "auth: none\nbusy_poll_us: 250\n");
+    assert_int_equal(cfg->busy_poll_us, 250);
+    lx_config_unref(cfg);
+    cfg = parse_ok(MINIMAL "auth: none\n");
+    assert_int_equal(cfg->busy_poll_us, 0); /* off unless asked */
+    lx_config_unref(cfg);
+    expect_error(MINIMAL "auth: none\nbusy_poll_us: 100001\n", "busy_poll_us: ");
+    expect_error(MINIMAL "auth: none\nbusy_poll_us: -1\n", "busy_poll_us: ");
     expect_error(MINIMAL "auth: none\nlog: {level: loud}\n", "log.level: expected error, warn");
     expect_error(MINIMAL "auth: none\nlimits: {max_header_size: 100B}\n",
                  "limits.max_header_size: must be from 1KiB to 1MiB");

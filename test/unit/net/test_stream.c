@@ -268,6 +268,43 @@ static void test_bytes_cross(void **state)
     assert_int_equal(server->read_err, UV_EOF);
 }
 
+/* Busy polling: a read starts it, the loop then turns without sleeping (many turns where a
+ * sleeping loop would make one per tick), and it stops once nothing was read for its span. */
+static unsigned spin_turns;
+static void on_spin_turn(uv_prepare_t *h)
+{
+    (void)h;
+    spin_turns++;
+}
+
+static void test_busy_poll(void **state)
+{
+    (void)state;
+    lx_worker_set_busy_poll(&W, 20 * 1000 * 1000); /* 20 ms */
+    connect_pair();
+    assert_int_equal(lx_stream_read_start(&server->s, on_peer_read), 0);
+    wres_t r = {0};
+    assert_int_equal(lx_stream_write_copy(&client->s, "spin", 4, on_written, &r), 0);
+    RUN_UNTIL(server->got_len == 4 && r.calls == 1);
+    assert_true(W.spinning);
+
+    uv_prepare_t turns;
+    assert_int_equal(uv_prepare_init(&W.loop, &turns), 0);
+    assert_int_equal(uv_prepare_start(&turns, on_spin_turn), 0);
+    spin_turns = 0;
+    /* the tick timer fires every 5 ms: a sleeping loop turns a few times in 10 ms */
+    uint64_t until = uv_hrtime() + 10 * 1000 * 1000;
+    while (uv_hrtime() < until)
+        uv_run(&W.loop, UV_RUN_ONCE);
+    assert_true(spin_turns > 20);
+    /* then it stops by itself */
+    RUN_UNTIL(!W.spinning);
+    lx_worker_set_busy_poll(&W, 0);
+    uv_close((uv_handle_t *)&turns, NULL);
+    close_peer(client);
+    RUN_UNTIL(server->read_err != 0 && client->closed);
+}
+
 static void test_slices_order_and_refs(void **state)
 {
     (void)state;
@@ -814,6 +851,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bytes_cross, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_poll, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slices_order_and_refs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_cancels_pending_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_stream_holds_no_chunk, setup, teardown),
