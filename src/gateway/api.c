@@ -155,7 +155,7 @@ static void api_unref(api_req_t *ar)
         return;
     if (ar->scanning)
         lx_sse_scan_dispose(&ar->sse);
-    free(ar->resp_headers);
+    lx_buf_unref(ar->resp_headers);
     free(ar->stream_head);
     lx_gw_gen_unref(ar->gw, ar->gen);
     req_put(ar->gw, ar);
@@ -341,7 +341,7 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     api_req_t *ar = req_get(gw);
     _Static_assert(offsetof(lx_proxy_t, out) + sizeof(((lx_proxy_t *)0)->out) == sizeof(lx_proxy_t),
                    "the proxy's out[] is its last member");
-    if (ar != NULL) { /* all but the proxy's out[] and what follows resp_headers */
+    if (ar != NULL) { /* all but the proxy's out[] and the tail from plan[] on */
         memset(ar, 0, offsetof(api_req_t, px.out));
         memset(&ar->gw, 0, offsetof(api_req_t, plan) - offsetof(api_req_t, gw));
     }
@@ -387,7 +387,7 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
         for (unsigned i = 0; i < px->n_out; i++)
             lx_buf_unref(px->out[i].buf);
         lx_gw_gen_unref(gw, ar->gen);
-        free(ar->resp_headers);
+        lx_buf_unref(ar->resp_headers);
         req_put(gw, ar);
         return;
     }

@@ -543,17 +543,14 @@ static bool build_resp_headers(lx_gw_req_t *r)
     if (rb.overflow)
         return false;
     size_t n = lx_strbuf_len(&rb, rh);
-    char *copy = r->resp_inline;
-    if (n >= sizeof(r->resp_inline)) {
-        copy = malloc(n + 1);
-        if (copy == NULL)
-            return false;
-    }
-    memcpy(copy, rh, n);
-    copy[n] = '\0';
-    free(r->resp_headers);
-    r->resp_headers = copy != r->resp_inline ? copy : NULL;
-    r->px.resp_headers = copy;
+    lx_buf_t *copy = lx_buf_pool_get_small(&r->gw->worker.bufs, n);
+    if (copy == NULL)
+        return false;
+    memcpy(copy->data, rh, n);
+    copy->len = (uint32_t)n;
+    lx_buf_unref(r->resp_headers);
+    r->resp_headers = copy;
+    r->px.resp_headers = copy->data;
     r->px.resp_headers_len = n;
     return true;
 }

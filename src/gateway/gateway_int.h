@@ -154,7 +154,6 @@ struct lx_gateway {
  * needs. Freed when both the proxy (on_free) and the server (on_done) are through with it. */
 #define LX_GW_MAX_PLAN     64
 #define LX_GW_MAX_ATTEMPTS 16
-#define LX_GW_RESP_INLINE  320
 
 typedef struct lx_gw_attempt {
     uint16_t model, route, ep; /* configuration indexes */
@@ -191,13 +190,13 @@ typedef struct lx_gw_req {
     char gen_id[32];
     int finish_code;
     unsigned refs;
-    bool stream;        /* the client asked for a stream */
-    bool openrouter;    /* served under /api/v1: OpenRouter's shapes */
-    bool drop_usage;    /* llmux added include_usage: the usage chunk is not the client's */
-    bool rewrite;       /* the served model's upstream name differs from its public id */
-    bool scanning;      /* scan is initialised */
-    char *resp_headers; /* the client's response head lines when over resp_inline (malloc'd) */
-    char *stream_head;  /* early commit: the head sent at once (malloc'd) */
+    bool stream;            /* the client asked for a stream */
+    bool openrouter;        /* served under /api/v1: OpenRouter's shapes */
+    bool drop_usage;        /* llmux added include_usage: the usage chunk is not the client's */
+    bool rewrite;           /* the served model's upstream name differs from its public id */
+    bool scanning;          /* scan is initialised */
+    lx_buf_t *resp_headers; /* the client's response head lines (a small pool chunk) */
+    char *stream_head;      /* early commit: the head sent at once (malloc'd) */
     /* Last, and not zeroed at allocation: each is initialised by its own function, or read
      * only below a count kept above. */
     /* (model, route) pairs in attempt order */
@@ -205,9 +204,6 @@ typedef struct lx_gw_req {
         uint16_t model, route;
     } plan[LX_GW_MAX_PLAN];
     lx_gw_attempt_t attempts[LX_GW_MAX_ATTEMPTS];
-    /* the client's response head lines (build_resp_headers()): most fit here, sized like the
-     * exact malloc they replace so a request held by a long stream costs no more */
-    char resp_inline[LX_GW_RESP_INLINE];
     lx_body_scan_t scan; /* lx_body_scan() */
     lx_sse_scan_t sse;   /* lx_sse_scan_init*() when `scanning`: observes (and rewrites) the
                           * response body */
