@@ -165,32 +165,52 @@ declare -A R
 row() { R["$1,$2"]="$3"; }
 
 # --- 1. throughput at 64 connections, CPU per request -------------------------------------------
-# Three rounds with the targets taking turns; each figure is the median of its three runs (a
-# neighbour on this VM moves one run by 10-20 %).
-S1_ROUNDS=$([ $QUICK = 1 ] && echo 1 || echo 3)
-S1_DUR=$(awk -v d="$DUR" -v r="$S1_ROUNDS" 'BEGIN{x=int(d*2/r); print (x < 3 ? 3 : x)}')
+# Seven short rounds with the targets taking turns (a neighbour on this VM moves one run by
+# 10-20 %, and moves back-to-back runs together): each figure is the median of its rounds, and
+# the llmux/nginx ratios are the median (and range) of the per-round ratios. A second llmux
+# with its access log off runs in the same turns, to show what the log costs.
+S1_ROUNDS=$([ $QUICK = 1 ] && echo 1 || echo 7)
+S1_DUR=3
+sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$((LLMUX_PORT + 300))/; s|access_log: \"[^\"]*\"|access_log: \"off\"|" "$T/llmux.yaml" >"$T/llmux-nolog.yaml"
+taskset -c 0 $B/llmux -c "$T/llmux-nolog.yaml" 2>/dev/null &
+NOLOG_PID=$!
+PIDS+=($NOLOG_PID)
+wait_port $((LLMUX_PORT + 300))
+PORT[llmux-nolog]=$((LLMUX_PORT + 300))
+PID[llmux-nolog]=$NOLOG_PID
+S1_TARGETS=(direct llmux llmux-nolog nginx haproxy)
 declare -A S1
 for r in $(seq $S1_ROUNDS); do
-    for t in "${TARGETS[@]}"; do
+    for t in "${S1_TARGETS[@]}"; do
         c0=$(cpu_ticks "${PID[$t]}")
         out=$(taskset -c 1 wrk -t1 -c64 -d${S1_DUR}s -s "$T/chat.lua" "http://127.0.0.1:${PORT[$t]}/v1/chat/completions" || true)
         c1=$(cpu_ticks "${PID[$t]}")
         rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
         n=$(awk '/requests in/{print $1}' <<<"$out")
         err=$(awk '/Non-2xx|Socket errors/{print}' <<<"$out" | tr '\n' ' ')
-        cpu_us=$(awk -v a="$c0" -v b="$c1" -v n="$n" -v clk="$CLK" 'BEGIN{printf "%.1f", (b-a)/clk*1e6/n}')
+        cpu_us=$(awk -v a="$c0" -v b="$c1" -v n="$n" -v clk="$CLK" 'BEGIN{printf "%.2f", (b-a)/clk*1e6/n}')
         S1["$t"]+="$rps $cpu_us"$'\n'
+        S1["$t,$r"]="$rps $cpu_us"
         [ -n "$err" ] && S1["err,$t"]="$err"
     done
+    for t in llmux llmux-nolog; do # per-round ratios to nginx: throughput, CPU per request
+        S1["ratio,$t"]+="$(awk -v a="${S1[$t,$r]}" -v b="${S1[nginx,$r]}" 'BEGIN{split(a,x," "); split(b,y," "); printf "%.3f %.3f", x[1]/y[1], x[2]/y[2]}')"$'\n'
+    done
 done
-for t in "${TARGETS[@]}"; do
-    rps=$(awk 'NF{print $1}' <<<"${S1[$t]}" | sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}')
-    cpu_us=$(awk 'NF{print $2}' <<<"${S1[$t]}" | sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}')
-    row 1 "$t" "$(printf '%.0f req/s, %s µs CPU/req %s' "$rps" "$cpu_us" "${S1[err,$t]:-}")"
+kill $NOLOG_PID; wait $NOLOG_PID 2>/dev/null || true
+medcol() { awk -v k="$2" 'NF{print $k}' <<<"$1" | sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
+rangecol() { awk -v k="$2" 'NF{print $k}' <<<"$1" | sort -n | awk '{v[NR]=$1} END{printf "%.2f-%.2f", v[1], v[NR]}'; }
+for t in "${S1_TARGETS[@]}"; do
+    rps=$(medcol "${S1[$t]}" 1)
+    cpu_us=$(medcol "${S1[$t]}" 2)
+    row 1 "$t" "$(printf '%.0f req/s, %.1f µs CPU/req %s' "$rps" "$cpu_us" "${S1[err,$t]:-}")"
     R["1rps,$t"]=$rps
     R["1cpu,$t"]=$cpu_us
 done
-log_cmd "wrk -t1 -c64 -d${S1_DUR}s -s chat.lua (POST ~300 B, answer ~500 B); $S1_ROUNDS rounds, targets in turn, medians"
+for t in llmux llmux-nolog; do
+    R["1ratio,$t"]="$(printf '%.2f (%s), %.2f (%s)' "$(medcol "${S1[ratio,$t]}" 1)" "$(rangecol "${S1[ratio,$t]}" 1)" "$(medcol "${S1[ratio,$t]}" 2)" "$(rangecol "${S1[ratio,$t]}" 2)")"
+done
+log_cmd "wrk -t1 -c64 -d${S1_DUR}s -s chat.lua (POST ~300 B, answer ~500 B); $S1_ROUNDS rounds, targets in turn (direct, llmux, llmux with access_log off, nginx, haproxy), medians; ratios: median (range) of the per-round llmux/nginx ratios"
 
 # --- 2. added latency at concurrency 1; 3. fixed rate -------------------------------------------
 # Three rounds with the targets taking turns; each figure is the median of its three runs. Two
@@ -358,7 +378,8 @@ added() { # scenario target -> "added p50 / added p99" against direct
     echo "| scenario | direct | llmux | nginx | haproxy |"
     echo "|---|---|---|---|---|"
     echo "| 1. small chat, 64 conns | ${R[1,direct]} | ${R[1,llmux]} | ${R[1,nginx]} | ${R[1,haproxy]} |"
-    echo "| 1. llmux/nginx throughput, CPU/req | | $(ratio "${R[1rps,llmux]}" "${R[1rps,nginx]}") , $(ratio "${R[1cpu,llmux]}" "${R[1cpu,nginx]}") | 1.00 | |"
+    echo "| 1. llmux/nginx throughput, CPU/req: median (range) of the per-round ratios | | ${R[1ratio,llmux]} | 1.00 | |"
+    echo "| 1. llmux with access_log off | | ${R[1,llmux-nolog]}; to nginx: ${R[1ratio,llmux-nolog]} | | |"
     echo "| 2. conc. 1, p50 / p99 µs | ${R[2,direct]} | ${R[2,llmux]} | ${R[2,nginx]} | ${R[2,haproxy]} |"
     echo "| 2. added p50 / p99 µs | | $(awk -v a="${R[2p50,llmux]}" -v b="${R[2p50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[2p99,llmux]}" -v b="${R[2p99,direct]}" 'BEGIN{print a-b}') | $(awk -v a="${R[2p50,nginx]}" -v b="${R[2p50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[2p99,nginx]}" -v b="${R[2p99,direct]}" 'BEGIN{print a-b}') | $(awk -v a="${R[2p50,haproxy]}" -v b="${R[2p50,direct]}" 'BEGIN{print a-b}') / $(awk -v a="${R[2p99,haproxy]}" -v b="${R[2p99,direct]}" 'BEGIN{print a-b}') |"
     echo "| 2b. conc. 1, all on one core, p50 / p99 µs | ${R[2b,direct]} | ${R[2b,llmux]} | ${R[2b,nginx]} | |"
