@@ -1131,6 +1131,34 @@ static bool w_top_member(whole_t *w, const char *p, size_t k, size_t kn, size_t 
     return true;
 }
 
+/* What the byte machine does with a payload whose structure <w> found: the model rewrite (the
+ * read's run cut around the value), the usage object, the flags. */
+static void apply_whole(lx_sse_scan_t *s, out_ctx_t *c, const char *p, const whole_t *w)
+{
+    if (w->model_end != 0) {
+        s->ev_model = true;
+        if (s->rewrite) {
+            cut(s, c, w->model_q + 1);
+            if (s->lit != NULL)
+                emit(s, c, s->lit, 0, s->lit->len);
+            c->run = w->model_end; /* the closing quote is forwarded again */
+        }
+    }
+    if (w->usage_end != 0) { /* what json_value() does with a usage object */
+        size_t len = w->usage_end - w->usage_at,
+               keep = len > LX_SSE_USAGE_MAX ? LX_SSE_USAGE_MAX : len;
+        memcpy(s->usage, p + w->usage_at, keep);
+        s->usage_len = keep;
+        s->usage_over = len > LX_SSE_USAGE_MAX;
+        end_capture(s);
+    }
+    if (w->finished)
+        s->finished = true;
+    if (w->error)
+        s->error_event = true;
+    s->ev_choices_empty = w->choices_empty;
+}
+
 /* The whole answer in p[0, n), or false, having changed nothing, to take the byte machine. */
 static bool json_whole(lx_sse_scan_t *s, out_ctx_t *c, const char *p, size_t n)
 {
@@ -1141,29 +1169,37 @@ static bool json_whole(lx_sse_scan_t *s, out_ctx_t *c, const char *p, size_t n)
     i = w_object(p, i, n, &w, w_top_member);
     if (i == 0 || w_ws(p, i, n) != n)
         return false;
-    if (w.model_end != 0) {
-        s->ev_model = true;
-        if (s->rewrite) {
-            cut(s, c, w.model_q + 1);
-            if (s->lit != NULL)
-                emit(s, c, s->lit, 0, s->lit->len);
-            c->run = w.model_end; /* the closing quote is forwarded again */
-        }
-    }
-    if (w.usage_end != 0) { /* what json_value() does with a usage object */
-        size_t len = w.usage_end - w.usage_at,
-               keep = len > LX_SSE_USAGE_MAX ? LX_SSE_USAGE_MAX : len;
-        memcpy(s->usage, p + w.usage_at, keep);
-        s->usage_len = keep;
-        s->usage_over = len > LX_SSE_USAGE_MAX;
-        end_capture(s);
-    }
-    if (w.finished)
-        s->finished = true;
-    if (w.error)
-        s->error_event = true;
-    s->ev_choices_empty = w.choices_empty;
+    apply_whole(s, c, p, &w);
     return true;
+}
+
+/*
+ * Event streams take the same reading, one event at a time: at the start of a block, an event
+ * that lies whole in the read as `data: {...}` (or `data:{...}`) followed by LF LF, with no CR
+ * or other LF inside, is read structurally and ends as the byte machine ends a block. Anything
+ * else -- other fields, comments, several data lines, CRLF, `[DONE]`, an event cut by the read,
+ * a block that would be held (the tail of the stream with the usage-event drop on) -- takes
+ * the byte machine. Returns the index after the event's blank line, or 0 having changed
+ * nothing.
+ */
+static size_t sse_whole_event(lx_sse_scan_t *s, out_ctx_t *c, const char *p, size_t i, size_t n)
+{
+    if (n - i < 9 || memcmp(p + i, "data:", 5) != 0)
+        return 0;
+    size_t k = i + 5 + (p[i + 5] == ' ');
+    if (p[k] != '{')
+        return 0;
+    whole_t w = {0};
+    size_t e = w_object(p, k, n, &w, w_top_member);
+    if (e == 0 || e + 2 > n || p[e] != '\n' || p[e + 1] != '\n' || e - i > LX_SSE_LINE_MAX ||
+        memchr(p + k, '\n', e - k) != NULL || memchr(p + k, '\r', e - k) != NULL)
+        return 0;
+    apply_whole(s, c, p, &w);
+    /* what end_line() does at the data line's end and at the blank line */
+    s->events++;
+    s->done_pos = NO_MATCH;
+    json_reset(s);
+    return e + 2;
 }
 
 static bool is_plain(char ch)
@@ -1249,6 +1285,16 @@ int lx_sse_scan_feed(lx_sse_scan_t *s, lx_buf_t *b, const char *data, size_t len
         if (c.n + reserve(s) > max_out)
             break;
         char ch = data[i];
+
+        /* fast path: a whole event at the start of a block */
+        if (ch == 'd' && s->line == L_START && !s->in_block && !s->after_cr && s->bom == 3 &&
+            !s->holding && !s->skipping && !(s->drop_usage && s->finished)) {
+            size_t e = sse_whole_event(s, &c, data, i, len);
+            if (e != 0) {
+                i = e;
+                continue;
+            }
+        }
 
         /* fast path: the inside of a long string value (content deltas) */
         if (s->line == L_DATA && s->in_str && !s->esc && !s->str_key && !s->skipping &&

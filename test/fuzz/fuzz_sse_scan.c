@@ -6,8 +6,10 @@
  * exactly the read ranges. Run with the rewrite (a model needing escapes) and the drop on, in
  * two reads and then in small reads, nothing may crash or leak, slices must stay inside their
  * chunks, and what the scanner observed must not depend on the rewrite or the read boundaries.
- * Every input is run twice: as an event stream and as a plain JSON answer (JSON mode); in JSON
- * mode the rewritten output of one whole read must equal that of the small reads.
+ * Every input is run twice: as an event stream and as a plain JSON answer (JSON mode). The
+ * rewritten output of one whole read (where whole answers and whole events are read
+ * structurally) must equal that of the small reads (where they never are): in JSON mode, and
+ * in an event stream without the drop.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -171,6 +173,22 @@ static void one_mode(const uint8_t *data, size_t size)
         abort();
     free(out);
     free(one_out);
-    free(cuts);
     same_obs(&plain, &small);
+
+    /* an event stream rewritten without the drop: one whole read (whole events are read
+     * structurally) and small reads (never) give the same bytes; with the drop they may not,
+     * since a usage event held in more than LX_SSE_SCAN_HOLD_MAX slices is handed out */
+    if (!json_mode) {
+        lx_sse_scan_t a, b;
+        size_t a_len = 0, b_len = 0;
+        char *a_out = run(in, len, &whole, 1, new_model, false, &a, &a_len);
+        char *b_out = run(in, len, cuts, ncuts, new_model, false, &b, &b_len);
+        if (a_len != b_len || memcmp(a_out, b_out, a_len) != 0)
+            abort();
+        same_obs(&plain, &a);
+        same_obs(&plain, &b);
+        free(a_out);
+        free(b_out);
+    }
+    free(cuts);
 }
