@@ -745,7 +745,11 @@ void lx_dispatch_end_attempt(lx_gw_req_t *r, int code)
                        ? (px->t_first_byte_ns - r->attempt_start_ns) / 1000
                        : 0,
         .total_us = (end_ns - r->attempt_start_ns) / 1000,
-        .output_tokens = r->scanning && a->outcome == LX_HEALTH_OK ? r->sse.completion_tokens : -1,
+        /* the speed after the first byte is the generation's only for a streamed answer: a
+         * plain one arrives all at once when it is done */
+        .output_tokens = r->scanning && !r->sse.json_mode && a->outcome == LX_HEALTH_OK
+                             ? r->sse.completion_tokens
+                             : -1,
         .retry_after_ms = a->retry_after > 0 ? (uint64_t)a->retry_after * 1000 : 0,
     };
     a->ms = s.total_us / 1000;

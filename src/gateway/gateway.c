@@ -735,7 +735,7 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
             lx_gw_worker_t *gw = &g->workers[k];
             if (gw->gen != NULL)
                 gen_dispose(gw->gen);
-            uv_close((uv_handle_t *)&gw->worker.wakeup, NULL);
+            lx_worker_close_all(&gw->worker); /* every handle, or the loop cannot close */
             lx_worker_dispose(&gw->worker);
         }
         gateway_free(g);

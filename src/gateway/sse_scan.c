@@ -1117,6 +1117,10 @@ static bool w_top_member(whole_t *w, const char *p, size_t k, size_t kn, size_t 
         break;
     case M_USAGE:
         if (p[v] == '{') {
+            /* a second usage object: the machine parses each, and one over LX_SSE_USAGE_MAX
+             * keeps the counts of the one before; that is its to do */
+            if (w->usage_end != 0)
+                return false;
             w->usage_at = v;
             w->usage_end = *end;
         }
@@ -1189,10 +1193,17 @@ static size_t sse_whole_event(lx_sse_scan_t *s, out_ctx_t *c, const char *p, siz
     size_t k = i + 5 + (p[i + 5] == ' ');
     if (p[k] != '{')
         return 0;
+    /* the line first: the object is read within it, so a line that is no whole event costs one
+     * look for its end, not a walk through the events after it */
+    const char *lf = memchr(p + k, '\n', n - k);
+    if (lf == NULL)
+        return 0;
+    size_t e = (size_t)(lf - p);
+    if (e + 1 >= n || p[e + 1] != '\n' || e - i > LX_SSE_LINE_MAX ||
+        memchr(p + k, '\r', e - k) != NULL)
+        return 0;
     whole_t w = {0};
-    size_t e = w_object(p, k, n, &w, w_top_member);
-    if (e == 0 || e + 2 > n || p[e] != '\n' || p[e + 1] != '\n' || e - i > LX_SSE_LINE_MAX ||
-        memchr(p + k, '\n', e - k) != NULL || memchr(p + k, '\r', e - k) != NULL)
+    if (w_object(p, k, e, &w, w_top_member) != e)
         return 0;
     apply_whole(s, c, p, &w);
     /* what end_line() does at the data line's end and at the blank line */

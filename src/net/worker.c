@@ -29,8 +29,9 @@ static void on_wakeup(uv_async_t *a)
     }
 }
 
-/* lx_worker_clock_ns(): the turn's reading (0: not read yet), and whether this thread runs a
- * worker's loop, whose turn handle clears the reading before each poll */
+/* lx_worker_clock_ns(): the current reading (0: not read yet), and whether this thread runs a
+ * worker's loop, whose turn handle clears the reading before each poll and whose reads clear
+ * it as they begin */
 static _Thread_local uint64_t turn_ns;
 static _Thread_local bool turn_clock;
 
@@ -63,11 +64,17 @@ static void on_spin(uv_idle_t *h)
     }
 }
 
-void lx_worker_spin_start(lx_worker_t *w)
+void lx_worker_note_io(lx_worker_t *w)
 {
-    w->spinning = true;
-    w->spin_until = uv_hrtime() + w->spin_ns;
-    uv_idle_start(&w->spin, on_spin);
+    turn_ns = 0; /* libuv may run many polls' callbacks in one turn: each read reads anew */
+    if (w->spin_ns == 0)
+        return;
+    w->io_seen = true;
+    if (!w->spinning) {
+        w->spinning = true;
+        w->spin_until = uv_hrtime() + w->spin_ns;
+        uv_idle_start(&w->spin, on_spin);
+    }
 }
 
 void lx_worker_set_busy_poll(lx_worker_t *w, uint64_t ns)

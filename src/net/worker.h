@@ -97,24 +97,16 @@ void lx_worker_dispose(lx_worker_t *w);
  */
 void lx_worker_set_busy_poll(lx_worker_t *w, uint64_t ns);
 
-/* Starts the busy polling (lx_worker_note_io()). */
-void lx_worker_spin_start(lx_worker_t *w);
-
-/* A socket of <w> was read (net/stream.c): keeps or starts the busy polling. */
-static inline void lx_worker_note_io(lx_worker_t *w)
-{
-    if (w->spin_ns == 0)
-        return;
-    w->io_seen = true;
-    if (!w->spinning)
-        lx_worker_spin_start(w);
-}
+/* A socket of <w> was read or accepted (net/stream.c), on its thread: the clock is read anew
+ * (lx_worker_clock_ns()), and busy polling is kept up or started. */
+void lx_worker_note_io(lx_worker_t *w);
 
 /*
- * uv_hrtime() as of the current loop turn, in ns. On a worker's thread the clock is read at
- * the first call after the loop's poll returned and that reading serves the rest of the turn,
- * so the timestamps one request takes in a turn (dispatch, attempt start, connect, first byte,
- * end) cost one clock read; the error is bounded by the time the turn's callbacks take. On any
+ * uv_hrtime() as of the current socket read, in ns. On a worker's thread the clock is read at
+ * the first call after a read callback began (or, for timers and deferred callbacks, after
+ * the loop's last poll) and that reading serves the rest of the callback, so the timestamps a
+ * request takes while one read is handled (dispatch, attempt start, connect, or first byte
+ * and end) cost one clock read; the error is bounded by the time the callback takes. On any
  * other thread (tests driving their own loop, the control thread) it is uv_hrtime().
  */
 uint64_t lx_worker_clock_ns(void);

@@ -888,6 +888,66 @@ static lx_sse_scan_t json_splits(const char *in, const char *model, const char *
     return sc;
 }
 
+/* Feeds <in> to <sc> in two pieces cut at <cut>, dropping the output. */
+static void feed_two(lx_sse_scan_t *sc, const char *in, size_t len, size_t cut)
+{
+    size_t bounds[3] = {0, cut, len};
+    for (int piece = 0; piece < 2; piece++) {
+        size_t plen = bounds[piece + 1] - bounds[piece];
+        lx_buf_t *b = lx_buf_new(plen + 1);
+        assert_non_null(b);
+        memcpy(b->data, in + bounds[piece], plen);
+        b->len = (uint32_t)plen;
+        size_t done = 0;
+        while (done < plen) {
+            lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
+            size_t used = 0;
+            int n = lx_sse_scan_feed(sc, b, b->data + done, plen - done, out, LX_SSE_SCAN_MAX_OUT,
+                                     &used);
+            assert_true(n >= 0 && used > 0);
+            for (int k = 0; k < n; k++)
+                lx_buf_unref(out[k].buf);
+            done += used;
+        }
+        lx_buf_unref(b);
+    }
+}
+
+/* The whole-read paths give way where the byte machine carries state from one member to the
+ * next: of two usage objects, one over LX_SSE_USAGE_MAX keeps the counts of the one before.
+ * In one read (whole) and split (byte machine), as an answer and as an event. */
+static void test_whole_read_second_usage(void **state)
+{
+    (void)state;
+    char doc[1024];
+    int n = snprintf(doc, sizeof(doc),
+                     "{\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7},"
+                     "\"usage\":{\"a\":\"%0600d\"}}",
+                     0);
+    assert_true(n > 0 && (size_t)n < sizeof(doc));
+    char ev[1100];
+    int m = snprintf(ev, sizeof(ev), "data: %s\n\n", doc);
+    assert_true(m > 0 && (size_t)m < sizeof(ev));
+    for (int json = 0; json < 2; json++) {
+        const char *in = json ? doc : ev;
+        size_t len = json ? (size_t)n : (size_t)m;
+        size_t cuts[] = {len, 1, len / 2};
+        for (size_t c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
+            lx_sse_scan_t sc;
+            assert_int_equal(json ? lx_sse_scan_init_json(&sc, NULL, 0, NULL)
+                                  : lx_sse_scan_init(&sc, NULL, 0, false, NULL),
+                             0);
+            feed_two(&sc, in, len, cuts[c]);
+            assert_int_equal(sc.prompt_tokens, 5);
+            assert_int_equal(sc.completion_tokens, 7);
+            assert_false(sc.has_usage);
+            assert_true(sc.usage_truncated);
+            assert_int_equal(sc.events, json ? 0 : 1);
+            lx_sse_scan_dispose(&sc);
+        }
+    }
+}
+
 /* json mode's fast paths: keys that cannot matter are skipped like values (a nested "model"
  * or "usage" key, or one under choices but not in a choice, changes nothing), keys that can
  * are copied in runs (an over-long one is ignored, an escaped one is not the name), punctuation
@@ -1058,6 +1118,7 @@ int main(void)
         cmocka_unit_test(test_json_mode),
         cmocka_unit_test(test_json_fast_paths),
         cmocka_unit_test(test_json_whole_values),
+        cmocka_unit_test(test_whole_read_second_usage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
