@@ -1186,7 +1186,15 @@ static bool json_whole(lx_sse_scan_t *s, out_ctx_t *c, const char *p, size_t n)
  * the byte machine. Returns the index after the event's blank line, or 0 having changed
  * nothing.
  */
-static size_t sse_whole_event(lx_sse_scan_t *s, out_ctx_t *c, const char *p, size_t i, size_t n)
+/* Where the next LF lies in a read, remembered across the events of one feed call: the first
+ * LF at or after <from> is at <at> (<at> == n: none), so the looks for it cost O(n) per read
+ * whatever the framing (CR-only lines have no LF at all). */
+typedef struct lf_cache {
+    size_t from, at;
+} lf_cache_t;
+
+static size_t sse_whole_event(lx_sse_scan_t *s, out_ctx_t *c, const char *p, size_t i, size_t n,
+                              lf_cache_t *lfc)
 {
     if (n - i < 9 || memcmp(p + i, "data:", 5) != 0)
         return 0;
@@ -1195,10 +1203,12 @@ static size_t sse_whole_event(lx_sse_scan_t *s, out_ctx_t *c, const char *p, siz
         return 0;
     /* the line first: the object is read within it, so a line that is no whole event costs one
      * look for its end, not a walk through the events after it */
-    const char *lf = memchr(p + k, '\n', n - k);
-    if (lf == NULL)
-        return 0;
-    size_t e = (size_t)(lf - p);
+    if (k < lfc->from || k > lfc->at) {
+        const char *lf = memchr(p + k, '\n', n - k);
+        lfc->from = k;
+        lfc->at = lf != NULL ? (size_t)(lf - p) : n;
+    }
+    size_t e = lfc->at;
     if (e + 1 >= n || p[e + 1] != '\n' || e - i > LX_SSE_LINE_MAX ||
         memchr(p + k, '\r', e - k) != NULL)
         return 0;
@@ -1292,6 +1302,7 @@ int lx_sse_scan_feed(lx_sse_scan_t *s, lx_buf_t *b, const char *data, size_t len
         *used = i;
         return (int)c.n;
     }
+    lf_cache_t lfc = {SIZE_MAX, 0};
     while (i < len) {
         if (c.n + reserve(s) > max_out)
             break;
@@ -1300,7 +1311,7 @@ int lx_sse_scan_feed(lx_sse_scan_t *s, lx_buf_t *b, const char *data, size_t len
         /* fast path: a whole event at the start of a block */
         if (ch == 'd' && s->line == L_START && !s->in_block && !s->after_cr && s->bom == 3 &&
             !s->holding && !s->skipping && !(s->drop_usage && s->finished)) {
-            size_t e = sse_whole_event(s, &c, data, i, len);
+            size_t e = sse_whole_event(s, &c, data, i, len, &lfc);
             if (e != 0) {
                 i = e;
                 continue;
