@@ -782,6 +782,36 @@ static void test_malformed_and_errors(void **state)
     lx_buf_unref(b);
 }
 
+/* Feeds <in> to <sc> in two pieces cut at <cut>, each in its own chunk that nothing holds
+ * afterwards; appends the output to <got> (NULL: dropped). */
+static void feed_two(lx_sse_scan_t *sc, const char *in, size_t len, size_t cut, str_t *got)
+{
+    size_t bounds[3] = {0, cut, len};
+    for (int piece = 0; piece < 2; piece++) {
+        size_t plen = bounds[piece + 1] - bounds[piece];
+        lx_buf_t *b = lx_buf_new(plen + 1);
+        assert_non_null(b);
+        memcpy(b->data, in + bounds[piece], plen);
+        b->len = (uint32_t)plen;
+        size_t done = 0;
+        while (done < plen) {
+            lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
+            size_t used = 0;
+            int n = lx_sse_scan_feed(sc, b, b->data + done, plen - done, out, LX_SSE_SCAN_MAX_OUT,
+                                     &used);
+            assert_true(n >= 0 && used > 0);
+            for (int k = 0; k < n; k++) {
+                if (got != NULL)
+                    str_add(got, lx_slice_ptr(&out[k]), out[k].len);
+                lx_buf_unref(out[k].buf);
+            }
+            done += used;
+        }
+        assert_int_equal(b->refcnt, 1);
+        lx_buf_unref(b);
+    }
+}
+
 /* A plain JSON answer (json mode): split at every byte, the first top-level model is rewritten,
  * every other byte passes, usage is observed, nested "model" keys and strings are untouched. */
 static void test_json_mode(void **state)
@@ -805,29 +835,7 @@ static void test_json_mode(void **state)
         assert_int_equal(lx_sse_scan_init_json(&sc, "pub/id", 6, NULL), 0);
         str_t got = {0};
         str_add(&got, "", 0);
-        size_t bounds[3] = {0, cut, len};
-        for (int piece = 0; piece < 2; piece++) {
-            size_t plen = bounds[piece + 1] - bounds[piece];
-            lx_buf_t *b = lx_buf_new(plen + 1);
-            assert_non_null(b);
-            memcpy(b->data, in + bounds[piece], plen);
-            b->len = (uint32_t)plen;
-            size_t done = 0;
-            while (done < plen) {
-                lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
-                size_t used = 0;
-                int n = lx_sse_scan_feed(&sc, b, b->data + done, plen - done, out,
-                                         LX_SSE_SCAN_MAX_OUT, &used);
-                assert_true(n >= 0 && used > 0);
-                for (int k = 0; k < n; k++) {
-                    str_add(&got, lx_slice_ptr(&out[k]), out[k].len);
-                    lx_buf_unref(out[k].buf);
-                }
-                done += used;
-            }
-            assert_int_equal(b->refcnt, 1);
-            lx_buf_unref(b);
-        }
+        feed_two(&sc, in, len, cut, &got);
         lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
         int n = lx_sse_scan_flush(&sc, out, LX_SSE_SCAN_MAX_OUT);
         for (int k = 0; k < n; k++) {
@@ -857,60 +865,13 @@ static lx_sse_scan_t json_splits(const char *in, const char *model, const char *
         assert_int_equal(lx_sse_scan_init_json(&sc, model, model ? strlen(model) : 0, NULL), 0);
         str_t got = {0};
         str_add(&got, "", 0);
-        size_t bounds[3] = {0, cut, len};
-        for (int piece = 0; piece < 2; piece++) {
-            size_t plen = bounds[piece + 1] - bounds[piece];
-            lx_buf_t *b = lx_buf_new(plen + 1);
-            assert_non_null(b);
-            memcpy(b->data, in + bounds[piece], plen);
-            b->len = (uint32_t)plen;
-            size_t done = 0;
-            while (done < plen) {
-                lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
-                size_t used = 0;
-                int n = lx_sse_scan_feed(&sc, b, b->data + done, plen - done, out,
-                                         LX_SSE_SCAN_MAX_OUT, &used);
-                assert_true(n >= 0 && used > 0);
-                for (int k = 0; k < n; k++) {
-                    str_add(&got, lx_slice_ptr(&out[k]), out[k].len);
-                    lx_buf_unref(out[k].buf);
-                }
-                done += used;
-            }
-            assert_int_equal(b->refcnt, 1);
-            lx_buf_unref(b);
-        }
+        feed_two(&sc, in, len, cut, &got);
         if (got.len != wlen || memcmp(got.p, want, wlen) != 0)
             fail_msg("cut %zu\n  got  [%s]\n  want [%s]", cut, got.p, want);
         lx_sse_scan_dispose(&sc);
         free(got.p);
     }
     return sc;
-}
-
-/* Feeds <in> to <sc> in two pieces cut at <cut>, dropping the output. */
-static void feed_two(lx_sse_scan_t *sc, const char *in, size_t len, size_t cut)
-{
-    size_t bounds[3] = {0, cut, len};
-    for (int piece = 0; piece < 2; piece++) {
-        size_t plen = bounds[piece + 1] - bounds[piece];
-        lx_buf_t *b = lx_buf_new(plen + 1);
-        assert_non_null(b);
-        memcpy(b->data, in + bounds[piece], plen);
-        b->len = (uint32_t)plen;
-        size_t done = 0;
-        while (done < plen) {
-            lx_slice_t out[LX_SSE_SCAN_MAX_OUT];
-            size_t used = 0;
-            int n = lx_sse_scan_feed(sc, b, b->data + done, plen - done, out, LX_SSE_SCAN_MAX_OUT,
-                                     &used);
-            assert_true(n >= 0 && used > 0);
-            for (int k = 0; k < n; k++)
-                lx_buf_unref(out[k].buf);
-            done += used;
-        }
-        lx_buf_unref(b);
-    }
 }
 
 /* The whole-read paths give way where the byte machine carries state from one member to the
@@ -937,7 +898,7 @@ static void test_whole_read_second_usage(void **state)
             assert_int_equal(json ? lx_sse_scan_init_json(&sc, NULL, 0, NULL)
                                   : lx_sse_scan_init(&sc, NULL, 0, false, NULL),
                              0);
-            feed_two(&sc, in, len, cuts[c]);
+            feed_two(&sc, in, len, cuts[c], NULL);
             assert_int_equal(sc.prompt_tokens, 5);
             assert_int_equal(sc.completion_tokens, 7);
             assert_false(sc.has_usage);
