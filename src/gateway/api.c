@@ -52,8 +52,10 @@ static const struct {
     {"/models", R_MODELS, HTTP_GET, NULL},
 };
 
-size_t lx_api_format_error(char *buf, size_t cap, int status, const char *message)
+size_t lx_api_format_error(const lx_http_request_t *req, char *buf, size_t cap, int status,
+                           const char *message)
 {
+    (void)req;
     int n = lx_api_error_format(buf, cap, status, NULL, message, strlen(message));
     return n < 0 ? 0 : (size_t)n;
 }

@@ -255,6 +255,7 @@ void lx_api_cancel_all(lx_gw_worker_t *w, int code);
 /* The HTTP request handler and its hooks (api.c). */
 void lx_api_handle(lx_http_request_t *req);
 void lx_api_done(lx_http_request_t *req);
-size_t lx_api_format_error(char *buf, size_t cap, int status, const char *message);
+size_t lx_api_format_error(const lx_http_request_t *req, char *buf, size_t cap, int status,
+                           const char *message);
 
 #endif

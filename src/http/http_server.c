@@ -662,11 +662,11 @@ void lx_http_server_respond(lx_http_request_t *req, int status, const char *head
     lx_http_server_finish(req);
 }
 
-static size_t format_error(lx_http_server_t *srv, char *buf, size_t cap, int status,
-                           const char *message)
+static size_t format_error(lx_http_server_t *srv, const lx_http_request_t *req, char *buf,
+                           size_t cap, int status, const char *message)
 {
     if (srv->format_error != NULL)
-        return srv->format_error(buf, cap, status, message);
+        return srv->format_error(req, buf, cap, status, message);
     int n = snprintf(buf, cap, "%s\n", message);
     return n < 0 ? 0 : LX_MIN((size_t)n, cap - 1);
 }
@@ -679,7 +679,7 @@ void lx_http_server_respond_error(lx_http_request_t *req, int status, const char
         return;
     }
     char body[2048];
-    size_t n = format_error(req->conn->srv, body, sizeof(body), status, message);
+    size_t n = format_error(req->conn->srv, req, body, sizeof(body), status, message);
     char head[512];
     int hn = snprintf(head, sizeof(head), "Content-Type: application/json\r\n%s",
                       headers != NULL ? headers : "");
@@ -703,7 +703,7 @@ static void send_error_and_close(lx_http_conn_t *c, int status, const char *mess
         format_id(c, r);
     r->keep_alive = false;
     char body[1024];
-    size_t n = format_error(c->srv, body, sizeof(body), status, message);
+    size_t n = format_error(c->srv, r, body, sizeof(body), status, message);
     static const char ct[] = "Content-Type: application/json\r\n";
     c->state = ST_LINGER;
     disarm(c);

@@ -63,12 +63,20 @@ struct lx_http_request {
 };
 
 typedef void (*lx_http_request_cb)(lx_http_request_t *req);
-/* Formats an error body for <status> into <buf>; returns its length. */
-typedef size_t (*lx_http_error_fmt)(char *buf, size_t cap, int status, const char *message);
+/* Formats an error body for <status> into <buf>; returns its length. <req> is the request
+ * being answered: its path may be empty (a request line that did not parse). */
+typedef size_t (*lx_http_error_fmt)(const lx_http_request_t *req, char *buf, size_t cap, int status,
+                                    const char *message);
+/* Called when a request's head is complete, before any body byte is read or 100 Continue is
+ * sent. Returns 0 to go on, or an HTTP status (401, 404, 405, 503...) to refuse the request:
+ * the server answers it in the application's envelope with *message and the extra header
+ * lines *headers (may stay NULL), then closes the connection without reading the body. */
+typedef int (*lx_http_head_cb)(lx_http_request_t *req, const char **message, const char **headers);
 
 struct lx_http_server {
     lx_worker_t *worker;
     lx_http_server_limits_t limits;
+    lx_http_head_cb on_head;       /* optional: admit or refuse a request on its head alone */
     lx_http_request_cb on_request; /* a complete request for the handler */
     lx_http_request_cb on_done;    /* every request's end (access log), handler or not */
     lx_http_error_fmt format_error;

@@ -59,8 +59,10 @@ static char pattern(size_t i)
     return (char)('a' + (i * 7 + i / 4093) % 26);
 }
 
-static size_t format_error(char *buf, size_t cap, int status, const char *message)
+static size_t format_error(const lx_http_request_t *req, char *buf, size_t cap, int status,
+                           const char *message)
 {
+    (void)req;
     int n = snprintf(buf, cap, "{\"error\":{\"code\":%d,\"message\":\"%s\"}}", status, message);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
