@@ -858,6 +858,29 @@ static bool scan_direct(const char *body, size_t len, struct walk *w, lx_body_sc
     return true;
 }
 
+/* Whether body[0, len) nests objects and arrays deeper than LX_BODY_MAX_DEPTH, counting
+ * brackets outside strings. jsmn closes a container by following parent links back from the
+ * last token, O(depth) per close and quadratic in the depth, so the walk's depth limit comes
+ * too late: this linear pass runs before jsmn. */
+static bool too_deep(const char *body, size_t len)
+{
+    uint32_t depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = body[i];
+        if (c == '"') {
+            for (i++; i < len && body[i] != '"'; i++)
+                if (body[i] == '\\')
+                    i++;
+        } else if (c == '{' || c == '[') {
+            if (++depth > LX_BODY_MAX_DEPTH)
+                return true;
+        } else if ((c == '}' || c == ']') && depth > 0) {
+            depth--;
+        }
+    }
+    return false;
+}
+
 /* The reference scan: jsmn's tokens, then the walk over them. */
 static int scan_jsmn(const char *body, size_t len, lx_body_scan_t *scan)
 {
@@ -872,6 +895,8 @@ static int scan_jsmn(const char *body, size_t len, lx_body_scan_t *scan)
     const char *nul = memchr(body, '\0', len);
     if (nul != NULL)
         return fail_at(scan, (size_t)(nul - body));
+    if (too_deep(body, len))
+        return fail(scan, LX_EJSON, "JSON nested too deeply");
 
     jsmntok_t stack_toks[STACK_TOKENS];
     jsmntok_t *toks = stack_toks;

@@ -396,6 +396,84 @@ static void test_depth(void **state)
     assert_int_equal(lx_body_scan(body, o, &scan), 0);
 }
 
+/* Builds {"a":<open>...<close>...} with <n> levels under the root (one more with the root),
+ * closers included: the shape on which a scan that pays O(depth) per closing bracket is
+ * quadratic. Returns the malloc'd body and its length in *<len>. */
+static char *deep_body(size_t n, const char *open, const char *close, size_t *len)
+{
+    size_t ol = strlen(open), cl = strlen(close);
+    char *b = malloc(6 + n * (ol + cl));
+    assert_non_null(b);
+    size_t o = 0;
+    memcpy(b + o, "{\"a\":", 5);
+    o += 5;
+    for (size_t k = 0; k < n; k++, o += ol)
+        memcpy(b + o, open, ol);
+    for (size_t k = 0; k < n; k++, o += cl)
+        memcpy(b + o, close, cl);
+    b[o++] = '}';
+    *len = o;
+    return b;
+}
+
+/* {"a":[B,B,...]} with <reps> blocks B of <block> '[' then as many ']' (nesting depth
+ * block + 2 with the root and the outer array). */
+static char *blocks_body(size_t block, size_t reps, size_t *len)
+{
+    char *b = malloc(16 + reps * (2 * block + 1));
+    assert_non_null(b);
+    size_t o = (size_t)sprintf(b, "{\"a\":[");
+    for (size_t r = 0; r < reps; r++) {
+        if (r > 0)
+            b[o++] = ',';
+        memset(b + o, '[', block);
+        o += block;
+        memset(b + o, ']', block);
+        o += block;
+    }
+    o += (size_t)sprintf(b + o, "]}");
+    *len = o;
+    return b;
+}
+
+/* Hostile nesting is refused in time linear in the body: a million levels (2 MB) scanned at
+ * O(depth) per closing bracket take tens of minutes, far past this test's CTest TIMEOUT. */
+static void test_depth_linear(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t n;
+        const char *open, *close;
+    } cases[] = {
+        {12500, "[", "]"},         {100000, "[", "]"},         {1000000, "[", "]"},
+        {1000000, "{\"a\":", "}"}, {500000, "[{\"b\":", "}]"},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        size_t len;
+        char *b = deep_body(cases[k].n, cases[k].open, cases[k].close, &len);
+        assert_int_equal(lx_body_scan(b, len, &scan), LX_EJSON);
+        assert_string_equal(scan.error, "JSON nested too deeply");
+        /* also behind a "models" list, which the direct scan leaves to the reference scan */
+        char *m = malloc(len + 32);
+        assert_non_null(m);
+        size_t o = (size_t)sprintf(m, "{\"models\":[\"m\"],");
+        memcpy(m + o, b + 1, len - 1);
+        assert_int_equal(lx_body_scan(m, o + len - 1, &scan), LX_EJSON);
+        assert_string_equal(scan.error, "JSON nested too deeply");
+        free(m);
+        free(b);
+    }
+    /* right at the limit, many times over (~4 MB): accepted; one level more: refused */
+    size_t len;
+    char *b = blocks_body(LX_BODY_MAX_DEPTH - 2, 4000, &len);
+    assert_int_equal(lx_body_scan(b, len, &scan), 0);
+    free(b);
+    b = blocks_body(LX_BODY_MAX_DEPTH - 1, 4000, &len);
+    assert_int_equal(lx_body_scan(b, len, &scan), LX_EJSON);
+    assert_string_equal(scan.error, "JSON nested too deeply");
+    free(b);
+}
+
 static void test_large(void **state)
 {
     /* ~2 MB: far more tokens than the initial array, so jsmn is resumed after growth */
@@ -598,13 +676,21 @@ static void test_string_bytes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_model),          cmocka_unit_test(test_stream),
-        cmocka_unit_test(test_stream_options), cmocka_unit_test(test_consumed_spans),
-        cmocka_unit_test(test_remove_members), cmocka_unit_test(test_unknown_untouched),
-        cmocka_unit_test(test_include_usage),  cmocka_unit_test(test_escapes),
-        cmocka_unit_test(test_invalid),        cmocka_unit_test(test_depth),
-        cmocka_unit_test(test_large),          cmocka_unit_test(test_direct_and_reference),
-        cmocka_unit_test(test_splice_limits),  cmocka_unit_test(test_string_bytes),
+        cmocka_unit_test(test_model),
+        cmocka_unit_test(test_stream),
+        cmocka_unit_test(test_stream_options),
+        cmocka_unit_test(test_consumed_spans),
+        cmocka_unit_test(test_remove_members),
+        cmocka_unit_test(test_unknown_untouched),
+        cmocka_unit_test(test_include_usage),
+        cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_depth_linear),
+        cmocka_unit_test(test_large),
+        cmocka_unit_test(test_direct_and_reference),
+        cmocka_unit_test(test_splice_limits),
+        cmocka_unit_test(test_string_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
