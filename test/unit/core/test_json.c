@@ -1,0 +1,301 @@
+/*
+ * test_json.c - the JSON tokenizer: tokens, spans and depths, strictness, error kinds and
+ * offsets, the depth limit, and hostile shapes read in linear time.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/json.h"
+
+/* Reads <s> to the end; returns the number of tokens, or -1 on an error (in *<j>). */
+static long run(lx_json_t *j, const char *s, size_t n, uint32_t max_depth)
+{
+    lx_json_token_t t;
+    long count = 0;
+    lx_json_init(j, s, n, max_depth);
+    while (lx_json_next(j, &t) != LX_JSON_NONE)
+        count++;
+    return j->error == LX_JSON_OK ? count : -1;
+}
+
+static long run_str(lx_json_t *j, const char *s)
+{
+    return run(j, s, strlen(s), 64);
+}
+
+static void test_tokens(void **state)
+{
+    (void)state;
+    const char *s =
+        " {\"a\" : [1, -2.5e3, \"x\\\"y\", true, false, null, {}, []], \"b\":{\"c\":\"\"}} ";
+    static const struct {
+        lx_json_type_t type;
+        const char *text;
+        uint32_t depth;
+    } want[] = {
+        {LX_JSON_OBJECT, "{", 0},     {LX_JSON_KEY, "a", 1},         {LX_JSON_ARRAY, "[", 1},
+        {LX_JSON_NUMBER, "1", 2},     {LX_JSON_NUMBER, "-2.5e3", 2}, {LX_JSON_STRING, "x\\\"y", 2},
+        {LX_JSON_TRUE, "true", 2},    {LX_JSON_FALSE, "false", 2},   {LX_JSON_NULL, "null", 2},
+        {LX_JSON_OBJECT, "{", 2},     {LX_JSON_OBJECT_END, "}", 2},  {LX_JSON_ARRAY, "[", 2},
+        {LX_JSON_ARRAY_END, "]", 2},  {LX_JSON_ARRAY_END, "]", 1},   {LX_JSON_KEY, "b", 1},
+        {LX_JSON_OBJECT, "{", 1},     {LX_JSON_KEY, "c", 2},         {LX_JSON_STRING, "", 2},
+        {LX_JSON_OBJECT_END, "}", 1}, {LX_JSON_OBJECT_END, "}", 0},
+    };
+    lx_json_t j;
+    lx_json_token_t t;
+    lx_json_init(&j, s, strlen(s), 8);
+    for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+        assert_int_equal(lx_json_next(&j, &t), want[k].type);
+        assert_int_equal(t.type, want[k].type);
+        assert_int_equal(t.end - t.start, strlen(want[k].text));
+        assert_memory_equal(s + t.start, want[k].text, t.end - t.start);
+        assert_int_equal(t.depth, want[k].depth);
+        assert_int_equal(t.escaped, strchr(want[k].text, '\\') != NULL);
+    }
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_NONE);
+    assert_int_equal(j.error, LX_JSON_OK);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_NONE); /* and again */
+    assert_int_equal(j.error, LX_JSON_OK);
+
+    /* any value may be the document */
+    static const char *const roots[] = {"0", " -0.0e+1 ", "\"\"", "true", "null", "[]", "{}"};
+    for (size_t k = 0; k < sizeof(roots) / sizeof(roots[0]); k++)
+        assert_int_equal(run_str(&j, roots[k]), roots[k][1] == ']' || roots[k][1] == '}' ? 2 : 1);
+
+    /* lx_json_skip() reads through a container to its closing bracket */
+    s = "{\"a\":[[1,{\"b\":[]}],2],\"c\":3}";
+    lx_json_init(&j, s, strlen(s), 8);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_OBJECT);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_KEY);
+    lx_json_token_t open, close;
+    assert_int_equal(lx_json_next(&j, &open), LX_JSON_ARRAY);
+    assert_true(lx_json_skip(&j, &open, &close));
+    assert_int_equal(close.type, LX_JSON_ARRAY_END);
+    assert_int_equal(close.start, 20);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_KEY);
+    assert_memory_equal(s + t.start, "c", 1);
+    s = "{\"a\":[1,}";
+    lx_json_init(&j, s, strlen(s), 8);
+    lx_json_next(&j, &t);
+    lx_json_next(&j, &t);
+    assert_int_equal(lx_json_next(&j, &open), LX_JSON_ARRAY);
+    assert_false(lx_json_skip(&j, &open, &close));
+    assert_int_equal(j.error, LX_JSON_ESYNTAX);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        lx_json_error_t err;
+        uint32_t off;
+    } cases[] = {
+        {"", LX_JSON_EEOF, 0},
+        {"   ", LX_JSON_EEOF, 3},
+        {"{", LX_JSON_EEOF, 1},
+        {"{\"a\"", LX_JSON_EEOF, 4},
+        {"{\"a\":", LX_JSON_EEOF, 5},
+        {"{\"a\":1", LX_JSON_EEOF, 6},
+        {"{\"a\":tr", LX_JSON_EEOF, 7},
+        {"{\"a\":\"x", LX_JSON_EEOF, 7},
+        {"{\"a\":\"\\", LX_JSON_EEOF, 7},
+        {"{\"a\":\"\\u12", LX_JSON_EEOF, 10},
+        {"[1,", LX_JSON_EEOF, 3},
+        {"{\"a\":1,}", LX_JSON_ESYNTAX, 6}, /* trailing comma: at the comma */
+        {"[1 , ]", LX_JSON_ESYNTAX, 3},     /* also in arrays */
+        {"{,\"a\":1}", LX_JSON_ESYNTAX, 1},
+        {"{\"a\" 1}", LX_JSON_ESYNTAX, 5},
+        {"{\"a\":1 \"b\":2}", LX_JSON_ESYNTAX, 7},
+        {"[1 2]", LX_JSON_ESYNTAX, 3},
+        {"[1,,2]", LX_JSON_ESYNTAX, 3},
+        {"{\"a\":tru}", LX_JSON_ESYNTAX, 5}, /* malformed literals and numbers: at their start */
+        {"{\"a\":truex}", LX_JSON_ESYNTAX, 5},
+        {"{\"a\":01}", LX_JSON_ESYNTAX, 5},
+        {"[1.]", LX_JSON_ESYNTAX, 1},
+        {"[.5]", LX_JSON_ESYNTAX, 1},
+        {"[-]", LX_JSON_ESYNTAX, 1},
+        {"[1e]", LX_JSON_ESYNTAX, 1},
+        {"[+1]", LX_JSON_ESYNTAX, 1},
+        {"[0x1]", LX_JSON_ESYNTAX, 1},
+        {"[NaN]", LX_JSON_ESYNTAX, 1},
+        {"[1:2]", LX_JSON_ESYNTAX, 1},
+        {"['x']", LX_JSON_ESYNTAX, 1},
+        {"[\"\\q\"]", LX_JSON_ESYNTAX, 1}, /* malformed escapes: at the opening quote */
+        {"[\"ab\\u12G4\"]", LX_JSON_ESYNTAX, 1},
+        {"[\"ab\x01\"]", LX_JSON_ESYNTAX, 4}, /* raw control characters: at themselves */
+        {"[\"\t\"]", LX_JSON_ESYNTAX, 2},
+        {"{\"a\":1}}", LX_JSON_ESYNTAX, 7},
+        {"{\"a\":1} x", LX_JSON_ESYNTAX, 8},
+        {"{} {}", LX_JSON_ESYNTAX, 3},
+        {"1 2", LX_JSON_ESYNTAX, 2},
+        {"{\"a\":[}", LX_JSON_ESYNTAX, 6},
+        {"[1}", LX_JSON_ESYNTAX, 2},
+        {"{\"a\"::1}", LX_JSON_ESYNTAX, 5},
+        {"{1:2}", LX_JSON_ESYNTAX, 1},
+        {"{\"a\":{\"b\"}}", LX_JSON_ESYNTAX, 9},
+        {"{}\v", LX_JSON_ESYNTAX, 2},
+        {"]", LX_JSON_ESYNTAX, 0},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        lx_json_t j;
+        if (run_str(&j, cases[k].in) != -1)
+            fail_msg("accepted %s", cases[k].in);
+        if (j.error != cases[k].err || j.error_off != cases[k].off)
+            fail_msg("%s: error %d at %u, want %d at %u", cases[k].in, j.error, j.error_off,
+                     cases[k].err, cases[k].off);
+    }
+    /* a NUL byte is no JSON outside strings nor raw inside them; the length is honoured */
+    lx_json_t j;
+    assert_int_equal(run(&j, "[\"\0\"]", 5, 8), -1);
+    assert_int_equal(j.error_off, 2);
+    assert_int_equal(run(&j, "[1]\0", 4, 8), -1);
+    assert_int_equal(j.error_off, 3);
+    assert_int_equal(run(&j, "[1]xyz", 3, 8), 3);
+}
+
+static void test_primitive_valid(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"0",    "-0",     "1",   "123",  "1.5",   "-1.5e10", "1E5",
+                                       "1e+5", "1e-005", "0.0", "true", "false", "null"};
+    static const char *const bad[] = {"",    "-",        "01",   "1.",  ".1",  "1e",    "1e+",
+                                      "+1",  "0x10",     "1.5.", "--1", "tru", "truee", "True",
+                                      "NaN", "Infinity", "nul",  "1 ",  " 1",  "1,"};
+    for (size_t k = 0; k < sizeof(good) / sizeof(good[0]); k++)
+        assert_true(lx_json_primitive_valid(good[k], strlen(good[k])));
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+        if (lx_json_primitive_valid(bad[k], strlen(bad[k])))
+            fail_msg("accepted primitive '%s'", bad[k]);
+}
+
+/* <n> '[' then <n> ']', in a buffer the caller frees. */
+static char *nest(size_t n, size_t *len)
+{
+    char *s = malloc(2 * n + 1);
+    assert_non_null(s);
+    memset(s, '[', n);
+    memset(s + n, ']', n);
+    *len = 2 * n;
+    return s;
+}
+
+static void test_depth(void **state)
+{
+    (void)state;
+    lx_json_t j;
+    size_t len;
+    char *s = nest(100, &len);
+    assert_int_equal(run(&j, s, len, 100), 200);
+    assert_int_equal(run(&j, s, len, 99), -1);
+    assert_int_equal(j.error, LX_JSON_EDEPTH);
+    assert_int_equal(j.error_off, 99); /* the bracket that would open level 100 */
+    assert_int_equal(run(&j, s, len, 0), -1);
+    assert_int_equal(j.error_off, 0);
+    free(s);
+    /* objects count too, and the limit is clamped to LX_JSON_DEPTH_MAX */
+    assert_int_equal(run(&j, "{\"a\":{\"b\":[{}]}}", 16, 3), -1);
+    assert_int_equal(j.error, LX_JSON_EDEPTH);
+    assert_int_equal(j.error_off, 11);
+    s = nest(LX_JSON_DEPTH_MAX + 1, &len);
+    assert_int_equal(run(&j, s, len, UINT32_MAX), -1);
+    assert_int_equal(j.error_off, LX_JSON_DEPTH_MAX);
+    free(s);
+    s = nest(LX_JSON_DEPTH_MAX, &len);
+    assert_int_equal(run(&j, s, len, UINT32_MAX), 2 * LX_JSON_DEPTH_MAX);
+    free(s);
+}
+
+/*
+ * Hostile shapes, each a few MB, read to the end: the tokenizer's work is linear in the input,
+ * so this test takes well under a second where a tokenizer paying O(depth) per closing bracket
+ * or O(tokens) per token would run past the CTest TIMEOUT (60 s). The token counts are exact.
+ */
+static void test_hostile_shapes(void **state)
+{
+    (void)state;
+    size_t cap = 4u << 20, o;
+    char *s = malloc(cap);
+    assert_non_null(s);
+    lx_json_t j;
+
+    /* a million levels, past the limit: stopped at the limit's bracket */
+    o = 0;
+    memset(s, '[', 1u << 20);
+    memset(s + (1u << 20), ']', 1u << 20);
+    assert_int_equal(run(&j, s, 2u << 20, 512), -1);
+    assert_int_equal(j.error, LX_JSON_EDEPTH);
+    assert_int_equal(j.error_off, 512);
+
+    /* the limit's depth, again and again: [[[...]]],[[[...]]],... */
+    o = 0;
+    s[o++] = '[';
+    long blocks = 0;
+    while (o + 2 * LX_JSON_DEPTH_MAX + 2 < cap) {
+        if (blocks++ > 0)
+            s[o++] = ',';
+        memset(s + o, '[', LX_JSON_DEPTH_MAX - 1);
+        o += LX_JSON_DEPTH_MAX - 1;
+        memset(s + o, ']', LX_JSON_DEPTH_MAX - 1);
+        o += LX_JSON_DEPTH_MAX - 1;
+    }
+    s[o++] = ']';
+    assert_int_equal(run(&j, s, o, LX_JSON_DEPTH_MAX), 2 + blocks * 2 * (LX_JSON_DEPTH_MAX - 1));
+
+    /* a million tiny tokens: [[],[],...], [0,0,...], {"a":0,"a":0,...} */
+    static const char *const units[] = {"[]", "0", "\"a\":0", "{}", "\"\""};
+    static const long per_unit[] = {2, 1, 2, 2, 1};
+    for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
+        bool obj = strchr(units[u], ':') != NULL;
+        size_t ul = strlen(units[u]);
+        long n = 0;
+        o = 0;
+        s[o++] = obj ? '{' : '[';
+        while (o + ul + 2 < cap) {
+            if (n++ > 0)
+                s[o++] = ',';
+            memcpy(s + o, units[u], ul);
+            o += ul;
+        }
+        s[o++] = obj ? '}' : ']';
+        assert_int_equal(run(&j, s, o, 8), 2 + n * per_unit[u]);
+    }
+
+    /* one string of escapes: \n, \", \u00e9, surrogate pairs */
+    static const char *const escs[] = {"\\n", "\\\"", "\\u00e9", "\\ud83d\\ude00", "\\\\"};
+    for (size_t e = 0; e < sizeof(escs) / sizeof(escs[0]); e++) {
+        size_t el = strlen(escs[e]);
+        o = 0;
+        s[o++] = '"';
+        while (o + el + 1 < cap) {
+            memcpy(s + o, escs[e], el);
+            o += el;
+        }
+        s[o++] = '"';
+        lx_json_token_t t;
+        lx_json_init(&j, s, o, 8);
+        assert_int_equal(lx_json_next(&j, &t), LX_JSON_STRING);
+        assert_true(t.escaped);
+        assert_int_equal(t.end, o - 1);
+        assert_int_equal(lx_json_next(&j, &t), LX_JSON_NONE);
+        assert_int_equal(j.error, LX_JSON_OK);
+    }
+    free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tokens),          cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_primitive_valid), cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_hostile_shapes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
