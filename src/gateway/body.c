@@ -4,13 +4,12 @@
  * The gateway calls lx_body_scan() once the whole request body has arrived, before routing.
  * First a direct pass over the bytes checks the JSON grammar strictly and records the top-level
  * members llmux acts on, with no allocation; it handles every valid body without a "models"
- * list. Whatever it gives up on goes to the reference scan: jsmn tokenizes the body into a
- * token array (the only allocation, grown on demand and freed before returning), then one
- * iterative walk over the tokens checks the grammar strictly - jsmn, even in strict mode,
- * accepts malformed literals, missing separators and trailing values - records the members and
- * words the error. lx_body_splice() turns that record into the
- * upstream body as a list of slices of the original bytes plus a few generated strings, which
- * the proxy writes with writev: the body is never re-serialized or copied.
+ * list and nested at most FAST_DEPTH deep. Whatever it gives up on goes to the reference scan,
+ * which reads the body once more with the project's tokenizer (core/json: strict, no
+ * allocation, the depth limit enforced as it reads), records the same members and words the
+ * error. Both passes are linear in the body whatever its shape. lx_body_splice() turns the
+ * record into the upstream body as a list of slices of the original bytes plus a few generated
+ * strings, which the proxy writes with writev: the body is never re-serialized or copied.
  *
  * Owns nothing beyond the call; spans in lx_body_scan_t point into the caller's body.
  */
@@ -20,24 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/status.h"
 #include "core/str.h"
 #include "gateway/api_error.h"
 
-/* Parent links make closing a container O(1): without them jsmn walks back over every earlier
- * token, which is quadratic on a long array of objects (a 2 MB chat history took seconds). */
-#define JSMN_STATIC
-#define JSMN_STRICT
-#define JSMN_PARENT_LINKS
-#include <jsmn.h>
-
-#define STACK_TOKENS 256
-
-/* What a container on the walk's stack is, for the members handled specially. */
-enum role { ROLE_OTHER, ROLE_ROOT, ROLE_STREAM_OPTIONS };
-
-/* Top-level members llmux recognizes; from M_MODELS on, consumed (f_root_member() relies on
- * the order). */
+/* Top-level members llmux recognizes; from M_MODELS on, consumed (removed upstream). */
 enum member {
     M_NONE,
     M_MODEL,
@@ -47,28 +34,11 @@ enum member {
     M_PROVIDER,
     M_ROUTE,
     M_SESSION_ID,
+    M_USAGE,
 };
 
-static const struct {
-    const char *name;
-    enum member id;
-    bool consumed; /* removed from the upstream body */
-} members[] = {
-    {"model", M_MODEL, false},
-    {"stream", M_STREAM, false},
-    {"stream_options", M_STREAM_OPTIONS, false},
-    {"models", M_MODELS, true},
-    {"provider", M_PROVIDER, true},
-    {"route", M_ROUTE, true},
-    {"session_id", M_SESSION_ID, true},
-};
-
-/* One open object or array during the walk. */
-struct frame {
-    uint32_t tok;  /* its token */
-    uint32_t left; /* members or elements still to visit */
-    bool first;    /* none visited yet: no comma expected */
-    enum role role;
+static const char *const member_names[] = {
+    "", "model", "stream", "stream_options", "models", "provider", "route", "session_id", "usage",
 };
 
 /* A consumed root member, for planning its removal. */
@@ -80,26 +50,19 @@ struct cut_member {
     uint32_t next_start; /* 0 until the next member is seen */
 };
 
-/* The walk's state. */
+/* The root members as either scan goes through them, for the splice plan. */
 struct walk {
-    const char *body;
-    size_t len;
-    const jsmntok_t *toks;
-    uint32_t n;   /* tokens */
-    uint32_t i;   /* next token */
-    uint32_t pos; /* next byte */
+    uint32_t pos; /* one past the value just read */
     lx_body_scan_t *scan;
     unsigned seen; /* bit per enum member: duplicate detection */
-    bool seen_include_usage;
-    /* root members */
     uint32_t n_members;
-    bool pending; /* a root member's value is being walked */
+    bool pending; /* a root member's value is being read */
     bool pending_consumed;
     uint32_t pending_start;
     uint32_t prev_end; /* end of the previous root member, 0 before the first */
     bool have_kept;
     uint32_t first_kept; /* index of the first kept member */
-    struct cut_member cut[4];
+    struct cut_member cut[LX_BODY_MAX_CUTS];
     uint32_t n_cut;
 };
 
@@ -120,56 +83,6 @@ static bool is_ws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static uint32_t skip_ws(const struct walk *w, uint32_t pos)
-{
-    while (pos < w->len && is_ws(w->body[pos]))
-        pos++;
-    return pos;
-}
-
-static bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* RFC 8259 number or literal over [p, end). */
-static bool valid_primitive(const char *p, const char *end)
-{
-    size_t n = (size_t)(end - p);
-    if ((n == 4 && memcmp(p, "true", 4) == 0) || (n == 4 && memcmp(p, "null", 4) == 0) ||
-        (n == 5 && memcmp(p, "false", 5) == 0))
-        return true;
-    if (p < end && *p == '-')
-        p++;
-    if (p == end)
-        return false;
-    if (*p == '0') {
-        p++;
-    } else if (is_digit(*p)) {
-        while (p < end && is_digit(*p))
-            p++;
-    } else {
-        return false;
-    }
-    if (p < end && *p == '.') {
-        p++;
-        if (p == end || !is_digit(*p))
-            return false;
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-'))
-            p++;
-        if (p == end || !is_digit(*p))
-            return false;
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    return p == end;
-}
-
 static int hex_value(char c)
 {
     if (c >= '0' && c <= '9')
@@ -179,129 +92,6 @@ static int hex_value(char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
-}
-
-/* String content [start, end): no raw control characters, only the escapes JSON defines.
- * Returns the offset of the first bad byte, or UINT32_MAX. */
-static uint32_t check_string(const char *body, uint32_t start, uint32_t end)
-{
-    for (uint32_t p = start; p < end; p++) {
-        unsigned char c = (unsigned char)body[p];
-        if (c < 0x20)
-            return p;
-        if (c != '\\')
-            continue;
-        if (p + 1 >= end)
-            return p;
-        char e = body[++p];
-        if (e == 'u') {
-            if (end - p < 5)
-                return p;
-            for (int k = 1; k <= 4; k++)
-                if (hex_value(body[p + (uint32_t)k]) < 0)
-                    return p;
-            p += 4;
-        } else if (strchr("\"\\/bfnrt", e) == NULL || e == '\0') {
-            return p;
-        }
-    }
-    return UINT32_MAX;
-}
-
-static bool tok_is(const struct walk *w, const jsmntok_t *t, const char *lit)
-{
-    size_t n = strlen(lit);
-    return (size_t)(t->end - t->start) == n && memcmp(w->body + t->start, lit, n) == 0;
-}
-
-static lx_body_span_t tok_span(const jsmntok_t *t)
-{
-    lx_body_span_t s = {(uint32_t)t->start, (uint32_t)(t->end - t->start)};
-    return s;
-}
-
-/* Offset of a value token's first byte (strings: the opening quote). */
-static uint32_t tok_first(const jsmntok_t *t)
-{
-    return t->type == JSMN_STRING ? (uint32_t)t->start - 1 : (uint32_t)t->start;
-}
-
-/* The semantic checks and records for the root member <m> whose value is token <v>. */
-static int root_member(struct walk *w, enum member m, uint32_t v)
-{
-    lx_body_scan_t *scan = w->scan;
-    const jsmntok_t *t = &w->toks[v];
-    bool null = t->type == JSMN_PRIMITIVE && tok_is(w, t, "null");
-    switch (m) {
-    case M_MODEL:
-        if (t->type != JSMN_STRING)
-            return fail(scan, LX_EJSON, "'model' must be a string");
-        scan->has_model = true;
-        scan->model = tok_span(t);
-        break;
-    case M_STREAM:
-        scan->has_stream = true;
-        if (t->type == JSMN_PRIMITIVE && tok_is(w, t, "true"))
-            scan->stream = true;
-        else if (!(t->type == JSMN_PRIMITIVE && (tok_is(w, t, "false") || null)))
-            return fail(scan, LX_EJSON, "'stream' must be a boolean");
-        break;
-    case M_STREAM_OPTIONS:
-        if (t->type == JSMN_OBJECT) {
-            scan->has_stream_options = true;
-            scan->stream_options_members = (uint32_t)t->size;
-        } else if (null) {
-            scan->stream_options_null = true;
-        } else {
-            return fail(scan, LX_EJSON, "'stream_options' must be an object");
-        }
-        scan->stream_options = tok_span(t);
-        break;
-    case M_MODELS:
-        scan->has_models = true;
-        if (null)
-            break;
-        if (t->type != JSMN_ARRAY)
-            return fail(scan, LX_EJSON, "'models' must be an array of strings");
-        if (t->size > LX_BODY_MAX_MODELS)
-            return fail(scan, LX_EJSON, "'models' may list at most 16 models");
-        scan->models = tok_span(t);
-        /* Entries that are strings are consecutive tokens (no descendants); stop at the first
-         * one that is not. The walk checks the grammar of all of them afterwards. */
-        for (uint32_t k = 1; k <= (uint32_t)t->size; k++) {
-            if (v + k >= w->n || w->toks[v + k].type != JSMN_STRING)
-                return fail(scan, LX_EJSON, "'models' must be an array of strings");
-            scan->model_list[scan->n_models++] = tok_span(&w->toks[v + k]);
-        }
-        break;
-    case M_PROVIDER:
-        scan->has_provider = true;
-        if (null)
-            break;
-        if (t->type != JSMN_OBJECT)
-            return fail(scan, LX_EJSON, "'provider' must be an object");
-        scan->provider = tok_span(t);
-        break;
-    case M_ROUTE:
-        scan->has_route = true;
-        if (null)
-            break;
-        if (t->type != JSMN_STRING)
-            return fail(scan, LX_EJSON, "'route' must be a string");
-        scan->route = tok_span(t);
-        break;
-    case M_SESSION_ID:
-        scan->has_session_id = true;
-        if (null)
-            break;
-        if (t->type != JSMN_STRING)
-            return fail(scan, LX_EJSON, "'session_id' must be a string");
-        scan->session_id = tok_span(t);
-        break;
-    case M_NONE:
-        break;
-    }
-    return 0;
 }
 
 /* The root member whose value just ended at w->pos. */
@@ -340,161 +130,6 @@ static void begin_root_member(struct walk *w, uint32_t start, bool consumed)
     w->pending_start = start;
 }
 
-/* A key of a root object member at token <k>, its value at <k> + 1. */
-static int root_key(struct walk *w, uint32_t k)
-{
-    const jsmntok_t *key = &w->toks[k];
-    enum member m = M_NONE;
-    bool consumed = false;
-    const char *name = NULL;
-    for (size_t j = 0; j < sizeof(members) / sizeof(members[0]); j++) {
-        if (tok_is(w, key, members[j].name)) {
-            m = members[j].id;
-            consumed = members[j].consumed;
-            name = members[j].name;
-            break;
-        }
-    }
-    begin_root_member(w, (uint32_t)key->start - 1, consumed);
-    if (m == M_NONE)
-        return 0;
-    if (w->seen & (1u << m)) {
-        snprintf(w->scan->error, sizeof(w->scan->error), "duplicate '%s' member", name);
-        return LX_EJSON;
-    }
-    w->seen |= 1u << m;
-    return root_member(w, m, k + 1);
-}
-
-static int stream_options_key(struct walk *w, uint32_t k)
-{
-    if (!tok_is(w, &w->toks[k], "include_usage"))
-        return 0;
-    if (w->seen_include_usage)
-        return fail(w->scan, LX_EJSON, "duplicate 'include_usage' member");
-    w->seen_include_usage = true;
-    const jsmntok_t *v = &w->toks[k + 1];
-    bool is_true = v->type == JSMN_PRIMITIVE && tok_is(w, v, "true");
-    if (!is_true && !(v->type == JSMN_PRIMITIVE && (tok_is(w, v, "false") || tok_is(w, v, "null"))))
-        return fail(w->scan, LX_EJSON, "'stream_options.include_usage' must be a boolean");
-    w->scan->has_include_usage = true;
-    w->scan->include_usage = is_true;
-    w->scan->include_usage_value = tok_span(v);
-    return 0;
-}
-
-/* Checks that the next non-blank byte is <c> and moves past it. */
-static int expect(struct walk *w, char c)
-{
-    uint32_t p = skip_ws(w, w->pos);
-    if (p >= w->len || w->body[p] != c)
-        return fail_at(w->scan, p);
-    w->pos = p + 1;
-    return 0;
-}
-
-/*
- * Walks the token array in document order, checking that the bytes between tokens are exactly
- * what the grammar allows and that jsmn's tree has the JSON shape (object children alternate
- * key string / value). Iterative with a fixed stack, so hostile nesting cannot overflow.
- */
-static int walk_tokens(struct walk *w)
-{
-    struct frame stack[LX_BODY_MAX_DEPTH];
-    uint32_t depth = 0;
-    int rc;
-    enum role next_role = ROLE_ROOT;
-
-    for (;;) {
-        /* A value at token w->i. */
-        if (w->i >= w->n)
-            return fail_at(w->scan, w->pos);
-        const jsmntok_t *t = &w->toks[w->i];
-        uint32_t first = tok_first(t);
-        if (skip_ws(w, w->pos) != first)
-            return fail_at(w->scan, skip_ws(w, w->pos));
-        switch (t->type) {
-        case JSMN_PRIMITIVE:
-            if (t->size != 0 || !valid_primitive(w->body + t->start, w->body + t->end))
-                return fail_at(w->scan, (size_t)t->start);
-            w->pos = (uint32_t)t->end;
-            w->i++;
-            break;
-        case JSMN_STRING: {
-            uint32_t bad = check_string(w->body, (uint32_t)t->start, (uint32_t)t->end);
-            if (t->size != 0 || bad != UINT32_MAX)
-                return fail_at(w->scan, bad != UINT32_MAX ? bad : (uint32_t)t->end);
-            w->pos = (uint32_t)t->end + 1;
-            w->i++;
-            break;
-        }
-        case JSMN_OBJECT:
-        case JSMN_ARRAY:
-            if (depth == LX_BODY_MAX_DEPTH)
-                return fail(w->scan, LX_EJSON, "JSON nested too deeply");
-            stack[depth].tok = w->i;
-            stack[depth].left = (uint32_t)t->size;
-            stack[depth].first = true;
-            stack[depth].role = next_role;
-            depth++;
-            w->pos = first + 1;
-            w->i++;
-            break;
-        default:
-            return fail_at(w->scan, first);
-        }
-        next_role = ROLE_OTHER;
-
-        /* Close finished containers, then position on the next value. */
-        for (;;) {
-            struct frame *f = &stack[depth - 1];
-            const jsmntok_t *c = &w->toks[f->tok];
-            if (f->role == ROLE_ROOT)
-                end_root_member(w);
-            if (f->left == 0) {
-                uint32_t close = (uint32_t)c->end - 1;
-                uint32_t p = skip_ws(w, w->pos);
-                char want = c->type == JSMN_OBJECT ? '}' : ']';
-                if (p != close || w->body[close] != want)
-                    return fail_at(w->scan, p);
-                w->pos = close + 1;
-                if (--depth == 0)
-                    return 0;
-                continue;
-            }
-            if (!f->first && (rc = expect(w, ',')) != 0)
-                return rc;
-            f->first = false;
-            f->left--;
-            if (c->type == JSMN_OBJECT) {
-                if (w->i + 1 >= w->n)
-                    return fail_at(w->scan, w->pos);
-                const jsmntok_t *key = &w->toks[w->i];
-                uint32_t p = skip_ws(w, w->pos);
-                if (key->type != JSMN_STRING || key->size != 1 || p != tok_first(key))
-                    return fail_at(w->scan, p);
-                uint32_t bad = check_string(w->body, (uint32_t)key->start, (uint32_t)key->end);
-                if (bad != UINT32_MAX)
-                    return fail_at(w->scan, bad);
-                w->pos = (uint32_t)key->end + 1;
-                if ((rc = expect(w, ':')) != 0)
-                    return rc;
-                if (f->role == ROLE_ROOT) {
-                    if ((rc = root_key(w, w->i)) != 0)
-                        return rc;
-                    if (tok_is(w, key, "stream_options"))
-                        next_role = ROLE_STREAM_OPTIONS;
-                } else if (f->role == ROLE_STREAM_OPTIONS) {
-                    if ((rc = stream_options_key(w, w->i)) != 0)
-                        return rc;
-                }
-                w->i++;
-            }
-            break;
-        }
-    }
-}
-
 /* Turns the consumed members into byte ranges to delete: before the first kept member each
  * takes the comma after it, after it each takes the comma before it, so no comma is shared. */
 static void plan_cuts(struct walk *w)
@@ -519,22 +154,47 @@ static void plan_cuts(struct walk *w)
     }
 }
 
+/* The member a root key of <n> bytes at <k> names: exact bytes, escapes not decoded. */
+static enum member root_member_of(const char *k, uint32_t n)
+{
+    switch (n) {
+    case 5:
+        return memcmp(k, "model", 5) == 0   ? M_MODEL
+               : memcmp(k, "route", 5) == 0 ? M_ROUTE
+               : memcmp(k, "usage", 5) == 0 ? M_USAGE
+                                            : M_NONE;
+    case 6:
+        return memcmp(k, "stream", 6) == 0   ? M_STREAM
+               : memcmp(k, "models", 6) == 0 ? M_MODELS
+                                             : M_NONE;
+    case 8:
+        return memcmp(k, "provider", 8) == 0 ? M_PROVIDER : M_NONE;
+    case 10:
+        return memcmp(k, "session_id", 10) == 0 ? M_SESSION_ID : M_NONE;
+    case 14:
+        return memcmp(k, "stream_options", 14) == 0 ? M_STREAM_OPTIONS : M_NONE;
+    default:
+        return M_NONE;
+    }
+}
+
 /* ---- the direct scan ----
  *
  * Most bodies are valid JSON without llmux's "models" list. For them one pass over the bytes
- * checks the same grammar and records the same members as the jsmn scan and its walk, with no
- * token array. Anything else - a grammar or type error, a duplicate, "models", nesting over
- * FAST_DEPTH, more than LX_BODY_MAX_TOKENS values - makes it give up, and the jsmn scan decides
- * (and words the error): the direct scan only ever accepts what that one accepts, with the same
- * record.
+ * checks the same grammar and records the same members as the reference scan, taking nested
+ * values in one tight loop. Anything else - a grammar or type error, a duplicate, "models",
+ * nesting over FAST_DEPTH - makes it give up, and the reference scan decides (and words the
+ * error): the direct scan only ever accepts what that one accepts, with the same record.
  */
 
 #define FAST_DEPTH 64
 
-/* One value read by the direct scan, in jsmn's terms: strings span their content, other values
- * their bytes; size counts an object's members or an array's elements. */
+enum vtype { V_STRING, V_PRIMITIVE, V_OBJECT, V_ARRAY };
+
+/* One value read by the direct scan: strings span their content, other values their bytes;
+ * size counts an object's members or an array's elements. */
 struct fval {
-    jsmntype_t type;
+    enum vtype type;
     uint32_t start, end, size;
 };
 
@@ -542,7 +202,6 @@ struct fast {
     const char *b;
     uint32_t len;
     uint32_t pos;
-    uint32_t tokens;
 };
 
 static void f_ws(struct fast *f)
@@ -552,7 +211,7 @@ static void f_ws(struct fast *f)
         f->pos++;
 }
 
-/* A string at f->pos (its opening quote): content checked like check_string(). */
+/* A string at f->pos (its opening quote): content checked as core/json checks it. */
 static bool f_string(struct fast *f, struct fval *v)
 {
     uint32_t p = ++f->pos;
@@ -580,16 +239,15 @@ static bool f_string(struct fast *f, struct fval *v)
             return false;
         }
     }
-    v->type = JSMN_STRING;
+    v->type = V_STRING;
     v->start = f->pos;
     v->end = p;
     v->size = 0;
     f->pos = p + 1;
-    f->tokens++;
     return true;
 }
 
-/* A number or literal at f->pos: the bytes up to a delimiter must be valid_primitive(). */
+/* A number or literal at f->pos: the bytes up to a delimiter must be a valid number or literal. */
 static bool f_primitive(struct fast *f, struct fval *v)
 {
     uint32_t p = f->pos;
@@ -599,14 +257,13 @@ static bool f_primitive(struct fast *f, struct fval *v)
             break;
         p++;
     }
-    if (!valid_primitive(f->b + f->pos, f->b + p))
+    if (!lx_json_primitive_valid(f->b + f->pos, p - f->pos))
         return false;
-    v->type = JSMN_PRIMITIVE;
+    v->type = V_PRIMITIVE;
     v->start = f->pos;
     v->end = p;
     v->size = 0;
     f->pos = p;
-    f->tokens++;
     return true;
 }
 
@@ -639,13 +296,12 @@ static bool f_value(struct fast *f, struct fval *v)
             if (depth == FAST_DEPTH)
                 return false;
             if (depth == 0) {
-                v->type = c == '{' ? JSMN_OBJECT : JSMN_ARRAY;
+                v->type = c == '{' ? V_OBJECT : V_ARRAY;
                 v->start = f->pos;
                 v->size = 0;
             }
             arrays = c == '[' ? arrays | (uint64_t)1 << depth : arrays & ~((uint64_t)1 << depth);
             depth++;
-            f->tokens++;
             f->pos++;
             f_ws(f);
             if (f->pos < f->len && f->b[f->pos] == (c == '{' ? '}' : ']')) {
@@ -667,7 +323,7 @@ static bool f_value(struct fast *f, struct fval *v)
         /* after a value: a comma and the next one, or closing brackets */
         for (;;) {
             if (depth == 0) {
-                if (v->type == JSMN_OBJECT || v->type == JSMN_ARRAY)
+                if (v->type == V_OBJECT || v->type == V_ARRAY)
                     v->end = f->pos;
                 return true;
             }
@@ -704,25 +360,31 @@ static lx_body_span_t f_span(const struct fval *t)
     return sp;
 }
 
-/* The stream_options object at <v> (already checked): its include_usage member, as
- * stream_options_key() reads it. */
-static bool f_stream_options(struct fast *f, const struct fval *v, lx_body_scan_t *scan)
+/* The stream_options or usage object at <v> (already checked): its include_usage or include
+ * member, as ref_options() reads it. */
+static bool f_options(struct fast *f, const struct fval *v, enum member m, lx_body_scan_t *scan)
 {
-    struct fast g = {f->b, v->end - 1, v->start + 1, 0};
+    struct fast g = {f->b, v->end - 1, v->start + 1};
+    bool usage = m == M_USAGE, seen = false;
     f_ws(&g);
     while (g.pos < g.len) {
         struct fval k, val;
         if (!f_key(&g, &k) || !f_value(&g, &val))
             return false;
-        if (f_is(&g, &k, "include_usage", 13)) {
-            if (scan->has_include_usage || val.type != JSMN_PRIMITIVE)
+        if (usage ? f_is(&g, &k, "include", 7) : f_is(&g, &k, "include_usage", 13)) {
+            if (seen || val.type != V_PRIMITIVE)
                 return false;
+            seen = true;
             bool is_true = f_is(&g, &val, "true", 4);
             if (!is_true && !f_is(&g, &val, "false", 5) && !f_is(&g, &val, "null", 4))
                 return false;
-            scan->has_include_usage = true;
-            scan->include_usage = is_true;
-            scan->include_usage_value = f_span(&val);
+            if (usage) {
+                scan->usage_include = is_true;
+            } else {
+                scan->has_include_usage = true;
+                scan->include_usage = is_true;
+                scan->include_usage_value = f_span(&val);
+            }
         }
         f_ws(&g);
         if (g.pos < g.len && g.b[g.pos] == ',')
@@ -732,29 +394,29 @@ static bool f_stream_options(struct fast *f, const struct fval *v, lx_body_scan_
     return true;
 }
 
-/* The semantic checks and records of root_member() for member <m> with value <t>. */
+/* The checks and records of ref_member() for member <m> with value <t>. */
 static bool f_member(struct fast *f, enum member m, const struct fval *t, lx_body_scan_t *scan)
 {
-    bool null = t->type == JSMN_PRIMITIVE && f_is(f, t, "null", 4);
+    bool null = t->type == V_PRIMITIVE && f_is(f, t, "null", 4);
     switch (m) {
     case M_MODEL:
-        if (t->type != JSMN_STRING)
+        if (t->type != V_STRING)
             return false;
         scan->has_model = true;
         scan->model = f_span(t);
         return true;
     case M_STREAM:
         scan->has_stream = true;
-        if (t->type == JSMN_PRIMITIVE && f_is(f, t, "true", 4))
+        if (t->type == V_PRIMITIVE && f_is(f, t, "true", 4))
             scan->stream = true;
-        else if (!(t->type == JSMN_PRIMITIVE && (f_is(f, t, "false", 5) || null)))
+        else if (!(t->type == V_PRIMITIVE && (f_is(f, t, "false", 5) || null)))
             return false;
         return true;
     case M_STREAM_OPTIONS:
-        if (t->type == JSMN_OBJECT) {
+        if (t->type == V_OBJECT) {
             scan->has_stream_options = true;
             scan->stream_options_members = t->size;
-            if (!f_stream_options(f, t, scan))
+            if (!f_options(f, t, m, scan))
                 return false;
         } else if (null) {
             scan->stream_options_null = true;
@@ -765,7 +427,7 @@ static bool f_member(struct fast *f, enum member m, const struct fval *t, lx_bod
         return true;
     case M_PROVIDER:
         scan->has_provider = true;
-        if (!null && t->type != JSMN_OBJECT)
+        if (!null && t->type != V_OBJECT)
             return false;
         if (!null)
             scan->provider = f_span(t);
@@ -773,12 +435,17 @@ static bool f_member(struct fast *f, enum member m, const struct fval *t, lx_bod
     case M_ROUTE:
     case M_SESSION_ID:
         *(m == M_ROUTE ? &scan->has_route : &scan->has_session_id) = true;
-        if (!null && t->type != JSMN_STRING)
+        if (!null && t->type != V_STRING)
             return false;
         if (!null)
             *(m == M_ROUTE ? &scan->route : &scan->session_id) = f_span(t);
         return true;
-    case M_MODELS: /* its entries are the jsmn scan's business */
+    case M_USAGE:
+        scan->has_usage = true;
+        if (null)
+            return true;
+        return t->type == V_OBJECT && f_options(f, t, m, scan);
+    case M_MODELS: /* not reached: scan_direct() gives up at the key */
         return false;
     case M_NONE:
         return true;
@@ -786,32 +453,11 @@ static bool f_member(struct fast *f, enum member m, const struct fval *t, lx_bod
     return false;
 }
 
-/* The member a root key of <n> bytes at <k> names (as root_key() finds it in members[]). */
-static enum member f_root_member(const char *k, uint32_t n)
-{
-    switch (n) {
-    case 5:
-        return memcmp(k, "model", 5) == 0 ? M_MODEL : memcmp(k, "route", 5) == 0 ? M_ROUTE : M_NONE;
-    case 6:
-        return memcmp(k, "stream", 6) == 0   ? M_STREAM
-               : memcmp(k, "models", 6) == 0 ? M_MODELS
-                                             : M_NONE;
-    case 8:
-        return memcmp(k, "provider", 8) == 0 ? M_PROVIDER : M_NONE;
-    case 10:
-        return memcmp(k, "session_id", 10) == 0 ? M_SESSION_ID : M_NONE;
-    case 14:
-        return memcmp(k, "stream_options", 14) == 0 ? M_STREAM_OPTIONS : M_NONE;
-    default:
-        return M_NONE;
-    }
-}
-
-/* The direct scan of body[0, len) (len <= LX_BODY_MAX_LEN); false: let the jsmn scan decide
+/* The direct scan of body[0, len) (len <= LX_BODY_MAX_LEN); false: let the reference scan decide
  * (*scan and the walk are then to be reset). */
 static bool scan_direct(const char *body, size_t len, struct walk *w, lx_body_scan_t *scan)
 {
-    struct fast f = {body, (uint32_t)len, 0, 1};
+    struct fast f = {body, (uint32_t)len, 0};
     f_ws(&f);
     if (f.pos >= f.len || body[f.pos] != '{')
         return false;
@@ -826,9 +472,10 @@ static bool scan_direct(const char *body, size_t len, struct walk *w, lx_body_sc
             uint32_t start = f.pos;
             if (!f_key(&f, &k))
                 return false;
-            enum member m = f_root_member(body + k.start, k.end - k.start);
-            bool consumed = m >= M_MODELS;
-            begin_root_member(w, start, consumed);
+            enum member m = root_member_of(body + k.start, k.end - k.start);
+            if (m == M_MODELS)
+                return false; /* its entries are the reference scan's: not read twice */
+            begin_root_member(w, start, m >= M_MODELS);
             if (m != M_NONE) {
                 if (w->seen & (1u << m))
                     return false;
@@ -852,37 +499,220 @@ static bool scan_direct(const char *body, size_t len, struct walk *w, lx_body_sc
         }
     }
     f_ws(&f);
-    if (f.pos != f.len || f.tokens > LX_BODY_MAX_TOKENS)
+    if (f.pos != f.len)
         return false;
     plan_cuts(w);
     return true;
 }
 
-/* Whether body[0, len) nests objects and arrays deeper than LX_BODY_MAX_DEPTH, counting
- * brackets outside strings. jsmn closes a container by following parent links back from the
- * last token, O(depth) per close and quadratic in the depth, so the walk's depth limit comes
- * too late: this linear pass runs before jsmn. */
-static bool too_deep(const char *body, size_t len)
+/* ---- the reference scan ----
+ *
+ * One read of the body with core/json's tokenizer, which owns the grammar, the depth limit and
+ * the error offsets; the members llmux acts on are checked and recorded as they come, values
+ * that do not matter are read through. Every body the direct scan gives up on comes here.
+ */
+
+struct ref {
+    lx_json_t j;
+    const char *body;
+    lx_body_scan_t *scan;
+};
+
+/* The tokenizer's error, worded for the client. */
+static int json_fail(const struct ref *r)
 {
-    uint32_t depth = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = body[i];
-        if (c == '"') {
-            for (i++; i < len && body[i] != '"'; i++)
-                if (body[i] == '\\')
-                    i++;
-        } else if (c == '{' || c == '[') {
-            if (++depth > LX_BODY_MAX_DEPTH)
-                return true;
-        } else if ((c == '}' || c == ']') && depth > 0) {
-            depth--;
-        }
+    switch (r->j.error) {
+    case LX_JSON_EEOF:
+        return fail(r->scan, LX_EJSON, "invalid JSON: unexpected end of body");
+    case LX_JSON_EDEPTH:
+        return fail(r->scan, LX_EJSON, "JSON nested too deeply");
+    default:
+        return fail_at(r->scan, r->j.error_off);
     }
-    return false;
 }
 
-/* The reference scan: jsmn's tokens, then the walk over them. */
-static int scan_jsmn(const char *body, size_t len, lx_body_scan_t *scan)
+static lx_json_type_t next(struct ref *r, lx_json_token_t *t)
+{
+    return lx_json_next(&r->j, t);
+}
+
+static bool tok_is(const struct ref *r, const lx_json_token_t *t, const char *lit, uint32_t n)
+{
+    return t->end - t->start == n && memcmp(r->body + t->start, lit, n) == 0;
+}
+
+static lx_body_span_t tok_span(const lx_json_token_t *t)
+{
+    lx_body_span_t s = {t->start, t->end - t->start};
+    return s;
+}
+
+static bool is_bool(const lx_json_token_t *t)
+{
+    return t->type == LX_JSON_TRUE || t->type == LX_JSON_FALSE || t->type == LX_JSON_NULL;
+}
+
+/* Reads through the value whose first token is <v>; *<end> is one past its last byte. */
+static int ref_value_end(struct ref *r, const lx_json_token_t *v, uint32_t *end)
+{
+    if (v->type == LX_JSON_OBJECT || v->type == LX_JSON_ARRAY) {
+        lx_json_token_t close;
+        if (!lx_json_skip(&r->j, v, &close))
+            return json_fail(r);
+        *end = close.end;
+    } else {
+        *end = v->type == LX_JSON_STRING ? v->end + 1 : v->end;
+    }
+    return 0;
+}
+
+/* The members of the stream_options or usage object opened by <open>: the boolean
+ * include_usage or include. */
+static int ref_options(struct ref *r, enum member m, const lx_json_token_t *open, uint32_t *end)
+{
+    lx_body_scan_t *scan = r->scan;
+    bool usage = m == M_USAGE, seen = false;
+    uint32_t members = 0;
+    for (;;) {
+        lx_json_token_t k, v;
+        lx_json_type_t type = next(r, &k);
+        if (type == LX_JSON_OBJECT_END) {
+            *end = k.end;
+            break;
+        }
+        if (type == LX_JSON_NONE || next(r, &v) == LX_JSON_NONE)
+            return json_fail(r);
+        members++;
+        if (usage ? tok_is(r, &k, "include", 7) : tok_is(r, &k, "include_usage", 13)) {
+            if (seen)
+                return fail(scan, LX_EJSON,
+                            usage ? "duplicate 'usage.include' member"
+                                  : "duplicate 'include_usage' member");
+            seen = true;
+            if (!is_bool(&v))
+                return fail(scan, LX_EJSON,
+                            usage ? "'usage.include' must be a boolean"
+                                  : "'stream_options.include_usage' must be a boolean");
+            if (usage) {
+                scan->usage_include = v.type == LX_JSON_TRUE;
+            } else {
+                scan->has_include_usage = true;
+                scan->include_usage = v.type == LX_JSON_TRUE;
+                scan->include_usage_value = tok_span(&v);
+            }
+        } else {
+            uint32_t e;
+            int rc = ref_value_end(r, &v, &e);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    if (!usage)
+        scan->stream_options_members = members;
+    return 0;
+}
+
+/* The "models" array opened by <open>: strings only, at most LX_BODY_MAX_MODELS. */
+static int ref_models(struct ref *r, const lx_json_token_t *open, uint32_t *end)
+{
+    lx_body_scan_t *scan = r->scan;
+    (void)open;
+    for (;;) {
+        lx_json_token_t e;
+        lx_json_type_t type = next(r, &e);
+        if (type == LX_JSON_ARRAY_END) {
+            *end = e.end;
+            return 0;
+        }
+        if (type == LX_JSON_NONE)
+            return json_fail(r);
+        if (type != LX_JSON_STRING)
+            return fail(scan, LX_EJSON, "'models' must be an array of strings");
+        if (scan->n_models == LX_BODY_MAX_MODELS)
+            return fail(scan, LX_EJSON, "'models' may list at most 16 models");
+        scan->model_list[scan->n_models++] = tok_span(&e);
+    }
+}
+
+/* The checks and records of root member <m>, whose value starts with token <v>; *<end> is one
+ * past the value. */
+static int ref_member(struct ref *r, enum member m, const lx_json_token_t *v, uint32_t *end)
+{
+    lx_body_scan_t *scan = r->scan;
+    bool null = v->type == LX_JSON_NULL, obj = v->type == LX_JSON_OBJECT;
+    bool str = v->type == LX_JSON_STRING;
+    int rc;
+    switch (m) {
+    case M_MODEL:
+        if (!str)
+            return fail(scan, LX_EJSON, "'model' must be a string");
+        scan->has_model = true;
+        scan->model = tok_span(v);
+        break;
+    case M_STREAM:
+        scan->has_stream = true;
+        if (!is_bool(v))
+            return fail(scan, LX_EJSON, "'stream' must be a boolean");
+        scan->stream = v->type == LX_JSON_TRUE;
+        break;
+    case M_STREAM_OPTIONS:
+        if (!obj && !null)
+            return fail(scan, LX_EJSON, "'stream_options' must be an object");
+        scan->has_stream_options = obj;
+        scan->stream_options_null = null;
+        if (obj && (rc = ref_options(r, m, v, end)) != 0)
+            return rc;
+        scan->stream_options.off = v->start;
+        scan->stream_options.len = (obj ? *end : v->end) - v->start;
+        return 0;
+    case M_MODELS:
+        scan->has_models = true;
+        if (null)
+            break;
+        if (v->type != LX_JSON_ARRAY)
+            return fail(scan, LX_EJSON, "'models' must be an array of strings");
+        if ((rc = ref_models(r, v, end)) != 0)
+            return rc;
+        scan->models.off = v->start;
+        scan->models.len = *end - v->start;
+        return 0;
+    case M_PROVIDER:
+        scan->has_provider = true;
+        if (null)
+            break;
+        if (!obj)
+            return fail(scan, LX_EJSON, "'provider' must be an object");
+        if ((rc = ref_value_end(r, v, end)) != 0)
+            return rc;
+        scan->provider.off = v->start;
+        scan->provider.len = *end - v->start;
+        return 0;
+    case M_ROUTE:
+    case M_SESSION_ID:
+        *(m == M_ROUTE ? &scan->has_route : &scan->has_session_id) = true;
+        if (null)
+            break;
+        if (!str)
+            return fail(scan, LX_EJSON,
+                        m == M_ROUTE ? "'route' must be a string"
+                                     : "'session_id' must be a string");
+        *(m == M_ROUTE ? &scan->route : &scan->session_id) = tok_span(v);
+        break;
+    case M_USAGE:
+        scan->has_usage = true;
+        if (null)
+            break;
+        if (!obj)
+            return fail(scan, LX_EJSON, "'usage' must be an object");
+        return ref_options(r, m, v, end);
+    case M_NONE:
+        break;
+    }
+    return ref_value_end(r, v, end);
+}
+
+/* The reference scan of body[0, len). */
+static int scan_ref(const char *body, size_t len, lx_body_scan_t *scan)
 {
     size_t lead = 0;
     while (lead < len && is_ws(body[lead]))
@@ -891,75 +721,44 @@ static int scan_jsmn(const char *body, size_t len, lx_body_scan_t *scan)
         return fail(scan, LX_EJSON, "request body is empty");
     if (body[lead] != '{')
         return fail(scan, LX_EJSON, "request body must be a JSON object");
-    /* jsmn stops at a NUL byte; none is valid JSON outside strings nor raw inside them. */
-    const char *nul = memchr(body, '\0', len);
-    if (nul != NULL)
-        return fail_at(scan, (size_t)(nul - body));
-    if (too_deep(body, len))
-        return fail(scan, LX_EJSON, "JSON nested too deeply");
 
-    jsmntok_t stack_toks[STACK_TOKENS];
-    jsmntok_t *toks = stack_toks;
-    unsigned cap = STACK_TOKENS;
-    jsmn_parser parser;
-    jsmn_init(&parser);
-    int r;
-    for (;;) {
-        r = jsmn_parse(&parser, body, len, toks, cap);
-        if (r != JSMN_ERROR_NOMEM)
-            break;
-        if (cap >= LX_BODY_MAX_TOKENS) {
-            r = fail(scan, LX_ETOOBIG, "request body has too many JSON values");
-            goto out;
-        }
-        /* jsmn resumes where it stopped when called again with the same parser. */
-        unsigned ncap = cap * 2 > LX_BODY_MAX_TOKENS ? LX_BODY_MAX_TOKENS : cap * 2;
-        jsmntok_t *grown;
-        if (toks == stack_toks) {
-            grown = malloc(ncap * sizeof(*grown));
-            if (grown != NULL)
-                memcpy(grown, stack_toks, sizeof(stack_toks));
-        } else {
-            grown = realloc(toks, ncap * sizeof(*grown));
-        }
-        if (grown == NULL) {
-            r = fail(scan, LX_ENOMEM, "out of memory");
-            goto out;
-        }
-        toks = grown;
-        cap = ncap;
-    }
-    if (r == JSMN_ERROR_PART) {
-        r = fail(scan, LX_EJSON, "invalid JSON: unexpected end of body");
-        goto out;
-    }
-    if (r < 0) {
-        r = fail_at(scan, parser.pos);
-        goto out;
-    }
-
+    struct ref r;
+    r.body = body;
+    r.scan = scan;
+    lx_json_init(&r.j, body, len, LX_BODY_MAX_DEPTH);
     struct walk w;
     memset(&w, 0, sizeof(w));
-    w.body = body;
-    w.len = len;
-    w.toks = toks;
-    w.n = parser.toknext;
-    w.pos = 0;
     w.scan = scan;
-    scan->root_open = (uint32_t)lead;
-    r = walk_tokens(&w);
-    if (r == 0 && w.i != w.n)
-        r = fail_at(scan, (size_t)tok_first(&toks[w.i]));
-    if (r == 0 && skip_ws(&w, w.pos) != len)
-        r = fail_at(scan, skip_ws(&w, w.pos));
-    if (r == 0)
-        plan_cuts(&w);
-out:
-    if (toks != stack_toks)
-        free(toks);
-    if (r == 0)
-        scan->error[0] = '\0';
-    return r < 0 ? r : 0;
+    lx_json_token_t t, v;
+    (void)next(&r, &t); /* the root's '{' */
+    scan->root_open = t.start;
+    for (;;) {
+        lx_json_type_t type = next(&r, &t);
+        if (type == LX_JSON_OBJECT_END)
+            break;
+        if (type == LX_JSON_NONE)
+            return json_fail(&r);
+        enum member m = root_member_of(body + t.start, t.end - t.start);
+        begin_root_member(&w, t.start - 1, m >= M_MODELS);
+        if (m != M_NONE) {
+            if (w.seen & (1u << m)) {
+                snprintf(scan->error, sizeof(scan->error), "duplicate '%s' member",
+                         member_names[m]);
+                return LX_EJSON;
+            }
+            w.seen |= 1u << m;
+        }
+        if (next(&r, &v) == LX_JSON_NONE)
+            return json_fail(&r);
+        int rc = ref_member(&r, m, &v, &w.pos);
+        if (rc != 0)
+            return rc;
+        end_root_member(&w);
+    }
+    if (next(&r, &t) != LX_JSON_NONE || r.j.error != LX_JSON_OK)
+        return json_fail(&r);
+    plan_cuts(&w);
+    return 0;
 }
 
 int lx_body_scan(const char *body, size_t len, lx_body_scan_t *scan)
@@ -969,13 +768,11 @@ int lx_body_scan(const char *body, size_t len, lx_body_scan_t *scan)
         return fail(scan, LX_ETOOBIG, "request body too large");
     struct walk w;
     memset(&w, 0, sizeof(w));
-    w.body = body;
-    w.len = len;
     w.scan = scan;
     if (scan_direct(body, len, &w, scan))
         return 0;
     memset(scan, 0, sizeof(*scan));
-    return scan_jsmn(body, len, scan);
+    return scan_ref(body, len, scan);
 }
 
 /* One edit of the original body: replace body[off, off + len) by up to 3 texts. */

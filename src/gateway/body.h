@@ -18,10 +18,10 @@
 #define LX_BODY_MAX_MODELS 16
 /* Largest body lx_body_scan() accepts (spans are 32-bit). */
 #define LX_BODY_MAX_LEN (1u << 30)
-/* Most JSON values (tokens) in one body: bounds the scan's memory (20 bytes per token). */
-#define LX_BODY_MAX_TOKENS (1u << 22)
-/* Deepest nesting of objects and arrays accepted. */
+/* Deepest nesting of objects and arrays accepted, the root object included. */
 #define LX_BODY_MAX_DEPTH 512
+/* Consumed members, hence byte ranges the splice deletes. */
+#define LX_BODY_MAX_CUTS 5
 /* Pieces always sufficient for lx_body_splice(). */
 #define LX_BODY_MAX_PIECES 32
 
@@ -69,6 +69,10 @@ typedef struct lx_body_scan {
     lx_body_span_t route; /* the string */
     bool has_session_id;
     lx_body_span_t session_id; /* the string */
+    /* OpenRouter's `usage: {"include": true}` (deprecated there: usage is always returned). An
+     * object or null; its "include" member true, false or null. */
+    bool has_usage;
+    bool usage_include; /* its "include" is true */
 
     /* The splice plan, private to body.c: the root object's '{' offset, the number of root
      * members kept, the end of the last kept member, and the byte ranges to delete to drop
@@ -77,7 +81,7 @@ typedef struct lx_body_scan {
     uint32_t kept;
     uint32_t last_kept_end;
     uint32_t n_cuts;
-    lx_body_span_t cuts[4];
+    lx_body_span_t cuts[LX_BODY_MAX_CUTS];
 
     /* On failure: a short human message for the client ("invalid JSON at byte 123",
      * "'model' must be a string", ...), always NUL-terminated; "" on success. */
@@ -88,13 +92,15 @@ typedef struct lx_body_scan {
  * Scans <len> bytes of <body>, which must be exactly one JSON object (RFC 8259 grammar, checked
  * strictly: literal and number syntax, separators, control characters in strings, no trailing
  * bytes but whitespace; UTF-8 validity of strings is not checked). Top-level keys are compared
- * raw, so an escaped key ("mod\u0065l") is just an unknown member. A recognized top-level key
- * or "include_usage" appearing twice is an error, so llmux and the upstream cannot read
- * different values.
+ * raw, so an escaped key ("mod\u0065l") is just an unknown member. A recognized top-level key,
+ * "include_usage" or usage's "include" appearing twice is an error, so llmux and the upstream
+ * cannot read different values.
  *
- * Returns 0, or LX_EJSON with scan->error set; LX_ETOOBIG for a body over LX_BODY_MAX_LEN or
- * with more than LX_BODY_MAX_TOKENS values; LX_ENOMEM. Allocates only the token array, freed
- * before returning (a body of up to 256 values needs no allocation).
+ * Nesting deeper than LX_BODY_MAX_DEPTH is an error ("JSON nested too deeply").
+ *
+ * Returns 0, or LX_EJSON with scan->error set; LX_ETOOBIG for a body over LX_BODY_MAX_LEN.
+ * Allocates nothing, recurses nowhere, and takes time linear in <len> whatever the body's
+ * shape (nesting, number of values, escapes).
  */
 int lx_body_scan(const char *body, size_t len, lx_body_scan_t *scan);
 
@@ -109,7 +115,8 @@ typedef struct lx_body_piece {
  *   - the model value is replaced by <model> (<model_len> raw bytes, JSON-escaped into
  *     <scratch>); when the body has no "model", a "model" member is added first; a NULL <model>
  *     leaves the model as it is;
- *   - "models", "provider", "route" and "session_id" are removed, each with one adjacent comma;
+ *   - "models", "provider", "route", "session_id" and "usage" are removed, each with one
+ *     adjacent comma;
  *   - when <add_include_usage> and the request streams without include_usage:true, either
  *     "stream_options":{"include_usage":true} is added (replacing a null stream_options) or
  *     "include_usage":true is set inside the existing stream_options object.

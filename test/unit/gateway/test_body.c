@@ -476,7 +476,7 @@ static void test_depth_linear(void **state)
 
 static void test_large(void **state)
 {
-    /* ~2 MB: far more tokens than the initial array, so jsmn is resumed after growth */
+    /* ~2 MB with a "models" list: the reference scan reads it all */
     size_t cap = 3u << 20, o = 0;
     char *body = malloc(cap);
     assert_non_null(body);
@@ -516,6 +516,96 @@ static void test_large(void **state)
     free(body);
 }
 
+/* OpenRouter's usage: {"include": true}: recognised, checked, never forwarded. Each body is
+ * scanned as it is (the direct scan) and behind a "models" list (the reference scan). */
+static void test_usage(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        bool include;
+    } good[] = {
+        {"{\"model\":\"m\",\"usage\":{\"include\":true}}", true},
+        {"{\"usage\": { \"include\" : true } ,\"model\":\"m\"}", true},
+        {"{\"usage\":{\"include\":false}}", false},
+        {"{\"usage\":{\"include\":null,\"x\":[1,{\"include\":true}]}}", false},
+        {"{\"usage\":{}}", false},
+        {"{\"usage\":null}", false},
+        {"{\"usage\":{\"x\":{\"include\":true},\"include\":true}}", true},
+    };
+    for (size_t k = 0; k < sizeof(good) / sizeof(good[0]); k++) {
+        for (int ref = 0; ref < 2; ref++) {
+            char body[256];
+            snprintf(body, sizeof(body), "%s%s", ref ? "{\"models\":[\"a\"]," : "",
+                     good[k].in + (ref ? 1 : 0));
+            if (scan_str(body) != 0)
+                fail_msg("%s: %s", body, scan.error);
+            assert_true(scan.has_usage);
+            assert_int_equal(scan.usage_include, good[k].include);
+            char *out = splice_str(body, NULL, false);
+            lx_body_scan_t again;
+            assert_int_equal(lx_body_scan(out, strlen(out), &again), 0);
+            assert_false(again.has_usage);
+            assert_null(strstr(out, "\"usage\""));
+            free(out);
+        }
+    }
+    /* absent, and nested lookalikes, are not the member */
+    assert_int_equal(scan_str("{\"model\":\"m\",\"metadata\":{\"usage\":{\"include\":true}}}"), 0);
+    assert_false(scan.has_usage || scan.usage_include);
+    assert_int_equal(scan_str("{\"usage\\u0020\":1}"), 0);
+    assert_false(scan.has_usage);
+
+    /* where it stands among the members, and with every other consumed member */
+    check_splice("{\"usage\":{\"include\":true},\"model\":\"x\",\"messages\":[]}", "y", false,
+                 "{\"model\":\"y\",\"messages\":[]}");
+    check_splice("{\"model\":\"x\", \"usage\" : {\"include\":true} , \"messages\":[]}", NULL, false,
+                 "{\"model\":\"x\" , \"messages\":[]}");
+    check_splice("{\"model\":\"x\",\"stream\":true,\"usage\":{\"include\":true}}", NULL, true,
+                 "{\"model\":\"x\",\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+    check_splice("{\"usage\":{\"include\":true},\"models\":[\"a\"],\"provider\":{},\"model\":\"x\","
+                 "\"route\":\"sort\",\"stream\":false,\"session_id\":\"z\"}",
+                 "y", false, "{\"model\":\"y\",\"stream\":false}");
+    check_splice("{\"usage\":null,\"models\":[\"a\"],\"provider\":{},\"route\":\"sort\","
+                 "\"session_id\":\"z\"}",
+                 "m", true, "{\"model\":\"m\"}");
+    assert_int_equal(scan_str("{\"usage\":{},\"models\":[\"a\"],\"provider\":{},\"route\":\"s\","
+                              "\"session_id\":\"z\",\"a\":1}"),
+                     0);
+    assert_int_equal(scan.n_cuts, LX_BODY_MAX_CUTS);
+
+    static const struct {
+        const char *in;
+        const char *err;
+    } bad[] = {
+        {"{\"usage\":true}", "'usage' must be an object"},
+        {"{\"usage\":[]}", "'usage' must be an object"},
+        {"{\"usage\":\"include\"}", "'usage' must be an object"},
+        {"{\"usage\":1}", "'usage' must be an object"},
+        {"{\"usage\":{\"include\":1}}", "'usage.include' must be a boolean"},
+        {"{\"usage\":{\"include\":\"true\"}}", "'usage.include' must be a boolean"},
+        {"{\"usage\":{\"include\":{}}}", "'usage.include' must be a boolean"},
+        {"{\"usage\":{\"include\":true,\"include\":false}}", "duplicate 'usage.include' member"},
+        {"{\"usage\":{},\"usage\":{}}", "duplicate 'usage' member"},
+        {"{\"usage\":{\"include\":tru}}", "invalid JSON at byte 20"},
+    };
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        for (int ref = 0; ref < 2; ref++) {
+            char body[128];
+            snprintf(body, sizeof(body), "%s%s", ref ? "{\"models\":[]," : "", bad[k].in + ref);
+            assert_int_equal(scan_str(body), LX_EJSON);
+            const char *want = bad[k].err;
+            char shifted[64];
+            if (ref && strncmp(want, "invalid JSON at byte ", 21) == 0) {
+                snprintf(shifted, sizeof(shifted), "invalid JSON at byte %d", atoi(want + 21) + 12);
+                want = shifted;
+            }
+            if (strcmp(scan.error, want) != 0)
+                fail_msg("%s: got '%s', want '%s'", body, scan.error, want);
+        }
+    }
+}
+
 static void test_splice_limits(void **state)
 {
     const char *b = "{\"models\":[\"a\"],\"model\":\"x\",\"stream\":true,\"route\":\"r\"}";
@@ -540,7 +630,7 @@ static void test_splice_limits(void **state)
     check_splice("{\"model\":\"x\"}", "", false, "{\"model\":\"\"}");
 }
 
-/* The direct scan (valid bodies without "models") and the jsmn scan it leaves everything else
+/* The direct scan (valid bodies without "models") and the reference scan it leaves everything else
  * to record the same things and word the same errors: bodies on either side of that line. */
 static void test_direct_and_reference(void **state)
 {
@@ -577,7 +667,7 @@ static void test_direct_and_reference(void **state)
                         "false},\"temperature\":-0.5e+2} ");
     free(out);
 
-    /* "models" and nesting deeper than the direct scan's stack: the jsmn scan records them */
+    /* "models" and nesting deeper than the direct scan's stack: the reference scan records them */
     assert_int_equal(scan_str("{\"models\":[\"a\",\"b\"],\"model\":\"c\"}"), 0);
     assert_int_equal(scan.n_models, 2);
     char deep[300];
@@ -592,7 +682,7 @@ static void test_direct_and_reference(void **state)
     assert_span(deep, scan.model, "d");
     assert_int_equal(scan.kept, 2);
 
-    /* errors found by the direct scan are worded by the jsmn scan, byte offsets included */
+    /* errors found by the direct scan are worded by the reference scan, byte offsets included */
     static const struct {
         const char *in;
         const char *err;
@@ -689,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_depth_linear),
         cmocka_unit_test(test_large),
         cmocka_unit_test(test_direct_and_reference),
+        cmocka_unit_test(test_usage),
         cmocka_unit_test(test_splice_limits),
         cmocka_unit_test(test_string_bytes),
     };
