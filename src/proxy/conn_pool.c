@@ -2,7 +2,9 @@
  * conn_pool.c - keep-alive pools of upstream connections, one per endpoint per worker.
  *
  * get: idle connection (LIFO) ─or─ address (cached, else uv_getaddrinfo) → connect ─or─ wait
- * put: clean connection → idle list, or straight to the oldest waiter
+ *      (only under an explicit max_connections: the waiter is `limited`)
+ * put: clean connection → straight to the oldest waiter, or the idle list (at most max_idle:
+ *      the least recently used one beyond it is closed)
  * An idle connection keeps reading, so a server that closes it is noticed at once and the
  * connection is dropped before anyone borrows it.
  * HTTPS: connect → TLS handshake (net/stream.c) → connected. A timer per connection bounds the
@@ -26,7 +28,8 @@ void lx_conn_pool_init(lx_conn_pool_t *p, lx_worker_t *w, const char *host, uint
     p->worker = w;
     snprintf(p->host, sizeof(p->host), "%s", host);
     p->port = port;
-    p->max_connections = max_connections > 0 ? max_connections : 64;
+    p->max_connections = max_connections > 0 ? max_connections : UINT32_MAX;
+    p->max_idle = LX_CONN_POOL_MAX_IDLE;
     p->idle_timeout_ms = 30000;
     p->max_requests = 10000;
     lx_list_init(&p->idle);
@@ -281,6 +284,11 @@ static void service_waiters(lx_conn_pool_t *p)
         }
         if (p->n_open >= p->max_connections)
             return;
+        if (w->limited) {
+            /* its turn came: from now on it is connecting, and bounded as such */
+            w->limited = false;
+            w->since_ms = uv_now(&p->worker->loop);
+        }
         if (!address_ready(p)) {
             if (p->resolving)
                 return;
@@ -299,9 +307,15 @@ void lx_conn_pool_get(lx_conn_pool_t *p, lx_conn_pool_wait_t *w, lx_conn_pool_cb
     w->pool = p;
     w->cb = cb;
     w->connecting = NULL;
+    w->since_ms = uv_now(&p->worker->loop);
     w->queued = true;
+    w->limited = false;
     lx_list_insert_tail(&p->waiters, &w->link);
     service_waiters(p);
+    if (w->queued && p->n_open >= p->max_connections) {
+        w->limited = true; /* behind max_connections, not behind a DNS lookup */
+        p->n_limited++;
+    }
 }
 
 void lx_conn_pool_cancel(lx_conn_pool_wait_t *w)
@@ -333,6 +347,15 @@ void lx_conn_pool_put(lx_upconn_t *c)
         p->n_reuses++;
         hand_over(w, c, 0);
         return;
+    }
+    if (p->n_idle >= p->max_idle) {
+        /* beyond max_idle the least recently used idle connection goes, or this one when none
+         * may stay (nobody waits, so the freed slot needs no servicing) */
+        lx_upconn_t *lru = p->max_idle > 0 ? lx_list_entry(p->idle.prev, lx_upconn_t, link) : c;
+        p->n_idle_closed++;
+        drop_conn(lru, false);
+        if (lru == c)
+            return;
     }
     c->idle = true;
     c->idle_since_ms = uv_now(&p->worker->loop);

@@ -2,11 +2,17 @@
  * conn_pool.h - per-worker upstream endpoints and their keep-alive connection pools.
  *
  * An lx_conn_pool_t is one provider endpoint (host:port) as seen by one worker: its resolved
- * address (non-blocking DNS with a TTL cache), its idle connections (LIFO: the most recently
- * used is the one most likely still open) and a bound on its open connections. A request
- * borrows a connection with lx_conn_pool_get() and gives it back with lx_conn_pool_put() only
- * when it is provably clean; otherwise it closes it. When the bound is reached, requests wait
- * in order for a connection to come back or close.
+ * address (non-blocking DNS with a TTL cache) and its idle connections (LIFO: the most recently
+ * used is the one most likely still open). A request borrows a connection with
+ * lx_conn_pool_get() and gives it back with lx_conn_pool_put() only when it is provably clean;
+ * otherwise it closes it.
+ *
+ * Two bounds, as nginx's `keepalive N` and `max_conns`: max_idle (default 64) bounds the idle
+ * connections kept for reuse - a connection given back above it closes the least recently used
+ * one - and max_connections (default 0: none) bounds all open connections, busy ones included.
+ * Only an explicit max_connections makes requests wait: in order, for a connection to come back
+ * or close; such a waiter is marked `limited` so that its owner can bound the wait by its own
+ * deadline and tell it apart from a slow connect.
  *
  * An endpoint may be HTTPS (lx_conn_pool_set_tls): a fresh connection then connects and
  * completes its TLS handshake before the request gets it, so a connection in the pool is always
@@ -35,7 +41,10 @@ struct lx_conn_pool_wait {
     lx_conn_pool_t *pool;
     lx_conn_pool_cb cb;
     struct lx_upconn *connecting; /* the fresh connection being made for this request */
+    uint64_t since_ms; /* loop time the wait's connect phase began: the get, or the moment a
+                          limited waiter's turn came (DNS and connect are bounded from here) */
     bool queued;
+    bool limited; /* queued because max_connections is reached: waiting for a slot */
 };
 
 struct lx_upconn {
@@ -56,7 +65,8 @@ struct lx_conn_pool {
     lx_worker_t *worker;
     char host[256];
     uint16_t port;
-    uint32_t max_connections;
+    uint32_t max_connections; /* open connections, busy ones included; UINT32_MAX: no bound */
+    uint32_t max_idle;        /* idle connections kept for reuse (LX_CONN_POOL_MAX_IDLE) */
     uint64_t idle_timeout_ms; /* idle connections older than this are not reused */
     uint32_t max_requests;    /* per connection, then closed */
     struct sockaddr_storage addr;
@@ -72,7 +82,9 @@ struct lx_conn_pool {
     uint32_t n_open;     /* idle + busy + connecting */
     uint64_t n_connects; /* connections made, for tests and metrics */
     uint64_t n_reuses;
-    uint64_t n_resumed; /* TLS handshakes that resumed a session */
+    uint64_t n_resumed;     /* TLS handshakes that resumed a session */
+    uint64_t n_idle_closed; /* connections closed because max_idle were idle already */
+    uint64_t n_limited;     /* gets that had to wait for a slot (max_connections reached) */
     bool disposing;
     /* TLS (NULL: plain TCP): */
     lx_tls_client_t *tls;          /* a reference */
@@ -81,7 +93,11 @@ struct lx_conn_pool {
     uint64_t handshake_timeout_ms; /* connect + handshake, default 10 s */
 };
 
-/* Prepares a pool for host:port on <w>. <host> may be a name or a numeric address. */
+#define LX_CONN_POOL_MAX_IDLE 64 /* default max_idle */
+
+/* Prepares a pool for host:port on <w>. <host> may be a name or a numeric address.
+ * <max_connections> bounds the open connections, busy ones included (0: no bound); max_idle
+ * starts at LX_CONN_POOL_MAX_IDLE and may be set before the first get, as may the timeouts. */
 void lx_conn_pool_init(lx_conn_pool_t *p, lx_worker_t *w, const char *host, uint16_t port,
                        uint32_t max_connections);
 
@@ -91,13 +107,17 @@ void lx_conn_pool_set_tls(lx_conn_pool_t *p, lx_tls_client_t *ctx, const char *s
 
 /* Asks for a connection: <w>->cb runs with one (maybe at once, from inside this call, when an
  * idle one is ready) or with an error. <w> stays linked until then; lx_conn_pool_cancel()
- * withdraws it. */
+ * withdraws it. While max_connections holds it back, w->limited is set (counted in
+ * n_limited); when its turn comes, limited is cleared and w->since_ms restamped. Waits are
+ * not timed here: the owner bounds them. */
 void lx_conn_pool_get(lx_conn_pool_t *p, lx_conn_pool_wait_t *w, lx_conn_pool_cb cb);
 
 /* Withdraws a waiting request (its callback will not run). */
 void lx_conn_pool_cancel(lx_conn_pool_wait_t *w);
 
-/* Returns a clean connection (response fully read, no error, keep-alive) for reuse. */
+/* Returns a clean connection (response fully read, no error, keep-alive) for reuse: to the
+ * oldest waiter, else to the idle list, closing its least recently used connection when
+ * max_idle are idle already. */
 void lx_conn_pool_put(lx_upconn_t *c);
 
 /* Closes a borrowed connection that is not clean (error, cancel, cut response). */

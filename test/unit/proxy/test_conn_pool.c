@@ -1,8 +1,9 @@
 /*
  * test_conn_pool.c - the upstream keep-alive pool on a real loop, against an accept-and-hold
  * server on 127.0.0.1 running on the same loop: connect, reuse, idle connections the server
- * closes, the connection bound with waiters, cancel, refused connects, DNS, stale idle
- * connections, and dispose failing waiters.
+ * closes, the connection bound with waiters (marked limited), no bound by default, the idle
+ * bound (least recently used closed), cancel, refused connects, DNS, stale idle connections,
+ * and dispose failing waiters.
  *
  * Every loop run is bounded by a deadline; the teardown closes every handle, runs the loop to
  * completion and checks that no connection or chunk is left.
@@ -311,6 +312,91 @@ static void test_max_connections_waiters(void **state)
     assert_int_equal(pool.n_idle, 2);
 }
 
+static void test_no_bound_by_default(void **state)
+{
+    (void)state;
+    /* 0: busy connections are not bounded, nobody waits (a stream holds its connection for
+     * its whole length) */
+    pool_start("127.0.0.1", port, 0);
+    enum { N = 12 };
+    req_t r[N];
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++) {
+        lx_conn_pool_get(&pool, &r[i].w, on_got);
+        assert_false(r[i].w.limited);
+    }
+    RUN_UNTIL(n_served == N);
+    for (int i = 0; i < N; i++) {
+        RUN_UNTIL(r[i].calls == 1);
+        assert_int_equal(r[i].status, 0);
+    }
+    assert_int_equal(pool.n_open, N);
+    assert_int_equal(pool.n_limited, 0);
+    for (int i = 0; i < N; i++)
+        lx_conn_pool_close(r[i].conn);
+    assert_int_equal(pool.n_open, 0);
+}
+
+static void test_max_idle(void **state)
+{
+    (void)state;
+    pool_start("127.0.0.1", port, 0);
+    pool.max_idle = 2;
+    req_t r[4], g[3];
+    memset(r, 0, sizeof(r));
+    memset(g, 0, sizeof(g));
+    for (int i = 0; i < 4; i++)
+        lx_conn_pool_get(&pool, &r[i].w, on_got);
+    RUN_UNTIL(r[0].calls + r[1].calls + r[2].calls + r[3].calls == 4 && n_served == 4);
+    /* given back in order: beyond two idle ones the least recently used closes */
+    for (int i = 0; i < 4; i++)
+        lx_conn_pool_put(r[i].conn);
+    assert_int_equal(pool.n_idle, 2);
+    assert_int_equal(pool.n_open, 2);
+    assert_int_equal(pool.n_idle_closed, 2);
+    /* the two kept are the last returned, most recent first */
+    lx_conn_pool_get(&pool, &g[0].w, on_got);
+    lx_conn_pool_get(&pool, &g[1].w, on_got);
+    assert_ptr_equal(g[0].conn, r[3].conn);
+    assert_ptr_equal(g[1].conn, r[2].conn);
+    assert_int_equal(pool.n_idle, 0);
+    lx_conn_pool_put(g[0].conn);
+    lx_conn_pool_put(g[1].conn);
+    assert_int_equal(pool.n_idle, 2);
+    assert_int_equal(pool.n_idle_closed, 2);
+
+    /* max_idle 0: nothing is kept */
+    pool.max_idle = 0;
+    lx_conn_pool_get(&pool, &g[2].w, on_got);
+    assert_int_equal(g[2].calls, 1);
+    lx_conn_pool_put(g[2].conn);
+    assert_int_equal(pool.n_idle, 1);
+    assert_int_equal(pool.n_open, 1);
+    assert_int_equal(pool.n_idle_closed, 3);
+}
+
+static void test_limited_waiter(void **state)
+{
+    (void)state;
+    pool_start("127.0.0.1", port, 1);
+    req_t a = {0}, b = {0};
+    lx_conn_pool_get(&pool, &a.w, on_got);
+    assert_false(a.w.limited); /* connecting, not waiting for a slot */
+    RUN_UNTIL(a.calls == 1);
+    lx_conn_pool_get(&pool, &b.w, on_got);
+    assert_true(b.w.limited);
+    assert_int_equal(pool.n_limited, 1);
+    uint64_t since = b.w.since_ms;
+    run_for_ms(20);
+    /* a slot frees: its turn comes, the connect it starts is timed from now */
+    lx_conn_pool_close(a.conn);
+    assert_false(b.w.limited);
+    assert_true(b.w.since_ms >= since + 15);
+    RUN_UNTIL(b.calls == 1);
+    assert_int_equal(b.status, 0);
+    lx_conn_pool_put(b.conn);
+}
+
 static void test_cancel_waiting(void **state)
 {
     (void)state;
@@ -557,6 +643,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_closed_by_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_stray_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_connections_waiters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_bound_by_default, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limited_waiter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_connecting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
