@@ -99,7 +99,11 @@ static int on_headers_complete(llhttp_t *p)
     lx_http_client_t *hc = hc_of(p);
     hc->status = p->status_code;
     if (hc->status < 200) {
-        /* 1xx interim answers carry no body; the real head follows */
+        /* 1xx interim answers carry no body; the real head follows, within a bound */
+        if (++hc->n_interim > LX_HTTP_CLIENT_MAX_INTERIM) {
+            hc->error = "upstream sent too many 1xx interim responses";
+            return -1;
+        }
         return 0;
     }
     hc->head_done = true;

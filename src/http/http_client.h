@@ -27,17 +27,21 @@ typedef struct lx_http_client_cbs {
 } lx_http_client_cbs_t;
 
 #define LX_HTTP_CLIENT_CT_MAX 128
+/* 1xx interim responses accepted before the final one; one more is a bad response (an upstream
+ * could otherwise keep a request waiting forever on `100 Continue`s). */
+#define LX_HTTP_CLIENT_MAX_INTERIM 8
 
 struct lx_http_client {
     llhttp_t parser;
     const lx_http_client_cbs_t *cbs;
     void *data;
     int status;
-    bool keep_alive; /* valid after the head */
-    bool chunked;    /* Transfer-Encoding: chunked */
-    bool has_length; /* Content-Length given */
-    bool complete;   /* whole message parsed */
-    bool head_done;
+    bool keep_alive;    /* valid after the head */
+    bool chunked;       /* Transfer-Encoding: chunked */
+    bool has_length;    /* Content-Length given */
+    bool complete;      /* whole message parsed */
+    bool head_done;     /* the final (non-1xx) head is complete */
+    unsigned n_interim; /* 1xx interim responses skipped so far */
     uint64_t content_length;
     int64_t retry_after; /* seconds from Retry-After (delta form), -1 when absent */
     char content_type[LX_HTTP_CLIENT_CT_MAX];
@@ -56,9 +60,11 @@ struct lx_http_client {
 void lx_http_client_init(lx_http_client_t *hc, const lx_http_client_cbs_t *cbs, uint64_t max_head,
                          void *data);
 
-/* Parses <len> bytes at <data> inside chunk <b>. Returns 0, LX_EUPSTREAM for a malformed or
- * oversized response (hc->error says why), or the non-zero value a callback returned. Bytes
- * after a complete message make the response invalid for reuse (hc->keep_alive cleared). */
+/* Parses <len> bytes at <data> inside chunk <b>. 1xx interim responses are skipped (at most
+ * LX_HTTP_CLIENT_MAX_INTERIM); <max_head> bounds each head. Returns 0, LX_EUPSTREAM for a
+ * malformed or oversized response or too many interim ones (hc->error says why), or the
+ * non-zero value a callback returned. Bytes after a complete message make the response invalid
+ * for reuse (hc->keep_alive cleared). */
 int lx_http_client_parse(lx_http_client_t *hc, lx_buf_t *b, const char *data, size_t len);
 
 /* The upstream closed: completes a close-delimited body. Returns 0 when the message is

@@ -1,7 +1,8 @@
 /*
  * test_http_client.c - the upstream response codec: head fields, Content-Length, chunked and
- * close-delimited bodies, cut responses, interim 1xx answers, keep-alive decisions, limits,
- * byte-at-a-time feeding, callback stops, and request head formatting.
+ * close-delimited bodies, cut responses, interim 1xx answers (and their bound), heads arriving
+ * line by line, keep-alive decisions, limits, byte-at-a-time feeding, callback stops, and
+ * request head formatting.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -285,6 +286,53 @@ static void test_continue_resets_head_budget(void **state)
     assert_true(hc.complete);
 }
 
+static void test_interim_bound(void **state)
+{
+    (void)state;
+    /* up to LX_HTTP_CLIENT_MAX_INTERIM interim answers, in separate reads or together, then
+     * the final one */
+    start(8192);
+    for (int i = 0; i < LX_HTTP_CLIENT_MAX_INTERIM; i++) {
+        assert_int_equal(feed_s(i % 2 ? "HTTP/1.1 100 Continue\r\n\r\n"
+                                      : "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"),
+                         0);
+        assert_false(hc.head_done);
+    }
+    assert_int_equal(hc.n_interim, LX_HTTP_CLIENT_MAX_INTERIM);
+    assert_int_equal(feed_s("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), 0);
+    assert_int_equal(rec.heads, 1);
+    assert_true(hc.complete);
+
+    /* one more is a bad response, never a head */
+    start(8192);
+    for (int i = 0; i < LX_HTTP_CLIENT_MAX_INTERIM; i++)
+        assert_int_equal(feed_s("HTTP/1.1 100 Continue\r\n\r\n"), 0);
+    assert_int_equal(feed_s("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"), LX_EUPSTREAM);
+    assert_non_null(hc.error);
+    assert_non_null(strstr(hc.error, "1xx"));
+    assert_int_equal(rec.heads, 0);
+    assert_false(hc.head_done);
+}
+
+static void test_head_line_by_line(void **state)
+{
+    (void)state;
+    /* a head that arrives a line per read is not done until its blank line */
+    start(8192);
+    static const char *const lines[] = {"HTTP/1.1 200 OK\r\n", "X-A: 1\r\n", "X-B: 2\r\n",
+                                        "Content-Length: 1\r\n"};
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        assert_int_equal(feed_s(lines[i]), 0);
+        assert_false(hc.head_done);
+        assert_int_equal(rec.heads, 0);
+    }
+    assert_int_equal(feed_s("\r\n"), 0);
+    assert_true(hc.head_done);
+    assert_int_equal(rec.heads, 1);
+    assert_int_equal(feed_s("x"), 0);
+    assert_true(hc.complete);
+}
+
 static void test_trailing_bytes_clear_keep_alive(void **state)
 {
     (void)state;
@@ -513,6 +561,8 @@ int main(void)
         cmocka_unit_test(test_eof_mid_body),
         cmocka_unit_test(test_continue_then_final),
         cmocka_unit_test(test_continue_resets_head_budget),
+        cmocka_unit_test(test_interim_bound),
+        cmocka_unit_test(test_head_line_by_line),
         cmocka_unit_test(test_trailing_bytes_clear_keep_alive),
         cmocka_unit_test(test_connection_close),
         cmocka_unit_test(test_oversized_head),
