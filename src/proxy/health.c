@@ -704,8 +704,8 @@ static void measure(const lx_health_t *h, const agg_t *a, lx_health_score_t *r)
     uint64_t ok = a->n[LX_HEALTH_OK], fail = failures(a->n), rl = a->n[LX_HEALTH_RATE_LIMIT];
     for (unsigned o = 0; o < LX_HEALTH_N_OUTCOMES; o++) {
         r->count[o] = a->n[o];
-        if (o != LX_HEALTH_CANCELED)
-            r->requests += a->n[o];
+        if (o != LX_HEALTH_CANCELED && o != LX_HEALTH_GATEWAY_LIMIT)
+            r->requests += a->n[o]; /* (the endpoint never saw these) */
     }
     r->has_data = ok + fail + rl > 0;
     if (ok + fail > 0)

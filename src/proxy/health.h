@@ -34,14 +34,16 @@
 
 /* Outcome classes of one attempt: XX(ENUM, name). The name is the metrics label value. */
 #define LX_HEALTH_OUTCOME_MAP(XX)                                                                  \
-    XX(OK, ok)                     /* the endpoint answered (2xx) */                               \
-    XX(CONNECT, connect)           /* connect, TLS or DNS failure */                               \
-    XX(TIMEOUT, timeout)           /* connect or first-byte timeout */                             \
-    XX(RATE_LIMIT, rate_limit)     /* 429: not a failure, counted apart, honours retry-after */    \
-    XX(SERVER, server)             /* 5xx */                                                       \
-    XX(BAD_RESPONSE, bad_response) /* malformed answer, premature close, reset mid-answer */       \
-    XX(CLIENT, client)             /* a 4xx that is the client's fault: not the endpoint's */      \
-    XX(CANCELED, canceled)         /* the client went away: not counted against the endpoint */
+    XX(OK, ok)                       /* the endpoint answered (2xx) */                             \
+    XX(CONNECT, connect)             /* connect, TLS or DNS failure */                             \
+    XX(TIMEOUT, timeout)             /* connect or first-byte timeout */                           \
+    XX(RATE_LIMIT, rate_limit)       /* 429: not a failure, counted apart, honours retry-after */  \
+    XX(SERVER, server)               /* 5xx */                                                     \
+    XX(BAD_RESPONSE, bad_response)   /* malformed answer, premature close, reset mid-answer */     \
+    XX(CLIENT, client)               /* a 4xx that is the client's fault: not the endpoint's */    \
+    XX(CANCELED, canceled)           /* the client went away: not counted against the endpoint */  \
+    XX(GATEWAY_LIMIT, gateway_limit) /* llmux's own max_connections held it back until its         \
+                                        deadline: never sent, not counted against the endpoint */
 
 typedef enum lx_health_outcome {
 #define XX(e, n) LX_HEALTH_##e,
@@ -98,7 +100,7 @@ typedef struct lx_health_score {
     double ttft_p90_ms;     /* or -1 */
     double tps_p50;         /* output tokens/s after the first byte, or -1 */
     double rate_limit_rate; /* 429 / (OK + failures + 429), or -1 */
-    uint64_t requests;      /* attempts in the window, all classes but CANCELED */
+    uint64_t requests;      /* attempts in the window, all classes but CANCELED, GATEWAY_LIMIT */
     uint64_t count[LX_HEALTH_N_OUTCOMES]; /* attempts in the window per outcome */
 } lx_health_score_t;
 
@@ -149,10 +151,10 @@ size_t lx_health_find(const lx_health_t *h, const char *provider, const char *en
  * allocation, a few relaxed atomic operations. Feeds the window, the cumulative counters and
  * the breaker: failures count toward ejection; OK resets the count and closes a half-open
  * breaker; a failure while half-open re-opens it with a doubled cooldown; RATE_LIMIT sets
- * the retry-after block; RATE_LIMIT, CLIENT and CANCELED neither count nor reset, and free a
- * taken half-open probe slot. Outcomes of attempts that were sent before an ejection and end
- * while the breaker is open are counted in the window but do not move the breaker. Out of
- * range shard or row: ignored. */
+ * the retry-after block; RATE_LIMIT, CLIENT, CANCELED and GATEWAY_LIMIT neither count nor
+ * reset, and free a taken half-open probe slot. Outcomes of attempts that were sent before an
+ * ejection and end while the breaker is open are counted in the window but do not move the
+ * breaker. Out of range shard or row: ignored. */
 void lx_health_record(lx_health_t *h, unsigned shard, size_t row, const lx_health_sample_t *s,
                       uint64_t now_ms);
 

@@ -29,7 +29,8 @@
        "1 while the circuit breaker ejects the endpoint (open or half-open), else 0.")             \
     XX(IN_FLIGHT, "llmux_health_in_flight", "gauge", "Attempts in flight to the endpoint.")        \
     XX(ATTEMPTS, "llmux_upstream_attempts_total", "counter",                                       \
-       "Attempts sent to the endpoint since start, by outcome.")
+       "Attempts for the endpoint since start, by outcome (gateway_limit: held back by llmux's "   \
+       "own max_connections, never sent).")
 
 enum {
 #define XX(id, name, type, help) M_##id,

@@ -6,9 +6,12 @@
  *      ▼
  *   CONNECTING  lx_conn_pool_get ── idle connection (LIFO) or DNS (cached) + connect
  *      │ on_conn                     [timer: connect timeout → 504]
+ *      │                             [a wait for a slot under max_connections: the deadline
+ *      │                              alone → 503 + Retry-After, llmux's own limit]
  *      ▼
  *   WAITING     lx_stream_write(head + body slices, borrowed)
- *      │ first byte                  [timer: first-byte timeout → 504]
+ *      │ head complete               [timer: first-byte timeout → 504; interim 1xx answers
+ *      │                              and a head dribbled line by line do not stop it]
  *      ▼
  *   RELAYING    llhttp (response) → head: client head sent (committed)
  *      │                            body: slices of the read chunk → client, per read
@@ -17,6 +20,8 @@
  *   lx_proxy_finish(px, code) ── the one finalizer: pool put (clean) or close, answer or end
  *                                the client, ops->on_finish, close the timer → ops->on_free
  *
+ * deadline_ms (routing.deadline) caps every timer until the head is complete, so no phase of
+ * an attempt outlives the request's deadline; a timed-out attempt fails over (ops->retry).
  * A client that leaves in any phase closes the upstream connection at once (no pooling), so
  * the model server stops generating. A pooled connection that turns out dead before any byte
  * of the answer is retried once on a fresh connection.
@@ -37,17 +42,17 @@ static void on_timeout(uv_timer_t *t);
 static void send_request(lx_proxy_t *px);
 static void on_keepalive(uv_timer_t *t);
 
-/* The phase's timeout: <ms> from now, none when 0. The deadline is a field; the timer moves
- * only when it would fire too late (a later deadline, as every read of a stream sets, costs no
+/* The phase's timeout: <ms> from now, none when 0. The due time is a field; the timer moves
+ * only when it would fire too late (a later due time, as every read of a stream sets, costs no
  * timer operation: the timer fires at the earlier time and re-arms for the rest). */
 static void arm(lx_proxy_t *px, uint64_t ms)
 {
     if (ms == 0) {
-        px->deadline = 0; /* the timer may still fire; it then finds nothing to do */
+        px->phase_due = 0; /* the timer may still fire; it then finds nothing to do */
         return;
     }
     uint64_t due = uv_now(px->timer.loop) + ms;
-    px->deadline = due;
+    px->phase_due = due;
     if (px->timer_due != 0 && px->timer_due <= due)
         return;
     px->timer_due = due;
@@ -57,25 +62,70 @@ static void arm(lx_proxy_t *px, uint64_t ms)
 /* No timeout until the next arm(). */
 static void disarm(lx_proxy_t *px)
 {
-    px->deadline = 0;
+    px->phase_due = 0;
+}
+
+/* Milliseconds from <now> until loop time <due>, at least 1 (0 would mean no timeout). */
+static uint64_t until(uint64_t now, uint64_t due)
+{
+    return due > now ? due - now : 1;
+}
+
+/* A phase timeout of <ms> from <since>, cut to the attempt's deadline: ms from now. */
+static uint64_t bounded(const lx_proxy_t *px, uint64_t now, uint64_t since, uint64_t ms)
+{
+    uint64_t due = ms != 0 ? since + ms : 0;
+    if (px->deadline_ms != 0 && (due == 0 || px->deadline_ms < due))
+        due = px->deadline_ms;
+    return due != 0 ? until(now, due) : 0;
+}
+
+/* Arms the timer of the connecting phase. A wait for a slot under max_connections is bounded by
+ * the deadline alone, but looked at every connect timeout: when its turn comes the pool
+ * restamps wait.since_ms, and the connect that follows gets its own timeout from there. */
+static void arm_connecting(lx_proxy_t *px)
+{
+    uint64_t now = uv_now(px->timer.loop);
+    uint64_t ct = px->connect_timeout_ms;
+    if (px->wait.limited && px->deadline_ms != 0 && ct != 0)
+        arm(px, LX_MIN(ct, until(now, px->deadline_ms)));
+    else
+        arm(px, bounded(px, now, px->wait.since_ms, ct));
 }
 
 static void on_timeout(uv_timer_t *t)
 {
     lx_proxy_t *px = t->data;
     px->timer_due = 0;
-    if (px->deadline == 0 || px->finished)
+    if (px->phase_due == 0 || px->finished)
         return; /* armed for a timeout that was lifted since */
     uint64_t now = uv_now(t->loop);
-    if (now < px->deadline) {
-        /* armed for an earlier deadline that was moved later since: wait for the rest */
-        px->timer_due = px->deadline;
-        uv_timer_start(t, on_timeout, px->deadline - now, 0);
+    if (now < px->phase_due) {
+        /* armed for an earlier time that was moved later since: wait for the rest */
+        px->timer_due = px->phase_due;
+        uv_timer_start(t, on_timeout, px->phase_due - now, 0);
         return;
     }
-    px->deadline = 0;
+    px->phase_due = 0;
+    bool deadline = px->deadline_ms != 0 && now >= px->deadline_ms;
     switch (px->state) {
     case LX_PROXY_CONNECTING:
+        if (px->wait.limited) {
+            if (!deadline && px->deadline_ms != 0) {
+                arm_connecting(px); /* still waiting for a slot, with time left */
+                return;
+            }
+            /* llmux's own limit: a 503 that says so, not a connect failure of the provider */
+            px->limited = true;
+            px->error = "llmux's own limit on connections to this provider (max_connections) "
+                        "was reached, and none came free before the request's deadline";
+            lx_proxy_finish(px, LX_ENOUPSTREAM);
+            return;
+        }
+        if (!deadline && now < px->wait.since_ms + px->connect_timeout_ms) {
+            arm_connecting(px); /* a slot wait ended meanwhile: its connect began later */
+            return;
+        }
         if (px->wait.connecting != NULL && lx_stream_handshaking(&px->wait.connecting->stream)) {
             /* connected, but the TLS handshake did not complete: say so */
             px->error = "timed out connecting to the provider";
@@ -85,7 +135,11 @@ static void on_timeout(uv_timer_t *t)
         px->error = "timed out connecting to the provider";
         break;
     case LX_PROXY_WAITING:
-        px->error = "timed out waiting for the provider's first byte";
+        if (px->t_first_byte_ns == 0)
+            px->error = "timed out waiting for the provider's first byte";
+        else
+            px->error = "timed out waiting for the provider's response head (it began one, or "
+                        "sent only interim 1xx answers)";
         break;
     default:
         px->error = "the provider stalled mid-response";
@@ -120,6 +174,10 @@ static void flush_pending(lx_proxy_t *px)
 static int on_head(lx_http_client_t *hc)
 {
     lx_proxy_t *px = hc->data;
+    /* the head is complete: the first-byte clock stops, the idle one runs between reads */
+    px->state = LX_PROXY_RELAYING;
+    stop_keepalives(px);
+    arm(px, px->idle_timeout_ms);
     px->upstream_status = hc->status;
     if (hc->status >= 400)
         return 0; /* collect the error body, answer in the envelope */
@@ -286,14 +344,14 @@ static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *d
     }
     if (px->t_first_byte_ns == 0) {
         px->t_first_byte_ns = lx_worker_clock_ns();
-        px->state = LX_PROXY_RELAYING;
-        stop_keepalives(px);
         /* an answer has begun: no retry will resend the request, so its chunks go now */
         for (unsigned i = 0; i < px->n_out; i++)
             lx_buf_unref(px->out[i].buf);
         px->n_out = 0;
     }
-    arm(px, px->idle_timeout_ms);
+    /* until the head is complete the first-byte timer runs on (on_head switches to idle) */
+    if (px->state == LX_PROXY_RELAYING)
+        arm(px, px->idle_timeout_ms);
     int rc = lx_http_client_parse(&px->hc, b, data, (size_t)nread);
     if (rc == 0 && px->hc.complete) {
         end_of_body(px); /* what is pending leaves with the end of the response */
@@ -350,7 +408,8 @@ static void on_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
         lx_proxy_finish(px, rc);
         return;
     }
-    arm(px, px->first_byte_timeout_ms);
+    uint64_t now = uv_now(px->timer.loop);
+    arm(px, bounded(px, now, now, px->first_byte_timeout_ms));
 }
 
 static void send_request(lx_proxy_t *px)
@@ -360,14 +419,14 @@ static void send_request(lx_proxy_t *px)
     /* a pooled connection came at once (the usual case): the request is already sent and its
      * first-byte timer armed; otherwise the wait for a connection is bounded from now */
     if (px->state == LX_PROXY_CONNECTING && !px->finished)
-        arm(px, px->connect_timeout_ms);
+        arm_connecting(px);
 }
 
 static void on_keepalive(uv_timer_t *t)
 {
     lx_proxy_t *px = t->data;
     static const char ka[] = ": keep-alive\n\n";
-    if (px->t_first_byte_ns != 0 || px->finished)
+    if (px->state == LX_PROXY_RELAYING || px->finished)
         return;
     if (lx_http_server_send(px->req, ka, sizeof(ka) - 1) == 0)
         px->keepalives_sent++;
@@ -382,7 +441,7 @@ void lx_proxy_start(lx_proxy_t *px)
     px->pending = px->req->worker->batch;
     uv_timer_init(loop, &px->timer);
     px->timer.data = px;
-    px->deadline = 0;
+    px->phase_due = 0;
     px->timer_due = 0;
     px->open_timers = 1;
     px->req->data = px;
@@ -432,11 +491,15 @@ static int upstream_error_status(int status)
     return status;
 }
 
-/* "<what went wrong> (provider <name>: <cause>)" */
+/* "<what went wrong> (provider <name>: <cause>)"; llmux's own limit blames no provider. */
 static void failure_message(const lx_proxy_t *px, int code, char *msg, size_t cap)
 {
-    snprintf(msg, cap, "%s (provider %s: %s)", px->error != NULL ? px->error : "request failed",
-             px->upstream_name != NULL ? px->upstream_name : "?", lx_strerror(code));
+    const char *name = px->upstream_name != NULL ? px->upstream_name : "?";
+    if (px->limited)
+        snprintf(msg, cap, "%s (provider %s)", px->error, name);
+    else
+        snprintf(msg, cap, "%s (provider %s: %s)", px->error != NULL ? px->error : "request failed",
+                 name, lx_strerror(code));
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -531,6 +594,7 @@ static bool try_next(lx_proxy_t *px, int code)
     px->error = NULL;
     px->retried = false;
     px->reused = false;
+    px->limited = false;
     px->t_connected_ns = 0;
     px->t_first_byte_ns = 0;
     px->bytes_from_upstream = 0;
@@ -581,6 +645,8 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
         int status = describe_failure(px, answered, code, msg, sizeof(msg));
         if (answered && px->upstream_status == 429 && px->hc.retry_after >= 0)
             snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", (long long)px->hc.retry_after);
+        else if (px->limited)
+            snprintf(extra, sizeof(extra), "Retry-After: 1\r\n");
         px->client_status = status;
         if (px->ops->on_finish != NULL)
             px->ops->on_finish(px, code);

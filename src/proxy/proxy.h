@@ -66,8 +66,8 @@ typedef struct lx_proxy_ops {
 enum lx_proxy_state {
     LX_PROXY_IDLE,
     LX_PROXY_CONNECTING, /* waiting for a pooled or fresh connection */
-    LX_PROXY_WAITING,    /* request sent, waiting for the first response byte */
-    LX_PROXY_RELAYING,   /* response arriving */
+    LX_PROXY_WAITING,    /* request sent, waiting for the response head to be complete */
+    LX_PROXY_RELAYING,   /* the head is complete: body arriving */
     LX_PROXY_DONE
 };
 
@@ -81,9 +81,17 @@ struct lx_proxy {
     const char *resp_headers; /* extra lines for the client's response head */
     size_t resp_headers_len;
     const char *upstream_name; /* for messages ("provider mock-a") */
+    /* Timeouts of the phases: connect (DNS, connect, TLS handshake), first byte (from sending
+     * the request until the response head is complete: interim 1xx answers and a head that
+     * arrives line by line do not stop it), idle (between reads after the head). */
     uint64_t connect_timeout_ms;
     uint64_t first_byte_timeout_ms;
     uint64_t idle_timeout_ms;
+    /* Loop time (uv_now) by which the attempt's response head must be complete, whatever the
+     * phase timeouts say: it bounds connect, send and the wait for the head together
+     * (routing.deadline), and alone bounds a wait for a slot under the pool's max_connections.
+     * 0: none (a slot wait is then bounded by the connect timeout). */
+    uint64_t deadline_ms;
     /* Early commit: the client's head is sent at start (stream_head, a full header block
      * for a 200 text/event-stream answer), then <keepalive> bytes every keepalive_interval_ms
      * (the first after keepalive_delay_ms) until the upstream's first body byte. */
@@ -107,6 +115,8 @@ struct lx_proxy {
     bool committed;   /* the client's response head is sent: no more failover */
     bool reused;      /* the connection came from the pool */
     bool relayed;     /* some byte of an upstream answer went to the client: no more failover */
+    bool limited;     /* the attempt failed waiting for a connection slot: llmux's own limit (the
+                         pool's max_connections) was reached, not the provider's fault */
     unsigned attempt; /* 1 for the first attempt, incremented by each failover */
 
     /* Internal: */
@@ -114,7 +124,7 @@ struct lx_proxy {
     lx_upconn_t *conn;
     lx_http_client_t hc;
     uv_timer_t timer;
-    uint64_t deadline;   /* loop time (ms) the current phase times out; 0: no timeout */
+    uint64_t phase_due;  /* loop time (ms) the current phase times out; 0: no timeout */
     uint64_t timer_due;  /* loop time the timer is armed for; 0: not armed */
     uv_timer_t ka_timer; /* keep-alives, only with an early commit */
     unsigned open_timers;
