@@ -75,7 +75,12 @@ static void dump_provider(const lx_config_t *cfg, const lx_config_provider_t *pv
     fprintf(out, "    api_key: %s\n", pv->api_key != NULL ? "(set)" : "(none)");
     for (size_t i = 0; i < pv->n_headers; i++)
         fprintf(out, "    header: %s: ***\n", pv->headers[i].name);
-    fprintf(out, "    max_connections: %u per worker and endpoint\n", pv->max_connections);
+    if (pv->max_connections > 0)
+        fprintf(out, "    connections: at most %u open, %u idle, per worker and endpoint\n",
+                pv->max_connections, pv->max_idle_connections);
+    else
+        fprintf(out, "    connections: no bound, %u idle kept, per worker and endpoint\n",
+                pv->max_idle_connections);
     fprintf(
         out, "    timeouts: connect %s, first_byte %s, idle %s\n",
         duration(pv->connect_timeout_ms ? pv->connect_timeout_ms : cfg->upstream_connect_timeout_ms,

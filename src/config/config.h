@@ -67,7 +67,9 @@ typedef struct lx_config_provider {
     char *api_key; /* resolved from ${ENV}, NULL when absent; never logged */
     lx_config_header_t *headers;
     size_t n_headers;
-    uint32_t max_connections; /* per worker, per endpoint; default 64 */
+    uint32_t max_connections;      /* per worker, per endpoint, busy ones included; 0 (default):
+                                      no bound */
+    uint32_t max_idle_connections; /* idle ones kept for reuse, per worker and endpoint; 64 */
     /* Per-provider timeouts in milliseconds; 0 = use the global upstream ones. */
     uint64_t connect_timeout_ms;
     uint64_t first_byte_timeout_ms;

@@ -833,12 +833,13 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
                    {"headers", false, NULL, NULL},   {"max_connections", false, NULL, NULL},
                    {"timeouts", false, NULL, NULL},  {"data_collection", false, NULL, NULL},
                    {"zdr", false, NULL, NULL},       {"probe", false, NULL, NULL},
-                   {"tls", false, NULL, NULL}};
+                   {"tls", false, NULL, NULL},       {"max_idle_connections", false, NULL, NULL}};
     char where[32], what[64], buf[80];
     const char *why;
     uint64_t v;
 
-    pv->max_connections = 64;
+    pv->max_connections = 0; /* no bound: a stream holds its connection for its whole length */
+    pv->max_idle_connections = 64;
     snprintf(where, sizeof(where), "providers[%zu]", index);
     if (!read_map(p, n, where, f, LX_ARRAY_SIZE(f)))
         return;
@@ -881,8 +882,12 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
     if (f[4].value != NULL)
         parse_headers(p, pv, f[4].value, join(what, sizeof(what), where, "headers"));
     if (f[5].value != NULL &&
-        get_uint(p, f[5].value, join(what, sizeof(what), where, "max_connections"), 1, 65535, &v))
+        get_uint(p, f[5].value, join(what, sizeof(what), where, "max_connections"), 0, 65535, &v))
         pv->max_connections = (uint32_t)v;
+    if (f[11].value != NULL &&
+        get_uint(p, f[11].value, join(what, sizeof(what), where, "max_idle_connections"), 0, 65535,
+                 &v))
+        pv->max_idle_connections = (uint32_t)v;
     if (f[6].value != NULL)
         parse_provider_timeouts(p, pv, f[6].value, where);
     if (f[7].value != NULL) {

@@ -191,7 +191,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->log_level, 2);
 
     const lx_config_provider_t *p = &cfg->providers[0];
-    assert_int_equal(p->max_connections, 64);
+    assert_int_equal(p->max_connections, 0); /* no cap on busy connections */
+    assert_int_equal(p->max_idle_connections, 64);
     assert_int_equal(p->connect_timeout_ms, 0);
     assert_int_equal(p->first_byte_timeout_ms, 0);
     assert_int_equal(p->idle_timeout_ms, 0);
@@ -513,6 +514,7 @@ static void test_env_substitution(void **state)
                  "    base_url: https://h/v1\n"
                  "    api_key: ${LX_TEST_KEY}\n"
                  "    max_connections: 8\n"
+                 "    max_idle_connections: 3\n"
                  "    timeouts: {connect: 1s, first_byte: 2s, idle: 3s}\n"
                  "    headers:\n"
                  "      X-Org: id=${LX_TEST_ORG};v=1\n"
@@ -522,6 +524,7 @@ static void test_env_substitution(void **state)
     const lx_config_provider_t *p = &cfg->providers[0];
     assert_string_equal(p->api_key, SECRET);
     assert_int_equal(p->max_connections, 8);
+    assert_int_equal(p->max_idle_connections, 3);
     assert_int_equal(p->connect_timeout_ms, 1000);
     assert_int_equal(p->first_byte_timeout_ms, 2000);
     assert_int_equal(p->idle_timeout_ms, 3000);
