@@ -674,6 +674,7 @@ static int prepare_attempt(lx_gw_req_t *r)
                                                 : cfg->upstream_first_byte_timeout_ms;
         px->connect_timeout_ms = LX_MIN(ct, left);
         px->first_byte_timeout_ms = LX_MIN(ft, left);
+        px->deadline_ms = r->deadline_ms; /* every phase until the head, together */
         px->idle_timeout_ms =
             pv->idle_timeout_ms ? pv->idle_timeout_ms : cfg->upstream_idle_timeout_ms;
         return 0;
@@ -704,6 +705,8 @@ static lx_health_outcome_t classify(const lx_gw_req_t *r, int code)
     const lx_proxy_t *px = &r->px;
     if (code == 0 && px->upstream_status > 0 && px->upstream_status < 400)
         return LX_HEALTH_OK;
+    if (px->limited)
+        return LX_HEALTH_GATEWAY_LIMIT; /* max_connections: llmux's limit, not the endpoint's */
     if (code == LX_ECANCELED || code == LX_ESHUTDOWN || px->req->peer_gone)
         return LX_HEALTH_CANCELED;
     if (code == 0) {
@@ -825,6 +828,9 @@ bool lx_dispatch_respond_error(lx_gw_req_t *r, int code, int status, const char 
     const char *etype = NULL;
     if (last->outcome == LX_HEALTH_CLIENT) {
         /* the client's own error: its status and the provider's reason, as they were */
+    } else if (last->outcome == LX_HEALTH_GATEWAY_LIMIT) {
+        status = 503; /* llmux's own connection limit: no provider is to blame */
+        etype = "gateway_limit";
     } else if (all_429) {
         status = 429;
         etype = "rate_limit_exceeded";
