@@ -231,6 +231,11 @@ uint64_t lx_mock_connections(lx_mock_t *m)
     return atomic_load(&m->connections);
 }
 
+uint64_t lx_mock_open_connections(lx_mock_t *m)
+{
+    return atomic_load(&m->open_connections);
+}
+
 uint64_t lx_mock_closes_by_peer(lx_mock_t *m)
 {
     return atomic_load(&m->closes_by_peer);

@@ -1,6 +1,7 @@
 /*
  * mock.h - the mock LLM server: an OpenAI-shaped HTTP/1.1 server on its own thread and libuv
- * loop, with faults injected per request (status, delays, chunk pacing, resets, hangs).
+ * loop, with faults injected per request (status, delays, interim answers, dribbled heads, chunk
+ * pacing, resets, hangs).
  *
  * Used in-process by the integration tests, and as the standalone `llmux-mock` executable by
  * the demo config and the benchmarks. Behaviour and controls: test/mock/README.md.
@@ -32,9 +33,13 @@ void lx_mock_stop(lx_mock_t *m);
 uint64_t lx_mock_requests(lx_mock_t *m);
 /* Connections accepted. */
 uint64_t lx_mock_connections(lx_mock_t *m);
+/* Connections open now: accepted and not closed yet, by either side (not zeroed by
+ * lx_mock_reset). */
+uint64_t lx_mock_open_connections(lx_mock_t *m);
 /* Connections the peer closed or reset while the mock was still producing a response
- * (waiting in a delay, streaming, hanging, or with response bytes not yet written): a
- * cancelled generation. Counted once per connection. */
+ * (waiting in a delay, in a prelude of interim answers or dribbled header lines, streaming,
+ * hanging, or with response bytes not yet written): a cancelled generation. Counted once per
+ * connection. */
 uint64_t lx_mock_closes_by_peer(lx_mock_t *m);
 
 /* A malloc'd copy of the raw bytes (head + body as received, chunked framing included) of the

@@ -5,8 +5,9 @@
  * Flow: on_read appends to the connection's input buffer; process() runs llhttp over it and
  * stops after each complete request (on_message_complete pauses the parser), so requests are
  * answered one at a time and in order even when pipelined. A request is recorded (mock.c),
- * then answered at once or later (delay timer, stream timer, hang); bytes still unparsed wait
- * in the input buffer until the answer is done. Answers are appended to `out`; flush() hands
+ * then answered at once or later (delay timer, a prelude of interim 1xx answers or of a head
+ * dribbled line by line, stream timer, hang); bytes still unparsed wait in the input buffer
+ * until the answer is done. Answers are appended to `out`; flush() hands
  * `out` to one uv_write at a time (swapping it with `wbuf`), so pipelined answers produced in
  * one read go out in one write. Reads continue while an answer is in progress so that a peer
  * close is seen at once: that is what lx_mock_closes_by_peer counts.
@@ -34,6 +35,7 @@
 typedef enum {
     ST_IDLE,       /* no answer in progress: parsing */
     ST_DELAY,      /* waiting for the delay timer before the answer's head */
+    ST_PRELUDE,    /* sending interim 100s, or the head's lines one by one, before the answer */
     ST_HANG,       /* never answering */
     ST_STREAM,     /* producing SSE chunks (timer- or drain-paced) */
     ST_RESET_WAIT, /* the answer is cut: reset once the queued bytes are written */
@@ -81,6 +83,11 @@ struct lx_mock_conn {
     uint32_t next_chunk;
     int64_t reset_after; /* reset after this many content chunks / body bytes; -1 = never */
     uint8_t pump_on_drain;
+    uint32_t interim_left; /* prelude: 100 Continue answers still to send */
+    uint32_t dribble_left; /* prelude: header lines still to send one by one */
+    uint8_t dribbled;      /* the prelude sent a status line: the answer's own is dropped */
+    uint8_t strip_status;  /* drop the status line that starts at out[strip_at] before writing */
+    size_t strip_at;
 
     /* lifecycle */
     uint8_t closing;         /* uv_close called */
@@ -92,6 +99,7 @@ struct lx_mock_conn {
     uint8_t read_stopped;
     uint8_t peer_counted; /* this connection was counted in closes_by_peer */
     uint8_t in_progress;  /* counted in m->in_progress (a request received, not yet answered) */
+    uint8_t counted_open; /* counted in m->open_connections */
     int fault;            /* endpoint-wide fault status to answer with after the delays, or 0 */
     int status;           /* the status of the answer being produced */
 };
@@ -120,6 +128,8 @@ static void conn_close(lx_mock_conn_t *c, int reset)
     if (c->closing)
         return;
     c->closing = 1;
+    if (c->counted_open)
+        atomic_fetch_sub(&c->m->open_connections, 1);
     if (c->in_progress) {
         c->in_progress = 0;
         c->m->in_progress--;
@@ -208,10 +218,27 @@ static void drained(lx_mock_conn_t *c)
     }
 }
 
+/* After a dribbled prelude, the answer's own status line goes: its headers continue the head
+ * the prelude began. */
+static void strip_status(lx_mock_conn_t *c)
+{
+    c->strip_status = 0;
+    char *p = c->out.p + c->strip_at;
+    size_t n = c->out.len - c->strip_at;
+    char *eol = c->strip_at < c->out.len ? memchr(p, '\n', n) : NULL;
+    if (eol == NULL)
+        return;
+    size_t cut = (size_t)(eol + 1 - p);
+    memmove(p, p + cut, n - cut);
+    c->out.len -= cut;
+}
+
 static void flush(lx_mock_conn_t *c)
 {
     if (c->closing || c->writing)
         return;
+    if (c->strip_status)
+        strip_status(c);
     if (c->out.len == 0) {
         drained(c);
         return;
@@ -491,11 +518,72 @@ static void answer(lx_mock_conn_t *c)
     done(c);
 }
 
+static void prelude(lx_mock_conn_t *c);
+
+static void on_prelude_timer(uv_timer_t *t)
+{
+    lx_mock_conn_t *c = t->data;
+    prelude(c);
+    flush(c);
+}
+
+/* One step of the prelude: the next interim 100, else the next header line (after the status
+ * line), each followed by a pause; then the answer. */
+static void prelude(lx_mock_conn_t *c)
+{
+    if (c->interim_left > 0) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        c->interim_left--;
+        if (lx_mock_buf_append(&c->out, cont, sizeof(cont) - 1) < 0) {
+            fail(c);
+            return;
+        }
+        uv_timer_start(&c->timer, on_prelude_timer,
+                       (uint64_t)clamp(ctl(c, LX_MOCK_CTL_INTERIM_MS, 0), 0, 3600000), 0);
+        return;
+    }
+    if (c->dribble_left > 0) {
+        if (!c->dribbled && lx_mock_buf_printf(&c->out, "HTTP/1.1 200 OK\r\n") < 0) {
+            fail(c);
+            return;
+        }
+        c->dribbled = 1;
+        if (lx_mock_buf_printf(&c->out, "X-Mock-Dribble: %u\r\n", (unsigned)c->dribble_left) < 0) {
+            fail(c);
+            return;
+        }
+        c->dribble_left--;
+        uv_timer_start(&c->timer, on_prelude_timer,
+                       (uint64_t)clamp(ctl(c, LX_MOCK_CTL_DRIBBLE_MS, 0), 0, 3600000), 0);
+        return;
+    }
+    c->state = ST_IDLE;
+    if (c->dribbled) {
+        c->strip_status = 1;
+        c->strip_at = c->out.len;
+    }
+    answer(c);
+}
+
+/* The answer is due: with a prelude first when the controls ask for one. */
+static void start_answer(lx_mock_conn_t *c)
+{
+    c->interim_left = (uint32_t)clamp(ctl(c, LX_MOCK_CTL_INTERIM, 0), 0, 1000000);
+    c->dribble_left = (uint32_t)clamp(ctl(c, LX_MOCK_CTL_DRIBBLE_LINES, 0), 0, 1000000);
+    c->dribbled = 0;
+    if (c->interim_left == 0 && c->dribble_left == 0) {
+        answer(c);
+        return;
+    }
+    c->state = ST_PRELUDE;
+    prelude(c);
+}
+
 static void on_delay_timer(uv_timer_t *t)
 {
     lx_mock_conn_t *c = t->data;
     c->state = ST_IDLE;
-    answer(c);
+    start_answer(c);
     flush(c);
 }
 
@@ -526,7 +614,7 @@ static void request_complete(lx_mock_conn_t *c)
         uv_timer_start(&c->timer, on_delay_timer, (uint64_t)delay, 0);
         return;
     }
-    answer(c);
+    start_answer(c);
 }
 
 /* ---- parsing ---- */
@@ -763,6 +851,8 @@ void lx_mock_conn_accept(lx_mock_t *m)
         return;
     }
     atomic_fetch_add(&m->connections, 1);
+    atomic_fetch_add(&m->open_connections, 1);
+    c->counted_open = 1;
     uv_tcp_nodelay(&c->tcp, 1);
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);
     c->parser.data = c;

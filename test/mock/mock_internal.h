@@ -53,7 +53,11 @@ void lx_mock_buf_dispose(lx_mock_buf_t *b);
     X(CLOSE, close)                                                                                \
     X(WRITE_SIZE, write_size)                                                                      \
     X(BODY_SIZE, body_size)                                                                        \
-    X(USAGE, usage)
+    X(USAGE, usage)                                                                                \
+    X(INTERIM, interim)                                                                            \
+    X(INTERIM_MS, interim_ms)                                                                      \
+    X(DRIBBLE_LINES, dribble_lines)                                                                \
+    X(DRIBBLE_MS, dribble_ms)
 
 enum {
 #define X(e, n) LX_MOCK_CTL_##e,
@@ -200,6 +204,7 @@ struct lx_mock {
     uint64_t fail_seed;   /* seed the sequence was started with */
     /* any thread */
     _Atomic uint64_t requests, connections, closes_by_peer, last_peer_close_ns;
+    _Atomic uint64_t open_connections; /* accepted and not closed yet (not zeroed by reset) */
     _Atomic uint64_t answered_ok, answered_failed, answered_limited;
     /* the faults (lx_mock_set_faults) */
     _Atomic uint32_t f_fail_permille, f_ttfb_delay_ms, f_max_concurrent;
