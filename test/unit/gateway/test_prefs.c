@@ -424,6 +424,72 @@ static void test_bad_span(void **state)
     assert_int_equal(lx_prefs_parse(trunc, strlen(trunc), &s, &prefs, err, sizeof(err)), LX_EJSON);
 }
 
+/* Appends <unit> to b[*o] (joined by <sep>) until *o passes <target>. */
+static void fill(char *b, size_t *o, const char *unit, const char *sep, size_t target)
+{
+    size_t ul = strlen(unit), sl = strlen(sep);
+    for (size_t k = 0; *o < target; k++) {
+        if (k > 0) {
+            memcpy(b + *o, sep, sl);
+            *o += sl;
+        }
+        memcpy(b + *o, unit, ul);
+        *o += ul;
+    }
+}
+
+/*
+ * Hostile provider objects and bodies, a few MB each: the preferences are read in time linear
+ * in the body (this test takes well under a second; anything quadratic in the members, keys or
+ * depth would run past the CTest TIMEOUT) and give the right answer.
+ */
+static void test_hostile_shapes(void **state)
+{
+    (void)state;
+    size_t cap = 8u << 20, o;
+    char *b = malloc(cap);
+    assert_non_null(b);
+    char e[160];
+    lx_prefs_t p;
+
+    /* a million unknown members, the same key each time, with sort given once at the end */
+    o = (size_t)sprintf(b, "{\"model\":\"m\",\"provider\":{");
+    fill(b, &o, "\"zz\":[0]", ",", 4u << 20);
+    o += (size_t)sprintf(b + o, ",\"sort\":\"price\"}}");
+    assert_int_equal(lx_body_scan(b, o, &scan), 0);
+    assert_int_equal(lx_prefs_parse(b, o, &scan, &p, e, sizeof(e)), 0);
+    assert_int_equal(p.sort, LX_PREFS_SORT_PRICE);
+
+    /* nesting at the body's limit, many times over, in an unknown member and in max_price */
+    for (int in_price = 0; in_price < 2; in_price++) {
+        size_t block = LX_BODY_MAX_DEPTH - 4;
+        o = (size_t)sprintf(b, "{\"provider\":{%s\"x\":[", in_price ? "\"max_price\":{" : "");
+        for (size_t r = 0; o < (4u << 20); r++) {
+            if (r > 0)
+                b[o++] = ',';
+            memset(b + o, '[', block);
+            o += block;
+            memset(b + o, ']', block);
+            o += block;
+        }
+        o += (size_t)sprintf(b + o, "]%s,\"zdr\":true}}", in_price ? "}" : "");
+        if (lx_body_scan(b, o, &scan) != 0)
+            fail_msg("%s", scan.error);
+        assert_int_equal(lx_prefs_parse(b, o, &scan, &p, e, sizeof(e)), 0);
+        assert_true(p.zdr);
+    }
+
+    /* require_parameters over a body of a million duplicate top-level keys */
+    o = (size_t)sprintf(b, "{\"provider\":{\"require_parameters\":true},");
+    fill(b, &o, "\"temperature\":1,\"top_p\":1", ",", 4u << 20);
+    o += (size_t)sprintf(b + o, "}");
+    assert_int_equal(lx_body_scan(b, o, &scan), 0);
+    assert_int_equal(lx_prefs_parse(b, o, &scan, &p, e, sizeof(e)), 0);
+    assert_int_equal(lx_prefs_request_params(b, o, &p, e, sizeof(e)), 0);
+    assert_int_equal(p.n_params, 2);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +506,7 @@ int main(void)
         cmocka_unit_test(test_suffix),
         cmocka_unit_test(test_request_params),
         cmocka_unit_test(test_bad_span),
+        cmocka_unit_test(test_hostile_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
