@@ -41,43 +41,6 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-bool lx_json_primitive_valid(const char *p, size_t n)
-{
-    const char *end = p + n;
-    if ((n == 4 && memcmp(p, "true", 4) == 0) || (n == 4 && memcmp(p, "null", 4) == 0) ||
-        (n == 5 && memcmp(p, "false", 5) == 0))
-        return true;
-    if (p < end && *p == '-')
-        p++;
-    if (p == end)
-        return false;
-    if (*p == '0') {
-        p++;
-    } else if (is_digit(*p)) {
-        while (p < end && is_digit(*p))
-            p++;
-    } else {
-        return false;
-    }
-    if (p < end && *p == '.') {
-        p++;
-        if (p == end || !is_digit(*p))
-            return false;
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-'))
-            p++;
-        if (p == end || !is_digit(*p))
-            return false;
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    return p == end;
-}
-
 static bool is_ws(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';

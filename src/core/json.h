@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* The deepest nesting any tokenizer may be asked to accept. */
 #define LX_JSON_DEPTH_MAX 1024
@@ -94,7 +95,37 @@ lx_json_type_t lx_json_next(lx_json_t *j, lx_json_token_t *t);
  */
 bool lx_json_skip(lx_json_t *j, const lx_json_token_t *open, lx_json_token_t *close);
 
-/* Whether <p>[0, <n>) is exactly an RFC 8259 number or one of true, false, null. */
-bool lx_json_primitive_valid(const char *p, size_t n);
+/* Whether <p>[0, <n>) is exactly an RFC 8259 number or one of true, false, null. Inline: the
+ * body scan's direct pass calls it for every number on the request path. */
+static inline bool lx_json_primitive_valid(const char *p, size_t n)
+{
+    const char *end = p + n;
+    if ((n == 4 && memcmp(p, "true", 4) == 0) || (n == 4 && memcmp(p, "null", 4) == 0) ||
+        (n == 5 && memcmp(p, "false", 5) == 0))
+        return true;
+    if (p < end && *p == '-')
+        p++;
+    if (p == end || *p < '0' || *p > '9')
+        return false;
+    if (*p++ != '0')
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    if (p < end && *p == '.') {
+        if (++p == end || *p < '0' || *p > '9')
+            return false;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p == end || *p < '0' || *p > '9')
+            return false;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    return p == end;
+}
 
 #endif
