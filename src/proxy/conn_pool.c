@@ -312,8 +312,10 @@ void lx_conn_pool_get(lx_conn_pool_t *p, lx_conn_pool_wait_t *w, lx_conn_pool_cb
     w->limited = false;
     lx_list_insert_tail(&p->waiters, &w->link);
     service_waiters(p);
-    if (w->queued && p->n_open >= p->max_connections) {
-        w->limited = true; /* behind max_connections, not behind a DNS lookup */
+    if (w->queued && !w->limited && p->n_open >= p->max_connections) {
+        /* behind max_connections, not behind a DNS lookup (a callback that ran inside may
+         * have asked again with <w> and marked it already) */
+        w->limited = true;
         p->n_limited++;
     }
 }
