@@ -117,13 +117,13 @@ static void test_many_streams_on_defaults(void **state)
     (void)state;
     enum { N = 300, IDLE = 64 };
     static lx_harness_conn_t c[N];
-    /* each stream lasts 20 x 150 ms = 3 s: all of them must be at the mock at once */
+    /* each stream lasts 20 x 250 ms = 5 s: all of them must be at the mock at once */
     for (int i = 0; i < N; i++) {
         char id[32];
         snprintf(id, sizeof(id), "many-%d", i);
-        send_chat(&c[i], id, true, "{\"chunks\":20,\"interval_ms\":150}");
+        send_chat(&c[i], id, true, "{\"chunks\":20,\"interval_ms\":250}");
     }
-    assert_int_equal(lx_mock_wait_requests(H.mock[0], N, 2500), 0);
+    assert_int_equal(lx_mock_wait_requests(H.mock[0], N, 4500), 0);
     assert_true(lx_mock_open_connections(H.mock[0]) >= N);
     for (int i = 0; i < N; i++)
         read_stream_ok(&c[i]);
