@@ -3,8 +3,9 @@
  * answer yet: a response head dribbled a line at a time, or `100 Continue` after `100
  * Continue`. The first-byte clock runs until the head is complete, routing.deadline bounds the
  * wait whatever the provider's own first-byte timeout, a flood of interim answers is a bad
- * response, and each case ends in failover to a healthy provider or a timely error. Also the
- * mock's two faults themselves, seen on the wire.
+ * response, and each case ends in failover to a healthy provider or a timely error (an
+ * early-committed stream keeps its client company meanwhile). Also the mock's two faults
+ * themselves, seen on the wire.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@ static const char CONFIG[] =
     "workers: 1\n"
     "timeouts: {upstream_first_byte: 300ms, shutdown: 200ms}\n"
     "routing: {max_attempts: 3, deadline: 1500ms}\n"
+    "stream: {early_commit: true, keepalive_delay: 50ms, keepalive_interval: 100ms}\n"
     "providers:\n"
     "  - {name: dribbler, base_url: \"http://127.0.0.1:@MOCK0@/v1\",\n"
     "     headers: {x-mock-dribble-lines: \"100000\", x-mock-dribble-ms: \"100\"}}\n"
@@ -124,6 +126,38 @@ static void test_dribbled_head_alone_times_out(void **state)
     char *line = lx_harness_log_wait(&H, "\"request_id\":\"dr-2\"", 2000);
     assert_non_null(line);
     assert_non_null(strstr(line, "\"status\":503"));
+    free(line);
+}
+
+static size_t count(const char *s, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(s, needle); p != NULL; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+static void test_committed_stream_keeps_company_through_a_dribbled_head(void **state)
+{
+    (void)state;
+    lx_harness_resp_t r;
+    /* answered 200 at once (early commit): keep-alive comments flow while the dribbler's head
+     * crawls, until its first-byte timeout, then the good provider's stream */
+    uint64_t dt = chat(
+        "dribble", ",\"stream\":true,\"provider\":{\"order\":[\"dribbler\",\"good\"]}", "dr-3", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(dt >= 250 && dt < 1300);
+    assert_true(count(r.body, ": keep-alive\n\n") >= 2);
+    assert_non_null(strstr(r.body, "data: [DONE]"));
+    assert_null(strstr(r.body, "\"error\""));
+    /* no keep-alive after the first event */
+    assert_true(strstr(r.body, ": keep-alive") < strstr(r.body, "data: "));
+    assert_null(strstr(strstr(r.body, "data: "), ": keep-alive"));
+    lx_harness_resp_free(&r);
+    expect_given_up(1);
+    char *line = lx_harness_log_wait(&H, "\"request_id\":\"dr-3\"", 2000);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "\"attempts\":2"));
     free(line);
 }
 
@@ -282,6 +316,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_dribbled_head_fails_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dribbled_head_alone_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_committed_stream_keeps_company_through_a_dribbled_head,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_interim_flood_fails_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interim_alone_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_many_interim_is_a_bad_response, setup, teardown),
