@@ -547,7 +547,7 @@ static lx_body_span_t tok_span(const lx_json_token_t *t)
     return s;
 }
 
-static bool is_bool(const lx_json_token_t *t)
+static bool is_bool_or_null(const lx_json_token_t *t)
 {
     return t->type == LX_JSON_TRUE || t->type == LX_JSON_FALSE || t->type == LX_JSON_NULL;
 }
@@ -566,9 +566,9 @@ static int ref_value_end(struct ref *r, const lx_json_token_t *v, uint32_t *end)
     return 0;
 }
 
-/* The members of the stream_options or usage object opened by <open>: the boolean
- * include_usage or include. */
-static int ref_options(struct ref *r, enum member m, const lx_json_token_t *open, uint32_t *end)
+/* The members of the stream_options or usage object just opened: the boolean include_usage
+ * or include. */
+static int ref_options(struct ref *r, enum member m, uint32_t *end)
 {
     lx_body_scan_t *scan = r->scan;
     bool usage = m == M_USAGE, seen = false;
@@ -589,7 +589,7 @@ static int ref_options(struct ref *r, enum member m, const lx_json_token_t *open
                             usage ? "duplicate 'usage.include' member"
                                   : "duplicate 'include_usage' member");
             seen = true;
-            if (!is_bool(&v))
+            if (!is_bool_or_null(&v))
                 return fail(scan, LX_EJSON,
                             usage ? "'usage.include' must be a boolean"
                                   : "'stream_options.include_usage' must be a boolean");
@@ -612,11 +612,10 @@ static int ref_options(struct ref *r, enum member m, const lx_json_token_t *open
     return 0;
 }
 
-/* The "models" array opened by <open>: strings only, at most LX_BODY_MAX_MODELS. */
-static int ref_models(struct ref *r, const lx_json_token_t *open, uint32_t *end)
+/* The entries of the "models" array just opened: strings only, at most LX_BODY_MAX_MODELS. */
+static int ref_models(struct ref *r, uint32_t *end)
 {
     lx_body_scan_t *scan = r->scan;
-    (void)open;
     for (;;) {
         lx_json_token_t e;
         lx_json_type_t type = next(r, &e);
@@ -651,7 +650,7 @@ static int ref_member(struct ref *r, enum member m, const lx_json_token_t *v, ui
         break;
     case M_STREAM:
         scan->has_stream = true;
-        if (!is_bool(v))
+        if (!is_bool_or_null(v))
             return fail(scan, LX_EJSON, "'stream' must be a boolean");
         scan->stream = v->type == LX_JSON_TRUE;
         break;
@@ -660,7 +659,7 @@ static int ref_member(struct ref *r, enum member m, const lx_json_token_t *v, ui
             return fail(scan, LX_EJSON, "'stream_options' must be an object");
         scan->has_stream_options = obj;
         scan->stream_options_null = null;
-        if (obj && (rc = ref_options(r, m, v, end)) != 0)
+        if (obj && (rc = ref_options(r, m, end)) != 0)
             return rc;
         scan->stream_options.off = v->start;
         scan->stream_options.len = (obj ? *end : v->end) - v->start;
@@ -671,7 +670,7 @@ static int ref_member(struct ref *r, enum member m, const lx_json_token_t *v, ui
             break;
         if (v->type != LX_JSON_ARRAY)
             return fail(scan, LX_EJSON, "'models' must be an array of strings");
-        if ((rc = ref_models(r, v, end)) != 0)
+        if ((rc = ref_models(r, end)) != 0)
             return rc;
         scan->models.off = v->start;
         scan->models.len = *end - v->start;
@@ -704,7 +703,7 @@ static int ref_member(struct ref *r, enum member m, const lx_json_token_t *v, ui
             break;
         if (!obj)
             return fail(scan, LX_EJSON, "'usage' must be an object");
-        return ref_options(r, m, v, end);
+        return ref_options(r, m, end);
     case M_NONE:
         break;
     }
