@@ -1,7 +1,8 @@
 /*
  * test_log.c - the access-log buffer (reserve/commit/flush into a real file, disabled when no
- * path), JSON escaping with its truncation rule, the time format, and the error log's level
- * filter (stderr captured through a temporary file).
+ * path), JSON and text escaping with their truncation rule, the time format, the error log's
+ * level filter (stderr captured through a temporary file), its escaping of what a line carries
+ * (defect 8: forged lines, terminal escapes), and the secrets set.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -171,11 +172,21 @@ static void test_json_escape(void **state)
     assert_string_equal(out, "a\\nb\\rc\\td");
     esc(out, 200, "\x01\x1f\x7f");
     assert_string_equal(out, "\\u0001\\u001f\\u007f");
-    /* non-ASCII bytes are escaped one by one, so invalid UTF-8 still makes valid JSON */
-    esc(out, 200, "caf\xc3\xa9");
-    assert_string_equal(out, "caf\\u00c3\\u00a9");
+    /* valid UTF-8 passes as it is (escaping its bytes one by one would double-encode it) */
+    esc(out, 200, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    assert_string_equal(out, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    /* each byte of invalid UTF-8 is the text \xNN, so the line stays valid JSON */
     esc(out, 200, "\xff");
-    assert_string_equal(out, "\\u00ff");
+    assert_string_equal(out, "\\\\xff");
+    esc(out, 200, "a\xc3");
+    assert_string_equal(out, "a\\\\xc3");
+    esc(out, 200, "\xed\xa0\x80"); /* a surrogate */
+    assert_string_equal(out, "\\\\xed\\\\xa0\\\\x80");
+    /* C1 controls, line separators and direction overrides are escaped as characters */
+    esc(out, 200,
+        "\xc2\x9b"
+        "2J\xe2\x80\xa8\xe2\x80\xae\xe2\x81\xa6");
+    assert_string_equal(out, "\\u009b2J\\u2028\\u202e\\u2066");
     /* a NUL inside the input is escaped too */
     size_t n = lx_log_json_escape(out, 200, "a\0b", 3);
     assert_int_equal(n, 8);
@@ -199,6 +210,8 @@ static void test_json_escape_truncation(void **state)
     assert_int_equal(esc(out, 8, "ab\x01"), 8);
     assert_string_equal(out, "ab\\u0001");
     assert_int_equal(esc(out, 0, "abc"), 0);
+    assert_int_equal(esc(out, 4, "a\xe2\x82\xac"), 4); /* a whole character or nothing */
+    assert_int_equal(esc(out, 3, "a\xe2\x82\xac"), 1);
     /* once an escape does not fit, later short characters are not squeezed in after it */
     assert_int_equal(esc(out, 5, "ab\x01z"), 2);
     assert_string_equal(out, "ab");
@@ -299,12 +312,111 @@ static void test_log_long_line(void **state)
     char *got = capture_log(LX_LOG_ERROR, msg);
     size_t n = strlen(got);
     /* cut to the line buffer, still one whole line ending in '\n' */
-    assert_true(n > 1000 && n <= 2048);
+    assert_true(n > 1000 && n <= 4096);
     assert_int_equal(got[n - 1], '\n');
     assert_null(memchr(got, '\n', n - 1));
     assert_int_equal(got[n - 2], 'm');
     free(got);
     free(msg);
+}
+
+static size_t text(char *out, size_t cap, const char *s, size_t len)
+{
+    size_t n = lx_log_text_escape(out, cap, s, len);
+    assert_true(n <= cap);
+    out[n] = '\0';
+    return n;
+}
+
+#define TEXT(out, cap, lit) text(out, cap, lit, sizeof(lit) - 1)
+
+static void test_text_escape(void **state)
+{
+    (void)state;
+    char out[256];
+    TEXT(out, 200, "plain \"quoted\" text");
+    assert_string_equal(out, "plain \"quoted\" text");
+    TEXT(out, 200, "a\nb\rc\td\\e");
+    assert_string_equal(out, "a\\nb\\rc\\td\\\\e");
+    /* every C0 control, DEL and ESC */
+    TEXT(out, 200, "\x00\x01\x1b[2J\x7f");
+    assert_string_equal(out, "\\u0000\\u0001\\u001b[2J\\u007f");
+    TEXT(out, 200, "caf\xc3\xa9");
+    assert_string_equal(out, "caf\xc3\xa9");
+    TEXT(out, 200, "\xff\xc3(");
+    assert_string_equal(out, "\\xff\\xc3(");
+    TEXT(out, 200, "\xc2\x85\xe2\x80\xa9\xe2\x81\xa9\xe2\x80\xa7");
+    assert_string_equal(out, "\\u0085\\u2029\\u2069\xe2\x80\xa7");
+    /* whole escapes only */
+    assert_int_equal(TEXT(out, 6, "ab\x1b"), 2);
+    assert_int_equal(TEXT(out, 8, "ab\x1b"), 8);
+    assert_int_equal(TEXT(out, 4, "ab\xff"), 2);
+}
+
+/* Defect 8: what a provider's error message can carry into a log line. */
+static void test_log_injection(void **state)
+{
+    (void)state;
+    lx_log_set_level(LX_LOG_INFO);
+    char *got = capture_log(LX_LOG_INFO, "attempt 1: provider returned HTTP 400: bad model "
+                                         "x\n2026-01-01T00:00:00.000Z [error] admin key accepted"
+                                         "\x1b[2J\x1b]0;pwned\x07\r\xc2\x9b\xff");
+    size_t n = strlen(got);
+    /* one line: its only LF is the last byte, no CR, no ESC, no BEL, no C1 CSI */
+    assert_int_equal(got[n - 1], '\n');
+    assert_null(memchr(got, '\n', n - 1));
+    assert_null(strchr(got, '\r'));
+    assert_null(strchr(got, '\x1b'));
+    assert_null(strchr(got, '\x07'));
+    assert_null(strstr(got, "\xc2\x9b"));
+    assert_string_equal(got + 24, " [info] attempt 1: provider returned HTTP 400: bad model x\\n"
+                                  "2026-01-01T00:00:00.000Z [error] admin key accepted\\u001b[2J"
+                                  "\\u001b]0;pwned\\u0007\\r\\u009b\\xff\n");
+    free(got);
+}
+
+static void test_secrets(void **state)
+{
+    (void)state;
+    static const char key[] = "sk-live-abcdefghijklmnop";
+    const lx_log_secrets_t *before = lx_log_secrets();
+    assert_true(lx_log_secrets_empty(before));
+    char *got = capture_log(LX_LOG_ERROR, "echo: Authorization: Bearer sk-live-abcdefghijklmnop");
+    assert_non_null(strstr(got, "abcdefghijklmnop"));
+    free(got);
+
+    assert_int_equal(lx_log_secret_add(key, sizeof(key) - 1), 0);
+    assert_int_equal(lx_log_secret_add(key, sizeof(key) - 1), 0); /* once is enough */
+    assert_int_equal(lx_log_secret_add("abc", 3), 0);             /* too short: ignored */
+    assert_int_equal(lx_log_secret_add("header-value-42", 15), 0);
+    const lx_log_secrets_t *set = lx_log_secrets();
+    assert_false(lx_log_secrets_empty(set));
+    assert_true(lx_log_secrets_empty(before)); /* a snapshot never changes */
+
+    /* whole, cut short anywhere (at least LX_LOG_SECRET_MIN bytes of it), or not at all */
+    assert_int_equal(lx_log_secrets_match(set, key, sizeof(key) - 1), sizeof(key) - 1);
+    assert_int_equal(lx_log_secrets_match(set, "sk-live-abcdefghijklmnopXYZ", 27), 24);
+    assert_int_equal(lx_log_secrets_match(set, "sk-live-abc; more", 17), 11);
+    assert_int_equal(lx_log_secrets_match(set, "sk-live-", 8), 8);
+    assert_int_equal(lx_log_secrets_match(set, "sk-live", 7), 0);
+    assert_int_equal(lx_log_secrets_match(set, "xsk-live-abc", 12), 0);
+    assert_int_equal(lx_log_secrets_match(set, "abc", 3), 0);
+    assert_int_equal(lx_log_secrets_match(set, "header-value-42", 15), 15);
+
+    got = capture_log(LX_LOG_ERROR, "echo: Authorization: Bearer sk-live-abcdefghijklmnop, "
+                                    "X-Org: header-value-42; cut: sk-live-abcdefg");
+    assert_null(strstr(got, "abcdefg"));
+    assert_null(strstr(got, "value-42"));
+    assert_string_equal(got + 24, " [error] echo: Authorization: Bearer [redacted], X-Org: "
+                                  "[redacted]; cut: [redacted]\n");
+    free(got);
+
+    /* the access log's escaping redacts too */
+    char out[128];
+    esc(out, sizeof(out), "/v1/sk-live-abcdefghijklmnop");
+    assert_string_equal(out, "/v1/[redacted]");
+    /* ... as whole replacements only */
+    assert_int_equal(esc(out, 13, "/v1/sk-live-abcdefghijklmnop"), 4);
 }
 
 int main(void)
@@ -318,6 +430,9 @@ int main(void)
         cmocka_unit_test(test_log_time),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_log_long_line),
+        cmocka_unit_test(test_text_escape),
+        cmocka_unit_test(test_log_injection),
+        cmocka_unit_test(test_secrets), /* last: the secrets set only grows */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
