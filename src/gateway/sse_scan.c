@@ -55,7 +55,7 @@ enum line_state {
     L_COMMENT, /* in a ':' line */
 };
 
-enum member { M_OTHER, M_MODEL, M_USAGE, M_CHOICES, M_ERROR, M_FINISH_REASON };
+enum member { M_OTHER, M_MODEL, M_USAGE, M_CHOICES, M_ERROR, M_FINISH_REASON, M_ID, M_CREATED };
 
 enum choices_state {
     CH_NONE,   /* the top-level choices array is not open */
@@ -460,6 +460,8 @@ static enum member key_member(uint32_t depth, const char *k, size_t n)
 {
     if (depth == 1) {
         switch (n) {
+        case 2:
+            return k[0] == 'i' && k[1] == 'd' ? M_ID : M_OTHER;
         case 5:
             if (memcmp(k, "model", 5) == 0)
                 return M_MODEL;
@@ -469,7 +471,9 @@ static enum member key_member(uint32_t depth, const char *k, size_t n)
                 return M_ERROR;
             return M_OTHER;
         case 7:
-            return memcmp(k, "choices", 7) == 0 ? M_CHOICES : M_OTHER;
+            if (memcmp(k, "choices", 7) == 0)
+                return M_CHOICES;
+            return memcmp(k, "created", 7) == 0 ? M_CREATED : M_OTHER;
         default:
             return M_OTHER;
         }
@@ -477,10 +481,67 @@ static enum member key_member(uint32_t depth, const char *k, size_t n)
     return n == 13 && memcmp(k, "finish_reason", 13) == 0 ? M_FINISH_REASON : M_OTHER;
 }
 
+/* What the scanner does with member <m>: the stream's id and created are read until known, in
+ * event streams only; every other member is what it is. */
+static enum member member_of(const lx_sse_scan_t *s, enum member m)
+{
+    if (m == M_ID)
+        return s->id_len == 0 && !s->json_mode ? M_ID : M_OTHER;
+    if (m == M_CREATED)
+        return s->created < 0 && !s->json_mode ? M_CREATED : M_OTHER;
+    return m;
+}
+
 /* A member key just closed: classify it in its context (one key_matters() accepted). */
 static void end_key(lx_sse_scan_t *s)
 {
-    s->member = s->key_long ? M_OTHER : key_member(s->depth, s->key, s->key_len);
+    s->member = s->key_long ? M_OTHER : member_of(s, key_member(s->depth, s->key, s->key_len));
+}
+
+/* Whether <n> bytes at <p> are an id id_byte() keeps: 1..LX_SSE_ID_MAX bytes of printable
+ * ASCII without '"' or '\\'. */
+static bool id_plain(const char *p, size_t n)
+{
+    if (n == 0 || n > LX_SSE_ID_MAX)
+        return false;
+    for (size_t k = 0; k < n; k++)
+        if (p[k] == '\\' || p[k] == '"' || (unsigned char)p[k] < 0x20 ||
+            (unsigned char)p[k] >= 0x7f)
+            return false;
+    return true;
+}
+
+/* A byte of the stream's id, or its closing quote (<close>). */
+static void id_byte(lx_sse_scan_t *s, char ch, bool close)
+{
+    if (close) {
+        if (!s->cap_bad && s->id_w > 0)
+            s->id_len = s->id_w;
+        s->id_cap = false;
+    } else if (ch == '\\' || ch == '"' || (unsigned char)ch < 0x20 || (unsigned char)ch >= 0x7f ||
+               s->id_w >= LX_SSE_ID_MAX) {
+        s->cap_bad = true;
+    } else {
+        s->id[s->id_w++] = ch;
+    }
+}
+
+/* The byte after a digit of "created": another digit, or the end of the number. */
+static void num_byte(lx_sse_scan_t *s, char ch)
+{
+    if (ch >= '0' && ch <= '9') {
+        if (s->num_digits >= 18)
+            s->cap_bad = true;
+        else
+            s->num = s->num * 10 + (ch - '0');
+        s->num_digits++;
+        return;
+    }
+    /* an integer ends at a blank or the next member: anything else (a fraction, an exponent)
+     * makes it no integer */
+    if (!s->cap_bad && (is_ws(ch) || ch == ',' || ch == '}'))
+        s->created = s->num;
+    s->num_cap = false;
 }
 
 /* The first byte <ch> of a member value; true when it opens the model string to replace. */
@@ -510,6 +571,21 @@ static bool value_start(lx_sse_scan_t *s, char ch)
         case M_ERROR:
             if (ch != 'n')
                 s->error_event = true;
+            break;
+        case M_ID:
+            if (ch == '"') {
+                s->id_cap = true;
+                s->cap_bad = false;
+                s->id_w = 0;
+            }
+            break;
+        case M_CREATED:
+            if (ch >= '0' && ch <= '9') {
+                s->num_cap = true;
+                s->cap_bad = false;
+                s->num = ch - '0';
+                s->num_digits = 1;
+            }
             break;
         default:
             break;
@@ -569,7 +645,14 @@ static bool json_byte(lx_sse_scan_t *s, char ch)
 {
     if (s->capturing)
         capture(s, ch);
+    if (s->num_cap) {
+        num_byte(s, ch);
+        if (s->num_cap)
+            return false;
+    }
     if (s->in_str) {
+        if (s->id_cap)
+            id_byte(s, ch, ch == '"' && !s->esc);
         if (s->esc) {
             s->esc = false;
         } else if (ch == '\\') {
@@ -645,6 +728,7 @@ static void json_reset(lx_sse_scan_t *s)
     s->capturing = false; /* an unterminated usage object is abandoned (has_usage stays false) */
     s->usage_over = false;
     s->ev_model = s->ev_usage = s->ev_choices_empty = false;
+    s->id_cap = s->num_cap = false; /* an unterminated id or created is not kept */
 }
 
 /* ---- SSE framing ---- */
@@ -717,6 +801,8 @@ static void end_line(lx_sse_scan_t *s, out_ctx_t *c, size_t i, char ch)
  */
 static inline bool json_quick(lx_sse_scan_t *s, char ch)
 {
+    if (s->id_cap || s->num_cap)
+        return false;
     if (s->in_str) {
         if (ch != '"' || s->esc || s->skipping)
             return false;
@@ -917,7 +1003,7 @@ static size_t json_feed(lx_sse_scan_t *s, out_ctx_t *c, const char *data, size_t
                 if (s->key_len == 0 && j < len && data[j] == '"' && !s->capturing && !s->skipping) {
                     /* the whole key, then its closing quote as json_quick() takes it (not
                      * when the key is also the model value being replaced: "model",:"x") */
-                    s->member = key_member(s->depth, data + i, j - i);
+                    s->member = member_of(s, key_member(s->depth, data + i, j - i));
                     s->in_str = false;
                     s->fr_pending = false;
                     i = j + 1;
@@ -976,9 +1062,11 @@ static size_t json_feed(lx_sse_scan_t *s, out_ctx_t *c, const char *data, size_t
  * with split feeds, which never take it).
  */
 typedef struct whole {
-    size_t model_q;             /* opening quote of the first top-level string "model" */
-    size_t model_end;           /* ... and its closing quote; 0: there is none */
-    size_t usage_at, usage_end; /* the last top-level usage object; usage_end 0: none */
+    size_t model_q;                 /* opening quote of the first top-level string "model" */
+    size_t model_end;               /* ... and its closing quote; 0: there is none */
+    size_t usage_at, usage_end;     /* the last top-level usage object; usage_end 0: none */
+    size_t id_at, id_end;           /* the first top-level string "id"'s contents; id_end 0: none */
+    size_t created_at, created_end; /* the first top-level "created" primitive */
     bool finished, error, choices_empty;
 } whole_t;
 
@@ -1129,6 +1217,18 @@ static bool w_top_member(whole_t *w, const char *p, size_t k, size_t kn, size_t 
         if (p[v] != 'n')
             w->error = true;
         break;
+    case M_ID: /* the first one id_byte() would keep, as the machine tries each in turn */
+        if (p[v] == '"' && w->id_end == 0 && id_plain(p + v + 1, *end - v - 2)) {
+            w->id_at = v + 1;
+            w->id_end = *end - 1;
+        }
+        break;
+    case M_CREATED: /* the same for num_byte() */
+        if (w->created_end == 0 && parse_count(p + v, (int)LX_MIN(*end - v, (size_t)19)) >= 0) {
+            w->created_at = v;
+            w->created_end = *end;
+        }
+        break;
     default:
         break;
     }
@@ -1161,6 +1261,15 @@ static void apply_whole(lx_sse_scan_t *s, out_ctx_t *c, const char *p, const who
     if (w->error)
         s->error_event = true;
     s->ev_choices_empty = w->choices_empty;
+    if (s->json_mode)
+        return;
+    /* what id_byte() and num_byte() keep */
+    if (s->id_len == 0 && w->id_end != 0) {
+        memcpy(s->id, p + w->id_at, w->id_end - w->id_at);
+        s->id_len = w->id_end - w->id_at;
+    }
+    if (s->created < 0 && w->created_end != 0)
+        s->created = parse_count(p + w->created_at, (int)(w->created_end - w->created_at));
 }
 
 /* The whole answer in p[0, n), or false, having changed nothing, to take the byte machine. */
@@ -1250,6 +1359,7 @@ int lx_sse_scan_init(lx_sse_scan_t *s, const char *model, size_t model_len, bool
     memset(&s->depth, 0, sizeof(*s) - offsetof(lx_sse_scan_t, depth));
     s->prompt_tokens = s->completion_tokens = s->total_tokens = -1;
     s->cached_tokens = s->reasoning_tokens = -1;
+    s->created = -1;
     s->done_pos = NO_MATCH;
     s->name_pos = NO_MATCH;
     s->line = L_START;
@@ -1320,7 +1430,8 @@ int lx_sse_scan_feed(lx_sse_scan_t *s, lx_buf_t *b, const char *data, size_t len
 
         /* fast path: the inside of a long string value (content deltas) */
         if (s->line == L_DATA && s->in_str && !s->esc && !s->str_key && !s->skipping &&
-            !s->capturing && !s->fr_pending && s->done_pos == NO_MATCH && is_plain(ch)) {
+            !s->capturing && !s->fr_pending && !s->id_cap && s->done_pos == NO_MATCH &&
+            is_plain(ch)) {
             size_t j = i + 1;
             while (j < len && is_plain(data[j]))
                 j++;

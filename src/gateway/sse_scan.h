@@ -32,6 +32,8 @@
 #define LX_SSE_DEPTH_MAX 64
 /* Longest JSON member key recognised (longer keys are ignored). */
 #define LX_SSE_KEY_MAX 24
+/* Longest stream id kept (lx_sse_scan_t.id). */
+#define LX_SSE_ID_MAX 96
 
 /*
  * One stream's scanner. Caller-owned storage: lx_sse_scan_init(), then feeds, then
@@ -56,6 +58,13 @@ typedef struct lx_sse_scan {
     int64_t reasoning_tokens; /* usage.completion_tokens_details.reasoning_tokens */
     uint64_t bytes_in;        /* bytes consumed by feeds */
     uint64_t bytes_out;       /* bytes handed out in slices (dropped events not counted) */
+    /* The stream's identity, from the first events that carry it (event streams only): the
+     * top-level "id" string of an event, when it is 1..LX_SSE_ID_MAX bytes of printable ASCII
+     * without '"' or '\\' (so it can be written back between quotes as it is; id_len 0: none
+     * yet), and the top-level "created" non-negative integer (-1: none yet). */
+    int64_t created;
+    size_t id_len;
+    char id[LX_SSE_ID_MAX];
 
     /* --- private --- */
     lx_buf_t *lit; /* the replacement model text, or NULL (no rewrite or empty text) */
@@ -97,6 +106,12 @@ typedef struct lx_sse_scan {
     bool ev_model;         /* the event's top-level model was met */
     bool ev_usage;         /* the event has a complete non-null top-level usage object */
     bool ev_choices_empty; /* ... and "choices":[] */
+    bool id_cap;           /* reading the "id" string into id[] (id_w bytes so far) */
+    bool num_cap;          /* reading the "created" number (num digits so far) */
+    bool cap_bad;          /* ... which turned out not to be one to keep */
+    uint8_t id_w;
+    uint8_t num_digits;
+    int64_t num;
     char key[LX_SSE_KEY_MAX];
 } lx_sse_scan_t;
 

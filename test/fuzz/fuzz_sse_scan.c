@@ -116,7 +116,8 @@ static void same_obs(const lx_sse_scan_t *a, const lx_sse_scan_t *b)
         a->has_usage != b->has_usage || a->usage_truncated != b->usage_truncated ||
         a->prompt_tokens != b->prompt_tokens || a->completion_tokens != b->completion_tokens ||
         a->total_tokens != b->total_tokens || a->cached_tokens != b->cached_tokens ||
-        a->reasoning_tokens != b->reasoning_tokens)
+        a->reasoning_tokens != b->reasoning_tokens || a->created != b->created ||
+        a->id_len != b->id_len || memcmp(a->id, b->id, a->id_len) != 0)
         abort();
     if (a->has_usage &&
         (a->usage_len != b->usage_len || memcmp(a->usage, b->usage, a->usage_len) != 0))

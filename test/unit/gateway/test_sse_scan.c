@@ -41,6 +41,8 @@ typedef struct stream {
     bool done, finished, error_event;
     const char *usage; /* NULL: none */
     int64_t prompt, completion, total, cached, reasoning;
+    const char *id; /* the stream's id; NULL: none */
+    int64_t created;
 } stream_t;
 
 /* ---- byte strings ---- */
@@ -211,6 +213,13 @@ static void check_obs(const stream_t *st, const lx_sse_scan_t *o)
     assert_int_equal(o->total_tokens, st->total);
     assert_int_equal(o->cached_tokens, st->cached);
     assert_int_equal(o->reasoning_tokens, st->reasoning);
+    if (st->id == NULL) {
+        assert_int_equal(o->id_len, 0);
+    } else {
+        assert_int_equal(o->id_len, strlen(st->id));
+        assert_memory_equal(o->id, st->id, o->id_len);
+    }
+    assert_int_equal(o->created, st->created);
 }
 
 static void expect_run(const stream_t *st, const str_t *in, const size_t *cuts, size_t ncuts,
@@ -332,6 +341,8 @@ static const stream_t chat = {
     21,
     3,
     5,
+    "chatcmpl-1",
+    1718000000,
 };
 
 #define USAGE_TEXT "{\"prompt_tokens\":4,\"completion_tokens\":7,\"total_tokens\":11}"
@@ -365,6 +376,8 @@ static const stream_t text = {
     11,
     -1,
     -1,
+    "cmpl-7",
+    1,
 };
 
 /* vLLM: "usage":null on each chunk, spaces around ':', the usage event without the model. */
@@ -390,7 +403,8 @@ static const tevent_t vllm_ev[] = {
 };
 
 static const stream_t vllm = {
-    "vllm", vllm_ev, LX_ARRAY_SIZE(vllm_ev), 5, true, true, false, USAGE_VLLM, 5, 3, 8, -1, -1,
+    "vllm",   vllm_ev, LX_ARRAY_SIZE(vllm_ev), 5, true, true, false, USAGE_VLLM, 5, 3, 8, -1, -1,
+    "cmpl-a", -1,
 };
 
 /* CRLF framing, comments, other fields, multi-line data (the model on a continuation line). */
@@ -413,6 +427,7 @@ static const tevent_t crlf_ev[] = {
 
 static const stream_t crlf = {
     "crlf", crlf_ev, LX_ARRAY_SIZE(crlf_ev), 4, true, true, false, USAGE_TEXT, 4, 7, 11, -1, -1,
+    "c",    -1,
 };
 
 /* CR-only framing and a BOM: a held event's end is decided at the next byte or at flush. */
@@ -426,7 +441,7 @@ static const tevent_t cr_ev[] = {
 };
 
 static const stream_t cr = {
-    "cr", cr_ev, LX_ARRAY_SIZE(cr_ev), 3, true, true, false, USAGE_TEXT, 4, 7, 11, -1, -1,
+    "cr", cr_ev, LX_ARRAY_SIZE(cr_ev), 3, true, true, false, USAGE_TEXT, 4, 7, 11, -1, -1, NULL, -1,
 };
 
 /* The usage-only event is the last thing: dropped, with nothing after it. */
@@ -436,8 +451,21 @@ static const tevent_t last_ev[] = {
 };
 
 static const stream_t last = {
-    "usage last", last_ev, LX_ARRAY_SIZE(last_ev), 2, false, true, false, USAGE_TEXT, 4, 7, 11,
-    -1,           -1,
+    "usage last",
+    last_ev,
+    LX_ARRAY_SIZE(last_ev),
+    2,
+    false,
+    true,
+    false,
+    USAGE_TEXT,
+    4,
+    7,
+    11,
+    -1,
+    -1,
+    NULL,
+    -1,
 };
 
 /* A mid-stream error event (OpenAI's shape): observed, forwarded. */
@@ -451,6 +479,7 @@ static const tevent_t err_ev[] = {
 
 static const stream_t err = {
     "error", err_ev, LX_ARRAY_SIZE(err_ev), 2, false, false, true, NULL, -1, -1, -1, -1, -1,
+    NULL,    -1,
 };
 
 static void test_chat(void **state)
@@ -874,6 +903,70 @@ static lx_sse_scan_t json_splits(const char *in, const char *model, const char *
     return sc;
 }
 
+/* The stream's identity for the error event that may end it (OpenRouter's chunk repeats the
+ * stream's id and created): the first top-level id string that can be written back as it is,
+ * the first top-level non-negative integer created; in every split, byte machine or whole
+ * event alike. */
+static void expect_identity(const char *in, const char *id, int64_t created)
+{
+    size_t len = strlen(in);
+    for (size_t cut = 0; cut <= len; cut++) {
+        for (int k = 0; k < 2; k++) {
+            run_t r = run_cuts(in, len, &cut, 1, k ? PUB_MODEL : NULL, false);
+            if (r.obs.id_len != (id ? strlen(id) : 0) ||
+                (id != NULL && memcmp(r.obs.id, id, r.obs.id_len) != 0) || r.obs.created != created)
+                fail_msg("%s cut %zu: id [%.*s] created %lld", in, cut, (int)r.obs.id_len, r.obs.id,
+                         (long long)r.obs.created);
+            free(r.out.p);
+        }
+    }
+}
+
+static void test_identity(void **state)
+{
+    (void)state;
+    /* OpenRouter's shape: the first event's, later ones do not change it */
+    expect_identity("data: {\"id\":\"gen-1739458867-abcdefghijklmnopqrst\",\"provider\":\"X\","
+                    "\"model\":\"m\",\"object\":\"chat.completion.chunk\",\"created\":1739458867,"
+                    "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n"
+                    "data: {\"id\":\"other\",\"created\":5,\"choices\":[]}\n\n",
+                    "gen-1739458867-abcdefghijklmnopqrst", 1739458867);
+    /* nested ids and created are not the stream's; created before id */
+    expect_identity("data: {\"created\" : 42 ,\"x\":{\"id\":\"in\"},\"choices\":[{\"id\":\"c\","
+                    "\"created\":1}],\"id\": \"top\"}\n\n",
+                    "top", 42);
+    /* an id with an escape, a control or non-ASCII byte, or too long, is not kept; a later
+     * event's is */
+    expect_identity("data: {\"id\":\"a\\\"b\",\"created\":1.5}\n\n"
+                    "data: {\"id\":\"caf\xc3\xa9\",\"created\":-3}\n\n"
+                    "data: {\"id\":\"ok-2\",\"created\":7}\n\n",
+                    "ok-2", 7);
+    /* ... or a later member of the same event (the machine tries each in turn) */
+    expect_identity("data: {\"id\":\"\",\"created\":\"1\",\"id\":\"a\\nb\",\"created\":2.0,"
+                    "\"id\":\"third\",\"created\":3,\"id\":\"fourth\",\"created\":4}\n\n",
+                    "third", 3);
+    char longid[300];
+    int n = snprintf(longid, sizeof(longid), "data: {\"id\":\"");
+    memset(longid + n, 'i', LX_SSE_ID_MAX + 1);
+    snprintf(longid + n + LX_SSE_ID_MAX + 1, sizeof(longid) - (size_t)n - LX_SSE_ID_MAX - 1,
+             "\",\"created\":\"12\"}\n\n");
+    expect_identity(longid, NULL, -1);
+    /* exactly LX_SSE_ID_MAX bytes fit */
+    memcpy(longid + n + LX_SSE_ID_MAX, "\"}\n\n", 5);
+    char want[LX_SSE_ID_MAX + 1];
+    memset(want, 'i', LX_SSE_ID_MAX);
+    want[LX_SSE_ID_MAX] = '\0';
+    expect_identity(longid, want, -1);
+    /* an event cut by the stream's end keeps nothing it had not finished */
+    expect_identity("data: {\"created\":99", NULL, -1);
+    expect_identity("data: {\"id\":\"abc", NULL, -1);
+    /* a plain JSON answer has no stream identity to keep */
+    lx_sse_scan_t sc = json_splits("{\"id\":\"c-1\",\"created\":17,\"model\":\"m\"}", NULL,
+                                   "{\"id\":\"c-1\",\"created\":17,\"model\":\"m\"}");
+    assert_int_equal(sc.id_len, 0);
+    assert_int_equal(sc.created, -1);
+}
+
 /* The whole-read paths give way where the byte machine carries state from one member to the
  * next: of two usage objects, one over LX_SSE_USAGE_MAX keeps the counts of the one before.
  * In one read (whole) and split (byte machine), as an answer and as an event. */
@@ -1080,6 +1173,7 @@ int main(void)
         cmocka_unit_test(test_json_fast_paths),
         cmocka_unit_test(test_json_whole_values),
         cmocka_unit_test(test_whole_read_second_usage),
+        cmocka_unit_test(test_identity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
