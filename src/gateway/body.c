@@ -661,8 +661,10 @@ static int ref_member(struct ref *r, enum member m, const lx_json_token_t *v, ui
         scan->stream_options_null = null;
         if (obj && (rc = ref_options(r, m, end)) != 0)
             return rc;
+        if (null)
+            *end = v->end;
         scan->stream_options.off = v->start;
-        scan->stream_options.len = (obj ? *end : v->end) - v->start;
+        scan->stream_options.len = *end - v->start;
         return 0;
     case M_MODELS:
         scan->has_models = true;

@@ -709,6 +709,55 @@ static void test_direct_and_reference(void **state)
     }
 }
 
+/* The record of <b> and of the same body behind a "models":null member, which the direct scan
+ * leaves to the reference scan at its key: the same members, 14 bytes later. */
+static void check_same_record(const char *b)
+{
+    char ref[512];
+    snprintf(ref, sizeof(ref), "{\"models\":null,%s", b + 1);
+    lx_body_scan_t d, r;
+    assert_int_equal(lx_body_scan(b, strlen(b), &d), 0);
+    assert_int_equal(lx_body_scan(ref, strlen(ref), &r), 0);
+    const lx_body_span_t *ds[] = {&d.model,    &d.stream_options, &d.include_usage_value,
+                                  &d.provider, &d.route,          &d.session_id};
+    const lx_body_span_t *rs[] = {&r.model,    &r.stream_options, &r.include_usage_value,
+                                  &r.provider, &r.route,          &r.session_id};
+    for (size_t k = 0; k < sizeof(ds) / sizeof(ds[0]); k++) {
+        assert_int_equal(ds[k]->len, rs[k]->len);
+        assert_int_equal(ds[k]->off == 0 ? 0 : ds[k]->off + 14, rs[k]->off);
+    }
+    assert_int_equal(d.stream_options_null, r.stream_options_null);
+    assert_int_equal(d.stream_options_members, r.stream_options_members);
+    assert_int_equal(d.kept, r.kept);
+    assert_int_equal(d.last_kept_end + 14, r.last_kept_end);
+    assert_int_equal(d.has_usage, r.has_usage);
+    assert_int_equal(d.usage_include, r.usage_include);
+}
+
+static void test_reference_record(void **state)
+{
+    (void)state;
+    static const char *const bodies[] = {
+        "{\"model\":\"m\",\"stream\":true,\"stream_options\":null,\"n\":1}",
+        "{\"model\":\"m\",\"stream_options\":null}",
+        "{\"stream_options\":{\"include_usage\":false,\"x\":[1]},\"model\":\"m\"}",
+        "{\"model\":\"m\",\"stream\":null,\"route\":null,\"session_id\":\"s\",\"t\":[]}",
+        "{\"model\":\"m\",\"provider\":{\"order\":[\"a\"]},\"x\":\"y\"}",
+        "{\"model\":\"m\",\"usage\":{\"include\":true},\"x\":{}}",
+        "{\"model\":\"m\",\"usage\":null,\"x\":-1.5}",
+    };
+    for (size_t k = 0; k < sizeof(bodies) / sizeof(bodies[0]); k++)
+        check_same_record(bodies[k]);
+    /* the upstream body of a stream with "stream_options":null, through the reference scan */
+    check_splice("{\"models\":[\"a\"],\"model\":\"x\",\"stream\":true,\"stream_options\":null,"
+                 "\"n\":1}",
+                 "y", true,
+                 "{\"model\":\"y\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+                 "\"n\":1}");
+    check_splice("{\"models\":[\"a\"],\"stream\":true,\"stream_options\":null}", NULL, true,
+                 "{\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+}
+
 /* The string scan at every position: a quote, backslash or control character found wherever
  * it falls in the 16- and 8-byte steps and the byte-wise tail; bytes 0x20, 0x7f and 0x80..0xff
  * are plain. Root keys are recognised by their exact bytes only. */
@@ -782,6 +831,7 @@ int main(void)
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_splice_limits),
         cmocka_unit_test(test_string_bytes),
+        cmocka_unit_test(test_reference_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
