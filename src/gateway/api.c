@@ -55,8 +55,8 @@ static const struct {
 size_t lx_api_format_error(const lx_http_request_t *req, char *buf, size_t cap, int status,
                            const char *message)
 {
-    (void)req;
-    int n = lx_api_error_format(buf, cap, status, NULL, message, strlen(message));
+    int n = lx_api_error_format(buf, cap, lx_api_error_kind(req->path.ptr, req->path.len), status,
+                                message, strlen(message));
     return n < 0 ? 0 : (size_t)n;
 }
 
@@ -254,31 +254,7 @@ static bool on_proxy_end_ok(lx_proxy_t *px)
 static size_t on_proxy_format_cut(lx_proxy_t *px, int status, const char *message, char *buf,
                                   size_t cap)
 {
-    api_req_t *ar = (api_req_t *)px;
-    bool sse = (ar->scanning && !ar->sse.json_mode) || px->stream_head != NULL;
-    if (!sse || cap < 1024)
-        return 0;
-    char env[1024];
-    int n = lx_api_error_format(env, sizeof(env), status, NULL, message, strlen(message));
-    if (n < 2)
-        return 0;
-    int k;
-    /* cut inside an event: end it first, so the error is an event of its own */
-    const char *sep = ar->scanning && ar->sse.in_block ? "\n\n" : "";
-    if (!ar->openrouter) {
-        /* OpenAI's shape: an error object and no choices */
-        k = snprintf(buf, cap, "%sdata: %s\n\n", sep, env);
-    } else {
-        /* OpenRouter's: a chunk carrying the error, finish_reason "error" */
-        k = snprintf(buf, cap,
-                     "%sdata: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\","
-                     "\"created\":%lld,\"model\":\"%s\",\"provider\":\"%s\",%.*s,"
-                     "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},"
-                     "\"finish_reason\":\"error\",\"native_finish_reason\":\"error\"}]}\n\n",
-                     sep, ar->gen_id, (long long)time(NULL), ar->model->id, ar->provider->name,
-                     n - 2, env + 1);
-    }
-    return k > 0 && (size_t)k < cap ? (size_t)k : 0;
+    return lx_dispatch_format_cut((api_req_t *)px, status, message, buf, cap);
 }
 
 static bool on_proxy_retry(lx_proxy_t *px, int code)
@@ -385,7 +361,7 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     char msg[600];
     int status = lx_dispatch_start(ar, req, msg, sizeof(msg));
     if (status != 0) {
-        lx_http_server_respond_error(req, status, NULL, msg);
+        lx_dispatch_reject(ar, status, msg);
         for (unsigned i = 0; i < px->n_out; i++)
             lx_buf_unref(px->out[i].buf);
         lx_gw_gen_unref(gw, ar->gen);

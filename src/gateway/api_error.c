@@ -1,10 +1,11 @@
 /*
- * api_error.c - the error envelope, status tables and JSON string escaping.
+ * api_error.c - the error envelopes of both APIs, status tables and JSON string escaping.
  *
- * Pure functions over caller buffers: no allocation, no state. Every error answer llmux makes
- * (auth failures, bad bodies, no route, upstream failures surfaced by the proxy finalizer) is
- * formatted here, and the other gateway modules use the escaper whenever they write a JSON
- * string (models list, spliced model ids).
+ * Pure functions over caller buffers: no allocation; the one state read is the process's set
+ * of secrets (obs/log.h), which every message goes through. Every error answer llmux makes
+ * (auth failures, bad bodies, no route, upstream failures surfaced by the proxy finalizer,
+ * the error event of a cut stream) is formatted here, and the other gateway modules use the
+ * escaper whenever they write a JSON string (models list, spliced model ids).
  */
 #include "gateway/api_error.h"
 
@@ -14,6 +15,15 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "obs/log.h"
+
+#define JSMN_STATIC
+#include <jsmn.h>
+
+/* code and param: longer ones (escaped) are written as null */
+#define FIELD_MAX 256
+/* tokens for reading a provider's error body (at most LX_PROXY_ERR_BODY_MAX bytes) */
+#define UPSTREAM_TOKENS 256
 
 /* Length of the well-formed UTF-8 sequence starting at s (1..4), or 0 when the bytes there are
  * not one (overlong forms, surrogates and code points above U+10FFFF are not). */
@@ -201,66 +211,270 @@ const char *lx_api_error_default_type(int status)
     return "unmapped";
 }
 
-int lx_api_error_format(char *buf, size_t cap, int status, const char *error_type,
-                        const char *message, size_t message_len)
+const char *lx_api_error_default_code(int status)
 {
-    return lx_api_error_format_meta(buf, cap, status, error_type, message, message_len, NULL, 0);
+    switch (status) {
+    case 401:
+        return "invalid_api_key";
+    case 402:
+        return "insufficient_quota";
+    case 429:
+        return "rate_limit_exceeded";
+    default:
+        return NULL;
+    }
 }
 
-int lx_api_error_format_meta(char *buf, size_t cap, int status, const char *error_type,
-                             const char *message, size_t message_len, const char *meta,
-                             size_t meta_len)
+lx_api_kind_t lx_api_error_kind(const char *path, size_t len)
 {
-    if (error_type == NULL)
-        error_type = lx_api_error_default_type(status);
-    if (message == NULL)
-        message_len = 0;
-    if (meta == NULL)
-        meta_len = 0;
-    const char *type = lx_api_error_type(status);
+    return len >= 5 && memcmp(path, "/api/", 5) == 0 ? LX_API_OPENROUTER : LX_API_OPENAI;
+}
 
-    /* The envelope around the message; error_type is escaped like any string (it is one of the
-     * static names in practice, so 64 bytes hold it). */
-    char etype[64];
-    size_t etype_len =
-        lx_api_error_escape(etype, sizeof(etype), error_type, strlen(error_type), NULL);
-    char head[64];
-    int head_len = snprintf(head, sizeof(head), "{\"error\":{\"code\":%d,\"message\":\"", status);
-    char tail[192];
-    int tail_len =
-        snprintf(tail, sizeof(tail), "\",\"type\":\"%s\",\"metadata\":{\"error_type\":\"%.*s\"",
-                 type, (int)etype_len, etype);
-    if (head_len < 0 || tail_len < 0 || (size_t)head_len >= sizeof(head) ||
-        (size_t)tail_len >= sizeof(tail))
-        return LX_ETOOBIG;
-    size_t extra = meta_len > 0 ? meta_len + 1 : 0;                     /* ",<meta>" */
-    size_t fixed = (size_t)head_len + (size_t)tail_len + extra + 3 + 1; /* "}}}" + NUL */
-    if (cap < fixed)
+/* ---- the envelopes ---------------------------------------------------------------------- */
+
+/* An output cursor: writes past cap are dropped and remembered. */
+typedef struct wr {
+    char *p;
+    size_t len, cap;
+    bool over;
+} wr_t;
+
+static void w_mem(wr_t *w, const char *s, size_t n)
+{
+    if (w->over || n > w->cap - w->len) {
+        w->over = true;
+        return;
+    }
+    memcpy(w->p + w->len, s, n);
+    w->len += n;
+}
+
+static void w_lit(wr_t *w, const char *s)
+{
+    w_mem(w, s, strlen(s));
+}
+
+static void w_int(wr_t *w, long long v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%lld", v);
+    w_mem(w, tmp, (size_t)n);
+}
+
+/*
+ * Escapes s[0, len) into out[0, cap) with each secret of <set> replaced by LX_LOG_REDACTED:
+ * whole escapes and whole replacements only. Returns the bytes written; *<consumed> gets the
+ * input bytes they stand for.
+ */
+static size_t escape_redacted(char *out, size_t cap, const char *s, size_t len, size_t *consumed,
+                              const lx_log_secrets_t *set)
+{
+    if (lx_log_secrets_empty(set))
+        return lx_api_error_escape(out, cap, s, len, consumed);
+    size_t o = 0, i = 0;
+    while (i < len) {
+        size_t k = lx_log_secrets_match(set, s + i, len - i);
+        if (k > 0) {
+            if (LX_LOG_REDACTED_LEN > cap - o)
+                break;
+            memcpy(out + o, LX_LOG_REDACTED, LX_LOG_REDACTED_LEN);
+            o += LX_LOG_REDACTED_LEN;
+            i += k;
+            continue;
+        }
+        /* the run up to the next byte some secret may start with, as plain escaping */
+        size_t j = i + 1;
+        while (j < len && lx_log_secrets_match(set, s + j, len - j) == 0)
+            j++;
+        size_t used;
+        o += lx_api_error_escape(out + o, cap - o, s + i, j - i, &used);
+        i += used;
+        if (i < j)
+            break; /* the next escape did not fit */
+    }
+    *consumed = i;
+    return o;
+}
+
+/* A JSON string value, escaped and redacted, or null when absent or longer than FIELD_MAX. */
+static void w_field(wr_t *w, const char *s, const lx_log_secrets_t *set)
+{
+    char tmp[FIELD_MAX];
+    size_t n = s != NULL ? strlen(s) : 0, used = 0;
+    size_t k = s != NULL ? escape_redacted(tmp, sizeof(tmp), s, n, &used, set) : 0;
+    if (s == NULL || used < n) {
+        w_lit(w, "null");
+        return;
+    }
+    w_lit(w, "\"");
+    w_mem(w, tmp, k);
+    w_lit(w, "\"");
+}
+
+/* A NUL-terminated name from the configuration, escaped (they are plain in practice). */
+static void w_name(wr_t *w, const char *s, size_t n)
+{
+    char tmp[512];
+    size_t k = lx_api_error_escape(tmp, sizeof(tmp), s, n, NULL);
+    w_mem(w, tmp, k);
+}
+
+/*
+ * The envelope (and the event around it, when <ev>): everything before the message into
+ * <pre>, everything after it into <post>, then the message fills the room between them in buf.
+ */
+static int format(char *buf, size_t cap, lx_api_kind_t kind, const lx_api_error_t *e,
+                  const lx_api_event_t *ev)
+{
+    const lx_log_secrets_t *set = lx_log_secrets();
+    int status = e->status;
+    const char *etype = e->error_type != NULL ? e->error_type : lx_api_error_default_type(status);
+    const char *code = e->code != NULL ? e->code : lx_api_error_default_code(status);
+    size_t meta_len = e->meta != NULL ? e->meta_len : 0;
+    size_t message_len = e->message != NULL ? e->message_len : 0;
+
+    char pre_buf[1024];
+    wr_t pre = {pre_buf, 0, sizeof(pre_buf), false};
+    char post_buf[4096];
+    wr_t post = {post_buf, 0, sizeof(post_buf), false};
+    if (ev != NULL)
+        w_lit(&pre, "data: ");
+    if (kind == LX_API_OPENROUTER) {
+        if (ev != NULL) {
+            w_lit(&pre, "{\"id\":\"");
+            w_name(&pre, ev->id, ev->id_len);
+            w_lit(&pre, "\",\"object\":\"chat.completion.chunk\",\"created\":");
+            w_int(&pre, (long long)ev->created);
+            w_lit(&pre, ",\"model\":\"");
+            w_name(&pre, ev->model, strlen(ev->model));
+            w_lit(&pre, "\",\"provider\":\"");
+            w_name(&pre, ev->provider, strlen(ev->provider));
+            w_lit(&pre, "\",");
+        } else {
+            w_lit(&pre, "{");
+        }
+        w_lit(&pre, "\"error\":{\"code\":");
+        w_int(&pre, status);
+        w_lit(&pre, ",\"message\":\"");
+        w_lit(&post, "\",\"metadata\":{\"error_type\":");
+        w_field(&post, etype, set);
+        if (meta_len > 0) {
+            w_lit(&post, ",");
+            w_mem(&post, e->meta, meta_len);
+        }
+        w_lit(&post, "}}");
+        if (ev != NULL)
+            w_lit(&post, ",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},"
+                         "\"finish_reason\":\"error\",\"native_finish_reason\":\"error\"}]");
+        w_lit(&post, "}");
+    } else {
+        w_lit(&pre, "{\"error\":{\"message\":\"");
+        w_lit(&post, "\",\"type\":\"");
+        w_lit(&post, lx_api_error_type(status));
+        w_lit(&post, "\",\"param\":");
+        w_field(&post, e->param, set);
+        w_lit(&post, ",\"code\":");
+        w_field(&post, code, set);
+        if (meta_len > 0) {
+            w_lit(&post, ",\"metadata\":{");
+            w_mem(&post, e->meta, meta_len);
+            w_lit(&post, "}");
+        }
+        w_lit(&post, "}}");
+    }
+    if (ev != NULL)
+        w_lit(&post, "\n\n");
+    if (pre.over || post.over || cap < pre.len + post.len + 1)
         return LX_ETOOBIG;
 
-    size_t room = cap - fixed;
-    memcpy(buf, head, (size_t)head_len);
-    size_t o = (size_t)head_len;
+    size_t room = cap - pre.len - post.len - 1;
+    memcpy(buf, pre.p, pre.len);
+    size_t o = pre.len;
     size_t consumed;
-    size_t n = lx_api_error_escape(buf + o, room, message, message_len, &consumed);
+    size_t n = escape_redacted(buf + o, room, e->message, message_len, &consumed, set);
     if (consumed < message_len) {
         /* Cut: redo with room for the ellipsis so the reader sees the message was shortened. */
-        n = room >= 3 ? lx_api_error_escape(buf + o, room - 3, message, message_len, NULL) : 0;
+        n = room >= 3 ? escape_redacted(buf + o, room - 3, e->message, message_len, &consumed, set)
+                      : 0;
         if (room >= 3) {
             memcpy(buf + o + n, "...", 3);
             n += 3;
         }
     }
     o += n;
-    memcpy(buf + o, tail, (size_t)tail_len);
-    o += (size_t)tail_len;
-    if (meta_len > 0) {
-        buf[o++] = ',';
-        memcpy(buf + o, meta, meta_len);
-        o += meta_len;
-    }
-    memcpy(buf + o, "}}}", 3);
-    o += 3;
+    memcpy(buf + o, post.p, post.len);
+    o += post.len;
     buf[o] = '\0';
     return (int)o;
+}
+
+int lx_api_error_format_full(char *buf, size_t cap, lx_api_kind_t kind, const lx_api_error_t *e)
+{
+    return format(buf, cap, kind, e, NULL);
+}
+
+int lx_api_error_format(char *buf, size_t cap, lx_api_kind_t kind, int status, const char *message,
+                        size_t message_len)
+{
+    lx_api_error_t e = {.status = status, .message = message, .message_len = message_len};
+    return format(buf, cap, kind, &e, NULL);
+}
+
+int lx_api_error_format_event(char *buf, size_t cap, lx_api_kind_t kind, const lx_api_error_t *e,
+                              const lx_api_event_t *ev)
+{
+    return format(buf, cap, kind, e, ev);
+}
+
+/* ---- a provider's error body ------------------------------------------------------------ */
+
+static bool tok_is(const char *js, const jsmntok_t *t, const char *want)
+{
+    size_t wl = strlen(want);
+    return t->type == JSMN_STRING && (size_t)(t->end - t->start) == wl &&
+           memcmp(js + t->start, want, wl) == 0;
+}
+
+/* Index of the token after the subtree rooted at t[i]. */
+static int skip_tok(const jsmntok_t *t, int n, int i)
+{
+    int pending = 1;
+    while (pending > 0 && i < n) {
+        pending += t[i].size - 1;
+        i++;
+    }
+    return i;
+}
+
+bool lx_api_error_parse_upstream(const char *body, size_t len, lx_api_upstream_error_t *out)
+{
+    *out = (lx_api_upstream_error_t){0};
+    if (body == NULL || len == 0)
+        return false;
+    jsmn_parser p;
+    jsmntok_t t[UPSTREAM_TOKENS];
+    jsmn_init(&p);
+    int n = jsmn_parse(&p, body, len, t, UPSTREAM_TOKENS);
+    if (n < 1 || t[0].type != JSMN_OBJECT)
+        return false;
+    int i = 1;
+    for (int m = 0; m < t[0].size && i + 1 < n; m++) {
+        if (tok_is(body, &t[i], "error") && t[i + 1].type == JSMN_OBJECT) {
+            int obj = i + 1, k = obj + 1;
+            for (int j = 0; j < t[obj].size && k + 1 < n; j++) {
+                const jsmntok_t *v = &t[k + 1];
+                if (v->type == JSMN_STRING && tok_is(body, &t[k], "code")) {
+                    out->code = body + v->start;
+                    out->code_len = (size_t)(v->end - v->start);
+                } else if (v->type == JSMN_STRING && tok_is(body, &t[k], "param")) {
+                    out->param = body + v->start;
+                    out->param_len = (size_t)(v->end - v->start);
+                }
+                k = skip_tok(t, n, k + 1);
+            }
+            break;
+        }
+        i = skip_tok(t, n, i + 1);
+    }
+    return true;
 }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "core/core.h"
 #include "core/status.h"
@@ -118,10 +119,12 @@ static void apply_session(lx_gw_req_t *r)
 /* ---- the plan ------------------------------------------------------------------------------- */
 
 /* Resolves one model id of the request (raw JSON string bytes): decoded, its :nitro/:floor
- * suffix applied to <prefs> and removed, and looked up. NULL with a message when unknown. */
-static const lx_config_model_t *resolve_model(const lx_config_t *cfg, const char *raw,
-                                              size_t raw_len, lx_prefs_t *prefs, char *msg,
-                                              size_t cap, const char *what)
+ * suffix applied to <prefs> and removed, and looked up. NULL with a message when unknown: the
+ * name as decoded, whatever its bytes (a NUL included, hence r->reject_len), which the error
+ * envelope escapes once. */
+static const lx_config_model_t *resolve_model(lx_gw_req_t *r, const lx_config_t *cfg,
+                                              const char *raw, size_t raw_len, lx_prefs_t *prefs,
+                                              char *msg, size_t cap, const char *what)
 {
     char id[512];
     int n = lx_body_unescape(raw, raw_len, id, sizeof(id) - 1);
@@ -133,8 +136,17 @@ static const lx_config_model_t *resolve_model(const lx_config_t *cfg, const char
     lx_prefs_model_suffix(id, &len, prefs);
     id[len] = '\0';
     const lx_config_model_t *m = lx_config_find_model(cfg, id, len);
-    if (m == NULL || m->n_routes == 0)
-        snprintf(msg, cap, "model '%s' is not available on this gateway", id);
+    if (m == NULL || m->n_routes == 0) {
+        lx_strbuf_t sb = lx_strbuf_make(msg, cap - 1);
+        LX_STRBUF_LIT(&sb, "model '");
+        lx_strbuf_mem(&sb, id, len);
+        LX_STRBUF_LIT(&sb, "' is not available on this gateway");
+        r->reject_len = lx_strbuf_len(&sb, msg);
+        msg[r->reject_len] = '\0';
+        r->reject_code = "model_not_found";
+        r->reject_param = "model";
+        return NULL;
+    }
     return m;
 }
 
@@ -173,12 +185,32 @@ static void cand_health(const lx_gw_req_t *r, const lx_health_score_t *scores, s
 
 static int prepare_attempt(lx_gw_req_t *r);
 
+/* The generation's secrets go to the log's set before its first upstream request: from then on
+ * a provider that echoes one (its key in an echoed request head) is redacted in every log line
+ * and error answer. Once per generation and worker; the set ignores values it already has. */
+static void add_secrets(lx_gw_gen_t *gen)
+{
+    const lx_config_t *cfg = gen->cfg;
+    bool ok = true;
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const lx_config_provider_t *pv = &cfg->providers[i];
+        if (pv->api_key != NULL)
+            ok = lx_log_secret_add(pv->api_key, strlen(pv->api_key)) == 0 && ok;
+        for (size_t j = 0; j < pv->n_headers; j++)
+            ok = lx_log_secret_add(pv->headers[j].value, strlen(pv->headers[j].value)) == 0 && ok;
+    }
+    gen->secrets_added = ok; /* (out of memory: tried again by the next request) */
+}
+
 int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t cap)
 {
     const lx_config_t *cfg = r->gen->cfg;
     const lx_body_scan_t *scan = &r->scan;
     const char *body = req->body.ptr;
     lx_prefs_t prefs;
+
+    if (!r->gen->secrets_added)
+        add_secrets(r->gen);
 
     if (lx_prefs_parse(body, req->body.len, scan, &prefs, msg, cap) != 0)
         return 400;
@@ -191,7 +223,7 @@ int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t 
         return 400;
     }
     if (scan->has_model) {
-        chain[0] = resolve_model(cfg, body + scan->model.off, scan->model.len, &prefs, msg, cap,
+        chain[0] = resolve_model(r, cfg, body + scan->model.off, scan->model.len, &prefs, msg, cap,
                                  "'model'");
         if (chain[0] == NULL)
             return 404;
@@ -200,7 +232,7 @@ int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t 
     for (uint32_t i = 0; i < scan->n_models; i++) {
         char what[32];
         snprintf(what, sizeof(what), "'models[%u]'", i);
-        const lx_config_model_t *m = resolve_model(cfg, body + scan->model_list[i].off,
+        const lx_config_model_t *m = resolve_model(r, cfg, body + scan->model_list[i].off,
                                                    scan->model_list[i].len, &prefs, msg, cap, what);
         if (m == NULL)
             return 404;
@@ -442,7 +474,11 @@ static bool build_request(lx_gw_req_t *r)
     const char *up_model = route->upstream_model != NULL ? route->upstream_model : model->id;
     /* usage is always collected from streams: ask for it when the client did not */
     bool add_usage = r->scan.stream && !r->embeddings;
-    r->drop_usage = add_usage && !r->scan.include_usage && !r->gen->cfg->stream_always_send_usage;
+    /* The usage chunk llmux asked for is the client's when it asked too (stream_options or
+     * OpenRouter's `usage: {include: true}`), under /api/v1 (OpenRouter always ends a stream
+     * with it, and its SDKs read the cost there), or with stream.always_send_usage. */
+    r->drop_usage = add_usage && !r->scan.include_usage && !r->scan.usage_include &&
+                    !r->openrouter && !r->gen->cfg->stream_always_send_usage;
     r->rewrite = strcmp(up_model, model->id) != 0;
     size_t up_len = strlen(up_model);
     /* The body already names the upstream model, byte for byte (the usual case): its own
@@ -802,6 +838,19 @@ bool lx_dispatch_next(lx_gw_req_t *r, int code)
 
 /* ---- the final error ------------------------------------------------------------------------ */
 
+/* A string member of a provider's error body (raw JSON contents) decoded into out[cap], or
+ * NULL: absent, too long, not decodable, or holding a NUL. */
+static const char *upstream_string(const char *raw, size_t len, char *out, size_t cap)
+{
+    if (raw == NULL)
+        return NULL;
+    int n = lx_body_unescape(raw, len, out, cap - 1);
+    if (n < 0 || memchr(out, '\0', (size_t)n) != NULL)
+        return NULL;
+    out[n] = '\0';
+    return out;
+}
+
 static const char *attempt_error_type(const lx_gw_attempt_t *a)
 {
     return lx_health_outcome_name((lx_health_outcome_t)a->outcome);
@@ -872,9 +921,43 @@ bool lx_dispatch_respond_error(lx_gw_req_t *r, int code, int status, const char 
         snprintf(msg, sizeof(msg), "%u attempts failed; the last: %s", r->n_attempts, message);
     else
         snprintf(msg, sizeof(msg), "%s", message);
+    lx_api_error_t e = {
+        .status = status, .message = msg, .message_len = strlen(msg), .error_type = etype};
+    /* The provider's own answer, relayed with its status: its OpenAI code and param go with it
+     * (not when llmux changed the status: a provider's "invalid_api_key" is about llmux's key,
+     * not the client's). */
+    char ucode[129], uparam[129], pmeta[512];
+    lx_strbuf_t pb = lx_strbuf_make(pmeta, sizeof(pmeta));
+    lx_api_upstream_error_t up;
+    if (status == last->status && lx_api_error_parse_upstream(r->px.err_body, r->px.err_len, &up)) {
+        e.code = upstream_string(up.code, up.code_len, ucode, sizeof(ucode));
+        e.param = upstream_string(up.param, up.param_len, uparam, sizeof(uparam));
+        /* OpenRouter's provider error metadata: provider_code only below 500 */
+        const lx_config_provider_t *pv =
+            &cfg->providers[cfg->models[last->model].routes[last->route].provider];
+        LX_STRBUF_LIT(&pb, "\"provider_name\":\"");
+        lx_strbuf_str(&pb, pv->name); /* plain (the config checks names) */
+        LX_STRBUF_LIT(&pb, "\",");
+        if (e.code != NULL && status < 500) {
+            char esc[6 * 128];
+            LX_STRBUF_LIT(&pb, "\"provider_code\":\"");
+            lx_strbuf_mem(&pb, esc,
+                          lx_api_error_escape(esc, sizeof(esc), ucode, strlen(ucode), NULL));
+            LX_STRBUF_LIT(&pb, "\",");
+        }
+    }
+    if (r->openrouter) {
+        if (!pb.overflow && meta_len > 0)
+            lx_strbuf_mem(&pb, meta, meta_len);
+        e.meta = pmeta;
+        e.meta_len = pb.overflow || meta_len == 0 ? 0 : lx_strbuf_len(&pb, pmeta);
+    } else {
+        e.meta = meta;
+        e.meta_len = meta_len;
+    }
     char body[4096];
-    int n = lx_api_error_format_meta(body, sizeof(body), status, etype, msg, strlen(msg),
-                                     meta_len > 0 ? meta : NULL, meta_len);
+    int n = lx_api_error_format_full(body, sizeof(body),
+                                     r->openrouter ? LX_API_OPENROUTER : LX_API_OPENAI, &e);
     if (n < 0)
         return false;
     char head[160];
@@ -887,6 +970,57 @@ bool lx_dispatch_respond_error(lx_gw_req_t *r, int code, int status, const char 
     r->px.client_status = status;
     lx_http_server_respond(r->px.req, status, head, (size_t)hn, body, (size_t)n);
     return true;
+}
+
+void lx_dispatch_reject(lx_gw_req_t *r, int status, const char *msg)
+{
+    static const char ct[] = "Content-Type: application/json\r\n";
+    lx_http_request_t *req = r->px.req;
+    lx_api_error_t e = {
+        .status = status,
+        .message = msg,
+        .message_len = r->reject_len > 0 ? r->reject_len : strlen(msg),
+        .code = r->reject_code,
+        .param = r->reject_param,
+    };
+    char body[2048];
+    int n = lx_api_error_format_full(body, sizeof(body),
+                                     r->openrouter ? LX_API_OPENROUTER : LX_API_OPENAI, &e);
+    if (n < 0) {
+        lx_http_server_respond_error(req, status, NULL, msg);
+        return;
+    }
+    lx_http_server_respond(req, status, ct, sizeof(ct) - 1, body, (size_t)n);
+}
+
+size_t lx_dispatch_format_cut(lx_gw_req_t *r, int status, const char *message, char *buf,
+                              size_t cap)
+{
+    const lx_proxy_t *px = &r->px;
+    const lx_sse_scan_t *sc = &r->sse;
+    bool sse = (r->scanning && !sc->json_mode) || px->stream_head != NULL;
+    if (!sse || cap < 2)
+        return 0;
+    /* cut inside an event: end it first, so the error is an event of its own */
+    size_t o = 0;
+    if (r->scanning && sc->in_block) {
+        memcpy(buf, "\n\n", 2);
+        o = 2;
+    }
+    /* the stream's own id and created, as its chunks carried them (else llmux's generation
+     * id and now): a client that groups chunks by id sees the error in the same answer */
+    bool known = r->scanning && sc->id_len > 0;
+    lx_api_event_t ev = {
+        .id = known ? sc->id : r->gen_id,
+        .id_len = known ? sc->id_len : strlen(r->gen_id),
+        .created = r->scanning && sc->created >= 0 ? sc->created : (int64_t)time(NULL),
+        .model = r->model->id,
+        .provider = r->provider->name,
+    };
+    lx_api_error_t e = {.status = status, .message = message, .message_len = strlen(message)};
+    int n = lx_api_error_format_event(buf + o, cap - o,
+                                      r->openrouter ? LX_API_OPENROUTER : LX_API_OPENAI, &e, &ev);
+    return n > 0 ? o + (size_t)n : 0;
 }
 
 void lx_dispatch_format_attempts(const lx_gw_req_t *r, lx_strbuf_t *sb)

@@ -80,6 +80,8 @@ typedef struct lx_gw_gen {
     char *models_json;
     size_t models_json_len;
     bool disposed;
+    bool secrets_added; /* its providers' keys and header values are in the log's secrets set
+                         * (obs/log.h; dispatch.c, before the generation's first attempt) */
 } lx_gw_gen_t;
 
 /* Session stickiness: where a session was last served (per worker; see dispatch.c). */
@@ -197,6 +199,12 @@ typedef struct lx_gw_req {
     bool scanning;          /* scan is initialised */
     lx_buf_t *resp_headers; /* the client's response head lines (a small pool chunk) */
     char *stream_head;      /* early commit: the head sent at once (malloc'd) */
+    /* A request that cannot be routed (lx_dispatch_start): its error's OpenAI code and param
+     * (static strings, NULL for null) and its message's length (it may hold a NUL: the model
+     * name as the client wrote it); 0 when the message is a C string. */
+    const char *reject_code;
+    const char *reject_param;
+    size_t reject_len;
     /* Last, and not zeroed at allocation: each is initialised by its own function, or read
      * only below a count kept above. */
     /* (model, route) pairs in attempt order */
@@ -228,6 +236,16 @@ bool lx_dispatch_next(lx_gw_req_t *r, int code);
  * smallest Retry-After), 503 when all were 5xx or timeouts, the upstream's status for a
  * client error, else 502; error.metadata lists each attempt. Returns true when it answered. */
 bool lx_dispatch_respond_error(lx_gw_req_t *r, int code, int status, const char *message);
+
+/* Answers a request lx_dispatch_start() refused with <status> and <msg>, in the envelope of its
+ * API (/v1 or /api/v1). */
+void lx_dispatch_reject(lx_gw_req_t *r, int status, const char *msg);
+
+/* The error event that ends <r>'s stream cut after its 200 (proxy ops->format_cut): OpenAI's
+ * envelope under /v1, OpenRouter's chunk under /api/v1 with the stream's own id and created.
+ * Its length, or 0 when the response is no event stream or <cap> is too small. */
+size_t lx_dispatch_format_cut(lx_gw_req_t *r, int status, const char *message, char *buf,
+                              size_t cap);
 
 /* A request was served: remembers the endpoint for its session. */
 void lx_dispatch_served(lx_gw_req_t *r);

@@ -1,7 +1,10 @@
 /*
  * test_proxy_basic.c - the API as a client sees it on the happy path: the proxied routes under
  * /v1 and /api/v1, the model list, health, unknown routes and methods, the request exactly as
- * the upstream receives it, request ids and the access log line.
+ * the upstream receives it, request ids and the access log line; the error envelope of each
+ * API (OpenAI's under /v1, OpenRouter's under /api/v1) with the model name as the client wrote
+ * it; and a provider's error that echoes llmux's request to it (its key, a header from the
+ * environment, forged log lines), which reaches neither the client nor the log.
  *
  * Each test starts a mock and llmux (one worker) from CONFIG and stops them at the end.
  */
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -208,7 +212,7 @@ static void test_wrong_method(void **state)
     lx_harness_resp_free(&r);
 
     assert_int_equal(lx_harness_get(H.port, "/api/v1/embeddings", &r), 0);
-    assert_true(lx_harness_is_error(&r, 405));
+    assert_true(lx_harness_is_or_error(&r, 405));
     assert_true(lx_harness_resp_header(&r, "allow", allow, sizeof(allow)));
     assert_string_equal(allow, "POST");
     lx_harness_resp_free(&r);
@@ -583,6 +587,168 @@ static void test_body_errors(void **state)
     assert_int_equal(lx_mock_requests(H.mock[0]), 0);
 }
 
+/* The 404 of an unknown model in each API's envelope, the name escaped once: é as it is, a NUL
+ * as \u0000 (the message used to stop at the NUL), and OpenAI's code and param. */
+static void test_unknown_model_envelopes(void **state)
+{
+    (void)state;
+    static const char *const bodies[] = {
+        "{\"model\":\"caf\xc3\xa9\\u0000x\",\"messages\":[]}",
+        "{\"model\":\"caf\\u00e9\\u0000x\",\"messages\":[]}",
+        "{\"models\":[\"caf\\u00e9\\u0000x\"],\"messages\":[]}",
+    };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        lx_harness_resp_t r;
+        assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions", NULL, bodies[i], &r), 0);
+        assert_true(lx_harness_is_error(&r, 404));
+        if (strstr(r.body, "\"message\":\"model 'caf\xc3\xa9\\u0000x' is not available on "
+                           "this gateway\"") == NULL) {
+            fprintf(stderr, "%s\n", r.body);
+            fail();
+        }
+        assert_non_null(strstr(r.body, "\"param\":\"model\",\"code\":\"model_not_found\"}}"));
+        lx_harness_resp_free(&r);
+
+        assert_int_equal(lx_harness_post(H.port, "/api/v1/chat/completions", NULL, bodies[i], &r),
+                         0);
+        assert_true(lx_harness_is_or_error(&r, 404));
+        assert_non_null(strstr(r.body, "{\"error\":{\"code\":404,\"message\":\"model 'caf\xc3\xa9"
+                                       "\\u0000x' is not available on this gateway\",\"metadata\":"
+                                       "{\"error_type\":\"not_found\"}}}"));
+        lx_harness_resp_free(&r);
+    }
+    /* the same rule for llmux's other errors: by the path's API */
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_post(H.port, "/api/v1/chat/completions", NULL, "{\"model\":", &r),
+                     0);
+    assert_true(lx_harness_is_or_error(&r, 400));
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_harness_get(H.port, "/api/v1/nothing", &r), 0);
+    assert_true(lx_harness_is_or_error(&r, 404));
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_harness_get(H.port, "/v1/nothing", &r), 0);
+    assert_true(lx_harness_is_error(&r, 404));
+    assert_non_null(strstr(r.body, "\"code\":null"));
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_mock_requests(H.mock[0]), 0);
+}
+
+/* ---- a provider that echoes llmux's request (defect 8) ---- */
+
+static const char ECHO_KEY[] = "sk-echo-provider-0123456789abcdef";
+static const char ECHO_TOKEN[] = "org-token-from-the-environment-42";
+
+/* What a provider that echoes the request head in its error says; the message also tries to
+ * forge a log line and clear the operator's terminal. */
+#define ECHO_BODY                                                                                  \
+    "{\"error\":{\"message\":\"bad request: Authorization: Bearer sk-echo-provider-0123456789abc"  \
+    "def, X-Org-Token: org-token-from-the-environment-42\\n2026-01-01T00:00:00.000Z [error] "      \
+    "admin key accepted\\u001b[2J\\u001b]0;owned\\u0007\",\"type\":\"invalid_request_error\","     \
+    "\"param\":\"sk-echo-provider-0123456789abcdef\",\"code\":\"bad_header\"}}"
+
+static const char ECHO_CONFIG[] = "listen: 127.0.0.1:0\n"
+                                  "workers: 1\n"
+                                  "timeouts:\n"
+                                  "  shutdown: 200ms\n"
+                                  "providers:\n"
+                                  "  - name: echo\n"
+                                  "    base_url: http://127.0.0.1:@RAW@/v1\n"
+                                  "    api_key: ${LX_TEST_ECHO_KEY}\n"
+                                  "    headers:\n"
+                                  "      X-Org-Token: ${LX_TEST_ECHO_TOKEN}\n"
+                                  "models:\n"
+                                  "  - id: echo/model\n"
+                                  "    context_length: 4096\n"
+                                  "    providers: [{provider: echo}]\n"
+                                  "auth: none\n"
+                                  "log:\n"
+                                  "  access_log: @LOG@\n"
+                                  "  level: info\n";
+
+/* The error log (stderr) while <fn> runs, in a temporary file. */
+static char *capture_stderr(void (*fn)(void))
+{
+    char path[] = "/tmp/lx_test_stderr_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fd, STDERR_FILENO) >= 0);
+    fn();
+    lx_harness_sleep_ms(100); /* the worker logs when the request ends */
+    assert_true(dup2(saved, STDERR_FILENO) >= 0);
+    close(saved);
+    FILE *f = fdopen(fd, "r");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = calloc(1, 65536);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, 65535, f);
+    buf[n] = '\0';
+    fclose(f);
+    unlink(path);
+    return buf;
+}
+
+static void echo_requests(void)
+{
+    static const char body[] = "{\"model\":\"echo/model\",\"messages\":[]}";
+    static const char *const paths[] = {"/v1/chat/completions", "/api/v1/chat/completions"};
+    for (size_t i = 0; i < 2; i++) {
+        lx_harness_resp_t r;
+        assert_int_equal(lx_harness_post(H.port, paths[i], NULL, body, &r), 0);
+        assert_true(lx_harness_is_error_for(&r, 400, paths[i]));
+        if (strstr(r.body, "0123456789") != NULL || strstr(r.body, "environment-42") != NULL) {
+            fprintf(stderr, "a secret reached the client: %s\n", r.body);
+            fail();
+        }
+        /* the reason stays readable, the secrets redacted where they were */
+        assert_non_null(strstr(r.body, "bad request: Authorization: Bearer [redacted], "
+                                       "X-Org-Token: [redacted]\\n2026-01-01"));
+        if (i == 0) /* OpenAI's envelope passes the provider's code and param on */
+            assert_non_null(strstr(r.body, "\"param\":\"[redacted]\",\"code\":\"bad_header\""));
+        else
+            assert_non_null(strstr(r.body, "\"provider_code\":\"bad_header\""));
+        lx_harness_resp_free(&r);
+    }
+}
+
+static void test_provider_echo_redacted(void **state)
+{
+    (void)state;
+    char reply[2048];
+    snprintf(reply, sizeof(reply),
+             "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(ECHO_BODY), ECHO_BODY);
+    lx_harness_setenv("LX_TEST_ECHO_KEY", ECHO_KEY);
+    lx_harness_setenv("LX_TEST_ECHO_TOKEN", ECHO_TOKEN);
+    lx_harness_opts_t o = {.raw = true, .raw_mode = LX_HARNESS_RAW_REPLY, .raw_reply = reply};
+    assert_int_equal(lx_harness_start(&H, &o, ECHO_CONFIG), 0);
+    char *log = capture_stderr(echo_requests);
+    /* the provider did receive them: the key is used, only never repeated */
+    size_t len;
+    char *raw = lx_harness_raw_last(H.raw, &len);
+    assert_non_null(raw);
+    assert_non_null(strstr(raw, "Authorization: Bearer sk-echo-provider-0123456789abcdef\r\n"));
+    assert_non_null(strstr(raw, "X-Org-Token: org-token-from-the-environment-42\r\n"));
+    free(raw);
+    lx_harness_stop(&H);
+
+    /* the error log: the provider's text is there, escaped, one line per event, and no
+     * secret, no terminal control and no forged line */
+    if (strstr(log, "admin key accepted") == NULL || strstr(log, "0123456789") != NULL ||
+        strstr(log, "environment-42") != NULL || strchr(log, '\x1b') != NULL ||
+        strchr(log, '\x07') != NULL || strstr(log, "\n2026-01-01T00:00:00.000Z") != NULL) {
+        fprintf(stderr, "the error log:\n%s\n", log);
+        fail();
+    }
+    assert_non_null(strstr(log, "Bearer [redacted], X-Org-Token: [redacted]\\n2026-01-01T00:00:"
+                                "00.000Z [error] admin key accepted\\u001b[2J"));
+    free(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -598,6 +764,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_id_generated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_access_log_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_model_envelopes, setup, teardown),
+        cmocka_unit_test(test_provider_echo_redacted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,6 +49,8 @@ static const char CONFIG[] =
     "\"429\"}}\n"
     "  - {name: err400, base_url: \"http://127.0.0.1:@MOCK0@/v1\", headers: {x-mock-status: "
     "\"400\"}}\n"
+    "  - {name: err401, base_url: \"http://127.0.0.1:@MOCK0@/v1\", headers: {x-mock-status: "
+    "\"401\"}}\n"
     "  - {name: slow, base_url: \"http://127.0.0.1:@MOCK0@/v1\", headers: {x-mock-delay-ms: "
     "\"2000\"}}\n"
     "  - {name: dead, base_url: \"http://127.0.0.1:@DEAD@/v1\"}\n"
@@ -74,6 +76,10 @@ static const char CONFIG[] =
     "    providers:\n"
     "      - {provider: err429, price: {prompt: 1, completion: 1}}\n"
     "      - {provider: err429b, price: {prompt: 2, completion: 2}}\n"
+    "  - id: denied\n"
+    "    context_length: 4096\n"
+    "    providers:\n"
+    "      - {provider: err401, price: {prompt: 1, completion: 1}}\n"
     "  - id: broken\n"
     "    context_length: 4096\n"
     "    providers:\n"
@@ -154,15 +160,22 @@ static int teardown(void **state)
     return 0;
 }
 
-/* POSTs a chat request for <model> with more top-level members <extra> (",..." or ""). */
-static void chat(const char *model, const char *extra, const char *id, lx_harness_resp_t *r)
+/* POSTs a chat request for <model> with more top-level members <extra> (",..." or "") to
+ * <path>. */
+static void chat_on(const char *path, const char *model, const char *extra, const char *id,
+                    lx_harness_resp_t *r)
 {
     char body[1024], hdr[200];
     snprintf(body, sizeof(body),
              "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]%s}", model,
              extra);
     snprintf(hdr, sizeof(hdr), "X-Request-Id: %s\r\n", id);
-    assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions", hdr, body, r), 0);
+    assert_int_equal(lx_harness_post(H.port, path, hdr, body, r), 0);
+}
+
+static void chat(const char *model, const char *extra, const char *id, lx_harness_resp_t *r)
+{
+    chat_on("/v1/chat/completions", model, extra, id, r);
 }
 
 static void expect_header(const lx_harness_resp_t *r, const char *name, const char *want)
@@ -234,8 +247,9 @@ static void test_all_rate_limited(void **state)
     chat("limited", "", "rl-1", &r);
     assert_true(lx_harness_is_error(&r, 429));
     expect_header(&r, "retry-after", "1");
-    /* the metadata lists each attempt, without URLs or keys */
-    assert_non_null(strstr(r.body, "\"attempts\":[{\"provider\":\"err429"));
+    /* the metadata lists each attempt, without URLs or keys; the provider's code passes on */
+    assert_non_null(strstr(r.body, "\"code\":\"rate_limit_exceeded\",\"metadata\":{\"attempts\":["
+                                   "{\"provider\":\"err429"));
     assert_non_null(strstr(r.body, "\"error_type\":\"rate_limit\""));
     assert_null(strstr(r.body, "127.0.0.1"));
     lx_harness_resp_free(&r);
@@ -329,12 +343,40 @@ static void test_context_length_moves_to_the_next_model(void **state)
     expect_header(&r, "x-llmux-attempts", "2");
     lx_harness_resp_free(&r);
     assert_int_equal(lx_mock_requests(H.mock[0]) - before, 1); /* backup only, never err500 */
-    /* without a next model, the client gets the provider's 400 as it was */
+    /* without a next model, the client gets the provider's 400 as it was: under /v1 with the
+     * provider's own OpenAI code */
     chat("small", ",\"provider\":{\"sort\":\"price\"}", "cl-2", &r);
     assert_true(lx_harness_is_error(&r, 400));
     char msg[512];
     assert_true(lx_harness_json_str(r.body, "message", msg, sizeof(msg)));
     assert_non_null(strstr(msg, "maximum context length"));
+    assert_non_null(strstr(r.body, "\"type\":\"invalid_request_error\",\"param\":null,\"code\":"
+                                   "\"context_length_exceeded\""));
+    lx_harness_resp_free(&r);
+    /* under /api/v1 in OpenRouter's envelope, the provider's code in metadata */
+    chat_on("/api/v1/chat/completions", "small", ",\"provider\":{\"sort\":\"price\"}", "cl-3", &r);
+    assert_true(lx_harness_is_or_error(&r, 400));
+    assert_non_null(strstr(r.body, "\"metadata\":{\"error_type\":\"invalid_request\","
+                                   "\"provider_name\":\"toolong\",\"provider_code\":"
+                                   "\"context_length_exceeded\",\"attempts\":[{\"provider\":"
+                                   "\"toolong\""));
+    lx_harness_resp_free(&r);
+}
+
+/* A provider that refuses llmux's own key: the client's key is not the problem, so the answer
+ * is a 502 and the provider's "invalid_api_key" does not reach the client as its code. */
+static void test_provider_refuses_llmux_key(void **state)
+{
+    (void)state;
+    lx_harness_resp_t r;
+    chat("denied", "", "den-1", &r);
+    assert_true(lx_harness_is_error(&r, 502));
+    assert_non_null(strstr(r.body, "\"type\":\"server_error\",\"param\":null,\"code\":null"));
+    assert_null(strstr(r.body, "\"invalid_api_key\""));
+    lx_harness_resp_free(&r);
+    chat_on("/api/v1/chat/completions", "denied", "", "den-2", &r);
+    assert_true(lx_harness_is_or_error(&r, 502));
+    assert_null(strstr(r.body, "provider_code"));
     lx_harness_resp_free(&r);
 }
 
@@ -589,6 +631,7 @@ int main(void)
         cmocka_unit_test(test_streams_fail_over_before_the_first_byte),
         cmocka_unit_test(test_models_chain),
         cmocka_unit_test(test_context_length_moves_to_the_next_model),
+        cmocka_unit_test(test_provider_refuses_llmux_key),
         cmocka_unit_test(test_preferences),
         cmocka_unit_test(test_breaker_ejects),
         cmocka_unit_test(test_session_sticks),

@@ -469,6 +469,46 @@ static void test_usage_asked(void **state)
     assert_usage_logged("usage-yes", ulen, 5, PRICE_PUB_P, PRICE_PUB_C, true);
 }
 
+/* OpenRouter's rule under /api/v1: every stream ends with its usage chunk, asked for or not
+ * (@openrouter/ai-sdk-provider reads the cost there); under /v1 OpenRouter's own way of asking,
+ * `usage: {include: true}`, counts as asking, and is not forwarded. */
+static void test_usage_openrouter(void **state)
+{
+    (void)state;
+    lx_harness_resp_t r;
+    post("/api/v1/chat/completions", "usage-or",
+         "{\"model\":\"pub/model\",\"stream\":true,\"mock\":{\"chunks\":6}}", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(r.complete);
+    assert_one_usage_event(&r, 6);
+    assert_non_null(strstr(r.body, "\"model\":\"pub/model\""));
+    lx_harness_resp_free(&r);
+    size_t ulen;
+    free(upstream_body(&ulen));
+    assert_usage_logged("usage-or", ulen, 6, PRICE_PUB_P, PRICE_PUB_C, true);
+
+    post("/v1/chat/completions", "usage-include",
+         "{\"model\":\"pub/model\",\"stream\":true,\"usage\":{\"include\":true},"
+         "\"mock\":{\"chunks\":2}}",
+         &r);
+    assert_int_equal(r.status, 200);
+    assert_one_usage_event(&r, 2);
+    lx_harness_resp_free(&r);
+    char *ub = upstream_body(&ulen);
+    assert_non_null(strstr(ub, "\"include_usage\":true"));
+    assert_null(strstr(ub, "\"include\""));
+    free(ub);
+
+    /* ... and `include: false` is no asking */
+    post("/v1/chat/completions", "usage-include-no",
+         "{\"model\":\"pub/model\",\"stream\":true,\"usage\":{\"include\":false},"
+         "\"mock\":{\"chunks\":2}}",
+         &r);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body, "\"usage\""));
+    lx_harness_resp_free(&r);
+}
+
 static void test_usage_always_sent(void **state)
 {
     (void)state;
@@ -789,11 +829,12 @@ static void early_failure(const char *model, const char *mock, const char *in_me
     assert_true(sc_until(&s, NULL, 3000));
     assert_false(s.bad);
     const char *ev = last_event(&s);
-    assert_true(strncmp(ev, "data: {\"error\":{", 16) == 0);
-    double code;
-    assert_true(lx_harness_json_num(ev, "code", &code));
-    assert_int_equal((int)code, 502);
+    /* OpenAI's shape under /v1: a 502's type, code null (never the status as a number) */
+    assert_true(strncmp(ev, "data: {\"error\":{\"message\":", 26) == 0);
     char msg[1024];
+    assert_true(lx_harness_json_str(ev, "type", msg, sizeof(msg)));
+    assert_string_equal(msg, "server_error");
+    assert_non_null(strstr(ev, "\"param\":null,\"code\":null}}"));
     assert_true(lx_harness_json_str(ev, "message", msg, sizeof(msg)));
     if (strstr(msg, in_message) == NULL) {
         fprintf(stderr, "message \"%s\" lacks \"%s\"\n", msg, in_message);
@@ -839,6 +880,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_not_asked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_asked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_openrouter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_always_sent, setup_always_usage, teardown),
         cmocka_unit_test_setup_teardown(test_usage_unknown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_streaming, setup, teardown),

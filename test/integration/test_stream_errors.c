@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gateway/api_error.h"
 #include "harness.h"
 
 /* %u: the FIN server's port */
@@ -267,14 +268,16 @@ static const char *last_event(const char *body, size_t len)
     return p;
 }
 
-/* <ev> is the final error event with <code>: OpenAI's shape (an error object, no choices) or,
- * <openrouter>, OpenRouter's (a chunk with an error and finish_reason "error"). */
+/* <ev> is the final error event for HTTP status <code>: OpenAI's shape under /v1 (an error
+ * object with message, type, param and code -- a string or null -- and no choices) or,
+ * <openrouter>, OpenRouter's (a chunk with an error whose code is the status, metadata with
+ * error_type, and finish_reason "error"). */
 static void assert_error_event(const char *ev, int code, bool openrouter, const char *in_message)
 {
     double d;
     char s[1024];
     if (!openrouter) {
-        if (strncmp(ev, "data: {\"error\":{", 16) != 0) {
+        if (strncmp(ev, "data: {\"error\":{\"message\":", 26) != 0) {
             fprintf(stderr, "not an error event: %.300s\n", ev);
             fail();
         }
@@ -291,24 +294,48 @@ static void assert_error_event(const char *ev, int code, bool openrouter, const 
         assert_true(s[0] != '\0' && strcmp(s, "up-m") != 0); /* a public id */
     }
     const char *err = strstr(ev, "\"error\":{");
-    assert_true(lx_harness_json_num(err, "code", &d));
-    if ((int)d != code) {
-        fprintf(stderr, "error event code %d, expected %d: %.400s\n", (int)d, code, ev);
-        fail();
-    }
     assert_true(lx_harness_json_str(err, "message", s, sizeof(s)));
     assert_true(s[0] != '\0');
     if (in_message != NULL && strstr(s, in_message) == NULL) {
         fprintf(stderr, "message \"%s\" lacks \"%s\"\n", s, in_message);
         fail();
     }
-    assert_true(lx_harness_json_str(err, "type", s, sizeof(s)));
-    assert_true(s[0] != '\0');
-    const char *md = strstr(err, "\"metadata\":{");
-    assert_non_null(md);
-    assert_true(lx_harness_json_str(md, "error_type", s, sizeof(s)));
-    assert_true(s[0] != '\0');
+    if (!openrouter) {
+        assert_true(lx_harness_json_str(err, "type", s, sizeof(s)));
+        assert_string_equal(s, lx_api_error_type(code));
+        assert_non_null(strstr(err, "\"param\":null,\"code\":"));
+        assert_false(lx_harness_json_num(err, "code", &d)); /* never a number */
+        assert_null(strstr(err, "\"error_type\""));
+    } else {
+        assert_true(lx_harness_json_num(err, "code", &d));
+        if ((int)d != code) {
+            fprintf(stderr, "error event code %d, expected %d: %.400s\n", (int)d, code, ev);
+            fail();
+        }
+        const char *md = strstr(err, "\"metadata\":{");
+        assert_non_null(md);
+        assert_true(lx_harness_json_str(md, "error_type", s, sizeof(s)));
+        assert_string_equal(s, lx_api_error_default_type(code));
+        assert_null(strstr(err, "\"type\""));
+    }
     assert_true(ev[strlen(ev) - 1] == '\n' && ev[strlen(ev) - 2] == '\n');
+}
+
+/* OpenRouter's error chunk belongs to the stream it ends: the id and created of the stream's
+ * first chunk, not llmux's generation id and the time of the cut. */
+static void assert_same_stream(const char *body, const char *ev)
+{
+    char id[128], eid[128];
+    double created, ecreated;
+    assert_true(lx_harness_json_str(body, "id", id, sizeof(id)));
+    assert_true(lx_harness_json_num(body, "created", &created));
+    assert_true(lx_harness_json_str(ev, "id", eid, sizeof(eid)));
+    assert_true(lx_harness_json_num(ev, "created", &ecreated));
+    if (strcmp(id, eid) != 0 || created != ecreated) {
+        fprintf(stderr, "error chunk %s %.0f, stream %s %.0f\n", eid, ecreated, id, created);
+        fail();
+    }
+    assert_true(strncmp(id, "gen-", 4) != 0); /* the mock's own ids */
 }
 
 /* The log line of <request_id>: status 200, partial, with an error; its events into *events. */
@@ -393,6 +420,8 @@ static void reset_mid_stream(const char *path, bool openrouter)
     const char *ev = last_event(r.body, r.body_len);
     assert_int_equal(count(r.body, "\"error\":{"), 1);
     assert_error_event(ev, 502, openrouter, "mock-a");
+    if (openrouter)
+        assert_same_stream(r.body, ev);
     lx_harness_resp_free(&r);
     double events;
     assert_logged_partial(id, &events);
@@ -435,6 +464,7 @@ static void test_idle_timeout_mid_stream(void **state)
                 "{\"model\":\"m\",\"stream\":true,\"mock\":{\"chunks\":5,\"interval_ms\":2000}}",
                 &r);
     assert_error_event(last_event(r.body, r.body_len), 504, true, NULL);
+    assert_same_stream(r.body, last_event(r.body, r.body_len));
     lx_harness_resp_free(&r);
 }
 

@@ -188,33 +188,102 @@ bool lx_harness_json_num(const char *json, const char *key, double *out)
     return true;
 }
 
+/* The status, a JSON body starting with {"error":{ and a Content-Type saying so; NULL or why
+ * not. */
+static const char *error_common(const lx_harness_resp_t *r, int status)
+{
+    char s[256];
+    if (r->status != status)
+        return "unexpected status";
+    if (r->body == NULL || strncmp(r->body, "{\"error\":{", 10) != 0)
+        return "body is not an error envelope";
+    if (!lx_harness_resp_header(r, "content-type", s, sizeof(s)) ||
+        strstr(s, "application/json") == NULL)
+        return "Content-Type is not application/json";
+    return NULL;
+}
+
+static bool error_verdict(const lx_harness_resp_t *r, int status, const char *shape,
+                          const char *why)
+{
+    if (why == NULL)
+        return true;
+    fprintf(stderr, "harness: expected %s error envelope with status %d: %s\n  got %d: %s\n", shape,
+            status, why, r->status, r->body != NULL ? r->body : "(no body)");
+    return false;
+}
+
+/* The raw text of member <key> of the error object: a string (with its quotes) or a literal. */
+static bool error_member(const char *body, const char *key, char *out, size_t cap)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *p = strstr(body, pat);
+    if (p == NULL)
+        return false;
+    p += strlen(pat);
+    const char *e = p;
+    if (*e == '"') {
+        for (e++; *e != '\0' && *e != '"'; e++)
+            if (*e == '\\' && e[1] != '\0')
+                e++;
+        if (*e == '"')
+            e++;
+    } else {
+        while (*e != '\0' && *e != ',' && *e != '}')
+            e++;
+    }
+    size_t n = (size_t)(e - p) < cap ? (size_t)(e - p) : cap - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return true;
+}
+
 bool lx_harness_is_error(const lx_harness_resp_t *r, int status)
 {
-    const char *why = NULL;
+    const char *why = error_common(r, status);
     char s[1024];
-    double code;
-    if (r->status != status)
-        why = "unexpected status";
-    else if (r->body == NULL || strncmp(r->body, "{\"error\":{", 10) != 0)
-        why = "body is not an error envelope";
-    else if (!lx_harness_json_num(r->body, "code", &code) || (int)code != status)
-        why = "error.code differs from the status";
-    else if (!lx_harness_json_str(r->body, "message", s, sizeof(s)) || s[0] == '\0')
+    if (why != NULL)
+        return error_verdict(r, status, "OpenAI's", why);
+    if (!lx_harness_json_str(r->body, "message", s, sizeof(s)) || s[0] == '\0')
         why = "no error.message";
     else if (!lx_harness_json_str(r->body, "type", s, sizeof(s)) || s[0] == '\0')
         why = "no error.type";
+    else if (!error_member(r->body, "param", s, sizeof(s)) ||
+             (s[0] != '"' && strcmp(s, "null") != 0))
+        why = "error.param is neither a string nor null";
+    else if (!error_member(r->body, "code", s, sizeof(s)) ||
+             (s[0] != '"' && strcmp(s, "null") != 0))
+        why = "error.code is neither a string nor null";
+    else if (strstr(r->body, "\"metadata\":{\"error_type\"") != NULL)
+        why = "OpenRouter's metadata.error_type in OpenAI's envelope";
+    return error_verdict(r, status, "OpenAI's", why);
+}
+
+bool lx_harness_is_or_error(const lx_harness_resp_t *r, int status)
+{
+    const char *why = error_common(r, status);
+    char s[1024];
+    double code;
+    if (why != NULL)
+        return error_verdict(r, status, "OpenRouter's", why);
+    if (!lx_harness_json_num(r->body, "code", &code) || (int)code != status)
+        why = "error.code differs from the status";
+    else if (!lx_harness_json_str(r->body, "message", s, sizeof(s)) || s[0] == '\0')
+        why = "no error.message";
     else if (strstr(r->body, "\"metadata\":{") == NULL ||
              !lx_harness_json_str(strstr(r->body, "\"metadata\":{"), "error_type", s, sizeof(s)) ||
              s[0] == '\0')
         why = "no error.metadata.error_type";
-    else if (!lx_harness_resp_header(r, "content-type", s, sizeof(s)) ||
-             strstr(s, "application/json") == NULL)
-        why = "Content-Type is not application/json";
-    if (why == NULL)
-        return true;
-    fprintf(stderr, "harness: expected an error envelope with status %d: %s\n  got %d: %s\n",
-            status, why, r->status, r->body != NULL ? r->body : "(no body)");
-    return false;
+    else if (strstr(r->body, "\"type\":") != NULL || strstr(r->body, "\"param\":") != NULL)
+        why = "OpenAI's type or param in OpenRouter's envelope";
+    return error_verdict(r, status, "OpenRouter's", why);
+}
+
+bool lx_harness_is_error_for(const lx_harness_resp_t *r, int status, const char *path)
+{
+    return strncmp(path, "/api/", 5) == 0 ? lx_harness_is_or_error(r, status)
+                                          : lx_harness_is_error(r, status);
 }
 
 /* ---- the client ---- */

@@ -143,10 +143,15 @@ bool lx_harness_head_header(const char *head, size_t len, const char *name, char
  * after it. False when there is no blank line. */
 bool lx_harness_split(const char *msg, size_t len, size_t *head_len, const char **body);
 
-/* True when <body> is llmux's error envelope for <status>:
- * {"error":{"code":<status>,"message":"...","type":"...","metadata":{"error_type":"..."}}}
- * with a non-empty message; explains why not on stderr. */
+/* True when <r> is an error answer with <status> in OpenAI's envelope (what /v1 answers):
+ * {"error":{"message":"...","type":"...","param":<string|null>,"code":<string|null>}} with a
+ * non-empty message and type and no OpenRouter member; explains why not on stderr. */
 bool lx_harness_is_error(const lx_harness_resp_t *r, int status);
+/* The same for OpenRouter's envelope (what /api/v1 answers):
+ * {"error":{"code":<status>,"message":"...","metadata":{"error_type":"...",...}}}. */
+bool lx_harness_is_or_error(const lx_harness_resp_t *r, int status);
+/* The envelope of the API <path> belongs to: OpenRouter's under /api/, else OpenAI's. */
+bool lx_harness_is_error_for(const lx_harness_resp_t *r, int status, const char *path);
 /* The string value of the first "<key>": "..." in <json>, raw (escapes kept), into out. */
 bool lx_harness_json_str(const char *json, const char *key, char *out, size_t cap);
 /* The number value of the first "<key>": <number> in <json>. */
