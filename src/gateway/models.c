@@ -1,5 +1,5 @@
 /*
- * models.c - the `GET /v1/models` body.
+ * models.c - the `GET /v1/models` and `GET /v1/models/{id}` bodies.
  *
  * Formatted from a configuration snapshot by the gateway when a client lists models (the result
  * depends only on the snapshot, so a caller may keep it alongside the snapshot). The shape
@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/status.h"
 #include "gateway/api_error.h"
 
 /* A growing output buffer; on allocation failure it stays failed and drops further writes. */
@@ -145,38 +146,143 @@ static const lx_config_route_t *cheapest(const lx_config_model_t *m)
     return best;
 }
 
+/* One model object, as the list has it and as `GET /v1/models/{id}` answers it. */
+static void put_model(struct out *o, const lx_config_model_t *m)
+{
+    puts_(o, "{\"id\":");
+    put_string(o, m->id);
+    puts_(o, ",\"canonical_slug\":");
+    put_string(o, m->id);
+    puts_(o, ",\"name\":");
+    put_string(o, m->id);
+    put_fmt(o, ",\"object\":\"model\",\"created\":%" PRId64 ",\"owned_by\":", m->created);
+    put_string(o, m->owned_by ? m->owned_by : "llmux");
+    if (m->context_length > 0)
+        put_fmt(o, ",\"context_length\":%" PRIu32, m->context_length);
+    else
+        puts_(o, ",\"context_length\":null");
+    const lx_config_route_t *rt = cheapest(m);
+    char prompt[48], completion[48];
+    lx_models_price(rt ? rt->price_prompt : 0, prompt);
+    lx_models_price(rt ? rt->price_completion : 0, completion);
+    put_fmt(o, ",\"pricing\":{\"prompt\":\"%s\",\"completion\":\"%s\"}}", prompt, completion);
+}
+
+/* The output NUL-terminated and handed over, or NULL (freed) when a write failed. */
+static char *finish(struct out *o, size_t *len)
+{
+    if (!reserve(o, 1)) {
+        free(o->buf);
+        return NULL;
+    }
+    o->buf[o->len] = '\0';
+    *len = o->len;
+    return o->buf;
+}
+
 char *lx_models_format(const lx_config_t *cfg, size_t *len)
 {
     struct out o = {0};
     puts_(&o, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0; i < cfg->n_models; i++) {
-        const lx_config_model_t *m = &cfg->models[i];
         if (i > 0)
             puts_(&o, ",");
-        puts_(&o, "{\"id\":");
-        put_string(&o, m->id);
-        puts_(&o, ",\"canonical_slug\":");
-        put_string(&o, m->id);
-        puts_(&o, ",\"name\":");
-        put_string(&o, m->id);
-        put_fmt(&o, ",\"object\":\"model\",\"created\":%" PRId64 ",\"owned_by\":", m->created);
-        put_string(&o, m->owned_by ? m->owned_by : "llmux");
-        if (m->context_length > 0)
-            put_fmt(&o, ",\"context_length\":%" PRIu32, m->context_length);
-        else
-            puts_(&o, ",\"context_length\":null");
-        const lx_config_route_t *rt = cheapest(m);
-        char prompt[48], completion[48];
-        lx_models_price(rt ? rt->price_prompt : 0, prompt);
-        lx_models_price(rt ? rt->price_completion : 0, completion);
-        put_fmt(&o, ",\"pricing\":{\"prompt\":\"%s\",\"completion\":\"%s\"}}", prompt, completion);
+        put_model(&o, &cfg->models[i]);
     }
     puts_(&o, "]}");
-    if (!reserve(&o, 1)) {
-        free(o.buf);
+    return finish(&o, len);
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes <len> bytes of <s> into <out> (at least <len> bytes). Returns the decoded
+ * length, or -1 for a '%' not followed by two hex digits. */
+static long percent_decode(const char *s, size_t len, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != '%') {
+            out[o++] = s[i];
+            continue;
+        }
+        if (i + 2 >= len)
+            return -1;
+        int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[o++] = (char)(hi << 4 | lo);
+        i += 2;
+    }
+    return (long)o;
+}
+
+/* The error answer of a retrieve, in <kind>'s envelope, malloc'd. */
+static char *retrieve_error(lx_api_kind_t kind, int status, const char *msg, size_t msg_len,
+                            const char *code, size_t *len_out)
+{
+    lx_api_error_t e = {.status = status,
+                        .message = msg,
+                        .message_len = msg_len,
+                        .code = code,
+                        .param = code != NULL ? "model" : NULL};
+    size_t cap = 512 + 6 * msg_len;
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        return NULL;
+    int n = lx_api_error_format_full(buf, cap, kind, &e);
+    if (n < 0) {
+        free(buf);
         return NULL;
     }
-    o.buf[o.len] = '\0';
-    *len = o.len;
-    return o.buf;
+    *len_out = (size_t)n;
+    return buf;
+}
+
+char *lx_models_retrieve(const lx_config_t *cfg, lx_api_kind_t kind, const char *path_id,
+                         size_t len, int *status, size_t *len_out)
+{
+    char *id = malloc(len + 1);
+    if (id == NULL)
+        return NULL;
+    long n = percent_decode(path_id, len, id);
+    if (n < 0) {
+        free(id);
+        *status = 400;
+        static const char msg[] = "malformed percent-encoding in the model id";
+        return retrieve_error(kind, 400, msg, sizeof(msg) - 1, NULL, len_out);
+    }
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        const lx_config_model_t *m = &cfg->models[i];
+        if (strlen(m->id) == (size_t)n && memcmp(m->id, id, (size_t)n) == 0) {
+            free(id);
+            struct out o = {0};
+            put_model(&o, m);
+            *status = 200;
+            return finish(&o, len_out);
+        }
+    }
+    /* the name as the client meant it, whatever its bytes: the envelope escapes it once */
+    static const char pre[] = "model '", post[] = "' is not available on this gateway";
+    size_t mlen = sizeof(pre) - 1 + (size_t)n + sizeof(post) - 1;
+    char *msg = malloc(mlen);
+    char *body = NULL;
+    if (msg != NULL) {
+        memcpy(msg, pre, sizeof(pre) - 1);
+        memcpy(msg + sizeof(pre) - 1, id, (size_t)n);
+        memcpy(msg + sizeof(pre) - 1 + n, post, sizeof(post) - 1);
+        body = retrieve_error(kind, 404, msg, mlen, "model_not_found", len_out);
+    }
+    free(msg);
+    free(id);
+    *status = 404;
+    return body;
 }

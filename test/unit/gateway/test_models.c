@@ -1,5 +1,6 @@
 /*
- * test_models.c - the `GET /v1/models` body and per-token price strings.
+ * test_models.c - the `GET /v1/models` body, the `GET /v1/models/{id}` answers (ids with '/',
+ * percent-encoded or not, unknown ids in each API's envelope) and per-token price strings.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -134,12 +135,95 @@ static void test_many(void **state)
     free(models);
 }
 
+static void test_retrieve(void **state)
+{
+    (void)state;
+    lx_config_route_t r1[1] = {{.provider = 0, .price_prompt = 0.05, .price_completion = 0.08}};
+    lx_config_model_t models[2] = {
+        {.id = "meta-llama/llama-3.1-8b-instruct",
+         .owned_by = "meta-llama",
+         .context_length = 131072,
+         .created = 1721692800,
+         .routes = r1,
+         .n_routes = 1},
+        {.id = "plain", .owned_by = "llmux", .created = 3},
+    };
+    lx_config_t cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.models = models;
+    cfg.n_models = 2;
+    static const char want[] =
+        "{\"id\":\"meta-llama/llama-3.1-8b-instruct\",\"canonical_slug\":"
+        "\"meta-llama/llama-3.1-8b-instruct\",\"name\":\"meta-llama/llama-3.1-8b-instruct\","
+        "\"object\":\"model\",\"created\":1721692800,\"owned_by\":\"meta-llama\","
+        "\"context_length\":131072,\"pricing\":{\"prompt\":\"0.00000005\",\"completion\":"
+        "\"0.00000008\"}}";
+    /* as curl sends it, as the OpenAI SDK sends it (%2F), with other escapes in any case */
+    static const char *const paths[] = {"meta-llama/llama-3.1-8b-instruct",
+                                        "meta-llama%2Fllama-3.1-8b-instruct",
+                                        "meta-llama%2fllama%2D3.1-8b-instruct"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        int status = 0;
+        size_t len = 0;
+        char *s =
+            lx_models_retrieve(&cfg, LX_API_OPENAI, paths[i], strlen(paths[i]), &status, &len);
+        assert_non_null(s);
+        assert_int_equal(status, 200);
+        assert_string_equal(s, want);
+        assert_int_equal(len, sizeof(want) - 1);
+        free(s);
+    }
+    /* the list holds the same object */
+    size_t len;
+    char *list = lx_models_format(&cfg, &len);
+    assert_non_null(strstr(list, want));
+    free(list);
+
+    /* unknown: 404 in each API's envelope, the name escaped once (é as it is, NUL as \u0000) */
+    int status = 0;
+    static const char unknown[] = "caf%C3%A9%00x";
+    char *s = lx_models_retrieve(&cfg, LX_API_OPENAI, unknown, sizeof(unknown) - 1, &status, &len);
+    assert_non_null(s);
+    assert_int_equal(status, 404);
+    assert_string_equal(s, "{\"error\":{\"message\":\"model 'caf\xc3\xa9\\u0000x' is not available "
+                           "on this gateway\",\"type\":\"invalid_request_error\",\"param\":"
+                           "\"model\",\"code\":\"model_not_found\"}}");
+    assert_int_equal(len, strlen(s));
+    free(s);
+    s = lx_models_retrieve(&cfg, LX_API_OPENROUTER, "nope/x", 6, &status, &len);
+    assert_int_equal(status, 404);
+    assert_string_equal(s, "{\"error\":{\"code\":404,\"message\":\"model 'nope/x' is not "
+                           "available on this gateway\",\"metadata\":{\"error_type\":"
+                           "\"not_found\"}}}");
+    free(s);
+    /* a prefix or an extension of an id is another id */
+    s = lx_models_retrieve(&cfg, LX_API_OPENAI, "plai", 4, &status, &len);
+    assert_int_equal(status, 404);
+    free(s);
+    s = lx_models_retrieve(&cfg, LX_API_OPENAI, "plain/", 6, &status, &len);
+    assert_int_equal(status, 404);
+    free(s);
+    s = lx_models_retrieve(&cfg, LX_API_OPENAI, "plain", 5, &status, &len);
+    assert_int_equal(status, 200);
+    free(s);
+    /* a malformed escape is the client's error */
+    static const char *const bad[] = {"a%", "a%2", "a%zz", "%g0"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        s = lx_models_retrieve(&cfg, LX_API_OPENAI, bad[i], strlen(bad[i]), &status, &len);
+        assert_non_null(s);
+        assert_int_equal(status, 400);
+        assert_non_null(strstr(s, "\"type\":\"invalid_request_error\""));
+        free(s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_price),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_many),
+        cmocka_unit_test(test_retrieve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
