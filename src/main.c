@@ -17,6 +17,7 @@
 #include "core/status.h"
 #include "gateway/auth.h"
 #include "gateway/gateway.h"
+#include "net/listener.h"
 #include "obs/log.h"
 
 #define DEFAULT_CONFIG "/etc/llmux/llmux.yaml"
@@ -94,17 +95,9 @@ static void on_stopped(void *arg)
     uv_async_send(&ctl->stopped);
 }
 
-static int run(lx_config_t *cfg, const char *path)
+/* Runs the gateway until it has stopped; 0, or 1 when it could not start. */
+static int serve(lx_config_t *cfg, const char *path)
 {
-    lx_log_set_level(cfg->log_level);
-    if (cfg->auth_none) {
-        for (size_t i = 0; i < cfg->n_listen; i++)
-            if (!cfg->listen[i].is_loopback)
-                lx_log(LX_LOG_WARN,
-                       "auth: none while listening on %s:%u (not loopback): anyone who can "
-                       "reach it can use every provider",
-                       cfg->listen[i].host, cfg->listen[i].port);
-    }
     signal(SIGPIPE, SIG_IGN);
     control_t ctl;
     memset(&ctl, 0, sizeof(ctl));
@@ -141,6 +134,64 @@ static int run(lx_config_t *cfg, const char *path)
     return 0;
 }
 
+/* Claims every listen address for this process (lx_listener_claim), so a second llmux on the
+ * same address stops here instead of sharing the port with the first through SO_REUSEPORT.
+ * A reload is in-process (SIGHUP), and there is no handover between two processes, so no
+ * second process ever has a reason to share. A pid file that cannot be made (a read-only
+ * /tmp, say) costs the check, not the start. Returns false on a conflict, logged. */
+static bool claim_all(const lx_config_t *cfg, lx_listener_claim_t *claims)
+{
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        const lx_config_listen_t *l = &cfg->listen[i];
+        lx_listener_claim_t *c = &claims[i];
+        if (l->port == 0)
+            continue; /* a fresh port each time: nobody to share it with */
+        int rc = lx_listener_claim(l->host, l->port, c);
+        if (rc == UV_EADDRINUSE) {
+            if (c->holder > 0)
+                lx_log(LX_LOG_ERROR,
+                       "%s:%u is served by another llmux, pid %ld (lock %s): stop it first, "
+                       "or send it SIGHUP to reload its configuration",
+                       l->host, l->port, c->holder, c->path);
+            else
+                lx_log(LX_LOG_ERROR, "%s:%u is served by another llmux (lock %s)", l->host, l->port,
+                       c->path);
+            return false;
+        }
+        if (rc != 0)
+            lx_log(LX_LOG_WARN,
+                   "cannot lock %s: %s; starting without the check that no other llmux "
+                   "serves %s:%u",
+                   c->path, lx_strerror(rc), l->host, l->port);
+    }
+    return true;
+}
+
+static int run(lx_config_t *cfg, const char *path)
+{
+    lx_log_set_level(cfg->log_level);
+    if (cfg->auth_none) {
+        for (size_t i = 0; i < cfg->n_listen; i++)
+            if (!cfg->listen[i].is_loopback)
+                lx_log(LX_LOG_WARN,
+                       "auth: none while listening on %s:%u (not loopback): anyone who can "
+                       "reach it can use every provider",
+                       cfg->listen[i].host, cfg->listen[i].port);
+    }
+    lx_listener_claim_t *claims = calloc(cfg->n_listen, sizeof(*claims));
+    if (claims == NULL) {
+        lx_log(LX_LOG_ERROR, "out of memory");
+        return 1;
+    }
+    for (size_t i = 0; i < cfg->n_listen; i++)
+        claims[i].fd = -1;
+    int rc = claim_all(cfg, claims) ? serve(cfg, path) : 1;
+    for (size_t i = 0; i < cfg->n_listen; i++)
+        lx_listener_release(&claims[i]);
+    free(claims);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = DEFAULT_CONFIG;
@@ -168,9 +219,9 @@ int main(int argc, char **argv)
     lx_config_t *cfg = NULL;
     int rc = lx_config_load(path, stderr, &cfg);
     if (rc != 0) {
-        if (rc != LX_ECONFIG)
-            fprintf(stderr, "%s: %s\n", path, lx_strerror(rc));
-        fprintf(stderr, "llmux: configuration %s is invalid\n", path);
+        /* the loader has said why, once: a file it could not read needs no second line */
+        if (rc == LX_ECONFIG)
+            fprintf(stderr, "llmux: configuration %s is invalid\n", path);
         return 1;
     }
     if (test) {

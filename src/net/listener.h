@@ -51,4 +51,26 @@ void lx_listener_set_tls(lx_listener_t *l, lx_tls_server_t *ctx);
 /* Stops accepting and closes; <cb> (may be NULL) runs in the close callback. */
 void lx_listener_close(lx_listener_t *l, void (*cb)(lx_listener_t *l));
 
+/* One process per listen address. SO_REUSEPORT lets a second process of the same user bind
+ * the address too, and the kernel would split the connections between the two; so a process
+ * first claims the address: an flock()ed pid file per address, "<dir>/<address>:<port>.pid"
+ * ("[::1]:8080.pid" for IPv6), <dir> being /run/llmux for root and /tmp/llmux-<uid> for any
+ * other user (a directory of its own, mode 0700). The kernel drops the lock when the process
+ * ends, however it ends, so a crash never blocks the next start (its file stays, with its
+ * pid, until the next start takes it over); a clean stop removes the file. */
+typedef struct lx_listener_claim {
+    int fd;      /* the locked pid file while claimed, else -1 */
+    long holder; /* UV_EADDRINUSE: the other process's pid, 0 if it has not written it yet */
+    char path[128];
+} lx_listener_claim_t;
+
+/* Claims host:port for this process. Returns 0 (claimed: <c> holds the lock until
+ * lx_listener_release or the process's end), UV_EADDRINUSE (another process holds it: its pid
+ * is in c->holder, the file in c->path), or another libuv code when the pid file cannot be
+ * made (c->path names it). */
+int lx_listener_claim(const char *host, uint16_t port, lx_listener_claim_t *c);
+
+/* Removes the pid file and drops the lock. */
+void lx_listener_release(lx_listener_claim_t *c);
+
 #endif

@@ -26,7 +26,14 @@ if "$LLMUX" -t -c "$TMP/bad.yaml" >"$TMP/out" 2>&1; then fail "bad config accept
 grep -qE "bad.yaml:2:[0-9]+: " "$TMP/out" || { cat "$TMP/out"; fail "no position for workers"; }
 grep -qE "bad.yaml:4:[0-9]+: " "$TMP/out" || { cat "$TMP/out"; fail "no position for duration"; }
 grep -qE "bad.yaml:8:[0-9]+: .*colour" "$TMP/out" || { cat "$TMP/out"; fail "unknown key not named"; }
-"$LLMUX" -t -c "$TMP/missing.yaml" >/dev/null 2>&1 && fail "missing file accepted"
+# a file that cannot be read: one line saying why, with or without -t
+for t in -t ""; do
+    "$LLMUX" $t -c "$TMP/missing.yaml" >"$TMP/out" 2>"$TMP/err" && fail "missing file accepted ($t)"
+    [ -s "$TMP/out" ] && fail "missing file ($t): stdout: $(cat "$TMP/out")"
+    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "missing file ($t): not one line: $(cat "$TMP/err")"
+    grep -qxF "$TMP/missing.yaml: cannot open: No such file or directory" "$TMP/err" ||
+        fail "missing file ($t): $(cat "$TMP/err")"
+done
 
 # secrets never appear in -t output
 cat >"$TMP/secret.yaml" <<'YAML'
