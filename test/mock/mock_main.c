@@ -6,11 +6,13 @@
 
 #include "mock.h"
 
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #define MAX_LISTEN 64
 
@@ -59,6 +61,37 @@ static int parse_addr(const char *s, char *host, size_t hostsz, uint16_t *port)
     return 0;
 }
 
+static void on_probe_connection(uv_stream_t *server, int status)
+{
+}
+
+/* lx_mock_start gives no reason when it cannot listen: bind and listen on host:port once more
+ * the way it does (libuv), and say what failed. */
+static const char *listen_error(const char *host, uint16_t port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    char service[8];
+    snprintf(service, sizeof(service), "%u", port);
+    int rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0)
+        return gai_strerror(rc);
+    uv_loop_t loop;
+    uv_tcp_t tcp;
+    rc = uv_loop_init(&loop);
+    if (rc == 0) {
+        uv_tcp_init(&loop, &tcp);
+        rc = uv_tcp_bind(&tcp, res->ai_addr, 0);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&tcp, 1, on_probe_connection);
+        uv_close((uv_handle_t *)&tcp, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+    }
+    freeaddrinfo(res);
+    return rc != 0 ? uv_strerror(rc) : "out of memory, or the address was busy for a moment";
+}
+
 int main(int argc, char **argv)
 {
     const char *addrs[MAX_LISTEN];
@@ -98,7 +131,8 @@ int main(int argc, char **argv)
         }
         mocks[i] = lx_mock_start(host, port);
         if (mocks[i] == NULL) {
-            fprintf(stderr, "llmux-mock: cannot listen on %s\n", addrs[i]);
+            fprintf(stderr, "llmux-mock: cannot listen on %s: %s\n", addrs[i],
+                    listen_error(host, port));
             rc = 1;
             break;
         }
