@@ -22,6 +22,7 @@
 #include "gateway/auth.h"
 #include "gateway/body.h"
 #include "gateway/gateway_int.h"
+#include "gateway/models.h"
 #include "gateway/sse_scan.h"
 
 enum api_route {
@@ -29,6 +30,7 @@ enum api_route {
     R_HEALTHZ,
     R_READYZ,
     R_MODELS,
+    R_MODEL, /* /models/{id} */
     R_CHAT,
     R_COMPLETIONS,
     R_EMBEDDINGS,
@@ -50,6 +52,7 @@ static const struct {
     {"/completions", R_COMPLETIONS, HTTP_POST, "/completions"},
     {"/embeddings", R_EMBEDDINGS, HTTP_POST, "/embeddings"},
     {"/models", R_MODELS, HTTP_GET, NULL},
+    {"/models/", R_MODEL, HTTP_GET, NULL}, /* a prefix: the id follows */
 };
 
 size_t lx_api_format_error(const lx_http_request_t *req, char *buf, size_t cap, int status,
@@ -78,7 +81,9 @@ static int find_route(lx_str_t path, size_t *index)
     else
         return R_NONE;
     for (size_t i = 0; i < LX_ARRAY_SIZE(routes); i++) {
-        if (lx_str_eq(rest, routes[i].suffix, strlen(routes[i].suffix))) {
+        size_t n = strlen(routes[i].suffix);
+        if (lx_str_eq(rest, routes[i].suffix, n) || (routes[i].route == R_MODEL && rest.len > n &&
+                                                     memcmp(rest.ptr, routes[i].suffix, n) == 0)) {
             *index = i;
             return routes[i].route;
         }
@@ -132,6 +137,24 @@ static void describe_error(lx_proxy_t *px, int status, const char *body, size_t 
     for (size_t i = 0; i < len && n + 1 < cap && n < 300; i++)
         msg[n++] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
     msg[n] = '\0';
+}
+
+/* GET /v1/models/{id} (and /api/v1): the id is the rest of the path, its '/' included, as
+ * OpenAI's client.models.retrieve() asks for it. */
+static void serve_model(lx_http_request_t *req, lx_gw_worker_t *gw)
+{
+    bool api = req->path.len >= 5 && memcmp(req->path.ptr, "/api/", 5) == 0;
+    size_t at = api ? sizeof("/api/v1/models/") - 1 : sizeof("/v1/models/") - 1;
+    int status;
+    size_t len;
+    char *body = lx_models_retrieve(gw->gen->cfg, api ? LX_API_OPENROUTER : LX_API_OPENAI,
+                                    req->path.ptr + at, req->path.len - at, &status, &len);
+    if (body == NULL) {
+        lx_http_server_respond_error(req, 500, NULL, "out of memory");
+        return;
+    }
+    respond_json(req, status, body, len);
+    free(body);
 }
 
 /* Request structs are kept per worker for the next requests (a few KiB each, one per
@@ -489,6 +512,10 @@ void lx_api_handle(lx_http_request_t *req)
     }
     if (route == R_MODELS) {
         respond_json(req, 200, gw->gen->models_json, gw->gen->models_json_len);
+        return;
+    }
+    if (route == R_MODEL) {
+        serve_model(req, gw);
         return;
     }
     forward(req, gw, ri);

@@ -587,6 +587,48 @@ static void test_body_errors(void **state)
     assert_int_equal(lx_mock_requests(H.mock[0]), 0);
 }
 
+/* GET /v1/models/{id}, as OpenAI's client.models.retrieve() calls it: the id with its '/' as
+ * it is or percent-encoded (the SDK's way), the same object as in the list; an unknown id is a
+ * 404 in the API's envelope. */
+static void test_model_retrieve(void **state)
+{
+    (void)state;
+    lx_harness_resp_t r, list;
+    assert_int_equal(lx_harness_get(H.port, "/v1/models", &list), 0);
+    static const char *const paths[] = {"/v1/models/pub/model-a", "/v1/models/pub%2Fmodel-a",
+                                        "/api/v1/models/pub/model-a",
+                                        "/api/v1/models/pub%2fmodel-a"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        assert_int_equal(lx_harness_get(H.port, paths[i], &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_true(strncmp(r.body, "{\"id\":\"pub/model-a\",", 20) == 0);
+        assert_non_null(strstr(list.body, r.body));
+        char ct[64];
+        assert_true(lx_harness_resp_header(&r, "content-type", ct, sizeof(ct)));
+        assert_string_equal(ct, "application/json");
+        lx_harness_resp_free(&r);
+    }
+    lx_harness_resp_free(&list);
+    assert_int_equal(lx_harness_get(H.port, "/v1/models/pub/model-b", &r), 0);
+    assert_true(lx_harness_is_error(&r, 404));
+    assert_non_null(strstr(r.body, "\"param\":\"model\",\"code\":\"model_not_found\""));
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_harness_get(H.port, "/api/v1/models/text-embed/x", &r), 0);
+    assert_true(lx_harness_is_or_error(&r, 404));
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_harness_get(H.port, "/v1/models/bad%zz", &r), 0);
+    assert_true(lx_harness_is_error(&r, 400));
+    lx_harness_resp_free(&r);
+    /* no id is no route; another method is refused */
+    assert_int_equal(lx_harness_get(H.port, "/v1/models/", &r), 0);
+    assert_true(lx_harness_is_error(&r, 404));
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_harness_post(H.port, "/v1/models/pub/model-a", NULL, "{}", &r), 0);
+    assert_true(lx_harness_is_error(&r, 405));
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_mock_requests(H.mock[0]), 0);
+}
+
 /* The 404 of an unknown model in each API's envelope, the name escaped once: é as it is, a NUL
  * as \u0000 (the message used to stop at the NUL), and OpenAI's code and param. */
 static void test_unknown_model_envelopes(void **state)
@@ -754,6 +796,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_routes_proxied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_models_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_retrieve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_route, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_method, setup, teardown),

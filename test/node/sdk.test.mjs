@@ -148,21 +148,52 @@ test('a stream the client aborts', async () => {
 });
 
 test('typed errors: 401, 404, 429, 400', async () => {
+  // OpenAI's envelope: code a string (or null), param, type, as the SDK reads them
   await assert.rejects(
     client({ apiKey: 'sk-wrong' }).chat.completions.create({ model: MODEL, messages: [] }),
-    OpenAI.AuthenticationError,
+    (e) => e instanceof OpenAI.AuthenticationError && e.code === 'invalid_api_key',
   );
   await assert.rejects(
     client().chat.completions.create({ model: 'no/such-model', messages: [] }),
-    (e) => e instanceof OpenAI.NotFoundError && /no\/such-model/.test(e.message),
+    (e) => e instanceof OpenAI.NotFoundError && /no\/such-model/.test(e.message) &&
+      e.code === 'model_not_found' && e.param === 'model' && e.type === 'invalid_request_error',
   );
   await assert.rejects(
     client().chat.completions.create({ model: MODEL, messages: [] }, { headers: { 'x-mock-status': '429' } }),
-    OpenAI.RateLimitError,
+    (e) => e instanceof OpenAI.RateLimitError && e.code === 'rate_limit_exceeded',
   );
   await assert.rejects(
     client().chat.completions.create({ model: MODEL, stream: 'yes', messages: [] }),
     OpenAI.BadRequestError,
+  );
+});
+
+test('models.retrieve, the id with its slash', async () => {
+  const m = await client().models.retrieve(MODEL);
+  assert.equal(m.id, MODEL);
+  assert.equal(m.object, 'model');
+  assert.equal(m.owned_by, 'meta-llama');
+  await assert.rejects(
+    client().models.retrieve('no/such-model'),
+    (e) => e instanceof OpenAI.NotFoundError && e.code === 'model_not_found',
+  );
+});
+
+test('under /api/v1 a stream ends with its usage chunk, asked for or not', async () => {
+  const or = client({ baseURL: `${base}/api/v1` });
+  const stream = await or.chat.completions.create({
+    model: MODEL,
+    stream: true,
+    messages: [{ role: 'user', content: 'Hello' }],
+  });
+  let last = null;
+  for await (const c of stream) last = c;
+  assert.ok(last.usage && last.usage.total_tokens > 0);
+  // and its errors are OpenRouter's: the status as a number in error.code
+  await assert.rejects(
+    or.chat.completions.create({ model: 'no/such-model', messages: [] }),
+    (e) => e instanceof OpenAI.NotFoundError && e.error?.code === 404 &&
+      e.error?.metadata?.error_type === 'not_found',
   );
 });
 
