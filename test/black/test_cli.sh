@@ -74,9 +74,13 @@ auth: none
 log: {access_log: off}
 YAML
 "$LLMUX" -c "$TMP/open.yaml" 2>"$TMP/open.err" &
-PIDS+=($!)
+open=$!
+PIDS+=($open)
 wait_http "http://127.0.0.1:$port/healthz"
 grep -q "auth: none while listening on 0.0.0.0:$port" "$TMP/open.err" || fail "no warning: $(cat "$TMP/open.err")"
 # once, at start
 grep -c 'auth: none' "$TMP/open.err" | grep -qx 1 || fail "warned more than once"
+# stopped, not killed: its pid file goes with it
+kill -TERM $open
+wait $open || fail "exit status $? after SIGTERM"
 echo "test_cli: ok"
