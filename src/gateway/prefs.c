@@ -7,11 +7,11 @@
  * lx_prefs_model_suffix(), lists the request parameters when require_parameters asks for it,
  * and hands the result to lx_router_plan().
  *
- * The body has already been validated strictly by lx_body_scan(), so the small cursor reader
- * here only walks it: no tokenizer, no recursion (nested values are skipped with a depth
- * counter), no allocation. It still checks every bound and answers LX_EJSON on bytes it does
- * not expect, so a caller that skips the scan cannot make it read outside the span. Owns
- * nothing: lx_prefs_t holds views into the caller's body.
+ * The body has already been validated by lx_body_scan(); the values are read again with
+ * core/json's tokenizer (no allocation, no recursion, linear in the bytes read), which checks
+ * every bound and the grammar, so a caller that skips the scan or passes a bad span gets
+ * LX_EJSON, never a read outside the span. Owns nothing: lx_prefs_t holds views into the
+ * caller's body.
  */
 #include "gateway/prefs.h"
 
@@ -20,17 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/status.h"
 
-/* A read position in body[pos, end). */
-struct cur {
-    const char *s;
-    size_t pos;
-    size_t end;
+/* A reading of one JSON value (the provider object, or the whole body) with core/json's
+ * tokenizer; views point into <base>, where the value starts. */
+struct rd {
+    lx_json_t j;
+    const char *base;
 };
-
-/* The type of the value at the cursor. */
-enum vtype { V_BAD, V_STRING, V_NUMBER, V_TRUE, V_FALSE, V_NULL, V_OBJECT, V_ARRAY };
 
 /* Members of `provider`, for duplicate detection (one bit each). */
 enum pmember {
@@ -72,123 +70,31 @@ static int failf(char *err, size_t cap, const char *fmt, ...)
     return LX_EJSON;
 }
 
-static void ws(struct cur *c)
+static void rd_init(struct rd *r, const char *base, size_t len)
 {
-    while (c->pos < c->end) {
-        char ch = c->s[c->pos];
-        if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r')
-            break;
-        c->pos++;
-    }
+    r->base = base;
+    lx_json_init(&r->j, base, len, LX_BODY_MAX_DEPTH);
 }
 
-/* The byte at the cursor after blanks, or 0 at the end. */
-static char peek(struct cur *c)
+static lx_json_type_t next(struct rd *r, lx_json_token_t *t)
 {
-    ws(c);
-    return c->pos < c->end ? c->s[c->pos] : '\0';
+    return lx_json_next(&r->j, t);
 }
 
-static bool is_delim(char ch)
+/* The key or string token <t> as a view. */
+static lx_prefs_view_t view(const struct rd *r, const lx_json_token_t *t)
 {
-    return ch == ',' || ch == '}' || ch == ']' || ch == ' ' || ch == '\t' || ch == '\n' ||
-           ch == '\r' || ch == ':';
+    lx_prefs_view_t v = {r->base + t->start, t->end - t->start, t->escaped};
+    return v;
 }
 
-static enum vtype value_type(struct cur *c)
+/* Reads through the value whose first token is <t> (a container to its closing bracket). */
+static bool skip_value(struct rd *r, const lx_json_token_t *t)
 {
-    char ch = peek(c);
-    switch (ch) {
-    case '"':
-        return V_STRING;
-    case '{':
-        return V_OBJECT;
-    case '[':
-        return V_ARRAY;
-    case 't':
-        return V_TRUE;
-    case 'f':
-        return V_FALSE;
-    case 'n':
-        return V_NULL;
-    default:
-        return (ch == '-' || (ch >= '0' && ch <= '9')) ? V_NUMBER : V_BAD;
-    }
-}
-
-/* Reads the string at the cursor (which is on its opening quote) into <v>. */
-static bool read_string(struct cur *c, lx_prefs_view_t *v)
-{
-    if (c->pos >= c->end || c->s[c->pos] != '"')
-        return false;
-    size_t start = ++c->pos;
-    bool escaped = false;
-    while (c->pos < c->end) {
-        char ch = c->s[c->pos];
-        if (ch == '"') {
-            v->ptr = c->s + start;
-            v->len = (uint32_t)(c->pos - start);
-            v->escaped = escaped;
-            c->pos++;
-            return true;
-        }
-        if (ch == '\\') {
-            escaped = true;
-            c->pos++;
-        }
-        c->pos++;
-    }
-    return false;
-}
-
-/* Reads a literal or number: the bytes up to the next delimiter. */
-static bool read_primitive(struct cur *c, lx_prefs_view_t *v)
-{
-    size_t start = c->pos;
-    while (c->pos < c->end && !is_delim(c->s[c->pos]))
-        c->pos++;
-    v->ptr = c->s + start;
-    v->len = (uint32_t)(c->pos - start);
-    v->escaped = false;
-    return c->pos > start;
-}
-
-/* Skips the value at the cursor, nested containers included, without recursion. */
-static bool skip_value(struct cur *c)
-{
-    lx_prefs_view_t v;
-    enum vtype t = value_type(c);
-    if (t == V_BAD)
-        return false;
-    if (t == V_STRING)
-        return read_string(c, &v);
-    if (t != V_OBJECT && t != V_ARRAY)
-        return read_primitive(c, &v);
-    size_t depth = 0;
-    while (c->pos < c->end) {
-        char ch = c->s[c->pos];
-        if (ch == '"') {
-            if (!read_string(c, &v))
-                return false;
-            continue;
-        }
-        c->pos++;
-        if (ch == '{' || ch == '[') {
-            depth++;
-        } else if (ch == '}' || ch == ']') {
-            if (--depth == 0)
-                return true;
-        }
-    }
-    return false;
-}
-
-static bool eat(struct cur *c, char ch)
-{
-    if (peek(c) != ch)
-        return false;
-    c->pos++;
-    return true;
+    lx_json_token_t close;
+    if (t->type == LX_JSON_OBJECT || t->type == LX_JSON_ARRAY)
+        return lx_json_skip(&r->j, t, &close);
+    return t->type != LX_JSON_NONE;
 }
 
 static bool view_is(const lx_prefs_view_t *v, const char *lit)
@@ -198,86 +104,27 @@ static bool view_is(const lx_prefs_view_t *v, const char *lit)
 }
 
 /*
- * Iterates over an object: call with the cursor on '{' and *first set; each call positions the
- * cursor on the next member's value, its key in <key>. Returns 1 for a member, 0 at the end
- * (cursor after '}'), -1 on malformed bytes.
+ * The next member of the object being read: its key in <key> and the first token of its value
+ * in <val>. Returns 1 for a member, 0 after the object's '}', -1 on malformed bytes.
  */
-static int next_member(struct cur *c, bool *first, lx_prefs_view_t *key)
+static int next_member(struct rd *r, lx_prefs_view_t *key, lx_json_token_t *val)
 {
-    if (*first) {
-        if (!eat(c, '{'))
-            return -1;
-        *first = false;
-        if (eat(c, '}'))
-            return 0;
-    } else {
-        if (eat(c, '}'))
-            return 0;
-        if (!eat(c, ','))
-            return -1;
-    }
-    if (peek(c) != '"' || !read_string(c, key) || !eat(c, ':'))
+    lx_json_token_t k;
+    lx_json_type_t type = next(r, &k);
+    if (type == LX_JSON_OBJECT_END)
+        return 0;
+    if (type != LX_JSON_KEY || next(r, val) == LX_JSON_NONE)
         return -1;
-    ws(c);
+    *key = view(r, &k);
     return 1;
 }
 
-/* Same for an array: positions the cursor on the next element. */
-static int next_element(struct cur *c, bool *first)
-{
-    if (*first) {
-        if (!eat(c, '['))
-            return -1;
-        *first = false;
-        if (eat(c, ']'))
-            return 0;
-    } else {
-        if (eat(c, ']'))
-            return 0;
-        if (!eat(c, ','))
-            return -1;
-    }
-    ws(c);
-    return 1;
-}
-
-/* RFC 8259 number grammar over the view. */
-static bool valid_number(const lx_prefs_view_t *v)
-{
-    const char *p = v->ptr, *end = v->ptr + v->len;
-    if (p < end && *p == '-')
-        p++;
-    if (p == end || *p < '0' || *p > '9')
-        return false;
-    if (*p == '0')
-        p++;
-    else
-        while (p < end && *p >= '0' && *p <= '9')
-            p++;
-    if (p < end && *p == '.') {
-        p++;
-        if (p == end || *p < '0' || *p > '9')
-            return false;
-        while (p < end && *p >= '0' && *p <= '9')
-            p++;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-'))
-            p++;
-        if (p == end || *p < '0' || *p > '9')
-            return false;
-        while (p < end && *p >= '0' && *p <= '9')
-            p++;
-    }
-    return p == end;
-}
-
-/* Converts a validated number view (copied to a terminated buffer: the body is not). */
+/* Converts the number in view <v> (copied to a terminated buffer: the body is not). */
 static bool number_value(const lx_prefs_view_t *v, double *out)
 {
     char buf[64];
-    if (!valid_number(v) || v->len >= sizeof(buf))
+    if (!lx_json_primitive_valid(v->ptr, v->len) || v->len >= sizeof(buf) || v->len == 0 ||
+        (v->ptr[0] != '-' && (v->ptr[0] < '0' || v->ptr[0] > '9')))
         return false;
     memcpy(buf, v->ptr, v->len);
     buf[v->len] = '\0';
@@ -285,63 +132,55 @@ static bool number_value(const lx_prefs_view_t *v, double *out)
     return true;
 }
 
-/* A boolean member: true/false, null leaves <out> unchanged. */
-static int read_bool(struct cur *c, bool *out, const char *name, char *err, size_t cap)
+/* A boolean member at <v>: true/false, null leaves <out> unchanged. */
+static int read_bool(const lx_json_token_t *v, bool *out, const char *name, char *err, size_t cap)
 {
-    lx_prefs_view_t v;
-    enum vtype t = value_type(c);
-    if (t != V_TRUE && t != V_FALSE && t != V_NULL)
+    if (v->type != LX_JSON_TRUE && v->type != LX_JSON_FALSE && v->type != LX_JSON_NULL)
         return failf(err, cap, "provider.%s must be a boolean", name);
-    if (!read_primitive(c, &v))
-        return failf(err, cap, "invalid JSON in provider.%s", name);
-    if (t != V_NULL)
-        *out = t == V_TRUE;
+    if (v->type != LX_JSON_NULL)
+        *out = v->type == LX_JSON_TRUE;
     return 0;
 }
 
-/* A list of provider names: an array of strings, or null. */
-static int read_list(struct cur *c, lx_prefs_list_t *list, const char *name, char *err, size_t cap)
+/* A list of provider names at <v>: an array of strings, or null. */
+static int read_list(struct rd *r, const lx_json_token_t *v, lx_prefs_list_t *list,
+                     const char *name, char *err, size_t cap)
 {
     list->n = 0;
-    enum vtype t = value_type(c);
-    if (t == V_NULL) {
-        lx_prefs_view_t v;
-        read_primitive(c, &v);
+    if (v->type == LX_JSON_NULL)
         return 0;
-    }
-    if (t != V_ARRAY)
+    if (v->type != LX_JSON_ARRAY)
         return failf(err, cap, "provider.%s must be an array of strings", name);
-    bool first = true;
-    int r;
-    while ((r = next_element(c, &first)) == 1) {
-        lx_prefs_view_t v;
-        if (value_type(c) != V_STRING)
-            return failf(err, cap, "provider.%s must be an array of strings", name);
-        if (!read_string(c, &v))
+    for (;;) {
+        lx_json_token_t e;
+        lx_json_type_t type = next(r, &e);
+        if (type == LX_JSON_ARRAY_END)
+            return 0;
+        if (type == LX_JSON_NONE)
             return failf(err, cap, "invalid JSON in provider.%s", name);
+        if (type != LX_JSON_STRING)
+            return failf(err, cap, "provider.%s must be an array of strings", name);
+        lx_prefs_view_t s = view(r, &e);
         if (list->n == LX_PREFS_MAX_NAMES)
             return failf(err, cap, "provider.%s may list at most %d providers", name,
                          LX_PREFS_MAX_NAMES);
-        if (v.len > 6 * LX_PREFS_NAME_MAX)
+        if (s.len > 6 * LX_PREFS_NAME_MAX)
             return failf(err, cap, "provider.%s entries must be at most %d bytes", name,
                          LX_PREFS_NAME_MAX);
-        if (v.escaped) {
+        if (s.escaped) {
             char tmp[LX_PREFS_NAME_MAX];
-            int d = lx_body_unescape(v.ptr, v.len, tmp, sizeof(tmp));
+            int d = lx_body_unescape(s.ptr, s.len, tmp, sizeof(tmp));
             if (d == LX_ETOOBIG)
                 return failf(err, cap, "provider.%s entries must be at most %d bytes", name,
                              LX_PREFS_NAME_MAX);
             if (d < 0)
                 return failf(err, cap, "invalid escape in provider.%s", name);
-        } else if (v.len > LX_PREFS_NAME_MAX) {
+        } else if (s.len > LX_PREFS_NAME_MAX) {
             return failf(err, cap, "provider.%s entries must be at most %d bytes", name,
                          LX_PREFS_NAME_MAX);
         }
-        list->name[list->n++] = v;
+        list->name[list->n++] = s;
     }
-    if (r < 0)
-        return failf(err, cap, "invalid JSON in provider.%s", name);
-    return 0;
 }
 
 static const char sort_msg[] = "provider.sort must be \"price\", \"throughput\" or \"latency\"";
@@ -360,37 +199,35 @@ static bool sort_name(const lx_prefs_view_t *v, enum lx_prefs_sort *out)
     return true;
 }
 
-/* provider.sort: a string, {by, partition}, or null. *<partition_set> says the object gave one. */
-static int read_sort(struct cur *c, lx_prefs_t *p, bool *partition_set, char *err, size_t cap)
+/* provider.sort at <v>: a string, {by, partition}, or null. *<partition_set> says the object
+ * gave one. */
+static int read_sort(struct rd *r, const lx_json_token_t *v, lx_prefs_t *p, bool *partition_set,
+                     char *err, size_t cap)
 {
-    lx_prefs_view_t v;
-    enum vtype t = value_type(c);
-    if (t == V_NULL) {
-        read_primitive(c, &v);
+    if (v->type == LX_JSON_NULL)
         return 0;
-    }
-    if (t == V_STRING) {
-        if (!read_string(c, &v) || !sort_name(&v, &p->sort))
+    if (v->type == LX_JSON_STRING) {
+        lx_prefs_view_t s = view(r, v);
+        if (!sort_name(&s, &p->sort))
             return failf(err, cap, "%s", sort_msg);
         p->sort_source = LX_PREFS_SORT_EXPLICIT;
         return 0;
     }
-    if (t != V_OBJECT)
+    if (v->type != LX_JSON_OBJECT)
         return failf(err, cap, "%s, or an object {by, partition}", sort_msg);
-    bool first = true, seen_by = false, seen_partition = false;
+    bool seen_by = false, seen_partition = false;
     lx_prefs_view_t key;
-    int r;
-    while ((r = next_member(c, &first, &key)) == 1) {
-        enum vtype vt = value_type(c);
+    lx_json_token_t val;
+    int m;
+    while ((m = next_member(r, &key, &val)) == 1) {
+        lx_prefs_view_t s = view(r, &val);
         if (view_is(&key, "by")) {
             if (seen_by)
                 return failf(err, cap, "duplicate member provider.sort.by");
             seen_by = true;
-            if (vt == V_NULL) {
-                read_primitive(c, &v);
+            if (val.type == LX_JSON_NULL)
                 continue;
-            }
-            if (vt != V_STRING || !read_string(c, &v) || !sort_name(&v, &p->sort))
+            if (val.type != LX_JSON_STRING || !sort_name(&s, &p->sort))
                 return failf(err, cap,
                              "provider.sort.by must be \"price\", \"throughput\" or \"latency\"");
             p->sort_source = LX_PREFS_SORT_EXPLICIT;
@@ -398,99 +235,85 @@ static int read_sort(struct cur *c, lx_prefs_t *p, bool *partition_set, char *er
             if (seen_partition)
                 return failf(err, cap, "duplicate member provider.sort.partition");
             seen_partition = true;
-            if (vt == V_NULL) {
-                read_primitive(c, &v);
+            if (val.type == LX_JSON_NULL)
                 continue;
-            }
-            if (vt != V_STRING || !read_string(c, &v) ||
-                !(view_is(&v, "model") || view_is(&v, "none")))
+            if (val.type != LX_JSON_STRING || !(view_is(&s, "model") || view_is(&s, "none")))
                 return failf(err, cap, "provider.sort.partition must be \"model\" or \"none\"");
-            p->partition = view_is(&v, "none") ? LX_PREFS_PARTITION_NONE : LX_PREFS_PARTITION_MODEL;
+            p->partition = view_is(&s, "none") ? LX_PREFS_PARTITION_NONE : LX_PREFS_PARTITION_MODEL;
             *partition_set = true;
-        } else if (!skip_value(c)) {
-            r = -1;
+        } else if (!skip_value(r, &val)) {
+            m = -1;
             break;
         }
     }
-    if (r < 0)
+    if (m < 0)
         return failf(err, cap, "invalid JSON in provider.sort");
     return 0;
 }
 
-/* One price limit of max_price: a number >= 0, a string holding one, or null. */
-static int read_price(struct cur *c, bool *has, double *out, const char *name, char *err,
-                      size_t cap)
+/* One price limit of max_price at <v>: a number >= 0, a string holding one, or null. */
+static int read_price(struct rd *r, const lx_json_token_t *v, bool *has, double *out,
+                      const char *name, char *err, size_t cap)
 {
-    lx_prefs_view_t v;
-    enum vtype t = value_type(c);
-    if (t == V_NULL) {
-        read_primitive(c, &v);
+    if (v->type == LX_JSON_NULL) {
         *has = false;
         return 0;
     }
-    bool ok;
-    if (t == V_NUMBER)
-        ok = read_primitive(c, &v);
-    else if (t == V_STRING)
-        ok = read_string(c, &v) && !v.escaped;
-    else
-        ok = false;
+    lx_prefs_view_t s = view(r, v);
     double d = 0;
-    if (!ok || !number_value(&v, &d) || !(d >= 0))
+    bool ok = v->type == LX_JSON_NUMBER || (v->type == LX_JSON_STRING && !s.escaped);
+    if (!ok || !number_value(&s, &d) || !(d >= 0))
         return failf(err, cap, "provider.max_price.%s must be a number >= 0", name);
     *has = true;
     *out = d;
     return 0;
 }
 
-static int read_max_price(struct cur *c, lx_prefs_t *p, char *err, size_t cap)
+static int read_max_price(struct rd *r, const lx_json_token_t *v, lx_prefs_t *p, char *err,
+                          size_t cap)
 {
-    lx_prefs_view_t v;
-    enum vtype t = value_type(c);
-    if (t == V_NULL) {
-        read_primitive(c, &v);
+    if (v->type == LX_JSON_NULL)
         return 0;
-    }
-    if (t != V_OBJECT)
+    if (v->type != LX_JSON_OBJECT)
         return failf(err, cap, "provider.max_price must be an object {prompt, completion}");
-    bool first = true, seen_prompt = false, seen_completion = false;
+    bool seen_prompt = false, seen_completion = false;
     lx_prefs_view_t key;
-    int r, rc;
-    while ((r = next_member(c, &first, &key)) == 1) {
+    lx_json_token_t val;
+    int m, rc;
+    while ((m = next_member(r, &key, &val)) == 1) {
         if (view_is(&key, "prompt")) {
             if (seen_prompt)
                 return failf(err, cap, "duplicate member provider.max_price.prompt");
             seen_prompt = true;
-            rc = read_price(c, &p->has_max_prompt, &p->max_prompt, "prompt", err, cap);
+            rc = read_price(r, &val, &p->has_max_prompt, &p->max_prompt, "prompt", err, cap);
         } else if (view_is(&key, "completion")) {
             if (seen_completion)
                 return failf(err, cap, "duplicate member provider.max_price.completion");
             seen_completion = true;
-            rc = read_price(c, &p->has_max_completion, &p->max_completion, "completion", err, cap);
+            rc = read_price(r, &val, &p->has_max_completion, &p->max_completion, "completion", err,
+                            cap);
         } else {
             /* request, image, audio, ...: per-request or per-image prices llmux does not
              * bill; accepted so OpenRouter clients work, and ignored. */
-            rc = skip_value(c) ? 0 : failf(err, cap, "invalid JSON in provider.max_price");
+            rc = skip_value(r, &val) ? 0 : failf(err, cap, "invalid JSON in provider.max_price");
         }
         if (rc != 0)
             return rc;
     }
-    if (r < 0)
+    if (m < 0)
         return failf(err, cap, "invalid JSON in provider.max_price");
     return 0;
 }
 
-static int read_data_collection(struct cur *c, lx_prefs_t *p, char *err, size_t cap)
+static int read_data_collection(struct rd *r, const lx_json_token_t *v, lx_prefs_t *p, char *err,
+                                size_t cap)
 {
-    lx_prefs_view_t v;
-    enum vtype t = value_type(c);
-    if (t == V_NULL) {
-        read_primitive(c, &v);
+    if (v->type == LX_JSON_NULL)
         return 0;
-    }
-    if (t != V_STRING || !read_string(c, &v) || !(view_is(&v, "allow") || view_is(&v, "deny")))
+    lx_prefs_view_t s = view(r, v);
+    if (v->type != LX_JSON_STRING || !(view_is(&s, "allow") || view_is(&s, "deny")))
         return failf(err, cap, "provider.data_collection must be \"allow\" or \"deny\"");
-    p->data_collection_deny = view_is(&v, "deny");
+    p->data_collection_deny = view_is(&s, "deny");
     return 0;
 }
 
@@ -506,56 +329,58 @@ static enum pmember pmember_of(const lx_prefs_view_t *key)
 static int parse_provider(const char *body, lx_body_span_t span, lx_prefs_t *p, bool *partition_set,
                           char *err, size_t cap)
 {
-    struct cur c = {body, span.off, (size_t)span.off + span.len};
-    if (value_type(&c) != V_OBJECT)
+    struct rd r;
+    lx_json_token_t t;
+    rd_init(&r, body + span.off, span.len);
+    if (next(&r, &t) != LX_JSON_OBJECT)
         return failf(err, cap, "'provider' must be an object");
     unsigned seen = 0;
-    bool first = true;
     lx_prefs_view_t key;
-    int r, rc = 0;
-    while ((r = next_member(&c, &first, &key)) == 1) {
-        enum pmember m = pmember_of(&key);
-        if (m != P_NONE) {
-            if (seen & (1u << m))
-                return failf(err, cap, "duplicate member provider.%s", pmember_names[m]);
-            seen |= 1u << m;
+    lx_json_token_t v;
+    int m, rc = 0;
+    while ((m = next_member(&r, &key, &v)) == 1) {
+        enum pmember pm = pmember_of(&key);
+        if (pm != P_NONE) {
+            if (seen & (1u << pm))
+                return failf(err, cap, "duplicate member provider.%s", pmember_names[pm]);
+            seen |= 1u << pm;
         }
-        switch (m) {
+        switch (pm) {
         case P_ORDER:
-            rc = read_list(&c, &p->order, "order", err, cap);
+            rc = read_list(&r, &v, &p->order, "order", err, cap);
             break;
         case P_ONLY:
-            rc = read_list(&c, &p->only, "only", err, cap);
+            rc = read_list(&r, &v, &p->only, "only", err, cap);
             break;
         case P_IGNORE:
-            rc = read_list(&c, &p->ignore, "ignore", err, cap);
+            rc = read_list(&r, &v, &p->ignore, "ignore", err, cap);
             break;
         case P_ALLOW_FALLBACKS:
-            rc = read_bool(&c, &p->allow_fallbacks, "allow_fallbacks", err, cap);
+            rc = read_bool(&v, &p->allow_fallbacks, "allow_fallbacks", err, cap);
             break;
         case P_SORT:
-            rc = read_sort(&c, p, partition_set, err, cap);
+            rc = read_sort(&r, &v, p, partition_set, err, cap);
             break;
         case P_MAX_PRICE:
-            rc = read_max_price(&c, p, err, cap);
+            rc = read_max_price(&r, &v, p, err, cap);
             break;
         case P_DATA_COLLECTION:
-            rc = read_data_collection(&c, p, err, cap);
+            rc = read_data_collection(&r, &v, p, err, cap);
             break;
         case P_ZDR:
-            rc = read_bool(&c, &p->zdr, "zdr", err, cap);
+            rc = read_bool(&v, &p->zdr, "zdr", err, cap);
             break;
         case P_REQUIRE_PARAMETERS:
-            rc = read_bool(&c, &p->require_parameters, "require_parameters", err, cap);
+            rc = read_bool(&v, &p->require_parameters, "require_parameters", err, cap);
             break;
         case P_NONE:
-            rc = skip_value(&c) ? 0 : failf(err, cap, "invalid JSON in provider");
+            rc = skip_value(&r, &v) ? 0 : failf(err, cap, "invalid JSON in provider");
             break;
         }
         if (rc != 0)
             return rc;
     }
-    if (r < 0)
+    if (m < 0)
         return failf(err, cap, "invalid JSON in provider");
     return 0;
 }
@@ -625,18 +450,18 @@ void lx_prefs_model_suffix(const char *id, size_t *len, lx_prefs_t *p)
 
 int lx_prefs_request_params(const char *body, size_t len, lx_prefs_t *p, char *err, size_t err_cap)
 {
-    struct cur c = {body, 0, len};
+    struct rd r;
+    lx_json_token_t t, v;
+    rd_init(&r, body, len);
     p->n_params = 0;
-    if (value_type(&c) != V_OBJECT)
+    if (next(&r, &t) != LX_JSON_OBJECT)
         return failf(err, err_cap, "the request body must be a JSON object");
-    bool first = true;
     lx_prefs_view_t key;
-    int r;
-    while ((r = next_member(&c, &first, &key)) == 1) {
-        bool is_null = value_type(&c) == V_NULL;
-        if (!skip_value(&c))
+    int m;
+    while ((m = next_member(&r, &key, &v)) == 1) {
+        if (!skip_value(&r, &v))
             return failf(err, err_cap, "invalid JSON in the request body");
-        if (is_null)
+        if (v.type == LX_JSON_NULL)
             continue;
         bool skip = false;
         for (size_t k = 0; k < sizeof(not_params) / sizeof(not_params[0]) && !skip; k++)
@@ -651,7 +476,7 @@ int lx_prefs_request_params(const char *body, size_t len, lx_prefs_t *p, char *e
                          LX_PREFS_MAX_PARAMS);
         p->params[p->n_params++] = key;
     }
-    if (r < 0)
+    if (m < 0)
         return failf(err, err_cap, "invalid JSON in the request body");
     return 0;
 }
