@@ -5,6 +5,7 @@
  *                                 └ start worker threads
  *   worker:      on_start: adopt fds, build generation 1 (pools, models list), access log
  *                ─> loop ─> reload message: build the next generation, retire the old one
+ *                   (its pools close when its last request ends; the flush timer frees it)
  *                ─> drain message: close listeners, finish in-flight requests; the shutdown
  *                   timer ends what is left (streams get an error event) ─> close all
  */
@@ -178,7 +179,7 @@ static lx_gw_tls_t *tls_new(const lx_config_t *cfg, int *rc)
     return t;
 }
 
-static void gen_free(lx_gw_gen_t *g);
+static void gen_free(lx_gw_worker_t *w, lx_gw_gen_t *g);
 
 static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t *health,
                             lx_gw_tls_t *tls, uint64_t serial)
@@ -186,10 +187,12 @@ static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t 
     lx_gw_gen_t *g = calloc(1, sizeof(*g));
     if (g == NULL)
         return NULL;
+    atomic_fetch_add_explicit(&w->gw->generations, 1, memory_order_relaxed);
     g->refs = 1;
     g->serial = serial;
     g->in_flight = calloc(health->n_rows + 1, sizeof(uint32_t));
     if (g->in_flight == NULL) {
+        atomic_fetch_sub_explicit(&w->gw->generations, 1, memory_order_relaxed);
         free(g);
         return NULL;
     }
@@ -206,7 +209,7 @@ static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t 
     g->pools = calloc(n + 1, sizeof(lx_conn_pool_t));
     g->models_json = lx_models_format(cfg, &g->models_json_len);
     if (g->pool_base == NULL || g->rr == NULL || g->pools == NULL || g->models_json == NULL) {
-        gen_free(g); /* (no pool initialised yet: nothing to dispose) */
+        gen_free(w, g); /* (no pool initialised yet: nothing to dispose) */
         return NULL;
     }
     for (size_t i = 0; i < cfg->n_providers; i++) {
@@ -244,8 +247,9 @@ static void gen_dispose(lx_gw_gen_t *g)
     g->health = NULL;
 }
 
-static void gen_free(lx_gw_gen_t *g)
+static void gen_free(lx_gw_worker_t *w, lx_gw_gen_t *g)
 {
+    atomic_fetch_sub_explicit(&w->gw->generations, 1, memory_order_relaxed);
     free(g->pool_base);
     free(g->rr);
     free(g->pools);
@@ -265,9 +269,43 @@ lx_gw_gen_t *lx_gw_gen_ref(lx_gw_gen_t *g)
 
 void lx_gw_gen_unref(lx_gw_worker_t *w, lx_gw_gen_t *g)
 {
-    (void)w;
-    if (--g->refs == 0)
-        gen_dispose(g); /* freed at worker stop: see lx_gw_gen_t */
+    if (--g->refs > 0)
+        return;
+    /* (only a retired generation gets here while the worker runs: the worker holds the
+     * current one) its idle upstream connections close now; the sweep frees the rest */
+    gen_dispose(g);
+    g->disposed_tick = w->ticks;
+}
+
+/* Whether a disposed generation's memory may still be reached: a DNS lookup of one of its
+ * pools is still out (uv_cancel cannot stop one that is running, and its callback writes to
+ * the pool), or its pools were disposed less than two sweep ticks ago (a connection the
+ * dispose closed keeps its TLS handshake timer, which may still fire into the pool, until its
+ * close callback runs in the next loop turn; two ticks of the flush timer span at least one
+ * whole turn). */
+static bool gen_reachable(const lx_gw_worker_t *w, const lx_gw_gen_t *g)
+{
+    if (g->refs > 0 || w->ticks - g->disposed_tick < 2)
+        return true;
+    for (size_t i = 0; i < g->n_pools; i++)
+        if (g->pools[i].resolving)
+            return true;
+    return false;
+}
+
+/* Frees the retired generations nothing reaches any more (from the flush timer). */
+static void sweep_retired(lx_gw_worker_t *w)
+{
+    lx_gw_gen_t **link = &w->retired;
+    while (*link != NULL) {
+        lx_gw_gen_t *g = *link;
+        if (gen_reachable(w, g)) {
+            link = &g->next_retired;
+            continue;
+        }
+        *link = g->next_retired;
+        gen_free(w, g);
+    }
 }
 
 /* --- worker ---------------------------------------------------------------------------------- */
@@ -281,6 +319,9 @@ static void on_flush(uv_timer_t *h)
     lx_gw_worker_t *gw = h->data;
     if (gw->alog != NULL && gw->alog->len > 0)
         lx_access_log_flush(gw->alog);
+    gw->ticks++;
+    if (gw->retired != NULL)
+        sweep_retired(gw);
 }
 
 static void finish_stop(lx_gw_worker_t *gw)
@@ -484,14 +525,15 @@ static int bind_all(lx_gateway_t *g)
 
 static void worker_free_state(lx_gw_worker_t *gw)
 {
+    /* (the loop has ended: no lookup or close callback can reach a generation any more) */
     if (gw->gen != NULL) {
         gen_dispose(gw->gen);
-        gen_free(gw->gen);
+        gen_free(gw, gw->gen);
     }
     while (gw->retired != NULL) {
         lx_gw_gen_t *g = gw->retired;
         gw->retired = g->next_retired;
-        gen_free(g);
+        gen_free(gw, g);
     }
     free(gw->listeners);
     free(gw->listen_fds);
@@ -752,6 +794,11 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
     }
     *out = g;
     return 0;
+}
+
+size_t lx_gateway_generations(const lx_gateway_t *gw)
+{
+    return atomic_load_explicit(&gw->generations, memory_order_relaxed);
 }
 
 uint16_t lx_gateway_port(const lx_gateway_t *gw, size_t i)

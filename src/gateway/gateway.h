@@ -12,6 +12,7 @@
 #ifndef LX_GATEWAY_H
 #define LX_GATEWAY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config/config.h"
@@ -37,6 +38,11 @@ void lx_gateway_on_stopped(lx_gateway_t *gw, void (*cb)(void *arg), void *arg);
  * need a restart and are reported by the return value LX_ECONFIG (the rest still applies).
  * Thread-safe; returns before the workers have switched. */
 int lx_gateway_reload(lx_gateway_t *gw, lx_config_t *cfg);
+
+/* The configuration generations allocated in all workers: one current per worker, plus each
+ * one retired by a reload that a request in flight still uses (freed within a few hundred
+ * milliseconds of its last request's end). Thread-safe; for tests. */
+size_t lx_gateway_generations(const lx_gateway_t *gw);
 
 /* Waits for every worker to end, then frees the gateway. */
 void lx_gateway_wait(lx_gateway_t *gw);

@@ -59,14 +59,16 @@ typedef struct lx_gw_tls {
 
 /*
  * One configuration generation as one worker uses it: the snapshot and everything derived
- * from it. The worker holds the current one; each request holds the one it started with, so
- * a reload never changes a request midway. A retired generation's pools are disposed when
- * its last request ends; its memory is freed when the worker stops (a DNS lookup in flight
- * may still point at a pool until then).
+ * from it. The worker holds the current one; each request (and probe) holds the one it
+ * started with, so a reload never changes a request midway. A retired generation's pools are
+ * disposed when its last request ends (its idle upstream connections close then), and its
+ * memory is freed by the worker's next sweeps (see sweep_retired in gateway.c): a DNS lookup
+ * or a closing connection of a disposed pool may still point at it for a loop turn or two.
  */
 typedef struct lx_gw_gen {
     struct lx_gw_gen *next_retired;
     unsigned refs;
+    uint64_t disposed_tick; /* the worker's sweep tick when refs reached 0 */
     lx_config_t *cfg;
     lx_conn_pool_t *pools; /* one per provider endpoint, indexed by pool_base[provider] + j */
     size_t *pool_base;
@@ -120,7 +122,9 @@ typedef struct lx_gw_worker {
     lx_list_t probes;          /* active probes running on this worker */
     struct lx_gw_req *req_cache[LX_GW_REQ_CACHE]; /* freed request structs kept for reuse */
     unsigned n_req_cache;
-    uv_timer_t flush; /* writes the access log every 100 ms (or when half full) */
+    uv_timer_t flush; /* writes the access log every 100 ms (or when half full), and frees
+                       * retired generations nothing reaches any more */
+    uint64_t ticks;   /* flush timer runs so far */
     uv_timer_t shutdown_timer;
     bool draining;
     bool stopping;
@@ -148,6 +152,7 @@ struct lx_gateway {
     unsigned n_workers;
     uint16_t *ports; /* per listen entry */
     atomic_uint running;
+    atomic_size_t generations; /* allocated in all workers, current and retired (tests) */
     void (*on_stopped)(void *arg);
     void *on_stopped_arg;
 };

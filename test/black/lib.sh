@@ -25,3 +25,14 @@ wait_http() {
     done
     fail "no answer from $1"
 }
+# Resident memory of process PID, in KiB.
+rss_kb() {
+    awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
+}
+# Established TCP connections to 127.0.0.1:PORT on this machine (their clients' ends).
+conns_to() {
+    local hex
+    hex=$(printf '%04X' "$1")
+    awk -v p="$hex" 'NR > 1 { split($3, r, ":"); if (r[2] == p && $4 == "01") n++ } END { print n + 0 }' \
+        /proc/net/tcp
+}

@@ -3,6 +3,11 @@
  * on the configuration it started with, and new requests see the new one. Also: an invalid
  * file changes nothing (main.c loads before publishing, so here: the old model keeps working
  * until a valid reload removes it).
+ *
+ * Retired generations: after many reloads only the workers' current generations stay
+ * allocated once the requests are over (every reload used to keep the old one until
+ * shutdown); one that a long stream still uses stays until that stream ends, then goes; the
+ * idle upstream connections of an old generation close at the reload.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -81,6 +86,175 @@ static size_t count(const char *s, const char *needle)
     return n;
 }
 
+/* A configuration serving <model> from the mock (path /v1 or /v2), with <workers> workers. */
+static lx_config_t *config_for(const char *model, int v, int workers)
+{
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "listen: 127.0.0.1:0\n"
+             "workers: %d\n"
+             "timeouts: {shutdown: 2s}\n"
+             "providers:\n"
+             "  - name: mock-%c\n"
+             "    base_url: http://127.0.0.1:%u/v%d\n"
+             "models:\n"
+             "  - id: %s\n"
+             "    context_length: 4096\n"
+             "    providers: [{provider: mock-%c}]\n"
+             "auth: none\n"
+             "log: {access_log: off, level: error}\n",
+             workers, 'a' + v, lx_mock_port(H.mock[0]), v, model, 'a' + v);
+    lx_config_t *cfg = NULL;
+    assert_int_equal(lx_config_parse("reload.yaml", text, strlen(text), stderr, &cfg), 0);
+    return cfg;
+}
+
+static void reload_to(const char *model, int v)
+{
+    lx_config_t *cfg = config_for(model, v, 2);
+    lx_gateway_reload(H.gw, cfg);
+    lx_config_unref(cfg);
+}
+
+static size_t want_generations;
+
+static bool generations_are(void *arg)
+{
+    (void)arg;
+    return lx_gateway_generations(H.gw) == want_generations;
+}
+
+/* Established TCP connections to the mock's port (its clients' ends), from /proc/net/tcp:
+ * this process holds both ends, the mock's (local port) and llmux's (remote port). */
+static int upstream_connections(void)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    if (f == NULL)
+        return -1;
+    char line[512];
+    int n = 0;
+    unsigned port = lx_mock_port(H.mock[0]);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        unsigned lport, rport, st;
+        if (sscanf(line, " %*d: %*8x:%x %*8x:%x %x", &lport, &rport, &st) == 3 && rport == port &&
+            st == 1)
+            n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static int want_connections;
+
+static bool connections_are(void *arg)
+{
+    (void)arg;
+    return upstream_connections() == want_connections;
+}
+
+static int chat(uint16_t port, const char *model)
+{
+    char body[128];
+    snprintf(body, sizeof(body), "{\"model\":\"%s\"}", model);
+    lx_harness_resp_t r;
+    if (lx_harness_post(port, "/v1/chat/completions", NULL, body, &r) != 0)
+        return 0;
+    int status = r.status;
+    lx_harness_resp_free(&r);
+    return status;
+}
+
+/* 300 reloads with requests between them: once they are over, each worker has its current
+ * generation and nothing else (each retired one used to stay until shutdown). */
+static void test_reloads_free_retired_generations(void **state)
+{
+    (void)state;
+    assert_int_equal(lx_gateway_generations(H.gw), 2);
+    for (int i = 0; i < 300; i++) {
+        reload_to(i % 2 ? "old/model" : "new/model", i % 2);
+        if (i % 10 == 0) {
+            /* (a request may meet either configuration: the reload is on its way) */
+            int st = chat(H.port, "old/model");
+            assert_true(st == 200 || st == 404);
+        }
+        lx_harness_sleep_ms(1);
+    }
+    lx_harness_sleep_ms(50);
+    want_generations = 2;
+    assert_true(lx_harness_wait_until(generations_are, NULL, 3000));
+    assert_int_equal(chat(H.port, "old/model"), 200); /* the last one: i = 299 */
+}
+
+/* A stream that runs across reloads keeps its generation, alone among the retired ones; when it
+ * ends its generation goes too. */
+static void test_stream_keeps_its_generation(void **state)
+{
+    (void)state;
+    static const char body[] = "{\"model\":\"old/model\",\"stream\":true,"
+                               "\"mock\":{\"chunks\":40,\"interval_ms\":25}}";
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     strlen(body), body);
+    lx_harness_conn_t c;
+    assert_int_equal(lx_harness_connect(&c, H.port), 0);
+    assert_int_equal(lx_harness_send(&c, req, (size_t)n), 0);
+    assert_int_equal(lx_mock_wait_requests(H.mock[0], 1, 5000), 0);
+    for (int i = 0; i < 30; i++) {
+        reload_to(i % 2 ? "old/model" : "new/model", i % 2);
+        lx_harness_sleep_ms(2);
+    }
+    /* the workers' current generations, and the one the stream holds */
+    want_generations = 3;
+    assert_true(lx_harness_wait_until(generations_are, NULL, 3000));
+    lx_harness_sleep_ms(300);
+    assert_int_equal(lx_gateway_generations(H.gw), 3);
+
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_read(&c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(r.complete);
+    assert_int_equal(count(r.body, "\"content\":"), 40);
+    assert_int_equal(count(r.body, "data: [DONE]"), 1);
+    lx_harness_resp_free(&r);
+    lx_harness_close(&c);
+    want_generations = 2;
+    assert_true(lx_harness_wait_until(generations_are, NULL, 3000));
+}
+
+/* The idle upstream connections of a replaced generation close at the reload. */
+static void test_reload_closes_idle_upstreams(void **state)
+{
+    (void)state;
+    /* a few connections at once, so that both workers keep idle ones */
+    lx_harness_conn_t c[4];
+    static const char body[] = "{\"model\":\"old/model\",\"mock\":{\"delay_ms\":50}}";
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     strlen(body), body);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(lx_harness_connect(&c[i], H.port), 0);
+        assert_int_equal(lx_harness_send(&c[i], req, (size_t)n), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        lx_harness_resp_t r;
+        assert_int_equal(lx_harness_read(&c[i], &r), 0);
+        assert_int_equal(r.status, 200);
+        lx_harness_resp_free(&r);
+        lx_harness_close(&c[i]);
+    }
+    assert_int_equal(upstream_connections(), 4); /* kept alive for reuse */
+    reload_to("old/model", 1);
+    want_connections = 0;
+    assert_true(lx_harness_wait_until(connections_are, NULL, 2000));
+    want_generations = 2;
+    assert_true(lx_harness_wait_until(generations_are, NULL, 2000));
+    assert_int_equal(chat(H.port, "old/model"), 200);
+}
+
 static void test_reload_keeps_running_streams(void **state)
 {
     (void)state;
@@ -143,6 +317,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_reload_keeps_running_streams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reloads_free_retired_generations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_keeps_its_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_closes_idle_upstreams, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
