@@ -1,12 +1,16 @@
 /*
  * api.c - the OpenAI-compatible API: one request from route to proxy, and its access log line.
  *
- *   route (path, method) ─> auth (Bearer key, constant time) ─> body scan (jsmn, once)
- *   ─> model → route → provider endpoint ─> upstream request: a new head + the original body
- *   bytes spliced (model value replaced, llmux's own fields removed), never re-serialized
- *   ─> lx_proxy_start ─> ... ─> lx_api_done: access log, free
+ *   head complete ─> lx_api_head: route (path, method) ─> auth (Bearer key, constant time)
+ *   ─> body read ─> lx_api_handle: body scan (once) ─> model → route → provider endpoint
+ *   ─> upstream request: a new head + the original body bytes spliced (model value replaced,
+ *   llmux's own fields removed), never re-serialized ─> lx_proxy_start ─> ...
+ *   ─> lx_api_done: access log, free
  *
- * Routes are served under /v1 and /api/v1 alike; /healthz and /readyz need no key.
+ * A request is admitted on its head alone, before any body byte is read or 100 Continue is
+ * sent, so a client without a key cannot make llmux buffer a body; the verdict rides in
+ * req->data to the handler, which does not check again. Routes are served under /v1 and
+ * /api/v1 alike; /healthz and /readyz need no key.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -26,7 +30,6 @@
 #include "gateway/sse_scan.h"
 
 enum api_route {
-    R_NONE,
     R_HEALTHZ,
     R_READYZ,
     R_MODELS,
@@ -42,18 +45,36 @@ enum api_route {
 
 typedef lx_gw_req_t api_req_t;
 
-static const struct {
-    const char *suffix;
+typedef struct api_route_def {
+    const char *path; /* the whole path, or for the API the part after /v1 or /api/v1 */
     enum api_route route;
-    int method;
+    bool api;   /* served under /v1 and /api/v1, with the API key */
+    int method; /* its one method; 0: GET and HEAD */
     const char *upstream_path;
-} routes[] = {
-    {"/chat/completions", R_CHAT, HTTP_POST, "/chat/completions"},
-    {"/completions", R_COMPLETIONS, HTTP_POST, "/completions"},
-    {"/embeddings", R_EMBEDDINGS, HTTP_POST, "/embeddings"},
-    {"/models", R_MODELS, HTTP_GET, NULL},
-    {"/models/", R_MODEL, HTTP_GET, NULL}, /* a prefix: the id follows */
+} api_route_def_t;
+
+static const api_route_def_t routes[] = {
+    {"/healthz", R_HEALTHZ, false, 0, NULL},
+    {"/readyz", R_READYZ, false, 0, NULL},
+    {"/metrics", R_METRICS, false, 0, NULL},
+    {"/admin/health", R_ADMIN_HEALTH, false, 0, NULL},
+    {"/chat/completions", R_CHAT, true, HTTP_POST, "/chat/completions"},
+    {"/completions", R_COMPLETIONS, true, HTTP_POST, "/completions"},
+    {"/embeddings", R_EMBEDDINGS, true, HTTP_POST, "/embeddings"},
+    {"/models", R_MODELS, true, HTTP_GET, NULL},
+    {"/models/", R_MODEL, true, HTTP_GET, NULL}, /* a prefix: the id follows */
 };
+
+/* From lx_api_head to lx_api_handle, req->data points at the routes[] entry the head was
+ * admitted for; lx_api_done, which may see a request that never reached the handler (its body
+ * timed out), tells such a pointer from a request struct with this. */
+static const api_route_def_t *admitted_route(const lx_http_request_t *req)
+{
+    uintptr_t p = (uintptr_t)req->data, first = (uintptr_t)&routes[0];
+    if (p < first || p >= (uintptr_t)&routes[LX_ARRAY_SIZE(routes)])
+        return NULL;
+    return &routes[(p - first) / sizeof(routes[0])];
+}
 
 size_t lx_api_format_error(const lx_http_request_t *req, char *buf, size_t cap, int status,
                            const char *message)
@@ -63,32 +84,79 @@ size_t lx_api_format_error(const lx_http_request_t *req, char *buf, size_t cap, 
     return n < 0 ? 0 : (size_t)n;
 }
 
-static int find_route(lx_str_t path, size_t *index)
+static const api_route_def_t *find_route(lx_str_t path)
 {
-    if (lx_str_eq(path, "/healthz", 8))
-        return R_HEALTHZ;
-    if (lx_str_eq(path, "/readyz", 7))
-        return R_READYZ;
-    if (lx_str_eq(path, "/metrics", 8))
-        return R_METRICS;
-    if (lx_str_eq(path, "/admin/health", 13))
-        return R_ADMIN_HEALTH;
-    lx_str_t rest;
+    bool api = true;
     if (path.len >= 7 && memcmp(path.ptr, "/api/v1", 7) == 0)
-        rest = (lx_str_t){path.ptr + 7, path.len - 7};
+        path = (lx_str_t){path.ptr + 7, path.len - 7};
     else if (path.len >= 3 && memcmp(path.ptr, "/v1", 3) == 0)
-        rest = (lx_str_t){path.ptr + 3, path.len - 3};
+        path = (lx_str_t){path.ptr + 3, path.len - 3};
     else
-        return R_NONE;
+        api = false;
     for (size_t i = 0; i < LX_ARRAY_SIZE(routes); i++) {
-        size_t n = strlen(routes[i].suffix);
-        if (lx_str_eq(rest, routes[i].suffix, n) || (routes[i].route == R_MODEL && rest.len > n &&
-                                                     memcmp(rest.ptr, routes[i].suffix, n) == 0)) {
-            *index = i;
-            return routes[i].route;
+        size_t n = strlen(routes[i].path);
+        if (routes[i].api == api &&
+            (lx_str_eq(path, routes[i].path, n) || (routes[i].route == R_MODEL && path.len > n &&
+                                                    memcmp(path.ptr, routes[i].path, n) == 0)))
+            return &routes[i];
+    }
+    return NULL;
+}
+
+/* Route, method and key, from the head alone: 0 with *out, or the status of the refusal with
+ * its message and extra header lines. The admin routes take the admin key (metrics may be
+ * public); the API takes a client key unless `auth: none`; the health checks take none. */
+static int admit(const lx_http_request_t *req, const lx_config_t *cfg, const api_route_def_t **out,
+                 const char **message, const char **headers)
+{
+    const api_route_def_t *rt = find_route(req->path);
+    *headers = NULL;
+    if (rt == NULL) {
+        *message = "no such route";
+        return 404;
+    }
+    if (rt->method == 0 ? req->method != HTTP_GET && req->method != HTTP_HEAD
+                        : req->method != rt->method) {
+        *headers = rt->method == 0          ? "Allow: GET, HEAD\r\n"
+                   : rt->method == HTTP_GET ? "Allow: GET\r\n"
+                                            : "Allow: POST\r\n";
+        *message = "method not allowed";
+        return 405;
+    }
+    const lx_http_header_t *h = NULL;
+    if (rt->route == R_ADMIN_HEALTH || (rt->route == R_METRICS && !cfg->metrics_public)) {
+        if (!cfg->admin_enabled) {
+            *message = "the admin API is off (no `admin` section in the configuration)";
+            return 404;
+        }
+        h = lx_http_request_header(req, "authorization");
+        if (h == NULL || !lx_auth_check_digest(cfg->admin_digest, h->value.ptr, h->value.len)) {
+            *message = h == NULL ? "missing admin key: send Authorization: Bearer <admin key>"
+                                 : "invalid admin key";
+            return 401;
+        }
+    } else if (rt->api && !cfg->auth_none) {
+        h = lx_http_request_header(req, "authorization");
+        if (h == NULL) {
+            *message = "missing API key: send Authorization: Bearer <key>";
+            return 401;
+        }
+        if (lx_auth_check(cfg, h->value.ptr, h->value.len) == NULL) {
+            *message = "invalid API key";
+            return 401;
         }
     }
-    return R_NONE;
+    *out = rt;
+    return 0;
+}
+
+int lx_api_head(lx_http_request_t *req, const char **message, const char **headers)
+{
+    lx_gw_worker_t *gw = req->worker->data;
+    const api_route_def_t *rt = NULL;
+    int status = admit(req, gw->gen->cfg, &rt, message, headers);
+    req->data = status == 0 ? (void *)rt : NULL;
+    return status;
 }
 
 static void respond_json(lx_http_request_t *req, int status, const char *body, size_t len)
@@ -329,7 +397,7 @@ static uint64_t hash_session(const char *s, size_t len)
     return h != 0 ? h : 1;
 }
 
-static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_index)
+static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_def_t *rt)
 {
     lx_gw_gen_t *gen = gw->gen;
     const lx_config_t *cfg = gen->cfg;
@@ -359,8 +427,8 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     ar->gen = lx_gw_gen_ref(gen);
     lx_list_init(&ar->link);
     ar->refs = 2; /* the proxy (on_free) and the server (on_done) */
-    ar->upstream_path = routes[route_index].upstream_path;
-    ar->embeddings = routes[route_index].route == R_EMBEDDINGS;
+    ar->upstream_path = rt->upstream_path;
+    ar->embeddings = rt->route == R_EMBEDDINGS;
     ar->stream = ar->scan.stream;
     ar->openrouter = req->path.len >= 4 && memcmp(req->path.ptr, "/api", 4) == 0;
     lx_proxy_t *px = &ar->px;
@@ -418,31 +486,9 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, size_t route_ind
     lx_proxy_start(px);
 }
 
-/* /admin/health and /metrics: the health table, behind the admin key (metrics may be public). */
+/* /admin/health and /metrics: the health table (admitted behind the admin key, see admit). */
 static void serve_admin(lx_http_request_t *req, lx_gw_worker_t *gw, int route)
 {
-    const lx_config_t *cfg = gw->gen->cfg;
-    if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
-        lx_http_server_respond_error(req, 405, "Allow: GET, HEAD\r\n", "method not allowed");
-        return;
-    }
-    bool open = route == R_METRICS && cfg->metrics_public;
-    if (!open) {
-        if (!cfg->admin_enabled) {
-            lx_http_server_respond_error(req, 404, NULL,
-                                         "the admin API is off (no `admin` section in the "
-                                         "configuration)");
-            return;
-        }
-        const lx_http_header_t *h = lx_http_request_header(req, "authorization");
-        if (h == NULL || !lx_auth_check_digest(cfg->admin_digest, h->value.ptr, h->value.len)) {
-            lx_http_server_respond_error(req, 401, NULL,
-                                         h == NULL ? "missing admin key: send Authorization: "
-                                                     "Bearer <admin key>"
-                                                   : "invalid admin key");
-            return;
-        }
-    }
     char *body = NULL;
     size_t len = 0;
     lx_health_t *table = gw->gen->health->table;
@@ -465,21 +511,21 @@ static void serve_admin(lx_http_request_t *req, lx_gw_worker_t *gw, int route)
 void lx_api_handle(lx_http_request_t *req)
 {
     lx_gw_worker_t *gw = req->worker->data;
-    const lx_config_t *cfg = gw->gen->cfg;
-    size_t ri = 0;
-    int route = find_route(req->path, &ri);
+    /* admitted on its head (the usual case), else here */
+    const api_route_def_t *rt = admitted_route(req);
     req->data = NULL;
-    switch (route) {
-    case R_NONE:
-        lx_http_server_respond_error(req, 404, NULL, "no such route");
-        return;
-    case R_HEALTHZ:
-    case R_READYZ:
-        if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
-            lx_http_server_respond_error(req, 405, "Allow: GET, HEAD\r\n", "method not allowed");
+    if (rt == NULL) {
+        const char *message, *headers;
+        int status = admit(req, gw->gen->cfg, &rt, &message, &headers);
+        if (status != 0) {
+            lx_http_server_respond_error(req, status, headers, message);
             return;
         }
-        if (route == R_READYZ && gw->draining) {
+    }
+    switch (rt->route) {
+    case R_HEALTHZ:
+    case R_READYZ:
+        if (rt->route == R_READYZ && gw->draining) {
             respond_json(req, 503, "{\"status\":\"draining\"}\n", 21);
             return;
         }
@@ -487,38 +533,18 @@ void lx_api_handle(lx_http_request_t *req)
         return;
     case R_METRICS:
     case R_ADMIN_HEALTH:
-        serve_admin(req, gw, route);
+        serve_admin(req, gw, rt->route);
         return;
-    default:
-        break;
-    }
-    if (req->method != routes[ri].method) {
-        lx_http_server_respond_error(
-            req, 405, routes[ri].method == HTTP_GET ? "Allow: GET\r\n" : "Allow: POST\r\n",
-            "method not allowed");
-        return;
-    }
-    if (!cfg->auth_none) {
-        const lx_http_header_t *h = lx_http_request_header(req, "authorization");
-        if (h == NULL) {
-            lx_http_server_respond_error(req, 401, NULL,
-                                         "missing API key: send Authorization: Bearer <key>");
-            return;
-        }
-        if (lx_auth_check(cfg, h->value.ptr, h->value.len) == NULL) {
-            lx_http_server_respond_error(req, 401, NULL, "invalid API key");
-            return;
-        }
-    }
-    if (route == R_MODELS) {
+    case R_MODELS:
         respond_json(req, 200, gw->gen->models_json, gw->gen->models_json_len);
         return;
-    }
-    if (route == R_MODEL) {
+    case R_MODEL:
         serve_model(req, gw);
         return;
+    default:
+        forward(req, gw, rt);
+        return;
     }
-    forward(req, gw, ri);
 }
 
 /* Usage and cost: from the upstream's usage object; unknown counts are null, never 0. A
@@ -580,10 +606,20 @@ static const char *method_name(int m)
     return llhttp_method_name((llhttp_method_t)m);
 }
 
+/* A client that left before its answer was complete: 499 in the log, as nginx's (the status
+ * the server holds is the one of an answer nobody read, or of one cut short), and the attempt
+ * was recorded as cancelled, not as the provider's failure (dispatch.c classify). */
+static bool client_gone(const lx_http_request_t *req, const api_req_t *ar)
+{
+    return req->peer_gone || ar->finish_code == LX_ECANCELED;
+}
+
 void lx_api_done(lx_http_request_t *req)
 {
     lx_gw_worker_t *gw = req->worker->data;
-    api_req_t *ar = req->data;
+    /* (a request admitted on its head that never reached the handler has no struct) */
+    api_req_t *ar = admitted_route(req) == NULL ? req->data : NULL;
+    bool gone = ar != NULL && client_gone(req, ar);
     size_t cap;
     char *p = lx_access_log_reserve(gw->alog, &cap);
     if (p != NULL) {
@@ -605,7 +641,7 @@ void lx_api_done(lx_http_request_t *req)
             sb.p += lx_log_json_escape(sb.p, LX_MIN((size_t)(sb.end - sb.p), 512), req->path.ptr,
                                        req->path.len);
         LX_STRBUF_LIT(&sb, "\",\"status\":");
-        lx_strbuf_i64(&sb, req->status);
+        lx_strbuf_i64(&sb, gone ? 499 : req->status);
         LX_STRBUF_LIT(&sb, ",\"bytes_in\":");
         lx_strbuf_u64(&sb, req->bytes_in);
         LX_STRBUF_LIT(&sb, ",\"bytes_out\":");
@@ -635,7 +671,9 @@ void lx_api_done(lx_http_request_t *req)
             LX_STRBUF_LIT(&sb, ",\"first_byte_ms\":");
             log_ms(&sb, px->t_start_ns, px->t_first_byte_ns);
             log_usage(ar, &sb);
-            if (ar->finish_code != 0) {
+            if (gone) {
+                LX_STRBUF_LIT(&sb, ",\"error\":\"client closed the connection\"");
+            } else if (ar->finish_code != 0) {
                 LX_STRBUF_LIT(&sb, ",\"error\":\"");
                 lx_strbuf_str(&sb, px->error != NULL ? px->error : lx_strerror(ar->finish_code));
                 LX_STRBUF_LIT(&sb, "\"");
@@ -645,8 +683,7 @@ void lx_api_done(lx_http_request_t *req)
         if (!sb.overflow)
             lx_access_log_commit(gw->alog, lx_strbuf_len(&sb, p));
     }
-    if (ar != NULL) {
-        req->data = NULL;
+    req->data = NULL;
+    if (ar != NULL)
         api_unref(ar);
-    }
 }

@@ -451,6 +451,7 @@ static void on_worker_start(lx_worker_t *w, void *arg)
     lx_http_server_limits_t none = {0};
     lx_http_server_init(&gw->http, w, &none);
     apply_limits(gw, gw->gen->cfg);
+    gw->http.on_head = lx_api_head;
     gw->http.on_request = lx_api_handle;
     gw->http.on_done = lx_api_done;
     gw->http.format_error = lx_api_format_error;

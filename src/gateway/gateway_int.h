@@ -275,7 +275,9 @@ void lx_gw_gen_unref(lx_gw_worker_t *w, lx_gw_gen_t *g);
 /* Ends every request in <w>->active with <code> (shutdown timeout) (api.c). */
 void lx_api_cancel_all(lx_gw_worker_t *w, int code);
 
-/* The HTTP request handler and its hooks (api.c). */
+/* The HTTP request handler and its hooks (api.c). lx_api_head admits a request on its head
+ * (route, method, key) before any body byte is read; lx_api_handle does not check again. */
+int lx_api_head(lx_http_request_t *req, const char **message, const char **headers);
 void lx_api_handle(lx_http_request_t *req);
 void lx_api_done(lx_http_request_t *req);
 size_t lx_api_format_error(const lx_http_request_t *req, char *buf, size_t cap, int status,

@@ -616,9 +616,16 @@ static void test_client_cancels_mid_stream(void **state)
     assert_true(lx_harness_wait_until(mock_saw_close, NULL, 1000));
     assert_true(lx_mock_last_peer_close_ns(H.mock[0]) > t_close);
     assert_true(lx_mock_last_peer_close_ns(H.mock[0]) - t_close < 500000000u);
+    /* logged as the client's leaving (nginx's 499), partial */
+    char *line = lx_harness_log_wait(&H, "\"request_id\":\"cancel-1\"", 3000);
+    assert_non_null(line);
     double events;
-    assert_logged_partial("cancel-1", &events);
+    assert_non_null(strstr(line, "\"status\":499,"));
+    assert_non_null(strstr(line, "\"usage\":\"partial\""));
+    assert_non_null(strstr(line, "\"error\":\"client closed the connection\""));
+    assert_true(lx_harness_json_num(line, "events", &events));
     assert_true(events >= 2 && events <= 10);
+    free(line);
 }
 
 /* ---- 10. drain ---- */
