@@ -164,6 +164,18 @@ static int chat(uint16_t port, const char *model)
     return status;
 }
 
+/* A last reload to a configuration serving <model>, then until it is served: the reloads before
+ * it are applied (each worker takes them in order) and no other is on its way. */
+static void settle_on(const char *model)
+{
+    reload_to(model, 1);
+    uint64_t end = lx_harness_now_ms() + 5000;
+    int served = 0;
+    while (served < 4 && lx_harness_now_ms() < end)
+        served = chat(H.port, model) == 200 ? served + 1 : 0;
+    assert_int_equal(served, 4);
+}
+
 /* 300 reloads with requests between them: once they are over, each worker has its current
  * generation and nothing else (each retired one used to stay until shutdown). */
 static void test_reloads_free_retired_generations(void **state)
@@ -179,10 +191,9 @@ static void test_reloads_free_retired_generations(void **state)
         }
         lx_harness_sleep_ms(1);
     }
-    lx_harness_sleep_ms(50);
+    settle_on("last/model");
     want_generations = 2;
     assert_true(lx_harness_wait_until(generations_are, NULL, 3000));
-    assert_int_equal(chat(H.port, "old/model"), 200); /* the last one: i = 299 */
 }
 
 /* A stream that runs across reloads keeps its generation, alone among the retired ones; when it
@@ -191,7 +202,7 @@ static void test_stream_keeps_its_generation(void **state)
 {
     (void)state;
     static const char body[] = "{\"model\":\"old/model\",\"stream\":true,"
-                               "\"mock\":{\"chunks\":40,\"interval_ms\":25}}";
+                               "\"mock\":{\"chunks\":100,\"interval_ms\":25}}";
     char req[512];
     int n = snprintf(req, sizeof(req),
                      "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n"
@@ -205,6 +216,7 @@ static void test_stream_keeps_its_generation(void **state)
         reload_to(i % 2 ? "old/model" : "new/model", i % 2);
         lx_harness_sleep_ms(2);
     }
+    settle_on("last/model");
     /* the workers' current generations, and the one the stream holds */
     want_generations = 3;
     assert_true(lx_harness_wait_until(generations_are, NULL, 3000));
@@ -215,7 +227,7 @@ static void test_stream_keeps_its_generation(void **state)
     assert_int_equal(lx_harness_read(&c, &r), 0);
     assert_int_equal(r.status, 200);
     assert_true(r.complete);
-    assert_int_equal(count(r.body, "\"content\":"), 40);
+    assert_int_equal(count(r.body, "\"content\":"), 100);
     assert_int_equal(count(r.body, "data: [DONE]"), 1);
     lx_harness_resp_free(&r);
     lx_harness_close(&c);
