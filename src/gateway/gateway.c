@@ -187,15 +187,14 @@ static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t 
     lx_gw_gen_t *g = calloc(1, sizeof(*g));
     if (g == NULL)
         return NULL;
-    atomic_fetch_add_explicit(&w->gw->generations, 1, memory_order_relaxed);
     g->refs = 1;
     g->serial = serial;
     g->in_flight = calloc(health->n_rows + 1, sizeof(uint32_t));
     if (g->in_flight == NULL) {
-        atomic_fetch_sub_explicit(&w->gw->generations, 1, memory_order_relaxed);
         free(g);
         return NULL;
     }
+    atomic_fetch_add_explicit(&w->gw->generations, 1, memory_order_relaxed); /* gen_free's */
     g->health = lx_gw_health_ref(health);
     g->tls = tls_ref(tls);
     g->cfg = lx_config_ref(cfg);
