@@ -166,7 +166,8 @@ static run_t run_cuts(const char *in, size_t len, const size_t *cuts, size_t ncu
         bool known = sl->buf == lit;
         if (known) {
             assert_int_equal(sl->off, 0);
-            assert_int_equal(sl->len, strlen(model));
+            /* a slice of the literal exists only when a model is rewritten */
+            assert_int_equal(sl->len, model != NULL ? strlen(model) : 0);
         }
         for (size_t p = 0; p < npieces && !known; p++)
             known = sl->buf == bufs[p];
