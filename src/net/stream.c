@@ -250,6 +250,30 @@ void lx_stream_read_into(lx_stream_t *s, lx_buf_t *b)
     s->rbuf_next = lx_buf_ref(b);
 }
 
+size_t lx_stream_feed(lx_stream_t *s, const char *data, size_t len)
+{
+    LX_ASSERT(s->tls == NULL);
+    if (data == NULL) {
+        if (s->reading && !s->closing)
+            s->on_read(s, UV_EOF, NULL, NULL);
+        return 0;
+    }
+    size_t done = 0;
+    while (done < len && s->reading && !s->closing) {
+        uv_buf_t ub;
+        on_alloc((uv_handle_t *)&s->tcp, len - done, &ub);
+        if (ub.len == 0) {
+            on_read((uv_stream_t *)&s->tcp, UV_ENOBUFS, &ub);
+            break;
+        }
+        size_t n = LX_MIN((size_t)ub.len, len - done);
+        memcpy(ub.base, data + done, n);
+        on_read((uv_stream_t *)&s->tcp, (ssize_t)n, &ub);
+        done += n;
+    }
+    return done;
+}
+
 static lx_write_t *write_get(lx_worker_t *w)
 {
     lx_write_t *wr = w->free_writes;

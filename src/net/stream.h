@@ -111,6 +111,13 @@ void lx_stream_read_stop(lx_stream_t *s);
 /* Makes the following reads land in <b> (the stream takes a reference) until it is full. */
 void lx_stream_read_into(lx_stream_t *s, lx_buf_t *b);
 
+/* Tests and fuzzing: delivers <len> bytes from memory to the owner as if the socket had read
+ * them, through the same path (the worker's chunk or the lx_stream_read_into buffer, then the
+ * read callback), in as many reads as the buffers' room asks, while the owner reads. Returns the
+ * bytes delivered: fewer when the owner stopped reading or closed. <data> NULL delivers an EOF
+ * (UV_EOF to the read callback) instead. Plain streams only. */
+size_t lx_stream_feed(lx_stream_t *s, const char *data, size_t len);
+
 /* Writes <n> slices in order (together at least one byte when <cb> is given). Takes over the
  * reference each slice holds, on success and on failure. <cb> (may be NULL) runs once, after the
  * last byte is written or the write failed or was cancelled by close. Returns 0 or a libuv code
