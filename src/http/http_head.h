@@ -55,14 +55,34 @@ int lx_http_head_name(lx_http_head_t *h, const char *at, size_t len, size_t limi
 int lx_http_head_value(lx_http_head_t *h, const char *at, size_t len, size_t limit);
 
 /* The current name is complete (llhttp on_header_field_complete): the next name piece starts
- * a new header, even when the value was empty. */
-void lx_http_head_name_done(lx_http_head_t *h);
+ * a new header, even when the value was empty. Returns LX_EPARSE when the name is empty or holds
+ * a space (whitespace before the colon: RFC 9112 5.1 says answer 400), the bytes llhttp's own
+ * name table lets through beyond tchar; else 0. */
+int lx_http_head_name_done(lx_http_head_t *h);
+
+/* The last header's value is complete (the head is): its trailing spaces and tabs (OWS, which
+ * llhttp 8.1 leaves in values) are dropped from the view. lx_http_head_name does the same for
+ * the previous header when a new one begins, so every value ends up trimmed without a callback
+ * per header. */
+void lx_http_head_value_done(lx_http_head_t *h);
+
+/* tchar of RFC 9110 section 5.6.2: "!#$%&'*+-.^_`|~", digits and letters. */
+extern const unsigned char lx_http_tchars[256];
+
+static inline bool lx_http_tchar(unsigned char ch)
+{
+    return lx_http_tchars[ch] != 0;
+}
+
+/* True when [p, p+n) is a token: at least one byte, every one a tchar. */
+bool lx_http_token(const char *p, size_t n);
 
 /* Replaces the chunks the views point into by <b> (the owner copied the views into it and
  * rebased them, headers array included): releases the old chunks, spill and table. */
 void lx_http_head_adopt(lx_http_head_t *h, lx_buf_t *b);
 
-/* First header named <name> (case-insensitive), or NULL. */
+/* First header named <name> (ASCII case-insensitive, whole name: "host" matches "Host", never
+ * "Host " or "X-Host"), or NULL. */
 const lx_http_header_t *lx_http_head_find(const lx_http_head_t *h, const char *name, size_t len);
 
 #endif

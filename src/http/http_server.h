@@ -7,7 +7,9 @@
  * When a request is complete the handler owns it until it calls lx_http_server_finish() or
  * lx_http_server_abort() -- exactly once, even after on_abort told it the client left.
  * Requests on one connection are answered in order (pipelining); limits and timeouts answer
- * 400/408/413/431 themselves, in the envelope the application formats.
+ * 400/408/413/431/503 themselves, in the envelope the application formats. on_done runs exactly
+ * once for every request whose head was complete or that the server refused, whatever ends it
+ * (answered, refused, the client leaving at any point, the connection closed).
  */
 #ifndef LX_HTTP_SERVER_H
 #define LX_HTTP_SERVER_H
@@ -30,6 +32,10 @@ typedef struct lx_http_server_limits {
     uint64_t header_timeout_ms;    /* whole head, from its first byte */
     uint64_t body_timeout_ms;      /* whole body, from the end of the head */
     uint64_t keepalive_timeout_ms; /* idle between requests */
+    /* Request bodies buffered at once by every server of the process (one atomic count: see
+     * src/http/README.md); a body that would pass it is answered 503 with Retry-After before
+     * it is buffered. 0: no cap. */
+    uint64_t max_body_memory;
 } lx_http_server_limits_t;
 
 #define LX_HTTP_ID_MAX 64
@@ -78,7 +84,8 @@ struct lx_http_server {
     lx_http_server_limits_t limits;
     lx_http_head_cb on_head;       /* optional: admit or refuse a request on its head alone */
     lx_http_request_cb on_request; /* a complete request for the handler */
-    lx_http_request_cb on_done;    /* every request's end (access log), handler or not */
+    lx_http_request_cb on_done;    /* every request's end (access log), handler or not; a
+                                    * request the client left before any answer has 499 */
     lx_http_error_fmt format_error;
     void (*on_idle)(lx_http_server_t *srv); /* draining and the last connection closed */
     void *data;
@@ -96,6 +103,19 @@ void lx_http_server_init(lx_http_server_t *srv, lx_worker_t *w,
 
 /* Accepts one pending connection of <listener>. 0 or a libuv code. */
 int lx_http_server_accept(lx_http_server_t *srv, uv_stream_t *listener);
+
+/* Tests and fuzzing: lx_http_server_accept, giving the new connection in *out. */
+int lx_http_server_accept_conn(lx_http_server_t *srv, uv_stream_t *listener, lx_http_conn_t **out);
+
+/* Tests and fuzzing: gives <len> bytes to <c> as if its socket had read them (the same buffers,
+ * the same read path, in reads no larger than the buffers' room). Returns the bytes taken:
+ * fewer when the connection stopped reading (its input queue is full: run the loop and feed
+ * the rest) or closed. <data> NULL is an EOF from the client. <c> lives until its close
+ * completes on the loop. */
+size_t lx_http_server_feed(lx_http_conn_t *c, const void *data, size_t len);
+
+/* Bytes of request bodies buffered now by every server of the process (max_body_memory). */
+uint64_t lx_http_body_memory(void);
 
 /* Stops keep-alive: idle connections close now, busy ones after their response. on_idle runs
  * once every connection is closed (at once if there are none). */

@@ -279,6 +279,52 @@ static void test_find(void **state)
     assert_null(lx_http_head_find(&head, "content-type", 12));
 }
 
+/* A name is refused when empty or when it holds a space anywhere (the word-at-a-time scan:
+ * every length, every position); values lose trailing spaces and tabs. */
+static void test_name_checks_and_value_trim(void **state)
+{
+    (void)state;
+    char name[40];
+    for (size_t len = 1; len < sizeof(name); len++) {
+        for (size_t at = 0; at <= len; at++) {
+            memset(name, 'n', len);
+            if (at < len)
+                name[at] = ' ';
+            lx_http_head_init(&head);
+            assert_int_equal(lx_http_head_name(&head, name, len, LIMIT), 0);
+            assert_int_equal(lx_http_head_name_done(&head), at < len ? LX_EPARSE : 0);
+            lx_http_head_reset(&head);
+        }
+    }
+    lx_http_head_init(&head);
+    assert_int_equal(lx_http_head_name(&head, "", 0, LIMIT), 0);
+    assert_int_equal(lx_http_head_name_done(&head), LX_EPARSE);
+    lx_http_head_reset(&head);
+    lx_http_head_init(&head); /* no name piece at all before the colon */
+    assert_int_equal(lx_http_head_name_done(&head), LX_EPARSE);
+    lx_http_head_reset(&head);
+
+    static const char d[] = "A: x \t\r\nB: \r\nC: y\t";
+    lx_http_head_init(&head);
+    assert_int_equal(lx_http_head_name(&head, d, 1, LIMIT), 0);
+    assert_int_equal(lx_http_head_name_done(&head), 0);
+    assert_int_equal(lx_http_head_value(&head, d + 3, 3, LIMIT), 0);
+    assert_int_equal(lx_http_head_name(&head, d + 8, 1, LIMIT), 0);
+    assert_int_equal(lx_http_head_name_done(&head), 0);
+    assert_int_equal(lx_http_head_value(&head, d + 10, 1, LIMIT), 0);
+    assert_int_equal(lx_http_head_name(&head, d + 13, 1, LIMIT), 0);
+    assert_int_equal(lx_http_head_name_done(&head), 0);
+    assert_int_equal(lx_http_head_value(&head, d + 16, 2, LIMIT), 0);
+    lx_http_head_value_done(&head);
+    assert_str(head.headers[0].value, "x");
+    assert_str(head.headers[1].value, "");
+    assert_str(head.headers[2].value, "y");
+    lx_http_head_reset(&head);
+    assert_true(lx_http_token("x-a.b", 5));
+    assert_false(lx_http_token("x a", 3));
+    assert_false(lx_http_token("", 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_spill_limit),
         cmocka_unit_test(test_hold_limit),
         cmocka_unit_test(test_find),
+        cmocka_unit_test(test_name_checks_and_value_trim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
