@@ -121,6 +121,8 @@ typedef struct lx_config {
 
     uint64_t max_header_size; /* bytes, default 16KiB */
     uint64_t max_body_size;   /* bytes, default 32MiB */
+    uint64_t max_body_memory; /* bytes of request bodies buffered at once, all workers;
+                               * default 256MiB */
 
     /* Timeouts in milliseconds. */
     uint64_t client_header_timeout_ms;       /* default 10s */

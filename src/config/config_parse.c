@@ -552,14 +552,27 @@ static void parse_workers(parser_t *p, yaml_node_t *n)
 
 static void parse_limits(parser_t *p, yaml_node_t *n)
 {
-    field_t f[] = {{"max_header_size", false, NULL, NULL}, {"max_body_size", false, NULL, NULL}};
-    if (!read_map(p, n, "limits", f, 2))
+    field_t f[] = {{"max_header_size", false, NULL, NULL},
+                   {"max_body_size", false, NULL, NULL},
+                   {"max_body_memory", false, NULL, NULL}};
+    if (!read_map(p, n, "limits", f, 3))
         return;
     if (f[0].value != NULL)
         get_size(p, f[0].value, "limits.max_header_size", 1024, 1024 * 1024,
                  &p->cfg->max_header_size);
     if (f[1].value != NULL)
         get_size(p, f[1].value, "limits.max_body_size", 1024, 4ull << 30, &p->cfg->max_body_size);
+    if (f[2].value == NULL) {
+        /* the default never refuses a body max_body_size allows */
+        p->cfg->max_body_memory = LX_MAX(p->cfg->max_body_memory, p->cfg->max_body_size);
+        return;
+    }
+    get_size(p, f[2].value, "limits.max_body_memory", 1024 * 1024, 1ull << 40,
+             &p->cfg->max_body_memory);
+    if (p->cfg->max_body_memory < p->cfg->max_body_size)
+        REPORT(p, f[2].value,
+               "limits.max_body_memory: must be at least limits.max_body_size, or a body of the "
+               "largest size allowed could never be taken");
 }
 
 static void parse_timeouts(parser_t *p, yaml_node_t *n)
@@ -1365,6 +1378,7 @@ static void set_defaults(parser_t *p)
     lx_config_t *cfg = p->cfg;
     cfg->max_header_size = 16 * 1024;
     cfg->max_body_size = 32 * 1024 * 1024;
+    cfg->max_body_memory = 256 * 1024 * 1024;
     cfg->client_header_timeout_ms = 10 * 1000;
     cfg->client_body_timeout_ms = 60 * 1000;
     cfg->keepalive_timeout_ms = 75 * 1000;
