@@ -1067,6 +1067,7 @@ typedef struct whole {
     size_t usage_at, usage_end;     /* the last top-level usage object; usage_end 0: none */
     size_t id_at, id_end;           /* the first top-level string "id"'s contents; id_end 0: none */
     size_t created_at, created_end; /* the first top-level "created" primitive */
+    bool want_identity;             /* an event stream whose id or created is not known yet */
     bool finished, error, choices_empty;
 } whole_t;
 
@@ -1218,13 +1219,15 @@ static bool w_top_member(whole_t *w, const char *p, size_t k, size_t kn, size_t 
             w->error = true;
         break;
     case M_ID: /* the first one id_byte() would keep, as the machine tries each in turn */
-        if (p[v] == '"' && w->id_end == 0 && id_plain(p + v + 1, *end - v - 2)) {
+        if (w->want_identity && p[v] == '"' && w->id_end == 0 &&
+            id_plain(p + v + 1, *end - v - 2)) {
             w->id_at = v + 1;
             w->id_end = *end - 1;
         }
         break;
     case M_CREATED: /* the same for num_byte() */
-        if (w->created_end == 0 && parse_count(p + v, (int)LX_MIN(*end - v, (size_t)19)) >= 0) {
+        if (w->want_identity && w->created_end == 0 &&
+            parse_count(p + v, (int)LX_MIN(*end - v, (size_t)19)) >= 0) {
             w->created_at = v;
             w->created_end = *end;
         }
@@ -1321,7 +1324,7 @@ static size_t sse_whole_event(lx_sse_scan_t *s, out_ctx_t *c, const char *p, siz
     if (e + 1 >= n || p[e + 1] != '\n' || e - i > LX_SSE_LINE_MAX ||
         memchr(p + k, '\r', e - k) != NULL)
         return 0;
-    whole_t w = {0};
+    whole_t w = {.want_identity = s->id_len == 0 || s->created < 0};
     if (w_object(p, k, e, &w, w_top_member) != e)
         return 0;
     apply_whole(s, c, p, &w);
