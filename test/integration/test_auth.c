@@ -2,6 +2,11 @@
  * test_auth.c - client keys: with `auth: keys` the API needs "Authorization: Bearer <key>"
  * matching a configured SHA-256 digest; health checks need none; the client's key never
  * travels upstream.
+ *
+ * Admission on the head: a request without a valid key (or to an unknown route, or with the
+ * wrong method) is refused as soon as its head is complete, before any body byte is read and
+ * without a 100 Continue, and the connection is closed: a client without a key cannot make
+ * llmux hold a body. The admin routes take the admin key the same way.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,6 +41,9 @@
     "      sha256: %s\n"                                                                           \
     "    - name: k2\n"                                                                             \
     "      sha256: %s\n"                                                                           \
+    "admin:\n"                                                                                     \
+    "  sha256: %s\n"                                                                               \
+    "  metrics_public: false\n"                                                                    \
     "log:\n"                                                                                       \
     "  access_log: @LOG@\n"                                                                        \
     "  level: error\n"
@@ -52,11 +60,12 @@ static void hex_of(const char *key, char out[65])
 static int setup(void **state)
 {
     (void)state;
-    char h1[65], h2[65];
+    char h1[65], h2[65], ha[65];
     hex_of("sk-test", h1);
     hex_of("sk-second-key", h2);
+    hex_of("sk-admin", ha);
     char yaml[2048];
-    snprintf(yaml, sizeof(yaml), CONFIG, h1, h2);
+    snprintf(yaml, sizeof(yaml), CONFIG, h1, h2, ha);
     lx_harness_opts_t o = {.mocks = 1};
     return lx_harness_start(&H, &o, yaml);
 }
@@ -152,6 +161,112 @@ static void test_health_needs_no_key(void **state)
     }
 }
 
+/* Sends the head of <method> <path> announcing a body of 1 MiB (with Expect: 100-continue
+ * when <expect>), and nothing of the body: the answer must come from the head alone. */
+static void head_only(lx_harness_conn_t *c, const char *method, const char *path, const char *extra,
+                      bool expect)
+{
+    static int n; /* the request ids: head-1, head-2, ... */
+    char head[512];
+    snprintf(head, sizeof(head),
+             "%s %s HTTP/1.1\r\nHost: t\r\nX-Request-Id: head-%d\r\n"
+             "Content-Type: application/json\r\nContent-Length: 1048576\r\n%s%s\r\n",
+             method, path, ++n, expect ? "Expect: 100-continue\r\n" : "",
+             extra != NULL ? extra : "");
+    assert_int_equal(lx_harness_connect(c, H.port), 0);
+    assert_int_equal(lx_harness_send_str(c, head), 0);
+}
+
+/* The refusal of the head of a request to <path>: <status> in the envelope of its API, no 100
+ * Continue before it, <message> in it, and the connection closed (the body is never read). */
+static void assert_refused(lx_harness_conn_t *c, const char *path, int status, const char *message)
+{
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_read(c, &r), 0);
+    if (r.status != status || strstr(r.body, message) == NULL)
+        fprintf(stderr, "answered %d: %s\n", r.status, r.body);
+    assert_true(lx_harness_is_error_for(&r, status, path));
+    assert_false(r.continued);
+    assert_non_null(strstr(r.body, message));
+    lx_harness_resp_free(&r);
+    assert_true(lx_harness_wait_closed(c, 2000));
+    lx_harness_close(c);
+}
+
+static void test_refused_on_the_head(void **state)
+{
+    (void)state;
+    lx_harness_conn_t c;
+    /* no key, with and without Expect: 100-continue */
+    head_only(&c, "POST", "/v1/chat/completions", NULL, true);
+    assert_refused(&c, "/v1/chat/completions", 401, "missing API key");
+    head_only(&c, "POST", "/api/v1/chat/completions", NULL, false);
+    assert_refused(&c, "/api/v1/chat/completions", 401, "missing API key");
+    /* an unknown key */
+    head_only(&c, "POST", "/v1/embeddings", "Authorization: Bearer sk-wrong\r\n", true);
+    assert_refused(&c, "/v1/embeddings", 401, "invalid API key");
+    /* an unknown route, a wrong method (with its Allow header) */
+    head_only(&c, "POST", "/v1/nothing-here", "Authorization: Bearer sk-test\r\n", true);
+    assert_refused(&c, "/v1/nothing-here", 404, "no such route");
+    head_only(&c, "PUT", "/v1/chat/completions", "Authorization: Bearer sk-test\r\n", false);
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_read(&c, &r), 0);
+    assert_int_equal(r.status, 405);
+    char allow[32];
+    assert_true(lx_harness_resp_header(&r, "Allow", allow, sizeof(allow)));
+    assert_string_equal(allow, "POST");
+    lx_harness_resp_free(&r);
+    lx_harness_close(&c);
+    /* the admin routes take the admin key, not a client key */
+    head_only(&c, "GET", "/admin/health", NULL, true);
+    assert_refused(&c, "/admin/health", 401, "missing admin key");
+    head_only(&c, "GET", "/metrics", "Authorization: Bearer sk-test\r\n", true);
+    assert_refused(&c, "/metrics", 401, "invalid admin key");
+    assert_int_equal(lx_mock_requests(H.mock[0]), 0);
+
+    /* each refusal has its access-log line (the last one written last) */
+    char *line = lx_harness_log_wait(&H, "\"request_id\":\"head-7\"", 2000);
+    assert_non_null(line);
+    free(line);
+    line = lx_harness_log_wait(&H, "\"request_id\":\"head-5\"", 0);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "\"status\":405"));
+    free(line);
+    assert_int_equal(lx_harness_log_count(&H, "\"status\":401"), 5);
+}
+
+/* A request that passes on its head gets its 100 Continue, then sends its body. */
+static void test_admitted_head_continues(void **state)
+{
+    (void)state;
+    char head[512];
+    snprintf(head, sizeof(head),
+             "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n"
+             "Authorization: Bearer sk-second-key\r\nExpect: 100-continue\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+             strlen(CHAT));
+    lx_harness_conn_t c;
+    assert_int_equal(lx_harness_connect(&c, H.port), 0);
+    assert_int_equal(lx_harness_send_str(&c, head), 0);
+    assert_true(lx_harness_wait_bytes(&c, 25, 2000));
+    assert_memory_equal(c.buf, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    assert_int_equal(lx_harness_send_str(&c, CHAT), 0);
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_read(&c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(r.continued);
+    lx_harness_resp_free(&r);
+    lx_harness_close(&c);
+
+    /* the admin key opens the admin routes */
+    static const char admin[] = "GET /admin/health HTTP/1.1\r\nHost: t\r\n"
+                                "Authorization: Bearer sk-admin\r\n\r\n";
+    assert_int_equal(lx_harness_request(H.port, admin, sizeof(admin) - 1, &r), 0);
+    assert_int_equal(r.status, 200);
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_mock_requests(H.mock[0]), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -159,6 +274,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_right_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_needs_no_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_on_the_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admitted_head_continues, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

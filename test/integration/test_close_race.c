@@ -5,6 +5,13 @@
  * closed the connection" (nginx's convention), while llmux waits for the provider's first
  * byte, while an early-committed stream waits for it, and mid-stream; its attempt counts as
  * cancelled in the health table and the metrics, never as the provider's failure.
+ *
+ * The close race: a few thousand requests from several threads, each on its own connection
+ * (some two on one), whose clients close at a random point relative to their answer: at once
+ * after sending (FIN, or a half-close), after a random short wait, after the first bytes of
+ * the answer, or right after the whole answer, with a FIN or a reset. Afterwards every request
+ * has exactly one access-log line, no request still pins its configuration generation, and
+ * (under ASan) nothing leaks at shutdown.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,10 +20,14 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "config/config.h"
 #include "harness.h"
 
 static const char CONFIG[] = "listen: 127.0.0.1:0\n"
@@ -167,10 +178,233 @@ static void test_client_gone_is_499(void **state)
     free(line);
 }
 
+/* ---- the close race ---- */
+
+#define RACE_THREADS 4
+#define RACE_EACH    750 /* requests per thread */
+#define RACE_TOTAL   (RACE_THREADS * RACE_EACH)
+
+enum close_point {
+    CLOSE_AT_ONCE,       /* FIN right after the request */
+    CLOSE_HALF,          /* shutdown(SHUT_WR) right after the request, then read to the end */
+    CLOSE_AFTER_WAIT,    /* FIN after 0-3 ms */
+    CLOSE_AFTER_BYTES,   /* FIN after the first bytes of the answer */
+    CLOSE_AFTER_ANSWER,  /* FIN right after the whole answer */
+    RESET_AFTER_BYTES,   /* RST after the first bytes of the answer */
+    RESET_AFTER_ANSWER,  /* RST right after the whole answer */
+    CLOSE_SECOND_AT_ONCE /* a whole answer, a second request on the connection, FIN at once */
+};
+#define CLOSE_POINTS 8
+
+static const char *const race_mocks[] = {
+    "{}",                                   /* a plain answer at once */
+    "{\"delay_ms\":2}",                     /* a plain answer a little later */
+    "{\"chunks\":5}",                       /* a short stream, as fast as it goes */
+    "{\"chunks\":6,\"interval_ms\":1}",     /* a paced stream */
+    "{\"chunks\":3,\"first_delay_ms\":3}",  /* a stream with a slow first token */
+    "{\"body_size\":40000}",                /* a plain answer of several reads */
+    "{\"chunks\":2,\"content_length\":1}",  /* a stream with a Content-Length */
+    "{\"delay_ms\":1,\"content_length\":0}" /* a plain chunked answer */
+};
+#define RACE_MOCKS (sizeof(race_mocks) / sizeof(race_mocks[0]))
+
+typedef struct race_thread {
+    pthread_t thread;
+    unsigned index;
+    unsigned seed;
+    unsigned failures; /* client-side problems (connect, send) */
+} race_thread_t;
+
+static void reset_close(lx_harness_conn_t *c)
+{
+    struct linger lg = {1, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    lx_harness_close(c);
+}
+
+static void *race_main(void *arg)
+{
+    race_thread_t *t = arg;
+    for (unsigned k = 0; k < RACE_EACH; k++) {
+        unsigned i = t->index * RACE_EACH + k;
+        unsigned roll = (unsigned)rand_r(&t->seed);
+        enum close_point point = (enum close_point)(roll % CLOSE_POINTS);
+        const char *mock = race_mocks[(roll / CLOSE_POINTS) % RACE_MOCKS];
+        bool stream = strstr(mock, "chunks") != NULL;
+        char id[32], req[512];
+        snprintf(id, sizeof(id), "cr-%u", i);
+        int n = format_chat(req, sizeof(req), id, stream, mock);
+        lx_harness_conn_t c;
+        if (lx_harness_connect(&c, H.port) != 0) {
+            t->failures++;
+            continue;
+        }
+        if (lx_harness_send(&c, req, (size_t)n) != 0)
+            t->failures++;
+        lx_harness_resp_t r;
+        switch (point) {
+        case CLOSE_AT_ONCE:
+            lx_harness_close(&c);
+            break;
+        case CLOSE_HALF:
+            shutdown(c.fd, SHUT_WR);
+            lx_harness_wait_closed(&c, 3000);
+            lx_harness_close(&c);
+            break;
+        case CLOSE_AFTER_WAIT:
+            usleep((useconds_t)(roll / 64 % 3000));
+            lx_harness_close(&c);
+            break;
+        case CLOSE_AFTER_BYTES:
+        case RESET_AFTER_BYTES:
+            lx_harness_wait_bytes(&c, 1 + roll / 64 % 200, 3000);
+            if (point == RESET_AFTER_BYTES)
+                reset_close(&c);
+            else
+                lx_harness_close(&c);
+            break;
+        case CLOSE_AFTER_ANSWER:
+        case RESET_AFTER_ANSWER:
+            if (lx_harness_read(&c, &r) == 0)
+                lx_harness_resp_free(&r);
+            if (point == RESET_AFTER_ANSWER)
+                reset_close(&c);
+            else
+                lx_harness_close(&c);
+            break;
+        case CLOSE_SECOND_AT_ONCE:
+            if (lx_harness_read(&c, &r) == 0)
+                lx_harness_resp_free(&r);
+            /* the second request's id: cr-<i>b */
+            snprintf(id, sizeof(id), "cr-%ub", i);
+            n = format_chat(req, sizeof(req), id, stream, mock);
+            if (lx_harness_send(&c, req, (size_t)n) != 0)
+                t->failures++;
+            lx_harness_close(&c);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* Log lines per request: counts[i] for cr-<i>, counts[RACE_TOTAL + i] for cr-<i>b. */
+static void count_lines(const char *log, unsigned *counts)
+{
+    static const char key[] = "\"request_id\":\"cr-";
+    for (const char *p = strstr(log, key); p != NULL; p = strstr(p + 1, key)) {
+        char *end;
+        unsigned long i = strtoul(p + sizeof(key) - 1, &end, 10);
+        if (i >= RACE_TOTAL)
+            continue;
+        if (*end == 'b')
+            counts[RACE_TOTAL + i]++;
+        else if (*end == '"')
+            counts[i]++;
+    }
+}
+
+static size_t want_generations;
+
+static bool generations_are(void *arg)
+{
+    (void)arg;
+    return lx_gateway_generations(H.gw) == want_generations;
+}
+
+static void test_close_race(void **state)
+{
+    (void)state;
+    static race_thread_t threads[RACE_THREADS];
+    uint64_t t0 = lx_harness_now_ms();
+    for (unsigned k = 0; k < RACE_THREADS; k++) {
+        threads[k] = (race_thread_t){.index = k, .seed = 0x5eed + k};
+        assert_int_equal(pthread_create(&threads[k].thread, NULL, race_main, &threads[k]), 0);
+    }
+    for (unsigned k = 0; k < RACE_THREADS; k++) {
+        pthread_join(threads[k].thread, NULL);
+        assert_int_equal(threads[k].failures, 0);
+    }
+    /* the requests that had to have a line: every first one, and each second one */
+    unsigned expected = RACE_TOTAL;
+    for (unsigned k = 0; k < RACE_THREADS; k++) {
+        unsigned seed = 0x5eed + k;
+        for (unsigned j = 0; j < RACE_EACH; j++)
+            expected += (unsigned)rand_r(&seed) % CLOSE_POINTS == CLOSE_SECOND_AT_ONCE;
+    }
+    /* every line is written within the access log's flush period once its request ended */
+    static unsigned counts[2 * RACE_TOTAL];
+    unsigned lines = 0;
+    for (uint64_t end = lx_harness_now_ms() + 5000; lines < expected;) {
+        memset(counts, 0, sizeof(counts));
+        char *log = lx_harness_log_read(&H);
+        assert_non_null(log);
+        count_lines(log, counts);
+        free(log);
+        lines = 0;
+        for (unsigned i = 0; i < 2 * RACE_TOTAL; i++)
+            lines += counts[i];
+        if (lx_harness_now_ms() >= end)
+            break;
+        lx_harness_sleep_ms(20);
+    }
+    fprintf(stderr, "close race: %u requests in %llu ms, %u log lines\n", expected,
+            (unsigned long long)(lx_harness_now_ms() - t0), lines);
+    unsigned missing = 0, doubled = 0, missing_by_point[CLOSE_POINTS] = {0};
+    for (unsigned k = 0; k < RACE_THREADS; k++) {
+        unsigned seed = 0x5eed + k;
+        for (unsigned j = 0; j < RACE_EACH; j++) {
+            unsigned i = k * RACE_EACH + j;
+            unsigned point = (unsigned)rand_r(&seed) % CLOSE_POINTS;
+            bool second = point == CLOSE_SECOND_AT_ONCE;
+            for (unsigned s = 0; s < (second ? 2u : 1u); s++) {
+                unsigned c = counts[s * RACE_TOTAL + i];
+                if (c == 0) {
+                    missing++;
+                    missing_by_point[point]++;
+                } else if (c > 1) {
+                    doubled++;
+                }
+            }
+        }
+    }
+    for (unsigned p = 0; p < CLOSE_POINTS; p++)
+        if (missing_by_point[p] > 0)
+            fprintf(stderr, "close point %u: %u request(s) without a log line\n", p,
+                    missing_by_point[p]);
+    assert_int_equal(doubled, 0);
+    assert_int_equal(missing, 0);
+
+    /* no request still holds its generation: once a reload is served, only the new ones
+     * remain */
+    lx_config_t *cfg = NULL;
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "listen: 127.0.0.1:0\nworkers: 2\nproviders:\n"
+             "  - {name: mock-a, base_url: \"http://127.0.0.1:%u/v1\"}\n"
+             "models:\n  - {id: m2, context_length: 4096, providers: [{provider: mock-a}]}\n"
+             "auth: none\nlog: {access_log: %s, level: error}\n",
+             lx_mock_port(H.mock[0]), H.log_path);
+    assert_int_equal(lx_config_parse("race.yaml", text, strlen(text), stderr, &cfg), 0);
+    lx_gateway_reload(H.gw, cfg);
+    lx_config_unref(cfg);
+    int served = 0;
+    for (uint64_t end = lx_harness_now_ms() + 5000; served < 4 && lx_harness_now_ms() < end;) {
+        lx_harness_resp_t r;
+        int rc = lx_harness_post(H.port, "/v1/chat/completions", NULL, "{\"model\":\"m2\"}", &r);
+        served = rc == 0 && r.status == 200 ? served + 1 : 0;
+        if (rc == 0)
+            lx_harness_resp_free(&r);
+    }
+    assert_int_equal(served, 4);
+    want_generations = 2;
+    assert_true(lx_harness_wait_until(generations_are, NULL, 3000));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_client_gone_is_499, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_race, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
