@@ -217,6 +217,7 @@ static lx_gw_gen_t *gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t 
             lx_conn_pool_t *pool = &g->pools[g->pool_base[i] + j];
             lx_conn_pool_init(pool, &w->worker, p->endpoints[j].host, p->endpoints[j].port,
                               p->max_connections);
+            pool->max_idle = p->max_idle_connections;
             uint64_t idle = p->idle_timeout_ms ? p->idle_timeout_ms : cfg->upstream_idle_timeout_ms;
             /* a pooled connection is kept well under the servers' usual keep-alive time */
             pool->idle_timeout_ms = idle < 30000 ? idle : 30000;
