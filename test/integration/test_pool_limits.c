@@ -45,6 +45,18 @@ static const char CAPPED[] =
     "auth: none\n"
     "log: {access_log: \"@LOG@\", level: error}\n";
 
+/* A configured idle bound of four. */
+static const char IDLE4[] =
+    "listen: 127.0.0.1:0\n"
+    "workers: 1\n"
+    "timeouts: {shutdown: 200ms}\n"
+    "providers:\n"
+    "  - {name: mock-a, base_url: \"http://127.0.0.1:@MOCK0@/v1\", max_idle_connections: 4}\n"
+    "models:\n"
+    "  - {id: m, context_length: 4096, providers: [{provider: mock-a}]}\n"
+    "auth: none\n"
+    "log: {access_log: \"@LOG@\", level: error}\n";
+
 static lx_harness_t H;
 
 static int setup_defaults(void **state)
@@ -65,6 +77,13 @@ static int setup_capped(void **state)
     (void)state;
     lx_harness_opts_t o = {.mocks = 1};
     return lx_harness_start(&H, &o, CAPPED);
+}
+
+static int setup_idle4(void **state)
+{
+    (void)state;
+    lx_harness_opts_t o = {.mocks = 1};
+    return lx_harness_start(&H, &o, IDLE4);
 }
 
 static int teardown(void **state)
@@ -144,6 +163,25 @@ static void test_many_streams_on_defaults(void **state)
     assert_non_null(line);
     assert_non_null(strstr(line, "\"status\":200"));
     free(line);
+}
+
+/* max_idle_connections from the configuration bounds what the pool keeps after a burst. */
+static void test_configured_idle_bound(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    lx_harness_conn_t c[N];
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "idle-%d", i);
+        send_chat(&c[i], id, true, "{\"chunks\":4,\"interval_ms\":100}");
+    }
+    assert_int_equal(lx_mock_wait_requests(H.mock[0], N, 3000), 0);
+    for (int i = 0; i < N; i++)
+        read_stream_ok(&c[i]);
+    M = H.mock[0];
+    want_open = 4;
+    assert_true(lx_harness_wait_until(mock_open_is, NULL, 3000));
 }
 
 /* The cumulative attempts of mock-a's row with <outcome>, from /metrics. */
@@ -247,6 +285,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_many_streams_on_defaults, setup_defaults, teardown),
+        cmocka_unit_test_setup_teardown(test_configured_idle_bound, setup_idle4, teardown),
         cmocka_unit_test_setup_teardown(test_cap_waiters_get_503, setup_capped, teardown),
         cmocka_unit_test_setup_teardown(test_cap_waiter_served_when_a_slot_frees, setup_capped,
                                         teardown),
