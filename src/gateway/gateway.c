@@ -389,6 +389,7 @@ static void apply_limits(lx_gw_worker_t *gw, const lx_config_t *cfg)
     lx_http_server_limits_t limits = {
         .max_header_size = cfg->max_header_size,
         .max_body_size = cfg->max_body_size,
+        .max_body_memory = cfg->max_body_memory,
         .header_timeout_ms = cfg->client_header_timeout_ms,
         .body_timeout_ms = cfg->client_body_timeout_ms,
         .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
