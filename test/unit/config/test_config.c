@@ -180,6 +180,7 @@ static void test_defaults(void **state)
     assert_true(cfg->workers >= 1);
     assert_int_equal(cfg->max_header_size, 16 * 1024);
     assert_int_equal(cfg->max_body_size, 32 * 1024 * 1024);
+    assert_int_equal(cfg->max_body_memory, 256 * 1024 * 1024);
     assert_int_equal(cfg->client_header_timeout_ms, 10000);
     assert_int_equal(cfg->client_body_timeout_ms, 60000);
     assert_int_equal(cfg->keepalive_timeout_ms, 75000);
@@ -302,6 +303,20 @@ static void test_size_errors(void **state)
     (void)state;
     expect_error(MINIMAL "auth: none\nlimits: {max_body_size: 32}\n",
                  "t.yaml:11:25: limits.max_body_size: a size needs a unit");
+    expect_error(MINIMAL "auth: none\nlimits: {max_body_size: 64MiB, max_body_memory: 32MiB}\n",
+                 "limits.max_body_memory: must be at least limits.max_body_size");
+}
+
+static void test_body_memory(void **state)
+{
+    (void)state;
+    /* the default follows a max_body_size above it; an explicit value is kept */
+    lx_config_t *cfg = parse_ok(MINIMAL "auth: none\nlimits: {max_body_size: 1GiB}\n");
+    assert_int_equal(cfg->max_body_memory, 1024 * 1024 * 1024);
+    lx_config_unref(cfg);
+    cfg = parse_ok(MINIMAL "auth: none\nlimits: {max_body_size: 1MiB, max_body_memory: 8MiB}\n");
+    assert_int_equal(cfg->max_body_memory, 8 * 1024 * 1024);
+    lx_config_unref(cfg);
 }
 
 static void test_routing_health_admin(void **state)
@@ -1092,6 +1107,7 @@ int main(void)
         cmocka_unit_test(test_settings),
         cmocka_unit_test(test_duration_errors),
         cmocka_unit_test(test_size_errors),
+        cmocka_unit_test(test_body_memory),
         cmocka_unit_test(test_listen_list),
         cmocka_unit_test(test_provider_urls),
         cmocka_unit_test(test_env_substitution),
