@@ -334,6 +334,23 @@ def keyless_bodies_do_not_grow_memory():
 
 
 @check
+def bodies_over_the_memory_cap_get_503():
+    # limits.max_body_memory is 8 MiB here: a 6 MiB body in progress holds 6 MiB of it, so a
+    # second one is refused with 503 + Retry-After before it is read; once the first ends, the
+    # second goes through
+    a = connect()
+    a.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+               f"Content-Length: {6 << 20}\r\n\r\n").encode() + b'{"model":')
+    time.sleep(0.2)
+    st, h, body = post_raw(chat_body(6 << 20))
+    expect(st == 503 and h.get("retry-after") == "1", f"status {st}, {h}: {body[:200]!r}")
+    a.close()
+    time.sleep(0.2)
+    st, _, body = post_raw(chat_body(6 << 20))
+    expect(st == 200, f"after the first left: status {st}: {body[:200]!r}")
+
+
+@check
 def huge_chunk_size_is_413_at_once():
     s = connect()
     s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"

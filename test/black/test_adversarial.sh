@@ -21,7 +21,7 @@ models:
 auth:
   keys:
     - {name: t, sha256: $digest}
-limits: {max_body_size: 8MiB}
+limits: {max_body_size: 8MiB, max_body_memory: 8MiB}
 timeouts: {upstream_connect: 1s, upstream_first_byte: 1s}
 log: {access_log: "$TMP/access.log", level: warn}
 YAML
