@@ -143,7 +143,15 @@ int lx_http_server_send_head(lx_http_request_t *req, int status, const char *hea
     LX_STRBUF_LIT(&sb, "\r\nX-Request-Id: ");
     lx_strbuf_mem(&sb, req->id, req->id_len);
     LX_STRBUF_LIT(&sb, "\r\n");
-    if (content_length >= 0) {
+    if (status == 204 || status == 304 || status < 200) {
+        /* no body by definition (RFC 9110 6.4.1, 15.3.5): no framing at all, whatever the
+         * caller relays; a 304 may keep the Content-Length of what it stands for (8.6) */
+        if (status == 304 && content_length >= 0) {
+            LX_STRBUF_LIT(&sb, "Content-Length: ");
+            lx_strbuf_u64(&sb, (uint64_t)content_length);
+            LX_STRBUF_LIT(&sb, "\r\n");
+        }
+    } else if (content_length >= 0) {
         LX_STRBUF_LIT(&sb, "Content-Length: ");
         lx_strbuf_u64(&sb, (uint64_t)content_length);
         LX_STRBUF_LIT(&sb, "\r\n");
