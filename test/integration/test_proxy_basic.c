@@ -791,6 +791,75 @@ static void test_provider_echo_redacted(void **state)
     free(log);
 }
 
+/* ---- answers without a body ---- */
+
+static const char RAW_CONFIG[] = "listen: 127.0.0.1:0\n"
+                                 "workers: 1\n"
+                                 "timeouts:\n"
+                                 "  shutdown: 200ms\n"
+                                 "providers:\n"
+                                 "  - {name: raw, base_url: \"http://127.0.0.1:@RAW@/v1\"}\n"
+                                 "models:\n"
+                                 "  - id: raw/model\n"
+                                 "    context_length: 4096\n"
+                                 "    providers: [{provider: raw}]\n"
+                                 "auth: none\n"
+                                 "log: {access_log: \"@LOG@\"}\n";
+
+/* A provider's <reply> to a plain and to a streamed request: the client's head must have no
+ * body framing but, when <allowed_length> is given, a Content-Length of that value (or none),
+ * and nothing may follow it (a stray last chunk would be read as the start of the next answer
+ * on the connection). */
+static void bodiless(const char *reply, int status, const char *allowed_length)
+{
+    lx_harness_opts_t o = {.raw = true, .raw_mode = LX_HARNESS_RAW_REPLY, .raw_reply = reply};
+    assert_int_equal(lx_harness_start(&H, &o, RAW_CONFIG), 0);
+    static const char *const bodies[] = {
+        "{\"model\":\"raw/model\",\"messages\":[]}",
+        "{\"model\":\"raw/model\",\"stream\":true,\"messages\":[]}"};
+    for (size_t i = 0; i < 2; i++) {
+        lx_harness_conn_t c;
+        assert_int_equal(lx_harness_connect(&c, H.port), 0);
+        char req[512];
+        snprintf(req, sizeof(req),
+                 "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n%s",
+                 strlen(bodies[i]), bodies[i]);
+        assert_int_equal(lx_harness_send_str(&c, req), 0);
+        /* the head, then nothing: read what arrives within a moment */
+        assert_true(lx_harness_wait_bytes(&c, 1, 2000));
+        lx_harness_sleep_ms(100);
+        lx_harness_wait_bytes(&c, c.len + 1, 50);
+        size_t head_len;
+        const char *after;
+        assert_true(lx_harness_split(c.buf, c.len, &head_len, &after));
+        char want[32], v[64];
+        snprintf(want, sizeof(want), "HTTP/1.1 %d ", status);
+        assert_true(strncmp(c.buf, want, strlen(want)) == 0);
+        bool has_length = lx_harness_head_header(c.buf, head_len, "content-length", v, sizeof(v));
+        char t[64];
+        bool te = lx_harness_head_header(c.buf, head_len, "transfer-encoding", t, sizeof(t));
+        if (te || (has_length && (allowed_length == NULL || strcmp(v, allowed_length) != 0)) ||
+            head_len != c.len) {
+            fprintf(stderr, "the answer to a %d: [%.*s]\n", status, (int)c.len, c.buf);
+            fail();
+        }
+        lx_harness_close(&c);
+    }
+    lx_harness_stop(&H);
+}
+
+static void test_no_content_relayed(void **state)
+{
+    (void)state;
+    /* with or without a (forbidden) Content-Length, with a content type: none of it, no body */
+    bodiless("HTTP/1.1 204 No Content\r\n\r\n", 204, NULL);
+    bodiless("HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n", 204, NULL);
+    bodiless("HTTP/1.1 204 No Content\r\nContent-Type: application/json\r\n\r\n", 204, NULL);
+    /* a 304 may say the length of what it stands for, and has no body either */
+    bodiless("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", 304, "10");
+    bodiless("HTTP/1.1 304 Not Modified\r\n\r\n", 304, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -809,6 +878,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_body_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_model_envelopes, setup, teardown),
         cmocka_unit_test(test_provider_echo_redacted),
+        cmocka_unit_test(test_no_content_relayed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
