@@ -47,22 +47,28 @@ typedef lx_gw_req_t api_req_t;
 
 typedef struct api_route_def {
     const char *path; /* the whole path, or for the API the part after /v1 or /api/v1 */
+    uint8_t len;      /* strlen(path), so routing compares lengths first */
     enum api_route route;
     bool api;   /* served under /v1 and /api/v1, with the API key */
     int method; /* its one method; 0: GET and HEAD */
     const char *upstream_path;
 } api_route_def_t;
 
+#define ROUTE(path, ...)                                                                           \
+    {                                                                                              \
+        path, sizeof(path) - 1, __VA_ARGS__                                                        \
+    }
+
 static const api_route_def_t routes[] = {
-    {"/healthz", R_HEALTHZ, false, 0, NULL},
-    {"/readyz", R_READYZ, false, 0, NULL},
-    {"/metrics", R_METRICS, false, 0, NULL},
-    {"/admin/health", R_ADMIN_HEALTH, false, 0, NULL},
-    {"/chat/completions", R_CHAT, true, HTTP_POST, "/chat/completions"},
-    {"/completions", R_COMPLETIONS, true, HTTP_POST, "/completions"},
-    {"/embeddings", R_EMBEDDINGS, true, HTTP_POST, "/embeddings"},
-    {"/models", R_MODELS, true, HTTP_GET, NULL},
-    {"/models/", R_MODEL, true, HTTP_GET, NULL}, /* a prefix: the id follows */
+    ROUTE("/healthz", R_HEALTHZ, false, 0, NULL),
+    ROUTE("/readyz", R_READYZ, false, 0, NULL),
+    ROUTE("/metrics", R_METRICS, false, 0, NULL),
+    ROUTE("/admin/health", R_ADMIN_HEALTH, false, 0, NULL),
+    ROUTE("/chat/completions", R_CHAT, true, HTTP_POST, "/chat/completions"),
+    ROUTE("/completions", R_COMPLETIONS, true, HTTP_POST, "/completions"),
+    ROUTE("/embeddings", R_EMBEDDINGS, true, HTTP_POST, "/embeddings"),
+    ROUTE("/models", R_MODELS, true, HTTP_GET, NULL),
+    ROUTE("/models/", R_MODEL, true, HTTP_GET, NULL), /* a prefix: the id follows */
 };
 
 /* From lx_api_head to lx_api_handle, req->data points at the routes[] entry the head was
@@ -94,10 +100,9 @@ static const api_route_def_t *find_route(lx_str_t path)
     else
         api = false;
     for (size_t i = 0; i < LX_ARRAY_SIZE(routes); i++) {
-        size_t n = strlen(routes[i].path);
-        if (routes[i].api == api &&
-            (lx_str_eq(path, routes[i].path, n) || (routes[i].route == R_MODEL && path.len > n &&
-                                                    memcmp(path.ptr, routes[i].path, n) == 0)))
+        size_t n = routes[i].len;
+        if (routes[i].api == api && (routes[i].route == R_MODEL ? path.len > n : path.len == n) &&
+            memcmp(path.ptr, routes[i].path, n) == 0)
             return &routes[i];
     }
     return NULL;
