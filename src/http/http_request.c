@@ -333,20 +333,22 @@ static int body_reserve(lx_http_conn_t *c, size_t need)
     }
     if (cap < need)
         return reject(c, 413, "request body too large");
-    if (!body_charge(c, cap)) {
+    /* a growing buffer is charged for what it adds: the old one is freed in this call, so a
+     * body of max_body_size fits whenever max_body_memory is free (the config's promise) */
+    uint64_t more = cap - (b != NULL ? b->cap : 0);
+    if (!body_charge(c, more)) {
         c->error_headers = "Retry-After: 1\r\n";
         return reject(c, 503, "too many request bodies in memory; retry shortly");
     }
     lx_buf_t *nb = lx_buf_new(cap);
     if (nb == NULL) {
-        body_uncharge(c, cap);
+        body_uncharge(c, more);
         return reject(c, 500, "out of memory");
     }
     if (b != NULL) {
         /* only chunked bodies grow, and those are never read into directly */
         memcpy(nb->data, b->data, b->len);
         nb->len = b->len;
-        body_uncharge(c, b->cap);
         lx_buf_unref(b);
     }
     c->body_buf = nb;
@@ -514,7 +516,8 @@ size_t lx_http_parse(lx_http_conn_t *c, lx_buf_t *b, const char *data, size_t le
         off = len;
     }
     c->cur = NULL;
-    if (off > 0)
+    /* (after a refusal the slice's chunk may be gone with the queue: its byte no longer matters) */
+    if (off > 0 && c->state != ST_LINGER && c->state != ST_CLOSED)
         c->last_byte = data[off - 1];
     return off;
 }
