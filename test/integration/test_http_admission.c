@@ -150,11 +150,52 @@ static void test_body_memory_cap(void **state)
     stop();
 }
 
+/* A chunked body of any size up to max_body_size fits when max_body_memory equals it and
+ * nothing else is buffered: a growing buffer is charged for what it adds, not twice. */
+static void test_chunked_body_fits_the_cap(void **state)
+{
+    (void)state;
+    lx_http_fixture_opts_t o = {.limits = {.max_body_size = 1 << 20, .max_body_memory = 1 << 20}};
+    F = lx_http_fixture_start(&o);
+    assert_non_null(F);
+    static const size_t sizes[] = {600067, 1 << 19, (1 << 20) - 1, 1 << 20};
+    char *chunk = malloc(10000);
+    assert_non_null(chunk);
+    memset(chunk, 'c', 10000);
+    for (size_t i = 0; i < LX_ARRAY_SIZE(sizes); i++) {
+        lx_harness_conn_t a;
+        assert_int_equal(lx_harness_connect(&a, lx_http_fixture_port(F)), 0);
+        assert_int_equal(lx_harness_send_str(&a, "POST /echo HTTP/1.1\r\nHost: t\r\n"
+                                                 "Transfer-Encoding: chunked\r\n\r\n"),
+                         0);
+        for (size_t sent = 0; sent < sizes[i];) {
+            size_t n = LX_MIN((size_t)10000, sizes[i] - sent);
+            char line[32];
+            snprintf(line, sizeof(line), "%zx\r\n", n);
+            assert_int_equal(lx_harness_send_str(&a, line), 0);
+            assert_int_equal(lx_harness_send(&a, chunk, n), 0);
+            assert_int_equal(lx_harness_send_str(&a, "\r\n"), 0);
+            sent += n;
+        }
+        assert_int_equal(lx_harness_send_str(&a, "0\r\n\r\n"), 0);
+        lx_harness_resp_t r;
+        assert_int_equal(lx_harness_read(&a, &r), 0);
+        if (r.status != 200)
+            fprintf(stderr, "a chunked body of %zu bytes: %d\n", sizes[i], r.status);
+        assert_int_equal(r.status, 200);
+        lx_harness_resp_free(&r);
+        lx_harness_close(&a);
+    }
+    free(chunk);
+    stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_on_head_refuses_before_the_body),
         cmocka_unit_test(test_body_memory_cap),
+        cmocka_unit_test(test_chunked_body_fits_the_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
