@@ -190,6 +190,22 @@ static int connect_new(lx_conn_pool_t *p, lx_conn_pool_wait_t *w)
     return 0;
 }
 
+/* A burst that queued behind a DNS lookup meets max_connections only when the lookup is back:
+ * the waiters still queued then wait for a slot, not for the provider, and are marked so that
+ * their owners bound the wait by their deadline (and never blame the provider for it). */
+static void mark_limited(lx_conn_pool_t *p)
+{
+    if (p->n_open < p->max_connections)
+        return;
+    for (lx_list_t *n = p->waiters.next; n != &p->waiters; n = n->next) {
+        lx_conn_pool_wait_t *w = lx_list_entry(n, lx_conn_pool_wait_t, link);
+        if (!w->limited) {
+            w->limited = true;
+            p->n_limited++;
+        }
+    }
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     lx_conn_pool_t *p = req->data;
@@ -226,6 +242,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     service_waiters(p);
+    mark_limited(p);
 }
 
 static bool address_ready(lx_conn_pool_t *p)
