@@ -489,6 +489,37 @@ static void test_dns_localhost(void **state)
         lx_conn_pool_put(c[i].conn);
 }
 
+/* A burst queued behind a DNS lookup that meets max_connections when the lookup is back: the
+ * requests still queued then wait for a slot, and are marked so (not left to time out as
+ * connect failures of the provider). */
+static void test_limited_after_lookup(void **state)
+{
+    (void)state;
+    pool_start("localhost", port, 2);
+    req_t r[5];
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < 5; i++)
+        lx_conn_pool_get(&pool, &r[i].w, on_got);
+    assert_true(pool.resolving);
+    for (int i = 0; i < 5; i++)
+        assert_false(r[i].w.limited); /* behind the lookup, not behind the cap */
+    RUN_UNTIL(r[0].calls == 1 && r[1].calls == 1);
+    for (int i = 2; i < 5; i++) {
+        assert_int_equal(r[i].calls, 0);
+        assert_true(r[i].w.queued);
+        assert_true(r[i].w.limited);
+    }
+    assert_int_equal(pool.n_limited, 3);
+    /* a slot that frees goes to the oldest, whose connect is bounded from then on */
+    lx_conn_pool_put(r[0].conn);
+    RUN_UNTIL(r[2].calls == 1);
+    assert_int_equal(r[2].status, 0);
+    for (int i = 3; i < 5; i++)
+        lx_conn_pool_cancel(&r[i].w);
+    lx_conn_pool_put(r[1].conn);
+    lx_conn_pool_put(r[2].conn);
+}
+
 static void test_dispose_fails_waiters(void **state)
 {
     (void)state;
@@ -650,6 +681,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_connecting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dns_localhost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limited_after_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dispose_fails_waiters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dispose_closes_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dispose_while_resolving, setup, teardown),
