@@ -76,4 +76,9 @@ bool lx_str_to_u64(lx_str_t s, unsigned long long *out);
 /* Whether comma-separated header value <s> contains token <tok> (case-insensitive). */
 bool lx_str_has_token(lx_str_t s, const char *tok, size_t toklen);
 
+/* Length (1..4) of the well-formed UTF-8 sequence at <s>, of which <avail> bytes may be read,
+ * or 0 when the bytes there are not one (overlong forms, surrogates and code points above
+ * U+10FFFF are not). <avail> must be at least 1. */
+size_t lx_str_utf8_len(const unsigned char *s, size_t avail);
+
 #endif

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/str.h"
 #include "obs/log.h"
 
 #define JSMN_STATIC
@@ -24,40 +25,6 @@
 #define FIELD_MAX 256
 /* tokens for reading a provider's error body (at most LX_PROXY_ERR_BODY_MAX bytes) */
 #define UPSTREAM_TOKENS 256
-
-/* Length of the well-formed UTF-8 sequence starting at s (1..4), or 0 when the bytes there are
- * not one (overlong forms, surrogates and code points above U+10FFFF are not). */
-static size_t utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return n;
-}
 
 /* The escaped form of one character at s: writes it into tmp (at least 6 bytes) and returns its
  * length; *in receives the number of input bytes it stands for. Valid multi-byte UTF-8 is not
@@ -103,7 +70,7 @@ static size_t escape_one(const unsigned char *s, size_t avail, char *tmp, size_t
         tmp[0] = (char)c;
         return 1;
     }
-    size_t n = utf8_len(s, avail);
+    size_t n = lx_str_utf8_len(s, avail);
     if (n == 0) {
         memcpy(tmp, "\xef\xbf\xbd", 3); /* U+FFFD for one bad byte */
         return 3;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core/status.h"
+#include "core/str.h"
 
 #define MIN_SZ(a, b) ((a) < (b) ? (a) : (b))
 
@@ -67,40 +68,6 @@ void lx_log_time(char *out, size_t cap)
 }
 
 /* ---- escaping --------------------------------------------------------------------------- */
-
-/* Length of the well-formed UTF-8 sequence at s (2..4; 1 for ASCII), or 0 when the bytes there
- * are not one (overlong forms, surrogates and code points above U+10FFFF are not). */
-static size_t utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return n;
-}
 
 /* The code point of a valid sequence of <n> (2 or 3) bytes that a log must not carry as it is:
  * a C1 control, a line or paragraph separator, a bidirectional embedding, override or isolate.
@@ -154,7 +121,7 @@ static size_t escape_one(const unsigned char *s, size_t avail, bool json, char *
     }
     unsigned cp = c; /* C0 and DEL */
     if (c >= 0x80) {
-        size_t n = utf8_len(s, avail);
+        size_t n = lx_str_utf8_len(s, avail);
         if (n == 0) {
             /* a byte of invalid UTF-8: its value, as text */
             size_t k = 0;

@@ -122,12 +122,33 @@ static void test_json_plain(void **state)
     }
 }
 
+static size_t u8(const char *s, size_t n)
+{
+    return lx_str_utf8_len((const unsigned char *)s, n);
+}
+
+static void test_utf8_len(void **state)
+{
+    (void)state;
+    assert_int_equal(u8("a", 1), 1);
+    assert_int_equal(u8("\xc3\xa9", 2), 2);         /* e-acute */
+    assert_int_equal(u8("\xe2\x80\xa8", 3), 3);     /* U+2028 */
+    assert_int_equal(u8("\xf0\x9f\x98\x80", 4), 4); /* U+1F600 */
+    assert_int_equal(u8("\xc3", 1), 0);             /* cut short */
+    assert_int_equal(u8("\xc0\xaf", 2), 0);         /* overlong */
+    assert_int_equal(u8("\xe0\x80\xaf", 3), 0);     /* overlong */
+    assert_int_equal(u8("\xed\xa0\x80", 3), 0);     /* a surrogate */
+    assert_int_equal(u8("\xf4\x90\x80\x80", 4), 0); /* above U+10FFFF */
+    assert_int_equal(u8("\x80", 1), 0);             /* a lone continuation byte */
+    assert_int_equal(u8("\xe2\x28\xa1", 3), 0);     /* a bad continuation */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eq),         cmocka_unit_test(test_caseeq),
         cmocka_unit_test(test_to_u64),     cmocka_unit_test(test_has_token),
-        cmocka_unit_test(test_json_plain),
+        cmocka_unit_test(test_json_plain), cmocka_unit_test(test_utf8_len),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
