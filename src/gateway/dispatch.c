@@ -185,32 +185,12 @@ static void cand_health(const lx_gw_req_t *r, const lx_health_score_t *scores, s
 
 static int prepare_attempt(lx_gw_req_t *r);
 
-/* The generation's secrets go to the log's set before its first upstream request: from then on
- * a provider that echoes one (its key in an echoed request head) is redacted in every log line
- * and error answer. Once per generation and worker; the set ignores values it already has. */
-static void add_secrets(lx_gw_gen_t *gen)
-{
-    const lx_config_t *cfg = gen->cfg;
-    bool ok = true;
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        const lx_config_provider_t *pv = &cfg->providers[i];
-        if (pv->api_key != NULL)
-            ok = lx_log_secret_add(pv->api_key, strlen(pv->api_key)) == 0 && ok;
-        for (size_t j = 0; j < pv->n_headers; j++)
-            ok = lx_log_secret_add(pv->headers[j].value, strlen(pv->headers[j].value)) == 0 && ok;
-    }
-    gen->secrets_added = ok; /* (out of memory: tried again by the next request) */
-}
-
 int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t cap)
 {
     const lx_config_t *cfg = r->gen->cfg;
     const lx_body_scan_t *scan = &r->scan;
     const char *body = req->body.ptr;
     lx_prefs_t prefs;
-
-    if (!r->gen->secrets_added)
-        add_secrets(r->gen);
 
     if (lx_prefs_parse(body, req->body.len, scan, &prefs, msg, cap) != 0)
         return 400;

@@ -609,10 +609,32 @@ static void ctl_arm(lx_gateway_t *g, lx_config_t *cfg)
     }
 }
 
+/* A configuration's secrets (provider keys, provider header values) go to the log's set before
+ * any worker uses it: from then on a provider that echoes one (its key in an echoed request
+ * head) is redacted in every log line and error answer. The set ignores values it has. */
+static int add_secrets(const lx_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const lx_config_provider_t *pv = &cfg->providers[i];
+        int rc;
+        if (pv->api_key != NULL && (rc = lx_log_secret_add(pv->api_key, strlen(pv->api_key))) != 0)
+            return rc;
+        for (size_t j = 0; j < pv->n_headers; j++)
+            if ((rc = lx_log_secret_add(pv->headers[j].value, strlen(pv->headers[j].value))) != 0)
+                return rc;
+    }
+    return 0;
+}
+
 /* Publishes a new configuration: its health table is made here, carrying over the rows of
  * endpoints that still exist, then each worker builds its generation from both. */
 static void ctl_publish(lx_gateway_t *g, lx_config_t *cfg)
 {
+    if (add_secrets(cfg) != 0) {
+        lx_log(LX_LOG_ERROR, "reload failed: out of memory; keeping the old configuration");
+        lx_config_unref(cfg);
+        return;
+    }
     int trc;
     lx_gw_tls_t *tls = tls_new(cfg, &trc);
     if (tls == NULL) {
@@ -731,7 +753,11 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
         gateway_free(g);
         return LX_ENOMEM;
     }
-    int rc = 0;
+    int rc = add_secrets(cfg);
+    if (rc != 0) {
+        gateway_free(g);
+        return rc;
+    }
     g->tls = tls_new(cfg, &rc);
     if (g->tls == NULL) {
         gateway_free(g);

@@ -82,8 +82,6 @@ typedef struct lx_gw_gen {
     char *models_json;
     size_t models_json_len;
     bool disposed;
-    bool secrets_added; /* its providers' keys and header values are in the log's secrets set
-                         * (obs/log.h; dispatch.c, before the generation's first attempt) */
 } lx_gw_gen_t;
 
 /* Session stickiness: where a session was last served (per worker; see dispatch.c). */
