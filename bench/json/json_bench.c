@@ -18,7 +18,7 @@
 #include <time.h>
 
 #include "core/json.h"
-#include "gateway/body.h"
+#include "llm/body.h"
 #include "gateway/prefs.h"
 
 #ifdef LX_BENCH_OLD

@@ -22,12 +22,12 @@
 #include "core/core.h"
 #include "core/status.h"
 #include "core/strbuf.h"
-#include "gateway/api_error.h"
+#include "llm/api_error.h"
 #include "gateway/auth.h"
-#include "gateway/body.h"
+#include "llm/body.h"
 #include "gateway/gateway_int.h"
-#include "gateway/models.h"
-#include "gateway/sse_scan.h"
+#include "llm/models.h"
+#include "llm/sse_scan.h"
 
 enum api_route {
     R_HEALTHZ,

@@ -24,7 +24,7 @@
 #include "core/core.h"
 #include "core/status.h"
 #include "core/strbuf.h"
-#include "gateway/api_error.h"
+#include "llm/api_error.h"
 #include "gateway/gateway_int.h"
 #include "gateway/router.h"
 

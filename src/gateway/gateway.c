@@ -18,7 +18,7 @@
 
 #include "core/status.h"
 #include "gateway/gateway_int.h"
-#include "gateway/models.h"
+#include "llm/models.h"
 
 #define BACKLOG 1024
 

@@ -8,10 +8,10 @@
 #include <stdatomic.h>
 
 #include "config/config.h"
-#include "gateway/body.h"
+#include "llm/body.h"
 #include "gateway/gateway.h"
 #include "gateway/prefs.h"
-#include "gateway/sse_scan.h"
+#include "llm/sse_scan.h"
 #include "http/http_server.h"
 #include "net/listener.h"
 #include "obs/log.h"

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/body.h"
+#include "llm/body.h"
 
 /* Most entries kept in each of provider.order, provider.only and provider.ignore; more is an
  * error (400). */

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/body.h"
+#include "llm/body.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

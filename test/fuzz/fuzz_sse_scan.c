@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/sse_scan.h"
+#include "llm/sse_scan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

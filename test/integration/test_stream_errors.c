@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gateway/api_error.h"
+#include "llm/api_error.h"
 #include "harness.h"
 
 /* %u: the FIN server's port */

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "core/status.h"
-#include "gateway/body.h"
+#include "llm/body.h"
 #include "gateway/prefs.h"
 
 static lx_body_scan_t scan;

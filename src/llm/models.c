@@ -6,7 +6,7 @@
  * follows OpenAI's list ({"object":"list","data":[...]}) with OpenRouter's extra fields
  * (name, canonical_slug, context_length, per-token pricing strings).
  */
-#include "gateway/models.h"
+#include "llm/models.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "core/status.h"
-#include "gateway/api_error.h"
+#include "llm/api_error.h"
 
 /* A growing output buffer; on allocation failure it stays failed and drops further writes. */
 struct out {

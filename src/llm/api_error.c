@@ -7,7 +7,7 @@
  * the error event of a cut stream) is formatted here, and the other gateway modules use the
  * escaper whenever they write a JSON string (models list, spliced model ids).
  */
-#include "gateway/api_error.h"
+#include "llm/api_error.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -13,7 +13,7 @@
  *
  * Owns nothing beyond the call; spans in lx_body_scan_t point into the caller's body.
  */
-#include "gateway/body.h"
+#include "llm/body.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@
 #include "core/json.h"
 #include "core/status.h"
 #include "core/str.h"
-#include "gateway/api_error.h"
+#include "llm/api_error.h"
 
 /* Top-level members llmux recognizes; from M_MODELS on, consumed (removed upstream). */
 enum member {

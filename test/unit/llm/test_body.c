@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "core/status.h"
-#include "gateway/body.h"
+#include "llm/body.h"
 
 static lx_body_scan_t scan;
 

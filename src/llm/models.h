@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 #include "config/config.h"
-#include "gateway/api_error.h"
+#include "llm/api_error.h"
 
 /*
  * Formats the model list of <cfg> as the JSON body of `GET /v1/models`, in config order:

@@ -21,7 +21,7 @@
  * Owns the literal chunk holding the replacement model and the held slices' references. The
  * one copy made is of usage objects (at most LX_SSE_USAGE_MAX bytes), for accounting.
  */
-#include "gateway/sse_scan.h"
+#include "llm/sse_scan.h"
 
 #include <stddef.h>
 #include <string.h>

@@ -13,8 +13,8 @@
 
 #include <cmocka.h>
 
-#include "gateway/body.h"
-#include "gateway/models.h"
+#include "llm/body.h"
+#include "llm/models.h"
 
 static void test_price(void **state)
 {

@@ -20,7 +20,7 @@
 
 #include "core/core.h"
 #include "core/status.h"
-#include "gateway/sse_scan.h"
+#include "llm/sse_scan.h"
 
 #define UP_MODEL  "gpt-4o-2024-08-06"
 #define PUB_MODEL "openai/gpt-4o"
