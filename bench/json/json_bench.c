@@ -19,7 +19,7 @@
 
 #include "core/json.h"
 #include "llm/body.h"
-#include "gateway/prefs.h"
+#include "route/prefs.h"
 
 #ifdef LX_BENCH_OLD
 int old_lx_body_scan(const char *body, size_t len, void *scan);

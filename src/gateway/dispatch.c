@@ -26,7 +26,7 @@
 #include "core/strbuf.h"
 #include "llm/api_error.h"
 #include "gateway/gateway_int.h"
-#include "gateway/router.h"
+#include "route/router.h"
 
 #define MIN_ATTEMPT_MS 50 /* an attempt needs at least this much of the deadline to start */
 

@@ -10,13 +10,13 @@
 #include "config/config.h"
 #include "llm/body.h"
 #include "gateway/gateway.h"
-#include "gateway/prefs.h"
+#include "route/prefs.h"
 #include "llm/sse_scan.h"
 #include "http/http_server.h"
 #include "net/listener.h"
 #include "obs/log.h"
 #include "proxy/conn_pool.h"
-#include "proxy/health.h"
+#include "route/health.h"
 #include "proxy/proxy.h"
 
 /*

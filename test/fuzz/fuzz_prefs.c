@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "llm/body.h"
-#include "gateway/prefs.h"
-#include "gateway/router.h"
+#include "route/prefs.h"
+#include "route/router.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,8 +14,8 @@
 
 #include "core/status.h"
 #include "llm/body.h"
-#include "gateway/prefs.h"
-#include "gateway/router.h"
+#include "route/prefs.h"
+#include "route/router.h"
 
 #define MAXC 16
 

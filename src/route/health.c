@@ -16,7 +16,7 @@
  * reader keeps a bucket only when it saw the same, non-busy stamp before and after reading.
  * Counters are atomics accessed relaxed, so a racing read is stale, never torn or undefined.
  */
-#include "proxy/health.h"
+#include "route/health.h"
 
 #include <math.h>
 #include <stdalign.h>

@@ -58,7 +58,7 @@
  *    filters of 1 except the provider.order one, then per model group the candidates in config
  *    order rotated by opts->rr; no health, no weights, no sort or order, availability ignored.
  */
-#include "gateway/router.h"
+#include "route/router.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -14,7 +14,7 @@
 
 #include "core/status.h"
 #include "llm/body.h"
-#include "gateway/prefs.h"
+#include "route/prefs.h"
 
 static lx_body_scan_t scan;
 static lx_prefs_t prefs;

@@ -6,7 +6,7 @@
  * in-flight and cumulative counters), so it may run on any thread. Each output is sized up
  * front from the row keys and written in one malloc'd buffer with the strbuf appenders.
  */
-#include "proxy/health.h"
+#include "route/health.h"
 
 #include <stdlib.h>
 

@@ -13,7 +13,7 @@
  * LX_EJSON, never a read outside the span. Owns nothing: lx_prefs_t holds views into the
  * caller's body.
  */
-#include "gateway/prefs.h"
+#include "route/prefs.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "proxy/health.h"
+#include "route/health.h"
 
 #define assert_near(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 #define NONE                   ((size_t)-1)

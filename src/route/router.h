@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/prefs.h"
+#include "route/prefs.h"
 
 /* Most candidates lx_router_plan() takes (it works in fixed arrays of this size). */
 #define LX_ROUTER_MAX_CANDS 256
