@@ -257,6 +257,11 @@ void lx_dispatch_served(lx_gw_req_t *r);
 struct lx_strbuf;
 void lx_dispatch_format_attempts(const lx_gw_req_t *r, struct lx_strbuf *sb);
 
+/* The heads of the current attempt (upstream_head.c): the upstream request (r->px.out) and the
+ * lines the client's response head gets (r->resp_headers). False when one does not fit. */
+bool lx_gw_build_request(lx_gw_req_t *r);
+bool lx_gw_build_resp_headers(lx_gw_req_t *r);
+
 /* Active probes (probe.c). */
 
 /* Control thread: posts a probe to a worker for each endpoint with a probe path whose rows

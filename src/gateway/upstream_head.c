@@ -1,0 +1,285 @@
+/*
+ * upstream_head.c - the heads of one attempt: the upstream request's head (path, Host,
+ * Authorization, the provider's headers, the client's forwardable headers, X-Request-Id) with
+ * the body's byte ranges and the upstream model spliced in, and the head lines the client's
+ * response gets (what served it).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "core/strbuf.h"
+#include "gateway/gateway_int.h"
+
+/* Eight bytes of <s> with ASCII upper case lowered (exactly: other bytes unchanged). */
+static uint64_t lower8(const char *s)
+{
+    uint64_t x;
+    memcpy(&x, s, 8);
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t seven = x & ~high;                  /* each byte's low seven bits */
+    uint64_t ge_a = seven + ones * (0x80 - 'A'); /* high bit: >= 'A' */
+    uint64_t gt_z = seven + ones * (0x7f - 'Z'); /* high bit: > 'Z' */
+    uint64_t upper = ge_a & ~gt_z & ~x & high;   /* ... and an ASCII byte */
+    return x | (upper >> 2);                     /* 0x80 >> 2 = 0x20 */
+}
+
+/* Whether the <len> bytes of <s> equal lower-case <lit> ignoring ASCII case. */
+static bool name_is(const char *s, const char *lit, size_t len)
+{
+    if (len < 8) {
+        for (size_t i = 0; i < len; i++) {
+            unsigned c = (unsigned char)s[i];
+            if (c - 'A' < 26u)
+                c += 32;
+            if (c != (unsigned char)lit[i])
+                return false;
+        }
+        return true;
+    }
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, lit + i, 8);
+        if (lower8(s + i) != w)
+            return false;
+    }
+    if (i == len)
+        return true;
+    uint64_t w; /* the tail: the last eight bytes, overlapping */
+    memcpy(&w, lit + len - 8, 8);
+    return lower8(s + len - 8) == w;
+}
+
+/* Headers not forwarded upstream: hop-by-hop ones, the ones llmux sets itself, the client's
+ * credentials and cookies, and compression (llmux reads the response). Looked up by length
+ * first: a header is compared with at most three names, not all eighteen. */
+static bool forwardable(lx_str_t name)
+{
+#define SKIP(lit) name_is(name.ptr, lit, sizeof(lit) - 1)
+    bool skip;
+    switch (name.len) {
+    case 2:
+        return !SKIP("te");
+    case 4:
+        return !SKIP("host");
+    case 6:
+        return !SKIP("expect") && !SKIP("cookie");
+    case 7:
+        return !SKIP("trailer") && !SKIP("upgrade");
+    case 10:
+        skip = SKIP("connection") || SKIP("keep-alive");
+        break;
+    case 12:
+        skip = SKIP("x-request-id") || SKIP("content-type") || SKIP("x-session-id");
+        break;
+    case 13:
+        skip = SKIP("authorization");
+        break;
+    case 14:
+        skip = SKIP("content-length");
+        break;
+    case 15:
+        skip = SKIP("accept-encoding");
+        break;
+    case 16:
+        skip = SKIP("proxy-connection") || SKIP("content-encoding");
+        break;
+    case 17:
+        skip = SKIP("transfer-encoding");
+        break;
+    case 19:
+        skip = SKIP("proxy-authorization");
+        break;
+    default:
+        skip = false;
+        break;
+    }
+    if (skip)
+        return false;
+#undef SKIP
+    /* llmux's own headers (x-llmux-*: 8 characters and more) */
+    return name.len < 8 || !name_is(name.ptr, "x-llmux-", 8);
+}
+
+/* Appends "<name>: <value>\r\n" to b if it fits. */
+static bool append_header(lx_buf_t *b, const char *name, size_t nlen, const char *value,
+                          size_t vlen)
+{
+    if (lx_buf_avail(b) < nlen + vlen + 4)
+        return false;
+    char *p = lx_buf_tail(b);
+    memcpy(p, name, nlen);
+    memcpy(p + nlen, ": ", 2);
+    memcpy(p + nlen + 2, value, vlen);
+    memcpy(p + nlen + 2 + vlen, "\r\n", 2);
+    b->len += (uint32_t)(nlen + vlen + 4);
+    return true;
+}
+
+static bool append_str(lx_buf_t *b, const char *s, size_t len)
+{
+    if (lx_buf_avail(b) < len)
+        return false;
+    memcpy(lx_buf_tail(b), s, len);
+    b->len += (uint32_t)len;
+    return true;
+}
+
+/* The upstream request of the current attempt into px->out: a new head (request line, Host,
+ * credentials, the provider's headers, the client's forwardable headers) and the client's body
+ * as slices, with the model spliced and llmux's own fields removed. False when it does not fit
+ * (headers too large) or memory ran out. */
+bool lx_gw_build_request(lx_gw_req_t *r)
+{
+    lx_proxy_t *px = &r->px;
+    lx_http_request_t *req = px->req;
+    const lx_config_provider_t *prov = r->provider;
+    const lx_config_endpoint_t *ep = r->endpoint;
+    const lx_config_model_t *model = r->model;
+    const lx_config_route_t *route = r->route;
+    lx_buf_t *head = lx_buf_pool_get(&r->gw->worker.bufs);
+    if (head == NULL)
+        return false;
+
+    char path[1024], host[300];
+    lx_strbuf_t pb = lx_strbuf_make(path, sizeof(path));
+    lx_strbuf_str(&pb, prov->base_path);
+    lx_strbuf_str(&pb, r->upstream_path);
+    size_t plen = lx_strbuf_len(&pb, path);
+    lx_strbuf_t hb = lx_strbuf_make(host, sizeof(host) - 1);
+    bool v6 = strchr(ep->host, ':') != NULL;
+    if (v6)
+        LX_STRBUF_LIT(&hb, "[");
+    lx_strbuf_str(&hb, ep->host);
+    if (v6)
+        LX_STRBUF_LIT(&hb, "]");
+    if (!((ep->port == 80 && !ep->tls) || (ep->port == 443 && ep->tls))) {
+        LX_STRBUF_LIT(&hb, ":");
+        lx_strbuf_u64(&hb, ep->port);
+    }
+    *hb.p = '\0';
+
+    lx_body_piece_t pieces[LX_PROXY_MAX_OUT - 1];
+    char scratch[1024];
+    size_t total = 0;
+    const char *up_model = route->upstream_model != NULL ? route->upstream_model : model->id;
+    /* usage is always collected from streams: ask for it when the client did not */
+    bool add_usage = r->scan.stream && !r->embeddings;
+    /* The usage chunk llmux asked for is the client's when it asked too (stream_options or
+     * OpenRouter's `usage: {include: true}`), under /api/v1 (OpenRouter always ends a stream
+     * with it, and its SDKs read the cost there), or with stream.always_send_usage. */
+    r->drop_usage = add_usage && !r->scan.include_usage && !r->scan.usage_include &&
+                    !r->openrouter && !r->gen->cfg->stream_always_send_usage;
+    r->rewrite = strcmp(up_model, model->id) != 0;
+    size_t up_len = strlen(up_model);
+    /* The body already names the upstream model, byte for byte (the usual case): its own
+     * bytes stay, the splice has no model to escape and insert. The body's string was checked
+     * strictly (no raw quote or control character), so without a backslash its bytes are its
+     * value. */
+    const char *splice_model = up_model;
+    if (r->scan.has_model && r->scan.model.len == up_len &&
+        memcmp(req->body.ptr + r->scan.model.off, up_model, up_len) == 0 &&
+        memchr(up_model, '\\', up_len) == NULL)
+        splice_model = NULL;
+    int np = lx_body_splice(req->body.ptr, req->body.len, &r->scan, splice_model, up_len, add_usage,
+                            pieces, LX_ARRAY_SIZE(pieces), scratch, sizeof(scratch), &total);
+    bool ok =
+        np > 0 && !pb.overflow && !hb.overflow &&
+        lx_http_client_format_head(head, "POST", path, plen, host, NULL, 0, (int64_t)total) == 0;
+    if (ok) {
+        head->len -= 2; /* reopen the head: more headers follow */
+        ok = append_str(head, "Content-Type: application/json\r\n", 32) &&
+             append_header(head, "X-Request-Id", 12, req->id, req->id_len);
+        if (ok && prov->api_key != NULL)
+            ok = append_str(head, "Authorization: Bearer ", 22) &&
+                 append_str(head, prov->api_key, strlen(prov->api_key)) &&
+                 append_str(head, "\r\n", 2);
+        for (size_t i = 0; ok && i < prov->n_headers; i++)
+            ok = append_header(head, prov->headers[i].name, strlen(prov->headers[i].name),
+                               prov->headers[i].value, strlen(prov->headers[i].value));
+        for (unsigned i = 0; ok && i < req->head.n_headers; i++) {
+            const lx_http_header_t *h = &req->head.headers[i];
+            if (forwardable(h->name))
+                ok = append_header(head, h->name.ptr, h->name.len, h->value.ptr, h->value.len);
+        }
+        ok = ok && append_str(head, "\r\n", 2);
+    }
+    size_t head_len = head->len;
+    px->n_out = 0;
+    px->out[px->n_out++] = (lx_slice_t){head, 0, (uint32_t)head_len}; /* the pool's reference */
+    for (int i = 0; ok && i < np; i++) {
+        const char *p = pieces[i].ptr;
+        lx_slice_t sl;
+        if (p < req->body.ptr || p >= req->body.ptr + req->body.len) {
+            /* inserted text (the model name, stream_options): copy it past the head */
+            if (!append_str(head, p, pieces[i].len)) {
+                ok = false;
+                break;
+            }
+            sl = lx_slice_make(head, head->len - pieces[i].len, pieces[i].len);
+        } else {
+            lx_buf_t *owner = req->body_owner;
+            sl = lx_slice_make(owner, (size_t)(p - owner->data), pieces[i].len);
+        }
+        px->out[px->n_out++] = sl;
+    }
+    if (!ok) {
+        for (unsigned i = 0; i < px->n_out; i++)
+            lx_buf_unref(px->out[i].buf);
+        px->n_out = 0;
+        return false;
+    }
+    /* The request stays referenced until the answer begins (a retry resends it): keep a
+     * copy of the head in a small chunk rather than pinning a 16 KiB pool chunk per waiting
+     * request (thousands of slow first tokens). */
+    lx_buf_t *exact = lx_buf_pool_get_small(&r->gw->worker.bufs, head->len);
+    if (exact != NULL) {
+        memcpy(exact->data, head->data, head->len);
+        exact->len = head->len;
+        for (unsigned i = 0; i < px->n_out; i++) {
+            if (px->out[i].buf == head) {
+                px->out[i].buf = lx_buf_ref(exact);
+                lx_buf_unref(head);
+            }
+        }
+        lx_buf_unref(exact);
+    }
+    return true;
+}
+
+/* The client's response head lines for the current attempt: what served it. */
+bool lx_gw_build_resp_headers(lx_gw_req_t *r)
+{
+    char rh[1024];
+    lx_strbuf_t rb = lx_strbuf_make(rh, sizeof(rh) - 1);
+    const char *up_model =
+        r->route->upstream_model != NULL ? r->route->upstream_model : r->model->id;
+    if (r->stream)
+        LX_STRBUF_LIT(&rb, "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+    LX_STRBUF_LIT(&rb, "X-Generation-Id: ");
+    lx_strbuf_str(&rb, r->gen_id);
+    LX_STRBUF_LIT(&rb, "\r\nX-Llmux-Provider: ");
+    lx_strbuf_str(&rb, r->provider->name);
+    LX_STRBUF_LIT(&rb, "\r\nX-Llmux-Model: ");
+    lx_strbuf_str(&rb, r->model->id);
+    LX_STRBUF_LIT(&rb, "\r\nX-Llmux-Upstream-Model: ");
+    lx_strbuf_str(&rb, up_model);
+    LX_STRBUF_LIT(&rb, "\r\nX-Llmux-Attempts: ");
+    lx_strbuf_u64(&rb, r->n_attempts);
+    LX_STRBUF_LIT(&rb, "\r\n");
+    if (rb.overflow)
+        return false;
+    size_t n = lx_strbuf_len(&rb, rh);
+    lx_buf_t *copy = lx_buf_pool_get_small(&r->gw->worker.bufs, n);
+    if (copy == NULL)
+        return false;
+    memcpy(copy->data, rh, n);
+    copy->len = (uint32_t)n;
+    lx_buf_unref(r->resp_headers);
+    r->resp_headers = copy;
+    r->px.resp_headers = copy->data;
+    r->px.resp_headers_len = n;
+    return true;
+}
