@@ -13,7 +13,7 @@
 #include "core/core.h"
 #include "core/status.h"
 #include "core/str.h"
-#include "core/strbuf.h"
+#include "http/http_build.h"
 
 enum { H_OTHER, H_CONTENT_TYPE, H_RETRY_AFTER };
 
@@ -214,23 +214,9 @@ int lx_http_client_format_head(lx_buf_t *b, const char *method, const char *path
                                const char *host, const char *extra, size_t extra_len,
                                int64_t content_length)
 {
-    lx_strbuf_t sb = lx_strbuf_make(lx_buf_tail(b), lx_buf_avail(b));
-    lx_strbuf_str(&sb, method);
-    LX_STRBUF_LIT(&sb, " ");
-    lx_strbuf_mem(&sb, path, path_len);
-    LX_STRBUF_LIT(&sb, " HTTP/1.1\r\nHost: ");
-    lx_strbuf_str(&sb, host);
-    LX_STRBUF_LIT(&sb, "\r\n");
-    if (content_length >= 0) {
-        LX_STRBUF_LIT(&sb, "Content-Length: ");
-        lx_strbuf_u64(&sb, (uint64_t)content_length);
-        LX_STRBUF_LIT(&sb, "\r\n");
-    }
+    lx_http_build_t hb;
+    lx_http_build_request(&hb, b, method, path, path_len, host, content_length);
     if (extra_len > 0)
-        lx_strbuf_mem(&sb, extra, extra_len);
-    LX_STRBUF_LIT(&sb, "\r\n");
-    if (sb.overflow)
-        return LX_ETOOBIG;
-    b->len += (uint32_t)lx_strbuf_len(&sb, lx_buf_tail(b));
-    return 0;
+        lx_http_build_lines(&hb, extra, extra_len);
+    return lx_http_build_end(&hb);
 }
