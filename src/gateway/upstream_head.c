@@ -11,113 +11,10 @@
 #include "core/core.h"
 #include "core/strbuf.h"
 #include "gateway/gateway_int.h"
+#include "http/http_build.h"
+#include "http/http_filter.h"
 
-/* Eight bytes of <s> with ASCII upper case lowered (exactly: other bytes unchanged). */
-static uint64_t lower8(const char *s)
-{
-    uint64_t x;
-    memcpy(&x, s, 8);
-    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-    uint64_t seven = x & ~high;                  /* each byte's low seven bits */
-    uint64_t ge_a = seven + ones * (0x80 - 'A'); /* high bit: >= 'A' */
-    uint64_t gt_z = seven + ones * (0x7f - 'Z'); /* high bit: > 'Z' */
-    uint64_t upper = ge_a & ~gt_z & ~x & high;   /* ... and an ASCII byte */
-    return x | (upper >> 2);                     /* 0x80 >> 2 = 0x20 */
-}
-
-/* Whether the <len> bytes of <s> equal lower-case <lit> ignoring ASCII case. */
-static bool name_is(const char *s, const char *lit, size_t len)
-{
-    if (len < 8) {
-        for (size_t i = 0; i < len; i++) {
-            unsigned c = (unsigned char)s[i];
-            if (c - 'A' < 26u)
-                c += 32;
-            if (c != (unsigned char)lit[i])
-                return false;
-        }
-        return true;
-    }
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, lit + i, 8);
-        if (lower8(s + i) != w)
-            return false;
-    }
-    if (i == len)
-        return true;
-    uint64_t w; /* the tail: the last eight bytes, overlapping */
-    memcpy(&w, lit + len - 8, 8);
-    return lower8(s + len - 8) == w;
-}
-
-/* Headers not forwarded upstream: hop-by-hop ones, the ones llmux sets itself, the client's
- * credentials and cookies, and compression (llmux reads the response). Looked up by length
- * first: a header is compared with at most three names, not all eighteen. */
-static bool forwardable(lx_str_t name)
-{
-#define SKIP(lit) name_is(name.ptr, lit, sizeof(lit) - 1)
-    bool skip;
-    switch (name.len) {
-    case 2:
-        return !SKIP("te");
-    case 4:
-        return !SKIP("host");
-    case 6:
-        return !SKIP("expect") && !SKIP("cookie");
-    case 7:
-        return !SKIP("trailer") && !SKIP("upgrade");
-    case 10:
-        skip = SKIP("connection") || SKIP("keep-alive");
-        break;
-    case 12:
-        skip = SKIP("x-request-id") || SKIP("content-type") || SKIP("x-session-id");
-        break;
-    case 13:
-        skip = SKIP("authorization");
-        break;
-    case 14:
-        skip = SKIP("content-length");
-        break;
-    case 15:
-        skip = SKIP("accept-encoding");
-        break;
-    case 16:
-        skip = SKIP("proxy-connection") || SKIP("content-encoding");
-        break;
-    case 17:
-        skip = SKIP("transfer-encoding");
-        break;
-    case 19:
-        skip = SKIP("proxy-authorization");
-        break;
-    default:
-        skip = false;
-        break;
-    }
-    if (skip)
-        return false;
-#undef SKIP
-    /* llmux's own headers (x-llmux-*: 8 characters and more) */
-    return name.len < 8 || !name_is(name.ptr, "x-llmux-", 8);
-}
-
-/* Appends "<name>: <value>\r\n" to b if it fits. */
-static bool append_header(lx_buf_t *b, const char *name, size_t nlen, const char *value,
-                          size_t vlen)
-{
-    if (lx_buf_avail(b) < nlen + vlen + 4)
-        return false;
-    char *p = lx_buf_tail(b);
-    memcpy(p, name, nlen);
-    memcpy(p + nlen, ": ", 2);
-    memcpy(p + nlen + 2, value, vlen);
-    memcpy(p + nlen + 2 + vlen, "\r\n", 2);
-    b->len += (uint32_t)(nlen + vlen + 4);
-    return true;
-}
-
+/* Copies <len> bytes of <s> after the chunk's len (text the body splice inserted). */
 static bool append_str(lx_buf_t *b, const char *s, size_t len)
 {
     if (lx_buf_avail(b) < len)
@@ -148,18 +45,7 @@ bool lx_gw_build_request(lx_gw_req_t *r)
     lx_strbuf_str(&pb, prov->base_path);
     lx_strbuf_str(&pb, r->upstream_path);
     size_t plen = lx_strbuf_len(&pb, path);
-    lx_strbuf_t hb = lx_strbuf_make(host, sizeof(host) - 1);
-    bool v6 = strchr(ep->host, ':') != NULL;
-    if (v6)
-        LX_STRBUF_LIT(&hb, "[");
-    lx_strbuf_str(&hb, ep->host);
-    if (v6)
-        LX_STRBUF_LIT(&hb, "]");
-    if (!((ep->port == 80 && !ep->tls) || (ep->port == 443 && ep->tls))) {
-        LX_STRBUF_LIT(&hb, ":");
-        lx_strbuf_u64(&hb, ep->port);
-    }
-    *hb.p = '\0';
+    int host_rc = lx_http_authority(host, sizeof(host), ep->host, ep->port, ep->tls ? 443 : 80);
 
     lx_body_piece_t pieces[LX_PROXY_MAX_OUT - 1];
     char scratch[1024];
@@ -185,26 +71,27 @@ bool lx_gw_build_request(lx_gw_req_t *r)
         splice_model = NULL;
     int np = lx_body_splice(req->body.ptr, req->body.len, &r->scan, splice_model, up_len, add_usage,
                             pieces, LX_ARRAY_SIZE(pieces), scratch, sizeof(scratch), &total);
-    bool ok =
-        np > 0 && !pb.overflow && !hb.overflow &&
-        lx_http_client_format_head(head, "POST", path, plen, host, NULL, 0, (int64_t)total) == 0;
+    bool ok = np > 0 && !pb.overflow && host_rc == 0;
     if (ok) {
-        head->len -= 2; /* reopen the head: more headers follow */
-        ok = append_str(head, "Content-Type: application/json\r\n", 32) &&
-             append_header(head, "X-Request-Id", 12, req->id, req->id_len);
-        if (ok && prov->api_key != NULL)
-            ok = append_str(head, "Authorization: Bearer ", 22) &&
-                 append_str(head, prov->api_key, strlen(prov->api_key)) &&
-                 append_str(head, "\r\n", 2);
-        for (size_t i = 0; ok && i < prov->n_headers; i++)
-            ok = append_header(head, prov->headers[i].name, strlen(prov->headers[i].name),
-                               prov->headers[i].value, strlen(prov->headers[i].value));
-        for (unsigned i = 0; ok && i < req->head.n_headers; i++) {
-            const lx_http_header_t *h = &req->head.headers[i];
-            if (forwardable(h->name))
-                ok = append_header(head, h->name.ptr, h->name.len, h->value.ptr, h->value.len);
+        lx_http_build_t hb;
+        lx_http_build_request(&hb, head, "POST", path, plen, host, (int64_t)total);
+        lx_http_build_header(&hb, "Content-Type", 12, "application/json", 16);
+        lx_http_build_header(&hb, "X-Request-Id", 12, req->id, req->id_len);
+        if (prov->api_key != NULL) {
+            lx_http_build_name(&hb, "Authorization", 13);
+            lx_http_build_value(&hb, "Bearer ", 7);
+            lx_http_build_value(&hb, prov->api_key, strlen(prov->api_key));
+            lx_http_build_eol(&hb);
         }
-        ok = ok && append_str(head, "\r\n", 2);
+        for (size_t i = 0; i < prov->n_headers; i++)
+            lx_http_build_header(&hb, prov->headers[i].name, strlen(prov->headers[i].name),
+                                 prov->headers[i].value, strlen(prov->headers[i].value));
+        for (unsigned i = 0; i < req->head.n_headers; i++) {
+            const lx_http_header_t *h = &req->head.headers[i];
+            if (lx_http_forwardable(h->name))
+                lx_http_build_header(&hb, h->name.ptr, h->name.len, h->value.ptr, h->value.len);
+        }
+        ok = lx_http_build_end(&hb) == 0;
     }
     size_t head_len = head->len;
     px->n_out = 0;
