@@ -8,8 +8,9 @@
  *   chunk-ext-val  = token / quoted-string
  *   trailer-section = *( field-name ":" OWS field-value OWS CRLF )
  *
- * One state per position of that grammar; each call walks bytes until it has a piece of chunk
- * data to hand out, the input ends, the body ends or a byte is wrong.
+ * One state per position of that grammar, in four phases with a function each: the size line,
+ * its extensions, the CRLF after chunk data, the trailer section. Each call walks bytes until it
+ * has a piece of chunk data to hand out, the input ends, the body ends or a byte is wrong.
  */
 #include "http/http_chunked.h"
 
@@ -101,6 +102,157 @@ static int after_element(lx_http_chunked_t *ck, unsigned char ch)
     return 0;
 }
 
+/* The chunk-size line: the size's hex digits (checked against the limit at the digit that
+ * would pass it) and the CRLF that ends the line. */
+static int size_line(lx_http_chunked_t *ck, unsigned char ch)
+{
+    if (ck->state == S_LINE_LF) {
+        if (ch != '\n')
+            return fail(ck, "chunk size line not ended by CRLF");
+        ck->line = 0;
+        if (ck->size == 0) {
+            ck->state = S_TRAILER;
+        } else {
+            ck->total += ck->size;
+            ck->state = S_DATA;
+        }
+        return LX_CHUNKED_MORE;
+    }
+    int d = hex(ch);
+    if (d >= 0) {
+        /* the body may not pass its limit: known at the digit that makes it so */
+        uint64_t room = ck->limit - ck->total;
+        if ((uint64_t)d > room || ck->size > (room - (uint64_t)d) / 16) {
+            ck->error = "request body too large";
+            return LX_ETOOBIG;
+        }
+        ck->size = ck->size * 16 + (uint64_t)d;
+        ck->state = S_SIZE;
+        return LX_CHUNKED_MORE;
+    }
+    if (ck->state == S_SIZE_FIRST)
+        return fail(ck, "invalid chunk size");
+    return after_element(ck, ch);
+}
+
+/* The chunk extensions after the size, up to the CR of the line. */
+static int extension(lx_http_chunked_t *ck, unsigned char ch)
+{
+    switch (ck->state) {
+    case S_EXT_WS:
+        if (ch == ';')
+            ck->state = S_NAME_WS;
+        else if (!ws(ch))
+            return fail(ck, "invalid chunk extension");
+        break;
+    case S_NAME_WS:
+        if (lx_http_tchar(ch))
+            ck->state = S_NAME;
+        else if (!ws(ch))
+            return fail(ck, "invalid chunk extension name");
+        break;
+    case S_NAME:
+        if (lx_http_tchar(ch))
+            break;
+        if (ch == '=')
+            ck->state = S_VALUE_WS;
+        else if (ws(ch))
+            ck->state = S_NAME_END;
+        else
+            return after_element(ck, ch);
+        break;
+    case S_NAME_END:
+        if (ch == '=')
+            ck->state = S_VALUE_WS;
+        else if (ch == ';')
+            ck->state = S_NAME_WS;
+        else if (!ws(ch))
+            return fail(ck, "invalid chunk extension");
+        break;
+    case S_VALUE_WS:
+        if (ch == '"')
+            ck->state = S_QUOTED;
+        else if (lx_http_tchar(ch))
+            ck->state = S_TOKEN;
+        else if (!ws(ch))
+            return fail(ck, "invalid chunk extension value");
+        break;
+    case S_TOKEN:
+        if (!lx_http_tchar(ch))
+            return after_element(ck, ch);
+        break;
+    case S_QUOTED:
+        if (ch == '"')
+            ck->state = S_QUOTED_END;
+        else if (ch == '\\')
+            ck->state = S_QPAIR;
+        else if (!qdtext(ch))
+            return fail(ck, "invalid chunk extension value");
+        break;
+    case S_QPAIR:
+        if (!vtext(ch))
+            return fail(ck, "invalid chunk extension value");
+        ck->state = S_QUOTED;
+        break;
+    default: /* S_QUOTED_END */
+        return after_element(ck, ch);
+    }
+    return LX_CHUNKED_MORE;
+}
+
+/* The CRLF after a chunk's data. */
+static int data_end(lx_http_chunked_t *ck, unsigned char ch)
+{
+    if (ck->state == S_DATA_CR && ch == '\r')
+        ck->state = S_DATA_LF;
+    else if (ck->state == S_DATA_LF && ch == '\n')
+        ck->state = S_SIZE_FIRST;
+    else
+        return fail(ck, "chunk data not followed by CRLF");
+    return LX_CHUNKED_MORE;
+}
+
+/* The trailer section after the last chunk, and the empty line that ends the body. */
+static int trailer(lx_http_chunked_t *ck, unsigned char ch)
+{
+    switch (ck->state) {
+    case S_TRAILER:
+        if (ch == '\r')
+            ck->state = S_END_LF;
+        else if (lx_http_tchar(ch))
+            ck->state = S_FIELD_NAME;
+        else
+            return fail(ck, "invalid trailer field");
+        break;
+    case S_FIELD_NAME:
+        if (ch == ':')
+            ck->state = S_FIELD_VALUE;
+        else if (!lx_http_tchar(ch))
+            return fail(ck, "invalid trailer field name");
+        break;
+    case S_FIELD_VALUE:
+        if (ch == '\r')
+            ck->state = S_FIELD_LF;
+        else if (!vtext(ch))
+            return fail(ck, "invalid trailer field value");
+        break;
+    case S_FIELD_LF:
+        if (ch != '\n')
+            return fail(ck, "trailer field not ended by CRLF");
+        ck->state = S_TRAILER;
+        break;
+    case S_END_LF:
+        if (ch != '\n')
+            return fail(ck, "chunked body not ended by CRLF");
+        ck->state = S_DONE;
+        return LX_CHUNKED_DONE;
+    default:
+        return fail(ck, "chunked body already complete");
+    }
+    return LX_CHUNKED_MORE;
+}
+
+/* Walks bytes, one phase of the grammar per function above; chunk data is handed out here. */
 int lx_http_chunked_parse(lx_http_chunked_t *ck, const char *p, size_t n, size_t *used,
                           lx_str_t *data)
 {
@@ -128,156 +280,17 @@ int lx_http_chunked_parse(lx_http_chunked_t *ck, const char *p, size_t n, size_t
             rc = LX_ETOOBIG;
             break;
         }
-        switch (ck->state) {
-        case S_SIZE_FIRST:
-        case S_SIZE: {
-            int d = hex(ch);
-            if (d >= 0) {
-                /* the body may not pass its limit: known at the digit that makes it so */
-                uint64_t room = ck->limit - ck->total;
-                if ((uint64_t)d > room || ck->size > (room - (uint64_t)d) / 16) {
-                    ck->error = "request body too large";
-                    rc = LX_ETOOBIG;
-                    goto out;
-                }
-                ck->size = ck->size * 16 + (uint64_t)d;
-                ck->state = S_SIZE;
-                break;
-            }
-            if (ck->state == S_SIZE_FIRST) {
-                rc = fail(ck, "invalid chunk size");
-                goto out;
-            }
-            if ((rc = after_element(ck, ch)) != 0)
-                goto out;
-            break;
-        }
-        case S_EXT_WS:
-            if (ch == ';')
-                ck->state = S_NAME_WS;
-            else if (!ws(ch))
-                rc = fail(ck, "invalid chunk extension");
-            break;
-        case S_NAME_WS:
-            if (lx_http_tchar(ch))
-                ck->state = S_NAME;
-            else if (!ws(ch))
-                rc = fail(ck, "invalid chunk extension name");
-            break;
-        case S_NAME:
-            if (lx_http_tchar(ch))
-                break;
-            if (ch == '=')
-                ck->state = S_VALUE_WS;
-            else if (ws(ch))
-                ck->state = S_NAME_END;
-            else
-                rc = after_element(ck, ch);
-            break;
-        case S_NAME_END:
-            if (ch == '=')
-                ck->state = S_VALUE_WS;
-            else if (ch == ';')
-                ck->state = S_NAME_WS;
-            else if (!ws(ch))
-                rc = fail(ck, "invalid chunk extension");
-            break;
-        case S_VALUE_WS:
-            if (ch == '"')
-                ck->state = S_QUOTED;
-            else if (lx_http_tchar(ch))
-                ck->state = S_TOKEN;
-            else if (!ws(ch))
-                rc = fail(ck, "invalid chunk extension value");
-            break;
-        case S_TOKEN:
-            if (!lx_http_tchar(ch))
-                rc = after_element(ck, ch);
-            break;
-        case S_QUOTED:
-            if (ch == '"')
-                ck->state = S_QUOTED_END;
-            else if (ch == '\\')
-                ck->state = S_QPAIR;
-            else if (!qdtext(ch))
-                rc = fail(ck, "invalid chunk extension value");
-            break;
-        case S_QPAIR:
-            if (vtext(ch))
-                ck->state = S_QUOTED;
-            else
-                rc = fail(ck, "invalid chunk extension value");
-            break;
-        case S_QUOTED_END:
-            rc = after_element(ck, ch);
-            break;
-        case S_LINE_LF:
-            if (ch != '\n') {
-                rc = fail(ck, "chunk size line not ended by CRLF");
-                break;
-            }
-            ck->line = 0;
-            if (ck->size == 0) {
-                ck->state = S_TRAILER;
-            } else {
-                ck->total += ck->size;
-                ck->state = S_DATA;
-            }
-            break;
-        case S_DATA_CR:
-            if (ch == '\r')
-                ck->state = S_DATA_LF;
-            else
-                rc = fail(ck, "chunk data not followed by CRLF");
-            break;
-        case S_DATA_LF:
-            if (ch == '\n')
-                ck->state = S_SIZE_FIRST;
-            else
-                rc = fail(ck, "chunk data not followed by CRLF");
-            break;
-        case S_TRAILER:
-            if (ch == '\r')
-                ck->state = S_END_LF;
-            else if (lx_http_tchar(ch))
-                ck->state = S_FIELD_NAME;
-            else
-                rc = fail(ck, "invalid trailer field");
-            break;
-        case S_FIELD_NAME:
-            if (ch == ':')
-                ck->state = S_FIELD_VALUE;
-            else if (!lx_http_tchar(ch))
-                rc = fail(ck, "invalid trailer field name");
-            break;
-        case S_FIELD_VALUE:
-            if (ch == '\r')
-                ck->state = S_FIELD_LF;
-            else if (!vtext(ch))
-                rc = fail(ck, "invalid trailer field value");
-            break;
-        case S_FIELD_LF:
-            if (ch == '\n')
-                ck->state = S_TRAILER;
-            else
-                rc = fail(ck, "trailer field not ended by CRLF");
-            break;
-        case S_END_LF:
-            if (ch == '\n') {
-                ck->state = S_DONE;
-                rc = LX_CHUNKED_DONE;
-            } else {
-                rc = fail(ck, "chunked body not ended by CRLF");
-            }
-            break;
-        default:
-            rc = fail(ck, "chunked body already complete");
-            break;
-        }
+        if (ck->state <= S_SIZE || ck->state == S_LINE_LF)
+            rc = size_line(ck, ch);
+        else if (ck->state < S_LINE_LF)
+            rc = extension(ck, ch);
+        else if (ck->state <= S_DATA_LF)
+            rc = data_end(ck, ch);
+        else
+            rc = trailer(ck, ch);
         if (rc != LX_CHUNKED_MORE)
             break;
     }
-out:
     *used = i;
     return rc;
 }
