@@ -1,16 +1,18 @@
 /*
- * http_request.c - reading one request: llhttp's callbacks build the head (views into the read
- * chunks, names checked to be tokens), the head's checks (version, framing, Expect, the
- * application's on_head), and the body (a view, or a buffer charged to the body memory cap;
- * chunked bodies through http_chunked.c).
+ * http_request.c - parsing requests on bytes alone (see http_request.h): llhttp's callbacks
+ * build the head (views into the read chunks, names checked to be tokens), the head's checks
+ * (version, framing, Expect, the owner's on_head), and the body (a view, or a buffer charged to
+ * the body memory cap; chunked bodies through http_chunked.c). No socket, loop or timer: the
+ * owner's hooks do what those need (the server's arm its timers and send 100 Continue).
  *
  * Bodies: a Content-Length body up to DIRECT_BODY_MIN stays a view into its chunk; a larger one
  * gets a buffer of its exact size, charged to limits.max_body_memory first (503 with
  * Retry-After when it would pass the cap, before any body byte is read or 100 Continue is
  * sent), the part that came with the head is copied in, and the next reads go straight into it
- * (http_server.c's read_direct). Chunked bodies are decoded by http_chunked.c (llhttp is told to
- * skip them: its own chunk parser refuses valid extensions and reads sizes up to 2^64-1) into
- * a buffer that doubles from 16 KiB, each size charged before it is allocated.
+ * (http_server.c's read_direct, which makes body_buf the read target). Chunked bodies are decoded
+ * by http_chunked.c (llhttp is told to skip them: its own chunk parser refuses valid extensions and
+ * reads sizes up to 2^64-1) into a buffer that doubles from 16 KiB, each size charged before it is
+ * allocated.
  *
  * The body memory cap is one process-wide atomic counter (src/http/README.md says why).
  */
@@ -22,7 +24,7 @@
 #include "core/core.h"
 #include "core/status.h"
 #include "core/strbuf.h"
-#include "http/http_server_int.h"
+#include "http/http_request.h"
 
 /* Bodies larger than this are read into a buffer of their exact size, not chunk by chunk. */
 #define DIRECT_BODY_MIN 4096
@@ -35,22 +37,21 @@ uint64_t lx_http_body_memory(void)
     return atomic_load_explicit(&body_memory, memory_order_relaxed);
 }
 
-static uint64_t next_id(lx_http_server_t *srv)
+static uint64_t next_id(uint64_t *state)
 {
-    uint64_t x = srv->id_state;
+    uint64_t x = *state;
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    srv->id_state = x;
+    *state = x;
     return x * 0x2545F4914F6CDD1DULL;
 }
 
 /* A generated request id: 16 hex digits of the worker's id generator. */
-void lx_http_request_new_id(lx_http_conn_t *c)
+void lx_http_request_new_id(lx_http_request_t *r, uint64_t *state)
 {
-    lx_http_request_t *r = &c->req;
     lx_strbuf_t sb = lx_strbuf_make(r->id, sizeof(r->id) - 1);
-    lx_strbuf_hex(&sb, next_id(c->srv), 16);
+    lx_strbuf_hex(&sb, next_id(state), 16);
     r->id_len = (uint8_t)lx_strbuf_len(&sb, r->id);
     r->id[r->id_len] = '\0';
 }
@@ -59,9 +60,9 @@ void lx_http_request_new_id(lx_http_conn_t *c)
 
 /* Charges <n> bytes to the process's body memory; false (nothing charged) when that would pass
  * the cap. */
-static bool body_charge(lx_http_conn_t *c, uint64_t n)
+static bool body_charge(lx_http_parser_t *c, uint64_t n)
 {
-    uint64_t cap = c->srv->limits.max_body_memory;
+    uint64_t cap = c->limits->max_body_memory;
     uint64_t before = atomic_fetch_add_explicit(&body_memory, n, memory_order_relaxed);
     if (cap != 0 && before + n > cap) {
         atomic_fetch_sub_explicit(&body_memory, n, memory_order_relaxed);
@@ -71,7 +72,7 @@ static bool body_charge(lx_http_conn_t *c, uint64_t n)
     return true;
 }
 
-static void body_uncharge(lx_http_conn_t *c, uint64_t n)
+static void body_uncharge(lx_http_parser_t *c, uint64_t n)
 {
     LX_ASSERT(c->body_charge >= n);
     c->body_charge -= n;
@@ -79,7 +80,7 @@ static void body_uncharge(lx_http_conn_t *c, uint64_t n)
 }
 
 /* Drops the body buffer and its charge. */
-void lx_http_body_drop(lx_http_conn_t *c)
+void lx_http_parser_body_drop(lx_http_parser_t *c)
 {
     lx_buf_unref(c->body_buf);
     c->body_buf = NULL;
@@ -89,13 +90,14 @@ void lx_http_body_drop(lx_http_conn_t *c)
 
 /* --- parsing -------------------------------------------------------------------------------- */
 
-static lx_http_conn_t *conn_of(llhttp_t *p)
+static lx_http_parser_t *parser_of(llhttp_t *p)
 {
     return p->data;
 }
 
-static int reject(lx_http_conn_t *c, int status, const char *message)
+static int reject(lx_http_parser_t *c, int status, const char *message)
 {
+    c->state = LX_HTTP_PARSE_ERROR;
     c->error_status = status;
     c->error_message = message;
     return -1;
@@ -103,22 +105,22 @@ static int reject(lx_http_conn_t *c, int status, const char *message)
 
 static int on_message_begin(llhttp_t *p)
 {
-    lx_http_conn_t *c = conn_of(p);
-    c->state = ST_HEAD;
-    c->req.start_ms = uv_now(&c->stream.worker->loop);
-    lx_http_conn_arm(c, c->srv->limits.header_timeout_ms);
+    lx_http_parser_t *c = parser_of(p);
+    c->state = LX_HTTP_PARSE_HEAD;
+    if (c->hooks != NULL && c->hooks->on_begin != NULL)
+        c->hooks->on_begin(c);
     return 0;
 }
 
-static int count_head(lx_http_conn_t *c, size_t len)
+static int count_head(lx_http_parser_t *c, size_t len)
 {
     c->head_bytes += len;
-    if (c->head_bytes > c->srv->limits.max_header_size)
+    if (c->head_bytes > c->limits->max_header_size)
         return reject(c, 431, "request header fields too large");
     return 0;
 }
 
-static int head_error(lx_http_conn_t *c, int rc)
+static int head_error(lx_http_parser_t *c, int rc)
 {
     if (rc == LX_ENOMEM)
         return reject(c, 500, "out of memory");
@@ -127,13 +129,13 @@ static int head_error(lx_http_conn_t *c, int rc)
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
-    lx_http_conn_t *c = conn_of(p);
-    lx_http_head_t *h = &c->req.head;
+    lx_http_parser_t *c = parser_of(p);
+    lx_http_head_t *h = &c->req->head;
     int rc;
     if (count_head(c, len) != 0)
         return -1;
     if ((rc = lx_http_head_hold(h, c->cur)) != 0 ||
-        (rc = lx_http_head_span(h, &h->target, at, len, c->srv->limits.max_header_size)) != 0)
+        (rc = lx_http_head_span(h, &h->target, at, len, c->limits->max_header_size)) != 0)
         return head_error(c, rc);
     return 0;
 }
@@ -141,41 +143,41 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 /* The method is known from here on, for a refusal's log line too. */
 static int on_method_complete(llhttp_t *p)
 {
-    conn_of(p)->req.method = p->method;
+    parser_of(p)->req->method = p->method;
     return 0;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
-    lx_http_conn_t *c = conn_of(p);
-    lx_http_head_t *h = &c->req.head;
+    lx_http_parser_t *c = parser_of(p);
+    lx_http_head_t *h = &c->req->head;
     int rc;
     if (count_head(c, len + 4) != 0)
         return -1;
     if ((rc = lx_http_head_hold(h, c->cur)) != 0 ||
-        (rc = lx_http_head_name(h, at, len, c->srv->limits.max_header_size)) != 0)
+        (rc = lx_http_head_name(h, at, len, c->limits->max_header_size)) != 0)
         return head_error(c, rc);
     return 0;
 }
 
 static int on_header_field_complete(llhttp_t *p)
 {
-    lx_http_conn_t *c = conn_of(p);
+    lx_http_parser_t *c = parser_of(p);
     /* llhttp 8.1 takes "Host : x" as a header named "Host " and ": x" as one named "" */
-    if (lx_http_head_name_done(&c->req.head) != 0)
+    if (lx_http_head_name_done(&c->req->head) != 0)
         return reject(c, 400, "malformed HTTP request: invalid header field name");
     return 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
-    lx_http_conn_t *c = conn_of(p);
-    lx_http_head_t *h = &c->req.head;
+    lx_http_parser_t *c = parser_of(p);
+    lx_http_head_t *h = &c->req->head;
     int rc;
     if (count_head(c, len) != 0)
         return -1;
     if ((rc = lx_http_head_hold(h, c->cur)) != 0 ||
-        (rc = lx_http_head_value(h, at, len, c->srv->limits.max_header_size)) != 0)
+        (rc = lx_http_head_value(h, at, len, c->limits->max_header_size)) != 0)
         return head_error(c, rc);
     return 0;
 }
@@ -186,9 +188,9 @@ static bool id_char_ok(char ch)
            ch == '-' || ch == '_' || ch == '.' || ch == ':';
 }
 
-static void set_request_id(lx_http_conn_t *c)
+static void set_request_id(lx_http_parser_t *c)
 {
-    lx_http_request_t *r = &c->req;
+    lx_http_request_t *r = c->req;
     const lx_http_header_t *h = lx_http_head_find(&r->head, "x-request-id", 12);
     if (h != NULL && h->value.len > 0 && h->value.len <= LX_HTTP_ID_MAX) {
         bool ok = true;
@@ -201,14 +203,14 @@ static void set_request_id(lx_http_conn_t *c)
             return;
         }
     }
-    lx_http_request_new_id(c);
+    lx_http_request_new_id(r, c->id_state);
 }
 
 /* Transfer-Encoding, over all its fields, must end in one "chunked" (RFC 9112 6.3: else 400);
  * a coding before it is one llmux does not decode (501). */
-static int check_transfer_encoding(lx_http_conn_t *c)
+static int check_transfer_encoding(lx_http_parser_t *c)
 {
-    const lx_http_head_t *h = &c->req.head;
+    const lx_http_head_t *h = &c->req->head;
     unsigned chunked = 0, other = 0;
     bool after_chunked = false;
     for (unsigned i = 0; i < h->n_headers; i++) {
@@ -242,24 +244,11 @@ static int check_transfer_encoding(lx_http_conn_t *c)
     return 0;
 }
 
-static int on_headers_complete(llhttp_t *p)
+/* The protocol's checks of a complete head: version, header count, framing (the body's limit
+ * from Content-Length, or a chunked decoder), Expect. 0, or -1 with the request rejected. */
+static int check_head(lx_http_parser_t *c, llhttp_t *p, const lx_http_header_t **expect)
 {
-    lx_http_conn_t *c = conn_of(p);
-    lx_http_request_t *r = &c->req;
-    lx_http_server_t *srv = c->srv;
-    lx_http_head_value_done(&r->head); /* (the others were trimmed as the next name began) */
-    set_request_id(c);
-    c->in_flight = true; /* a request from here on: on_done is owed, whatever happens */
-    r->method = p->method;
-    r->http_major = p->http_major;
-    r->http_minor = p->http_minor;
-    r->keep_alive = llhttp_should_keep_alive(p) != 0;
-    const char *q = memchr(r->head.target.ptr, '?', r->head.target.len);
-    r->path.ptr = r->head.target.ptr;
-    r->path.len = q != NULL ? (size_t)(q - r->head.target.ptr) : r->head.target.len;
-    /* Upgrade (h2c, websocket) is ignored, as RFC 9110 7.8 allows: the request is answered
-     * over HTTP/1.1, and CONNECT is a request like any other for the application to refuse */
-    p->upgrade = 0;
+    lx_http_request_t *r = c->req;
     if (p->http_major != 1) {
         /* llhttp takes a request line without a version as HTTP/0.9 */
         return p->http_major == 0 ? reject(c, 400, "malformed request line: no HTTP version")
@@ -267,25 +256,32 @@ static int on_headers_complete(llhttp_t *p)
     }
     if (r->head.too_many)
         return reject(c, 431, "too many request header fields");
-    uint64_t max_body = LX_MIN(srv->limits.max_body_size, (uint64_t)UINT32_MAX);
+    uint64_t max_body = LX_MIN(c->limits->max_body_size, (uint64_t)UINT32_MAX);
     if (p->flags & F_TRANSFER_ENCODING) {
         if (p->flags & F_CONTENT_LENGTH)
             return reject(c, 400, "malformed HTTP request: Content-Length with Transfer-Encoding");
         if (check_transfer_encoding(c) != 0)
             return -1;
         c->te_chunked = true;
-        lx_http_chunked_init(&c->chunked, max_body, srv->limits.max_header_size);
+        lx_http_chunked_init(&c->chunked, max_body, c->limits->max_header_size);
     } else if (p->flags & F_CONTENT_LENGTH) {
         if (p->content_length > max_body)
             return reject(c, 413, "request body too large");
         c->content_length = p->content_length;
     }
-    const lx_http_header_t *expect = lx_http_head_find(&r->head, "expect", 6);
-    if (expect != NULL && !lx_str_caseeq(expect->value, "100-continue", 12))
+    *expect = lx_http_head_find(&r->head, "expect", 6);
+    if (*expect != NULL && !lx_str_caseeq((*expect)->value, "100-continue", 12))
         return reject(c, 417, "unsupported Expect header");
-    if (srv->on_head != NULL) {
+    return 0;
+}
+
+/* The owner's admission, then the body's buffer (a Content-Length over DIRECT_BODY_MIN), charged
+ * to the body memory cap first. 0, or -1 with the request rejected. */
+static int admit(lx_http_parser_t *c)
+{
+    if (c->hooks != NULL && c->hooks->on_head != NULL) {
         const char *message = NULL, *headers = NULL;
-        int status = srv->on_head(r, &message, &headers);
+        int status = c->hooks->on_head(c, &message, &headers);
         if (status != 0) {
             c->error_headers = headers;
             return reject(c, status, message != NULL ? message : lx_http_reason(status));
@@ -302,10 +298,33 @@ static int on_headers_complete(llhttp_t *p)
             return reject(c, 500, "out of memory");
         }
     }
-    if (expect != NULL && r->http_minor >= 1 && (c->content_length > 0 || c->te_chunked))
-        lx_stream_write_copy(&c->stream, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, NULL);
-    c->state = ST_BODY;
-    lx_http_conn_arm(c, srv->limits.body_timeout_ms);
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    lx_http_parser_t *c = parser_of(p);
+    lx_http_request_t *r = c->req;
+    lx_http_head_value_done(&r->head); /* (the others were trimmed as the next name began) */
+    set_request_id(c);
+    r->method = p->method;
+    r->http_major = p->http_major;
+    r->http_minor = p->http_minor;
+    r->keep_alive = llhttp_should_keep_alive(p) != 0;
+    const char *q = memchr(r->head.target.ptr, '?', r->head.target.len);
+    r->path.ptr = r->head.target.ptr;
+    r->path.len = q != NULL ? (size_t)(q - r->head.target.ptr) : r->head.target.len;
+    /* Upgrade (h2c, websocket) is ignored, as RFC 9110 7.8 allows: the request is answered
+     * over HTTP/1.1, and CONNECT is a request like any other for the application to refuse */
+    p->upgrade = 0;
+    const lx_http_header_t *expect = NULL;
+    if (check_head(c, p, &expect) != 0 || admit(c) != 0)
+        return -1;
+    c->send_continue =
+        expect != NULL && r->http_minor >= 1 && (c->content_length > 0 || c->te_chunked);
+    c->state = LX_HTTP_PARSE_BODY;
+    if (c->hooks != NULL && c->hooks->on_body != NULL)
+        c->hooks->on_body(c);
     /* llhttp 8.1 ends a head at a CR followed by any byte (it skips the byte it takes for the
      * LF), which a front proxy may read as part of the head: RFC 9112 2.2 says refuse a bare
      * CR. The head's last byte is checked where its end is known without another pause: the
@@ -317,7 +336,7 @@ static int on_headers_complete(llhttp_t *p)
 /* Grows the body buffer to hold at least <need> bytes: the exact Content-Length, or for a
  * chunked body the next power of two from 16 KiB. Every buffer is charged before it exists.
  * 0, or -1 with the request rejected. */
-static int body_reserve(lx_http_conn_t *c, size_t need)
+static int body_reserve(lx_http_parser_t *c, size_t need)
 {
     lx_buf_t *b = c->body_buf;
     if (b != NULL && b->cap >= need)
@@ -357,9 +376,9 @@ static int body_reserve(lx_http_conn_t *c, size_t need)
 
 /* Adds body bytes [at, at+len): a view while they continue the body in its chunk, else
  * gathered in the body buffer. 0, or -1 with the request rejected. */
-static int body_append(lx_http_conn_t *c, const char *at, size_t len)
+static int body_append(lx_http_parser_t *c, const char *at, size_t len)
 {
-    lx_http_request_t *r = &c->req;
+    lx_http_request_t *r = c->req;
     lx_str_t *body = &r->body;
     if (c->body_buf == NULL) {
         /* Still within the chunk the head is in (or appended to it): a view, no copy. */
@@ -397,7 +416,7 @@ static int body_append(lx_http_conn_t *c, const char *at, size_t len)
 
 /* The head's last byte, just before <end> (in the bytes being parsed, or the last byte of the
  * read before), must be the LF of its final line. */
-static bool head_end_ok(lx_http_conn_t *c, const char *end)
+static bool head_end_ok(lx_http_parser_t *c, const char *end)
 {
     c->head_check = false;
     return (end > c->exec_at ? end[-1] : c->last_byte) == '\n';
@@ -405,30 +424,24 @@ static bool head_end_ok(lx_http_conn_t *c, const char *end)
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
-    lx_http_conn_t *c = conn_of(p);
+    lx_http_parser_t *c = parser_of(p);
     if (c->head_check && !head_end_ok(c, at))
         return reject(c, 400, "malformed HTTP request: CR not followed by LF");
     return body_append(c, at, len);
 }
 
-static void message_complete(lx_http_conn_t *c)
-{
-    c->state = ST_OUT;
-    lx_http_conn_disarm(c);
-}
-
 static int on_message_complete(llhttp_t *p)
 {
-    lx_http_conn_t *c = conn_of(p);
-    if (c->state == ST_BODY && c->te_chunked) {
+    lx_http_parser_t *c = parser_of(p);
+    if (c->state == LX_HTTP_PARSE_BODY && c->te_chunked) {
         c->in_chunked = true; /* llhttp is done with the head: the chunked body follows */
         return HPE_PAUSED;
     }
-    message_complete(c);
+    c->state = LX_HTTP_PARSE_DONE;
     return HPE_PAUSED;
 }
 
-const llhttp_settings_t lx_http_parser_settings = {
+static const llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
     .on_method_complete = on_method_complete,
     .on_url = on_url,
@@ -440,86 +453,117 @@ const llhttp_settings_t lx_http_parser_settings = {
     .on_message_complete = on_message_complete,
 };
 
+void lx_http_parser_init(lx_http_parser_t *p, lx_http_request_t *req,
+                         const lx_http_server_limits_t *limits, uint64_t *id_state,
+                         const lx_http_parser_hooks_t *hooks, void *data)
+{
+    memset(p, 0, sizeof(*p));
+    p->req = req;
+    p->limits = limits;
+    p->id_state = id_state;
+    p->hooks = hooks;
+    p->data = data;
+    p->state = LX_HTTP_PARSE_IDLE;
+    lx_http_head_init(&req->head);
+    llhttp_init(&p->llhttp, HTTP_REQUEST, &settings);
+    p->llhttp.data = p;
+}
+
 /* Decodes chunked body bytes; returns how many it used (all of them after an error). */
-static size_t parse_chunked(lx_http_conn_t *c, const char *data, size_t len)
+static size_t parse_chunked(lx_http_parser_t *c, const char *data, size_t len)
 {
     size_t used;
     lx_str_t piece;
     int rc = lx_http_chunked_parse(&c->chunked, data, len, &used, &piece);
-    c->req.bytes_in += used;
-    if (piece.len > 0 && body_append(c, piece.ptr, piece.len) != 0) {
-        lx_http_conn_refuse(c, c->error_status, c->error_message, c->error_headers);
+    c->req->bytes_in += used;
+    if (piece.len > 0 && body_append(c, piece.ptr, piece.len) != 0)
         return len;
-    }
     if (rc == LX_CHUNKED_DONE) {
         c->in_chunked = false;
-        message_complete(c);
+        c->state = LX_HTTP_PARSE_DONE;
     } else if (rc < 0) {
         int status = rc == LX_EPARSE                                   ? 400
                      : lx_http_chunked_trailers_too_large(&c->chunked) ? 431
                                                                        : 413;
-        char msg[160];
-        snprintf(msg, sizeof(msg), "%s%s", status == 400 ? "malformed HTTP request: " : "",
-                 c->chunked.error);
-        lx_http_conn_refuse(c, status, msg, NULL);
+        snprintf(c->error_buf, sizeof(c->error_buf), "%s%s",
+                 status == 400 ? "malformed HTTP request: " : "", c->chunked.error);
+        reject(c, status, c->error_buf);
         return len;
     }
     return used;
 }
 
-/* Runs the parser over [data, data+len) of chunk <b>; returns how many bytes it used: all of
- * them, or those up to the end of a request that became complete (state OUT, not dispatched
- * yet). A malformed or refused request is answered here (state LINGER). */
-size_t lx_http_parse(lx_http_conn_t *c, lx_buf_t *b, const char *data, size_t len)
+/* llhttp stopped at an error: a callback's rejection, or its own reason (400). */
+static void llhttp_failed(lx_http_parser_t *c)
 {
-    if (c->state == ST_IDLE && len > 0 && c->srv->draining) {
-        lx_http_conn_close(c, false);
-        return len;
-    }
+    if (c->state == LX_HTTP_PARSE_ERROR)
+        return;
+    snprintf(c->error_buf, sizeof(c->error_buf), "malformed HTTP request: %s",
+             llhttp_get_error_reason(&c->llhttp));
+    reject(c, 400, c->error_buf);
+}
+
+size_t lx_http_parser_feed(lx_http_parser_t *c, lx_buf_t *b, const char *data, size_t len)
+{
     size_t off = 0;
     c->cur = b;
-    while (off < len && (c->state == ST_IDLE || c->state == ST_HEAD || c->state == ST_BODY)) {
+    while (off < len && c->state < LX_HTTP_PARSE_DONE) {
         if (c->in_chunked) {
             off += parse_chunked(c, data + off, len - off);
             continue;
         }
         const char *at = data + off;
         c->exec_at = at;
-        llhttp_errno_t err = llhttp_execute(&c->parser, at, len - off);
+        llhttp_errno_t err = llhttp_execute(&c->llhttp, at, len - off);
         if (err == HPE_OK) {
-            c->req.bytes_in += len - off;
+            c->req->bytes_in += len - off;
             off = len;
             break;
         }
         if (err == HPE_PAUSED) {
-            const char *pos = llhttp_get_error_pos(&c->parser);
+            const char *pos = llhttp_get_error_pos(&c->llhttp);
             size_t used = (size_t)(pos - at);
-            c->req.bytes_in += used;
+            c->req->bytes_in += used;
             off += used;
             if (c->head_check && !head_end_ok(c, pos)) {
-                lx_http_conn_refuse(c, 400, "malformed HTTP request: CR not followed by LF", NULL);
+                reject(c, 400, "malformed HTTP request: CR not followed by LF");
                 off = len;
                 break;
             }
-            if (c->state == ST_BODY)
-                llhttp_resume(&c->parser); /* a chunked body starts: decoded above */
+            if (c->state == LX_HTTP_PARSE_BODY)
+                llhttp_resume(&c->llhttp); /* a chunked body starts: decoded above */
             continue;
         }
-        if (c->error_status != 0) {
-            lx_http_conn_refuse(c, c->error_status, c->error_message, c->error_headers);
-        } else {
-            char msg[160];
-            snprintf(msg, sizeof(msg), "malformed HTTP request: %s",
-                     llhttp_get_error_reason(&c->parser));
-            lx_http_conn_refuse(c, 400, msg, NULL);
-        }
+        llhttp_failed(c);
         off = len;
     }
     c->cur = NULL;
-    /* (after a refusal the slice's chunk may be gone with the queue: its byte no longer matters) */
-    if (off > 0 && c->state != ST_LINGER && c->state != ST_CLOSED)
+    /* (after a refusal the owner may drop the chunk: its byte no longer matters) */
+    if (off > 0 && c->state != LX_HTTP_PARSE_ERROR)
         c->last_byte = data[off - 1];
     return off;
+}
+
+void lx_http_parser_reset(lx_http_parser_t *c)
+{
+    lx_http_request_t *r = c->req;
+    lx_http_head_reset(&r->head);
+    lx_http_parser_body_drop(c);
+    r->method = 0;
+    r->path = (lx_str_t){NULL, 0};
+    r->body = (lx_str_t){NULL, 0};
+    r->body_owner = NULL;
+    r->bytes_in = 0;
+    r->id_len = 0;
+    r->keep_alive = false;
+    c->state = LX_HTTP_PARSE_IDLE;
+    c->error_status = 0;
+    c->error_message = NULL;
+    c->error_headers = NULL;
+    c->head_bytes = 0;
+    c->content_length = 0;
+    c->te_chunked = c->in_chunked = false;
+    llhttp_resume(&c->llhttp); /* (paused at the end of the request just done) */
 }
 
 /* Moves a small request (target, headers, and a body that is still a view) out of the read
@@ -528,9 +572,9 @@ size_t lx_http_parse(lx_http_conn_t *c, lx_buf_t *b, const char *data, size_t le
  * instead of a 16 KiB chunk. Large heads keep their chunks. */
 #define COMPACT_MAX 8192
 
-void lx_http_compact(lx_http_conn_t *c)
+void lx_http_parser_compact(lx_http_parser_t *c, lx_buf_pool_t *pool)
 {
-    lx_http_request_t *r = &c->req;
+    lx_http_request_t *r = c->req;
     lx_http_head_t *h = &r->head;
     bool body_view = c->body_buf == NULL && r->body.len > 0;
     size_t strings = h->target.len + (body_view ? r->body.len : 0);
@@ -540,7 +584,7 @@ void lx_http_compact(lx_http_conn_t *c)
     size_t need = table_off + h->n_headers * sizeof(lx_http_header_t);
     if (strings > COMPACT_MAX || h->n_held == 0)
         return;
-    lx_buf_t *nb = lx_buf_pool_get_small(&c->stream.worker->bufs, need > 0 ? need : 1);
+    lx_buf_t *nb = lx_buf_pool_get_small(pool, need > 0 ? need : 1);
     if (nb == NULL)
         return; /* keep the chunks: correct, only bigger */
     char *p = nb->data;

@@ -131,7 +131,7 @@ static void maybe_free(lx_http_conn_t *c)
     lx_http_server_t *srv = c->srv;
     queue_clear(c);
     lx_http_head_reset(&c->req.head);
-    lx_http_body_drop(c);
+    lx_http_parser_body_drop(&c->parser);
     if (c->head_pending)
         lx_buf_unref(c->head_out.buf);
     lx_list_remove(&c->link);
@@ -245,27 +245,14 @@ void lx_http_conn_disarm(lx_http_conn_t *c)
 static void reset_request(lx_http_conn_t *c)
 {
     lx_http_request_t *r = &c->req;
-    lx_http_head_reset(&r->head);
-    lx_http_body_drop(c);
-    r->method = 0;
-    r->path = (lx_str_t){NULL, 0};
-    r->body = (lx_str_t){NULL, 0};
-    r->body_owner = NULL;
-    r->bytes_in = r->bytes_out = 0;
+    lx_http_parser_reset(&c->parser); /* what parsing set, and the parser for the next one */
+    r->bytes_out = 0;
     r->status = 0;
-    r->id_len = 0;
     r->head_sent = r->chunked = r->finished = r->peer_gone = r->want_drain = false;
     r->last_chunk_sent = false;
-    r->keep_alive = false;
     r->on_abort = NULL;
     r->on_drain = NULL;
     r->data = NULL;
-    c->error_status = 0;
-    c->error_message = NULL;
-    c->error_headers = NULL;
-    c->head_bytes = 0;
-    c->content_length = 0;
-    c->te_chunked = c->in_chunked = false;
     c->direct = false;
 }
 
@@ -283,7 +270,6 @@ static void request_done(lx_http_conn_t *c)
         return;
     }
     c->state = ST_IDLE;
-    llhttp_resume(&c->parser);
     lx_http_conn_arm(c, srv->limits.keepalive_timeout_ms);
     pump(c);
 }
@@ -353,7 +339,7 @@ void lx_http_conn_refuse(lx_http_conn_t *c, int status, const char *message, con
     if (c->closing)
         return;
     if (r->id_len == 0)
-        lx_http_request_new_id(c);
+        lx_http_request_new_id(r, &c->srv->id_state);
     if (r->path.ptr == NULL && r->head.target.len > 0) {
         /* a request refused before its head was complete: what of its target was parsed */
         const char *q = memchr(r->head.target.ptr, '?', r->head.target.len);
@@ -380,15 +366,73 @@ void lx_http_conn_refuse(lx_http_conn_t *c, int status, const char *message, con
     /* the request is gone; keep the answer's bytes and discard input until the linger ends */
     lx_http_head_reset(&r->head);
     r->path = (lx_str_t){NULL, 0};
-    lx_http_body_drop(c);
+    lx_http_parser_body_drop(&c->parser);
     if (rc != 0)
         lx_http_conn_close(c, true);
+}
+
+/* --- parsing: the parser's hooks and its feeding ------------------------------------------ */
+
+/* A request's first byte: the head's deadline runs from here. */
+static void on_parse_begin(lx_http_parser_t *p)
+{
+    lx_http_conn_t *c = p->data;
+    c->state = ST_HEAD;
+    c->req.start_ms = uv_now(&c->stream.worker->loop);
+    lx_http_conn_arm(c, c->srv->limits.header_timeout_ms);
+}
+
+/* The head passed the protocol's checks: a request from here on (on_done is owed, whatever
+ * happens), admitted or refused by the application. */
+static int on_parse_head(lx_http_parser_t *p, const char **message, const char **headers)
+{
+    lx_http_conn_t *c = p->data;
+    c->in_flight = true;
+    if (c->srv->on_head == NULL)
+        return 0;
+    return c->srv->on_head(&c->req, message, headers);
+}
+
+/* The head was admitted: the body's deadline runs from here. */
+static void on_parse_body(lx_http_parser_t *p)
+{
+    lx_http_conn_t *c = p->data;
+    if (p->send_continue)
+        lx_stream_write_copy(&c->stream, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, NULL);
+    c->state = ST_BODY;
+    lx_http_conn_arm(c, c->srv->limits.body_timeout_ms);
+}
+
+static const lx_http_parser_hooks_t parser_hooks = {
+    .on_begin = on_parse_begin,
+    .on_head = on_parse_head,
+    .on_body = on_parse_body,
+};
+
+/* Feeds [data, data+len) of chunk <b> to the parser; returns how many bytes it used: all of
+ * them, or those up to the end of a request that became complete (state OUT, not dispatched
+ * yet). A malformed or refused request is answered here (state LINGER). */
+static size_t parse(lx_http_conn_t *c, lx_buf_t *b, const char *data, size_t len)
+{
+    if (c->state == ST_IDLE && len > 0 && c->srv->draining) {
+        lx_http_conn_close(c, false);
+        return len;
+    }
+    size_t used = lx_http_parser_feed(&c->parser, b, data, len);
+    if (c->parser.state == LX_HTTP_PARSE_DONE) {
+        c->state = ST_OUT;
+        lx_http_conn_disarm(c);
+    } else if (c->parser.state == LX_HTTP_PARSE_ERROR) {
+        lx_http_parser_t *p = &c->parser;
+        lx_http_conn_refuse(c, p->error_status, p->error_message, p->error_headers);
+    }
+    return used;
 }
 
 static void dispatch(lx_http_conn_t *c)
 {
     lx_http_server_t *srv = c->srv;
-    lx_http_compact(c);
+    lx_http_parser_compact(&c->parser, &c->stream.worker->bufs);
     c->owned = true;
     srv->n_active++;
     c->req.conn = c;
@@ -400,11 +444,12 @@ static void dispatch(lx_http_conn_t *c)
  * a read target when nothing more of it is to come. */
 static void read_direct(lx_http_conn_t *c)
 {
-    if (c->state != ST_BODY || c->direct || c->te_chunked || c->body_buf == NULL || c->q_n > 0 ||
-        lx_buf_avail(c->body_buf) == 0)
+    lx_buf_t *body = c->parser.body_buf;
+    if (c->state != ST_BODY || c->direct || c->parser.te_chunked || body == NULL || c->q_n > 0 ||
+        lx_buf_avail(body) == 0)
         return;
     c->direct = true;
-    lx_stream_read_into(&c->stream, c->body_buf);
+    lx_stream_read_into(&c->stream, body);
 }
 
 /* A read that finds the queue full: cannot happen (reading stops at the bound), so it is a
@@ -427,7 +472,7 @@ static void pump(lx_http_conn_t *c)
 {
     while (c->q_n > 0 && (c->state == ST_IDLE || c->state == ST_HEAD || c->state == ST_BODY)) {
         lx_slice_t *s = &c->queue[c->q_first];
-        size_t used = lx_http_parse(c, s->buf, lx_slice_ptr(s), s->len);
+        size_t used = parse(c, s->buf, lx_slice_ptr(s), s->len);
         if (c->state == ST_LINGER || c->state == ST_CLOSED)
             return; /* refused or closed: the queue is gone */
         queue_take(c, used);
@@ -462,7 +507,7 @@ static void input(lx_http_conn_t *c, lx_buf_t *b, const char *data, size_t len)
         pump(c);
         return;
     }
-    size_t used = lx_http_parse(c, b, data, len);
+    size_t used = parse(c, b, data, len);
     if (c->state == ST_OUT) {
         /* the next pipelined request(s) wait for this one's answer */
         if (used < len && !queue_push(c, b, data + used, len - used)) {
@@ -519,11 +564,9 @@ int lx_http_server_accept_conn(lx_http_server_t *srv, uv_stream_t *listener, lx_
     uv_timer_init(&srv->worker->loop, &c->timer);
     c->timer.data = c;
     c->open_handles++;
-    lx_http_head_init(&c->req.head);
+    lx_http_parser_init(&c->parser, &c->req, &srv->limits, &srv->id_state, &parser_hooks, c);
     c->req.conn = c;
     c->req.worker = srv->worker;
-    llhttp_init(&c->parser, HTTP_REQUEST, &lx_http_parser_settings);
-    c->parser.data = c;
     rc = lx_stream_accept(listener, &c->stream);
     if (rc == 0)
         rc = lx_stream_read_start(&c->stream, on_read);

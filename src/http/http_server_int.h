@@ -6,7 +6,7 @@
 #ifndef LX_HTTP_SERVER_INT_H
 #define LX_HTTP_SERVER_INT_H
 
-#include "http/http_chunked.h"
+#include "http/http_request.h"
 #include "http/http_server.h"
 
 enum lx_http_conn_state { ST_IDLE, ST_HEAD, ST_BODY, ST_OUT, ST_LINGER, ST_CLOSED };
@@ -21,20 +21,11 @@ struct lx_http_conn {
     uint64_t timer_due; /* loop time the timer is armed for on_timer; 0: not so armed */
     lx_list_t link;
     lx_http_server_t *srv;
-    llhttp_t parser;
+    lx_http_parser_t parser; /* parses into req (http_request.c) */
     lx_http_request_t req;
     enum lx_http_conn_state state;
-    int error_status; /* set by a parser callback that rejects the request */
-    const char *error_message;
-    const char *error_headers; /* extra header lines of that answer, or NULL */
-    lx_buf_t *cur;             /* chunk being parsed */
-    lx_slice_t head_out;       /* the response head, held until the first body write */
+    lx_slice_t head_out; /* the response head, held until the first body write */
     bool head_pending;
-    lx_buf_t *body_buf;      /* the body when it is not a view into a read chunk */
-    uint64_t body_charge;    /* bytes of limits.max_body_memory that body_buf holds */
-    uint64_t head_bytes;     /* head bytes so far, against max_header_size */
-    uint64_t content_length; /* declared, 0 when chunked or none */
-    lx_http_chunked_t chunked;
     lx_slice_t queue[LX_HTTP_QUEUE_SLOTS];
     unsigned q_first, q_n;
     size_t q_bytes;
@@ -42,15 +33,10 @@ struct lx_http_conn {
     bool owned;     /* the handler holds req */
     bool in_flight; /* req's head is complete (or it is being refused): on_done is owed */
     bool closing;
-    bool done_deferred;  /* the timer serves a deferred request_done */
-    bool te_chunked;     /* the body comes in chunked coding (decoded by http_chunked) */
-    bool in_chunked;     /* ... and llhttp is past the head: the bytes go to http_chunked */
-    bool direct;         /* reads land straight in body_buf (lx_stream_read_into) */
-    bool input_paused;   /* reading stopped because the queue reached its bound */
-    bool peer_eof;       /* lingering after the client's EOF: close once the answer is out */
-    bool head_check;     /* the head is complete and its last byte not checked yet */
-    char last_byte;      /* the last byte parsed before the current read */
-    const char *exec_at; /* where the current llhttp_execute began */
+    bool done_deferred; /* the timer serves a deferred request_done */
+    bool direct;        /* reads land straight in the parser's body_buf (lx_stream_read_into) */
+    bool input_paused;  /* reading stopped because the queue reached its bound */
+    bool peer_eof;      /* lingering after the client's EOF: close once the answer is out */
 };
 
 /* http_server.c: */
@@ -71,24 +57,6 @@ void lx_http_conn_release(lx_http_conn_t *c);
 
 /* Closes the connection (idempotent); a request out of the handler's hands is logged. */
 void lx_http_conn_close(lx_http_conn_t *c, bool reset);
-
-/* http_request.c: */
-
-extern const llhttp_settings_t lx_http_parser_settings;
-
-/* Runs the parser over [data, data+len) of chunk <b>; returns how many bytes it used: all of
- * them, or those up to the end of a request that became complete (state OUT, not dispatched
- * yet). A malformed or refused request is answered (state LINGER). */
-size_t lx_http_parse(lx_http_conn_t *c, lx_buf_t *b, const char *data, size_t len);
-
-/* Moves a small request's strings out of the read chunks before it goes to the handler. */
-void lx_http_compact(lx_http_conn_t *c);
-
-/* Drops the request's body buffer and its charge to the body memory cap. */
-void lx_http_body_drop(lx_http_conn_t *c);
-
-/* Gives the request a generated id. */
-void lx_http_request_new_id(lx_http_conn_t *c);
 
 /* http_response.c: */
 
