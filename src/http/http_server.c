@@ -9,6 +9,10 @@
  *     └────────────── keep-alive (queued input parsed next) ────────────┘
  *   any error ──> LINGER (answer written, input discarded briefly) ──> closed
  *
+ * Parsing is the parser's (http_request.c, on bytes alone); its hooks move the connection's
+ * state and deadlines (on_parse_begin, on_parse_head, on_parse_body), and parse() turns its
+ * DONE into OUT and its ERROR into an answer.
+ *
  * Input: every read goes through input(). While a request is out, reads are queued as slices
  * of their chunks (a ring; a read that continues the last slice in the same chunk extends it);
  * when the request is done the queue is parsed in order until the next request is complete, and
@@ -26,10 +30,10 @@
  * same timer, at 0 ms, runs a request's end on the next loop turn when the handler finished with
  * nothing left to write.
  *
- * on_done runs exactly once per request: from request_done (answered), from
- * lx_http_conn_refuse (refused), from release (the handler ended after the client left) or
- * from lx_http_conn_close (closed while the request was out of the handler's hands: mid-body,
- * or its answer still being written or its end deferred). in_flight says it is still owed.
+ * on_done runs exactly once per request: from request_done (answered), from conn_refuse
+ * (refused), from release (the handler ended after the client left) or from lx_http_conn_close
+ * (closed while the request was out of the handler's hands: mid-body, or its answer still being
+ * written or its end deferred). in_flight says it is still owed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +49,14 @@
 #define QUEUE_BYTES (64 * 1024)
 #define LINGER_MS   1000
 #define LOW_WATER   (8 * 1024)
+
+/* The state's deadline is <ms> from now / the state has none. */
+static void conn_arm(lx_http_conn_t *c, uint64_t ms);
+static void conn_disarm(lx_http_conn_t *c);
+
+/* A request the server refuses itself: answer <status> in the envelope (with the extra header
+ * lines <headers>, may be NULL), log it, then linger and close. */
+static void conn_refuse(lx_http_conn_t *c, int status, const char *message, const char *headers);
 
 void lx_http_server_init(lx_http_server_t *srv, lx_worker_t *w,
                          const lx_http_server_limits_t *limits)
@@ -211,10 +223,10 @@ static void on_timer(uv_timer_t *t)
         lx_http_conn_close(c, false);
         break;
     case ST_HEAD:
-        lx_http_conn_refuse(c, 408, "timed out reading the request head", NULL);
+        conn_refuse(c, 408, "timed out reading the request head", NULL);
         break;
     case ST_BODY:
-        lx_http_conn_refuse(c, 408, "timed out reading the request body", NULL);
+        conn_refuse(c, 408, "timed out reading the request body", NULL);
         break;
     default:
         break;
@@ -222,7 +234,7 @@ static void on_timer(uv_timer_t *t)
 }
 
 /* The state's deadline is <ms> from now. The timer moves only when it would fire too late. */
-void lx_http_conn_arm(lx_http_conn_t *c, uint64_t ms)
+static void conn_arm(lx_http_conn_t *c, uint64_t ms)
 {
     uint64_t due = uv_now(c->timer.loop) + ms;
     c->deadline = due;
@@ -235,7 +247,7 @@ void lx_http_conn_arm(lx_http_conn_t *c, uint64_t ms)
 }
 
 /* The state has no deadline. The timer may still fire; it then finds nothing to do. */
-void lx_http_conn_disarm(lx_http_conn_t *c)
+static void conn_disarm(lx_http_conn_t *c)
 {
     c->deadline = 0;
 }
@@ -270,7 +282,7 @@ static void request_done(lx_http_conn_t *c)
         return;
     }
     c->state = ST_IDLE;
-    lx_http_conn_arm(c, srv->limits.keepalive_timeout_ms);
+    conn_arm(c, srv->limits.keepalive_timeout_ms);
     pump(c);
 }
 
@@ -327,13 +339,13 @@ void lx_http_conn_on_write(lx_stream_t *s, int status, void *arg)
     if (c->state == ST_LINGER && c->peer_eof)
         lx_http_conn_close(c, false); /* nothing more comes in: no need to linger */
     else if (c->state == ST_LINGER)
-        lx_http_conn_arm(c, LINGER_MS);
+        conn_arm(c, LINGER_MS);
     else if (c->state == ST_OUT)
         request_done(c);
 }
 
 /* A request the server itself refuses: answer, then linger and close. */
-void lx_http_conn_refuse(lx_http_conn_t *c, int status, const char *message, const char *headers)
+static void conn_refuse(lx_http_conn_t *c, int status, const char *message, const char *headers)
 {
     lx_http_request_t *r = &c->req;
     if (c->closing)
@@ -358,7 +370,7 @@ void lx_http_conn_refuse(lx_http_conn_t *c, int status, const char *message, con
     if (hn < 0 || (size_t)hn >= sizeof(head))
         hn = snprintf(head, sizeof(head), "Content-Type: application/json\r\n");
     c->state = ST_LINGER;
-    lx_http_conn_disarm(c);
+    conn_disarm(c);
     int rc = lx_http_server_send_head(r, status, head, (size_t)hn, (int64_t)n);
     if (rc == 0)
         rc = lx_http_server_send(r, body, n);
@@ -379,7 +391,7 @@ static void on_parse_begin(lx_http_parser_t *p)
     lx_http_conn_t *c = p->data;
     c->state = ST_HEAD;
     c->req.start_ms = uv_now(&c->stream.worker->loop);
-    lx_http_conn_arm(c, c->srv->limits.header_timeout_ms);
+    conn_arm(c, c->srv->limits.header_timeout_ms);
 }
 
 /* The head passed the protocol's checks: a request from here on (on_done is owed, whatever
@@ -400,7 +412,7 @@ static void on_parse_body(lx_http_parser_t *p)
     if (p->send_continue)
         lx_stream_write_copy(&c->stream, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, NULL);
     c->state = ST_BODY;
-    lx_http_conn_arm(c, c->srv->limits.body_timeout_ms);
+    conn_arm(c, c->srv->limits.body_timeout_ms);
 }
 
 static const lx_http_parser_hooks_t parser_hooks = {
@@ -421,10 +433,10 @@ static size_t parse(lx_http_conn_t *c, lx_buf_t *b, const char *data, size_t len
     size_t used = lx_http_parser_feed(&c->parser, b, data, len);
     if (c->parser.state == LX_HTTP_PARSE_DONE) {
         c->state = ST_OUT;
-        lx_http_conn_disarm(c);
+        conn_disarm(c);
     } else if (c->parser.state == LX_HTTP_PARSE_ERROR) {
         lx_http_parser_t *p = &c->parser;
-        lx_http_conn_refuse(c, p->error_status, p->error_message, p->error_headers);
+        conn_refuse(c, p->error_status, p->error_message, p->error_headers);
     }
     return used;
 }
@@ -457,7 +469,7 @@ static void read_direct(lx_http_conn_t *c)
 static void queue_overflow(lx_http_conn_t *c)
 {
     if (c->state != ST_OUT) {
-        lx_http_conn_refuse(c, 400, "too much pipelined input", NULL);
+        conn_refuse(c, 400, "too much pipelined input", NULL);
         return;
     }
     bool owned = c->owned && !c->req.peer_gone;
@@ -575,7 +587,7 @@ int lx_http_server_accept_conn(lx_http_server_t *srv, uv_stream_t *listener, lx_
         return rc;
     }
     c->state = ST_IDLE;
-    lx_http_conn_arm(c, srv->limits.header_timeout_ms);
+    conn_arm(c, srv->limits.header_timeout_ms);
     if (out != NULL)
         *out = c;
     return 0;

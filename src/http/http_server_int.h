@@ -41,14 +41,6 @@ struct lx_http_conn {
 
 /* http_server.c: */
 
-/* The state's deadline is <ms> from now / the state has none. */
-void lx_http_conn_arm(lx_http_conn_t *c, uint64_t ms);
-void lx_http_conn_disarm(lx_http_conn_t *c);
-
-/* A request the server refuses itself: answer <status> in the envelope (with the extra header
- * lines <headers>, may be NULL), log it, then linger and close. */
-void lx_http_conn_refuse(lx_http_conn_t *c, int status, const char *message, const char *headers);
-
 /* Write callback of every response write (arg: the connection). */
 void lx_http_conn_on_write(lx_stream_t *s, int status, void *arg);
 
