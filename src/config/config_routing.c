@@ -1,0 +1,88 @@
+/*
+ * config_routing.c - how requests are spread over routes: `routing` (strategy, attempts,
+ * deadline, sessions) and `health` (scoring window, circuit breaker, probes, exploration),
+ * with the checks that tie two values together.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config_parse_int.h"
+#include "core/core.h"
+
+void lx_cfg_parse_routing(parser_t *p, yaml_node_t *n)
+{
+    lx_config_t *cfg = p->cfg;
+    field_t f[] = {{"strategy", false, NULL, NULL},
+                   {"max_attempts", false, NULL, NULL},
+                   {"deadline", false, NULL, NULL},
+                   {"session_ttl", false, NULL, NULL}};
+    uint64_t v;
+
+    if (!lx_cfg_read_map(p, n, "routing", f, LX_ARRAY_SIZE(f)))
+        return;
+    if (f[0].value != NULL) {
+        const char *s = lx_cfg_scalar(p, f[0].value, "routing.strategy");
+        if (s != NULL && strcmp(s, "health") == 0)
+            cfg->routing_strategy = LX_CONFIG_ROUTING_HEALTH;
+        else if (s != NULL && strcmp(s, "round_robin") == 0)
+            cfg->routing_strategy = LX_CONFIG_ROUTING_ROUND_ROBIN;
+        else if (s != NULL)
+            REPORT(p, f[0].value, "routing.strategy: expected health or round_robin");
+    }
+    if (f[1].value != NULL && lx_cfg_get_uint(p, f[1].value, "routing.max_attempts", 1, 16, &v))
+        cfg->routing_max_attempts = (uint32_t)v;
+    if (f[2].value != NULL)
+        lx_cfg_get_duration(p, f[2].value, "routing.deadline", false, &cfg->routing_deadline_ms);
+    if (f[3].value != NULL)
+        lx_cfg_get_duration(p, f[3].value, "routing.session_ttl", true,
+                            &cfg->routing_session_ttl_ms);
+}
+
+void lx_cfg_parse_health(parser_t *p, yaml_node_t *n)
+{
+    lx_config_t *cfg = p->cfg;
+    field_t f[] = {
+        {"rescore_interval", false, NULL, NULL},     {"window", false, NULL, NULL},
+        {"breaker_failures", false, NULL, NULL},     {"breaker_cooldown", false, NULL, NULL},
+        {"breaker_max_cooldown", false, NULL, NULL}, {"probe_interval", false, NULL, NULL},
+        {"exploration", false, NULL, NULL}};
+    uint64_t v;
+
+    if (!lx_cfg_read_map(p, n, "health", f, LX_ARRAY_SIZE(f)))
+        return;
+    if (f[0].value != NULL)
+        lx_cfg_get_duration(p, f[0].value, "health.rescore_interval", false,
+                            &cfg->health_rescore_interval_ms);
+    if (f[1].value != NULL)
+        lx_cfg_get_duration(p, f[1].value, "health.window", false, &cfg->health_window_ms);
+    if (f[2].value != NULL &&
+        lx_cfg_get_uint(p, f[2].value, "health.breaker_failures", 1, 1000, &v))
+        cfg->health_breaker_failures = (uint32_t)v;
+    if (f[3].value != NULL)
+        lx_cfg_get_duration(p, f[3].value, "health.breaker_cooldown", false,
+                            &cfg->health_breaker_cooldown_ms);
+    if (f[4].value != NULL)
+        lx_cfg_get_duration(p, f[4].value, "health.breaker_max_cooldown", false,
+                            &cfg->health_breaker_max_cooldown_ms);
+    if (f[5].value != NULL)
+        lx_cfg_get_duration(p, f[5].value, "health.probe_interval", true,
+                            &cfg->health_probe_interval_ms);
+    if (f[6].value != NULL) {
+        const char *s = lx_cfg_scalar(p, f[6].value, "health.exploration");
+        char *end = NULL;
+        double d = s != NULL ? strtod(s, &end) : 0;
+        if (s != NULL && (end == s || *end != '\0' || !(d >= 0 && d <= 0.5)))
+            REPORT(p, f[6].value, "health.exploration: expected a number from 0 to 0.5");
+        else if (s != NULL)
+            cfg->health_exploration = d;
+    }
+    if (cfg->health_window_ms < cfg->health_rescore_interval_ms)
+        REPORT(p,
+               f[1].value != NULL   ? f[1].value
+               : f[0].value != NULL ? f[0].value
+                                    : n,
+               "health.window: must be at least health.rescore_interval");
+    if (cfg->health_breaker_max_cooldown_ms < cfg->health_breaker_cooldown_ms)
+        REPORT(p, f[4].value != NULL ? f[4].value : n,
+               "health.breaker_max_cooldown: must be at least health.breaker_cooldown");
+}
