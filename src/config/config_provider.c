@@ -246,6 +246,46 @@ size_t lx_cfg_find_provider(const lx_config_t *cfg, size_t count, const char *na
     return i;
 }
 
+/* providers[index].name: unique among the providers before it. */
+static void parse_provider_name(parser_t *p, size_t index, yaml_node_t *n, const char *where)
+{
+    lx_config_t *cfg = p->cfg;
+    lx_config_provider_t *pv = &cfg->providers[index];
+    char what[64], buf[80];
+
+    const char *name = lx_cfg_get_name(p, n, lx_cfg_join(what, sizeof(what), where, "name"));
+    if (name != NULL) {
+        size_t first = lx_cfg_find_provider(cfg, index, name);
+        if (first < index)
+            REPORT(p, n, "%s: duplicate provider name '%s'", what,
+                   lx_cfg_show(name, buf, sizeof(buf)));
+        else
+            pv->name = lx_cfg_copy(p, name);
+    }
+}
+
+/* base_url: base_url and base_path; also the one endpoint when there is no <endpoints> list. */
+static void parse_base_url(parser_t *p, lx_config_provider_t *pv, yaml_node_t *n,
+                           const yaml_node_t *endpoints, const char *where)
+{
+    char what[64];
+    const char *why;
+    lx_config_value_url_t u;
+
+    const char *s = lx_cfg_scalar(p, n, lx_cfg_join(what, sizeof(what), where, "base_url"));
+    if (s != NULL && lx_config_value_url(s, true, &u, &why) != 0) {
+        REPORT(p, n, "%s: %s", what, why);
+    } else if (s != NULL) {
+        pv->base_url = lx_cfg_copy(p, s);
+        pv->base_path = lx_cfg_copy_n(p, u.path, u.path_len);
+        if (endpoints == NULL) {
+            pv->endpoints = lx_cfg_alloc(p, 1, sizeof(*pv->endpoints));
+            if (pv->endpoints != NULL && set_endpoint(p, pv->endpoints, s, &u))
+                pv->n_endpoints = 1;
+        }
+    }
+}
+
 static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
 {
     lx_config_t *cfg = p->cfg;
@@ -256,8 +296,7 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
                    {"timeouts", false, NULL, NULL},  {"data_collection", false, NULL, NULL},
                    {"zdr", false, NULL, NULL},       {"probe", false, NULL, NULL},
                    {"tls", false, NULL, NULL},       {"max_idle_connections", false, NULL, NULL}};
-    char where[32], what[64], buf[80];
-    const char *why;
+    char where[32], what[64];
     uint64_t v;
 
     pv->max_connections = 0; /* no bound: a stream holds its connection for its whole length */
@@ -266,34 +305,10 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
     if (!lx_cfg_read_map(p, n, where, f, LX_ARRAY_SIZE(f)))
         return;
 
-    if (f[0].value != NULL) {
-        const char *name =
-            lx_cfg_get_name(p, f[0].value, lx_cfg_join(what, sizeof(what), where, "name"));
-        if (name != NULL) {
-            size_t first = lx_cfg_find_provider(cfg, index, name);
-            if (first < index)
-                REPORT(p, f[0].value, "%s: duplicate provider name '%s'", what,
-                       lx_cfg_show(name, buf, sizeof(buf)));
-            else
-                pv->name = lx_cfg_copy(p, name);
-        }
-    }
-    if (f[1].value != NULL) {
-        lx_config_value_url_t u;
-        const char *s =
-            lx_cfg_scalar(p, f[1].value, lx_cfg_join(what, sizeof(what), where, "base_url"));
-        if (s != NULL && lx_config_value_url(s, true, &u, &why) != 0) {
-            REPORT(p, f[1].value, "%s: %s", what, why);
-        } else if (s != NULL) {
-            pv->base_url = lx_cfg_copy(p, s);
-            pv->base_path = lx_cfg_copy_n(p, u.path, u.path_len);
-            if (f[2].value == NULL) {
-                pv->endpoints = lx_cfg_alloc(p, 1, sizeof(*pv->endpoints));
-                if (pv->endpoints != NULL && set_endpoint(p, pv->endpoints, s, &u))
-                    pv->n_endpoints = 1;
-            }
-        }
-    }
+    if (f[0].value != NULL)
+        parse_provider_name(p, index, f[0].value, where);
+    if (f[1].value != NULL)
+        parse_base_url(p, pv, f[1].value, f[2].value, where);
     if (f[2].value != NULL)
         parse_endpoints(p, pv, f[2].value, where);
     if (f[3].value != NULL) {
