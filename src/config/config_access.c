@@ -82,7 +82,7 @@ void lx_cfg_parse_auth(parser_t *p, yaml_node_t *root, yaml_node_t *n)
         REPORT(p, keys != NULL ? keys : n, "auth: no keys listed: %s", hint);
         return;
     }
-    if (!lx_cfg_sequence(p, keys, "auth.keys", true))
+    if (!lx_cfg_list(p, keys, "auth.keys"))
         return;
     cfg->keys = lx_cfg_alloc(p, lx_cfg_seq_len(keys), sizeof(*cfg->keys));
     for (size_t i = 0; cfg->keys != NULL && i < lx_cfg_seq_len(keys); i++)

@@ -76,8 +76,7 @@ static void parse_route(parser_t *p, lx_config_model_t *m, const char *model_whe
     if (f[2].value != NULL)
         parse_price(p, r, f[2].value, where);
     if (f[3].value != NULL &&
-        lx_cfg_sequence(p, f[3].value, lx_cfg_join(what, sizeof(what), where, "parameters"),
-                        true)) {
+        lx_cfg_list(p, f[3].value, lx_cfg_join(what, sizeof(what), where, "parameters"))) {
         yaml_node_t *list = f[3].value;
         r->parameters = lx_cfg_alloc(p, lx_cfg_seq_len(list), sizeof(*r->parameters));
         for (size_t i = 0; r->parameters != NULL && i < lx_cfg_seq_len(list); i++) {
@@ -174,7 +173,7 @@ static void parse_model(parser_t *p, size_t index, yaml_node_t *n, model_ref_t *
                           : lx_cfg_copy(p, "llmux");
     }
     if (f[4].value != NULL &&
-        lx_cfg_sequence(p, f[4].value, lx_cfg_join(what, sizeof(what), where, "providers"), true)) {
+        lx_cfg_list(p, f[4].value, lx_cfg_join(what, sizeof(what), where, "providers"))) {
         yaml_node_t *list = f[4].value;
         m->routes = lx_cfg_alloc(p, lx_cfg_seq_len(list), sizeof(*m->routes));
         for (size_t i = 0; m->routes != NULL && i < lx_cfg_seq_len(list); i++)
@@ -192,7 +191,7 @@ static int compare_models(const void *a, const void *b)
 void lx_cfg_parse_models(parser_t *p, yaml_node_t *n)
 {
     lx_config_t *cfg = p->cfg;
-    if (!lx_cfg_sequence(p, n, "models", true))
+    if (!lx_cfg_list(p, n, "models"))
         return;
     size_t count = lx_cfg_seq_len(n);
     cfg->models = lx_cfg_alloc(p, count, sizeof(*cfg->models));

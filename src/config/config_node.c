@@ -109,15 +109,15 @@ size_t lx_cfg_seq_len(const yaml_node_t *n)
     return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
 }
 
-/* A list node for <what>, or false after an error. */
-bool lx_cfg_sequence(parser_t *p, yaml_node_t *n, const char *what, bool non_empty)
+/* A non-empty list node for <what>, or false after an error. */
+bool lx_cfg_list(parser_t *p, yaml_node_t *n, const char *what)
 {
     if (n->type != YAML_SEQUENCE_NODE) {
         REPORT(p, n, "%s: expected a list, got %s", what,
                lx_cfg_is_null(n) ? "nothing" : lx_cfg_kind(n));
         return false;
     }
-    if (non_empty && lx_cfg_seq_len(n) == 0) {
+    if (lx_cfg_seq_len(n) == 0) {
         REPORT(p, n, "%s: the list is empty", what);
         return false;
     }
@@ -185,22 +185,36 @@ bool lx_cfg_get_uint(parser_t *p, yaml_node_t *n, const char *what, uint64_t min
     return true;
 }
 
-void lx_cfg_get_duration(parser_t *p, yaml_node_t *n, const char *what, bool allow_zero,
-                         uint64_t *out)
+/* A duration in milliseconds (0s included), or false after an error. */
+static bool duration(parser_t *p, yaml_node_t *n, const char *what, uint64_t *ms)
 {
     const char *why, *s = lx_cfg_scalar(p, n, what);
-    uint64_t ms;
     if (s == NULL)
-        return;
-    if (lx_config_value_duration(s, &ms, &why) != 0) {
+        return false;
+    if (lx_config_value_duration(s, ms, &why) != 0) {
         REPORT(p, n, "%s: %s", what, why);
-        return;
+        return false;
     }
-    if (ms == 0 && !allow_zero) {
+    return true;
+}
+
+void lx_cfg_get_duration(parser_t *p, yaml_node_t *n, const char *what, uint64_t *out)
+{
+    uint64_t ms;
+    if (!duration(p, n, what, &ms))
+        return;
+    if (ms == 0) {
         REPORT(p, n, "%s: must be longer than 0s", what);
         return;
     }
     *out = ms;
+}
+
+void lx_cfg_get_duration_or_zero(parser_t *p, yaml_node_t *n, const char *what, uint64_t *out)
+{
+    uint64_t ms;
+    if (duration(p, n, what, &ms))
+        *out = ms;
 }
 
 void lx_cfg_get_size(parser_t *p, yaml_node_t *n, const char *what, uint64_t min, uint64_t max,

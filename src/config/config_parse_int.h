@@ -75,8 +75,8 @@ const char *lx_cfg_scalar(parser_t *p, yaml_node_t *n, const char *what);
 
 size_t lx_cfg_seq_len(const yaml_node_t *n);
 
-/* A list node for <what>, or false after an error. */
-bool lx_cfg_sequence(parser_t *p, yaml_node_t *n, const char *what, bool non_empty);
+/* A non-empty list node for <what>, or false after an error. */
+bool lx_cfg_list(parser_t *p, yaml_node_t *n, const char *what);
 
 /*
  * Matches the keys of mapping <n> against <fields>: unknown and repeated keys are errors, as
@@ -88,8 +88,10 @@ bool lx_cfg_read_map(parser_t *p, yaml_node_t *n, const char *where, field_t *fi
 /* Typed values: each reports a bad value naming <what> and leaves *out unchanged. */
 bool lx_cfg_get_uint(parser_t *p, yaml_node_t *n, const char *what, uint64_t min, uint64_t max,
                      uint64_t *out);
-void lx_cfg_get_duration(parser_t *p, yaml_node_t *n, const char *what, bool allow_zero,
-                         uint64_t *out);
+/* A duration longer than 0s; the _or_zero one also takes 0s (timeouts.shutdown,
+ * routing.session_ttl, health.probe_interval). */
+void lx_cfg_get_duration(parser_t *p, yaml_node_t *n, const char *what, uint64_t *out);
+void lx_cfg_get_duration_or_zero(parser_t *p, yaml_node_t *n, const char *what, uint64_t *out);
 void lx_cfg_get_size(parser_t *p, yaml_node_t *n, const char *what, uint64_t min, uint64_t max,
                      uint64_t *out);
 void lx_cfg_get_bool(parser_t *p, yaml_node_t *n, const char *what, bool *out);

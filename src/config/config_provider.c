@@ -183,7 +183,7 @@ static void parse_endpoints(parser_t *p, lx_config_provider_t *pv, yaml_node_t *
     char what[96];
 
     snprintf(what, sizeof(what), "%s.endpoints", where);
-    if (!lx_cfg_sequence(p, n, what, true))
+    if (!lx_cfg_list(p, n, what))
         return;
     size_t count = lx_cfg_seq_len(n);
     pv->endpoints = lx_cfg_alloc(p, count, sizeof(*pv->endpoints));
@@ -233,7 +233,7 @@ static void parse_provider_timeouts(parser_t *p, lx_config_provider_t *pv, yaml_
     for (size_t i = 0; i < LX_ARRAY_SIZE(f); i++) {
         if (f[i].value != NULL)
             lx_cfg_get_duration(p, f[i].value, lx_cfg_join(what, sizeof(what), sub, f[i].key),
-                                false, slots[i]);
+                                slots[i]);
     }
 }
 
@@ -356,7 +356,7 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
 void lx_cfg_parse_providers(parser_t *p, yaml_node_t *n)
 {
     lx_config_t *cfg = p->cfg;
-    if (!lx_cfg_sequence(p, n, "providers", true))
+    if (!lx_cfg_list(p, n, "providers"))
         return;
     size_t count = lx_cfg_seq_len(n);
     cfg->providers = lx_cfg_alloc(p, count, sizeof(*cfg->providers));

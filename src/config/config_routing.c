@@ -32,10 +32,10 @@ void lx_cfg_parse_routing(parser_t *p, yaml_node_t *n)
     if (f[1].value != NULL && lx_cfg_get_uint(p, f[1].value, "routing.max_attempts", 1, 16, &v))
         cfg->routing_max_attempts = (uint32_t)v;
     if (f[2].value != NULL)
-        lx_cfg_get_duration(p, f[2].value, "routing.deadline", false, &cfg->routing_deadline_ms);
+        lx_cfg_get_duration(p, f[2].value, "routing.deadline", &cfg->routing_deadline_ms);
     if (f[3].value != NULL)
-        lx_cfg_get_duration(p, f[3].value, "routing.session_ttl", true,
-                            &cfg->routing_session_ttl_ms);
+        lx_cfg_get_duration_or_zero(p, f[3].value, "routing.session_ttl",
+                                    &cfg->routing_session_ttl_ms);
 }
 
 void lx_cfg_parse_health(parser_t *p, yaml_node_t *n)
@@ -51,22 +51,22 @@ void lx_cfg_parse_health(parser_t *p, yaml_node_t *n)
     if (!lx_cfg_read_map(p, n, "health", f, LX_ARRAY_SIZE(f)))
         return;
     if (f[0].value != NULL)
-        lx_cfg_get_duration(p, f[0].value, "health.rescore_interval", false,
+        lx_cfg_get_duration(p, f[0].value, "health.rescore_interval",
                             &cfg->health_rescore_interval_ms);
     if (f[1].value != NULL)
-        lx_cfg_get_duration(p, f[1].value, "health.window", false, &cfg->health_window_ms);
+        lx_cfg_get_duration(p, f[1].value, "health.window", &cfg->health_window_ms);
     if (f[2].value != NULL &&
         lx_cfg_get_uint(p, f[2].value, "health.breaker_failures", 1, 1000, &v))
         cfg->health_breaker_failures = (uint32_t)v;
     if (f[3].value != NULL)
-        lx_cfg_get_duration(p, f[3].value, "health.breaker_cooldown", false,
+        lx_cfg_get_duration(p, f[3].value, "health.breaker_cooldown",
                             &cfg->health_breaker_cooldown_ms);
     if (f[4].value != NULL)
-        lx_cfg_get_duration(p, f[4].value, "health.breaker_max_cooldown", false,
+        lx_cfg_get_duration(p, f[4].value, "health.breaker_max_cooldown",
                             &cfg->health_breaker_max_cooldown_ms);
     if (f[5].value != NULL)
-        lx_cfg_get_duration(p, f[5].value, "health.probe_interval", true,
-                            &cfg->health_probe_interval_ms);
+        lx_cfg_get_duration_or_zero(p, f[5].value, "health.probe_interval",
+                                    &cfg->health_probe_interval_ms);
     if (f[6].value != NULL) {
         const char *s = lx_cfg_scalar(p, f[6].value, "health.exploration");
         char *end = NULL;

@@ -17,7 +17,7 @@ void lx_cfg_parse_listen(parser_t *p, yaml_node_t *n)
     size_t count = 1;
 
     if (n->type == YAML_SEQUENCE_NODE) {
-        if (!lx_cfg_sequence(p, n, "listen", true))
+        if (!lx_cfg_list(p, n, "listen"))
             return;
         count = lx_cfg_seq_len(n);
         single = NULL;
@@ -133,10 +133,13 @@ void lx_cfg_parse_timeouts(parser_t *p, yaml_node_t *n)
     if (!lx_cfg_read_map(p, n, "timeouts", f, LX_ARRAY_SIZE(f)))
         return;
     for (size_t i = 0; i < LX_ARRAY_SIZE(f); i++) {
-        if (f[i].value != NULL)
-            lx_cfg_get_duration(p, f[i].value,
-                                lx_cfg_join(what, sizeof(what), "timeouts", f[i].key),
-                                slots[i] == &cfg->shutdown_timeout_ms, slots[i]);
+        if (f[i].value == NULL)
+            continue;
+        lx_cfg_join(what, sizeof(what), "timeouts", f[i].key);
+        if (slots[i] == &cfg->shutdown_timeout_ms) /* the one timeout that may be 0s */
+            lx_cfg_get_duration_or_zero(p, f[i].value, what, slots[i]);
+        else
+            lx_cfg_get_duration(p, f[i].value, what, slots[i]);
     }
 }
 
@@ -151,10 +154,10 @@ void lx_cfg_parse_stream(parser_t *p, yaml_node_t *n)
     if (!lx_cfg_read_map(p, n, "stream", f, LX_ARRAY_SIZE(f)))
         return;
     if (f[0].value != NULL)
-        lx_cfg_get_duration(p, f[0].value, "stream.keepalive_interval", false,
+        lx_cfg_get_duration(p, f[0].value, "stream.keepalive_interval",
                             &cfg->stream_keepalive_interval_ms);
     if (f[1].value != NULL)
-        lx_cfg_get_duration(p, f[1].value, "stream.keepalive_delay", false,
+        lx_cfg_get_duration(p, f[1].value, "stream.keepalive_delay",
                             &cfg->stream_keepalive_delay_ms);
     if (f[2].value != NULL)
         lx_cfg_get_bool(p, f[2].value, "stream.early_commit", &cfg->stream_early_commit);

@@ -47,8 +47,7 @@ void lx_cfg_parse_listen_tls(parser_t *p, lx_config_listen_t *l, yaml_node_t *n,
         return;
     size_t extra = 0;
     if (f[2].value != NULL) {
-        if (!lx_cfg_sequence(p, f[2].value, lx_cfg_join(what, sizeof(what), where, "certificates"),
-                             true))
+        if (!lx_cfg_list(p, f[2].value, lx_cfg_join(what, sizeof(what), where, "certificates")))
             return;
         extra = lx_cfg_seq_len(f[2].value);
     }
