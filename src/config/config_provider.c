@@ -198,7 +198,7 @@ static void parse_endpoints(parser_t *p, lx_config_provider_t *pv, yaml_node_t *
         const char *s = lx_cfg_scalar(p, item, what);
         if (s == NULL)
             continue;
-        if (lx_config_value_url(s, false, &u, &why) != 0) {
+        if (lx_config_value_endpoint_url(s, &u, &why) != 0) {
             REPORT(p, item, "%s: %s", what, why);
             continue;
         }
@@ -273,7 +273,7 @@ static void parse_base_url(parser_t *p, lx_config_provider_t *pv, yaml_node_t *n
     lx_config_value_url_t u;
 
     const char *s = lx_cfg_scalar(p, n, lx_cfg_join(what, sizeof(what), where, "base_url"));
-    if (s != NULL && lx_config_value_url(s, true, &u, &why) != 0) {
+    if (s != NULL && lx_config_value_base_url(s, &u, &why) != 0) {
         REPORT(p, n, "%s: %s", what, why);
     } else if (s != NULL) {
         pv->base_url = lx_cfg_copy(p, s);

@@ -256,8 +256,8 @@ static int check_host_name(const char *h, size_t len, const char **why)
     return 0;
 }
 
-int lx_config_value_url(const char *s, bool allow_path, lx_config_value_url_t *out,
-                        const char **why)
+/* A URL with any path: lx_config_value_base_url() is this, endpoint URLs add their check. */
+static int parse_url(const char *s, lx_config_value_url_t *out, const char **why)
 {
     const char *p;
 
@@ -326,7 +326,20 @@ int lx_config_value_url(const char *s, bool allow_path, lx_config_value_url_t *o
     out->path_len = strlen(p);
     while (out->path_len > 0 && p[out->path_len - 1] == '/')
         out->path_len--;
-    if (!allow_path && out->path_len > 0)
+    return 0;
+}
+
+int lx_config_value_base_url(const char *s, lx_config_value_url_t *out, const char **why)
+{
+    return parse_url(s, out, why);
+}
+
+int lx_config_value_endpoint_url(const char *s, lx_config_value_url_t *out, const char **why)
+{
+    int rc = parse_url(s, out, why);
+    if (rc != 0)
+        return rc;
+    if (out->path_len > 0)
         return fail(why, "an endpoint URL has no path (the provider's base_url supplies it)");
     return 0;
 }

@@ -57,12 +57,13 @@ typedef struct lx_config_value_url {
 } lx_config_value_url_t;
 
 /*
- * Parses "http[s]://host[:port][/path]": host is a DNS name, dotted IPv4 or [IPv6]; no user
- * info, query or fragment. With allow_path false, only an empty path or "/" is accepted
- * (endpoint URLs). Returns 0 or LX_ECONFIG with a static *why.
+ * Parses "http[s]://host[:port][/path]" (a provider's base_url): host is a DNS name, dotted
+ * IPv4 or [IPv6]; no user info, query or fragment. Returns 0 or LX_ECONFIG with a static *why.
  */
-int lx_config_value_url(const char *s, bool allow_path, lx_config_value_url_t *out,
-                        const char **why);
+int lx_config_value_base_url(const char *s, lx_config_value_url_t *out, const char **why);
+
+/* The same for an entry of `endpoints`: only an empty path or "/" is accepted. */
+int lx_config_value_endpoint_url(const char *s, lx_config_value_url_t *out, const char **why);
 
 /* Decodes exactly 2*n hex digits (either case) into out[n]. 0 or LX_ECONFIG. */
 int lx_config_value_hex(const char *s, uint8_t *out, size_t n, const char **why);

@@ -136,7 +136,7 @@ static void test_urls(void **state)
     lx_config_value_url_t u;
     const char *why;
 
-    assert_int_equal(lx_config_value_url("https://api.openai.com/v1/", true, &u, &why), 0);
+    assert_int_equal(lx_config_value_base_url("https://api.openai.com/v1/", &u, &why), 0);
     assert_true(u.tls);
     assert_int_equal(u.port, 443);
     assert_int_equal(u.host_len, 14);
@@ -145,17 +145,17 @@ static void test_urls(void **state)
     assert_memory_equal(u.path, "/v1", 3);
     assert_int_equal(u.origin_len, strlen("https://api.openai.com"));
 
-    assert_int_equal(lx_config_value_url("http://[::1]:8000", true, &u, &why), 0);
+    assert_int_equal(lx_config_value_base_url("http://[::1]:8000", &u, &why), 0);
     assert_false(u.tls);
     assert_int_equal(u.port, 8000);
     assert_int_equal(u.host_len, 3);
     assert_memory_equal(u.host, "::1", 3);
     assert_int_equal(u.path_len, 0);
 
-    assert_int_equal(lx_config_value_url("HTTP://vllm_0.internal/", false, &u, &why), 0);
+    assert_int_equal(lx_config_value_endpoint_url("HTTP://vllm_0.internal/", &u, &why), 0);
     assert_int_equal(u.port, 80);
     assert_int_equal(u.path_len, 0);
-    assert_int_equal(lx_config_value_url("http://10.0.0.7:8000/a/b", true, &u, &why), 0);
+    assert_int_equal(lx_config_value_base_url("http://10.0.0.7:8000/a/b", &u, &why), 0);
     assert_int_equal(u.path_len, 4);
 
     static const char *const bad[] = {
@@ -164,10 +164,10 @@ static void test_urls(void **state)
         "http://[::1",   "http://[zz]:80", "http://a:",        "http://a:99999", "http://a:80x",
         "127.0.0.1:80",  "http://a/b c",   "https:/x",         "http://a.-b.c",  "http://a-.b"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        if (lx_config_value_url(bad[i], true, &u, &why) != LX_ECONFIG)
+        if (lx_config_value_base_url(bad[i], &u, &why) != LX_ECONFIG)
             fail_msg("'%s' was accepted", bad[i]);
     }
-    assert_int_equal(lx_config_value_url("http://a:80/v1", false, &u, &why), LX_ECONFIG);
+    assert_int_equal(lx_config_value_endpoint_url("http://a:80/v1", &u, &why), LX_ECONFIG);
     assert_non_null(strstr(why, "no path"));
 }
 
