@@ -12,6 +12,8 @@
  * req->data to the handler, which does not check again. Routes are served under /v1 and
  * /api/v1 alike; /healthz and /readyz need no key.
  */
+#include "gateway/api.h"
+
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,12 +24,16 @@
 #include "core/core.h"
 #include "core/status.h"
 #include "core/strbuf.h"
-#include "llm/api_error.h"
+#include "gateway/admin.h"
 #include "gateway/auth.h"
+#include "gateway/dispatch.h"
+#include "gateway/gen.h"
+#include "gateway/request.h"
+#include "llm/api_error.h"
 #include "llm/body.h"
-#include "gateway/gateway_int.h"
 #include "llm/models.h"
 #include "llm/sse_scan.h"
+#include "route/session.h"
 
 enum api_route {
     R_HEALTHZ,
@@ -392,16 +398,6 @@ void lx_api_cancel_all(lx_gw_worker_t *w, int code)
     }
 }
 
-static uint64_t hash_session(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 1099511628211ull;
-    }
-    return h != 0 ? h : 1;
-}
-
 static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_def_t *rt)
 {
     lx_gw_gen_t *gen = gw->gen;
@@ -441,11 +437,11 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_
     /* the session: the body's session_id, else the X-Session-Id header */
     if (ar->scan.has_session_id && ar->scan.session_id.len > 0) {
         ar->session =
-            hash_session(req->body.ptr + ar->scan.session_id.off, ar->scan.session_id.len);
+            lx_session_hash(req->body.ptr + ar->scan.session_id.off, ar->scan.session_id.len);
     } else {
         const lx_http_header_t *h = lx_http_request_header(req, "x-session-id");
         if (h != NULL && h->value.len > 0)
-            ar->session = hash_session(h->value.ptr, h->value.len);
+            ar->session = lx_session_hash(h->value.ptr, h->value.len);
     }
     lx_strbuf_t gb = lx_strbuf_make(ar->gen_id, sizeof(ar->gen_id) - 1);
     LX_STRBUF_LIT(&gb, "gen-");
@@ -491,28 +487,6 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_
     lx_proxy_start(px);
 }
 
-/* /admin/health and /metrics: the health table (admitted behind the admin key, see admit). */
-static void serve_admin(lx_http_request_t *req, lx_gw_worker_t *gw, int route)
-{
-    char *body = NULL;
-    size_t len = 0;
-    lx_health_t *table = gw->gen->health->table;
-    uint64_t now = uv_now(&gw->worker.loop);
-    int rc = route == R_METRICS ? lx_health_format_metrics(table, now, &body, &len)
-                                : lx_health_format_json(table, now, &body, &len);
-    if (rc != 0) {
-        lx_http_server_respond_error(req, 500, NULL, "out of memory");
-        return;
-    }
-    static const char prom[] = "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n";
-    static const char json[] = "Content-Type: application/json\r\n";
-    if (route == R_METRICS)
-        lx_http_server_respond(req, 200, prom, sizeof(prom) - 1, body, len);
-    else
-        lx_http_server_respond(req, 200, json, sizeof(json) - 1, body, len);
-    free(body);
-}
-
 void lx_api_handle(lx_http_request_t *req)
 {
     lx_gw_worker_t *gw = req->worker->data;
@@ -537,8 +511,10 @@ void lx_api_handle(lx_http_request_t *req)
         respond_json(req, 200, "{\"status\":\"ok\"}\n", 16);
         return;
     case R_METRICS:
+        lx_admin_serve_metrics(req, gw);
+        return;
     case R_ADMIN_HEALTH:
-        serve_admin(req, gw, rt->route);
+        lx_admin_serve_health(req, gw);
         return;
     case R_MODELS:
         respond_json(req, 200, gw->gen->models_json, gw->gen->models_json_len);

@@ -19,7 +19,11 @@
 #include "core/core.h"
 #include "core/status.h"
 #include "core/strbuf.h"
-#include "gateway/gateway_int.h"
+#include "gateway/gen.h"
+#include "gateway/probe.h"
+#include "gateway/service.h"
+#include "gateway/worker.h"
+#include "http/http_client.h"
 
 #define PROBE_ANSWER_MS 5000 /* after connecting: the whole answer */
 #define PROBE_MAX_ROWS  64

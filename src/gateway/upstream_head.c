@@ -10,7 +10,8 @@
 
 #include "core/core.h"
 #include "core/strbuf.h"
-#include "gateway/gateway_int.h"
+#include "gateway/request.h"
+#include "gateway/upstream_head.h"
 #include "http/http_build.h"
 #include "http/http_filter.h"
 

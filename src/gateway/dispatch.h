@@ -1,0 +1,50 @@
+/*
+ * dispatch.h - a request's walk through its plan (dispatch.c: plan, attempts, failover) and
+ * the answers and log text made of its attempts (dispatch_answer.c). Not for other layers.
+ */
+#ifndef LX_GATEWAY_DISPATCH_H
+#define LX_GATEWAY_DISPATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gateway/request.h"
+#include "http/http_server.h"
+
+struct lx_strbuf;
+
+/* Builds <r>'s plan from its body (scanned into r->scan), preferences and the health table,
+ * applies session stickiness, and prepares the first attempt. Returns 0, or an HTTP status
+ * with a message in <msg> (the request cannot be routed). */
+int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t cap);
+
+/* The current attempt ended: records its outcome (health table, attempt list, in-flight). */
+void lx_dispatch_end_attempt(lx_gw_req_t *r, int code);
+
+/* After a failed attempt: prepares the next one (true), or says there is none (false):
+ * the failure is not worth a retry, or the plan, routing.max_attempts or the deadline is
+ * exhausted. */
+bool lx_dispatch_next(lx_gw_req_t *r, int code);
+
+/* A request was served: remembers the endpoint for its session. */
+void lx_dispatch_served(lx_gw_req_t *r);
+
+/* Answers a request whose every attempt failed: 429 when all were rate limited (with the
+ * smallest Retry-After), 503 when all were 5xx or timeouts, the upstream's status for a
+ * client error, else 502; error.metadata lists each attempt. Returns true when it answered. */
+bool lx_dispatch_respond_error(lx_gw_req_t *r, int code, int status, const char *message);
+
+/* Answers a request lx_dispatch_start() refused with <status> and <msg>, in the envelope of its
+ * API (/v1 or /api/v1). */
+void lx_dispatch_reject(lx_gw_req_t *r, int status, const char *msg);
+
+/* The error event that ends <r>'s stream cut after its 200 (proxy ops->format_cut): OpenAI's
+ * envelope under /v1, OpenRouter's chunk under /api/v1 with the stream's own id and created.
+ * Its length, or 0 when the response is no event stream or <cap> is too small. */
+size_t lx_dispatch_format_cut(lx_gw_req_t *r, int status, const char *message, char *buf,
+                              size_t cap);
+
+/* Appends the attempts as a JSON array to <sb> (access log). */
+void lx_dispatch_format_attempts(const lx_gw_req_t *r, struct lx_strbuf *sb);
+
+#endif

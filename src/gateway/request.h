@@ -1,0 +1,81 @@
+/*
+ * request.h - one request handed to the proxy: the one struct that owns a request's gateway
+ * state (its generation, plan, attempts, response scanner). Allocated in api.c, its plan and
+ * attempts moved by dispatch.c, its heads built by upstream_head.c. Not for other layers.
+ *
+ * Lifetime: two references, the proxy's (released by ops->on_free) and the server's (released
+ * by on_done, lx_api_done); the struct goes back to the worker's cache when both are through.
+ */
+#ifndef LX_GATEWAY_REQUEST_H
+#define LX_GATEWAY_REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/list.h"
+#include "gateway/gen.h"
+#include "gateway/worker.h"
+#include "llm/body.h"
+#include "llm/sse_scan.h"
+#include "proxy/proxy.h"
+#include "route/plan.h"
+
+#define LX_GW_MAX_PLAN     LX_PLAN_MAX
+#define LX_GW_MAX_ATTEMPTS 16
+
+typedef struct lx_gw_attempt {
+    uint16_t model, route, ep; /* configuration indexes */
+    uint8_t outcome;           /* lx_health_outcome_t */
+    int16_t status;            /* the upstream's HTTP status, 0 when none */
+    int code;                  /* what went wrong on the way, 0 when nothing */
+    int64_t retry_after;       /* seconds, from a 429; -1 when absent */
+    uint64_t ms;               /* duration */
+} lx_gw_attempt_t;
+
+typedef struct lx_gw_req {
+    lx_proxy_t px; /* first: req->data points here */
+    lx_gw_worker_t *gw;
+    lx_gw_gen_t *gen; /* the configuration this request started with (a reference) */
+    lx_list_t link;   /* in gw->active while the proxy runs */
+    /* The current attempt: */
+    const lx_config_model_t *model;
+    const lx_config_provider_t *provider;
+    const lx_config_endpoint_t *endpoint;
+    const lx_config_route_t *route;
+    size_t row;                /* its health row */
+    bool in_flight;            /* counted in the row's in-flight numbers */
+    uint64_t attempt_start_ns; /* lx_worker_clock_ns() */
+    /* The plan: plan[0, n_plan), below. */
+    uint16_t n_plan;
+    uint16_t plan_pos;    /* the entry being tried */
+    int32_t pin_ep;       /* session stickiness: the endpoint for the first entry, or -1 */
+    uint64_t session;     /* hash of the session id; 0 without one */
+    uint64_t deadline_ms; /* routing.deadline from the start */
+    unsigned n_attempts;  /* attempts[0, n_attempts), below */
+    /* The request: */
+    const char *upstream_path; /* "/chat/completions", ... */
+    bool embeddings;
+    char gen_id[32];
+    int finish_code;
+    unsigned refs;
+    bool stream;            /* the client asked for a stream */
+    bool openrouter;        /* served under /api/v1: OpenRouter's shapes */
+    bool drop_usage;        /* llmux added include_usage: the usage chunk is not the client's */
+    bool rewrite;           /* the served model's upstream name differs from its public id */
+    bool scanning;          /* scan is initialised */
+    lx_buf_t *resp_headers; /* the client's response head lines (a small pool chunk) */
+    char *stream_head;      /* early commit: the head sent at once (malloc'd) */
+    /* A request that cannot be routed (lx_dispatch_start): what its error says beyond the
+     * message (route/plan.h). */
+    lx_plan_reject_t reject;
+    /* Last, and not zeroed at allocation: each is initialised by its own function, or read
+     * only below a count kept above. */
+    lx_plan_entry_t plan[LX_GW_MAX_PLAN]; /* (model, route) pairs in attempt order */
+    lx_gw_attempt_t attempts[LX_GW_MAX_ATTEMPTS];
+    lx_body_scan_t scan; /* lx_body_scan() */
+    lx_sse_scan_t sse;   /* lx_sse_scan_init*() when `scanning`: observes (and rewrites) the
+                          * response body */
+} lx_gw_req_t;
+
+#endif
