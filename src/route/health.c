@@ -267,6 +267,87 @@ static void fill_opts(lx_health_opts_t *o, const lx_health_opts_t *in)
         o->log_epsilon = d.log_epsilon;
 }
 
+/* The table's arrays for <rows> rows (at least 1) and <bytes> of key text: 0, or -1 when one
+ * could not be allocated (lx_health_free() frees what was). */
+static int alloc_rows(lx_health_t *h, size_t rows, size_t bytes)
+{
+    h->keys = calloc(rows, sizeof(*h->keys));
+    h->key_bytes = malloc(bytes > 0 ? bytes : 1);
+    h->group = calloc(rows, sizeof(*h->group));
+    h->agg = calloc(rows, sizeof(*h->agg));
+    h->brk = aligned_alloc(alignof(breaker_t), rows * sizeof(breaker_t));
+    h->shards = calloc(h->n_shards, sizeof(*h->shards));
+    if (!h->keys || !h->key_bytes || !h->group || !h->agg || !h->brk || !h->shards)
+        return -1;
+    memset(h->brk, 0, rows * sizeof(breaker_t));
+    for (unsigned s = 0; s < h->n_shards; s++) {
+        size_t sz = (rows * sizeof(cell_t) + 63) / 64 * 64;
+        h->shards[s] = aligned_alloc(64, sz); /* shards never share a cache line */
+        if (!h->shards[s])
+            return -1;
+        memset(h->shards[s], 0, sz);
+    }
+    for (unsigned k = 0; k < SNAPSHOTS; k++) {
+        h->snaps[k].rows = calloc(rows, sizeof(lx_health_score_t));
+        if (!h->snaps[k].rows)
+            return -1;
+    }
+    return 0;
+}
+
+/* Copies the row keys into the table's own text, and groups rows by model (group[i]: the first
+ * row of the same model). */
+static void copy_keys(lx_health_t *h, const lx_health_row_key_t *keys)
+{
+    char *p = h->key_bytes;
+    for (size_t i = 0; i < h->n_rows; i++) {
+        const char *src[3] = {keys[i].provider, keys[i].endpoint, keys[i].model};
+        const char *dst[3];
+        for (int f = 0; f < 3; f++) {
+            size_t len = strlen(src[f]) + 1;
+            memcpy(p, src[f], len);
+            dst[f] = p;
+            p += len;
+        }
+        h->keys[i] = (lx_health_row_key_t){dst[0], dst[1], dst[2]};
+        h->group[i] = i;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(h->keys[j].model, dst[2]) == 0) {
+                h->group[i] = j;
+                break;
+            }
+        }
+    }
+}
+
+/* The first snapshot: neutral scores, or the previous table's rows for the same (provider,
+ * endpoint, model) with their breaker and counters (the window too when its bucket size is
+ * the same). */
+static void carry_over(lx_health_t *h, const lx_health_t *previous)
+{
+    snap_t *first = &h->snaps[0];
+    const snap_t *psnap = NULL;
+    if (previous) {
+        psnap = atomic_load_explicit(&previous->cur, memory_order_acquire);
+        first->at_ms = psnap->at_ms;
+        first->rescored = psnap->rescored;
+    }
+    bool window = previous && previous->bucket_ms == h->bucket_ms;
+    for (size_t i = 0; i < h->n_rows; i++) {
+        neutral_score(&first->rows[i]);
+        if (!previous)
+            continue;
+        size_t j =
+            lx_health_find(previous, h->keys[i].provider, h->keys[i].endpoint, h->keys[i].model);
+        if (j == (size_t)-1)
+            continue;
+        first->rows[i] = psnap->rows[j];
+        carry_breaker(&h->brk[i], &previous->brk[j]);
+        carry_cell(previous, j, &h->shards[0][i], window);
+    }
+    atomic_store_explicit(&h->cur, first, memory_order_release);
+}
+
 lx_health_t *lx_health_new(const lx_health_opts_t *opts, const lx_health_row_key_t *keys,
                            size_t n_rows, unsigned n_shards, const lx_health_t *previous)
 {
@@ -288,70 +369,11 @@ lx_health_t *lx_health_new(const lx_health_opts_t *opts, const lx_health_row_key
             goto fail;
         bytes += strlen(keys[i].provider) + strlen(keys[i].endpoint) + strlen(keys[i].model) + 3;
     }
-    size_t rows = n_rows > 0 ? n_rows : 1; /* no zero-size allocations */
-    h->keys = calloc(rows, sizeof(*h->keys));
-    h->key_bytes = malloc(bytes > 0 ? bytes : 1);
-    h->group = calloc(rows, sizeof(*h->group));
-    h->agg = calloc(rows, sizeof(*h->agg));
-    h->brk = aligned_alloc(alignof(breaker_t), rows * sizeof(breaker_t));
-    h->shards = calloc(n_shards, sizeof(*h->shards));
-    if (!h->keys || !h->key_bytes || !h->group || !h->agg || !h->brk || !h->shards)
+    /* no zero-size allocations */
+    if (alloc_rows(h, n_rows > 0 ? n_rows : 1, bytes) != 0)
         goto fail;
-    memset(h->brk, 0, rows * sizeof(breaker_t));
-    for (unsigned s = 0; s < n_shards; s++) {
-        size_t sz = (rows * sizeof(cell_t) + 63) / 64 * 64;
-        h->shards[s] = aligned_alloc(64, sz); /* shards never share a cache line */
-        if (!h->shards[s])
-            goto fail;
-        memset(h->shards[s], 0, sz);
-    }
-    for (unsigned k = 0; k < SNAPSHOTS; k++) {
-        h->snaps[k].rows = calloc(rows, sizeof(lx_health_score_t));
-        if (!h->snaps[k].rows)
-            goto fail;
-    }
-
-    char *p = h->key_bytes;
-    for (size_t i = 0; i < n_rows; i++) {
-        const char *src[3] = {keys[i].provider, keys[i].endpoint, keys[i].model};
-        const char *dst[3];
-        for (int f = 0; f < 3; f++) {
-            size_t len = strlen(src[f]) + 1;
-            memcpy(p, src[f], len);
-            dst[f] = p;
-            p += len;
-        }
-        h->keys[i] = (lx_health_row_key_t){dst[0], dst[1], dst[2]};
-        h->group[i] = i;
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(h->keys[j].model, dst[2]) == 0) {
-                h->group[i] = j;
-                break;
-            }
-        }
-    }
-
-    snap_t *first = &h->snaps[0];
-    const snap_t *psnap = NULL;
-    if (previous) {
-        psnap = atomic_load_explicit(&previous->cur, memory_order_acquire);
-        first->at_ms = psnap->at_ms;
-        first->rescored = psnap->rescored;
-    }
-    bool window = previous && previous->bucket_ms == h->bucket_ms;
-    for (size_t i = 0; i < n_rows; i++) {
-        neutral_score(&first->rows[i]);
-        if (!previous)
-            continue;
-        size_t j =
-            lx_health_find(previous, h->keys[i].provider, h->keys[i].endpoint, h->keys[i].model);
-        if (j == (size_t)-1)
-            continue;
-        first->rows[i] = psnap->rows[j];
-        carry_breaker(&h->brk[i], &previous->brk[j]);
-        carry_cell(previous, j, &h->shards[0][i], window);
-    }
-    atomic_store_explicit(&h->cur, first, memory_order_release);
+    copy_keys(h, keys);
+    carry_over(h, previous);
     return h;
 
 fail:

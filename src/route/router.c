@@ -521,6 +521,68 @@ static size_t order_group(struct ent *e, size_t k, const struct ctx *x, uint64_t
     return k;
 }
 
+/* 1. The hard filters: alive[i] tells whether candidate i passed them all. The number left,
+ * or LX_ENOROUTE with <why> naming the filter that removed the last ones. */
+static int filter(const struct ctx *x, bool *alive, char *why, size_t why_cap)
+{
+    bool rr = x->opts->strategy == LX_ROUTER_ROUND_ROBIN;
+    size_t n = x->n, count = n;
+    for (size_t i = 0; i < n; i++)
+        alive[i] = true;
+    for (int s = 0; s < S_COUNT; s++) {
+        if (!stage_active(x->prefs, (enum stage)s, rr))
+            continue;
+        uint32_t missing = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (alive[i] && !stage_passes(x->prefs, (enum stage)s, &x->c[i], &missing)) {
+                alive[i] = false;
+                count--;
+            }
+        }
+        if (count == 0) {
+            explain(x, (enum stage)s, missing, why, why_cap);
+            return LX_ENOROUTE;
+        }
+    }
+    return (int)count;
+}
+
+/* 2. groups, 3. order inside each, over the <k> entries of <e>; kept entries are compacted to
+ * the front of e. Their number. */
+static size_t order_groups(struct ent *e, size_t k, const struct ctx *x, uint64_t *rng_state)
+{
+    const lx_router_opts_t *opts = x->opts;
+    const lx_prefs_t *prefs = x->prefs;
+    const lx_router_cand_t *cands = x->c;
+    bool rr = opts->strategy == LX_ROUTER_ROUND_ROBIN;
+    bool one_group =
+        !rr && prefs->sort != LX_PREFS_SORT_NONE && prefs->partition == LX_PREFS_PARTITION_NONE;
+    if (!one_group)
+        isort(e, k, x, by_rank);
+    size_t kept = 0;
+    for (size_t gs = 0; gs < k;) {
+        size_t ge = gs + 1;
+        while (ge < k && (one_group || cands[e[ge].idx].model_rank == cands[e[gs].idx].model_rank))
+            ge++;
+        size_t gk = ge - gs;
+        size_t keep;
+        if (rr) {
+            struct ent tmp[LX_ROUTER_MAX_CANDS];
+            size_t shift = (size_t)(opts->rr % gk);
+            for (size_t i = 0; i < gk; i++)
+                tmp[i] = e[gs + (i + shift) % gk];
+            memcpy(e + gs, tmp, gk * sizeof(*e));
+            keep = gk;
+        } else {
+            keep = order_group(e + gs, gk, x, rng_state);
+        }
+        memmove(e + kept, e + gs, keep * sizeof(*e));
+        kept += keep;
+        gs = ge;
+    }
+    return kept;
+}
+
 int lx_router_plan(const lx_router_opts_t *opts, const lx_prefs_t *prefs,
                    const lx_router_cand_t *cands, size_t n, uint64_t *rng_state, uint16_t *plan,
                    size_t plan_cap, char *why, size_t why_cap)
@@ -539,26 +601,10 @@ int lx_router_plan(const lx_router_opts_t *opts, const lx_prefs_t *prefs,
         return LX_ENOROUTE;
     }
 
-    /* 1. filters */
     bool alive[LX_ROUTER_MAX_CANDS];
-    size_t count = n;
-    for (size_t i = 0; i < n; i++)
-        alive[i] = true;
-    for (int s = 0; s < S_COUNT; s++) {
-        if (!stage_active(prefs, (enum stage)s, rr))
-            continue;
-        uint32_t missing = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (alive[i] && !stage_passes(prefs, (enum stage)s, &cands[i], &missing)) {
-                alive[i] = false;
-                count--;
-            }
-        }
-        if (count == 0) {
-            explain(&x, (enum stage)s, missing, why, why_cap);
-            return LX_ENOROUTE;
-        }
-    }
+    int left = filter(&x, alive, why, why_cap);
+    if (left < 0)
+        return left;
 
     struct ent e[LX_ROUTER_MAX_CANDS];
     size_t k = 0;
@@ -573,33 +619,7 @@ int lx_router_plan(const lx_router_opts_t *opts, const lx_prefs_t *prefs,
         e[k].w = 0;
         k++;
     }
-
-    /* 2. groups, 3. order inside each; kept entries are compacted to the front of e */
-    bool one_group =
-        !rr && prefs->sort != LX_PREFS_SORT_NONE && prefs->partition == LX_PREFS_PARTITION_NONE;
-    if (!one_group)
-        isort(e, k, &x, by_rank);
-    size_t kept = 0;
-    for (size_t gs = 0; gs < k;) {
-        size_t ge = gs + 1;
-        while (ge < k && (one_group || cands[e[ge].idx].model_rank == cands[e[gs].idx].model_rank))
-            ge++;
-        size_t gk = ge - gs;
-        size_t keep;
-        if (rr) {
-            struct ent tmp[LX_ROUTER_MAX_CANDS];
-            size_t shift = (size_t)(opts->rr % gk);
-            for (size_t i = 0; i < gk; i++)
-                tmp[i] = e[gs + (i + shift) % gk];
-            memcpy(e + gs, tmp, gk * sizeof(*e));
-            keep = gk;
-        } else {
-            keep = order_group(e + gs, gk, &x, rng_state);
-        }
-        memmove(e + kept, e + gs, keep * sizeof(*e));
-        kept += keep;
-        gs = ge;
-    }
+    size_t kept = order_groups(e, k, &x, rng_state);
 
     /* 4. available first, unavailable after as a last resort, each in the order they had */
     size_t out = 0;
