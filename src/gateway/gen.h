@@ -105,7 +105,7 @@ void lx_gw_gen_free(struct lx_gw_worker *w, lx_gw_gen_t *g);
 /* Frees <w>'s retired generations nothing reaches any more (the flush timer calls it). */
 void lx_gw_gen_sweep(struct lx_gw_worker *w);
 
-/* The routing view of generation <g> for worker <rng>'s random state (route/plan.h). */
+/* The routing view of generation <g> (route/plan.h), with <rng> the worker's random state. */
 static inline lx_route_ctx_t lx_gw_route_ctx(lx_gw_gen_t *g, uint64_t *rng)
 {
     const lx_gw_health_t *h = g->health;
