@@ -80,6 +80,7 @@ typedef struct upstream {
     pthread_t thread;
     atomic_int received; /* requests read whole */
     atomic_int hold;     /* while set, the answer waits */
+    atomic_int limited;  /* when set, the answer is a 429 with Retry-After: 7 */
 } upstream_t;
 
 static void serve_one(upstream_t *u, int c)
@@ -100,11 +101,15 @@ static void serve_one(upstream_t *u, int c)
     atomic_fetch_add(&u->received, 1);
     while (atomic_load(&u->hold))
         sleep_ms(5);
+    static const char slow[] = "{\"error\":{\"message\":\"slow down\",\"code\":\"rate_limited\"}}";
+    bool limited = atomic_load(&u->limited);
     char out[1024];
-    int len = snprintf(out, sizeof(out),
-                       "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                       "%zu\r\n\r\n%s",
-                       strlen(answer), answer);
+    int len =
+        snprintf(out, sizeof(out),
+                 "HTTP/1.1 %s\r\n%sContent-Type: application/json\r\nContent-Length: "
+                 "%zu\r\n\r\n%s",
+                 limited ? "429 Too Many Requests" : "200 OK", limited ? "Retry-After: 7\r\n" : "",
+                 limited ? strlen(slow) : strlen(answer), limited ? slow : answer);
     (void)!send(c, out, (size_t)len, MSG_NOSIGNAL);
 }
 
@@ -351,6 +356,27 @@ static void test_all_fail(void **state)
     stop(f);
 }
 
+/* Both providers answer 429: each attempt ends as rate limited, the final answer is a 429 with
+ * their Retry-After, and the struct goes back once. */
+static void test_all_limited(void **state)
+{
+    (void)state;
+    upstream_t *up = malloc(sizeof(*up));
+    upstream_start(up);
+    atomic_store(&up->limited, 1);
+    fixture_t *f = start(up->port, up->port);
+    char out[8192];
+    assert_int_equal(post(lx_gateway_port(f->g, 0), body_ab, out, sizeof(out)), 429);
+    assert_int_equal(atomic_load(&up->received), 2);
+    assert_non_null(strstr(out, "Retry-After: 7\r\n"));
+    assert_non_null(strstr(out, "\"error_type\":\"rate_limit\"},{\"provider\":\"b\""));
+    assert_non_null(strstr(out, "2 attempts failed"));
+    assert_settled(f, 1);
+    stop(f);
+    upstream_stop(up);
+    free(up);
+}
+
 /* Refused before any attempt (unknown model): answered, and the struct goes back at once. */
 static void test_rejected(void **state)
 {
@@ -405,6 +431,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failover),
         cmocka_unit_test(test_all_fail),
+        cmocka_unit_test(test_all_limited),
         cmocka_unit_test(test_rejected),
         cmocka_unit_test(test_client_gone_across_reload),
     };
