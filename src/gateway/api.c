@@ -1,11 +1,11 @@
 /*
- * api.c - the OpenAI-compatible API: one request from route to proxy, and its access log line.
+ * api.c - the OpenAI-compatible API: the routes, and one request from its head to its free.
  *
  *   head complete ─> lx_api_head: route (path, method) ─> auth (Bearer key, constant time)
- *   ─> body read ─> lx_api_handle: body scan (once) ─> model → route → provider endpoint
+ *   ─> body read ─> lx_api_handle: body scan (once) ─> the plan and attempt 1 (dispatch.c)
  *   ─> upstream request: a new head + the original body bytes spliced (model value replaced,
  *   llmux's own fields removed), never re-serialized ─> lx_proxy_start ─> ...
- *   ─> lx_api_done: access log, free
+ *   ─> lx_api_done: access log line (request_log.c), free
  *
  * A request is admitted on its head alone, before any body byte is read or 100 Continue is
  * sent, so a client without a key cannot make llmux buffer a body; the verdict rides in
@@ -29,6 +29,7 @@
 #include "gateway/dispatch.h"
 #include "gateway/gen.h"
 #include "gateway/request.h"
+#include "gateway/request_log.h"
 #include "llm/api_error.h"
 #include "llm/body.h"
 #include "llm/models.h"
@@ -528,142 +529,12 @@ void lx_api_handle(lx_http_request_t *req)
     }
 }
 
-/* Usage and cost: from the upstream's usage object; unknown counts are null, never 0. A
- * stream cut short (or cancelled) without one is marked partial. */
-static void log_usage(const api_req_t *ar, lx_strbuf_t *sb)
-{
-    const lx_sse_scan_t *sc = &ar->sse;
-    bool known = ar->scanning && sc->prompt_tokens >= 0 && sc->completion_tokens >= 0;
-    bool partial = ar->finish_code != 0 || ar->px.cut;
-    LX_STRBUF_LIT(sb, ",\"stream\":");
-    lx_strbuf_str(sb, ar->stream ? "true" : "false");
-    LX_STRBUF_LIT(sb, ",\"prompt_tokens\":");
-    if (ar->scanning && sc->prompt_tokens >= 0)
-        lx_strbuf_i64(sb, sc->prompt_tokens);
-    else
-        LX_STRBUF_LIT(sb, "null");
-    LX_STRBUF_LIT(sb, ",\"completion_tokens\":");
-    if (ar->scanning && sc->completion_tokens >= 0)
-        lx_strbuf_i64(sb, sc->completion_tokens);
-    else
-        LX_STRBUF_LIT(sb, "null");
-    LX_STRBUF_LIT(sb, ",\"cost_usd\":");
-    if (known)
-        lx_strbuf_fixed(sb,
-                        ((double)sc->prompt_tokens * ar->route->price_prompt +
-                         (double)sc->completion_tokens * ar->route->price_completion) /
-                            1e6,
-                        9);
-    else
-        LX_STRBUF_LIT(sb, "null");
-    LX_STRBUF_LIT(sb, ",\"usage\":\"");
-    lx_strbuf_str(sb, partial ? "partial" : known ? "complete" : "unknown");
-    LX_STRBUF_LIT(sb, "\",\"events\":");
-    lx_strbuf_u64(sb, ar->scanning ? sc->events : 0);
-}
-
-/* Milliseconds with three decimals, rounded to the microsecond, in integers. */
-static void log_ms(lx_strbuf_t *sb, uint64_t from_ns, uint64_t to_ns)
-{
-    if (to_ns == 0) {
-        LX_STRBUF_LIT(sb, "-1");
-        return;
-    }
-    uint64_t ns = to_ns - from_ns;
-    if (ns >= 1000000000000000ull) { /* 11 days and more: what lx_strbuf_fixed() says */
-        lx_strbuf_fixed(sb, (double)ns / 1e6, 3);
-        return;
-    }
-    uint64_t us = (ns + 500) / 1000;
-    lx_strbuf_u64(sb, us / 1000);
-    uint32_t frac = (uint32_t)(us % 1000);
-    char d[4] = {'.', (char)('0' + frac / 100), (char)('0' + frac / 10 % 10),
-                 (char)('0' + frac % 10)};
-    lx_strbuf_mem(sb, d, sizeof(d));
-}
-
-static const char *method_name(int m)
-{
-    return llhttp_method_name((llhttp_method_t)m);
-}
-
-/* A client that left before its answer was complete: 499 in the log, as nginx's (the status
- * the server holds is the one of an answer nobody read, or of one cut short), and the attempt
- * was recorded as cancelled, not as the provider's failure (dispatch.c classify). */
-static bool client_gone(const lx_http_request_t *req, const api_req_t *ar)
-{
-    return req->peer_gone || ar->finish_code == LX_ECANCELED;
-}
-
 void lx_api_done(lx_http_request_t *req)
 {
     lx_gw_worker_t *gw = req->worker->data;
     /* (a request admitted on its head that never reached the handler has no struct) */
     api_req_t *ar = admitted_route(req) == NULL ? req->data : NULL;
-    bool gone = ar != NULL && client_gone(req, ar);
-    size_t cap;
-    char *p = lx_access_log_reserve(gw->alog, &cap);
-    if (p != NULL) {
-        /* one JSON line; names from the configuration are plain (config validates them) */
-        char ts[32];
-        lx_log_time(ts, sizeof(ts));
-        uint64_t now = uv_now(&gw->worker.loop);
-        lx_strbuf_t sb = lx_strbuf_make(p, cap - 1);
-        LX_STRBUF_LIT(&sb, "{\"time\":\"");
-        lx_strbuf_str(&sb, ts);
-        LX_STRBUF_LIT(&sb, "\",\"request_id\":\"");
-        lx_strbuf_mem(&sb, req->id, req->id_len);
-        LX_STRBUF_LIT(&sb, "\",\"method\":\"");
-        lx_strbuf_str(&sb, req->method ? method_name(req->method) : "");
-        LX_STRBUF_LIT(&sb, "\",\"path\":\"");
-        if (ar != NULL)
-            lx_strbuf_mem(&sb, req->path.ptr, req->path.len); /* one of routes[]: plain */
-        else if (!sb.overflow)
-            sb.p += lx_log_json_escape(sb.p, LX_MIN((size_t)(sb.end - sb.p), 512), req->path.ptr,
-                                       req->path.len);
-        LX_STRBUF_LIT(&sb, "\",\"status\":");
-        lx_strbuf_i64(&sb, gone ? 499 : req->status);
-        LX_STRBUF_LIT(&sb, ",\"bytes_in\":");
-        lx_strbuf_u64(&sb, req->bytes_in);
-        LX_STRBUF_LIT(&sb, ",\"bytes_out\":");
-        lx_strbuf_u64(&sb, req->bytes_out);
-        LX_STRBUF_LIT(&sb, ",\"duration_ms\":");
-        lx_strbuf_u64(&sb, req->start_ms ? now - req->start_ms : 0);
-        if (ar != NULL) {
-            lx_proxy_t *px = &ar->px;
-            LX_STRBUF_LIT(&sb, ",\"model\":\"");
-            lx_strbuf_str(&sb, ar->model->id);
-            LX_STRBUF_LIT(&sb, "\",\"provider\":\"");
-            lx_strbuf_str(&sb, ar->provider->name);
-            LX_STRBUF_LIT(&sb, "\",\"upstream\":\"");
-            lx_strbuf_str(&sb, ar->endpoint->url);
-            LX_STRBUF_LIT(&sb, "\",\"upstream_status\":");
-            lx_strbuf_i64(&sb, px->upstream_status);
-            LX_STRBUF_LIT(&sb, ",\"attempts\":");
-            lx_strbuf_u64(&sb, ar->n_attempts);
-            if (ar->n_attempts > 1) { /* one attempt: the fields above say it all */
-                LX_STRBUF_LIT(&sb, ",\"attempt_log\":");
-                lx_dispatch_format_attempts(ar, &sb);
-            }
-            LX_STRBUF_LIT(&sb, ",\"reused\":");
-            lx_strbuf_str(&sb, px->reused ? "true" : "false");
-            LX_STRBUF_LIT(&sb, ",\"upstream_connect_ms\":");
-            log_ms(&sb, px->t_start_ns, px->t_connected_ns);
-            LX_STRBUF_LIT(&sb, ",\"first_byte_ms\":");
-            log_ms(&sb, px->t_start_ns, px->t_first_byte_ns);
-            log_usage(ar, &sb);
-            if (gone) {
-                LX_STRBUF_LIT(&sb, ",\"error\":\"client closed the connection\"");
-            } else if (ar->finish_code != 0) {
-                LX_STRBUF_LIT(&sb, ",\"error\":\"");
-                lx_strbuf_str(&sb, px->error != NULL ? px->error : lx_strerror(ar->finish_code));
-                LX_STRBUF_LIT(&sb, "\"");
-            }
-        }
-        LX_STRBUF_LIT(&sb, "}\n");
-        if (!sb.overflow)
-            lx_access_log_commit(gw->alog, lx_strbuf_len(&sb, p));
-    }
+    lx_gw_request_log(gw, req, ar);
     req->data = NULL;
     if (ar != NULL)
         api_unref(ar);

@@ -1,6 +1,6 @@
 /*
  * dispatch.h - a request's walk through its plan (dispatch.c: plan, attempts, failover) and
- * the answers and log text made of its attempts (dispatch_answer.c). Not for other layers.
+ * the answers made of its attempts (dispatch_answer.c). Not for other layers.
  */
 #ifndef LX_GATEWAY_DISPATCH_H
 #define LX_GATEWAY_DISPATCH_H
@@ -10,8 +10,6 @@
 
 #include "gateway/request.h"
 #include "http/http_server.h"
-
-struct lx_strbuf;
 
 /* Builds <r>'s plan from its body (scanned into r->scan), preferences and the health table,
  * applies session stickiness, and prepares the first attempt. Returns 0, or an HTTP status
@@ -43,8 +41,5 @@ void lx_dispatch_reject(lx_gw_req_t *r, int status, const char *msg);
  * Its length, or 0 when the response is no event stream or <cap> is too small. */
 size_t lx_dispatch_format_cut(lx_gw_req_t *r, int status, const char *message, char *buf,
                               size_t cap);
-
-/* Appends the attempts as a JSON array to <sb> (access log). */
-void lx_dispatch_format_attempts(const lx_gw_req_t *r, struct lx_strbuf *sb);
 
 #endif

@@ -233,30 +233,3 @@ size_t lx_dispatch_format_cut(lx_gw_req_t *r, int status, const char *message, c
                                       r->openrouter ? LX_API_OPENROUTER : LX_API_OPENAI, &e, &ev);
     return n > 0 ? o + (size_t)n : 0;
 }
-
-void lx_dispatch_format_attempts(const lx_gw_req_t *r, lx_strbuf_t *sb)
-{
-    const lx_config_t *cfg = r->gen->cfg;
-    LX_STRBUF_LIT(sb, "[");
-    for (unsigned i = 0; i < r->n_attempts; i++) {
-        const lx_gw_attempt_t *a = &r->attempts[i];
-        const lx_config_model_t *m = &cfg->models[a->model];
-        const lx_config_provider_t *pv = attempt_provider(cfg, a);
-        if (i > 0)
-            LX_STRBUF_LIT(sb, ",");
-        LX_STRBUF_LIT(sb, "{\"provider\":\"");
-        lx_strbuf_str(sb, pv->name);
-        LX_STRBUF_LIT(sb, "\",\"upstream\":\"");
-        lx_strbuf_str(sb, pv->endpoints[a->ep].url);
-        LX_STRBUF_LIT(sb, "\",\"model\":\"");
-        lx_strbuf_str(sb, m->id);
-        LX_STRBUF_LIT(sb, "\",\"status\":");
-        lx_strbuf_i64(sb, a->status);
-        LX_STRBUF_LIT(sb, ",\"outcome\":\"");
-        lx_strbuf_str(sb, attempt_error_type(a));
-        LX_STRBUF_LIT(sb, "\",\"ms\":");
-        lx_strbuf_u64(sb, a->ms);
-        LX_STRBUF_LIT(sb, "}");
-    }
-    LX_STRBUF_LIT(sb, "]");
-}
