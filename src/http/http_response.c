@@ -19,6 +19,7 @@
 /* Queued bytes over which the handler is told to wait for on_drain. */
 #define HIGH_WATER (32 * 1024)
 
+/* The reason phrase of a status: a flat switch table, one case per status. */
 const char *lx_http_reason(int status)
 {
     switch (status) {
