@@ -5,7 +5,8 @@
  *
  *   control thread: lx_probe_check ─ per endpoint with a probe path: has any row of it
  *                   recorded an outcome since the last check? no, for probe_interval ─> post
- *   worker:         probe_run ─ pool connection ─> GET ─> response head and body (bounded)
+ *   worker:         probe_run ─ lx_upstream (pool connection ─> GET ─> response head and
+ *                   body, bounded)
  *                   ─> the outcome is recorded in every row of the endpoint (one per model it
  *                   serves), like an attempt's; a half-open row is admitted first, so the
  *                   probe is its trial
@@ -24,96 +25,24 @@
 #include "gateway/service.h"
 #include "gateway/worker.h"
 #include "http/http_client.h"
+#include "proxy/upstream.h"
 
 #define PROBE_ANSWER_MS 5000 /* after connecting: the whole answer */
 #define PROBE_MAX_ROWS  64
 
 typedef struct probe {
-    lx_list_t link; /* in the worker's probes */
+    lx_upstream_t up; /* first: the client's ops get the probe back from it */
+    lx_list_t link;   /* in the worker's probes */
     lx_gw_worker_t *gw;
     lx_gw_gen_t *gen; /* a reference */
-    size_t provider, ep;
     size_t rows[PROBE_MAX_ROWS];
     size_t n_rows;
-    lx_conn_pool_wait_t wait;
-    lx_upconn_t *conn;
-    lx_http_client_t hc;
-    uv_timer_t timer;
-    uint64_t start_ns, first_byte_ns;
-    bool waiting; /* in the pool's waiters */
-    bool done;
 } probe_t;
 
 typedef struct probe_msg {
     lx_gw_health_t *health; /* the table the control thread judged (a reference) */
     size_t provider, ep;
 } probe_msg_t;
-
-static void on_timer_closed(uv_handle_t *h)
-{
-    probe_t *p = h->data;
-    lx_gw_gen_unref(p->gw, p->gen);
-    free(p);
-}
-
-static void finish(probe_t *p, lx_health_outcome_t outcome)
-{
-    if (p->done)
-        return;
-    p->done = true;
-    lx_list_remove(&p->link);
-    uv_timer_stop(&p->timer);
-    if (p->waiting)
-        lx_conn_pool_cancel(&p->wait);
-    if (p->conn != NULL) {
-        lx_upconn_t *c = p->conn;
-        p->conn = NULL;
-        if (p->hc.complete && p->hc.keep_alive)
-            lx_conn_pool_put(c);
-        else
-            lx_conn_pool_close(c);
-    }
-    uint64_t now_ns = uv_hrtime();
-    lx_health_sample_t s = {
-        .outcome = outcome,
-        .ttfb_us = p->first_byte_ns > p->start_ns ? (p->first_byte_ns - p->start_ns) / 1000 : 0,
-        .total_us = (now_ns - p->start_ns) / 1000,
-        .output_tokens = -1,
-        .retry_after_ms = outcome == LX_HEALTH_RATE_LIMIT && p->hc.retry_after > 0
-                              ? (uint64_t)p->hc.retry_after * 1000
-                              : 0,
-    };
-    /* a probe that proved nothing about the endpoint (llmux stopping) is not recorded */
-    if (outcome != LX_HEALTH_CANCELED) {
-        uint64_t now = uv_now(&p->gw->worker.loop);
-        for (size_t i = 0; i < p->n_rows; i++)
-            lx_health_record(p->gen->health->table, p->gw->worker.id, p->rows[i], &s, now);
-    }
-    uv_close((uv_handle_t *)&p->timer, on_timer_closed);
-}
-
-static int on_head(lx_http_client_t *hc)
-{
-    (void)hc;
-    return 0;
-}
-
-static int on_body(lx_http_client_t *hc, lx_buf_t *b, const char *at, size_t len)
-{
-    (void)hc;
-    (void)b;
-    (void)at;
-    (void)len;
-    return 0; /* the answer's body is not needed: its status says enough */
-}
-
-static int on_complete(lx_http_client_t *hc)
-{
-    (void)hc;
-    return 0;
-}
-
-static const lx_http_client_cbs_t probe_cbs = {on_head, on_body, on_complete};
 
 static lx_health_outcome_t outcome_of(int status)
 {
@@ -128,48 +57,61 @@ static lx_health_outcome_t outcome_of(int status)
     return LX_HEALTH_CLIENT;
 }
 
-static void on_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *data)
+/* The probe's verdict on the exchange: the answer's status, or where it failed. */
+static lx_health_outcome_t outcome_of_exchange(const lx_upstream_t *up, int code)
 {
-    lx_upconn_t *conn = s->data;
-    probe_t *p = conn->data;
-    if (nread < 0) {
-        bool ok = lx_http_client_eof(&p->hc) == 0 && p->hc.complete;
-        finish(p, ok ? outcome_of(p->hc.status) : LX_HEALTH_BAD_RESPONSE);
-        return;
-    }
-    if (p->first_byte_ns == 0)
-        p->first_byte_ns = uv_hrtime();
-    if (lx_http_client_parse(&p->hc, b, data, (size_t)nread) != 0) {
-        finish(p, LX_HEALTH_BAD_RESPONSE);
-        return;
-    }
-    if (p->hc.complete)
-        finish(p, outcome_of(p->hc.status));
+    if (code == 0)
+        return outcome_of(up->hc.status);
+    if (code == LX_ECANCELED)
+        return LX_HEALTH_CANCELED;
+    if (up->timed_out)
+        return LX_HEALTH_TIMEOUT;
+    if (up->step == LX_UPSTREAM_CONNECT)
+        return code == LX_ETIMEDOUT || code == UV_ETIMEDOUT ? LX_HEALTH_TIMEOUT : LX_HEALTH_CONNECT;
+    if (up->step == LX_UPSTREAM_SEND)
+        return LX_HEALTH_CONNECT;
+    return LX_HEALTH_BAD_RESPONSE;
 }
 
-static void on_sent(lx_stream_t *s, int status, void *arg)
+static void on_probe_done(lx_upstream_t *up, int code)
 {
-    probe_t *p = arg;
-    if (status == 0 || status == UV_ECANCELED || p->done || p->conn == NULL ||
-        &p->conn->stream != s)
-        return;
-    finish(p, LX_HEALTH_CONNECT);
+    probe_t *p = (probe_t *)up;
+    lx_health_outcome_t outcome = outcome_of_exchange(up, code);
+    lx_list_remove(&p->link);
+    lx_health_sample_t s = {
+        .outcome = outcome,
+        .ttfb_us = up->t_first_byte_ns > up->t_start_ns
+                       ? (up->t_first_byte_ns - up->t_start_ns) / 1000
+                       : 0,
+        .total_us = (up->t_end_ns - up->t_start_ns) / 1000,
+        .output_tokens = -1,
+        .retry_after_ms = outcome == LX_HEALTH_RATE_LIMIT && up->hc.retry_after > 0
+                              ? (uint64_t)up->hc.retry_after * 1000
+                              : 0,
+    };
+    /* a probe that proved nothing about the endpoint (llmux stopping) is not recorded */
+    if (outcome != LX_HEALTH_CANCELED) {
+        uint64_t now = uv_now(&p->gw->worker.loop);
+        for (size_t i = 0; i < p->n_rows; i++)
+            lx_health_record(p->gen->health->table, p->gw->worker.id, p->rows[i], &s, now);
+    }
 }
 
-static void on_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
+static void on_probe_free(lx_upstream_t *up)
 {
-    probe_t *p = lx_container_of(w, probe_t, wait);
-    p->waiting = false;
-    if (status != 0) {
-        finish(p, status == LX_ETIMEDOUT || status == UV_ETIMEDOUT ? LX_HEALTH_TIMEOUT
-                                                                   : LX_HEALTH_CONNECT);
-        return;
-    }
-    p->conn = conn;
-    conn->data = p;
-    const lx_config_t *cfg = p->gen->cfg;
-    const lx_config_provider_t *pv = &cfg->providers[p->provider];
-    const lx_config_endpoint_t *ep = &pv->endpoints[p->ep];
+    probe_t *p = (probe_t *)up;
+    lx_gw_gen_unref(p->gw, p->gen);
+    free(p);
+}
+
+/* The answer's body is not needed: its status says enough (the client reads and drops it). */
+static const lx_upstream_ops_t probe_ops = {.on_done = on_probe_done, .on_free = on_probe_free};
+
+/* `GET <probe path>` with the provider's key and headers, into a chunk of <gw>'s (NULL when
+ * it does not fit). */
+static lx_buf_t *probe_request(lx_gw_worker_t *gw, const lx_config_provider_t *pv,
+                               const lx_config_endpoint_t *ep)
+{
     char host[300], extra[2048];
     lx_strbuf_t hb = lx_strbuf_make(host, sizeof(host) - 1);
     bool v6 = strchr(ep->host, ':') != NULL;
@@ -191,27 +133,14 @@ static void on_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
         LX_STRBUF_LIT(&xb, "\r\n");
     }
     LX_STRBUF_LIT(&xb, "User-Agent: llmux-probe\r\n");
-    lx_buf_t *head = lx_buf_pool_get(&p->gw->worker.bufs);
+    lx_buf_t *head = lx_buf_pool_get(&gw->worker.bufs);
     if (head == NULL || hb.overflow || xb.overflow ||
         lx_http_client_format_head(head, "GET", pv->probe_path, strlen(pv->probe_path), host, extra,
                                    lx_strbuf_len(&xb, extra), -1) != 0) {
         lx_buf_unref(head);
-        finish(p, LX_HEALTH_CANCELED);
-        return;
+        return NULL;
     }
-    lx_http_client_init(&p->hc, &probe_cbs, 64 * 1024, p);
-    lx_slice_t sl = {head, 0, head->len}; /* the pool's reference, handed to the write */
-    int rc = lx_stream_write(&conn->stream, &sl, 1, on_sent, p);
-    if (rc == 0)
-        rc = lx_stream_read_start(&conn->stream, on_read);
-    if (rc != 0)
-        finish(p, LX_HEALTH_CONNECT);
-}
-
-static void on_timeout(uv_timer_t *t)
-{
-    probe_t *p = t->data;
-    finish(p, LX_HEALTH_TIMEOUT);
+    return head;
 }
 
 /* Starts one probe on this worker's generation (which must use <health>). */
@@ -223,9 +152,6 @@ static void probe_run(lx_gw_worker_t *gw, size_t provider, size_t ep)
     if (p == NULL)
         return;
     p->gw = gw;
-    p->gen = lx_gw_gen_ref(gen);
-    p->provider = provider;
-    p->ep = ep;
     uint64_t now = uv_now(&gw->worker.loop);
     for (size_t m = 0; m < cfg->n_models; m++) {
         for (size_t r = 0; r < cfg->models[m].n_routes && p->n_rows < PROBE_MAX_ROWS; r++) {
@@ -239,15 +165,23 @@ static void probe_run(lx_gw_worker_t *gw, size_t provider, size_t ep)
         }
     }
     const lx_config_provider_t *pv = &cfg->providers[provider];
+    lx_buf_t *head = probe_request(gw, pv, &pv->endpoints[ep]);
+    if (head == NULL) {
+        free(p); /* proved nothing about the endpoint: not recorded */
+        return;
+    }
+    p->gen = lx_gw_gen_ref(gen);
+    lx_upstream_t *up = &p->up;
+    up->pool = &gen->pools[gen->pool_base[provider] + ep];
+    up->ops = &probe_ops;
+    up->out[0] = (lx_slice_t){head, 0, head->len}; /* the pool's reference, handed over */
+    up->n_out = 1;
+    /* the whole probe, from the get: the provider's connect timeout plus the answer's time */
     uint64_t connect =
         pv->connect_timeout_ms ? pv->connect_timeout_ms : cfg->upstream_connect_timeout_ms;
-    uv_timer_init(&gw->worker.loop, &p->timer);
-    p->timer.data = p;
-    uv_timer_start(&p->timer, on_timeout, connect + PROBE_ANSWER_MS, 0);
+    up->deadline_ms = now + connect + PROBE_ANSWER_MS;
     lx_list_insert_tail(&gw->probes, &p->link);
-    p->start_ns = uv_hrtime();
-    p->waiting = true;
-    lx_conn_pool_get(&gen->pools[gen->pool_base[provider] + ep], &p->wait, on_conn);
+    lx_upstream_start(up);
 }
 
 static void do_probe(lx_worker_t *w, void *arg)
@@ -265,7 +199,7 @@ void lx_probe_cancel_all(lx_gw_worker_t *gw)
 {
     while (!lx_list_is_empty(&gw->probes)) {
         probe_t *p = lx_container_of(gw->probes.next, probe_t, link);
-        finish(p, LX_HEALTH_CANCELED);
+        lx_upstream_cancel(&p->up); /* (its on_done unlinks it) */
     }
 }
 
