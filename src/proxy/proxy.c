@@ -17,9 +17,16 @@
  *      │                            body: slices of the read chunk → client, per read
  *      │                            client queue > high water → stop upstream reads
  *      ▼                            [timer: idle timeout]
- *   lx_proxy_finish(px, code) ── the one finalizer: pool put (clean) or close, answer or end
- *                                the client, ops->on_finish, close the timer → ops->on_free
+ *   end_attempt(px, code) ── the attempt is over (any phase above, answered or failed)
+ *      │  failed, and no byte of an answer reached the client yet (!relayed)
+ *      ├──────────────────────> next_attempt: release the connection and the request,
+ *      │                        ops->retry prepares the next ─> CONNECTING again
+ *      ▼  otherwise (or the owner has no next attempt)
+ *   lx_proxy_finish(px, code) ── the one final step, once: pool put (clean) or close, answer
+ *                                or end the client, ops->on_finish, close the timers
+ *                                → ops->on_free
  *
+ * A client that leaves, and the owner's shutdown, go to lx_proxy_finish directly.
  * deadline_ms (routing.deadline) caps every timer until the head is complete, so no phase of
  * an attempt outlives the request's deadline; a timed-out attempt fails over (ops->retry).
  * A client that leaves in any phase closes the upstream connection at once (no pooling), so
@@ -41,6 +48,7 @@ static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *d
 static void on_timeout(uv_timer_t *t);
 static void send_request(lx_proxy_t *px);
 static void on_keepalive(uv_timer_t *t);
+static void end_attempt(lx_proxy_t *px, int code);
 
 /* The phase's timeout: <ms> from now, none when 0. The due time is a field; the timer moves
  * only when it would fire too late (a later due time, as every read of a stream sets, costs no
@@ -119,7 +127,7 @@ static void on_timeout(uv_timer_t *t)
             px->limited = true;
             px->error = "llmux's own limit on connections to this provider (max_connections) "
                         "was reached, and none came free before the request's deadline";
-            lx_proxy_finish(px, LX_ENOUPSTREAM);
+            end_attempt(px, LX_ENOUPSTREAM);
             return;
         }
         if (!deadline && now < px->wait.since_ms + px->connect_timeout_ms) {
@@ -129,7 +137,7 @@ static void on_timeout(uv_timer_t *t)
         if (px->wait.connecting != NULL && lx_stream_handshaking(&px->wait.connecting->stream)) {
             /* connected, but the TLS handshake did not complete: say so */
             px->error = "timed out connecting to the provider";
-            lx_proxy_finish(px, LX_ETLSHANDSHAKE);
+            end_attempt(px, LX_ETLSHANDSHAKE);
             return;
         }
         px->error = "timed out connecting to the provider";
@@ -145,7 +153,13 @@ static void on_timeout(uv_timer_t *t)
         px->error = "the provider stalled mid-response";
         break;
     }
-    lx_proxy_finish(px, LX_ETIMEDOUT);
+    end_attempt(px, LX_ETIMEDOUT);
+}
+
+/* An early commit with keep-alives: their timer is open and they have a period. */
+static bool keepalives_on(const lx_proxy_t *px)
+{
+    return px->stream_head != NULL && px->open_timers == 2 && px->keepalive_interval_ms > 0;
 }
 
 static void stop_keepalives(lx_proxy_t *px)
@@ -320,10 +334,10 @@ static void end_of_body(lx_proxy_t *px)
     }
     if (!complete) {
         px->error = "the provider's stream ended without its terminator";
-        lx_proxy_finish(px, LX_EUPSTREAM);
+        end_attempt(px, LX_EUPSTREAM);
         return;
     }
-    lx_proxy_finish(px, 0);
+    end_attempt(px, 0);
 }
 
 static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *data)
@@ -339,7 +353,7 @@ static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *d
             return;
         }
         px->error = rc == 0 ? "the provider reset the connection" : px->hc.error;
-        lx_proxy_finish(px, nread == UV_EOF ? LX_EUPSTREAM : (int)nread);
+        end_attempt(px, nread == UV_EOF ? LX_EUPSTREAM : (int)nread);
         return;
     }
     if (px->t_first_byte_ns == 0) {
@@ -360,7 +374,7 @@ static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *d
     flush_pending(px);
     if (rc != 0) {
         px->error = px->hc.error != NULL ? px->hc.error : "the client connection failed";
-        lx_proxy_finish(px, px->hc.error != NULL ? LX_EUPSTREAM : LX_ECANCELED);
+        end_attempt(px, px->hc.error != NULL ? LX_EUPSTREAM : LX_ECANCELED);
     }
 }
 
@@ -375,7 +389,7 @@ static void on_sent(lx_stream_t *s, int status, void *arg)
     if (retry_stale(px))
         return;
     px->error = "failed to send the request to the provider";
-    lx_proxy_finish(px, status);
+    end_attempt(px, status);
 }
 
 static void on_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
@@ -383,7 +397,7 @@ static void on_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
     lx_proxy_t *px = lx_container_of(w, lx_proxy_t, wait);
     if (status != 0) {
         px->error = "could not connect to the provider";
-        lx_proxy_finish(px, status);
+        end_attempt(px, status);
         return;
     }
     px->conn = conn;
@@ -405,7 +419,7 @@ static void on_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
         if (retry_stale(px))
             return;
         px->error = "failed to send the request to the provider";
-        lx_proxy_finish(px, rc);
+        end_attempt(px, rc);
         return;
     }
     uint64_t now = uv_now(px->timer.loop);
@@ -456,7 +470,7 @@ void lx_proxy_start(lx_proxy_t *px)
         px->client_status = 200;
         lx_http_server_send_head(px->req, 200, px->stream_head, px->stream_head_len, -1);
         lx_http_server_flush(px->req);
-        if (px->keepalive_interval_ms > 0)
+        if (keepalives_on(px))
             uv_timer_start(&px->ka_timer, on_keepalive, px->keepalive_delay_ms, 0);
     }
     send_request(px);
@@ -574,11 +588,17 @@ static void release_upstream(lx_proxy_t *px, int code)
 
 /* Failover: whether the failed attempt may give way to another one. Only while nothing of an
  * answer reached the client, and never for a client that left or a shutdown. */
-static bool try_next(lx_proxy_t *px, int code)
+static bool may_fail_over(const lx_proxy_t *px, int code)
 {
-    if (px->ops->retry == NULL || px->relayed || px->req->peer_gone || code == LX_ECANCELED ||
-        code == LX_ESHUTDOWN || (code == 0 && px->upstream_status < 400))
-        return false;
+    return px->ops->retry != NULL && !px->relayed && !px->req->peer_gone && code != LX_ECANCELED &&
+           code != LX_ESHUTDOWN && (code != 0 || px->upstream_status >= 400);
+}
+
+/* The next attempt: the failed one lets go of its upstream side and its request, the owner
+ * records it and prepares the next (ops->retry), whose per-attempt state starts over. False
+ * when the owner has none: the request then ends with this failure. */
+static bool next_attempt(lx_proxy_t *px, int code)
+{
     disarm(px);
     release_upstream(px, code);
     for (unsigned i = 0; i < px->n_out; i++)
@@ -600,17 +620,26 @@ static bool try_next(lx_proxy_t *px, int code)
     px->bytes_from_upstream = 0;
     /* an early-committed stream keeps its client company again until the next first byte
      * (the failed attempt's first byte stopped the keep-alives) */
-    if (px->stream_head != NULL && px->open_timers == 2 && px->keepalive_interval_ms > 0)
+    if (keepalives_on(px))
         uv_timer_start(&px->ka_timer, on_keepalive, px->keepalive_interval_ms, 0);
     send_request(px);
     return true;
 }
 
-void lx_proxy_finish(lx_proxy_t *px, int code)
+/* An attempt is over (<code> 0: its answer was read in full, an error answer included): the
+ * next attempt when one may and does follow, else the final step. */
+static void end_attempt(lx_proxy_t *px, int code)
 {
     if (px->finished)
         return;
-    if (try_next(px, code))
+    if (may_fail_over(px, code) && next_attempt(px, code))
+        return;
+    lx_proxy_finish(px, code);
+}
+
+void lx_proxy_finish(lx_proxy_t *px, int code)
+{
+    if (px->finished)
         return;
     px->finished = true;
     px->t_end_ns = lx_worker_clock_ns();

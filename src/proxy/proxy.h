@@ -51,11 +51,12 @@ typedef struct lx_proxy_ops {
      * event for a stream) into <buf>; returns its length, or 0 when the response cannot
      * carry one (then the connection is cut). Optional. */
     size_t (*format_cut)(lx_proxy_t *px, int status, const char *message, char *buf, size_t cap);
-    /* Failover. An attempt failed before any byte of its answer reached the client: <code> is
-     * what went wrong on the way (0 when the upstream answered an error: upstream_status and
-     * err_body say which). The upstream connection is already released and px->out is empty.
-     * Return true after preparing the next attempt (pool, out, upstream_name, timeouts): the
-     * proxy starts it at once. False ends the request with this failure. Optional. */
+    /* Failover, the next-attempt step. An attempt failed before any byte of its answer reached
+     * the client: <code> is what went wrong on the way (0 when the upstream answered an error:
+     * upstream_status and err_body say which). The upstream connection is already released and
+     * px->out is empty. Return true after preparing the next attempt (pool, out, upstream_name,
+     * timeouts): the proxy starts it at once. False ends the request with this failure
+     * (lx_proxy_finish). Optional: without it every attempt is the last. */
     bool (*retry)(lx_proxy_t *px, int code);
     /* Answers the client for a request that failed before anything was sent, in place of the
      * proxy's own error answer (<status> and <message> are what it would send). Returns true
@@ -132,20 +133,23 @@ struct lx_proxy {
     unsigned n_pending;
     char *err_body;
     size_t err_len;
-    bool retried;
-    bool finished;
+    bool retried;  /* the stale pooled connection of this attempt was replaced once */
+    bool finished; /* lx_proxy_finish() ran */
 
     /* Last, so that a caller may zero the struct up to here: only out[0, n_out) is read. */
     lx_slice_t out[LX_PROXY_MAX_OUT]; /* the upstream request; the proxy owns these refs */
 };
 
-/* Starts the request on <px>'s pool. Every outcome ends in lx_proxy_finish() and the ops.
- * The client's on_abort/on_drain are taken over. */
+/* Starts the request on <px>'s pool. Each attempt that fails before any byte of its answer
+ * reached the client may give way to the next one (ops->retry); every request ends in
+ * lx_proxy_finish(), once. The client's on_abort/on_drain are taken over. */
 void lx_proxy_start(lx_proxy_t *px);
 
-/* The single finalizer: releases the upstream connection (back to the pool only when clean),
- * answers the client (an error in the envelope when nothing was sent yet, the end of the
- * response, or a cut connection), runs ops->on_finish. Idempotent. */
+/* The final step, run once per request (later calls do nothing) and never followed by another
+ * attempt: releases the upstream connection (back to the pool only when clean), answers the
+ * client (an error in the envelope when nothing was sent yet, the end of the response, or a
+ * cut connection), runs ops->on_finish, then closes the timers (ops->on_free when closed).
+ * The owner calls it to end a request early (a shutdown). */
 void lx_proxy_finish(lx_proxy_t *px, int code);
 
 /* HTTP status for a failure <code> before any response byte reached the client. */
