@@ -50,6 +50,10 @@ enum api_route {
 
 #define RESP_HEADERS_MAX 1024
 
+/* What an early-committed stream sends while it waits for the first token: an SSE comment,
+ * which clients skip, and which keeps proxies on the way from timing the stream out. */
+static const char sse_keepalive[] = ": keep-alive\n\n";
+
 typedef lx_gw_req_t api_req_t;
 
 typedef struct api_route_def {
@@ -478,6 +482,8 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_
             ar->stream_head[rn] = '\0';
             px->stream_head = ar->stream_head;
             px->stream_head_len = rn;
+            px->keepalive = sse_keepalive;
+            px->keepalive_len = sizeof(sse_keepalive) - 1;
             px->keepalive_delay_ms = cfg->stream_keepalive_delay_ms;
             px->keepalive_interval_ms = cfg->stream_keepalive_interval_ms;
         }

@@ -156,10 +156,11 @@ static void on_timeout(uv_timer_t *t)
     end_attempt(px, LX_ETIMEDOUT);
 }
 
-/* An early commit with keep-alives: their timer is open and they have a period. */
+/* An early commit with keep-alives: their timer is open and they have bytes and a period. */
 static bool keepalives_on(const lx_proxy_t *px)
 {
-    return px->stream_head != NULL && px->open_timers == 2 && px->keepalive_interval_ms > 0;
+    return px->stream_head != NULL && px->open_timers == 2 && px->keepalive_interval_ms > 0 &&
+           px->keepalive_len > 0;
 }
 
 static void stop_keepalives(lx_proxy_t *px)
@@ -439,10 +440,9 @@ static void send_request(lx_proxy_t *px)
 static void on_keepalive(uv_timer_t *t)
 {
     lx_proxy_t *px = t->data;
-    static const char ka[] = ": keep-alive\n\n";
     if (px->state == LX_PROXY_RELAYING || px->finished)
         return;
-    if (lx_http_server_send(px->req, ka, sizeof(ka) - 1) == 0)
+    if (lx_http_server_send(px->req, px->keepalive, px->keepalive_len) == 0)
         px->keepalives_sent++;
     uv_timer_start(&px->ka_timer, on_keepalive, px->keepalive_interval_ms, 0);
 }

@@ -94,10 +94,13 @@ struct lx_proxy {
      * 0: none (a slot wait is then bounded by the connect timeout). */
     uint64_t deadline_ms;
     /* Early commit: the client's head is sent at start (stream_head, a full header block
-     * for a 200 text/event-stream answer), then <keepalive> bytes every keepalive_interval_ms
-     * (the first after keepalive_delay_ms) until the upstream's first body byte. */
+     * for a 200 answer), then the <keepalive> bytes (the owner's: the proxy does not know what
+     * the body is) every keepalive_interval_ms (the first after keepalive_delay_ms) until the
+     * upstream's first body byte. No keep-alives without both bytes and an interval. */
     const char *stream_head;
     size_t stream_head_len;
+    const char *keepalive;
+    size_t keepalive_len;
     uint64_t keepalive_delay_ms;
     uint64_t keepalive_interval_ms;
     bool filter_on;      /* route body pieces through ops->filter */
