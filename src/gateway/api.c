@@ -258,12 +258,16 @@ static void req_put(lx_gw_worker_t *gw, api_req_t *ar)
         free(ar);
 }
 
+/* The one cleanup of a request struct, when its last holder lets go: forward() until the
+ * proxy starts, then the proxy (on_free) and the server (on_done). */
 static void api_unref(api_req_t *ar)
 {
     if (--ar->refs > 0)
         return;
     if (ar->scanning)
         lx_sse_scan_dispose(&ar->sse);
+    for (unsigned i = 0; i < ar->px.n_out; i++) /* (a request the proxy never started) */
+        lx_buf_unref(ar->px.out[i].buf);
     lx_buf_unref(ar->resp_headers);
     free(ar->stream_head);
     lx_gw_gen_unref(ar->gw, ar->gen);
@@ -403,43 +407,29 @@ void lx_api_cancel_all(lx_gw_worker_t *w, int code)
     }
 }
 
-static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_def_t *rt)
+/* A request struct for <gw>'s current configuration, held by the caller alone (refs 1). */
+static api_req_t *req_new(lx_gw_worker_t *gw)
 {
-    lx_gw_gen_t *gen = gw->gen;
-    const lx_config_t *cfg = gen->cfg;
-    if (req->body.len == 0) {
-        lx_http_server_respond_error(req, 400, NULL, "request body must be a JSON object");
-        return;
-    }
     /* the body scan and the response scanner initialise themselves: only the rest is zeroed
      * (they are the larger part of the struct) */
     api_req_t *ar = req_get(gw);
     _Static_assert(offsetof(lx_proxy_t, out) + sizeof(((lx_proxy_t *)0)->out) == sizeof(lx_proxy_t),
                    "the proxy's out[] is its last member");
-    if (ar != NULL) { /* all but the proxy's out[] and the tail from plan[] on */
-        memset(ar, 0, offsetof(api_req_t, px.out));
-        memset(&ar->gw, 0, offsetof(api_req_t, plan) - offsetof(api_req_t, gw));
-    }
-    if (ar == NULL) {
-        lx_http_server_respond_error(req, 500, NULL, "out of memory");
-        return;
-    }
-    if (lx_body_scan(req->body.ptr, req->body.len, &ar->scan) != 0) {
-        lx_http_server_respond_error(req, 400, NULL, ar->scan.error);
-        req_put(gw, ar);
-        return;
-    }
+    if (ar == NULL)
+        return NULL;
+    /* all but the proxy's out[] and the tail from plan[] on */
+    memset(ar, 0, offsetof(api_req_t, px.out));
+    memset(&ar->gw, 0, offsetof(api_req_t, plan) - offsetof(api_req_t, gw));
     ar->gw = gw;
-    ar->gen = lx_gw_gen_ref(gen);
+    ar->gen = lx_gw_gen_ref(gw->gen);
     lx_list_init(&ar->link);
-    ar->refs = 2; /* the proxy (on_free) and the server (on_done) */
-    ar->upstream_path = rt->upstream_path;
-    ar->embeddings = rt->route == R_EMBEDDINGS;
-    ar->stream = ar->scan.stream;
-    ar->openrouter = req->path.len >= 4 && memcmp(req->path.ptr, "/api", 4) == 0;
-    lx_proxy_t *px = &ar->px;
-    px->req = req;
-    /* the session: the body's session_id, else the X-Session-Id header */
+    ar->refs = 1;
+    return ar;
+}
+
+/* The session: the body's session_id, else the X-Session-Id header; and the generation id. */
+static void name_request(api_req_t *ar, lx_http_request_t *req, lx_gw_worker_t *gw)
+{
     if (ar->scan.has_session_id && ar->scan.session_id.len > 0) {
         ar->session =
             lx_session_hash(req->body.ptr + ar->scan.session_id.off, ar->scan.session_id.len);
@@ -454,42 +444,70 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_
     LX_STRBUF_LIT(&gb, "-");
     lx_strbuf_hex(&gb, ++gw->generations ^ gw->gen_seed, 16);
     *gb.p = '\0';
+}
+
+/* Answer 200 now and keep the client company until the first token; the provider is not
+ * known yet, so the head names only the request. */
+static void early_commit(api_req_t *ar, const lx_config_t *cfg)
+{
+    lx_proxy_t *px = &ar->px;
+    char rh[RESP_HEADERS_MAX];
+    lx_strbuf_t rb = lx_strbuf_make(rh, sizeof(rh) - 1);
+    LX_STRBUF_LIT(&rb, "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                       "X-Accel-Buffering: no\r\nX-Generation-Id: ");
+    lx_strbuf_str(&rb, ar->gen_id);
+    LX_STRBUF_LIT(&rb, "\r\n");
+    size_t rn = lx_strbuf_len(&rb, rh);
+    ar->stream_head = malloc(rn + 1);
+    if (ar->stream_head == NULL || rb.overflow)
+        return;
+    memcpy(ar->stream_head, rh, rn);
+    ar->stream_head[rn] = '\0';
+    px->stream_head = ar->stream_head;
+    px->stream_head_len = rn;
+    px->keepalive = sse_keepalive;
+    px->keepalive_len = sizeof(sse_keepalive) - 1;
+    px->keepalive_delay_ms = cfg->stream_keepalive_delay_ms;
+    px->keepalive_interval_ms = cfg->stream_keepalive_interval_ms;
+}
+
+static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_def_t *rt)
+{
+    const lx_config_t *cfg = gw->gen->cfg;
+    if (req->body.len == 0) {
+        lx_http_server_respond_error(req, 400, NULL, "request body must be a JSON object");
+        return;
+    }
+    api_req_t *ar = req_new(gw);
+    if (ar == NULL) {
+        lx_http_server_respond_error(req, 500, NULL, "out of memory");
+        return;
+    }
+    if (lx_body_scan(req->body.ptr, req->body.len, &ar->scan) != 0) {
+        lx_http_server_respond_error(req, 400, NULL, ar->scan.error);
+        api_unref(ar);
+        return;
+    }
+    ar->upstream_path = rt->upstream_path;
+    ar->embeddings = rt->route == R_EMBEDDINGS;
+    ar->stream = ar->scan.stream;
+    ar->openrouter = req->path.len >= 4 && memcmp(req->path.ptr, "/api", 4) == 0;
+    lx_proxy_t *px = &ar->px;
+    px->req = req;
+    name_request(ar, req, gw);
 
     char msg[600];
     int status = lx_dispatch_start(ar, req, msg, sizeof(msg));
     if (status != 0) {
         lx_dispatch_reject(ar, status, msg);
-        for (unsigned i = 0; i < px->n_out; i++)
-            lx_buf_unref(px->out[i].buf);
-        lx_gw_gen_unref(gw, ar->gen);
-        lx_buf_unref(ar->resp_headers);
-        req_put(gw, ar);
+        api_unref(ar); /* (the server's on_done never sees it: req->data stays NULL) */
         return;
     }
-    if (ar->stream && cfg->stream_early_commit) {
-        /* answer 200 now and keep the client company until the first token; the provider
-         * is not known yet, so the head names only the request */
-        char rh[RESP_HEADERS_MAX];
-        lx_strbuf_t rb = lx_strbuf_make(rh, sizeof(rh) - 1);
-        LX_STRBUF_LIT(&rb, "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                           "X-Accel-Buffering: no\r\nX-Generation-Id: ");
-        lx_strbuf_str(&rb, ar->gen_id);
-        LX_STRBUF_LIT(&rb, "\r\n");
-        size_t rn = lx_strbuf_len(&rb, rh);
-        ar->stream_head = malloc(rn + 1);
-        if (ar->stream_head != NULL && !rb.overflow) {
-            memcpy(ar->stream_head, rh, rn);
-            ar->stream_head[rn] = '\0';
-            px->stream_head = ar->stream_head;
-            px->stream_head_len = rn;
-            px->keepalive = sse_keepalive;
-            px->keepalive_len = sizeof(sse_keepalive) - 1;
-            px->keepalive_delay_ms = cfg->stream_keepalive_delay_ms;
-            px->keepalive_interval_ms = cfg->stream_keepalive_interval_ms;
-        }
-    }
+    if (ar->stream && cfg->stream_early_commit)
+        early_commit(ar, cfg);
     px->stream = ar->stream;
     px->ops = &proxy_ops;
+    ar->refs = 2; /* the proxy (on_free) and the server (on_done: lx_proxy_start sets req->data) */
     lx_list_insert_tail(&gw->active, &ar->link);
     lx_proxy_start(px);
 }
