@@ -187,13 +187,15 @@ static int on_hc_head(lx_http_client_t *hc)
     lx_upstream_t *up = hc->data;
     up->step = LX_UPSTREAM_READ;
     arm(up, up->idle_timeout_ms); /* the first-byte clock stops, the idle one runs */
-    return up->ops->on_head != NULL ? up->ops->on_head(up) : 0;
+    int rc = up->ops->on_head != NULL ? up->ops->on_head(up) : 0;
+    return up->finished ? LX_ECANCELED : rc; /* (cancelled from the op: parse no further) */
 }
 
 static int on_hc_body(lx_http_client_t *hc, lx_buf_t *b, const char *at, size_t len)
 {
     lx_upstream_t *up = hc->data;
-    return up->ops->on_body != NULL ? up->ops->on_body(up, b, at, len) : 0;
+    int rc = up->ops->on_body != NULL ? up->ops->on_body(up, b, at, len) : 0;
+    return up->finished ? LX_ECANCELED : rc;
 }
 
 static int on_hc_complete(lx_http_client_t *hc)
