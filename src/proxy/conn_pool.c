@@ -15,6 +15,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "core/status.h"
 
@@ -419,4 +420,14 @@ void lx_conn_pool_dispose(lx_conn_pool_t *p)
         lx_conn_pool_wait_t *w = lx_list_entry(p->waiters.next, lx_conn_pool_wait_t, link);
         hand_over(w, NULL, UV_ECANCELED);
     }
+}
+
+bool lx_upconn_reset_pending(lx_upconn_t *c)
+{
+    uv_os_fd_t fd;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (uv_fileno((uv_handle_t *)&c->stream.tcp, &fd) != 0)
+        return false;
+    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0;
 }

@@ -126,4 +126,8 @@ void lx_conn_pool_close(lx_upconn_t *c);
 /* Closes idle connections and fails waiters; busy ones close when their users are done. */
 void lx_conn_pool_dispose(lx_conn_pool_t *p);
 
+/* Whether the socket of <c> holds a pending error. libuv 1.44 reports a reset that arrives
+ * together with data as a plain end of file: this tells the two apart. */
+bool lx_upconn_reset_pending(lx_upconn_t *c);
+
 #endif

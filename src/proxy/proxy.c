@@ -36,7 +36,6 @@
 #include "proxy/proxy.h"
 
 #include <stdio.h>
-#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -301,18 +300,6 @@ static bool retry_stale(lx_proxy_t *px)
     return true;
 }
 
-/* libuv 1.44 reports a reset that arrives together with data as a plain end of file: the
- * socket's pending error tells the two apart. */
-static bool reset_pending(lx_proxy_t *px)
-{
-    uv_os_fd_t fd;
-    int err = 0;
-    socklen_t len = sizeof(err);
-    if (uv_fileno((uv_handle_t *)&px->conn->stream.tcp, &fd) != 0)
-        return false;
-    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0;
-}
-
 /* The upstream body ended as HTTP framing says: release what the filter held, then check
  * that the body itself is complete (a stream saw its terminator). */
 static void end_of_body(lx_proxy_t *px)
@@ -349,7 +336,7 @@ static void on_up_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *d
         if (retry_stale(px))
             return;
         int rc = lx_http_client_eof(&px->hc);
-        if (rc == 0 && !reset_pending(px)) {
+        if (rc == 0 && !lx_upconn_reset_pending(px->conn)) {
             end_of_body(px);
             return;
         }

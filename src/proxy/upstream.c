@@ -23,8 +23,6 @@
  */
 #include "proxy/upstream.h"
 
-#include <sys/socket.h>
-
 #include "core/core.h"
 #include "core/status.h"
 
@@ -170,18 +168,6 @@ static bool retry_stale(lx_upstream_t *up)
     return true;
 }
 
-/* libuv 1.44 reports a reset that arrives together with data as a plain end of file: the
- * socket's pending error tells the two apart. */
-static bool reset_pending(lx_upstream_t *up)
-{
-    uv_os_fd_t fd;
-    int err = 0;
-    socklen_t len = sizeof(err);
-    if (uv_fileno((uv_handle_t *)&up->conn->stream.tcp, &fd) != 0)
-        return false;
-    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0;
-}
-
 static int on_hc_head(lx_http_client_t *hc)
 {
     lx_upstream_t *up = hc->data;
@@ -214,7 +200,7 @@ static void on_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *data
         if (retry_stale(up))
             return;
         int rc = lx_http_client_eof(&up->hc);
-        if (rc == 0 && !reset_pending(up)) {
+        if (rc == 0 && !lx_upconn_reset_pending(up->conn)) {
             finish(up, 0);
             return;
         }
