@@ -30,6 +30,7 @@
 #include "gateway/gen.h"
 #include "gateway/request.h"
 #include "gateway/request_log.h"
+#include "http/http_sse.h"
 #include "llm/api_error.h"
 #include "llm/body.h"
 #include "llm/models.h"
@@ -49,10 +50,6 @@ enum api_route {
 };
 
 #define RESP_HEADERS_MAX 1024
-
-/* What an early-committed stream sends while it waits for the first token: an SSE comment,
- * which clients skip, and which keeps proxies on the way from timing the stream out. */
-static const char sse_keepalive[] = ": keep-alive\n\n";
 
 typedef lx_gw_req_t api_req_t;
 
@@ -465,8 +462,8 @@ static void early_commit(api_req_t *ar, const lx_config_t *cfg)
     ar->stream_head[rn] = '\0';
     px->stream_head = ar->stream_head;
     px->stream_head_len = rn;
-    px->keepalive = sse_keepalive;
-    px->keepalive_len = sizeof(sse_keepalive) - 1;
+    px->keepalive = LX_SSE_KEEPALIVE; /* an SSE comment: clients skip it */
+    px->keepalive_len = LX_SSE_KEEPALIVE_LEN;
     px->keepalive_delay_ms = cfg->stream_keepalive_delay_ms;
     px->keepalive_interval_ms = cfg->stream_keepalive_interval_ms;
 }
