@@ -164,8 +164,8 @@ static void handshake_net(const char *key, int n, const char *label)
     for (int i = 0; i < n; i++) {
         lx_stream_t *c = dial(1, key);
         resumed += lx_tls_resumed(c->tls);
-        lx_stream_close(c, false, on_closed);
-        lx_stream_close(accepted, false, on_closed);
+        lx_stream_close(c, on_closed);
+        lx_stream_close(accepted, on_closed);
         uv_run(&W.loop, UV_RUN_NOWAIT);
     }
     double t = now_s() - t0, cpu = cpu_s() - c0;
@@ -217,8 +217,8 @@ static void stream_run(int tls, const char *label)
     double t = now_s() - t0, cpu = cpu_s() - c0;
     printf("| %s | %d | %.0f | %.2f |\n", label, STREAM_MIB, STREAM_MIB / t,
            cpu / STREAM_MIB * 1e3);
-    lx_stream_close(c, false, on_closed);
-    lx_stream_close(s, false, on_closed);
+    lx_stream_close(c, on_closed);
+    lx_stream_close(s, on_closed);
     uv_run(&W.loop, UV_RUN_NOWAIT);
 }
 

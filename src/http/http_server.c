@@ -190,7 +190,10 @@ void lx_http_conn_close(lx_http_conn_t *c, bool reset)
     c->done_deferred = false; /* the timer's close cancels a deferred request_done: done here */
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    lx_stream_close(&c->stream, reset, on_stream_closed);
+    if (reset)
+        lx_stream_reset(&c->stream, on_stream_closed);
+    else
+        lx_stream_close(&c->stream, on_stream_closed);
     queue_clear(c);
     if (c->in_flight && !c->owned) {
         /* mid-body, or answered and not yet on the wire: this request ends here */

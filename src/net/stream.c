@@ -615,7 +615,7 @@ static void on_tcp_close(uv_handle_t *h)
 
 static void tls_flush(lx_stream_t *s);
 
-void lx_stream_close(lx_stream_t *s, bool reset, lx_stream_close_cb cb)
+static void stream_end(lx_stream_t *s, bool reset, lx_stream_close_cb cb)
 {
     if (s->closing)
         return;
@@ -634,6 +634,16 @@ void lx_stream_close(lx_stream_t *s, bool reset, lx_stream_close_cb cb)
     if (reset && uv_tcp_close_reset(&s->tcp, on_tcp_close) == 0)
         return;
     uv_close((uv_handle_t *)&s->tcp, on_tcp_close);
+}
+
+void lx_stream_close(lx_stream_t *s, lx_stream_close_cb cb)
+{
+    stream_end(s, false, cb);
+}
+
+void lx_stream_reset(lx_stream_t *s, lx_stream_close_cb cb)
+{
+    stream_end(s, true, cb);
 }
 
 /* --- TLS ------------------------------------------------------------------------------------- */

@@ -128,9 +128,13 @@ int lx_stream_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_writ
 int lx_stream_write_copy(lx_stream_t *s, const char *data, size_t len, lx_stream_write_cb cb,
                          void *arg);
 
-/* Closes <s>: pending writes complete with UV_ECANCELED, then <cb> runs. Idempotent. With
- * <reset>, the peer gets an RST instead of a FIN. */
-void lx_stream_close(lx_stream_t *s, bool reset, lx_stream_close_cb cb);
+/* Closes <s>: a TLS stream sends its close_notify, pending writes complete with UV_ECANCELED,
+ * the peer gets a FIN, then <cb> runs. Idempotent (with lx_stream_reset too). */
+void lx_stream_close(lx_stream_t *s, lx_stream_close_cb cb);
+
+/* Like lx_stream_close, but abortive: no close_notify, the peer gets an RST instead of a FIN
+ * (a response that was cut must not look finished). */
+void lx_stream_reset(lx_stream_t *s, lx_stream_close_cb cb);
 
 /* Makes <s> (initialised, not yet connected) a TLS client of <ctx> for <server_name> (SNI and
  * verified name), resuming the session cached under <session_key> (NULL: none). 0, or LX_ENOMEM

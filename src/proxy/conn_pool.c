@@ -82,7 +82,7 @@ static void drop_conn(lx_upconn_t *c, bool service)
         c->idle = false;
     }
     p->n_open--;
-    lx_stream_close(&c->stream, false, on_closed);
+    lx_stream_close(&c->stream, on_closed);
     if (service && !p->disposing)
         service_waiters(p);
 }
@@ -125,7 +125,7 @@ static void on_connect(lx_stream_t *s, int status)
         p->n_resumed++;
     if (status != 0) {
         p->n_open--;
-        lx_stream_close(&c->stream, false, on_closed);
+        lx_stream_close(&c->stream, on_closed);
         if (w != NULL)
             w->cb(w, NULL, status);
         if (!p->disposing)
@@ -166,7 +166,7 @@ static int connect_new(lx_conn_pool_t *p, lx_conn_pool_wait_t *w)
         if (rc == 0)
             rc = uv_timer_init(&p->worker->loop, &c->timer);
         if (rc != 0) {
-            lx_stream_close(&c->stream, false, on_closed);
+            lx_stream_close(&c->stream, on_closed);
             return rc;
         }
         c->timer.data = c;
@@ -184,7 +184,7 @@ static int connect_new(lx_conn_pool_t *p, lx_conn_pool_wait_t *w)
     if (rc != 0) {
         c->connecting_for = NULL;
         p->n_open--;
-        lx_stream_close(&c->stream, false, on_closed);
+        lx_stream_close(&c->stream, on_closed);
         return rc;
     }
     w->connecting = c; /* so a cancel can detach from it */
@@ -406,7 +406,7 @@ void lx_conn_pool_dispose(lx_conn_pool_t *p)
         lx_list_remove(&c->link);
         c->connecting_for = NULL;
         p->n_open--;
-        lx_stream_close(&c->stream, false, on_closed);
+        lx_stream_close(&c->stream, on_closed);
         if (w != NULL) {
             w->connecting = NULL;
             w->cb(w, NULL, UV_ECANCELED);

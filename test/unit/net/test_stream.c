@@ -170,7 +170,7 @@ static void close_peer(peer_t *p)
         return;
     lx_buf_unref(p->kept);
     p->kept = NULL;
-    lx_stream_close(&p->s, false, on_peer_closed);
+    lx_stream_close(&p->s, on_peer_closed);
 }
 
 static int teardown(void **state)
@@ -378,8 +378,8 @@ static void test_close_cancels_pending_writes(void **state)
     assert_true(client->s.queued > 0);
     assert_true(b->refcnt > 1);
 
-    lx_stream_close(&client->s, false, on_peer_closed);
-    lx_stream_close(&client->s, false, on_peer_closed); /* idempotent */
+    lx_stream_close(&client->s, on_peer_closed);
+    lx_stream_close(&client->s, on_peer_closed); /* idempotent */
     RUN_UNTIL(client->closed);
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.status, UV_ECANCELED);
@@ -493,7 +493,7 @@ static void test_reset_reaches_peer(void **state)
     connect_pair();
     assert_int_equal(lx_stream_read_start(&client->s, on_peer_read), 0);
     lx_buf_unref(server->kept);
-    lx_stream_close(&server->s, true, on_peer_closed);
+    lx_stream_reset(&server->s, on_peer_closed);
     RUN_UNTIL(server->closed && client->read_err != 0);
     assert_int_equal(client->read_err, UV_ECONNRESET);
 }
@@ -529,7 +529,7 @@ static void test_close_while_connecting(void **state)
     struct sockaddr_storage ss;
     assert_int_equal(lx_listener_addr("127.0.0.1", port, &ss), 0);
     assert_int_equal(lx_stream_connect(&client->s, (struct sockaddr *)&ss, on_client_connect), 0);
-    lx_stream_close(&client->s, false, on_peer_closed);
+    lx_stream_close(&client->s, on_peer_closed);
     RUN_UNTIL(client->closed);
     /* the owner closed it: the cancelled connect is not reported */
     assert_false(client->connected);
@@ -772,7 +772,7 @@ static void test_tls_close_cancels_writes(void **state)
     run_for_ms(50);
     assert_int_equal(r.calls, 0);
     assert_true(client->s.queued > (size_t)N * LX_BUF_CHUNK_SIZE / 2);
-    lx_stream_close(&client->s, false, on_peer_closed);
+    lx_stream_close(&client->s, on_peer_closed);
     RUN_UNTIL(client->closed);
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.status, UV_ECANCELED);

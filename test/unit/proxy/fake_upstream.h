@@ -89,7 +89,10 @@ static void fake_close(fake_conn_t *c, bool reset)
     if (c->closing)
         return;
     c->closing = true;
-    lx_stream_close(&c->s, reset, fake_conn_closed);
+    if (reset)
+        lx_stream_reset(&c->s, fake_conn_closed);
+    else
+        lx_stream_close(&c->s, fake_conn_closed);
 }
 
 static void fake_on_request(fake_conn_t *c)

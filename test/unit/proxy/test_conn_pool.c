@@ -147,7 +147,7 @@ static int teardown(void **state)
         RUN_UNTIL(pool.n_open == 0);
     }
     for (int i = 0; i < n_served; i++)
-        lx_stream_close(&served[i]->s, false, on_served_closed);
+        lx_stream_close(&served[i]->s, on_served_closed);
     lx_listener_close(&L, on_listener_closed);
     RUN_UNTIL(all_served_closed() && listener_closed);
     for (int i = 0; i < n_served; i++)
@@ -247,7 +247,7 @@ static void test_idle_closed_by_server(void **state)
     lx_conn_pool_put(a.conn);
     assert_int_equal(pool.n_idle, 1);
     /* the server closes the idle connection: the pool notices and drops it */
-    lx_stream_close(&served[0]->s, false, on_served_closed);
+    lx_stream_close(&served[0]->s, on_served_closed);
     RUN_UNTIL(pool.n_idle == 0 && pool.n_open == 0);
     lx_conn_pool_get(&pool, &b.w, on_got);
     RUN_UNTIL(b.calls == 1);
