@@ -100,7 +100,23 @@ static int reject(lx_http_parser_t *c, int status, const char *message)
     c->state = LX_HTTP_PARSE_ERROR;
     c->error_status = status;
     c->error_message = message;
+    c->error_detail = NULL;
     return -1;
+}
+
+/* A refusal whose message is <message> followed by the static <detail>. */
+static void reject_detail(lx_http_parser_t *c, int status, const char *message, const char *detail)
+{
+    reject(c, status, message);
+    c->error_detail = detail;
+}
+
+const char *lx_http_parser_error(const lx_http_parser_t *p, char *buf, size_t cap)
+{
+    if (p->error_detail == NULL)
+        return p->error_message;
+    snprintf(buf, cap, "%s%s", p->error_message, p->error_detail);
+    return buf;
 }
 
 static int on_message_begin(llhttp_t *p)
@@ -485,9 +501,7 @@ static size_t parse_chunked(lx_http_parser_t *c, const char *data, size_t len)
         int status = rc == LX_EPARSE                                   ? 400
                      : lx_http_chunked_trailers_too_large(&c->chunked) ? 431
                                                                        : 413;
-        snprintf(c->error_buf, sizeof(c->error_buf), "%s%s",
-                 status == 400 ? "malformed HTTP request: " : "", c->chunked.error);
-        reject(c, status, c->error_buf);
+        reject_detail(c, status, status == 400 ? "malformed HTTP request: " : "", c->chunked.error);
         return len;
     }
     return used;
@@ -498,9 +512,7 @@ static void llhttp_failed(lx_http_parser_t *c)
 {
     if (c->state == LX_HTTP_PARSE_ERROR)
         return;
-    snprintf(c->error_buf, sizeof(c->error_buf), "malformed HTTP request: %s",
-             llhttp_get_error_reason(&c->llhttp));
-    reject(c, 400, c->error_buf);
+    reject_detail(c, 400, "malformed HTTP request: ", llhttp_get_error_reason(&c->llhttp));
 }
 
 size_t lx_http_parser_feed(lx_http_parser_t *c, lx_buf_t *b, const char *data, size_t len)
@@ -559,6 +571,7 @@ void lx_http_parser_reset(lx_http_parser_t *c)
     c->state = LX_HTTP_PARSE_IDLE;
     c->error_status = 0;
     c->error_message = NULL;
+    c->error_detail = NULL;
     c->error_headers = NULL;
     c->head_bytes = 0;
     c->content_length = 0;

@@ -57,8 +57,10 @@ struct lx_http_parser {
     const lx_http_parser_hooks_t *hooks;   /* may be NULL */
     void *data;                            /* the owner's */
     enum lx_http_parse_state state;
-    int error_status; /* ERROR: the status to answer, its message and extra header lines */
-    const char *error_message;
+    int error_status;          /* ERROR: the status to answer, its message and extra header lines */
+    const char *error_message; /* ... (a static string, or one of the owner's on_head) */
+    const char *error_detail;  /* ... followed by this (static, from llhttp or the chunked
+                                * decoder), or NULL: read both with lx_http_parser_error() */
     const char *error_headers;
     bool send_continue;      /* (on_body) the client sent Expect: 100-continue and a body */
     bool te_chunked;         /* the body comes in chunked coding (decoded by http_chunked) */
@@ -72,7 +74,6 @@ struct lx_http_parser {
     uint64_t head_bytes;     /* head bytes so far, against max_header_size */
     uint64_t content_length; /* declared, 0 when chunked or none */
     lx_http_chunked_t chunked;
-    char error_buf[160]; /* error_message when it is formatted */
 };
 
 /* Prepares <p> to parse requests into <req> (its head initialized here) under <limits>, with
@@ -85,6 +86,11 @@ void lx_http_parser_init(lx_http_parser_t *p, lx_http_request_t *req,
  * up to the end of a request that became complete (state DONE; the rest belongs to the next
  * request). State ERROR uses every byte. Feeding a parser in DONE or ERROR uses none. */
 size_t lx_http_parser_feed(lx_http_parser_t *p, lx_buf_t *b, const char *data, size_t len);
+
+/* In state ERROR: the message to answer, error_message and error_detail joined into <buf> of
+ * <cap> bytes when there is a detail (cut to fit), else error_message itself. Kept as two
+ * static pieces so that a connection holds no message buffer of its own. */
+const char *lx_http_parser_error(const lx_http_parser_t *p, char *buf, size_t cap);
 
 /* Drops the current request (head, body, id, error) and readies <p> for the next one (IDLE).
  * The request's response-side fields are the owner's. */

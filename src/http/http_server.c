@@ -439,7 +439,9 @@ static size_t parse(lx_http_conn_t *c, lx_buf_t *b, const char *data, size_t len
         conn_disarm(c);
     } else if (c->parser.state == LX_HTTP_PARSE_ERROR) {
         lx_http_parser_t *p = &c->parser;
-        conn_refuse(c, p->error_status, p->error_message, p->error_headers);
+        char msg[160];
+        conn_refuse(c, p->error_status, lx_http_parser_error(p, msg, sizeof(msg)),
+                    p->error_headers);
     }
     return used;
 }

@@ -147,7 +147,9 @@ static void parse_cut(run_t *run, const char *in, size_t len, const size_t *cuts
     if (p.state == LX_HTTP_PARSE_ERROR) {
         run->error_status = p.error_status;
         run->error_headers = p.error_headers;
-        snprintf(run->error_message, sizeof(run->error_message), "%s", p.error_message);
+        char msg[160];
+        snprintf(run->error_message, sizeof(run->error_message), "%s",
+                 lx_http_parser_error(&p, msg, sizeof(msg)));
     }
     lx_http_parser_reset(&p);
     lx_buf_unref(chunk);
