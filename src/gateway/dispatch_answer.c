@@ -1,8 +1,8 @@
 /*
  * dispatch_answer.c - what a request's attempts turn into on the way out: the error answer
  * when every attempt failed (its status chosen from the attempts' outcomes, error.metadata
- * listing them), the answer of a request that could not be routed, the error event of a
- * stream cut after its 200, and the attempt list of the access log.
+ * listing them), the answer of a request that could not be routed, and the error event of a
+ * stream cut after its 200 (the access log's attempt list is request_log.c's).
  *
  * Every error is formatted by llm/api_error.c in the envelope of the request's API (/v1:
  * OpenAI's, /api/v1: OpenRouter's); names and ids come from the configuration, which checks
