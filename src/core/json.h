@@ -128,4 +128,49 @@ static inline bool lx_json_primitive_valid(const char *p, size_t n)
     return p == end;
 }
 
+/* ---- the JSON string escaper (json_escape.c) ---------------------------------------------
+ *
+ * One rule for every JSON string llmux writes from text it does not control (error messages,
+ * provider codes, configured names, model ids), shared by the layers above: api_error and the
+ * models list (llm/), the health page (route/), and the logs (obs/log.c), which escape more on
+ * top of it. For use between double quotes:
+ *   - '"' and '\\' as \" and \\;
+ *   - the C0 controls (below 0x20) with a short escape as \b \f \n \r \t, every other one as
+ *     \u00XX (lower-case hex);
+ *   - 0x7f (DEL) as \u007f: JSON allows it raw, but it is a control character a terminal or a
+ *     log viewer acts on, so it is never written as it is;
+ *   - valid UTF-8 (lx_str_utf8_len(): no overlong form, no surrogate, nothing above U+10FFFF)
+ *     copied as it is, '/' and every other printable ASCII byte too;
+ *   - each byte of invalid UTF-8 as U+FFFD (EF BF BD), so the output is always valid UTF-8.
+ * Only whole escapes and whole characters are written: the output stops before the first one
+ * that does not fit.
+ */
+
+/* Longest escaped form of one input character ("\u00XX"). */
+#define LX_JSON_ESC_MAX 6
+
+/*
+ * The escaped form of the character at <s> (<avail> >= 1 bytes may be read) by the rule above.
+ * *<in> receives the number of input bytes the character spans. Returns the length of its
+ * escape, written to <tmp>, or 0 when the character's *<in> bytes are copied as they are.
+ */
+size_t lx_json_escape_char(const char *s, size_t avail, char tmp[LX_JSON_ESC_MAX], size_t *in);
+
+/*
+ * Escapes <len> bytes of <s> into <out> (at most <cap> bytes; no NUL). Returns the number of
+ * bytes written; *<consumed> (when not NULL) receives the number of input bytes they stand for,
+ * so consumed < len means the output was cut.
+ */
+size_t lx_json_escape(char *out, size_t cap, const char *s, size_t len, size_t *consumed);
+
+/* The exact length lx_json_escape() writes for all of <s> when <cap> is large enough. */
+size_t lx_json_escaped_len(const char *s, size_t len);
+
+/*
+ * lx_json_escape() with every C0 control spelled \u00XX, the short escapes included ("\n" as
+ * \u000a): the spelling of the health page (route/health_format.c), kept so its bytes do not
+ * change. Which characters are escaped, and how invalid UTF-8 is replaced, is the same rule.
+ */
+size_t lx_json_escape_hex(char *out, size_t cap, const char *s, size_t len, size_t *consumed);
+
 #endif

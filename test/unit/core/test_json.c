@@ -290,12 +290,101 @@ static void test_hostile_shapes(void **state)
     free(s);
 }
 
+/* The escaper's one rule, each class of character, with both spellings of controls. */
+static void test_escape_rule(void **state)
+{
+    (void)state;
+    char out[256];
+    static const char in[] =
+        "q\"b\\s/\b\f\n\r\t\x01\x1f\x7f caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    static const char want[] = "q\\\"b\\\\s/\\b\\f\\n\\r\\t\\u0001\\u001f\\u007f caf\xc3\xa9 "
+                               "\xe2\x82\xac \xf0\x9f\x98\x80";
+    size_t consumed = 0;
+    size_t n = lx_json_escape(out, sizeof(out), in, sizeof(in) - 1, &consumed);
+    assert_int_equal(n, sizeof(want) - 1);
+    assert_memory_equal(out, want, n);
+    assert_int_equal(consumed, sizeof(in) - 1);
+    assert_int_equal(lx_json_escaped_len(in, sizeof(in) - 1), n);
+    /* the hex spelling: every control as \u00XX, the rest the same */
+    static const char want_hex[] = "q\\\"b\\\\s/\\u0008\\u000c\\u000a\\u000d\\u0009\\u0001\\u001f"
+                                   "\\u007f caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    n = lx_json_escape_hex(out, sizeof(out), in, sizeof(in) - 1, &consumed);
+    assert_int_equal(n, sizeof(want_hex) - 1);
+    assert_memory_equal(out, want_hex, n);
+    /* NUL is a control like the others; invalid UTF-8 is U+FFFD per byte: a lone continuation
+     * byte, a cut sequence, an overlong form, a surrogate */
+    n = lx_json_escape(out, sizeof(out), "a\0b", 3, NULL);
+    assert_int_equal(n, 8);
+    assert_memory_equal(out, "a\\u0000b", 8);
+    static const char bad[] = "\x80|\xc3|\xc0\xaf|\xed\xa0\x80|\xff";
+    static const char bad_want[] = "\xef\xbf\xbd|\xef\xbf\xbd|\xef\xbf\xbd\xef\xbf\xbd|"
+                                   "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd|\xef\xbf\xbd";
+    n = lx_json_escape(out, sizeof(out), bad, sizeof(bad) - 1, NULL);
+    assert_int_equal(n, sizeof(bad_want) - 1);
+    assert_memory_equal(out, bad_want, n);
+    assert_int_equal(lx_json_escaped_len(bad, sizeof(bad) - 1), n);
+    /* one character at a time: 0 means copied as it is, over *in bytes */
+    char tmp[LX_JSON_ESC_MAX];
+    size_t in_len;
+    assert_int_equal(lx_json_escape_char("a", 1, tmp, &in_len), 0);
+    assert_int_equal(in_len, 1);
+    assert_int_equal(lx_json_escape_char("\xe2\x82\xac!", 4, tmp, &in_len), 0);
+    assert_int_equal(in_len, 3);
+    assert_int_equal(lx_json_escape_char("\xe2\x82", 2, tmp, &in_len), 3);
+    assert_int_equal(in_len, 1);
+    assert_int_equal(lx_json_escape_char("\x1b", 1, tmp, &in_len), 6);
+    assert_memory_equal(tmp, "\\u001b", 6);
+    /* the output is valid JSON string content: core/json reads it back */
+    char doc[300];
+    n = lx_json_escape(doc + 1, sizeof(doc) - 2, bad, sizeof(bad) - 1, NULL);
+    doc[0] = '"';
+    doc[n + 1] = '"';
+    lx_json_t j;
+    lx_json_token_t t;
+    lx_json_init(&j, doc, n + 2, 4);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_STRING);
+}
+
+/* Whole characters and whole escapes only: the output stops before the first that does not
+ * fit, and never passes cap. */
+static void test_escape_truncation(void **state)
+{
+    (void)state;
+    char out[64];
+    size_t consumed;
+    memset(out, '#', sizeof(out));
+    assert_int_equal(lx_json_escape(out, 4, "abcdef", 6, &consumed), 4);
+    assert_int_equal(consumed, 4);
+    assert_int_equal(out[4], '#');
+    assert_int_equal(lx_json_escape(out, 2, "a\"b", 3, &consumed), 1);
+    assert_int_equal(consumed, 1);
+    assert_int_equal(lx_json_escape(out, 3, "a\"b", 3, &consumed), 3);
+    assert_int_equal(consumed, 2);
+    assert_int_equal(lx_json_escape(out, 7, "ab\x01z", 4, &consumed), 2);
+    assert_int_equal(consumed, 2);
+    assert_int_equal(lx_json_escape(out, 3, "a\xe2\x82\xac", 4, &consumed), 1);
+    assert_int_equal(lx_json_escape(out, 4, "a\xe2\x82\xac", 4, &consumed), 4);
+    assert_int_equal(consumed, 4);
+    assert_int_equal(lx_json_escape(out, 3, "a\xff", 2, &consumed), 1);
+    assert_int_equal(lx_json_escape(out, 0, "abc", 3, &consumed), 0);
+    assert_int_equal(consumed, 0);
+    assert_int_equal(lx_json_escape(out, 5, "", 0, &consumed), 0);
+    memset(out, '#', sizeof(out));
+    assert_int_equal(lx_json_escape_hex(out, 7, "\n\n", 2, &consumed), 6);
+    assert_int_equal(consumed, 1);
+    assert_int_equal(out[6], '#');
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tokens),          cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_primitive_valid), cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_tokens),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_primitive_valid),
+        cmocka_unit_test(test_depth),
         cmocka_unit_test(test_hostile_shapes),
+        cmocka_unit_test(test_escape_rule),
+        cmocka_unit_test(test_escape_truncation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
