@@ -1,11 +1,12 @@
 /*
- * api_error.c - the error envelopes of both APIs, status tables and JSON string escaping.
+ * api_error.c - the error envelopes of both APIs, status tables, and the reading of a
+ * provider's own error body.
  *
  * Pure functions over caller buffers: no allocation; the one state read is the process's set
  * of secrets (obs/log.h), which every message goes through. Every error answer llmux makes
  * (auth failures, bad bodies, no route, upstream failures surfaced by the proxy finalizer,
- * the error event of a cut stream) is formatted here, and the other gateway modules use the
- * escaper whenever they write a JSON string (models list, spliced model ids).
+ * the error event of a cut stream) is formatted here. Every string is escaped by core/json's
+ * one escaper (lx_json_escape()), messages after their secrets are redacted.
  */
 #include "llm/api_error.h"
 
@@ -14,105 +15,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/status.h"
 #include "core/str.h"
 #include "obs/log.h"
 
-#define JSMN_STATIC
-#include <jsmn.h>
-
 /* code and param: longer ones (escaped) are written as null */
 #define FIELD_MAX 256
-/* tokens for reading a provider's error body (at most LX_PROXY_ERR_BODY_MAX bytes) */
+/* tokens (keys, values, containers) of a provider's error body that is read (at most
+ * LX_PROXY_ERR_BODY_MAX bytes); a larger one gives nothing, as jsmn's token array did */
 #define UPSTREAM_TOKENS 256
-
-/* The escaped form of one character at s: writes it into tmp (at least 6 bytes) and returns its
- * length; *in receives the number of input bytes it stands for. Valid multi-byte UTF-8 is not
- * copied to tmp: *direct is set and the caller copies the input bytes. */
-static size_t escape_one(const unsigned char *s, size_t avail, char *tmp, size_t *in, bool *direct)
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char c = s[0];
-    *in = 1;
-    *direct = false;
-    switch (c) {
-    case '"':
-        memcpy(tmp, "\\\"", 2);
-        return 2;
-    case '\\':
-        memcpy(tmp, "\\\\", 2);
-        return 2;
-    case '\b':
-        memcpy(tmp, "\\b", 2);
-        return 2;
-    case '\f':
-        memcpy(tmp, "\\f", 2);
-        return 2;
-    case '\n':
-        memcpy(tmp, "\\n", 2);
-        return 2;
-    case '\r':
-        memcpy(tmp, "\\r", 2);
-        return 2;
-    case '\t':
-        memcpy(tmp, "\\t", 2);
-        return 2;
-    default:
-        break;
-    }
-    if (c < 0x20 || c == 0x7f) {
-        memcpy(tmp, "\\u00", 4);
-        tmp[4] = hex[c >> 4];
-        tmp[5] = hex[c & 0xf];
-        return 6;
-    }
-    if (c < 0x80) {
-        tmp[0] = (char)c;
-        return 1;
-    }
-    size_t n = lx_str_utf8_len(s, avail);
-    if (n == 0) {
-        memcpy(tmp, "\xef\xbf\xbd", 3); /* U+FFFD for one bad byte */
-        return 3;
-    }
-    *in = n;
-    *direct = true;
-    return n;
-}
-
-size_t lx_api_error_escape(char *out, size_t cap, const char *s, size_t len, size_t *consumed)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t o = 0, i = 0;
-    while (i < len) {
-        char tmp[8];
-        size_t in;
-        bool direct;
-        size_t n = escape_one(u + i, len - i, tmp, &in, &direct);
-        if (n > cap - o)
-            break;
-        memcpy(out + o, direct ? s + i : tmp, n);
-        o += n;
-        i += in;
-    }
-    if (consumed != NULL)
-        *consumed = i;
-    return o;
-}
-
-size_t lx_api_error_escaped_len(const char *s, size_t len)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t o = 0, i = 0;
-    while (i < len) {
-        char tmp[8];
-        size_t in;
-        bool direct;
-        o += escape_one(u + i, len - i, tmp, &in, &direct);
-        i += in;
-    }
-    return o;
-}
 
 const char *lx_api_error_type(int status)
 {
@@ -237,7 +149,7 @@ static size_t escape_redacted(char *out, size_t cap, const char *s, size_t len, 
                               const lx_log_secrets_t *set)
 {
     if (lx_log_secrets_empty(set))
-        return lx_api_error_escape(out, cap, s, len, consumed);
+        return lx_json_escape(out, cap, s, len, consumed);
     size_t o = 0, i = 0;
     while (i < len) {
         size_t k = lx_log_secrets_match(set, s + i, len - i);
@@ -254,7 +166,7 @@ static size_t escape_redacted(char *out, size_t cap, const char *s, size_t len, 
         while (j < len && lx_log_secrets_match(set, s + j, len - j) == 0)
             j++;
         size_t used;
-        o += lx_api_error_escape(out + o, cap - o, s + i, j - i, &used);
+        o += lx_json_escape(out + o, cap - o, s + i, j - i, &used);
         i += used;
         if (i < j)
             break; /* the next escape did not fit */
@@ -282,7 +194,7 @@ static void w_field(wr_t *w, const char *s, const lx_log_secrets_t *set)
 static void w_name(wr_t *w, const char *s, size_t n)
 {
     char tmp[512];
-    size_t k = lx_api_error_escape(tmp, sizeof(tmp), s, n, NULL);
+    size_t k = lx_json_escape(tmp, sizeof(tmp), s, n, NULL);
     w_mem(w, tmp, k);
 }
 
@@ -395,22 +307,37 @@ int lx_api_error_format_event(char *buf, size_t cap, lx_api_kind_t kind, const l
 
 /* ---- a provider's error body ------------------------------------------------------------ */
 
-static bool tok_is(const char *js, const jsmntok_t *t, const char *want)
+static bool key_is(const char *body, const lx_json_token_t *t, const char *want, size_t wl)
 {
-    size_t wl = strlen(want);
-    return t->type == JSMN_STRING && (size_t)(t->end - t->start) == wl &&
-           memcmp(js + t->start, want, wl) == 0;
+    return t->end - t->start == wl && memcmp(body + t->start, want, wl) == 0;
 }
 
-/* Index of the token after the subtree rooted at t[i]. */
-static int skip_tok(const jsmntok_t *t, int n, int i)
+/* Where the reading of a provider's error body is. */
+enum { E_BEFORE, E_IN, E_AFTER }; /* the first top-level "error" object: not met, read, done */
+
+/* A token inside the root object (not a closing bracket): keeps code and param of the first
+ * top-level "error" member whose value is an object. */
+static void upstream_token(const char *body, const lx_json_token_t *t, int *where, bool *error_key,
+                           int *field, lx_api_upstream_error_t *out)
 {
-    int pending = 1;
-    while (pending > 0 && i < n) {
-        pending += t[i].size - 1;
-        i++;
+    if (t->depth == 1) {
+        if (t->type == LX_JSON_KEY)
+            *error_key = key_is(body, t, "error", 5);
+        else if (*error_key && *where == E_BEFORE && t->type == LX_JSON_OBJECT)
+            *where = E_IN;
+        return;
     }
-    return i;
+    if (t->depth != 2 || *where != E_IN)
+        return;
+    if (t->type == LX_JSON_KEY) {
+        *field = key_is(body, t, "code", 4) ? 1 : key_is(body, t, "param", 5) ? 2 : 0;
+    } else if (t->type == LX_JSON_STRING && *field == 1) {
+        out->code = body + t->start;
+        out->code_len = t->end - t->start;
+    } else if (t->type == LX_JSON_STRING && *field == 2) {
+        out->param = body + t->start;
+        out->param_len = t->end - t->start;
+    }
 }
 
 bool lx_api_error_parse_upstream(const char *body, size_t len, lx_api_upstream_error_t *out)
@@ -418,30 +345,29 @@ bool lx_api_error_parse_upstream(const char *body, size_t len, lx_api_upstream_e
     *out = (lx_api_upstream_error_t){0};
     if (body == NULL || len == 0)
         return false;
-    jsmn_parser p;
-    jsmntok_t t[UPSTREAM_TOKENS];
-    jsmn_init(&p);
-    int n = jsmn_parse(&p, body, len, t, UPSTREAM_TOKENS);
-    if (n < 1 || t[0].type != JSMN_OBJECT)
+    lx_json_t j;
+    lx_json_token_t t;
+    lx_json_init(&j, body, len, UPSTREAM_TOKENS);
+    if (lx_json_next(&j, &t) != LX_JSON_OBJECT)
         return false;
-    int i = 1;
-    for (int m = 0; m < t[0].size && i + 1 < n; m++) {
-        if (tok_is(body, &t[i], "error") && t[i + 1].type == JSMN_OBJECT) {
-            int obj = i + 1, k = obj + 1;
-            for (int j = 0; j < t[obj].size && k + 1 < n; j++) {
-                const jsmntok_t *v = &t[k + 1];
-                if (v->type == JSMN_STRING && tok_is(body, &t[k], "code")) {
-                    out->code = body + v->start;
-                    out->code_len = (size_t)(v->end - v->start);
-                } else if (v->type == JSMN_STRING && tok_is(body, &t[k], "param")) {
-                    out->param = body + v->start;
-                    out->param_len = (size_t)(v->end - v->start);
-                }
-                k = skip_tok(t, n, k + 1);
-            }
+    int where = E_BEFORE, field = 0, tokens = 1;
+    bool error_key = false;
+    for (;;) {
+        lx_json_type_t type = lx_json_next(&j, &t);
+        if (type == LX_JSON_NONE)
             break;
+        if (type == LX_JSON_OBJECT_END || type == LX_JSON_ARRAY_END) {
+            if (type == LX_JSON_OBJECT_END && t.depth == 1 && where == E_IN)
+                where = E_AFTER;
+            continue;
         }
-        i = skip_tok(t, n, i + 1);
+        if (++tokens > UPSTREAM_TOKENS)
+            break;
+        upstream_token(body, &t, &where, &error_key, &field, out);
+    }
+    if (j.error != LX_JSON_OK || tokens > UPSTREAM_TOKENS) {
+        *out = (lx_api_upstream_error_t){0};
+        return false;
     }
     return true;
 }

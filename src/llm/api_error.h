@@ -1,6 +1,5 @@
 /*
- * api_error.h - the error answers llmux makes, in the shape of the API they answer, and JSON
- * string escaping.
+ * api_error.h - the error answers llmux makes, in the shape of the API they answer.
  *
  * Two APIs, two shapes, chosen by the request's path (lx_api_error_kind()):
  *   /v1 (OpenAI's):       {"error":{"message":"...","type":"...","param":null,"code":null}}
@@ -19,6 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/json.h"
 
 typedef enum lx_api_kind {
     LX_API_OPENAI,     /* /v1/... and every path outside /api/ */
@@ -50,7 +51,7 @@ typedef struct lx_api_error {
 /*
  * Writes the envelope of <e> for API <kind> into <buf> (at most <cap> bytes, NUL-terminated)
  * and returns its length (without the NUL). The message is escaped with
- * lx_api_error_escape() after each registered secret in it became "[redacted]"; when it does
+ * lx_json_escape() after each registered secret in it became "[redacted]"; when it does
  * not fit it is cut on a character boundary and ends with "...": the envelope itself is always
  * complete and valid JSON. code and param longer than 256 bytes escaped are written as null.
  * Returns LX_ETOOBIG when <cap> cannot hold the envelope with an empty message (256 bytes
@@ -115,24 +116,25 @@ typedef struct lx_api_upstream_error {
 } lx_api_upstream_error_t;
 
 /*
- * Reads OpenAI's error body {"error":{...,"code":"...","param":"..."}} (the members of the
- * top-level "error" object; other shapes give nothing). Returns true when <body> is a JSON
- * object (then *<out> says what it found).
+ * Reads OpenAI's error body {"error":{...,"code":"...","param":"..."}} (the string members code
+ * and param, the last of each, of the first top-level "error" member whose value is an object;
+ * other shapes give nothing) with core/json's tokenizer. Returns true when <body> is exactly
+ * one JSON object (strict RFC 8259, surrounding whitespace allowed) of at most 256 tokens
+ * (keys, values, containers): then *<out> says what it found; else false and nothing.
  */
 bool lx_api_error_parse_upstream(const char *body, size_t len, lx_api_upstream_error_t *out);
 
-/*
- * JSON-escapes <len> bytes of <s> into <out> for use between double quotes: '"' and '\\'
- * escaped, \b \f \n \r \t short escapes, other bytes below 0x20 and 0x7f as \u00XX, valid UTF-8
- * copied, each byte of an invalid UTF-8 sequence replaced by U+FFFD (EF BF BD). Writes only
- * whole escapes and whole characters: stops before the first one that does not fit in <cap>.
- * Does not NUL-terminate. Returns the number of bytes written; *<consumed> (when not NULL)
- * receives the number of input bytes they represent, so consumed < len means truncation.
- */
-size_t lx_api_error_escape(char *out, size_t cap, const char *s, size_t len, size_t *consumed);
+/* The JSON string escaper, under the names its callers outside llm/ use: lx_json_escape() and
+ * lx_json_escaped_len() of core/json.h, whose rule (json.h) every envelope follows. */
+static inline size_t lx_api_error_escape(char *out, size_t cap, const char *s, size_t len,
+                                         size_t *consumed)
+{
+    return lx_json_escape(out, cap, s, len, consumed);
+}
 
-/* The number of bytes lx_api_error_escape() needs to escape all of <s> (its exact output length
- * when <cap> is large enough). */
-size_t lx_api_error_escaped_len(const char *s, size_t len);
+static inline size_t lx_api_error_escaped_len(const char *s, size_t len)
+{
+    return lx_json_escaped_len(s, len);
+}
 
 #endif

@@ -831,10 +831,10 @@ int lx_body_splice(const char *body, size_t len, const lx_body_scan_t *scan, con
     struct op *o;
 
     if (model != NULL) {
-        esc_len = lx_api_error_escaped_len(model, model_len);
+        esc_len = lx_json_escaped_len(model, model_len);
         if (esc_len > scratch_size)
             return LX_ETOOBIG;
-        lx_api_error_escape(scratch, scratch_size, model, model_len, NULL);
+        lx_json_escape(scratch, scratch_size, model, model_len, NULL);
         esc = scratch;
     }
     uint32_t head = scan->root_open + 1;

@@ -68,11 +68,11 @@ static void puts_(struct out *o, const char *s)
 static void put_string(struct out *o, const char *s)
 {
     size_t n = s ? strlen(s) : 0;
-    size_t need = lx_api_error_escaped_len(s, n);
+    size_t need = lx_json_escaped_len(s, n);
     if (!reserve(o, need + 2))
         return;
     o->buf[o->len++] = '"';
-    o->len += lx_api_error_escape(o->buf + o->len, need, s, n, NULL);
+    o->len += lx_json_escape(o->buf + o->len, need, s, n, NULL);
     o->buf[o->len++] = '"';
 }
 

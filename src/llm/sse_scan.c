@@ -29,13 +29,9 @@
 #include "core/core.h"
 #include "core/status.h"
 #include "core/str.h"
+#include "llm/sse_usage.h"
 
-#define JSMN_STATIC
-#include <jsmn.h>
-
-/* Tokens for the usage object's parse; a realistic one has about twenty. */
-#define USAGE_TOKENS 128
-#define NO_MATCH     0xff
+#define NO_MATCH 0xff
 
 _Static_assert(2 * LX_SSE_SCAN_HOLD_MAX + 8 <= LX_SSE_SCAN_MAX_OUT,
                "a feed call must always make progress");
@@ -159,237 +155,16 @@ static void finish_hold(lx_sse_scan_t *s, out_ctx_t *c)
 
 /* ---- usage ---- */
 
-/* A non-negative JSON integer, or -1. */
-static int64_t parse_count(const char *p, int len)
-{
-    if (len <= 0 || len > 18)
-        return -1;
-    int64_t v = 0;
-    for (int k = 0; k < len; k++) {
-        if (p[k] < '0' || p[k] > '9')
-            return -1;
-        v = v * 10 + (p[k] - '0');
-    }
-    return v;
-}
-
-/* Index of the token after the subtree rooted at t[i]. */
-static int skip_tok(const jsmntok_t *t, int n, int i)
-{
-    int pending = 1;
-    while (pending > 0 && i < n) {
-        pending += t[i].size - 1;
-        i++;
-    }
-    return i;
-}
-
-static bool tok_is(const char *js, const jsmntok_t *t, const char *want)
-{
-    size_t wl = strlen(want);
-    return t->type == JSMN_STRING && (size_t)(t->end - t->start) == wl &&
-           memcmp(js + t->start, want, wl) == 0;
-}
-
-static int64_t tok_count(const char *js, const jsmntok_t *t)
-{
-    if (t->type != JSMN_PRIMITIVE)
-        return -1;
-    return parse_count(js + t->start, t->end - t->start);
-}
-
-/* The value of member <key> of the object at t[obj], as a count; -1 when absent. */
-static int64_t member_count(const char *js, const jsmntok_t *t, int n, int obj, const char *key)
-{
-    if (t[obj].type != JSMN_OBJECT)
-        return -1;
-    int i = obj + 1;
-    for (int m = 0; m < t[obj].size && i + 1 < n; m++) {
-        if (tok_is(js, &t[i], key))
-            return tok_count(js, &t[i + 1]);
-        i = skip_tok(t, n, i + 1);
-    }
-    return -1;
-}
-
-/* The reference reading of the usage text, any shape. */
-static void parse_usage_jsmn(lx_sse_scan_t *s)
-{
-    jsmn_parser p;
-    jsmntok_t t[USAGE_TOKENS];
-    jsmn_init(&p);
-    int n = jsmn_parse(&p, s->usage, s->usage_len, t, USAGE_TOKENS);
-    if (n < 1 || t[0].type != JSMN_OBJECT)
-        return;
-    const char *js = s->usage;
-    int i = 1;
-    for (int m = 0; m < t[0].size && i + 1 < n; m++) {
-        const jsmntok_t *k = &t[i];
-        if (tok_is(js, k, "prompt_tokens"))
-            s->prompt_tokens = tok_count(js, &t[i + 1]);
-        else if (tok_is(js, k, "completion_tokens"))
-            s->completion_tokens = tok_count(js, &t[i + 1]);
-        else if (tok_is(js, k, "total_tokens"))
-            s->total_tokens = tok_count(js, &t[i + 1]);
-        else if (tok_is(js, k, "prompt_tokens_details"))
-            s->cached_tokens = member_count(js, t, n, i + 1, "cached_tokens");
-        else if (tok_is(js, k, "completion_tokens_details"))
-            s->reasoning_tokens = member_count(js, t, n, i + 1, "reasoning_tokens");
-        i = skip_tok(t, n, i + 1);
-    }
-}
-
-/* Cursor of the short reading of a usage text. */
-typedef struct ureader {
-    const char *p, *end;
-    int tokens; /* values and keys read, as jsmn would count them */
-} ureader_t;
-
-static void u_ws(ureader_t *r)
-{
-    while (r->p < r->end && (unsigned char)*r->p <= ' ' &&
-           (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
-        r->p++;
-}
-
-/* Bytes a primitive of the short reading may hold: digits, letters, signs and points. */
-static bool u_prim_byte(char ch)
-{
-    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-           ch == '-' || ch == '+' || ch == '.';
-}
-
-/* A string without escapes or NUL: its content in *<p>, *<n>. */
-static bool u_string(ureader_t *r, const char **p, int *n)
-{
-    if (r->p >= r->end || *r->p != '"')
-        return false;
-    const char *q = ++r->p;
-    for (;;) {
-        r->p += lx_str_json_plain(r->p, (size_t)(r->end - r->p), true);
-        if (r->p >= r->end || *r->p == '\\' || *r->p == '\0')
-            return false;
-        if (*r->p == '"')
-            break;
-        r->p++; /* another control character: allowed here */
-    }
-    *p = q;
-    *n = (int)(r->p - q);
-    r->p++;
-    r->tokens++;
-    return true;
-}
-
-/* A primitive (its count in *<v>, -1 when not a count) or a string (-1). */
-static bool u_scalar(ureader_t *r, int64_t *v)
-{
-    const char *q;
-    int n;
-    if (r->p < r->end && *r->p == '"') {
-        *v = -1;
-        return u_string(r, &q, &n);
-    }
-    q = r->p;
-    while (r->p < r->end && u_prim_byte(*r->p))
-        r->p++;
-    if (r->p == q)
-        return false;
-    *v = parse_count(q, (int)(r->p - q));
-    r->tokens++;
-    return true;
-}
-
-static bool u_is(const char *p, int n, const char *want, int wl)
-{
-    return n == wl && memcmp(p, want, (size_t)wl) == 0;
-}
-
-/*
- * An object whose member values are scalars, or at <top> also such objects. The counts go to
- * out[]: at the top by key, the last member winning as in the jsmn walk; in a nested object,
- * out[0] gets the first member named <want>. Returns false for any text outside this shape
- * (then the jsmn reading decides).
- */
-static bool u_object(ureader_t *r, bool top, const char *want, int64_t out[5])
-{
-    if (r->p >= r->end || *r->p != '{')
-        return false;
-    r->p++;
-    r->tokens++;
-    u_ws(r);
-    if (r->p < r->end && *r->p == '}') {
-        r->p++;
-        return true;
-    }
-    bool found = false;
-    for (;;) {
-        const char *k;
-        int kn;
-        if (!u_string(r, &k, &kn))
-            return false;
-        u_ws(r);
-        if (r->p >= r->end || *r->p != ':')
-            return false;
-        r->p++;
-        u_ws(r);
-        int64_t v = -1, sub[5] = {-1, -1, -1, -1, -1};
-        bool cached = top && u_is(k, kn, "prompt_tokens_details", 21);
-        bool reasoning = top && u_is(k, kn, "completion_tokens_details", 25);
-        if (top && r->p < r->end && *r->p == '{') {
-            if (!u_object(r, false, cached ? "cached_tokens" : "reasoning_tokens", sub))
-                return false;
-        } else if (!u_scalar(r, &v)) {
-            return false;
-        }
-        if (cached) {
-            out[3] = sub[0];
-        } else if (reasoning) {
-            out[4] = sub[0];
-        } else if (top) {
-            if (u_is(k, kn, "prompt_tokens", 13))
-                out[0] = v;
-            else if (u_is(k, kn, "completion_tokens", 17))
-                out[1] = v;
-            else if (u_is(k, kn, "total_tokens", 12))
-                out[2] = v;
-        } else if (!found && u_is(k, kn, want, (int)strlen(want))) {
-            found = true;
-            out[0] = v;
-        }
-        u_ws(r);
-        if (r->p >= r->end)
-            return false;
-        if (*r->p == '}') {
-            r->p++;
-            return true;
-        }
-        if (*r->p != ',')
-            return false;
-        r->p++;
-        u_ws(r);
-    }
-}
-
-/*
- * The usage object's counts. The usual shape (an object of counts, with the two details
- * objects of counts) is read directly; anything else goes through jsmn, whose reading is the
- * reference: both give the same counts on the usual shape.
- */
+/* The counts of the usage object just copied. */
 static void parse_usage(lx_sse_scan_t *s)
 {
-    s->prompt_tokens = s->completion_tokens = s->total_tokens = -1;
-    s->cached_tokens = s->reasoning_tokens = -1;
-    int64_t v[5] = {-1, -1, -1, -1, -1};
-    ureader_t r = {s->usage, s->usage + s->usage_len, 0};
-    if (u_object(&r, true, NULL, v) && r.p == r.end && r.tokens <= USAGE_TOKENS) {
-        s->prompt_tokens = v[0];
-        s->completion_tokens = v[1];
-        s->total_tokens = v[2];
-        s->cached_tokens = v[3];
-        s->reasoning_tokens = v[4];
-        return;
-    }
-    parse_usage_jsmn(s);
+    lx_sse_usage_t u;
+    lx_sse_usage_read(s->usage, s->usage_len, &u);
+    s->prompt_tokens = u.prompt_tokens;
+    s->completion_tokens = u.completion_tokens;
+    s->total_tokens = u.total_tokens;
+    s->cached_tokens = u.cached_tokens;
+    s->reasoning_tokens = u.reasoning_tokens;
 }
 
 static void capture(lx_sse_scan_t *s, char ch)
@@ -1227,7 +1002,7 @@ static bool w_top_member(whole_t *w, const char *p, size_t k, size_t kn, size_t 
         break;
     case M_CREATED: /* the same for num_byte() */
         if (w->want_identity && w->created_end == 0 &&
-            parse_count(p + v, (int)LX_MIN(*end - v, (size_t)19)) >= 0) {
+            lx_sse_usage_count(p + v, LX_MIN(*end - v, (size_t)19)) >= 0) {
             w->created_at = v;
             w->created_end = *end;
         }
@@ -1272,7 +1047,7 @@ static void apply_whole(lx_sse_scan_t *s, out_ctx_t *c, const char *p, const who
         s->id_len = w->id_end - w->id_at;
     }
     if (s->created < 0 && w->created_end != 0)
-        s->created = parse_count(p + w->created_at, (int)(w->created_end - w->created_at));
+        s->created = lx_sse_usage_count(p + w->created_at, w->created_end - w->created_at);
 }
 
 /* The whole answer in p[0, n), or false, having changed nothing, to take the byte machine. */

@@ -9,13 +9,16 @@
  * Every input is run twice: as an event stream and as a plain JSON answer (JSON mode). The
  * rewritten output of one whole read (where whole answers and whole events are read
  * structurally) must equal that of the small reads (where they never are): in JSON mode, and
- * in an event stream without the drop.
+ * in an event stream without the drop. The short reading of usage objects must agree with the
+ * reference reading on core/json wherever it accepts: on the input itself and on every usage
+ * object the scanner kept.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "llm/sse_scan.h"
+#include "llm/sse_usage.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -126,10 +129,21 @@ static void same_obs(const lx_sse_scan_t *a, const lx_sse_scan_t *b)
 
 static void one_mode(const uint8_t *data, size_t size);
 
+/* The short usage reading accepts only what the reference reads, and reads it the same. */
+static void check_usage(const char *p, size_t n)
+{
+    lx_sse_usage_t quick, ref;
+    bool took = lx_sse_usage_read_quick(p, n, &quick);
+    lx_sse_usage_read_ref(p, n, &ref);
+    if (took && memcmp(&quick, &ref, sizeof(ref)) != 0)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2 || size > (1u << 20))
         return 0;
+    check_usage((const char *)data + 2, size - 2);
     json_mode = false;
     one_mode(data, size);
     json_mode = true;
@@ -149,6 +163,8 @@ static void one_mode(const uint8_t *data, size_t size)
     if (out_len != len || memcmp(out, in, len) != 0)
         abort();
     free(out);
+    if (plain.has_usage)
+        check_usage(plain.usage, plain.usage_len);
 
     out = run(in, len, &cut, 1, new_model, true, &rewritten, &out_len);
     free(out);
