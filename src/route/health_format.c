@@ -9,7 +9,9 @@
 #include "route/health.h"
 
 #include <stdlib.h>
+#include <string.h>
 
+#include "core/json.h"
 #include "core/status.h"
 #include "core/strbuf.h"
 
@@ -54,21 +56,16 @@ static size_t keys_len(const lx_health_row_key_t *k)
     return strlen(k->provider) + strlen(k->endpoint) + strlen(k->model);
 }
 
-/* A JSON string, quoted and escaped. */
+/* A JSON string, quoted and escaped by core/json's rule, controls spelled \u00XX. */
 static void json_str(lx_strbuf_t *sb, const char *s)
 {
+    size_t len = strlen(s), used;
     LX_STRBUF_LIT(sb, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            char esc[2] = {'\\', (char)*p};
-            lx_strbuf_mem(sb, esc, 2);
-        } else if (*p < 0x20) {
-            LX_STRBUF_LIT(sb, "\\u");
-            lx_strbuf_hex(sb, *p, 4);
-        } else {
-            lx_strbuf_mem(sb, p, 1);
-        }
-    }
+    size_t n = lx_json_escape_hex(sb->p, (size_t)(sb->end - sb->p), s, len, &used);
+    if (used < len)
+        sb->overflow = true;
+    else
+        sb->p += n;
     LX_STRBUF_LIT(sb, "\"");
 }
 
