@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/json.h"
 #include "core/status.h"
 #include "core/str.h"
 
@@ -87,8 +88,12 @@ static unsigned hidden_char(const unsigned char *s, size_t n)
 /*
  * The escaped form of the character at s (<avail> bytes) into tmp (at least 8 bytes): its
  * length, and in *<in> the input bytes it stands for. A character that passes as it is sets
- * *<direct> (the caller copies the input). <json>: the access log's rule ('"' escaped, an
- * invalid byte as "\\xNN"); else the error log's ('"' as it is, an invalid byte as \xNN).
+ * *<direct> (the caller copies the input). The base is core/json's one rule
+ * (lx_json_escape_char(): '"', '\\', C0 controls with \b \f \n \r \t short, DEL as \u007f);
+ * a log adds its own classes on top: an invalid UTF-8 byte keeps its value as the text \xNN
+ * (<json>, the access log's rule: "\\xNN", so the line stays valid JSON) instead of becoming
+ * U+FFFD, and the hidden characters (C1 controls, line and paragraph separators, bidirectional
+ * controls) are escaped as \uXXXX. The error log (<json> false) leaves '"' as it is.
  */
 static size_t escape_one(const unsigned char *s, size_t avail, bool json, char *tmp, size_t *in,
                          bool *direct)
@@ -97,29 +102,10 @@ static size_t escape_one(const unsigned char *s, size_t avail, bool json, char *
     unsigned char c = s[0];
     *in = 1;
     *direct = false;
-    if (c >= 0x20 && c < 0x7f) {
-        if (c == '\\' || (json && c == '"')) {
-            tmp[0] = '\\';
-            tmp[1] = (char)c;
-            return 2;
-        }
+    if (c == '"' && !json) {
         *direct = true;
         return 1;
     }
-    switch (c) {
-    case '\n':
-        memcpy(tmp, "\\n", 2);
-        return 2;
-    case '\r':
-        memcpy(tmp, "\\r", 2);
-        return 2;
-    case '\t':
-        memcpy(tmp, "\\t", 2);
-        return 2;
-    default:
-        break;
-    }
-    unsigned cp = c; /* C0 and DEL */
     if (c >= 0x80) {
         size_t n = lx_str_utf8_len(s, avail);
         if (n == 0) {
@@ -133,19 +119,23 @@ static size_t escape_one(const unsigned char *s, size_t avail, bool json, char *
             tmp[k++] = hex[c & 15];
             return k;
         }
-        *in = n;
-        cp = hidden_char(s, n);
-        if (cp == 0) {
-            *direct = true;
-            return n;
+        unsigned cp = hidden_char(s, n);
+        if (cp != 0) {
+            *in = n;
+            memcpy(tmp, "\\u", 2);
+            tmp[2] = hex[cp >> 12 & 15];
+            tmp[3] = hex[cp >> 8 & 15];
+            tmp[4] = hex[cp >> 4 & 15];
+            tmp[5] = hex[cp & 15];
+            return 6;
         }
     }
-    memcpy(tmp, "\\u", 2);
-    tmp[2] = hex[cp >> 12 & 15];
-    tmp[3] = hex[cp >> 8 & 15];
-    tmp[4] = hex[cp >> 4 & 15];
-    tmp[5] = hex[cp & 15];
-    return 6;
+    size_t n = lx_json_escape_char((const char *)s, avail, tmp, in);
+    if (n == 0) {
+        *direct = true;
+        return *in;
+    }
+    return n;
 }
 
 /* Escapes s[0, len) into out[0, cap) by one of the two rules, each secret of <set> (may be
