@@ -66,53 +66,75 @@ typedef struct lx_sse_scan {
     size_t id_len;
     char id[LX_SSE_ID_MAX];
 
-    /* --- private --- */
+    /* Readable too: the input is one JSON document, not an event stream (init_json) */
+    bool json_mode;
+    /* ... and a line of an event block has been seen: the block is open (a partial event was
+     * forwarded when the stream ends here) */
+    bool in_block;
+
+    /* --- private: one group per machine (sse_scan.c) --- */
     lx_buf_t *lit; /* the replacement model text, or NULL (no rewrite or empty text) */
-    bool rewrite;
-    bool drop_usage;
-    bool json_mode; /* the input is one JSON document, not an event stream */
+    struct lx_sse_mode {
+        bool rewrite;    /* the model of every event is replaced */
+        bool drop_usage; /* the usage-only event after a finish_reason is removed */
+    } mode;
 
-    /* framing */
-    uint8_t bom;       /* BOM bytes matched at stream start; 3 once past the start */
-    uint8_t line;      /* enum line_state in sse_scan.c */
-    uint8_t name_pos;  /* prefix of "data" matched by the field name; 0xff: another name */
-    uint8_t done_pos;  /* prefix of "[DONE]" matched by the data value; 0xff: no match */
-    bool after_cr;     /* the last byte was a CR (a following LF belongs to the same EOL) */
-    bool in_block;     /* a line of the current event block has been seen */
-    bool ev_data;      /* the block has a data line */
-    bool end_pending;  /* a held block ended with a CR; decided at the next byte (or flush) */
-    bool ev_drop;      /* ... and it is the usage-only event to drop */
-    uint32_t line_len; /* saturating */
+    /* SSE framing: where in a line and a block the stream is */
+    struct lx_sse_frame {
+        uint8_t bom;       /* BOM bytes matched at stream start; 3 once past the start */
+        uint8_t line;      /* enum line_state in sse_int.h */
+        uint8_t name_pos;  /* prefix of "data" matched by the field name; 0xff: another name */
+        uint8_t done_pos;  /* prefix of "[DONE]" matched by the data value; 0xff: no match */
+        bool after_cr;     /* the last byte was a CR (a following LF belongs to the same EOL) */
+        bool ev_data;      /* the block has a data line */
+        bool end_pending;  /* a held block ended with a CR; decided at the next byte (or flush) */
+        bool ev_drop;      /* ... and it is the usage-only event to drop */
+        uint32_t line_len; /* saturating */
+    } frame;
 
-    /* output */
-    bool skipping; /* inside the original model string value: bytes are not forwarded */
-    bool holding;  /* the current block's slices go to held[] */
-    size_t n_held; /* held[0..n_held) each hold one reference */
-    lx_slice_t held[LX_SSE_SCAN_HOLD_MAX];
+    /* Output: where forwarded bytes go */
+    struct lx_sse_out {
+        bool skipping; /* inside the original model string value: bytes are not forwarded */
+        bool holding;  /* the current block's slices go to held[] */
+        size_t n_held; /* held[0..n_held) each hold one reference */
+        lx_slice_t held[LX_SSE_SCAN_HOLD_MAX];
+    } out;
 
-    /* JSON tokenizer over the event's data payload; reset at each event end */
-    uint32_t depth;  /* open containers */
-    uint64_t arrays; /* bit d-1 set: the container at depth d (<= 64) is an array */
-    bool in_str, esc, str_key;
-    bool want_key; /* in an object, the next string is a member key */
-    bool want_val; /* after ':', the next token starts a member value */
-    bool key_long; /* the key being read is over LX_SSE_KEY_MAX: ignored */
-    uint8_t key_len;
-    uint8_t member;        /* enum member in sse_scan.c: the key of the member being read */
-    uint8_t choices;       /* enum choices_state in sse_scan.c */
-    bool fr_pending;       /* a finish_reason string value just opened */
-    bool capturing;        /* copying the usage object into usage[] */
-    bool usage_over;       /* ... and it did not fit */
-    bool ev_model;         /* the event's top-level model was met */
-    bool ev_usage;         /* the event has a complete non-null top-level usage object */
-    bool ev_choices_empty; /* ... and "choices":[] */
-    bool id_cap;           /* reading the "id" string into id[] (id_w bytes so far) */
-    bool num_cap;          /* reading the "created" number (num digits so far) */
-    bool cap_bad;          /* ... which turned out not to be one to keep */
-    uint8_t id_w;
-    uint8_t num_digits;
-    int64_t num;
-    char key[LX_SSE_KEY_MAX];
+    /* The byte machine's position in the event's JSON payload; reset at each event end */
+    struct lx_sse_json {
+        uint32_t depth;  /* open containers */
+        uint64_t arrays; /* bit d-1 set: the container at depth d (<= 64) is an array */
+        bool in_str;     /* inside a string ... */
+        bool esc;        /* ... just after its backslash */
+        bool str_key;    /* ... which is a member key that can matter (copied to key[]) */
+        bool want_key;   /* in an object, the next string is a member key */
+        bool want_val;   /* after ':', the next token starts a member value */
+        bool key_long;   /* the key being read is over LX_SSE_KEY_MAX: ignored */
+        uint8_t key_len;
+        uint8_t member;  /* enum member in sse_int.h: the key of the member being read */
+        uint8_t choices; /* enum choices_state in sse_int.h */
+        char key[LX_SSE_KEY_MAX];
+    } json;
+
+    /* What the current event shows so far; reset at each event end */
+    struct lx_sse_event {
+        bool fr_pending;    /* a finish_reason string value just opened */
+        bool capturing;     /* copying the usage object into usage[] */
+        bool usage_over;    /* ... and it did not fit */
+        bool model;         /* the event's top-level model was met */
+        bool usage;         /* the event has a complete non-null top-level usage object */
+        bool choices_empty; /* ... and "choices":[] */
+    } ev;
+
+    /* The stream's identity being read (event streams, until known) */
+    struct lx_sse_capture {
+        bool id_on;  /* reading the "id" string into id[] (id_w bytes so far) */
+        bool num_on; /* reading the "created" number (num_digits digits so far) */
+        bool bad;    /* ... which turned out not to be one to keep */
+        uint8_t id_w;
+        uint8_t num_digits;
+        int64_t num;
+    } cap;
 } lx_sse_scan_t;
 
 /*
