@@ -153,6 +153,70 @@ static uint32_t trailing_comma(const lx_json_t *j, uint32_t at)
     return i;
 }
 
+/* The closing bracket <c> at <at>. */
+static lx_json_type_t close_container(lx_json_t *j, lx_json_token_t *t, uint32_t at, char c)
+{
+    j->depth--;
+    t->depth = j->depth;
+    t->type = c == ']' ? LX_JSON_ARRAY_END : LX_JSON_OBJECT_END;
+    t->start = at;
+    t->end = at + 1;
+    j->pos++;
+    j->state = j->depth == 0 ? S_DONE : S_AFTER_VALUE;
+    return t->type;
+}
+
+/* A member key at <at> (S_FIRST_KEY or S_KEY) with its ':'. */
+static lx_json_type_t read_key(lx_json_t *j, lx_json_token_t *t, uint32_t at)
+{
+    const char *p = j->p;
+    uint32_t n = j->len;
+    if (p[at] != '"')
+        return stop(j, LX_JSON_ESYNTAX, j->state == S_KEY ? trailing_comma(j, at) : at);
+    if (read_string(j, t, LX_JSON_KEY) == LX_JSON_NONE)
+        return LX_JSON_NONE;
+    while (j->pos < n && is_ws(p[j->pos]))
+        j->pos++;
+    if (j->pos >= n)
+        return stop_eof(j);
+    if (p[j->pos] != ':')
+        return stop(j, LX_JSON_ESYNTAX, j->pos);
+    j->pos++;
+    j->state = S_VALUE;
+    return LX_JSON_KEY;
+}
+
+/* A value starting with <c> at <at>. */
+static lx_json_type_t read_value(lx_json_t *j, lx_json_token_t *t, uint32_t at, char c)
+{
+    lx_json_type_t type;
+    if (c == '{' || c == '[') {
+        if (j->depth >= j->max_depth)
+            return stop(j, LX_JSON_EDEPTH, at);
+        uint32_t d = j->depth++;
+        uint64_t bit = (uint64_t)1 << (d % 64);
+        if (c == '[')
+            j->arrays[d / 64] |= bit;
+        else
+            j->arrays[d / 64] &= ~bit;
+        j->state = c == '[' ? S_FIRST_ELEM : S_FIRST_KEY;
+        j->pos++;
+        t->type = c == '[' ? LX_JSON_ARRAY : LX_JSON_OBJECT;
+        t->start = at;
+        t->end = at + 1;
+        return t->type;
+    }
+    if (c == '"')
+        type = read_string(j, t, LX_JSON_STRING);
+    else if (c == '-' || is_digit(c) || c == 't' || c == 'f' || c == 'n')
+        type = read_primitive(j, t);
+    else
+        return stop(j, LX_JSON_ESYNTAX, at);
+    if (type != LX_JSON_NONE)
+        j->state = j->depth == 0 ? S_DONE : S_AFTER_VALUE;
+    return type;
+}
+
 lx_json_type_t lx_json_next(lx_json_t *j, lx_json_token_t *t)
 {
     const char *p = j->p;
@@ -173,6 +237,7 @@ lx_json_type_t lx_json_next(lx_json_t *j, lx_json_token_t *t)
         uint32_t at = j->pos;
         char c = p[at];
         t->depth = j->depth;
+        /* what the state allows at <at>: a flat switch over the grammar's states */
         switch (j->state) {
         case S_AFTER_VALUE: {
             bool arr = top_is_array(j);
@@ -183,78 +248,27 @@ lx_json_type_t lx_json_next(lx_json_t *j, lx_json_token_t *t)
             }
             if (c != (arr ? ']' : '}'))
                 return stop(j, LX_JSON_ESYNTAX, at);
-            goto close;
+            return close_container(j, t, at, c);
         }
         case S_FIRST_KEY:
             if (c == '}')
-                goto close;
-            /* fall through */
-        case S_KEY: {
-            if (c != '"')
-                return stop(j, LX_JSON_ESYNTAX, j->state == S_KEY ? trailing_comma(j, at) : at);
-            if (read_string(j, t, LX_JSON_KEY) == LX_JSON_NONE)
-                return LX_JSON_NONE;
-            while (j->pos < n && is_ws(p[j->pos]))
-                j->pos++;
-            if (j->pos >= n)
-                return stop_eof(j);
-            if (p[j->pos] != ':')
-                return stop(j, LX_JSON_ESYNTAX, j->pos);
-            j->pos++;
-            j->state = S_VALUE;
-            return LX_JSON_KEY;
-        }
+                return close_container(j, t, at, c);
+            return read_key(j, t, at);
+        case S_KEY:
+            return read_key(j, t, at);
         case S_FIRST_ELEM:
             if (c == ']')
-                goto close;
-            break;
+                return close_container(j, t, at, c);
+            return read_value(j, t, at, c);
         case S_NEXT_ELEM:
             if (c == ']')
                 return stop(j, LX_JSON_ESYNTAX, trailing_comma(j, at));
-            break;
+            return read_value(j, t, at, c);
         case S_VALUE:
-            break;
+            return read_value(j, t, at, c);
         default: /* S_DONE: bytes after the document */
             return stop(j, LX_JSON_ESYNTAX, at);
         }
-
-        /* a value at <at> */
-        lx_json_type_t type;
-        if (c == '{' || c == '[') {
-            if (j->depth >= j->max_depth)
-                return stop(j, LX_JSON_EDEPTH, at);
-            uint32_t d = j->depth++;
-            uint64_t bit = (uint64_t)1 << (d % 64);
-            if (c == '[')
-                j->arrays[d / 64] |= bit;
-            else
-                j->arrays[d / 64] &= ~bit;
-            j->state = c == '[' ? S_FIRST_ELEM : S_FIRST_KEY;
-            j->pos++;
-            t->type = c == '[' ? LX_JSON_ARRAY : LX_JSON_OBJECT;
-            t->start = at;
-            t->end = at + 1;
-            return t->type;
-        }
-        if (c == '"')
-            type = read_string(j, t, LX_JSON_STRING);
-        else if (c == '-' || is_digit(c) || c == 't' || c == 'f' || c == 'n')
-            type = read_primitive(j, t);
-        else
-            return stop(j, LX_JSON_ESYNTAX, at);
-        if (type != LX_JSON_NONE)
-            j->state = j->depth == 0 ? S_DONE : S_AFTER_VALUE;
-        return type;
-
-    close:
-        j->depth--;
-        t->depth = j->depth;
-        t->type = c == ']' ? LX_JSON_ARRAY_END : LX_JSON_OBJECT_END;
-        t->start = at;
-        t->end = at + 1;
-        j->pos++;
-        j->state = j->depth == 0 ? S_DONE : S_AFTER_VALUE;
-        return t->type;
     }
 }
 
