@@ -198,6 +198,63 @@ static void w_name(wr_t *w, const char *s, size_t n)
     w_mem(w, tmp, k);
 }
 
+/* OpenRouter's envelope (and the chunk around it, when <ev>) around its message. */
+static void frame_openrouter(wr_t *pre, wr_t *post, const lx_api_error_t *e,
+                             const lx_api_event_t *ev, const lx_log_secrets_t *set)
+{
+    const char *etype =
+        e->error_type != NULL ? e->error_type : lx_api_error_default_type(e->status);
+    size_t meta_len = e->meta != NULL ? e->meta_len : 0;
+    if (ev != NULL) {
+        w_lit(pre, "{\"id\":\"");
+        w_name(pre, ev->id, ev->id_len);
+        w_lit(pre, "\",\"object\":\"chat.completion.chunk\",\"created\":");
+        w_int(pre, (long long)ev->created);
+        w_lit(pre, ",\"model\":\"");
+        w_name(pre, ev->model, strlen(ev->model));
+        w_lit(pre, "\",\"provider\":\"");
+        w_name(pre, ev->provider, strlen(ev->provider));
+        w_lit(pre, "\",");
+    } else {
+        w_lit(pre, "{");
+    }
+    w_lit(pre, "\"error\":{\"code\":");
+    w_int(pre, e->status);
+    w_lit(pre, ",\"message\":\"");
+    w_lit(post, "\",\"metadata\":{\"error_type\":");
+    w_field(post, etype, set);
+    if (meta_len > 0) {
+        w_lit(post, ",");
+        w_mem(post, e->meta, meta_len);
+    }
+    w_lit(post, "}}");
+    if (ev != NULL)
+        w_lit(post, ",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},"
+                    "\"finish_reason\":\"error\",\"native_finish_reason\":\"error\"}]");
+    w_lit(post, "}");
+}
+
+/* OpenAI's envelope around its message. */
+static void frame_openai(wr_t *pre, wr_t *post, const lx_api_error_t *e,
+                         const lx_log_secrets_t *set)
+{
+    const char *code = e->code != NULL ? e->code : lx_api_error_default_code(e->status);
+    size_t meta_len = e->meta != NULL ? e->meta_len : 0;
+    w_lit(pre, "{\"error\":{\"message\":\"");
+    w_lit(post, "\",\"type\":\"");
+    w_lit(post, lx_api_error_type(e->status));
+    w_lit(post, "\",\"param\":");
+    w_field(post, e->param, set);
+    w_lit(post, ",\"code\":");
+    w_field(post, code, set);
+    if (meta_len > 0) {
+        w_lit(post, ",\"metadata\":{");
+        w_mem(post, e->meta, meta_len);
+        w_lit(post, "}");
+    }
+    w_lit(post, "}}");
+}
+
 /*
  * The envelope (and the event around it, when <ev>): everything before the message into
  * <pre>, everything after it into <post>, then the message fills the room between them in buf.
@@ -206,10 +263,6 @@ static int format(char *buf, size_t cap, lx_api_kind_t kind, const lx_api_error_
                   const lx_api_event_t *ev)
 {
     const lx_log_secrets_t *set = lx_log_secrets();
-    int status = e->status;
-    const char *etype = e->error_type != NULL ? e->error_type : lx_api_error_default_type(status);
-    const char *code = e->code != NULL ? e->code : lx_api_error_default_code(status);
-    size_t meta_len = e->meta != NULL ? e->meta_len : 0;
     size_t message_len = e->message != NULL ? e->message_len : 0;
 
     char pre_buf[1024];
@@ -218,49 +271,10 @@ static int format(char *buf, size_t cap, lx_api_kind_t kind, const lx_api_error_
     wr_t post = {post_buf, 0, sizeof(post_buf), false};
     if (ev != NULL)
         w_lit(&pre, "data: ");
-    if (kind == LX_API_OPENROUTER) {
-        if (ev != NULL) {
-            w_lit(&pre, "{\"id\":\"");
-            w_name(&pre, ev->id, ev->id_len);
-            w_lit(&pre, "\",\"object\":\"chat.completion.chunk\",\"created\":");
-            w_int(&pre, (long long)ev->created);
-            w_lit(&pre, ",\"model\":\"");
-            w_name(&pre, ev->model, strlen(ev->model));
-            w_lit(&pre, "\",\"provider\":\"");
-            w_name(&pre, ev->provider, strlen(ev->provider));
-            w_lit(&pre, "\",");
-        } else {
-            w_lit(&pre, "{");
-        }
-        w_lit(&pre, "\"error\":{\"code\":");
-        w_int(&pre, status);
-        w_lit(&pre, ",\"message\":\"");
-        w_lit(&post, "\",\"metadata\":{\"error_type\":");
-        w_field(&post, etype, set);
-        if (meta_len > 0) {
-            w_lit(&post, ",");
-            w_mem(&post, e->meta, meta_len);
-        }
-        w_lit(&post, "}}");
-        if (ev != NULL)
-            w_lit(&post, ",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},"
-                         "\"finish_reason\":\"error\",\"native_finish_reason\":\"error\"}]");
-        w_lit(&post, "}");
-    } else {
-        w_lit(&pre, "{\"error\":{\"message\":\"");
-        w_lit(&post, "\",\"type\":\"");
-        w_lit(&post, lx_api_error_type(status));
-        w_lit(&post, "\",\"param\":");
-        w_field(&post, e->param, set);
-        w_lit(&post, ",\"code\":");
-        w_field(&post, code, set);
-        if (meta_len > 0) {
-            w_lit(&post, ",\"metadata\":{");
-            w_mem(&post, e->meta, meta_len);
-            w_lit(&post, "}");
-        }
-        w_lit(&post, "}}");
-    }
+    if (kind == LX_API_OPENROUTER)
+        frame_openrouter(&pre, &post, e, ev, set);
+    else
+        frame_openai(&pre, &post, e, set);
     if (ev != NULL)
         w_lit(&post, "\n\n");
     if (pre.over || post.over || cap < pre.len + post.len + 1)
