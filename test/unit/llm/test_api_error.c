@@ -437,13 +437,64 @@ static void test_redaction(void **state)
     assert_non_null(strstr(buf, "\"EMPTY\""));
 }
 
+/* The provider's body is read with core/json: exactly one JSON object of at most 256 tokens,
+ * else nothing; the first "error" member that is an object is the one read. */
+static void test_parse_upstream_strict(void **state)
+{
+    (void)state;
+    lx_api_upstream_error_t up;
+    static const char two[] =
+        "{\"error\":\"x\",\"error\":{\"code\":\"a\",\"code\":\"b\",\"code\":1,"
+        "\"param\":\"p\"},\"error\":{\"code\":\"c\"}}";
+    assert_true(lx_api_error_parse_upstream(two, sizeof(two) - 1, &up));
+    assert_int_equal(up.code_len, 1);
+    assert_memory_equal(up.code, "b", 1);
+    assert_int_equal(up.param_len, 1);
+    /* nested "error" objects and members of other objects are not the top-level one */
+    static const char nested[] = "{\"detail\":{\"error\":{\"code\":\"n\"}},\"error\":{\"x\":"
+                                 "{\"code\":\"deep\"},\"param\":\"q\"}}";
+    assert_true(lx_api_error_parse_upstream(nested, sizeof(nested) - 1, &up));
+    assert_null(up.code);
+    assert_int_equal(up.param_len, 1);
+    /* not exactly one JSON object: trailing bytes, a missing comma, a body cut short */
+    static const char trailing[] = "{\"error\":{\"code\":\"a\"}} x";
+    assert_false(lx_api_error_parse_upstream(trailing, sizeof(trailing) - 1, &up));
+    assert_null(up.code);
+    static const char comma[] = "{\"error\":{\"code\":\"a\" \"param\":\"p\"}}";
+    assert_false(lx_api_error_parse_upstream(comma, sizeof(comma) - 1, &up));
+    assert_null(up.code);
+    assert_false(lx_api_error_parse_upstream(two, 40, &up));
+    assert_null(up.code);
+    static const char ws[] = " \n{\"error\":{\"code\":\"a\"}}\r\n";
+    assert_true(lx_api_error_parse_upstream(ws, sizeof(ws) - 1, &up));
+    assert_int_equal(up.code_len, 1);
+    /* 256 tokens are read, 257 are not */
+    char big[2048];
+    /* root, "error" key and object, "code" key and value: 5 tokens; each "k":0 adds 2 */
+    size_t o = (size_t)snprintf(big, sizeof(big), "{\"error\":{\"code\":\"a\"");
+    for (int k = 0; k < (256 - 5) / 2 - 1; k++) /* 5 + 2 * 124 = 253 tokens */
+        o += (size_t)snprintf(big + o, sizeof(big) - o, ",\"k\":0");
+    size_t base = o;
+    o += (size_t)snprintf(big + o, sizeof(big) - o, ",\"k\":[0]}}"); /* 256 */
+    assert_true(lx_api_error_parse_upstream(big, o, &up));
+    assert_int_equal(up.code_len, 1);
+    o = base + (size_t)snprintf(big + base, sizeof(big) - base, ",\"k\":[0,0]}}"); /* 257 */
+    assert_false(lx_api_error_parse_upstream(big, o, &up));
+    assert_null(up.code);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_status), cmocka_unit_test(test_kind),
-        cmocka_unit_test(test_format_full),  cmocka_unit_test(test_message_bytes),
-        cmocka_unit_test(test_events),       cmocka_unit_test(test_parse_upstream),
-        cmocka_unit_test(test_escape),       cmocka_unit_test(test_format_truncation),
+        cmocka_unit_test(test_every_status),
+        cmocka_unit_test(test_kind),
+        cmocka_unit_test(test_format_full),
+        cmocka_unit_test(test_message_bytes),
+        cmocka_unit_test(test_events),
+        cmocka_unit_test(test_parse_upstream),
+        cmocka_unit_test(test_parse_upstream_strict),
+        cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_format_truncation),
         cmocka_unit_test(test_redaction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
