@@ -11,12 +11,15 @@
  * structurally) must equal that of the small reads (where they never are): in JSON mode, and
  * in an event stream without the drop. The short reading of usage objects must agree with the
  * reference reading on core/json wherever it accepts: on the input itself and on every usage
- * object the scanner kept.
+ * object the scanner kept. And an answer that core/json reads as one JSON object is read by the
+ * scanner as core/json reads it (check_answer()): the model replaced, the usage object kept,
+ * finish_reason and error seen where the tokens say.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "llm/sse_scan.h"
 #include "llm/sse_usage.h"
 
@@ -127,6 +130,107 @@ static void same_obs(const lx_sse_scan_t *a, const lx_sse_scan_t *b)
         abort();
 }
 
+/* What core/json's tokens say of a JSON answer, as the scanner is to see it. */
+typedef struct answer {
+    uint32_t model_start, model_end; /* the first top-level "model" string; end 0: none */
+    uint32_t usage_start, usage_end; /* the last top-level "usage" object; end 0: none */
+    bool finished, error;
+} answer_t;
+
+static bool key_is(const char *p, const lx_json_token_t *t, const char *want)
+{
+    size_t n = strlen(want);
+    return t->end - t->start == n && memcmp(p + t->start, want, n) == 0;
+}
+
+/* Reads <p> with core/json; false when it is not exactly one JSON object. */
+static bool read_answer(const char *p, size_t n, answer_t *a)
+{
+    lx_json_t j;
+    lx_json_token_t t, open = {0};
+    lx_json_init(&j, p, n, LX_JSON_DEPTH_MAX);
+    if (lx_json_next(&j, &t) != LX_JSON_OBJECT)
+        return false;
+    memset(a, 0, sizeof(*a));
+    lx_json_token_t top = {0}, inner = {0}; /* the keys at depth 1 and, in a choice, 3 */
+    bool in_choices = false, in_usage = false;
+    for (;;) {
+        lx_json_type_t type = lx_json_next(&j, &t);
+        if (type == LX_JSON_NONE)
+            return j.error == LX_JSON_OK;
+        bool end = type == LX_JSON_OBJECT_END || type == LX_JSON_ARRAY_END;
+        if (t.depth == 1 && end) {
+            if (in_usage) {
+                a->usage_start = open.start;
+                a->usage_end = t.end;
+            }
+            in_choices = in_usage = false;
+            continue;
+        }
+        if (t.depth == 1 && type == LX_JSON_KEY) {
+            top = t;
+            continue;
+        }
+        if (t.depth == 1) { /* a top-level member's value */
+            if (type == LX_JSON_STRING && a->model_end == 0 && key_is(p, &top, "model")) {
+                a->model_start = t.start;
+                a->model_end = t.end;
+            }
+            if (type != LX_JSON_NULL && key_is(p, &top, "error"))
+                a->error = true;
+            in_choices = type == LX_JSON_ARRAY && key_is(p, &top, "choices");
+            in_usage = type == LX_JSON_OBJECT && key_is(p, &top, "usage");
+            open = t;
+            continue;
+        }
+        if (t.depth == 2)
+            inner = (lx_json_token_t){0}; /* an element of the array starts or ends */
+        if (!in_choices || t.depth != 3)
+            continue;
+        /* a member of an object inside the top-level choices array (or of an array there,
+         * which has no keys) */
+        if (type == LX_JSON_KEY)
+            inner = t;
+        else if (type == LX_JSON_STRING && t.end > t.start && inner.end > 0 &&
+                 key_is(p, &inner, "finish_reason"))
+            a->finished = true;
+    }
+}
+
+/* A JSON answer that core/json reads as one object: the scanner's output and observations are
+ * what its tokens say. */
+static void check_answer(const char *in, size_t len, const lx_sse_scan_t *obs, const char *out,
+                         size_t out_len)
+{
+    answer_t a;
+    if (!read_answer(in, len, &a))
+        return;
+    if (obs->finished != a.finished || obs->error_event != a.error)
+        abort();
+    if (a.usage_end != 0) {
+        size_t n = a.usage_end - a.usage_start;
+        if (n <= LX_SSE_USAGE_MAX && (!obs->has_usage || obs->usage_len != n ||
+                                      memcmp(obs->usage, in + a.usage_start, n) != 0))
+            abort();
+        if (n > LX_SSE_USAGE_MAX && (obs->has_usage || !obs->usage_truncated))
+            abort();
+    } else if (obs->has_usage || obs->usage_truncated) {
+        abort();
+    }
+    size_t m = strlen(new_model);
+    size_t want = a.model_end != 0 ? len - (a.model_end - a.model_start) + m : len;
+    if (out_len != want)
+        abort();
+    if (a.model_end == 0) {
+        if (memcmp(out, in, len) != 0)
+            abort();
+        return;
+    }
+    if (memcmp(out, in, a.model_start) != 0 || memcmp(out + a.model_start, new_model, m) != 0 ||
+        memcmp(out + a.model_start + m, in + a.model_end, len - a.model_end) != 0)
+        abort();
+}
+
 static void one_mode(const uint8_t *data, size_t size);
 
 /* The short usage reading accepts only what the reference reads, and reads it the same. */
@@ -176,6 +280,8 @@ static void one_mode(const uint8_t *data, size_t size)
     size_t one_len = 0, whole = len;
     char *one_out = run(in, len, &whole, 1, new_model, true, &one, &one_len);
     same_obs(&plain, &one);
+    if (json_mode)
+        check_answer(in, len, &one, one_out, one_len);
 
     /* small reads: 1 to 8 bytes each, from the first byte */
     size_t step = (size_t)(data[0] % 8) + 1;
