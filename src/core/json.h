@@ -173,4 +173,13 @@ size_t lx_json_escaped_len(const char *s, size_t len);
  */
 size_t lx_json_escape_hex(char *out, size_t cap, const char *s, size_t len, size_t *consumed);
 
+/*
+ * Decodes the contents of a JSON string (<len> bytes between its quotes, escapes as written,
+ * as core/json's tokens span them) into <out>: escapes resolved, \uXXXX as UTF-8 (a surrogate
+ * pair combined, a lone surrogate as U+FFFD); other bytes copied as they are. Does not
+ * NUL-terminate. Returns the decoded length, LX_ETOOBIG when it exceeds <cap>, or LX_EJSON for
+ * a malformed escape.
+ */
+int lx_json_unescape(const char *raw, size_t len, char *out, size_t cap);
+
 #endif

@@ -1,5 +1,6 @@
 /*
- * json_escape.c - the JSON string escaper (json.h): the writing side of core/json.
+ * json_escape.c - JSON string contents (json.h): the escaper, the writing side of core/json,
+ * and its inverse, lx_json_unescape().
  *
  * Plain ASCII (0x20..0x7e but '"' and '\\') goes in runs, one memcpy per run; every other character
  * takes escape_char(). The two spellings of control characters (short escapes, or \u00XX
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "core/status.h"
 #include "core/str.h"
 
 /* A byte copied as it is in a run: printable ASCII but '"' and '\\'. */
@@ -130,4 +132,128 @@ size_t lx_json_escaped_len(const char *s, size_t len)
         i += in;
     }
     return o;
+}
+
+/* ---- the inverse: a string's contents decoded --------------------------------------------- */
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Appends code point <cp> as UTF-8 at out[*o]; LX_ETOOBIG when it does not fit. */
+static int put_utf8(char *out, size_t cap, size_t *o, uint32_t cp)
+{
+    char b[4];
+    size_t n;
+    if (cp < 0x80) {
+        b[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        b[0] = (char)(0xc0 | (cp >> 6));
+        b[1] = (char)(0x80 | (cp & 0x3f));
+        n = 2;
+    } else if (cp < 0x10000) {
+        b[0] = (char)(0xe0 | (cp >> 12));
+        b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        b[2] = (char)(0x80 | (cp & 0x3f));
+        n = 3;
+    } else {
+        b[0] = (char)(0xf0 | (cp >> 18));
+        b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        b[3] = (char)(0x80 | (cp & 0x3f));
+        n = 4;
+    }
+    if (n > cap - *o)
+        return LX_ETOOBIG;
+    memcpy(out + *o, b, n);
+    *o += n;
+    return 0;
+}
+
+/* The 4 hex digits at s, or -1. */
+static int32_t hex4(const char *s)
+{
+    int32_t v = 0;
+    for (int k = 0; k < 4; k++) {
+        int h = hex_value(s[k]);
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+int lx_json_unescape(const char *raw, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    int rc;
+    for (size_t i = 0; i < len; i++) {
+        char c = raw[i];
+        if (c != '\\') {
+            if (o == cap)
+                return LX_ETOOBIG;
+            out[o++] = c;
+            continue;
+        }
+        if (++i == len)
+            return LX_EJSON;
+        uint32_t cp;
+        switch (raw[i]) {
+        case '"':
+        case '\\':
+        case '/':
+            cp = (unsigned char)raw[i];
+            break;
+        case 'b':
+            cp = '\b';
+            break;
+        case 'f':
+            cp = '\f';
+            break;
+        case 'n':
+            cp = '\n';
+            break;
+        case 'r':
+            cp = '\r';
+            break;
+        case 't':
+            cp = '\t';
+            break;
+        case 'u': {
+            if (len - i < 5)
+                return LX_EJSON;
+            int32_t u = hex4(raw + i + 1);
+            if (u < 0)
+                return LX_EJSON;
+            i += 4;
+            cp = (uint32_t)u;
+            if (cp >= 0xd800 && cp <= 0xdbff && len - i >= 7 && raw[i + 1] == '\\' &&
+                raw[i + 2] == 'u') {
+                int32_t lo = hex4(raw + i + 3);
+                if (lo >= 0xdc00 && lo <= 0xdfff) {
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + ((uint32_t)lo - 0xdc00);
+                    i += 6;
+                }
+            }
+            if (cp >= 0xd800 && cp <= 0xdfff)
+                cp = 0xfffd; /* lone surrogate */
+            break;
+        }
+        default:
+            return LX_EJSON;
+        }
+        if ((rc = put_utf8(out, cap, &o, cp)) != 0)
+            return rc;
+    }
+    if (o > INT32_MAX)
+        return LX_ETOOBIG;
+    return (int)o;
 }

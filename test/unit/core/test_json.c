@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "core/json.h"
+#include "core/status.h"
 
 /* Reads <s> to the end; returns the number of tokens, or -1 on an error (in *<j>). */
 static long run(lx_json_t *j, const char *s, size_t n, uint32_t max_depth)
@@ -375,6 +376,34 @@ static void test_escape_truncation(void **state)
     assert_int_equal(out[6], '#');
 }
 
+/* The inverse: escapes resolved, \u as UTF-8, and what the escaper writes reads back. */
+static void test_unescape(void **state)
+{
+    (void)state;
+    char out[128];
+    static const char raw[] = "a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\\ud800x";
+    static const char want[] = "a\"b\\c/d\b\f\n\r\t\xc3\xa9\xf0\x9f\x98\x80\xef\xbf\xbdx";
+    int n = lx_json_unescape(raw, sizeof(raw) - 1, out, sizeof(out));
+    assert_int_equal(n, sizeof(want) - 1);
+    assert_memory_equal(out, want, (size_t)n);
+    assert_int_equal(lx_json_unescape("\\x", 2, out, sizeof(out)), LX_EJSON);
+    assert_int_equal(lx_json_unescape("\\u12g4", 6, out, sizeof(out)), LX_EJSON);
+    assert_int_equal(lx_json_unescape("ab\\", 3, out, sizeof(out)), LX_EJSON);
+    assert_int_equal(lx_json_unescape("abc", 3, out, 2), LX_ETOOBIG);
+    assert_int_equal(lx_json_unescape("\\u00e9", 6, out, 1), LX_ETOOBIG);
+    /* every byte string of valid UTF-8 survives escape then unescape */
+    static const char text[] = "q\"b\\s/\b\f\n\r\t\x01\x1f\x7f caf\xc3\xa9 \xf0\x9f\x98\x80";
+    char esc[256];
+    size_t e = lx_json_escape(esc, sizeof(esc), text, sizeof(text) - 1, NULL);
+    n = lx_json_unescape(esc, e, out, sizeof(out));
+    assert_int_equal(n, sizeof(text) - 1);
+    assert_memory_equal(out, text, sizeof(text) - 1);
+    e = lx_json_escape_hex(esc, sizeof(esc), text, sizeof(text) - 1, NULL);
+    n = lx_json_unescape(esc, e, out, sizeof(out));
+    assert_int_equal(n, sizeof(text) - 1);
+    assert_memory_equal(out, text, sizeof(text) - 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_hostile_shapes),
         cmocka_unit_test(test_escape_rule),
         cmocka_unit_test(test_escape_truncation),
+        cmocka_unit_test(test_unescape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
