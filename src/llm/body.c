@@ -40,7 +40,7 @@ int lx_body_fail_at(lx_body_scan_t *scan, size_t off)
     return LX_EJSON;
 }
 
-int lx_body_hex_value(char c)
+static int hex_value(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -186,7 +186,7 @@ static bool f_string(struct fast *f, struct fval *v)
             if (f->len - p < 6)
                 return false;
             for (uint32_t k = 2; k < 6; k++)
-                if (lx_body_hex_value(f->b[p + k]) < 0)
+                if (hex_value(f->b[p + k]) < 0)
                     return false;
             p += 6;
         } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' ||

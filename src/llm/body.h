@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/json.h"
+
 /* Most entries of the `models` fallback array recorded; more is a scan error. */
 #define LX_BODY_MAX_MODELS 16
 /* Largest body lx_body_scan() accepts (spans are 32-bit). */
@@ -129,12 +131,11 @@ int lx_body_splice(const char *body, size_t len, const lx_body_scan_t *scan, con
                    size_t model_len, bool add_include_usage, lx_body_piece_t *pieces,
                    size_t max_pieces, char *scratch, size_t scratch_size, size_t *total_len);
 
-/*
- * Decodes the JSON string content <raw> (<len> bytes between the quotes, as recorded in a span)
- * into <out>: escapes resolved, \uXXXX as UTF-8 (surrogate pairs combined, a lone surrogate as
- * U+FFFD). Does not NUL-terminate. Returns the decoded length, LX_ETOOBIG when it exceeds <cap>,
- * or LX_EJSON for a malformed escape.
- */
-int lx_body_unescape(const char *raw, size_t len, char *out, size_t cap);
+/* Decodes the JSON string content <raw> (<len> bytes between the quotes, as recorded in a
+ * span) into <out>: core/json's lx_json_unescape(), under the name its callers use. */
+static inline int lx_body_unescape(const char *raw, size_t len, char *out, size_t cap)
+{
+    return lx_json_unescape(raw, len, out, cap);
+}
 
 #endif

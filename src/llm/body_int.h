@@ -3,7 +3,7 @@
  *
  * The scan in files by phase: body.c (the root members' bookkeeping, the direct pass and
  * lx_body_scan()), body_ref.c (the reference scan on core/json, which the direct pass falls
- * back to), body_splice.c (the splice plan and lx_body_unescape()).
+ * back to), body_splice.c (the splice plan).
  */
 #ifndef LX_BODY_INT_H
 #define LX_BODY_INT_H
@@ -62,8 +62,6 @@ static inline bool is_ws(char c)
 int lx_body_fail(lx_body_scan_t *scan, int code, const char *msg);
 /* "invalid JSON at byte <off>"; returns LX_EJSON. */
 int lx_body_fail_at(lx_body_scan_t *scan, size_t off);
-/* The value of hexadecimal digit <c>, or -1. */
-int lx_body_hex_value(char c);
 
 /* The root members as both scans meet them (body.c): one starts at <start> (its key's opening
  * quote), the one pending ends at w->pos, and at the end the consumed ones become the cuts. */
