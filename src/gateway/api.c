@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/json.h"
 #include "core/core.h"
 #include "core/status.h"
 #include "core/strbuf.h"
@@ -207,7 +208,7 @@ static void describe_error(lx_proxy_t *px, int status, const char *body, size_t 
         }
         if (p >= end)
             continue;
-        int n = lx_body_unescape(s, (size_t)(p - s), msg, cap - 1);
+        int n = lx_json_unescape(s, (size_t)(p - s), msg, cap - 1);
         if (n >= 0) {
             msg[n] = '\0';
             return;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/json.h"
 #include "core/strbuf.h"
 #include "gateway/dispatch.h"
 #include "llm/api_error.h"
@@ -22,7 +23,7 @@ static const char *upstream_string(const char *raw, size_t len, char *out, size_
 {
     if (raw == NULL)
         return NULL;
-    int n = lx_body_unescape(raw, len, out, cap - 1);
+    int n = lx_json_unescape(raw, len, out, cap - 1);
     if (n < 0 || memchr(out, '\0', (size_t)n) != NULL)
         return NULL;
     out[n] = '\0';

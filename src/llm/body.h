@@ -35,8 +35,8 @@ typedef struct lx_body_span {
 
 /*
  * What lx_body_scan() found. Spans of strings cover the bytes between the quotes, escapes
- * untouched (use lx_body_unescape() to decode); spans of objects and arrays include their
- * brackets. All spans point into the scanned body. Fields not described as set on failure are
+ * untouched (use core/json's lx_json_unescape() to decode); spans of objects and arrays include
+ * their brackets. All spans point into the scanned body. Fields not described as set on failure are
  * unspecified after a failed scan.
  */
 typedef struct lx_body_scan {
@@ -130,12 +130,5 @@ typedef struct lx_body_piece {
 int lx_body_splice(const char *body, size_t len, const lx_body_scan_t *scan, const char *model,
                    size_t model_len, bool add_include_usage, lx_body_piece_t *pieces,
                    size_t max_pieces, char *scratch, size_t scratch_size, size_t *total_len);
-
-/* Decodes the JSON string content <raw> (<len> bytes between the quotes, as recorded in a
- * span) into <out>: core/json's lx_json_unescape(), under the name its callers use. */
-static inline int lx_body_unescape(const char *raw, size_t len, char *out, size_t cap)
-{
-    return lx_json_unescape(raw, len, out, cap);
-}
 
 #endif

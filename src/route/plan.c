@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/core.h"
 #include "core/status.h"
 #include "core/strbuf.h"
@@ -25,7 +26,7 @@ static const lx_config_model_t *resolve_model(const lx_config_t *cfg, const char
                                               const char *what)
 {
     char id[512];
-    int n = lx_body_unescape(raw, raw_len, id, sizeof(id) - 1);
+    int n = lx_json_unescape(raw, raw_len, id, sizeof(id) - 1);
     if (n <= 0) {
         snprintf(msg, cap, "invalid %s", what);
         return NULL;

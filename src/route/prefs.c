@@ -169,7 +169,7 @@ static int read_list(struct rd *r, const lx_json_token_t *v, lx_prefs_list_t *li
                          LX_PREFS_NAME_MAX);
         if (s.escaped) {
             char tmp[LX_PREFS_NAME_MAX];
-            int d = lx_body_unescape(s.ptr, s.len, tmp, sizeof(tmp));
+            int d = lx_json_unescape(s.ptr, s.len, tmp, sizeof(tmp));
             if (d == LX_ETOOBIG)
                 return failf(err, cap, "provider.%s entries must be at most %d bytes", name,
                              LX_PREFS_NAME_MAX);
@@ -507,7 +507,7 @@ int lx_prefs_list_find(const lx_prefs_list_t *list, const char *name, size_t len
             continue;
         }
         char tmp[LX_PREFS_NAME_MAX];
-        int d = lx_body_unescape(v->ptr, v->len, tmp, sizeof(tmp));
+        int d = lx_json_unescape(v->ptr, v->len, tmp, sizeof(tmp));
         if (d >= 0 && name_match(tmp, (size_t)d, name, len))
             return (int)k;
     }

@@ -24,7 +24,7 @@
 #define LX_PREFS_MAX_PARAMS 32
 
 /* A string in the body: <len> raw bytes at <ptr> (between the quotes). <escaped> says the raw
- * bytes hold a backslash escape, so they must be decoded (lx_body_unescape) before comparing. */
+ * bytes hold a backslash escape, so they must be decoded (lx_json_unescape) before comparing. */
 typedef struct lx_prefs_view {
     const char *ptr;
     uint32_t len;

@@ -59,7 +59,7 @@ static void check(const char *body, size_t len, const lx_body_scan_t *scan, cons
         char decoded[64];
         if (!again.has_model)
             abort();
-        int d = lx_body_unescape(out + again.model.off, again.model.len, decoded, sizeof(decoded));
+        int d = lx_json_unescape(out + again.model.off, again.model.len, decoded, sizeof(decoded));
         if (d != (int)model_len || memcmp(decoded, model, model_len) != 0)
             abort();
     } else if (again.has_model != scan->has_model ||
@@ -159,7 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (scan.has_model) {
         char decoded[256];
-        int d = lx_body_unescape(body + scan.model.off, scan.model.len, decoded, sizeof(decoded));
+        int d = lx_json_unescape(body + scan.model.off, scan.model.len, decoded, sizeof(decoded));
         if (d < 0 && d != -5006 /* LX_ETOOBIG */)
             abort();
     }

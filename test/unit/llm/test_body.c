@@ -255,28 +255,28 @@ static void test_escapes(void **state)
     assert_int_equal(scan_str(b), 0);
     assert_span(b, scan.model, "a\\/b\\u00e9\\\"");
     char out[32];
-    int n = lx_body_unescape(b + scan.model.off, scan.model.len, out, sizeof(out));
+    int n = lx_json_unescape(b + scan.model.off, scan.model.len, out, sizeof(out));
     assert_int_equal(n, 6);
     assert_memory_equal(out, "a/b\xc3\xa9\"", 6);
     /* a model needing escapes is escaped in the splice */
     check_splice("{\"model\":\"x\"}", "q\"\\\n\x01", false, "{\"model\":\"q\\\"\\\\\\n\\u0001\"}");
     /* unescape: surrogate pair, lone surrogate, errors, capacity */
-    n = lx_body_unescape("\\ud83d\\ude00", 12, out, sizeof(out));
+    n = lx_json_unescape("\\ud83d\\ude00", 12, out, sizeof(out));
     assert_int_equal(n, 4);
     assert_memory_equal(out, "\xf0\x9f\x98\x80", 4);
-    n = lx_body_unescape("\\ud83dx", 7, out, sizeof(out));
+    n = lx_json_unescape("\\ud83dx", 7, out, sizeof(out));
     assert_int_equal(n, 4);
     assert_memory_equal(out, "\xef\xbf\xbdx", 4);
-    n = lx_body_unescape("\\t\\b\\f\\r\\n\\\\", 12, out, sizeof(out));
+    n = lx_json_unescape("\\t\\b\\f\\r\\n\\\\", 12, out, sizeof(out));
     assert_int_equal(n, 6);
     assert_memory_equal(out, "\t\b\f\r\n\\", 6);
-    assert_int_equal(lx_body_unescape("\\q", 2, out, sizeof(out)), LX_EJSON);
-    assert_int_equal(lx_body_unescape("\\", 1, out, sizeof(out)), LX_EJSON);
-    assert_int_equal(lx_body_unescape("\\u12", 4, out, sizeof(out)), LX_EJSON);
-    assert_int_equal(lx_body_unescape("\\u12g4", 6, out, sizeof(out)), LX_EJSON);
-    assert_int_equal(lx_body_unescape("abcd", 4, out, 3), LX_ETOOBIG);
-    assert_int_equal(lx_body_unescape("\\u00e9", 6, out, 1), LX_ETOOBIG);
-    assert_int_equal(lx_body_unescape("", 0, out, 0), 0);
+    assert_int_equal(lx_json_unescape("\\q", 2, out, sizeof(out)), LX_EJSON);
+    assert_int_equal(lx_json_unescape("\\", 1, out, sizeof(out)), LX_EJSON);
+    assert_int_equal(lx_json_unescape("\\u12", 4, out, sizeof(out)), LX_EJSON);
+    assert_int_equal(lx_json_unescape("\\u12g4", 6, out, sizeof(out)), LX_EJSON);
+    assert_int_equal(lx_json_unescape("abcd", 4, out, 3), LX_ETOOBIG);
+    assert_int_equal(lx_json_unescape("\\u00e9", 6, out, 1), LX_ETOOBIG);
+    assert_int_equal(lx_json_unescape("", 0, out, 0), 0);
 }
 
 static void test_invalid(void **state)
