@@ -14,6 +14,7 @@
 
 #include "core/json.h"
 #include "core/strbuf.h"
+#include "http/http_sse.h"
 #include "gateway/dispatch.h"
 #include "llm/api_error.h"
 
@@ -211,13 +212,13 @@ size_t lx_dispatch_format_cut(lx_gw_req_t *r, int status, const char *message, c
     const lx_proxy_t *px = &r->px;
     const lx_sse_scan_t *sc = &r->sse;
     bool sse = (r->scanning && !sc->json_mode) || px->stream_head != NULL;
-    if (!sse || cap < 2)
+    if (!sse || cap < LX_SSE_END_LEN)
         return 0;
     /* cut inside an event: end it first, so the error is an event of its own */
     size_t o = 0;
     if (r->scanning && sc->in_block) {
-        memcpy(buf, "\n\n", 2);
-        o = 2;
+        memcpy(buf, LX_SSE_END, LX_SSE_END_LEN);
+        o = LX_SSE_END_LEN;
     }
     /* the stream's own id and created, as its chunks carried them (else llmux's generation
      * id and now): a client that groups chunks by id sees the error in the same answer */
