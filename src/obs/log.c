@@ -88,9 +88,11 @@ static unsigned hidden_char(const unsigned char *s, size_t n)
 /*
  * The escaped form of the character at s (<avail> bytes) into tmp (at least 8 bytes): its
  * length, and in *<in> the input bytes it stands for. A character that passes as it is sets
- * *<direct> (the caller copies the input). The base is core/json's one rule
- * (lx_json_escape_char(): '"', '\\', C0 controls with \b \f \n \r \t short, DEL as \u007f);
- * a log adds its own classes on top: an invalid UTF-8 byte keeps its value as the text \xNN
+ * *<direct> (the caller copies the input). Printable ASCII is decided here (the common case);
+ * so are BS and FF, which the logs have always written \u0008 and \u000c. The rest is
+ * core/json's one rule (lx_json_escape_char(): '"', '\\', \n \r \t, other C0 controls and
+ * DEL as \u00XX), with the log's own classes on top: an invalid UTF-8 byte keeps its value as the
+ * text \xNN
  * (<json>, the access log's rule: "\\xNN", so the line stays valid JSON) instead of becoming
  * U+FFFD, and the hidden characters (C1 controls, line and paragraph separators, bidirectional
  * controls) are escaped as \uXXXX. The error log (<json> false) leaves '"' as it is.
@@ -102,9 +104,20 @@ static size_t escape_one(const unsigned char *s, size_t avail, bool json, char *
     unsigned char c = s[0];
     *in = 1;
     *direct = false;
-    if (c == '"' && !json) {
+    if (c >= 0x20 && c < 0x7f) {
+        if (c == '\\' || (json && c == '"')) {
+            tmp[0] = '\\';
+            tmp[1] = (char)c;
+            return 2;
+        }
         *direct = true;
         return 1;
+    }
+    if (c == '\b' || c == '\f') {
+        memcpy(tmp, "\\u00", 4);
+        tmp[4] = hex[c >> 4];
+        tmp[5] = hex[c & 15];
+        return 6;
     }
     if (c >= 0x80) {
         size_t n = lx_str_utf8_len(s, avail);

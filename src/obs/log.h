@@ -36,9 +36,8 @@ bool lx_log_enabled(int level);
 void lx_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
- * Escapes <len> bytes of <s> into <out> (at most <cap> bytes) for the error log, on top of
- * core/json's escaper (lx_json_escape_char()): valid UTF-8 and printable ASCII pass, '\\' is
- * doubled, BS, FF, LF, CR and TAB become \b \f \n \r \t, the other
+ * Escapes <len> bytes of <s> into <out> (at most <cap> bytes) for the error log: valid UTF-8
+ * and printable ASCII pass, '\\' is doubled, LF, CR and TAB become \n \r \t, the other
  * control characters (C0, DEL and the C1 range U+0080..U+009F) and the characters that move
  * or reorder text (U+2028, U+2029, U+202A..U+202E, U+2066..U+2069) become \uXXXX, and each
  * byte of invalid UTF-8 becomes \xNN. Writes whole escapes only; returns the bytes written.
@@ -102,7 +101,7 @@ void lx_access_log_flush(lx_access_log_t *al);
 
 /* Appends <s> JSON-escaped (without quotes) into out[0..cap); returns bytes written, never
  * more than cap (cut at a character boundary when it does not fit). '"' and '\\' are escaped,
- * BS, FF, LF, CR and TAB as \b \f \n \r \t, the other control characters and the line and direction
+ * LF, CR and TAB as \n \r \t, the other control characters and the line and direction
  * characters lx_log_text_escape() names as \u00XX / \uXXXX, valid UTF-8 passes, and each
  * byte of invalid UTF-8 is written as "\\xNN" (valid JSON, reading back as \xNN). */
 size_t lx_log_json_escape(char *out, size_t cap, const char *s, size_t len);

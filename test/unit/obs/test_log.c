@@ -172,6 +172,8 @@ static void test_json_escape(void **state)
     assert_string_equal(out, "a\\nb\\rc\\td");
     esc(out, 200, "\x01\x1f\x7f");
     assert_string_equal(out, "\\u0001\\u001f\\u007f");
+    esc(out, 200, "\b\f");
+    assert_string_equal(out, "\\u0008\\u000c");
     /* valid UTF-8 passes as it is (escaping its bytes one by one would double-encode it) */
     esc(out, 200, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
     assert_string_equal(out, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
@@ -341,6 +343,8 @@ static void test_text_escape(void **state)
     /* every C0 control, DEL and ESC */
     TEXT(out, 200, "\x00\x01\x1b[2J\x7f");
     assert_string_equal(out, "\\u0000\\u0001\\u001b[2J\\u007f");
+    TEXT(out, 200, "\b\f");
+    assert_string_equal(out, "\\u0008\\u000c");
     TEXT(out, 200, "caf\xc3\xa9");
     assert_string_equal(out, "caf\xc3\xa9");
     TEXT(out, 200, "\xff\xc3(");
