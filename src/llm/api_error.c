@@ -379,7 +379,10 @@ bool lx_api_error_parse_upstream(const char *body, size_t len, lx_api_upstream_e
             break;
         upstream_token(body, &t, &where, &error_key, &field, out);
     }
-    if (j.error != LX_JSON_OK || tokens > UPSTREAM_TOKENS) {
+    /* A body that goes wrong only after its error object was read whole (trailing bytes, a
+     * later member cut or misspelt) still gives what that object said, as providers' sloppy
+     * bodies always did; one that goes wrong before or inside it gives nothing. */
+    if (tokens > UPSTREAM_TOKENS || (j.error != LX_JSON_OK && where != E_AFTER)) {
         *out = (lx_api_upstream_error_t){0};
         return false;
     }
