@@ -77,8 +77,12 @@ static lx_json_type_t read_string(lx_json_t *j, lx_json_token_t *t, lx_json_type
         char c = p[i];
         if (c == '"')
             break;
-        if (c != '\\')
-            return stop(j, LX_JSON_ESYNTAX, i); /* a raw control character */
+        if (c != '\\') { /* a raw control character */
+            if (!j->raw_controls)
+                return stop(j, LX_JSON_ESYNTAX, i);
+            i++;
+            continue;
+        }
         escaped = true;
         if (i + 1 >= n)
             return stop_eof(j);

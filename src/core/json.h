@@ -63,6 +63,9 @@ typedef struct lx_json {
     uint32_t depth;     /* open containers */
     uint32_t max_depth; /* most open containers allowed */
     uint8_t state;      /* what the grammar allows next (json.c) */
+    bool raw_controls;  /* set by the caller after lx_json_init: a raw control character in a
+                         * string is content, not an error (reading a provider's sloppy body;
+                         * never a client's) */
     lx_json_error_t error;
     uint32_t error_off;                      /* ESYNTAX, EDEPTH: the offending byte; EEOF: len */
     uint64_t arrays[LX_JSON_DEPTH_MAX / 64]; /* bit d: the container at depth d is an array */

@@ -91,6 +91,41 @@ static void test_tokens(void **state)
     assert_int_equal(j.error, LX_JSON_ESYNTAX);
 }
 
+/* A raw control character in a string is an error, unless the caller asked to take it as
+ * content (raw_controls); escapes and the grammar around it stay strict either way. */
+static void test_raw_controls(void **state)
+{
+    (void)state;
+    static const char s[] = "{\"m\":\"a\nb\x01\x1f\",\"c\":\"x\"}";
+    lx_json_t j;
+    lx_json_token_t t;
+    lx_json_init(&j, s, sizeof(s) - 1, 8);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_OBJECT);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_KEY);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_NONE);
+    assert_int_equal(j.error, LX_JSON_ESYNTAX);
+    assert_int_equal(j.error_off, 7); /* the LF */
+    lx_json_init(&j, s, sizeof(s) - 1, 8);
+    j.raw_controls = true;
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_OBJECT);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_KEY);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_STRING);
+    assert_int_equal(t.end - t.start, 5);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_KEY);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_STRING);
+    assert_memory_equal(s + t.start, "x", 1);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_OBJECT_END);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_NONE);
+    assert_int_equal(j.error, LX_JSON_OK);
+    static const char bad[] = "{\"m\":\"a\n\\q\"}"; /* a bad escape is still an error */
+    lx_json_init(&j, bad, sizeof(bad) - 1, 8);
+    j.raw_controls = true;
+    lx_json_next(&j, &t);
+    lx_json_next(&j, &t);
+    assert_int_equal(lx_json_next(&j, &t), LX_JSON_NONE);
+    assert_int_equal(j.error, LX_JSON_ESYNTAX);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -407,13 +442,10 @@ static void test_unescape(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tokens),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_primitive_valid),
-        cmocka_unit_test(test_depth),
-        cmocka_unit_test(test_hostile_shapes),
-        cmocka_unit_test(test_escape_rule),
-        cmocka_unit_test(test_escape_truncation),
+        cmocka_unit_test(test_tokens),       cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_raw_controls), cmocka_unit_test(test_primitive_valid),
+        cmocka_unit_test(test_depth),        cmocka_unit_test(test_hostile_shapes),
+        cmocka_unit_test(test_escape_rule),  cmocka_unit_test(test_escape_truncation),
         cmocka_unit_test(test_unescape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
