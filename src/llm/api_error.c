@@ -362,6 +362,7 @@ bool lx_api_error_parse_upstream(const char *body, size_t len, lx_api_upstream_e
     lx_json_t j;
     lx_json_token_t t;
     lx_json_init(&j, body, len, UPSTREAM_TOKENS);
+    j.raw_controls = true; /* a provider's unescaped line break does not hide its code */
     if (lx_json_next(&j, &t) != LX_JSON_OBJECT)
         return false;
     int where = E_BEFORE, field = 0, tokens = 1;

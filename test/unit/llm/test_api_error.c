@@ -464,6 +464,11 @@ static void test_parse_upstream_strict(void **state)
     static const char later[] = "{\"error\":{\"code\":\"a\"},\"x\":tru";
     assert_true(lx_api_error_parse_upstream(later, sizeof(later) - 1, &up));
     assert_int_equal(up.code_len, 1);
+    /* a raw control character in a string (unescaped by a sloppy provider) is content */
+    static const char raw[] = "{\"error\":{\"message\":\"a\nb\x01\",\"code\":\"c\"}}";
+    assert_true(lx_api_error_parse_upstream(raw, sizeof(raw) - 1, &up));
+    assert_int_equal(up.code_len, 1);
+    assert_memory_equal(up.code, "c", 1);
     /* wrong before or inside it: a missing comma, a body cut short inside it */
     static const char comma[] = "{\"error\":{\"code\":\"a\" \"param\":\"p\"}}";
     assert_false(lx_api_error_parse_upstream(comma, sizeof(comma) - 1, &up));
