@@ -1,13 +1,15 @@
 /*
  * fuzz_json.c - libFuzzer target for the JSON tokenizer (core/json).
  *
- * The first byte picks the depth limit, the rest is the document. Reads it to the end and
- * checks what every token stream must satisfy: spans inside the input and in order, depths
- * that follow the brackets, keys only in objects and each followed by a value, brackets that
- * match, a bounded number of calls, and on success a document that is exactly one value;
- * an error's offset lies in the input. Then the same input is read again with the first
- * container skipped by lx_json_skip(), which must end the same way.
+ * The first byte picks the depth limit (its low bits) and whether raw control characters in
+ * strings are content (raw_controls, its top bit); the rest is the document. Reads it to the end
+ * and checks what every token stream must satisfy: spans inside the input and in order, depths that
+ * follow the brackets, keys only in objects and each followed by a value, brackets that match, a
+ * bounded number of calls, and on success a document that is exactly one value; an error's offset
+ * lies in the input. Then the same input is read again with the first container skipped by
+ * lx_json_skip(), which must end the same way.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +22,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    uint32_t max_depth = data[0] % 40;
+    uint32_t max_depth = (data[0] & 0x7f) % 40;
+    bool raw_controls = (data[0] & 0x80) != 0;
     const char *p = (const char *)data + 1;
     size_t n = size - 1;
     lx_json_t j;
     lx_json_token_t t;
     lx_json_init(&j, p, n, max_depth);
+    j.raw_controls = raw_controls;
     uint8_t kinds[64]; /* 'o' or 'a' per open container (max_depth < 40) */
     uint32_t depth = 0, prev_end = 0;
     size_t calls = 0, values = 0;
@@ -91,6 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* skipping the first container ends where reading it token by token ends */
     lx_json_t k;
     lx_json_init(&k, p, n, max_depth);
+    k.raw_controls = raw_controls;
     lx_json_token_t open, close;
     if (lx_json_next(&k, &open) == LX_JSON_OBJECT || open.type == LX_JSON_ARRAY) {
         if (lx_json_skip(&k, &open, &close)) {
