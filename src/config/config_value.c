@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "core/status.h"
+#include "core/str.h"
 
 static bool is_digit(char c)
 {
@@ -344,23 +345,12 @@ int lx_config_value_endpoint_url(const char *s, lx_config_value_url_t *out, cons
     return 0;
 }
 
-static int hex_digit(char c)
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int lx_config_value_hex(const char *s, uint8_t *out, size_t n, const char **why)
 {
     if (strlen(s) != 2 * n)
         return fail(why, "wrong length of hex digits");
     for (size_t i = 0; i < n; i++) {
-        int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+        int hi = lx_hex_value(s[2 * i]), lo = lx_hex_value(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return fail(why, "not a hex digit");
         out[i] = (uint8_t)(hi << 4 | lo);

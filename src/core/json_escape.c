@@ -136,17 +136,6 @@ size_t lx_json_escaped_len(const char *s, size_t len)
 
 /* ---- the inverse: a string's contents decoded --------------------------------------------- */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Appends code point <cp> as UTF-8 at out[*o]; LX_ETOOBIG when it does not fit. */
 static int put_utf8(char *out, size_t cap, size_t *o, uint32_t cp)
 {
@@ -183,7 +172,7 @@ static int32_t hex4(const char *s)
 {
     int32_t v = 0;
     for (int k = 0; k < 4; k++) {
-        int h = hex_value(s[k]);
+        int h = lx_hex_value(s[k]);
         if (h < 0)
             return -1;
         v = v * 16 + h;

@@ -18,6 +18,18 @@ typedef struct lx_str {
 
 #define LX_STR(lit) ((lx_str_t){(lit), sizeof(lit) - 1})
 
+/* The value of the hexadecimal digit <c> (0-9, a-f, A-F), or -1. */
+static inline int lx_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 static inline bool lx_str_eq(lx_str_t a, const char *b, size_t blen)
 {
     return a.len == blen && memcmp(a.ptr, b, blen) == 0;

@@ -16,6 +16,7 @@
 
 #include "core/core.h"
 #include "core/status.h"
+#include "core/str.h"
 #include "http/http_head.h"
 
 enum {
@@ -52,16 +53,6 @@ void lx_http_chunked_init(lx_http_chunked_t *ck, uint64_t limit, uint64_t traile
     ck->line = 0;
     ck->state = S_SIZE_FIRST;
     ck->error = NULL;
-}
-
-static int hex(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch |= 0x20;
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
 }
 
 static bool ws(unsigned char ch)
@@ -118,7 +109,7 @@ static int size_line(lx_http_chunked_t *ck, unsigned char ch)
         }
         return LX_CHUNKED_MORE;
     }
-    int d = hex(ch);
+    int d = lx_hex_value(ch);
     if (d >= 0) {
         /* the body may not pass its limit: known at the digit that makes it so */
         uint64_t room = ck->limit - ck->total;

@@ -40,17 +40,6 @@ int lx_body_fail_at(lx_body_scan_t *scan, size_t off)
     return LX_EJSON;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The root member whose value just ended at w->pos. */
 void lx_body_end_root_member(struct walk *w)
 {
@@ -186,7 +175,7 @@ static bool f_string(struct fast *f, struct fval *v)
             if (f->len - p < 6)
                 return false;
             for (uint32_t k = 2; k < 6; k++)
-                if (hex_value(f->b[p + k]) < 0)
+                if (lx_hex_value(f->b[p + k]) < 0)
                     return false;
             p += 6;
         } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' ||

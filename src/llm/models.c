@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/str.h"
 #include "llm/api_error.h"
 
 /* A growing output buffer; on allocation failure it stays failed and drops further writes. */
@@ -193,17 +194,6 @@ char *lx_models_format(const lx_config_t *cfg, size_t *len)
     return finish(&o, len);
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes <len> bytes of <s> into <out> (at least <len> bytes). Returns the decoded
  * length, or -1 for a '%' not followed by two hex digits. */
 static long percent_decode(const char *s, size_t len, char *out)
@@ -216,7 +206,7 @@ static long percent_decode(const char *s, size_t len, char *out)
         }
         if (i + 2 >= len)
             return -1;
-        int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
+        int hi = lx_hex_value(s[i + 1]), lo = lx_hex_value(s[i + 2]);
         if (hi < 0 || lo < 0)
             return -1;
         out[o++] = (char)(hi << 4 | lo);
