@@ -23,6 +23,7 @@
 #include "core/core.h"
 #include "core/status.h"
 #include "net/listener.h"
+#include "net/stream_int.h"
 
 /* A chunk with less room than this is not worth a read syscall: take a fresh one. */
 #define MIN_READ_ROOM 2048
@@ -39,7 +40,6 @@ int lx_stream_init(lx_worker_t *w, lx_stream_t *s)
     return 0;
 }
 
-static void tls_process(lx_stream_t *s);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out);
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub);
 static int tcp_start(lx_stream_t *s);
@@ -94,7 +94,7 @@ static int tcp_start(lx_stream_t *s)
     return rc;
 }
 
-static void tcp_stop(lx_stream_t *s)
+void lx_stream_tcp_stop(lx_stream_t *s)
 {
     if (!s->tcp_reading)
         return;
@@ -114,7 +114,7 @@ static void on_connect(uv_connect_t *req, int status)
         s->tls_connecting = true;
         int rc = tcp_start(s);
         if (rc == 0) {
-            tls_process(s);
+            lx_stream_tls_process(s);
             return;
         }
         s->tls_connecting = false;
@@ -132,7 +132,7 @@ int lx_stream_connect(lx_stream_t *s, const struct sockaddr *addr, lx_stream_con
 
 /* The chunk in *<slot> when it still has room (rewound when nobody else holds any of its
  * bytes), else a fresh pool chunk put in the slot. NULL when out of memory. */
-static lx_buf_t *shared_chunk(lx_worker_t *w, lx_buf_t **slot)
+lx_buf_t *lx_stream_shared_chunk(lx_worker_t *w, lx_buf_t **slot)
 {
     lx_buf_t *b = *slot;
     if (b != NULL && b->refcnt == 1)
@@ -152,7 +152,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out)
     if (s->tls != NULL) {
         /* ciphertext always lands in the worker's chunk; the plaintext goes where the owner
          * asked (tls_deliver) */
-        s->cbuf = shared_chunk(w, &w->rchunk);
+        s->cbuf = lx_stream_shared_chunk(w, &w->rchunk);
         *out = s->cbuf != NULL ? uv_buf_init(lx_buf_tail(s->cbuf), (unsigned)lx_buf_avail(s->cbuf))
                                : uv_buf_init(NULL, 0);
         return;
@@ -165,7 +165,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out)
         s->rbuf_direct = true;
     }
     if (!s->rbuf_direct)
-        s->rbuf = shared_chunk(w, &w->rchunk);
+        s->rbuf = lx_stream_shared_chunk(w, &w->rchunk);
     if (s->rbuf == NULL || lx_buf_avail(s->rbuf) == 0) {
         *out = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to on_read */
         return;
@@ -173,15 +173,13 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out)
     *out = uv_buf_init(lx_buf_tail(s->rbuf), (unsigned)lx_buf_avail(s->rbuf));
 }
 
-static void tls_on_read(lx_stream_t *s, ssize_t nread);
-
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
 {
     lx_stream_t *s = h->data;
     (void)ub;
     lx_worker_note_io(s->worker);
     if (s->tls != NULL) {
-        tls_on_read(s, nread);
+        lx_stream_tls_on_read(s, nread);
         return;
     }
     lx_buf_t *b = s->rbuf;
@@ -204,8 +202,6 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *ub)
     }
 }
 
-static void tls_queue_pending(lx_stream_t *s);
-
 int lx_stream_read_start(lx_stream_t *s, lx_stream_read_cb cb)
 {
     s->on_read = cb;
@@ -219,7 +215,7 @@ int lx_stream_read_start(lx_stream_t *s, lx_stream_read_cb cb)
         /* plaintext the session already holds, or a failure the owner has not heard of yet,
          * come from the idle handle (a spurious turn costs one lx_tls_read) */
         if (!s->tls_handshaking)
-            tls_queue_pending(s);
+            lx_stream_tls_queue_pending(s);
         return 0;
     }
     if (s->reading || s->closing)
@@ -235,7 +231,7 @@ void lx_stream_read_stop(lx_stream_t *s)
     if (s->tls != NULL) {
         s->reading = false;
         if (!s->tls_handshaking)
-            tcp_stop(s); /* backpressure reaches the peer through TCP */
+            lx_stream_tcp_stop(s); /* backpressure reaches the peer through TCP */
         return;
     }
     if (!s->reading)
@@ -362,8 +358,6 @@ static void run_done(lx_write_t *wr)
         finish_close(s); /* the handle closed while completions waited: now the owner hears */
 }
 
-static void tls_run_pending(lx_worker_t *w);
-
 static void on_done_idle(uv_idle_t *h)
 {
     lx_worker_t *w = h->data;
@@ -378,9 +372,15 @@ static void on_done_idle(uv_idle_t *h)
         if (wr == last)
             break;
     }
-    tls_run_pending(w);
+    lx_stream_tls_run_pending(w);
     if (w->done_head == NULL && lx_list_is_empty(&w->tls_pending))
         uv_idle_stop(h);
+}
+
+void lx_stream_idle_start(lx_worker_t *w)
+{
+    if (!uv_is_active((uv_handle_t *)&w->done_idle))
+        uv_idle_start(&w->done_idle, on_done_idle);
 }
 
 void lx_stream_run_deferred(lx_worker_t *w)
@@ -500,8 +500,8 @@ static void gather(lx_stream_t *s, lx_slice_t *slices, size_t *n)
     *n = 1;
 }
 
-static int write_plain(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb,
-                       void *arg)
+int lx_stream_write_plain(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb,
+                          void *arg)
 {
     size_t i = 0;
     int rc = 0;
@@ -545,14 +545,11 @@ static int write_plain(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_w
     return rc;
 }
 
-static int tls_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb,
-                     void *arg);
-
 int lx_stream_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb, void *arg)
 {
     if (s->tls != NULL)
-        return tls_write(s, slices, n, cb, arg);
-    return write_plain(s, slices, n, cb, arg);
+        return lx_stream_tls_write(s, slices, n, cb, arg);
+    return lx_stream_write_plain(s, slices, n, cb, arg);
 }
 
 int lx_stream_write_copy(lx_stream_t *s, const char *data, size_t len, lx_stream_write_cb cb,
@@ -613,8 +610,6 @@ static void on_tcp_close(uv_handle_t *h)
         s->on_close(s);
 }
 
-static void tls_flush(lx_stream_t *s);
-
 static void stream_end(lx_stream_t *s, bool reset, lx_stream_close_cb cb)
 {
     if (s->closing)
@@ -624,7 +619,7 @@ static void stream_end(lx_stream_t *s, bool reset, lx_stream_close_cb cb)
         if (!reset && !s->tls_handshaking) {
             /* a clean end for the peer, sent now if the socket takes it */
             lx_tls_close_notify(s->tls);
-            tls_flush(s);
+            lx_stream_tls_flush(s);
         }
     }
     s->closing = true;
@@ -644,202 +639,4 @@ void lx_stream_close(lx_stream_t *s, lx_stream_close_cb cb)
 void lx_stream_reset(lx_stream_t *s, lx_stream_close_cb cb)
 {
     stream_end(s, true, cb);
-}
-
-/* --- TLS ------------------------------------------------------------------------------------- */
-
-/* Writes the ciphertext the session has queued (handshake flights, alerts, records). A failure
- * shows up as a read error too, so it is not reported here. */
-static void tls_flush(lx_stream_t *s)
-{
-    lx_slice_t sl[LX_TLS_OUT_MAX];
-    size_t n = lx_tls_out(s->tls, sl, LX_TLS_OUT_MAX);
-    if (n > 0)
-        write_plain(s, sl, n, NULL, NULL);
-}
-
-static int tls_write(lx_stream_t *s, lx_slice_t *slices, size_t n, lx_stream_write_cb cb, void *arg)
-{
-    size_t i = 0;
-    int rc = 0;
-    if (s->closing)
-        rc = UV_ECANCELED;
-    else if (s->tls_handshaking)
-        rc = UV_ENOTCONN;
-    for (; rc == 0 && i < n; i++) {
-        const char *p = lx_slice_ptr(&slices[i]);
-        size_t len = slices[i].len, off = 0;
-        while (rc == 0 && off < len) {
-            int k = lx_tls_write(s->tls, p + off, len - off);
-            if (k < 0)
-                rc = k;
-            else
-                off += (size_t)k;
-            if (off < len)
-                tls_flush(s); /* the session's output queue is full: send it, go on */
-        }
-        lx_buf_unref(slices[i].buf); /* encrypted: the plaintext is not needed any more */
-    }
-    for (; i < n; i++)
-        lx_buf_unref(slices[i].buf);
-    if (rc != 0)
-        return rc;
-    lx_slice_t out[LX_TLS_OUT_MAX];
-    size_t k = lx_tls_out(s->tls, out, LX_TLS_OUT_MAX);
-    if (k == 0)
-        return cb != NULL ? UV_EINVAL : 0; /* no byte: as a plain stream would say */
-    return write_plain(s, out, k, cb, arg);
-}
-
-/* The handshake failed with <code>: the owner hears it as its connect result (client) or as a
- * read error (server). */
-static void tls_fail(lx_stream_t *s, int code)
-{
-    tls_flush(s); /* the alert telling the peer why */
-    s->tls_handshaking = false;
-    tcp_stop(s);
-    if (s->tls_connecting) {
-        s->tls_connecting = false;
-        s->on_connect(s, code);
-    } else if (s->reading && s->on_read != NULL) {
-        s->on_read(s, code, NULL, NULL);
-    }
-}
-
-/* Hands the owner the plaintext the session can decrypt now, while it reads. */
-static void tls_deliver(lx_stream_t *s)
-{
-    lx_worker_t *w = s->worker;
-    while (s->reading && !s->closing) {
-        if (s->rbuf_next != NULL) {
-            if (s->rbuf_direct)
-                lx_buf_unref(s->rbuf);
-            s->rbuf = s->rbuf_next;
-            s->rbuf_next = NULL;
-            s->rbuf_direct = true;
-        }
-        lx_buf_t *b;
-        if (s->rbuf_direct && lx_buf_avail(s->rbuf) > 0) {
-            b = s->rbuf;
-        } else {
-            if (s->rbuf_direct) {
-                lx_buf_unref(s->rbuf);
-                s->rbuf = NULL;
-                s->rbuf_direct = false;
-            }
-            b = shared_chunk(w, &w->tls_plain);
-        }
-        int n = b != NULL ? lx_tls_read(s->tls, lx_buf_tail(b), lx_buf_avail(b)) : LX_ENOMEM;
-        if (n == 0)
-            break;
-        if (n < 0) {
-            tls_flush(s);
-            s->reading = false;
-            tcp_stop(s);
-            s->on_read(s, n == LX_ECLOSED ? UV_EOF : n, NULL, NULL);
-            return;
-        }
-        const char *data = lx_buf_tail(b);
-        b->len += (uint32_t)n;
-        lx_buf_ref(b); /* alive across a callback that may close the stream */
-        s->on_read(s, n, b, data);
-        if (s->rbuf_direct && s->rbuf == b && lx_buf_avail(b) == 0) {
-            s->rbuf = NULL;
-            s->rbuf_direct = false;
-            lx_buf_unref(b);
-        }
-        lx_buf_unref(b);
-    }
-    if (!s->closing) {
-        tls_flush(s);
-        if (!s->reading)
-            tcp_stop(s); /* paused: what the session still holds waits for read_start */
-    }
-}
-
-/* New input: the handshake while it runs, then the owner's plaintext. */
-static void tls_process(lx_stream_t *s)
-{
-    if (s->tls_handshaking) {
-        int rc = lx_tls_handshake(s->tls);
-        if (rc == 1) {
-            tls_flush(s);
-            return;
-        }
-        if (rc < 0) {
-            tls_fail(s, rc);
-            return;
-        }
-        tls_flush(s);
-        s->tls_handshaking = false;
-        if (s->tls_connecting) {
-            s->tls_connecting = false;
-            if (!s->reading)
-                tcp_stop(s);
-            s->on_connect(s, 0);
-            if (s->closing)
-                return;
-        }
-    }
-    if (s->reading)
-        tls_deliver(s);
-    else
-        tcp_stop(s);
-}
-
-static void tls_on_read(lx_stream_t *s, ssize_t nread)
-{
-    lx_buf_t *b = s->cbuf;
-    s->cbuf = NULL; /* the worker's chunk is only borrowed for this read */
-    if (nread == 0)
-        return;
-    if (nread > 0) {
-        const char *data = lx_buf_tail(b);
-        b->len += (uint32_t)nread;
-        int rc = lx_tls_feed(s->tls, b, data, (size_t)nread);
-        if (rc != 0)
-            nread = rc;
-    }
-    if (nread < 0) {
-        int code = nread == UV_EOF ? LX_ECLOSED : (int)nread;
-        if (s->tls_handshaking) {
-            tls_fail(s, code);
-            return;
-        }
-        tcp_stop(s);
-        if (s->reading) {
-            s->reading = false;
-            s->on_read(s, nread, NULL, NULL);
-        }
-        return;
-    }
-    tls_process(s);
-}
-
-static void tls_queue_pending(lx_stream_t *s)
-{
-    lx_worker_t *w = s->worker;
-    lx_list_remove(&s->tls_link);
-    lx_list_insert_tail(&w->tls_pending, &s->tls_link);
-    if (!uv_is_active((uv_handle_t *)&w->done_idle))
-        uv_idle_start(&w->done_idle, on_done_idle);
-}
-
-static void tls_run_pending(lx_worker_t *w)
-{
-    if (w->tls_pending.next == NULL || lx_list_is_empty(&w->tls_pending))
-        return;
-    /* only the streams queued before this turn: a callback may queue its stream again */
-    lx_list_t now;
-    now.next = w->tls_pending.next;
-    now.prev = w->tls_pending.prev;
-    now.next->prev = &now;
-    now.prev->next = &now;
-    lx_list_init(&w->tls_pending);
-    while (!lx_list_is_empty(&now)) {
-        lx_stream_t *s = lx_list_entry(now.next, lx_stream_t, tls_link);
-        lx_list_remove(&s->tls_link);
-        if (s->reading && !s->closing && s->tls != NULL)
-            tls_deliver(s);
-    }
 }
