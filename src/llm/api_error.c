@@ -366,7 +366,7 @@ bool lx_api_error_parse_upstream(const char *body, size_t len, lx_api_upstream_e
     if (lx_json_next(&j, &t) != LX_JSON_OBJECT)
         return false;
     int where = E_BEFORE, field = 0, tokens = 1;
-    bool error_key = false;
+    bool error_key = false, root_closed = false;
     for (;;) {
         lx_json_type_t type = lx_json_next(&j, &t);
         if (type == LX_JSON_NONE)
@@ -374,16 +374,17 @@ bool lx_api_error_parse_upstream(const char *body, size_t len, lx_api_upstream_e
         if (type == LX_JSON_OBJECT_END || type == LX_JSON_ARRAY_END) {
             if (type == LX_JSON_OBJECT_END && t.depth == 1 && where == E_IN)
                 where = E_AFTER;
+            root_closed = t.depth == 0;
             continue;
         }
         if (++tokens > UPSTREAM_TOKENS)
             break;
         upstream_token(body, &t, &where, &error_key, &field, out);
     }
-    /* A body that goes wrong only after its error object was read whole (trailing bytes, a
-     * later member cut or misspelt) still gives what that object said, as providers' sloppy
-     * bodies always did; one that goes wrong before or inside it gives nothing. */
-    if (tokens > UPSTREAM_TOKENS || (j.error != LX_JSON_OK && where != E_AFTER)) {
+    /* A whole object followed by stray bytes still gives what its error object said, as the
+     * lenient reading before always did; a body cut short or broken anywhere inside the root
+     * object gives nothing. */
+    if (tokens > UPSTREAM_TOKENS || (j.error != LX_JSON_OK && !(where == E_AFTER && root_closed))) {
         *out = (lx_api_upstream_error_t){0};
         return false;
     }

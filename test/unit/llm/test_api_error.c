@@ -456,14 +456,20 @@ static void test_parse_upstream_strict(void **state)
     assert_true(lx_api_error_parse_upstream(nested, sizeof(nested) - 1, &up));
     assert_null(up.code);
     assert_int_equal(up.param_len, 1);
-    /* bytes that go wrong after the error object was read whole keep what it said */
+    /* stray bytes after the whole object keep what its error object said */
     static const char trailing[] = "{\"error\":{\"code\":\"a\",\"param\":\"p\"}} x";
     assert_true(lx_api_error_parse_upstream(trailing, sizeof(trailing) - 1, &up));
     assert_int_equal(up.code_len, 1);
     assert_int_equal(up.param_len, 1);
-    static const char later[] = "{\"error\":{\"code\":\"a\"},\"x\":tru";
-    assert_true(lx_api_error_parse_upstream(later, sizeof(later) - 1, &up));
-    assert_int_equal(up.code_len, 1);
+    /* cut short or broken after the error object but inside the root: nothing */
+    static const char *const later[] = {
+        "{\"error\":{\"code\":\"a\"},\"x\":tru", "{\"error\":{\"code\":\"a\"}",
+        "{\"error\":{\"code\":\"a\"},\"a\":[}", "{\"error\":{\"code\":\"a\"},\"a\":\"\\q\"}",
+        "{\"error\":{\"code\":\"a\"},\"x\":\"abc"};
+    for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++) {
+        assert_false(lx_api_error_parse_upstream(later[i], strlen(later[i]), &up));
+        assert_null(up.code);
+    }
     /* a raw control character in a string (unescaped by a sloppy provider) is content */
     static const char raw[] = "{\"error\":{\"message\":\"a\nb\x01\",\"code\":\"c\"}}";
     assert_true(lx_api_error_parse_upstream(raw, sizeof(raw) - 1, &up));
