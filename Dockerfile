@@ -10,7 +10,7 @@
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake pkg-config \
-      libuv1-dev node-llhttp libmbedtls-dev libjsmn-dev libyaml-dev \
+      libuv1-dev node-llhttp libmbedtls-dev libjsmn-dev libyaml-dev libsqlite3-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt CMakePresets.json ./
@@ -29,7 +29,7 @@ RUN cmake --preset release -DLLMUX_MOCK=OFF \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libuv1 libmbedtls14 libmbedx509-1 \
-      libmbedcrypto7 libyaml-0-2 ca-certificates curl \
+      libmbedcrypto7 libyaml-0-2 libsqlite3-0 ca-certificates curl \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin llmux
