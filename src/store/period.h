@@ -6,6 +6,7 @@
 #ifndef LX_PERIOD_H
 #define LX_PERIOD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum lx_period {
@@ -34,7 +35,8 @@ int lx_period_parse(const char *s, size_t len);
 int64_t lx_period_days_from_civil(int64_t y, unsigned m, unsigned d);
 void lx_period_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
 
-/* Formats <unix_s> as "YYYY-MM-DDTHH:MM:SSZ" plus a NUL (21 bytes) into <out>. */
+/* Formats <unix_s> as "YYYY-MM-DDTHH:MM:SSZ" plus a NUL (21 bytes) into <out>; times outside
+ * years 0000..9999 are clamped to the nearest end of that range. */
 void lx_period_format_iso(int64_t unix_s, char out[21]);
 
 /* Parses an ISO-8601 UTC timestamp: "YYYY-MM-DDTHH:MM:SSZ", fractional seconds allowed
