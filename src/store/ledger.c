@@ -1,0 +1,421 @@
+/*
+ * ledger.c - one key's live counters (ledger.h): a budget, usage per period, two GCRA rate
+ * limits and a concurrency count, all in atomic words, no lock anywhere.
+ *
+ * Memory orders. Every decision (admit, give back, settle, roll) is a read-modify-write of one
+ * atomic word, and C11 gives every atomic object a single modification order that all RMWs
+ * respect whatever their memory order: a CAS chain on `avail` is therefore linearizable with
+ * memory_order_relaxed, and no ordinary memory is published through these words (the ledger
+ * itself reaches the workers inside a key snapshot, published with release/acquire by its
+ * owner). So the counters use relaxed operations throughout; only the reference count uses
+ * acq_rel on its decrement (the classic pattern: every use happens-before the free). The limits
+ * are relaxed too: a worker may act on the previous limits for a moment after a change.
+ */
+#include "store/ledger.h"
+
+#include <stdlib.h>
+
+#include "store/money.h"
+
+#define RLX                  memory_order_relaxed
+#define MINUTE_NS            INT64_C(60000000000)
+#define END_CAP              (INT64_MAX / 16) /* period ends kept small enough to shift left by 2 */
+#define CONCURRENCY_RETRY_MS 1000
+
+struct lx_ledger {
+    atomic_uint refs;
+    /* limits (store thread writes, workers read) */
+    _Atomic(int64_t) limit; /* µ$; -1: none */
+    _Atomic(uint32_t) rpm, tpm, concurrency;
+    /* budget: avail = limit (0 without one) - bused - reserved holds */
+    _Atomic(int64_t) avail;
+    _Atomic(uint64_t) bper; /* the budget period: (end << 2) | kind; kind TOTAL never ends */
+    _Atomic(int64_t) bused; /* µ$ settled in the budget period */
+    /* reporting: usage of each period kind, and the end of the period it counts */
+    _Atomic(int64_t) usage[LX_PERIOD_COUNT];
+    _Atomic(int64_t) uend[LX_PERIOD_COUNT];
+    /* GCRA theoretical arrival times, ns since the epoch */
+    _Atomic(int64_t) tat_req, tat_tok;
+    _Atomic(uint32_t) inflight;
+};
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static int64_t seconds_of(int64_t now_us)
+{
+    return floor_div(now_us, 1000000);
+}
+
+static int64_t ns_of(int64_t now_us)
+{
+    if (now_us > INT64_MAX / 1000)
+        return INT64_MAX / 1000 * 1000;
+    if (now_us < INT64_MIN / 1000)
+        return INT64_MIN / 1000 * 1000;
+    return now_us * 1000;
+}
+
+static int64_t ceil_ms_of_ns(int64_t ns)
+{
+    return ns <= 0 ? 0 : (ns - 1) / 1000000 + 1;
+}
+
+static int64_t clamp_money(int64_t v)
+{
+    return v < 0 ? 0 : v > LX_MONEY_MAX ? LX_MONEY_MAX : v;
+}
+
+static int64_t limit_eff(int64_t limit)
+{
+    return limit < 0 ? 0 : limit;
+}
+
+static uint64_t bper_make(lx_period_t kind, int64_t end)
+{
+    if (kind == LX_PERIOD_TOTAL)
+        return LX_PERIOD_TOTAL;
+    end = end > END_CAP ? END_CAP : end < -END_CAP ? -END_CAP : end;
+    return ((uint64_t)end << 2) | (uint64_t)kind;
+}
+
+static lx_period_t bper_kind(uint64_t w)
+{
+    return (lx_period_t)(w & 3);
+}
+
+static int64_t bper_end(uint64_t w)
+{
+    return bper_kind(w) == LX_PERIOD_TOTAL ? INT64_MAX : (int64_t)(w & ~(uint64_t)3) / 4;
+}
+
+static lx_period_t valid_kind(lx_period_t p)
+{
+    return (unsigned)p < LX_PERIOD_COUNT ? p : LX_PERIOD_TOTAL;
+}
+
+/* Moves the budget into the period containing <now_s>: the thread whose CAS moves the period
+ * end gives the finished period's usage back to avail. A clock that went back rolls nothing. */
+static void budget_roll(lx_ledger_t *l, int64_t now_s)
+{
+    uint64_t w = atomic_load_explicit(&l->bper, RLX);
+    for (;;) {
+        if (now_s < bper_end(w))
+            return;
+        lx_period_t k = bper_kind(w);
+        uint64_t next = bper_make(k, lx_period_next(k, now_s));
+        if (atomic_compare_exchange_weak_explicit(&l->bper, &w, next, RLX, RLX)) {
+            int64_t used = atomic_exchange_explicit(&l->bused, 0, RLX);
+            atomic_fetch_add_explicit(&l->avail, used, RLX);
+            return;
+        }
+    }
+}
+
+/* The same for the usage reported per period kind. */
+static void usage_roll(lx_ledger_t *l, int64_t now_s)
+{
+    for (int p = LX_PERIOD_DAY; p < LX_PERIOD_COUNT; p++) {
+        int64_t end = atomic_load_explicit(&l->uend[p], RLX);
+        while (now_s >= end) {
+            int64_t next = lx_period_next((lx_period_t)p, now_s);
+            if (atomic_compare_exchange_weak_explicit(&l->uend[p], &end, next, RLX, RLX)) {
+                atomic_exchange_explicit(&l->usage[p], 0, RLX);
+                break;
+            }
+        }
+    }
+}
+
+/* Counts <cost> spent at <now_s> (periods rolled first); avail is the caller's. */
+static void count_spent(lx_ledger_t *l, int64_t cost, int64_t now_s)
+{
+    usage_roll(l, now_s);
+    atomic_fetch_add_explicit(&l->bused, cost, RLX);
+    for (int p = 0; p < LX_PERIOD_COUNT; p++)
+        atomic_fetch_add_explicit(&l->usage[p], cost, RLX);
+}
+
+lx_ledger_t *lx_ledger_new(const lx_ledger_limits_t *limits, const int64_t usage[LX_PERIOD_COUNT],
+                           const int64_t period_start[LX_PERIOD_COUNT])
+{
+    lx_ledger_t *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return NULL;
+    atomic_init(&l->refs, 1);
+    for (int p = 0; p < LX_PERIOD_COUNT; p++) {
+        atomic_init(&l->usage[p], usage != NULL ? clamp_money(usage[p]) : 0);
+        int64_t start = period_start != NULL ? period_start[p] : 0;
+        atomic_init(&l->uend[p], lx_period_next((lx_period_t)p, start));
+    }
+    lx_period_t kind = valid_kind(limits->limit_reset);
+    int64_t used = atomic_load_explicit(&l->usage[kind], RLX);
+    int64_t limit = limits->has_limit ? clamp_money(limits->limit) : -1;
+    atomic_init(&l->limit, limit);
+    atomic_init(&l->bper, bper_make(kind, atomic_load_explicit(&l->uend[kind], RLX)));
+    atomic_init(&l->bused, used);
+    atomic_init(&l->avail, limit_eff(limit) - used);
+    atomic_init(&l->rpm, limits->rpm);
+    atomic_init(&l->tpm, limits->tpm);
+    atomic_init(&l->concurrency, limits->concurrency);
+    atomic_init(&l->tat_req, INT64_MIN / 2);
+    atomic_init(&l->tat_tok, INT64_MIN / 2);
+    atomic_init(&l->inflight, 0);
+    return l;
+}
+
+lx_ledger_t *lx_ledger_ref(lx_ledger_t *l)
+{
+    if (l != NULL)
+        atomic_fetch_add_explicit(&l->refs, 1, RLX);
+    return l;
+}
+
+void lx_ledger_unref(lx_ledger_t *l)
+{
+    if (l != NULL && atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) == 1)
+        free(l);
+}
+
+/*
+ * A change of limit_reset re-bases the budget on the new kind's usage as the reporting
+ * counters hold it (the store thread is the only caller; see README: an instant's race with
+ * that period's own roll can misplace one period's usage).
+ */
+void lx_ledger_set_limits(lx_ledger_t *l, const lx_ledger_limits_t *limits)
+{
+    int64_t limit = limits->has_limit ? clamp_money(limits->limit) : -1;
+    int64_t old = atomic_exchange_explicit(&l->limit, limit, RLX);
+    int64_t delta = limit_eff(limit) - limit_eff(old);
+    lx_period_t kind = valid_kind(limits->limit_reset);
+    uint64_t w = atomic_load_explicit(&l->bper, RLX);
+    if (bper_kind(w) != kind) {
+        int64_t used = atomic_load_explicit(&l->usage[kind], RLX);
+        uint64_t next = bper_make(kind, atomic_load_explicit(&l->uend[kind], RLX));
+        while (!atomic_compare_exchange_weak_explicit(&l->bper, &w, next, RLX, RLX))
+            ;
+        delta += atomic_exchange_explicit(&l->bused, used, RLX) - used;
+    }
+    atomic_fetch_add_explicit(&l->avail, delta, RLX);
+    atomic_store_explicit(&l->rpm, limits->rpm, RLX);
+    atomic_store_explicit(&l->tpm, limits->tpm, RLX);
+    atomic_store_explicit(&l->concurrency, limits->concurrency, RLX);
+}
+
+/* ---- GCRA: capacity <limit> units, refilled evenly over a minute ---- */
+
+/* The emission interval (ns per unit) and the window (limit intervals, at most a minute). */
+static int64_t gcra_interval(uint32_t limit)
+{
+    return MINUTE_NS / limit;
+}
+
+/* Takes <n> units at <now_ns>, or says in *retry_ms when they fit (-1: never). */
+static bool gcra_take(_Atomic(int64_t) *tat, uint32_t limit, uint32_t n, int64_t now_ns,
+                      int64_t *retry_ms)
+{
+    if (n > limit) {
+        *retry_ms = -1;
+        return false;
+    }
+    int64_t t = gcra_interval(limit), window = t * limit, need = t * n;
+    int64_t cur = atomic_load_explicit(tat, RLX);
+    for (;;) {
+        int64_t next = (cur > now_ns ? cur : now_ns) + need;
+        if (next - now_ns > window) {
+            *retry_ms = ceil_ms_of_ns(next - window - now_ns);
+            return false;
+        }
+        if (atomic_compare_exchange_weak_explicit(tat, &cur, next, RLX, RLX))
+            return true;
+    }
+}
+
+static void gcra_give(_Atomic(int64_t) *tat, uint32_t limit, uint32_t n)
+{
+    atomic_fetch_sub_explicit(tat, gcra_interval(limit) * n, RLX);
+}
+
+/* Moves the TAT by <diff> units (a settlement's correction), never past a full minute ahead. */
+static void gcra_correct(_Atomic(int64_t) *tat, uint32_t limit, int64_t diff, int64_t now_ns)
+{
+    int64_t t = gcra_interval(limit), window = t * limit;
+    diff = diff > limit ? limit : diff < -(int64_t)limit ? -(int64_t)limit : diff;
+    int64_t cur = atomic_load_explicit(tat, RLX), next;
+    do {
+        if (diff > 0) {
+            next = (cur > now_ns ? cur : now_ns) + diff * t;
+            next = next - now_ns > window ? now_ns + window : next;
+        } else {
+            if (cur <= now_ns)
+                return; /* already full */
+            next = cur + diff * t;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(tat, &cur, next, RLX, RLX));
+}
+
+static void gcra_view(_Atomic(int64_t) *tat, uint32_t limit, int64_t now_ns, uint32_t *remaining,
+                      int64_t *reset_ms)
+{
+    *remaining = 0;
+    *reset_ms = 0;
+    if (limit == 0)
+        return;
+    int64_t t = gcra_interval(limit), window = t * limit;
+    int64_t ahead = atomic_load_explicit(tat, RLX) - now_ns;
+    ahead = ahead < 0 ? 0 : ahead > window ? window : ahead;
+    *remaining = (uint32_t)((window - ahead) / t);
+    *reset_ms = ceil_ms_of_ns(ahead);
+}
+
+void lx_ledger_view(lx_ledger_t *l, int64_t now_us, lx_ratelimit_view_t *out)
+{
+    int64_t now_ns = ns_of(now_us);
+    out->limit_requests = atomic_load_explicit(&l->rpm, RLX);
+    out->limit_tokens = atomic_load_explicit(&l->tpm, RLX);
+    gcra_view(&l->tat_req, out->limit_requests, now_ns, &out->remaining_requests,
+              &out->reset_requests_ms);
+    gcra_view(&l->tat_tok, out->limit_tokens, now_ns, &out->remaining_tokens,
+              &out->reset_tokens_ms);
+}
+
+/* ---- admission ---- */
+
+/* Milliseconds from <now_us> to the second <end_s>, rounded up (capped at about 30 years). */
+static int64_t until_ms(int64_t end_s, int64_t now_us)
+{
+    int64_t now_s = seconds_of(now_us), ds = end_s - now_s;
+    if (ds <= 0)
+        return 0;
+    if (ds > INT64_C(1000000000))
+        ds = INT64_C(1000000000);
+    int64_t us = ds * 1000000 - (now_us - now_s * 1000000);
+    return (us + 999) / 1000;
+}
+
+/* Takes the reservation from avail (with a limit), or says how long until the period ends. */
+static bool take_budget(lx_ledger_t *l, lx_admit_t *a, int64_t reserve, int64_t *taken)
+{
+    int64_t limit = atomic_load_explicit(&l->limit, RLX);
+    *taken = 0;
+    if (limit < 0) {
+        a->limit_remaining = -1;
+        return true;
+    }
+    int64_t cur = atomic_load_explicit(&l->avail, RLX);
+    do {
+        if (cur < reserve) {
+            a->limit_remaining = cur;
+            int64_t end = bper_end(atomic_load_explicit(&l->bper, RLX));
+            if (reserve > limit || end == INT64_MAX)
+                a->retry_after_ms = -1;
+            else
+                a->retry_after_ms = until_ms(end, a->now_us);
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&l->avail, &cur, cur - reserve, RLX, RLX));
+    a->limit_remaining = cur - reserve;
+    *taken = reserve;
+    return true;
+}
+
+static bool take_concurrency(lx_ledger_t *l, uint32_t limit)
+{
+    if (limit == 0) {
+        atomic_fetch_add_explicit(&l->inflight, 1, RLX);
+        return true;
+    }
+    uint32_t cur = atomic_load_explicit(&l->inflight, RLX);
+    do {
+        if (cur >= limit)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&l->inflight, &cur, cur + 1, RLX, RLX));
+    return true;
+}
+
+/* Gives back what a refused admission took. */
+static void give_back(lx_ledger_t *l, lx_admit_t *a, int64_t reserved, uint32_t rpm, uint32_t tpm)
+{
+    if (reserved != 0)
+        a->limit_remaining = atomic_fetch_add_explicit(&l->avail, reserved, RLX) + reserved;
+    if (rpm != 0)
+        gcra_give(&l->tat_req, rpm, 1);
+    if (tpm != 0)
+        gcra_give(&l->tat_tok, tpm, a->tokens);
+}
+
+void lx_ledger_admit(lx_ledger_t *l, lx_admit_t *a, lx_hold_t *hold)
+{
+    *hold = (lx_hold_t){0};
+    a->verdict = LX_ADMIT_OK;
+    a->retry_after_ms = 0;
+    int64_t now_ns = ns_of(a->now_us), reserved;
+    int64_t reserve = clamp_money(a->reserve);
+    uint32_t rpm = atomic_load_explicit(&l->rpm, RLX), tpm = atomic_load_explicit(&l->tpm, RLX);
+    budget_roll(l, seconds_of(a->now_us));
+    if (!take_budget(l, a, reserve, &reserved)) {
+        a->verdict = LX_ADMIT_BUDGET;
+    } else if (rpm != 0 && !gcra_take(&l->tat_req, rpm, 1, now_ns, &a->retry_after_ms)) {
+        a->verdict = LX_ADMIT_RPM;
+        give_back(l, a, reserved, 0, 0);
+    } else if (tpm != 0 && !gcra_take(&l->tat_tok, tpm, a->tokens, now_ns, &a->retry_after_ms)) {
+        a->verdict = LX_ADMIT_TPM;
+        give_back(l, a, reserved, rpm, 0);
+    } else if (!take_concurrency(l, atomic_load_explicit(&l->concurrency, RLX))) {
+        a->verdict = LX_ADMIT_CONCURRENCY;
+        a->retry_after_ms = CONCURRENCY_RETRY_MS;
+        give_back(l, a, reserved, rpm, tpm);
+    } else {
+        hold->ledger = lx_ledger_ref(l);
+        hold->reserved = reserved;
+        hold->tokens = tpm != 0 ? a->tokens : 0;
+    }
+    lx_ledger_view(l, a->now_us, &a->rl);
+}
+
+/* ---- settlement and reporting ---- */
+
+void lx_ledger_settle(lx_hold_t *hold, int64_t cost, uint32_t tokens, int64_t now_us)
+{
+    if (hold == NULL || hold->ledger == NULL)
+        return;
+    lx_ledger_t *l = hold->ledger;
+    cost = clamp_money(cost);
+    int64_t now_s = seconds_of(now_us);
+    budget_roll(l, now_s);
+    atomic_fetch_add_explicit(&l->avail, hold->reserved - cost, RLX);
+    count_spent(l, cost, now_s);
+    uint32_t tpm = atomic_load_explicit(&l->tpm, RLX);
+    if (tpm != 0 && tokens != hold->tokens)
+        gcra_correct(&l->tat_tok, tpm, (int64_t)tokens - hold->tokens, ns_of(now_us));
+    atomic_fetch_sub_explicit(&l->inflight, 1, RLX);
+    *hold = (lx_hold_t){0};
+    lx_ledger_unref(l);
+}
+
+void lx_ledger_charge(lx_ledger_t *l, int64_t cost, int64_t now_us)
+{
+    cost = clamp_money(cost);
+    int64_t now_s = seconds_of(now_us);
+    budget_roll(l, now_s);
+    atomic_fetch_sub_explicit(&l->avail, cost, RLX);
+    count_spent(l, cost, now_s);
+}
+
+void lx_ledger_usage(lx_ledger_t *l, int64_t now_us, int64_t usage[LX_PERIOD_COUNT])
+{
+    usage_roll(l, seconds_of(now_us));
+    for (int p = 0; p < LX_PERIOD_COUNT; p++)
+        usage[p] = atomic_load_explicit(&l->usage[p], RLX);
+}
+
+int64_t lx_ledger_remaining(lx_ledger_t *l, int64_t now_us)
+{
+    budget_roll(l, seconds_of(now_us));
+    if (atomic_load_explicit(&l->limit, RLX) < 0)
+        return -1;
+    return atomic_load_explicit(&l->avail, RLX);
+}
