@@ -66,7 +66,8 @@ typedef struct lx_admit {
     /* out */
     enum lx_admit_verdict verdict;
     int64_t retry_after_ms;  /* refusals: when trying again can succeed; -1: not by waiting
-                              * (a reservation larger than the whole limit) */
+                              * (a reservation larger than the whole limit, a budget that
+                              * never resets, more tokens than the tpm limit) */
     int64_t limit_remaining; /* µ$ left after this reservation (refused: before); -1 no limit */
     lx_ratelimit_view_t rl;  /* after this admission (refused: as it stands) */
 } lx_admit_t;
