@@ -27,7 +27,8 @@
     XX(ETLSHOST, -5016, "TLS: certificate does not match the host name")                           \
     XX(ETLSCERT, -5017, "TLS: certificate verification failed")                                    \
     XX(ETLSHANDSHAKE, -5018, "TLS: handshake timed out")                                           \
-    XX(ETLSPROTO, -5019, "TLS: handshake failed (no common protocol version or cipher, or not TLS)")\
+    XX(ETLSPROTO, -5019,                                                                           \
+       "TLS: handshake failed (no common protocol version or cipher, or not TLS)")                 \
     XX(ESTORE, -5020, "the store (database) failed")                                               \
     XX(ENOTFOUND, -5021, "not found")                                                              \
     XX(ESCHEMA, -5022, "the store's schema is newer than this llmux")                              \
