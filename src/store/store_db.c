@@ -1,0 +1,306 @@
+/*
+ * store_db.c - the database file: opening it (WAL, synchronous=NORMAL, a busy timeout), the
+ * versioned schema and its migrations, the errors that name the file, the statements the
+ * store thread prepares once.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/status.h"
+
+/* One migration: the statements that take the schema from version - 1 to version. Append new
+ * versions at the end; never edit a released one. */
+typedef struct migration {
+    int version;
+    const char *const *sql;
+} migration_t;
+
+static const char *const v1_sql[] = {
+    "CREATE TABLE keys ("
+    " hash TEXT PRIMARY KEY, name TEXT NOT NULL, label TEXT NOT NULL,"
+    " disabled INTEGER NOT NULL DEFAULT 0, limit_micros INTEGER,"
+    " limit_reset INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL DEFAULT 0,"
+    " models TEXT NOT NULL DEFAULT '', provider TEXT, rpm INTEGER NOT NULL DEFAULT 0,"
+    " tpm INTEGER NOT NULL DEFAULT 0, concurrency INTEGER NOT NULL DEFAULT 0,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL DEFAULT 0,"
+    " created_by TEXT NOT NULL, deleted_at INTEGER)",
+    "CREATE INDEX keys_created ON keys(created_at)",
+    "CREATE TABLE key_usage ("
+    " key_hash TEXT PRIMARY KEY, total INTEGER NOT NULL DEFAULT 0,"
+    " day INTEGER NOT NULL DEFAULT 0, day_start INTEGER NOT NULL DEFAULT 0,"
+    " week INTEGER NOT NULL DEFAULT 0, week_start INTEGER NOT NULL DEFAULT 0,"
+    " month INTEGER NOT NULL DEFAULT 0, month_start INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE usage ("
+    " id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, key_name TEXT NOT NULL,"
+    " model_asked TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,"
+    " endpoint TEXT NOT NULL, api TEXT NOT NULL, request_id TEXT NOT NULL,"
+    " session_id TEXT NOT NULL, user TEXT NOT NULL, finish_reason TEXT NOT NULL,"
+    " created_at_us INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,"
+    " completion_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL,"
+    " reasoning_tokens INTEGER NOT NULL, cost INTEGER NOT NULL, reserved INTEGER NOT NULL,"
+    " usage_known INTEGER NOT NULL, streamed INTEGER NOT NULL, cancelled INTEGER NOT NULL,"
+    " status INTEGER NOT NULL, latency_ms INTEGER NOT NULL, ttft_ms INTEGER NOT NULL,"
+    " generation_ms INTEGER NOT NULL, attempts TEXT NOT NULL)",
+    "CREATE INDEX usage_key_time ON usage(key_hash, created_at_us)",
+    "CREATE INDEX usage_time ON usage(created_at_us)",
+    "CREATE TABLE audit ("
+    " id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,"
+    " key_hash TEXT NOT NULL, details TEXT NOT NULL)",
+    NULL,
+};
+
+static const migration_t migrations[] = {
+    {1, v1_sql},
+};
+
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == LX_STORE_SCHEMA_VERSION,
+               "one migration per schema version");
+
+static const char *const stmt_sql[ST_COUNT_] = {
+    [ST_INSERT_USAGE] =
+        "INSERT INTO usage (id, key_hash, key_name, model_asked, model, provider, endpoint,"
+        " api, request_id, session_id, user, finish_reason, created_at_us, prompt_tokens,"
+        " completion_tokens, cached_tokens, reasoning_tokens, cost, reserved, usage_known,"
+        " streamed, cancelled, status, latency_ms, ttft_ms, generation_ms, attempts)"
+        " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,"
+        "?22,?23,?24,?25,?26,?27) ON CONFLICT(id) DO NOTHING",
+    /* ?1 hash, ?2 cost, ?3 ?4 ?5 the day, week and month the record falls in: a later period
+     * restarts the counter, an earlier one (a record from before a boundary) counts in the
+     * total only */
+    [ST_UPSERT_KEY_USAGE] =
+        "INSERT INTO key_usage (key_hash, total, day, day_start, week, week_start, month,"
+        " month_start) VALUES (?1, ?2, ?2, ?3, ?2, ?4, ?2, ?5) ON CONFLICT(key_hash) DO UPDATE"
+        " SET total = total + ?2,"
+        " day = CASE WHEN day_start = ?3 THEN day + ?2 WHEN day_start < ?3 THEN ?2 ELSE day END,"
+        " day_start = MAX(day_start, ?3),"
+        " week = CASE WHEN week_start = ?4 THEN week + ?2 WHEN week_start < ?4 THEN ?2"
+        " ELSE week END, week_start = MAX(week_start, ?4),"
+        " month = CASE WHEN month_start = ?5 THEN month + ?2 WHEN month_start < ?5 THEN ?2"
+        " ELSE month END, month_start = MAX(month_start, ?5)",
+    [ST_DATA_VERSION] = "PRAGMA data_version",
+    [ST_PRUNE] = "DELETE FROM usage WHERE rowid IN (SELECT rowid FROM usage"
+                 " WHERE created_at_us < ?1 LIMIT ?2)",
+};
+
+int64_t store_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int store_exec(lx_store_t *s, const char *sql)
+{
+    return sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+}
+
+int store_begin(lx_store_t *s)
+{
+    return store_exec(s, "BEGIN IMMEDIATE");
+}
+
+int store_commit(lx_store_t *s)
+{
+    int rc = store_exec(s, "COMMIT");
+    if (rc != SQLITE_OK)
+        store_rollback(s);
+    return rc;
+}
+
+void store_rollback(lx_store_t *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        (void)store_exec(s, "ROLLBACK");
+}
+
+/* The one-line error for a failure <rc> while <what>, naming the file. */
+static int open_error(const char *path, sqlite3 *db, int rc, const char *what, char *err,
+                      size_t errcap)
+{
+    const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    int sys = db ? sqlite3_system_errno(db) : 0;
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        snprintf(err, errcap, "%s: locked by another process (waited %d ms while %s)", path,
+                 STORE_BUSY_TIMEOUT_MS, what);
+        break;
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+        snprintf(err, errcap, "%s: not a SQLite database, or corrupt (%s)", path, msg);
+        break;
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_IOERR:
+        snprintf(err, errcap, "%s: cannot open for writing (%s%s%s)", path, msg, sys ? ": " : "",
+                 sys ? strerror(sys) : "");
+        break;
+    default:
+        snprintf(err, errcap, "%s: %s: %s", path, what, msg);
+    }
+    return LX_ESTORE;
+}
+
+/* The schema version the file records (0: none yet), or a negative SQLite code. */
+static int read_version(sqlite3 *db, int *version)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                                " AND name = 'meta'), (SELECT 1)",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    int has_meta = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW)
+        return rc;
+    *version = 0;
+    if (!has_meta)
+        return SQLITE_OK;
+    rc = sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &st,
+                            NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Applies the migrations after <from> (inside the caller's transaction). */
+static int migrate(sqlite3 *db, int from)
+{
+    int rc = sqlite3_exec(db,
+                          "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY,"
+                          " value INTEGER NOT NULL)",
+                          NULL, NULL, NULL);
+    for (size_t i = 0; rc == SQLITE_OK && i < sizeof(migrations) / sizeof(migrations[0]); i++) {
+        if (migrations[i].version <= from)
+            continue;
+        for (const char *const *q = migrations[i].sql; rc == SQLITE_OK && *q != NULL; q++)
+            rc = sqlite3_exec(db, *q, NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK || from == LX_STORE_SCHEMA_VERSION)
+        return rc;
+    char sql[128];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO meta (key, value) VALUES ('schema_version', %d)"
+             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+             LX_STORE_SCHEMA_VERSION);
+    return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+static int pragmas(lx_store_t *s)
+{
+    sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+    sqlite3_extended_result_codes(s->db, 1);
+    int rc = store_exec(s, "PRAGMA journal_mode=WAL");
+    if (rc == SQLITE_OK)
+        rc = store_exec(s, "PRAGMA synchronous=NORMAL");
+    return rc;
+}
+
+/* In one write transaction: the version check, the migrations, the keys. */
+static int open_schema(lx_store_t *s, char *err, size_t errcap)
+{
+    int rc = store_begin(s), version = 0;
+    if (rc != SQLITE_OK)
+        return open_error(s->path, s->db, rc, "starting a write transaction", err, errcap);
+    if ((rc = read_version(s->db, &version)) != SQLITE_OK) {
+        store_rollback(s);
+        return open_error(s->path, s->db, rc, "reading the schema version", err, errcap);
+    }
+    if (version > LX_STORE_SCHEMA_VERSION) {
+        store_rollback(s);
+        snprintf(err, errcap, "%s: schema version %d is newer than this llmux (%d)", s->path,
+                 version, LX_STORE_SCHEMA_VERSION);
+        return LX_ESCHEMA;
+    }
+    if ((rc = migrate(s->db, version)) != SQLITE_OK) {
+        int r = open_error(s->path, s->db, rc, "applying the migrations", err, errcap);
+        store_rollback(s);
+        return r;
+    }
+    if ((rc = store_keys_load(s)) != 0) {
+        store_rollback(s);
+        snprintf(err, errcap, "%s: loading the keys: %s", s->path,
+                 rc == LX_ENOMEM ? "out of memory" : sqlite3_errmsg(s->db));
+        return rc == LX_ENOMEM ? rc : LX_ESTORE;
+    }
+    if ((rc = store_commit(s)) != SQLITE_OK)
+        return open_error(s->path, s->db, rc, "committing the migrations", err, errcap);
+    return 0;
+}
+
+static int prepare_all(lx_store_t *s, char *err, size_t errcap)
+{
+    for (int i = 0; i < ST_COUNT_; i++) {
+        int rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
+                                    NULL);
+        if (rc != SQLITE_OK)
+            return open_error(s->path, s->db, rc, "preparing statements", err, errcap);
+    }
+    return 0;
+}
+
+int store_db_open(lx_store_t *s, char *err, size_t errcap)
+{
+    int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK)
+        return open_error(s->path, s->db, rc, "opening", err, errcap);
+    if ((rc = pragmas(s)) != SQLITE_OK)
+        return open_error(s->path, s->db, rc, "setting WAL mode", err, errcap);
+    if ((rc = open_schema(s, err, errcap)) != 0)
+        return rc;
+    if ((rc = prepare_all(s, err, errcap)) != 0)
+        return rc;
+    sqlite3_stmt *st = s->stmt[ST_DATA_VERSION];
+    if (sqlite3_step(st) == SQLITE_ROW)
+        s->data_version = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return 0;
+}
+
+void store_db_close(lx_store_t *s)
+{
+    for (int i = 0; i < ST_COUNT_; i++) {
+        sqlite3_finalize(s->stmt[i]);
+        s->stmt[i] = NULL;
+    }
+    if (s->db != NULL) {
+        if (sqlite3_close(s->db) != SQLITE_OK)
+            lx_log(LX_LOG_ERROR, "store: closing %s: %s", s->path, sqlite3_errmsg(s->db));
+        s->db = NULL;
+    }
+}
+
+int lx_store_schema_version(const char *path, int *version, char *err, size_t errcap)
+{
+    *version = 0;
+    if (access(path, F_OK) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errcap, "%s: %s", path, strerror(errno));
+        return LX_ESTORE;
+    }
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+        rc = read_version(db, version);
+    }
+    int r =
+        rc == SQLITE_OK ? 0 : open_error(path, db, rc, "reading the schema version", err, errcap);
+    sqlite3_close(db);
+    return r;
+}

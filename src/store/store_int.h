@@ -1,0 +1,119 @@
+/*
+ * store_int.h - the store's private state, shared by its files (store_db.c: the file and its
+ * schema; store_thread.c: the thread, the queues, the batches; store_keys.c: the key table and
+ * its jobs; store_query.c: generations, activity, views). Not for other layers.
+ */
+#ifndef LX_STORE_INT_H
+#define LX_STORE_INT_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+
+#include "obs/log.h"
+#include "store/store.h"
+
+#define STORE_BATCH_MAX       10000   /* records per transaction */
+#define STORE_PENDING_WARN    10000   /* first loud warning about records kept in memory */
+#define STORE_GEN_WAIT_US     1000000 /* GENERATION: how long an unknown id may wait */
+#define STORE_PRUNE_BATCH     500     /* usage rows deleted per retention step */
+#define STORE_CHECKPOINT_US   (30 * INT64_C(1000000))
+#define STORE_BUSY_TIMEOUT_MS 2000
+
+/* The prepared statements the thread reuses. */
+enum store_stmt {
+    ST_INSERT_USAGE,
+    ST_UPSERT_KEY_USAGE,
+    ST_DATA_VERSION,
+    ST_PRUNE,
+    ST_COUNT_,
+};
+
+/* A GENERATION job waiting for its record to arrive. */
+typedef struct store_gen_wait {
+    struct store_gen_wait *next;
+    lx_store_job_t *job;
+    int64_t deadline_us; /* monotonic */
+} store_gen_wait_t;
+
+struct lx_store {
+    sqlite3 *db;
+    char *path;
+    lx_store_opts_t opts;
+    sqlite3_stmt *stmt[ST_COUNT_];
+
+    /* the lock-free inboxes (Treiber stacks: producers CAS the head, the thread takes all) */
+    _Atomic(lx_record_t *) rec_in;
+    _Atomic(lx_store_job_t *) job_in;
+
+    /* the thread */
+    pthread_t thread;
+    bool started, stopped;
+    pthread_mutex_t mu; /* guards wake and stop for the condition variable only */
+    pthread_cond_t cv;
+    bool wake, stop;
+
+    /* the thread's own state (or the caller's, before start) */
+    lx_record_t *pend_head, *pend_tail; /* records received, not yet committed (FIFO) */
+    size_t n_pend, pend_warn_at;
+    store_gen_wait_t *gen_wait;
+    int64_t data_version;
+    int64_t next_prune_us, last_checkpoint_us;
+    bool prune_done; /* the last retention step found nothing */
+
+    /* the key table: every stored key that is not deleted, each with a ledger reference */
+    lx_store_key_t *keys;
+    size_t n_keys;
+    uint64_t ks_version;
+
+    pthread_mutex_t snap_mu; /* the published snapshot, for lx_store_keys() */
+    lx_keyset_t *snap;
+
+    pthread_mutex_t health_mu;
+    bool healthy;
+    char why[200];
+};
+
+/* store_db.c */
+int store_db_open(lx_store_t *s, char *err, size_t errcap);
+void store_db_close(lx_store_t *s);
+int store_exec(lx_store_t *s, const char *sql);
+int store_begin(lx_store_t *s);
+int store_commit(lx_store_t *s);
+void store_rollback(lx_store_t *s);
+int64_t store_mono_us(void);
+
+/* store_thread.c */
+void store_set_health(lx_store_t *s, int rc, const char *what);
+void store_drain_records(lx_store_t *s);
+int store_commit_pending(lx_store_t *s);
+void store_flush_final(lx_store_t *s);
+void store_job_error(lx_store_job_t *job, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int store_db_error(lx_store_t *s, lx_store_job_t *job, int rc, const char *what);
+
+/* store_keys.c */
+int store_keys_load(lx_store_t *s);
+void store_keys_free(lx_store_t *s);
+void store_keys_publish(lx_store_t *s);
+lx_ledger_t *store_keys_ledger(lx_store_t *s, const char *hash);
+void store_hex_digest(const char *hex, uint8_t out[32]);
+void store_job_key_create(lx_store_t *s, lx_store_job_t *job);
+void store_job_key_update(lx_store_t *s, lx_store_job_t *job);
+void store_job_key_delete(lx_store_t *s, lx_store_job_t *job);
+
+/* store_query.c */
+/* Runs <job>; false when a GENERATION lookup was deferred (<can_defer>: on the thread) and
+ * store_gen_tick() will finish it and call its done(). */
+bool store_run_job(lx_store_t *s, lx_store_job_t *job, bool can_defer);
+void store_job_key_list(lx_store_t *s, lx_store_job_t *job);
+void store_job_key_get(lx_store_t *s, lx_store_job_t *job);
+int store_key_view(lx_store_t *s, const char *hash, lx_key_view_t *out); /* 0 / ENOTFOUND */
+void store_usage_read(lx_store_t *s, const char *hash, int64_t now_us,
+                      int64_t usage[LX_PERIOD_COUNT]);
+bool store_gen_find(lx_store_t *s, lx_store_job_t *job, bool can_defer);
+void store_job_activity(lx_store_t *s, lx_store_job_t *job);
+void store_poll_changes(lx_store_t *s);
+void store_gen_tick(lx_store_t *s, bool final);
+
+#endif

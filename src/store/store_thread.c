@@ -1,0 +1,360 @@
+/*
+ * store_thread.c - the store thread: a loop that sleeps on a condition variable until the
+ * next tick (commit_interval_ms) or a job's signal, then runs the jobs, takes the records off
+ * their lock-free stack, commits them in one transaction, answers waiting generation lookups,
+ * polls for other processes' commits, and in idle ticks prunes old rows and checkpoints.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/status.h"
+
+#define STOP_RETRIES  40 /* ticks a stop keeps retrying a failing commit before giving up */
+#define PRUNE_IDLE_US (60 * INT64_C(1000000))
+
+void store_job_error(lx_store_job_t *job, int status, const char *fmt, ...)
+{
+    job->status = status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(job->message, sizeof(job->message), fmt, ap);
+    va_end(ap);
+}
+
+/* Sets a job's error from the connection's last failure, logs it and marks the store. */
+int store_db_error(lx_store_t *s, lx_store_job_t *job, int rc, const char *what)
+{
+    store_rollback(s);
+    store_set_health(s, rc, what);
+    store_job_error(job, LX_ESTORE, "the store failed while %s: %s", what, sqlite3_errstr(rc));
+    return LX_ESTORE;
+}
+
+void store_set_health(lx_store_t *s, int rc, const char *what)
+{
+    pthread_mutex_lock(&s->health_mu);
+    bool was = s->healthy;
+    if (rc == SQLITE_OK || rc == SQLITE_DONE) {
+        s->healthy = true;
+        s->why[0] = '\0';
+    } else {
+        s->healthy = false;
+        snprintf(s->why, sizeof(s->why), "%s: %s: %s", s->path, what, sqlite3_errstr(rc));
+    }
+    bool now = s->healthy;
+    pthread_mutex_unlock(&s->health_mu);
+    if (was && !now)
+        lx_log(LX_LOG_ERROR, "store: %s: %s: %s (records are kept in memory and retried)", s->path,
+               what, sqlite3_errstr(rc));
+    else if (!was && now)
+        lx_log(LX_LOG_INFO, "store: %s: writes succeed again", s->path);
+}
+
+/* ---- records ---------------------------------------------------------------------------- */
+
+/* Takes every queued record (a LIFO stack) and appends them, oldest first, to the pending
+ * list. */
+void store_drain_records(lx_store_t *s)
+{
+    lx_record_t *r = atomic_exchange_explicit(&s->rec_in, NULL, memory_order_acquire);
+    lx_record_t *fifo = NULL, *last = r;
+    size_t n = 0;
+    while (r != NULL) {
+        lx_record_t *next = r->next;
+        r->next = fifo;
+        fifo = r;
+        r = next;
+        n++;
+    }
+    if (fifo == NULL)
+        return;
+    if (s->pend_tail != NULL)
+        s->pend_tail->next = fifo;
+    else
+        s->pend_head = fifo;
+    s->pend_tail = last;
+    s->n_pend += n;
+    if (s->n_pend >= s->pend_warn_at) {
+        char why[200] = "";
+        (void)lx_store_healthy(s, why, sizeof(why));
+        lx_log(LX_LOG_ERROR,
+               "store: %zu usage records held in memory, not yet committed (%s); none is "
+               "dropped",
+               s->n_pend, why[0] ? why : "the database is slow");
+        s->pend_warn_at *= 2;
+    }
+}
+
+static size_t json_str(char *out, size_t cap, const char *key, const char *v, bool comma)
+{
+    size_t n = (size_t)snprintf(out, cap, "%s\"%s\":\"", comma ? "," : "", key);
+    n += lx_json_escape(out + n, cap - n - 2, v, strlen(v), NULL);
+    out[n++] = '"';
+    return n;
+}
+
+/* The attempts as a JSON array into <out> (room for LX_RECORD_ATTEMPTS escaped attempts). */
+#define ATTEMPTS_JSON_MAX (LX_RECORD_ATTEMPTS * 2400 + 8)
+static size_t attempts_json(const lx_record_t *r, char *out)
+{
+    size_t n = 0, cap = ATTEMPTS_JSON_MAX;
+    out[n++] = '[';
+    for (unsigned i = 0; i < r->n_attempts && i < LX_RECORD_ATTEMPTS; i++) {
+        const lx_record_attempt_t *a = &r->attempts[i];
+        n += (size_t)snprintf(out + n, cap - n, "%s{", i ? "," : "");
+        n += json_str(out + n, cap - n, "provider", a->provider, false);
+        n += json_str(out + n, cap - n, "endpoint", a->endpoint, true);
+        n += json_str(out + n, cap - n, "model", a->model, true);
+        n += json_str(out + n, cap - n, "outcome", a->outcome, true);
+        n += (size_t)snprintf(out + n, cap - n, ",\"status\":%d,\"ms\":%u}", (int)a->status,
+                              (unsigned)a->ms);
+    }
+    out[n++] = ']';
+    return n;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+}
+
+static int insert_record(lx_store_t *s, const lx_record_t *r)
+{
+    static _Thread_local char js[ATTEMPTS_JSON_MAX];
+    sqlite3_stmt *st = s->stmt[ST_INSERT_USAGE];
+    const char *texts[] = {r->id,         r->key_hash,   r->key_name, r->model_asked,
+                           r->model,      r->provider,   r->endpoint, r->api,
+                           r->request_id, r->session_id, r->user,     r->finish_reason};
+    for (int i = 0; i < 12; i++)
+        bind_text(st, i + 1, texts[i]);
+    const int64_t nums[] = {r->created_at_us, r->prompt_tokens,    r->completion_tokens,
+                            r->cached_tokens, r->reasoning_tokens, r->cost,
+                            r->reserved,      r->usage_known,      r->streamed,
+                            r->cancelled,     r->status,           r->latency_ms,
+                            r->ttft_ms,       r->generation_ms};
+    for (int i = 0; i < 14; i++)
+        sqlite3_bind_int64(st, 13 + i, nums[i]);
+    sqlite3_bind_text(st, 27, js, (int)attempts_json(r, js), SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        lx_log(LX_LOG_WARN, "store: generation id %s recorded twice: the second kept out", r->id);
+    if (r->key_hash[0] == '\0')
+        return SQLITE_OK;
+    int64_t at = (r->created_at_us + (int64_t)r->latency_ms * 1000) / 1000000;
+    st = s->stmt[ST_UPSERT_KEY_USAGE];
+    bind_text(st, 1, r->key_hash);
+    sqlite3_bind_int64(st, 2, r->cost);
+    for (int p = LX_PERIOD_DAY; p <= LX_PERIOD_MONTH; p++)
+        sqlite3_bind_int64(st, 2 + p, lx_period_start((lx_period_t)p, at));
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Commits up to STORE_BATCH_MAX pending records in one transaction; frees them once
+ * committed. Returns SQLITE_OK or the failure (the records stay pending). */
+static int commit_batch(lx_store_t *s)
+{
+    int rc = store_begin(s);
+    size_t n = 0;
+    lx_record_t *r = s->pend_head;
+    for (; rc == SQLITE_OK && r != NULL && n < STORE_BATCH_MAX; r = r->next, n++)
+        rc = insert_record(s, r);
+    if (rc == SQLITE_OK)
+        rc = store_commit(s);
+    if (rc != SQLITE_OK) {
+        store_rollback(s);
+        return rc;
+    }
+    while (n-- > 0) {
+        lx_record_t *done = s->pend_head;
+        s->pend_head = done->next;
+        free(done);
+        s->n_pend--;
+    }
+    if (s->pend_head == NULL)
+        s->pend_tail = NULL;
+    if (s->n_pend < STORE_PENDING_WARN)
+        s->pend_warn_at = STORE_PENDING_WARN;
+    return SQLITE_OK;
+}
+
+int store_commit_pending(lx_store_t *s)
+{
+    int rc = SQLITE_OK;
+    while (s->pend_head != NULL && (rc = commit_batch(s)) == SQLITE_OK)
+        ;
+    store_set_health(s, rc, "committing usage records");
+    return rc;
+}
+
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+static void run_jobs(lx_store_t *s)
+{
+    lx_store_job_t *j = atomic_exchange_explicit(&s->job_in, NULL, memory_order_acquire);
+    lx_store_job_t *fifo = NULL;
+    while (j != NULL) {
+        lx_store_job_t *next = j->next;
+        j->next = fifo;
+        fifo = j;
+        j = next;
+    }
+    while (fifo != NULL) {
+        lx_store_job_t *job = fifo;
+        fifo = fifo->next;
+        job->next = NULL;
+        if (store_run_job(s, job, true) && job->done != NULL)
+            job->done(job);
+    }
+}
+
+/* Another process (`llmux keys`) committed: reload the keys and publish them. */
+void store_poll_changes(lx_store_t *s)
+{
+    sqlite3_stmt *st = s->stmt[ST_DATA_VERSION];
+    int rc = sqlite3_step(st);
+    int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : s->data_version;
+    sqlite3_reset(st);
+    if (v == s->data_version)
+        return;
+    s->data_version = v;
+    if (store_keys_load(s) == 0)
+        store_keys_publish(s);
+    else
+        lx_log(LX_LOG_ERROR, "store: %s: reloading the keys: %s", s->path, sqlite3_errmsg(s->db));
+}
+
+/* Idle work: one retention step, or a checkpoint now and then. */
+static void idle(lx_store_t *s, int64_t now)
+{
+    if (now >= s->next_prune_us) {
+        int64_t cutoff = lx_clock_now_us() - (int64_t)s->opts.retention_s * 1000000;
+        sqlite3_stmt *st = s->stmt[ST_PRUNE];
+        sqlite3_bind_int64(st, 1, cutoff);
+        sqlite3_bind_int(st, 2, STORE_PRUNE_BATCH);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        int n = rc == SQLITE_DONE ? sqlite3_changes(s->db) : 0;
+        if (rc != SQLITE_DONE)
+            store_set_health(s, rc, "pruning old usage records");
+        s->next_prune_us = n == STORE_PRUNE_BATCH ? now : now + PRUNE_IDLE_US;
+        if (n > 0)
+            return;
+    }
+    if (now - s->last_checkpoint_us >= STORE_CHECKPOINT_US) {
+        s->last_checkpoint_us = now;
+        (void)store_exec(s, "PRAGMA wal_checkpoint(TRUNCATE)");
+    }
+}
+
+static void tick(lx_store_t *s, bool final)
+{
+    run_jobs(s);
+    store_drain_records(s);
+    store_gen_tick(s, final);
+    bool busy = s->pend_head != NULL;
+    if (busy)
+        (void)store_commit_pending(s);
+    if (!final)
+        store_poll_changes(s);
+    if (!busy && !final)
+        idle(s, store_mono_us());
+}
+
+/* Sleeps until <deadline> (monotonic µs) or a signal; returns whether to stop. */
+static bool wait_until(lx_store_t *s, int64_t deadline)
+{
+    struct timespec ts = {.tv_sec = deadline / 1000000, .tv_nsec = deadline % 1000000 * 1000};
+    pthread_mutex_lock(&s->mu);
+    while (!s->wake && !s->stop) {
+        if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    s->wake = false;
+    bool stop = s->stop;
+    pthread_mutex_unlock(&s->mu);
+    return stop;
+}
+
+void store_flush_final(lx_store_t *s)
+{
+    for (int i = 0; i < STOP_RETRIES; i++) {
+        tick(s, true);
+        if (s->pend_head == NULL && atomic_load(&s->rec_in) == NULL &&
+            atomic_load(&s->job_in) == NULL)
+            break;
+        struct timespec ts = {0, (long)s->opts.commit_interval_ms * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    store_drain_records(s);
+    if (s->n_pend > 0)
+        lx_log(LX_LOG_ERROR,
+               "store: %s: %zu usage records could not be committed before the "
+               "store closed and are lost",
+               s->path, s->n_pend);
+    while (s->pend_head != NULL) {
+        lx_record_t *r = s->pend_head;
+        s->pend_head = r->next;
+        free(r);
+    }
+    s->pend_tail = NULL;
+    s->n_pend = 0;
+}
+
+static void *store_main(void *arg)
+{
+    lx_store_t *s = arg;
+    int64_t interval = (int64_t)s->opts.commit_interval_ms * 1000;
+    int64_t next = store_mono_us() + interval;
+    for (;;) {
+        bool stop = wait_until(s, next);
+        if (stop)
+            break;
+        tick(s, false);
+        int64_t now = store_mono_us();
+        if (now >= next)
+            next = now + interval;
+    }
+    store_flush_final(s);
+    return NULL;
+}
+
+int lx_store_start(lx_store_t *s)
+{
+    if (s->started)
+        return 0;
+    s->started = true;
+    store_keys_publish(s);
+    s->last_checkpoint_us = store_mono_us();
+    int rc = pthread_create(&s->thread, NULL, store_main, s);
+    if (rc != 0) {
+        s->started = false;
+        lx_log(LX_LOG_ERROR, "store: cannot start its thread: %s", strerror(rc));
+        return LX_ESTORE;
+    }
+    return 0;
+}
+
+void lx_store_stop(lx_store_t *s)
+{
+    if (!s->started || s->stopped)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    s->stopped = true;
+}
