@@ -7,6 +7,7 @@
 #define LX_STORE_TEST_H
 
 #include <dirent.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>

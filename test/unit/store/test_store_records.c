@@ -1,0 +1,291 @@
+/* test_store_records.c - usage records: batched commits, nothing lost at stop, generation
+ * lookups, key usage counters, activity by UTC day, retention. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "core/clock.h"
+#include "core/status.h"
+#include "store_test.h"
+
+#define DAY_US (86400 * INT64_C(1000000))
+static const char *const HASH_A =
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+static const char *const HASH_B =
+    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+static _Atomic int64_t fake_now;
+static int64_t fake_clock(void *arg)
+{
+    (void)arg;
+    return atomic_load(&fake_now);
+}
+
+static lx_store_t *start(const char *path, uint64_t retention_s)
+{
+    lx_store_opts_t o = {.path = path, .commit_interval_ms = 50, .retention_s = retention_s};
+    lx_store_t *s = NULL;
+    char err[256] = "";
+    if (lx_store_open(&o, &s, err, sizeof(err)) != 0)
+        fail_msg("open: %s", err);
+    assert_int_equal(lx_store_start(s), 0);
+    return s;
+}
+
+static void test_commit_within_interval(void **state)
+{
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_t *s = start(t.db, 0);
+    int64_t now = lx_clock_now_us();
+    char id[40];
+    for (int i = 0; i < 100; i++) {
+        snprintf(id, sizeof(id), "gen-%d", i);
+        lx_store_record(s, t_record(id, HASH_A, now, 7));
+    }
+    /* a bound with generous slack (the interval is 50 ms), not a timing assertion: poll */
+    int64_t t0 = t_mono_ms(), n = 0;
+    while ((n = t_query_i64(t.db, "SELECT count(*) FROM usage")) != 100 && t_mono_ms() - t0 < 5000)
+        t_sleep_ms(5);
+    print_message("100 records visible to another connection after %lld ms\n",
+                  (long long)(t_mono_ms() - t0));
+    assert_int_equal(n, 100);
+    assert_int_equal(t_query_i64(t.db,
+                                 "SELECT total FROM key_usage WHERE key_hash = 'aaaa"
+                                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'"),
+                     700);
+    char why[200];
+    assert_true(lx_store_healthy(s, why, sizeof(why)));
+    lx_store_close(s);
+    tdir_remove(&t);
+}
+
+static void test_stop_loses_nothing(void **state)
+{
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_t *s = start(t.db, 0);
+    int64_t now = lx_clock_now_us();
+    char id[40];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(id, sizeof(id), "gen-%d", i);
+        lx_store_record(s, t_record(id, i % 2 ? HASH_A : "", now, 1));
+    }
+    lx_store_stop(s);
+    lx_store_stop(s); /* idempotent */
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage"), 3000);
+    assert_int_equal(t_query_i64(t.db, "SELECT sum(total) FROM key_usage"), 1500);
+    lx_store_close(s);
+    tdir_remove(&t);
+}
+
+static void test_record_fields_roundtrip(void **state)
+{
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_t *s = start(t.db, 0);
+    lx_record_t *r = t_record("gen-full", HASH_B, 1700000000123456, 42);
+    snprintf(r->user, sizeof(r->user), "user \"quoted\"\nnewline");
+    snprintf(r->finish_reason, sizeof(r->finish_reason), "stop");
+    r->streamed = true;
+    r->cancelled = true;
+    r->cached_tokens = 3;
+    r->reasoning_tokens = 4;
+    r->reserved = 99;
+    r->usage_known = true;
+    r->latency_ms = 1234;
+    r->ttft_ms = 56;
+    r->generation_ms = 1178;
+    r->n_attempts = 2;
+    snprintf(r->attempts[0].provider, 64, "a\"b\\c");
+    snprintf(r->attempts[0].outcome, 16, "error_5xx");
+    r->attempts[0].status = 503;
+    r->attempts[0].ms = 17;
+    snprintf(r->attempts[1].provider, 64, "openai");
+    snprintf(r->attempts[1].model, 128, "openai/gpt-4o");
+    snprintf(r->attempts[1].outcome, 16, "ok");
+    r->attempts[1].status = 200;
+    lx_record_t copy = *r;
+    lx_store_record(s, r);
+    /* served at once (from the queue or the table) */
+    lx_store_job_t job = {.kind = LX_JOB_GENERATION};
+    snprintf(job.gen_id, sizeof(job.gen_id), "gen-full");
+    assert_int_equal(t_submit_wait(s, &job), 0);
+    assert_int_equal(job.status, 0);
+    assert_non_null(job.record);
+    lx_store_job_dispose(&job);
+    lx_store_stop(s);
+    /* then from the table only */
+    memset(&job, 0, sizeof(job));
+    job.kind = LX_JOB_GENERATION;
+    snprintf(job.gen_id, sizeof(job.gen_id), "gen-full");
+    lx_store_run(s, &job);
+    assert_int_equal(job.status, 0);
+    lx_record_t *g = job.record;
+    assert_non_null(g);
+    copy.next = NULL;
+    g->next = NULL;
+    assert_memory_equal(g, &copy, sizeof(copy)); /* every field, attempts included */
+    lx_store_job_dispose(&job);
+    lx_store_close(s);
+    tdir_remove(&t);
+}
+
+static void *late_record(void *arg)
+{
+    t_sleep_ms(300);
+    lx_store_record(arg, t_record("gen-late", HASH_A, lx_clock_now_us(), 1));
+    return NULL;
+}
+
+static void test_generation_waits_then_not_found(void **state)
+{
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_t *s = start(t.db, 0);
+    lx_store_job_t job = {.kind = LX_JOB_GENERATION};
+    snprintf(job.gen_id, sizeof(job.gen_id), "gen-missing");
+    int64_t t0 = t_mono_ms();
+    assert_int_equal(t_submit_wait(s, &job), 0);
+    int64_t waited = t_mono_ms() - t0;
+    assert_int_equal(job.status, LX_ENOTFOUND);
+    assert_null(job.record);
+    assert_true(waited >= 900 && waited < 5000);
+    lx_store_job_dispose(&job);
+
+    /* a record that arrives while the lookup waits answers it */
+    pthread_t th;
+    pthread_create(&th, NULL, late_record, s);
+    memset(&job, 0, sizeof(job));
+    job.kind = LX_JOB_GENERATION;
+    snprintf(job.gen_id, sizeof(job.gen_id), "gen-late");
+    assert_int_equal(t_submit_wait(s, &job), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(job.status, 0);
+    assert_non_null(job.record);
+    assert_string_equal(job.record->id, "gen-late");
+    lx_store_job_dispose(&job);
+    lx_store_close(s);
+    tdir_remove(&t);
+}
+
+static void test_activity_by_day(void **state)
+{
+    tdir_t t;
+    tdir_make(&t);
+    /* 2026-03-10 12:00 UTC */
+    int64_t day = INT64_C(1773100800) * 1000000 + 12 * 3600 * INT64_C(1000000);
+    int64_t midnight = day - 12 * 3600 * INT64_C(1000000);
+    atomic_store(&fake_now, day);
+    lx_clock_override(fake_clock, NULL);
+    lx_store_t *s = start(t.db, 0);
+    /* one microsecond before midnight is the previous day; midnight is this one */
+    lx_store_record(s, t_record("g1", HASH_A, midnight - 1, 100));
+    lx_store_record(s, t_record("g2", HASH_A, midnight, 200));
+    lx_store_record(s, t_record("g3", HASH_B, midnight + 1, 400));
+    lx_record_t *r = t_record("g4", HASH_A, midnight - DAY_US - 1, 800);
+    snprintf(r->model, sizeof(r->model), "meta-llama/llama-3");
+    lx_store_record(s, r);
+    lx_store_record(s, t_record("g5", HASH_A, midnight - 31 * DAY_US, 1600)); /* too old */
+
+    lx_store_job_t job = {.kind = LX_JOB_ACTIVITY, .date = -1};
+    assert_int_equal(t_submit_wait(s, &job), 0);
+    assert_int_equal(job.status, 0);
+    /* the last 30 completed days: today is not complete, 31 days ago is too old */
+    assert_int_equal(job.n_rows, 2);
+    assert_string_equal(job.rows[0].date, "2026-03-09");
+    assert_string_equal(job.rows[0].model, "openai/gpt-4o");
+    assert_int_equal(job.rows[0].cost, 100);
+    assert_int_equal(job.rows[0].requests, 1);
+    assert_string_equal(job.rows[1].date, "2026-03-08");
+    assert_string_equal(job.rows[1].model, "meta-llama/llama-3");
+    lx_store_job_dispose(&job);
+
+    memset(&job, 0, sizeof(job));
+    job.kind = LX_JOB_ACTIVITY;
+    job.date = midnight / 1000000 + 5; /* any second of the day names the day */
+    assert_int_equal(t_submit_wait(s, &job), 0);
+    assert_int_equal(job.n_rows, 1);
+    assert_string_equal(job.rows[0].date, "2026-03-10");
+    assert_int_equal(job.rows[0].requests, 2);
+    assert_int_equal(job.rows[0].cost, 600);
+    assert_int_equal(job.rows[0].prompt_tokens, 20);
+    assert_int_equal(job.rows[0].completion_tokens, 40);
+    lx_store_job_dispose(&job);
+
+    memset(&job, 0, sizeof(job));
+    job.kind = LX_JOB_ACTIVITY;
+    job.date = midnight / 1000000;
+    snprintf(job.key_hash, sizeof(job.key_hash), "%s", HASH_B);
+    assert_int_equal(t_submit_wait(s, &job), 0);
+    assert_int_equal(job.n_rows, 1);
+    assert_int_equal(job.rows[0].cost, 400);
+    lx_store_job_dispose(&job);
+    lx_store_close(s);
+    lx_clock_override(NULL, NULL);
+    tdir_remove(&t);
+}
+
+static void test_config_key_usage(void **state)
+{
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_t *s = start(t.db, 0);
+    int64_t now = lx_clock_now_us();
+    lx_store_record(s, t_record("c1", HASH_B, now, 5));
+    lx_store_record(s, t_record("c2", HASH_B, now, 6));
+    lx_store_record(s, t_record("c3", HASH_B, now - 40 * DAY_US, 1000)); /* months ago */
+    lx_store_job_t job = {.kind = LX_JOB_KEY_GET, .config_key = true};
+    snprintf(job.hash, sizeof(job.hash), "%s", HASH_B);
+    assert_int_equal(t_submit_wait(s, &job), 0);
+    assert_int_equal(job.status, 0);
+    assert_int_equal(job.n_keys, 1);
+    assert_true(job.keys[0].from_config);
+    assert_null(job.keys[0].key.name);
+    assert_int_equal(job.keys[0].usage[LX_PERIOD_TOTAL], 1011);
+    assert_int_equal(job.keys[0].usage[LX_PERIOD_DAY], 11);
+    assert_int_equal(job.keys[0].limit_remaining, -1);
+    lx_store_job_dispose(&job);
+    lx_store_close(s);
+    tdir_remove(&t);
+}
+
+static void test_retention_prunes(void **state)
+{
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_t *s = start(t.db, 86400);
+    int64_t now = lx_clock_now_us();
+    char id[40];
+    for (int i = 0; i < 1200; i++) {
+        snprintf(id, sizeof(id), "old-%d", i);
+        lx_store_record(s, t_record(id, HASH_A, now - 2 * DAY_US, 1));
+    }
+    lx_store_record(s, t_record("new", HASH_A, now, 1));
+    int64_t t0 = t_mono_ms(), n = -1;
+    while ((n = t_query_i64(t.db, "SELECT count(*) FROM usage")) != 1 && t_mono_ms() - t0 < 8000)
+        t_sleep_ms(20);
+    assert_int_equal(n, 1);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage WHERE id = 'new'"), 1);
+    /* the counters are not records: they stay */
+    assert_int_equal(t_query_i64(t.db, "SELECT total FROM key_usage"), 1201);
+    lx_store_close(s);
+    tdir_remove(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_commit_within_interval),
+        cmocka_unit_test(test_stop_loses_nothing),
+        cmocka_unit_test(test_record_fields_roundtrip),
+        cmocka_unit_test(test_generation_waits_then_not_found),
+        cmocka_unit_test(test_activity_by_day),
+        cmocka_unit_test(test_config_key_usage),
+        cmocka_unit_test(test_retention_prunes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
