@@ -14,7 +14,7 @@
 #include "store/store.h"
 
 #define STORE_BATCH_MAX       10000   /* records per transaction */
-#define STORE_PENDING_WARN    10000   /* first loud warning about records kept in memory */
+#define STORE_PENDING_WARN    100000  /* first loud warning about records held (~4 KB each) */
 #define STORE_GEN_WAIT_US     1000000 /* GENERATION: how long an unknown id may wait */
 #define STORE_PRUNE_BATCH     500     /* usage rows deleted per retention step */
 #define STORE_CHECKPOINT_US   (30 * INT64_C(1000000))
