@@ -37,7 +37,8 @@ typedef struct lx_store_opts {
     uint64_t commit_interval_ms; /* records are committed at least this often (default 50) */
     uint64_t retention_s;        /* records older than this are pruned (default 90 days) */
     /* Called on the store thread with a new snapshot of the stored keys (a reference the
-     * callee now owns) after start and after every change. */
+     * callee now owns) after start and after every change; the first call is made by
+     * lx_store_start on its caller's thread, before the store thread runs. */
     void (*on_keys)(lx_keyset_t *ks, void *arg);
     void *arg;
 } lx_store_opts_t;
