@@ -1,6 +1,6 @@
 /*
  * config.c - the life of a configuration snapshot: references, model lookup, and the summary
- * printed by `llmux -t`.
+ * printed by `llmux -t` (amounts of money from their exact micro-dollars).
  *
  * A snapshot is built by config_parse.c inside its own arena (config_arena.c) and never
  * changes afterwards, so any thread may read it without a lock while it holds a reference.
@@ -63,6 +63,23 @@ static const char *bytes(uint64_t n, char *buf, size_t size)
     return buf;
 }
 
+/* µ$ as USD with the fewest digits: 1000000 is "1", 150000 is "0.15", 1 is "0.000001". */
+static const char *usd(int64_t micros, char *buf, size_t size)
+{
+    uint64_t v = micros < 0 ? 0 : (uint64_t)micros;
+    unsigned frac = (unsigned)(v % 1000000);
+    int digits = 6;
+    while (frac != 0 && frac % 10 == 0) {
+        frac /= 10;
+        digits--;
+    }
+    if (frac == 0)
+        snprintf(buf, size, "%llu", (unsigned long long)(v / 1000000));
+    else
+        snprintf(buf, size, "%llu.%0*u", (unsigned long long)(v / 1000000), digits, frac);
+    return buf;
+}
+
 static void dump_provider(const lx_config_t *cfg, const lx_config_provider_t *pv, FILE *out)
 {
     char a[32], b[32], c[32];
@@ -112,13 +129,16 @@ static void dump_provider(const lx_config_t *cfg, const lx_config_provider_t *pv
 
 static void dump_model(const lx_config_t *cfg, const lx_config_model_t *m, FILE *out)
 {
+    char a[32], b[32];
+
     fprintf(out, "  %s (context %u, owned by %s, created %lld)\n", m->id, m->context_length,
             m->owned_by, (long long)m->created);
     for (size_t i = 0; i < m->n_routes; i++) {
         const lx_config_route_t *r = &m->routes[i];
-        fprintf(out, "    -> %s as %s, $%g prompt / $%g completion per 1M tokens\n",
-                cfg->providers[r->provider].name, r->upstream_model, r->price_prompt,
-                r->price_completion);
+        fprintf(out, "    -> %s as %s, $%s prompt / $%s completion per 1M tokens\n",
+                cfg->providers[r->provider].name, r->upstream_model,
+                usd(r->price_prompt_micros, a, sizeof(a)),
+                usd(r->price_completion_micros, b, sizeof(b)));
         if (r->n_parameters > 0) {
             fprintf(out, "       parameters:");
             for (size_t j = 0; j < r->n_parameters; j++)
@@ -126,6 +146,29 @@ static void dump_model(const lx_config_t *cfg, const lx_config_model_t *m, FILE 
             fprintf(out, "\n");
         }
     }
+}
+
+/* Who may call: client keys (auth), the admin key and the management keys, by name. */
+static void dump_auth(const lx_config_t *cfg, FILE *out)
+{
+    if (cfg->auth_none) {
+        fprintf(out, "auth: none (requests are not checked for keys)\n");
+    } else {
+        fprintf(out, "auth: %zu key%s:", cfg->n_keys, cfg->n_keys == 1 ? "" : "s");
+        for (size_t i = 0; i < cfg->n_keys; i++)
+            fprintf(out, " %s", cfg->keys[i].name);
+        fprintf(out, "\n");
+    }
+}
+
+static void dump_admin(const lx_config_t *cfg, FILE *out)
+{
+    fprintf(out, "admin: %s, /metrics %s\n", cfg->admin_enabled ? "on (key set)" : "off",
+            cfg->metrics_public ? "public" : "behind the admin key");
+    fprintf(out, "management keys: %zu", cfg->n_admin_keys);
+    for (size_t i = 0; i < cfg->n_admin_keys; i++)
+        fprintf(out, "%s%s", i == 0 ? ": " : " ", cfg->admin_keys[i].name);
+    fprintf(out, "\n");
 }
 
 void lx_config_dump(const lx_config_t *cfg, FILE *out)
@@ -152,8 +195,13 @@ void lx_config_dump(const lx_config_t *cfg, FILE *out)
     fprintf(out, "\nworkers: %u\n", cfg->workers);
     if (cfg->busy_poll_us > 0)
         fprintf(out, "busy_poll_us: %llu\n", (unsigned long long)cfg->busy_poll_us);
-    fprintf(out, "limits: max_header_size %s, max_body_size %s\n",
-            bytes(cfg->max_header_size, a, sizeof(a)), bytes(cfg->max_body_size, b, sizeof(b)));
+    fprintf(out, "limits: max_header_size %s, max_body_size %s, default_max_cost $%s\n",
+            bytes(cfg->max_header_size, a, sizeof(a)), bytes(cfg->max_body_size, b, sizeof(b)),
+            usd(cfg->limits_default_max_cost, c, sizeof(c)));
+    fprintf(out, "store: %s, commit_interval %s, retention %s\n",
+            cfg->store_path != NULL ? cfg->store_path : "(none)",
+            duration(cfg->store_commit_interval_ms, a, sizeof(a)),
+            duration(cfg->store_retention_s * 1000, b, sizeof(b)));
     fprintf(out,
             "timeouts: client_header %s, client_body %s, keepalive %s, upstream_connect %s, "
             "upstream_first_byte %s, upstream_idle %s, shutdown %s\n",
@@ -170,14 +218,7 @@ void lx_config_dump(const lx_config_t *cfg, FILE *out)
     fprintf(out, "models (%zu):\n", cfg->n_models);
     for (size_t i = 0; i < cfg->n_models; i++)
         dump_model(cfg, &cfg->models[i], out);
-    if (cfg->auth_none) {
-        fprintf(out, "auth: none (requests are not checked for keys)\n");
-    } else {
-        fprintf(out, "auth: %zu key%s:", cfg->n_keys, cfg->n_keys == 1 ? "" : "s");
-        for (size_t i = 0; i < cfg->n_keys; i++)
-            fprintf(out, " %s", cfg->keys[i].name);
-        fprintf(out, "\n");
-    }
+    dump_auth(cfg, out);
     fprintf(out, "log: access_log %s, level %s\n",
             cfg->access_log == NULL             ? "off"
             : strcmp(cfg->access_log, "-") == 0 ? "- (stdout)"
@@ -203,6 +244,5 @@ void lx_config_dump(const lx_config_t *cfg, FILE *out)
             duration(cfg->health_breaker_cooldown_ms, c, sizeof(c)),
             duration(cfg->health_breaker_max_cooldown_ms, d, sizeof(d)),
             duration(cfg->health_probe_interval_ms, e, sizeof(e)), cfg->health_exploration);
-    fprintf(out, "admin: %s, /metrics %s\n", cfg->admin_enabled ? "on (key set)" : "off",
-            cfg->metrics_public ? "public" : "behind the admin key");
+    dump_admin(cfg, out);
 }

@@ -89,6 +89,10 @@ typedef struct lx_config_route {
     double price_completion; /* USD per million completion tokens */
     char **parameters;       /* request parameters it supports (require_parameters); */
     size_t n_parameters;     /* ... NULL and 0 when not listed: everything */
+    /* The same prices exactly, in µ$ per million tokens (USD per token times 1e12), read from
+     * the YAML text without floating point ("0.15" is 150000): what budgets and costs use. */
+    int64_t price_prompt_micros;
+    int64_t price_completion_micros;
 } lx_config_route_t;
 
 typedef struct lx_config_model {
@@ -123,6 +127,15 @@ typedef struct lx_config {
     uint64_t max_body_size;   /* bytes, default 32MiB */
     uint64_t max_body_memory; /* bytes of request bodies buffered at once, all workers;
                                * default 256MiB */
+    /* What a request that names no max_tokens / max_completion_tokens reserves against its
+     * key's budget at admission (`limits.default_max_cost`), in µ$; default 1000000 ($1). */
+    int64_t limits_default_max_cost;
+
+    /* The embedded store of keys, budgets and usage records (`store`): */
+    char *store_path; /* absolute: a relative `path` is resolved against the working directory
+                       * at load (default "<cwd>/llmux.db"); never ":memory:" */
+    uint64_t store_commit_interval_ms; /* longest wait of a record for its commit, default 50ms */
+    uint64_t store_retention_s;        /* usage records older than this are pruned, default 90d */
 
     /* Timeouts in milliseconds. */
     uint64_t client_header_timeout_ms;       /* default 10s */
@@ -164,9 +177,15 @@ typedef struct lx_config {
     double health_exploration;               /* share of traffic for rows without data: 0.05 */
 
     /* The admin API (`admin`): the /admin/ routes need this key; absent: they answer 404. */
-    bool admin_enabled;
+    bool admin_enabled; /* `admin.sha256` is set */
     uint8_t admin_digest[32];
     bool metrics_public; /* /metrics without the admin key (default true) */
+    /* Management keys, which may call the key management API (/api/v1/keys): `admin.sha256`
+     * first, named "admin", when set, then each of `admin.keys` ({name, sha256}). Names and
+     * digests are unique, and no digest is also one of `keys` (auth): a key is either a
+     * management key or a client key. NULL and 0 when there are none. */
+    lx_config_key_t *admin_keys;
+    size_t n_admin_keys;
 
     char *access_log; /* path, "-" for stdout (default), NULL when `access_log: off` */
     int log_level;    /* 0 error, 1 warn, 2 info (default), 3 debug */

@@ -11,10 +11,13 @@
 #include "config/config_value.h"
 #include "core/core.h"
 
+/* A route's `price`: each value read twice from the same text, as a double (for existing users)
+ * and exactly as µ$ per million tokens (what costs and budgets use). */
 static void parse_price(parser_t *p, lx_config_route_t *r, yaml_node_t *n, const char *where)
 {
     field_t f[] = {{"prompt", false, NULL, NULL}, {"completion", false, NULL, NULL}};
     double *slots[] = {&r->price_prompt, &r->price_completion};
+    int64_t *micros[] = {&r->price_prompt_micros, &r->price_completion_micros};
     char sub[160], what[192];
     const char *why;
 
@@ -26,7 +29,10 @@ static void parse_price(parser_t *p, lx_config_route_t *r, yaml_node_t *n, const
             continue;
         const char *s =
             lx_cfg_scalar(p, f[i].value, lx_cfg_join(what, sizeof(what), sub, f[i].key));
-        if (s != NULL && lx_config_value_price(s, slots[i], &why) != 0)
+        if (s == NULL)
+            continue;
+        if (lx_config_value_price(s, slots[i], &why) != 0 ||
+            lx_config_value_micros(s, micros[i], &why) != 0)
             REPORT(p, f[i].value, "%s: %s", what, why);
     }
 }

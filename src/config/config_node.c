@@ -217,6 +217,18 @@ void lx_cfg_get_duration_or_zero(parser_t *p, yaml_node_t *n, const char *what, 
         *out = ms;
 }
 
+bool lx_cfg_get_micros(parser_t *p, yaml_node_t *n, const char *what, int64_t *out)
+{
+    const char *why, *s = lx_cfg_scalar(p, n, what);
+    if (s == NULL)
+        return false;
+    if (lx_config_value_micros(s, out, &why) != 0) {
+        REPORT(p, n, "%s: %s", what, why);
+        return false;
+    }
+    return true;
+}
+
 void lx_cfg_get_size(parser_t *p, yaml_node_t *n, const char *what, uint64_t min, uint64_t max,
                      uint64_t *out)
 {

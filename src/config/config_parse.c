@@ -124,17 +124,20 @@ static void set_defaults(parser_t *p)
     cfg->health_probe_interval_ms = 30 * 1000;
     cfg->health_exploration = 0.05;
     cfg->metrics_public = true;
+    cfg->limits_default_max_cost = 1000000; /* $1 */
+    cfg->store_commit_interval_ms = 50;
+    cfg->store_retention_s = 90 * 24 * 3600;
 }
 
 static void parse_root(parser_t *p, yaml_node_t *root)
 {
-    field_t f[] = {{"listen", true, NULL, NULL},       {"workers", false, NULL, NULL},
-                   {"limits", false, NULL, NULL},      {"timeouts", false, NULL, NULL},
-                   {"providers", true, NULL, NULL},    {"models", true, NULL, NULL},
-                   {"auth", false, NULL, NULL},        {"log", false, NULL, NULL},
-                   {"stream", false, NULL, NULL},      {"routing", false, NULL, NULL},
-                   {"health", false, NULL, NULL},      {"admin", false, NULL, NULL},
-                   {"busy_poll_us", false, NULL, NULL}};
+    field_t f[] = {{"listen", true, NULL, NULL},        {"workers", false, NULL, NULL},
+                   {"limits", false, NULL, NULL},       {"timeouts", false, NULL, NULL},
+                   {"providers", true, NULL, NULL},     {"models", true, NULL, NULL},
+                   {"auth", false, NULL, NULL},         {"log", false, NULL, NULL},
+                   {"stream", false, NULL, NULL},       {"routing", false, NULL, NULL},
+                   {"health", false, NULL, NULL},       {"admin", false, NULL, NULL},
+                   {"busy_poll_us", false, NULL, NULL}, {"store", false, NULL, NULL}};
 
     if (root == NULL) {
         static const yaml_mark_t start = {0, 0, 0};
@@ -165,10 +168,13 @@ static void parse_root(parser_t *p, yaml_node_t *root)
         lx_cfg_parse_routing(p, f[9].value);
     if (f[10].value != NULL)
         lx_cfg_parse_health(p, f[10].value);
-    if (f[11].value != NULL)
+    if (f[11].value != NULL) /* after auth: a management key may not be an auth key */
         lx_cfg_parse_admin(p, f[11].value);
     if (f[12].value != NULL)
         lx_cfg_get_uint(p, f[12].value, "busy_poll_us", 0, 100000, &p->cfg->busy_poll_us);
+    if (f[13].value != NULL)
+        lx_cfg_parse_store(p, f[13].value);
+    lx_cfg_store_path(p);
 }
 
 static void yaml_error(parser_t *p, const yaml_parser_t *yp)

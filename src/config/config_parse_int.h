@@ -95,6 +95,8 @@ void lx_cfg_get_duration_or_zero(parser_t *p, yaml_node_t *n, const char *what, 
 void lx_cfg_get_size(parser_t *p, yaml_node_t *n, const char *what, uint64_t min, uint64_t max,
                      uint64_t *out);
 void lx_cfg_get_bool(parser_t *p, yaml_node_t *n, const char *what, bool *out);
+/* An amount of USD read exactly into micro-dollars (lx_config_value_micros()). */
+bool lx_cfg_get_micros(parser_t *p, yaml_node_t *n, const char *what, int64_t *out);
 
 /* A name usable in headers, metrics and logs: [A-Za-z0-9._-], 1..64 characters; or NULL. */
 const char *lx_cfg_get_name(parser_t *p, yaml_node_t *n, const char *what);
@@ -108,6 +110,11 @@ void lx_cfg_parse_limits(parser_t *p, yaml_node_t *n);
 void lx_cfg_parse_timeouts(parser_t *p, yaml_node_t *n);
 void lx_cfg_parse_stream(parser_t *p, yaml_node_t *n);
 void lx_cfg_parse_log(parser_t *p, yaml_node_t *n);
+
+/* config_store.c: `store`; lx_cfg_store_path() resolves the default path when the file names
+ * none (called after the walk). */
+void lx_cfg_parse_store(parser_t *p, yaml_node_t *n);
+void lx_cfg_store_path(parser_t *p);
 
 /* config_tls.c: listen[i].tls into l->tls (set only when all of it is valid), and
  * providers[i].tls into pv->tls. */

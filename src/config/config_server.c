@@ -1,7 +1,7 @@
 /*
  * config_server.c - the sections about llmux itself: the listen addresses (their `tls` goes to
- * config_tls.c), workers, request limits, the default timeouts, streaming keep-alives and the
- * log.
+ * config_tls.c), workers, request limits (with the cost a request without max_tokens
+ * reserves), the default timeouts, streaming keep-alives and the log.
  */
 #include <stdio.h>
 #include <string.h>
@@ -89,8 +89,9 @@ void lx_cfg_parse_limits(parser_t *p, yaml_node_t *n)
 {
     field_t f[] = {{"max_header_size", false, NULL, NULL},
                    {"max_body_size", false, NULL, NULL},
-                   {"max_body_memory", false, NULL, NULL}};
-    if (!lx_cfg_read_map(p, n, "limits", f, 3))
+                   {"max_body_memory", false, NULL, NULL},
+                   {"default_max_cost", false, NULL, NULL}};
+    if (!lx_cfg_read_map(p, n, "limits", f, LX_ARRAY_SIZE(f)))
         return;
     if (f[0].value != NULL)
         lx_cfg_get_size(p, f[0].value, "limits.max_header_size", 1024, 1024 * 1024,
@@ -98,6 +99,15 @@ void lx_cfg_parse_limits(parser_t *p, yaml_node_t *n)
     if (f[1].value != NULL)
         lx_cfg_get_size(p, f[1].value, "limits.max_body_size", 1024, 4ull << 30,
                         &p->cfg->max_body_size);
+    if (f[3].value != NULL) {
+        int64_t v = -1;
+        if (lx_cfg_get_micros(p, f[3].value, "limits.default_max_cost", &v) && v == 0)
+            REPORT(p, f[3].value,
+                   "limits.default_max_cost: must be more than 0 (it is what a request without "
+                   "max_tokens reserves against its key's budget)");
+        else if (v > 0)
+            p->cfg->limits_default_max_cost = v;
+    }
     if (f[2].value == NULL) {
         /* the default never refuses a body max_body_size allows */
         p->cfg->max_body_memory = LX_MAX(p->cfg->max_body_memory, p->cfg->max_body_size);

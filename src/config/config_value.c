@@ -1,6 +1,7 @@
 /*
  * config_value.c - the syntaxes of configuration values: durations ("1m30s"), sizes ("32MiB"),
- * listen addresses ("[::1]:8080"), provider URLs, hex digests, prices.
+ * listen addresses ("[::1]:8080"), provider URLs, hex digests, prices (as doubles, and exactly as
+ * whole micro-dollars).
  *
  * Pure functions from a NUL-terminated string to a value, used by config_parse.c while it walks
  * the YAML tree, and by config.c to print values back the way they are written. They own
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/core.h"
 #include "core/status.h"
 #include "core/str.h"
 
@@ -52,12 +54,14 @@ static bool read_digits(const char **p, uint64_t *out)
     return true;
 }
 
-int lx_config_value_duration(const char *s, uint64_t *ms, const char **why)
+/* A duration of at most <max> ms; <too_large> names the bound. */
+static int parse_duration(const char *s, uint64_t max, const char *too_large, uint64_t *ms,
+                          const char **why)
 {
     static const struct {
         const char *unit;
         uint64_t ms;
-    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
     const char *p = s;
     uint64_t total = 0;
 
@@ -67,7 +71,7 @@ int lx_config_value_duration(const char *s, uint64_t *ms, const char **why)
         return fail(why, "a duration cannot be negative");
     while (*p != '\0') {
         if (!is_digit(*p))
-            return fail(why, "expected a number followed by a unit (ms, s, m or h), e.g. 30s "
+            return fail(why, "expected a number followed by a unit (ms, s, m, h or d), e.g. 30s "
                              "or 1m30s");
         uint64_t n;
         if (!read_digits(&p, &n))
@@ -77,14 +81,14 @@ int lx_config_value_duration(const char *s, uint64_t *ms, const char **why)
             p++;
         size_t ulen = (size_t)(p - u);
         if (ulen == 0)
-            return fail(why, "a duration needs a unit: ms, s, m or h (e.g. 30s)");
+            return fail(why, "a duration needs a unit: ms, s, m, h or d (e.g. 30s)");
         uint64_t mult = 0;
         for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
             if (strlen(units[i].unit) == ulen && memcmp(units[i].unit, u, ulen) == 0)
                 mult = units[i].ms;
         }
         if (mult == 0)
-            return fail(why, "unknown duration unit (use ms, s, m or h)");
+            return fail(why, "unknown duration unit (use ms, s, m, h or d)");
         if (n > UINT64_MAX / mult)
             return fail(why, "duration is too large");
         n *= mult;
@@ -92,10 +96,22 @@ int lx_config_value_duration(const char *s, uint64_t *ms, const char **why)
             return fail(why, "duration is too large");
         total += n;
     }
-    if (total > LX_CONFIG_VALUE_MAX_DURATION_MS)
-        return fail(why, "duration is too large (at most 720h)");
+    if (total > max)
+        return fail(why, too_large);
     *ms = total;
     return 0;
+}
+
+int lx_config_value_duration(const char *s, uint64_t *ms, const char **why)
+{
+    return parse_duration(s, LX_CONFIG_VALUE_MAX_DURATION_MS,
+                          "duration is too large (at most 720h)", ms, why);
+}
+
+int lx_config_value_long_duration(const char *s, uint64_t *ms, const char **why)
+{
+    return parse_duration(s, LX_CONFIG_VALUE_MAX_LONG_DURATION_MS,
+                          "duration is too large (at most 3650d)", ms, why);
 }
 
 int lx_config_value_size(const char *s, uint64_t *bytes, const char **why)
@@ -378,12 +394,98 @@ int lx_config_value_price(const char *s, double *out, const char **why)
     return 0;
 }
 
+/*
+ * The exact reading of lx_config_value_micros(): the mantissa's significant digits (leading
+ * zeros skipped, trailing zeros counted apart in <zeros>) and the power of ten that turns them
+ * into micro-units. <m> holds the digits while there are at most 18 of them.
+ */
+struct decimal {
+    uint64_t m;
+    size_t digits; /* significant digits seen (the zeros between them included) */
+    size_t zeros;  /* zeros after the last non-zero digit, not in m yet */
+    int64_t scale; /* 6 minus the digits after the point */
+};
+
+static void decimal_digit(struct decimal *d, unsigned digit)
+{
+    if (digit == 0) {
+        if (d->digits > 0)
+            d->zeros++;
+        return;
+    }
+    if (d->digits + d->zeros + 1 <= 18) {
+        for (size_t k = 0; k < d->zeros; k++)
+            d->m *= 10;
+        d->m = d->m * 10 + digit;
+    }
+    d->digits += d->zeros + 1;
+    d->zeros = 0;
+}
+
+/* The mantissa's digits at *p ("12", "12.5", ".5", "12."): false when there is none. */
+static bool decimal_mantissa(const char **p, struct decimal *d)
+{
+    const char *s = *p;
+    bool any = false;
+    for (; is_digit(*s); s++, any = true)
+        decimal_digit(d, (unsigned)(*s - '0'));
+    if (*s == '.') {
+        for (s++; is_digit(*s); s++, any = true) {
+            decimal_digit(d, (unsigned)(*s - '0'));
+            d->scale--;
+        }
+    }
+    *p = s;
+    return any;
+}
+
+int lx_config_value_micros(const char *s, int64_t *out, const char **why)
+{
+    struct decimal d = {.scale = 6};
+    const char *p = s;
+
+    if (*p == '-')
+        return fail(why, "cannot be negative");
+    if (!is_digit(*p) && !(*p == '.' && is_digit(p[1])))
+        return fail(why, "expected a decimal number (USD)");
+    if (!decimal_mantissa(&p, &d))
+        return fail(why, "expected a decimal number (USD)");
+    int64_t exp = 0;
+    if (*p == 'e' || *p == 'E') {
+        bool neg = p[1] == '-';
+        p += p[1] == '-' || p[1] == '+' ? 2 : 1;
+        if (!is_digit(*p))
+            return fail(why, "expected a decimal number (USD)");
+        for (; is_digit(*p); p++)
+            exp = exp >= 100000 ? exp : exp * 10 + (*p - '0'); /* saturates: 1e100000 is large */
+        exp = neg ? -exp : exp;
+    }
+    if (*p != '\0')
+        return fail(why, "expected a decimal number (USD)");
+    if (d.digits == 0) {
+        *out = 0;
+        return 0;
+    }
+    int64_t e = d.scale + (int64_t)LX_MIN(d.zeros, (size_t)100000) + exp;
+    if (e < 0)
+        return fail(why, "at most 6 decimals (amounts are whole micro-dollars)");
+    if ((int64_t)LX_MIN(d.digits, (size_t)100) + e > 16)
+        return fail(why, "amount is too large (at most 1000000000)");
+    uint64_t v = d.m;
+    for (int64_t k = 0; k < e; k++)
+        v *= 10;
+    if (v > LX_CONFIG_VALUE_MAX_MICROS)
+        return fail(why, "amount is too large (at most 1000000000)");
+    *out = (int64_t)v;
+    return 0;
+}
+
 void lx_config_value_format_duration(uint64_t ms, char *buf, size_t size)
 {
     static const struct {
         const char *unit;
         uint64_t ms;
-    } units[] = {{"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+    } units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
     size_t used = 0;
 
     if (size == 0)

@@ -266,7 +266,7 @@ static void test_duration_errors(void **state)
     /* A bare number names the missing unit, at the value's position. */
     char *errs = parse_bad(MINIMAL "auth: none\ntimeouts:\n  keepalive: 30\n");
     assert_string_equal(errs, "t.yaml:12:14: timeouts.keepalive: a duration needs a unit: ms, "
-                              "s, m or h (e.g. 30s)\n");
+                              "s, m, h or d (e.g. 30s)\n");
     free(errs);
 }
 
@@ -928,7 +928,8 @@ static void test_dump(void **state)
     static const char *const want[] = {
         "configuration conf/llmux.yaml\n",
         "listen: 127.0.0.1:8080 (loopback)\n",
-        "limits: max_header_size 16KiB, max_body_size 32MiB\n",
+        "limits: max_header_size 16KiB, max_body_size 32MiB, default_max_cost $1\n",
+        "llmux.db, commit_interval 50ms, retention 90d\n",
         ("timeouts: client_header 10s, client_body 1m, keepalive 1m15s, upstream_connect 5s, "
          "upstream_first_byte 1m, upstream_idle 2m, shutdown 30s\n"),
         "providers (2):\n",
@@ -939,6 +940,7 @@ static void test_dump(void **state)
         "    -> mock-a as llama-3.1-8b, $0.05 prompt / $0.08 completion per 1M tokens\n",
         "auth: none",
         "log: access_log - (stdout), level info\n",
+        "management keys: 0\n",
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         if (strstr(text, want[i]) == NULL)
