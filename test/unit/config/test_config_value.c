@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -20,8 +21,17 @@ static void test_durations(void **state)
     static const struct {
         const char *text;
         uint64_t ms;
-    } good[] = {{"250ms", 250},   {"30s", 30000},         {"5m", 300000}, {"1h", 3600000},
-                {"1m30s", 90000}, {"1h1m1s1ms", 3661001}, {"0s", 0},      {"720h", 2592000000ull}};
+    } good[] = {{"250ms", 250},
+                {"30s", 30000},
+                {"5m", 300000},
+                {"1h", 3600000},
+                {"1m30s", 90000},
+                {"1h1m1s1ms", 3661001},
+                {"0s", 0},
+                {"720h", 2592000000ull},
+                {"1d", 86400000},
+                {"1d12h", 129600000},
+                {"30d", 2592000000ull}};
     static const struct {
         const char *text, *why;
     } bad[] = {{"30", "needs a unit"},
@@ -33,6 +43,8 @@ static void test_durations(void **state)
                {"1.5s", "needs a unit"},
                {"1m 30s", "expected a number"},
                {"721h", "too large"},
+               {"31d", "too large"},
+               {"1D", "unknown duration unit"},
                {"99999999999999999999ms", "too large"},
                {"9999999999999999h", "too large"},
                {"18446744073709551615ms1ms", "too large"}};
@@ -57,6 +69,106 @@ static void test_durations(void **state)
     assert_string_equal(buf, "1h1m1s1ms");
     lx_config_value_format_duration(0, buf, sizeof(buf));
     assert_string_equal(buf, "0s");
+    lx_config_value_format_duration(90ull * 86400000 + 1000, buf, sizeof(buf));
+    assert_string_equal(buf, "90d1s");
+}
+
+/* store.retention's durations: days and beyond 720h, up to 3650d. */
+static void test_long_durations(void **state)
+{
+    (void)state;
+    uint64_t ms = 0;
+    const char *why = NULL;
+    assert_int_equal(lx_config_value_long_duration("90d", &ms, &why), 0);
+    assert_int_equal(ms, 90ull * 86400000);
+    assert_int_equal(lx_config_value_long_duration("3650d", &ms, &why), 0);
+    assert_int_equal(ms, 3650ull * 86400000);
+    assert_int_equal(lx_config_value_long_duration("87600h", &ms, &why), 0);
+    assert_int_equal(lx_config_value_long_duration("3650d1ms", &ms, &why), LX_ECONFIG);
+    assert_non_null(strstr(why, "at most 3650d"));
+    assert_int_equal(lx_config_value_long_duration("90", &ms, &why), LX_ECONFIG);
+    assert_non_null(strstr(why, "needs a unit"));
+    /* the timers' bound stays 720h */
+    assert_int_equal(lx_config_value_duration("90d", &ms, &why), LX_ECONFIG);
+}
+
+/* Amounts of USD into micro-dollars, exactly: no double on the way. */
+static void test_micros(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int64_t micros;
+    } good[] = {{"0", 0},
+                {"0.0", 0},
+                {"0e-99", 0},
+                {"1", 1000000},
+                {"1.0", 1000000},
+                {"0.15", 150000},
+                {"0.000001", 1},
+                {"0.0000010000", 1},
+                {"123456.789", 123456789000},
+                {"1e-3", 1000},
+                {"2.5E2", 250000000},
+                {"1e+2", 100000000},
+                {"10e-7", 1},
+                {".5", 500000},
+                {"5.", 5000000},
+                {"007.25", 7250000},
+                {"1000000000", INT64_C(1000000000000000)},
+                {"1e9", INT64_C(1000000000000000)},
+                {"999999999.999999", INT64_C(999999999999999)},
+                {"0.00000000000000000000000000000000000000001e41", 1000000},
+                {"100000000000000000000e-11", 1000000000000000}};
+    static const struct {
+        const char *text, *why;
+    } bad[] = {{"", "expected a decimal"},
+               {"-1", "negative"},
+               {"+1", "expected a decimal"},
+               {".", "expected a decimal"},
+               {"e5", "expected a decimal"},
+               {"1e", "expected a decimal"},
+               {"1e+", "expected a decimal"},
+               {"1.5.", "expected a decimal"},
+               {" 1", "expected a decimal"},
+               {"1 ", "expected a decimal"},
+               {"0x10", "expected a decimal"},
+               {"inf", "expected a decimal"},
+               {"nan", "expected a decimal"},
+               {"0.0000001", "at most 6 decimals"},
+               {"0.15000001", "at most 6 decimals"},
+               {"1e-7", "at most 6 decimals"},
+               {"12e-7", "at most 6 decimals"},
+               {"123456.7891234", "at most 6 decimals"},
+               {"1000000000.000001", "too large"},
+               {"1000000001", "too large"},
+               {"1e10", "too large"},
+               {"1e100000000000000000000", "too large"},
+               {"12345678901234567890123", "too large"},
+               {"1234567890123456789.0123456789", "at most 6 decimals"}};
+    int64_t v;
+    const char *why;
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        v = -1;
+        if (lx_config_value_micros(good[i].text, &v, &why) != 0 || v != good[i].micros)
+            fail_msg("'%s': got %lld, want %lld", good[i].text, (long long)v,
+                     (long long)good[i].micros);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        assert_int_equal(lx_config_value_micros(bad[i].text, &v, &why), LX_ECONFIG);
+        if (why == NULL || strstr(why, bad[i].why) == NULL)
+            fail_msg("'%s': got '%s', want '%s'", bad[i].text, why, bad[i].why);
+    }
+    /* every whole number of micro-dollars written with six decimals reads back as itself */
+    char buf[40];
+    for (int64_t m = 0; m < 3000000; m += 997) {
+        snprintf(buf, sizeof(buf), "%lld.%06lld", (long long)(m / 1000000),
+                 (long long)(m % 1000000));
+        assert_int_equal(lx_config_value_micros(buf, &v, &why), 0);
+        assert_int_equal(v, m);
+    }
 }
 
 static void test_sizes(void **state)
@@ -216,7 +328,8 @@ static void test_uint_hex_price(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_durations),      cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_durations),      cmocka_unit_test(test_long_durations),
+        cmocka_unit_test(test_micros),         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_listen),         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_uint_hex_price),
     };
