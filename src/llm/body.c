@@ -25,7 +25,8 @@
 #include "llm/body_int.h"
 
 const char *const lx_body_member_names[] = {
-    "", "model", "stream", "stream_options", "models", "provider", "route", "session_id", "usage",
+    "",     "model",  "stream",   "stream_options", "max_tokens", "max_completion_tokens",
+    "user", "models", "provider", "route",          "session_id", "usage",
 };
 
 int lx_body_fail(lx_body_scan_t *scan, int code, const char *msg)
@@ -38,6 +39,28 @@ int lx_body_fail_at(lx_body_scan_t *scan, size_t off)
 {
     snprintf(scan->error, sizeof(scan->error), "invalid JSON at byte %zu", off);
     return LX_EJSON;
+}
+
+int lx_body_fail_count(lx_body_scan_t *scan, enum lx_body_member m)
+{
+    snprintf(scan->error, sizeof(scan->error), "'%s' must be a non-negative integer",
+             lx_body_member_names[m]);
+    return LX_EJSON;
+}
+
+bool lx_body_count(const char *p, uint32_t n, int64_t *out)
+{
+    int64_t v = 0;
+    if (n == 0)
+        return false;
+    for (uint32_t k = 0; k < n; k++) {
+        unsigned d = (unsigned)(unsigned char)p[k] - '0';
+        if (d > 9)
+            return false;
+        v = v > (INT64_MAX - (int64_t)d) / 10 ? INT64_MAX : v * 10 + (int64_t)d;
+    }
+    *out = v;
+    return true;
 }
 
 /* The root member whose value just ended at w->pos. */
@@ -104,6 +127,8 @@ void lx_body_plan_cuts(struct walk *w)
 enum lx_body_member lx_body_root_member_of(const char *k, uint32_t n)
 {
     switch (n) {
+    case 4:
+        return memcmp(k, "user", 4) == 0 ? M_USER : M_NONE;
     case 5:
         return memcmp(k, "model", 5) == 0   ? M_MODEL
                : memcmp(k, "route", 5) == 0 ? M_ROUTE
@@ -116,9 +141,13 @@ enum lx_body_member lx_body_root_member_of(const char *k, uint32_t n)
     case 8:
         return memcmp(k, "provider", 8) == 0 ? M_PROVIDER : M_NONE;
     case 10:
-        return memcmp(k, "session_id", 10) == 0 ? M_SESSION_ID : M_NONE;
+        return memcmp(k, "session_id", 10) == 0   ? M_SESSION_ID
+               : memcmp(k, "max_tokens", 10) == 0 ? M_MAX_TOKENS
+                                                  : M_NONE;
     case 14:
         return memcmp(k, "stream_options", 14) == 0 ? M_STREAM_OPTIONS : M_NONE;
+    case 21:
+        return memcmp(k, "max_completion_tokens", 21) == 0 ? M_MAX_COMPLETION_TOKENS : M_NONE;
     default:
         return M_NONE;
     }
@@ -393,6 +422,20 @@ static bool f_member(struct fast *f, enum lx_body_member m, const struct fval *t
         if (null)
             return true;
         return t->type == V_OBJECT && f_options(f, t, m, scan);
+    case M_MAX_TOKENS:
+    case M_MAX_COMPLETION_TOKENS:
+        return null || (t->type == V_PRIMITIVE &&
+                        lx_body_count(f->b + t->start, t->end - t->start,
+                                      m == M_MAX_TOKENS ? &scan->max_tokens
+                                                        : &scan->max_completion_tokens));
+    case M_USER:
+        if (null)
+            return true;
+        if (t->type != V_STRING)
+            return false;
+        scan->has_user = true;
+        scan->user = f_span(t);
+        return true;
     case M_MODELS: /* not reached: scan_direct() gives up at the key */
         return false;
     case M_NONE:
@@ -453,9 +496,16 @@ static bool scan_direct(const char *body, size_t len, struct walk *w, lx_body_sc
     return true;
 }
 
-int lx_body_scan(const char *body, size_t len, lx_body_scan_t *scan)
+/* The record before a scan: all zero, and the counts absent. */
+static void clear(lx_body_scan_t *scan)
 {
     memset(scan, 0, sizeof(*scan));
+    scan->max_tokens = scan->max_completion_tokens = -1;
+}
+
+int lx_body_scan(const char *body, size_t len, lx_body_scan_t *scan)
+{
+    clear(scan);
     if (len > LX_BODY_MAX_LEN)
         return lx_body_fail(scan, LX_ETOOBIG, "request body too large");
     struct walk w;
@@ -463,6 +513,6 @@ int lx_body_scan(const char *body, size_t len, lx_body_scan_t *scan)
     w.scan = scan;
     if (scan_direct(body, len, &w, scan))
         return 0;
-    memset(scan, 0, sizeof(*scan));
+    clear(scan);
     return lx_body_scan_ref(body, len, scan);
 }

@@ -19,6 +19,9 @@ enum lx_body_member {
     M_MODEL,
     M_STREAM,
     M_STREAM_OPTIONS,
+    M_MAX_TOKENS,
+    M_MAX_COMPLETION_TOKENS,
+    M_USER,
     M_MODELS,
     M_PROVIDER,
     M_ROUTE,
@@ -70,6 +73,12 @@ void lx_body_end_root_member(struct walk *w);
 void lx_body_plan_cuts(struct walk *w);
 /* The member a root key of <n> bytes at <k> names: exact bytes, escapes not decoded. */
 enum lx_body_member lx_body_root_member_of(const char *k, uint32_t n);
+/* The value of max_tokens or max_completion_tokens: <n> bytes at <p> that are a JSON number
+ * (already checked) of digits only, into *<out>, saturated at INT64_MAX. False for a sign, a
+ * fraction or an exponent. */
+bool lx_body_count(const char *p, uint32_t n, int64_t *out);
+/* The error of member <m> (M_MAX_TOKENS, M_MAX_COMPLETION_TOKENS) with another value. */
+int lx_body_fail_count(lx_body_scan_t *scan, enum lx_body_member m);
 
 /* The reference scan of body[0, len) (body_ref.c): 0, or LX_EJSON with scan->error set. */
 int lx_body_scan_ref(const char *body, size_t len, lx_body_scan_t *scan);

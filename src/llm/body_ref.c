@@ -137,6 +137,29 @@ static int ref_models(struct ref *r, uint32_t *end)
     }
 }
 
+/* max_tokens, max_completion_tokens (<m>) and user, recorded and kept upstream: their value
+ * starting with token <v> (null, a number or a string; anything else is refused);
+ * *<end> is one past it. */
+static int ref_recorded(struct ref *r, enum lx_body_member m, const lx_json_token_t *v,
+                        uint32_t *end)
+{
+    lx_body_scan_t *scan = r->scan;
+    if (v->type == LX_JSON_NULL)
+        return ref_value_end(r, v, end);
+    if (m == M_USER) {
+        if (v->type != LX_JSON_STRING)
+            return lx_body_fail(scan, LX_EJSON, "'user' must be a string");
+        scan->has_user = true;
+        scan->user = tok_span(v);
+    } else if (v->type != LX_JSON_NUMBER ||
+               !lx_body_count(r->body + v->start, v->end - v->start,
+                              m == M_MAX_TOKENS ? &scan->max_tokens
+                                                : &scan->max_completion_tokens)) {
+        return lx_body_fail_count(scan, m);
+    }
+    return ref_value_end(r, v, end);
+}
+
 /* The checks and records of root member <m>, whose value starts with token <v>; *<end> is one
  * past the value. */
 static int ref_member(struct ref *r, enum lx_body_member m, const lx_json_token_t *v, uint32_t *end)
@@ -210,6 +233,10 @@ static int ref_member(struct ref *r, enum lx_body_member m, const lx_json_token_
         if (!obj)
             return lx_body_fail(scan, LX_EJSON, "'usage' must be an object");
         return ref_options(r, m, end);
+    case M_MAX_TOKENS:
+    case M_MAX_COMPLETION_TOKENS:
+    case M_USER:
+        return ref_recorded(r, m, v, end);
     case M_NONE:
         break;
     }
