@@ -2,17 +2,19 @@
  * fuzz_body.c - libFuzzer target for the request body scan and splice.
  *
  * Scans arbitrary bytes and checks the direct scan against the reference scan
- * (check_reference()); whenever the scan accepts them, splices in a fixed model (one that
- * needs escaping) with include_usage on, and checks the planned body: it must scan again, carry
- * exactly the new model, no consumed member, and include_usage:true when streaming. The scan
- * itself is linear in the input whatever it holds (no input may take long: libFuzzer's
- * -timeout and the slow-unit report catch a shape that does).
+ * (check_reference()) and the recorded members (max_tokens, max_completion_tokens, user)
+ * against core/json's reading (check_recorded()); whenever the scan accepts them, splices in a
+ * fixed model (one that needs escaping) with include_usage on, and checks the planned body: it must
+ * scan again, carry exactly the new model, no consumed member, and include_usage:true when
+ * streaming. The scan itself is linear in the input whatever it holds (no input may take long:
+ * libFuzzer's -timeout and the slow-unit report catch a shape that does).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "llm/body.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -54,6 +56,12 @@ static void check(const char *body, size_t len, const lx_body_scan_t *scan, cons
         again.has_usage)
         abort();
     if (again.stream != scan->stream || (scan->stream && !again.include_usage))
+        abort();
+    /* the recorded members are forwarded as they are */
+    if (again.max_tokens != scan->max_tokens ||
+        again.max_completion_tokens != scan->max_completion_tokens ||
+        again.has_user != scan->has_user || again.user.len != scan->user.len ||
+        memcmp(out + again.user.off, body + scan->user.off, scan->user.len) != 0)
         abort();
     if (model != NULL) {
         char decoded[64];
@@ -140,10 +148,68 @@ static void check_reference(const char *body, size_t size, const lx_body_scan_t 
         r.has_route != scan->has_route || !same_span(scan->route, r.route, shift) ||
         r.has_session_id != scan->has_session_id ||
         !same_span(scan->session_id, r.session_id, shift) || r.has_usage != scan->has_usage ||
-        r.usage_include != scan->usage_include || r.root_open != scan->root_open ||
+        r.usage_include != scan->usage_include || r.max_tokens != scan->max_tokens ||
+        r.max_completion_tokens != scan->max_completion_tokens || r.has_user != scan->has_user ||
+        !same_span(scan->user, r.user, shift) || r.root_open != scan->root_open ||
         r.kept != scan->kept || (scan->kept > 0 && r.last_kept_end != scan->last_kept_end + shift))
         abort();
     free(ref);
+}
+
+/* A count as the scan must read it: digits only, saturated; -2 for anything else. */
+static int64_t count_of(const char *p, size_t n)
+{
+    int64_t v = 0;
+    if (n == 0)
+        return -2;
+    for (size_t k = 0; k < n; k++) {
+        if (p[k] < '0' || p[k] > '9')
+            return -2;
+        int64_t d = p[k] - '0';
+        v = v > (INT64_MAX - d) / 10 ? INT64_MAX : v * 10 + d;
+    }
+    return v;
+}
+
+/*
+ * The recorded members of an accepted body, as core/json's tokens show them: max_tokens and
+ * max_completion_tokens (-1 when absent or null, else digits only), user (a string's content,
+ * or absent when null or missing). Keys are compared raw, as the scan does.
+ */
+static void check_recorded(const char *body, size_t size, const lx_body_scan_t *scan)
+{
+    lx_json_t j;
+    lx_json_token_t t, k, v;
+    int64_t max_tokens = -1, max_completion = -1;
+    bool has_user = false;
+    lx_body_span_t user = {0, 0};
+    lx_json_init(&j, body, size, LX_BODY_MAX_DEPTH);
+    if (lx_json_next(&j, &t) != LX_JSON_OBJECT)
+        abort();
+    while (lx_json_next(&j, &k) == LX_JSON_KEY) {
+        lx_json_type_t type = lx_json_next(&j, &v);
+        size_t n = k.end - k.start;
+        const char *key = body + k.start;
+        bool mt = n == 10 && memcmp(key, "max_tokens", 10) == 0;
+        bool mct = n == 21 && memcmp(key, "max_completion_tokens", 21) == 0;
+        if ((mt || mct) && type != LX_JSON_NULL) {
+            int64_t c = type == LX_JSON_NUMBER ? count_of(body + v.start, v.end - v.start) : -2;
+            if (c < 0) /* the scan accepted what it must refuse */
+                abort();
+            *(mt ? &max_tokens : &max_completion) = c;
+        } else if (n == 4 && memcmp(key, "user", 4) == 0 && type != LX_JSON_NULL) {
+            if (type != LX_JSON_STRING)
+                abort();
+            has_user = true;
+            user.off = v.start;
+            user.len = v.end - v.start;
+        }
+        if ((type == LX_JSON_OBJECT || type == LX_JSON_ARRAY) && !lx_json_skip(&j, &v, &t))
+            abort();
+    }
+    if (max_tokens != scan->max_tokens || max_completion != scan->max_completion_tokens ||
+        has_user != scan->has_user || user.off != scan->user.off || user.len != scan->user.len)
+        abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -163,6 +229,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (d < 0 && d != -5006 /* LX_ETOOBIG */)
             abort();
     }
+    check_recorded(body, size, &scan);
     check(body, size, &scan, new_model, sizeof(new_model) - 1);
     check(body, size, &scan, NULL, 0);
     return 0;

@@ -709,6 +709,84 @@ static void test_direct_and_reference(void **state)
     }
 }
 
+/* max_tokens, max_completion_tokens and user: recorded, checked, and forwarded as they are. */
+static void test_recorded_members(void **state)
+{
+    (void)state;
+    const char *b = "{\"model\":\"m\",\"max_tokens\":256,\"user\":\"user-\\u00e9\","
+                    "\"max_completion_tokens\":1024,\"messages\":[]}";
+    assert_int_equal(scan_str(b), 0);
+    assert_int_equal(scan.max_tokens, 256);
+    assert_int_equal(scan.max_completion_tokens, 1024);
+    assert_true(scan.has_user);
+    assert_span(b, scan.user, "user-\\u00e9");
+    /* not consumed: the upstream body keeps them */
+    check_splice(b, "x", false,
+                 "{\"model\":\"x\",\"max_tokens\":256,\"user\":\"user-\\u00e9\","
+                 "\"max_completion_tokens\":1024,\"messages\":[]}");
+
+    /* absent and null: -1, no user */
+    assert_int_equal(scan_str("{\"model\":\"m\"}"), 0);
+    assert_int_equal(scan.max_tokens, -1);
+    assert_int_equal(scan.max_completion_tokens, -1);
+    assert_false(scan.has_user);
+    assert_int_equal(scan.user.len, 0);
+    assert_int_equal(scan_str("{\"max_tokens\":null,\"max_completion_tokens\":null,\"user\":null}"),
+                     0);
+    assert_int_equal(scan.max_tokens, -1);
+    assert_int_equal(scan.max_completion_tokens, -1);
+    assert_false(scan.has_user);
+    /* the bounds: 0, and saturation far past INT64_MAX */
+    assert_int_equal(scan_str("{\"max_tokens\":0,\"max_completion_tokens\":9223372036854775807}"),
+                     0);
+    assert_int_equal(scan.max_tokens, 0);
+    assert_int_equal(scan.max_completion_tokens, INT64_MAX);
+    assert_int_equal(scan_str("{\"max_tokens\":9223372036854775808}"), 0);
+    assert_int_equal(scan.max_tokens, INT64_MAX);
+    assert_int_equal(scan_str("{\"max_tokens\":99999999999999999999999999999999999999}"), 0);
+    assert_int_equal(scan.max_tokens, INT64_MAX);
+    /* through the reference scan too ("models" first) */
+    assert_int_equal(scan_str("{\"models\":[\"a\"],\"max_tokens\":7,\"user\":\"u\"}"), 0);
+    assert_int_equal(scan.max_tokens, 7);
+    assert_int_equal(scan.max_completion_tokens, -1);
+    assert_true(scan.has_user);
+    /* an escaped key is another member */
+    assert_int_equal(scan_str("{\"max\\u005ftokens\":\"x\"}"), 0);
+    assert_int_equal(scan.max_tokens, -1);
+
+    static const struct {
+        const char *in;
+        const char *err;
+    } bad[] = {
+        {"{\"max_tokens\":-1}", "'max_tokens' must be a non-negative integer"},
+        {"{\"max_tokens\":-0}", "'max_tokens' must be a non-negative integer"},
+        {"{\"max_tokens\":1.5}", "'max_tokens' must be a non-negative integer"},
+        {"{\"max_tokens\":100.0}", "'max_tokens' must be a non-negative integer"},
+        {"{\"max_tokens\":1e3}", "'max_tokens' must be a non-negative integer"},
+        {"{\"max_tokens\":\"100\"}", "'max_tokens' must be a non-negative integer"},
+        {"{\"max_tokens\":true}", "'max_tokens' must be a non-negative integer"},
+        {"{\"max_tokens\":[1]}", "'max_tokens' must be a non-negative integer"},
+        {"{\"max_completion_tokens\":-5}",
+         "'max_completion_tokens' must be a non-negative integer"},
+        {"{\"max_completion_tokens\":{}}",
+         "'max_completion_tokens' must be a non-negative integer"},
+        {"{\"user\":1}", "'user' must be a string"},
+        {"{\"user\":{\"id\":\"u\"}}", "'user' must be a string"},
+        {"{\"user\":false}", "'user' must be a string"},
+        {"{\"max_tokens\":1,\"max_tokens\":2}", "duplicate 'max_tokens' member"},
+        {"{\"max_completion_tokens\":1,\"max_completion_tokens\":1}",
+         "duplicate 'max_completion_tokens' member"},
+        {"{\"user\":\"a\",\"user\":\"a\"}", "duplicate 'user' member"},
+        {"{\"max_tokens\":01}", "invalid JSON at byte 14"},
+        {"{\"models\":[],\"max_tokens\":-1}", "'max_tokens' must be a non-negative integer"},
+    };
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        assert_int_equal(scan_str(bad[k].in), LX_EJSON);
+        if (strcmp(scan.error, bad[k].err) != 0)
+            fail_msg("%s: got '%s', want '%s'", bad[k].in, scan.error, bad[k].err);
+    }
+}
+
 /* The record of <b> and of the same body behind a "models":null member, which the direct scan
  * leaves to the reference scan at its key: the same members, 14 bytes later. */
 static void check_same_record(const char *b)
@@ -719,9 +797,11 @@ static void check_same_record(const char *b)
     assert_int_equal(lx_body_scan(b, strlen(b), &d), 0);
     assert_int_equal(lx_body_scan(ref, strlen(ref), &r), 0);
     const lx_body_span_t *ds[] = {&d.model,    &d.stream_options, &d.include_usage_value,
-                                  &d.provider, &d.route,          &d.session_id};
+                                  &d.provider, &d.route,          &d.session_id,
+                                  &d.user};
     const lx_body_span_t *rs[] = {&r.model,    &r.stream_options, &r.include_usage_value,
-                                  &r.provider, &r.route,          &r.session_id};
+                                  &r.provider, &r.route,          &r.session_id,
+                                  &r.user};
     for (size_t k = 0; k < sizeof(ds) / sizeof(ds[0]); k++) {
         assert_int_equal(ds[k]->len, rs[k]->len);
         assert_int_equal(ds[k]->off == 0 ? 0 : ds[k]->off + 14, rs[k]->off);
@@ -732,6 +812,9 @@ static void check_same_record(const char *b)
     assert_int_equal(d.last_kept_end + 14, r.last_kept_end);
     assert_int_equal(d.has_usage, r.has_usage);
     assert_int_equal(d.usage_include, r.usage_include);
+    assert_int_equal(d.max_tokens, r.max_tokens);
+    assert_int_equal(d.max_completion_tokens, r.max_completion_tokens);
+    assert_int_equal(d.has_user, r.has_user);
 }
 
 static void test_reference_record(void **state)
@@ -745,6 +828,8 @@ static void test_reference_record(void **state)
         "{\"model\":\"m\",\"provider\":{\"order\":[\"a\"]},\"x\":\"y\"}",
         "{\"model\":\"m\",\"usage\":{\"include\":true},\"x\":{}}",
         "{\"model\":\"m\",\"usage\":null,\"x\":-1.5}",
+        "{\"model\":\"m\",\"max_tokens\":100,\"user\":\"u-1\",\"max_completion_tokens\":0}",
+        "{\"max_tokens\":null,\"user\":null,\"max_completion_tokens\":12345678901234567890123}",
     };
     for (size_t k = 0; k < sizeof(bodies) / sizeof(bodies[0]); k++)
         check_same_record(bodies[k]);
@@ -832,6 +917,7 @@ int main(void)
         cmocka_unit_test(test_splice_limits),
         cmocka_unit_test(test_string_bytes),
         cmocka_unit_test(test_reference_record),
+        cmocka_unit_test(test_recorded_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
