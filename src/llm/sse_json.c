@@ -4,10 +4,10 @@
  *
  * Per byte: strings and escapes, nesting, and the key of the member being read, enough to
  * find the top-level "model", "usage", "choices", "error", "id" and "created" members and each
- * choice's "finish_reason". The model value is cut out of the forwarded run and replaced by
- * the literal (json_step()); the usage object is copied to usage[] and read by sse_usage.c.
- * In json mode, runs that change no state (string interiors, inert bytes, whole keys, whole
- * member values that cannot matter) are taken at once (lx_sse_json_feed()); the output is the
+ * choice's "finish_reason" (whose value is kept). The model value is cut out of the forwarded run
+ * and replaced by the literal (json_step()); the usage object is copied to usage[] and read by
+ * sse_usage.c. In json mode, runs that change no state (string interiors, inert bytes, whole keys,
+ * whole member values that cannot matter) are taken at once (lx_sse_json_feed()); the output is the
  * byte-by-byte one, which the unit tests and fuzz_sse_scan check by feeding split reads.
  */
 #include <stddef.h>
@@ -139,10 +139,47 @@ static void end_key(lx_sse_scan_t *s)
             : member_of(s, lx_sse_key_member(s->json.depth, s->json.key, s->json.key_len));
 }
 
-/* A byte of the stream's id, or its closing quote (<close>). */
+/* A finish_reason value is kept when each of its bytes is printable ASCII but '"' and '\\'. */
+static inline bool fr_plain(char ch)
+{
+    return (unsigned char)ch >= 0x20 && (unsigned char)ch < 0x7f && ch != '"' && ch != '\\';
+}
+
+/* <n> bytes of a finish_reason value (not its closing quote): the choice finished (a non-empty
+ * string), and the bytes are copied up to the room of fr[]. */
+static void fr_run(lx_sse_scan_t *s, const char *p, size_t n)
+{
+    s->finished = true;
+    for (size_t k = 0; k < n; k++) {
+        if (!fr_plain(p[k]))
+            s->fin.bad = true;
+        else if (s->fin.len < sizeof(s->fin.text))
+            s->fin.text[s->fin.len++] = p[k];
+    }
+}
+
+/* A byte of a finish_reason value, or its closing quote (<close>), which keeps the value when it
+ * is non-empty and plain. */
+static void fr_byte(lx_sse_scan_t *s, char ch, bool close)
+{
+    if (!close) {
+        fr_run(s, &ch, 1);
+        return;
+    }
+    if (!s->fin.bad && s->fin.len > 0) {
+        memcpy(s->finish_reason, s->fin.text, s->fin.len);
+        s->finish_reason[s->fin.len] = '\0';
+    }
+    s->cap.id_on = false;
+}
+
+/* A byte of a string value whose bytes are kept (cap.id_on), or its closing quote (<close>): the
+ * stream's id, or a choice's finish_reason (cap.fr). */
 static void id_byte(lx_sse_scan_t *s, char ch, bool close)
 {
-    if (close) {
+    if (s->cap.fr) {
+        fr_byte(s, ch, close);
+    } else if (close) {
         if (!s->cap.bad && s->cap.id_w > 0)
             s->id_len = s->cap.id_w;
         s->cap.id_on = false;
@@ -203,6 +240,7 @@ static bool value_start(lx_sse_scan_t *s, char ch)
         case M_ID:
             if (ch == '"') {
                 s->cap.id_on = true;
+                s->cap.fr = false;
                 s->cap.bad = false;
                 s->cap.id_w = 0;
             }
@@ -219,7 +257,9 @@ static bool value_start(lx_sse_scan_t *s, char ch)
             break;
         }
     } else if (s->json.depth == 3 && s->json.member == M_FINISH_REASON && ch == '"') {
-        s->ev.fr_pending = true;
+        s->cap.id_on = s->cap.fr = true; /* its bytes go through id_byte() */
+        s->fin.bad = false;
+        s->fin.len = 0;
     }
     return false;
 }
@@ -287,7 +327,6 @@ bool lx_sse_json_byte(lx_sse_scan_t *s, char ch)
             s->json.esc = true;
         } else if (ch == '"') {
             s->json.in_str = false;
-            s->ev.fr_pending = false;
             if (s->json.str_key)
                 end_key(s);
             return false;
@@ -297,10 +336,6 @@ bool lx_sse_json_byte(lx_sse_scan_t *s, char ch)
                 s->json.key[s->json.key_len++] = ch;
             else
                 s->json.key_long = true;
-        }
-        if (s->ev.fr_pending) {
-            s->finished = true;
-            s->ev.fr_pending = false;
         }
         return false;
     }
@@ -352,11 +387,11 @@ void lx_sse_json_reset(lx_sse_scan_t *s)
     s->json.key_len = 0;
     s->json.member = M_OTHER;
     s->json.choices = CH_NONE;
-    s->ev.fr_pending = false;
     s->ev.capturing = false; /* an unterminated usage object is abandoned (has_usage stays false) */
     s->ev.usage_over = false;
     s->ev.model = s->ev.usage = s->ev.choices_empty = false;
-    s->cap.id_on = s->cap.num_on = false; /* an unterminated id or created is not kept */
+    /* an unterminated id, created or finish_reason is not kept */
+    s->cap.id_on = s->cap.num_on = false;
 }
 
 /*
@@ -374,7 +409,6 @@ static inline bool json_quick(lx_sse_scan_t *s, char ch)
         if (s->ev.capturing)
             capture(s, ch);
         s->json.in_str = false;
-        s->ev.fr_pending = false;
         if (s->json.str_key)
             end_key(s);
         return true;
@@ -559,7 +593,7 @@ size_t lx_sse_json_feed(lx_sse_scan_t *s, lx_sse_out_ctx_t *c, const char *data,
     while (i < len && c->n + 8 <= c->max) {
         size_t j = i;
         if (s->json.in_str) {
-            if (!s->json.esc && !s->ev.fr_pending)
+            if (!s->json.esc)
                 j += lx_str_json_plain(data + i, len - i, false);
             if (j > i && s->json.str_key) {
                 if (s->json.key_len == 0 && j < len && data[j] == '"' && !s->ev.capturing &&
@@ -569,7 +603,6 @@ size_t lx_sse_json_feed(lx_sse_scan_t *s, lx_sse_out_ctx_t *c, const char *data,
                     s->json.member =
                         member_of(s, lx_sse_key_member(s->json.depth, data + i, j - i));
                     s->json.in_str = false;
-                    s->ev.fr_pending = false;
                     i = j + 1;
                     continue;
                 }
@@ -580,6 +613,8 @@ size_t lx_sse_json_feed(lx_sse_scan_t *s, lx_sse_out_ctx_t *c, const char *data,
                 }
                 memcpy(s->json.key + s->json.key_len, data + i, n);
                 s->json.key_len = (uint8_t)(s->json.key_len + n);
+            } else if (j > i && s->cap.id_on && s->cap.fr) { /* (json mode keeps no id) */
+                fr_run(s, data + i, j - i);
             }
         } else if (s->json.want_val) {
             if (whole && !s->ev.capturing) {

@@ -282,8 +282,8 @@ static size_t fast_paths(lx_sse_scan_t *s, lx_sse_out_ctx_t *c, const char *data
             return e;
     }
     if (s->frame.line == L_DATA && s->json.in_str && !s->json.esc && !s->json.str_key &&
-        !s->out.skipping && !s->ev.capturing && !s->ev.fr_pending && !s->cap.id_on &&
-        s->frame.done_pos == NO_MATCH && is_plain(ch)) {
+        !s->out.skipping && !s->ev.capturing && !s->cap.id_on && s->frame.done_pos == NO_MATCH &&
+        is_plain(ch)) {
         size_t j = i + 1;
         while (j < len && is_plain(data[j]))
             j++;

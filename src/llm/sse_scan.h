@@ -6,9 +6,9 @@
  * lx_sse_scan_t. The scanner is pure (no I/O, no loop), works byte by byte across arbitrary
  * read boundaries and never copies payload bytes: what it hands back are slices of the read's
  * own chunk, plus slices of a small chunk it owns holding the public model id. On the way it
- * observes the stream (event count, `[DONE]`, finish_reason, the usage object, error events)
- * and, on request, rewrites the top-level "model" of every event and drops the usage-only
- * event llmux asked the upstream for on the client's behalf.
+ * observes the stream (event count, `[DONE]`, finish_reason and its value, the usage object,
+ * error events) and, on request, rewrites the top-level "model" of every event and drops the
+ * usage-only event llmux asked the upstream for on the client's behalf.
  */
 #ifndef LX_SSE_SCAN_H
 #define LX_SSE_SCAN_H
@@ -34,6 +34,8 @@
 #define LX_SSE_KEY_MAX 24
 /* Longest stream id kept (lx_sse_scan_t.id). */
 #define LX_SSE_ID_MAX 96
+/* Room of lx_sse_scan_t.finish_reason: at most this minus one bytes kept, and a NUL. */
+#define LX_SSE_FINISH_MAX 32
 
 /*
  * One stream's scanner. Caller-owned storage: lx_sse_scan_init(), then feeds, then
@@ -65,6 +67,12 @@ typedef struct lx_sse_scan {
     int64_t created;
     size_t id_len;
     char id[LX_SSE_ID_MAX];
+    /* The finish_reason of the choice that finished: the last non-empty string value of a
+     * choice's "finish_reason" seen (in event streams and whole answers alike) that is printable
+     * ASCII without '"' or '\\' (so it can be written back between quotes as it is), its
+     * first LX_SSE_FINISH_MAX - 1 bytes, NUL-terminated; "" when none. A value with any other
+     * byte (an escape included) still sets `finished` but leaves this as it was. */
+    char finish_reason[LX_SSE_FINISH_MAX];
 
     /* Readable too: the input is one JSON document, not an event stream (init_json) */
     bool json_mode;
@@ -118,7 +126,6 @@ typedef struct lx_sse_scan {
 
     /* What the current event shows so far; reset at each event end */
     struct lx_sse_event {
-        bool fr_pending;    /* a finish_reason string value just opened */
         bool capturing;     /* copying the usage object into usage[] */
         bool usage_over;    /* ... and it did not fit */
         bool model;         /* the event's top-level model was met */
@@ -126,15 +133,26 @@ typedef struct lx_sse_scan {
         bool choices_empty; /* ... and "choices":[] */
     } ev;
 
-    /* The stream's identity being read (event streams, until known) */
+    /* The stream's identity being read (event streams, until known), and the finish_reason
+     * value being read (both modes): the strings and numbers whose bytes are kept */
     struct lx_sse_capture {
-        bool id_on;  /* reading the "id" string into id[] (id_w bytes so far) */
+        bool id_on;  /* reading a string whose bytes are kept: the "id" into id[] (id_w bytes so
+                      * far), or with fr, a choice's finish_reason into fin.text[] (every byte
+                      * before its closing quote makes `finished`) */
         bool num_on; /* reading the "created" number (num_digits digits so far) */
-        bool bad;    /* ... which turned out not to be one to keep */
+        bool fr;     /* the string id_on reads is a finish_reason */
+        bool bad;    /* the id or created being read turned out not to be one to keep */
         uint8_t id_w;
         uint8_t num_digits;
         int64_t num;
     } cap;
+
+    /* The finish_reason value being read (cap.fr), before its closing quote keeps it */
+    struct lx_sse_finish {
+        bool bad;    /* it has a byte finish_reason[] does not keep */
+        uint8_t len; /* bytes in text[] */
+        char text[LX_SSE_FINISH_MAX - 1];
+    } fin;
 } lx_sse_scan_t;
 
 /*

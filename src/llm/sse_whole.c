@@ -27,6 +27,7 @@ typedef struct whole {
     size_t usage_at, usage_end;     /* the last top-level usage object; usage_end 0: none */
     size_t id_at, id_end;           /* the first top-level string "id"'s contents; id_end 0: none */
     size_t created_at, created_end; /* the first top-level "created" primitive */
+    size_t fr_at, fr_end;           /* the last finish_reason value kept; fr_end 0: none */
     bool want_identity;             /* an event stream whose id or created is not known yet */
     bool finished, error, choices_empty;
 } whole_t;
@@ -116,7 +117,31 @@ static size_t w_object(const char *p, size_t i, size_t n, whole_t *w, w_member_f
     }
 }
 
-/* A member of a choice object (depth 3): its finish_reason says whether the choice finished. */
+/* Whether the <n> bytes at <p> of a finish_reason value are all kept by the machine: printable
+ * ASCII without '"' or '\\'. */
+static bool fr_plain(const char *p, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if ((unsigned char)p[k] < 0x20 || (unsigned char)p[k] >= 0x7f || p[k] == '"' ||
+            p[k] == '\\')
+            return false;
+    return true;
+}
+
+/* A finish_reason string whose contents are p[at, end): the choice finished, and the value is
+ * the one kept when fr_byte() would keep it at its closing quote. Out of line: most members are no
+ * finish_reason string, and w_choice_member() stays small enough to take w_value() inline. */
+__attribute__((noinline)) static void w_finish(whole_t *w, const char *p, size_t at, size_t end)
+{
+    w->finished = true;
+    if (fr_plain(p + at, end - at)) {
+        w->fr_at = at;
+        w->fr_end = end;
+    }
+}
+
+/* A member of a choice object (depth 3): its finish_reason says whether the choice finished,
+ * and its value is the one kept. */
 static bool w_choice_member(whole_t *w, const char *p, size_t k, size_t kn, size_t v, size_t n,
                             size_t *end)
 {
@@ -125,7 +150,7 @@ static bool w_choice_member(whole_t *w, const char *p, size_t k, size_t kn, size
         return false;
     /* what the machine sees: a string value with at least one byte before its closing quote */
     if (p[v] == '"' && *end - v > 2 && lx_sse_key_member(3, p + k, kn) == M_FINISH_REASON)
-        w->finished = true;
+        w_finish(w, p, v + 1, *end - 1);
     return true;
 }
 
@@ -234,6 +259,11 @@ static void apply_whole(lx_sse_scan_t *s, lx_sse_out_ctx_t *c, const char *p, co
     }
     if (w->finished)
         s->finished = true;
+    if (w->fr_end != 0) {
+        size_t n = LX_MIN(w->fr_end - w->fr_at, (size_t)LX_SSE_FINISH_MAX - 1);
+        memcpy(s->finish_reason, p + w->fr_at, n);
+        s->finish_reason[n] = '\0';
+    }
     if (w->error)
         s->error_event = true;
     s->ev.choices_empty = w->choices_empty;
