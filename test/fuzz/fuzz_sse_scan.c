@@ -13,7 +13,7 @@
  * reference reading on core/json wherever it accepts: on the input itself and on every usage
  * object the scanner kept. And an answer that core/json reads as one JSON object is read by the
  * scanner as core/json reads it (check_answer()): the model replaced, the usage object kept,
- * finish_reason and error seen where the tokens say.
+ * finish_reason (and the value kept) and error seen where the tokens say.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -123,7 +123,8 @@ static void same_obs(const lx_sse_scan_t *a, const lx_sse_scan_t *b)
         a->prompt_tokens != b->prompt_tokens || a->completion_tokens != b->completion_tokens ||
         a->total_tokens != b->total_tokens || a->cached_tokens != b->cached_tokens ||
         a->reasoning_tokens != b->reasoning_tokens || a->created != b->created ||
-        a->id_len != b->id_len || memcmp(a->id, b->id, a->id_len) != 0)
+        a->id_len != b->id_len || memcmp(a->id, b->id, a->id_len) != 0 ||
+        strcmp(a->finish_reason, b->finish_reason) != 0)
         abort();
     if (a->has_usage &&
         (a->usage_len != b->usage_len || memcmp(a->usage, b->usage, a->usage_len) != 0))
@@ -135,7 +136,18 @@ typedef struct answer {
     uint32_t model_start, model_end; /* the first top-level "model" string; end 0: none */
     uint32_t usage_start, usage_end; /* the last top-level "usage" object; end 0: none */
     bool finished, error;
+    char finish_reason[LX_SSE_FINISH_MAX]; /* the last plain finish_reason string, cut short */
 } answer_t;
+
+/* A choice's finish_reason value the scanner keeps: printable ASCII but '"' and '\\'. */
+static bool plain_reason(const char *p, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if ((unsigned char)p[k] < 0x20 || (unsigned char)p[k] >= 0x7f || p[k] == '"' ||
+            p[k] == '\\')
+            return false;
+    return true;
+}
 
 static bool key_is(const char *p, const lx_json_token_t *t, const char *want)
 {
@@ -192,8 +204,15 @@ static bool read_answer(const char *p, size_t n, answer_t *a)
         if (type == LX_JSON_KEY)
             inner = t;
         else if (type == LX_JSON_STRING && t.end > t.start && inner.end > 0 &&
-                 key_is(p, &inner, "finish_reason"))
+                 key_is(p, &inner, "finish_reason")) {
             a->finished = true;
+            size_t vn = t.end - t.start;
+            if (plain_reason(p + t.start, vn)) {
+                vn = vn < LX_SSE_FINISH_MAX - 1 ? vn : LX_SSE_FINISH_MAX - 1;
+                memcpy(a->finish_reason, p + t.start, vn);
+                a->finish_reason[vn] = '\0';
+            }
+        }
     }
 }
 
@@ -205,7 +224,8 @@ static void check_answer(const char *in, size_t len, const lx_sse_scan_t *obs, c
     answer_t a;
     if (!read_answer(in, len, &a))
         return;
-    if (obs->finished != a.finished || obs->error_event != a.error)
+    if (obs->finished != a.finished || obs->error_event != a.error ||
+        strcmp(obs->finish_reason, a.finish_reason) != 0)
         abort();
     if (a.usage_end != 0) {
         size_t n = a.usage_end - a.usage_start;

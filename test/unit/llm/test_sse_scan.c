@@ -43,6 +43,7 @@ typedef struct stream {
     int64_t prompt, completion, total, cached, reasoning;
     const char *id; /* the stream's id; NULL: none */
     int64_t created;
+    const char *finish_reason; /* NULL: "" */
 } stream_t;
 
 /* ---- byte strings ---- */
@@ -221,6 +222,7 @@ static void check_obs(const stream_t *st, const lx_sse_scan_t *o)
         assert_memory_equal(o->id, st->id, o->id_len);
     }
     assert_int_equal(o->created, st->created);
+    assert_string_equal(o->finish_reason, st->finish_reason ? st->finish_reason : "");
 }
 
 static void expect_run(const stream_t *st, const str_t *in, const size_t *cuts, size_t ncuts,
@@ -344,6 +346,7 @@ static const stream_t chat = {
     5,
     "chatcmpl-1",
     1718000000,
+    "stop",
 };
 
 #define USAGE_TEXT "{\"prompt_tokens\":4,\"completion_tokens\":7,\"total_tokens\":11}"
@@ -379,6 +382,7 @@ static const stream_t text = {
     -1,
     "cmpl-7",
     1,
+    "length",
 };
 
 /* vLLM: "usage":null on each chunk, spaces around ':', the usage event without the model. */
@@ -404,8 +408,12 @@ static const tevent_t vllm_ev[] = {
 };
 
 static const stream_t vllm = {
-    "vllm",   vllm_ev, LX_ARRAY_SIZE(vllm_ev), 5, true, true, false, USAGE_VLLM, 5, 3, 8, -1, -1,
-    "cmpl-a", -1,
+    "vllm",   vllm_ev,    LX_ARRAY_SIZE(vllm_ev),
+    5,        true,       true,
+    false,    USAGE_VLLM, 5,
+    3,        8,          -1,
+    -1,       "cmpl-a",   -1,
+    "length",
 };
 
 /* CRLF framing, comments, other fields, multi-line data (the model on a continuation line). */
@@ -427,8 +435,12 @@ static const tevent_t crlf_ev[] = {
 };
 
 static const stream_t crlf = {
-    "crlf", crlf_ev, LX_ARRAY_SIZE(crlf_ev), 4, true, true, false, USAGE_TEXT, 4, 7, 11, -1, -1,
-    "c",    -1,
+    "crlf", crlf_ev,    LX_ARRAY_SIZE(crlf_ev),
+    4,      true,       true,
+    false,  USAGE_TEXT, 4,
+    7,      11,         -1,
+    -1,     "c",        -1,
+    "stop",
 };
 
 /* CR-only framing and a BOM: a held event's end is decided at the next byte or at flush. */
@@ -442,7 +454,8 @@ static const tevent_t cr_ev[] = {
 };
 
 static const stream_t cr = {
-    "cr", cr_ev, LX_ARRAY_SIZE(cr_ev), 3, true, true, false, USAGE_TEXT, 4, 7, 11, -1, -1, NULL, -1,
+    "cr", cr_ev,  LX_ARRAY_SIZE(cr_ev), 3, true, true, false, USAGE_TEXT, 4, 7, 11, -1, -1, NULL,
+    -1,   "stop",
 };
 
 /* The usage-only event is the last thing: dropped, with nothing after it. */
@@ -467,6 +480,7 @@ static const stream_t last = {
     -1,
     NULL,
     -1,
+    "stop",
 };
 
 /* A mid-stream error event (OpenAI's shape): observed, forwarded. */
@@ -479,8 +493,8 @@ static const tevent_t err_ev[] = {
 };
 
 static const stream_t err = {
-    "error", err_ev, LX_ARRAY_SIZE(err_ev), 2, false, false, true, NULL, -1, -1, -1, -1, -1,
-    NULL,    -1,
+    "error", err_ev, LX_ARRAY_SIZE(err_ev), 2, false, false, true, NULL, -1, -1, -1, -1, -1, NULL,
+    -1,      NULL,
 };
 
 static void test_chat(void **state)
@@ -968,6 +982,103 @@ static void test_identity(void **state)
     assert_int_equal(sc.created, -1);
 }
 
+/* The finish_reason kept from an event stream, in one read and every 2-piece split (whole
+ * events and the byte machine), with and without the rewrite and the usage-event drop. */
+static void expect_finish(const char *in, bool finished, const char *want)
+{
+    size_t len = strlen(in);
+    all_splits(in, NULL, false, in); /* the bytes pass untouched */
+    for (size_t cut = 0; cut <= len; cut++) {
+        for (int k = 0; k < 2; k++) {
+            run_t r = run_cuts(in, len, &cut, 1, k ? PUB_MODEL : NULL, k == 1);
+            if (r.obs.finished != finished || strcmp(r.obs.finish_reason, want) != 0)
+                fail_msg("%s cut %zu: finished %d [%s], want %d [%s]", in, cut, r.obs.finished,
+                         r.obs.finish_reason, finished, want);
+            free(r.out.p);
+        }
+    }
+}
+
+/* The same for a whole JSON answer: json mode's whole reading in one piece, its runs and the
+ * byte machine when split. */
+static void expect_finish_json(const char *in, bool finished, const char *want)
+{
+    size_t len = strlen(in);
+    json_splits(in, NULL, in); /* the bytes pass untouched */
+    for (size_t cut = 0; cut <= len; cut++) {
+        lx_sse_scan_t sc;
+        assert_int_equal(lx_sse_scan_init_json(&sc, NULL, 0, NULL), 0);
+        feed_two(&sc, in, len, cut, NULL);
+        if (sc.finished != finished || strcmp(sc.finish_reason, want) != 0)
+            fail_msg("%s cut %zu: finished %d [%s], want %d [%s]", in, cut, sc.finished,
+                     sc.finish_reason, finished, want);
+        lx_sse_scan_dispose(&sc);
+    }
+}
+
+static void test_finish_reason(void **state)
+{
+    (void)state;
+    /* the last non-empty value of any choice, across events and within one */
+    expect_finish("data: {\"choices\":[{\"index\":0,\"finish_reason\":null}]}\n\n"
+                  "data: {\"choices\":[{\"index\":0,\"finish_reason\":\"tool_calls\"}]}\n\n",
+                  true, "tool_calls");
+    expect_finish("data: {\"choices\":[{\"finish_reason\":\"stop\"},{\"delta\":{},"
+                  "\"finish_reason\":\"length\"},{\"finish_reason\":null}]}\n\n",
+                  true, "length");
+    expect_finish("data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\n"
+                  "data: {\"choices\":[{\"finish_reason\":\"content_filter\"}]}\n\n",
+                  true, "content_filter");
+    /* a value with an escape, a control or a non-ASCII byte finishes, but is not kept: the one
+     * before stays */
+    expect_finish("data: {\"choices\":[{\"finish_reason\":\"st\\u006fp\"}]}\n\n", true, "");
+    expect_finish("data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\n"
+                  "data: {\"choices\":[{\"finish_reason\":\"caf\xc3\xa9\"}]}\n\n"
+                  "data: {\"choices\":[{\"finish_reason\":\"a\tb\"}]}\n\n"
+                  "data: {\"choices\":[{\"finish_reason\":\"x\\\"y\"}]}\n\n",
+                  true, "stop");
+    /* empty and null finish nothing; finish_reason outside a choice is not the choice's */
+    expect_finish("data: {\"choices\":[{\"finish_reason\":\"\"}]}\n\n"
+                  "data: {\"finish_reason\":\"top\",\"choices\":[{\"delta\":{\"finish_reason\":"
+                  "\"deep\"}}],\"x\":{\"choices\":[{\"finish_reason\":\"nested\"}]}}\n\n",
+                  false, "");
+    /* 31 bytes fit; longer values keep their first 31 */
+    expect_finish("data: {\"choices\":[{\"finish_reason\":\"abcdefghijklmnopqrstuvwxyz01234\"}]}"
+                  "\n\n",
+                  true, "abcdefghijklmnopqrstuvwxyz01234");
+    expect_finish("data: {\"choices\":[{\"finish_reason\":\"abcdefghijklmnopqrstuvwxyz0123456789"
+                  "-and-more\"}]}\n\n",
+                  true, "abcdefghijklmnopqrstuvwxyz01234");
+    /* a long bad value: the truncation does not hide its bad byte */
+    expect_finish("data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\n"
+                  "data: {\"choices\":[{\"finish_reason\":\"abcdefghijklmnopqrstuvwxyz0123456789"
+                  "\\n\"}]}\n\n",
+                  true, "stop");
+    /* an event cut by the stream's end keeps no value it had not closed */
+    expect_finish("data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\n"
+                  "data: {\"choices\":[{\"finish_reason\":\"leng",
+                  true, "stop");
+    /* CRLF framing and several data lines take the byte machine */
+    expect_finish("data: {\"choices\":[{\"index\":0,\r\ndata: \"finish_reason\":\r\n"
+                  "data: \"stop\"}]}\r\n\r\n",
+                  true, "stop");
+
+    /* whole answers */
+    expect_finish_json("{\"id\":\"c\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
+                       "\"assistant\",\"content\":\"a long enough answer \\\" with escapes\"},"
+                       "\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":1}}",
+                       true, "tool_calls");
+    expect_finish_json("{\"choices\":[{\"finish_reason\":\"stop\"},{\"finish_reason\":\"st\\u006fp"
+                       "\"}]}",
+                       true, "stop");
+    expect_finish_json("{\"choices\":[{\"finish_reason\":\"a-finish-reason-of-more-than-thirty-"
+                       "one-bytes\"}]}",
+                       true, "a-finish-reason-of-more-than-th");
+    expect_finish_json("{\"choices\":[{\"finish_reason\":null}],\"finish_reason\":\"x\"}", false,
+                       "");
+    expect_finish_json("{\"choices\":[{\"finish_reason\":\"\\u0073top\"}]}", true, "");
+}
+
 /* The whole-read paths give way where the byte machine carries state from one member to the
  * next: of two usage objects, one over LX_SSE_USAGE_MAX keeps the counts of the one before.
  * In one read (whole) and split (byte machine), as an answer and as an event. */
@@ -1175,6 +1286,7 @@ int main(void)
         cmocka_unit_test(test_json_whole_values),
         cmocka_unit_test(test_whole_read_second_usage),
         cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_finish_reason),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
