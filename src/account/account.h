@@ -16,7 +16,9 @@
 #include "store/keyset.h"
 
 /* Whether model id <id> (<len> bytes) matches <pattern>: '*' matches any run of bytes ('/'
- * included), everything else itself, byte for byte. Linear in len × (number of '*' + 1). */
+ * included), everything else itself, byte for byte. No recursion: the two-pointer match that
+ * backtracks to the last '*' only, at most len × strlen(pattern) steps (patterns are at most
+ * LX_KEY_MODEL_MAX bytes). */
 bool lx_account_match(const char *pattern, const char *id, size_t len);
 
 /* Whether <key> may use model <id>: its allowlist is empty or an entry matches. */
@@ -48,7 +50,8 @@ int64_t lx_account_cost(const lx_config_route_t *route, int64_t prompt_tokens,
 size_t lx_account_ratelimit_headers(const lx_ratelimit_view_t *rl, char *buf, size_t cap);
 
 /* A Go-style duration for <ms> ("0s", "12ms", "1s", "1.5s", "6m0s", "1h2m3s") into <buf>
- * (24 bytes suffice). Returns the length. */
+ * (24 bytes suffice: negative is "0s", beyond 999999999999h it saturates). Returns the
+ * length. */
 size_t lx_account_duration(int64_t ms, char *buf);
 
 #endif
