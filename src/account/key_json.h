@@ -36,9 +36,11 @@ int lx_key_json_parse(const char *body, size_t len, enum lx_key_json_mode mode, 
  * Writes one key object (OpenRouter's Key, plus llmux's models, provider, rate_limit): hash,
  * name, label, disabled, limit, limit_remaining, limit_reset, include_byok_in_limit (false),
  * usage, usage_daily, usage_weekly, usage_monthly, byok_usage* (0), created_at, updated_at,
- * expires_at, creator_user_id (null), workspace_id (null), models, provider, rate_limit.
- * Money in USD JSON numbers, times ISO-8601 UTC, nulls for absent. malloc'd, NUL-terminated,
- * *len set; NULL when out of memory.
+ * expires_at, creator_user_id (null), workspace_id ("": OpenRouter's SDK requires a string,
+ * llmux has no workspaces), models (null: every model), provider (the stored object, or null),
+ * rate_limit ({rpm, tpm, concurrency}, or null when all three are 0). Money in USD JSON
+ * numbers (limit_remaining never below 0), times ISO-8601 UTC, nulls for absent. malloc'd,
+ * NUL-terminated, *len set; NULL when out of memory.
  */
 char *lx_key_json_key(const lx_key_view_t *v, size_t *len);
 
@@ -46,10 +48,12 @@ char *lx_key_json_key(const lx_key_view_t *v, size_t *len);
  * `{"deleted":true}`: malloc'd, *len set, NULL when out of memory. */
 char *lx_key_json_list(const lx_key_view_t *v, size_t n, size_t *len);
 char *lx_key_json_one(const lx_key_view_t *v, const char *secret, size_t *len);
+char *lx_key_json_deleted(size_t *len);
 
 /* GET /api/v1/key: `{"data":{label, limit, limit_remaining, limit_reset, usage*, byok_usage*,
  * is_free_tier:false, is_management_key, is_provisioning_key:false, expires_at, rate_limit
- * (llmux's {rpm, tpm, concurrency}), ...}}`. */
+ * (llmux's {rpm, tpm, concurrency}, with OpenRouter's deprecated {requests, interval, note}
+ * that its SDK still requires: requests = rpm per "1m", -1 without one), ...}}`. */
 char *lx_key_json_current(const lx_key_view_t *v, bool management, size_t *len);
 
 /* GET /api/v1/generation: `{"data":{...}}` in OpenRouter's Generation shape (every required
