@@ -462,7 +462,9 @@ int lx_key_json_parse(const char *body, size_t len, enum lx_key_json_mode mode, 
         return fail(&r, LX_EJSON, "the body is too large");
     lx_json_init(&r.j, body, len, KEY_JSON_DEPTH);
     int rc = read_body(&r, mode, in);
-    if (rc != 0)
+    if (rc != 0) {
         lx_key_input_dispose(in);
+        memset(in, 0, sizeof(*in));
+    }
     return rc;
 }
