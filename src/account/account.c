@@ -180,7 +180,9 @@ static void header_reset(lx_strbuf_t *sb, const char *name, size_t name_len, int
 
 size_t lx_account_ratelimit_headers(const lx_ratelimit_view_t *rl, char *buf, size_t cap)
 {
-    lx_strbuf_t sb = lx_strbuf_make(buf, cap);
+    if (cap == 0)
+        return 0;
+    lx_strbuf_t sb = lx_strbuf_make(buf, cap - 1); /* room for the NUL */
     if (rl->limit_requests > 0) {
         HDR(&sb, "x-ratelimit-limit-requests", rl->limit_requests);
         HDR(&sb, "x-ratelimit-remaining-requests", rl->remaining_requests);
@@ -191,7 +193,7 @@ size_t lx_account_ratelimit_headers(const lx_ratelimit_view_t *rl, char *buf, si
         HDR(&sb, "x-ratelimit-remaining-tokens", rl->remaining_tokens);
         HDR_RESET(&sb, "x-ratelimit-reset-tokens", rl->reset_tokens_ms);
     }
-    if (sb.overflow)
-        return 0;
-    return lx_strbuf_len(&sb, buf);
+    size_t n = sb.overflow ? 0 : lx_strbuf_len(&sb, buf);
+    buf[n] = '\0';
+    return n;
 }

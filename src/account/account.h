@@ -43,8 +43,9 @@ int64_t lx_account_cost(const lx_config_route_t *route, int64_t prompt_tokens,
 /*
  * The x-ratelimit-* header lines for <rl> into <buf> (each "Name: value\r\n"): the requests
  * trio when limit_requests > 0, the tokens trio when limit_tokens > 0, resets as Go-style
- * durations ("1s", "6m0s", "12ms"), OpenAI's names. Returns the length, or 0 when nothing
- * fits or nothing applies. LX_ACCOUNT_HEADERS_MAX bytes always suffice.
+ * durations ("1s", "6m0s", "12ms"), OpenAI's names, and a NUL. Returns the length, or 0 (and
+ * an empty string when <cap> > 0) when they do not all fit or nothing applies.
+ * LX_ACCOUNT_HEADERS_MAX bytes always suffice.
  */
 #define LX_ACCOUNT_HEADERS_MAX 320
 size_t lx_account_ratelimit_headers(const lx_ratelimit_view_t *rl, char *buf, size_t cap);
