@@ -235,8 +235,10 @@ static void test_headers(void **state)
     assert_int_equal(n, strlen(want));
     assert_memory_equal(buf, want, n);
 
+    assert_int_equal(buf[n], '\0');
     lx_ratelimit_view_t none = {0, 7, 7, 0, 7, 7};
     assert_int_equal(lx_account_ratelimit_headers(&none, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "");
 
     /* the largest figures fit in LX_ACCOUNT_HEADERS_MAX */
     lx_ratelimit_view_t big = {UINT32_MAX, UINT32_MAX, INT64_MAX,
@@ -249,7 +251,16 @@ static void test_headers(void **state)
     char small[41];
     memset(small, 'z', sizeof(small));
     assert_int_equal(lx_account_ratelimit_headers(&rl, small, 40), 0);
+    assert_string_equal(small, "");
     assert_int_equal(small[40], 'z');
+    assert_int_equal(lx_account_ratelimit_headers(&rl, small, 0), 0);
+    assert_int_equal(small[0], '\0');
+    /* exactly enough: the headers and their NUL */
+    n = lx_account_ratelimit_headers(&req, buf, sizeof(buf));
+    char *exact = malloc(n + 1);
+    assert_int_equal(lx_account_ratelimit_headers(&req, exact, n + 1), n);
+    assert_int_equal(lx_account_ratelimit_headers(&req, exact, n), 0);
+    free(exact);
 }
 
 int main(void)
