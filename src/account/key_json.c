@@ -137,12 +137,15 @@ static char *dup_text(const struct rd *r, const lx_json_token_t *t, size_t max)
     return s;
 }
 
-/* The decoded key of token <k> into <buf> (NUL-terminated); "" when it is longer than KEY_MAX
- * or malformed, which no member is called. */
+/* The decoded key (or short string) of token <k> into <buf> (NUL-terminated); "" when it is
+ * longer than KEY_MAX, malformed or holds a NUL ("name\u0000x" is not `name`): no member and
+ * no value is called that. */
 static void key_text(const struct rd *r, const lx_json_token_t *k, char buf[KEY_MAX + 1])
 {
     int n = lx_json_unescape(r->base + k->start, k->end - k->start, buf, KEY_MAX);
-    buf[n > 0 ? n : 0] = '\0';
+    if (n < 0 || memchr(buf, '\0', (size_t)n) != NULL)
+        n = 0;
+    buf[n] = '\0';
 }
 
 /* A member key for a message: its raw bytes, printable ASCII kept, others as '?', cut. */
