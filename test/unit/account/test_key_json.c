@@ -364,6 +364,10 @@ static void test_parse_unknown_and_duplicates(void **state)
             "unknown member rate_limit.burst");
     refused("{\"name\":\"a\",\"provider\":{\"sort\":\"price\",\"sort\":\"price\"}}", LX_EINVAL,
             "provider");
+    /* a NUL inside a key or a value does not cut it short */
+    refused("{\"name\\u0000x\":\"k\"}", LX_EINVAL, "unknown member");
+    refused("{\"name\":\"k\",\"limit_reset\":\"daily\\u0000x\"}", LX_EINVAL, "limit_reset");
+    refused("{\"name\":\"k\",\"rate_limit\":{\"rpm\\u0000\":1}}", LX_EINVAL, "unknown member");
     /* an escaped key that decodes to a member is that member */
     assert_int_equal(parse("{\"n\\u0061me\":\"k\"}"), 0);
     assert_string_equal(in.name, "k");
