@@ -58,7 +58,11 @@ int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t 
     const lx_config_t *cfg = r->gen->cfg;
     uint64_t now = now_ms(r);
     lx_route_ctx_t x = route_ctx(r);
-    lx_plan_req_t q = {req->body.ptr, req->body.len, &r->scan, r->session, now};
+    lx_plan_req_t q = {.body = req->body.ptr,
+                       .body_len = req->body.len,
+                       .scan = &r->scan,
+                       .session = r->session,
+                       .now_ms = now};
     int status = lx_plan_make(&x, &q, r->plan, &r->n_plan, &r->reject, msg, cap);
     if (status != 0)
         return status;

@@ -51,6 +51,12 @@ static const lx_config_model_t *resolve_model(const lx_config_t *cfg, const char
 
 /* The models chain: `model` first (or the first of `models` when it is absent), then each
  * entry of `models`, each once. Its length, or minus the HTTP status (400, 404). */
+static bool allowed(const lx_plan_req_t *q, const lx_config_model_t *m)
+{
+    return q->allow == NULL || q->allow(q->allow_arg, m->id, strlen(m->id));
+}
+
+/* The chain: `model`, then each `models` entry the key may use, each model once. */
 static int models_chain(const lx_config_t *cfg, const lx_plan_req_t *q, lx_prefs_t *prefs,
                         const lx_config_model_t **chain, lx_plan_reject_t *rej, char *msg,
                         size_t cap)
@@ -66,8 +72,14 @@ static int models_chain(const lx_config_t *cfg, const lx_plan_req_t *q, lx_prefs
                                  cap, "'model'");
         if (chain[0] == NULL)
             return -404;
+        if (!allowed(q, chain[0])) {
+            snprintf(msg, cap, "this key may not use model '%s' (its `models` allowlist)",
+                     chain[0]->id);
+            return -403;
+        }
         n_chain = 1;
     }
+    uint32_t refused = 0;
     for (uint32_t i = 0; i < scan->n_models; i++) {
         char what[32];
         snprintf(what, sizeof(what), "'models[%u]'", i);
@@ -76,13 +88,43 @@ static int models_chain(const lx_config_t *cfg, const lx_plan_req_t *q, lx_prefs
                           rej, msg, cap, what);
         if (m == NULL)
             return -404;
-        bool dup = false;
+        bool dup = !allowed(q, m);
+        refused += dup;
         for (int k = 0; k < n_chain; k++)
             dup = dup || chain[k] == m;
         if (!dup)
             chain[n_chain++] = m;
     }
+    if (n_chain == 0) { /* (refused > 0: every entry was refused) */
+        snprintf(msg, cap,
+                 "this key may use none of the %u models asked for (its `models` "
+                 "allowlist)",
+                 refused);
+        return -403;
+    }
     return n_chain;
+}
+
+/* The request's preferences, with the key's defaults under them. */
+static int plan_prefs(const lx_plan_req_t *q, lx_prefs_t *prefs, char *msg, size_t cap)
+{
+    if (lx_prefs_parse(q->body, q->body_len, q->scan, prefs, msg, cap) != 0)
+        return 400;
+    if (q->default_provider == NULL)
+        return 0;
+    lx_prefs_t def;
+    lx_body_scan_t ds;
+    memset(&ds, 0, sizeof(ds));
+    ds.has_provider = true;
+    ds.provider = (lx_body_span_t){0, (uint32_t)q->default_provider_len};
+    char err[160];
+    if (lx_prefs_parse(q->default_provider, q->default_provider_len, &ds, &def, err, sizeof(err)) !=
+        0) {
+        snprintf(msg, cap, "this key's provider preferences are invalid: %s", err);
+        return 500; /* (checked when the key was stored: only a bug gets here) */
+    }
+    lx_prefs_merge_under(prefs, &def);
+    return 0;
 }
 
 /* ---- candidates ----------------------------------------------------------------------------- */
@@ -160,8 +202,9 @@ int lx_plan_make(const lx_route_ctx_t *x, const lx_plan_req_t *q, lx_plan_entry_
     const lx_config_t *cfg = x->cfg;
     lx_prefs_t prefs;
     *rej = (lx_plan_reject_t){0};
-    if (lx_prefs_parse(q->body, q->body_len, q->scan, &prefs, msg, cap) != 0)
-        return 400;
+    int st = plan_prefs(q, &prefs, msg, cap);
+    if (st != 0)
+        return st;
     const lx_config_model_t *chain[LX_BODY_MAX_MODELS + 1];
     int n_chain = models_chain(cfg, q, &prefs, chain, rej, msg, cap);
     if (n_chain < 0)

@@ -57,6 +57,14 @@ typedef struct lx_plan_req {
     const lx_body_scan_t *scan; /* lx_body_scan() of body */
     uint64_t session;           /* lx_session_hash() of its session id; 0 without one */
     uint64_t now_ms;
+    /* The caller's key, when it has rules (NULL / 0: none): */
+    const char *default_provider; /* routing preferences (a JSON object's text) merged under
+                                   * the request's own `provider` (lx_prefs_merge_under) */
+    size_t default_provider_len;
+    /* Whether the key may use the model with public id <id> (<len> bytes): a `model` it may
+     * not use is a 403; `models` entries it may not use are left out of the chain. */
+    bool (*allow)(const void *arg, const char *id, size_t len);
+    const void *allow_arg;
 } lx_plan_req_t;
 
 /* Why a request was refused by model resolution: its error's OpenAI code and param (static
@@ -72,7 +80,8 @@ typedef struct lx_plan_reject {
  * The plan of request <q>: up to LX_PLAN_MAX entries into <plan>, their count into *<n_plan>.
  * Returns 0, or the HTTP status of a request that cannot be routed with its message in <msg>
  * (NUL-terminated; <rej> says more for a model that is not found): 400 (bad preferences, no
- * model), 404 (unknown model, or the filters leave nothing), 500 (too many candidates).
+ * model), 403 (the key may not use `model`, or any entry of `models`), 404 (unknown model, or
+ * the filters leave nothing), 500 (too many candidates).
  * Without a session, moves the worker's random state; round_robin moves its rotation.
  */
 int lx_plan_make(const lx_route_ctx_t *x, const lx_plan_req_t *q, lx_plan_entry_t *plan,

@@ -43,6 +43,9 @@ enum pmember {
     P_REQUIRE_PARAMETERS,
     P_NONE,
 };
+_Static_assert((1u << P_REQUIRE_PARAMETERS) == LX_PREFS_SET_REQUIRE_PARAMETERS &&
+                   (1u << P_ORDER) == LX_PREFS_SET_ORDER,
+               "enum pmember follows the order of LX_PREFS_SET_*");
 
 static const char *const pmember_names[] = {
     "order",           "only", "ignore",
@@ -344,6 +347,8 @@ static int parse_provider(const char *body, lx_body_span_t span, lx_prefs_t *p, 
             if (seen & (1u << pm))
                 return failf(err, cap, "duplicate member provider.%s", pmember_names[pm]);
             seen |= 1u << pm;
+            if (v.type != LX_JSON_NULL)
+                p->set |= 1u << pm; /* (enum pmember is the order of LX_PREFS_SET_*) */
         }
         switch (pm) {
         case P_ORDER:
@@ -422,6 +427,37 @@ int lx_prefs_parse(const char *body, size_t body_len, const lx_body_scan_t *scan
         }
     }
     return 0;
+}
+
+void lx_prefs_merge_under(lx_prefs_t *p, const lx_prefs_t *d)
+{
+    unsigned take = d->set & ~p->set;
+    if (take & LX_PREFS_SET_ORDER)
+        p->order = d->order;
+    if (take & LX_PREFS_SET_ONLY)
+        p->only = d->only;
+    if (take & LX_PREFS_SET_IGNORE)
+        p->ignore = d->ignore;
+    if (take & LX_PREFS_SET_ALLOW_FALLBACKS)
+        p->allow_fallbacks = d->allow_fallbacks;
+    if ((take & LX_PREFS_SET_SORT) && p->sort_source != LX_PREFS_SORT_EXPLICIT) {
+        p->sort = d->sort;
+        p->sort_source = d->sort_source;
+        p->partition = d->partition;
+    }
+    if (take & LX_PREFS_SET_MAX_PRICE) {
+        p->has_max_prompt = d->has_max_prompt;
+        p->max_prompt = d->max_prompt;
+        p->has_max_completion = d->has_max_completion;
+        p->max_completion = d->max_completion;
+    }
+    if (take & LX_PREFS_SET_DATA_COLLECTION)
+        p->data_collection_deny = d->data_collection_deny;
+    if (take & LX_PREFS_SET_ZDR)
+        p->zdr = d->zdr;
+    if (take & LX_PREFS_SET_REQUIRE_PARAMETERS)
+        p->require_parameters = d->require_parameters;
+    p->set |= take;
 }
 
 static bool ends_with(const char *id, size_t len, const char *suffix)

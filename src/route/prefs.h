@@ -56,7 +56,21 @@ enum lx_prefs_partition {
     LX_PREFS_PARTITION_NONE,  /* sort across every candidate of every model */
 };
 
+/* Members of a `provider` object, as bits of lx_prefs_t.set. */
+enum {
+    LX_PREFS_SET_ORDER = 1u << 0,
+    LX_PREFS_SET_ONLY = 1u << 1,
+    LX_PREFS_SET_IGNORE = 1u << 2,
+    LX_PREFS_SET_ALLOW_FALLBACKS = 1u << 3,
+    LX_PREFS_SET_SORT = 1u << 4,
+    LX_PREFS_SET_MAX_PRICE = 1u << 5,
+    LX_PREFS_SET_DATA_COLLECTION = 1u << 6,
+    LX_PREFS_SET_ZDR = 1u << 7,
+    LX_PREFS_SET_REQUIRE_PARAMETERS = 1u << 8,
+};
+
 typedef struct lx_prefs {
+    unsigned set;           /* LX_PREFS_SET_* of the members the object gave a non-null value */
     lx_prefs_list_t order;  /* try these first, in this order */
     lx_prefs_list_t only;   /* allowlist (n == 0: everything allowed) */
     lx_prefs_list_t ignore; /* denylist */
@@ -102,6 +116,13 @@ void lx_prefs_init(lx_prefs_t *p);
  */
 int lx_prefs_parse(const char *body, size_t body_len, const lx_body_scan_t *scan, lx_prefs_t *out,
                    char *err, size_t err_cap);
+
+/*
+ * Fills in <p> (a request's preferences) from <defaults> (a key's): each member the request's
+ * `provider` object did not set takes the key's value. The views of <defaults> must outlive
+ * <p>'s use.
+ */
+void lx_prefs_merge_under(lx_prefs_t *p, const lx_prefs_t *defaults);
 
 /*
  * Applies the dynamic model suffix of the (decoded) model id <id> of *<len> bytes: ":nitro"

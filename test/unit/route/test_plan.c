@@ -99,7 +99,11 @@ static void fixture_free(fixture_t *f)
 static int make(fixture_t *f, const char *body, uint64_t session)
 {
     assert_int_equal(lx_body_scan(body, strlen(body), &f->scan), 0);
-    lx_plan_req_t q = {body, strlen(body), &f->scan, session, 1000};
+    lx_plan_req_t q = {.body = body,
+                       .body_len = strlen(body),
+                       .scan = &f->scan,
+                       .session = session,
+                       .now_ms = 1000};
     f->n = 0;
     return lx_plan_make(&f->x, &q, f->plan, &f->n, &f->rej, f->msg, sizeof(f->msg));
 }
@@ -290,6 +294,63 @@ static void test_round_robin(void **state)
     fixture_free(f);
 }
 
+/* A key's rules: an allowlist (here: ids starting with "m2") and default preferences. */
+static bool allow_m2(const void *arg, const char *id, size_t len)
+{
+    (void)arg;
+    return len >= 2 && memcmp(id, "m2", 2) == 0;
+}
+
+static int make_keyed(fixture_t *f, const char *body, const char *defaults)
+{
+    assert_int_equal(lx_body_scan(body, strlen(body), &f->scan), 0);
+    lx_plan_req_t q = {.body = body, .body_len = strlen(body), .scan = &f->scan, .now_ms = 1000};
+    q.allow = allow_m2;
+    q.default_provider = defaults;
+    q.default_provider_len = defaults != NULL ? strlen(defaults) : 0;
+    f->n = 0;
+    return lx_plan_make(&f->x, &q, f->plan, &f->n, &f->rej, f->msg, sizeof(f->msg));
+}
+
+static void test_key_rules(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture("");
+    /* `model` outside the allowlist: 403 naming the rule */
+    assert_int_equal(make_keyed(f, "{\"model\":\"m1\"}", NULL), 403);
+    assert_non_null(strstr(f->msg, "'m1'"));
+    assert_non_null(strstr(f->msg, "allowlist"));
+    /* `models` entries outside it are left out, not used */
+    assert_int_equal(make_keyed(f, "{\"models\":[\"m1\",\"m2\"]}", NULL), 0);
+    assert_int_equal(f->n, 1);
+    assert_entry(&f->plan[0], 1, 0);
+    assert_int_equal(make_keyed(f, "{\"model\":\"m2\",\"models\":[\"m1\"]}", NULL), 0);
+    assert_int_equal(f->n, 1);
+    assert_int_equal(make_keyed(f, "{\"models\":[\"m1\"]}", NULL), 403);
+    assert_non_null(strstr(f->msg, "none of the 1 models"));
+    fixture_free(f);
+
+    /* the key's preferences apply under the request's own */
+    f = fixture("");
+    const char *body = "{\"model\":\"m1\"}";
+    assert_int_equal(lx_body_scan(body, strlen(body), &f->scan), 0);
+    lx_plan_req_t q = {.body = body, .body_len = strlen(body), .scan = &f->scan, .now_ms = 1000};
+    q.default_provider = "{\"order\":[\"a\"],\"only\":[\"a\"]}";
+    q.default_provider_len = strlen(q.default_provider);
+    assert_int_equal(lx_plan_make(&f->x, &q, f->plan, &f->n, &f->rej, f->msg, sizeof(f->msg)), 0);
+    assert_int_equal(f->n, 1);
+    assert_entry(&f->plan[0], 0, 0);
+    /* the request's own `only` wins over the key's */
+    body = "{\"model\":\"m1\",\"provider\":{\"only\":[\"b\"]}}";
+    assert_int_equal(lx_body_scan(body, strlen(body), &f->scan), 0);
+    q.body = body;
+    q.body_len = strlen(body);
+    assert_int_equal(lx_plan_make(&f->x, &q, f->plan, &f->n, &f->rej, f->msg, sizeof(f->msg)), 0);
+    assert_int_equal(f->n, 1);
+    assert_entry(&f->plan[0], 0, 1);
+    fixture_free(f);
+}
+
 static void test_drop_model(void **state)
 {
     (void)state;
@@ -313,7 +374,7 @@ int main(void)
         cmocka_unit_test(test_refusals),   cmocka_unit_test(test_chain),
         cmocka_unit_test(test_draw),       cmocka_unit_test(test_session),
         cmocka_unit_test(test_pick),       cmocka_unit_test(test_round_robin),
-        cmocka_unit_test(test_drop_model),
+        cmocka_unit_test(test_drop_model), cmocka_unit_test(test_key_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
