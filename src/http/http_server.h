@@ -66,6 +66,9 @@ struct lx_http_request {
     void (*on_abort)(lx_http_request_t *req); /* the client left: cancel, then finish */
     void (*on_drain)(lx_http_request_t *req); /* queued bytes fell under the low-water mark */
     void *data;
+    /* The application's bytes, kept from the head callback to the handler (llmux: who the
+     * caller is); the server never reads them. */
+    _Alignas(8) unsigned char app[40];
 };
 
 typedef void (*lx_http_request_cb)(lx_http_request_t *req);
