@@ -45,7 +45,7 @@ static bool key_byte(unsigned char c)
 }
 
 /* The digest of the key of a "Bearer <key>" header value; false when malformed. */
-static bool bearer_digest(const char *authorization, size_t len, uint8_t digest[32])
+bool lx_auth_bearer_digest(const char *authorization, size_t len, uint8_t digest[32])
 {
     if (authorization == NULL)
         return false;
@@ -76,7 +76,7 @@ static bool bearer_digest(const char *authorization, size_t len, uint8_t digest[
 bool lx_auth_check_digest(const uint8_t expected[32], const char *authorization, size_t len)
 {
     uint8_t digest[32];
-    if (!bearer_digest(authorization, len, digest))
+    if (!lx_auth_bearer_digest(authorization, len, digest))
         return false;
     unsigned diff = 0;
     for (size_t i = 0; i < 32; i++)
@@ -84,26 +84,31 @@ bool lx_auth_check_digest(const uint8_t expected[32], const char *authorization,
     return diff == 0;
 }
 
-const lx_config_key_t *lx_auth_check(const lx_config_t *cfg, const char *authorization, size_t len)
+long lx_auth_find(const lx_config_key_t *keys, size_t n, const uint8_t digest[32])
 {
-    uint8_t digest[32];
-    if (cfg->n_keys == 0 || !bearer_digest(authorization, len, digest))
-        return NULL;
-
     /* Every digest is compared in full; the match is selected with masks, not branches. */
     size_t found = 0;
     size_t have = 0; /* all ones once a key matched */
-    for (size_t k = 0; k < cfg->n_keys; k++) {
+    for (size_t k = 0; k < n; k++) {
         unsigned diff = 0;
         for (size_t i = 0; i < 32; i++)
-            diff |= (unsigned)(digest[i] ^ cfg->keys[k].digest[i]);
+            diff |= (unsigned)(digest[i] ^ keys[k].digest[i]);
         /* diff is 0..255: (diff - 1) >> 8 is 1 exactly when diff == 0 */
         size_t match = (size_t)(((diff - 1u) >> 8) & 1u);
         size_t take = (size_t)0 - (match & ~have & 1u); /* all ones for the first match */
         found = (found & ~take) | (k & take);
         have |= take;
     }
-    return have != 0 ? &cfg->keys[found] : NULL;
+    return have != 0 ? (long)found : -1;
+}
+
+const lx_config_key_t *lx_auth_check(const lx_config_t *cfg, const char *authorization, size_t len)
+{
+    uint8_t digest[32];
+    if (cfg->n_keys == 0 || !lx_auth_bearer_digest(authorization, len, digest))
+        return NULL;
+    long k = lx_auth_find(cfg->keys, cfg->n_keys, digest);
+    return k >= 0 ? &cfg->keys[k] : NULL;
 }
 
 int lx_auth_hash_key_main(FILE *in, FILE *out)

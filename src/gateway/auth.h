@@ -32,6 +32,14 @@ void lx_auth_hex(const uint8_t digest[32], char out[65]);
  */
 const lx_config_key_t *lx_auth_check(const lx_config_t *cfg, const char *authorization, size_t len);
 
+/* The SHA-256 of the key of an Authorization header value (as above) into <digest>; false when
+ * the header is missing or malformed. */
+bool lx_auth_bearer_digest(const char *authorization, size_t len, uint8_t digest[32]);
+
+/* The index of the key among <keys>[0, n) whose digest is <digest>, or -1. Every digest is
+ * compared in full, in constant time (see lx_auth_check). */
+long lx_auth_find(const lx_config_key_t *keys, size_t n, const uint8_t digest[32]);
+
 /* Whether an Authorization header value (as above) bears the key whose SHA-256 is <expected>
  * (the admin key), compared in constant time. */
 bool lx_auth_check_digest(const uint8_t expected[32], const char *authorization, size_t len);
