@@ -26,11 +26,15 @@
 #include "core/status.h"
 #include "core/strbuf.h"
 #include "gateway/admin.h"
+#include "gateway/admission.h"
 #include "gateway/auth.h"
 #include "gateway/dispatch.h"
 #include "gateway/gen.h"
+#include "gateway/keys_api.h"
 #include "gateway/request.h"
 #include "gateway/request_log.h"
+#include "gateway/service.h"
+#include "account/account.h"
 #include "http/http_sse.h"
 #include "llm/api_error.h"
 #include "llm/body.h"
@@ -48,7 +52,23 @@ enum api_route {
     R_EMBEDDINGS,
     R_METRICS,
     R_ADMIN_HEALTH,
+    R_KEY,        /* GET /key: the calling key */
+    R_KEYS,       /* GET, POST /keys */
+    R_KEYS_ONE,   /* GET, PATCH, DELETE /keys/{hash} */
+    R_GENERATION, /* GET /generation?id= */
+    R_ACTIVITY,   /* GET /activity */
 };
+
+/* Who may call a route. */
+enum api_access {
+    A_PUBLIC,     /* anyone: the health checks */
+    A_ADMIN,      /* a management key (the admin pages; /metrics unless metrics_public) */
+    A_CLIENT,     /* a client key (or none under `auth: none`): inference and the models */
+    A_KEY,        /* any key, management keys included: what a key may read about itself */
+    A_MANAGEMENT, /* a management key: the keys API */
+};
+
+#define M_MANY (-1) /* several methods: the handler checks */
 
 #define RESP_HEADERS_MAX 1024
 
@@ -58,8 +78,9 @@ typedef struct api_route_def {
     const char *path; /* the whole path, or for the API the part after /v1 or /api/v1 */
     uint8_t len;      /* strlen(path), so routing compares lengths first */
     enum api_route route;
-    bool api;   /* served under /v1 and /api/v1, with the API key */
-    int method; /* its one method; 0: GET and HEAD */
+    bool api; /* served under /v1 and /api/v1 */
+    uint8_t access;
+    int method; /* its one method; 0: GET and HEAD; M_MANY: the handler checks */
     const char *upstream_path;
 } api_route_def_t;
 
@@ -69,15 +90,20 @@ typedef struct api_route_def {
     }
 
 static const api_route_def_t routes[] = {
-    ROUTE("/healthz", R_HEALTHZ, false, 0, NULL),
-    ROUTE("/readyz", R_READYZ, false, 0, NULL),
-    ROUTE("/metrics", R_METRICS, false, 0, NULL),
-    ROUTE("/admin/health", R_ADMIN_HEALTH, false, 0, NULL),
-    ROUTE("/chat/completions", R_CHAT, true, HTTP_POST, "/chat/completions"),
-    ROUTE("/completions", R_COMPLETIONS, true, HTTP_POST, "/completions"),
-    ROUTE("/embeddings", R_EMBEDDINGS, true, HTTP_POST, "/embeddings"),
-    ROUTE("/models", R_MODELS, true, HTTP_GET, NULL),
-    ROUTE("/models/", R_MODEL, true, HTTP_GET, NULL), /* a prefix: the id follows */
+    ROUTE("/healthz", R_HEALTHZ, false, A_PUBLIC, 0, NULL),
+    ROUTE("/readyz", R_READYZ, false, A_PUBLIC, 0, NULL),
+    ROUTE("/metrics", R_METRICS, false, A_ADMIN, 0, NULL),
+    ROUTE("/admin/health", R_ADMIN_HEALTH, false, A_ADMIN, 0, NULL),
+    ROUTE("/chat/completions", R_CHAT, true, A_CLIENT, HTTP_POST, "/chat/completions"),
+    ROUTE("/completions", R_COMPLETIONS, true, A_CLIENT, HTTP_POST, "/completions"),
+    ROUTE("/embeddings", R_EMBEDDINGS, true, A_CLIENT, HTTP_POST, "/embeddings"),
+    ROUTE("/models", R_MODELS, true, A_CLIENT, HTTP_GET, NULL),
+    ROUTE("/models/", R_MODEL, true, A_CLIENT, HTTP_GET, NULL), /* a prefix: the id follows */
+    ROUTE("/key", R_KEY, true, A_KEY, HTTP_GET, NULL),
+    ROUTE("/keys", R_KEYS, true, A_MANAGEMENT, M_MANY, NULL),
+    ROUTE("/keys/", R_KEYS_ONE, true, A_MANAGEMENT, M_MANY, NULL), /* a prefix: the hash */
+    ROUTE("/generation", R_GENERATION, true, A_KEY, HTTP_GET, NULL),
+    ROUTE("/activity", R_ACTIVITY, true, A_KEY, HTTP_GET, NULL),
 };
 
 /* From lx_api_head to lx_api_handle, req->data points at the routes[] entry the head was
@@ -110,56 +136,96 @@ static const api_route_def_t *find_route(lx_str_t path)
         api = false;
     for (size_t i = 0; i < LX_ARRAY_SIZE(routes); i++) {
         size_t n = routes[i].len;
-        if (routes[i].api == api && (routes[i].route == R_MODEL ? path.len > n : path.len == n) &&
+        bool prefix = routes[i].route == R_MODEL || routes[i].route == R_KEYS_ONE;
+        if (routes[i].api == api && (prefix ? path.len > n : path.len == n) &&
             memcmp(path.ptr, routes[i].path, n) == 0)
             return &routes[i];
     }
     return NULL;
 }
 
-/* Route, method and key, from the head alone: 0 with *out, or the status of the refusal with
- * its message and extra header lines. The admin routes take the admin key (metrics may be
- * public); the API takes a client key unless `auth: none`; the health checks take none. */
-static int admit(const lx_http_request_t *req, const lx_config_t *cfg, const api_route_def_t **out,
+/* The methods a route takes: true when <method> is one; *allow is its Allow header. */
+static bool method_ok(const api_route_def_t *rt, int method, const char **allow)
+{
+    switch (rt->route) {
+    case R_KEYS:
+        *allow = "Allow: GET, POST\r\n";
+        return method == HTTP_GET || method == HTTP_POST;
+    case R_KEYS_ONE:
+        *allow = "Allow: GET, PATCH, DELETE\r\n";
+        return method == HTTP_GET || method == HTTP_PATCH || method == HTTP_DELETE;
+    default:
+        *allow = rt->method == 0          ? "Allow: GET, HEAD\r\n"
+                 : rt->method == HTTP_GET ? "Allow: GET\r\n"
+                                          : "Allow: POST\r\n";
+        return rt->method == 0 ? method == HTTP_GET || method == HTTP_HEAD : method == rt->method;
+    }
+}
+
+/* Whether the caller <id> may use a route of <access>: 0, or 401 / 403 / 404 with *message. */
+static int access_ok(const lx_config_t *cfg, uint8_t access, int found, const lx_gw_ident_t *id,
+                     const char **message)
+{
+    bool mgmt = id->who == LX_WHO_MANAGEMENT;
+    switch (access) {
+    case A_ADMIN:
+        if (!cfg->admin_enabled && cfg->n_admin_keys == 0) {
+            *message = "the admin API is off (no `admin` section in the configuration)";
+            return 404;
+        }
+        if (found != 0 || !mgmt) {
+            *message = found != 0 ? *message : "this route needs a management key";
+            return found != 0 ? found : 401;
+        }
+        return 0;
+    case A_MANAGEMENT:
+        if (found != 0)
+            return found;
+        if (!mgmt) {
+            *message = id->who == LX_WHO_NONE ? "missing management key: send Authorization: "
+                                                "Bearer <management key>"
+                                              : "Only management keys can perform this operation";
+            return id->who == LX_WHO_NONE ? 401 : 403;
+        }
+        return 0;
+    case A_KEY:
+        return found;
+    default: /* A_CLIENT */
+        if (found != 0)
+            return found;
+        if (mgmt) {
+            *message = "a management key cannot make requests: use an API key";
+            return 403;
+        }
+        return 0;
+    }
+}
+
+/* Route, method and key, from the head alone: 0 with *out and the caller in req->app, or the
+ * status of the refusal with its message and extra header lines. */
+static int admit(lx_http_request_t *req, const lx_gw_worker_t *gw, const api_route_def_t **out,
                  const char **message, const char **headers)
 {
+    const lx_config_t *cfg = gw->gen->cfg;
     const api_route_def_t *rt = find_route(req->path);
     *headers = NULL;
     if (rt == NULL) {
         *message = "no such route";
         return 404;
     }
-    if (rt->method == 0 ? req->method != HTTP_GET && req->method != HTTP_HEAD
-                        : req->method != rt->method) {
-        *headers = rt->method == 0          ? "Allow: GET, HEAD\r\n"
-                   : rt->method == HTTP_GET ? "Allow: GET\r\n"
-                                            : "Allow: POST\r\n";
+    if (!method_ok(rt, req->method, headers)) {
         *message = "method not allowed";
         return 405;
     }
-    const lx_http_header_t *h = NULL;
-    if (rt->route == R_ADMIN_HEALTH || (rt->route == R_METRICS && !cfg->metrics_public)) {
-        if (!cfg->admin_enabled) {
-            *message = "the admin API is off (no `admin` section in the configuration)";
-            return 404;
-        }
-        h = lx_http_request_header(req, "authorization");
-        if (h == NULL || !lx_auth_check_digest(cfg->admin_digest, h->value.ptr, h->value.len)) {
-            *message = h == NULL ? "missing admin key: send Authorization: Bearer <admin key>"
-                                 : "invalid admin key";
-            return 401;
-        }
-    } else if (rt->api && !cfg->auth_none) {
-        h = lx_http_request_header(req, "authorization");
-        if (h == NULL) {
-            *message = "missing API key: send Authorization: Bearer <key>";
-            return 401;
-        }
-        if (lx_auth_check(cfg, h->value.ptr, h->value.len) == NULL) {
-            *message = "invalid API key";
-            return 401;
-        }
+    *headers = NULL;
+    lx_gw_ident_t id = {.who = LX_WHO_NONE};
+    if (rt->access != A_PUBLIC && !(rt->route == R_METRICS && cfg->metrics_public)) {
+        int found = lx_gw_identify(req, gw, &id, message);
+        int status = access_ok(cfg, rt->access, found, &id, message);
+        if (status != 0)
+            return status;
     }
+    memcpy(req->app, &id, sizeof(id));
     *out = rt;
     return 0;
 }
@@ -168,7 +234,7 @@ int lx_api_head(lx_http_request_t *req, const char **message, const char **heade
 {
     lx_gw_worker_t *gw = req->worker->data;
     const api_route_def_t *rt = NULL;
-    int status = admit(req, gw->gen->cfg, &rt, message, headers);
+    int status = admit(req, gw, &rt, message, headers);
     req->data = status == 0 ? (void *)rt : NULL;
     return status;
 }
@@ -221,6 +287,31 @@ static void describe_error(lx_proxy_t *px, int status, const char *body, size_t 
     msg[n] = '\0';
 }
 
+/* /readyz: 503 while draining, or while the store cannot write (the reason is in the body;
+ * requests are still served and counted, and the records wait in memory). */
+static void serve_ready(lx_http_request_t *req, lx_gw_worker_t *gw)
+{
+    if (gw->draining) {
+        respond_json(req, 503, "{\"status\":\"draining\"}\n", 21);
+        return;
+    }
+    char why[200];
+    lx_store_t *store = gw->gw->store;
+    if (store != NULL && !lx_store_healthy(store, why, sizeof(why))) {
+        char body[400];
+        lx_strbuf_t b = lx_strbuf_make(body, sizeof(body));
+        LX_STRBUF_LIT(&b, "{\"status\":\"store_failing\",\"reason\":\"");
+        char esc[300];
+        size_t used;
+        size_t en = lx_json_escape(esc, sizeof(esc), why, strlen(why), &used);
+        lx_strbuf_mem(&b, esc, en);
+        LX_STRBUF_LIT(&b, "\"}\n");
+        respond_json(req, 503, body, lx_strbuf_len(&b, body));
+        return;
+    }
+    respond_json(req, 200, "{\"status\":\"ok\"}\n", 16);
+}
+
 /* GET /v1/models/{id} (and /api/v1): the id is the rest of the path, its '/' included, as
  * OpenAI's client.models.retrieve() asks for it. */
 static void serve_model(lx_http_request_t *req, lx_gw_worker_t *gw)
@@ -262,6 +353,7 @@ static void api_unref(api_req_t *ar)
 {
     if (--ar->refs > 0)
         return;
+    lx_gw_release(ar); /* (a request that ended before the proxy's finish, or never started) */
     if (ar->scanning)
         lx_sse_scan_dispose(&ar->sse);
     for (unsigned i = 0; i < ar->px.n_out; i++) /* (a request the proxy never started) */
@@ -280,6 +372,7 @@ static void on_proxy_finish(lx_proxy_t *px, int code)
     lx_dispatch_end_attempt(ar, code);
     if (code == 0 && px->upstream_status < 400)
         lx_dispatch_served(ar);
+    lx_gw_settle(ar, code);
     if (code != 0 && code != LX_ECANCELED)
         lx_log(LX_LOG_INFO, "request %.*s: %s %s: %s (%s)", (int)px->req->id_len, px->req->id,
                ar->provider->name, ar->endpoint->url, px->error ? px->error : "failed",
@@ -455,6 +548,8 @@ static void early_commit(api_req_t *ar, const lx_config_t *cfg)
                        "X-Accel-Buffering: no\r\nX-Generation-Id: ");
     lx_strbuf_str(&rb, ar->gen_id);
     LX_STRBUF_LIT(&rb, "\r\n");
+    char rl[LX_ACCOUNT_HEADERS_MAX];
+    lx_strbuf_mem(&rb, rl, lx_gw_ratelimit_headers(ar, rl, sizeof(rl)));
     size_t rn = lx_strbuf_len(&rb, rh);
     ar->stream_head = malloc(rn + 1);
     if (ar->stream_head == NULL || rb.overflow)
@@ -493,11 +588,24 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_
     lx_proxy_t *px = &ar->px;
     px->req = req;
     name_request(ar, req, gw);
+    memcpy(&ar->ident, req->app, sizeof(ar->ident));
+    const char *why = NULL;
+    if (lx_gw_bind_key(ar, &why) != 0) {
+        lx_http_server_respond_error(req, 401, NULL, why);
+        api_unref(ar);
+        return;
+    }
 
     char msg[600];
+    lx_gw_refusal_t refusal;
+    ar->refusal = &refusal;
     int status = lx_dispatch_start(ar, req, msg, sizeof(msg));
+    ar->key = NULL; /* (a view into the worker's snapshot: good for this call only) */
+    ar->refusal = NULL;
     if (status != 0) {
+        ar->refusal = &refusal;
         lx_dispatch_reject(ar, status, msg);
+        ar->refusal = NULL;
         api_unref(ar); /* (the server's on_done never sees it: req->data stays NULL) */
         return;
     }
@@ -518,7 +626,7 @@ void lx_api_handle(lx_http_request_t *req)
     req->data = NULL;
     if (rt == NULL) {
         const char *message, *headers;
-        int status = admit(req, gw->gen->cfg, &rt, &message, &headers);
+        int status = admit(req, gw, &rt, &message, &headers);
         if (status != 0) {
             lx_http_server_respond_error(req, status, headers, message);
             return;
@@ -527,11 +635,10 @@ void lx_api_handle(lx_http_request_t *req)
     switch (rt->route) {
     case R_HEALTHZ:
     case R_READYZ:
-        if (rt->route == R_READYZ && gw->draining) {
-            respond_json(req, 503, "{\"status\":\"draining\"}\n", 21);
-            return;
-        }
-        respond_json(req, 200, "{\"status\":\"ok\"}\n", 16);
+        if (rt->route == R_READYZ)
+            serve_ready(req, gw);
+        else
+            respond_json(req, 200, "{\"status\":\"ok\"}\n", 16);
         return;
     case R_METRICS:
         lx_admin_serve_metrics(req, gw);
@@ -544,6 +651,13 @@ void lx_api_handle(lx_http_request_t *req)
         return;
     case R_MODEL:
         serve_model(req, gw);
+        return;
+    case R_KEY:
+    case R_KEYS:
+    case R_KEYS_ONE:
+    case R_GENERATION:
+    case R_ACTIVITY:
+        lx_keys_api_serve(req, gw, (int)rt->route - R_KEY);
         return;
     default:
         forward(req, gw, rt);

@@ -27,6 +27,7 @@
 #include "core/status.h"
 #include "gateway/upstream_head.h"
 #include "route/plan.h"
+#include "gateway/admission.h"
 #include "route/session.h"
 
 #define MIN_ATTEMPT_MS 50 /* an attempt needs at least this much of the deadline to start */
@@ -63,7 +64,10 @@ int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t 
                        .scan = &r->scan,
                        .session = r->session,
                        .now_ms = now};
+    lx_gw_key_rules(r, &q);
     int status = lx_plan_make(&x, &q, r->plan, &r->n_plan, &r->reject, msg, cap);
+    if (status == 0)
+        status = lx_gw_admit(r, req, msg, cap);
     if (status != 0)
         return status;
     r->pin_ep = lx_plan_apply_session(&x, &r->gw->sessions, r->session, r->gen->serial, now,

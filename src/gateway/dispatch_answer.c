@@ -196,14 +196,28 @@ void lx_dispatch_reject(lx_gw_req_t *r, int status, const char *msg)
         .code = r->reject.code,
         .param = r->reject.param,
     };
+    /* a refusal at admission (402, 429) says which limit, and when to come back */
+    const lx_gw_refusal_t *f = (status == 402 || status == 429) ? r->refusal : NULL;
+    char head[sizeof(ct) + sizeof(f->headers)];
+    size_t hn = sizeof(ct) - 1;
+    memcpy(head, ct, hn);
+    if (f != NULL) {
+        e.error_type = f->error_type;
+        e.code = f->code;
+        e.meta = f->meta;
+        e.meta_len = strlen(f->meta);
+        size_t fl = strlen(f->headers);
+        memcpy(head + hn, f->headers, fl);
+        hn += fl;
+    }
     char body[2048];
     int n = lx_api_error_format_full(body, sizeof(body),
                                      r->openrouter ? LX_API_OPENROUTER : LX_API_OPENAI, &e);
     if (n < 0) {
-        lx_http_server_respond_error(req, status, NULL, msg);
+        lx_http_server_respond_error(req, status, f != NULL ? f->headers : NULL, msg);
         return;
     }
-    lx_http_server_respond(req, status, ct, sizeof(ct) - 1, body, (size_t)n);
+    lx_http_server_respond(req, status, head, hn, body, (size_t)n);
 }
 
 size_t lx_dispatch_format_cut(lx_gw_req_t *r, int status, const char *message, char *buf,

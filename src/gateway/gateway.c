@@ -39,8 +39,53 @@ static int bind_all(lx_gateway_t *g)
     return 0;
 }
 
+/* Store thread: a new snapshot of the stored keys for every worker. */
+static void on_keys(lx_keyset_t *ks, void *arg)
+{
+    lx_gateway_t *g = arg;
+    for (unsigned k = 0; k < g->n_workers; k++) {
+        lx_keyset_t *r = lx_keyset_ref(ks);
+        if (lx_worker_post(&g->workers[k].worker, lx_gw_worker_keys, r) != 0)
+            lx_keyset_unref(r); /* (a worker that stopped takes nothing any more) */
+    }
+    lx_keyset_unref(ks);
+}
+
+static int store_open(lx_gateway_t *g)
+{
+    const lx_config_t *cfg = g->cfg;
+    lx_store_opts_t o = {
+        .path = cfg->store_path,
+        .commit_interval_ms = cfg->store_commit_interval_ms,
+        .retention_s = cfg->store_retention_s,
+        .on_keys = on_keys,
+        .arg = g,
+    };
+    char err[512];
+    int rc = lx_store_open(&o, &g->store, err, sizeof(err));
+    if (rc != 0)
+        lx_log(LX_LOG_ERROR, "store: %s", err);
+    return rc;
+}
+
+/* Starts the store thread, and gives every worker the first snapshot before it runs. */
+static int store_start(lx_gateway_t *g)
+{
+    int rc = lx_store_start(g->store);
+    if (rc != 0) {
+        lx_log(LX_LOG_ERROR, "store: cannot start its thread: %s", lx_strerror(rc));
+        return rc;
+    }
+    for (unsigned k = 0; k < g->n_workers; k++)
+        if (g->workers[k].keys == NULL)
+            g->workers[k].keys = lx_store_keys(g->store);
+    return 0;
+}
+
 static void gateway_free(lx_gateway_t *g)
 {
+    /* (every worker has ended: no record or job comes any more; what is queued is written) */
+    lx_store_close(g->store);
     for (unsigned k = 0; k < g->n_workers; k++) {
         lx_gw_worker_t *gw = &g->workers[k];
         for (size_t i = 0; gw->listen_fds != NULL && i < gw->n_listeners; i++)
@@ -85,6 +130,11 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
         gateway_free(g);
         return rc;
     }
+    rc = store_open(g);
+    if (rc != 0) {
+        gateway_free(g);
+        return rc;
+    }
     unsigned inited = 0;
     for (unsigned k = 0; k < g->n_workers && rc == 0; k++) {
         bool loop = false;
@@ -94,8 +144,11 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
     if (rc == 0)
         rc = bind_all(g);
     if (rc == 0)
+        rc = store_start(g);
+    if (rc == 0)
         rc = lx_gw_ctl_start(g);
     if (rc != 0) {
+        lx_store_stop(g->store);
         for (unsigned k = 0; k < inited; k++) {
             lx_gw_worker_t *gw = &g->workers[k];
             if (gw->gen != NULL)
@@ -157,6 +210,12 @@ int lx_gateway_reload(lx_gateway_t *g, lx_config_t *cfg)
         (old->access_log != NULL && strcmp(old->access_log, cfg->access_log) != 0)) {
         lx_log(LX_LOG_WARN, "reload: changes to listen, workers, busy_poll_us and log.access_log "
                             "take effect at the next restart");
+        rc = LX_ECONFIG;
+    }
+    if (strcmp(old->store_path, cfg->store_path) != 0 ||
+        old->store_commit_interval_ms != cfg->store_commit_interval_ms ||
+        old->store_retention_s != cfg->store_retention_s) {
+        lx_log(LX_LOG_WARN, "reload: changes to store take effect at the next restart");
         rc = LX_ECONFIG;
     }
     lx_log_set_level(cfg->log_level);

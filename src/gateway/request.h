@@ -20,6 +20,9 @@
 #include "llm/sse_scan.h"
 #include "proxy/proxy.h"
 #include "route/plan.h"
+#include "store/keyset.h"
+#include "store/ledger.h"
+#include "store/record.h"
 
 #define LX_GW_MAX_PLAN     LX_PLAN_MAX
 #define LX_GW_MAX_ATTEMPTS 16
@@ -32,6 +35,29 @@ typedef struct lx_gw_attempt {
     int64_t retry_after;       /* seconds, from a 429; -1 when absent */
     uint64_t ms;               /* duration */
 } lx_gw_attempt_t;
+
+/* Who calls: found on the request's head (admission.c), kept in the HTTP request's app bytes
+ * until the handler copies it here. */
+enum lx_gw_who {
+    LX_WHO_NONE,       /* no key (`auth: none`) */
+    LX_WHO_CONFIG,     /* a key of `auth.keys` (index) */
+    LX_WHO_STORED,     /* a stored key (digest; looked up again in the worker's snapshot) */
+    LX_WHO_MANAGEMENT, /* a management key: index 0 is admin.sha256, i + 1 admin.keys[i] */
+};
+
+typedef struct lx_gw_ident {
+    uint8_t who;
+    uint16_t index;
+    uint8_t digest[32];
+} lx_gw_ident_t;
+
+/* A refusal at admission (402, 429): what its answer carries beyond the status and message. */
+typedef struct lx_gw_refusal {
+    char headers[512]; /* Retry-After, x-ratelimit-* lines */
+    char meta[256];    /* members of error.metadata */
+    const char *error_type;
+    const char *code;
+} lx_gw_refusal_t;
 
 typedef struct lx_gw_req {
     lx_proxy_t px; /* first: req->data points here */
@@ -69,6 +95,15 @@ typedef struct lx_gw_req {
     /* A request that cannot be routed (lx_dispatch_start): what its error says beyond the
      * message (route/plan.h). */
     lx_plan_reject_t reject;
+    /* Accounting (admission.c): */
+    lx_gw_ident_t ident;
+    const lx_store_key_t *key; /* while lx_api_handle runs: the stored key, else NULL */
+    lx_gw_refusal_t *refusal;  /* while lx_api_handle runs: where a refusal is described */
+    lx_hold_t hold;            /* what admission took from the key's ledger */
+    lx_ratelimit_view_t rl;    /* the key's rate limits after admission (response headers) */
+    int64_t max_tokens;        /* the request's max_(completion_)tokens, -1 when none */
+    uint32_t prompt_estimate;  /* tokens, from the body's size */
+    lx_record_t *rec;          /* its usage record, filled until the request ends */
     /* Last, and not zeroed at allocation: each is initialised by its own function, or read
      * only below a count kept above. */
     lx_plan_entry_t plan[LX_GW_MAX_PLAN]; /* (model, route) pairs in attempt order */

@@ -16,6 +16,7 @@
 #include "gateway/gateway.h"
 #include "gateway/gen.h"
 #include "gateway/worker.h"
+#include "store/store.h"
 
 /* Active probes: what the control thread knows of one endpoint (probe.c). */
 typedef struct lx_gw_probe_state {
@@ -25,6 +26,7 @@ typedef struct lx_gw_probe_state {
 
 struct lx_gateway {
     lx_config_t *cfg;
+    lx_store_t *store;      /* keys, ledgers, usage records (store/store.h) */
     lx_gw_health_t *health; /* the current configuration's table (a reference) */
     lx_gw_tls_t *tls;       /* the starting configuration's TLS contexts (a reference) */
     /* The control thread: health re-scoring, and building reloads' health tables. */

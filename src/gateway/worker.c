@@ -204,8 +204,22 @@ void lx_gw_worker_on_stop(lx_worker_t *w, void *arg)
         g->on_stopped(g->on_stopped_arg);
 }
 
+void lx_gw_worker_keys(lx_worker_t *w, void *arg)
+{
+    lx_gw_worker_t *gw = w->data;
+    lx_keyset_t *ks = arg;
+    if (gw->keys != NULL && gw->keys->version >= ks->version) {
+        lx_keyset_unref(ks);
+        return;
+    }
+    lx_keyset_unref(gw->keys);
+    gw->keys = ks;
+}
+
 void lx_gw_worker_free_state(lx_gw_worker_t *gw)
 {
+    lx_keyset_unref(gw->keys);
+    gw->keys = NULL;
     /* (the loop has ended: no lookup or close callback can reach a generation any more) */
     if (gw->gen != NULL) {
         lx_gw_gen_dispose(gw->gen);

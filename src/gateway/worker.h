@@ -18,6 +18,7 @@
 #include "net/worker.h"
 #include "obs/log.h"
 #include "route/session.h"
+#include "store/keyset.h"
 
 #define LX_GW_REQ_CACHE 32   /* request structs a worker keeps for reuse */
 #define LX_GW_BACKLOG   1024 /* listen(2) backlog of every listen socket */
@@ -30,6 +31,7 @@ typedef struct lx_gw_worker {
     struct lx_gateway *gw;
     lx_gw_gen_t *gen;     /* the current generation (one reference) */
     lx_gw_gen_t *retired; /* generations replaced by a reload */
+    lx_keyset_t *keys;    /* the stored keys (a reference), replaced by lx_gw_worker_keys */
     lx_list_t active;     /* requests handed to the proxy */
     lx_http_server_t http;
     lx_listener_t *listeners;
@@ -76,6 +78,10 @@ typedef struct lx_gw_reload_msg {
     lx_gw_tls_t *tls;
     uint64_t serial;
 } lx_gw_reload_msg_t;
+
+/* Posted to a worker by the store thread: a new snapshot of the stored keys (an lx_keyset_t
+ * reference, taken over; an older version than the worker's is dropped). */
+void lx_gw_worker_keys(lx_worker_t *w, void *arg);
 
 /* Frees what the worker holds, after its loop has ended. */
 void lx_gw_worker_free_state(lx_gw_worker_t *gw);
