@@ -5,6 +5,7 @@
  *   llmux -c FILE        run
  *   llmux -t -c FILE     check FILE, print a summary or every error as file:line:column
  *   llmux hash-key       read a key on stdin, print its SHA-256 digest for the config
+ *   llmux [-c FILE] keys create|list|show|update|disable|delete ...   the store's keys
  *   llmux -h | -V
  */
 #include <signal.h>
@@ -13,12 +14,14 @@
 #include <string.h>
 #include <uv.h>
 
+#include "account/keys_cli.h"
 #include "config/config.h"
 #include "core/status.h"
 #include "gateway/auth.h"
 #include "gateway/gateway.h"
 #include "net/listener.h"
 #include "obs/log.h"
+#include "store/store.h"
 
 #define DEFAULT_CONFIG "/etc/llmux/llmux.yaml"
 
@@ -26,12 +29,15 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: llmux [-c FILE] [-t] [-h] [-V]\n"
                  "       llmux hash-key < key\n"
+                 "       llmux [-c FILE] keys create|list|show|update|disable|delete ...\n"
                  "\n"
                  "  -c FILE   configuration file (default " DEFAULT_CONFIG ")\n"
                  "  -t        check the configuration and exit (0 when valid)\n"
                  "  -h        this help\n"
                  "  -V        print the version\n"
                  "  hash-key  read an API key on stdin, print the sha256 to put in `auth.keys`\n"
+                 "  keys      manage the stored API keys (`llmux keys help`), on the store file\n"
+                 "            of the configuration, also while llmux runs\n"
                  "\n"
                  "Signals: SIGTERM/SIGINT stop accepting, finish in-flight requests (up to\n"
                  "timeouts.shutdown) and exit 0. SIGHUP reloads the configuration file.\n");
@@ -192,10 +198,34 @@ static int run(lx_config_t *cfg, const char *path)
     return rc;
 }
 
+/* `llmux -t`: the store file's schema; 0, or 1 when this binary cannot use it. */
+static int check_store(const lx_config_t *cfg)
+{
+    int version = 0;
+    char err[512];
+    if (lx_store_schema_version(cfg->store_path, &version, err, sizeof(err)) != 0) {
+        fprintf(stderr, "llmux: store: %s\n", err);
+        return 1;
+    }
+    if (version == 0)
+        printf("store: %s does not exist yet (created at start, schema version %d)\n",
+               cfg->store_path, LX_STORE_SCHEMA_VERSION);
+    else
+        printf("store: %s schema version %d (this llmux: %d)\n", cfg->store_path, version,
+               LX_STORE_SCHEMA_VERSION);
+    if (version > LX_STORE_SCHEMA_VERSION) {
+        fprintf(stderr, "llmux: store %s has schema version %d, newer than this llmux (%d)\n",
+                cfg->store_path, version, LX_STORE_SCHEMA_VERSION);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = DEFAULT_CONFIG;
     bool test = false;
+    int keys_at = 0; /* argv index of `keys`, 0 when not asked */
     if (argc >= 2 && strcmp(argv[1], "hash-key") == 0)
         return lx_auth_hash_key_main(stdin, stdout) == 0 ? 0 : 1;
     for (int i = 1; i < argc; i++) {
@@ -204,6 +234,9 @@ int main(int argc, char **argv)
             path = argv[++i];
         } else if (strcmp(a, "-t") == 0) {
             test = true;
+        } else if (strcmp(a, "keys") == 0) {
+            keys_at = i;
+            break;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
@@ -224,11 +257,20 @@ int main(int argc, char **argv)
             fprintf(stderr, "llmux: configuration %s is invalid\n", path);
         return 1;
     }
+    if (keys_at > 0) {
+        lx_log_set_level(cfg->log_level);
+        rc = lx_keys_cli_main(cfg->store_path, argc - keys_at - 1, argv + keys_at + 1, stdout,
+                              stderr);
+        lx_config_unref(cfg);
+        return rc;
+    }
     if (test) {
         lx_config_dump(cfg, stdout);
-        printf("llmux: configuration %s is valid\n", path);
+        rc = check_store(cfg);
+        if (rc == 0)
+            printf("llmux: configuration %s is valid\n", path);
         lx_config_unref(cfg);
-        return 0;
+        return rc;
     }
     rc = run(cfg, path);
     lx_config_unref(cfg);
