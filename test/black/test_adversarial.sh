@@ -13,6 +13,7 @@ key="sk-test-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 digest=$(printf '%s' "$key" | "$LLMUX" hash-key | tail -1 | awk '{print $NF}')
 cat >"$TMP/c.yaml" <<YAML
 listen: 127.0.0.1:$lp
+store: {path: "$TMP/llmux.db"}
 workers: 1
 providers:
   - {name: m, base_url: "http://127.0.0.1:$mp/v1"}

@@ -72,6 +72,7 @@ models:
   - {id: a/b, context_length: 4096, providers: [{provider: p}]}
 auth: none
 log: {access_log: off}
+store: {path: "$TMP/open.db"}
 YAML
 "$LLMUX" -c "$TMP/open.yaml" 2>"$TMP/open.err" &
 open=$!

@@ -10,6 +10,7 @@ lp=$(free_port)
 PIDS+=($!)
 cat >"$TMP/c.yaml" <<YAML
 listen: 127.0.0.1:$lp
+store: {path: "$TMP/llmux.db"}
 workers: 1
 providers:
   - {name: m, base_url: "http://127.0.0.1:$mp/v1"}

@@ -30,6 +30,7 @@ fleet() {
 config() {
     cat <<YAML
 listen: 127.0.0.1:$lp
+store: {path: "$TMP/llmux.db"}
 workers: 2
 timeouts: {upstream_idle: 1s}
 providers:

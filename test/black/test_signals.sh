@@ -9,6 +9,7 @@ lp=$(free_port)
 PIDS+=($!)
 cat >"$TMP/c.yaml" <<YAML
 listen: 127.0.0.1:$lp
+store: {path: "$TMP/llmux.db"}
 workers: 2
 timeouts: {shutdown: 5s}
 providers:

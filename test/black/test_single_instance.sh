@@ -7,6 +7,7 @@ source "$(dirname "$0")/lib.sh"
 lp=$(free_port)
 cat >"$TMP/c.yaml" <<YAML
 listen: 127.0.0.1:$lp
+store: {path: "$TMP/llmux.db"}
 workers: 2
 providers:
   - {name: p, base_url: "http://127.0.0.1:9/v1"}

@@ -847,7 +847,7 @@ static char *expand(const lx_harness_t *h, const char *tpl)
         return NULL;
     const char *p = tpl;
     while (*p != '\0') {
-        char val[128];
+        char val[300];
         size_t skip = 0;
         val[0] = '\0';
         if (*p == '@') {
@@ -866,6 +866,9 @@ static char *expand(const lx_harness_t *h, const char *tpl)
                 skip = kl + 2;
             } else if (kl == 3 && strncmp(p + 1, "LOG", 3) == 0) {
                 snprintf(val, sizeof(val), "%s", h->log_path);
+                skip = kl + 2;
+            } else if (kl == 5 && strncmp(p + 1, "STORE", 5) == 0) {
+                snprintf(val, sizeof(val), "%s", h->store_path);
                 skip = kl + 2;
             }
         }
@@ -919,7 +922,27 @@ int lx_harness_start(lx_harness_t *h, const lx_harness_opts_t *opts, const char 
         goto fail;
     }
     close(fd);
-    char *yaml = expand(h, yaml_template);
+    if (opts->store_path != NULL) {
+        snprintf(h->store_path, sizeof(h->store_path), "%s", opts->store_path);
+    } else {
+        snprintf(h->store_dir, sizeof(h->store_dir), "/tmp/llmux-store-XXXXXX");
+        if (mkdtemp(h->store_dir) == NULL) {
+            h->store_dir[0] = '\0';
+            goto fail;
+        }
+        snprintf(h->store_path, sizeof(h->store_path), "%s/llmux.db", h->store_dir);
+    }
+    /* every gateway has a store: a test that does not name one gets its own file */
+    bool has_store =
+        strncmp(yaml_template, "store:", 6) == 0 || strstr(yaml_template, "\nstore:") != NULL;
+    char *tpl = malloc(strlen(yaml_template) + 64);
+    if (tpl == NULL)
+        goto fail;
+    strcpy(tpl, yaml_template);
+    if (!has_store)
+        strcat(tpl, "\nstore:\n  path: @STORE@\n");
+    char *yaml = expand(h, tpl);
+    free(tpl);
     if (yaml == NULL)
         goto fail;
     lx_config_t *cfg = NULL;
@@ -960,6 +983,16 @@ void lx_harness_stop(lx_harness_t *h)
     if (h->log_path[0] != '\0')
         unlink(h->log_path);
     h->log_path[0] = '\0';
+    if (h->store_dir[0] != '\0') {
+        static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+        char f[320];
+        for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+            snprintf(f, sizeof(f), "%s%s", h->store_path, suffix[i]);
+            unlink(f);
+        }
+        rmdir(h->store_dir);
+    }
+    h->store_dir[0] = '\0';
     alarm(0);
 }
 

@@ -10,6 +10,9 @@
  *   @RAW@               the port of the raw upstream (below)
  *   @DEAD@              a loopback port nothing listens on
  *   @LOG@               the path of a fresh temporary access log file
+ *   @STORE@             the path of the store's database file: a fresh temporary file
+ *                       (removed at stop), or opts.store_path; a template without a top-level
+ *                       `store:` section gets one with this path appended
  * and a line "listen: 127.0.0.1:0" makes llmux listen on an ephemeral port (lx_harness_t.port).
  *
  * Every client socket has send and receive timeouts, every wait is bounded, and a started
@@ -63,6 +66,9 @@ typedef struct lx_harness {
     uint16_t port;      /* llmux's listen port */
     uint16_t dead_port; /* @DEAD@ */
     char log_path[64];  /* @LOG@, removed at stop */
+    char store_dir[64]; /* the temporary directory of @STORE@, removed at stop ("" when the
+                         * test gave its own path) */
+    char store_path[256];
 } lx_harness_t;
 
 /* Options of lx_harness_start(): how many mocks, whether a raw upstream runs and how. */
@@ -71,6 +77,7 @@ typedef struct lx_harness_opts {
     bool raw;
     lx_harness_raw_mode_t raw_mode;
     const char *raw_reply;
+    const char *store_path; /* NULL: a fresh temporary store */
 } lx_harness_opts_t;
 
 /* Starts the upstreams, then llmux from <yaml_template> (placeholders above). Returns 0, or -1

@@ -147,6 +147,7 @@ typedef struct fixture {
     upstream_t up;
     char yaml[2048];
     char log_path[64];
+    char store_dir[64]; /* the store's file lives in here */
 } fixture_t;
 
 static lx_config_t *parse(const char *yaml)
@@ -166,17 +167,20 @@ static fixture_t *start(uint16_t port_a, uint16_t port_b)
     int fd = mkstemp(f->log_path);
     assert_true(fd >= 0);
     close(fd);
+    snprintf(f->store_dir, sizeof(f->store_dir), "/tmp/llmux-lifecycle-store-XXXXXX");
+    assert_non_null(mkdtemp(f->store_dir));
     snprintf(f->yaml, sizeof(f->yaml),
              "listen: 127.0.0.1:0\n"
              "workers: 1\n"
              "auth: none\n"
+             "store: {path: \"%s/llmux.db\"}\n"
              "log: {access_log: \"%s\", level: error}\n"
              "providers:\n"
              "  - {name: a, base_url: \"http://127.0.0.1:%u/v1\"}\n"
              "  - {name: b, base_url: \"http://127.0.0.1:%u/v1\"}\n"
              "models:\n"
              "  - {id: m, context_length: 100, providers: [{provider: a}, {provider: b}]}\n",
-             f->log_path, port_a, port_b);
+             f->store_dir, f->log_path, port_a, port_b);
     lx_config_t *cfg = parse(f->yaml);
     assert_int_equal(lx_gateway_start(cfg, &f->g), 0);
     lx_config_unref(cfg);
@@ -188,6 +192,13 @@ static void stop(fixture_t *f)
     lx_gateway_drain(f->g);
     lx_gateway_wait(f->g);
     unlink(f->log_path);
+    char p[128];
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s/llmux.db%s", f->store_dir, suffix[i]);
+        unlink(p);
+    }
+    rmdir(f->store_dir);
     free(f);
 }
 
