@@ -137,8 +137,8 @@ int main(int argc, char **argv)
              "listen: 127.0.0.1:0\nworkers: 1\nproviders:\n  - name: mock\n"
              "    base_url: http://127.0.0.1:%u/v1\nmodels:\n  - id: bench/model\n"
              "    context_length: 8192\n    providers: [{provider: mock}]\nauth: none\n"
-             "log: {access_log: off, level: error}\n",
-             lx_mock_port(m));
+             "log: {access_log: off, level: error}\nstore: {path: /tmp/llmux-cancel-%d.db}\n",
+             lx_mock_port(m), (int)getpid());
     lx_config_t *cfg = NULL;
     if (lx_config_parse("cancel.yaml", cfgtext, strlen(cfgtext), stderr, &cfg) != 0)
         return 1;
