@@ -20,6 +20,7 @@
 
 #include "account/account.h"
 #include "core/clock.h"
+#include "core/status.h"
 #include "core/strbuf.h"
 #include "gateway/auth.h"
 #include "gateway/service.h"
