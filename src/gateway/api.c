@@ -174,8 +174,10 @@ static int access_ok(const lx_config_t *cfg, uint8_t access, int found, const lx
             return 404;
         }
         if (found != 0 || !mgmt) {
-            *message = found != 0 ? *message : "this route needs a management key";
-            return found != 0 ? found : 401;
+            *message = id->who == LX_WHO_NONE && strncmp(*message, "missing", 7) == 0
+                           ? "missing admin key: send Authorization: Bearer <admin key>"
+                           : "invalid admin key";
+            return 401;
         }
         return 0;
     case A_MANAGEMENT:
@@ -219,6 +221,7 @@ static int admit(lx_http_request_t *req, const lx_gw_worker_t *gw, const api_rou
     }
     *headers = NULL;
     lx_gw_ident_t id = {.who = LX_WHO_NONE};
+    *message = "";
     if (rt->access != A_PUBLIC && !(rt->route == R_METRICS && cfg->metrics_public)) {
         int found = lx_gw_identify(req, gw, &id, message);
         int status = access_ok(cfg, rt->access, found, &id, message);
