@@ -35,8 +35,7 @@
     "    context_length: 4096\n"                                                                   \
     "    providers:\n"                                                                             \
     "      - {provider: mock-a, price: {prompt: 10, completion: 20}}\n"                            \
-    "auth:\n"                                                                                      \
-    "  keys: []\n"                                                                                 \
+    "auth: none\n"                                                                                 \
     "admin:\n"                                                                                     \
     "  sha256: %s\n"                                                                               \
     "store:\n"                                                                                     \

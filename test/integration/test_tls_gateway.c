@@ -640,8 +640,9 @@ static void test_reload_certificate(void **state)
              "    context_length: 4096\n"
              "    providers: [{provider: mock}]\n"
              "auth: none\n"
+             "store: {path: %s}\n"
              "log: {access_log: %s, level: error}\n",
-             dir, dir, lx_mock_port(back.mock[0]), back.log_path);
+             dir, dir, lx_mock_port(back.mock[0]), back.store_path, back.log_path);
     lx_config_t *cfg = NULL;
     assert_int_equal(lx_config_parse("reload.yaml", text, strlen(text), stderr, &cfg), 0);
     assert_int_equal(lx_gateway_reload(back.gw, cfg), 0);
