@@ -65,6 +65,7 @@ auth:
     - name: node
       sha256: ${digest}
 log: {access_log: off, level: error}
+store: {path: ${join(dir, 'llmux.db')}}
 `);
   procs.push(spawn(MOCK, ['-l', `127.0.0.1:${mockPort}`], { stdio: 'ignore' }));
   procs.push(spawn(LLMUX, ['-c', join(dir, 'llmux.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] }));

@@ -68,6 +68,7 @@ models:
         model: llama-3.1-8b
 auth: none
 log: {access_log: off, level: error}
+store: {path: ${join(dir, 'llmux.db')}}
 `);
   procs.push(spawn(MOCK, ['-l', `127.0.0.1:${mockPort}`], { stdio: 'ignore' }));
   procs.push(spawn(LLMUX, ['-c', join(dir, 'llmux.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] }));
