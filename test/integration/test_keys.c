@@ -574,7 +574,8 @@ static void test_bad_input(void **state)
         "{\"name\":\"x\",\"models\":\"team/*\"}",
         "{\"name\":\"x\",\"rate_limit\":{\"rpm\":-5}}",
         "{\"name\":\"x\",\"name\":\"y\"}",
-        "{\"name\":\"\\ud800\"}",
+        "{\"name\":\"\xff\xfe\"}", /* not UTF-8 */
+        "{\"name\":\"a\x01\"}",    /* a raw control character: not JSON */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         lx_harness_resp_t r;
