@@ -4,9 +4,8 @@
  * x-ratelimit-* headers with their Go-style durations. No state, no lock, no allocation: the
  * request path calls these between the body scan and lx_store_admit().
  *
- * Money is int64 µ$ and prices µ$ per million tokens (store/money.h); the only floating point
- * is the configuration's USD price read once per call in route_price() until the configuration
- * carries integer prices.
+ * Money is int64 µ$ and prices µ$ per million tokens (store/money.h), the configuration's
+ * exact integer prices: no floating point anywhere.
  */
 #include "account/account.h"
 
@@ -70,19 +69,16 @@ uint32_t lx_account_prompt_estimate(size_t body_len)
 enum price_kind { PRICE_PROMPT, PRICE_COMPLETION };
 
 /*
- * A route's price in µ$ per million tokens. The one place that reads the configuration's
- * prices: when config.h gains integer prices (price_prompt_micros, price_completion_micros),
- * this becomes a field read.
- * TODO(config): return which == PRICE_PROMPT ? r->price_prompt_micros : ...completion_micros.
- * The configuration refuses negative and oversized prices; anything lx_money_from_usd still
- * refuses counts as the largest price, so a reservation errs on the side of too much.
+ * A route's price in µ$ per million tokens: the configuration's exact integer prices (read
+ * from the YAML text without floating point). The configuration bounds them to 0..$1e9; the
+ * clamp keeps a cost from going negative whatever a hand-made route holds.
  */
 static int64_t route_price(const lx_config_route_t *r, enum price_kind which)
 {
     if (r == NULL)
         return 0;
-    int64_t p = lx_money_from_usd(which == PRICE_PROMPT ? r->price_prompt : r->price_completion);
-    return p < 0 ? LX_MONEY_MAX : p;
+    int64_t p = which == PRICE_PROMPT ? r->price_prompt_micros : r->price_completion_micros;
+    return p < 0 ? 0 : p > LX_MONEY_MAX ? LX_MONEY_MAX : p;
 }
 
 int64_t lx_account_reserve(const lx_config_route_t *route, uint32_t prompt_tokens,
