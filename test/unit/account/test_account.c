@@ -115,12 +115,16 @@ static void test_prompt_estimate(void **state)
     assert_int_equal(lx_account_prompt_estimate(SIZE_MAX), UINT32_MAX);
 }
 
-static lx_config_route_t route(double prompt, double completion)
+/* A route priced <prompt> and <completion> µ$ per million tokens ($1/M is 1000000). The USD
+ * doubles are set to nonsense: only the exact prices may count. */
+static lx_config_route_t route(int64_t prompt, int64_t completion)
 {
     lx_config_route_t r;
     memset(&r, 0, sizeof(r));
-    r.price_prompt = prompt;
-    r.price_completion = completion;
+    r.price_prompt = -7.0;
+    r.price_completion = 1e300;
+    r.price_prompt_micros = prompt;
+    r.price_completion_micros = completion;
     return r;
 }
 
@@ -128,7 +132,7 @@ static void test_reserve(void **state)
 {
     (void)state;
     /* $1 and $2 per million tokens: 1 and 2 µ$ per token */
-    lx_config_route_t r = route(1.0, 2.0);
+    lx_config_route_t r = route(1000000, 2000000);
     assert_int_equal(lx_account_reserve(&r, 1000, 500, 777), 1000 + 1000);
     assert_int_equal(lx_account_reserve(&r, 1000, 0, 777), 1000);
     /* no max_tokens: the prompt plus default_max_cost */
@@ -136,7 +140,7 @@ static void test_reserve(void **state)
     assert_int_equal(lx_account_reserve(&r, 0, -1, 0), 0);
     assert_int_equal(lx_account_reserve(&r, 0, -1, -5), 0);
     /* rounding up: 1 token at $0.15/M is 0.15 µ$, reserved as 1 µ$ */
-    lx_config_route_t cheap = route(0.15, 0.6);
+    lx_config_route_t cheap = route(150000, 600000);
     assert_int_equal(lx_account_reserve(&cheap, 1, 0, 0), 1);
     assert_int_equal(lx_account_reserve(&cheap, 3, 3, 0), 3); /* 0.45 + 1.8 = 2.25 -> 3 */
     assert_int_equal(lx_account_reserve(&cheap, 0, 0, 0), 0);
@@ -145,7 +149,7 @@ static void test_reserve(void **state)
     assert_int_equal(lx_account_reserve(&free_r, 100000, 100000, 9), 0);
     assert_int_equal(lx_account_reserve(&free_r, 100000, -1, 9), 9);
     /* saturation */
-    lx_config_route_t dear = route(1e9, 1e9);
+    lx_config_route_t dear = route(LX_MONEY_MAX, LX_MONEY_MAX);
     assert_int_equal(lx_account_reserve(&dear, UINT32_MAX, INT64_MAX, 0), LX_MONEY_MAX);
     assert_int_equal(lx_account_reserve(&r, 1000, -1, LX_MONEY_MAX), LX_MONEY_MAX);
     assert_int_equal(lx_account_reserve(&r, 1000, -1, INT64_MAX), LX_MONEY_MAX);
@@ -156,18 +160,23 @@ static void test_reserve(void **state)
 static void test_cost(void **state)
 {
     (void)state;
-    lx_config_route_t r = route(3.0, 15.0); /* 3 and 15 µ$ per token */
+    lx_config_route_t r = route(3000000, 15000000); /* 3 and 15 µ$ per token */
     assert_int_equal(lx_account_cost(&r, 1000, 200), 3000 + 3000);
     assert_int_equal(lx_account_cost(&r, 0, 0), 0);
     assert_int_equal(lx_account_cost(&r, -5, 10), 150); /* negative counts as 0 */
-    lx_config_route_t cheap = route(0.1, 0.4);
+    lx_config_route_t cheap = route(100000, 400000);
     /* 7 × 0.1 + 2 × 0.4 = 1.5 µ$: rounded up to 2, never down to a free request */
     assert_int_equal(lx_account_cost(&cheap, 7, 2), 2);
     assert_int_equal(lx_account_cost(&cheap, 10, 0), 1);
-    lx_config_route_t dear = route(1e9, 1e9);
+    lx_config_route_t dear = route(LX_MONEY_MAX, LX_MONEY_MAX);
     assert_int_equal(lx_account_cost(&dear, INT64_MAX, INT64_MAX), LX_MONEY_MAX);
     lx_config_route_t free_r = route(0, 0);
     assert_int_equal(lx_account_cost(&free_r, 1000000, 1000000), 0);
+    /* out-of-range prices are clamped: never a negative cost, never above LX_MONEY_MAX */
+    lx_config_route_t odd = route(-1000000, INT64_MAX);
+    assert_int_equal(lx_account_cost(&odd, 1000, 0), 0);
+    assert_int_equal(lx_account_cost(&odd, 0, 1), LX_MONEY_MAX / 1000000);
+    assert_int_equal(lx_account_cost(NULL, 1000, 1000), 0);
 }
 
 static void assert_duration(int64_t ms, const char *want)
