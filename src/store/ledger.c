@@ -213,6 +213,20 @@ static int64_t gcra_interval(uint32_t limit)
     return MINUTE_NS / limit;
 }
 
+/* The theoretical arrival time as of <now_ns>: never more than a window ahead. Only a clock
+ * that went back leaves it further (the TAT is never set past now + window): such a jump
+ * then costs at most one window of refusals, not the length of the jump. */
+static int64_t gcra_load(_Atomic(int64_t) *tat, int64_t window, int64_t now_ns)
+{
+    int64_t cur = atomic_load_explicit(tat, RLX);
+    if (cur - now_ns > window) {
+        int64_t capped = now_ns + window;
+        atomic_compare_exchange_strong_explicit(tat, &cur, capped, RLX, RLX);
+        return atomic_load_explicit(tat, RLX);
+    }
+    return cur;
+}
+
 /* Takes <n> units at <now_ns>, or says in *retry_ms when they fit (-1: never). */
 static bool gcra_take(_Atomic(int64_t) *tat, uint32_t limit, uint32_t n, int64_t now_ns,
                       int64_t *retry_ms)
@@ -222,7 +236,7 @@ static bool gcra_take(_Atomic(int64_t) *tat, uint32_t limit, uint32_t n, int64_t
         return false;
     }
     int64_t t = gcra_interval(limit), window = t * limit, need = t * n;
-    int64_t cur = atomic_load_explicit(tat, RLX);
+    int64_t cur = gcra_load(tat, window, now_ns);
     for (;;) {
         int64_t next = (cur > now_ns ? cur : now_ns) + need;
         if (next - now_ns > window) {
@@ -265,8 +279,8 @@ static void gcra_view(_Atomic(int64_t) *tat, uint32_t limit, int64_t now_ns, uin
     if (limit == 0)
         return;
     int64_t t = gcra_interval(limit), window = t * limit;
-    int64_t ahead = atomic_load_explicit(tat, RLX) - now_ns;
-    ahead = ahead < 0 ? 0 : ahead > window ? window : ahead;
+    int64_t ahead = gcra_load(tat, window, now_ns) - now_ns;
+    ahead = ahead < 0 ? 0 : ahead;
     *remaining = (uint32_t)((window - ahead) / t);
     *reset_ms = ceil_ms_of_ns(ahead);
 }

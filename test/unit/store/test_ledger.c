@@ -295,6 +295,30 @@ static void test_rpm_exact(void **state)
     lx_ledger_unref(l);
 }
 
+/* The clock goes back an hour on a full bucket: refusals last at most the minute of one
+ * window, not the hour of the jump. */
+static void test_clock_back(void **state)
+{
+    (void)state;
+    lx_hold_t h;
+    lx_admit_t a;
+    lx_ledger_t *l = make(false, 0, LX_PERIOD_TOTAL, 60, 0, 0);
+    int64_t now = T0 + 7 * 3600 * S;
+    for (int i = 0; i < 60; i++) {
+        assert_int_equal(admit(l, now, 0, 1, &h, &a), LX_ADMIT_OK);
+        lx_ledger_settle(&h, 0, 0, now);
+    }
+    int64_t back = now - 3600 * S;
+    assert_int_equal(admit(l, back, 0, 1, &h, &a), LX_ADMIT_RPM);
+    assert_true(a.retry_after_ms > 0 && a.retry_after_ms <= 60000);
+    assert_int_equal(admit(l, back + a.retry_after_ms * 1000, 0, 1, &h, &a), LX_ADMIT_OK);
+    lx_ledger_settle(&h, 0, 0, back);
+    lx_ratelimit_view_t v;
+    lx_ledger_view(l, back + 61 * S, &v);
+    assert_int_equal(v.remaining_requests, 60);
+    lx_ledger_unref(l);
+}
+
 static void test_tpm(void **state)
 {
     (void)state;
@@ -424,6 +448,7 @@ int main(void)
         cmocka_unit_test(test_period_roll),
         cmocka_unit_test(test_new_with_usage),
         cmocka_unit_test(test_rpm_exact),
+        cmocka_unit_test(test_clock_back),
         cmocka_unit_test(test_tpm),
         cmocka_unit_test(test_concurrency),
         cmocka_unit_test(test_refusal_gives_back),
