@@ -84,8 +84,8 @@ static const char *const stmt_sql[ST_COUNT_] = {
         " month = CASE WHEN month_start = ?5 THEN month + ?2 WHEN month_start < ?5 THEN ?2"
         " ELSE month END, month_start = MAX(month_start, ?5)",
     [ST_DATA_VERSION] = "PRAGMA data_version",
-    [ST_PRUNE] = "DELETE FROM usage WHERE rowid IN (SELECT rowid FROM usage"
-                 " WHERE created_at_us < ?1 LIMIT ?2)",
+    [ST_PRUNE] = ("DELETE FROM usage WHERE rowid IN (SELECT rowid FROM usage"
+                  " WHERE created_at_us < ?1 LIMIT ?2)"),
 };
 
 int64_t store_mono_us(void)
