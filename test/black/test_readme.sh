@@ -29,9 +29,13 @@ for port in 8080 9101 9102 9103; do
         exit 0
     fi
 done
-# a failing check leaves no demo behind: SIGTERM makes it stop its children
+# a failing check leaves no demo behind: SIGTERM makes it stop its children; the demo's store
+# file (conf/llmux.yaml keeps the default, llmux.db in the working directory, the repository's
+# root for the demo) goes too unless a user's demo had made it before
+keep_store=
+[ -e llmux.db ] && keep_store=1
 pid=
-trap '[ -n "$pid" ] && kill -TERM $pid 2>/dev/null && sleep 2; cleanup' EXIT
+trap '[ -n "$pid" ] && kill -TERM $pid 2>/dev/null && sleep 2; [ -z "$keep_store" ] && rm -f llmux.db llmux.db-wal llmux.db-shm; cleanup' EXIT
 set -m # the demo in a process group of its own, as a shell runs it: Ctrl-C goes to the group
 for stop in INT TERM; do
     LLMUX=$LLMUX LLMUX_MOCK=$MOCK "$demo" >"$TMP/demo.out" 2>&1 9>&- &
