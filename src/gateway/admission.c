@@ -189,7 +189,8 @@ static int refuse(lx_gw_req_t *r, const lx_admit_t *a, char *msg, size_t cap)
                  "this key's spending limit is reached: the request may cost up to $%s and $%s "
                  "is left%s",
                  money[0], money[1], r->max_tokens < 0 ? " (set max_tokens to reserve less)" : "");
-        snprintf(f->meta, sizeof(f->meta), "\"limit_source\":\"key_limit\",\"reason\":\"%s\"",
+        snprintf(f->meta, sizeof(f->meta),
+                 "\"limit_source\":\"openrouter_key_limit\",\"reason\":\"%s\"",
                  a->retry_after_ms < 0 ? "weight_exceeds_budget" : "limit_exhausted");
         f->error_type = "payment_required";
         f->code = "insufficient_quota";

@@ -382,7 +382,7 @@ static void test_budget(void **state)
         admitted += status == 200;
         if (status != 200) {
             assert_true(lx_harness_is_or_error(&r, 402));
-            assert_non_null(strstr(r.body, "\"limit_source\":\"key_limit\""));
+            assert_non_null(strstr(r.body, "\"limit_source\":\"openrouter_key_limit\""));
         }
         lx_harness_resp_free(&r);
     }
