@@ -651,6 +651,63 @@ static void test_concurrent_patch(void **state)
     lx_harness_resp_free(&r);
 }
 
+/* Deleting a key ends nothing in flight: a stream started before the delete finishes, and is
+ * recorded and charged; the next request is refused. */
+typedef struct slow {
+    char key[80];
+    int status;
+    bool done;
+    char gen[64];
+} slow_t;
+
+static void *slow_stream(void *arg)
+{
+    slow_t *s = arg;
+    lx_harness_resp_t r;
+    s->status = chat(s->key,
+                     "{\"model\":\"team/m\",\"stream\":true,\"mock\":{\"first_delay_ms\":400},"
+                     "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+                     &r) == 0
+                    ? r.status
+                    : -1;
+    if (s->status > 0) {
+        s->done = r.complete && strstr(r.body, "[DONE]") != NULL;
+        lx_harness_resp_header(&r, "x-generation-id", s->gen, sizeof(s->gen));
+        lx_harness_resp_free(&r);
+    }
+    return NULL;
+}
+
+static void test_delete_in_flight(void **state)
+{
+    (void)state;
+    char hash[65];
+    slow_t s = {0};
+    create_key("leaving", "\"limit\":1", s.key, hash);
+    usleep(100000);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, slow_stream, &s), 0);
+    usleep(150000); /* admitted, waiting for its first token */
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/keys/%s", hash);
+    lx_harness_resp_t r;
+    assert_int_equal(call("DELETE", path, "sk-admin", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    lx_harness_resp_free(&r);
+    pthread_join(t, NULL);
+    assert_int_equal(s.status, 200);
+    assert_true(s.done);
+    /* recorded and charged, readable by a management key */
+    snprintf(path, sizeof(path), "/api/v1/generation?id=%s", s.gen);
+    assert_int_equal(call("GET", path, "sk-admin", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(json_num(r.body, "total_cost") > 0);
+    lx_harness_resp_free(&r);
+    assert_int_equal(chat(s.key, NULL, &r), 0);
+    assert_true(lx_harness_is_or_error(&r, 401));
+    lx_harness_resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -663,6 +720,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_patch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_in_flight, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
