@@ -415,24 +415,24 @@ static void test_budget(void **state)
     assert_true(ok);
 }
 
-/* 5 requests per minute at a frozen clock: exactly 5, then 429 with Retry-After and OpenAI's
+/* 60 requests per minute at a frozen clock: exactly 60, then 429 with Retry-After and OpenAI's
  * headers; a second later one more fits (the bucket refills over the minute). */
 static void test_rate_limit(void **state)
 {
     (void)state;
     set_now(1796040000); /* 2026-12-01T12:00:00Z */
     char key[80], hash[65];
-    create_key("rpm", "\"rate_limit\":{\"rpm\":5}", key, hash);
+    create_key("rpm", "\"rate_limit\":{\"rpm\":60}", key, hash);
     usleep(100000);
     lx_harness_resp_t r;
     char v[64];
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 60; i++) {
         assert_int_equal(chat(key, NULL, &r), 0);
         assert_int_equal(r.status, 200);
         assert_true(lx_harness_resp_header(&r, "x-ratelimit-limit-requests", v, sizeof(v)));
-        assert_string_equal(v, "5");
+        assert_string_equal(v, "60");
         assert_true(lx_harness_resp_header(&r, "x-ratelimit-remaining-requests", v, sizeof(v)));
-        assert_int_equal(atoi(v), 4 - i);
+        assert_int_equal(atoi(v), 59 - i);
         assert_true(lx_harness_resp_header(&r, "x-ratelimit-reset-requests", v, sizeof(v)));
         lx_harness_resp_free(&r);
     }
@@ -443,7 +443,7 @@ static void test_rate_limit(void **state)
     assert_true(lx_harness_resp_header(&r, "x-ratelimit-remaining-requests", v, sizeof(v)));
     assert_string_equal(v, "0");
     lx_harness_resp_free(&r);
-    set_now(1796040000 + 12); /* 60 s / 5: one more fits */
+    set_now(1796040000 + 1); /* 60 s / 60: one more fits */
     assert_int_equal(chat(key, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     lx_harness_resp_free(&r);
