@@ -110,9 +110,37 @@ const char *lx_gw_ident_name(const lx_config_t *cfg, const lx_gw_ident_t *id,
     }
 }
 
+bool lx_gw_rebind(const lx_config_t *cfg, lx_gw_ident_t *id)
+{
+    long k;
+    switch (id->who) {
+    case LX_WHO_CONFIG:
+        k = lx_auth_find(cfg->keys, cfg->n_keys, id->digest);
+        break;
+    case LX_WHO_MANAGEMENT:
+        if (cfg->admin_enabled && digest_equal(cfg->admin_digest, id->digest)) {
+            id->index = 0;
+            return true;
+        }
+        k = lx_auth_find(cfg->admin_keys, cfg->n_admin_keys, id->digest);
+        k = k >= 0 ? k + 1 : -1;
+        break;
+    default:
+        return true;
+    }
+    if (k < 0)
+        return false;
+    id->index = (uint16_t)k;
+    return true;
+}
+
 int lx_gw_bind_key(lx_gw_req_t *r, const char **message)
 {
     r->key = NULL;
+    if (!lx_gw_rebind(r->gen->cfg, &r->ident)) {
+        *message = "this API key was removed from the configuration";
+        return 401;
+    }
     if (r->ident.who != LX_WHO_STORED)
         return 0;
     const lx_keyset_t *ks = r->gw->keys;
@@ -150,15 +178,32 @@ void lx_gw_key_rules(const lx_gw_req_t *r, lx_plan_req_t *q)
     }
 }
 
+/* The worst case of the request at <rt> of model <m>: its prompt estimate, and its maximum
+ * completion; a request that names none may not cost more than limits.default_max_cost for
+ * its completion, nor more than the model's whole context at the completion price (0 for a
+ * free route); embeddings have no completion. */
+static int64_t worst_case(const lx_gw_req_t *r, const lx_config_model_t *m,
+                          const lx_config_route_t *rt)
+{
+    const lx_config_t *cfg = r->gen->cfg;
+    if (r->embeddings)
+        return lx_account_reserve(rt, r->prompt_estimate, 0, 0);
+    if (r->max_tokens >= 0)
+        return lx_account_reserve(rt, r->prompt_estimate, r->max_tokens, 0);
+    int64_t by_default =
+        lx_account_reserve(rt, r->prompt_estimate, -1, cfg->limits_default_max_cost);
+    int64_t by_context = lx_account_reserve(rt, r->prompt_estimate, m->context_length, 0);
+    return by_default < by_context ? by_default : by_context;
+}
+
 /* The worst case over the plan: the entry whose prices make the request dearest. */
 static int64_t plan_reservation(const lx_gw_req_t *r)
 {
     const lx_config_t *cfg = r->gen->cfg;
     int64_t worst = 0;
     for (uint16_t i = 0; i < r->n_plan; i++) {
-        const lx_config_route_t *rt = &cfg->models[r->plan[i].model].routes[r->plan[i].route];
-        int64_t c =
-            lx_account_reserve(rt, r->prompt_estimate, r->max_tokens, cfg->limits_default_max_cost);
+        const lx_config_model_t *m = &cfg->models[r->plan[i].model];
+        int64_t c = worst_case(r, m, &m->routes[r->plan[i].route]);
         worst = c > worst ? c : worst;
     }
     return worst;
@@ -170,37 +215,52 @@ static uint32_t token_estimate(const lx_gw_req_t *r)
     return t > UINT32_MAX ? UINT32_MAX : (uint32_t)t;
 }
 
+/* A 402: the key's limit cannot hold the reservation. When the reservation alone is more
+ * than the whole limit no wait helps ("weight_exceeds_budget"); otherwise the limit is spent
+ * (or held by requests in flight) until its period resets, when Retry-After says so. */
+static int refuse_budget(lx_gw_req_t *r, const lx_admit_t *a, char *msg, size_t cap)
+{
+    lx_gw_refusal_t *f = r->refusal;
+    char money[2][LX_MONEY_FMT_MAX];
+    bool too_big = r->key != NULL && r->key->limits.has_limit && a->reserve > r->key->limits.limit;
+    lx_money_format(a->reserve, money[0]);
+    lx_money_format(a->limit_remaining > 0 ? a->limit_remaining : 0, money[1]);
+    bool hint = r->max_tokens < 0 && !r->embeddings;
+    snprintf(msg, cap,
+             "this key's spending limit is reached: the request may cost up to $%s and $%s is "
+             "left%s",
+             money[0], money[1], hint ? " (set max_tokens to reserve less)" : "");
+    snprintf(f->meta, sizeof(f->meta),
+             "\"limit_source\":\"openrouter_key_limit\",\"reason\":\"%s\"",
+             too_big ? "weight_exceeds_budget" : "limit_exhausted");
+    f->error_type = "payment_required";
+    f->code = "insufficient_quota";
+    return 402;
+}
+
 /* The answer to a refused admission: status, message, headers and metadata. */
 static int refuse(lx_gw_req_t *r, const lx_admit_t *a, char *msg, size_t cap)
 {
     lx_gw_refusal_t *f = r->refusal;
-    char money[2][LX_MONEY_FMT_MAX];
     size_t hn = 0;
     if (a->retry_after_ms >= 0)
         hn = (size_t)snprintf(f->headers, sizeof(f->headers), "Retry-After: %lld\r\n",
                               (long long)((a->retry_after_ms + 999) / 1000));
+    else if (a->verdict != LX_ADMIT_BUDGET) /* (a 429 that waiting cannot cure) */
+        hn = (size_t)snprintf(f->headers, sizeof(f->headers), "x-should-retry: false\r\n");
     if (hn < sizeof(f->headers))
         lx_account_ratelimit_headers(&a->rl, f->headers + hn, sizeof(f->headers) - hn);
     switch (a->verdict) {
     case LX_ADMIT_BUDGET:
-        lx_money_format(a->reserve, money[0]);
-        lx_money_format(a->limit_remaining > 0 ? a->limit_remaining : 0, money[1]);
-        snprintf(msg, cap,
-                 "this key's spending limit is reached: the request may cost up to $%s and $%s "
-                 "is left%s",
-                 money[0], money[1], r->max_tokens < 0 ? " (set max_tokens to reserve less)" : "");
-        snprintf(f->meta, sizeof(f->meta),
-                 "\"limit_source\":\"openrouter_key_limit\",\"reason\":\"%s\"",
-                 a->retry_after_ms < 0 ? "weight_exceeds_budget" : "limit_exhausted");
-        f->error_type = "payment_required";
-        f->code = "insufficient_quota";
-        return 402;
+        return refuse_budget(r, a, msg, cap);
     case LX_ADMIT_RPM:
         snprintf(msg, cap, "rate limit reached for requests per minute (RPM): limit %u",
                  a->rl.limit_requests);
         break;
     case LX_ADMIT_TPM:
-        snprintf(msg, cap, "rate limit reached for tokens per minute (TPM): limit %u, requested %u",
+        snprintf(msg, cap, "%s for tokens per minute (TPM): limit %u, requested %u",
+                 a->retry_after_ms < 0 ? "request too large for this key's rate limit"
+                                       : "rate limit reached",
                  a->rl.limit_tokens, a->tokens);
         break;
     default:
@@ -251,8 +311,10 @@ int lx_gw_admit(lx_gw_req_t *r, const lx_http_request_t *req, char *msg, size_t 
     lx_store_t *store = r->gw->gw->store;
     int64_t now_us = lx_clock_now_us();
     r->prompt_estimate = lx_account_prompt_estimate(req->body.len);
-    r->max_tokens =
-        r->scan.max_completion_tokens >= 0 ? r->scan.max_completion_tokens : r->scan.max_tokens;
+    /* (providers honour one or the other: the larger bounds both) */
+    r->max_tokens = r->scan.max_completion_tokens > r->scan.max_tokens
+                        ? r->scan.max_completion_tokens
+                        : r->scan.max_tokens;
     if (r->key != NULL && store != NULL) {
         lx_admit_t a = {
             .now_us = now_us, .reserve = plan_reservation(r), .tokens = token_estimate(r)};
@@ -275,9 +337,12 @@ size_t lx_gw_ratelimit_headers(const lx_gw_req_t *r, char *buf, size_t cap)
     return lx_account_ratelimit_headers(&r->rl, buf, cap);
 }
 
-/* What the request cost: its usage at the serving route's prices; unknown usage of a served
- * answer costs its worst case there (never 0); nothing served costs nothing. */
-static int64_t actual_cost(const lx_gw_req_t *r, bool served, bool *known)
+/* What the request cost: its usage at the serving route's prices. A served answer whose usage
+ * is unknown: a stream cut or cancelled midway costs what it streamed (its prompt estimate and
+ * one completion token per event, the providers' one-token deltas), at most its worst case; a
+ * whole answer or a finished stream without usage costs its worst case (never 0). Nothing
+ * served costs nothing. */
+static int64_t actual_cost(const lx_gw_req_t *r, bool served, bool cut, bool *known)
 {
     const lx_sse_scan_t *s = &r->sse;
     *known = r->scanning && (s->prompt_tokens >= 0 || s->completion_tokens >= 0);
@@ -285,8 +350,12 @@ static int64_t actual_cost(const lx_gw_req_t *r, bool served, bool *known)
         return 0;
     if (*known)
         return lx_account_cost(r->route, s->prompt_tokens, s->completion_tokens);
-    return lx_account_reserve(r->route, r->prompt_estimate, r->max_tokens,
-                              r->gen->cfg->limits_default_max_cost);
+    int64_t worst = worst_case(r, r->model, r->route);
+    if (cut && r->scanning && !s->json_mode) {
+        int64_t partial = lx_account_cost(r->route, r->prompt_estimate, (int64_t)s->events);
+        return partial < worst ? partial : worst;
+    }
+    return worst;
 }
 
 static void record_attempts(lx_record_t *rec, const lx_gw_req_t *r)
@@ -351,9 +420,9 @@ void lx_gw_settle(lx_gw_req_t *r, int code)
     const lx_proxy_t *px = &r->px;
     lx_store_t *store = r->gw->gw->store;
     bool served = px->committed && px->upstream_status > 0 && px->upstream_status < 400;
-    (void)code;
+    bool cut = code != 0 || px->req->peer_gone;
     bool known = false;
-    int64_t cost = actual_cost(r, served, &known);
+    int64_t cost = actual_cost(r, served, cut, &known);
     int64_t now_us = lx_clock_now_us();
     if (r->hold.ledger != NULL) {
         const lx_sse_scan_t *s = &r->sse;

@@ -6,6 +6,7 @@
 #ifndef LX_GATEWAY_ADMISSION_H
 #define LX_GATEWAY_ADMISSION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "gateway/request.h"
@@ -26,6 +27,11 @@ int lx_gw_identify(const lx_http_request_t *req, const lx_gw_worker_t *gw, lx_gw
  * <key> is given), "" for none. */
 const char *lx_gw_ident_name(const lx_config_t *cfg, const lx_gw_ident_t *id,
                              const lx_store_key_t *key);
+
+/* The configuration or management key of <id> found again, by its digest, in <cfg> (a reload
+ * between a request's head and its body may have moved or removed it): its index updated;
+ * false when it is gone. Other callers: true. */
+bool lx_gw_rebind(const lx_config_t *cfg, lx_gw_ident_t *id);
 
 /* For a stored key: finds it again in the worker's current snapshot into r->key (valid until
  * the handler returns). 0, or 401 with *message (deleted, disabled or expired since the

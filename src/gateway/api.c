@@ -169,11 +169,11 @@ static int access_ok(const lx_config_t *cfg, uint8_t access, int found, const lx
     bool mgmt = id->who == LX_WHO_MANAGEMENT;
     switch (access) {
     case A_ADMIN:
-        if (!cfg->admin_enabled && cfg->n_admin_keys == 0) {
+        if (!cfg->admin_enabled) {
             *message = "the admin API is off (no `admin` section in the configuration)";
             return 404;
         }
-        if (found != 0 || !mgmt) {
+        if (found != 0 || !mgmt || id->index != 0) { /* (admin.sha256, not admin.keys) */
             *message = id->who == LX_WHO_NONE && strncmp(*message, "missing", 7) == 0
                            ? "missing admin key: send Authorization: Bearer <admin key>"
                            : "invalid admin key";
@@ -600,7 +600,7 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_
     }
 
     char msg[600];
-    lx_gw_refusal_t refusal;
+    lx_gw_refusal_t refusal = {.headers = "", .meta = ""};
     ar->refusal = &refusal;
     int status = lx_dispatch_start(ar, req, msg, sizeof(msg));
     ar->key = NULL; /* (a view into the worker's snapshot: good for this call only) */
