@@ -155,8 +155,15 @@ static void answer(keys_call_t *c)
         break;
     case LX_JOB_KEY_CREATE:
         body = lx_key_json_one(&job->keys[0], job->secret, &len);
-        status = 201;
-        break;
+        if (body != NULL) {
+            respond_json(req, 201, body, len); /* (copied into the response's buffers) */
+            explicit_bzero(body, len);
+            free(body);
+        } else {
+            lx_http_server_respond_error(req, 500, NULL, "out of memory");
+        }
+        explicit_bzero(job->secret, sizeof(job->secret));
+        return;
     case LX_JOB_KEY_DELETE:
         respond_json(req, 200, "{\"deleted\":true}", 16);
         return;
@@ -183,6 +190,14 @@ static bool may_read(const keys_call_t *c)
     return strcmp(hex, rec->key_hash) == 0;
 }
 
+/* A client sees which provider served it, not the provider's addresses (management keys do). */
+static void hide_endpoints(lx_record_t *rec)
+{
+    rec->endpoint[0] = '\0';
+    for (unsigned i = 0; i < rec->n_attempts && i < LX_RECORD_ATTEMPTS; i++)
+        rec->attempts[i].endpoint[0] = '\0';
+}
+
 static void on_back(lx_worker_t *w, void *arg)
 {
     (void)w;
@@ -194,6 +209,9 @@ static void on_back(lx_worker_t *w, void *arg)
             c->job.status = LX_ENOTFOUND;
             c->job.message[0] = '\0';
         }
+        if (c->job.kind == LX_JOB_GENERATION && c->job.record != NULL &&
+            c->ident.who != LX_WHO_MANAGEMENT)
+            hide_endpoints(c->job.record);
         answer(c);
     }
     call_free(c);
@@ -283,7 +301,11 @@ static int prepare_reads(keys_call_t *c, lx_http_request_t *req, char *msg, size
             return 400;
         }
         return 0;
-    default: /* K_ACTIVITY */
+    default:                               /* K_ACTIVITY */
+        if (c->ident.who == LX_WHO_NONE) { /* (`auth: none`: nobody to show the usage of) */
+            snprintf(msg, cap, "missing API key: send Authorization: Bearer <key>");
+            return 401;
+        }
         job->kind = LX_JOB_ACTIVITY;
         job->date = -1;
         char v[80];
@@ -327,6 +349,11 @@ void lx_keys_api_serve(lx_http_request_t *req, lx_gw_worker_t *gw, int what)
     c->gw = gw;
     c->what = what;
     memcpy(&c->ident, req->app, sizeof(c->ident));
+    if (!lx_gw_rebind(gw->gen->cfg, &c->ident)) {
+        lx_http_server_respond_error(req, 401, NULL, "this key was removed from the configuration");
+        free(c);
+        return;
+    }
     const char *actor = lx_gw_ident_name(gw->gen->cfg, &c->ident, NULL);
     snprintf(c->job.actor, sizeof(c->job.actor), "%s", actor);
     char msg[300];
