@@ -43,6 +43,10 @@
     "    context_length: 4096\n"                                                                   \
     "    providers:\n"                                                                             \
     "      - {provider: mock-a, price: {prompt: 10, completion: 20}}\n"                            \
+    "  - id: free/m\n"                                                                             \
+    "    context_length: 4096\n"                                                                   \
+    "    providers:\n"                                                                             \
+    "      - {provider: mock-a}\n"                                                                 \
     "auth:\n"                                                                                      \
     "  keys:\n"                                                                                    \
     "    - name: static\n"                                                                         \
@@ -708,6 +712,96 @@ static void test_delete_in_flight(void **state)
     lx_harness_resp_free(&r);
 }
 
+/* What a request reserves: nothing for a free model's answer, no completion for embeddings; a
+ * reservation larger than the whole limit says so; a request larger than the key's TPM is a
+ * 429 that asks not to be retried. */
+static void test_reservations(void **state)
+{
+    (void)state;
+    char key[80], hash[65];
+    create_key("tiny", "\"limit\":0.001,\"rate_limit\":{\"tpm\":100000}", key, hash);
+    usleep(100000);
+    lx_harness_resp_t r;
+    /* free: no max_tokens, yet nothing to reserve for the answer */
+    assert_int_equal(chat(key, "{\"model\":\"free/m\",\"messages\":[]}", &r), 0);
+    if (r.status != 200)
+        fprintf(stderr, "free: %d %s\n", r.status, r.body);
+    assert_int_equal(r.status, 200);
+    lx_harness_resp_free(&r);
+    /* embeddings: the prompt only */
+    assert_int_equal(
+        call("POST", "/api/v1/embeddings", key, "{\"model\":\"team/m\",\"input\":\"hi\"}", &r), 0);
+    assert_int_equal(r.status, 200);
+    lx_harness_resp_free(&r);
+    /* more than the whole limit: no wait helps */
+    assert_int_equal(chat(key, "{\"model\":\"team/m\",\"max_tokens\":100000,\"messages\":[]}", &r),
+                     0);
+    assert_true(lx_harness_is_or_error(&r, 402));
+    assert_non_null(strstr(r.body, "\"reason\":\"weight_exceeds_budget\""));
+    lx_harness_resp_free(&r);
+    /* more tokens than the key's TPM: a 429 the SDKs must not retry */
+    assert_int_equal(chat(key, "{\"model\":\"free/m\",\"max_tokens\":200000,\"messages\":[]}", &r),
+                     0);
+    assert_true(lx_harness_is_or_error(&r, 429));
+    char v[32];
+    assert_true(lx_harness_resp_header(&r, "x-should-retry", v, sizeof(v)));
+    assert_string_equal(v, "false");
+    assert_false(lx_harness_resp_header(&r, "retry-after", v, sizeof(v)));
+    lx_harness_resp_free(&r);
+}
+
+/* A stream the client leaves midway costs what it streamed, not its worst case; the client's
+ * view of the record names no provider address, and only admin.sha256 opens the admin pages. */
+static void test_cancelled_cost(void **state)
+{
+    (void)state;
+    char key[80], hash[65];
+    create_key("leaver", "", key, hash);
+    usleep(100000);
+    char raw[512];
+    const char *body = "{\"model\":\"team/m\",\"stream\":true,\"mock\":{\"chunks\":200,"
+                       "\"interval_ms\":10},\"messages\":[]}";
+    int n = snprintf(raw, sizeof(raw),
+                     "POST /api/v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                     "%s\r\nContent-Length: %zu\r\n\r\n%s",
+                     key, strlen(body), body);
+    lx_harness_conn_t c;
+    assert_int_equal(lx_harness_connect(&c, H.port), 0);
+    assert_int_equal(lx_harness_send(&c, raw, (size_t)n), 0);
+    assert_true(lx_harness_wait_bytes(&c, 2000, 3000));
+    char gen[64] = "";
+    assert_true(lx_harness_head_header(c.buf, c.len, "x-generation-id", gen, sizeof(gen)));
+    lx_harness_close(&c); /* gone after a few events */
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/generation?id=%s", gen);
+    lx_harness_resp_t r;
+    int status = 0;
+    for (int i = 0; i < 100 && status != 200; i++) { /* (recorded once llmux saw the close) */
+        assert_int_equal(call("GET", path, "sk-admin", NULL, &r), 0);
+        status = r.status;
+        if (status == 200) {
+            assert_non_null(strstr(r.body, "\"cancelled\":true"));
+            double cost = json_num(r.body, "total_cost");
+            assert_true(cost > 0 && cost < 0.005); /* (its worst case is $0.01 and more) */
+            assert_non_null(strstr(r.body, "http://127.0.0.1")); /* a management key sees it */
+        }
+        lx_harness_resp_free(&r);
+        if (status != 200)
+            usleep(20000);
+    }
+    assert_int_equal(status, 200);
+    assert_int_equal(call("GET", path, key, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body, "http://127.0.0.1"));
+    lx_harness_resp_free(&r);
+    assert_int_equal(call("GET", "/admin/health", "sk-ops", NULL, &r), 0);
+    assert_int_equal(r.status, 401);
+    lx_harness_resp_free(&r);
+    assert_int_equal(call("GET", "/admin/health", "sk-admin", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    lx_harness_resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -721,6 +815,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_patch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reservations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancelled_cost, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
