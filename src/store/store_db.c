@@ -6,6 +6,7 @@
 #include "store/store_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,9 @@ int store_commit(lx_store_t *s)
     int rc = store_exec(s, "COMMIT");
     if (rc != SQLITE_OK)
         store_rollback(s);
+    else if (s->n_pend == 0) /* (a write went through and nothing waits: writes work again,
+                              * also on a gateway too idle to commit records) */
+        store_set_health(s, SQLITE_OK, "");
     return rc;
 }
 
@@ -204,10 +208,32 @@ static int pragmas(lx_store_t *s)
 {
     sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(s->db, 1);
-    int rc = store_exec(s, "PRAGMA journal_mode=WAL");
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(st, 0);
+        rc = SQLITE_OK;
+        /* (a file system without shared memory keeps the rollback journal: commits then wait
+         * for readers, which llmux's store thread must not) */
+        if (mode == NULL || strcmp(mode, "wal") != 0)
+            rc = s->opts.allow_memory && strcmp(s->path, ":memory:") == 0 ? SQLITE_OK
+                                                                          : SQLITE_CANTOPEN;
+    }
+    sqlite3_finalize(st);
     if (rc == SQLITE_OK)
         rc = store_exec(s, "PRAGMA synchronous=NORMAL");
     return rc;
+}
+
+/* A new database file is made readable by its owner only: it holds key hashes and who asked
+ * what (SQLite gives its -wal and -shm files the same mode). An existing file keeps its mode. */
+static void create_private(const char *path)
+{
+    if (strcmp(path, ":memory:") == 0)
+        return;
+    int fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
 }
 
 /* In one write transaction: the version check, the migrations, the keys. */
@@ -255,6 +281,7 @@ static int prepare_all(lx_store_t *s, char *err, size_t errcap)
 
 int store_db_open(lx_store_t *s, char *err, size_t errcap)
 {
+    create_private(s->path);
     int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK)
         return open_error(s->path, s->db, rc, "opening", err, errcap);

@@ -58,6 +58,7 @@ struct lx_store {
     size_t n_pend, pend_warn_at;
     store_gen_wait_t *gen_wait;
     int64_t data_version;
+    unsigned reload_fails; /* key reloads failed in a row (logged at 1, 2, 4, ...) */
     int64_t next_prune_us, last_checkpoint_us;
     bool prune_done; /* the last retention step found nothing */
 

@@ -147,8 +147,10 @@ static int insert_record(lx_store_t *s, const lx_record_t *r)
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         return rc;
-    if (sqlite3_changes(s->db) == 0)
+    if (sqlite3_changes(s->db) == 0) { /* (and its cost is not counted twice either) */
         lx_log(LX_LOG_WARN, "store: generation id %s recorded twice: the second kept out", r->id);
+        return SQLITE_OK;
+    }
     if (r->key_hash[0] == '\0')
         return SQLITE_OK;
     int64_t at = (r->created_at_us + (int64_t)r->latency_ms * 1000) / 1000000;
@@ -229,11 +231,16 @@ void store_poll_changes(lx_store_t *s)
     sqlite3_reset(st);
     if (v == s->data_version)
         return;
-    s->data_version = v;
-    if (store_keys_load(s) == 0)
+    if (store_keys_load(s) == 0) { /* (a failed load is tried again at the next tick) */
+        s->data_version = v;
+        s->reload_fails = 0;
         store_keys_publish(s);
-    else
-        lx_log(LX_LOG_ERROR, "store: %s: reloading the keys: %s", s->path, sqlite3_errmsg(s->db));
+        return;
+    }
+    unsigned fails = ++s->reload_fails;
+    if ((fails & (fails - 1)) == 0)
+        lx_log(LX_LOG_ERROR, "store: %s: reloading the keys: %s (tried %u times)", s->path,
+               sqlite3_errmsg(s->db), s->reload_fails);
 }
 
 /* Idle work: one retention step, or a checkpoint now and then. */

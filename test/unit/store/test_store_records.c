@@ -9,6 +9,8 @@
 
 #include "core/clock.h"
 #include "core/status.h"
+#include <sys/stat.h>
+
 #include "store_test.h"
 
 #define DAY_US (86400 * INT64_C(1000000))
@@ -269,6 +271,32 @@ static void test_config_key_usage(void **state)
     tdir_remove(&t);
 }
 
+/* A generation id recorded twice keeps one row, and its cost counts once. */
+static void test_duplicate_counts_once(void **state)
+{
+    (void)state;
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_t *s = start(t.db, 0);
+    int64_t now = lx_clock_now_us();
+    lx_store_record(s, t_record("dup", HASH_B, now, 100));
+    lx_store_record(s, t_record("dup", HASH_B, now, 100));
+    lx_store_close(s); /* (both committed: the second kept out) */
+    s = start(t.db, 0);
+    lx_store_job_t job = {.kind = LX_JOB_KEY_GET, .config_key = true};
+    snprintf(job.hash, sizeof(job.hash), "%s", HASH_B);
+    assert_int_equal(t_submit_wait(s, &job), 0);
+    assert_int_equal(job.status, 0);
+    assert_int_equal(job.keys[0].usage[LX_PERIOD_TOTAL], 100);
+    lx_store_job_dispose(&job);
+    lx_store_close(s);
+    /* the file is its owner's alone */
+    struct stat st;
+    assert_int_equal(stat(t.db, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    tdir_remove(&t);
+}
+
 static void test_retention_prunes(void **state)
 {
     tdir_t t;
@@ -301,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_generation_waits_then_not_found),
         cmocka_unit_test(test_activity_by_day),
         cmocka_unit_test(test_config_key_usage),
+        cmocka_unit_test(test_duplicate_counts_once),
         cmocka_unit_test(test_retention_prunes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
