@@ -268,12 +268,23 @@ bool store_gen_find(lx_store_t *s, lx_store_job_t *job, bool can_defer)
     return false;
 }
 
+static bool found_in_table(lx_store_t *s, lx_store_job_t *job)
+{
+    if (find_table(s, job) == SQLITE_ROW)
+        return true;
+    free(job->record);
+    job->record = NULL;
+    return false;
+}
+
 void store_gen_tick(lx_store_t *s, bool final)
 {
     int64_t now = store_mono_us();
     for (store_gen_wait_t **pw = &s->gen_wait; *pw != NULL;) {
         store_gen_wait_t *w = *pw;
-        bool found = find_pending(s, w->job);
+        /* pending, else committed meanwhile (an activity job commits the pending records
+         * before this tick looks) */
+        bool found = find_pending(s, w->job) || found_in_table(s, w->job);
         if (!found && !final && now < w->deadline_us) {
             pw = &w->next;
             continue;

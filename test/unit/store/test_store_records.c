@@ -271,6 +271,34 @@ static void test_config_key_usage(void **state)
     tdir_remove(&t);
 }
 
+/* A lookup waiting for its record finds it even when another job (activity) commits it first. */
+static void test_generation_wait_sees_commit(void **state)
+{
+    (void)state;
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_t *s = start(t.db, 0);
+    atomic_int done = 0;
+    lx_store_job_t gen = {.kind = LX_JOB_GENERATION, .done = t_job_done, .arg = &done};
+    snprintf(gen.gen_id, sizeof(gen.gen_id), "gen-c");
+    lx_store_submit(s, &gen);
+    t_sleep_ms(120); /* (it waits: the record is not there yet) */
+    assert_int_equal(atomic_load(&done), 0);
+    lx_store_record(s, t_record("gen-c", HASH_A, lx_clock_now_us(), 7));
+    lx_store_job_t act = {.kind = LX_JOB_ACTIVITY, .date = -1};
+    assert_int_equal(t_submit_wait(s, &act), 0);
+    for (int i = 0; i < 3000 && !atomic_load(&done); i++)
+        t_sleep_ms(1);
+    assert_int_equal(atomic_load(&done), 1);
+    assert_int_equal(gen.status, 0);
+    assert_non_null(gen.record);
+    assert_string_equal(gen.record->id, "gen-c");
+    lx_store_job_dispose(&gen);
+    lx_store_job_dispose(&act);
+    lx_store_close(s);
+    tdir_remove(&t);
+}
+
 /* A generation id recorded twice keeps one row, and its cost counts once. */
 static void test_duplicate_counts_once(void **state)
 {
@@ -330,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_activity_by_day),
         cmocka_unit_test(test_config_key_usage),
         cmocka_unit_test(test_duplicate_counts_once),
+        cmocka_unit_test(test_generation_wait_sees_commit),
         cmocka_unit_test(test_retention_prunes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
