@@ -81,9 +81,11 @@ static int key_from_row(sqlite3_stmt *st, lx_store_key_t *k)
 {
     bool oom = false;
     memset(k, 0, sizeof(*k));
-    snprintf(k->hash, sizeof(k->hash), "%s", (const char *)sqlite3_column_text(st, 0));
+    const char *hash = (const char *)sqlite3_column_text(st, 0);
+    const char *label = (const char *)sqlite3_column_text(st, 2);
+    snprintf(k->hash, sizeof(k->hash), "%s", hash != NULL ? hash : ""); /* (a damaged row) */
     store_hex_digest(k->hash, k->digest);
-    snprintf(k->label, sizeof(k->label), "%s", (const char *)sqlite3_column_text(st, 2));
+    snprintf(k->label, sizeof(k->label), "%s", label != NULL ? label : "");
     k->name = col_dup(st, 1, &oom);
     k->disabled = sqlite3_column_int(st, 3) != 0;
     k->limits.has_limit = sqlite3_column_type(st, 4) != SQLITE_NULL;

@@ -17,8 +17,9 @@
 #include "core/json.h"
 #include "core/status.h"
 
-#define STOP_RETRIES  40 /* ticks a stop keeps retrying a failing commit before giving up */
-#define PRUNE_IDLE_US (60 * INT64_C(1000000))
+#define STOP_RETRIES     40 /* ticks a stop keeps retrying a failing commit before giving up */
+#define STOP_DEADLINE_US (10 * INT64_C(1000000)) /* ... and at most this long (a locked file) */
+#define PRUNE_IDLE_US    (60 * INT64_C(1000000))
 
 void store_job_error(lx_store_job_t *job, int status, const char *fmt, ...)
 {
@@ -297,7 +298,9 @@ static bool wait_until(lx_store_t *s, int64_t deadline)
 
 void store_flush_final(lx_store_t *s)
 {
-    for (int i = 0; i < STOP_RETRIES; i++) {
+    /* a bound in time, not only in tries: each try may wait the busy timeout on a locked file */
+    int64_t deadline = store_mono_us() + STOP_DEADLINE_US;
+    for (int i = 0; i < STOP_RETRIES && store_mono_us() < deadline; i++) {
         tick(s, true);
         if (s->pend_head == NULL && atomic_load(&s->rec_in) == NULL &&
             atomic_load(&s->job_in) == NULL)
