@@ -258,8 +258,9 @@ static void key_object(ob_t *o, const lx_key_view_t *v)
     ob_time(o, k->updated_at, true);
     OB_LIT(o, ",\"expires_at\":");
     ob_time(o, k->expires_at, true);
-    /* workspace_id: a string, as the SDK's schema requires one; llmux has no workspaces */
-    OB_LIT(o, ",\"creator_user_id\":null,\"workspace_id\":\"\"");
+    /* external_user: required (a string or null); workspace_id: a string, as the SDK's
+     * schema requires one; llmux has neither external users nor workspaces */
+    OB_LIT(o, ",\"creator_user_id\":null,\"external_user\":null,\"workspace_id\":\"\"");
     key_llmux(o, k);
     OB_LIT(o, "}");
 }
@@ -332,6 +333,12 @@ char *lx_key_json_current(const lx_key_view_t *v, bool management, size_t *len)
     ob_bool(&o, management);
     OB_LIT(&o, ",\"is_provisioning_key\":false,\"creator_user_id\":null,\"expires_at\":");
     ob_time(&o, v->key.expires_at, true);
+    /* required by the SDK's schema, with nothing behind them in llmux: every region (the
+     * generations say "global"), no organization or workspace, no free-model quota (-1, as
+     * rate_limit.requests without a limit) */
+    OB_LIT(&o, ",\"allowed_data_regions\":[\"global\"],\"organization_id\":null,"
+               "\"workspace_id\":\"\",\"free_model_daily_requests\":{\"limit\":-1,"
+               "\"remaining\":-1,\"used\":0}");
     current_rate_limit(&o, &v->key.limits);
     OB_LIT(&o, "}}");
     return ob_finish(&o, len);

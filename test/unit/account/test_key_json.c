@@ -599,11 +599,12 @@ static void expect_key_shape(int k)
     want_kind(k, "updated_at", "SZ");
     want_kind(k, "expires_at", "SZ");
     want_kind(k, "creator_user_id", "SZ");
+    want_kind(k, "external_user", "SZ"); /* required by the SDK, even as null */
     want_kind(k, "workspace_id", "S");
     want_kind(k, "models", "AZ");
     want_kind(k, "provider", "OZ");
     want_kind(k, "rate_limit", "OZ");
-    assert_int_equal(toks[k].size, 24); /* nothing else */
+    assert_int_equal(toks[k].size, 25); /* nothing else */
 }
 
 static char *models_full[] = {"meta-llama/*", "x\"y\\z\n"};
@@ -796,6 +797,15 @@ static void test_current(void **state)
     want_value(d, "creator_user_id", "null");
     want_value(d, "expires_at", "2027-12-31T23:59:59Z");
     want_value(d, "usage", "25.5");
+    /* members the SDK requires that llmux has nothing behind */
+    int regions = want_kind(d, "allowed_data_regions", "A");
+    assert_int_equal(toks[regions].size, 1);
+    want_kind(d, "organization_id", "SZ");
+    want_kind(d, "workspace_id", "SZ");
+    int free_model = want_kind(d, "free_model_daily_requests", "O");
+    want_kind(free_model, "limit", "N");
+    want_kind(free_model, "remaining", "N");
+    want_kind(free_model, "used", "N");
     /* the SDK requires {requests (integer), interval, note}; llmux adds its three limits */
     int r = want_kind(d, "rate_limit", "O");
     want_value(r, "requests", "60");
