@@ -46,10 +46,27 @@ expect() {
     got=$(req "$@")
     [ "$got" = "$want" ] || fail "$1 $2: $got, not $want: $(cat "$TMP/body")"
 }
-# js EXPR: evaluates a Python expression over the last body, parsed as d
+# js EXPR: evaluates a Python expression over the last body, parsed as d, in one python3
+# process kept for the whole test (starting python3 costs up to a second on a loaded machine)
+coproc PYJSON {
+    python3 -u -c '
+import json, sys
+for line in sys.stdin:
+    expr, path = line.rstrip("\n").split("\t")
+    try:
+        d = json.load(open(path))
+        print(str(eval(expr)).replace("\n", " "))
+    except Exception as e:
+        print("ERROR %r" % e)
+'
+}
+PIDS+=($PYJSON_PID)
 js() {
-    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(($1))" "$TMP/body" ||
-        fail "body is not the JSON expected ($1): $(cat "$TMP/body")"
+    local out
+    printf '%s\t%s\n' "$1" "$TMP/body" >&"${PYJSON[1]}"
+    IFS= read -r out <&"${PYJSON[0]}" || fail "the JSON reader is gone"
+    [[ $out == "ERROR "* ]] && fail "body is not the JSON expected ($1, $out): $(cat "$TMP/body")"
+    printf '%s\n' "$out"
 }
 # an OpenRouter error envelope with this status as its code
 or_error() {
@@ -163,4 +180,6 @@ expect 200 GET /api/v1/keys $ADMIN
 [ "$(js "[k['hash'] for k in d['data']].count('$HASH')")" = 0 ] || fail "deleted key listed"
 # the store file never holds the plaintext
 grep -qa "${KEY#sk-lx-v1-}" "$TMP"/llmux.db* && fail "the plaintext key is in the store file"
+exec {PYJSON[1]}>&- # the JSON reader ends with its input
+wait "$PYJSON_PID"
 echo "test_keys_api: ok"
