@@ -16,7 +16,8 @@
 #define STORE_BATCH_MAX       10000   /* records per transaction */
 #define STORE_PENDING_WARN    100000  /* first loud warning about records held (~4 KB each) */
 #define STORE_GEN_WAIT_US     1000000 /* GENERATION: how long an unknown id may wait */
-#define STORE_PRUNE_BATCH     500     /* usage rows deleted per retention step */
+#define STORE_PRUNE_BATCH     500     /* usage rows deleted per retention step in an idle tick */
+#define STORE_PRUNE_BUSY      200     /* ... and in a tick that committed records */
 #define STORE_CHECKPOINT_US   (30 * INT64_C(1000000))
 #define STORE_BUSY_TIMEOUT_MS 2000
 
@@ -60,7 +61,6 @@ struct lx_store {
     int64_t data_version;
     unsigned reload_fails; /* key reloads failed in a row (logged at 1, 2, 4, ...) */
     int64_t next_prune_us, last_checkpoint_us;
-    bool prune_done; /* the last retention step found nothing */
 
     /* the key table: every stored key that is not deleted, each with a ledger reference */
     lx_store_key_t *keys;

@@ -2,7 +2,8 @@
  * store_thread.c - the store thread: a loop that sleeps on a condition variable until the
  * next tick (commit_interval_ms) or a job's signal, then runs the jobs, takes the records off
  * their lock-free stack, commits them in one transaction, answers waiting generation lookups,
- * polls for other processes' commits, and in idle ticks prunes old rows and checkpoints.
+ * polls for other processes' commits, then (busy or not) prunes old rows and checkpoints
+ * when due.
  */
 #include "store/store_int.h"
 
@@ -244,22 +245,28 @@ void store_poll_changes(lx_store_t *s)
                sqlite3_errmsg(s->db), s->reload_fails);
 }
 
-/* Idle work: one retention step, or a checkpoint now and then. */
-static void idle(lx_store_t *s, int64_t now)
+/*
+ * Upkeep, at the end of every tick that is not the final one, busy or not (under steady load
+ * no tick is idle): when due, one retention step (at most STORE_PRUNE_BATCH rows, or
+ * STORE_PRUNE_BUSY after a commit, so that a step delays the next commit by a few
+ * milliseconds at most; the next step comes at the next tick while a step finds a full batch,
+ * else a minute later), and a checkpoint every STORE_CHECKPOINT_US, so that the WAL shrinks
+ * under load too.
+ */
+static void upkeep(lx_store_t *s, int64_t now, bool busy)
 {
     if (now >= s->next_prune_us) {
+        int batch = busy ? STORE_PRUNE_BUSY : STORE_PRUNE_BATCH;
         int64_t cutoff = lx_clock_now_us() - (int64_t)s->opts.retention_s * 1000000;
         sqlite3_stmt *st = s->stmt[ST_PRUNE];
         sqlite3_bind_int64(st, 1, cutoff);
-        sqlite3_bind_int(st, 2, STORE_PRUNE_BATCH);
+        sqlite3_bind_int(st, 2, batch);
         int rc = sqlite3_step(st);
         sqlite3_reset(st);
         int n = rc == SQLITE_DONE ? sqlite3_changes(s->db) : 0;
         if (rc != SQLITE_DONE)
             store_set_health(s, rc, "pruning old usage records");
-        s->next_prune_us = n == STORE_PRUNE_BATCH ? now : now + PRUNE_IDLE_US;
-        if (n > 0)
-            return;
+        s->next_prune_us = n == batch ? now : now + PRUNE_IDLE_US;
     }
     if (now - s->last_checkpoint_us >= STORE_CHECKPOINT_US) {
         s->last_checkpoint_us = now;
@@ -275,10 +282,10 @@ static void tick(lx_store_t *s, bool final)
     bool busy = s->pend_head != NULL;
     if (busy)
         (void)store_commit_pending(s);
-    if (!final)
+    if (!final) {
         store_poll_changes(s);
-    if (!busy && !final)
-        idle(s, store_mono_us());
+        upkeep(s, store_mono_us(), busy);
+    }
 }
 
 /* Sleeps until <deadline> (monotonic µs) or a signal; returns whether to stop. */
