@@ -349,6 +349,46 @@ static void test_retention_prunes(void **state)
     tdir_remove(&t);
 }
 
+/* Retention under steady load: a record arrives in every tick (more than 20 a second), so no
+ * tick is ever idle; the old rows still go, a bounded step at a time. The clock is fixed so
+ * that which rows are old does not depend on when the test runs. */
+static void test_retention_under_load(void **state)
+{
+    tdir_t t;
+    tdir_make(&t);
+    int64_t now = lx_clock_now_us();
+    atomic_store(&fake_now, now);
+    lx_clock_override(fake_clock, NULL);
+    lx_store_t *s = NULL;
+    lx_store_opts_t o = {.path = t.db, .commit_interval_ms = 50, .retention_s = 60};
+    char err[256] = "", id[40];
+    if (lx_store_open(&o, &s, err, sizeof(err)) != 0)
+        fail_msg("open: %s", err);
+    /* queued before the thread starts: its first tick commits them all */
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof(id), "old-%d", i);
+        lx_store_record(s, t_record(id, HASH_A, now - 120 * INT64_C(1000000), 1));
+    }
+    assert_int_equal(lx_store_start(s), 0);
+    /* a record every 10 ms (five per tick) for at most 4 s, until the old rows are gone (-2:
+     * nothing committed yet; the old rows are committed before or with the first new one) */
+    static const char *const old_left =
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM usage WHERE id LIKE 'new-%') THEN"
+        " (SELECT count(*) FROM usage WHERE id LIKE 'old-%') ELSE -2 END";
+    int64_t t0 = t_mono_ms(), old = -1;
+    for (int i = 0; t_mono_ms() - t0 < 4000; i++) {
+        snprintf(id, sizeof(id), "new-%d", i);
+        lx_store_record(s, t_record(id, HASH_A, now, 1));
+        t_sleep_ms(10);
+        if (i % 10 == 9 && (old = t_query_i64(t.db, old_left)) == 0)
+            break;
+    }
+    assert_int_equal(old, 0);
+    lx_store_close(s);
+    lx_clock_override(NULL, NULL);
+    tdir_remove(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -361,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_counts_once),
         cmocka_unit_test(test_generation_wait_sees_commit),
         cmocka_unit_test(test_retention_prunes),
+        cmocka_unit_test(test_retention_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
