@@ -2,14 +2,22 @@
  * ledger.c - one key's live counters (ledger.h): a budget, usage per period, two GCRA rate
  * limits and a concurrency count, all in atomic words, no lock anywhere.
  *
- * Memory orders. Every decision (admit, give back, settle, roll) is a read-modify-write of one
- * atomic word, and C11 gives every atomic object a single modification order that all RMWs
- * respect whatever their memory order: a CAS chain on `avail` is therefore linearizable with
- * memory_order_relaxed, and no ordinary memory is published through these words (the ledger
- * itself reaches the workers inside a key snapshot, published with release/acquire by its
- * owner). So the counters use relaxed operations throughout; only the reference count uses
- * acq_rel on its decrement (the classic pattern: every use happens-before the free). The limits
- * are relaxed too: a worker may act on the previous limits for a moment after a change.
+ * Memory orders. Most decisions (admit, give back, settle's avail, the rate limits) are a
+ * read-modify-write of one atomic word, and C11 gives every atomic object a single
+ * modification order that all RMWs respect whatever their memory order: a CAS chain on `avail`
+ * is linearizable with memory_order_relaxed, and no ordinary memory is published through these
+ * words (the ledger itself reaches the workers inside a key snapshot, published with
+ * release/acquire by its owner). The one decision that spans two words is a period's roll:
+ * a usage word (`bused`, `usage[p]`) is tagged with the epoch of its period, and a thread
+ * that finds it tagged with an epoch other than the one its period word (`bper`, `uend[p]`)
+ * gives replaces it. That is only right if the usage word's epoch can never be newer than the
+ * period word the thread reads after it: so usage words are loaded with acquire (before the
+ * period word) and changed by acq_rel CASes, period words are loaded with acquire and
+ * changed by acq_rel CASes. Whoever wrote an epoch into a usage word had read the period word
+ * saying so before (sequenced before its release); a thread that acquires that usage word then
+ * reads the period word at that value or a later one (read-read coherence). The reference count
+ * uses acq_rel on its decrement; the limits are relaxed (a worker may act on the previous
+ * limits for a moment after a change).
  */
 #include "store/ledger.h"
 
@@ -18,9 +26,14 @@
 #include "store/money.h"
 
 #define RLX                  memory_order_relaxed
+#define ACQ                  memory_order_acquire
+#define ACQ_REL              memory_order_acq_rel
 #define MINUTE_NS            INT64_C(60000000000)
 #define END_CAP              (INT64_MAX / 16) /* period ends kept small enough to shift left by 2 */
 #define CONCURRENCY_RETRY_MS 1000
+#define AMOUNT_BITS          50 /* a tagged word: epoch << 50 | µ$ (LX_MONEY_MAX < 2^50) */
+#define AMOUNT_MAX           ((INT64_C(1) << AMOUNT_BITS) - 1)
+#define EPOCH_MASK           ((UINT64_C(1) << (64 - AMOUNT_BITS)) - 1)
 
 struct lx_ledger {
     atomic_uint refs;
@@ -29,15 +42,24 @@ struct lx_ledger {
     _Atomic(uint32_t) rpm, tpm, concurrency;
     /* budget: avail = limit (0 without one) - bused - reserved holds */
     _Atomic(int64_t) avail;
-    _Atomic(uint64_t) bper; /* the budget period: (end << 2) | kind; kind TOTAL never ends */
-    _Atomic(int64_t) bused; /* µ$ settled in the budget period */
-    /* reporting: usage of each period kind, and the end of the period it counts */
-    _Atomic(int64_t) usage[LX_PERIOD_COUNT];
+    _Atomic(uint64_t) bper;  /* the budget period: (end << 2) | kind; kind TOTAL never ends */
+    _Atomic(uint64_t) bused; /* tagged: µ$ settled in the budget period of that epoch */
+    /* reporting: µ$ ever spent, and for day, week, month the tagged usage of the period
+     * ending at uend[p] (index TOTAL unused) */
+    _Atomic(int64_t) total;
+    _Atomic(uint64_t) usage[LX_PERIOD_COUNT];
     _Atomic(int64_t) uend[LX_PERIOD_COUNT];
     /* GCRA theoretical arrival times, ns since the epoch */
     _Atomic(int64_t) tat_req, tat_tok;
     _Atomic(uint32_t) inflight;
 };
+
+static _Atomic(lx_ledger_roll_hook_t) roll_hook;
+
+void lx_ledger_set_roll_hook(lx_ledger_roll_hook_t hook)
+{
+    atomic_store(&roll_hook, hook);
+}
 
 static int64_t floor_div(int64_t a, int64_t b)
 {
@@ -97,46 +119,135 @@ static lx_period_t valid_kind(lx_period_t p)
     return (unsigned)p < LX_PERIOD_COUNT ? p : LX_PERIOD_TOTAL;
 }
 
-/* Moves the budget into the period containing <now_s>: the thread whose CAS moves the period
- * end gives the finished period's usage back to avail. A clock that went back rolls nothing. */
-static void budget_roll(lx_ledger_t *l, int64_t now_s)
+/* ---- tagged usage words: (epoch of the period, µ$ in it) in one 64-bit word ---- */
+
+/* The epoch of the period of <kind> that ends at <end_s>: its day number (12 bits) and kind.
+ * Only compared for equality: two periods of one kind share one 4,096 days (11 years) apart,
+ * and a usage word is brought to the current epoch at every admission, settlement or query
+ * that finds it older, so no word waits that long unless the key is idle all that time. */
+static uint64_t epoch_of(lx_period_t kind, int64_t end_s)
 {
-    uint64_t w = atomic_load_explicit(&l->bper, RLX);
-    for (;;) {
-        if (now_s < bper_end(w))
-            return;
+    return ((uint64_t)floor_div(end_s, 86400) << 2 | (uint64_t)kind) & EPOCH_MASK;
+}
+
+static uint64_t tag_epoch(uint64_t w)
+{
+    return w >> AMOUNT_BITS;
+}
+
+static int64_t tag_amount(uint64_t w)
+{
+    return (int64_t)(w & (uint64_t)AMOUNT_MAX);
+}
+
+static uint64_t tag_make(uint64_t epoch, int64_t amount)
+{
+    return epoch << AMOUNT_BITS | (uint64_t)(amount > AMOUNT_MAX ? AMOUNT_MAX : amount);
+}
+
+/* One CAS adding <cost> to the usage word <word>, loaded as *cur, in the period of <epoch>
+ * (the current one): a word of another epoch holds a finished period and is replaced by
+ * <cost> alone. On success *finished is what the replaced word held (else 0); on failure
+ * *cur is reloaded. Sums saturate at 2^50 - 1 µ$ (over $1.1e9 in one period). */
+static bool tag_add(_Atomic(uint64_t) *word, uint64_t *cur, uint64_t epoch, int64_t cost,
+                    int64_t *finished)
+{
+    bool same = tag_epoch(*cur) == epoch;
+    uint64_t next = tag_make(epoch, (same ? tag_amount(*cur) : 0) + cost);
+    if (!atomic_compare_exchange_weak_explicit(word, cur, next, ACQ_REL, ACQ))
+        return false;
+    *finished = same ? 0 : tag_amount(*cur);
+    return true;
+}
+
+static void call_roll_hook(lx_ledger_t *l, lx_period_t kind, bool budget)
+{
+    lx_ledger_roll_hook_t hook = atomic_load_explicit(&roll_hook, RLX);
+    if (hook != NULL)
+        hook(l, kind, budget);
+}
+
+/* ---- periods ---- */
+
+/* The budget period as of <now_s>: moved to the period containing <now_s> if it ended (a
+ * clock that went back moves nothing). Usage is not touched here: see budget_add. */
+static uint64_t budget_period(lx_ledger_t *l, int64_t now_s)
+{
+    uint64_t w = atomic_load_explicit(&l->bper, ACQ);
+    while (now_s >= bper_end(w)) {
         lx_period_t k = bper_kind(w);
         uint64_t next = bper_make(k, lx_period_next(k, now_s));
-        if (atomic_compare_exchange_weak_explicit(&l->bper, &w, next, RLX, RLX)) {
-            int64_t used = atomic_exchange_explicit(&l->bused, 0, RLX);
-            atomic_fetch_add_explicit(&l->avail, used, RLX);
+        if (atomic_compare_exchange_weak_explicit(&l->bper, &w, next, ACQ_REL, ACQ)) {
+            call_roll_hook(l, k, true);
+            return next;
+        }
+    }
+    return w;
+}
+
+/*
+ * Adds <cost> (0: only brings the period up to date) to the budget period current at <now_s>.
+ * If the usage word still holds a finished period, the thread whose CAS replaces it (the
+ * roll's winner, or any adder or admission that gets there first) gives that usage back to
+ * avail: exactly one thread, since the CAS compares the whole tagged word. So a settlement
+ * racing the roll counts in the new period whatever the order. The usage word is loaded
+ * before the period word (see the memory-order note at the top).
+ */
+static void budget_add(lx_ledger_t *l, int64_t cost, int64_t now_s)
+{
+    uint64_t w = atomic_load_explicit(&l->bused, ACQ);
+    for (;;) {
+        uint64_t per = budget_period(l, now_s);
+        uint64_t epoch = epoch_of(bper_kind(per), bper_end(per));
+        int64_t finished;
+        if (cost == 0 && tag_epoch(w) == epoch)
+            return;
+        if (tag_add(&l->bused, &w, epoch, cost, &finished)) {
+            if (finished != 0)
+                atomic_fetch_add_explicit(&l->avail, finished, RLX);
             return;
         }
     }
 }
 
-/* The same for the usage reported per period kind. */
-static void usage_roll(lx_ledger_t *l, int64_t now_s)
+/* The end of the reported period <p> (DAY..MONTH) as of <now_s>, moved on if it ended. */
+static int64_t usage_end(lx_ledger_t *l, lx_period_t p, int64_t now_s)
 {
-    for (int p = LX_PERIOD_DAY; p < LX_PERIOD_COUNT; p++) {
-        int64_t end = atomic_load_explicit(&l->uend[p], RLX);
-        while (now_s >= end) {
-            int64_t next = lx_period_next((lx_period_t)p, now_s);
-            if (atomic_compare_exchange_weak_explicit(&l->uend[p], &end, next, RLX, RLX)) {
-                atomic_exchange_explicit(&l->usage[p], 0, RLX);
-                break;
-            }
+    int64_t end = atomic_load_explicit(&l->uend[p], ACQ);
+    while (now_s >= end) {
+        int64_t next = lx_period_next(p, now_s);
+        if (atomic_compare_exchange_weak_explicit(&l->uend[p], &end, next, ACQ_REL, ACQ)) {
+            call_roll_hook(l, p, false);
+            return next;
         }
     }
+    return end;
 }
 
-/* Counts <cost> spent at <now_s> (periods rolled first); avail is the caller's. */
+/* Adds <cost> to the reported usage of <p>'s period at <now_s>; a word of a finished period
+ * starts again from <cost> (the first adder of a period resets it, in the same CAS). */
+static void usage_add(lx_ledger_t *l, lx_period_t p, int64_t cost, int64_t now_s)
+{
+    uint64_t w = atomic_load_explicit(&l->usage[p], ACQ);
+    int64_t finished;
+    while (!tag_add(&l->usage[p], &w, epoch_of(p, usage_end(l, p, now_s)), cost, &finished))
+        ;
+}
+
+/* The reported usage of <p>'s period at <now_s>: 0 if the word holds a finished period. */
+static int64_t usage_read(lx_ledger_t *l, lx_period_t p, int64_t now_s)
+{
+    uint64_t w = atomic_load_explicit(&l->usage[p], ACQ);
+    return tag_epoch(w) == epoch_of(p, usage_end(l, p, now_s)) ? tag_amount(w) : 0;
+}
+
+/* Counts <cost> spent at <now_s>; avail is the caller's. */
 static void count_spent(lx_ledger_t *l, int64_t cost, int64_t now_s)
 {
-    usage_roll(l, now_s);
-    atomic_fetch_add_explicit(&l->bused, cost, RLX);
-    for (int p = 0; p < LX_PERIOD_COUNT; p++)
-        atomic_fetch_add_explicit(&l->usage[p], cost, RLX);
+    budget_add(l, cost, now_s);
+    atomic_fetch_add_explicit(&l->total, cost, RLX);
+    for (int p = LX_PERIOD_DAY; p < LX_PERIOD_COUNT; p++)
+        usage_add(l, (lx_period_t)p, cost, now_s);
 }
 
 lx_ledger_t *lx_ledger_new(const lx_ledger_limits_t *limits, const int64_t usage[LX_PERIOD_COUNT],
@@ -146,18 +257,21 @@ lx_ledger_t *lx_ledger_new(const lx_ledger_limits_t *limits, const int64_t usage
     if (l == NULL)
         return NULL;
     atomic_init(&l->refs, 1);
+    int64_t used[LX_PERIOD_COUNT];
     for (int p = 0; p < LX_PERIOD_COUNT; p++) {
-        atomic_init(&l->usage[p], usage != NULL ? clamp_money(usage[p]) : 0);
-        int64_t start = period_start != NULL ? period_start[p] : 0;
-        atomic_init(&l->uend[p], lx_period_next((lx_period_t)p, start));
+        used[p] = usage != NULL ? clamp_money(usage[p]) : 0;
+        int64_t end = lx_period_next((lx_period_t)p, period_start != NULL ? period_start[p] : 0);
+        atomic_init(&l->uend[p], end);
+        atomic_init(&l->usage[p], tag_make(epoch_of((lx_period_t)p, end), used[p]));
     }
+    atomic_init(&l->total, used[LX_PERIOD_TOTAL]);
     lx_period_t kind = valid_kind(limits->limit_reset);
-    int64_t used = atomic_load_explicit(&l->usage[kind], RLX);
     int64_t limit = limits->has_limit ? clamp_money(limits->limit) : -1;
+    uint64_t per = bper_make(kind, atomic_load_explicit(&l->uend[kind], RLX));
     atomic_init(&l->limit, limit);
-    atomic_init(&l->bper, bper_make(kind, atomic_load_explicit(&l->uend[kind], RLX)));
-    atomic_init(&l->bused, used);
-    atomic_init(&l->avail, limit_eff(limit) - used);
+    atomic_init(&l->bper, per);
+    atomic_init(&l->bused, tag_make(epoch_of(kind, bper_end(per)), used[kind]));
+    atomic_init(&l->avail, limit_eff(limit) - used[kind]);
     atomic_init(&l->rpm, limits->rpm);
     atomic_init(&l->tpm, limits->tpm);
     atomic_init(&l->concurrency, limits->concurrency);
@@ -181,25 +295,46 @@ void lx_ledger_unref(lx_ledger_t *l)
 }
 
 /*
- * A change of limit_reset re-bases the budget on the new kind's usage as the reporting
- * counters hold it (the store thread is the only caller; see README: an instant's race with
- * that period's own roll can misplace one period's usage).
+ * A new limit_reset: the budget now counts <kind>'s current period, with the usage the
+ * reporting counter holds for it. Done as a roll: the period word moves to that period, the
+ * old period's usage word is given back to avail by whoever replaces it (budget_add), then
+ * the new period's usage is taken from avail first (never over-admitting in between) and
+ * added to its word, or given back if that period ended meanwhile. The store thread is the
+ * only caller; a settlement racing this very step may count twice or not at all in the new
+ * period's budget until that period ends (README).
  */
+static void budget_rebase(lx_ledger_t *l, uint64_t cur, lx_period_t kind)
+{
+    int64_t used = atomic_load_explicit(&l->total, RLX), end = INT64_MAX;
+    if (kind != LX_PERIOD_TOTAL) {
+        uint64_t uw = atomic_load_explicit(&l->usage[kind], ACQ);
+        end = atomic_load_explicit(&l->uend[kind], ACQ);
+        used = tag_epoch(uw) == epoch_of(kind, end) ? tag_amount(uw) : 0;
+    }
+    uint64_t next = bper_make(kind, end), epoch = epoch_of(kind, bper_end(next));
+    while (!atomic_compare_exchange_weak_explicit(&l->bper, &cur, next, ACQ_REL, ACQ))
+        ;
+    budget_add(l, 0, INT64_MIN); /* the old period's usage back to avail */
+    atomic_fetch_sub_explicit(&l->avail, used, RLX);
+    uint64_t w = atomic_load_explicit(&l->bused, ACQ);
+    do {
+        if (tag_epoch(w) != epoch) {
+            atomic_fetch_add_explicit(&l->avail, used, RLX); /* that period is over */
+            return;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(
+        &l->bused, &w, tag_make(epoch, tag_amount(w) + used), ACQ_REL, ACQ));
+}
+
 void lx_ledger_set_limits(lx_ledger_t *l, const lx_ledger_limits_t *limits)
 {
     int64_t limit = limits->has_limit ? clamp_money(limits->limit) : -1;
     int64_t old = atomic_exchange_explicit(&l->limit, limit, RLX);
-    int64_t delta = limit_eff(limit) - limit_eff(old);
+    atomic_fetch_add_explicit(&l->avail, limit_eff(limit) - limit_eff(old), RLX);
     lx_period_t kind = valid_kind(limits->limit_reset);
-    uint64_t w = atomic_load_explicit(&l->bper, RLX);
-    if (bper_kind(w) != kind) {
-        int64_t used = atomic_load_explicit(&l->usage[kind], RLX);
-        uint64_t next = bper_make(kind, atomic_load_explicit(&l->uend[kind], RLX));
-        while (!atomic_compare_exchange_weak_explicit(&l->bper, &w, next, RLX, RLX))
-            ;
-        delta += atomic_exchange_explicit(&l->bused, used, RLX) - used;
-    }
-    atomic_fetch_add_explicit(&l->avail, delta, RLX);
+    uint64_t w = atomic_load_explicit(&l->bper, ACQ);
+    if (bper_kind(w) != kind)
+        budget_rebase(l, w, kind);
     atomic_store_explicit(&l->rpm, limits->rpm, RLX);
     atomic_store_explicit(&l->tpm, limits->tpm, RLX);
     atomic_store_explicit(&l->concurrency, limits->concurrency, RLX);
@@ -323,7 +458,7 @@ static bool take_budget(lx_ledger_t *l, lx_admit_t *a, int64_t reserve, int64_t 
     do {
         if (cur < reserve) {
             a->limit_remaining = cur;
-            int64_t end = bper_end(atomic_load_explicit(&l->bper, RLX));
+            int64_t end = bper_end(atomic_load_explicit(&l->bper, ACQ));
             if (reserve > limit || end == INT64_MAX)
                 a->retry_after_ms = -1;
             else
@@ -369,7 +504,7 @@ void lx_ledger_admit(lx_ledger_t *l, lx_admit_t *a, lx_hold_t *hold)
     int64_t now_ns = ns_of(a->now_us), reserved;
     int64_t reserve = clamp_money(a->reserve);
     uint32_t rpm = atomic_load_explicit(&l->rpm, RLX), tpm = atomic_load_explicit(&l->tpm, RLX);
-    budget_roll(l, seconds_of(a->now_us));
+    budget_add(l, 0, seconds_of(a->now_us));
     if (!take_budget(l, a, reserve, &reserved)) {
         a->verdict = LX_ADMIT_BUDGET;
     } else if (rpm != 0 && !gcra_take(&l->tat_req, rpm, 1, now_ns, &a->retry_after_ms)) {
@@ -398,10 +533,8 @@ void lx_ledger_settle(lx_hold_t *hold, int64_t cost, uint32_t tokens, int64_t no
         return;
     lx_ledger_t *l = hold->ledger;
     cost = clamp_money(cost);
-    int64_t now_s = seconds_of(now_us);
-    budget_roll(l, now_s);
     atomic_fetch_add_explicit(&l->avail, hold->reserved - cost, RLX);
-    count_spent(l, cost, now_s);
+    count_spent(l, cost, seconds_of(now_us));
     uint32_t tpm = atomic_load_explicit(&l->tpm, RLX);
     if (tpm != 0 && tokens != hold->tokens)
         gcra_correct(&l->tat_tok, tpm, (int64_t)tokens - hold->tokens, ns_of(now_us));
@@ -413,22 +546,21 @@ void lx_ledger_settle(lx_hold_t *hold, int64_t cost, uint32_t tokens, int64_t no
 void lx_ledger_charge(lx_ledger_t *l, int64_t cost, int64_t now_us)
 {
     cost = clamp_money(cost);
-    int64_t now_s = seconds_of(now_us);
-    budget_roll(l, now_s);
     atomic_fetch_sub_explicit(&l->avail, cost, RLX);
-    count_spent(l, cost, now_s);
+    count_spent(l, cost, seconds_of(now_us));
 }
 
 void lx_ledger_usage(lx_ledger_t *l, int64_t now_us, int64_t usage[LX_PERIOD_COUNT])
 {
-    usage_roll(l, seconds_of(now_us));
-    for (int p = 0; p < LX_PERIOD_COUNT; p++)
-        usage[p] = atomic_load_explicit(&l->usage[p], RLX);
+    int64_t now_s = seconds_of(now_us);
+    usage[LX_PERIOD_TOTAL] = atomic_load_explicit(&l->total, RLX);
+    for (int p = LX_PERIOD_DAY; p < LX_PERIOD_COUNT; p++)
+        usage[p] = usage_read(l, (lx_period_t)p, now_s);
 }
 
 int64_t lx_ledger_remaining(lx_ledger_t *l, int64_t now_us)
 {
-    budget_roll(l, seconds_of(now_us));
+    budget_add(l, 0, seconds_of(now_us));
     if (atomic_load_explicit(&l->limit, RLX) < 0)
         return -1;
     return atomic_load_explicit(&l->avail, RLX);

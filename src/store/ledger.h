@@ -6,8 +6,10 @@
  *   budget:      avail = limit - usage(limit period) - reserved, one int64 of µ$. Admission
  *                takes the reservation out with a CAS that fails when it does not fit; settling
  *                gives back (reserved - actual). The period rolls at the first admission or
- *                settlement past its end: the winner of a CAS on the period start moves the
- *                finished period's usage back into avail.
+ *                settlement past its end: the winner of a CAS on the period end moves it on;
+ *                the period's usage is one word tagged with the period's epoch, and the one
+ *                thread whose CAS replaces a word of a finished period (the roll's winner or
+ *                any settlement that gets there first) moves that usage back into avail.
  *   requests/min, tokens/min: GCRA (one theoretical-arrival time per limit, µs): capacity =
  *                the limit, refilled evenly over 60 s; tokens are taken at admission from the
  *                estimate and corrected at settlement (the TAT may run ahead: later requests
@@ -112,5 +114,12 @@ int64_t lx_ledger_remaining(lx_ledger_t *l, int64_t now_us);
 
 /* Rate-limit figures as they stand (no admission). */
 void lx_ledger_view(lx_ledger_t *l, int64_t now_us, lx_ratelimit_view_t *out);
+
+/* Tests only: <hook> (NULL: none, the default) is called by every thread whose CAS has just
+ * moved a period's end (<budget>: the budget's period, of <kind>; else the reported period
+ * <kind>) on any ledger, before that thread touches the period's usage, so that a test can
+ * run a racing settlement, or yield, exactly there. Set it while no ledger is in use. */
+typedef void (*lx_ledger_roll_hook_t)(lx_ledger_t *l, lx_period_t kind, bool budget);
+void lx_ledger_set_roll_hook(lx_ledger_roll_hook_t hook);
 
 #endif
