@@ -3,9 +3,13 @@
  * admitted is exactly what the limit pays for), periods rolling at an injected clock's
  * boundary with a request that straddles it, GCRA at 60 rpm admitting exactly 60 at a frozen
  * clock, token corrections at settlement, concurrency, refusals leaving no trace, limit
- * changes, overruns and reporting. Also built under ThreadSanitizer (tsan preset).
+ * changes, overruns and reporting; a settlement landing between a period roll's two steps
+ * (run there by the test hook) counts in the new period, and four threads crossing thousands
+ * of day boundaries lose no cost from any period. Also built under ThreadSanitizer (tsan
+ * preset).
  */
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -439,6 +443,210 @@ static void test_set_limits(void **state)
     lx_ledger_unref(l);
 }
 
+/* limit_reset changes on a Wednesday: weekly to daily (the day that counted, Monday's, is
+ * over), then back to weekly (the week's usage counts again), then the next Monday. */
+static void test_reset_change_midweek(void **state)
+{
+    (void)state;
+    lx_ledger_limits_t lim = {true, 10 * USD, LX_PERIOD_WEEK, 0, 0, 0};
+    lx_ledger_t *l = make(true, 10 * USD, LX_PERIOD_WEEK, 0, 0, 0);
+    int64_t wed = T0 + 2 * 86400 * S + 3600 * S, usage[LX_PERIOD_COUNT];
+    lx_ledger_charge(l, 3 * USD, T0 + 10 * S);
+    /* a query on Wednesday moves the reported day on; its word still holds Monday's 3 */
+    lx_ledger_usage(l, wed, usage);
+    assert_true(usage[LX_PERIOD_DAY] == 0 && usage[LX_PERIOD_WEEK] == 3 * USD);
+    lim.limit_reset = LX_PERIOD_DAY;
+    lx_ledger_set_limits(l, &lim);
+    assert_true(lx_ledger_remaining(l, wed) == 10 * USD);
+    lx_ledger_charge(l, 1 * USD, wed);
+    assert_true(lx_ledger_remaining(l, wed) == 9 * USD);
+    lx_ledger_usage(l, wed, usage);
+    assert_true(usage[LX_PERIOD_DAY] == 1 * USD && usage[LX_PERIOD_WEEK] == 4 * USD);
+    lim.limit_reset = LX_PERIOD_WEEK;
+    lx_ledger_set_limits(l, &lim);
+    assert_true(lx_ledger_remaining(l, wed) == 6 * USD);
+    assert_true(lx_ledger_remaining(l, T0 + 7 * 86400 * S) == 10 * USD);
+    /* and to a total that never resets: everything ever spent counts */
+    lim.limit_reset = LX_PERIOD_TOTAL;
+    lx_ledger_set_limits(l, &lim);
+    assert_true(lx_ledger_remaining(l, T0 + 7 * 86400 * S) == 6 * USD);
+    lx_ledger_unref(l);
+}
+
+/* ---- a settlement racing a period's roll ---- */
+
+/* What the roll hook does once, at the first roll of the chosen kind: a settlement (or a
+ * charge) of another "thread" lands exactly between the roll's CAS on the period end and the
+ * rolling thread's next step. */
+static struct {
+    bool budget;       /* the budget's roll, else the reported period DAY's */
+    lx_hold_t hold;    /* settled when .charge is 0 */
+    int64_t charge;    /* µ$ charged without a hold, when not 0 */
+    int64_t cost, now; /* what and when */
+    int calls;
+} gap;
+
+static void in_the_gap(lx_ledger_t *l, lx_period_t kind, bool budget)
+{
+    if (gap.calls > 0 || budget != gap.budget || (!budget && kind != LX_PERIOD_DAY))
+        return;
+    gap.calls++;
+    if (gap.charge != 0)
+        lx_ledger_charge(l, gap.charge, gap.now);
+    else
+        lx_ledger_settle(&gap.hold, gap.cost, 1, gap.now);
+}
+
+static void test_settle_in_roll_gap(void **state)
+{
+    (void)state;
+    lx_hold_t a_hold;
+    lx_admit_t a;
+    int64_t usage[LX_PERIOD_COUNT];
+    int64_t midnight = T0 + 86400 * S;
+    /* the budget: 6 spent on day 1, 3 held by B since just before midnight */
+    lx_ledger_t *l = make(true, 10 * USD, LX_PERIOD_DAY, 0, 0, 0);
+    lx_ledger_charge(l, 6 * USD, T0 + 10 * S);
+    memset(&gap, 0, sizeof(gap));
+    assert_int_equal(admit(l, midnight - S, 3 * USD, 1, &gap.hold, &a), LX_ADMIT_OK);
+    gap.budget = true;
+    gap.cost = 2 * USD;
+    gap.now = midnight + 1;
+    lx_ledger_set_roll_hook(in_the_gap);
+    /* A's admission at midnight rolls the day; B settles 2 in the gap: day 2 has spent 2 */
+    assert_int_equal(admit(l, midnight, 1 * USD, 1, &a_hold, &a), LX_ADMIT_OK);
+    assert_int_equal(gap.calls, 1);
+    assert_null(gap.hold.ledger);
+    assert_true(a.limit_remaining == 7 * USD); /* 10 - 2 spent - 1 held */
+    assert_true(lx_ledger_remaining(l, midnight + S) == 7 * USD);
+    lx_ledger_settle(&a_hold, 1 * USD, 1, midnight + S);
+    assert_true(lx_ledger_remaining(l, midnight + S) == 7 * USD); /* 10 - 3 spent */
+    lx_ledger_usage(l, midnight + S, usage);
+    assert_true(usage[LX_PERIOD_DAY] == 3 * USD);
+    assert_true(usage[LX_PERIOD_TOTAL] == 9 * USD);
+    /* day 3: all of it back, exactly once */
+    assert_true(lx_ledger_remaining(l, midnight + 86400 * S) == 10 * USD);
+    lx_ledger_unref(l);
+
+    /* the reported day: a query at midnight rolls it; B charges 2 in the gap */
+    l = make(false, 0, LX_PERIOD_TOTAL, 0, 0, 0);
+    lx_ledger_charge(l, 6 * USD, T0 + 10 * S);
+    memset(&gap, 0, sizeof(gap));
+    gap.charge = 2 * USD;
+    gap.now = midnight + 1;
+    lx_ledger_usage(l, midnight, usage);
+    assert_int_equal(gap.calls, 1);
+    /* that query read the day before B's charge (0 or 2 are both right); the next one sees 2 */
+    assert_true(usage[LX_PERIOD_DAY] == 0 || usage[LX_PERIOD_DAY] == 2 * USD);
+    lx_ledger_usage(l, midnight + S, usage);
+    assert_true(usage[LX_PERIOD_DAY] == 2 * USD);
+    assert_true(usage[LX_PERIOD_WEEK] == 8 * USD);
+    assert_true(usage[LX_PERIOD_TOTAL] == 8 * USD);
+    lx_ledger_set_roll_hook(NULL);
+    lx_ledger_unref(l);
+}
+
+/* ---- four threads crossing day boundaries ---- */
+
+#define DAYS       1500 /* day boundaries crossed per run (about four years) */
+#define OPS        8    /* admissions + settlements per thread per day */
+#define STRESS_CAP (1000 * USD)
+
+typedef struct crosser {
+    lx_ledger_t *l;
+    pthread_barrier_t *bar;
+    int id;
+    _Atomic(int64_t) now; /* the day's start, set by the main thread before each day */
+    int64_t spent[DAYS];  /* what this thread settled on each day */
+} crosser_t;
+
+static void *cross(void *arg)
+{
+    crosser_t *c = arg;
+    for (int d = 0; d < DAYS; d++) {
+        pthread_barrier_wait(c->bar); /* the day starts */
+        int64_t day = atomic_load(&c->now);
+        for (int i = 0; i < OPS; i++) {
+            lx_hold_t h;
+            int64_t now = day + c->id * 1000 + i, cost = 1 + (d * 31 + c->id * 7 + i) % 997;
+            if (admit(c->l, now, 1 * USD, 1, &h, NULL) != LX_ADMIT_OK)
+                fail_msg("day %d: refused", d);
+            lx_ledger_settle(&h, cost, 1, now);
+            c->spent[d] += cost;
+        }
+        pthread_barrier_wait(c->bar); /* the day's work is done */
+    }
+    return NULL;
+}
+
+static void yield_in_gap(lx_ledger_t *l, lx_period_t kind, bool budget)
+{
+    (void)l;
+    (void)kind;
+    (void)budget;
+    sched_yield();
+}
+
+/* The day's usage as the budget and the reports see it, against what was settled (each
+ * settlement's now is in that day, so all of it is that day's). Returns the mismatches. */
+static int check_day(lx_ledger_t *l, int64_t now, int64_t day, int64_t week, int64_t month,
+                     int64_t total, int64_t *budget_sum)
+{
+    int64_t usage[LX_PERIOD_COUNT], used = STRESS_CAP - lx_ledger_remaining(l, now);
+    lx_ledger_usage(l, now, usage);
+    *budget_sum += used;
+    return (used != day) + (usage[LX_PERIOD_DAY] != day) + (usage[LX_PERIOD_WEEK] != week) +
+           (usage[LX_PERIOD_MONTH] != month) + (usage[LX_PERIOD_TOTAL] != total);
+}
+
+static int run_crossing(void)
+{
+    static crosser_t cs[THREADS];
+    pthread_t th[THREADS];
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, THREADS + 1);
+    lx_ledger_t *l = make(true, STRESS_CAP, LX_PERIOD_DAY, 0, 0, 0);
+    for (int i = 0; i < THREADS; i++) {
+        cs[i] = (crosser_t){.l = l, .bar = &bar, .id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, cross, &cs[i]), 0);
+    }
+    int64_t week = 0, month = 0, total = 0, budget_sum = 0;
+    int bad = 0;
+    for (int d = 0; d < DAYS; d++) {
+        int64_t now = T0 + (d + 1) * 86400 * S, now_s = now / S, day = 0;
+        for (int i = 0; i < THREADS; i++)
+            atomic_store(&cs[i].now, now);
+        pthread_barrier_wait(&bar);
+        pthread_barrier_wait(&bar);
+        for (int i = 0; i < THREADS; i++)
+            day += cs[i].spent[d];
+        week = (lx_period_start(LX_PERIOD_WEEK, now_s) == now_s ? 0 : week) + day;
+        month = (lx_period_start(LX_PERIOD_MONTH, now_s) == now_s ? 0 : month) + day;
+        total += day;
+        bad += check_day(l, now + 86399 * S, day, week, month, total, &budget_sum);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&bar);
+    lx_ledger_unref(l);
+    if (budget_sum != total)
+        print_message("per-day budget usages sum to %lld, %lld settled\n", (long long)budget_sum,
+                      (long long)total);
+    return bad + (budget_sum != total);
+}
+
+static void test_cross_days_threads(void **state)
+{
+    (void)state;
+    /* as it comes, then with every rolling thread yielding between its two steps */
+    int plain = run_crossing();
+    lx_ledger_set_roll_hook(yield_in_gap);
+    int yielding = run_crossing();
+    lx_ledger_set_roll_hook(NULL);
+    if (plain != 0 || yielding != 0)
+        fail_msg("mismatched days: %d as it comes, %d yielding in the roll", plain, yielding);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -453,6 +661,9 @@ int main(void)
         cmocka_unit_test(test_concurrency),
         cmocka_unit_test(test_refusal_gives_back),
         cmocka_unit_test(test_set_limits),
+        cmocka_unit_test(test_reset_change_midweek),
+        cmocka_unit_test(test_settle_in_roll_gap),
+        cmocka_unit_test(test_cross_days_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
