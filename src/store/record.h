@@ -37,6 +37,8 @@ typedef struct lx_record {
     char session_id[128];
     char user[128];         /* the request's "user" */
     char finish_reason[32]; /* "" when none was seen */
+    char upstream_id[96];   /* the provider's id of a streamed answer (its chunks' "id"), "" when
+                             * none: OpenRouter's clients ask /generation for the id they saw */
     int64_t created_at_us;  /* when the request arrived */
     int64_t prompt_tokens;  /* -1: unknown */
     int64_t completion_tokens;

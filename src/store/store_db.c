@@ -47,8 +47,10 @@ static const char *const v1_sql[] = {
     " reasoning_tokens INTEGER NOT NULL, cost INTEGER NOT NULL, reserved INTEGER NOT NULL,"
     " usage_known INTEGER NOT NULL, streamed INTEGER NOT NULL, cancelled INTEGER NOT NULL,"
     " status INTEGER NOT NULL, latency_ms INTEGER NOT NULL, ttft_ms INTEGER NOT NULL,"
-    " generation_ms INTEGER NOT NULL, attempts TEXT NOT NULL)",
+    " generation_ms INTEGER NOT NULL, attempts TEXT NOT NULL,"
+    " upstream_id TEXT NOT NULL DEFAULT '')",
     "CREATE INDEX usage_key_time ON usage(key_hash, created_at_us)",
+    "CREATE INDEX usage_upstream_id ON usage(upstream_id) WHERE upstream_id != ''",
     "CREATE INDEX usage_time ON usage(created_at_us)",
     "CREATE TABLE audit ("
     " id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,"
@@ -68,9 +70,10 @@ static const char *const stmt_sql[ST_COUNT_] = {
         "INSERT INTO usage (id, key_hash, key_name, model_asked, model, provider, endpoint,"
         " api, request_id, session_id, user, finish_reason, created_at_us, prompt_tokens,"
         " completion_tokens, cached_tokens, reasoning_tokens, cost, reserved, usage_known,"
-        " streamed, cancelled, status, latency_ms, ttft_ms, generation_ms, attempts)"
+        " streamed, cancelled, status, latency_ms, ttft_ms, generation_ms, attempts,"
+        " upstream_id)"
         " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,"
-        "?22,?23,?24,?25,?26,?27) ON CONFLICT(id) DO NOTHING",
+        "?22,?23,?24,?25,?26,?27,?28) ON CONFLICT(id) DO NOTHING",
     /* ?1 hash, ?2 cost, ?3 ?4 ?5 the day, week and month the record falls in: a later period
      * restarts the counter, an earlier one (a record from before a boundary) counts in the
      * total only */

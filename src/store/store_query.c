@@ -131,7 +131,8 @@ void store_job_key_get(lx_store_t *s, lx_store_job_t *job)
 static bool find_pending(lx_store_t *s, lx_store_job_t *job)
 {
     for (const lx_record_t *r = s->pend_head; r != NULL; r = r->next) {
-        if (strcmp(r->id, job->gen_id) != 0)
+        if (strcmp(r->id, job->gen_id) != 0 &&
+            (r->upstream_id[0] == '\0' || strcmp(r->upstream_id, job->gen_id) != 0))
             continue;
         if ((job->record = malloc(sizeof(*job->record))) == NULL) {
             store_job_error(job, LX_ENOMEM, "out of memory");
@@ -206,6 +207,7 @@ static void record_from_row(sqlite3_stmt *st, lx_record_t *r)
     r->usage_known = sqlite3_column_int(st, 19) != 0;
     r->streamed = sqlite3_column_int(st, 20) != 0;
     r->cancelled = sqlite3_column_int(st, 21) != 0;
+    col_copy(st, 27, r->upstream_id, sizeof(r->upstream_id));
     r->status = (int16_t)sqlite3_column_int(st, 22);
     r->latency_ms = (uint32_t)sqlite3_column_int64(st, 23);
     r->ttft_ms = (uint32_t)sqlite3_column_int64(st, 24);
@@ -221,7 +223,13 @@ static int find_table(lx_store_t *s, lx_store_job_t *job)
         "SELECT id, key_hash, key_name, model_asked, model, provider, endpoint, api, request_id,"
         " session_id, user, finish_reason, created_at_us, prompt_tokens, completion_tokens,"
         " cached_tokens, reasoning_tokens, cost, reserved, usage_known, streamed, cancelled,"
-        " status, latency_ms, ttft_ms, generation_ms, attempts FROM usage WHERE id = ?1",
+        " status, latency_ms, ttft_ms, generation_ms, attempts, upstream_id FROM usage"
+        " WHERE id = ?1 UNION ALL SELECT * FROM (SELECT id, key_hash, key_name, model_asked,"
+        " model, provider, endpoint, api, request_id, session_id, user, finish_reason,"
+        " created_at_us, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,"
+        " cost, reserved, usage_known, streamed, cancelled, status, latency_ms, ttft_ms,"
+        " generation_ms, attempts, upstream_id FROM usage WHERE upstream_id = ?1 AND"
+        " upstream_id != '' ORDER BY created_at_us DESC LIMIT 1) LIMIT 1",
         -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, job->gen_id, -1, SQLITE_STATIC);

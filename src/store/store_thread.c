@@ -145,6 +145,7 @@ static int insert_record(lx_store_t *s, const lx_record_t *r)
     for (int i = 0; i < 14; i++)
         sqlite3_bind_int64(st, 13 + i, nums[i]);
     sqlite3_bind_text(st, 27, js, (int)attempts_json(r, js), SQLITE_STATIC);
+    bind_text(st, 28, r->upstream_id);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
