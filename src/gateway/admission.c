@@ -401,9 +401,11 @@ static void record_close(lx_gw_req_t *r, lx_record_t *rec, bool served, int64_t 
         rec->cached_tokens = s->cached_tokens;
         rec->reasoning_tokens = s->reasoning_tokens;
     }
-    if (r->scanning)
+    if (r->scanning) {
         lx_record_copy(rec->finish_reason, sizeof(rec->finish_reason), s->finish_reason,
                        strlen(s->finish_reason));
+        lx_record_copy(rec->upstream_id, sizeof(rec->upstream_id), s->id, s->id_len);
+    }
     rec->usage_known = known;
     rec->cost = cost;
     rec->reserved = r->hold.reserved;
