@@ -443,7 +443,9 @@ static void gen_object(ob_t *o, const lx_record_t *r)
     ob_count(o, r->prompt_tokens);
     OB_LIT(o, ",\"total_cost\":");
     ob_money(o, r->cost);
-    OB_LIT(o, ",\"upstream_id\":null,\"upstream_inference_cost\":null,\"usage\":");
+    OB_LIT(o, ",\"upstream_id\":");
+    OB_FIELD(o, r->upstream_id, true);
+    OB_LIT(o, ",\"upstream_inference_cost\":null,\"usage\":");
     ob_money(o, r->cost);
     OB_LIT(o, ",\"user_agent\":null,\"web_search_engine\":null,\"workspace_id\":null,"
               "\"model_requested\":");
