@@ -505,8 +505,20 @@ static void test_generation(void **state)
                  &r),
             0);
         assert_int_equal(r.status, 200);
-        char id[64];
+        char id[64], chunk_id[96];
         assert_true(lx_harness_resp_header(&r, "x-generation-id", id, sizeof(id)));
+        assert_true(json_str(r.body, "id", chunk_id, sizeof(chunk_id))); /* the provider's */
+        lx_harness_resp_free(&r);
+        /* OpenRouter's clients ask with the id the chunks carried: the same record */
+        char by_chunk[160];
+        snprintf(by_chunk, sizeof(by_chunk), "/api/v1/generation?id=%s", chunk_id);
+        assert_int_equal(call("GET", by_chunk, key, NULL, &r), 0);
+        assert_int_equal(r.status, 200);
+        char got[64];
+        assert_true(json_str(r.body, "id", got, sizeof(got)));
+        assert_string_equal(got, id);
+        assert_true(json_str(r.body, "upstream_id", got, sizeof(got)));
+        assert_string_equal(got, chunk_id);
         lx_harness_resp_free(&r);
         char path[128];
         snprintf(path, sizeof(path), "/api/v1/generation?id=%s", id);
