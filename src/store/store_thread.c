@@ -334,6 +334,8 @@ void store_flush_final(lx_store_t *s)
 static void *store_main(void *arg)
 {
     lx_store_t *s = arg;
+    /* named, so that its CPU can be told from the workers' (/proc/PID/task/TID/comm, top -H) */
+    (void)pthread_setname_np(pthread_self(), "llmux-store");
     int64_t interval = (int64_t)s->opts.commit_interval_ms * 1000;
     int64_t next = store_mono_us() + interval;
     for (;;) {
