@@ -20,6 +20,8 @@
  *       latency is measured from its scheduled time, so a stall shows up in the percentiles
  *       (no coordinated omission). Non-streaming chat requests of about 300 bytes.
  *
+ *   --key KEY (every mode) sends "Authorization: Bearer KEY" with each request.
+ *
  * One libuv loop, one thread; every loop bounded by its count and a deadline.
  */
 #include <errno.h>
@@ -55,8 +57,19 @@ static struct {
     double rate;
     double seconds;
     int max_connecting;
+    const char *key;
 } opt = {NULL, 8080, 100,  0, 200, 100, 1000, "bench/model", "/v1/chat/completions",
-         0,    0,    1000, 5, 256};
+         0,    0,    1000, 5, 256, NULL};
+
+/* "Authorization: Bearer KEY\r\n" when --key was given, else "". */
+static const char *auth_line(void)
+{
+    static char line[512];
+    if (opt.key == NULL)
+        return "";
+    snprintf(line, sizeof(line), "Authorization: Bearer %s\r\n", opt.key);
+    return line;
+}
 
 static uv_loop_t *loop;
 static char request[1024];
@@ -299,9 +312,9 @@ static int run_stream(void)
                       "\"mock\":{\"chunks\":%d,\"chunk_size\":%d,\"interval_us\":%d}}",
                       opt.model, opt.chunks, opt.size, opt.interval_us);
     request_len = (size_t)snprintf(request, sizeof(request),
-                                   "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                                   "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Type: "
                                    "application/json\r\nContent-Length: %d\r\n\r\n%s",
-                                   opt.path, bl, body);
+                                   opt.path, auth_line(), bl, body);
     ttfb = calloc((size_t)opt.streams + 1, sizeof(*ttfb));
     if (opt.rss_pid > 0)
         rss_idle_kb = rss_kb(opt.rss_pid);
@@ -519,9 +532,9 @@ static int run_rate(void)
     char b[512];
     int bl = snprintf(b, sizeof(b), body, opt.model);
     request_len = (size_t)snprintf(request, sizeof(request),
-                                   "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                                   "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Type: "
                                    "application/json\r\nContent-Length: %d\r\n\r\n%s",
-                                   opt.path, bl, b);
+                                   opt.path, auth_line(), bl, b);
     rconns = calloc((size_t)opt.conns, sizeof(*rconns));
     q_cap = 1 << 20;
     queue = calloc(q_cap, sizeof(*queue));
@@ -581,15 +594,12 @@ int main(int argc, char **argv)
     if (argc < 2)
         usage();
     opt.mode = argv[1];
-    static const struct option longs[] = {{"chunks", required_argument, NULL, 1},
-                                          {"size", required_argument, NULL, 2},
-                                          {"interval-us", required_argument, NULL, 3},
-                                          {"model", required_argument, NULL, 4},
-                                          {"path", required_argument, NULL, 5},
-                                          {"rss-pid", required_argument, NULL, 6},
-                                          {"hold-ms", required_argument, NULL, 7},
-                                          {"max-connecting", required_argument, NULL, 8},
-                                          {NULL, 0, NULL, 0}};
+    static const struct option longs[] = {
+        {"chunks", required_argument, NULL, 1},      {"size", required_argument, NULL, 2},
+        {"interval-us", required_argument, NULL, 3}, {"model", required_argument, NULL, 4},
+        {"path", required_argument, NULL, 5},        {"rss-pid", required_argument, NULL, 6},
+        {"hold-ms", required_argument, NULL, 7},     {"max-connecting", required_argument, NULL, 8},
+        {"key", required_argument, NULL, 9},         {NULL, 0, NULL, 0}};
     int ch;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "p:c:n:r:d:", longs, NULL)) != -1) {
@@ -632,6 +642,9 @@ int main(int argc, char **argv)
             break;
         case 8:
             opt.max_connecting = atoi(optarg);
+            break;
+        case 9:
+            opt.key = optarg;
             break;
         default:
             usage();
