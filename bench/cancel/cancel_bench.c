@@ -132,13 +132,18 @@ int main(int argc, char **argv)
     lx_mock_t *m = lx_mock_start("127.0.0.1", 0);
     if (m == NULL)
         return 1;
+    char dir[] = "/tmp/llmux-cancel-XXXXXX"; /* the store file's, removed at the end */
+    if (mkdtemp(dir) == NULL) {
+        perror("llmux-cancel-bench: mkdtemp");
+        return 1;
+    }
     char cfgtext[1024];
     snprintf(cfgtext, sizeof(cfgtext),
              "listen: 127.0.0.1:0\nworkers: 1\nproviders:\n  - name: mock\n"
              "    base_url: http://127.0.0.1:%u/v1\nmodels:\n  - id: bench/model\n"
              "    context_length: 8192\n    providers: [{provider: mock}]\nauth: none\n"
-             "log: {access_log: off, level: error}\nstore: {path: /tmp/llmux-cancel-%d.db}\n",
-             lx_mock_port(m), (int)getpid());
+             "log: {access_log: off, level: error}\nstore: {path: %s/llmux.db}\n",
+             lx_mock_port(m), dir);
     lx_config_t *cfg = NULL;
     if (lx_config_parse("cancel.yaml", cfgtext, strlen(cfgtext), stderr, &cfg) != 0)
         return 1;
@@ -159,5 +164,12 @@ int main(int argc, char **argv)
     lx_gateway_wait(gw);
     lx_config_unref(cfg);
     lx_mock_stop(m);
+    static const char *const files[] = {"llmux.db", "llmux.db-wal", "llmux.db-shm"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char p[128];
+        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    rmdir(dir);
     return 0;
 }

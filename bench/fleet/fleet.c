@@ -119,6 +119,11 @@ static void cleanup_tmp(void)
     unlink(p);
     snprintf(p, sizeof(p), "%s/llmux.log", tmpdir);
     unlink(p);
+    static const char *const db[] = {"llmux.db", "llmux.db-wal", "llmux.db-shm"};
+    for (size_t i = 0; i < sizeof(db) / sizeof(db[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", tmpdir, db[i]);
+        unlink(p);
+    }
     rmdir(tmpdir);
     tmpdir[0] = '\0';
 }
@@ -174,7 +179,8 @@ static int write_config(const char *path, uint16_t port, const uint16_t *mock_po
                 "health:\n  rescore_interval: 2s\n  window: 20s\n  breaker_failures: 5\n"
                 "  breaker_cooldown: 2s\n",
                 strategy);
-    fprintf(f, "auth: none\nlog:\n  access_log: off\n  level: warn\n");
+    fprintf(f, "auth: none\nlog:\n  access_log: off\n  level: warn\nstore:\n  path: %s/llmux.db\n",
+            tmpdir);
     return fclose(f) == 0 ? 0 : -1;
 }
 
