@@ -2,6 +2,7 @@
 # bench/run.sh - every benchmark scenario against each target, in one run.
 #
 #   bash bench/run.sh [--quick]
+#   KEY=stored bash bench/run.sh --quick      (the key llmux's clients present: bench/key.sh)
 #
 # Builds the release binaries, installs the anchors from Debian when missing (nginx-light,
 # haproxy, wrk, valgrind), and measures direct-to-mock, llmux and nginx (and HAProxy where it
@@ -9,8 +10,16 @@
 # and the load generator share core 1 (taskset), so the proxies compete for nothing but their
 # own core. Prints a Markdown table and saves it, with the commit, the machine and the exact
 # commands, under bench/results/. Benchmarks are never part of the test suite.
+#
+# KEY=none|config|stored (default none: `auth: none`): the key every client of llmux presents
+# (wrk's Authorization header, llmux-load --key; the other targets get no header). llmux's
+# store file is in the temporary directory, shared by the llmux processes of the run (the
+# stored key is created there before the first one starts); usage records are written for
+# every request. MOCK_PORT, LLMUX_PORT, NGINX_PORT, HAPROXY_PORT move the ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/key.sh
+KEY=${KEY:-none}
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 DUR=$([ $QUICK = 1 ] && echo 3 || echo 10)
@@ -31,7 +40,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$T"; }
 trap cleanup EXIT
 
-MOCK_PORT=19101 LLMUX_PORT=18080 NGINX_PORT=18081 HAPROXY_PORT=18082
+MOCK_PORT=${MOCK_PORT:-19101} LLMUX_PORT=${LLMUX_PORT:-18080} NGINX_PORT=${NGINX_PORT:-18081} HAPROXY_PORT=${HAPROXY_PORT:-18082}
 RESULT=bench/results/$(date -u +%Y%m%dT%H%M%SZ)-$(git rev-parse --short HEAD 2>/dev/null || echo nogit).md
 CMDS=()
 log_cmd() { CMDS+=("$*"); }
@@ -71,9 +80,13 @@ models:
   - {id: bench/model, context_length: 8192, providers: [{provider: mock, model: bench/model, price: {prompt: 0.1, completion: 0.2}}]}
   - {id: bench/renamed, context_length: 8192, providers: [{provider: mock, model: upstream-name}]}
 limits: {max_body_size: 64MiB}
-auth: none
+$(bench_conf_tail "$T" "$B" "$KEY")
 log: {access_log: "$T/access.log", level: warn}
 YAML
+BEARER=$(bench_key "$T" "$B" "$T/llmux.yaml" "$KEY")
+# what llmux's clients add: llmux-load arguments, and the wrk scripts with its key
+kargs() { case $1 in llmux*) [ -n "$BEARER" ] && echo "--key $BEARER" ;; esac; return 0; }
+luaf() { case $1 in llmux*) echo "$T/$2-llmux.lua" ;; *) echo "$T/$2.lua" ;; esac; }
 start_llmux() {
     taskset -c 0 $B/llmux -c "$T/llmux.yaml" 2>"$T/llmux.err" &
     LLMUX_PID=$!
@@ -148,6 +161,7 @@ declare -A PORT=([direct]=$MOCK_PORT [llmux]=$LLMUX_PORT [nginx]=$NGINX_PORT [ha
 declare -A PID=([direct]=$MOCK_PID [llmux]=$LLMUX_PID [nginx]=$NGINX_PID [haproxy]=$HAPROXY_PID)
 TARGETS=(direct llmux nginx haproxy)
 
+log_cmd "KEY=$KEY (llmux's clients: $([ -n "$BEARER" ] && echo "Authorization: Bearer <$KEY key>" || echo "no key"))"
 CHAT='{"model":"bench/model","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about the sea, in the style of a weather report, and keep it short please."}],"max_tokens":64,"temperature":0.7,"mock":{"body_size":380}}'
 cat >"$T/chat.lua" <<LUA
 wrk.method = "POST"
@@ -160,6 +174,9 @@ content = "x" * (1000 * 1000)
 body = '{"model":"bench/model","messages":[{"role":"user","content":"%s"}],"mock":{"body_size":200}}' % content
 open(sys.argv[1], "w").write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[%s]]\n' % body)
 PY
+for f in chat big; do # llmux's copies, with its key
+    { [ -n "$BEARER" ] && echo "wrk.headers[\"Authorization\"] = \"Bearer $BEARER\""; cat "$T/$f.lua"; } >"$T/$f-llmux.lua"
+done
 
 declare -A R
 row() { R["$1,$2"]="$3"; }
@@ -183,7 +200,7 @@ declare -A S1
 for r in $(seq $S1_ROUNDS); do
     for t in "${S1_TARGETS[@]}"; do
         c0=$(cpu_ticks "${PID[$t]}")
-        out=$(taskset -c 1 wrk -t1 -c64 -d${S1_DUR}s -s "$T/chat.lua" "http://127.0.0.1:${PORT[$t]}/v1/chat/completions" || true)
+        out=$(taskset -c 1 wrk -t1 -c64 -d${S1_DUR}s -s "$(luaf $t chat)" "http://127.0.0.1:${PORT[$t]}/v1/chat/completions" || true)
         c1=$(cpu_ticks "${PID[$t]}")
         rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
         n=$(awk '/requests in/{print $1}' <<<"$out")
@@ -238,9 +255,9 @@ declare -A S2 S3
 for r in $(seq $S23_ROUNDS); do
     for t in "${S23_TARGETS[@]}"; do
         case $t in *-bp) start_bp $t ;; esac
-        out=$(taskset -c 1 $B/llmux-load seq -p "${PORT[$t]}" -d "$S23_DUR" || true)
+        out=$(taskset -c 1 $B/llmux-load seq -p "${PORT[$t]}" $(kargs $t) -d "$S23_DUR" || true)
         S2["$t"]+="$(awk '/latency_us/{print $3" "$5}' <<<"$out")"$'\n'
-        out=$(taskset -c 1 $B/llmux-load rate -p "${PORT[$t]}" -c 64 -r 5000 -d "$S23_DUR" || true)
+        out=$(taskset -c 1 $B/llmux-load rate -p "${PORT[$t]}" $(kargs $t) -c 64 -r 5000 -d "$S23_DUR" || true)
         S3["$t"]+="$(awk '/latency_us/{print $3" "$5" "$7}' <<<"$out")"$'\n'
         case $t in *-bp) kill $BP_PID; wait $BP_PID 2>/dev/null || true ;; esac
     done
@@ -275,7 +292,7 @@ start_pinned_1
 for t in direct llmux nginx; do
     p=${PORT[$t]}
     [ $t = direct ] || p=$((p + 100))
-    out=$(taskset -c 1 $B/llmux-load seq -p "$p" -d "$DUR" || true)
+    out=$(taskset -c 1 $B/llmux-load seq -p "$p" $(kargs $t) -d "$DUR" || true)
     R["2b,$t"]=$(awk '/latency_us/{print $3" / "$5}' <<<"$out")
     R["2bp50,$t"]=$(awk '/latency_us/{print $3}' <<<"$out")
     R["2bp99,$t"]=$(awk '/latency_us/{print $5}' <<<"$out")
@@ -295,8 +312,8 @@ s4_run() { # port [extra args] -> "ttfb_p50 ttfb_p99 chunk_p50 chunk_p99 lost"
 }
 declare -A S4
 for r in $(seq $S4_ROUNDS); do
-    for t in "${TARGETS[@]}"; do S4["$t"]+="$(s4_run "${PORT[$t]}")"$'\n'; done
-    S4["llmux-rewrite"]+="$(s4_run "$LLMUX_PORT" --model bench/renamed)"$'\n'
+    for t in "${TARGETS[@]}"; do S4["$t"]+="$(s4_run "${PORT[$t]}" $(kargs $t))"$'\n'; done
+    S4["llmux-rewrite"]+="$(s4_run "$LLMUX_PORT" $(kargs llmux) --model bench/renamed)"$'\n'
 done
 for t in "${TARGETS[@]}" llmux-rewrite; do
     col() { awk -v k="$1" 'NF{print $k}' <<<"${S4[$t]}" | med; }
@@ -317,7 +334,7 @@ for t in llmux nginx haproxy; do
     nginx) kill $NGINX_PID; wait $NGINX_PID 2>/dev/null || true; start_nginx; PID[nginx]=$NGINX_PID ;;
     haproxy) kill $HAPROXY_PID; wait $HAPROXY_PID 2>/dev/null || true; start_haproxy; PID[haproxy]=$HAPROXY_PID ;;
     esac
-        out=$(taskset -c 1 $B/llmux-load stream -p "${PORT[$t]}" -c $S5 --chunks 10 --size 100 --interval-us $rate --rss-pid "${PID[$t]}" || true)
+        out=$(taskset -c 1 $B/llmux-load stream -p "${PORT[$t]}" $(kargs $t) -c $S5 --chunks 10 --size 100 --interval-us $rate --rss-pid "${PID[$t]}" || true)
         R["5-$rate,$t"]=$(awk '/streams:/{ok=$2} /rss_kb/{r=$(NF-1)} END{print ok" ok, "r" KiB/stream"}' <<<"$out")
     done
 done
@@ -326,7 +343,7 @@ log_cmd "llmux-load stream -c $S5 --chunks 10 --size 100 --interval-us 1000000|1
 # --- 6. large prompts: 1 MB bodies at 16 connections --------------------------------------------
 for t in "${TARGETS[@]}"; do
     c0=$(cpu_ticks "${PID[$t]}")
-    out=$(taskset -c 1 wrk -t1 -c16 -d${DUR}s -s "$T/big.lua" "http://127.0.0.1:${PORT[$t]}/v1/chat/completions" || true)
+    out=$(taskset -c 1 wrk -t1 -c16 -d${DUR}s -s "$(luaf $t big)" "http://127.0.0.1:${PORT[$t]}/v1/chat/completions" || true)
     c1=$(cpu_ticks "${PID[$t]}")
     rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
     n=$(awk '/requests in/{print $1}' <<<"$out")
@@ -359,7 +376,7 @@ VG=$!
 PIDS+=($VG)
 for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$LLMUX_PORT/healthz" && break; sleep 0.05; done
 CGN=2000
-taskset -c 1 $B/llmux-load rate -p $LLMUX_PORT -c 8 -r 400 -d $((CGN / 400)) >/dev/null
+taskset -c 1 $B/llmux-load rate -p $LLMUX_PORT $(kargs llmux) -c 8 -r 400 -d $((CGN / 400)) >/dev/null
 kill -TERM $VG; wait $VG 2>/dev/null || true
 IR=$(awk '/^summary:/{print $2}' "$T/cg.out")
 IR_REQ=$(( IR / CGN ))
