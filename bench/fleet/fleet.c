@@ -179,8 +179,9 @@ static int write_config(const char *path, uint16_t port, const uint16_t *mock_po
                 "health:\n  rescore_interval: 2s\n  window: 20s\n  breaker_failures: 5\n"
                 "  breaker_cooldown: 2s\n",
                 strategy);
-    fprintf(f, "auth: none\nlog:\n  access_log: off\n  level: warn\nstore:\n  path: %s/llmux.db\n",
-            tmpdir);
+    fprintf(f, "auth: none\nlog:\n  access_log: off\n  level: warn\n");
+    if (!opt.plain) /* (a build before the store, issue 13, refuses the section) */
+        fprintf(f, "store:\n  path: %s/llmux.db\n", tmpdir);
     return fclose(f) == 0 ? 0 : -1;
 }
 
