@@ -3,6 +3,7 @@
 #
 #   bash bench/run.sh [--quick]
 #   KEY=stored bash bench/run.sh --quick      (the key llmux's clients present: bench/key.sh)
+#   KEY=stored bash bench/run.sh --scenario1  (scenario 1 alone, seven rounds, saved the same way)
 #
 # Builds the release binaries, installs the anchors from Debian when missing (nginx-light,
 # haproxy, wrk, valgrind), and measures direct-to-mock, llmux and nginx (and HAProxy where it
@@ -15,13 +16,16 @@
 # (wrk's Authorization header, llmux-load --key; the other targets get no header). llmux's
 # store file is in the temporary directory, shared by the llmux processes of the run (the
 # stored key is created there before the first one starts); usage records are written for
-# every request. MOCK_PORT, LLMUX_PORT, NGINX_PORT, HAPROXY_PORT move the ports.
+# every request. MOCK_PORT, LLMUX_PORT, NGINX_PORT, HAPROXY_PORT move the ports (and
+# LLMUX1_PORT, NGINX1_PORT, LLMUX_BP_PORT, HAPROXY_BP_PORT, LLMUX_NOLOG_PORT, by default
+# those + 100, 200 or 300).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/key.sh
 KEY=${KEY:-none}
-QUICK=0
+QUICK=0 ONLY_S1=0
 [ "${1:-}" = "--quick" ] && QUICK=1
+[ "${1:-}" = "--scenario1" ] && ONLY_S1=1 # scenario 1 alone, its seven rounds
 DUR=$([ $QUICK = 1 ] && echo 3 || echo 10)
 BUSY_US=500 # llmux busy_poll_us for the busy-polling rows of scenarios 2 and 3
 
@@ -41,6 +45,10 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep
 trap cleanup EXIT
 
 MOCK_PORT=${MOCK_PORT:-19101} LLMUX_PORT=${LLMUX_PORT:-18080} NGINX_PORT=${NGINX_PORT:-18081} HAPROXY_PORT=${HAPROXY_PORT:-18082}
+# the variants' ports (2b on one core, busy polling, access log off)
+LLMUX1_PORT=${LLMUX1_PORT:-$((LLMUX_PORT + 100))} NGINX1_PORT=${NGINX1_PORT:-$((NGINX_PORT + 100))}
+LLMUX_BP_PORT=${LLMUX_BP_PORT:-$((LLMUX_PORT + 200))} HAPROXY_BP_PORT=${HAPROXY_BP_PORT:-$((HAPROXY_PORT + 200))}
+LLMUX_NOLOG_PORT=${LLMUX_NOLOG_PORT:-$((LLMUX_PORT + 300))}
 RESULT=bench/results/$(date -u +%Y%m%dT%H%M%SZ)-$(git rev-parse --short HEAD 2>/dev/null || echo nogit).md
 CMDS=()
 log_cmd() { CMDS+=("$*"); }
@@ -188,12 +196,12 @@ row() { R["$1,$2"]="$3"; }
 # with its access log off runs in the same turns, to show what the log costs.
 S1_ROUNDS=$([ $QUICK = 1 ] && echo 1 || echo 7)
 S1_DUR=3
-sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$((LLMUX_PORT + 300))/; s|access_log: \"[^\"]*\"|access_log: \"off\"|" "$T/llmux.yaml" >"$T/llmux-nolog.yaml"
+sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$LLMUX_NOLOG_PORT/; s|access_log: \"[^\"]*\"|access_log: \"off\"|" "$T/llmux.yaml" >"$T/llmux-nolog.yaml"
 taskset -c 0 $B/llmux -c "$T/llmux-nolog.yaml" 2>/dev/null &
 NOLOG_PID=$!
 PIDS+=($NOLOG_PID)
-wait_port $((LLMUX_PORT + 300))
-PORT[llmux-nolog]=$((LLMUX_PORT + 300))
+wait_port $LLMUX_NOLOG_PORT
+PORT[llmux-nolog]=$LLMUX_NOLOG_PORT
 PID[llmux-nolog]=$NOLOG_PID
 S1_TARGETS=(direct llmux llmux-nolog nginx haproxy)
 declare -A S1
@@ -228,15 +236,42 @@ for t in llmux llmux-nolog; do
     R["1ratio,$t"]="$(printf '%.2f (%s), %.2f (%s)' "$(medcol "${S1[ratio,$t]}" 1)" "$(rangecol "${S1[ratio,$t]}" 1)" "$(medcol "${S1[ratio,$t]}" 2)" "$(rangecol "${S1[ratio,$t]}" 2)")"
 done
 log_cmd "wrk -t1 -c64 -d${S1_DUR}s -s chat.lua (POST ~300 B, answer ~500 B); $S1_ROUNDS rounds, targets in turn (direct, llmux, llmux with access_log off, nginx, haproxy), medians; ratios: median (range) of the per-round llmux/nginx ratios"
+if [ $ONLY_S1 = 1 ]; then
+    {
+        echo "# llmux benchmark, scenario 1 alone, $(date -u +%Y-%m-%dT%H:%MZ)"
+        echo
+        echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo ?), $(nproc) cores, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo
+        echo "| scenario | direct | llmux | nginx | haproxy |"
+        echo "|---|---|---|---|---|"
+        echo "| 1. small chat, 64 conns | ${R[1,direct]} | ${R[1,llmux]} | ${R[1,nginx]} | ${R[1,haproxy]} |"
+        echo "| 1. llmux/nginx throughput, CPU/req: median (range) of the per-round ratios | | ${R[1ratio,llmux]} | 1.00 | |"
+        echo "| 1. llmux with access_log off | | ${R[1,llmux-nolog]}; to nginx: ${R[1ratio,llmux-nolog]} | | |"
+        echo
+        echo "Per round (req/s, CPU µs/req):"
+        echo
+        echo "| round | direct | llmux | llmux-nolog | nginx | haproxy |"
+        echo "|---|---|---|---|---|---|"
+        for r in $(seq $S1_ROUNDS); do
+            echo "| $r | ${S1[direct,$r]} | ${S1[llmux,$r]} | ${S1[llmux-nolog,$r]} | ${S1[nginx,$r]} | ${S1[haproxy,$r]} |"
+        done
+        echo
+        echo "Commands:"
+        echo
+        for c in "${CMDS[@]}"; do echo "- \`$c\`"; done
+    } | tee "${RESULT%.md}-s1.md"
+    echo "saved: ${RESULT%.md}-s1.md"
+    exit 0
+fi
 
 # --- 2. added latency at concurrency 1; 3. fixed rate -------------------------------------------
 # Three rounds with the targets taking turns; each figure is the median of its three runs. Two
 # more targets: llmux with busy_poll_us and HAProxy with busy-polling (both keep the proxy's core
 # from sleeping between requests: on this VM a sleeping core takes tens of µs to wake). Each runs
 # only during its own turn, since HAProxy's spins for as long as it runs.
-sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$((LLMUX_PORT + 200))/" "$T/llmux.yaml" >"$T/llmux-bp.yaml"
+sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$LLMUX_BP_PORT/" "$T/llmux.yaml" >"$T/llmux-bp.yaml"
 echo "busy_poll_us: $BUSY_US" >>"$T/llmux-bp.yaml"
-sed "s/bind 127.0.0.1:$HAPROXY_PORT/bind 127.0.0.1:$((HAPROXY_PORT + 200))/; s/^    nbthread 1/    nbthread 1\n    busy-polling/" "$T/haproxy.cfg" >"$T/haproxy-bp.cfg"
+sed "s/bind 127.0.0.1:$HAPROXY_PORT/bind 127.0.0.1:$HAPROXY_BP_PORT/; s/^    nbthread 1/    nbthread 1\n    busy-polling/" "$T/haproxy.cfg" >"$T/haproxy-bp.cfg"
 start_bp() { # target -> pid of the busy-polling variant, listening on PORT[target]
     case $1 in
     llmux-bp) taskset -c 0 $B/llmux -c "$T/llmux-bp.yaml" 2>/dev/null & ;;
@@ -246,8 +281,8 @@ start_bp() { # target -> pid of the busy-polling variant, listening on PORT[targ
     PIDS+=($BP_PID)
     if [ "$1" = llmux-bp ]; then wait_port "${PORT[$1]}"; else sleep 0.3; fi
 }
-PORT[llmux-bp]=$((LLMUX_PORT + 200))
-PORT[haproxy-bp]=$((HAPROXY_PORT + 200))
+PORT[llmux-bp]=$LLMUX_BP_PORT
+PORT[haproxy-bp]=$HAPROXY_BP_PORT
 S23_ROUNDS=$([ $QUICK = 1 ] && echo 1 || echo 3)
 S23_DUR=$([ $QUICK = 1 ] && echo 3 || echo 5)
 S23_TARGETS=(direct llmux llmux-bp nginx haproxy haproxy-bp)
@@ -280,18 +315,17 @@ start_pinned_1() {
     taskset -c 1 $B/llmux -c "$T/llmux1.yaml" 2>/dev/null &
     PIDS+=($!)
     L1=$!
-    sed "s/listen 127.0.0.1:$NGINX_PORT/listen 127.0.0.1:$((NGINX_PORT + 100))/; s#pid $T/nginx.pid#pid $T/nginx1.pid#" "$T/nginx.conf" >"$T/nginx1.conf"
+    sed "s/listen 127.0.0.1:$NGINX_PORT/listen 127.0.0.1:$NGINX1_PORT/; s#pid $T/nginx.pid#pid $T/nginx1.pid#" "$T/nginx.conf" >"$T/nginx1.conf"
     taskset -c 1 nginx -c "$T/nginx1.conf" -g 'daemon off; master_process off;' 2>/dev/null &
     PIDS+=($!)
     N1=$!
-    wait_port $((LLMUX_PORT + 100))
-    wait_port $((NGINX_PORT + 100))
+    wait_port $LLMUX1_PORT
+    wait_port $NGINX1_PORT
 }
-sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$((LLMUX_PORT + 100))/" "$T/llmux.yaml" >"$T/llmux1.yaml"
+sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$LLMUX1_PORT/" "$T/llmux.yaml" >"$T/llmux1.yaml"
 start_pinned_1
 for t in direct llmux nginx; do
-    p=${PORT[$t]}
-    [ $t = direct ] || p=$((p + 100))
+    case $t in direct) p=$MOCK_PORT ;; llmux) p=$LLMUX1_PORT ;; nginx) p=$NGINX1_PORT ;; esac
     out=$(taskset -c 1 $B/llmux-load seq -p "$p" $(kargs $t) -d "$DUR" || true)
     R["2b,$t"]=$(awk '/latency_us/{print $3" / "$5}' <<<"$out")
     R["2bp50,$t"]=$(awk '/latency_us/{print $3}' <<<"$out")
