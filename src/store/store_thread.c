@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/status.h"
+#include "core/strbuf.h"
 
 #define STOP_RETRIES     40 /* ticks a stop keeps retrying a failing commit before giving up */
 #define STOP_DEADLINE_US (10 * INT64_C(1000000)) /* ... and at most this long (a locked file) */
@@ -95,15 +96,24 @@ void store_drain_records(lx_store_t *s)
     }
 }
 
+/* ,"<key>":"<escaped v>" (the comma when <comma>) at <out>; its length. */
 static size_t json_str(char *out, size_t cap, const char *key, const char *v, bool comma)
 {
-    size_t n = (size_t)snprintf(out, cap, "%s\"%s\":\"", comma ? "," : "", key);
+    size_t kl = strlen(key), n = 0;
+    if (comma)
+        out[n++] = ',';
+    out[n++] = '"';
+    memcpy(out + n, key, kl);
+    n += kl;
+    memcpy(out + n, "\":\"", 3);
+    n += 3;
     n += lx_json_escape(out + n, cap - n - 2, v, strlen(v), NULL);
     out[n++] = '"';
     return n;
 }
 
-/* The attempts as a JSON array into <out> (room for LX_RECORD_ATTEMPTS escaped attempts). */
+/* The attempts as a JSON array into <out> (room for LX_RECORD_ATTEMPTS escaped attempts);
+ * written with the strbuf writers, not printf: this runs once per record. */
 #define ATTEMPTS_JSON_MAX (LX_RECORD_ATTEMPTS * 2400 + 8)
 static size_t attempts_json(const lx_record_t *r, char *out)
 {
@@ -111,13 +121,20 @@ static size_t attempts_json(const lx_record_t *r, char *out)
     out[n++] = '[';
     for (unsigned i = 0; i < r->n_attempts && i < LX_RECORD_ATTEMPTS; i++) {
         const lx_record_attempt_t *a = &r->attempts[i];
-        n += (size_t)snprintf(out + n, cap - n, "%s{", i ? "," : "");
+        if (i > 0)
+            out[n++] = ',';
+        out[n++] = '{';
         n += json_str(out + n, cap - n, "provider", a->provider, false);
         n += json_str(out + n, cap - n, "endpoint", a->endpoint, true);
         n += json_str(out + n, cap - n, "model", a->model, true);
         n += json_str(out + n, cap - n, "outcome", a->outcome, true);
-        n += (size_t)snprintf(out + n, cap - n, ",\"status\":%d,\"ms\":%u}", (int)a->status,
-                              (unsigned)a->ms);
+        lx_strbuf_t b = lx_strbuf_make(out + n, cap - n);
+        LX_STRBUF_LIT(&b, ",\"status\":");
+        lx_strbuf_i64(&b, a->status);
+        LX_STRBUF_LIT(&b, ",\"ms\":");
+        lx_strbuf_u64(&b, a->ms);
+        LX_STRBUF_LIT(&b, "}");
+        n += lx_strbuf_len(&b, out + n);
     }
     out[n++] = ']';
     return n;
@@ -128,7 +145,55 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
     sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
 }
 
-static int insert_record(lx_store_t *s, const lx_record_t *r)
+/* A batch's cost per key and day, written to key_usage once per group at the end of the batch
+ * (one upsert per key instead of one per record: most batches have a handful of keys). */
+#define USAGE_GROUPS 32
+typedef struct usage_sum {
+    size_t n;
+    struct {
+        const char *key_hash;
+        int64_t day; /* the day's start; the week and month follow from it */
+        int64_t cost;
+    } g[USAGE_GROUPS];
+} usage_sum_t;
+
+static int usage_flush(lx_store_t *s, usage_sum_t *u)
+{
+    int rc = SQLITE_DONE;
+    for (size_t i = 0; i < u->n && rc == SQLITE_DONE; i++) {
+        sqlite3_stmt *st = s->stmt[ST_UPSERT_KEY_USAGE];
+        bind_text(st, 1, u->g[i].key_hash);
+        sqlite3_bind_int64(st, 2, u->g[i].cost);
+        for (int p = LX_PERIOD_DAY; p <= LX_PERIOD_MONTH; p++)
+            sqlite3_bind_int64(st, 2 + p, lx_period_start((lx_period_t)p, u->g[i].day));
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    u->n = 0;
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int usage_add(lx_store_t *s, usage_sum_t *u, const char *key_hash, int64_t day, int64_t cost)
+{
+    for (size_t i = 0; i < u->n; i++) {
+        if (u->g[i].day == day && strcmp(u->g[i].key_hash, key_hash) == 0) {
+            u->g[i].cost += cost;
+            return SQLITE_OK;
+        }
+    }
+    if (u->n == USAGE_GROUPS) {
+        int rc = usage_flush(s, u);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    u->g[u->n].key_hash = key_hash; /* (the record outlives the batch's transaction) */
+    u->g[u->n].day = day;
+    u->g[u->n].cost = cost;
+    u->n++;
+    return SQLITE_OK;
+}
+
+static int insert_record(lx_store_t *s, const lx_record_t *r, usage_sum_t *u)
 {
     static _Thread_local char js[ATTEMPTS_JSON_MAX];
     sqlite3_stmt *st = s->stmt[ST_INSERT_USAGE];
@@ -157,14 +222,7 @@ static int insert_record(lx_store_t *s, const lx_record_t *r)
     if (r->key_hash[0] == '\0')
         return SQLITE_OK;
     int64_t at = (r->created_at_us + (int64_t)r->latency_ms * 1000) / 1000000;
-    st = s->stmt[ST_UPSERT_KEY_USAGE];
-    bind_text(st, 1, r->key_hash);
-    sqlite3_bind_int64(st, 2, r->cost);
-    for (int p = LX_PERIOD_DAY; p <= LX_PERIOD_MONTH; p++)
-        sqlite3_bind_int64(st, 2 + p, lx_period_start((lx_period_t)p, at));
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    return usage_add(s, u, r->key_hash, lx_period_start(LX_PERIOD_DAY, at), r->cost);
 }
 
 /* Commits up to STORE_BATCH_MAX pending records in one transaction; frees them once
@@ -174,8 +232,12 @@ static int commit_batch(lx_store_t *s)
     int rc = store_begin(s);
     size_t n = 0;
     lx_record_t *r = s->pend_head;
+    usage_sum_t u;
+    u.n = 0;
     for (; rc == SQLITE_OK && r != NULL && n < STORE_BATCH_MAX; r = r->next, n++)
-        rc = insert_record(s, r);
+        rc = insert_record(s, r, &u);
+    if (rc == SQLITE_OK)
+        rc = usage_flush(s, &u);
     if (rc == SQLITE_OK)
         rc = store_commit(s);
     if (rc != SQLITE_OK) {
