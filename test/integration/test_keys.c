@@ -814,6 +814,77 @@ static void test_cancelled_cost(void **state)
     lx_harness_resp_free(&r);
 }
 
+/* A stored key on one keep-alive connection: two pipelined requests with 64 KiB prompts, each
+ * admitted, answered in order with its rate-limit headers, and each charged. */
+static void test_pipelined_large(void **state)
+{
+    (void)state;
+    char key[80], hash[65];
+    create_key("pipe", "\"limit\":10,\"rate_limit\":{\"rpm\":1000}", key, hash);
+    usleep(100000);
+    size_t plen = 64 * 1024;
+    char *body = malloc(plen + 256);
+    assert_non_null(body);
+    int bn = sprintf(body, "{\"model\":\"team/m\",\"max_tokens\":10,\"messages\":[{\"role\":"
+                           "\"user\",\"content\":\"");
+    memset(body + bn, 'p', plen);
+    bn += (int)plen;
+    bn += sprintf(body + bn, "\"}]}");
+    size_t one = (size_t)bn + 512;
+    char *raw = malloc(2 * one);
+    assert_non_null(raw);
+    size_t n = 0;
+    for (int i = 0; i < 2; i++)
+        n += (size_t)sprintf(raw + n,
+                             "POST /api/v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: "
+                             "Bearer %s\r\nContent-Length: %d\r\n\r\n%s",
+                             key, bn, body);
+    lx_harness_conn_t c;
+    assert_int_equal(lx_harness_connect(&c, H.port), 0);
+    assert_int_equal(lx_harness_send(&c, raw, n), 0);
+    for (int i = 0; i < 2; i++) {
+        lx_harness_resp_t r;
+        assert_int_equal(lx_harness_read(&c, &r), 0);
+        assert_int_equal(r.status, 200);
+        char v[32];
+        assert_true(lx_harness_resp_header(&r, "x-ratelimit-remaining-requests", v, sizeof(v)));
+        assert_int_equal(atoi(v), 999 - i);
+        lx_harness_resp_free(&r);
+    }
+    lx_harness_close(&c);
+    free(raw);
+    free(body);
+    lx_harness_resp_t r;
+    assert_int_equal(call("GET", "/api/v1/key", key, NULL, &r), 0);
+    /* each charged its prompt (about 16k tokens at 10 µ$) */
+    assert_true(json_num(r.body, "usage") > 2 * 0.1);
+    lx_harness_resp_free(&r);
+}
+
+/* Clients that leave while their store job is out: the job comes back to nobody, and a job
+ * still out when llmux stops is freed with it (the harness stops it right after). */
+static void test_job_client_leaves(void **state)
+{
+    (void)state;
+    static const char req[] = "GET /api/v1/generation?id=gen-never HTTP/1.1\r\nHost: t\r\n"
+                              "Authorization: Bearer sk-admin\r\n\r\n";
+    lx_harness_conn_t c;
+    assert_int_equal(lx_harness_connect(&c, H.port), 0);
+    assert_int_equal(lx_harness_send(&c, req, sizeof(req) - 1), 0);
+    usleep(50000); /* (the lookup waits for a record that never comes) */
+    lx_harness_close(&c);
+    lx_harness_resp_t r;
+    assert_int_equal(call("GET", "/api/v1/keys", "sk-admin", NULL, &r), 0);
+    assert_int_equal(r.status, 200); /* the gateway goes on */
+    lx_harness_resp_free(&r);
+    lx_harness_conn_t left_open;
+    assert_int_equal(lx_harness_connect(&left_open, H.port), 0);
+    assert_int_equal(lx_harness_send(&left_open, req, sizeof(req) - 1), 0);
+    usleep(50000);
+    /* teardown drains now (shutdown 500 ms) with this lookup still waiting (up to 1 s) */
+    lx_harness_close(&left_open);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -829,6 +900,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reservations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancelled_cost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_job_client_leaves, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
