@@ -7,8 +7,8 @@ in the SQLite file (issue 13: "a finished request's record committed within 100 
 Sends PROBE_RATE small chat requests per second (default 100) on one keep-alive connection to
 llmux on PORT, for SECONDS (default 20); for each, takes the time the answer's last byte was
 read (CLOCK_MONOTONIC) and its X-Generation-Id. A second thread opens DB read-only (another
-SQLite connection, as any reader) and polls `SELECT rowid, id FROM usage WHERE rowid > last`
-every millisecond; a probe's latency is the first poll that sees its row minus its end time,
+SQLite connection, as any reader) and polls the generations whose number (which sorts by
+arrival: store/record.h) is above the highest seen less two seconds, every millisecond; a probe's latency is the first poll that sees its row minus its end time,
 so the figures are high by up to one poll period (1 ms plus the query). The load that makes
 the rate (~2,000 req/s) is someone else's (bench/store/run.sh runs llmux-load beside it).
 Prints: samples, not seen (after 5 s), p50 / p99 / max in ms.
@@ -42,17 +42,19 @@ def poller():
     while con is None and not done.is_set():
         try:
             con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=1)
-            con.execute("SELECT 1 FROM usage LIMIT 1").fetchall()
+            con.execute("SELECT 1 FROM generations LIMIT 1").fetchall()
         except sqlite3.Error:
             con = None
             time.sleep(0.01)
-    last = con.execute("SELECT coalesce(max(rowid), 0) FROM usage").fetchone()[0]
+    last = con.execute("SELECT coalesce(max(seq), 0) FROM generations").fetchone()[0]
+    window = 2000 << 19  # two seconds of arrivals: a row may land below the highest number
     deadline = None
     while True:
-        rows = con.execute("SELECT rowid, id FROM usage WHERE rowid > ?", (last,)).fetchall()
+        rows = con.execute("SELECT seq, record ->> '$.id' FROM generations WHERE seq > ?",
+                           (last - window,)).fetchall()
         now = time.monotonic()
-        for rowid, gid in rows:
-            last = max(last, rowid)
+        for seq, gid in rows:
+            last = max(last, seq)
             seen.setdefault(gid, now)
         if done.is_set():
             deadline = deadline or now + 5.0

@@ -27,6 +27,47 @@ void lx_record_copy(char *dst, size_t cap, const char *src, size_t len)
     dst[n] = '\0';
 }
 
+uint64_t lx_record_seq_next(uint64_t *last_tick, uint64_t now_ms, unsigned lane)
+{
+    uint64_t tick = now_ms << 10;
+    if (tick <= *last_tick)
+        tick = *last_tick + 1;
+    *last_tick = tick;
+    return (tick << LX_RECORD_LANE_BITS) | (lane & ((1u << LX_RECORD_LANE_BITS) - 1));
+}
+
+static const char hexdig[] = "0123456789abcdef";
+
+void lx_record_id_format(char *out, uint64_t seq)
+{
+    memcpy(out, "gen-", 4);
+    for (int i = 0; i < 16; i++)
+        out[4 + i] = hexdig[(seq >> (60 - 4 * i)) & 15];
+    out[LX_RECORD_ID_LEN] = '\0';
+}
+
+bool lx_record_id_parse(const char *id, size_t len, uint64_t *seq)
+{
+    if (len != LX_RECORD_ID_LEN || memcmp(id, "gen-", 4) != 0)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 4; i < len; i++) {
+        char c = id[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else
+            return false;
+        v = v << 4 | d;
+    }
+    if (v >> 63)
+        return false;
+    *seq = v;
+    return true;
+}
+
 lx_record_t *lx_record_new(void)
 {
     return calloc(1, sizeof(lx_record_t));

@@ -57,6 +57,35 @@ typedef struct lx_record {
     lx_record_attempt_t attempts[LX_RECORD_ATTEMPTS];
 } lx_record_t;
 
+/*
+ * Generation numbers. A record's id is "gen-" and the 16 lowercase hex digits of its number
+ * (LX_RECORD_ID_LEN characters), which is also its row's key in the store, so a lookup by id
+ * is a primary-key lookup and rows are appended in time order. A number is
+ *     (tick << LX_RECORD_LANE_BITS) | lane,   tick = unix milliseconds * 1024 + a count,
+ * so it sorts by arrival time (the millisecond is seq >> 19); lane is the worker (0..255) or
+ * LX_RECORD_LANE_STORE (ids the store numbers itself: records that came with an id of another
+ * form). Each lane issues strictly increasing ticks, starting above the store's highest
+ * number (lx_store_seq_floor), so numbers are unique in one store file even when the clock
+ * steps back across a restart.
+ */
+#define LX_RECORD_LANE_BITS  9
+#define LX_RECORD_LANE_STORE 256u
+#define LX_RECORD_ID_LEN     20 /* "gen-" + 16 hex digits */
+
+/* The first number of millisecond <ms> (every number of an earlier arrival is below it). */
+static inline uint64_t lx_record_seq_of_ms(uint64_t ms)
+{
+    return ms << (10 + LX_RECORD_LANE_BITS);
+}
+
+/* The next number of <lane>: tick = max(now_ms * 1024, *last_tick + 1), kept in *last_tick. */
+uint64_t lx_record_seq_next(uint64_t *last_tick, uint64_t now_ms, unsigned lane);
+/* Writes "gen-<16 hex>" and a NUL into <out> (at least LX_RECORD_ID_LEN + 1 bytes). */
+void lx_record_id_format(char *out, uint64_t seq);
+/* The number of an id of the canonical form (exactly "gen-" + 16 lowercase hex digits, the
+ * number below 2^63), else false. */
+bool lx_record_id_parse(const char *id, size_t len, uint64_t *seq);
+
 /* Copies up to <cap> - 1 bytes of <src> (<len> bytes, need not be NUL-terminated) into <dst>,
  * cut back to a UTF-8 boundary, NUL-terminated. */
 void lx_record_copy(char *dst, size_t cap, const char *src, size_t len);

@@ -80,6 +80,11 @@ lx_keyset_t *lx_store_keys(lx_store_t *s)
     return ks;
 }
 
+uint64_t lx_store_seq_floor(const lx_store_t *s)
+{
+    return s->seq_floor; /* (set at open, before any worker or the thread runs) */
+}
+
 bool lx_store_healthy(lx_store_t *s, char *why, size_t cap)
 {
     pthread_mutex_lock(&s->health_mu);
@@ -177,7 +182,7 @@ void lx_store_close(lx_store_t *s)
     if (s == NULL)
         return;
     lx_store_stop(s);
-    if (s->stmt[ST_INSERT_USAGE] != NULL)
+    if (s->stmt[ST_INSERT_GEN] != NULL)
         store_flush_final(s);
     store_keys_free(s);
     lx_keyset_unref(s->snap);

@@ -26,7 +26,7 @@
 #include "store/period.h"
 #include "store/record.h"
 
-#define LX_STORE_SCHEMA_VERSION 1 /* the schema this binary writes; migrations lead up to it */
+#define LX_STORE_SCHEMA_VERSION 2 /* the schema this binary writes; migrations lead up to it */
 #define LX_STORE_EINPROGRESS    1 /* lx_store_admit: the answer comes through the callback */
 
 typedef struct lx_store lx_store_t;
@@ -67,6 +67,10 @@ lx_keyset_t *lx_store_keys(lx_store_t *s);
 
 /* The schema version of the file at <path> without changing it (`llmux -t`): 0 with *version
  * (0 for a file that does not exist yet), or an error with a message in <err>. */
+/* The highest generation tick (record.h) in the file when it was opened: each worker starts
+ * its lane above it (lx_record_seq_next's *last_tick). */
+uint64_t lx_store_seq_floor(const lx_store_t *s);
+
 int lx_store_schema_version(const char *path, int *version, char *err, size_t errcap);
 
 /* Whether the last write succeeded, and if not why (a disk full, a locked file): /readyz.

@@ -23,10 +23,15 @@
 
 /* The prepared statements the thread reuses. */
 enum store_stmt {
-    ST_INSERT_USAGE,
+    ST_INSERT_GEN,
+    ST_INSERT_NAMED,
+    ST_UPSERT_ACTIVITY,
     ST_UPSERT_KEY_USAGE,
     ST_DATA_VERSION,
     ST_PRUNE,
+    ST_PRUNE_NAMED,
+    ST_PRUNE_ACTIVITY,
+    ST_MAX_SEQ,
     ST_COUNT_,
 };
 
@@ -61,6 +66,8 @@ struct lx_store {
     int64_t data_version;
     unsigned reload_fails; /* key reloads failed in a row (logged at 1, 2, 4, ...) */
     int64_t next_prune_us, last_checkpoint_us;
+    uint64_t seq_floor;  /* the highest tick in the file at open (lx_store_seq_floor) */
+    uint64_t store_tick; /* the store's own lane (records whose id is not canonical) */
 
     /* the key table: every stored key that is not deleted, each with a ledger reference */
     lx_store_key_t *keys;
@@ -76,6 +83,7 @@ struct lx_store {
 };
 
 /* store_db.c */
+int64_t store_hash63(const char *s, size_t len); /* FNV-1a, top bit cleared (upstream_h) */
 int store_db_open(lx_store_t *s, char *err, size_t errcap);
 void store_db_close(lx_store_t *s);
 int store_exec(lx_store_t *s, const char *sql);

@@ -214,25 +214,33 @@ static void record_from_row(sqlite3_stmt *st, lx_record_t *r)
     r->generation_ms = (uint32_t)sqlite3_column_int64(st, 25);
 }
 
-/* SQLITE_ROW with job->record, SQLITE_DONE (none), or an error. */
+/*
+ * SQLITE_ROW with job->record, SQLITE_DONE (none), or an error. An id is looked up by its
+ * number (canonical ids), through named_ids (other forms), or as a provider's id through the
+ * index on its hash (the latest such generation).
+ */
 static int find_table(lx_store_t *s, lx_store_job_t *job)
 {
+#define GEN_COLS                                                                                   \
+    "id, key_hash, key_name, model_asked, model, provider, endpoint, api, request_id,"             \
+    " session_id, user, finish_reason, created_at_us, prompt_tokens, completion_tokens,"           \
+    " cached_tokens, reasoning_tokens, cost, reserved, usage_known, streamed, cancelled,"          \
+    " status, latency_ms, ttft_ms, generation_ms, attempts, upstream_id"
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(
         s->db,
-        "SELECT id, key_hash, key_name, model_asked, model, provider, endpoint, api, request_id,"
-        " session_id, user, finish_reason, created_at_us, prompt_tokens, completion_tokens,"
-        " cached_tokens, reasoning_tokens, cost, reserved, usage_known, streamed, cancelled,"
-        " status, latency_ms, ttft_ms, generation_ms, attempts, upstream_id FROM usage"
-        " WHERE id = ?1 UNION ALL SELECT * FROM (SELECT id, key_hash, key_name, model_asked,"
-        " model, provider, endpoint, api, request_id, session_id, user, finish_reason,"
-        " created_at_us, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,"
-        " cost, reserved, usage_known, streamed, cancelled, status, latency_ms, ttft_ms,"
-        " generation_ms, attempts, upstream_id FROM usage WHERE upstream_id = ?1 AND"
-        " upstream_id != '' ORDER BY created_at_us DESC LIMIT 1) LIMIT 1",
+        "SELECT " GEN_COLS " FROM usage WHERE seq = coalesce(?1, (SELECT seq FROM named_ids"
+        " WHERE id = ?2)) AND id = ?2 UNION ALL SELECT * FROM (SELECT " GEN_COLS " FROM usage"
+        " WHERE upstream_h = ?3 AND upstream_id = ?2 ORDER BY seq DESC LIMIT 1) LIMIT 1",
         -1, &st, NULL);
+#undef GEN_COLS
     if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, job->gen_id, -1, SQLITE_STATIC);
+        size_t len = strlen(job->gen_id);
+        uint64_t seq;
+        if (lx_record_id_parse(job->gen_id, len, &seq))
+            sqlite3_bind_int64(st, 1, (int64_t)seq);
+        sqlite3_bind_text(st, 2, job->gen_id, (int)len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, store_hash63(job->gen_id, len));
         rc = sqlite3_step(st);
     }
     if (rc == SQLITE_ROW) {
@@ -360,21 +368,20 @@ void store_job_activity(lx_store_t *s, lx_store_job_t *job)
         to = from + DAY_US;
     }
     bool all = job->key_hash[0] == '\0';
-    char sql[700];
-    snprintf(sql, sizeof(sql),
-             "SELECT created_at_us / %lld AS d,"
-             " CASE WHEN model = '' THEN model_asked ELSE model END AS m, provider, count(*),"
-             " sum(max(prompt_tokens, 0)), sum(max(completion_tokens, 0)),"
-             " sum(max(reasoning_tokens, 0)), sum(cost) FROM usage"
-             " WHERE %s created_at_us >= ?1 AND created_at_us < ?2"
-             " GROUP BY d, m, provider ORDER BY d DESC, m, provider",
-             (long long)DAY_US, all ? "" : "key_hash = ?3 AND");
+    const char *sql =
+        all ? "SELECT day, model, provider, sum(requests), sum(prompt_tokens),"
+              " sum(completion_tokens), sum(reasoning_tokens), sum(cost) FROM activity"
+              " WHERE day >= ?1 AND day < ?2 GROUP BY day, model, provider"
+              " ORDER BY day DESC, model, provider"
+            : "SELECT day, model, provider, requests, prompt_tokens, completion_tokens,"
+              " reasoning_tokens, cost FROM activity WHERE day >= ?1 AND day < ?2"
+              " AND key_hash = ?3 ORDER BY day DESC, model, provider";
     sqlite3_stmt *st = NULL;
     size_t cap = 0;
     int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, from);
-        sqlite3_bind_int64(st, 2, to);
+        sqlite3_bind_int64(st, 1, from / DAY_US);
+        sqlite3_bind_int64(st, 2, to / DAY_US);
         if (!all)
             sqlite3_bind_text(st, 3, job->key_hash, -1, SQLITE_STATIC);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW)

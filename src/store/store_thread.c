@@ -96,6 +96,20 @@ void store_drain_records(lx_store_t *s)
     }
 }
 
+/* <v> escaped at <out>: plain printable ASCII is copied as it is (a record's strings nearly
+ * always are), from the first other byte on core/json's escaper decides. Its length. */
+static size_t put_escaped(char *out, size_t cap, const char *v)
+{
+    size_t i = 0;
+    while (v[i] >= 0x20 && v[i] != 0x7f && v[i] != '"' &&
+           v[i] != '\\') /* (char is signed: >= 0x80 stops) */
+        i++;
+    memcpy(out, v, i);
+    if (v[i] == '\0')
+        return i;
+    return i + lx_json_escape(out + i, cap - i, v + i, strlen(v + i), NULL);
+}
+
 /* ,"<key>":"<escaped v>" (the comma when <comma>) at <out>; its length. */
 static size_t json_str(char *out, size_t cap, const char *key, const char *v, bool comma)
 {
@@ -107,18 +121,86 @@ static size_t json_str(char *out, size_t cap, const char *key, const char *v, bo
     n += kl;
     memcpy(out + n, "\":\"", 3);
     n += 3;
-    n += lx_json_escape(out + n, cap - n - 2, v, strlen(v), NULL);
+    n += put_escaped(out + n, cap - n - 2, v);
     out[n++] = '"';
     return n;
 }
 
-/* The attempts as a JSON array into <out> (room for LX_RECORD_ATTEMPTS escaped attempts);
- * written with the strbuf writers, not printf: this runs once per record. */
-#define ATTEMPTS_JSON_MAX (LX_RECORD_ATTEMPTS * 2400 + 8)
-static size_t attempts_json(const lx_record_t *r, char *out)
+/* ,"<key>":<v> (the comma when <comma>) at <out>; its length. */
+static size_t json_int(char *out, const char *key, int64_t v, bool comma)
 {
-    size_t n = 0, cap = ATTEMPTS_JSON_MAX;
-    out[n++] = '[';
+    size_t kl = strlen(key), n = 0;
+    if (comma)
+        out[n++] = ',';
+    out[n++] = '"';
+    memcpy(out + n, key, kl);
+    n += kl;
+    out[n++] = '"';
+    out[n++] = ':';
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    if (v < 0)
+        out[n++] = '-';
+    char d[20];
+    size_t k = 0;
+    do {
+        d[k++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    while (k > 0)
+        out[n++] = d[--k];
+    return n;
+}
+
+/* The record as one JSON object (the `record` column; the view `usage` spells it out as the
+ * columns of schema v1, names alike). Written with the strbuf writers, not printf: this runs
+ * once per record. Room: every string escaped at six bytes per byte, and the rest. */
+#define RECORD_JSON_MAX (6 * sizeof(lx_record_t) + 2048)
+static size_t record_json(const lx_record_t *r, char *out)
+{
+    size_t n = 0, cap = RECORD_JSON_MAX;
+    const struct {
+        const char *key, *v;
+    } strs[] = {
+        {"id", r->id},
+        {"key_hash", r->key_hash},
+        {"key_name", r->key_name},
+        {"model_asked", r->model_asked},
+        {"model", r->model},
+        {"provider", r->provider},
+        {"endpoint", r->endpoint},
+        {"api", r->api},
+        {"request_id", r->request_id},
+        {"session_id", r->session_id},
+        {"user", r->user},
+        {"finish_reason", r->finish_reason},
+        {"upstream_id", r->upstream_id},
+    };
+    const struct {
+        const char *key;
+        int64_t v;
+    } nums[] = {
+        {"created_at_us", r->created_at_us},
+        {"prompt_tokens", r->prompt_tokens},
+        {"completion_tokens", r->completion_tokens},
+        {"cached_tokens", r->cached_tokens},
+        {"reasoning_tokens", r->reasoning_tokens},
+        {"cost", r->cost},
+        {"reserved", r->reserved},
+        {"usage_known", r->usage_known},
+        {"streamed", r->streamed},
+        {"cancelled", r->cancelled},
+        {"status", r->status},
+        {"latency_ms", r->latency_ms},
+        {"ttft_ms", r->ttft_ms},
+        {"generation_ms", r->generation_ms},
+    };
+    out[n++] = '{';
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        n += json_str(out + n, cap - n, strs[i].key, strs[i].v, i > 0);
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+        n += json_int(out + n, nums[i].key, nums[i].v, true);
+    memcpy(out + n, ",\"attempts\":[", 13);
+    n += 13;
     for (unsigned i = 0; i < r->n_attempts && i < LX_RECORD_ATTEMPTS; i++) {
         const lx_record_attempt_t *a = &r->attempts[i];
         if (i > 0)
@@ -128,15 +210,12 @@ static size_t attempts_json(const lx_record_t *r, char *out)
         n += json_str(out + n, cap - n, "endpoint", a->endpoint, true);
         n += json_str(out + n, cap - n, "model", a->model, true);
         n += json_str(out + n, cap - n, "outcome", a->outcome, true);
-        lx_strbuf_t b = lx_strbuf_make(out + n, cap - n);
-        LX_STRBUF_LIT(&b, ",\"status\":");
-        lx_strbuf_i64(&b, a->status);
-        LX_STRBUF_LIT(&b, ",\"ms\":");
-        lx_strbuf_u64(&b, a->ms);
-        LX_STRBUF_LIT(&b, "}");
-        n += lx_strbuf_len(&b, out + n);
+        n += json_int(out + n, "status", a->status, true);
+        n += json_int(out + n, "ms", a->ms, true);
+        out[n++] = '}';
     }
     out[n++] = ']';
+    out[n++] = '}';
     return n;
 }
 
@@ -145,84 +224,172 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
     sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
 }
 
-/* A batch's cost per key and day, written to key_usage once per group at the end of the batch
- * (one upsert per key instead of one per record: most batches have a handful of keys). */
-#define USAGE_GROUPS 32
-typedef struct usage_sum {
-    size_t n;
+/*
+ * A batch's sums, written once per group at the end of the batch instead of once per record
+ * (most batches have a handful of keys and models): the cost per key and day (key_usage), and
+ * the requests, tokens and cost per day, key, model and provider (activity). The strings point
+ * into the batch's records, which outlive its transaction.
+ */
+#define BATCH_GROUPS 32
+typedef struct batch_sums {
+    size_t n_keys, n_act;
     struct {
         const char *key_hash;
         int64_t day; /* the day's start; the week and month follow from it */
         int64_t cost;
-    } g[USAGE_GROUPS];
-} usage_sum_t;
+    } key[BATCH_GROUPS];
+    struct {
+        int64_t day; /* days since 1970-01-01 (UTC) */
+        const char *key_hash, *model, *provider;
+        int64_t requests, prompt, completion, reasoning, cost;
+    } act[BATCH_GROUPS];
+} batch_sums_t;
 
-static int usage_flush(lx_store_t *s, usage_sum_t *u)
+static int key_usage_flush(lx_store_t *s, batch_sums_t *u)
 {
     int rc = SQLITE_DONE;
-    for (size_t i = 0; i < u->n && rc == SQLITE_DONE; i++) {
+    for (size_t i = 0; i < u->n_keys && rc == SQLITE_DONE; i++) {
         sqlite3_stmt *st = s->stmt[ST_UPSERT_KEY_USAGE];
-        bind_text(st, 1, u->g[i].key_hash);
-        sqlite3_bind_int64(st, 2, u->g[i].cost);
+        bind_text(st, 1, u->key[i].key_hash);
+        sqlite3_bind_int64(st, 2, u->key[i].cost);
         for (int p = LX_PERIOD_DAY; p <= LX_PERIOD_MONTH; p++)
-            sqlite3_bind_int64(st, 2 + p, lx_period_start((lx_period_t)p, u->g[i].day));
+            sqlite3_bind_int64(st, 2 + p, lx_period_start((lx_period_t)p, u->key[i].day));
         rc = sqlite3_step(st);
         sqlite3_reset(st);
     }
-    u->n = 0;
+    u->n_keys = 0;
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static int usage_add(lx_store_t *s, usage_sum_t *u, const char *key_hash, int64_t day, int64_t cost)
+static int activity_flush(lx_store_t *s, batch_sums_t *u)
 {
-    for (size_t i = 0; i < u->n; i++) {
-        if (u->g[i].day == day && strcmp(u->g[i].key_hash, key_hash) == 0) {
-            u->g[i].cost += cost;
+    int rc = SQLITE_DONE;
+    sqlite3_stmt *st = s->stmt[ST_UPSERT_ACTIVITY];
+    for (size_t i = 0; i < u->n_act && rc == SQLITE_DONE; i++) {
+        sqlite3_bind_int64(st, 1, u->act[i].day);
+        bind_text(st, 2, u->act[i].key_hash);
+        bind_text(st, 3, u->act[i].model);
+        bind_text(st, 4, u->act[i].provider);
+        const int64_t v[] = {u->act[i].requests, u->act[i].prompt, u->act[i].completion,
+                             u->act[i].reasoning, u->act[i].cost};
+        for (int k = 0; k < 5; k++)
+            sqlite3_bind_int64(st, 5 + k, v[k]);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    u->n_act = 0;
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int key_usage_add(lx_store_t *s, batch_sums_t *u, const char *key_hash, int64_t day,
+                         int64_t cost)
+{
+    for (size_t i = 0; i < u->n_keys; i++) {
+        if (u->key[i].day == day && strcmp(u->key[i].key_hash, key_hash) == 0) {
+            u->key[i].cost += cost;
             return SQLITE_OK;
         }
     }
-    if (u->n == USAGE_GROUPS) {
-        int rc = usage_flush(s, u);
+    if (u->n_keys == BATCH_GROUPS) {
+        int rc = key_usage_flush(s, u);
         if (rc != SQLITE_OK)
             return rc;
     }
-    u->g[u->n].key_hash = key_hash; /* (the record outlives the batch's transaction) */
-    u->g[u->n].day = day;
-    u->g[u->n].cost = cost;
-    u->n++;
+    u->key[u->n_keys].key_hash = key_hash;
+    u->key[u->n_keys].day = day;
+    u->key[u->n_keys].cost = cost;
+    u->n_keys++;
     return SQLITE_OK;
 }
 
-static int insert_record(lx_store_t *s, const lx_record_t *r, usage_sum_t *u)
+static int64_t nonneg(int64_t v)
 {
-    static _Thread_local char js[ATTEMPTS_JSON_MAX];
-    sqlite3_stmt *st = s->stmt[ST_INSERT_USAGE];
-    const char *texts[] = {r->id,         r->key_hash,   r->key_name, r->model_asked,
-                           r->model,      r->provider,   r->endpoint, r->api,
-                           r->request_id, r->session_id, r->user,     r->finish_reason};
-    for (int i = 0; i < 12; i++)
-        bind_text(st, i + 1, texts[i]);
-    const int64_t nums[] = {r->created_at_us, r->prompt_tokens,    r->completion_tokens,
-                            r->cached_tokens, r->reasoning_tokens, r->cost,
-                            r->reserved,      r->usage_known,      r->streamed,
-                            r->cancelled,     r->status,           r->latency_ms,
-                            r->ttft_ms,       r->generation_ms};
-    for (int i = 0; i < 14; i++)
-        sqlite3_bind_int64(st, 13 + i, nums[i]);
-    sqlite3_bind_text(st, 27, js, (int)attempts_json(r, js), SQLITE_STATIC);
-    bind_text(st, 28, r->upstream_id);
+    return v > 0 ? v : 0;
+}
+
+/* /activity's grouping: the arrival day (UTC), the key, the model that served (else the one
+ * asked for) and the provider. */
+static int activity_add(lx_store_t *s, batch_sums_t *u, const lx_record_t *r)
+{
+    int64_t day = r->created_at_us / (86400 * INT64_C(1000000));
+    const char *model = r->model[0] != '\0' ? r->model : r->model_asked;
+    size_t i = 0;
+    while (i < u->n_act && (u->act[i].day != day || strcmp(u->act[i].model, model) != 0 ||
+                            strcmp(u->act[i].key_hash, r->key_hash) != 0 ||
+                            strcmp(u->act[i].provider, r->provider) != 0))
+        i++;
+    if (i == u->n_act) {
+        if (i == BATCH_GROUPS) {
+            int rc = activity_flush(s, u);
+            if (rc != SQLITE_OK)
+                return rc;
+            i = 0;
+        }
+        memset(&u->act[i], 0, sizeof(u->act[i]));
+        u->act[i].day = day;
+        u->act[i].key_hash = r->key_hash;
+        u->act[i].model = model;
+        u->act[i].provider = r->provider;
+        u->n_act = i + 1;
+    }
+    u->act[i].requests++;
+    u->act[i].prompt += nonneg(r->prompt_tokens);
+    u->act[i].completion += nonneg(r->completion_tokens);
+    u->act[i].reasoning += nonneg(r->reasoning_tokens);
+    u->act[i].cost += r->cost;
+    return SQLITE_OK;
+}
+
+/* The record's number: its id's, or, for an id of another form, one from the store's lane,
+ * with the id kept in named_ids (0: that id was recorded before). */
+static int record_seq(lx_store_t *s, const lx_record_t *r, uint64_t *seq)
+{
+    size_t len = strlen(r->id);
+    if (lx_record_id_parse(r->id, len, seq))
+        return SQLITE_OK;
+    uint64_t ms = r->created_at_us > 0 ? (uint64_t)r->created_at_us / 1000 : 0;
+    *seq = lx_record_seq_next(&s->store_tick, ms, LX_RECORD_LANE_STORE);
+    sqlite3_stmt *st = s->stmt[ST_INSERT_NAMED];
+    sqlite3_bind_text(st, 1, r->id, (int)len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)*seq);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         return rc;
-    if (sqlite3_changes(s->db) == 0) { /* (and its cost is not counted twice either) */
+    if (sqlite3_changes(s->db) == 0)
+        *seq = 0;
+    return SQLITE_OK;
+}
+
+static int insert_record(lx_store_t *s, const lx_record_t *r, batch_sums_t *u)
+{
+    static _Thread_local char js[RECORD_JSON_MAX];
+    uint64_t seq = 0;
+    int rc = record_seq(s, r, &seq);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_stmt *st = s->stmt[ST_INSERT_GEN];
+    if (seq != 0) {
+        sqlite3_bind_int64(st, 1, (int64_t)seq);
+        size_t ul = strlen(r->upstream_id);
+        if (ul > 0)
+            sqlite3_bind_int64(st, 2, store_hash63(r->upstream_id, ul));
+        else
+            sqlite3_bind_null(st, 2);
+        sqlite3_bind_text(st, 3, js, (int)record_json(r, js), SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+            return rc;
+    }
+    if (seq == 0 || sqlite3_changes(s->db) == 0) { /* (and its cost is not counted twice) */
         lx_log(LX_LOG_WARN, "store: generation id %s recorded twice: the second kept out", r->id);
         return SQLITE_OK;
     }
-    if (r->key_hash[0] == '\0')
-        return SQLITE_OK;
+    if ((rc = activity_add(s, u, r)) != SQLITE_OK || r->key_hash[0] == '\0')
+        return rc;
     int64_t at = (r->created_at_us + (int64_t)r->latency_ms * 1000) / 1000000;
-    return usage_add(s, u, r->key_hash, lx_period_start(LX_PERIOD_DAY, at), r->cost);
+    return key_usage_add(s, u, r->key_hash, lx_period_start(LX_PERIOD_DAY, at), r->cost);
 }
 
 /* Commits up to STORE_BATCH_MAX pending records in one transaction; frees them once
@@ -232,12 +399,14 @@ static int commit_batch(lx_store_t *s)
     int rc = store_begin(s);
     size_t n = 0;
     lx_record_t *r = s->pend_head;
-    usage_sum_t u;
-    u.n = 0;
+    batch_sums_t u;
+    u.n_keys = u.n_act = 0;
     for (; rc == SQLITE_OK && r != NULL && n < STORE_BATCH_MAX; r = r->next, n++)
         rc = insert_record(s, r, &u);
     if (rc == SQLITE_OK)
-        rc = usage_flush(s, &u);
+        rc = key_usage_flush(s, &u);
+    if (rc == SQLITE_OK)
+        rc = activity_flush(s, &u);
     if (rc == SQLITE_OK)
         rc = store_commit(s);
     if (rc != SQLITE_OK) {
@@ -321,12 +490,24 @@ static void upkeep(lx_store_t *s, int64_t now, bool busy)
     if (now >= s->next_prune_us) {
         int batch = busy ? STORE_PRUNE_BUSY : STORE_PRUNE_BATCH;
         int64_t cutoff = lx_clock_now_us() - (int64_t)s->opts.retention_s * 1000000;
+        int64_t bound = cutoff > 0 ? (int64_t)lx_record_seq_of_ms((uint64_t)cutoff / 1000) : 0;
         sqlite3_stmt *st = s->stmt[ST_PRUNE];
-        sqlite3_bind_int64(st, 1, cutoff);
+        sqlite3_bind_int64(st, 1, bound);
         sqlite3_bind_int(st, 2, batch);
         int rc = sqlite3_step(st);
         sqlite3_reset(st);
         int n = rc == SQLITE_DONE ? sqlite3_changes(s->db) : 0;
+        if (rc == SQLITE_DONE && n < batch) { /* (the rows are gone: their ids and days too) */
+            st = s->stmt[ST_PRUNE_NAMED];
+            sqlite3_bind_int64(st, 1, bound);
+            rc = sqlite3_step(st);
+            sqlite3_reset(st);
+            st = s->stmt[ST_PRUNE_ACTIVITY];
+            sqlite3_bind_int64(st, 1, cutoff / (86400 * INT64_C(1000000)));
+            if (rc == SQLITE_DONE)
+                rc = sqlite3_step(st);
+            sqlite3_reset(st);
+        }
         if (rc != SQLITE_DONE)
             store_set_health(s, rc, "pruning old usage records");
         s->next_prune_us = n == batch ? now : now + PRUNE_IDLE_US;

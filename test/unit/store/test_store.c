@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cmocka.h>
 
@@ -35,10 +36,15 @@ static void test_migrations_from_empty(void **state)
     assert_int_equal(t_query_i64(t.db, "SELECT value FROM meta WHERE key='schema_version'"),
                      LX_STORE_SCHEMA_VERSION);
     assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM sqlite_master WHERE type='table'"
-                                       " AND name IN ('keys','key_usage','usage','audit')"),
-                     4);
+                                       " AND name IN ('keys','key_usage','generations',"
+                                       "'named_ids','activity','audit')"),
+                     6);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM sqlite_master WHERE type='view'"
+                                       " AND name = 'usage'"),
+                     1);
+    /* one b-tree per generation row besides the table: the provider-id index, partial */
     assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM sqlite_master WHERE type='index'"
-                                       " AND name = 'usage_key_time'"),
+                                       " AND tbl_name = 'generations'"),
                      1);
     /* WAL mode is recorded in the file */
     sqlite3 *db;
@@ -53,6 +59,108 @@ static void test_migrations_from_empty(void **state)
     s = open_ok(t.db);
     lx_store_close(s);
     assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM meta"), 1);
+    tdir_remove(&t);
+}
+
+/* A file of schema v1, with two usage rows written the way v1 wrote them. */
+static void make_v1_file(const char *path)
+{
+    static const char *const sql[] = {
+        "PRAGMA journal_mode=WAL",
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        "INSERT INTO meta VALUES ('schema_version', 1)",
+        "CREATE TABLE keys (hash TEXT PRIMARY KEY, name TEXT NOT NULL, label TEXT NOT NULL,"
+        " disabled INTEGER NOT NULL DEFAULT 0, limit_micros INTEGER,"
+        " limit_reset INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL DEFAULT 0,"
+        " models TEXT NOT NULL DEFAULT '', provider TEXT, rpm INTEGER NOT NULL DEFAULT 0,"
+        " tpm INTEGER NOT NULL DEFAULT 0, concurrency INTEGER NOT NULL DEFAULT 0,"
+        " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL DEFAULT 0,"
+        " created_by TEXT NOT NULL, deleted_at INTEGER)",
+        "CREATE INDEX keys_created ON keys(created_at)",
+        "CREATE TABLE key_usage (key_hash TEXT PRIMARY KEY, total INTEGER NOT NULL DEFAULT 0,"
+        " day INTEGER NOT NULL DEFAULT 0, day_start INTEGER NOT NULL DEFAULT 0,"
+        " week INTEGER NOT NULL DEFAULT 0, week_start INTEGER NOT NULL DEFAULT 0,"
+        " month INTEGER NOT NULL DEFAULT 0, month_start INTEGER NOT NULL DEFAULT 0)",
+        "CREATE TABLE usage (id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, key_name TEXT NOT NULL,"
+        " model_asked TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,"
+        " endpoint TEXT NOT NULL, api TEXT NOT NULL, request_id TEXT NOT NULL,"
+        " session_id TEXT NOT NULL, user TEXT NOT NULL, finish_reason TEXT NOT NULL,"
+        " created_at_us INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,"
+        " completion_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL,"
+        " reasoning_tokens INTEGER NOT NULL, cost INTEGER NOT NULL, reserved INTEGER NOT NULL,"
+        " usage_known INTEGER NOT NULL, streamed INTEGER NOT NULL, cancelled INTEGER NOT NULL,"
+        " status INTEGER NOT NULL, latency_ms INTEGER NOT NULL, ttft_ms INTEGER NOT NULL,"
+        " generation_ms INTEGER NOT NULL, attempts TEXT NOT NULL,"
+        " upstream_id TEXT NOT NULL DEFAULT '')",
+        "CREATE INDEX usage_key_time ON usage(key_hash, created_at_us)",
+        "CREATE INDEX usage_upstream_id ON usage(upstream_id) WHERE upstream_id != ''",
+        "CREATE INDEX usage_time ON usage(created_at_us)",
+        "CREATE TABLE audit (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL,"
+        " action TEXT NOT NULL, key_hash TEXT NOT NULL, details TEXT NOT NULL)",
+        "INSERT INTO usage VALUES ('gen-0-00000000000000aa', 'h1', 'team', 'gpt-4o',"
+        " 'openai/gpt-4o', 'openai', 'http://e', 'chat', 'r1', '', 'u', 'stop',"
+        " 1765065600000000, 10, 20, 0, 0, 500, 900, 1, 1, 0, 200, 30, 5, 25,"
+        " '[{\"provider\":\"openai\",\"endpoint\":\"http://e\",\"model\":\"openai/gpt-4o\","
+        "\"outcome\":\"ok\",\"status\":200,\"ms\":30}]', 'chatcmpl-9')",
+        "INSERT INTO usage VALUES ('gen-0-00000000000000bb', 'h1', 'team', 'gpt-4o', '', '', '',"
+        " 'chat', 'r2', '', '', '', 1765065600000000, -1, -1, 0, 0, 0, 0, 0, 0, 1, 502, 3, 0, 0,"
+        " '[]', '')",
+        NULL,
+    };
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    for (const char *const *q = sql; *q != NULL; q++)
+        assert_int_equal(sqlite3_exec(db, *q, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* v1 -> v2: every row, its id, its provider id and its sums carry over. */
+static void test_migration_from_v1(void **state)
+{
+    (void)state;
+    tdir_t t;
+    tdir_make(&t);
+    make_v1_file(t.db);
+    /* (rows of 2025-12-07: a retention of ten years keeps them) */
+    lx_store_opts_t o = {.path = t.db, .retention_s = 10 * 366 * 86400};
+    lx_store_t *s = NULL;
+    char err[256] = "";
+    assert_int_equal(lx_store_open(&o, &s, err, sizeof(err)), 0);
+    assert_int_equal(lx_store_start(s), 0);
+    const char *ids[] = {"gen-0-00000000000000aa", "chatcmpl-9", "gen-0-00000000000000bb"};
+    for (int i = 0; i < 3; i++) {
+        lx_store_job_t gen = {.kind = LX_JOB_GENERATION};
+        snprintf(gen.gen_id, sizeof(gen.gen_id), "%s", ids[i]);
+        assert_int_equal(t_submit_wait(s, &gen), 0);
+        if (gen.status != 0)
+            fprintf(stderr, "%s: %s\n", ids[i], gen.message);
+        assert_int_equal(gen.status, 0);
+        assert_non_null(gen.record);
+        assert_string_equal(gen.record->id, i < 2 ? ids[0] : ids[2]);
+        if (i < 2) {
+            assert_int_equal(gen.record->cost, 500);
+            assert_int_equal(gen.record->reserved, 900);
+            assert_true(gen.record->usage_known);
+            assert_int_equal(gen.record->n_attempts, 1);
+            assert_string_equal(gen.record->attempts[0].outcome, "ok");
+            assert_string_equal(gen.record->user, "u");
+        } else {
+            assert_true(gen.record->cancelled);
+            assert_int_equal(gen.record->prompt_tokens, -1);
+        }
+        lx_store_job_dispose(&gen);
+    }
+    lx_store_close(s);
+    assert_int_equal(t_query_i64(t.db, "SELECT value FROM meta WHERE key='schema_version'"), 2);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage"), 2);
+    assert_int_equal(t_query_i64(t.db, "SELECT sum(cost) FROM usage WHERE key_hash = 'h1'"), 500);
+    /* the day's sums: the served model, and the asked one where nothing served */
+    assert_int_equal(t_query_i64(t.db, "SELECT requests * 1000 + prompt_tokens FROM activity"
+                                       " WHERE day = 20429 AND model = 'openai/gpt-4o'"),
+                     1010);
+    assert_int_equal(t_query_i64(t.db, "SELECT requests * 1000 + prompt_tokens FROM activity"
+                                       " WHERE day = 20429 AND model = 'gpt-4o'"),
+                     1000);
     tdir_remove(&t);
 }
 
@@ -191,9 +299,10 @@ static void test_memory_and_unwritable(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_migrations_from_empty), cmocka_unit_test(test_reopen_keeps_keys),
-        cmocka_unit_test(test_newer_schema_refused),  cmocka_unit_test(test_corrupt_refused),
-        cmocka_unit_test(test_locked_refused),        cmocka_unit_test(test_memory_and_unwritable),
+        cmocka_unit_test(test_migrations_from_empty), cmocka_unit_test(test_migration_from_v1),
+        cmocka_unit_test(test_reopen_keeps_keys),     cmocka_unit_test(test_newer_schema_refused),
+        cmocka_unit_test(test_corrupt_refused),       cmocka_unit_test(test_locked_refused),
+        cmocka_unit_test(test_memory_and_unwritable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
