@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/json.h"
 #include "core/core.h"
 #include "core/status.h"
@@ -532,12 +533,9 @@ static void name_request(api_req_t *ar, lx_http_request_t *req, lx_gw_worker_t *
         if (h != NULL && h->value.len > 0)
             ar->session = lx_session_hash(h->value.ptr, h->value.len);
     }
-    lx_strbuf_t gb = lx_strbuf_make(ar->gen_id, sizeof(ar->gen_id) - 1);
-    LX_STRBUF_LIT(&gb, "gen-");
-    lx_strbuf_u64(&gb, gw->worker.id);
-    LX_STRBUF_LIT(&gb, "-");
-    lx_strbuf_hex(&gb, ++gw->generations ^ gw->gen_seed, 16);
-    *gb.p = '\0';
+    /* (a number that sorts by arrival: store/record.h) */
+    uint64_t now_ms = (uint64_t)lx_clock_now_us() / 1000;
+    lx_record_id_format(ar->gen_id, lx_record_seq_next(&gw->gen_tick, now_ms, gw->worker.id));
 }
 
 /* Answer 200 now and keep the client company until the first token; the provider is not

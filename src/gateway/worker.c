@@ -164,7 +164,7 @@ void lx_gw_worker_on_start(lx_worker_t *w, void *arg)
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
         seed = uv_hrtime();
-    gw->gen_seed = seed;
+    gw->gen_tick = lx_store_seq_floor(gw->gw->store);
     gw->rng = seed ^ 0x6a09e667f3bcc909ull;
     lx_list_init(&gw->probes);
     uv_timer_init(&w->loop, &gw->shutdown_timer);

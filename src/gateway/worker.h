@@ -39,9 +39,8 @@ typedef struct lx_gw_worker {
     size_t n_listeners;
     size_t n_listeners_open;
     lx_access_log_t *alog;
-    uint64_t generations;                         /* X-Generation-Id counter ... */
-    uint64_t gen_seed;                            /* ... mixed with a per-start random value */
-    uint64_t rng;                                 /* routing's random state */
+    uint64_t gen_tick; /* the last X-Generation-Id tick of this worker's lane (store/record.h) */
+    uint64_t rng;      /* routing's random state */
     lx_sessions_t sessions;                       /* session stickiness (route/session.h) */
     lx_list_t probes;                             /* active probes running on this worker */
     struct lx_gw_req *req_cache[LX_GW_REQ_CACHE]; /* freed request structs kept for reuse */
