@@ -213,8 +213,9 @@ unsigned lx_queue_retry_after(const lx_queue_t *q, uint64_t now_ms)
 {
     const uint64_t cap_us = LX_QUEUE_RETRY_AFTER_MAX * US_PER_S;
     if (q->gap_us < 0) {
-        uint64_t t = q->timeout_ms < cap_us ? q->timeout_ms : cap_us;
-        return clamp_seconds((t + 999) / 1000);
+        if (q->timeout_ms >= LX_QUEUE_RETRY_AFTER_MAX * 1000ull)
+            return LX_QUEUE_RETRY_AFTER_MAX;
+        return clamp_seconds((q->timeout_ms + 999) / 1000);
     }
     uint64_t gap = (uint64_t)q->gap_us;
     size_t len = lx_queue_len(q);

@@ -70,6 +70,8 @@ typedef struct lx_queue_stats {
     uint64_t wait_ms_total;                 /* sum of served requests' waits (mean: / served) */
 } lx_queue_stats_t;
 
+/* One model's queue on one worker. Its list heads are addressed by the nodes queued: it does
+ * not move (no memcpy, no realloc of an array of queues) while a node is queued. */
 typedef struct lx_queue {
     lx_list_t fifo[LX_QUEUE_N_CLASSES];
     lx_list_t by_deadline; /* every queued node, earliest deadline first, ties by arrival */
