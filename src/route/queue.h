@@ -94,8 +94,9 @@ static inline bool lx_queue_node_queued(const lx_queue_node_t *n)
     return n->owner != NULL;
 }
 
-/* An empty queue of at most <capacity> requests (0: every push is refused), each waiting at
- * most <timeout_ms>; <batch_every> is the anti-starvation period (0: LX_QUEUE_BATCH_EVERY;
+/* Makes <q> an empty queue (a new one, or one emptied: a node left on it would stay marked
+ * queued) of at most <capacity> requests (0: every push is refused), each waiting at most
+ * <timeout_ms>; <batch_every> is the anti-starvation period (0: LX_QUEUE_BATCH_EVERY;
  * values below 2 count as 2). */
 void lx_queue_init(lx_queue_t *q, size_t capacity, uint64_t timeout_ms, unsigned batch_every);
 
@@ -128,7 +129,8 @@ bool lx_queue_remove(lx_queue_t *q, lx_queue_node_t *n);
 /* Takes out every node whose deadline is <= <now_ms>, earliest deadline first (ties in
  * arrival order), and calls <cb>(<arg>, node) for each after it is off the queue (cb may be
  * NULL; it may free the node, push, pop or remove others: the call takes out at most as many
- * nodes as were queued when it began, so it ends). The number taken out. */
+ * nodes as were queued when it began, so it ends). The number taken out. With UINT64_MAX it
+ * empties the queue (a worker's stop, a model a reload removed). */
 size_t lx_queue_expire(lx_queue_t *q, uint64_t now_ms, void (*cb)(void *arg, lx_queue_node_t *n),
                        void *arg);
 

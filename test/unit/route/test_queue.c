@@ -338,6 +338,12 @@ static void test_expire_reentrant(void **state)
     }
     assert_int_equal(lx_queue_expire(&q, 60, NULL, NULL), 2); /* no callback */
     assert_int_equal(lx_queue_len(&q), 0);
+    /* UINT64_MAX empties the queue, saturated deadlines included */
+    lx_queue_set_limits(&q, 8, UINT64_MAX);
+    assert_true(push(&q, &r[0], I, 70));
+    assert_true(push(&q, &r[1], B, 70));
+    assert_int_equal(lx_queue_expire(&q, UINT64_MAX, NULL, NULL), 2);
+    assert_int_equal(lx_queue_len(&q), 0);
 }
 
 static void test_remove(void **state)
