@@ -38,8 +38,8 @@ typedef enum lx_queue_class {
 #define LX_QUEUE_N_CLASSES 2
 
 #define LX_QUEUE_BATCH_EVERY     8  /* default: while batch waits, one pop in 8 serves it */
-#define LX_QUEUE_RETRY_AFTER_MIN 1  /* Retry-After's clamp, seconds */
-#define LX_QUEUE_RETRY_AFTER_MAX 60 /* */
+#define LX_QUEUE_RETRY_AFTER_MIN 1  /* Retry-After clamp, seconds: at least */
+#define LX_QUEUE_RETRY_AFTER_MAX 60 /* and at most */
 
 struct lx_queue;
 
