@@ -406,14 +406,15 @@ static void finish(const parser_t *ps, lx_load_sample_t *out)
         out->flags |= LX_LOAD_HAS_RUNNING;
         out->running = whole(ps->acc[SIG_RUNNING]);
     }
-    int kv = ps->included[SIG_KV] > 0 ? SIG_KV : ps->included[SIG_KV_OLD] > 0 ? SIG_KV_OLD : -1;
-    if (kv >= 0) {
+    /* the new vLLM name, when the server exports it (for any model), is the only one read */
+    int kv = ps->included[SIG_KV] + ps->excluded[SIG_KV] > 0 ? SIG_KV : SIG_KV_OLD;
+    if (ps->included[kv] > 0) {
         out->flags |= LX_LOAD_HAS_KV;
         out->kv_ppm = ps->acc[kv] > 1000000u ? 1000000u : (uint32_t)ps->acc[kv];
     }
     bool miss = (ps->included[SIG_WAITING] == 0 && ps->excluded[SIG_WAITING] > 0) ||
                 (ps->included[SIG_RUNNING] == 0 && ps->excluded[SIG_RUNNING] > 0) ||
-                (kv < 0 && ps->excluded[SIG_KV] + ps->excluded[SIG_KV_OLD] > 0);
+                (ps->included[kv] == 0 && ps->excluded[kv] > 0);
     if (miss)
         out->flags |= LX_LOAD_MODEL_MISS;
 }

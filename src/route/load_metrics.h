@@ -24,8 +24,8 @@
  * - Several series of one signal (per model, per vLLM `engine`, per SGLang DP rank): waiting
  *   and running are summed; KV use is the highest of them (the fullest engine decides when
  *   the replica is full; a sum of fractions means nothing).
- * - vLLM: `vllm:kv_cache_usage_perc` wins over `vllm:gpu_cache_usage_perc` when both exist
- *   (0.9.2 to 0.11 export both).
+ * - vLLM: when the document has `vllm:kv_cache_usage_perc` (any model), it is the KV figure
+ *   and `vllm:gpu_cache_usage_perc` is ignored (0.9.2 to 0.11 export both).
  * - Values: decimal numbers with optional sign, fraction and exponent. NaN and +/-Inf make
  *   that series absent (a signal of only such series is not present). A negative value counts
  *   as 0. Sums saturate; counts are floored to whole requests and capped at UINT32_MAX; KV use

@@ -169,6 +169,13 @@ static void test_vllm_kv_names(void **state)
     assert_int_equal(parse(both, sizeof(both) - 1, "m", &s), LX_LOAD_OK);
     assert_int_equal(s.flags, LX_LOAD_HAS_KV);
     assert_int_equal(s.kv_ppm, 500000);
+    /* a server that has the new name has it for every model: the old one is not a fallback */
+    static const char other[] = "vllm:kv_cache_usage_perc{model_name=\"a\"} 0.1\n"
+                                "vllm:gpu_cache_usage_perc{model_name=\"m\"} 0.9\n";
+    assert_int_equal(parse(other, sizeof(other) - 1, "m", &s), LX_LOAD_OK);
+    assert_int_equal(s.flags, LX_LOAD_MODEL_MISS);
+    assert_int_equal(parse(other, sizeof(other) - 1, NULL, &s), LX_LOAD_OK);
+    assert_int_equal(s.kv_ppm, 100000);
 }
 
 static void test_sglang(void **state)
