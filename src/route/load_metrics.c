@@ -45,7 +45,7 @@ typedef struct parser {
     size_t model_len;
     int family;
     uint64_t acc[SIG_N]; /* waiting, running: sums; KV: the highest */
-    uint32_t included[SIG_N], excluded[SIG_N];
+    uint64_t included[SIG_N], excluded[SIG_N];
     uint32_t samples, skipped, evidence, lines;
 } parser_t;
 
