@@ -25,8 +25,9 @@
 #include "llm/body_int.h"
 
 const char *const lx_body_member_names[] = {
-    "",     "model",  "stream",   "stream_options", "max_tokens", "max_completion_tokens",
-    "user", "models", "provider", "route",          "session_id", "usage",
+    "",           "model",    "stream", "stream_options", "max_tokens", "max_completion_tokens",
+    "user",       "messages", "prompt", "models",         "provider",   "route",
+    "session_id", "usage",
 };
 
 int lx_body_fail(lx_body_scan_t *scan, int code, const char *msg)
@@ -137,9 +138,12 @@ enum lx_body_member lx_body_root_member_of(const char *k, uint32_t n)
     case 6:
         return memcmp(k, "stream", 6) == 0   ? M_STREAM
                : memcmp(k, "models", 6) == 0 ? M_MODELS
+               : memcmp(k, "prompt", 6) == 0 ? M_PROMPT
                                              : M_NONE;
     case 8:
-        return memcmp(k, "provider", 8) == 0 ? M_PROVIDER : M_NONE;
+        return memcmp(k, "provider", 8) == 0   ? M_PROVIDER
+               : memcmp(k, "messages", 8) == 0 ? M_MESSAGES
+                                               : M_NONE;
     case 10:
         return memcmp(k, "session_id", 10) == 0   ? M_SESSION_ID
                : memcmp(k, "max_tokens", 10) == 0 ? M_MAX_TOKENS
@@ -167,10 +171,11 @@ enum lx_body_member lx_body_root_member_of(const char *k, uint32_t n)
 enum vtype { V_STRING, V_PRIMITIVE, V_OBJECT, V_ARRAY };
 
 /* One value read by the direct scan: strings span their content, other values their bytes;
- * size counts an object's members or an array's elements. */
+ * size counts an object's members or an array's elements, last is the offset of the last one
+ * (an array's element, an object member's key; 0 for other values and empty ones). */
 struct fval {
     enum vtype type;
-    uint32_t start, end, size;
+    uint32_t start, end, size, last;
 };
 
 struct fast {
@@ -217,7 +222,7 @@ static bool f_string(struct fast *f, struct fval *v)
     v->type = V_STRING;
     v->start = f->pos;
     v->end = p;
-    v->size = 0;
+    v->size = v->last = 0;
     f->pos = p + 1;
     return true;
 }
@@ -237,7 +242,7 @@ static bool f_primitive(struct fast *f, struct fval *v)
     v->type = V_PRIMITIVE;
     v->start = f->pos;
     v->end = p;
-    v->size = 0;
+    v->size = v->last = 0;
     f->pos = p;
     return true;
 }
@@ -273,7 +278,7 @@ static bool f_value(struct fast *f, struct fval *v)
             if (depth == 0) {
                 v->type = c == '{' ? V_OBJECT : V_ARRAY;
                 v->start = f->pos;
-                v->size = 0;
+                v->size = v->last = 0;
             }
             arrays = c == '[' ? arrays | (uint64_t)1 << depth : arrays & ~((uint64_t)1 << depth);
             depth++;
@@ -283,8 +288,10 @@ static bool f_value(struct fast *f, struct fval *v)
                 f->pos++;
                 depth--;
             } else {
-                if (depth == 1)
+                if (depth == 1) {
                     v->size = 1;
+                    v->last = f->pos;
+                }
                 if (c == '{' && !f_key(f, &tmp))
                     return false;
                 continue;
@@ -310,8 +317,10 @@ static bool f_value(struct fast *f, struct fval *v)
             if (c == ',') {
                 f->pos++;
                 f_ws(f);
-                if (depth == 1)
+                if (depth == 1) {
                     v->size++;
+                    v->last = f->pos;
+                }
                 if (!arr && !f_key(f, &tmp))
                     return false;
                 break;
@@ -368,6 +377,25 @@ static bool f_options(struct fast *f, const struct fval *v, enum lx_body_member 
         f_ws(&g);
     }
     return true;
+}
+
+/* The "messages" or "prompt" (<m>) value <t>: recorded when an array (or a string prompt). */
+static void f_prompt(enum lx_body_member m, const struct fval *t, lx_body_scan_t *scan)
+{
+    bool msg = m == M_MESSAGES, arr = t->type == V_ARRAY;
+    if (msg) {
+        scan->has_messages = arr;
+        scan->messages = arr ? f_span(t) : (lx_body_span_t){0, 0};
+        scan->n_messages = arr ? t->size : 0;
+        scan->messages_last = arr ? t->last : 0;
+        return;
+    }
+    bool ok = arr || t->type == V_STRING;
+    scan->has_prompt = ok;
+    scan->prompt_array = arr;
+    scan->prompt = ok ? f_span(t) : (lx_body_span_t){0, 0};
+    scan->n_prompt = arr ? t->size : 0;
+    scan->prompt_last = arr ? t->last : 0;
 }
 
 /* The checks and records of ref_member() for member <m> with value <t>. */
@@ -436,6 +464,10 @@ static bool f_member(struct fast *f, enum lx_body_member m, const struct fval *t
         scan->has_user = true;
         scan->user = f_span(t);
         return true;
+    case M_MESSAGES:
+    case M_PROMPT:
+        f_prompt(m, t, scan);
+        return true;
     case M_MODELS: /* not reached: scan_direct() gives up at the key */
         return false;
     case M_NONE:
@@ -467,7 +499,7 @@ static bool scan_direct(const char *body, size_t len, struct walk *w, lx_body_sc
             if (m == M_MODELS)
                 return false; /* its entries are the reference scan's: not read twice */
             lx_body_begin_root_member(w, start, m >= M_MODELS);
-            if (m != M_NONE) {
+            if (lx_body_dup_checked(m)) {
                 if (w->seen & (1u << m))
                     return false;
                 w->seen |= 1u << m;

@@ -87,6 +87,23 @@ typedef struct lx_body_scan {
     bool has_user;
     lx_body_span_t user;
 
+    /* The prompt, for the prefix hash (llm/prefix.h); recorded and forwarded as it is.
+     * "messages" (chat): an array; its span, brackets included, its number of elements and the
+     * offset of its last element's first byte (0 when it is empty). "prompt" (completions): a
+     * string (the span of its content, as for other strings) or an array (as "messages").
+     * Another type leaves has_ false and is not an error (the upstream judges it). Not
+     * duplicate-checked: a member seen twice is recorded as its last occurrence, the one the
+     * usual upstream (a Python JSON reader) keeps; only the routing hint depends on it. */
+    bool has_messages;
+    lx_body_span_t messages;
+    uint32_t n_messages;
+    uint32_t messages_last;
+    bool has_prompt;
+    bool prompt_array; /* the prompt is an array (else a string) */
+    lx_body_span_t prompt;
+    uint32_t n_prompt; /* elements of an array prompt */
+    uint32_t prompt_last;
+
     /* The splice plan, private to body.c: the root object's '{' offset, the number of root
      * members kept, the end of the last kept member, and the byte ranges to delete to drop
      * the consumed members with one adjacent comma each (sorted, disjoint). */

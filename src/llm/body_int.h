@@ -22,6 +22,8 @@ enum lx_body_member {
     M_MAX_TOKENS,
     M_MAX_COMPLETION_TOKENS,
     M_USER,
+    M_MESSAGES,
+    M_PROMPT,
     M_MODELS,
     M_PROVIDER,
     M_ROUTE,
@@ -55,6 +57,12 @@ struct walk {
 };
 
 extern const char *const lx_body_member_names[];
+
+/* A recognized member the scans refuse to see twice: all but the prompt's (see body.h). */
+static inline bool lx_body_dup_checked(enum lx_body_member m)
+{
+    return m != M_NONE && m != M_MESSAGES && m != M_PROMPT;
+}
 
 static inline bool is_ws(char c)
 {

@@ -160,6 +160,54 @@ static int ref_recorded(struct ref *r, enum lx_body_member m, const lx_json_toke
     return ref_value_end(r, v, end);
 }
 
+/* The "messages" or "prompt" (<m>) value starting with token <v>, recorded as the direct scan
+ * records it (body.c f_prompt()): an array's elements counted and its last one's first byte
+ * kept; a string prompt's content. Any other value is passed over. */
+static int ref_prompt(struct ref *r, enum lx_body_member m, const lx_json_token_t *v, uint32_t *end)
+{
+    lx_body_scan_t *scan = r->scan;
+    bool msg = m == M_MESSAGES, arr = v->type == LX_JSON_ARRAY;
+    lx_body_span_t none = {0, 0};
+    uint32_t count = 0, last = 0;
+    if (arr) {
+        for (;;) {
+            lx_json_token_t e;
+            lx_json_type_t type = next(r, &e);
+            if (type == LX_JSON_ARRAY_END) {
+                *end = e.end;
+                break;
+            }
+            if (type == LX_JSON_NONE)
+                return json_fail(r);
+            count++;
+            last = type == LX_JSON_STRING ? e.start - 1 : e.start;
+            uint32_t e_end;
+            int rc = ref_value_end(r, &e, &e_end);
+            if (rc != 0)
+                return rc;
+        }
+    } else {
+        int rc = ref_value_end(r, v, end);
+        if (rc != 0)
+            return rc;
+    }
+    lx_body_span_t span = {v->start, arr ? *end - v->start : v->end - v->start};
+    if (msg) {
+        scan->has_messages = arr;
+        scan->messages = arr ? span : none;
+        scan->n_messages = count;
+        scan->messages_last = last;
+        return 0;
+    }
+    bool ok = arr || v->type == LX_JSON_STRING;
+    scan->has_prompt = ok;
+    scan->prompt_array = arr;
+    scan->prompt = ok ? span : none;
+    scan->n_prompt = count;
+    scan->prompt_last = last;
+    return 0;
+}
+
 /* The checks and records of root member <m>, whose value starts with token <v>; *<end> is one
  * past the value. */
 static int ref_member(struct ref *r, enum lx_body_member m, const lx_json_token_t *v, uint32_t *end)
@@ -237,7 +285,7 @@ static int ref_member(struct ref *r, enum lx_body_member m, const lx_json_token_
     case M_MAX_COMPLETION_TOKENS:
     case M_USER:
         return ref_recorded(r, m, v, end);
-    case M_NONE:
+    default: /* M_NONE (the prompt's members go to ref_prompt()) */
         break;
     }
     return ref_value_end(r, v, end);
@@ -272,7 +320,7 @@ int lx_body_scan_ref(const char *body, size_t len, lx_body_scan_t *scan)
             return json_fail(&r);
         enum lx_body_member m = lx_body_root_member_of(body + t.start, t.end - t.start);
         lx_body_begin_root_member(&w, t.start - 1, m >= M_MODELS);
-        if (m != M_NONE) {
+        if (lx_body_dup_checked(m)) {
             if (w.seen & (1u << m)) {
                 snprintf(scan->error, sizeof(scan->error), "duplicate '%s' member",
                          lx_body_member_names[m]);
@@ -282,7 +330,8 @@ int lx_body_scan_ref(const char *body, size_t len, lx_body_scan_t *scan)
         }
         if (next(&r, &v) == LX_JSON_NONE)
             return json_fail(&r);
-        int rc = ref_member(&r, m, &v, &w.pos);
+        int rc = m == M_MESSAGES || m == M_PROMPT ? ref_prompt(&r, m, &v, &w.pos)
+                                                  : ref_member(&r, m, &v, &w.pos);
         if (rc != 0)
             return rc;
         lx_body_end_root_member(&w);

@@ -150,8 +150,14 @@ static void check_reference(const char *body, size_t size, const lx_body_scan_t 
         !same_span(scan->session_id, r.session_id, shift) || r.has_usage != scan->has_usage ||
         r.usage_include != scan->usage_include || r.max_tokens != scan->max_tokens ||
         r.max_completion_tokens != scan->max_completion_tokens || r.has_user != scan->has_user ||
-        !same_span(scan->user, r.user, shift) || r.root_open != scan->root_open ||
-        r.kept != scan->kept || (scan->kept > 0 && r.last_kept_end != scan->last_kept_end + shift))
+        !same_span(scan->user, r.user, shift) || r.has_messages != scan->has_messages ||
+        !same_span(scan->messages, r.messages, shift) || r.n_messages != scan->n_messages ||
+        r.messages_last != (scan->messages_last ? scan->messages_last + shift : 0) ||
+        r.has_prompt != scan->has_prompt || r.prompt_array != scan->prompt_array ||
+        !same_span(scan->prompt, r.prompt, shift) || r.n_prompt != scan->n_prompt ||
+        r.prompt_last != (scan->prompt_last ? scan->prompt_last + shift : 0) ||
+        r.root_open != scan->root_open || r.kept != scan->kept ||
+        (scan->kept > 0 && r.last_kept_end != scan->last_kept_end + shift))
         abort();
     free(ref);
 }

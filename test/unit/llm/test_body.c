@@ -798,10 +798,10 @@ static void check_same_record(const char *b)
     assert_int_equal(lx_body_scan(ref, strlen(ref), &r), 0);
     const lx_body_span_t *ds[] = {&d.model,    &d.stream_options, &d.include_usage_value,
                                   &d.provider, &d.route,          &d.session_id,
-                                  &d.user};
+                                  &d.user,     &d.messages,       &d.prompt};
     const lx_body_span_t *rs[] = {&r.model,    &r.stream_options, &r.include_usage_value,
                                   &r.provider, &r.route,          &r.session_id,
-                                  &r.user};
+                                  &r.user,     &r.messages,       &r.prompt};
     for (size_t k = 0; k < sizeof(ds) / sizeof(ds[0]); k++) {
         assert_int_equal(ds[k]->len, rs[k]->len);
         assert_int_equal(ds[k]->off == 0 ? 0 : ds[k]->off + 14, rs[k]->off);
@@ -815,6 +815,93 @@ static void check_same_record(const char *b)
     assert_int_equal(d.max_tokens, r.max_tokens);
     assert_int_equal(d.max_completion_tokens, r.max_completion_tokens);
     assert_int_equal(d.has_user, r.has_user);
+    assert_int_equal(d.has_messages, r.has_messages);
+    assert_int_equal(d.n_messages, r.n_messages);
+    assert_int_equal(d.messages_last == 0 ? 0 : d.messages_last + 14, r.messages_last);
+    assert_int_equal(d.has_prompt, r.has_prompt);
+    assert_int_equal(d.prompt_array, r.prompt_array);
+    assert_int_equal(d.n_prompt, r.n_prompt);
+    assert_int_equal(d.prompt_last == 0 ? 0 : d.prompt_last + 14, r.prompt_last);
+}
+
+/* The prompt's spans: "messages" and "prompt" arrays with their element count and last
+ * element, a string prompt's content; other types recorded as absent, duplicates as their last
+ * occurrence; the same record through the reference scan. */
+static void test_prompt_spans(void **state)
+{
+    (void)state;
+    const char *b = "{\"model\":\"m\",\"messages\": [ {\"role\":\"system\",\"content\":\"s\"},"
+                    " {\"role\":\"user\",\"content\":[1,{\"a\":\"]\"}]} ] ,\"n\":1}";
+    assert_int_equal(scan_str(b), 0);
+    assert_true(scan.has_messages);
+    assert_false(scan.has_prompt);
+    assert_int_equal(scan.n_messages, 2);
+    assert_span(b, scan.messages,
+                "[ {\"role\":\"system\",\"content\":\"s\"}, {\"role\":\"user\",\"content\":"
+                "[1,{\"a\":\"]\"}]} ]");
+    assert_memory_equal(b + scan.messages_last, "{\"role\":\"user\"", 14);
+    check_same_record(b);
+
+    assert_int_equal(scan_str("{\"messages\":[]}"), 0);
+    assert_true(scan.has_messages);
+    assert_int_equal(scan.n_messages, 0);
+    assert_int_equal(scan.messages_last, 0);
+    assert_int_equal(scan.messages.len, 2);
+    check_same_record("{\"messages\":[ ]}");
+
+    /* another type is no error, and not recorded */
+    static const char *const others[] = {
+        "{\"messages\":\"hi\"}", "{\"messages\":null}", "{\"messages\":{\"a\":1}}",
+        "{\"prompt\":5}",        "{\"prompt\":null}",   "{\"prompt\":{}}",
+    };
+    for (size_t k = 0; k < sizeof(others) / sizeof(others[0]); k++) {
+        assert_int_equal(scan_str(others[k]), 0);
+        assert_false(scan.has_messages);
+        assert_false(scan.has_prompt);
+        assert_int_equal(scan.messages.len + scan.prompt.len, 0);
+        check_same_record(others[k]);
+    }
+
+    b = "{\"prompt\":\"Once \\\"upon\\\" a time\",\"model\":\"m\"}";
+    assert_int_equal(scan_str(b), 0);
+    assert_true(scan.has_prompt);
+    assert_false(scan.prompt_array);
+    assert_span(b, scan.prompt, "Once \\\"upon\\\" a time");
+    check_same_record(b);
+
+    b = "{\"prompt\":[\"a\",\"bc\" , [1,2]],\"model\":\"m\"}";
+    assert_int_equal(scan_str(b), 0);
+    assert_true(scan.has_prompt && scan.prompt_array);
+    assert_int_equal(scan.n_prompt, 3);
+    assert_span(b, scan.prompt, "[\"a\",\"bc\" , [1,2]]");
+    assert_memory_equal(b + scan.prompt_last, "[1,2]", 5);
+    check_same_record(b);
+    b = "{\"prompt\":[\"a\",\"bc\"]}";
+    assert_int_equal(scan_str(b), 0);
+    assert_memory_equal(b + scan.prompt_last, "\"bc\"", 4);
+    check_same_record(b);
+
+    /* seen twice: the last one, no error (in both scans) */
+    b = "{\"messages\":[1],\"prompt\":\"x\",\"messages\":[2,3],\"prompt\":7}";
+    assert_int_equal(scan_str(b), 0);
+    assert_true(scan.has_messages);
+    assert_span(b, scan.messages, "[2,3]");
+    assert_int_equal(scan.n_messages, 2);
+    assert_false(scan.has_prompt);
+    check_same_record(b);
+
+    /* nested over the direct scan's depth: the reference scan records the same */
+    char deep[400];
+    int o = sprintf(deep, "{\"messages\":[0,");
+    for (int k = 0; k < 80; k++)
+        deep[o++] = '[';
+    for (int k = 0; k < 80; k++)
+        deep[o++] = ']';
+    sprintf(deep + o, "]}");
+    assert_int_equal(scan_str(deep), 0);
+    assert_int_equal(scan.n_messages, 2);
+    assert_int_equal(scan.messages_last, 15);
+    assert_int_equal(scan.messages.len, strlen(deep) - 13);
 }
 
 static void test_reference_record(void **state)
@@ -918,6 +1005,7 @@ int main(void)
         cmocka_unit_test(test_string_bytes),
         cmocka_unit_test(test_reference_record),
         cmocka_unit_test(test_recorded_members),
+        cmocka_unit_test(test_prompt_spans),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
