@@ -16,6 +16,7 @@
 
 #include "core/json.h"
 #include "llm/body.h"
+#include "llm/prefix.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -218,6 +219,40 @@ static void check_recorded(const char *body, size_t size, const lx_body_scan_t *
         abort();
 }
 
+/*
+ * The prompt's spans lie in the body, its last element inside it, and the prefix hash over
+ * them keeps its bounds: a key whenever there is a prompt (chain[0] once a block is whole), at
+ * most LX_PREFIX_MAX_BLOCKS blocks, the stable ones among them, the key alone the same.
+ */
+static void check_prefix(const char *body, const lx_body_scan_t *scan)
+{
+    if (scan->has_messages &&
+        (body[scan->messages.off] != '[' ||
+         body[scan->messages.off + scan->messages.len - 1] != ']' ||
+         (scan->n_messages > 0) != (scan->messages_last > scan->messages.off) ||
+         scan->messages_last >= scan->messages.off + scan->messages.len))
+        abort();
+    if (scan->has_prompt && scan->prompt_array &&
+        (body[scan->prompt.off] != '[' ||
+         (scan->n_prompt > 0) != (scan->prompt_last > scan->prompt.off) ||
+         scan->prompt_last >= scan->prompt.off + scan->prompt.len))
+        abort();
+    lx_prefix_t p, one;
+    bool has = lx_prefix_of_body(body, scan, 7, LX_PREFIX_MAX_BLOCKS, &p);
+    if (has != (scan->has_messages || scan->has_prompt) || (has ? p.key == 0 : p.key != 0))
+        abort();
+    if (!has)
+        return;
+    if (p.n_blocks > LX_PREFIX_MAX_BLOCKS ||
+        p.n_blocks != (p.len / LX_PREFIX_BLOCK < 64 ? p.len / LX_PREFIX_BLOCK : 64) ||
+        p.stable_blocks > p.n_blocks || (p.n_blocks > 0 && p.key != p.chain[0]) ||
+        (p.stable_blocks > 0) != (p.stable != 0))
+        abort();
+    lx_prefix_of_body(body, scan, 7, 1, &one);
+    if (one.key != p.key)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *body = (const char *)data;
@@ -236,6 +271,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     }
     check_recorded(body, size, &scan);
+    check_prefix(body, &scan);
     check(body, size, &scan, new_model, sizeof(new_model) - 1);
     check(body, size, &scan, NULL, 0);
     return 0;
