@@ -35,7 +35,7 @@ typedef struct lx_fleet_rep {
 
 typedef struct lx_fleet_params {
     const lx_ring_t *ring; /* over the same replicas in the same order; NULL: no affinity */
-    uint32_t eps_milli;    /* the ring's bounded-load eps, thousandths (250) */
+    uint32_t eps_milli;    /* the ring's bounded-load eps, thousandths (500) */
     uint32_t queue_sat;    /* a queue this long counts as saturated (5) */
     uint32_t kv_sat_ppm;   /* a KV use this high counts as saturated (800,000) */
     uint32_t flight_sat;   /* in flight that counts as saturated when max_in_flight is 0 (32) */
