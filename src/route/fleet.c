@@ -91,7 +91,7 @@ double lx_fleet_cost(const lx_fleet_rep_t *r, const lx_fleet_params_t *p)
         q = (double)r->waiting / (double)(p->queue_sat > 0 ? p->queue_sat : 1);
         k = (double)r->kv_ppm / (double)(p->kv_sat_ppm > 0 ? p->kv_sat_ppm : 1);
     }
-    double h = r->health < 0 ? 1.0 : r->health > 1 ? 0.0 : 1.0 - r->health;
+    double h = !(r->health > 0) ? 1.0 : r->health >= 1 ? 0.0 : 1.0 - r->health; /* NaN: 0 */
     return p->w_queue * q + p->w_kv * k + p->w_flight * f + p->w_health * h;
 }
 

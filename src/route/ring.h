@@ -60,7 +60,8 @@ static inline size_t lx_ring_points_for(size_t n, unsigned vnodes)
  * Builds the ring of <n> replicas (1..LX_RING_MAX_REPLICAS) whose ids are <ids> (replica i is
  * index i in every later call), <vnodes> points each (1..LX_RING_MAX_VNODES), into <points>
  * (<cap> entries, at least lx_ring_points_for(n, vnodes)), which must outlive *<r>. Same ids,
- * same ring, whatever the order the replicas are listed in (up to their indexes). Returns 0,
+ * same ring, whatever the order the replicas are listed in (up to their indexes); ids should
+ * be distinct (two equal ones share their points, the lower index first). Returns 0,
  * or LX_EINVAL for counts out of range or <cap> too small. Sorts: for the control thread.
  */
 int lx_ring_build(lx_ring_t *r, const uint64_t *ids, size_t n, unsigned vnodes, uint64_t *points,

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,14 @@ static void test_cost(void **state)
     assert_true(lx_fleet_admits(&s));
     s.max_in_flight = 8;
     assert_false(lx_fleet_admits(&s));
+    /* health out of range or not a number: clamped, NaN counts as 0 */
+    s.health = -1; /* q 1, k 1, f 8 / 8, h 1 */
+    assert_float_equal(lx_fleet_cost(&s, &params), 4.0, 1e-12);
+    s.health = NAN;
+    assert_float_equal(lx_fleet_cost(&s, &params), 4.0, 1e-12);
+    s.health = 7;
+    assert_float_equal(lx_fleet_cost(&s, &params), 3.0, 1e-12);
+    s.health = 1.0;
     s.max_in_flight = 9;
     s.available = false;
     assert_false(lx_fleet_admits(&s));
