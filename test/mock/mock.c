@@ -88,6 +88,7 @@ static void apply_down(lx_mock_t *m)
 static void on_faults(uv_async_t *a)
 {
     apply_down(a->data);
+    lx_mock_gpu_apply(a->data);
 }
 
 static void on_stop(uv_async_t *a)
@@ -135,6 +136,7 @@ static void free_mock(lx_mock_t *m)
     for (size_t i = 0; i < LX_MOCK_RECORDS; i++)
         lx_mock_buf_dispose(&m->ring[i]);
     lx_mock_buf_dispose(&m->scratch);
+    lx_mock_gpu_free(m);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
@@ -144,6 +146,7 @@ lx_mock_t *lx_mock_start(const char *host, uint16_t port)
     lx_mock_t *m = calloc(1, sizeof(*m));
     if (m == NULL)
         return NULL;
+    m->gpu.lru_head = m->gpu.lru_tail = -1;
     if (pthread_mutex_init(&m->lock, NULL) != 0) {
         free(m);
         return NULL;
@@ -316,6 +319,11 @@ void lx_mock_reset(lx_mock_t *m)
     atomic_store(&m->answered_ok, 0);
     atomic_store(&m->answered_failed, 0);
     atomic_store(&m->answered_limited, 0);
+    atomic_store(&m->g_queries, 0);
+    atomic_store(&m->g_hits, 0);
+    atomic_store(&m->g_success, 0);
+    atomic_store(&m->g_admitted, 0);
+    atomic_store(&m->g_max_waiting, 0);
 }
 
 /* ---- endpoint-wide faults ---- */

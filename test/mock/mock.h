@@ -106,4 +106,58 @@ uint64_t lx_mock_answered_failed(lx_mock_t *m);
 /* Answers with 429 (max_concurrent or the status control). */
 uint64_t lx_mock_answered_limited(lx_mock_t *m);
 
+/* ---- GPU-server mode: a simulated model server (test/mock/README.md, "GPU mode") ---- */
+
+/* One server's simulated GPU. Chat and completions requests then go through an engine: at most
+ * max_running sequences run at once, the others wait in the server's own FIFO queue; a request
+ * is admitted, pays a prefill for its prompt tokens not found in the prefix cache, then
+ * decodes its output tokens one by one at an interval that grows with the batch. */
+typedef struct lx_mock_gpu {
+    uint32_t max_running;     /* sequences running at once (at least 1) */
+    uint32_t max_waiting;     /* queue bound: a request arriving at a full queue gets 429 at once;
+                               * 0 = unbounded */
+    uint32_t prefill_base_us; /* fixed prefill cost per request */
+    uint32_t prefill_us_per_token; /* per prompt token not in the prefix cache */
+    uint32_t itl_us;               /* decode: interval between output tokens with a batch of 1 */
+    double itl_alpha;       /* itl = itl_us * (1 + itl_alpha * (running - 1)), read per token */
+    uint32_t cache_blocks;  /* prefix cache size in blocks (0 = no prefix caching) */
+    uint32_t block_tokens;  /* tokens per block (at least 1; 16 = 64 bytes of prompt) */
+    uint32_t output_tokens; /* output length when the request has no max_tokens (or
+                             * max_completion_tokens) and no chunks control */
+    bool random_output;     /* output length drawn from [1, that length], by a hash of the seed
+                             * and the prompt (the same prompt, the same length) */
+    bool legacy_metrics;    /* /metrics says vllm:gpu_cache_usage_perc and
+                             * vllm:gpu_prefix_cache_{queries,hits}_total (vLLM before 0.9.2) */
+    uint64_t seed;          /* the output-length hash's seed */
+    char model_name[128];   /* the model_name label of /metrics ("" = mock-model) */
+} lx_mock_gpu_t;
+
+/* *cfg = the defaults: max_running 8, unbounded queue, prefill 1000 us + 100 us per token,
+ * itl 10,000 us, itl_alpha 0.1, 4096 blocks of 16 tokens, 16 output tokens, no random output,
+ * vLLM 0.12 metric names, seed 1, model "mock-model". */
+void lx_mock_gpu_defaults(lx_mock_gpu_t *cfg);
+
+/* Turns GPU mode on with *cfg (copied), or off (NULL) for requests arriving from then on;
+ * sequences already queued or running finish under the engine. Applied on the mock's loop
+ * before it returns (from any thread but the mock's own). The prefix cache is emptied and
+ * re-sized when no sequence is queued or running then; otherwise it keeps its size and
+ * contents. 0, or -1 when the loop did not apply it within 2 s. */
+int lx_mock_set_gpu(lx_mock_t *m, const lx_mock_gpu_t *cfg);
+
+/* What one server's engine has seen (thread-safe snapshot; counters zeroed by lx_mock_reset,
+ * gauges not). */
+typedef struct lx_mock_gpu_stats {
+    uint64_t prefix_queries; /* prompt tokens of admitted requests (vllm:prefix_cache_queries) */
+    uint64_t prefix_hits;    /* of which found in the prefix cache (vllm:prefix_cache_hits) */
+    uint64_t success;        /* sequences finished (vllm:request_success) */
+    uint64_t admitted;       /* sequences admitted to run */
+    uint32_t running;        /* sequences running now (prefill or decode) */
+    uint32_t waiting;        /* requests in the queue now */
+    uint32_t max_waiting;    /* the most requests ever in the queue at once (since a reset) */
+    uint32_t cached_blocks;  /* blocks in the prefix cache now (at most cache_blocks) */
+    double kv_usage;         /* vllm:kv_cache_usage_perc, 0..1 */
+} lx_mock_gpu_stats_t;
+
+void lx_mock_gpu_stats(lx_mock_t *m, lx_mock_gpu_stats_t *out);
+
 #endif

@@ -39,6 +39,7 @@ typedef enum {
     ST_HANG,       /* never answering */
     ST_STREAM,     /* producing SSE chunks (timer- or drain-paced) */
     ST_RESET_WAIT, /* the answer is cut: reset once the queued bytes are written */
+    ST_GPU,        /* GPU mode: waiting in the engine's queue, in prefill, or decoding */
 } state_t;
 
 struct lx_mock_conn {
@@ -102,6 +103,10 @@ struct lx_mock_conn {
     uint8_t counted_open; /* counted in m->open_connections */
     int fault;            /* endpoint-wide fault status to answer with after the delays, or 0 */
     int status;           /* the status of the answer being produced */
+
+    /* GPU mode (mock_gpu.c): the request in the engine */
+    lx_mock_gpu_seq_t gpu;
+    uint8_t gpu_decoding; /* its prefill is over */
 };
 
 static void process(lx_mock_conn_t *c);
@@ -120,6 +125,7 @@ static void on_handle_close(uv_handle_t *h)
     lx_mock_buf_dispose(&c->out);
     lx_mock_buf_dispose(&c->wbuf);
     lx_mock_buf_dispose(&c->raw);
+    lx_mock_gpu_seq_dispose(&c->gpu);
     free(c);
 }
 
@@ -134,6 +140,8 @@ static void conn_close(lx_mock_conn_t *c, int reset)
         c->in_progress = 0;
         c->m->in_progress--;
     }
+    if (c->gpu.phase != LX_MOCK_GPU_NONE)
+        lx_mock_gpu_end(c->m, &c->gpu, 0); /* leaves the queue, or frees its place */
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -361,6 +369,21 @@ static void on_stream_timer(uv_timer_t *t)
 
 /* Produces the content chunks that are due, then the tail; paced by the timer (interval) or by
  * writes draining (no interval, many chunks). */
+/* The events after the last content chunk, and the end of the answer. */
+static void stream_tail(lx_mock_conn_t *c)
+{
+    lx_mock_reply_t *r = &c->reply;
+    lx_mock_buf_t *scratch = &c->m->scratch;
+    if (lx_mock_reply_event(&c->out, scratch, r, LX_MOCK_EV_FINAL, 0) < 0 ||
+        (r->usage && lx_mock_reply_event(&c->out, scratch, r, LX_MOCK_EV_USAGE, 0) < 0) ||
+        lx_mock_reply_event(&c->out, scratch, r, LX_MOCK_EV_DONE, 0) < 0 ||
+        lx_mock_reply_stream_end(&c->out, r) < 0) {
+        fail(c);
+        return;
+    }
+    done(c);
+}
+
 static void stream_pump(lx_mock_conn_t *c, int from_timer)
 {
     lx_mock_reply_t *r = &c->reply;
@@ -395,17 +418,11 @@ static void stream_pump(lx_mock_conn_t *c, int from_timer)
         c->state = ST_RESET_WAIT;
         return;
     }
-    if (lx_mock_reply_event(&c->out, scratch, r, LX_MOCK_EV_FINAL, 0) < 0 ||
-        (r->usage && lx_mock_reply_event(&c->out, scratch, r, LX_MOCK_EV_USAGE, 0) < 0) ||
-        lx_mock_reply_event(&c->out, scratch, r, LX_MOCK_EV_DONE, 0) < 0 ||
-        lx_mock_reply_stream_end(&c->out, r) < 0) {
-        fail(c);
-        return;
-    }
-    done(c);
+    stream_tail(c);
 }
 
-static void stream_start(lx_mock_conn_t *c)
+/* Picks the stream's framing and appends its head; -1 when the connection failed. */
+static int stream_head(lx_mock_conn_t *c)
 {
     lx_mock_reply_t *r = &c->reply;
     if (ctl(c, LX_MOCK_CTL_CLOSE_DELIMITED, 0) ||
@@ -425,13 +442,20 @@ static void stream_start(lx_mock_conn_t *c)
         clen = lx_mock_reply_stream_size(&c->m->scratch, r);
         if (clen == 0) {
             fail(c);
-            return;
+            return -1;
         }
     }
     if (lx_mock_reply_stream_head(&c->out, r, clen) < 0) {
         fail(c);
-        return;
+        return -1;
     }
+    return 0;
+}
+
+static void stream_start(lx_mock_conn_t *c)
+{
+    if (stream_head(c) < 0)
+        return;
     int64_t us = ctl(c, LX_MOCK_CTL_INTERVAL_US, -1);
     if (us < 0)
         us = clamp(ctl(c, LX_MOCK_CTL_INTERVAL_MS, 0), 0, 60000) * 1000;
@@ -442,6 +466,20 @@ static void stream_start(lx_mock_conn_t *c)
     c->pump_on_drain = 0;
     c->state = ST_STREAM;
     stream_pump(c, 0);
+}
+
+static void json_answer(lx_mock_conn_t *c);
+static void gpu_answer(lx_mock_conn_t *c);
+static void gpu_metrics(lx_mock_conn_t *c);
+
+static int is_metrics(const char *path, size_t n)
+{
+    const char *q = memchr(path, '?', n);
+    if (q)
+        n = (size_t)(q - path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    return ends_with(path, n, "/metrics");
 }
 
 /* Sends the answer's head and body (or starts the stream). */
@@ -464,6 +502,10 @@ static void answer(lx_mock_conn_t *c)
     }
     memset(r, 0, sizeof(*r));
     c->status = 200;
+    if (c->gpu.on && c->method == HTTP_GET && is_metrics(c->path, c->path_len)) {
+        gpu_metrics(c);
+        return;
+    }
     r->ep = route(c->path, c->path_len);
     if (r->ep == LX_MOCK_EP_UNKNOWN) {
         snprintf(msg, sizeof(msg), "Invalid URL (%s %.*s)", llhttp_method_name(c->method),
@@ -490,10 +532,22 @@ static void answer(lx_mock_conn_t *c)
     r->completion_tokens = r->body_size >= 0 ? ((uint64_t)r->body_size + 3) / 4 : r->chunks;
     r->inputs = c->scan.inputs > 2048 ? 2048 : c->scan.inputs;
     c->reset_after = clamp(ctl(c, LX_MOCK_CTL_RESET_AFTER, -1), -1, INT32_MAX);
+    if (c->gpu.on && (r->ep == LX_MOCK_EP_CHAT || r->ep == LX_MOCK_EP_COMPLETIONS)) {
+        gpu_answer(c);
+        return;
+    }
     if (c->scan.stream && (r->ep == LX_MOCK_EP_CHAT || r->ep == LX_MOCK_EP_COMPLETIONS)) {
         stream_start(c);
         return;
     }
+    json_answer(c);
+}
+
+/* A non-streaming answer with c->reply: framing, head and body, or a cut (reset_after). */
+static void json_answer(lx_mock_conn_t *c)
+{
+    lx_mock_t *m = c->m;
+    lx_mock_reply_t *r = &c->reply;
     if (ctl(c, LX_MOCK_CTL_CLOSE_DELIMITED, 0))
         r->frame = LX_MOCK_FRAME_CLOSE;
     else if (ctl(c, LX_MOCK_CTL_CONTENT_LENGTH, 1))
@@ -513,6 +567,102 @@ static void answer(lx_mock_conn_t *c)
         if (keep < c->out.len)
             c->out.len = keep;
         c->state = ST_RESET_WAIT;
+        return;
+    }
+    done(c);
+}
+
+/* ---- GPU mode: answers paced by the simulated engine (mock_gpu.c) ---- */
+
+static void gpu_step(lx_mock_conn_t *c);
+
+static void on_gpu_timer(uv_timer_t *t)
+{
+    lx_mock_conn_t *c = t->data;
+    gpu_step(c);
+    flush(c);
+}
+
+static void gpu_arm(lx_mock_conn_t *c)
+{
+    uint64_t now = lx_mock_gpu_now_us(c->m);
+    uint64_t wait = c->gpu.due_us > now ? c->gpu.due_us - now : 0;
+    uv_timer_start(&c->timer, on_gpu_timer, (wait + 999) / 1000, 0);
+}
+
+void lx_mock_conn_gpu_run(lx_mock_conn_t *c)
+{
+    c->gpu_decoding = 0;
+    gpu_arm(c);
+}
+
+/* What is due: the end of the prefill (a stream's head), the tokens at the batch's pace (a
+ * stream's content chunks), then the end of the answer. */
+static void gpu_step(lx_mock_conn_t *c)
+{
+    lx_mock_t *m = c->m;
+    lx_mock_gpu_seq_t *q = &c->gpu;
+    uint64_t now = lx_mock_gpu_now_us(m);
+    if (q->due_us > now) {
+        gpu_arm(c);
+        return;
+    }
+    if (!c->gpu_decoding) {
+        lx_mock_gpu_prefilled(m, q);
+        c->gpu_decoding = 1;
+        if (c->scan.stream && stream_head(c) < 0)
+            return;
+    }
+    while (q->produced < q->out_tokens && q->due_us <= now) {
+        if (c->scan.stream && lx_mock_reply_event(&c->out, &m->scratch, &c->reply,
+                                                  LX_MOCK_EV_CONTENT, q->produced) < 0) {
+            fail(c);
+            return;
+        }
+        lx_mock_gpu_token(m, q);
+        q->due_us += lx_mock_gpu_itl_us(m);
+    }
+    if (q->produced < q->out_tokens) {
+        gpu_arm(c);
+        return;
+    }
+    c->gpu_decoding = 0;
+    lx_mock_gpu_end(m, q, 1);
+    if (c->scan.stream)
+        stream_tail(c);
+    else
+        json_answer(c);
+}
+
+/* The request goes to the engine, which runs it at once or queues it (429 when its bounded
+ * queue is full). Its output length is the engine's choice; reset_after and body_size do not
+ * apply. */
+static void gpu_answer(lx_mock_conn_t *c)
+{
+    lx_mock_reply_t *r = &c->reply;
+    lx_mock_gpu_seq_t *q = &c->gpu;
+    uint32_t bit = 1u << LX_MOCK_CTL_CHUNKS;
+    int64_t chunks = (c->scan.ctl.set | c->hctl.set) & bit ? ctl(c, LX_MOCK_CTL_CHUNKS, 0) : -1;
+    q->out_tokens = lx_mock_gpu_out_tokens(c->m, q, chunks);
+    q->prompt_tokens = r->prompt_tokens;
+    r->chunks = q->out_tokens;
+    r->completion_tokens = q->out_tokens;
+    r->body_size = -1;
+    c->reset_after = -1;
+    c->state = ST_GPU;
+    if (lx_mock_gpu_submit(c->m, q) != 0) {
+        c->state = ST_IDLE;
+        error_answer(c, 429, "mock: the server's queue is full");
+    }
+}
+
+static void gpu_metrics(lx_mock_conn_t *c)
+{
+    lx_mock_buf_t *scratch = &c->m->scratch;
+    if (lx_mock_gpu_metrics(c->m, scratch) < 0 ||
+        lx_mock_reply_text(&c->out, "text/plain; version=0.0.4; charset=utf-8", scratch->p,
+                           scratch->len, connhdr(c)) < 0) {
+        fail(c);
         return;
     }
     done(c);
@@ -626,6 +776,9 @@ static int on_message_begin(llhttp_t *p)
     c->hname_len = c->hval_len = 0;
     c->hctl.set = 0;
     lx_mock_scan_init(&c->scan);
+    c->gpu.on = 0;
+    if (c->m->gpu.on)
+        lx_mock_gpu_begin(c->m, &c->gpu);
     c->body_len = 0;
     c->expect_continue = 0;
     return 0;
@@ -703,6 +856,8 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
     lx_mock_conn_t *c = p->data;
     c->body_len += n;
     lx_mock_scan_feed(&c->scan, at, n);
+    if (c->gpu.on)
+        lx_mock_gpu_feed(&c->gpu, at, n);
     return 0;
 }
 
@@ -710,6 +865,8 @@ static int on_message_complete(llhttp_t *p)
 {
     lx_mock_conn_t *c = p->data;
     lx_mock_scan_finish(&c->scan);
+    if (c->gpu.on)
+        lx_mock_gpu_finish_body(&c->gpu);
     c->msg_done = 1;
     c->keep_alive = (uint8_t)llhttp_should_keep_alive(p);
     c->http10 = llhttp_get_http_major(p) == 1 && llhttp_get_http_minor(p) == 0;
@@ -838,6 +995,7 @@ void lx_mock_conn_accept(lx_mock_t *m)
     if (c == NULL)
         return; /* out of memory: libuv keeps it pending and pauses the listener */
     c->m = m;
+    c->gpu.conn = c;
     uv_tcp_init(&m->loop, &c->tcp);
     uv_timer_init(&m->loop, &c->timer);
     c->tcp.data = c->timer.data = c->wreq.data = c->sreq.data = c;

@@ -167,6 +167,9 @@ int lx_mock_reply_json(lx_mock_buf_t *out, lx_mock_buf_t *scratch, const lx_mock
 /* Appends a complete OpenAI-shaped error answer with this status (Retry-After on 429/503). */
 int lx_mock_reply_error(lx_mock_buf_t *out, lx_mock_buf_t *scratch, int status, const char *msg,
                         lx_mock_connhdr_t connhdr);
+/* Appends a complete 200 answer with this content type and body (Content-Length framing). */
+int lx_mock_reply_text(lx_mock_buf_t *out, const char *ctype, const char *body, size_t len,
+                       lx_mock_connhdr_t connhdr);
 /* Appends the head of an SSE answer; content_length is used with LX_MOCK_FRAME_LENGTH. */
 int lx_mock_reply_stream_head(lx_mock_buf_t *out, const lx_mock_reply_t *r, size_t content_length);
 /* Appends one SSE event, framed (as its own HTTP chunk when chunked). */
@@ -179,9 +182,70 @@ size_t lx_mock_reply_stream_size(lx_mock_buf_t *scratch, const lx_mock_reply_t *
 /* Monotonic clock in ns. */
 uint64_t lx_mock_reply_now_ns(void);
 
-/* ---- mock.c: the server ---- */
+/* ---- mock_gpu.c: the simulated GPU engine (GPU mode) ---- */
 
 typedef struct lx_mock_conn lx_mock_conn_t;
+
+typedef enum {
+    LX_MOCK_GPU_NONE,    /* not in the engine */
+    LX_MOCK_GPU_WAITING, /* in the server's FIFO queue */
+    LX_MOCK_GPU_RUNNING, /* admitted: prefill, then decode */
+} lx_mock_gpu_phase_t;
+
+/* One request's view in the engine, embedded in its connection: the body scan (prompt block
+ * hashes, max_tokens) and, once submitted, its place in the queue or its run. */
+typedef struct lx_mock_gpu_seq lx_mock_gpu_seq_t;
+struct lx_mock_gpu_seq {
+    lx_mock_gpu_seq_t *prev, *next; /* the waiting FIFO */
+    lx_mock_conn_t *conn;
+    uint8_t on;    /* this request was read with GPU mode on */
+    uint8_t phase; /* lx_mock_gpu_phase_t */
+    /* body scan: key matchers (bytes of each key matched so far), the number after a
+     * max_tokens key, the prompt's running hash */
+    uint8_t match[4];
+    uint8_t in_prompt; /* past the first "messages" / "prompt" key: bytes are hashed */
+    uint8_t num_state; /* 0 none, 1 ':' expected, 2 a digit expected, 3 in the digits */
+    int64_t num;
+    int64_t max_tokens;    /* -1: none given */
+    uint32_t block_bytes;  /* block size the scan hashes with */
+    uint32_t fill;         /* bytes of the current block so far */
+    uint64_t h;            /* running hash (chained through the blocks) */
+    uint64_t prompt_bytes; /* bytes hashed */
+    uint64_t *blocks;      /* hashes of the complete blocks; block i covers blocks 0..i */
+    int32_t *slots;        /* while running: the cache slot each block pins, or -1 */
+    uint32_t nblocks, cap;
+    /* the run */
+    uint32_t hit_blocks; /* leading blocks found in the cache at admission */
+    uint32_t pinned;     /* slots pinned */
+    uint32_t extra;      /* KV blocks in use beyond the pinned ones (counted in the gauge) */
+    uint64_t prompt_tokens, cached_tokens;
+    uint32_t out_tokens, produced;
+    uint64_t due_us; /* loop time the next event (end of prefill, next token) is due */
+};
+
+/* A prefix-cache slot: a block hash, pinned by the running sequences that use it; unpinned
+ * slots sit in the LRU list, oldest first. */
+typedef struct {
+    uint64_t hash;
+    int32_t prev, next; /* LRU links (-1 = none), while ref == 0 */
+    uint32_t ref;
+} lx_mock_gpu_slot_t;
+
+typedef struct {
+    lx_mock_gpu_t cfg; /* applied settings (clamped) */
+    int on;            /* requests read from now on go to the engine */
+    uint32_t running, waiting;
+    uint64_t extra; /* sum of the running sequences' extra blocks */
+    lx_mock_gpu_seq_t *qhead, *qtail;
+    /* prefix cache: nslots slots, a hash table of slot indices (open addressing) */
+    lx_mock_gpu_slot_t *slots;
+    int32_t *table;
+    uint32_t nslots, tmask, fresh; /* slots [fresh, nslots) never used */
+    uint32_t cached, pinned;       /* slots holding a hash; slots with ref > 0 */
+    int32_t lru_head, lru_tail;
+} lx_mock_gpu_engine_t;
+
+/* ---- mock.c: the server ---- */
 
 struct lx_mock {
     uv_loop_t loop;
@@ -206,12 +270,20 @@ struct lx_mock {
     _Atomic uint64_t requests, connections, closes_by_peer, last_peer_close_ns;
     _Atomic uint64_t open_connections; /* accepted and not closed yet (not zeroed by reset) */
     _Atomic uint64_t answered_ok, answered_failed, answered_limited;
+    /* GPU mode: the engine (loop thread), the settings waiting to be applied (under lock),
+     * and the figures the loop publishes */
+    lx_mock_gpu_engine_t gpu;
+    lx_mock_gpu_t gpu_pending;
+    int gpu_pending_on;
+    _Atomic uint64_t gpu_gen_wanted, gpu_gen_applied;
+    _Atomic uint64_t g_queries, g_hits, g_success, g_admitted;
+    _Atomic uint32_t g_running, g_waiting, g_max_waiting, g_cached, g_used, g_cache_blocks;
     /* the faults (lx_mock_set_faults) */
     _Atomic uint32_t f_fail_permille, f_ttfb_delay_ms, f_max_concurrent;
     _Atomic uint64_t f_seed;
     _Atomic int f_down;   /* wanted */
     _Atomic int is_down;  /* applied */
-    pthread_mutex_t lock; /* guards ring, ring_head, ring_count */
+    pthread_mutex_t lock; /* guards ring, ring_head, ring_count, gpu_pending */
     lx_mock_buf_t ring[LX_MOCK_RECORDS];
     size_t ring_head;  /* next slot to fill */
     size_t ring_count; /* slots filled, up to LX_MOCK_RECORDS */
@@ -229,7 +301,43 @@ void lx_mock_note_answer(lx_mock_t *m, int status);
  * when fail_permille is set. */
 int lx_mock_fault_status(lx_mock_t *m);
 
+/* mock_gpu.c (loop thread unless said): */
+/* Applies the settings lx_mock_set_gpu left, when newer than the applied ones. */
+void lx_mock_gpu_apply(lx_mock_t *m);
+/* Frees the engine's memory (at stop). */
+void lx_mock_gpu_free(lx_mock_t *m);
+/* A request starts (GPU mode on): resets seq's scan with the engine's block size. */
+void lx_mock_gpu_begin(lx_mock_t *m, lx_mock_gpu_seq_t *seq);
+/* The next n bytes of its body: key matches, max_tokens, block hashes. Linear. */
+void lx_mock_gpu_feed(lx_mock_gpu_seq_t *seq, const char *p, size_t n);
+/* The body ended. */
+void lx_mock_gpu_finish_body(lx_mock_gpu_seq_t *seq);
+/* The output length for seq: max_tokens, else chunks (-1 = not given), else the default;
+ * random_output draws it from [1, that]. */
+uint32_t lx_mock_gpu_out_tokens(const lx_mock_t *m, const lx_mock_gpu_seq_t *seq, int64_t chunks);
+/* A request with prompt_tokens and out_tokens set arrives: it runs at once (the engine calls
+ * lx_mock_conn_gpu_run) or waits. 0, or 429 when the bounded queue is full. */
+int lx_mock_gpu_submit(lx_mock_t *m, lx_mock_gpu_seq_t *seq);
+/* Its prefill is over: its blocks enter the cache. */
+void lx_mock_gpu_prefilled(lx_mock_t *m, lx_mock_gpu_seq_t *seq);
+/* One more output token was produced (for the KV gauge). */
+void lx_mock_gpu_token(lx_mock_t *m, lx_mock_gpu_seq_t *seq);
+/* The interval to the next token with the batch running now, in us. */
+uint64_t lx_mock_gpu_itl_us(const lx_mock_t *m);
+/* seq leaves the engine: done (counted a success) or cancelled (its client left); the next
+ * waiting requests are admitted. */
+void lx_mock_gpu_end(lx_mock_t *m, lx_mock_gpu_seq_t *seq, int success);
+/* Frees seq's storage (with its connection). */
+void lx_mock_gpu_seq_dispose(lx_mock_gpu_seq_t *seq);
+/* The Prometheus text of GET /metrics into b. */
+int lx_mock_gpu_metrics(lx_mock_t *m, lx_mock_buf_t *b);
+/* Loop time in us. */
+uint64_t lx_mock_gpu_now_us(const lx_mock_t *m);
+
 /* ---- mock_conn.c: one client connection ---- */
+
+/* GPU mode: the engine admitted the connection's request; its prefill ends at seq->due_us. */
+void lx_mock_conn_gpu_run(lx_mock_conn_t *c);
 
 /* Accepts a pending connection from the listener; failures drop it. */
 void lx_mock_conn_accept(lx_mock_t *m);

@@ -279,6 +279,15 @@ int lx_mock_reply_error(lx_mock_buf_t *out, lx_mock_buf_t *scratch, int status, 
     return rc;
 }
 
+int lx_mock_reply_text(lx_mock_buf_t *out, const char *ctype, const char *body, size_t len,
+                       lx_mock_connhdr_t connhdr)
+{
+    int rc = put_head(out, 200, ctype, LX_MOCK_FRAME_LENGTH, len, connhdr, "");
+    if (rc == 0)
+        rc = lx_mock_buf_append(out, body, len);
+    return rc;
+}
+
 int lx_mock_reply_stream_head(lx_mock_buf_t *out, const lx_mock_reply_t *r, size_t content_length)
 {
     return put_head(out, 200, "text/event-stream", r->frame, content_length, r->connhdr,
