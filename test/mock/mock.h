@@ -4,7 +4,10 @@
  * pacing, resets, hangs).
  *
  * Used in-process by the integration tests, and as the standalone `llmux-mock` executable by
- * the demo config and the benchmarks. Behaviour and controls: test/mock/README.md.
+ * the demo config and the benchmarks. In GPU mode (lx_mock_set_gpu, `llmux-mock --gpu`) a server
+ * simulates a model server on a GPU: a bounded running batch, a queue, prefill over a prefix
+ * cache, batch-paced decode, vLLM's metrics on GET /metrics. Behaviour and controls:
+ * test/mock/README.md.
  */
 #ifndef LX_MOCK_H
 #define LX_MOCK_H

@@ -5,7 +5,8 @@
  *
  * Files: mock.c (lifecycle, counters, records), mock_conn.c (one client connection: reads,
  * llhttp, controls, pacing, writes), mock_scan.c (streaming JSON field scan of request bodies),
- * mock_reply.c (OpenAI-shaped bodies, SSE events, HTTP heads), mock_buf.c (byte buffers).
+ * mock_reply.c (OpenAI-shaped bodies, SSE events, HTTP heads), mock_buf.c (byte buffers),
+ * mock_gpu.c (GPU mode: the simulated engine, the prompt's block hashes, /metrics).
  */
 #ifndef LX_MOCK_INTERNAL_H
 #define LX_MOCK_INTERNAL_H
