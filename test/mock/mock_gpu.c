@@ -258,6 +258,8 @@ static int32_t cache_take(lx_mock_gpu_engine_t *e, uint64_t hash)
 
 void lx_mock_gpu_begin(lx_mock_t *m, lx_mock_gpu_seq_t *seq)
 {
+    if (seq->cap > 65536)
+        lx_mock_gpu_seq_dispose(seq); /* a huge prompt's arrays do not stay with the connection */
     seq->on = 1;
     memset(seq->match, 0, sizeof(seq->match));
     seq->in_prompt = 0;
