@@ -445,6 +445,29 @@ static void test_client_leaves_queue(void **state)
     assert_int_equal(lx_mock_answered_limited(mock), 1);
 }
 
+/* A stream decoded faster than the socket takes it (itl 0, 20,000 tokens, ~4 MB): the engine
+ * pauses at the mock's output high-water mark and goes on as it drains; every token arrives. */
+static void test_long_stream_backpressure(void **state)
+{
+    lx_mock_gpu_t g = base_cfg();
+    g.itl_us = 0;
+    set_gpu(mock, &g);
+    lx_harness_conn_t c;
+    send_chat(&c, "long", "a", 20000, 1);
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_read(&c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(r.complete);
+    size_t n = 0;
+    for (const char *p = strstr(r.body, "\"content\":\""); p; p = strstr(p + 1, "\"content\":\""))
+        n++;
+    assert_int_equal(n, 20000);
+    assert_non_null(strstr(r.body, "data: [DONE]"));
+    lx_harness_resp_free(&r);
+    lx_harness_close(&c);
+    assert_int_equal(stats(mock).success, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,6 +478,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_determinism_with_seed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_leaves_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_stream_backpressure, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

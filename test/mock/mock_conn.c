@@ -113,6 +113,7 @@ static void process(lx_mock_conn_t *c);
 static void flush(lx_mock_conn_t *c);
 static void answer(lx_mock_conn_t *c);
 static void stream_pump(lx_mock_conn_t *c, int from_timer);
+static void gpu_step(lx_mock_conn_t *c);
 
 /* ---- lifecycle ---- */
 
@@ -213,9 +214,12 @@ static void drained(lx_mock_conn_t *c)
         conn_close(c, 1);
         return;
     }
-    if (c->state == ST_STREAM && c->pump_on_drain) {
+    if (c->pump_on_drain && (c->state == ST_STREAM || c->state == ST_GPU)) {
         c->pump_on_drain = 0;
-        stream_pump(c, 0);
+        if (c->state == ST_STREAM)
+            stream_pump(c, 0);
+        else
+            gpu_step(c);
         flush(c);
         return;
     }
@@ -574,8 +578,6 @@ static void json_answer(lx_mock_conn_t *c)
 
 /* ---- GPU mode: answers paced by the simulated engine (mock_gpu.c) ---- */
 
-static void gpu_step(lx_mock_conn_t *c);
-
 static void on_gpu_timer(uv_timer_t *t)
 {
     lx_mock_conn_t *c = t->data;
@@ -593,6 +595,7 @@ static void gpu_arm(lx_mock_conn_t *c)
 void lx_mock_conn_gpu_run(lx_mock_conn_t *c)
 {
     c->gpu_decoding = 0;
+    c->pump_on_drain = 0;
     gpu_arm(c);
 }
 
@@ -621,6 +624,10 @@ static void gpu_step(lx_mock_conn_t *c)
         }
         lx_mock_gpu_token(m, q);
         q->due_us += lx_mock_gpu_itl_us(m);
+        if (c->out.len >= OUT_HIGH && q->produced < q->out_tokens) {
+            c->pump_on_drain = 1; /* a client slower than the decode: go on once written */
+            return;
+        }
     }
     if (q->produced < q->out_tokens) {
         gpu_arm(c);
