@@ -445,7 +445,7 @@ static void test_client_leaves_queue(void **state)
     assert_int_equal(lx_mock_answered_limited(mock), 1);
 }
 
-/* A stream decoded faster than the socket takes it (itl 0, 20,000 tokens, ~4 MB): the engine
+/* A stream decoded faster than the socket takes it (itl 0, 4,000 tokens, ~750 KB): the engine
  * pauses at the mock's output high-water mark and goes on as it drains; every token arrives. */
 static void test_long_stream_backpressure(void **state)
 {
@@ -453,7 +453,7 @@ static void test_long_stream_backpressure(void **state)
     g.itl_us = 0;
     set_gpu(mock, &g);
     lx_harness_conn_t c;
-    send_chat(&c, "long", "a", 20000, 1);
+    send_chat(&c, "long", "a", 4000, 1);
     lx_harness_resp_t r;
     assert_int_equal(lx_harness_read(&c, &r), 0);
     assert_int_equal(r.status, 200);
@@ -461,7 +461,7 @@ static void test_long_stream_backpressure(void **state)
     size_t n = 0;
     for (const char *p = strstr(r.body, "\"content\":\""); p; p = strstr(p + 1, "\"content\":\""))
         n++;
-    assert_int_equal(n, 20000);
+    assert_int_equal(n, 4000);
     assert_non_null(strstr(r.body, "data: [DONE]"));
     lx_harness_resp_free(&r);
     lx_harness_close(&c);
