@@ -21,6 +21,7 @@
 
 #include "gateway/auth.h"
 #include "harness.h"
+#include "store/record.h"
 
 #define CONFIG                                                                                     \
     "listen: 127.0.0.1:0\n"                                                                        \
@@ -124,8 +125,8 @@ static int chat_on(lx_harness_conn_t *c, const char *key, long *worker)
     int status = r.status;
     char id[64];
     if (lx_harness_resp_header(&r, "x-generation-id", id, sizeof(id)) &&
-        strncmp(id, "gen-", 4) == 0)
-        *worker = strtol(id + 4, NULL, 10);
+        strncmp(id, "gen-", 4) == 0) /* (the lane: the number's low bits, store/record.h) */
+        *worker = (long)(strtoull(id + 4, NULL, 16) & ((1u << LX_RECORD_LANE_BITS) - 1));
     lx_harness_resp_free(&r);
     return status;
 }
