@@ -49,7 +49,7 @@ static const char *key_unusable(const lx_store_key_t *k, int64_t now_s)
     return NULL;
 }
 
-int lx_gw_identify(const lx_http_request_t *req, const lx_gw_worker_t *gw, lx_gw_ident_t *id,
+int lx_gw_identify(const lx_http_request_t *req, lx_gw_worker_t *gw, lx_gw_ident_t *id,
                    const char **message)
 {
     const lx_config_t *cfg = gw->gen->cfg;
@@ -63,7 +63,7 @@ int lx_gw_identify(const lx_http_request_t *req, const lx_gw_worker_t *gw, lx_gw
     /* with `auth: none`, any key (SDKs insist on sending one) is no key, unless it is known */
     int unknown = cfg->auth_none ? 0 : 401;
     *message = "invalid API key";
-    if (!lx_auth_bearer_digest(h->value.ptr, h->value.len, id->digest))
+    if (!lx_auth_bearer_digest_cached(&gw->auth_cache, h->value.ptr, h->value.len, id->digest))
         return unknown;
     long k = lx_auth_find(cfg->keys, cfg->n_keys, id->digest);
     if (k >= 0) {

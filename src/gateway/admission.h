@@ -20,7 +20,7 @@
  * (missing header, malformed, unknown, disabled or expired key). With `auth: none` a missing
  * or unknown key is LX_WHO_NONE and 0.
  */
-int lx_gw_identify(const lx_http_request_t *req, const lx_gw_worker_t *gw, lx_gw_ident_t *id,
+int lx_gw_identify(const lx_http_request_t *req, lx_gw_worker_t *gw, lx_gw_ident_t *id,
                    const char **message);
 
 /* The name of the caller (a configuration or management key's name, a stored key's name when

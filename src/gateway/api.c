@@ -206,7 +206,7 @@ static int access_ok(const lx_config_t *cfg, uint8_t access, int found, const lx
 
 /* Route, method and key, from the head alone: 0 with *out and the caller in req->app, or the
  * status of the refusal with its message and extra header lines. */
-static int admit(lx_http_request_t *req, const lx_gw_worker_t *gw, const api_route_def_t **out,
+static int admit(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_def_t **out,
                  const char **message, const char **headers)
 {
     const lx_config_t *cfg = gw->gen->cfg;

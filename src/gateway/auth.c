@@ -44,8 +44,8 @@ static bool key_byte(unsigned char c)
     return c > 0x20 && c != 0x7f;
 }
 
-/* The digest of the key of a "Bearer <key>" header value; false when malformed. */
-bool lx_auth_bearer_digest(const char *authorization, size_t len, uint8_t digest[32])
+/* The key of a "Bearer <key>" header value into *key, *klen; false when malformed. */
+static bool bearer_key(const char *authorization, size_t len, const char **key, size_t *klen)
 {
     if (authorization == NULL)
         return false;
@@ -69,7 +69,47 @@ bool lx_auth_bearer_digest(const char *authorization, size_t len, uint8_t digest
     for (const char *q = p; q < end; q++)
         if (!key_byte((unsigned char)*q))
             return false;
-    lx_auth_hash(p, (size_t)(end - p), digest);
+    *key = p;
+    *klen = (size_t)(end - p);
+    return true;
+}
+
+bool lx_auth_bearer_digest(const char *authorization, size_t len, uint8_t digest[32])
+{
+    const char *key;
+    size_t klen;
+    if (!bearer_key(authorization, len, &key, &klen))
+        return false;
+    lx_auth_hash(key, klen, digest);
+    return true;
+}
+
+bool lx_auth_bearer_digest_cached(lx_auth_cache_t *cache, const char *authorization, size_t len,
+                                  uint8_t digest[32])
+{
+    const char *key;
+    size_t klen;
+    if (!bearer_key(authorization, len, &key, &klen))
+        return false;
+    if (klen > LX_AUTH_CACHE_KEY_MAX) {
+        lx_auth_hash(key, klen, digest);
+        return true;
+    }
+    /* the slot: the last bytes (keys of one scheme share their first ones), mixed */
+    uint64_t tail = 0;
+    memcpy(&tail, key + klen - (klen < 8 ? klen : 8), klen < 8 ? klen : 8);
+    size_t i = (size_t)((tail * UINT64_C(0x9e3779b97f4a7c15)) >> 60) % LX_AUTH_CACHE_SLOTS;
+    unsigned diff = cache->slot[i].len ^ (unsigned)klen;
+    for (size_t k = 0; k < klen; k++)
+        diff |= (unsigned)(unsigned char)(cache->slot[i].key[k] ^ key[k]);
+    if (diff == 0) {
+        memcpy(digest, cache->slot[i].digest, 32);
+        return true;
+    }
+    lx_auth_hash(key, klen, digest);
+    cache->slot[i].len = (uint8_t)klen;
+    memcpy(cache->slot[i].key, key, klen);
+    memcpy(cache->slot[i].digest, digest, 32);
     return true;
 }
 

@@ -239,6 +239,7 @@ void lx_gw_worker_free_state(lx_gw_worker_t *gw)
         lx_access_log_close(gw->alog);
         free(gw->alog);
     }
+    explicit_bzero(&gw->auth_cache, sizeof(gw->auth_cache)); /* (keys: see auth.h) */
 }
 
 int lx_gw_worker_init(lx_gw_worker_t *gw, struct lx_gateway *g, unsigned k, bool *loop_inited)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "gateway/auth.h"
 #include "core/list.h"
 #include "gateway/gen.h"
 #include "http/http_server.h"
@@ -40,9 +41,10 @@ typedef struct lx_gw_worker {
     size_t n_listeners_open;
     lx_access_log_t *alog;
     uint64_t gen_tick; /* the last X-Generation-Id tick of this worker's lane (store/record.h) */
-    uint64_t rng;      /* routing's random state */
-    lx_sessions_t sessions;                       /* session stickiness (route/session.h) */
-    lx_list_t probes;                             /* active probes running on this worker */
+    lx_auth_cache_t auth_cache; /* the digests of the keys seen last (gateway/auth.h) */
+    uint64_t rng;               /* routing's random state */
+    lx_sessions_t sessions;     /* session stickiness (route/session.h) */
+    lx_list_t probes;           /* active probes running on this worker */
     struct lx_gw_req *req_cache[LX_GW_REQ_CACHE]; /* freed request structs kept for reuse */
     unsigned n_req_cache;
     uv_timer_t flush; /* writes the access log every 100 ms (or when half full), and frees

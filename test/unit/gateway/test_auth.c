@@ -139,10 +139,48 @@ static void test_hash_key_main(void **state)
     assert_memory_equal(out, hex, 64);
 }
 
+/* The worker's digest cache gives exactly the digest of the key presented, for keys that share
+ * a slot, replace each other, are longer than a slot holds, or differ in one byte or length. */
+static void test_digest_cache(void **state)
+{
+    (void)state;
+    static lx_auth_cache_t cache; /* (zeroed: empty) */
+    char hdr[300], key[260];
+    uint8_t got[32], want[32];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 200; i++) {
+            /* keys of one scheme: a common prefix, the differences at the end; some long */
+            int n = snprintf(key, sizeof(key), "sk-lx-v1-%060d%04d", 7, i);
+            if (i % 50 == 49) {
+                memset(key + n, 'x', 150);
+                n += 150;
+                key[n] = '\0';
+            }
+            int h = snprintf(hdr, sizeof(hdr), "Bearer %s", key);
+            assert_true(lx_auth_bearer_digest_cached(&cache, hdr, (size_t)h, got));
+            lx_auth_hash(key, (size_t)n, want);
+            assert_memory_equal(got, want, 32);
+            /* a prefix of the same key (a shorter length, the same bytes) is another key */
+            assert_true(lx_auth_bearer_digest_cached(&cache, hdr, (size_t)h - 1, got));
+            lx_auth_hash(key, (size_t)n - 1, want);
+            assert_memory_equal(got, want, 32);
+        }
+    }
+    /* malformed headers are refused as by lx_auth_bearer_digest */
+    assert_false(lx_auth_bearer_digest_cached(&cache, "Basic abc", 9, got));
+    assert_false(lx_auth_bearer_digest_cached(&cache, "Bearer ", 7, got));
+    assert_false(lx_auth_bearer_digest_cached(&cache, "Bearer a b", 10, got));
+    /* a one-byte key fits the slot arithmetic */
+    assert_true(lx_auth_bearer_digest_cached(&cache, "Bearer z", 8, got));
+    lx_auth_hash("z", 1, want);
+    assert_memory_equal(got, want, 32);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors),
+        cmocka_unit_test(test_digest_cache),
         cmocka_unit_test_setup(test_check, setup),
         cmocka_unit_test_setup(test_hash_key_main, setup),
     };
