@@ -4,6 +4,7 @@
  */
 #include "store/record.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,5 +71,10 @@ bool lx_record_id_parse(const char *id, size_t len, uint64_t *seq)
 
 lx_record_t *lx_record_new(void)
 {
-    return calloc(1, sizeof(lx_record_t));
+    /* everything but the attempts zeroed: those below n_attempts are written whole, the others
+     * are never read (3.4 KB of the 4.3 KB not written on every request) */
+    lx_record_t *r = malloc(sizeof(*r));
+    if (r != NULL)
+        memset(r, 0, offsetof(lx_record_t, attempts));
+    return r;
 }

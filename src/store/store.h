@@ -92,7 +92,8 @@ void lx_store_settle(lx_store_t *s, lx_hold_t *hold, int64_t cost, uint32_t toke
  * lx_record_new). Lock-free; the store thread picks it up at its next tick. Its cost is added
  * to the key's usage counters in the same transaction as the row. */
 void lx_store_record(lx_store_t *s, lx_record_t *rec);
-lx_record_t *lx_record_new(void); /* zeroed; NULL when out of memory */
+/* Zeroed but for attempts[]: write the first n_attempts whole. NULL when out of memory. */
+lx_record_t *lx_record_new(void);
 
 /* ---- jobs: key management and queries, run on the store thread ---- */
 

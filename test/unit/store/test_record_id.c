@@ -107,6 +107,7 @@ static void test_json_row_round_trip(void **state)
     r->ttft_ms = 1;
     r->generation_ms = 2;
     r->n_attempts = 2;
+    memset(r->attempts, 0, 2 * sizeof(r->attempts[0])); /* (lx_record_new leaves them) */
     snprintf(r->attempts[0].provider, sizeof(r->attempts[0].provider), "p\"1");
     snprintf(r->attempts[0].outcome, sizeof(r->attempts[0].outcome), "error_5xx");
     r->attempts[0].status = 502;
