@@ -53,8 +53,9 @@ enum { SC_DEGRADE, SC_SLOW, SC_OUTAGE, SC_RATELIMIT, SC_MIXED, SC_COUNT };
 static const char *const sc_name[SC_COUNT] = {"degrade", "slow", "outage", "ratelimit", "mixed"};
 static const char *const sc_desc[SC_COUNT] = {
     "at 1/6 of the run (10 s of 60) p2 starts failing 30% of requests",
-    "at 1/6 of the run (10 s of 60) p3's time to first byte becomes +300 ms",
-    "p4 goes down at 1/6 of the run (10 s of 60) and comes back at 35/60 (35 s)",
+    "at 1/6 of the run (10 s of 60) p3's time to first byte grows by --slow-ms (300 ms)",
+    "the last endpoint goes down at 1/6 of the run (10 s of 60) and comes back --outage-s "
+    "(25 s of 60) later",
     "p1 answers 429 above 4 concurrent requests, throughout",
     "all of the above at once",
 };
@@ -66,12 +67,17 @@ static struct {
     double seconds;
     double rate;
     int chunks, chunk_size, interval_ms, first_ms;
-    bool plain;         /* leave the routing and health sections out of the config */
-    unsigned scenarios; /* bit per scenario */
+    int n_ep;            /* endpoints p1..p<n_ep>, 2 to N_EP */
+    double stream_share; /* share of the requests that stream (the others: one JSON answer) */
+    int slow_ms;         /* slow: the added time to first byte */
+    double outage_s;     /* outage: how long the endpoint stays down (seconds of a 60 s run) */
+    const char *rescore, *window; /* health.rescore_interval and health.window */
+    bool plain;                   /* leave the routing and health sections out of the config */
+    unsigned scenarios;           /* bit per scenario */
     const char *strat[MAX_STRAT];
     int n_strat;
     const char *out;
-} opt = {NULL, 60, 200, 8, 16, 20, 20, false, 0, {NULL}, 0, NULL};
+} opt = {NULL, 60, 200, 8, 16, 20, 20, N_EP, 1.0, 300, 25, "2s", "20s", false, 0, {NULL}, 0, NULL};
 
 /* ---- the child llmux ---- */
 
@@ -165,10 +171,10 @@ static int write_config(const char *path, uint16_t port, const uint16_t *mock_po
     if (f == NULL)
         return -1;
     fprintf(f, "# written by llmux-fleet\nlisten: 127.0.0.1:%u\nworkers: 1\nproviders:\n", port);
-    for (int i = 0; i < N_EP; i++)
+    for (int i = 0; i < opt.n_ep; i++)
         fprintf(f, "  - name: p%d\n    base_url: http://127.0.0.1:%u/v1\n", i + 1, mock_ports[i]);
     fprintf(f, "models:\n  - id: %s\n    context_length: 8192\n    providers:\n", MODEL_ID);
-    for (int i = 0; i < N_EP; i++)
+    for (int i = 0; i < opt.n_ep; i++)
         fprintf(f,
                 "      - provider: p%d\n        price:\n          prompt: 0.1\n"
                 "          completion: 0.2\n",
@@ -176,9 +182,9 @@ static int write_config(const char *path, uint16_t port, const uint16_t *mock_po
     if (!opt.plain)
         fprintf(f,
                 "routing:\n  strategy: %s\n  max_attempts: 3\n"
-                "health:\n  rescore_interval: 2s\n  window: 20s\n  breaker_failures: 5\n"
+                "health:\n  rescore_interval: %s\n  window: %s\n  breaker_failures: 5\n"
                 "  breaker_cooldown: 2s\n",
-                strategy);
+                strategy, opt.rescore, opt.window);
     fprintf(f, "auth: none\nlog:\n  access_log: off\n  level: warn\n");
     if (!opt.plain) /* (a build before the store, issue 13, refuses the section) */
         fprintf(f, "store:\n  path: %s/llmux.db\n", tmpdir);
@@ -267,18 +273,19 @@ static int start_llmux(const char *cfg, uint16_t port)
 /* ---- the fault schedule ---- */
 
 /* The faults of endpoint ep (0-based) at time t (seconds) of a run of `dur` seconds: event
- * times are at 10/60 and 35/60 of the run, so a short run keeps the same shape. */
+ * times are at 10/60 and (10 + outage_s)/60 of the run, so a short run keeps the same shape.
+ * degrade hits p2, slow p3, outage the last endpoint (p4, or p3 with three), ratelimit p1. */
 static lx_mock_faults_t faults_at(int sc, int ep, double t, double dur)
 {
     lx_mock_faults_t f = {0};
     f.seed = 1000 + (uint64_t)ep;
     bool all = sc == SC_MIXED;
-    double t_on = dur * 10.0 / 60.0, t_back = dur * 35.0 / 60.0;
+    double t_on = dur * 10.0 / 60.0, t_back = dur * (10.0 + opt.outage_s) / 60.0;
     if ((sc == SC_DEGRADE || all) && ep == 1 && t >= t_on)
         f.fail_permille = 300;
     if ((sc == SC_SLOW || all) && ep == 2 && t >= t_on)
-        f.ttfb_delay_ms = 300;
-    if ((sc == SC_OUTAGE || all) && ep == 3 && t >= t_on && t < t_back)
+        f.ttfb_delay_ms = (uint32_t)opt.slow_ms;
+    if ((sc == SC_OUTAGE || all) && ep == opt.n_ep - 1 && t >= t_on && t < t_back)
         f.down = true;
     if ((sc == SC_RATELIMIT || all) && ep == 0)
         f.max_concurrent = 4;
@@ -305,6 +312,7 @@ typedef struct fconn {
     uv_write_t wreq;
     int slot;
     bool connected, closing;
+    bool stream; /* the request in progress streams */
     int64_t req; /* record index of the request in progress, -1 none */
     uint64_t t_sched;
     /* response head */
@@ -324,8 +332,8 @@ typedef struct fconn {
 } fconn_t;
 
 static uv_loop_t *loop;
-static char request[1024];
-static size_t request_len;
+static char request[2][1024]; /* [0] one JSON answer, [1] streaming */
+static size_t request_len[2];
 static uint16_t llmux_port;
 static rec_t *recs;
 static uint64_t n_total, n_sched;
@@ -377,6 +385,12 @@ static void conn_close(fconn_t *c)
 /* The response is complete: record it, then take the next request or idle. */
 static void response_done(fconn_t *c)
 {
+    if (!c->stream && c->req >= 0) {
+        /* one JSON answer: its first token is there when the answer is */
+        uint64_t d = (now_ns() - c->t_sched) / 1000;
+        recs[c->req].ttft_us = (uint32_t)(d > UINT32_MAX ? UINT32_MAX : d);
+        c->saw_done = true;
+    }
     record(c, true);
     if (!c->keep_alive || finishing) {
         conn_close(c);
@@ -410,7 +424,7 @@ static void parse_head(fconn_t *c)
     r->attempts = (uint8_t)(a < 1 ? 1 : a > 255 ? 255 : a);
     v = head_value(c, "x-llmux-provider");
     r->provider = -1;
-    if (v != NULL && v[0] == 'p' && v[1] >= '1' && v[1] <= '0' + N_EP &&
+    if (v != NULL && v[0] == 'p' && v[1] >= '1' && v[1] <= '0' + opt.n_ep &&
         (v[2] == '\r' || v[2] == ' '))
         r->provider = (int8_t)(v[1] - '1');
     const char *conn = head_value(c, "connection");
@@ -588,9 +602,18 @@ static uint64_t sched_time(uint64_t req)
     return t_begin + (uint64_t)((double)req * 1e9 / opt.rate);
 }
 
+/* Whether request <req> streams: a low-discrepancy sequence, so any stretch of the schedule
+ * holds stream_share of streams. */
+static bool streams(uint64_t req)
+{
+    double x = (double)(req + 1) * 0.6180339887498949;
+    return x - (double)(uint64_t)x < opt.stream_share;
+}
+
 static void conn_send(fconn_t *c, int64_t req)
 {
     c->req = req;
+    c->stream = streams((uint64_t)req);
     c->t_sched = sched_time((uint64_t)req);
     c->head_len = 0;
     c->head_done = false;
@@ -598,7 +621,7 @@ static void conn_send(fconn_t *c, int64_t req)
     c->saw_content = c->saw_done = false;
     recs[req].attempts = 1;
     recs[req].provider = -1;
-    uv_buf_t buf = uv_buf_init(request, (unsigned)request_len);
+    uv_buf_t buf = uv_buf_init(request[c->stream], (unsigned)request_len[c->stream]);
     c->wreq.data = c;
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &buf, 1, on_written) < 0)
         conn_close(c);
@@ -668,7 +691,7 @@ static void pump(void)
 
 static void apply_faults(double t)
 {
-    for (int i = 0; i < N_EP; i++) {
+    for (int i = 0; i < opt.n_ep; i++) {
         lx_mock_faults_t f = faults_at(cur_sc, i, t, opt.seconds);
         if (memcmp(&f, &applied[i], sizeof(f)) != 0) {
             lx_mock_set_faults(mocks[i], &f);
@@ -681,7 +704,7 @@ static void take_sample(void)
 {
     if (n_samples == cap_samples)
         return;
-    for (int i = 0; i < N_EP; i++)
+    for (int i = 0; i < opt.n_ep; i++)
         samples[n_samples * N_EP + (size_t)i] = lx_mock_answered_ok(mocks[i]);
     n_samples++;
 }
@@ -787,7 +810,7 @@ static void summarize(result_t *res)
     res->ttft_p50 = pct_ms(v, nv, 50);
     res->ttft_p99 = pct_ms(v, nv, 99);
     res->attempts = res->sent ? (double)att / (double)res->sent : 0;
-    for (int p = 0; p < N_EP; p++) {
+    for (int p = 0; p < opt.n_ep; p++) {
         nv = 0;
         for (uint64_t i = 0; i < n_total; i++)
             if (recs[i].ok && recs[i].provider == p)
@@ -796,7 +819,7 @@ static void summarize(result_t *res)
         res->ttft_p99_by[p] = pct_ms(v, nv, 99);
     }
     free(v);
-    for (int i = 0; i < N_EP; i++) {
+    for (int i = 0; i < opt.n_ep; i++) {
         res->mock_ok[i] = lx_mock_answered_ok(mocks[i]);
         res->mock_failed[i] = lx_mock_answered_failed(mocks[i]);
         res->mock_limited[i] = lx_mock_answered_limited(mocks[i]);
@@ -810,7 +833,7 @@ static void summarize(result_t *res)
 static int run_one(int sc, const char *strategy, const uint16_t *mock_ports, result_t *res)
 {
     memset(res, 0, sizeof(*res));
-    for (int i = 0; i < N_EP; i++) {
+    for (int i = 0; i < opt.n_ep; i++) {
         lx_mock_set_faults(mocks[i], NULL);
         memset(&applied[i], 0, sizeof(applied[i]));
         if (lx_mock_wait_down(mocks[i], false, 5000) != 0) {
@@ -830,7 +853,7 @@ static int run_one(int sc, const char *strategy, const uint16_t *mock_ports, res
             opt.seconds, opt.rate);
     if (start_llmux(cfg, llmux_port) != 0)
         return -1;
-    for (int i = 0; i < N_EP; i++)
+    for (int i = 0; i < opt.n_ep; i++)
         lx_mock_reset(mocks[i]);
 
     n_total = (uint64_t)(opt.seconds * opt.rate);
@@ -864,7 +887,7 @@ static int run_one(int sc, const char *strategy, const uint16_t *mock_ports, res
     uv_close((uv_handle_t *)&slow_tick, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     kill_child();
-    for (int i = 0; i < N_EP; i++)
+    for (int i = 0; i < opt.n_ep; i++)
         lx_mock_set_faults(mocks[i], NULL);
     summarize(res);
     free(recs);
@@ -942,14 +965,14 @@ static void report_run_cells(out_t *o, const result_t *r, int row)
              (unsigned long long)r->st_cut, (unsigned long long)r->no_answer);
         break;
     case 4:
-        for (int i = 0; i < N_EP; i++) {
+        for (int i = 0; i < opt.n_ep; i++) {
             fmt_ms(a, sizeof(a), r->ttft_p99_by[i]);
             outf(o, "%s%s", i ? " / " : " ", a);
         }
         outf(o, " |");
         break;
     case 5:
-        for (int i = 0; i < N_EP; i++)
+        for (int i = 0; i < opt.n_ep; i++)
             outf(o, "%s%llu/%llu/%llu", i ? ", " : " ", (unsigned long long)r->mock_ok[i],
                  (unsigned long long)r->mock_failed[i], (unsigned long long)r->mock_limited[i]);
         outf(o, " |");
@@ -964,11 +987,11 @@ static void report_shares(out_t *o, const result_t *r, size_t s0, size_t s1)
         return;
     }
     uint64_t d[N_EP], sum = 0;
-    for (int i = 0; i < N_EP; i++) {
+    for (int i = 0; i < opt.n_ep; i++) {
         d[i] = r->samples[s1 * N_EP + (size_t)i] - r->samples[s0 * N_EP + (size_t)i];
         sum += d[i];
     }
-    for (int i = 0; i < N_EP; i++)
+    for (int i = 0; i < opt.n_ep; i++)
         outf(o, "%s%.0f", i ? "/" : " ", sum ? 100.0 * (double)d[i] / (double)sum : 0.0);
     outf(o, " |");
 }
@@ -1059,6 +1082,8 @@ static void usage(FILE *f)
             "usage: llmux-fleet [--llmux PATH] [--quick] [--duration S] [--rate R]\n"
             "                   [--scenario degrade|slow|outage|ratelimit|mixed]...\n"
             "                   [--strategy health|round_robin]... [--plain-config] [--out FILE]\n"
+            "                   [--endpoints N] [--stream-share F] [--slow-ms MS] [--outage-s S]\n"
+            "                   [--rescore DUR] [--window DUR] [--issue]\n"
             "Runs llmux in front of four in-process mock endpoints with faults on a schedule,\n"
             "once per scenario and strategy, and prints a Markdown report (bench/fleet/README.md)."
             "\n");
@@ -1081,15 +1106,26 @@ static int self_dir_llmux(char *buf, size_t n)
 
 int main(int argc, char **argv)
 {
-    static const struct option longs[] = {
-        {"llmux", required_argument, NULL, 'l'},    {"quick", no_argument, NULL, 'q'},
-        {"duration", required_argument, NULL, 'd'}, {"rate", required_argument, NULL, 'r'},
-        {"scenario", required_argument, NULL, 's'}, {"strategy", required_argument, NULL, 'S'},
-        {"plain-config", no_argument, NULL, 'P'},   {"out", required_argument, NULL, 'o'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    static const struct option longs[] = {{"llmux", required_argument, NULL, 'l'},
+                                          {"quick", no_argument, NULL, 'q'},
+                                          {"duration", required_argument, NULL, 'd'},
+                                          {"rate", required_argument, NULL, 'r'},
+                                          {"scenario", required_argument, NULL, 's'},
+                                          {"strategy", required_argument, NULL, 'S'},
+                                          {"plain-config", no_argument, NULL, 'P'},
+                                          {"out", required_argument, NULL, 'o'},
+                                          {"endpoints", required_argument, NULL, 'e'},
+                                          {"stream-share", required_argument, NULL, 'f'},
+                                          {"slow-ms", required_argument, NULL, 'w'},
+                                          {"outage-s", required_argument, NULL, 'u'},
+                                          {"rescore", required_argument, NULL, 'R'},
+                                          {"window", required_argument, NULL, 'W'},
+                                          {"issue", no_argument, NULL, 'I'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
     static char llmux_path[PATH_MAX];
     int ch;
-    while ((ch = getopt_long(argc, argv, "l:qd:r:s:S:Po:h", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "l:qd:r:s:S:Po:e:f:w:u:R:W:Ih", longs, NULL)) != -1) {
         switch (ch) {
         case 'l':
             opt.llmux = optarg;
@@ -1128,6 +1164,34 @@ int main(int argc, char **argv)
         case 'o':
             opt.out = optarg;
             break;
+        case 'e':
+            opt.n_ep = atoi(optarg);
+            break;
+        case 'f':
+            opt.stream_share = atof(optarg);
+            break;
+        case 'w':
+            opt.slow_ms = atoi(optarg);
+            break;
+        case 'u':
+            opt.outage_s = atof(optarg);
+            break;
+        case 'R':
+            opt.rescore = optarg;
+            break;
+        case 'W':
+            opt.window = optarg;
+            break;
+        case 'I': /* the figures of issue 14's "Routing under faults" */
+            opt.n_ep = 3;
+            opt.rate = 50;
+            opt.stream_share = 0.5;
+            opt.slow_ms = 800;
+            opt.outage_s = 30;
+            opt.rescore = "5s";
+            opt.window = "15m";
+            opt.seconds = 60;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -1137,7 +1201,9 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc || opt.seconds < 1 || opt.seconds > 3600 || opt.rate < 1 ||
-        opt.rate > 20000) {
+        opt.rate > 20000 || opt.n_ep < 2 || opt.n_ep > N_EP || !(opt.stream_share >= 0) ||
+        opt.stream_share > 1 || opt.slow_ms < 0 || opt.slow_ms > 60000 || !(opt.outage_s >= 0) ||
+        opt.outage_s > 50) {
         usage(stderr);
         return 2;
     }
@@ -1177,7 +1243,7 @@ int main(int argc, char **argv)
      * re-bind after an outage does not meet an outgoing connection's port */
     uint16_t ports[N_EP];
     uint16_t next = (uint16_t)(MOCK_PORT_LO + (getpid() % 64) * 100);
-    for (int i = 0; i < N_EP; i++) {
+    for (int i = 0; i < opt.n_ep; i++) {
         mocks[i] = NULL;
         for (int tries = 0; tries < 200 && mocks[i] == NULL && next < MOCK_PORT_HI; tries++)
             mocks[i] = lx_mock_start("127.0.0.1", next++);
@@ -1190,16 +1256,20 @@ int main(int argc, char **argv)
         ports[i] = lx_mock_port(mocks[i]);
     }
 
-    char body[512];
-    int bl = snprintf(body, sizeof(body),
-                      "{\"model\":\"%s\",\"stream\":true,\"messages\":[{\"role\":\"user\","
-                      "\"content\":\"Fleet simulation prompt.\"}],\"mock\":{\"chunks\":%d,"
-                      "\"chunk_size\":%d,\"interval_ms\":%d,\"first_delay_ms\":%d}}",
-                      MODEL_ID, opt.chunks, opt.chunk_size, opt.interval_ms, opt.first_ms);
-    request_len = (size_t)snprintf(request, sizeof(request),
-                                   "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                   "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-                                   bl, body);
+    for (int k = 0; k < 2; k++) {
+        char body[512];
+        int bl = snprintf(body, sizeof(body),
+                          "{\"model\":\"%s\",\"stream\":%s,\"messages\":[{\"role\":\"user\","
+                          "\"content\":\"Fleet simulation prompt.\"}],\"mock\":{\"chunks\":%d,"
+                          "\"chunk_size\":%d,\"interval_ms\":%d,\"first_delay_ms\":%d}}",
+                          MODEL_ID, k ? "true" : "false", opt.chunks, opt.chunk_size,
+                          opt.interval_ms, opt.first_ms);
+        request_len[k] =
+            (size_t)snprintf(request[k], sizeof(request[k]),
+                             "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                             bl, body);
+    }
 
     static result_t results[SC_COUNT][MAX_STRAT];
     int failures = 0;
@@ -1210,7 +1280,7 @@ int main(int argc, char **argv)
             if (run_one(sc, opt.strat[s], ports, &results[sc][s]) != 0)
                 failures++;
     }
-    for (int i = 0; i < N_EP; i++)
+    for (int i = 0; i < opt.n_ep; i++)
         lx_mock_stop(mocks[i]);
     uv_loop_close(uv_default_loop());
 
@@ -1230,18 +1300,24 @@ int main(int argc, char **argv)
     outf(&o, "# llmux fleet simulation, %s\n\n", date);
     outf(&o, "commit %s, %ld cores, %s; command: `%s`\n\n", commit[0] ? commit : "unknown",
          sysconf(_SC_NPROCESSORS_ONLN), cpu, cmdline);
+    char hcfg[160];
+    snprintf(hcfg, sizeof(hcfg),
+             ", `routing: {strategy: <column>, max_attempts: 3}`, `health: {rescore_interval: %s, "
+             "window: %s, breaker_failures: 5, breaker_cooldown: 2s}`",
+             opt.rescore, opt.window);
     outf(&o,
-         "Load: %.0f req/s open loop for %.0f s per run, streaming chat (%d chunks of %d B, "
-         "first after %d ms, then every %d ms), over keep-alive connections; TTFT is measured "
-         "from each request's scheduled time to its first content chunk. llmux: `workers: 1`, "
-         "four providers p1..p4 (one mock endpoint each) serving one model at equal prices%s. "
-         "Each run starts a fresh llmux.\n",
-         opt.rate, opt.seconds, opt.chunks, opt.chunk_size, opt.first_ms, opt.interval_ms,
+         "Load: %.0f req/s open loop for %.0f s per run, chat requests of which %.0f%% stream "
+         "(%d chunks of %d B, first after %d ms, then every %d ms; the others get one JSON "
+         "answer), over keep-alive connections; TTFT is measured from each request's scheduled "
+         "time to its first content chunk (to the whole answer when it does not stream). "
+         "Faults: slow +%d ms, outage %.0f s of a 60 s run. llmux: `workers: 1`, %d providers "
+         "p1..p%d (one mock endpoint each) serving one model at equal prices%s. Each run starts "
+         "a fresh llmux.\n",
+         opt.rate, opt.seconds, opt.stream_share * 100, opt.chunks, opt.chunk_size, opt.first_ms,
+         opt.interval_ms, opt.slow_ms, opt.outage_s, opt.n_ep, opt.n_ep,
          opt.plain ? "; **routing and health sections left out of the config (--plain-config): "
                      "the strategy columns then differ only by run**"
-                   : ", `routing: {strategy: <column>, max_attempts: 3}`, `health: "
-                     "{rescore_interval: 2s, window: 20s, breaker_failures: 5, "
-                     "breaker_cooldown: 2s}`");
+                   : hcfg);
     outf(&o, "\n| scenario | strategy | success | TTFT p50 / p99 ms | attempts/request |\n"
              "|---|---|---|---|---|\n");
     for (int sc = 0; sc < SC_COUNT; sc++) {
