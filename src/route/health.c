@@ -46,9 +46,11 @@ typedef struct bucket {
 
 /* One row in one shard. Written by the shard's worker only (in_flight excepted). */
 typedef struct cell {
-    _Atomic int64_t in_flight;                    /* any thread may add */
-    _Atomic uint64_t total[LX_HEALTH_N_OUTCOMES]; /* since start */
-    bucket_t ring[LX_HEALTH_BUCKETS];             /* period p lives in ring[p % BUCKETS] */
+    _Atomic int64_t in_flight;                         /* any thread may add */
+    _Atomic uint64_t total[LX_HEALTH_N_OUTCOMES];      /* since start */
+    _Atomic uint32_t ttft_total[LX_HEALTH_HIST_SLOTS]; /* since start, OK attempts; wraps (the
+                                                          re-scoring takes differences) */
+    bucket_t ring[LX_HEALTH_BUCKETS];                  /* period p lives in ring[p % BUCKETS] */
 } cell_t;
 
 /* A row's breaker, shared by every shard. Its own cache line: workers read it per request. */
@@ -67,13 +69,25 @@ typedef struct snap {
     lx_health_score_t *rows;
 } snap_t;
 
-/* Re-scoring scratch, per row (per model for the best_* and mean fields of a group leader). */
+/* A row's recent figures (control thread only): every re-scoring folds the attempts recorded
+ * since the previous one (differences of the cumulative counters) into counts that decay by
+ * half every rescore_interval. */
+typedef struct recent {
+    uint64_t seen[LX_HEALTH_N_OUTCOMES]; /* the shards' totals at the last re-scoring */
+    uint32_t seen_ttft[LX_HEALTH_HIST_SLOTS];
+    double n[LX_HEALTH_N_OUTCOMES];    /* decayed attempts per outcome */
+    double ttft[LX_HEALTH_HIST_SLOTS]; /* decayed TTFT histogram of OK attempts */
+} recent_t;
+
+/* Re-scoring scratch, per row (per model for the best_*, model_ttft and mean fields of a group
+ * leader). */
 typedef struct agg {
     uint64_t n[LX_HEALTH_N_OUTCOMES];
-    uint64_t ttft[LX_HEALTH_HIST_SLOTS];
-    uint64_t tps[LX_HEALTH_HIST_SLOTS];
-    double ttft_eff; /* (p50 + p90) / 2, or -1 */
-    double best_ttft, best_tps, score_sum;
+    double ttft[LX_HEALTH_HIST_SLOTS];
+    double tps[LX_HEALTH_HIST_SLOTS];
+    double ttft_n; /* recent OK attempts with a known first byte (decayed) */
+    double best_lo, best_gm, best_tps, score_sum;
+    double model_ttft[LX_HEALTH_HIST_SLOTS]; /* recent TTFT of the model's rows not demoted */
     size_t scored;
 } agg_t;
 
@@ -88,6 +102,9 @@ struct lx_health {
     breaker_t *brk;
     cell_t **shards; /* shards[s][row] */
     agg_t *agg;
+    recent_t *rec;      /* control thread only */
+    uint64_t rec_at_ms; /* when rec was last folded */
+    bool rec_started;
     double ttft_edges[LX_HEALTH_HIST_SLOTS]; /* lower bound of each slot, ms */
     double tps_edges[LX_HEALTH_HIST_SLOTS];
     snap_t snaps[SNAPSHOTS];
@@ -106,6 +123,19 @@ const char *lx_health_outcome_name(lx_health_outcome_t o)
     return (unsigned)o < LX_HEALTH_N_OUTCOMES ? outcome_names[o] : "unknown";
 }
 
+const char *lx_health_demotion_name(lx_health_demotion_t d)
+{
+    switch (d) {
+    case LX_HEALTH_NOT_DEMOTED:
+        return "none";
+    case LX_HEALTH_DEMOTED_SUCCESS:
+        return "success";
+    case LX_HEALTH_DEMOTED_LATENCY:
+        return "latency";
+    }
+    return "unknown";
+}
+
 bool lx_health_outcome_is_failure(lx_health_outcome_t o)
 {
     return o == LX_HEALTH_CONNECT || o == LX_HEALTH_TIMEOUT || o == LX_HEALTH_SERVER ||
@@ -121,7 +151,7 @@ void lx_health_opts_init(lx_health_opts_t *o)
     o->breaker_cooldown_ms = 10 * 1000;
     o->breaker_max_cooldown_ms = 5 * 60 * 1000;
     o->probe_timeout_ms = 60 * 1000;
-    o->exploration = 0.05;
+    o->exploration = 0.02;
     o->log_epsilon = 0.02;
 }
 
@@ -164,6 +194,8 @@ static void neutral_score(lx_health_score_t *s)
     memset(s, 0, sizeof(*s));
     s->score = PRIOR_SCORE;
     s->success_rate = s->ttft_p50_ms = s->ttft_p90_ms = s->tps_p50 = s->rate_limit_rate = -1;
+    s->recent_success = s->success_low = s->success_high = s->ttft_gm_ms = s->ttft_p95_ms =
+        s->model_ttft_p95_ms = -1;
 }
 
 static bool key_eq(const lx_health_row_key_t *a, const lx_health_row_key_t *b)
@@ -201,6 +233,10 @@ static void carry_cell(const lx_health_t *prev, size_t from, cell_t *to, bool wi
         cell_t *c = &prev->shards[s][from];
         for (unsigned o = 0; o < LX_HEALTH_N_OUTCOMES; o++)
             st(&to->total[o], ld(&to->total[o]) + ld(&c->total[o]));
+        for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++)
+            atomic_fetch_add_explicit(&to->ttft_total[i],
+                                      atomic_load_explicit(&c->ttft_total[i], memory_order_relaxed),
+                                      memory_order_relaxed);
         if (!window)
             continue;
         for (unsigned k = 0; k < LX_HEALTH_BUCKETS; k++) {
@@ -275,9 +311,10 @@ static int alloc_rows(lx_health_t *h, size_t rows, size_t bytes)
     h->key_bytes = malloc(bytes > 0 ? bytes : 1);
     h->group = calloc(rows, sizeof(*h->group));
     h->agg = calloc(rows, sizeof(*h->agg));
+    h->rec = calloc(rows, sizeof(*h->rec));
     h->brk = aligned_alloc(alignof(breaker_t), rows * sizeof(breaker_t));
     h->shards = calloc(h->n_shards, sizeof(*h->shards));
-    if (!h->keys || !h->key_bytes || !h->group || !h->agg || !h->brk || !h->shards)
+    if (!h->keys || !h->key_bytes || !h->group || !h->agg || !h->rec || !h->brk || !h->shards)
         return -1;
     memset(h->brk, 0, rows * sizeof(breaker_t));
     for (unsigned s = 0; s < h->n_shards; s++) {
@@ -331,6 +368,8 @@ static void carry_over(lx_health_t *h, const lx_health_t *previous)
         psnap = atomic_load_explicit(&previous->cur, memory_order_acquire);
         first->at_ms = psnap->at_ms;
         first->rescored = psnap->rescored;
+        h->rec_at_ms = previous->rec_at_ms;
+        h->rec_started = previous->rec_started;
     }
     bool window = previous && previous->bucket_ms == h->bucket_ms;
     for (size_t i = 0; i < h->n_rows; i++) {
@@ -342,6 +381,7 @@ static void carry_over(lx_health_t *h, const lx_health_t *previous)
         if (j == (size_t)-1)
             continue;
         first->rows[i] = psnap->rows[j];
+        h->rec[i] = previous->rec[j]; /* its seen totals are those carried below, or fewer */
         carry_breaker(&h->brk[i], &previous->brk[j]);
         carry_cell(previous, j, &h->shards[0][i], window);
     }
@@ -394,6 +434,7 @@ void lx_health_free(lx_health_t *h)
     free(h->shards);
     free(h->brk);
     free(h->agg);
+    free(h->rec);
     free(h->group);
     free(h->key_bytes);
     free(h->keys);
@@ -616,8 +657,11 @@ void lx_health_record(lx_health_t *h, unsigned shard, size_t row, const lx_healt
     bump64(&c->total[o]);
     breaker_t *brk = &h->brk[row];
     if (o == LX_HEALTH_OK) {
-        if (s->ttfb_us > 0)
-            bump32(&b->ttft[hist_slot(h->ttft_edges, (double)s->ttfb_us / 1000.0)]);
+        if (s->ttfb_us > 0) {
+            unsigned k = hist_slot(h->ttft_edges, (double)s->ttfb_us / 1000.0);
+            bump32(&b->ttft[k]);
+            bump32(&c->ttft_total[k]);
+        }
         if (s->output_tokens > 0 && s->ttfb_us > 0 && s->total_us > s->ttfb_us) {
             double tps = (double)s->output_tokens * 1e6 / (double)(s->total_us - s->ttfb_us);
             bump32(&b->tps[hist_slot(h->tps_edges, tps)]);
@@ -664,20 +708,20 @@ void lx_health_totals(const lx_health_t *h, size_t row, uint64_t out[LX_HEALTH_N
 
 /* The q-quantile of histogram <c> (slot lower bounds <edges>, last slot reported at its lower
  * bound), interpolated geometrically within the slot; -1 when empty. */
-static double quantile(const uint64_t *c, const double *edges, double q)
+static double quantile(const double *c, const double *edges, double q)
 {
-    uint64_t n = 0;
+    double n = 0;
     for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++)
         n += c[i];
-    if (n == 0)
+    if (!(n > 0))
         return -1;
-    double target = q * (double)n, cum = 0;
+    double target = q * n, cum = 0;
     for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++) {
-        if (c[i] == 0 || cum + (double)c[i] < target) {
-            cum += (double)c[i];
+        if (!(c[i] > 0) || cum + c[i] < target) {
+            cum += c[i];
             continue;
         }
-        double frac = (target - cum) / (double)c[i];
+        double frac = (target - cum) / c[i];
         if (i == LX_HEALTH_HIST_SLOTS - 1)
             return edges[i];
         if (i == 0)
@@ -719,6 +763,12 @@ static uint64_t failures(const uint64_t *n)
            n[LX_HEALTH_BAD_RESPONSE];
 }
 
+static double failures_d(const double *n)
+{
+    return n[LX_HEALTH_CONNECT] + n[LX_HEALTH_TIMEOUT] + n[LX_HEALTH_SERVER] +
+           n[LX_HEALTH_BAD_RESPONSE];
+}
+
 /* The window statistics of one row (score left for the normalisation pass). */
 static void measure(const lx_health_t *h, const agg_t *a, lx_health_score_t *r)
 {
@@ -739,20 +789,90 @@ static void measure(const lx_health_t *h, const agg_t *a, lx_health_score_t *r)
     r->tps_p50 = quantile(a->tps, h->tps_edges, 0.5);
 }
 
+/* Folds the attempts row <row> recorded since the last re-scoring into its recent counts,
+ * after decaying those by <f>. */
+static void fold_recent(lx_health_t *h, size_t row, double f)
+{
+    recent_t *rc = &h->rec[row];
+    uint64_t tot[LX_HEALTH_N_OUTCOMES] = {0};
+    uint32_t tt[LX_HEALTH_HIST_SLOTS] = {0};
+    for (unsigned s = 0; s < h->n_shards; s++) {
+        cell_t *c = &h->shards[s][row];
+        for (unsigned o = 0; o < LX_HEALTH_N_OUTCOMES; o++)
+            tot[o] += ld(&c->total[o]);
+        for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++)
+            tt[i] += atomic_load_explicit(&c->ttft_total[i], memory_order_relaxed);
+    }
+    for (unsigned o = 0; o < LX_HEALTH_N_OUTCOMES; o++) {
+        uint64_t d = tot[o] >= rc->seen[o] ? tot[o] - rc->seen[o] : 0;
+        rc->n[o] = rc->n[o] * f + (double)d;
+        rc->seen[o] = tot[o];
+    }
+    for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++) {
+        rc->ttft[i] = rc->ttft[i] * f + (double)(uint32_t)(tt[i] - rc->seen_ttft[i]);
+        rc->seen_ttft[i] = tt[i];
+    }
+}
+
+/* The Wilson score interval of <ok> successes in <n> (> 0) trials at z = LX_HEALTH_WILSON_Z. */
+static void wilson(double ok, double n, double *lo, double *hi)
+{
+    const double z = LX_HEALTH_WILSON_Z, z2 = z * z;
+    double p = ok / n, den = 1 + z2 / n;
+    double c = (p + z2 / (2 * n)) / den;
+    double w = z * sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / den;
+    *lo = c - w > 0 ? c - w : 0;
+    *hi = c + w < 1 ? c + w : 1;
+}
+
+/* The geometric mean of histogram <c> (each slot at its geometric middle; slot 0 at half the
+ * first edge, the last at its lower edge), or -1 when empty. */
+static double geo_mean(const double *c, const double *edges)
+{
+    double n = 0, sum = 0;
+    for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++) {
+        if (!(c[i] > 0))
+            continue;
+        double mid = i == 0                          ? edges[1] / 2
+                     : i == LX_HEALTH_HIST_SLOTS - 1 ? edges[i]
+                                                     : sqrt(edges[i] * edges[i + 1]);
+        n += c[i];
+        sum += c[i] * log(mid);
+    }
+    return n > 0 ? exp(sum / n) : -1;
+}
+
+/* The recent figures of row <row> into <r> and h->agg[row].ttft_n. */
+static void measure_recent(lx_health_t *h, size_t row, lx_health_score_t *r)
+{
+    const recent_t *rc = &h->rec[row];
+    double ok = rc->n[LX_HEALTH_OK], judged = ok + failures_d(rc->n);
+    r->recent_n = judged;
+    if (judged > 0) {
+        r->recent_success = ok / judged;
+        wilson(ok, judged, &r->success_low, &r->success_high);
+    }
+    double tn = 0;
+    for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++)
+        tn += rc->ttft[i];
+    h->agg[row].ttft_n = tn;
+    r->ttft_gm_ms = geo_mean(rc->ttft, h->ttft_edges);
+    r->ttft_p95_ms = quantile(rc->ttft, h->ttft_edges, 0.95);
+}
+
 static double clamp01(double v)
 {
     return v < 0 ? 0 : v > 1 ? 1 : v;
 }
 
-static double score_of(const agg_t *a, const agg_t *g, const lx_health_score_t *r)
+static double score_of(const lx_health_t *h, size_t row, const agg_t *g, const lx_health_score_t *r)
 {
-    uint64_t ok = a->n[LX_HEALTH_OK], fail = failures(a->n);
-    double s = ((double)ok + 1.8) / ((double)(ok + fail) + 2.0);
+    const recent_t *rc = &h->rec[row];
+    double ok = rc->n[LX_HEALTH_OK], fail = failures_d(rc->n);
+    double s = (ok + 1.8) / (ok + fail + 2.0);
     double l = 0.5, t = 0.5;
-    if (a->ttft_eff > 0 && g->best_ttft > 0)
-        l = g->best_ttft / a->ttft_eff;
-    else if (a->ttft_eff == 0)
-        l = 1;
+    if (r->ttft_gm_ms > 0 && g->best_gm > 0)
+        l = g->best_gm / r->ttft_gm_ms;
     if (r->tps_p50 > 0 && g->best_tps > 0)
         t = r->tps_p50 / g->best_tps;
     double rl = r->rate_limit_rate > 0 ? r->rate_limit_rate : 0;
@@ -777,10 +897,72 @@ static void log_change(const lx_health_t *h, size_t row, const lx_health_score_t
     else
         snprintf(rl, sizeof(rl), "n/a");
     snprintf(line, sizeof(line),
-             "health: %s %s %s: score %.2f -> %.2f (success %s, ttft p50 %s, 429 %s)%s", k->model,
-             k->provider, k->endpoint, old->score, r->score, succ, ttft, rl,
-             r->has_data ? "" : " no data");
+             "health: %s %s %s: score %.2f -> %.2f (success %s, ttft p50 %s, 429 %s)%s%s%s",
+             k->model, k->provider, k->endpoint, old->score, r->score, succ, ttft, rl,
+             r->has_data ? "" : " no data", r->demoted ? " demoted: " : "",
+             r->demoted ? lx_health_demotion_name(r->demoted) : "");
     log(arg, line);
+}
+
+/* Pass 1 of a re-scoring: row <i>'s window and recent figures, and its model's best success
+ * lower bound and throughput (the group leader, first of its model, resets them). */
+static void rescore_measure(lx_health_t *h, size_t i, uint64_t now_ms, double f,
+                            lx_health_score_t *r)
+{
+    agg_t *g = &h->agg[h->group[i]];
+    gather(h, i, now_ms);
+    fold_recent(h, i, f);
+    measure(h, &h->agg[i], r);
+    measure_recent(h, i, r);
+    if (g == &h->agg[i]) {
+        g->best_lo = g->best_gm = g->best_tps = -1;
+        g->score_sum = 0;
+        g->scored = 0;
+        memset(g->model_ttft, 0, sizeof(g->model_ttft));
+    }
+    if (!r->has_data)
+        return;
+    if (r->success_low > g->best_lo)
+        g->best_lo = r->success_low;
+    if (r->tps_p50 > g->best_tps)
+        g->best_tps = r->tps_p50;
+}
+
+/* Pass 2: the success rule (see health.h), then the model's best TTFT among the rows it kept. */
+static void demote_success(lx_health_t *h, size_t i, const lx_health_score_t *old,
+                           lx_health_score_t *r)
+{
+    agg_t *g = &h->agg[h->group[i]];
+    if (!r->has_data || r->recent_success < 0)
+        return;
+    double bar = g->best_lo - LX_HEALTH_SUCCESS_MARGIN;
+    if (r->success_high < bar ||
+        (old->demoted == LX_HEALTH_DEMOTED_SUCCESS && r->recent_success < bar))
+        r->demoted = LX_HEALTH_DEMOTED_SUCCESS;
+    else if (r->ttft_gm_ms > 0 && h->agg[i].ttft_n >= LX_HEALTH_SLOW_MIN_N &&
+             (g->best_gm < 0 || r->ttft_gm_ms < g->best_gm))
+        g->best_gm = r->ttft_gm_ms;
+}
+
+/* Pass 3: the latency rule (see health.h); the rows kept add their TTFT to the model's. */
+static void demote_latency(lx_health_t *h, size_t i, const lx_health_score_t *old,
+                           lx_health_score_t *r)
+{
+    agg_t *g = &h->agg[h->group[i]];
+    if (!r->has_data || r->demoted)
+        return;
+    double gm = r->ttft_gm_ms, best = g->best_gm;
+    if (gm > 0 && best > 0 && gm - best > LX_HEALTH_SLOW_MIN_MS) {
+        bool slow = gm > LX_HEALTH_SLOW_FACTOR * best && h->agg[i].ttft_n >= LX_HEALTH_SLOW_MIN_N;
+        bool still =
+            old->demoted == LX_HEALTH_DEMOTED_LATENCY && gm > LX_HEALTH_SLOW_READMIT_FACTOR * best;
+        if (slow || still) {
+            r->demoted = LX_HEALTH_DEMOTED_LATENCY;
+            return;
+        }
+    }
+    for (unsigned k = 0; k < LX_HEALTH_HIST_SLOTS; k++)
+        g->model_ttft[k] += h->rec[i].ttft[k];
 }
 
 void lx_health_rescore(lx_health_t *h, uint64_t now_ms, void (*log)(void *arg, const char *line),
@@ -788,41 +970,38 @@ void lx_health_rescore(lx_health_t *h, uint64_t now_ms, void (*log)(void *arg, c
 {
     snap_t *old = atomic_load_explicit(&h->cur, memory_order_relaxed); /* we published it */
     snap_t *next = &h->snaps[(h->gen + 1) % SNAPSHOTS];
-    for (size_t i = 0; i < h->n_rows; i++) {
-        agg_t *g = &h->agg[h->group[i]];
-        gather(h, i, now_ms); /* the group leader comes first: its fields are reset there */
-        agg_t *a = &h->agg[i];
-        lx_health_score_t *r = &next->rows[i];
-        measure(h, a, r);
-        a->ttft_eff = r->ttft_p50_ms >= 0 ? (r->ttft_p50_ms + r->ttft_p90_ms) / 2 : -1;
-        if (g == a) {
-            g->best_ttft = -1;
-            g->best_tps = -1;
-        }
-        if (!r->has_data)
-            continue;
-        if (a->ttft_eff >= 0 && (g->best_ttft < 0 || a->ttft_eff < g->best_ttft))
-            g->best_ttft = a->ttft_eff;
-        if (r->tps_p50 > g->best_tps)
-            g->best_tps = r->tps_p50;
-    }
+    double f = 1;
+    if (h->rec_started && now_ms > h->rec_at_ms)
+        f = exp2(-(double)(now_ms - h->rec_at_ms) / (double)h->opts.rescore_interval_ms);
+    for (size_t i = 0; i < h->n_rows; i++)
+        rescore_measure(h, i, now_ms, f, &next->rows[i]);
+    h->rec_at_ms = now_ms;
+    h->rec_started = true;
+    for (size_t i = 0; i < h->n_rows; i++)
+        demote_success(h, i, &old->rows[i], &next->rows[i]);
+    for (size_t i = 0; i < h->n_rows; i++)
+        demote_latency(h, i, &old->rows[i], &next->rows[i]);
     for (size_t i = 0; i < h->n_rows; i++) {
         lx_health_score_t *r = &next->rows[i];
         agg_t *g = &h->agg[h->group[i]];
-        if (!r->has_data)
-            continue;
-        r->score = score_of(&h->agg[i], g, r);
+        if (!r->has_data || r->demoted)
+            continue; /* demoted: score 0, the router's exploration share */
+        r->score = score_of(h, i, g, r);
         g->score_sum += r->score;
         g->scored++;
     }
     for (size_t i = 0; i < h->n_rows; i++) {
         lx_health_score_t *r = &next->rows[i];
         const agg_t *g = &h->agg[h->group[i]];
-        if (!r->has_data) /* never below neutral: a failing sibling says nothing of this row */
+        if (r->demoted)
+            r->score = 0;
+        else if (!r->has_data) /* never below neutral: a failing sibling says nothing of it */
             r->score =
                 g->scored > 0 ? fmax(PRIOR_SCORE, g->score_sum / (double)g->scored) : PRIOR_SCORE;
+        r->model_ttft_p95_ms = quantile(g->model_ttft, h->ttft_edges, 0.95);
         const lx_health_score_t *o = &old->rows[i];
-        if (log && (fabs(r->score - o->score) > h->opts.log_epsilon || r->has_data != o->has_data))
+        if (log && (fabs(r->score - o->score) > h->opts.log_epsilon || r->has_data != o->has_data ||
+                    r->demoted != o->demoted))
             log_change(h, i, o, r, log, arg);
     }
     next->at_ms = now_ms;

@@ -4,9 +4,12 @@
  * Workers record every attempt's outcome into their own shard (relaxed atomics, no lock, no
  * allocation). A circuit breaker per row, shared by all shards, ejects an endpoint after
  * consecutive failures and lets one probe through after a cooldown. The control thread
- * re-scores the table every few minutes over a rolling window and publishes an immutable
- * snapshot of per-row results that workers read without locking. The table is pure: no I/O,
- * no loop; time comes in as monotonic milliseconds.
+ * re-scores the table every few minutes (a rolling window for the figures people read, and
+ * recent figures decayed by half every re-score interval for the decisions) and publishes an
+ * immutable snapshot of per-row results that workers read without locking. A row clearly
+ * worse than its model's best - success rate, or time to first byte - is demoted to the
+ * router's exploration share (lx_health_rescore()). The table is pure: no I/O, no loop; time
+ * comes in as monotonic milliseconds.
  *
  * Threads
  * - lx_health_record() and lx_health_inflight_add() on shard <s>: one writer thread per shard
@@ -15,12 +18,17 @@
  *   any thread.
  * - lx_health_rescore(): one thread (the control thread), never two at once.
  * - lx_health_new() and lx_health_free(): while no other thread uses the table being created
- *   or freed; <previous> may still be in use by workers while a new table is made from it.
+ *   or freed; <previous> may still be in use by workers while a new table is made from it,
+ *   but not re-scored (make it on the re-scoring thread: it copies previous's recent figures,
+ *   which only that thread writes).
  *
  * Window: a ring of LX_HEALTH_BUCKETS time buckets of window_ms / LX_HEALTH_BUCKETS each; a
  * re-scoring at time t counts the buckets of the last LX_HEALTH_BUCKETS bucket periods
  * (t's own included), so a sample leaves the window between 14/15 and 15/15 of window_ms
- * after it was recorded.
+ * after it was recorded. Recent figures: per row, the control thread keeps the shards'
+ * cumulative counters (outcomes, and a cumulative TTFT histogram of OK attempts) as seen at
+ * the last re-scoring, and decayed counts of the differences - nothing added to the workers'
+ * path but one relaxed counter per OK attempt.
  */
 #ifndef LX_HEALTH_H
 #define LX_HEALTH_H
@@ -55,6 +63,30 @@ typedef enum lx_health_outcome {
 /* The label name of an outcome ("ok", "connect", ...); "unknown" when out of range. */
 const char *lx_health_outcome_name(lx_health_outcome_t o);
 
+/* The success rule: a row is demoted when the upper bound of the Wilson interval (z below,
+ * 95%) of its recent success rate is below its model's best lower bound minus the margin; it
+ * stays demoted while its recent success rate itself is below that bar. */
+#define LX_HEALTH_WILSON_Z       1.96
+#define LX_HEALTH_SUCCESS_MARGIN 0.05
+/* The latency rule: a row is demoted when the geometric mean of its recent successful TTFT is
+ * more than SLOW_FACTOR times its model's best and SLOW_MIN_MS above it, from at least
+ * SLOW_MIN_N (decayed) samples; it stays demoted while above READMIT_FACTOR times the best
+ * and SLOW_MIN_MS above it. */
+#define LX_HEALTH_SLOW_FACTOR         4.0
+#define LX_HEALTH_SLOW_READMIT_FACTOR 2.0
+#define LX_HEALTH_SLOW_MIN_MS         50.0
+#define LX_HEALTH_SLOW_MIN_N          3.0
+
+/* Why a row gets only the router's exploration share (see lx_health_rescore()). */
+typedef enum lx_health_demotion {
+    LX_HEALTH_NOT_DEMOTED,
+    LX_HEALTH_DEMOTED_SUCCESS, /* its success rate is clearly below its model's best row's */
+    LX_HEALTH_DEMOTED_LATENCY, /* its time to first byte is clearly above its model's best */
+} lx_health_demotion_t;
+
+/* "none", "success", "latency". */
+const char *lx_health_demotion_name(lx_health_demotion_t d);
+
 /* Whether an outcome counts as an endpoint failure (breaker and success rate): CONNECT,
  * TIMEOUT, SERVER, BAD_RESPONSE. */
 bool lx_health_outcome_is_failure(lx_health_outcome_t o);
@@ -67,8 +99,8 @@ typedef struct lx_health_opts {
     uint64_t breaker_max_cooldown_ms; /* cap of the doubling (5 min) */
     uint64_t probe_timeout_ms; /* a half-open probe with no recorded outcome frees its slot after
                                   this long (60 s), so a lost probe cannot wedge the row */
-    double exploration;        /* share of traffic the router gives rows without data (0.05); the
-                                  table only carries it */
+    double exploration;        /* share of traffic the router gives a row without data or demoted
+                                  (0.02); the table only carries it */
     double log_epsilon;        /* a score change larger than this is logged (0.02) */
 } lx_health_opts_t;
 
@@ -91,17 +123,28 @@ typedef struct lx_health_sample {
     uint64_t retry_after_ms; /* RATE_LIMIT only: not chosen again before now + this; 0 = none */
 } lx_health_sample_t;
 
-/* One row's results of the latest re-scoring. Unknown values are negative (-1). */
+/* One row's results of the latest re-scoring. Unknown values are negative (-1). The window
+ * figures (success_rate .. count) cover the rolling window; the recent ones (recent_n ..
+ * model_ttft_p95_ms) decay by half every rescore_interval and are what the score and the
+ * demotion rules judge by. Latency figures come from successful attempts only. */
 typedef struct lx_health_score {
-    double score;           /* [0,1]; higher is better; neutral prior when !has_data */
-    bool has_data;          /* the window held endpoint-judging samples (OK, failures, 429) */
-    double success_rate;    /* OK / (OK + failures); 429, CLIENT, CANCELED excluded; or -1 */
-    double ttft_p50_ms;     /* time to first byte of successful attempts, or -1 */
-    double ttft_p90_ms;     /* or -1 */
-    double tps_p50;         /* output tokens/s after the first byte, or -1 */
-    double rate_limit_rate; /* 429 / (OK + failures + 429), or -1 */
-    uint64_t requests;      /* attempts in the window, all classes but CANCELED, GATEWAY_LIMIT */
+    double score; /* [0,1]; higher is better; neutral prior when !has_data; 0 when demoted */
+    lx_health_demotion_t demoted; /* not 0: the router gives the row its exploration share */
+    bool has_data;                /* the window held endpoint-judging samples (OK, failures, 429) */
+    double success_rate;          /* OK / (OK + failures); 429, CLIENT, CANCELED excluded; or -1 */
+    double ttft_p50_ms;           /* time to first byte of successful attempts, or -1 */
+    double ttft_p90_ms;           /* or -1 */
+    double tps_p50;               /* output tokens/s after the first byte, or -1 */
+    double rate_limit_rate;       /* 429 / (OK + failures + 429), or -1 */
+    uint64_t requests; /* attempts in the window, all classes but CANCELED, GATEWAY_LIMIT */
     uint64_t count[LX_HEALTH_N_OUTCOMES]; /* attempts in the window per outcome */
+    double recent_n;                      /* recent OK + failed attempts (decayed, so fractional) */
+    double recent_success;                /* recent OK / (OK + failures), or -1 */
+    double success_low;                   /* its Wilson interval (LX_HEALTH_WILSON_Z), or -1 */
+    double success_high;                  /* or -1 */
+    double ttft_gm_ms;                    /* geometric mean of recent successful TTFT, or -1 */
+    double ttft_p95_ms;                   /* recent successful TTFT p95, or -1 (for hedging) */
+    double model_ttft_p95_ms; /* the same over the model's rows with data not demoted, or -1 */
 } lx_health_score_t;
 
 typedef enum lx_health_breaker_state {
@@ -181,32 +224,55 @@ void lx_health_breaker_get(const lx_health_t *h, size_t row, uint64_t now_ms,
 /* <row>'s cumulative attempts per outcome since start (carried over on reload) into out. */
 void lx_health_totals(const lx_health_t *h, size_t row, uint64_t out[LX_HEALTH_N_OUTCOMES]);
 
-/* Re-scores every row over the window ending at <now_ms> and publishes the results. For each
- * row: counts per outcome, success rate, 429 rate, TTFT p50/p90 and tokens/s p50 (log-scale
- * histograms, interpolated within a slot: about +-20% precision), and a score in [0,1]:
+/* Re-scores every row at <now_ms> and publishes the results. For each row, two sets of
+ * figures (log-scale histograms, interpolated within a slot: about +-20% precision):
+ * - the window's: counts per outcome, success rate, 429 rate, TTFT p50/p90 and tokens/s p50;
+ * - the recent ones: the attempts recorded since the previous re-scoring (differences of the
+ *   cumulative counters) folded into counts that lose half their weight every
+ *   rescore_interval, so the last interval weighs as much as all before it and a fault shows
+ *   within one re-scoring whatever the window: success rate with its Wilson interval, and the
+ *   geometric mean and p95 of the TTFT. The geometric mean rather than a percentile: a mix of
+ *   streamed (early first byte) and whole answers keeps its mean when the mix shifts a little,
+ *   where the median jumps between the two modes.
+ * Latency figures count successful attempts only: a fast failure never makes a row look fast.
+ *
+ * Demotion (the rules at LX_HEALTH_WILSON_Z above), among the rows of the same model with data:
+ * - success: a row whose recent success rate's Wilson upper bound is below the best row's
+ *   Wilson lower bound minus LX_HEALTH_SUCCESS_MARGIN (5 points) is demoted; it stays demoted
+ *   while its recent success rate is below that bar. At a 5 s re-scoring with ~80 attempts per
+ *   row: 30% failing gives [0.59, 0.79] against a healthy row's lower bound 0.95 - demoted;
+ *   2% failing gives an upper bound of 0.99 - kept. The best row is never demoted by it.
+ * - latency: among the rows the success rule kept, a row whose recent TTFT geometric mean is
+ *   more than LX_HEALTH_SLOW_FACTOR (4) times the best row's and LX_HEALTH_SLOW_MIN_MS (50 ms)
+ *   above it, from LX_HEALTH_SLOW_MIN_N samples, is demoted; it stays demoted while above
+ *   LX_HEALTH_SLOW_READMIT_FACTOR (2) times the best and 50 ms above it. Milder slowness
+ *   only lowers the score (L below).
+ * A demoted row is published with score 0 and `demoted` set: the router gives it the
+ * exploration share (health.exploration, 2%), enough to see it recover, and no more.
+ *
+ * The score of a row kept, in [0,1]:
  *
  *   score = S^2 * (0.15 + 0.85 * L) * (0.6 + 0.4 * T) * (1 - 0.5 * R)
  *
- * S: the success rate smoothed by two samples of prior at 90% ((ok+1.8)/(ok+fail+2)), so a
- *    handful of samples neither claims perfection nor sinks a row. Squared, not more: a failed
- *    attempt before the first byte costs the client one fast retry (failover), while a slow
- *    first token costs every request, so in the fleet simulation an endpoint failing 30% of
- *    attempts served users better than one 300 ms slower (a 6th power sent nearly all
- *    traffic to the slow one). Hard failures are the circuit breaker's job.
- * (0.15 + 0.85 * L): time to first token weighs nearly linearly - an endpoint fifteen times
- *    slower keeps a fifth of the score, a small exploration share.
- * L: best (TTFT p50 + p90)/2 among the rows of the same model divided by this row's (1 for
- *    the fastest); 0.5 when unknown.
- * T: this row's tokens/s p50 divided by the best of its model's rows; 0.5 when unknown.
- * R: the 429 rate.
- * A row with no data keeps a neutral prior: the mean score of its model's rows with data, but
- * never below 0.5 (a failing sibling says nothing about this row), or 0.5 when none has data;
- * has_data = false tells the router to give it an exploration share.
+ * S: the recent success rate smoothed by two samples of prior at 90% ((ok+1.8)/(ok+fail+2)),
+ *    so a handful of samples neither claims perfection nor sinks a row. Squared, not more: a
+ *    failed attempt before the first byte costs the client one fast retry (failover); a row
+ *    clearly worse than its peers is the success rule's, a dead one the breaker's.
+ * (0.15 + 0.85 * L): time to first token weighs nearly linearly below the latency rule.
+ * L: the best recent TTFT geometric mean among the model's rows kept (from at least
+ *    LX_HEALTH_SLOW_MIN_N samples) divided by this row's (1 for the fastest); 0.5 when unknown.
+ * T: this row's tokens/s p50 (window) divided by the best of its model's rows; 0.5 when unknown.
+ * R: the 429 rate (window).
+ * A row with no data in the window keeps a neutral prior: the mean score of its model's rows
+ * kept, but never below 0.5 (a failing sibling says nothing about this row), or 0.5 when none
+ * has data; has_data = false tells the router to give it an exploration share.
+ * model_ttft_p95_ms, the same in every row of a model: the p95 of the recent successful TTFT
+ * of its rows with data that are not demoted (what a hedge's "first byte is late" compares to).
  *
  * <log> (may be NULL) receives one line per row whose score moved by more than log_epsilon
- * or whose has_data changed:
- *   "health: <model> <provider> <endpoint>: score 0.91 -> 0.42 (success 71%, ttft p50 120 ms,
- *   429 3%)". Never allocates; cannot fail. */
+ * or whose has_data or demotion changed:
+ *   "health: <model> <provider> <endpoint>: score 0.91 -> 0.00 (success 71%, ttft p50 120 ms,
+ *   429 3%) demoted: success". Never allocates; cannot fail. */
 void lx_health_rescore(lx_health_t *h, uint64_t now_ms, void (*log)(void *arg, const char *line),
                        void *arg);
 
@@ -224,7 +290,9 @@ bool lx_health_last_rescore(const lx_health_t *h, uint64_t *at_ms);
  * {"rescore_interval_ms":N,"window_ms":N,"last_rescore_ms_ago":N|null,"rows":[{"provider":S,
  * "endpoint":S,"model":S,"requests":N,"successes":N,"errors":{"connect":N,"timeout":N,
  * "rate_limit":N,"server":N,"bad_response":N,"client":N},"in_flight":N,"ttft_ms":{"p50":X,
- * "p90":X},"tps_p50":X,"success_rate":X,"score":X,"has_data":B,"breaker":{"state":
+ * "p90":X},"tps_p50":X,"success_rate":X,"score":X,"has_data":B,"demoted":null|"success"|
+ * "latency","recent":{"attempts":X,"success_rate":X,"success_low":X,"success_high":X,
+ * "ttft_gm_ms":X,"ttft_p95_ms":X},"model_ttft_p95_ms":X,"breaker":{"state":
  * "closed|open|half_open","consecutive_failures":N,"ejections":N,"open_for_ms":N},
  * "retry_after_ms":N}]}. Window numbers are the latest re-scoring's; unknown values are null;
  * breaker and in-flight are live at <now_ms>. 0 or LX_ENOMEM. Any thread. */

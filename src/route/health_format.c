@@ -27,6 +27,12 @@
        "90th percentile time to first byte of successful attempts over the window.")               \
     XX(TPS_P50, "llmux_health_tps_p50", "gauge",                                                   \
        "Median output tokens per second after the first byte over the window.")                    \
+    XX(TTFT_P95, "llmux_health_ttft_p95_seconds", "gauge",                                         \
+       "95th percentile time to first byte of recent successful attempts (decayed by half every "  \
+       "rescore interval).")                                                                       \
+    XX(DEMOTED, "llmux_health_demoted", "gauge",                                                   \
+       "1 while the endpoint gets only the exploration share (success rate or time to first "      \
+       "byte clearly worse than its model's best), else 0.")                                       \
     XX(BREAKER_OPEN, "llmux_health_breaker_open", "gauge",                                         \
        "1 while the circuit breaker ejects the endpoint (open or half-open), else 0.")             \
     XX(IN_FLIGHT, "llmux_health_in_flight", "gauge", "Attempts in flight to the endpoint.")        \
@@ -78,6 +84,33 @@ static void json_num(lx_strbuf_t *sb, double v, unsigned decimals)
         lx_strbuf_fixed(sb, v, decimals);
 }
 
+/* The demotion and the recent figures (lx_health_score_t). */
+static void json_recent(lx_strbuf_t *sb, const lx_health_score_t *r)
+{
+    LX_STRBUF_LIT(sb, ",\"demoted\":");
+    if (r->demoted) {
+        LX_STRBUF_LIT(sb, "\"");
+        lx_strbuf_str(sb, lx_health_demotion_name(r->demoted));
+        LX_STRBUF_LIT(sb, "\"");
+    } else {
+        LX_STRBUF_LIT(sb, "null");
+    }
+    LX_STRBUF_LIT(sb, ",\"recent\":{\"attempts\":");
+    json_num(sb, r->recent_n, 1);
+    LX_STRBUF_LIT(sb, ",\"success_rate\":");
+    json_num(sb, r->recent_success, 4);
+    LX_STRBUF_LIT(sb, ",\"success_low\":");
+    json_num(sb, r->success_low, 4);
+    LX_STRBUF_LIT(sb, ",\"success_high\":");
+    json_num(sb, r->success_high, 4);
+    LX_STRBUF_LIT(sb, ",\"ttft_gm_ms\":");
+    json_num(sb, r->ttft_gm_ms, 1);
+    LX_STRBUF_LIT(sb, ",\"ttft_p95_ms\":");
+    json_num(sb, r->ttft_p95_ms, 1);
+    LX_STRBUF_LIT(sb, "},\"model_ttft_p95_ms\":");
+    json_num(sb, r->model_ttft_p95_ms, 1);
+}
+
 static void json_row(lx_strbuf_t *sb, const lx_health_t *h, size_t i, const lx_health_score_t *r,
                      uint64_t now_ms)
 {
@@ -121,6 +154,7 @@ static void json_row(lx_strbuf_t *sb, const lx_health_t *h, size_t i, const lx_h
         LX_STRBUF_LIT(sb, "true");
     else
         LX_STRBUF_LIT(sb, "false");
+    json_recent(sb, r);
     LX_STRBUF_LIT(sb, ",\"breaker\":{\"state\":\"");
     lx_strbuf_str(sb, breaker_names[b.state]);
     LX_STRBUF_LIT(sb, "\",\"consecutive_failures\":");
@@ -151,7 +185,7 @@ int lx_health_format_json(const lx_health_t *h, uint64_t now_ms, char **out, siz
 {
     size_t n = lx_health_rows(h), cap = 256;
     for (size_t i = 0; i < n; i++)
-        cap += 1024 + 6 * keys_len(lx_health_row_key(h, i)); /* \u00XX at worst */
+        cap += 1536 + 6 * keys_len(lx_health_row_key(h, i)); /* \u00XX at worst */
     char *buf = malloc(cap);
     if (!buf)
         return LX_ENOMEM;
@@ -230,6 +264,10 @@ static double gauge(int m, const lx_health_t *h, size_t i, const lx_health_score
         return r->ttft_p90_ms < 0 ? -1 : r->ttft_p90_ms / 1000.0;
     case M_TPS_P50:
         return r->tps_p50;
+    case M_TTFT_P95:
+        return r->ttft_p95_ms < 0 ? -1 : r->ttft_p95_ms / 1000.0;
+    case M_DEMOTED:
+        return r->demoted ? 1 : 0;
     case M_BREAKER_OPEN:
         lx_health_breaker_get(h, i, now_ms, &b);
         return b.state == LX_HEALTH_CLOSED ? 0 : 1;
@@ -247,7 +285,7 @@ int lx_health_format_metrics(const lx_health_t *h, uint64_t now_ms, char **out, 
     size_t n = lx_health_rows(h), cap = 256;
     for (int m = 0; m < M_COUNT; m++)
         cap += 64 + 2 * strlen(metrics[m].name) + strlen(metrics[m].help);
-    for (size_t i = 0; i < n; i++) /* per row: 7 gauges and 8 counters, labels doubled */
+    for (size_t i = 0; i < n; i++) /* per row: 9 gauges and 9 counters, labels doubled */
         cap += (M_COUNT - 1 + LX_HEALTH_N_OUTCOMES) * (160 + 2 * keys_len(lx_health_row_key(h, i)));
     char *buf = malloc(cap);
     if (!buf)

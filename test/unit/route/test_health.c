@@ -81,7 +81,7 @@ static void test_defaults_and_keys(void **st)
     assert_int_equal(o->breaker_failures, 5);
     assert_int_equal(o->breaker_cooldown_ms, 10000);
     assert_int_equal(o->breaker_max_cooldown_ms, 300000);
-    assert_near(o->exploration, 0.05, 1e-12);
+    assert_near(o->exploration, 0.02, 1e-12);
     assert_int_equal(lx_health_rows(h), 3);
     const lx_health_row_key_t *k = lx_health_row_key(h, 1);
     assert_string_equal(k->provider, "remote");
@@ -349,8 +349,8 @@ static void test_normalisation_and_prior(void **st)
     lx_health_t *h = table(NULL, 5, 1);
     for (int i = 0; i < 100; i++) {
         rec_ok(h, 0, 100, 200, 100.0, 0); /* fast */
-        rec_ok(h, 1, 400, 200, 25.0, 0);  /* four times slower in both */
-        rec_ok(h, 2, 400, 200, 25.0, 0);  /* as slow, but alone for its model */
+        rec_ok(h, 1, 300, 200, 25.0, 0);  /* 3x slower first byte, 4x slower tokens */
+        rec_ok(h, 2, 300, 200, 25.0, 0);  /* as slow, but alone for its model */
     }
     lx_health_rescore(h, 1000, NULL, NULL);
     const lx_health_score_t *s = lx_health_scores(h);
@@ -361,9 +361,11 @@ static void test_normalisation_and_prior(void **st)
     /* each row is judged against its own model only: the lone slow row is its model's best */
     assert_near(s[2].score, s[0].score, 1e-9);
     assert_near(s[0].score, expected_score(100, 0, 1, 1, 0), 1e-9);
-    double l = (s[0].ttft_p50_ms + s[0].ttft_p90_ms) / (s[1].ttft_p50_ms + s[1].ttft_p90_ms);
+    /* (three times slower: a lower score, not a demotion) */
+    assert_int_equal(s[1].demoted, LX_HEALTH_NOT_DEMOTED);
+    double l = s[0].ttft_gm_ms / s[1].ttft_gm_ms;
     double t = s[1].tps_p50 / s[0].tps_p50;
-    assert_near(l, 0.25, 0.1);
+    assert_near(l, 1.0 / 3, 0.1);
     assert_near(t, 0.25, 0.1);
     assert_near(s[1].score, expected_score(100, 0, l, t, 0), 1e-9);
     /* no data: the mean of its model's rows, or 0.5 when the model has none */
@@ -372,8 +374,8 @@ static void test_normalisation_and_prior(void **st)
     assert_near(s[4].score, 0.5, 1e-12);
     assert_true(s[3].success_rate < 0 && s[3].ttft_p50_ms < 0 && s[3].tps_p50 < 0);
 
-    /* a fast row failing 10% (one quick retry each time) still beats one four times
-     * slower on every request; failing 60%, it falls below */
+    /* a fast row failing 10% (one quick retry each time) still beats one three times
+     * slower on every request; failing 60%, it is demoted (score 0) */
     for (int i = 0; i < 12; i++)
         rec(h, 0, LX_HEALTH_SERVER, 1000);
     lx_health_rescore(h, 2000, NULL, NULL);
@@ -384,6 +386,7 @@ static void test_normalisation_and_prior(void **st)
     lx_health_rescore(h, 3000, NULL, NULL);
     s = lx_health_scores(h);
     assert_true(s[0].score < s[1].score);
+    assert_int_equal(s[0].demoted, LX_HEALTH_DEMOTED_SUCCESS);
     lx_health_free(h);
 }
 
@@ -486,6 +489,245 @@ static void test_carry_over(void **st)
     lx_health_free(c);
 }
 
+/* ---- demotion: the success and latency rules on recent figures ---- */
+
+/* Records <n> attempts on <row> spread over [t0, t0 + span_ms): attempt i fails (500, after
+ * <fail_ttfb_ms>) when (i * permille) % 1000 + permille > 999 - i.e. permille out of each
+ * thousand, evenly - and otherwise succeeds with a first byte after <ttfb_ms>. */
+static void traffic(lx_health_t *h, size_t row, int n, unsigned permille, uint64_t ttfb_ms,
+                    uint64_t fail_ttfb_ms, uint64_t t0, uint64_t span_ms)
+{
+    for (int i = 0; i < n; i++) {
+        uint64_t t = t0 + span_ms * (uint64_t)i / (uint64_t)n;
+        bool fail = ((unsigned)i * permille) % 1000 + permille > 999;
+        lx_health_sample_t s = {fail ? LX_HEALTH_SERVER : LX_HEALTH_OK,
+                                (fail ? fail_ttfb_ms : ttfb_ms) * 1000, 0, -1, 0};
+        lx_health_record(h, 0, row, &s, t);
+    }
+}
+
+/* A 5 s re-scoring and the default 15 min window, as in the issue's simulation. */
+static lx_health_t *table_5s(void)
+{
+    lx_health_opts_t o;
+    lx_health_opts_init(&o);
+    o.rescore_interval_ms = 5000;
+    return table(&o, 4, 1); /* rows 0, 1, 3 serve model m */
+}
+
+static void test_success_rule(void **st)
+{
+    (void)st;
+    /* 50 req/s over three rows: about 83 attempts per row per 5 s window */
+    lx_health_t *h = table_5s();
+    uint64_t t = 0;
+    for (int k = 0; k < 6; k++, t += 5000) { /* 30 s healthy: the past the window remembers */
+        for (size_t r = 0; r < 4; r += r == 1 ? 2 : 1)
+            traffic(h, r, 83, 0, 20, 0, t, 5000);
+        lx_health_rescore(h, t + 5000, NULL, NULL);
+    }
+    const lx_health_score_t *s = lx_health_scores(h);
+    assert_int_equal(s[0].demoted + s[1].demoted + s[3].demoted, 0);
+    /* then row 1 fails 30%, row 3 2.4%: one re-scoring later row 1 is demoted, row 3 is not */
+    traffic(h, 0, 83, 0, 20, 0, t, 5000);
+    traffic(h, 1, 83, 300, 20, 1, t, 5000);
+    traffic(h, 3, 83, 25, 20, 1, t, 5000);
+    t += 5000;
+    lx_health_rescore(h, t, NULL, NULL);
+    s = lx_health_scores(h);
+    assert_int_equal(s[1].demoted, LX_HEALTH_DEMOTED_SUCCESS);
+    assert_true(s[1].score == 0);
+    assert_true(s[1].has_data);
+    assert_int_equal(s[3].demoted, LX_HEALTH_NOT_DEMOTED);
+    assert_int_equal(s[0].demoted, LX_HEALTH_NOT_DEMOTED);
+    assert_true(s[3].score > 0.5 && s[0].score > 0.5);
+    assert_true(s[1].success_high < s[0].success_low);
+    /* the window's own rate still shows the healthy past: the rule is the recent figure's */
+    assert_true(s[1].success_rate > 0.9);
+    assert_true(s[1].recent_success < 0.9);
+
+    /* at the exploration share (2%: ~5 attempts per 5 s) and still failing 30%, it stays
+     * demoted; the 2% one stays kept */
+    for (int k = 0; k < 12; k++) {
+        traffic(h, 0, 83, 0, 20, 0, t, 5000);
+        traffic(h, 1, 5, 300, 20, 1, t, 5000);
+        traffic(h, 3, 83, 25, 20, 1, t, 5000);
+        t += 5000;
+        lx_health_rescore(h, t, NULL, NULL);
+        s = lx_health_scores(h);
+        assert_int_equal(s[1].demoted, LX_HEALTH_DEMOTED_SUCCESS);
+        assert_int_equal(s[3].demoted, LX_HEALTH_NOT_DEMOTED);
+    }
+    /* recovered: back within a few re-scorings at the exploration share */
+    int back = -1;
+    for (int k = 0; k < 12 && back < 0; k++) {
+        traffic(h, 0, 83, 0, 20, 0, t, 5000);
+        traffic(h, 1, 5, 0, 20, 0, t, 5000);
+        traffic(h, 3, 83, 25, 20, 1, t, 5000);
+        t += 5000;
+        lx_health_rescore(h, t, NULL, NULL);
+        if (lx_health_scores(h)[1].demoted == LX_HEALTH_NOT_DEMOTED)
+            back = k;
+    }
+    assert_true(back >= 0 && back <= 4);
+    assert_true(lx_health_scores(h)[1].score > 0.3);
+    lx_health_free(h);
+
+    /* from a cold start, one 5 s window of the fault is enough too */
+    h = table_5s();
+    traffic(h, 0, 83, 0, 20, 0, 0, 5000);
+    traffic(h, 1, 83, 300, 20, 1, 0, 5000);
+    traffic(h, 3, 83, 25, 20, 1, 0, 5000);
+    lx_health_rescore(h, 5000, NULL, NULL);
+    s = lx_health_scores(h);
+    assert_int_equal(s[1].demoted, LX_HEALTH_DEMOTED_SUCCESS);
+    assert_int_equal(s[3].demoted, LX_HEALTH_NOT_DEMOTED);
+    assert_int_equal(s[0].demoted, LX_HEALTH_NOT_DEMOTED);
+    /* thin evidence demotes nothing: 3 failures of 10 against 10 of 10 */
+    lx_health_free(h);
+    h = table_5s();
+    traffic(h, 0, 10, 0, 20, 0, 0, 5000);
+    traffic(h, 1, 10, 300, 20, 1, 0, 5000);
+    lx_health_rescore(h, 5000, NULL, NULL);
+    assert_int_equal(lx_health_scores(h)[1].demoted, LX_HEALTH_NOT_DEMOTED);
+    lx_health_free(h);
+}
+
+static void test_fast_failures_not_faster(void **st)
+{
+    (void)st;
+    lx_health_t *h = table_5s();
+    /* both answer their successes after 200 ms; row 1 also fails 5% after 2 ms */
+    traffic(h, 0, 100, 0, 200, 0, 0, 5000);
+    traffic(h, 1, 105, 50, 200, 2, 0, 5000);
+    lx_health_rescore(h, 5000, NULL, NULL);
+    const lx_health_score_t *s = lx_health_scores(h);
+    assert_int_equal(s[1].count[LX_HEALTH_OK], 100);
+    assert_near(s[1].ttft_gm_ms, s[0].ttft_gm_ms, 1e-9);
+    assert_near(s[1].ttft_p50_ms, s[0].ttft_p50_ms, 1e-9);
+    assert_near(s[1].ttft_p95_ms, s[0].ttft_p95_ms, 1e-9);
+    assert_true(s[1].ttft_gm_ms > 200 / 1.45 && s[1].ttft_gm_ms < 200 * 1.45);
+    /* (5 failures of 105 are not clearly worse than none of 100: kept, but below row 0) */
+    assert_int_equal(s[1].demoted, LX_HEALTH_NOT_DEMOTED);
+    assert_true(s[1].score < s[0].score);
+    assert_near(s[0].score, expected_score(100, 0, 1, 0.5, 0), 1e-9);
+    assert_near(s[1].score, expected_score(100, 5, 1, 0.5, 0), 1e-9);
+    lx_health_free(h);
+}
+
+static void test_slow_rule(void **st)
+{
+    (void)st;
+    lx_health_t *h = table_5s();
+    /* half streamed (first byte at 2 ms), half whole answers (180 ms); row 1 800 ms slower */
+    for (size_t r = 0; r < 4; r += r == 1 ? 2 : 1) {
+        uint64_t extra = r == 1 ? 800 : 0;
+        traffic(h, r, 40, 0, 2 + extra, 0, 0, 5000);
+        traffic(h, r, 40, 0, 180 + extra, 0, 0, 5000);
+    }
+    lx_health_rescore(h, 5000, NULL, NULL);
+    const lx_health_score_t *s = lx_health_scores(h);
+    assert_int_equal(s[1].demoted, LX_HEALTH_DEMOTED_LATENCY);
+    assert_true(s[1].score == 0);
+    assert_int_equal(s[0].demoted, LX_HEALTH_NOT_DEMOTED);
+    assert_int_equal(s[3].demoted, LX_HEALTH_NOT_DEMOTED);
+    /* the hedging figure: the p95 of the kept rows, the slow one left out */
+    assert_true(s[0].model_ttft_p95_ms > 180 / 1.45 && s[0].model_ttft_p95_ms < 180 * 1.45);
+    assert_near(s[1].model_ttft_p95_ms, s[0].model_ttft_p95_ms, 1e-9);
+    assert_true(s[1].ttft_p95_ms > 980 / 1.45 && s[1].ttft_p95_ms < 980 * 1.45);
+    /* at the exploration share it stays demoted while slow... */
+    uint64_t t = 5000;
+    for (int k = 0; k < 6; k++, t += 5000) {
+        for (size_t r = 0; r < 4; r += r == 1 ? 2 : 1) {
+            uint64_t extra = r == 1 ? 800 : 0;
+            int n = r == 1 ? 2 : 40;
+            traffic(h, r, n, 0, 2 + extra, 0, t, 5000);
+            traffic(h, r, n, 0, 180 + extra, 0, t, 5000);
+        }
+        lx_health_rescore(h, t + 5000, NULL, NULL);
+        assert_int_equal(lx_health_scores(h)[1].demoted, LX_HEALTH_DEMOTED_LATENCY);
+    }
+    /* ...and comes back once its first bytes are as early as the others' */
+    int back = -1;
+    for (int k = 0; k < 12 && back < 0; k++, t += 5000) {
+        for (size_t r = 0; r < 4; r += r == 1 ? 2 : 1) {
+            int n = r == 1 ? 2 : 40;
+            traffic(h, r, n, 0, 2, 0, t, 5000);
+            traffic(h, r, n, 0, 180, 0, t, 5000);
+        }
+        lx_health_rescore(h, t + 5000, NULL, NULL);
+        if (lx_health_scores(h)[1].demoted == LX_HEALTH_NOT_DEMOTED)
+            back = k;
+    }
+    assert_true(back >= 0 && back <= 4);
+    lx_health_free(h);
+
+    /* hysteresis: demoted at 6x the best, kept out at 3x, back at 1.7x (130 ms above) */
+    h = table_5s();
+    traffic(h, 0, 80, 0, 300, 0, 0, 5000);
+    traffic(h, 1, 80, 0, 2000, 0, 0, 5000);
+    lx_health_rescore(h, 5000, NULL, NULL);
+    assert_int_equal(lx_health_scores(h)[1].demoted, LX_HEALTH_DEMOTED_LATENCY);
+    t = 5000;
+    for (int k = 0; k < 6; k++, t += 5000) {
+        traffic(h, 0, 80, 0, 300, 0, t, 5000);
+        traffic(h, 1, 80, 0, 900, 0, t, 5000);
+        lx_health_rescore(h, t + 5000, NULL, NULL);
+    }
+    assert_int_equal(lx_health_scores(h)[1].demoted, LX_HEALTH_DEMOTED_LATENCY);
+    for (int k = 0; k < 6; k++, t += 5000) {
+        traffic(h, 0, 80, 0, 300, 0, t, 5000);
+        traffic(h, 1, 80, 0, 500, 0, t, 5000);
+        lx_health_rescore(h, t + 5000, NULL, NULL);
+    }
+    assert_int_equal(lx_health_scores(h)[1].demoted, LX_HEALTH_NOT_DEMOTED);
+    lx_health_free(h);
+
+    /* twice as slow is not demoted: only a lower score */
+    h = table_5s();
+    traffic(h, 0, 80, 0, 100, 0, 0, 5000);
+    traffic(h, 1, 80, 0, 200, 0, 0, 5000);
+    lx_health_rescore(h, 5000, NULL, NULL);
+    s = lx_health_scores(h);
+    assert_int_equal(s[1].demoted, LX_HEALTH_NOT_DEMOTED);
+    assert_true(s[1].score > 0.3 && s[1].score < s[0].score);
+    lx_health_free(h);
+}
+
+static void test_outage_recovery(void **st)
+{
+    (void)st;
+    /* row 1 refuses connections for 30 s (the breaker takes it out; a few probes fail), then
+     * answers again: it is back in rotation within a few re-scorings */
+    lx_health_t *h = table_5s();
+    uint64_t t = 0;
+    for (; t < 10000; t += 5000) {
+        for (size_t r = 0; r < 4; r += r == 1 ? 2 : 1)
+            traffic(h, r, 83, 0, 20, 0, t, 5000);
+        lx_health_rescore(h, t + 5000, NULL, NULL);
+    }
+    for (int i = 0; i < 8; i++)
+        rec(h, 1, LX_HEALTH_CONNECT, t + (uint64_t)i);
+    for (; t < 40000; t += 5000) {
+        traffic(h, 0, 125, 0, 20, 0, t, 5000);
+        traffic(h, 3, 125, 0, 20, 0, t, 5000);
+        rec(h, 1, LX_HEALTH_CONNECT, t + 2500); /* a failed half-open probe */
+        lx_health_rescore(h, t + 5000, NULL, NULL);
+    }
+    assert_int_equal(lx_health_scores(h)[1].demoted, LX_HEALTH_DEMOTED_SUCCESS);
+    int back = -1;
+    for (int k = 0; k < 12 && back < 0; k++, t += 5000) {
+        traffic(h, 0, 125, 0, 20, 0, t, 5000);
+        traffic(h, 3, 125, 0, 20, 0, t, 5000);
+        traffic(h, 1, 5, 0, 20, 0, t, 5000);
+        lx_health_rescore(h, t + 5000, NULL, NULL);
+        if (lx_health_scores(h)[1].demoted == LX_HEALTH_NOT_DEMOTED)
+            back = k;
+    }
+    assert_true(back >= 0 && back <= 3);
+    lx_health_free(h);
+}
+
 typedef struct logbuf {
     int n;
     char lines[8][512];
@@ -542,8 +784,11 @@ static void test_json(void **st)
              "\"model\":\"m\",\"requests\":1,\"successes\":1,\"errors\":{\"connect\":0,"
              "\"timeout\":0,\"rate_limit\":0,\"server\":0,\"bad_response\":0,\"client\":0},"
              "\"in_flight\":1,\"ttft_ms\":{\"p50\":null,\"p90\":null},\"tps_p50\":null,"
-             "\"success_rate\":1.0000,\"score\":0.4007,\"has_data\":true,\"breaker\":{\"state\":"
-             "\"closed\",\"consecutive_failures\":0,\"ejections\":0,\"open_for_ms\":0},"
+             "\"success_rate\":1.0000,\"score\":0.4007,\"has_data\":true,\"demoted\":null,"
+             "\"recent\":{\"attempts\":1.0,\"success_rate\":1.0000,\"success_low\":0.2065,"
+             "\"success_high\":1.0000,\"ttft_gm_ms\":null,\"ttft_p95_ms\":null},"
+             "\"model_ttft_p95_ms\":null,\"breaker\":{\"state\":\"closed\",\"consecutive_"
+             "failures\":0,\"ejections\":0,\"open_for_ms\":0},"
              "\"retry_after_ms\":0}]}");
     assert_int_equal(len, strlen(out));
     free(out);
@@ -610,10 +855,12 @@ static void test_metrics(void **st)
                                 "127.0.0.1:8000\",model=\"m\"} 1.000000\n"));
     assert_non_null(strstr(out, "llmux_health_breaker_open{provider=\"local\",endpoint=\"http://"
                                 "127.0.0.1:8000\",model=\"m\"} 0.000000\n"));
-    assert_int_equal(count(out, "# HELP "), 8);
-    assert_int_equal(count(out, "# TYPE "), 8);
+    assert_non_null(strstr(out, "llmux_health_demoted{provider=\"local\",endpoint=\"http://"
+                                "127.0.0.1:8000\",model=\"m\"} 0.000000\n"));
+    assert_int_equal(count(out, "# HELP "), 10);
+    assert_int_equal(count(out, "# TYPE "), 10);
     assert_int_equal(count(out, "llmux_upstream_attempts_total{"), LX_HEALTH_N_OUTCOMES);
-    assert_int_equal(count(out, "\n"), 8 * 2 + 7 + LX_HEALTH_N_OUTCOMES);
+    assert_int_equal(count(out, "\n"), 10 * 2 + 9 + LX_HEALTH_N_OUTCOMES);
     free(out);
 
     lx_health_rescore(h, 1000, NULL, NULL);
@@ -624,6 +871,12 @@ static void test_metrics(void **st)
     char want[256];
     snprintf(want, sizeof(want), "model=\"m\"} %.6f\n", r->ttft_p50_ms / 1000);
     assert_true(r->ttft_p50_ms > 250 / 1.45 && r->ttft_p50_ms < 250 * 1.45);
+    assert_non_null(strstr(out, want));
+    snprintf(want, sizeof(want),
+             "llmux_health_ttft_p95_seconds{provider=\"local\",endpoint=\"http:"
+             "//127.0.0.1:8000\",model=\"m\"} %.6f\n",
+             r->ttft_p95_ms / 1000);
+    assert_true(r->ttft_p95_ms > 250 / 1.45 && r->ttft_p95_ms < 250 * 1.45);
     assert_non_null(strstr(out, want));
     free(out);
     lx_health_free(h);
@@ -787,6 +1040,10 @@ int main(void)
         cmocka_unit_test(test_normalisation_and_prior),
         cmocka_unit_test(test_window_expiry),
         cmocka_unit_test(test_carry_over),
+        cmocka_unit_test(test_success_rule),
+        cmocka_unit_test(test_fast_failures_not_faster),
+        cmocka_unit_test(test_slow_rule),
+        cmocka_unit_test(test_outage_recovery),
         cmocka_unit_test(test_log_lines),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_metrics),
