@@ -39,8 +39,10 @@
  *      endpoint has factor 1 and no division by zero happens: among free internal endpoints
  *      health alone decides, and a paid provider next to a free one gets weight 0 (it is a
  *      fallback, tried after the free ones). Each available candidate without health data
- *      (has_data false) is raised to at least opts->exploration of the group's total weight, so
- *      a recovered or new endpoint gets some traffic and its recovery is seen. Without
+ *      (has_data false), or demoted by the health table (score 0: its success rate or its time
+ *      to first byte clearly worse than its model's best, route/health.h), is raised to
+ *      opts->exploration of the group's total weight (its weight is 0 or tiny), so a recovered
+ *      or new endpoint gets some traffic and its recovery is seen, and a bad one no more. Without
  *      provider.order, the first candidate is drawn at random by weight among the available
  *      ones (uniformly when every weight is 0); the others follow by descending weight (ties:
  *      cheaper, then config order). With provider.order there is no draw (OpenRouter: order
@@ -365,6 +367,13 @@ static int by_weight(const struct ent *a, const struct ent *b, const struct ctx 
     return r ? r : cmp_double(price(&x->c[a->idx]), price(&x->c[b->idx]));
 }
 
+/* Whether a candidate gets the exploration share: available, and without health data or
+ * demoted by the health table (published with score 0). */
+static bool explores(const lx_router_cand_t *c)
+{
+    return c->available && (!c->has_data || !(c->score > 0));
+}
+
 /* The default-rule weights of the <k> entries (see rule 3). */
 static void weigh(struct ent *e, size_t k, const struct ctx *x)
 {
@@ -390,13 +399,13 @@ static void weigh(struct ent *e, size_t k, const struct ctx *x)
         e[i].w = s * s * f;
     }
 
-    /* Exploration: raise the available rows without data to a share of at least x each. The
-     * level t solves t = x * (fixed + m t) for the m rows raised; raising a row only raises t,
-     * so the loop ends after at most one pass per row. */
+    /* Exploration: raise the available rows without data, and the demoted ones (score 0), to a
+     * share of at least x each. The level t solves t = x * (fixed + m t) for the m rows
+     * raised; raising a row only raises t, so the loop ends after at most one pass per row. */
     double share = x->opts->exploration;
     size_t m_total = 0;
     for (size_t i = 0; i < k; i++)
-        m_total += x->c[e[i].idx].available && !x->c[e[i].idx].has_data;
+        m_total += explores(&x->c[e[i].idx]);
     if (!(share > 0) || m_total == 0)
         return;
     if (share * (double)m_total > 0.5)
@@ -418,7 +427,7 @@ static void weigh(struct ent *e, size_t k, const struct ctx *x)
         bool changed = false;
         for (size_t i = 0; i < k; i++) {
             const lx_router_cand_t *c = &x->c[e[i].idx];
-            if (c->available && !c->has_data && !raised[i] && e[i].w < t) {
+            if (explores(c) && !raised[i] && e[i].w < t) {
                 raised[i] = true;
                 changed = true;
             }

@@ -27,7 +27,8 @@ enum lx_router_strategy {
 typedef struct lx_router_opts {
     enum lx_router_strategy strategy;
     /* Least share of the first-pick weight of its model group for each candidate without
-     * health data (has_data false), so a recovered or new endpoint gets traffic: 0.05 = 5%.
+     * health data (has_data false) or demoted (score 0), so a new, recovered or demoted
+     * endpoint gets a little traffic and its state is seen: 0.02 = 2% (health.exploration).
      * Clamped so the rows raised never take more than half of the group. */
     double exploration;
     /* LX_ROUTER_ROUND_ROBIN: the rotation counter (the caller increments it per request). */
@@ -44,9 +45,9 @@ typedef struct lx_router_cand {
     double price_prompt;     /* USD per million prompt tokens, >= 0 */
     double price_completion; /* USD per million completion tokens, >= 0 */
     /* Health, from the snapshot of the provider's best endpoint for this model: */
-    double score;       /* in [0, 1]; rows without data carry the table's neutral prior */
-    bool has_data;      /* the row has outcomes in the window */
-    double tps_p50;     /* output tokens per second, p50; unknown when <= 0 or !has_data */
+    double score;   /* in [0, 1]; rows without data carry the table's neutral prior; 0: demoted */
+    bool has_data;  /* the row has outcomes in the window */
+    double tps_p50; /* output tokens per second, p50; unknown when <= 0 or !has_data */
     double ttft_p50_ms; /* time to first token, p50; unknown when < 0 or !has_data */
     /* False when every endpoint of the provider is ejected by the circuit breaker or blocked
      * by a Retry-After: such candidates are tried last, never dropped. */

@@ -509,6 +509,35 @@ static void test_weights_exploration(void **state)
         assert_near(s[i], 0.25, 0.02);
 }
 
+static void test_weights_demoted(void **state)
+{
+    (void)state;
+    double s[MAXC];
+    opts.exploration = 0.02;
+    add(0, "m", "a", 1, 1, 0.9);
+    add(0, "m", "b", 1, 1, 0.9);
+    add(0, "m", "c", 1, 1, 0); /* demoted by the health table: data, score 0 */
+    first_shares(s);
+    assert_near(s[2], 0.02, 0.005);
+    assert_near(s[0], 0.49, 0.02);
+    /* the share is the exploration share, whatever the others' scores */
+    cands[0].score = cands[1].score = 0.2;
+    first_shares(s);
+    assert_near(s[2], 0.02, 0.005);
+    /* unavailable: never first */
+    cands[2].available = false;
+    first_shares(s);
+    assert_true(s[2] == 0);
+    /* a paid row beside free ones keeps weight 0: price is not health */
+    reset();
+    opts.exploration = 0.02;
+    add(0, "m", "free1", 0, 0, 0.9);
+    add(0, "m", "free2", 0, 0, 0.9);
+    add(0, "m", "paid", 1, 1, 0.9);
+    first_shares(s);
+    assert_true(s[2] == 0);
+}
+
 static void test_weights_free(void **state)
 {
     (void)state;
@@ -586,6 +615,7 @@ int main(void)
         cmocka_unit_test_setup(test_weights_price, setup),
         cmocka_unit_test_setup(test_weights_health, setup),
         cmocka_unit_test_setup(test_weights_exploration, setup),
+        cmocka_unit_test_setup(test_weights_demoted, setup),
         cmocka_unit_test_setup(test_weights_free, setup),
         cmocka_unit_test_setup(test_pick_endpoint, setup),
     };
