@@ -174,7 +174,7 @@ typedef struct lx_config {
     uint64_t health_breaker_cooldown_ms;     /* first ejection, doubled on each repeat: 10s */
     uint64_t health_breaker_max_cooldown_ms; /* default 5m */
     uint64_t health_probe_interval_ms;       /* active probes of idle endpoints, default 30s */
-    double health_exploration;               /* share of traffic for rows without data: 0.05 */
+    double health_exploration;               /* share for rows without data or demoted: 0.02 */
 
     /* The admin API (`admin`): the /admin/ routes need this key; absent: they answer 404. */
     bool admin_enabled; /* `admin.sha256` is set */

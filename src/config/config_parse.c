@@ -122,7 +122,7 @@ static void set_defaults(parser_t *p)
     cfg->health_breaker_cooldown_ms = 10 * 1000;
     cfg->health_breaker_max_cooldown_ms = 5 * 60 * 1000;
     cfg->health_probe_interval_ms = 30 * 1000;
-    cfg->health_exploration = 0.05;
+    cfg->health_exploration = 0.02;
     cfg->metrics_public = true;
     cfg->limits_default_max_cost = 1000000; /* $1 */
     cfg->store_commit_interval_ms = 50;
