@@ -58,6 +58,8 @@ typedef struct breaker {
     alignas(64) _Atomic uint64_t open_until; /* 0: closed; else open before it, half-open from */
     _Atomic uint64_t probe;                  /* 0: probe slot free; else admit time + 1 */
     _Atomic uint64_t retry_until;            /* no attempt before this (429 Retry-After) */
+    _Atomic uint64_t cap_until;              /* a 429's concurrency cap applies before this */
+    _Atomic uint32_t cap;                    /* in flight at that 429: at most cap - 1 more */
     _Atomic uint32_t fails;                  /* consecutive failures while closed */
     _Atomic uint32_t level;                  /* re-opens since the breaker last opened */
     _Atomic uint64_t ejections;              /* opens and re-opens since start */
@@ -264,6 +266,9 @@ static void carry_breaker(breaker_t *to, breaker_t *from)
 {
     st(&to->open_until, ld(&from->open_until));
     st(&to->retry_until, ld(&from->retry_until));
+    st(&to->cap_until, ld(&from->cap_until));
+    atomic_store_explicit(&to->cap, atomic_load_explicit(&from->cap, memory_order_relaxed),
+                          memory_order_relaxed);
     st(&to->ejections, ld(&from->ejections));
     /* a probe in flight on the old table frees its slot there: start with it free here */
     atomic_store_explicit(&to->fails, atomic_load_explicit(&from->fails, memory_order_relaxed),
@@ -545,6 +550,37 @@ static void block_until(breaker_t *b, uint64_t until)
         ;
 }
 
+/* A 429 for row <row>: a concurrency cap when other attempts were still in flight and the
+ * Retry-After is short (the endpoint refused one more than it runs: keep it at as many as it
+ * ran, for the Retry-After or LX_HEALTH_CAP_MIN_MS), lowered by a later 429 at fewer; else
+ * the Retry-After blocks the row. Racing workers may each store their own cap: either is
+ * one the endpoint stated. */
+static void on_rate_limit(const lx_health_t *h, breaker_t *b, size_t row, uint64_t retry_ms,
+                          uint64_t now_ms)
+{
+    int64_t busy = lx_health_in_flight(h, row);
+    if (busy >= 1 && retry_ms <= LX_HEALTH_CAP_MAX_RETRY_MS) {
+        uint32_t cap = busy > UINT32_MAX ? UINT32_MAX : (uint32_t)busy;
+        bool active = ld(&b->cap_until) > now_ms;
+        if (!active || cap < atomic_load_explicit(&b->cap, memory_order_relaxed))
+            atomic_store_explicit(&b->cap, cap, memory_order_relaxed);
+        st(&b->cap_until,
+           now_ms + (retry_ms > LX_HEALTH_CAP_MIN_MS ? retry_ms : LX_HEALTH_CAP_MIN_MS));
+        return;
+    }
+    if (retry_ms > 0)
+        block_until(b, now_ms + retry_ms);
+}
+
+/* Whether row <row> runs as many attempts as its concurrency cap allows at <now_ms>. */
+static bool at_cap(const lx_health_t *h, breaker_t *b, size_t row, uint64_t now_ms)
+{
+    if (ld(&b->cap_until) <= now_ms)
+        return false;
+    return lx_health_in_flight(h, row) >=
+           (int64_t)atomic_load_explicit(&b->cap, memory_order_relaxed);
+}
+
 /* Where row <row> stands for a new attempt at <now_ms>: BLOCKED (open, or under a 429's
  * Retry-After), CLOSED (traffic flows), or HALF_OPEN with the probe slot's value in *probe. */
 enum gate { GATE_BLOCKED, GATE_CLOSED, GATE_HALF_OPEN };
@@ -554,7 +590,7 @@ static enum gate gate(const lx_health_t *h, size_t row, uint64_t now_ms, uint64_
     if (row >= h->n_rows)
         return GATE_BLOCKED;
     breaker_t *b = &h->brk[row];
-    if (now_ms < ld(&b->retry_until))
+    if (now_ms < ld(&b->retry_until) || at_cap(h, b, row, now_ms))
         return GATE_BLOCKED;
     uint64_t ou = atomic_load_explicit(&b->open_until, memory_order_acquire);
     if (ou == 0)
@@ -605,6 +641,11 @@ void lx_health_breaker_get(const lx_health_t *h, size_t row, uint64_t now_ms,
     }
     out->consecutive_failures = atomic_load_explicit(&b->fails, memory_order_relaxed);
     out->ejections = ld(&b->ejections);
+    uint64_t cu = ld(&b->cap_until);
+    if (cu > now_ms) {
+        out->cap = atomic_load_explicit(&b->cap, memory_order_relaxed);
+        out->cap_for_ms = cu - now_ms;
+    }
     uint64_t ra = ld(&b->retry_until);
     out->retry_after_ms = ra > now_ms ? ra - now_ms : 0;
 }
@@ -670,8 +711,8 @@ void lx_health_record(lx_health_t *h, unsigned shard, size_t row, const lx_healt
     } else if (lx_health_outcome_is_failure(o)) {
         on_failure(h, brk, now_ms);
     } else {
-        if (o == LX_HEALTH_RATE_LIMIT && s->retry_after_ms > 0)
-            block_until(brk, now_ms + s->retry_after_ms);
+        if (o == LX_HEALTH_RATE_LIMIT)
+            on_rate_limit(h, brk, row, s->retry_after_ms, now_ms);
         release_probe(brk, now_ms);
     }
 }

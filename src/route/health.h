@@ -77,6 +77,13 @@ const char *lx_health_outcome_name(lx_health_outcome_t o);
 #define LX_HEALTH_SLOW_MIN_MS         50.0
 #define LX_HEALTH_SLOW_MIN_N          3.0
 
+/* A 429 answered while other attempts were in flight on the row, with a Retry-After of at most
+ * CAP_MAX_RETRY_MS (or none), is taken as a concurrency limit: the row stays available while
+ * fewer attempts than those are in flight, for the Retry-After or CAP_MIN_MS, whichever is
+ * longer; any other 429 blocks the row for its Retry-After. */
+#define LX_HEALTH_CAP_MAX_RETRY_MS 2000
+#define LX_HEALTH_CAP_MIN_MS       1000
+
 /* Why a row gets only the router's exploration share (see lx_health_rescore()). */
 typedef enum lx_health_demotion {
     LX_HEALTH_NOT_DEMOTED,
@@ -160,6 +167,8 @@ typedef struct lx_health_breaker {
     uint64_t ejections;      /* times the breaker opened (or re-opened), since start */
     uint64_t open_for_ms;    /* OPEN: time left until half-open; else 0 */
     uint64_t retry_after_ms; /* time left of a 429's retry-after block; else 0 */
+    uint32_t cap;            /* a 429's concurrency cap in effect (LX_HEALTH_CAP_*); else 0 */
+    uint64_t cap_for_ms;     /* time left of it; else 0 */
     bool probe_in_flight;    /* HALF_OPEN: the probe slot is taken */
 } lx_health_breaker_t;
 
@@ -194,10 +203,11 @@ size_t lx_health_find(const lx_health_t *h, const char *provider, const char *en
  * allocation, a few relaxed atomic operations. Feeds the window, the cumulative counters and
  * the breaker: failures count toward ejection; OK resets the count and closes a half-open
  * breaker; a failure while half-open re-opens it with a doubled cooldown; RATE_LIMIT sets
- * the retry-after block; RATE_LIMIT, CLIENT, CANCELED and GATEWAY_LIMIT neither count nor
- * reset, and free a taken half-open probe slot. Outcomes of attempts that were sent before an
- * ejection and end while the breaker is open are counted in the window but do not move the
- * breaker. Out of range shard or row: ignored. */
+ * a concurrency cap or the retry-after block (LX_HEALTH_CAP_MAX_RETRY_MS; record it after
+ * the attempt's lx_health_inflight_add(-1), so the in-flight count is the others'); RATE_LIMIT,
+ * CLIENT, CANCELED and GATEWAY_LIMIT neither count nor reset, and free a taken half-open probe
+ * slot. Outcomes of attempts that were sent before an ejection and end while the breaker is open
+ * are counted in the window but do not move the breaker. Out of range shard or row: ignored. */
 void lx_health_record(lx_health_t *h, unsigned shard, size_t row, const lx_health_sample_t *s,
                       uint64_t now_ms);
 
@@ -208,7 +218,8 @@ void lx_health_inflight_add(lx_health_t *h, unsigned shard, size_t row, int delt
 /* <row>'s in-flight attempts (sum over shards). */
 int64_t lx_health_in_flight(const lx_health_t *h, size_t row);
 
-/* For planning: false while the breaker is open, while a retry-after block runs, or while
+/* For planning: false while the breaker is open, while a retry-after block runs, while a
+ * concurrency cap is in effect and reached (in-flight summed over the shards), or while
  * half-open with the probe slot taken; true otherwise. Takes nothing. */
 bool lx_health_available(const lx_health_t *h, size_t row, uint64_t now_ms);
 
@@ -294,8 +305,9 @@ bool lx_health_last_rescore(const lx_health_t *h, uint64_t *at_ms);
  * "latency","recent":{"attempts":X,"success_rate":X,"success_low":X,"success_high":X,
  * "ttft_gm_ms":X,"ttft_p95_ms":X},"model_ttft_p95_ms":X,"breaker":{"state":
  * "closed|open|half_open","consecutive_failures":N,"ejections":N,"open_for_ms":N},
- * "retry_after_ms":N}]}. Window numbers are the latest re-scoring's; unknown values are null;
- * breaker and in-flight are live at <now_ms>. 0 or LX_ENOMEM. Any thread. */
+ * "retry_after_ms":N,"concurrency_cap":N}]} (0: none). Window numbers are the latest re-scoring's;
+ * unknown values are null; breaker and in-flight are live at <now_ms>. 0 or LX_ENOMEM. Any thread.
+ */
 int lx_health_format_json(const lx_health_t *h, uint64_t now_ms, char **out, size_t *len);
 
 /* The table as Prometheus text exposition, malloc'd into *out (NUL-terminated, length *len):

@@ -165,6 +165,8 @@ static void json_row(lx_strbuf_t *sb, const lx_health_t *h, size_t i, const lx_h
     lx_strbuf_u64(sb, b.open_for_ms);
     LX_STRBUF_LIT(sb, "},\"retry_after_ms\":");
     lx_strbuf_u64(sb, b.retry_after_ms);
+    LX_STRBUF_LIT(sb, ",\"concurrency_cap\":");
+    lx_strbuf_u64(sb, b.cap);
     LX_STRBUF_LIT(sb, "}");
 }
 

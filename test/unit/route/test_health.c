@@ -266,6 +266,53 @@ static void test_retry_after(void **st)
     lx_health_free(h);
 }
 
+static void test_concurrency_cap(void **st)
+{
+    (void)st;
+    lx_health_opts_t o = opts_small();
+    lx_health_t *h = table(&o, 2, 2);
+    /* four attempts running (over two shards) when the endpoint refuses a fifth with
+     * Retry-After: 1: it stays available below four in flight, for a second */
+    for (int i = 0; i < 4; i++)
+        lx_health_inflight_add(h, (unsigned)(i % 2), 0, 1);
+    lx_health_sample_t s = {LX_HEALTH_RATE_LIMIT, 0, 0, -1, 1000};
+    lx_health_record(h, 0, 0, &s, 1000);
+    lx_health_breaker_t b;
+    lx_health_breaker_get(h, 0, 1200, &b);
+    assert_int_equal(b.cap, 4);
+    assert_int_equal(b.cap_for_ms, 800);
+    assert_int_equal(b.retry_after_ms, 0);
+    assert_false(lx_health_available(h, 0, 1200));
+    assert_false(lx_health_admit(h, 0, 1200));
+    lx_health_inflight_add(h, 1, 0, -1); /* one ends: room for one */
+    assert_true(lx_health_available(h, 0, 1200));
+    assert_true(lx_health_admit(h, 0, 1200));
+    lx_health_inflight_add(h, 0, 0, 1);
+    assert_false(lx_health_available(h, 0, 1500));
+    assert_true(lx_health_available(h, 0, 2000)); /* the cap lapsed */
+    /* a later 429 at fewer in flight lowers it; one at more does not raise it */
+    lx_health_inflight_add(h, 0, 0, -2); /* 2 in flight */
+    lx_health_record(h, 0, 0, &s, 2000);
+    lx_health_inflight_add(h, 0, 0, 1); /* 3 */
+    lx_health_record(h, 0, 0, &s, 2100);
+    lx_health_breaker_get(h, 0, 2100, &b);
+    assert_int_equal(b.cap, 2);
+    assert_false(lx_health_available(h, 0, 2100));
+    /* with nothing else in flight, or a long Retry-After, it is a block */
+    lx_health_record(h, 0, 1, &s, 3000);
+    lx_health_breaker_get(h, 1, 3000, &b);
+    assert_int_equal(b.cap, 0);
+    assert_int_equal(b.retry_after_ms, 1000);
+    assert_false(lx_health_available(h, 1, 3500));
+    lx_health_inflight_add(h, 0, 1, 3);
+    s.retry_after_ms = 30000;
+    lx_health_record(h, 0, 1, &s, 5000);
+    lx_health_breaker_get(h, 1, 5000, &b);
+    assert_int_equal(b.cap, 0);
+    assert_int_equal(b.retry_after_ms, 30000);
+    lx_health_free(h);
+}
+
 static void test_rescore_stats(void **st)
 {
     (void)st;
@@ -789,7 +836,7 @@ static void test_json(void **st)
              "\"success_high\":1.0000,\"ttft_gm_ms\":null,\"ttft_p95_ms\":null},"
              "\"model_ttft_p95_ms\":null,\"breaker\":{\"state\":\"closed\",\"consecutive_"
              "failures\":0,\"ejections\":0,\"open_for_ms\":0},"
-             "\"retry_after_ms\":0}]}");
+             "\"retry_after_ms\":0,\"concurrency_cap\":0}]}");
     assert_int_equal(len, strlen(out));
     free(out);
 
@@ -805,7 +852,8 @@ static void test_json(void **st)
     assert_non_null(strstr(out, "\"provider\":\"p\\\"q\\\\r\\u000a\",\"endpoint\":"
                                 "\"http://h/\\u0001\""));
     assert_non_null(strstr(out, "\"breaker\":{\"state\":\"open\",\"consecutive_failures\":0,"
-                                "\"ejections\":1,\"open_for_ms\":6000},\"retry_after_ms\":26000}"));
+                                "\"ejections\":1,\"open_for_ms\":6000},\"retry_after_ms\":26000,"
+                                "\"concurrency_cap\":0}"));
     free(out);
     assert_int_equal(lx_health_format_json(e, 10000, &out, &len), 0);
     assert_non_null(strstr(out, "\"state\":\"half_open\""));
@@ -1035,6 +1083,7 @@ int main(void)
         cmocka_unit_test(test_breaker_doubling_and_cap),
         cmocka_unit_test(test_half_open_one_probe),
         cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_concurrency_cap),
         cmocka_unit_test(test_rescore_stats),
         cmocka_unit_test(test_percentile_precision),
         cmocka_unit_test(test_normalisation_and_prior),
