@@ -72,12 +72,14 @@ static struct {
     int slow_ms;         /* slow: the added time to first byte */
     double outage_s;     /* outage: how long the endpoint stays down (seconds of a 60 s run) */
     const char *rescore, *window; /* health.rescore_interval and health.window */
+    bool replicas;                /* one provider whose replica endpoints are the mocks */
     bool plain;                   /* leave the routing and health sections out of the config */
     unsigned scenarios;           /* bit per scenario */
     const char *strat[MAX_STRAT];
     int n_strat;
     const char *out;
-} opt = {NULL, 60, 200, 8, 16, 20, 20, N_EP, 1.0, 300, 25, "2s", "20s", false, 0, {NULL}, 0, NULL};
+} opt = {NULL, 60,   200,   8,     16,    20, 20,     N_EP, 1.0, 300,
+         25,   "2s", "20s", false, false, 0,  {NULL}, 0,    NULL};
 
 /* ---- the child llmux ---- */
 
@@ -171,10 +173,19 @@ static int write_config(const char *path, uint16_t port, const uint16_t *mock_po
     if (f == NULL)
         return -1;
     fprintf(f, "# written by llmux-fleet\nlisten: 127.0.0.1:%u\nworkers: 1\nproviders:\n", port);
-    for (int i = 0; i < opt.n_ep; i++)
+    if (opt.replicas) { /* one provider, the mocks its replica endpoints */
+        fprintf(f, "  - name: p\n    base_url: http://127.0.0.1:%u/v1\n    endpoints:\n",
+                mock_ports[0]);
+        for (int i = 0; i < opt.n_ep; i++)
+            fprintf(f, "      - http://127.0.0.1:%u\n", mock_ports[i]);
+    }
+    for (int i = 0; i < opt.n_ep && !opt.replicas; i++)
         fprintf(f, "  - name: p%d\n    base_url: http://127.0.0.1:%u/v1\n", i + 1, mock_ports[i]);
     fprintf(f, "models:\n  - id: %s\n    context_length: 8192\n    providers:\n", MODEL_ID);
-    for (int i = 0; i < opt.n_ep; i++)
+    if (opt.replicas)
+        fprintf(f, "      - provider: p\n        price:\n          prompt: 0.1\n"
+                   "          completion: 0.2\n");
+    for (int i = 0; i < opt.n_ep && !opt.replicas; i++)
         fprintf(f,
                 "      - provider: p%d\n        price:\n          prompt: 0.1\n"
                 "          completion: 0.2\n",
@@ -1083,7 +1094,7 @@ static void usage(FILE *f)
             "                   [--scenario degrade|slow|outage|ratelimit|mixed]...\n"
             "                   [--strategy health|round_robin]... [--plain-config] [--out FILE]\n"
             "                   [--endpoints N] [--stream-share F] [--slow-ms MS] [--outage-s S]\n"
-            "                   [--rescore DUR] [--window DUR] [--issue]\n"
+            "                   [--rescore DUR] [--window DUR] [--issue] [--replicas]\n"
             "Runs llmux in front of four in-process mock endpoints with faults on a schedule,\n"
             "once per scenario and strategy, and prints a Markdown report (bench/fleet/README.md)."
             "\n");
@@ -1121,11 +1132,12 @@ int main(int argc, char **argv)
                                           {"rescore", required_argument, NULL, 'R'},
                                           {"window", required_argument, NULL, 'W'},
                                           {"issue", no_argument, NULL, 'I'},
+                                          {"replicas", no_argument, NULL, 'E'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
     static char llmux_path[PATH_MAX];
     int ch;
-    while ((ch = getopt_long(argc, argv, "l:qd:r:s:S:Po:e:f:w:u:R:W:Ih", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "l:qd:r:s:S:Po:e:f:w:u:R:W:IEh", longs, NULL)) != -1) {
         switch (ch) {
         case 'l':
             opt.llmux = optarg;
@@ -1181,6 +1193,9 @@ int main(int argc, char **argv)
             break;
         case 'W':
             opt.window = optarg;
+            break;
+        case 'E':
+            opt.replicas = true;
             break;
         case 'I': /* the figures of issue 14's "Routing under faults" */
             opt.n_ep = 3;
@@ -1310,11 +1325,13 @@ int main(int argc, char **argv)
          "(%d chunks of %d B, first after %d ms, then every %d ms; the others get one JSON "
          "answer), over keep-alive connections; TTFT is measured from each request's scheduled "
          "time to its first content chunk (to the whole answer when it does not stream). "
-         "Faults: slow +%d ms, outage %.0f s of a 60 s run. llmux: `workers: 1`, %d providers "
-         "p1..p%d (one mock endpoint each) serving one model at equal prices%s. Each run starts "
-         "a fresh llmux.\n",
+         "Faults: slow +%d ms, outage %.0f s of a 60 s run. llmux: `workers: 1`, %d mock "
+         "endpoints p1..p%d %s serving one model%s. Each run starts a fresh llmux.\n",
          opt.rate, opt.seconds, opt.stream_share * 100, opt.chunks, opt.chunk_size, opt.first_ms,
          opt.interval_ms, opt.slow_ms, opt.outage_s, opt.n_ep, opt.n_ep,
+         opt.replicas ? "as the replica endpoints of one provider (--replicas; no per-endpoint "
+                        "TTFT: the provider header names the provider)"
+                      : "as providers of one endpoint each, at equal prices,",
          opt.plain ? "; **routing and health sections left out of the config (--plain-config): "
                      "the strategy columns then differ only by run**"
                    : hcfg);
