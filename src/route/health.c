@@ -1,9 +1,12 @@
 /*
- * health.c - the provider health table: recording, the circuit breaker, re-scoring.
+ * health.c - the provider health table: creation and carry-over, the circuit breaker (with a
+ * 429's concurrency cap), recording. Re-scoring is health_score.c's; the layout both share is
+ * health_internal.h.
  *
- * Owns, per row: one cell per shard (the window's ring of time buckets, cumulative counters,
- * in-flight count) written by that shard's worker only; one breaker shared by all shards; and
- * three score snapshots, of which the control thread publishes one per re-scoring.
+ * Owns, per row: one cell per shard (the window's ring of time buckets, cumulative counters
+ * and TTFT histogram, in-flight count) written by that shard's worker only; one breaker shared
+ * by all shards; and three score snapshots, of which the control thread publishes one per
+ * re-scoring.
  *
  * Flow: a worker plans with lx_health_scores() + lx_health_available(), sends with
  * lx_health_admit(), brackets the attempt with lx_health_inflight_add(+1/-1) and ends it with
@@ -19,100 +22,13 @@
 #include "route/health.h"
 
 #include <math.h>
-#include <stdalign.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define STAMP_BUSY  UINT64_MAX
-#define SNAPSHOTS   3  /* published, previous, the one before: see lx_health_scores() */
-#define MAX_LEVEL   30 /* cooldown doublings are capped well before the shift overflows */
-#define PRIOR_SCORE 0.5
+#include "route/health_internal.h"
 
-/* Histogram slot i >= 1 covers [lo * r^(i-1), lo * r^i); slot 0 is below lo and the last slot
- * is everything from hi: TTFT 1 ms .. 60 s, throughput 1 .. 10,000 tokens/s. */
-#define TTFT_LO_MS 1.0
-#define TTFT_HI_MS 60000.0
-#define TPS_LO     1.0
-#define TPS_HI     10000.0
-
-typedef struct bucket {
-    _Atomic uint64_t stamp; /* period + 1 this bucket counts; 0: never used; STAMP_BUSY: reset */
-    _Atomic uint32_t n[LX_HEALTH_N_OUTCOMES];
-    _Atomic uint32_t ttft[LX_HEALTH_HIST_SLOTS]; /* OK attempts with a known first byte */
-    _Atomic uint32_t tps[LX_HEALTH_HIST_SLOTS];  /* OK attempts with tokens and timings */
-} bucket_t;
-
-/* One row in one shard. Written by the shard's worker only (in_flight excepted). */
-typedef struct cell {
-    _Atomic int64_t in_flight;                         /* any thread may add */
-    _Atomic uint64_t total[LX_HEALTH_N_OUTCOMES];      /* since start */
-    _Atomic uint32_t ttft_total[LX_HEALTH_HIST_SLOTS]; /* since start, OK attempts; wraps (the
-                                                          re-scoring takes differences) */
-    bucket_t ring[LX_HEALTH_BUCKETS];                  /* period p lives in ring[p % BUCKETS] */
-} cell_t;
-
-/* A row's breaker, shared by every shard. Its own cache line: workers read it per request. */
-typedef struct breaker {
-    alignas(64) _Atomic uint64_t open_until; /* 0: closed; else open before it, half-open from */
-    _Atomic uint64_t probe;                  /* 0: probe slot free; else admit time + 1 */
-    _Atomic uint64_t retry_until;            /* no attempt before this (429 Retry-After) */
-    _Atomic uint64_t cap_until;              /* a 429's concurrency cap applies before this */
-    _Atomic uint32_t cap;                    /* in flight at that 429: at most cap - 1 more */
-    _Atomic uint32_t fails;                  /* consecutive failures while closed */
-    _Atomic uint32_t level;                  /* re-opens since the breaker last opened */
-    _Atomic uint64_t ejections;              /* opens and re-opens since start */
-} breaker_t;
-
-typedef struct snap {
-    uint64_t at_ms;
-    bool rescored; /* false: initial values, never computed by this table or its previous */
-    lx_health_score_t *rows;
-} snap_t;
-
-/* A row's recent figures (control thread only): every re-scoring folds the attempts recorded
- * since the previous one (differences of the cumulative counters) into counts that decay by
- * half every rescore_interval. */
-typedef struct recent {
-    uint64_t seen[LX_HEALTH_N_OUTCOMES]; /* the shards' totals at the last re-scoring */
-    uint32_t seen_ttft[LX_HEALTH_HIST_SLOTS];
-    double n[LX_HEALTH_N_OUTCOMES];    /* decayed attempts per outcome */
-    double ttft[LX_HEALTH_HIST_SLOTS]; /* decayed TTFT histogram of OK attempts */
-} recent_t;
-
-/* Re-scoring scratch, per row (per model for the best_*, model_ttft and mean fields of a group
- * leader). */
-typedef struct agg {
-    uint64_t n[LX_HEALTH_N_OUTCOMES];
-    double ttft[LX_HEALTH_HIST_SLOTS];
-    double tps[LX_HEALTH_HIST_SLOTS];
-    double ttft_n; /* recent OK attempts with a known first byte (decayed) */
-    double best_lo, best_gm, best_tps, score_sum;
-    double model_ttft[LX_HEALTH_HIST_SLOTS]; /* recent TTFT of the model's rows not demoted */
-    size_t scored;
-} agg_t;
-
-struct lx_health {
-    lx_health_opts_t opts;
-    uint64_t bucket_ms;
-    size_t n_rows;
-    unsigned n_shards;
-    lx_health_row_key_t *keys;
-    char *key_bytes;
-    size_t *group; /* the first row with the same model id */
-    breaker_t *brk;
-    cell_t **shards; /* shards[s][row] */
-    agg_t *agg;
-    recent_t *rec;      /* control thread only */
-    uint64_t rec_at_ms; /* when rec was last folded */
-    bool rec_started;
-    double ttft_edges[LX_HEALTH_HIST_SLOTS]; /* lower bound of each slot, ms */
-    double tps_edges[LX_HEALTH_HIST_SLOTS];
-    snap_t snaps[SNAPSHOTS];
-    unsigned gen; /* snaps[gen % SNAPSHOTS] is published; control thread only */
-    _Atomic(snap_t *) cur;
-};
+#define MAX_LEVEL 30 /* cooldown doublings are capped well before the shift overflows */
 
 static const char *const outcome_names[] = {
 #define XX(e, n) #n,
@@ -191,7 +107,7 @@ static void fill_edges(double *edges, double lo, double hi)
         edges[i] = lo * pow(r, (double)(i - 1));
 }
 
-static void neutral_score(lx_health_score_t *s)
+void lx_health_neutral_score(lx_health_score_t *s)
 {
     memset(s, 0, sizeof(*s));
     s->score = PRIOR_SCORE;
@@ -206,10 +122,8 @@ static bool key_eq(const lx_health_row_key_t *a, const lx_health_row_key_t *b)
            strcmp(a->model, b->model) == 0;
 }
 
-/* Reads bucket <b> consistently into the out arrays; false when it is unused, being reset or
- * was rotated while being read. *stamp receives its stamp. */
-static bool read_bucket(bucket_t *b, uint64_t *stamp, uint32_t n[LX_HEALTH_N_OUTCOMES],
-                        uint32_t ttft[LX_HEALTH_HIST_SLOTS], uint32_t tps[LX_HEALTH_HIST_SLOTS])
+bool lx_health_read_bucket(bucket_t *b, uint64_t *stamp, uint32_t n[LX_HEALTH_N_OUTCOMES],
+                           uint32_t ttft[LX_HEALTH_HIST_SLOTS], uint32_t tps[LX_HEALTH_HIST_SLOTS])
 {
     uint64_t s1 = atomic_load_explicit(&b->stamp, memory_order_acquire);
     if (s1 == 0 || s1 == STAMP_BUSY)
@@ -243,7 +157,7 @@ static void carry_cell(const lx_health_t *prev, size_t from, cell_t *to, bool wi
             continue;
         for (unsigned k = 0; k < LX_HEALTH_BUCKETS; k++) {
             uint64_t stamp;
-            if (!read_bucket(&c->ring[k], &stamp, n, ttft, tps))
+            if (!lx_health_read_bucket(&c->ring[k], &stamp, n, ttft, tps))
                 continue;
             bucket_t *b = &to->ring[k];
             uint64_t have = ld(&b->stamp);
@@ -378,7 +292,7 @@ static void carry_over(lx_health_t *h, const lx_health_t *previous)
     }
     bool window = previous && previous->bucket_ms == h->bucket_ms;
     for (size_t i = 0; i < h->n_rows; i++) {
-        neutral_score(&first->rows[i]);
+        lx_health_neutral_score(&first->rows[i]);
         if (!previous)
             continue;
         size_t j =
@@ -743,323 +657,4 @@ void lx_health_totals(const lx_health_t *h, size_t row, uint64_t out[LX_HEALTH_N
         for (unsigned o = 0; o < LX_HEALTH_N_OUTCOMES; o++)
             out[o] += ld(&h->shards[s][row].total[o]);
     }
-}
-
-/* ---- re-scoring -------------------------------------------------------------------------- */
-
-/* The q-quantile of histogram <c> (slot lower bounds <edges>, last slot reported at its lower
- * bound), interpolated geometrically within the slot; -1 when empty. */
-static double quantile(const double *c, const double *edges, double q)
-{
-    double n = 0;
-    for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++)
-        n += c[i];
-    if (!(n > 0))
-        return -1;
-    double target = q * n, cum = 0;
-    for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++) {
-        if (!(c[i] > 0) || cum + c[i] < target) {
-            cum += c[i];
-            continue;
-        }
-        double frac = (target - cum) / c[i];
-        if (i == LX_HEALTH_HIST_SLOTS - 1)
-            return edges[i];
-        if (i == 0)
-            return edges[1] * frac;
-        return edges[i] * pow(edges[i + 1] / edges[i], frac);
-    }
-    return edges[LX_HEALTH_HIST_SLOTS - 1];
-}
-
-/* Sums row <row>'s live buckets of every shard into h->agg[row]. */
-static void gather(lx_health_t *h, size_t row, uint64_t now_ms)
-{
-    agg_t *a = &h->agg[row];
-    uint64_t period = now_ms / h->bucket_ms;
-    uint32_t n[LX_HEALTH_N_OUTCOMES], ttft[LX_HEALTH_HIST_SLOTS], tps[LX_HEALTH_HIST_SLOTS];
-    memset(a, 0, sizeof(*a));
-    for (unsigned s = 0; s < h->n_shards; s++) {
-        for (unsigned k = 0; k < LX_HEALTH_BUCKETS; k++) {
-            uint64_t stamp;
-            if (!read_bucket(&h->shards[s][row].ring[k], &stamp, n, ttft, tps))
-                continue;
-            uint64_t p = stamp - 1;
-            /* live: one of the last BUCKETS periods; one ahead tolerates a worker's clock */
-            if (p + LX_HEALTH_BUCKETS <= period || p > period + 1)
-                continue;
-            for (unsigned i = 0; i < LX_HEALTH_N_OUTCOMES; i++)
-                a->n[i] += n[i];
-            for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++) {
-                a->ttft[i] += ttft[i];
-                a->tps[i] += tps[i];
-            }
-        }
-    }
-}
-
-static uint64_t failures(const uint64_t *n)
-{
-    return n[LX_HEALTH_CONNECT] + n[LX_HEALTH_TIMEOUT] + n[LX_HEALTH_SERVER] +
-           n[LX_HEALTH_BAD_RESPONSE];
-}
-
-static double failures_d(const double *n)
-{
-    return n[LX_HEALTH_CONNECT] + n[LX_HEALTH_TIMEOUT] + n[LX_HEALTH_SERVER] +
-           n[LX_HEALTH_BAD_RESPONSE];
-}
-
-/* The window statistics of one row (score left for the normalisation pass). */
-static void measure(const lx_health_t *h, const agg_t *a, lx_health_score_t *r)
-{
-    neutral_score(r);
-    uint64_t ok = a->n[LX_HEALTH_OK], fail = failures(a->n), rl = a->n[LX_HEALTH_RATE_LIMIT];
-    for (unsigned o = 0; o < LX_HEALTH_N_OUTCOMES; o++) {
-        r->count[o] = a->n[o];
-        if (o != LX_HEALTH_CANCELED && o != LX_HEALTH_GATEWAY_LIMIT)
-            r->requests += a->n[o]; /* (the endpoint never saw these) */
-    }
-    r->has_data = ok + fail + rl > 0;
-    if (ok + fail > 0)
-        r->success_rate = (double)ok / (double)(ok + fail);
-    if (ok + fail + rl > 0)
-        r->rate_limit_rate = (double)rl / (double)(ok + fail + rl);
-    r->ttft_p50_ms = quantile(a->ttft, h->ttft_edges, 0.5);
-    r->ttft_p90_ms = quantile(a->ttft, h->ttft_edges, 0.9);
-    r->tps_p50 = quantile(a->tps, h->tps_edges, 0.5);
-}
-
-/* Folds the attempts row <row> recorded since the last re-scoring into its recent counts,
- * after decaying those by <f>. */
-static void fold_recent(lx_health_t *h, size_t row, double f)
-{
-    recent_t *rc = &h->rec[row];
-    uint64_t tot[LX_HEALTH_N_OUTCOMES] = {0};
-    uint32_t tt[LX_HEALTH_HIST_SLOTS] = {0};
-    for (unsigned s = 0; s < h->n_shards; s++) {
-        cell_t *c = &h->shards[s][row];
-        for (unsigned o = 0; o < LX_HEALTH_N_OUTCOMES; o++)
-            tot[o] += ld(&c->total[o]);
-        for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++)
-            tt[i] += atomic_load_explicit(&c->ttft_total[i], memory_order_relaxed);
-    }
-    for (unsigned o = 0; o < LX_HEALTH_N_OUTCOMES; o++) {
-        uint64_t d = tot[o] >= rc->seen[o] ? tot[o] - rc->seen[o] : 0;
-        rc->n[o] = rc->n[o] * f + (double)d;
-        rc->seen[o] = tot[o];
-    }
-    for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++) {
-        rc->ttft[i] = rc->ttft[i] * f + (double)(uint32_t)(tt[i] - rc->seen_ttft[i]);
-        rc->seen_ttft[i] = tt[i];
-    }
-}
-
-/* The Wilson score interval of <ok> successes in <n> (> 0) trials at z = LX_HEALTH_WILSON_Z. */
-static void wilson(double ok, double n, double *lo, double *hi)
-{
-    const double z = LX_HEALTH_WILSON_Z, z2 = z * z;
-    double p = ok / n, den = 1 + z2 / n;
-    double c = (p + z2 / (2 * n)) / den;
-    double w = z * sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / den;
-    *lo = c - w > 0 ? c - w : 0;
-    *hi = c + w < 1 ? c + w : 1;
-}
-
-/* The geometric mean of histogram <c> (each slot at its geometric middle; slot 0 at half the
- * first edge, the last at its lower edge), or -1 when empty. */
-static double geo_mean(const double *c, const double *edges)
-{
-    double n = 0, sum = 0;
-    for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++) {
-        if (!(c[i] > 0))
-            continue;
-        double mid = i == 0                          ? edges[1] / 2
-                     : i == LX_HEALTH_HIST_SLOTS - 1 ? edges[i]
-                                                     : sqrt(edges[i] * edges[i + 1]);
-        n += c[i];
-        sum += c[i] * log(mid);
-    }
-    return n > 0 ? exp(sum / n) : -1;
-}
-
-/* The recent figures of row <row> into <r> and h->agg[row].ttft_n. */
-static void measure_recent(lx_health_t *h, size_t row, lx_health_score_t *r)
-{
-    const recent_t *rc = &h->rec[row];
-    double ok = rc->n[LX_HEALTH_OK], judged = ok + failures_d(rc->n);
-    r->recent_n = judged;
-    if (judged > 0) {
-        r->recent_success = ok / judged;
-        wilson(ok, judged, &r->success_low, &r->success_high);
-    }
-    double tn = 0;
-    for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++)
-        tn += rc->ttft[i];
-    h->agg[row].ttft_n = tn;
-    r->ttft_gm_ms = geo_mean(rc->ttft, h->ttft_edges);
-    r->ttft_p95_ms = quantile(rc->ttft, h->ttft_edges, 0.95);
-}
-
-static double clamp01(double v)
-{
-    return v < 0 ? 0 : v > 1 ? 1 : v;
-}
-
-static double score_of(const lx_health_t *h, size_t row, const agg_t *g, const lx_health_score_t *r)
-{
-    const recent_t *rc = &h->rec[row];
-    double ok = rc->n[LX_HEALTH_OK], fail = failures_d(rc->n);
-    double s = (ok + 1.8) / (ok + fail + 2.0);
-    double l = 0.5, t = 0.5;
-    if (r->ttft_gm_ms > 0 && g->best_gm > 0)
-        l = g->best_gm / r->ttft_gm_ms;
-    if (r->tps_p50 > 0 && g->best_tps > 0)
-        t = r->tps_p50 / g->best_tps;
-    double rl = r->rate_limit_rate > 0 ? r->rate_limit_rate : 0;
-    return clamp01(s * s * (0.15 + 0.85 * clamp01(l)) * (0.6 + 0.4 * clamp01(t)) * (1 - 0.5 * rl));
-}
-
-static void log_change(const lx_health_t *h, size_t row, const lx_health_score_t *old,
-                       const lx_health_score_t *r, void (*log)(void *, const char *), void *arg)
-{
-    char line[1024], succ[16], ttft[32], rl[16];
-    const lx_health_row_key_t *k = &h->keys[row];
-    if (r->success_rate >= 0)
-        snprintf(succ, sizeof(succ), "%.0f%%", r->success_rate * 100);
-    else
-        snprintf(succ, sizeof(succ), "n/a");
-    if (r->ttft_p50_ms >= 0)
-        snprintf(ttft, sizeof(ttft), "%.0f ms", r->ttft_p50_ms);
-    else
-        snprintf(ttft, sizeof(ttft), "n/a");
-    if (r->rate_limit_rate >= 0)
-        snprintf(rl, sizeof(rl), "%.0f%%", r->rate_limit_rate * 100);
-    else
-        snprintf(rl, sizeof(rl), "n/a");
-    snprintf(line, sizeof(line),
-             "health: %s %s %s: score %.2f -> %.2f (success %s, ttft p50 %s, 429 %s)%s%s%s",
-             k->model, k->provider, k->endpoint, old->score, r->score, succ, ttft, rl,
-             r->has_data ? "" : " no data", r->demoted ? " demoted: " : "",
-             r->demoted ? lx_health_demotion_name(r->demoted) : "");
-    log(arg, line);
-}
-
-/* Pass 1 of a re-scoring: row <i>'s window and recent figures, and its model's best success
- * lower bound and throughput (the group leader, first of its model, resets them). */
-static void rescore_measure(lx_health_t *h, size_t i, uint64_t now_ms, double f,
-                            lx_health_score_t *r)
-{
-    agg_t *g = &h->agg[h->group[i]];
-    gather(h, i, now_ms);
-    fold_recent(h, i, f);
-    measure(h, &h->agg[i], r);
-    measure_recent(h, i, r);
-    if (g == &h->agg[i]) {
-        g->best_lo = g->best_gm = g->best_tps = -1;
-        g->score_sum = 0;
-        g->scored = 0;
-        memset(g->model_ttft, 0, sizeof(g->model_ttft));
-    }
-    if (!r->has_data)
-        return;
-    if (r->success_low > g->best_lo)
-        g->best_lo = r->success_low;
-    if (r->tps_p50 > g->best_tps)
-        g->best_tps = r->tps_p50;
-}
-
-/* Pass 2: the success rule (see health.h), then the model's best TTFT among the rows it kept. */
-static void demote_success(lx_health_t *h, size_t i, const lx_health_score_t *old,
-                           lx_health_score_t *r)
-{
-    agg_t *g = &h->agg[h->group[i]];
-    if (!r->has_data || r->recent_success < 0)
-        return;
-    double bar = g->best_lo - LX_HEALTH_SUCCESS_MARGIN;
-    if (r->success_high < bar ||
-        (old->demoted == LX_HEALTH_DEMOTED_SUCCESS && r->recent_success < bar))
-        r->demoted = LX_HEALTH_DEMOTED_SUCCESS;
-    else if (r->ttft_gm_ms > 0 && h->agg[i].ttft_n >= LX_HEALTH_SLOW_MIN_N &&
-             (g->best_gm < 0 || r->ttft_gm_ms < g->best_gm))
-        g->best_gm = r->ttft_gm_ms;
-}
-
-/* Pass 3: the latency rule (see health.h); the rows kept add their TTFT to the model's. */
-static void demote_latency(lx_health_t *h, size_t i, const lx_health_score_t *old,
-                           lx_health_score_t *r)
-{
-    agg_t *g = &h->agg[h->group[i]];
-    if (!r->has_data || r->demoted)
-        return;
-    double gm = r->ttft_gm_ms, best = g->best_gm;
-    if (gm > 0 && best > 0 && gm - best > LX_HEALTH_SLOW_MIN_MS) {
-        bool slow = gm > LX_HEALTH_SLOW_FACTOR * best && h->agg[i].ttft_n >= LX_HEALTH_SLOW_MIN_N;
-        bool still =
-            old->demoted == LX_HEALTH_DEMOTED_LATENCY && gm > LX_HEALTH_SLOW_READMIT_FACTOR * best;
-        if (slow || still) {
-            r->demoted = LX_HEALTH_DEMOTED_LATENCY;
-            return;
-        }
-    }
-    for (unsigned k = 0; k < LX_HEALTH_HIST_SLOTS; k++)
-        g->model_ttft[k] += h->rec[i].ttft[k];
-}
-
-void lx_health_rescore(lx_health_t *h, uint64_t now_ms, void (*log)(void *arg, const char *line),
-                       void *arg)
-{
-    snap_t *old = atomic_load_explicit(&h->cur, memory_order_relaxed); /* we published it */
-    snap_t *next = &h->snaps[(h->gen + 1) % SNAPSHOTS];
-    double f = 1;
-    if (h->rec_started && now_ms > h->rec_at_ms)
-        f = exp2(-(double)(now_ms - h->rec_at_ms) / (double)h->opts.rescore_interval_ms);
-    for (size_t i = 0; i < h->n_rows; i++)
-        rescore_measure(h, i, now_ms, f, &next->rows[i]);
-    h->rec_at_ms = now_ms;
-    h->rec_started = true;
-    for (size_t i = 0; i < h->n_rows; i++)
-        demote_success(h, i, &old->rows[i], &next->rows[i]);
-    for (size_t i = 0; i < h->n_rows; i++)
-        demote_latency(h, i, &old->rows[i], &next->rows[i]);
-    for (size_t i = 0; i < h->n_rows; i++) {
-        lx_health_score_t *r = &next->rows[i];
-        agg_t *g = &h->agg[h->group[i]];
-        if (!r->has_data || r->demoted)
-            continue; /* demoted: score 0, the router's exploration share */
-        r->score = score_of(h, i, g, r);
-        g->score_sum += r->score;
-        g->scored++;
-    }
-    for (size_t i = 0; i < h->n_rows; i++) {
-        lx_health_score_t *r = &next->rows[i];
-        const agg_t *g = &h->agg[h->group[i]];
-        if (r->demoted)
-            r->score = 0;
-        else if (!r->has_data) /* never below neutral: a failing sibling says nothing of it */
-            r->score =
-                g->scored > 0 ? fmax(PRIOR_SCORE, g->score_sum / (double)g->scored) : PRIOR_SCORE;
-        r->model_ttft_p95_ms = quantile(g->model_ttft, h->ttft_edges, 0.95);
-        const lx_health_score_t *o = &old->rows[i];
-        if (log && (fabs(r->score - o->score) > h->opts.log_epsilon || r->has_data != o->has_data ||
-                    r->demoted != o->demoted))
-            log_change(h, i, o, r, log, arg);
-    }
-    next->at_ms = now_ms;
-    next->rescored = true;
-    h->gen++;
-    atomic_store_explicit(&h->cur, next, memory_order_release);
-}
-
-const lx_health_score_t *lx_health_scores(const lx_health_t *h)
-{
-    return atomic_load_explicit(&h->cur, memory_order_acquire)->rows;
-}
-
-bool lx_health_last_rescore(const lx_health_t *h, uint64_t *at_ms)
-{
-    const snap_t *s = atomic_load_explicit(&h->cur, memory_order_acquire);
-    if (at_ms)
-        *at_ms = s->at_ms;
-    return s->rescored;
 }
