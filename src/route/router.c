@@ -676,3 +676,31 @@ size_t lx_router_pick_endpoint(const uint32_t *in_flight, const bool *available,
     }
     return in_flight[ib] < in_flight[ia] ? ib : ia;
 }
+
+size_t lx_router_pick_replica(const uint32_t *in_flight, const bool *available, const bool *demoted,
+                              size_t n, double exploration, uint64_t *rng)
+{
+    bool kept[LX_ROUTER_MAX_REPLICAS];
+    size_t n_kept = 0, n_demoted = 0;
+    if (n > LX_ROUTER_MAX_REPLICAS)
+        n = LX_ROUTER_MAX_REPLICAS;
+    for (size_t i = 0; i < n; i++) {
+        kept[i] = available[i] && !demoted[i];
+        n_kept += kept[i];
+        n_demoted += available[i] && demoted[i];
+    }
+    if (n_kept == 0 || n_demoted == 0)
+        return lx_router_pick_endpoint(in_flight, available, n, rng);
+    /* each demoted replica: the exploration share, the demoted together at most half */
+    double share = exploration > 0 ? exploration : 0;
+    if (share * (double)n_demoted > 0.5)
+        share = 0.5 / (double)n_demoted;
+    double u = uniform(rng);
+    if (u < share * (double)n_demoted) {
+        size_t nth = (size_t)(u / share);
+        for (size_t i = 0; i < n; i++)
+            if (available[i] && demoted[i] && nth-- == 0)
+                return i;
+    }
+    return lx_router_pick_endpoint(in_flight, kept, n, rng);
+}

@@ -89,4 +89,18 @@ int lx_router_plan(const lx_router_opts_t *opts, const lx_prefs_t *prefs,
 size_t lx_router_pick_endpoint(const uint32_t *in_flight, const bool *available, size_t n,
                                uint64_t *rng);
 
+/* Most replicas lx_router_pick_replica() looks at (the plan's per-provider limit). */
+#define LX_ROUTER_MAX_REPLICAS 64
+
+/*
+ * lx_router_pick_endpoint() with the health table's demotions (lx_health_score_t.demoted):
+ * each available replica with <demoted>[i] set is picked with probability <exploration> (the
+ * demoted together at most half), so it keeps just enough traffic for its recovery to be
+ * seen; otherwise the power of two choices among the available replicas not demoted. With no
+ * demoted replica, or none kept, it is lx_router_pick_endpoint(). At most
+ * LX_ROUTER_MAX_REPLICAS replicas are considered.
+ */
+size_t lx_router_pick_replica(const uint32_t *in_flight, const bool *available, const bool *demoted,
+                              size_t n, double exploration, uint64_t *rng);
+
 #endif

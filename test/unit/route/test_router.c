@@ -598,6 +598,44 @@ static void test_pick_endpoint(void **state)
     assert_int_equal(lx_router_pick_endpoint(l0, a0, 0, &r), 0);
 }
 
+static void test_pick_replica(void **state)
+{
+    (void)state;
+    uint64_t r = 7;
+    uint32_t load[3] = {0, 0, 0};
+    bool avail[3] = {true, true, true};
+    bool dem[3] = {false, true, false};
+    size_t c[3] = {0};
+    for (int i = 0; i < 20000; i++)
+        c[lx_router_pick_replica(load, avail, dem, 3, 0.02, &r)]++;
+    /* the demoted one gets the exploration share, the others the rest */
+    assert_true(c[1] > 300 && c[1] < 500);
+    assert_true(c[0] > 9000 && c[2] > 9000);
+    /* the two kept ones still by their load: the lighter always */
+    load[0] = 3;
+    memset(c, 0, sizeof(c));
+    for (int i = 0; i < 20000; i++)
+        c[lx_router_pick_replica(load, avail, dem, 3, 0.02, &r)]++;
+    assert_true(c[2] > 19000 && c[0] == 0);
+    /* exploration 0: never the demoted one while another is available */
+    memset(c, 0, sizeof(c));
+    for (int i = 0; i < 2000; i++)
+        c[lx_router_pick_replica(load, avail, dem, 3, 0, &r)]++;
+    assert_int_equal(c[1], 0);
+    /* every replica demoted, or the others unavailable: the demoted ones by load */
+    bool all[3] = {true, true, true};
+    assert_int_equal(lx_router_pick_replica(load, avail, all, 3, 0.02, &r) != 0, 1);
+    bool only1[3] = {false, true, false};
+    assert_int_equal(lx_router_pick_replica(load, only1, dem, 3, 0.02, &r), 1);
+    /* nothing demoted: the power of two choices */
+    bool none[3] = {false, false, false};
+    memset(c, 0, sizeof(c));
+    load[0] = 0;
+    for (int i = 0; i < 3000; i++)
+        c[lx_router_pick_replica(load, avail, none, 3, 0.02, &r)]++;
+    assert_true(c[0] > 800 && c[1] > 800 && c[2] > 800);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -618,6 +656,7 @@ int main(void)
         cmocka_unit_test_setup(test_weights_demoted, setup),
         cmocka_unit_test_setup(test_weights_free, setup),
         cmocka_unit_test_setup(test_pick_endpoint, setup),
+        cmocka_unit_test_setup(test_pick_replica, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
