@@ -68,14 +68,16 @@ const char *lx_health_outcome_name(lx_health_outcome_t o);
  * stays demoted while its recent success rate itself is below that bar. */
 #define LX_HEALTH_WILSON_Z       1.96
 #define LX_HEALTH_SUCCESS_MARGIN 0.05
-/* The latency rule: a row is demoted when the geometric mean of its recent successful TTFT is
- * more than SLOW_FACTOR times its model's best and SLOW_MIN_MS above it, from at least
- * SLOW_MIN_N (decayed) samples; it stays demoted while above READMIT_FACTOR times the best
- * and SLOW_MIN_MS above it. */
+/* The latency rule: a row is demoted when the geometric mean of its successful TTFT is more
+ * than SLOW_FACTOR times its model's best and SLOW_MIN_MS above it; it stays demoted while
+ * above READMIT_FACTOR times the best and SLOW_MIN_MS above it. The figure: the last re-score
+ * interval's own samples when there are SLOW_FRESH_N of them (so a slow-down shows at the
+ * next re-scoring), else the decayed recent ones when there are SLOW_MIN_N. */
 #define LX_HEALTH_SLOW_FACTOR         4.0
 #define LX_HEALTH_SLOW_READMIT_FACTOR 2.0
 #define LX_HEALTH_SLOW_MIN_MS         50.0
 #define LX_HEALTH_SLOW_MIN_N          3.0
+#define LX_HEALTH_SLOW_FRESH_N        10.0
 
 /* A 429 answered while other attempts were in flight on the row, with a Retry-After of at most
  * CAP_MAX_RETRY_MS (or none), is taken as a concurrency limit: the row stays available while
@@ -253,11 +255,14 @@ void lx_health_totals(const lx_health_t *h, size_t row, uint64_t out[LX_HEALTH_N
  *   while its recent success rate is below that bar. At a 5 s re-scoring with ~80 attempts per
  *   row: 30% failing gives [0.59, 0.79] against a healthy row's lower bound 0.95 - demoted;
  *   2% failing gives an upper bound of 0.99 - kept. The best row is never demoted by it.
- * - latency: among the rows the success rule kept, a row whose recent TTFT geometric mean is
- *   more than LX_HEALTH_SLOW_FACTOR (4) times the best row's and LX_HEALTH_SLOW_MIN_MS (50 ms)
- *   above it, from LX_HEALTH_SLOW_MIN_N samples, is demoted; it stays demoted while above
- *   LX_HEALTH_SLOW_READMIT_FACTOR (2) times the best and 50 ms above it. Milder slowness
- *   only lowers the score (L below).
+ * - latency: among the rows the success rule kept, a row whose TTFT geometric mean is more
+ *   than LX_HEALTH_SLOW_FACTOR (4) times the best row's and LX_HEALTH_SLOW_MIN_MS (50 ms)
+ *   above it is demoted; it stays demoted while above LX_HEALTH_SLOW_READMIT_FACTOR (2) times
+ *   the best and 50 ms above it, or while it has no figure. The figure is the last interval's
+ *   own when it holds LX_HEALTH_SLOW_FRESH_N (10) samples - a replica whose traffic had
+ *   already thinned shows its slow-down at the next re-scoring, not after its fast past has
+ *   decayed - else the decayed one from LX_HEALTH_SLOW_MIN_N (3). Milder slowness only
+ *   lowers the score (L below).
  * A demoted row is published with score 0 and `demoted` set: the router gives it the
  * exploration share (health.exploration, 2%), enough to see it recover, and no more.
  *

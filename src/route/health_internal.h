@@ -73,7 +73,8 @@ typedef struct agg {
     double ttft[LX_HEALTH_HIST_SLOTS];
     double tps[LX_HEALTH_HIST_SLOTS];
     double ttft_n; /* recent OK attempts with a known first byte (decayed) */
-    double best_lo, best_gm, best_tps, score_sum;
+    double lat;    /* the latency rule's TTFT figure, or -1 (health_score.c: latency_figure) */
+    double best_lo, best_gm, best_lat, best_tps, score_sum;
     double model_ttft[LX_HEALTH_HIST_SLOTS]; /* recent TTFT of the model's rows not demoted */
     size_t scored;
 } agg_t;

@@ -100,42 +100,6 @@ static void measure(const lx_health_t *h, const agg_t *a, lx_health_score_t *r)
     r->tps_p50 = quantile(a->tps, h->tps_edges, 0.5);
 }
 
-/* Folds the attempts row <row> recorded since the last re-scoring into its recent counts,
- * after decaying those by <f>. */
-static void fold_recent(lx_health_t *h, size_t row, double f)
-{
-    recent_t *rc = &h->rec[row];
-    uint64_t tot[LX_HEALTH_N_OUTCOMES] = {0};
-    uint32_t tt[LX_HEALTH_HIST_SLOTS] = {0};
-    for (unsigned s = 0; s < h->n_shards; s++) {
-        cell_t *c = &h->shards[s][row];
-        for (unsigned o = 0; o < LX_HEALTH_N_OUTCOMES; o++)
-            tot[o] += lx_health_ld(&c->total[o]);
-        for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++)
-            tt[i] += atomic_load_explicit(&c->ttft_total[i], memory_order_relaxed);
-    }
-    for (unsigned o = 0; o < LX_HEALTH_N_OUTCOMES; o++) {
-        uint64_t d = tot[o] >= rc->seen[o] ? tot[o] - rc->seen[o] : 0;
-        rc->n[o] = rc->n[o] * f + (double)d;
-        rc->seen[o] = tot[o];
-    }
-    for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++) {
-        rc->ttft[i] = rc->ttft[i] * f + (double)(uint32_t)(tt[i] - rc->seen_ttft[i]);
-        rc->seen_ttft[i] = tt[i];
-    }
-}
-
-/* The Wilson score interval of <ok> successes in <n> (> 0) trials at z = LX_HEALTH_WILSON_Z. */
-static void wilson(double ok, double n, double *lo, double *hi)
-{
-    const double z = LX_HEALTH_WILSON_Z, z2 = z * z;
-    double p = ok / n, den = 1 + z2 / n;
-    double c = (p + z2 / (2 * n)) / den;
-    double w = z * sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / den;
-    *lo = c - w > 0 ? c - w : 0;
-    *hi = c + w < 1 ? c + w : 1;
-}
-
 /* The geometric mean of histogram <c> (each slot at its geometric middle; slot 0 at half the
  * first edge, the last at its lower edge), or -1 when empty. */
 static double geo_mean(const double *c, const double *edges)
@@ -153,6 +117,47 @@ static double geo_mean(const double *c, const double *edges)
     return n > 0 ? exp(sum / n) : -1;
 }
 
+/* Folds the attempts row <row> recorded since the last re-scoring into its recent counts,
+ * after decaying those by <f>; the interval's own TTFT geometric mean goes to agg.lat when it
+ * has LX_HEALTH_SLOW_FRESH_N samples. */
+static void fold_recent(lx_health_t *h, size_t row, double f)
+{
+    recent_t *rc = &h->rec[row];
+    uint64_t tot[LX_HEALTH_N_OUTCOMES] = {0};
+    uint32_t tt[LX_HEALTH_HIST_SLOTS] = {0};
+    for (unsigned s = 0; s < h->n_shards; s++) {
+        cell_t *c = &h->shards[s][row];
+        for (unsigned o = 0; o < LX_HEALTH_N_OUTCOMES; o++)
+            tot[o] += lx_health_ld(&c->total[o]);
+        for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++)
+            tt[i] += atomic_load_explicit(&c->ttft_total[i], memory_order_relaxed);
+    }
+    for (unsigned o = 0; o < LX_HEALTH_N_OUTCOMES; o++) {
+        uint64_t d = tot[o] >= rc->seen[o] ? tot[o] - rc->seen[o] : 0;
+        rc->n[o] = rc->n[o] * f + (double)d;
+        rc->seen[o] = tot[o];
+    }
+    double fresh[LX_HEALTH_HIST_SLOTS], fresh_n = 0;
+    for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++) {
+        fresh[i] = (double)(uint32_t)(tt[i] - rc->seen_ttft[i]);
+        fresh_n += fresh[i];
+        rc->ttft[i] = rc->ttft[i] * f + fresh[i];
+        rc->seen_ttft[i] = tt[i];
+    }
+    h->agg[row].lat = fresh_n >= LX_HEALTH_SLOW_FRESH_N ? geo_mean(fresh, h->ttft_edges) : -1;
+}
+
+/* The Wilson score interval of <ok> successes in <n> (> 0) trials at z = LX_HEALTH_WILSON_Z. */
+static void wilson(double ok, double n, double *lo, double *hi)
+{
+    const double z = LX_HEALTH_WILSON_Z, z2 = z * z;
+    double p = ok / n, den = 1 + z2 / n;
+    double c = (p + z2 / (2 * n)) / den;
+    double w = z * sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / den;
+    *lo = c - w > 0 ? c - w : 0;
+    *hi = c + w < 1 ? c + w : 1;
+}
+
 /* The recent figures of row <row> into <r> and h->agg[row].ttft_n. */
 static void measure_recent(lx_health_t *h, size_t row, lx_health_score_t *r)
 {
@@ -168,6 +173,8 @@ static void measure_recent(lx_health_t *h, size_t row, lx_health_score_t *r)
         tn += rc->ttft[i];
     h->agg[row].ttft_n = tn;
     r->ttft_gm_ms = geo_mean(rc->ttft, h->ttft_edges);
+    if (h->agg[row].lat < 0 && tn >= LX_HEALTH_SLOW_MIN_N)
+        h->agg[row].lat = r->ttft_gm_ms; /* too few in the interval: the decayed figure */
     r->ttft_p95_ms = quantile(rc->ttft, h->ttft_edges, 0.95);
 }
 
@@ -226,7 +233,7 @@ static void rescore_measure(lx_health_t *h, size_t i, uint64_t now_ms, double f,
     measure(h, &h->agg[i], r);
     measure_recent(h, i, r);
     if (g == &h->agg[i]) {
-        g->best_lo = g->best_gm = g->best_tps = -1;
+        g->best_lo = g->best_gm = g->best_lat = g->best_tps = -1;
         g->score_sum = 0;
         g->scored = 0;
         memset(g->model_ttft, 0, sizeof(g->model_ttft));
@@ -237,6 +244,16 @@ static void rescore_measure(lx_health_t *h, size_t i, uint64_t now_ms, double f,
         g->best_lo = r->success_low;
     if (r->tps_p50 > g->best_tps)
         g->best_tps = r->tps_p50;
+}
+
+/* The model's best TTFT figures with those of row <a> (kept by the success rule). */
+static void keep_best_ttft(agg_t *g, const agg_t *a, const lx_health_score_t *r)
+{
+    if (r->ttft_gm_ms > 0 && a->ttft_n >= LX_HEALTH_SLOW_MIN_N &&
+        (g->best_gm < 0 || r->ttft_gm_ms < g->best_gm))
+        g->best_gm = r->ttft_gm_ms;
+    if (a->lat > 0 && (g->best_lat < 0 || a->lat < g->best_lat))
+        g->best_lat = a->lat;
 }
 
 /* Pass 2: the success rule (see health.h), then the model's best TTFT among the rows it kept. */
@@ -250,9 +267,8 @@ static void demote_success(lx_health_t *h, size_t i, const lx_health_score_t *ol
     if (r->success_high < bar ||
         (old->demoted == LX_HEALTH_DEMOTED_SUCCESS && r->recent_success < bar))
         r->demoted = LX_HEALTH_DEMOTED_SUCCESS;
-    else if (r->ttft_gm_ms > 0 && h->agg[i].ttft_n >= LX_HEALTH_SLOW_MIN_N &&
-             (g->best_gm < 0 || r->ttft_gm_ms < g->best_gm))
-        g->best_gm = r->ttft_gm_ms;
+    else
+        keep_best_ttft(g, &h->agg[i], r);
 }
 
 /* Pass 3: the latency rule (see health.h); the rows kept add their TTFT to the model's. */
@@ -262,15 +278,16 @@ static void demote_latency(lx_health_t *h, size_t i, const lx_health_score_t *ol
     agg_t *g = &h->agg[h->group[i]];
     if (!r->has_data || r->demoted)
         return;
-    double gm = r->ttft_gm_ms, best = g->best_gm;
-    if (gm > 0 && best > 0 && gm - best > LX_HEALTH_SLOW_MIN_MS) {
-        bool slow = gm > LX_HEALTH_SLOW_FACTOR * best && h->agg[i].ttft_n >= LX_HEALTH_SLOW_MIN_N;
-        bool still =
-            old->demoted == LX_HEALTH_DEMOTED_LATENCY && gm > LX_HEALTH_SLOW_READMIT_FACTOR * best;
-        if (slow || still) {
-            r->demoted = LX_HEALTH_DEMOTED_LATENCY;
-            return;
-        }
+    double lat = h->agg[i].lat, best = g->best_lat;
+    bool was = old->demoted == LX_HEALTH_DEMOTED_LATENCY;
+    if (was && !(lat > 0)) { /* no figure: no sign of a recovery either */
+        r->demoted = LX_HEALTH_DEMOTED_LATENCY;
+        return;
+    }
+    if (lat > 0 && best > 0 && lat - best > LX_HEALTH_SLOW_MIN_MS &&
+        lat > (was ? LX_HEALTH_SLOW_READMIT_FACTOR : LX_HEALTH_SLOW_FACTOR) * best) {
+        r->demoted = LX_HEALTH_DEMOTED_LATENCY;
+        return;
     }
     for (unsigned k = 0; k < LX_HEALTH_HIST_SLOTS; k++)
         g->model_ttft[k] += h->rec[i].ttft[k];

@@ -709,6 +709,23 @@ static void test_slow_rule(void **st)
     assert_true(back >= 0 && back <= 4);
     lx_health_free(h);
 
+    /* a warm row whose traffic thins as it slows (17 attempts in the interval, as a power of
+     * two choices leaves it): demoted at the first re-scoring, its fast past notwithstanding */
+    h = table_5s();
+    t = 0;
+    for (int k = 0; k < 7; k++, t += 5000) {
+        for (size_t r = 0; r < 4; r += r == 1 ? 2 : 1) {
+            uint64_t extra = r == 1 && k == 6 ? 800 : 0;
+            int n = r == 1 && k == 6 ? 9 : 40;
+            traffic(h, r, n, 0, 2 + extra, 0, t, 5000);
+            traffic(h, r, n - (r == 1 && k == 6), 0, 180 + extra, 0, t, 5000);
+        }
+        lx_health_rescore(h, t + 5000, NULL, NULL);
+        assert_int_equal(lx_health_scores(h)[1].demoted,
+                         k == 6 ? LX_HEALTH_DEMOTED_LATENCY : LX_HEALTH_NOT_DEMOTED);
+    }
+    lx_health_free(h);
+
     /* hysteresis: demoted at 6x the best, kept out at 3x, back at 1.7x (130 ms above) */
     h = table_5s();
     traffic(h, 0, 80, 0, 300, 0, 0, 5000);
