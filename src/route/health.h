@@ -261,7 +261,9 @@ void lx_health_totals(const lx_health_t *h, size_t row, uint64_t out[LX_HEALTH_N
  *   the best and 50 ms above it, or while it has no figure. The figure is the last interval's
  *   own when it holds LX_HEALTH_SLOW_FRESH_N (10) samples - a replica whose traffic had
  *   already thinned shows its slow-down at the next re-scoring, not after its fast past has
- *   decayed - else the decayed one from LX_HEALTH_SLOW_MIN_N (3). Milder slowness only
+ *   decayed - else the decayed one from LX_HEALTH_SLOW_MIN_N (3). Demoted on the last
+ *   interval's figure, the row's decayed TTFT restarts from that interval, so its fast past
+ *   cannot readmit it while its few exploration samples are slow. Milder slowness only
  *   lowers the score (L below).
  * A demoted row is published with score 0 and `demoted` set: the router gives it the
  * exploration share (health.exploration, 2%), enough to see it recover, and no more.

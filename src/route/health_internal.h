@@ -72,8 +72,10 @@ typedef struct agg {
     uint64_t n[LX_HEALTH_N_OUTCOMES];
     double ttft[LX_HEALTH_HIST_SLOTS];
     double tps[LX_HEALTH_HIST_SLOTS];
-    double ttft_n; /* recent OK attempts with a known first byte (decayed) */
-    double lat;    /* the latency rule's TTFT figure, or -1 (health_score.c: latency_figure) */
+    double ttft_n;  /* recent OK attempts with a known first byte (decayed) */
+    double lat;     /* the latency rule's TTFT figure, or -1 (health_score.c) */
+    bool lat_fresh; /* lat is the last interval's own, whose histogram is fresh[] */
+    double fresh[LX_HEALTH_HIST_SLOTS];
     double best_lo, best_gm, best_lat, best_tps, score_sum;
     double model_ttft[LX_HEALTH_HIST_SLOTS]; /* recent TTFT of the model's rows not demoted */
     size_t scored;

@@ -137,14 +137,15 @@ static void fold_recent(lx_health_t *h, size_t row, double f)
         rc->n[o] = rc->n[o] * f + (double)d;
         rc->seen[o] = tot[o];
     }
-    double fresh[LX_HEALTH_HIST_SLOTS], fresh_n = 0;
+    double *fresh = h->agg[row].fresh, fresh_n = 0;
     for (unsigned i = 0; i < LX_HEALTH_HIST_SLOTS; i++) {
         fresh[i] = (double)(uint32_t)(tt[i] - rc->seen_ttft[i]);
         fresh_n += fresh[i];
         rc->ttft[i] = rc->ttft[i] * f + fresh[i];
         rc->seen_ttft[i] = tt[i];
     }
-    h->agg[row].lat = fresh_n >= LX_HEALTH_SLOW_FRESH_N ? geo_mean(fresh, h->ttft_edges) : -1;
+    h->agg[row].lat_fresh = fresh_n >= LX_HEALTH_SLOW_FRESH_N;
+    h->agg[row].lat = h->agg[row].lat_fresh ? geo_mean(fresh, h->ttft_edges) : -1;
 }
 
 /* The Wilson score interval of <ok> successes in <n> (> 0) trials at z = LX_HEALTH_WILSON_Z. */
@@ -287,6 +288,10 @@ static void demote_latency(lx_health_t *h, size_t i, const lx_health_score_t *ol
     if (lat > 0 && best > 0 && lat - best > LX_HEALTH_SLOW_MIN_MS &&
         lat > (was ? LX_HEALTH_SLOW_READMIT_FACTOR : LX_HEALTH_SLOW_FACTOR) * best) {
         r->demoted = LX_HEALTH_DEMOTED_LATENCY;
+        /* its TTFT memory restarts from the interval that showed the slow-down: the fast past
+         * must not readmit it while the few exploration samples are all slow */
+        if (!was && h->agg[i].lat_fresh)
+            memcpy(h->rec[i].ttft, h->agg[i].fresh, sizeof(h->rec[i].ttft));
         return;
     }
     for (unsigned k = 0; k < LX_HEALTH_HIST_SLOTS; k++)

@@ -724,6 +724,17 @@ static void test_slow_rule(void **st)
         assert_int_equal(lx_health_scores(h)[1].demoted,
                          k == 6 ? LX_HEALTH_DEMOTED_LATENCY : LX_HEALTH_NOT_DEMOTED);
     }
+    /* then at the exploration share, still slow: its fast past does not readmit it */
+    for (int k = 0; k < 6; k++, t += 5000) {
+        for (size_t r = 0; r < 4; r += r == 1 ? 2 : 1) {
+            uint64_t extra = r == 1 ? 800 : 0;
+            int n = r == 1 ? 2 : 40;
+            traffic(h, r, n, 0, 2 + extra, 0, t, 5000);
+            traffic(h, r, n, 0, 180 + extra, 0, t, 5000);
+        }
+        lx_health_rescore(h, t + 5000, NULL, NULL);
+        assert_int_equal(lx_health_scores(h)[1].demoted, LX_HEALTH_DEMOTED_LATENCY);
+    }
     lx_health_free(h);
 
     /* hysteresis: demoted at 6x the best, kept out at 3x, back at 1.7x (130 ms above) */
