@@ -179,10 +179,10 @@ typedef struct lx_health lx_health_t;
 /* Makes a table of <n_rows> rows (keys copied) and <n_shards> writer shards (>= 1). <opts>
  * NULL means defaults; zero durations and counts in it mean their defaults too. When
  * <previous> is given, each row whose key (provider, endpoint, model) matches a row of it
- * carries over that row's window data, cumulative counters, breaker, retry-after block and
- * latest scores; other rows start neutral (score 0.5, no data). In-flight counts are not
- * carried: a request adds and removes on the table it started with. Returns NULL when out of
- * memory or when n_shards is 0. */
+ * carries over that row's window data, cumulative counters, breaker, retry-after block,
+ * concurrency cap, recent figures and latest scores; other rows start neutral (score 0.5, no data).
+ * In-flight counts are not carried: a request adds and removes on the table it started with.
+ * Returns NULL when out of memory or when n_shards is 0. */
 lx_health_t *lx_health_new(const lx_health_opts_t *opts, const lx_health_row_key_t *keys,
                            size_t n_rows, unsigned n_shards, const lx_health_t *previous);
 
