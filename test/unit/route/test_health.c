@@ -803,6 +803,31 @@ static void test_outage_recovery(void **st)
     lx_health_free(h);
 }
 
+static void test_carry_recent(void **st)
+{
+    (void)st;
+    /* the recent figures (decayed by half per 5 s) go on in the next table: no restart */
+    lx_health_t *a = table_5s();
+    traffic(a, 1, 40, 0, 20, 0, 0, 5000);
+    lx_health_rescore(a, 5000, NULL, NULL);
+    traffic(a, 1, 40, 500, 20, 1, 5000, 5000);
+    lx_health_rescore(a, 10000, NULL, NULL);
+    lx_health_score_t a1 = lx_health_scores(a)[1];
+    assert_near(a1.recent_n, 40 * 0.5 + 40, 1e-9);
+    lx_health_t *b = lx_health_new(lx_health_opts(a), KEYS, 4, 2, a);
+    assert_non_null(b);
+    lx_health_rescore(b, 10000, NULL, NULL);
+    const lx_health_score_t *b1 = &lx_health_scores(b)[1];
+    assert_near(b1->recent_n, a1.recent_n, 1e-9);
+    assert_near(b1->recent_success, a1.recent_success, 1e-9);
+    assert_near(b1->ttft_gm_ms, a1.ttft_gm_ms, 1e-9);
+    /* and decay there as they would have */
+    lx_health_rescore(b, 15000, NULL, NULL);
+    assert_near(lx_health_scores(b)[1].recent_n, a1.recent_n / 2, 1e-9);
+    lx_health_free(a);
+    lx_health_free(b);
+}
+
 typedef struct logbuf {
     int n;
     char lines[8][512];
@@ -1121,6 +1146,7 @@ int main(void)
         cmocka_unit_test(test_fast_failures_not_faster),
         cmocka_unit_test(test_slow_rule),
         cmocka_unit_test(test_outage_recovery),
+        cmocka_unit_test(test_carry_recent),
         cmocka_unit_test(test_log_lines),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_metrics),
