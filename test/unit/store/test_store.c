@@ -46,6 +46,8 @@ static void test_migrations_from_empty(void **state)
     assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM sqlite_master WHERE type='index'"
                                        " AND tbl_name = 'generations'"),
                      1);
+    /* a new file has 16 KiB pages (fewer WAL frames per commit) */
+    assert_int_equal(t_query_i64(t.db, "PRAGMA page_size"), 16384);
     /* WAL mode is recorded in the file */
     sqlite3 *db;
     sqlite3_stmt *st;
