@@ -586,9 +586,14 @@ static void *store_main(void *arg)
         if (stop)
             break;
         tick(s, false);
+        /* the cadence holds whatever a tick took (a record waits at most one interval for the
+         * drain that takes it); a thread that fell behind ticks again at once */
         int64_t now = store_mono_us();
-        if (now >= next)
-            next = now + interval;
+        if (now >= next) {
+            next += interval;
+            if (next < now)
+                next = now;
+        }
     }
     store_flush_final(s);
     return NULL;
