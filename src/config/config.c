@@ -110,6 +110,10 @@ static void dump_provider(const lx_config_t *cfg, const lx_config_provider_t *pv
     fprintf(out, "    data_collection: %s, zdr: %s, probe: %s\n",
             pv->data_collection_deny ? "deny" : "allow", pv->zdr ? "yes" : "no",
             pv->probe_path != NULL ? pv->probe_path : "off");
+    if (pv->metrics_path != NULL || pv->max_in_flight > 0)
+        fprintf(out, "    metrics: %s, max_in_flight: %u per endpoint%s\n",
+                pv->metrics_path != NULL ? pv->metrics_path : "off", pv->max_in_flight,
+                pv->max_in_flight == 0 ? " (unknown)" : "");
     bool https = false;
     for (size_t i = 0; i < pv->n_endpoints; i++)
         https = https || pv->endpoints[i].tls;
@@ -169,6 +173,21 @@ static void dump_admin(const lx_config_t *cfg, FILE *out)
     for (size_t i = 0; i < cfg->n_admin_keys; i++)
         fprintf(out, "%s%s", i == 0 ? ": " : " ", cfg->admin_keys[i].name);
     fprintf(out, "\n");
+}
+
+/* routing.balance, scrape_interval and the admission queue. */
+static void dump_fleet(const lx_config_t *cfg, FILE *out)
+{
+    static const char *const balances[] = {"default (power of two choices)", "round_robin",
+                                           "least_request", "fleet"};
+    char a[32], b[32];
+    fprintf(out, "balance: %s, scrape_interval %s, ", balances[cfg->routing_balance & 3],
+            duration(cfg->routing_scrape_interval_ms, a, sizeof(a)));
+    if (cfg->routing_queue_size == 0)
+        fprintf(out, "admission queue off\n");
+    else
+        fprintf(out, "admission queue %u requests per model, timeout %s\n", cfg->routing_queue_size,
+                duration(cfg->routing_queue_timeout_ms, b, sizeof(b)));
 }
 
 void lx_config_dump(const lx_config_t *cfg, FILE *out)
@@ -236,6 +255,7 @@ void lx_config_dump(const lx_config_t *cfg, FILE *out)
             cfg->routing_strategy == LX_CONFIG_ROUTING_ROUND_ROBIN ? "round_robin" : "health",
             cfg->routing_max_attempts, duration(cfg->routing_deadline_ms, a, sizeof(a)),
             duration(cfg->routing_session_ttl_ms, b, sizeof(b)));
+    dump_fleet(cfg, out);
     fprintf(out,
             "health: rescore every %s over %s, breaker after %u failures for %s (up to %s), "
             "probes every %s, exploration %g\n",

@@ -78,6 +78,10 @@ typedef struct lx_config_provider {
     bool data_collection_deny; /* `data_collection: deny`: prompts are not stored or trained on */
     bool zdr;                  /* zero data retention */
     char *probe_path;          /* active health probe: GET of this path, NULL when off */
+    char *metrics_path;        /* `metrics`: the model server's Prometheus page on each endpoint's
+                                  host (scraped every routing.scrape_interval), NULL when off */
+    uint32_t max_in_flight;    /* per endpoint, all workers: full at this many requests in
+                                  flight (routing.balance fleet queues beyond); 0: unknown */
     lx_config_provider_tls_t tls;
 } lx_config_provider_t;
 
@@ -104,14 +108,31 @@ typedef struct lx_config_model {
     size_t n_routes;
 } lx_config_model_t;
 
+/* A key's class in the admission queue (routing.queue_size): interactive requests are served
+ * before batch ones. */
+enum lx_config_priority {
+    LX_CONFIG_PRIORITY_INTERACTIVE = 0, /* the default */
+    LX_CONFIG_PRIORITY_BATCH = 1,
+};
+
 typedef struct lx_config_key {
     char *name;
     uint8_t digest[32]; /* SHA-256 of the key */
+    uint8_t priority;   /* enum lx_config_priority (auth.keys only) */
 } lx_config_key_t;
 
 enum lx_config_strategy {
     LX_CONFIG_ROUTING_HEALTH,     /* health, price and preferences decide (the default) */
     LX_CONFIG_ROUTING_ROUND_ROBIN /* plain rotation, no health: for comparisons */
+};
+
+/* How one replica (endpoint) of a provider is chosen (`routing.balance`). */
+enum lx_config_balance {
+    LX_CONFIG_BALANCE_DEFAULT,       /* absent: the power of two choices over this worker's
+                                      * in-flight counts (round_robin strategy: rotation) */
+    LX_CONFIG_BALANCE_ROUND_ROBIN,   /* rotation over the available replicas */
+    LX_CONFIG_BALANCE_LEAST_REQUEST, /* least in flight, all workers */
+    LX_CONFIG_BALANCE_FLEET,         /* prefix affinity under load (route/fleet.h) */
 };
 
 typedef struct lx_config {
@@ -163,9 +184,13 @@ typedef struct lx_config {
 
     /* Routing (`routing`): */
     enum lx_config_strategy routing_strategy;
-    uint32_t routing_max_attempts;   /* attempts per request, default 3 */
-    uint64_t routing_deadline_ms;    /* all attempts of one request, default 90s */
-    uint64_t routing_session_ttl_ms; /* session stickiness after the last use, default 10m */
+    uint32_t routing_max_attempts;          /* attempts per request, default 3 */
+    uint64_t routing_deadline_ms;           /* all attempts of one request, default 90s */
+    uint64_t routing_session_ttl_ms;        /* session stickiness after the last use, default 10m */
+    enum lx_config_balance routing_balance; /* default LX_CONFIG_BALANCE_DEFAULT */
+    uint64_t routing_scrape_interval_ms;    /* `metrics` scrapes, default 50ms */
+    uint32_t routing_queue_size;            /* admission queue per model, all workers; 0: off */
+    uint64_t routing_queue_timeout_ms;      /* longest wait in it, default 5s */
 
     /* The provider health table (`health`): */
     uint64_t health_rescore_interval_ms;     /* default 5m */

@@ -63,17 +63,35 @@ static bool parse_digest(parser_t *p, const struct key_list *list, yaml_node_t *
     return true;
 }
 
+/* auth.keys[i].priority: interactive (the default) or batch. */
+static bool parse_priority(parser_t *p, yaml_node_t *n, const char *what, uint8_t *out)
+{
+    const char *s = lx_cfg_scalar(p, n, what);
+    if (s != NULL && strcmp(s, "interactive") == 0)
+        *out = LX_CONFIG_PRIORITY_INTERACTIVE;
+    else if (s != NULL && strcmp(s, "batch") == 0)
+        *out = LX_CONFIG_PRIORITY_BATCH;
+    else if (s != NULL)
+        REPORT(p, n, "%s: expected interactive or batch", what);
+    return s != NULL && (strcmp(s, "interactive") == 0 || strcmp(s, "batch") == 0);
+}
+
 static void parse_key(parser_t *p, const struct key_list *list, size_t index, yaml_node_t *n)
 {
-    field_t f[] = {{"name", true, NULL, NULL}, {"sha256", true, NULL, NULL}};
+    field_t f[] = {
+        {"name", true, NULL, NULL}, {"sha256", true, NULL, NULL}, {"priority", false, NULL, NULL}};
     char where[32], what[64];
     const char *name = NULL;
-    lx_config_key_t key;
+    lx_config_key_t key = {0};
     bool ok = true;
+    bool client = list->keys == p->cfg->keys; /* auth.keys: priority applies */
 
     snprintf(where, sizeof(where), "%s[%zu]", list->where, index);
-    if (!lx_cfg_read_map(p, n, where, f, 2))
+    if (!lx_cfg_read_map(p, n, where, f, client ? 3 : 2))
         return;
+    if (f[2].value != NULL)
+        ok = parse_priority(p, f[2].value, lx_cfg_join(what, sizeof(what), where, "priority"),
+                            &key.priority);
     if (f[0].value != NULL) {
         name = lx_cfg_get_name(p, f[0].value, lx_cfg_join(what, sizeof(what), where, "name"));
         for (size_t i = 0; name != NULL && i < *list->n; i++) {

@@ -116,6 +116,10 @@ static void set_defaults(parser_t *p)
     cfg->routing_max_attempts = 3;
     cfg->routing_deadline_ms = 90 * 1000;
     cfg->routing_session_ttl_ms = 10 * 60 * 1000;
+    cfg->routing_balance = LX_CONFIG_BALANCE_DEFAULT;
+    cfg->routing_scrape_interval_ms = 50;
+    cfg->routing_queue_size = 0;
+    cfg->routing_queue_timeout_ms = 5000;
     cfg->health_rescore_interval_ms = 5 * 60 * 1000;
     cfg->health_window_ms = 15 * 60 * 1000;
     cfg->health_breaker_failures = 5;

@@ -286,6 +286,26 @@ static void parse_base_url(parser_t *p, lx_config_provider_t *pv, yaml_node_t *n
     }
 }
 
+/* `metrics` (the Prometheus page of each endpoint) and `max_in_flight`. */
+static void parse_fleet(parser_t *p, lx_config_provider_t *pv, yaml_node_t *metrics,
+                        yaml_node_t *max_in_flight, const char *where)
+{
+    char what[64];
+    uint64_t v;
+    if (metrics != NULL) {
+        const char *s =
+            lx_cfg_scalar(p, metrics, lx_cfg_join(what, sizeof(what), where, "metrics"));
+        if (s != NULL && (s[0] != '/' || strlen(s) > 512 || strpbrk(s, " \t\r\n") != NULL))
+            REPORT(p, metrics, "%s: expected a path starting with '/' (\"/metrics\")", what);
+        else if (s != NULL)
+            pv->metrics_path = lx_cfg_copy(p, s);
+    }
+    if (max_in_flight != NULL &&
+        lx_cfg_get_uint(p, max_in_flight, lx_cfg_join(what, sizeof(what), where, "max_in_flight"),
+                        0, 1000000, &v))
+        pv->max_in_flight = (uint32_t)v;
+}
+
 static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
 {
     lx_config_t *cfg = p->cfg;
@@ -295,7 +315,8 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
                    {"headers", false, NULL, NULL},   {"max_connections", false, NULL, NULL},
                    {"timeouts", false, NULL, NULL},  {"data_collection", false, NULL, NULL},
                    {"zdr", false, NULL, NULL},       {"probe", false, NULL, NULL},
-                   {"tls", false, NULL, NULL},       {"max_idle_connections", false, NULL, NULL}};
+                   {"tls", false, NULL, NULL},       {"max_idle_connections", false, NULL, NULL},
+                   {"metrics", false, NULL, NULL},   {"max_in_flight", false, NULL, NULL}};
     char where[32], what[64];
     uint64_t v;
 
@@ -351,6 +372,7 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
     }
     if (f[10].value != NULL)
         lx_cfg_parse_provider_tls(p, pv, f[10].value, where);
+    parse_fleet(p, pv, f[12].value, f[13].value, where);
 }
 
 void lx_cfg_parse_providers(parser_t *p, yaml_node_t *n)

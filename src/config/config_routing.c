@@ -1,7 +1,7 @@
 /*
  * config_routing.c - how requests are spread over routes: `routing` (strategy, attempts,
- * deadline, sessions) and `health` (scoring window, circuit breaker, probes, exploration),
- * with the checks that tie two values together.
+ * deadline, sessions, the replica balance, load scrapes, the admission queue) and `health` (scoring
+ * window, circuit breaker, probes, exploration), with the checks that tie two values together.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -9,13 +9,58 @@
 #include "config/config_parse_int.h"
 #include "core/core.h"
 
+static void parse_balance(parser_t *p, yaml_node_t *n)
+{
+    static const struct {
+        const char *name;
+        enum lx_config_balance value;
+    } names[] = {{"round_robin", LX_CONFIG_BALANCE_ROUND_ROBIN},
+                 {"least_request", LX_CONFIG_BALANCE_LEAST_REQUEST},
+                 {"fleet", LX_CONFIG_BALANCE_FLEET}};
+    const char *s = lx_cfg_scalar(p, n, "routing.balance");
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < LX_ARRAY_SIZE(names); i++) {
+        if (strcmp(s, names[i].name) == 0) {
+            p->cfg->routing_balance = names[i].value;
+            return;
+        }
+    }
+    REPORT(p, n, "routing.balance: expected round_robin, least_request or fleet");
+}
+
+/* scrape_interval, queue_size, queue_timeout: the fleet's load signals and admission queue. */
+static void parse_fleet(parser_t *p, yaml_node_t *scrape, yaml_node_t *qsize, yaml_node_t *qtime)
+{
+    lx_config_t *cfg = p->cfg;
+    uint64_t v;
+    if (scrape != NULL) {
+        v = cfg->routing_scrape_interval_ms;
+        lx_cfg_get_duration(p, scrape, "routing.scrape_interval", &v);
+        if (v < 10 || v > 60000)
+            REPORT(p, scrape, "routing.scrape_interval: expected 10ms to 60s");
+        else
+            cfg->routing_scrape_interval_ms = v;
+    }
+    if (qsize != NULL && lx_cfg_get_uint(p, qsize, "routing.queue_size", 0, 1000000, &v))
+        cfg->routing_queue_size = (uint32_t)v;
+    if (qtime != NULL) {
+        v = cfg->routing_queue_timeout_ms;
+        lx_cfg_get_duration(p, qtime, "routing.queue_timeout", &v);
+        if (v > 10 * 60 * 1000)
+            REPORT(p, qtime, "routing.queue_timeout: at most 10m");
+        else
+            cfg->routing_queue_timeout_ms = v;
+    }
+}
+
 void lx_cfg_parse_routing(parser_t *p, yaml_node_t *n)
 {
     lx_config_t *cfg = p->cfg;
-    field_t f[] = {{"strategy", false, NULL, NULL},
-                   {"max_attempts", false, NULL, NULL},
-                   {"deadline", false, NULL, NULL},
-                   {"session_ttl", false, NULL, NULL}};
+    field_t f[] = {{"strategy", false, NULL, NULL},   {"max_attempts", false, NULL, NULL},
+                   {"deadline", false, NULL, NULL},   {"session_ttl", false, NULL, NULL},
+                   {"balance", false, NULL, NULL},    {"scrape_interval", false, NULL, NULL},
+                   {"queue_size", false, NULL, NULL}, {"queue_timeout", false, NULL, NULL}};
     uint64_t v;
 
     if (!lx_cfg_read_map(p, n, "routing", f, LX_ARRAY_SIZE(f)))
@@ -36,6 +81,9 @@ void lx_cfg_parse_routing(parser_t *p, yaml_node_t *n)
     if (f[3].value != NULL)
         lx_cfg_get_duration_or_zero(p, f[3].value, "routing.session_ttl",
                                     &cfg->routing_session_ttl_ms);
+    if (f[4].value != NULL)
+        parse_balance(p, f[4].value);
+    parse_fleet(p, f[5].value, f[6].value, f[7].value);
 }
 
 void lx_cfg_parse_health(parser_t *p, yaml_node_t *n)

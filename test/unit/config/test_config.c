@@ -319,6 +319,89 @@ static void test_body_memory(void **state)
     lx_config_unref(cfg);
 }
 
+/* routing.balance, scrape_interval, queue_size, queue_timeout; providers' metrics and
+ * max_in_flight; auth.keys' priority. */
+static void test_fleet_settings(void **state)
+{
+    (void)state;
+    lx_config_t *cfg = parse_ok(MINIMAL "auth: none\n");
+    assert_int_equal(cfg->routing_balance, LX_CONFIG_BALANCE_DEFAULT);
+    assert_int_equal(cfg->routing_scrape_interval_ms, 50);
+    assert_int_equal(cfg->routing_queue_size, 0);
+    assert_int_equal(cfg->routing_queue_timeout_ms, 5000);
+    assert_null(cfg->providers[0].metrics_path);
+    assert_int_equal(cfg->providers[0].max_in_flight, 0);
+    lx_config_unref(cfg);
+
+    static const struct {
+        const char *name;
+        enum lx_config_balance value;
+    } balances[] = {{"round_robin", LX_CONFIG_BALANCE_ROUND_ROBIN},
+                    {"least_request", LX_CONFIG_BALANCE_LEAST_REQUEST},
+                    {"fleet", LX_CONFIG_BALANCE_FLEET}};
+    for (size_t i = 0; i < sizeof(balances) / sizeof(balances[0]); i++) {
+        char text[1024];
+        snprintf(text, sizeof(text),
+                 "listen: 127.0.0.1:8080\n"
+                 "providers:\n"
+                 "  - {name: p, base_url: \"http://127.0.0.1:9000/v1\", metrics: /metrics,\n"
+                 "     max_in_flight: 8}\n"
+                 "models: [{id: m, context_length: 100, providers: [{provider: p}]}]\n"
+                 "auth:\n"
+                 "  keys:\n"
+                 "    - {name: a, sha256: %064d}\n"
+                 "    - {name: b, sha256: %063d1, priority: batch}\n"
+                 "    - {name: c, sha256: %063d2, priority: interactive}\n"
+                 "routing: {balance: %s, scrape_interval: 20ms, queue_size: 64, "
+                 "queue_timeout: 2s}\n",
+                 0, 0, 0, balances[i].name);
+        cfg = parse_ok(text);
+        assert_int_equal(cfg->routing_balance, balances[i].value);
+        assert_int_equal(cfg->routing_scrape_interval_ms, 20);
+        assert_int_equal(cfg->routing_queue_size, 64);
+        assert_int_equal(cfg->routing_queue_timeout_ms, 2000);
+        assert_string_equal(cfg->providers[0].metrics_path, "/metrics");
+        assert_int_equal(cfg->providers[0].max_in_flight, 8);
+        assert_int_equal(cfg->keys[0].priority, LX_CONFIG_PRIORITY_INTERACTIVE);
+        assert_int_equal(cfg->keys[1].priority, LX_CONFIG_PRIORITY_BATCH);
+        assert_int_equal(cfg->keys[2].priority, LX_CONFIG_PRIORITY_INTERACTIVE);
+        lx_config_unref(cfg);
+    }
+
+    expect_error(MINIMAL "auth: none\nrouting: {balance: random}\n",
+                 "routing.balance: expected round_robin, least_request or fleet");
+    expect_error(MINIMAL "auth: none\nrouting: {scrape_interval: 5ms}\n",
+                 "routing.scrape_interval: expected 10ms to 60s");
+    expect_error(MINIMAL "auth: none\nrouting: {scrape_interval: 2m}\n",
+                 "routing.scrape_interval: expected 10ms to 60s");
+    expect_error(MINIMAL "auth: none\nrouting: {scrape_interval: 50}\n", "routing.scrape_interval");
+    expect_error(MINIMAL "auth: none\nrouting: {queue_size: -1}\n", "routing.queue_size");
+    expect_error(MINIMAL "auth: none\nrouting: {queue_size: 2000000}\n", "routing.queue_size");
+    expect_error(MINIMAL "auth: none\nrouting: {queue_timeout: 0s}\n",
+                 "routing.queue_timeout: must be longer than 0s");
+    expect_error(MINIMAL "auth: none\nrouting: {queue_timeout: 1h}\n",
+                 "routing.queue_timeout: at most 10m");
+    expect_error("listen: 127.0.0.1:8080\nproviders:\n  - name: p\n"
+                 "    base_url: http://127.0.0.1:9000/v1\n    metrics: metrics\n"
+                 "models: [{id: m, context_length: 100, providers: [{provider: p}]}]\n"
+                 "auth: none\n",
+                 "providers[0].metrics: expected a path starting with '/'");
+    expect_error("listen: 127.0.0.1:8080\nproviders:\n  - name: p\n"
+                 "    base_url: http://127.0.0.1:9000/v1\n    max_in_flight: many\n"
+                 "models: [{id: m, context_length: 100, providers: [{provider: p}]}]\n"
+                 "auth: none\n",
+                 "providers[0].max_in_flight");
+    expect_error(MINIMAL "auth:\n  keys:\n    - {name: a, sha256: "
+                         "0000000000000000000000000000000000000000000000000000000000000000, "
+                         "priority: urgent}\n",
+                 "auth.keys[0].priority: expected interactive or batch");
+    /* a management key has no priority */
+    expect_error(MINIMAL "auth: none\nadmin:\n  keys:\n    - {name: ops, sha256: "
+                         "1111111111111111111111111111111111111111111111111111111111111111, "
+                         "priority: batch}\n",
+                 "priority");
+}
+
 static void test_routing_health_admin(void **state)
 {
     (void)state;
@@ -1128,6 +1211,7 @@ int main(void)
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_stream_section),
         cmocka_unit_test(test_routing_health_admin),
+        cmocka_unit_test(test_fleet_settings),
         cmocka_unit_test(test_tls_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
