@@ -109,8 +109,14 @@ void lx_gw_gen_sweep(struct lx_gw_worker *w);
 static inline lx_route_ctx_t lx_gw_route_ctx(lx_gw_gen_t *g, uint64_t *rng)
 {
     const lx_gw_health_t *h = g->health;
-    return (lx_route_ctx_t){g->cfg,       h->table, h->model_base, h->route_row,
-                            g->in_flight, g->rr,    &g->rr_plan,   rng};
+    return (lx_route_ctx_t){.cfg = g->cfg,
+                            .table = h->table,
+                            .model_base = h->model_base,
+                            .route_row = h->route_row,
+                            .in_flight = g->in_flight,
+                            .rr = g->rr,
+                            .rr_plan = &g->rr_plan,
+                            .rng = rng};
 }
 
 #endif
