@@ -11,6 +11,7 @@
 #include "core/core.h"
 #include "core/status.h"
 #include "core/strbuf.h"
+#include "route/fleet.h"
 #include "route/prefs.h"
 #include "route/router.h"
 
@@ -288,6 +289,75 @@ static int rotate(const lx_route_ctx_t *x, size_t provider, const bool *avail, s
     return -1;
 }
 
+/* least_request: the fewest attempts in flight on all workers, ties from a random start. */
+static int least_request(const lx_route_ctx_t *x, lx_plan_entry_t e, const bool *avail, size_t n)
+{
+    size_t start = n > 1 ? (size_t)(lx_session_mix(++*x->rng) % n) : 0;
+    int best = -1;
+    int64_t least = INT64_MAX;
+    for (size_t k = 0; k < n; k++) {
+        size_t j = (start + k) % n;
+        if (!avail[j])
+            continue;
+        int64_t f = lx_health_in_flight(x->table, lx_route_row(x, e.model, e.route, j));
+        if (f < least) {
+            least = f;
+            best = (int)j;
+        }
+    }
+    return best;
+}
+
+/* One replica's signals for lx_fleet_pick. */
+static void fleet_rep(const lx_route_ctx_t *x, const lx_config_provider_t *pv, size_t row,
+                      bool avail, uint64_t now_ms, lx_fleet_rep_t *rep)
+{
+    const lx_health_score_t *scores = lx_health_scores(x->table);
+    int64_t f = lx_health_in_flight(x->table, row);
+    *rep = (lx_fleet_rep_t){.available = avail,
+                            .in_flight = f > 0 ? (uint32_t)LX_MIN(f, (int64_t)UINT32_MAX) : 0,
+                            .max_in_flight = pv->max_in_flight,
+                            .health = scores[row].score};
+    if (pv->metrics_path == NULL || x->load == NULL)
+        return;
+    lx_load_view_t v;
+    (void)lx_load_slot_read(&x->load[row], &v);
+    uint64_t stale_ms = 3 * x->cfg->routing_scrape_interval_ms;
+    rep->metrics = true;
+    /* (another loop's clock may be a little ahead of this one's) */
+    rep->fresh = v.read_ms != 0 && now_ms <= v.read_ms + stale_ms;
+    rep->waiting = v.waiting;
+    rep->running = v.running;
+    rep->kv_ppm = v.kv_ppm;
+}
+
+/* fleet: prefix affinity under load (route/fleet.h). */
+static int fleet(const lx_route_ctx_t *x, lx_plan_entry_t e, const bool *avail, size_t n,
+                 uint64_t now_ms)
+{
+    const lx_config_t *cfg = x->cfg;
+    const lx_config_provider_t *pv = &cfg->providers[cfg->models[e.model].routes[e.route].provider];
+    lx_fleet_rep_t reps[LX_FLEET_MAX];
+    bool any = false;
+    for (size_t j = 0; j < n; j++) {
+        fleet_rep(x, pv, lx_route_row(x, e.model, e.route, j), avail[j], now_ms, &reps[j]);
+        any = any || avail[j];
+    }
+    if (!any)
+        return -1;
+    lx_fleet_params_t p;
+    lx_fleet_params_default(&p);
+    if (x->rings != NULL) {
+        const lx_ring_t *ring = &x->rings[x->model_base[e.model] + e.route];
+        p.ring = ring->n_replicas == n ? ring : NULL;
+    }
+    int j = lx_fleet_pick(reps, n, x->prefix_key, &p, x->rng);
+    if (j >= 0)
+        return j;
+    /* every available replica is full */
+    return cfg->routing_queue_size > 0 ? LX_PLAN_FULL : least_request(x, e, avail, n);
+}
+
 int lx_plan_pick_endpoint(const lx_route_ctx_t *x, lx_plan_entry_t e, uint64_t tried, int pin,
                           uint64_t session, uint64_t now_ms)
 {
@@ -310,6 +380,16 @@ int lx_plan_pick_endpoint(const lx_route_ctx_t *x, lx_plan_entry_t e, uint64_t t
         return -1;
     if (pin >= 0 && (size_t)pin < n && avail[pin])
         return pin;
+    switch (cfg->routing_balance) {
+    case LX_CONFIG_BALANCE_ROUND_ROBIN:
+        return rotate(x, provider, avail, n);
+    case LX_CONFIG_BALANCE_LEAST_REQUEST:
+        return least_request(x, e, avail, n);
+    case LX_CONFIG_BALANCE_FLEET:
+        return fleet(x, e, avail, n, now_ms);
+    case LX_CONFIG_BALANCE_DEFAULT:
+        break;
+    }
     if (rr)
         return rotate(x, provider, avail, n);
     if (session != 0) {

@@ -23,6 +23,8 @@
 #include "config/config.h"
 #include "llm/body.h"
 #include "route/health.h"
+#include "route/load_slot.h"
+#include "route/ring.h"
 #include "route/session.h"
 
 #define LX_PLAN_MAX 64 /* entries of a plan (candidates beyond are not considered) */
@@ -38,7 +40,16 @@ typedef struct lx_route_ctx {
     uint32_t *rr;              /* per provider: its next replica (routing.strategy round_robin) */
     uint64_t *rr_plan;         /* round_robin: the rotation of plans */
     uint64_t *rng;             /* this worker's random state */
+    /* routing.balance least_request and fleet (NULL / 0 when not used): */
+    const lx_load_slot_t *load; /* per row: its server's scraped load (provider `metrics`) */
+    const lx_ring_t *rings;     /* per route (model_base[m] + r): the ring of its provider's
+                                   endpoints; n_replicas 0 when there is none */
+    uint64_t prefix_key;        /* the request's prompt-prefix ring key (llm/prefix.h); 0: none */
 } lx_route_ctx_t;
+
+/* lx_plan_pick_endpoint(): every replica is full (balance fleet, routing.queue_size > 0): the
+ * caller queues the request. */
+#define LX_PLAN_FULL (-2)
 
 static inline size_t lx_route_row(const lx_route_ctx_t *x, size_t model, size_t route, size_t ep)
 {
@@ -97,10 +108,19 @@ int lx_plan_apply_session(const lx_route_ctx_t *x, const lx_sessions_t *t, uint6
 
 /*
  * The endpoint for plan entry <e>: <pin> (>= 0, a session's) when available and untried, else
- * (round_robin) the next untried replica in rotation, else for a session the replica it is
- * placed on (lx_session_place), else the power of two choices over this worker's in-flight
- * counts among untried replicas the breaker admits (lx_router_pick_endpoint). <tried> has bit
- * j set for each endpoint j this request tried. -1 when every replica was tried.
+ * by routing.balance among the untried replicas the breaker admits (all untried ones under
+ * strategy round_robin):
+ *   - round_robin (or strategy round_robin with no balance): the next one in rotation;
+ *   - least_request: the fewest attempts in flight, all workers (lx_health_in_flight), ties
+ *     from a random start;
+ *   - fleet: lx_fleet_pick over their signals (global in flight, the scraped load of x->load,
+ *     stale after 3 routing.scrape_interval, the provider's max_in_flight, the published
+ *     health score) with the route's ring and x->prefix_key; when every one is full,
+ *     LX_PLAN_FULL if routing.queue_size > 0, else the least in flight (fail open);
+ *   - absent: for a session the replica it is placed on (lx_session_place), else the power of
+ *     two choices over this worker's in-flight counts (lx_router_pick_endpoint).
+ * <tried> has bit j set for each endpoint j this request tried. -1 when every replica was
+ * tried (or none is available).
  */
 int lx_plan_pick_endpoint(const lx_route_ctx_t *x, lx_plan_entry_t e, uint64_t tried, int pin,
                           uint64_t session, uint64_t now_ms);

@@ -17,7 +17,9 @@
 #include "config/config.h"
 #include "llm/body.h"
 #include "route/health.h"
+#include "route/load_slot.h"
 #include "route/plan.h"
+#include "route/ring.h"
 #include "route/session.h"
 
 /* m1: a (1 endpoint, pricey), b (3 endpoints, cheap); m2: b. Rows: m1/a 0, m1/b 1-3, m2/b 4-6. */
@@ -83,8 +85,14 @@ static fixture_t *fixture(const char *extra)
     f->table = lx_health_new(&o, keys, N_ROWS, 1, NULL);
     assert_non_null(f->table);
     f->rng = 42;
-    f->x = (lx_route_ctx_t){f->cfg,       f->table, model_base,  route_row,
-                            f->in_flight, f->rr,    &f->rr_plan, &f->rng};
+    f->x = (lx_route_ctx_t){.cfg = f->cfg,
+                            .table = f->table,
+                            .model_base = model_base,
+                            .route_row = route_row,
+                            .in_flight = f->in_flight,
+                            .rr = f->rr,
+                            .rr_plan = &f->rr_plan,
+                            .rng = &f->rng};
     return f;
 }
 
@@ -294,6 +302,132 @@ static void test_round_robin(void **state)
     fixture_free(f);
 }
 
+/* balance least_request: the fewest in flight on all workers (the table's shards). */
+static void test_least_request(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture("routing: {balance: least_request}\n");
+    lx_plan_entry_t b = {0, 1};
+    lx_health_inflight_add(f->table, 0, 1, 5);
+    lx_health_inflight_add(f->table, 0, 2, 1);
+    lx_health_inflight_add(f->table, 0, 3, 3);
+    f->in_flight[2] = 9; /* this worker's own counts do not decide */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(lx_plan_pick_endpoint(&f->x, b, 0, -1, 0, 1000), 1);
+    assert_int_equal(lx_plan_pick_endpoint(&f->x, b, 1u << 1, -1, 0, 1000), 2); /* 1 tried */
+    block(f, 3, 1000);
+    assert_int_equal(lx_plan_pick_endpoint(&f->x, b, 1u << 1, -1, 0, 1000), 0); /* 2 blocked */
+    /* ties: both replicas are chosen */
+    lx_health_inflight_add(f->table, 0, 1, -4);
+    int seen[3] = {0};
+    for (int i = 0; i < 64; i++)
+        seen[lx_plan_pick_endpoint(&f->x, b, 0, -1, 0, 1000)]++;
+    assert_true(seen[0] > 0 && seen[1] > 0);
+    assert_int_equal(seen[2], 0);
+    fixture_free(f);
+}
+
+/* The fleet's view for route m1/b (rows 1..3): a ring, load slots, provider b's metrics. */
+typedef struct fleet_fix {
+    fixture_t *f;
+    lx_load_slot_t load[N_ROWS];
+    lx_ring_t rings[4];
+    uint64_t points[3 * LX_RING_VNODES];
+} fleet_fix_t;
+
+static fleet_fix_t *fleet_fixture(const char *extra, uint32_t max_in_flight)
+{
+    fleet_fix_t *ff = calloc(1, sizeof(*ff));
+    assert_non_null(ff);
+    ff->f = fixture(extra);
+    lx_config_provider_t *pv = &ff->f->cfg->providers[1];
+    pv->metrics_path = (char *)"/metrics";
+    pv->max_in_flight = max_in_flight;
+    uint64_t ids[3];
+    for (size_t j = 0; j < 3; j++)
+        ids[j] = lx_ring_id(pv->endpoints[j].url, strlen(pv->endpoints[j].url));
+    assert_int_equal(lx_ring_build(&ff->rings[1], ids, 3, LX_RING_VNODES, ff->points,
+                                   sizeof(ff->points) / sizeof(ff->points[0])),
+                     0);
+    ff->f->x.load = ff->load;
+    ff->f->x.rings = ff->rings;
+    return ff;
+}
+
+/* Row <row>'s server says <waiting> waiting, read at <at>. */
+static void scraped(fleet_fix_t *ff, size_t row, uint32_t waiting, uint64_t at)
+{
+    lx_load_sample_t s = {.waiting = waiting,
+                          .flags = LX_LOAD_HAS_WAITING | LX_LOAD_HAS_RUNNING | LX_LOAD_HAS_KV};
+    lx_load_slot_publish(&ff->load[row], &s, at);
+}
+
+static void test_fleet(void **state)
+{
+    (void)state;
+    fleet_fix_t *ff = fleet_fixture("routing: {balance: fleet}\n", 0);
+    lx_route_ctx_t *x = &ff->f->x;
+    lx_plan_entry_t b = {0, 1};
+    for (size_t j = 0; j < 3; j++)
+        scraped(ff, 1 + j, 0, 1000);
+    /* affinity: one key, one replica, while idle; keys spread over the replicas */
+    int seen[3] = {0};
+    for (uint64_t key = 1; key <= 60; key++) {
+        x->prefix_key = key * 0x9e3779b97f4a7c15ull;
+        int home = lx_plan_pick_endpoint(x, b, 0, -1, 0, 1010);
+        assert_true(home >= 0 && home < 3);
+        for (int i = 0; i < 5; i++)
+            assert_int_equal(lx_plan_pick_endpoint(x, b, 0, -1, 0, 1010), home);
+        seen[home]++;
+    }
+    assert_true(seen[0] > 5 && seen[1] > 5 && seen[2] > 5);
+    /* an overloaded replica (its server queues 50) is passed over */
+    x->prefix_key = 0x1234567;
+    int home = lx_plan_pick_endpoint(x, b, 0, -1, 0, 1010);
+    scraped(ff, 1 + (size_t)home, 50, 1000);
+    for (int i = 0; i < 10; i++)
+        assert_true(lx_plan_pick_endpoint(x, b, 0, -1, 0, 1010) != home);
+    /* a stale scrape (older than 3 x 50 ms) counts as saturated */
+    scraped(ff, 1 + (size_t)home, 0, 1000);
+    assert_int_equal(lx_plan_pick_endpoint(x, b, 0, -1, 0, 1150), home);
+    for (size_t j = 0; j < 3; j++)
+        if ((int)j != home)
+            scraped(ff, 1 + j, 0, 1200);
+    for (int i = 0; i < 10; i++)
+        assert_true(lx_plan_pick_endpoint(x, b, 0, -1, 0, 1200) != home);
+    /* ... but when every scrape is stale the fleet is still served */
+    assert_true(lx_plan_pick_endpoint(x, b, 0, -1, 0, 9000) >= 0);
+    /* an unavailable replica is never chosen for its cache */
+    scraped(ff, 1 + (size_t)home, 0, 1200);
+    block(ff->f, 1 + (size_t)home, 1200);
+    for (int i = 0; i < 10; i++)
+        assert_true(lx_plan_pick_endpoint(x, b, 0, -1, 0, 1200) != home);
+    fixture_free(ff->f);
+    free(ff);
+}
+
+/* max_in_flight: a full fleet is LX_PLAN_FULL with a queue, the least loaded without one. */
+static void test_fleet_full(void **state)
+{
+    (void)state;
+    fleet_fix_t *ff = fleet_fixture("routing: {balance: fleet, queue_size: 4}\n", 2);
+    lx_plan_entry_t b = {0, 1};
+    lx_health_inflight_add(ff->f->table, 0, 1, 2);
+    lx_health_inflight_add(ff->f->table, 0, 2, 2);
+    assert_int_equal(lx_plan_pick_endpoint(&ff->f->x, b, 0, -1, 0, 1000), 2); /* not full */
+    lx_health_inflight_add(ff->f->table, 0, 3, 2);
+    assert_int_equal(lx_plan_pick_endpoint(&ff->f->x, b, 0, -1, 0, 1000), LX_PLAN_FULL);
+    fixture_free(ff->f);
+    free(ff);
+    ff = fleet_fixture("routing: {balance: fleet}\n", 2);
+    lx_health_inflight_add(ff->f->table, 0, 1, 3);
+    lx_health_inflight_add(ff->f->table, 0, 2, 2);
+    lx_health_inflight_add(ff->f->table, 0, 3, 4);
+    assert_int_equal(lx_plan_pick_endpoint(&ff->f->x, b, 0, -1, 0, 1000), 1);
+    fixture_free(ff->f);
+    free(ff);
+}
+
 /* A key's rules: an allowlist (here: ids starting with "m2") and default preferences. */
 static bool allow_m2(const void *arg, const char *id, size_t len)
 {
@@ -371,10 +505,12 @@ static void test_drop_model(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_refusals),   cmocka_unit_test(test_chain),
-        cmocka_unit_test(test_draw),       cmocka_unit_test(test_session),
-        cmocka_unit_test(test_pick),       cmocka_unit_test(test_round_robin),
-        cmocka_unit_test(test_drop_model), cmocka_unit_test(test_key_rules),
+        cmocka_unit_test(test_refusals),      cmocka_unit_test(test_chain),
+        cmocka_unit_test(test_draw),          cmocka_unit_test(test_session),
+        cmocka_unit_test(test_pick),          cmocka_unit_test(test_round_robin),
+        cmocka_unit_test(test_drop_model),    cmocka_unit_test(test_key_rules),
+        cmocka_unit_test(test_least_request), cmocka_unit_test(test_fleet),
+        cmocka_unit_test(test_fleet_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
