@@ -14,6 +14,7 @@
 
 #include "core/status.h"
 #include "gateway/probe.h"
+#include "gateway/scrape.h"
 #include "obs/log.h"
 
 /* --- the control thread ---------------------------------------------------------------------- */
@@ -36,6 +37,11 @@ static void on_ctl_probe(uv_timer_t *t)
     lx_probe_check(g, uv_now(&g->ctl_loop));
 }
 
+static void on_ctl_scrape(uv_timer_t *t)
+{
+    lx_scrape_check(t->data);
+}
+
 /* The control thread's timers and probe state for configuration <cfg> (taking a reference). */
 static void ctl_arm(lx_gateway_t *g, lx_config_t *cfg)
 {
@@ -56,6 +62,11 @@ static void ctl_arm(lx_gateway_t *g, lx_config_t *cfg)
     } else {
         uv_timer_stop(&g->ctl_probe);
     }
+    uint64_t scrape = cfg->routing_scrape_interval_ms;
+    if (lx_scrape_wanted(cfg))
+        uv_timer_start(&g->ctl_scrape, on_ctl_scrape, scrape, scrape);
+    else
+        uv_timer_stop(&g->ctl_scrape);
 }
 
 /* A configuration's secrets (provider keys, provider header values) go to the log's set before
@@ -138,6 +149,7 @@ static void on_ctl_wakeup(uv_async_t *a)
         uv_close((uv_handle_t *)&g->ctl_wakeup, ctl_closed);
         uv_close((uv_handle_t *)&g->ctl_rescore, ctl_closed);
         uv_close((uv_handle_t *)&g->ctl_probe, ctl_closed);
+        uv_close((uv_handle_t *)&g->ctl_scrape, ctl_closed);
         return;
     }
     if (cfg != NULL)
@@ -162,12 +174,15 @@ int lx_gw_ctl_start(lx_gateway_t *g)
     g->ctl_rescore.data = g;
     uv_timer_init(&g->ctl_loop, &g->ctl_probe);
     g->ctl_probe.data = g;
+    uv_timer_init(&g->ctl_loop, &g->ctl_scrape);
+    g->ctl_scrape.data = g;
     ctl_arm(g, g->cfg);
     rc = uv_thread_create(&g->ctl_thread, ctl_main, g);
     if (rc != 0) {
         uv_close((uv_handle_t *)&g->ctl_wakeup, NULL);
         uv_close((uv_handle_t *)&g->ctl_rescore, NULL);
         uv_close((uv_handle_t *)&g->ctl_probe, NULL);
+        uv_close((uv_handle_t *)&g->ctl_scrape, NULL);
         uv_run(&g->ctl_loop, UV_RUN_DEFAULT);
         uv_loop_close(&g->ctl_loop);
         uv_mutex_destroy(&g->ctl_lock);

@@ -26,6 +26,7 @@
 #include "core/core.h"
 #include "core/status.h"
 #include "gateway/upstream_head.h"
+#include "llm/prefix.h"
 #include "route/plan.h"
 #include "gateway/admission.h"
 #include "route/session.h"
@@ -54,6 +55,20 @@ void lx_dispatch_served(lx_gw_req_t *r)
 
 static int prepare_attempt(lx_gw_req_t *r);
 
+/* balance fleet: the ring key of the request's prompt prefix (its first 256 bytes), seeded
+ * with its first plan entry's model; 0 without a prompt. */
+static uint64_t prefix_key(const lx_gw_req_t *r, const lx_http_request_t *req)
+{
+    const lx_config_t *cfg = r->gen->cfg;
+    if (cfg->routing_balance != LX_CONFIG_BALANCE_FLEET || r->n_plan == 0)
+        return 0;
+    const char *model = cfg->models[r->plan[0].model].id;
+    lx_prefix_t p;
+    if (!lx_prefix_of_body(req->body.ptr, &r->scan, lx_prefix_seed(model, strlen(model)), 1, &p))
+        return 0;
+    return p.key;
+}
+
 int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t cap)
 {
     const lx_config_t *cfg = r->gen->cfg;
@@ -72,6 +87,7 @@ int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t 
         return status;
     r->pin_ep = lx_plan_apply_session(&x, &r->gw->sessions, r->session, r->gen->serial, now,
                                       r->plan, r->n_plan);
+    r->prefix_key = prefix_key(r, req);
     r->deadline_ms = now + cfg->routing_deadline_ms;
     int rc = prepare_attempt(r);
     if (rc == LX_ETOOBIG) {
@@ -129,6 +145,7 @@ static int prepare_attempt(lx_gw_req_t *r)
     uint64_t now = now_ms(r);
     bool rr = cfg->routing_strategy == LX_CONFIG_ROUTING_ROUND_ROBIN;
     lx_route_ctx_t x = route_ctx(r);
+    x.prefix_key = r->prefix_key;
 
     while (r->plan_pos < r->n_plan && r->n_attempts < LX_GW_MAX_ATTEMPTS) {
         lx_plan_entry_t e = r->plan[r->plan_pos];

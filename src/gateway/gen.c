@@ -21,6 +21,64 @@
 
 /* --- the health table ------------------------------------------------------------------------ */
 
+/* balance fleet: the ring of each route's provider endpoints (two or more), built once per
+ * configuration and shared read-only by every worker. False when out of memory. */
+static bool build_rings(lx_gw_health_t *h, const lx_config_t *cfg, size_t n_routes)
+{
+    size_t points = 0;
+    for (size_t m = 0; m < cfg->n_models; m++)
+        for (size_t r = 0; r < cfg->models[m].n_routes; r++) {
+            size_t n = cfg->providers[cfg->models[m].routes[r].provider].n_endpoints;
+            points +=
+                n >= 2 && n <= LX_RING_MAX_REPLICAS ? lx_ring_points_for(n, LX_RING_VNODES) : 0;
+        }
+    h->rings = calloc(n_routes + 1, sizeof(*h->rings));
+    h->ring_points = calloc(points + 1, sizeof(uint64_t));
+    if (h->rings == NULL || h->ring_points == NULL)
+        return false;
+    size_t k = 0, at = 0;
+    for (size_t m = 0; m < cfg->n_models; m++) {
+        for (size_t r = 0; r < cfg->models[m].n_routes; r++, k++) {
+            const lx_config_provider_t *pv = &cfg->providers[cfg->models[m].routes[r].provider];
+            size_t n = pv->n_endpoints;
+            if (n < 2 || n > LX_RING_MAX_REPLICAS)
+                continue;
+            uint64_t ids[LX_RING_MAX_REPLICAS];
+            for (size_t j = 0; j < n; j++)
+                ids[j] = lx_ring_id(pv->endpoints[j].url, strlen(pv->endpoints[j].url));
+            size_t need = lx_ring_points_for(n, LX_RING_VNODES);
+            if (lx_ring_build(&h->rings[k], ids, n, LX_RING_VNODES, h->ring_points + at, need) == 0)
+                at += need;
+        }
+    }
+    return true;
+}
+
+/* The fleet's shared state of a new table: load slots, scrape flags, rings. */
+static bool fleet_state(lx_gw_health_t *h, const lx_config_t *cfg, size_t n_routes)
+{
+    size_t n_ep = 0;
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        n_ep += cfg->providers[i].n_endpoints;
+    h->load = calloc(h->n_rows + 1, sizeof(*h->load));
+    h->scraping = calloc(n_ep + 1, sizeof(*h->scraping));
+    h->n_endpoints = n_ep;
+    if (h->load == NULL || h->scraping == NULL)
+        return false;
+    return cfg->routing_balance != LX_CONFIG_BALANCE_FLEET || build_rings(h, cfg, n_routes);
+}
+
+static void health_free(lx_gw_health_t *h)
+{
+    free(h->model_base);
+    free(h->route_row);
+    free(h->load);
+    free(h->scraping);
+    free(h->rings);
+    free(h->ring_points);
+    free(h);
+}
+
 lx_gw_health_t *lx_gw_health_new(const lx_config_t *cfg, unsigned n_shards,
                                  const lx_gw_health_t *previous)
 {
@@ -68,11 +126,13 @@ lx_gw_health_t *lx_gw_health_new(const lx_config_t *cfg, unsigned n_shards,
     h->n_rows = n_rows;
     if (h->table == NULL)
         goto fail;
+    if (!fleet_state(h, cfg, n_routes)) {
+        lx_health_free(h->table);
+        goto fail;
+    }
     return h;
 fail:
-    free(h->model_base);
-    free(h->route_row);
-    free(h);
+    health_free(h);
     return NULL;
 }
 
@@ -87,9 +147,7 @@ void lx_gw_health_unref(lx_gw_health_t *h)
     if (h == NULL || atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1)
         return;
     lx_health_free(h->table);
-    free(h->model_base);
-    free(h->route_row);
-    free(h);
+    health_free(h);
 }
 
 /* --- TLS contexts ---------------------------------------------------------------------------- */

@@ -14,7 +14,9 @@
 #include "config/config.h"
 #include "proxy/conn_pool.h"
 #include "route/health.h"
+#include "route/load_slot.h"
 #include "route/plan.h"
+#include "route/ring.h"
 #include "tls/tls.h"
 
 struct lx_gw_worker;
@@ -31,6 +33,15 @@ typedef struct lx_gw_health {
     size_t *model_base; /* per model: its first route's index into route_row */
     size_t *route_row;  /* per route of every model: the row of its endpoint 0 */
     size_t n_rows;
+    /* The fleet's signals (routing.balance fleet; gateway/scrape.c): */
+    lx_load_slot_t *load;  /* per row: its server's last scrape (provider `metrics`) */
+    atomic_bool *scraping; /* per endpoint (pool order: providers in order, then endpoints):
+                              a scrape of it is in flight; set by the control thread, cleared
+                              by the worker that ran it (release: its publishes are done) */
+    size_t n_endpoints;
+    lx_ring_t *rings;      /* per route (model_base[m] + r), balance fleet only, else NULL: the
+                              ring of its provider's endpoints (n_replicas 0 for one endpoint) */
+    uint64_t *ring_points; /* the rings' points */
 } lx_gw_health_t;
 
 lx_gw_health_t *lx_gw_health_new(const lx_config_t *cfg, unsigned n_shards,
@@ -116,7 +127,9 @@ static inline lx_route_ctx_t lx_gw_route_ctx(lx_gw_gen_t *g, uint64_t *rng)
                             .in_flight = g->in_flight,
                             .rr = g->rr,
                             .rr_plan = &g->rr_plan,
-                            .rng = rng};
+                            .rng = rng,
+                            .load = h->load,
+                            .rings = h->rings};
 }
 
 #endif

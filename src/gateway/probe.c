@@ -107,10 +107,8 @@ static void on_probe_free(lx_upstream_t *up)
 /* The answer's body is not needed: its status says enough (the client reads and drops it). */
 static const lx_upstream_ops_t probe_ops = {.on_done = on_probe_done, .on_free = on_probe_free};
 
-/* `GET <probe path>` with the provider's key and headers, into a chunk of <gw>'s (NULL when
- * it does not fit). */
-static lx_buf_t *probe_request(lx_gw_worker_t *gw, const lx_config_provider_t *pv,
-                               const lx_config_endpoint_t *ep)
+lx_buf_t *lx_probe_request(lx_gw_worker_t *gw, const lx_config_provider_t *pv,
+                           const lx_config_endpoint_t *ep, const char *path)
 {
     char host[300], extra[2048];
     lx_strbuf_t hb = lx_strbuf_make(host, sizeof(host) - 1);
@@ -133,9 +131,11 @@ static lx_buf_t *probe_request(lx_gw_worker_t *gw, const lx_config_provider_t *p
         LX_STRBUF_LIT(&xb, "\r\n");
     }
     LX_STRBUF_LIT(&xb, "User-Agent: llmux-probe\r\n");
+    if (path == NULL)
+        path = pv->probe_path;
     lx_buf_t *head = lx_buf_pool_get(&gw->worker.bufs);
     if (head == NULL || hb.overflow || xb.overflow ||
-        lx_http_client_format_head(head, "GET", pv->probe_path, strlen(pv->probe_path), host, extra,
+        lx_http_client_format_head(head, "GET", path, strlen(path), host, extra,
                                    lx_strbuf_len(&xb, extra), -1) != 0) {
         lx_buf_unref(head);
         return NULL;
@@ -165,7 +165,7 @@ static void probe_run(lx_gw_worker_t *gw, size_t provider, size_t ep)
         }
     }
     const lx_config_provider_t *pv = &cfg->providers[provider];
-    lx_buf_t *head = probe_request(gw, pv, &pv->endpoints[ep]);
+    lx_buf_t *head = lx_probe_request(gw, pv, &pv->endpoints[ep], NULL);
     if (head == NULL) {
         free(p); /* proved nothing about the endpoint: not recorded */
         return;

@@ -77,6 +77,7 @@ typedef struct lx_gw_req {
     uint16_t plan_pos;    /* the entry being tried */
     int32_t pin_ep;       /* session stickiness: the endpoint for the first entry, or -1 */
     uint64_t session;     /* hash of the session id; 0 without one */
+    uint64_t prefix_key;  /* balance fleet: the prompt prefix's ring key (llm/prefix.h); 0 */
     uint64_t deadline_ms; /* routing.deadline from the start */
     unsigned n_attempts;  /* attempts[0, n_attempts), below */
     /* The request: */

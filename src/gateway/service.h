@@ -35,10 +35,12 @@ struct lx_gateway {
     uv_async_t ctl_wakeup;
     uv_timer_t ctl_rescore;
     uv_timer_t ctl_probe;
+    uv_timer_t ctl_scrape;            /* routing.scrape_interval, while a provider has `metrics` */
     lx_config_t *ctl_cfg;             /* the configuration of `health` (a reference) */
     lx_gw_probe_state_t *probe_state; /* per endpoint of every provider, in config order */
     size_t n_probe_state;
     unsigned next_probe_worker;
+    unsigned next_scrape_worker;
     uv_mutex_t ctl_lock;     /* guards the two fields below */
     lx_config_t *ctl_reload; /* a configuration to publish (a reference), or NULL */
     bool ctl_stop;

@@ -17,6 +17,7 @@
 #include "core/status.h"
 #include "gateway/api.h"
 #include "gateway/probe.h"
+#include "gateway/scrape.h"
 #include "gateway/service.h"
 
 /* Access-log lines are written in batches: every 100 ms, or as soon as the buffer is half
@@ -39,6 +40,7 @@ static void finish_stop(lx_gw_worker_t *gw)
         return;
     gw->stopping = true;
     lx_probe_cancel_all(gw);
+    lx_scrape_cancel_all(gw);
     if (gw->gen != NULL) {
         lx_gw_gen_dispose(gw->gen);
         lx_gw_gen_t *g = gw->gen;
@@ -167,6 +169,7 @@ void lx_gw_worker_on_start(lx_worker_t *w, void *arg)
     gw->gen_tick = lx_store_seq_floor(gw->gw->store);
     gw->rng = seed ^ 0x6a09e667f3bcc909ull;
     lx_list_init(&gw->probes);
+    lx_list_init(&gw->scrapes);
     uv_timer_init(&w->loop, &gw->shutdown_timer);
     gw->shutdown_timer.data = gw;
     uv_timer_init(&w->loop, &gw->flush);

@@ -45,6 +45,7 @@ typedef struct lx_gw_worker {
     uint64_t rng;               /* routing's random state */
     lx_sessions_t sessions;     /* session stickiness (route/session.h) */
     lx_list_t probes;           /* active probes running on this worker */
+    lx_list_t scrapes;          /* metrics scrapes running on this worker */
     struct lx_gw_req *req_cache[LX_GW_REQ_CACHE]; /* freed request structs kept for reuse */
     unsigned n_req_cache;
     uv_timer_t flush; /* writes the access log every 100 ms (or when half full), and frees
