@@ -1,0 +1,440 @@
+/*
+ * test_fleet.c - routing.balance over self-hosted replicas, end to end: three replica servers
+ * (a tiny in-test server answering chat completions and a vLLM-style /metrics page that the
+ * test sets) behind one provider. Checks: prefix affinity (one system prompt, one replica),
+ * an overloaded replica (its server says 50 waiting) passed over, a stale scrape counted as
+ * saturated, least_request over the in-flight counts of all workers, round_robin's rotation.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* ---- a replica: chat completions and a /metrics page ---------------------------------------- */
+
+#define REP_CONNS 64
+#define REP_BUF   65536
+
+typedef struct rep_conn {
+    int fd;
+    size_t len;
+    bool pending; /* a chat request waits for its answer */
+    uint64_t due; /* ... at this time */
+    char buf[REP_BUF];
+} rep_conn_t;
+
+typedef struct rep {
+    int lfd;
+    uint16_t port;
+    pthread_t thread;
+    atomic_bool stop;
+    pthread_mutex_t mu;   /* guards metrics and metrics_status */
+    char metrics[1024];   /* the page */
+    int metrics_status;   /* 200, or an error status */
+    atomic_uint chats;    /* chat requests received */
+    atomic_uint scrapes;  /* GET /metrics answered */
+    atomic_uint delay_ms; /* before a chat answer */
+    rep_conn_t conns[REP_CONNS];
+} rep_t;
+
+static const char CHAT_REPLY[] =
+    "{\"id\":\"c\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"up-m\",\"choices\":[{"
+    "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hi\"},\"finish_reason\":"
+    "\"stop\"}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2}}";
+
+static void send_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+            poll(&(struct pollfd){fd, POLLOUT, 0}, 1, 10);
+            continue;
+        }
+        if (k <= 0)
+            return;
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+static void reply(int fd, int status, const char *type, const char *body)
+{
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n", status,
+                     type, strlen(body));
+    send_all(fd, head, (size_t)n);
+    send_all(fd, body, strlen(body));
+}
+
+/* A complete request at the start of c->buf: answered (metrics) or marked pending (chat). */
+static void rep_parse(rep_t *r, rep_conn_t *c)
+{
+    c->buf[c->len < REP_BUF ? c->len : REP_BUF - 1] = '\0';
+    char *end = strstr(c->buf, "\r\n\r\n");
+    if (end == NULL)
+        return;
+    size_t head = (size_t)(end + 4 - c->buf), body = 0;
+    char *cl = strcasestr(c->buf, "Content-Length:");
+    if (cl != NULL && cl < end)
+        body = strtoul(cl + 15, NULL, 10);
+    if (c->len < head + body)
+        return;
+    if (strncmp(c->buf, "GET /metrics", 12) == 0) {
+        pthread_mutex_lock(&r->mu);
+        char page[1024];
+        int st = r->metrics_status;
+        memcpy(page, r->metrics, sizeof(page));
+        pthread_mutex_unlock(&r->mu);
+        reply(c->fd, st, "text/plain; version=0.0.4", st == 200 ? page : "no\n");
+        atomic_fetch_add(&r->scrapes, 1);
+    } else {
+        atomic_fetch_add(&r->chats, 1);
+        c->pending = true;
+        c->due = lx_harness_now_ms() + atomic_load(&r->delay_ms);
+    }
+    memmove(c->buf, c->buf + head + body, c->len - head - body);
+    c->len -= head + body;
+}
+
+static void rep_read(rep_t *r, rep_conn_t *c)
+{
+    ssize_t k = recv(c->fd, c->buf + c->len, REP_BUF - 1 - c->len, 0);
+    if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR) || c->len + 1 >= REP_BUF) {
+        close(c->fd);
+        c->fd = -1;
+        c->pending = false;
+        c->len = 0;
+        return;
+    }
+    if (k > 0) {
+        c->len += (size_t)k;
+        if (!c->pending)
+            rep_parse(r, c);
+    }
+}
+
+static void *rep_main(void *arg)
+{
+    rep_t *r = arg;
+    while (!atomic_load(&r->stop)) {
+        struct pollfd fds[REP_CONNS + 1];
+        int idx[REP_CONNS + 1], n = 0;
+        fds[n] = (struct pollfd){r->lfd, POLLIN, 0};
+        idx[n++] = -1;
+        for (int i = 0; i < REP_CONNS; i++)
+            if (r->conns[i].fd >= 0) {
+                fds[n] = (struct pollfd){r->conns[i].fd, POLLIN, 0};
+                idx[n++] = i;
+            }
+        poll(fds, (nfds_t)n, 3);
+        for (int k = 0; k < n; k++) {
+            if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            if (idx[k] < 0) {
+                int fd = accept4(r->lfd, NULL, NULL, SOCK_NONBLOCK);
+                for (int i = 0; fd >= 0 && i < REP_CONNS; i++)
+                    if (r->conns[i].fd < 0) {
+                        r->conns[i].fd = fd;
+                        r->conns[i].len = 0;
+                        fd = -1;
+                    }
+                if (fd >= 0)
+                    close(fd);
+            } else {
+                rep_read(r, &r->conns[idx[k]]);
+            }
+        }
+        uint64_t now = lx_harness_now_ms();
+        for (int i = 0; i < REP_CONNS; i++) {
+            rep_conn_t *c = &r->conns[i];
+            if (c->fd >= 0 && c->pending && now >= c->due) {
+                c->pending = false;
+                reply(c->fd, 200, "application/json", CHAT_REPLY);
+                rep_parse(r, c);
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Sets the page: vLLM's gauges for model up-m with <waiting> waiting. */
+static void rep_set(rep_t *r, int status, unsigned waiting)
+{
+    pthread_mutex_lock(&r->mu);
+    r->metrics_status = status;
+    snprintf(r->metrics, sizeof(r->metrics),
+             "# HELP vllm:num_requests_waiting Requests waiting.\n"
+             "# TYPE vllm:num_requests_waiting gauge\n"
+             "vllm:num_requests_waiting{engine=\"0\",model_name=\"up-m\"} %u.0\n"
+             "vllm:num_requests_running{engine=\"0\",model_name=\"up-m\"} 0.0\n"
+             "vllm:kv_cache_usage_perc{engine=\"0\",model_name=\"up-m\"} 0.1\n"
+             "vllm:num_requests_waiting{engine=\"0\",model_name=\"other\"} 99.0\n",
+             waiting);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static rep_t *rep_start(void)
+{
+    rep_t *r = calloc(1, sizeof(*r));
+    assert_non_null(r);
+    for (int i = 0; i < REP_CONNS; i++)
+        r->conns[i].fd = -1;
+    pthread_mutex_init(&r->mu, NULL);
+    rep_set(r, 200, 0);
+    r->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(r->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(r->lfd, 128), 0);
+    socklen_t al = sizeof(a);
+    getsockname(r->lfd, (struct sockaddr *)&a, &al);
+    r->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&r->thread, NULL, rep_main, r), 0);
+    return r;
+}
+
+static void rep_stop(rep_t *r)
+{
+    atomic_store(&r->stop, true);
+    pthread_join(r->thread, NULL);
+    for (int i = 0; i < REP_CONNS; i++)
+        if (r->conns[i].fd >= 0)
+            close(r->conns[i].fd);
+    close(r->lfd);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+/* ---- llmux in front of three replicas ------------------------------------------------------ */
+
+#define N_REPS 3
+
+typedef struct fleet {
+    lx_harness_t h;
+    rep_t *rep[N_REPS];
+} fleet_t;
+
+static fleet_t *fleet_start(unsigned workers, const char *routing)
+{
+    fleet_t *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    for (int i = 0; i < N_REPS; i++)
+        f->rep[i] = rep_start();
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "listen: 127.0.0.1:0\n"
+             "workers: %u\n"
+             "timeouts: {shutdown: 200ms}\n"
+             "routing: {%s}\n"
+             "providers:\n"
+             "  - name: fleet\n"
+             "    base_url: http://127.0.0.1:%u/v1\n"
+             "    endpoints: [\"http://127.0.0.1:%u\", \"http://127.0.0.1:%u\", "
+             "\"http://127.0.0.1:%u\"]\n"
+             "    metrics: /metrics\n"
+             "models:\n"
+             "  - {id: m, context_length: 8192, providers: [{provider: fleet, model: up-m}]}\n"
+             "auth: none\n"
+             "log: {access_log: \"@LOG@\", level: error}\n",
+             workers, routing, f->rep[0]->port, f->rep[0]->port, f->rep[1]->port, f->rep[2]->port);
+    lx_harness_opts_t o = {.mocks = 0};
+    assert_int_equal(lx_harness_start(&f->h, &o, yaml), 0);
+    return f;
+}
+
+static void fleet_stop(fleet_t *f)
+{
+    lx_harness_stop(&f->h);
+    for (int i = 0; i < N_REPS; i++)
+        rep_stop(f->rep[i]);
+    free(f);
+}
+
+/* Waits until every replica in <mask> answered <n> more scrapes. */
+static void scraped(fleet_t *f, unsigned mask, unsigned n)
+{
+    unsigned base[N_REPS];
+    for (int i = 0; i < N_REPS; i++)
+        base[i] = atomic_load(&f->rep[i]->scrapes);
+    uint64_t until = lx_harness_now_ms() + 3000;
+    for (int i = 0; i < N_REPS; i++)
+        while ((mask >> i & 1) && atomic_load(&f->rep[i]->scrapes) < base[i] + n) {
+            assert_true(lx_harness_now_ms() < until);
+            lx_harness_sleep_ms(2);
+        }
+}
+
+/* A chat body: a system prompt of 300 bytes made of <tag>, then user message <turn>. */
+static void body_for(char *out, size_t cap, char tag, int turn)
+{
+    char sys[301];
+    memset(sys, tag, 300);
+    sys[300] = '\0';
+    snprintf(out, cap,
+             "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"%s\"},"
+             "{\"role\":\"user\",\"content\":\"question %d\"}]}",
+             sys, turn);
+}
+
+/* Sends one request with system prompt <tag>; the replica that served it. */
+static int send_one(fleet_t *f, char tag, int turn)
+{
+    unsigned before[N_REPS];
+    for (int i = 0; i < N_REPS; i++)
+        before[i] = atomic_load(&f->rep[i]->chats);
+    char body[1024];
+    body_for(body, sizeof(body), tag, turn);
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_post(f->h.port, "/v1/chat/completions", NULL, body, &r), 0);
+    assert_int_equal(r.status, 200);
+    lx_harness_resp_free(&r);
+    int served = -1;
+    for (int i = 0; i < N_REPS; i++)
+        if (atomic_load(&f->rep[i]->chats) != before[i]) {
+            assert_int_equal(served, -1);
+            served = i;
+        }
+    assert_true(served >= 0);
+    return served;
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+/* Requests sharing a system prompt land on one replica while it is not busy; another prompt
+ * may land elsewhere, and does for some of a few prompts. */
+static void test_affinity(void **state)
+{
+    (void)state;
+    /* (scrapes far apart: a scrape that comes late on a busy machine must not make the home
+     * stale, which would rightly move its prompts) */
+    fleet_t *f = fleet_start(2, "balance: fleet, scrape_interval: 1s");
+    scraped(f, 7, 1);
+    unsigned homes = 0;
+    for (char tag = 'a'; tag <= 'h'; tag++) {
+        int home = send_one(f, tag, 0);
+        for (int turn = 1; turn < 6; turn++)
+            assert_int_equal(send_one(f, tag, turn), home);
+        homes |= 1u << home;
+    }
+    assert_true(__builtin_popcount(homes) >= 2);
+    fleet_stop(f);
+}
+
+/* A replica whose server queues 50 is passed over; once its queue is back to 0 its prompts come
+ * back to it. */
+static void test_overloaded(void **state)
+{
+    (void)state;
+    fleet_t *f = fleet_start(1, "balance: fleet, scrape_interval: 50ms");
+    scraped(f, 7, 2);
+    int home = send_one(f, 'x', 0);
+    rep_set(f->rep[home], 200, 50);
+    scraped(f, 1u << home, 2);
+    for (int turn = 1; turn < 8; turn++)
+        assert_true(send_one(f, 'x', turn) != home);
+    rep_set(f->rep[home], 200, 0);
+    scraped(f, 1u << home, 2);
+    assert_int_equal(send_one(f, 'x', 9), home);
+    fleet_stop(f);
+}
+
+/* A replica whose /metrics fails goes stale after three intervals and counts as saturated. */
+static void test_stale(void **state)
+{
+    (void)state;
+    fleet_t *f = fleet_start(1, "balance: fleet, scrape_interval: 50ms");
+    scraped(f, 7, 2);
+    int home = send_one(f, 'y', 0);
+    rep_set(f->rep[home], 500, 0);
+    scraped(f, 1u << home, 1);
+    lx_harness_sleep_ms(200); /* > 3 x 50 ms since its last good page */
+    scraped(f, 7, 1);         /* (the others are fresh) */
+    for (int turn = 1; turn < 6; turn++)
+        assert_true(send_one(f, 'y', turn) != home);
+    rep_set(f->rep[home], 200, 0);
+    scraped(f, 1u << home, 2);
+    assert_int_equal(send_one(f, 'y', 7), home);
+    fleet_stop(f);
+}
+
+/* Three slow requests sent one after another spread one per replica. */
+static void spread(fleet_t *f)
+{
+    for (int i = 0; i < N_REPS; i++)
+        atomic_store(&f->rep[i]->delay_ms, 600);
+    lx_harness_conn_t c[N_REPS];
+    char body[1024], req[1400];
+    for (int i = 0; i < N_REPS; i++) {
+        body_for(body, sizeof(body), 'z', i);
+        int n = snprintf(req, sizeof(req),
+                         "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                         "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                         strlen(body), body);
+        assert_int_equal(lx_harness_connect(&c[i], f->h.port), 0);
+        assert_int_equal(lx_harness_send(&c[i], req, (size_t)n), 0);
+        /* this one is in flight (the replica has it) before the next leaves */
+        uint64_t until = lx_harness_now_ms() + 2000;
+        unsigned total = 0;
+        while (total < (unsigned)i + 1 && lx_harness_now_ms() < until) {
+            total = 0;
+            for (int k = 0; k < N_REPS; k++)
+                total += atomic_load(&f->rep[k]->chats);
+            lx_harness_sleep_ms(1);
+        }
+        assert_int_equal(total, i + 1);
+    }
+    for (int i = 0; i < N_REPS; i++) {
+        lx_harness_resp_t r;
+        assert_int_equal(lx_harness_read(&c[i], &r), 0);
+        assert_int_equal(r.status, 200);
+        lx_harness_resp_free(&r);
+        lx_harness_close(&c[i]);
+    }
+    for (int i = 0; i < N_REPS; i++)
+        assert_int_equal(atomic_load(&f->rep[i]->chats), 1);
+}
+
+/* least_request counts every worker's requests: two workers, three requests in flight, one
+ * per replica whichever worker each came to. */
+static void test_least_request(void **state)
+{
+    (void)state;
+    fleet_t *f = fleet_start(2, "balance: least_request");
+    spread(f);
+    fleet_stop(f);
+}
+
+/* round_robin rotates (one worker: one rotation). */
+static void test_round_robin(void **state)
+{
+    (void)state;
+    fleet_t *f = fleet_start(1, "balance: round_robin");
+    spread(f);
+    fleet_stop(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_affinity),    cmocka_unit_test(test_overloaded),
+        cmocka_unit_test(test_stale),       cmocka_unit_test(test_least_request),
+        cmocka_unit_test(test_round_robin),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
