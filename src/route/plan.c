@@ -355,7 +355,8 @@ static int fleet(const lx_route_ctx_t *x, lx_plan_entry_t e, const bool *avail, 
     if (j >= 0)
         return j;
     /* every available replica is full */
-    return cfg->routing_queue_size > 0 ? LX_PLAN_FULL : least_request(x, e, avail, n);
+    return cfg->routing_queue_size > 0 && x->may_queue ? LX_PLAN_FULL
+                                                       : least_request(x, e, avail, n);
 }
 
 int lx_plan_pick_endpoint(const lx_route_ctx_t *x, lx_plan_entry_t e, uint64_t tried, int pin,

@@ -45,10 +45,12 @@ typedef struct lx_route_ctx {
     const lx_ring_t *rings;     /* per route (model_base[m] + r): the ring of its provider's
                                    endpoints; n_replicas 0 when there is none */
     uint64_t prefix_key;        /* the request's prompt-prefix ring key (llm/prefix.h); 0: none */
+    bool may_queue;             /* the request may wait in the admission queue (its first
+                                   attempt, not queued yet): LX_PLAN_FULL may be returned */
 } lx_route_ctx_t;
 
-/* lx_plan_pick_endpoint(): every replica is full (balance fleet, routing.queue_size > 0): the
- * caller queues the request. */
+/* lx_plan_pick_endpoint(): every replica is full (balance fleet, routing.queue_size > 0,
+ * x->may_queue): the caller queues the request. */
 #define LX_PLAN_FULL (-2)
 
 static inline size_t lx_route_row(const lx_route_ctx_t *x, size_t model, size_t route, size_t ep)
@@ -116,7 +118,8 @@ int lx_plan_apply_session(const lx_route_ctx_t *x, const lx_sessions_t *t, uint6
  *   - fleet: lx_fleet_pick over their signals (global in flight, the scraped load of x->load,
  *     stale after 3 routing.scrape_interval, the provider's max_in_flight, the published
  *     health score) with the route's ring and x->prefix_key; when every one is full,
- *     LX_PLAN_FULL if routing.queue_size > 0, else the least in flight (fail open);
+ *     LX_PLAN_FULL if routing.queue_size > 0 and x->may_queue, else the least in flight (fail
+ *     open: no queue, a failover attempt, or a request that waited already);
  *   - absent: for a session the replica it is placed on (lx_session_place), else the power of
  *     two choices over this worker's in-flight counts (lx_router_pick_endpoint).
  * <tried> has bit j set for each endpoint j this request tried. -1 when every replica was

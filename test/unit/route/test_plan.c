@@ -406,7 +406,8 @@ static void test_fleet(void **state)
     free(ff);
 }
 
-/* max_in_flight: a full fleet is LX_PLAN_FULL with a queue, the least loaded without one. */
+/* max_in_flight: a full fleet is LX_PLAN_FULL with a queue (for a request that may wait), the
+ * least loaded without one. */
 static void test_fleet_full(void **state)
 {
     (void)state;
@@ -416,7 +417,11 @@ static void test_fleet_full(void **state)
     lx_health_inflight_add(ff->f->table, 0, 2, 2);
     assert_int_equal(lx_plan_pick_endpoint(&ff->f->x, b, 0, -1, 0, 1000), 2); /* not full */
     lx_health_inflight_add(ff->f->table, 0, 3, 2);
+    ff->f->x.may_queue = true;
     assert_int_equal(lx_plan_pick_endpoint(&ff->f->x, b, 0, -1, 0, 1000), LX_PLAN_FULL);
+    ff->f->x.may_queue = false; /* (a failover attempt, or a request that waited already) */
+    int j = lx_plan_pick_endpoint(&ff->f->x, b, 0, -1, 0, 1000);
+    assert_true(j >= 0 && j < 3);
     fixture_free(ff->f);
     free(ff);
     ff = fleet_fixture("routing: {balance: fleet}\n", 2);
