@@ -30,6 +30,7 @@
 #include "gateway/admission.h"
 #include "gateway/auth.h"
 #include "gateway/dispatch.h"
+#include "gateway/fleet_queue.h"
 #include "gateway/gen.h"
 #include "gateway/keys_api.h"
 #include "gateway/request.h"
@@ -374,6 +375,8 @@ static void on_proxy_finish(lx_proxy_t *px, int code)
     ar->finish_code = code;
     lx_list_remove(&ar->link);
     lx_dispatch_end_attempt(ar, code);
+    if (ar->gw->n_waiting > 0)
+        lx_gw_queue_slot_freed(ar->gw);
     if (code == 0 && px->upstream_status < 400)
         lx_dispatch_served(ar);
     lx_gw_settle(ar, code);
@@ -565,6 +568,27 @@ static void early_commit(api_req_t *ar, const lx_config_t *cfg)
     px->keepalive_interval_ms = cfg->stream_keepalive_interval_ms;
 }
 
+/* Hands <ar> (two references: the proxy's and the server's) to the proxy. */
+static void start_proxy(api_req_t *ar, const lx_config_t *cfg)
+{
+    lx_proxy_t *px = &ar->px;
+    if (ar->stream && cfg->stream_early_commit)
+        early_commit(ar, cfg);
+    px->stream = ar->stream;
+    px->ops = &proxy_ops;
+    lx_list_insert_tail(&ar->gw->active, &ar->link);
+    lx_proxy_start(px);
+}
+
+/* The client of a request waiting in an admission queue left: off the queue at once. */
+static void on_queued_abort(lx_http_request_t *req)
+{
+    api_req_t *ar = req->data;
+    lx_gw_queue_leave(ar);
+    req->on_abort = NULL;
+    lx_http_server_finish(req); /* (on_done: the 499 line, and the server's reference) */
+}
+
 static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_def_t *rt)
 {
     const lx_config_t *cfg = gw->gen->cfg;
@@ -603,6 +627,12 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_
     int status = lx_dispatch_start(ar, req, msg, sizeof(msg));
     ar->key = NULL; /* (a view into the worker's snapshot: good for this call only) */
     ar->refusal = NULL;
+    if (status == LX_DISPATCH_QUEUED) {
+        /* it waits (fleet_queue.c): its one reference is the server's (on_done) */
+        req->data = ar;
+        req->on_abort = on_queued_abort;
+        return;
+    }
     if (status != 0) {
         ar->refusal = &refusal;
         lx_dispatch_reject(ar, status, msg);
@@ -610,13 +640,41 @@ static void forward(lx_http_request_t *req, lx_gw_worker_t *gw, const api_route_
         api_unref(ar); /* (the server's on_done never sees it: req->data stays NULL) */
         return;
     }
-    if (ar->stream && cfg->stream_early_commit)
-        early_commit(ar, cfg);
-    px->stream = ar->stream;
-    px->ops = &proxy_ops;
     ar->refs = 2; /* the proxy (on_free) and the server (on_done: lx_proxy_start sets req->data) */
-    lx_list_insert_tail(&gw->active, &ar->link);
-    lx_proxy_start(px);
+    start_proxy(ar, cfg);
+}
+
+void lx_api_resume(lx_gw_req_t *ar)
+{
+    lx_http_request_t *req = ar->px.req;
+    req->on_abort = NULL;
+    char msg[300];
+    int status = lx_dispatch_resume(ar, msg, sizeof(msg));
+    if (status != 0) {
+        req->data = NULL;
+        lx_dispatch_reject(ar, status, msg);
+        api_unref(ar);
+        return;
+    }
+    ar->refs = 2; /* the server's (held while it waited) and now the proxy's */
+    start_proxy(ar, ar->gen->cfg);
+}
+
+void lx_api_refuse_queued(lx_gw_req_t *ar, int status, unsigned retry_after, const char *msg)
+{
+    lx_http_request_t *req = ar->px.req;
+    req->on_abort = NULL;
+    req->data = NULL; /* (answered here: on_done logs it without the struct, as a refusal) */
+    lx_gw_refusal_t f = {.headers = "", .meta = ""};
+    if (status == 429) {
+        snprintf(f.headers, sizeof(f.headers), "Retry-After: %u\r\n", retry_after);
+        f.error_type = "rate_limit_exceeded";
+        f.code = "rate_limit_exceeded";
+    }
+    ar->refusal = &f;
+    lx_dispatch_reject(ar, status, msg);
+    ar->refusal = NULL;
+    api_unref(ar);
 }
 
 void lx_api_handle(lx_http_request_t *req)

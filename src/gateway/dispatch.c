@@ -25,6 +25,7 @@
 
 #include "core/core.h"
 #include "core/status.h"
+#include "gateway/fleet_queue.h"
 #include "gateway/upstream_head.h"
 #include "llm/prefix.h"
 #include "route/plan.h"
@@ -32,6 +33,7 @@
 #include "route/session.h"
 
 #define MIN_ATTEMPT_MS 50 /* an attempt needs at least this much of the deadline to start */
+#define ATTEMPT_FULL   1  /* prepare_attempt: every replica of a plan entry was full */
 
 static uint64_t now_ms(const lx_gw_req_t *r)
 {
@@ -89,7 +91,10 @@ int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t 
                                       r->plan, r->n_plan);
     r->prefix_key = prefix_key(r, req);
     r->deadline_ms = now + cfg->routing_deadline_ms;
+    r->full_pos = -1;
     int rc = prepare_attempt(r);
+    if (rc == ATTEMPT_FULL)
+        return lx_gw_queue_push(r, msg, cap) == 0 ? LX_DISPATCH_QUEUED : 429;
     if (rc == LX_ETOOBIG) {
         snprintf(msg, cap, "request headers too large to forward upstream");
         return 431;
@@ -97,6 +102,21 @@ int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t 
     if (rc != 0) {
         snprintf(msg, cap, "no provider endpoint is available for this request");
         return r->n_attempts > 0 ? 502 : 503;
+    }
+    return 0;
+}
+
+int lx_dispatch_resume(lx_gw_req_t *r, char *msg, size_t cap)
+{
+    r->plan_pos = (uint16_t)r->full_pos;
+    int rc = prepare_attempt(r);
+    if (rc == LX_ETOOBIG) {
+        snprintf(msg, cap, "request headers too large to forward upstream");
+        return 431;
+    }
+    if (rc != 0) {
+        snprintf(msg, cap, "no provider endpoint is available for this request");
+        return 503;
     }
     return 0;
 }
@@ -146,6 +166,7 @@ static int prepare_attempt(lx_gw_req_t *r)
     bool rr = cfg->routing_strategy == LX_CONFIG_ROUTING_ROUND_ROBIN;
     lx_route_ctx_t x = route_ctx(r);
     x.prefix_key = r->prefix_key;
+    x.may_queue = r->n_attempts == 0 && !r->queued && r->gen->queues != NULL;
 
     while (r->plan_pos < r->n_plan && r->n_attempts < LX_GW_MAX_ATTEMPTS) {
         lx_plan_entry_t e = r->plan[r->plan_pos];
@@ -153,6 +174,8 @@ static int prepare_attempt(lx_gw_req_t *r)
         /* the session's endpoint, for the first attempt of the first entry only */
         int pin = r->plan_pos == 0 && r->n_attempts == 0 ? r->pin_ep : -1;
         int ep = lx_plan_pick_endpoint(&x, e, tried(r, mi, ri), pin, r->session, now);
+        if (ep == LX_PLAN_FULL && r->full_pos < 0)
+            r->full_pos = (int16_t)r->plan_pos; /* (the other entries may have room) */
         if (ep < 0) {
             r->plan_pos++;
             continue;
@@ -188,7 +211,7 @@ static int prepare_attempt(lx_gw_req_t *r)
         set_proxy(r, rt, (size_t)ep, now);
         return 0;
     }
-    return LX_ENOUPSTREAM;
+    return x.may_queue && r->full_pos >= 0 ? ATTEMPT_FULL : LX_ENOUPSTREAM;
 }
 
 /* ---- outcomes and failover ------------------------------------------------------------------ */

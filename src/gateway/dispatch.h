@@ -11,10 +11,19 @@
 #include "gateway/request.h"
 #include "http/http_server.h"
 
+/* lx_dispatch_start(): the request waits in an admission queue (fleet_queue.h). */
+#define LX_DISPATCH_QUEUED 1
+
 /* Builds <r>'s plan from its body (scanned into r->scan), preferences and the health table,
- * applies session stickiness, and prepares the first attempt. Returns 0, or an HTTP status
- * with a message in <msg> (the request cannot be routed). */
+ * applies session stickiness, and prepares the first attempt. Returns 0, LX_DISPATCH_QUEUED
+ * (every replica of its model is full: it waits, and lx_dispatch_resume() goes on when it is
+ * popped), or an HTTP status with a message in <msg> (the request cannot be routed; 429 with
+ * r->refusal filled when the queue is full). */
 int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t cap);
+
+/* A queued request may go: prepares its attempt from the plan entry that was full (the
+ * fleet's choice then fails open rather than queue again). 0, or an HTTP status with <msg>. */
+int lx_dispatch_resume(lx_gw_req_t *r, char *msg, size_t cap);
 
 /* The current attempt ended: records its outcome (health table, attempt list, in-flight). */
 void lx_dispatch_end_attempt(lx_gw_req_t *r, int code);

@@ -229,6 +229,21 @@ lx_gw_tls_t *lx_gw_tls_new(const lx_config_t *cfg, int *rc)
     return t;
 }
 
+/* The admission queues of a generation: one per model, ceil(queue_size / workers) each. */
+static bool gen_queues(lx_gw_gen_t *g, const lx_config_t *cfg, unsigned n_workers)
+{
+    if (cfg->routing_queue_size == 0 || cfg->routing_balance != LX_CONFIG_BALANCE_FLEET)
+        return true;
+    g->queues = calloc(cfg->n_models + 1, sizeof(*g->queues));
+    if (g->queues == NULL)
+        return false;
+    unsigned w = n_workers > 0 ? n_workers : 1;
+    size_t cap = (cfg->routing_queue_size + w - 1) / w;
+    for (size_t m = 0; m < cfg->n_models; m++)
+        lx_queue_init(&g->queues[m], cap, cfg->routing_queue_timeout_ms, 0);
+    return true;
+}
+
 lx_gw_gen_t *lx_gw_gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t *health,
                            lx_gw_tls_t *tls, uint64_t serial)
 {
@@ -255,7 +270,8 @@ lx_gw_gen_t *lx_gw_gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t *
     }
     g->pools = calloc(n + 1, sizeof(lx_conn_pool_t));
     g->models_json = lx_models_format(cfg, &g->models_json_len);
-    if (g->pool_base == NULL || g->rr == NULL || g->pools == NULL || g->models_json == NULL) {
+    if (g->pool_base == NULL || g->rr == NULL || g->pools == NULL || g->models_json == NULL ||
+        !gen_queues(g, cfg, w->gw->n_workers)) {
         lx_gw_gen_free(w, g); /* (no pool initialised yet: nothing to dispose) */
         return NULL;
     }
@@ -303,6 +319,7 @@ void lx_gw_gen_free(lx_gw_worker_t *w, lx_gw_gen_t *g)
     free(g->pools);
     free(g->models_json);
     free(g->in_flight);
+    free(g->queues);
     lx_gw_health_unref(g->health);
     lx_gw_tls_unref(g->tls);
     lx_config_unref(g->cfg);

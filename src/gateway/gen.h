@@ -16,6 +16,7 @@
 #include "route/health.h"
 #include "route/load_slot.h"
 #include "route/plan.h"
+#include "route/queue.h"
 #include "route/ring.h"
 #include "tls/tls.h"
 
@@ -99,6 +100,9 @@ typedef struct lx_gw_gen {
     uint64_t serial;        /* tells generations apart in the session table */
     char *models_json;
     size_t models_json_len;
+    lx_queue_t *queues; /* per model: this worker's admission queue (routing.queue_size > 0
+                           under balance fleet), else NULL. A queued request holds the
+                           generation, so its queue outlives every node on it. */
     bool disposed;
 } lx_gw_gen_t;
 

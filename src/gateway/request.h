@@ -20,6 +20,7 @@
 #include "llm/sse_scan.h"
 #include "proxy/proxy.h"
 #include "route/plan.h"
+#include "route/queue.h"
 #include "store/keyset.h"
 #include "store/ledger.h"
 #include "store/record.h"
@@ -74,12 +75,15 @@ typedef struct lx_gw_req {
     uint64_t attempt_start_ns; /* lx_worker_clock_ns() */
     /* The plan: plan[0, n_plan), below. */
     uint16_t n_plan;
-    uint16_t plan_pos;    /* the entry being tried */
-    int32_t pin_ep;       /* session stickiness: the endpoint for the first entry, or -1 */
-    uint64_t session;     /* hash of the session id; 0 without one */
-    uint64_t prefix_key;  /* balance fleet: the prompt prefix's ring key (llm/prefix.h); 0 */
-    uint64_t deadline_ms; /* routing.deadline from the start */
-    unsigned n_attempts;  /* attempts[0, n_attempts), below */
+    uint16_t plan_pos;     /* the entry being tried */
+    int32_t pin_ep;        /* session stickiness: the endpoint for the first entry, or -1 */
+    uint64_t session;      /* hash of the session id; 0 without one */
+    uint64_t prefix_key;   /* balance fleet: the prompt prefix's ring key (llm/prefix.h); 0 */
+    int16_t full_pos;      /* the first plan entry whose replicas were all full, or -1 */
+    bool queued;           /* it waited in an admission queue (it does not wait twice) */
+    lx_queue_node_t qnode; /* in gen->queues[plan[full_pos].model] while it waits */
+    uint64_t deadline_ms;  /* routing.deadline from the start */
+    unsigned n_attempts;   /* attempts[0, n_attempts), below */
     /* The request: */
     const char *upstream_path; /* "/chat/completions", ... */
     bool embeddings;

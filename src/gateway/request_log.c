@@ -174,8 +174,10 @@ void lx_gw_request_log(lx_gw_worker_t *gw, const lx_http_request_t *req, const l
         lx_strbuf_u64(&sb, req->bytes_out);
         LX_STRBUF_LIT(&sb, ",\"duration_ms\":");
         lx_strbuf_u64(&sb, req->start_ms ? now - req->start_ms : 0);
-        if (ar != NULL)
+        if (ar != NULL && ar->provider != NULL)
             log_proxied(ar, gone, &sb);
+        else if (ar != NULL) /* (it left while waiting in an admission queue) */
+            LX_STRBUF_LIT(&sb, ",\"error\":\"client closed the connection while queued\"");
         LX_STRBUF_LIT(&sb, "}\n");
         if (!sb.overflow)
             lx_access_log_commit(gw->alog, lx_strbuf_len(&sb, p));

@@ -16,6 +16,7 @@
 
 #include "core/status.h"
 #include "gateway/api.h"
+#include "gateway/fleet_queue.h"
 #include "gateway/probe.h"
 #include "gateway/scrape.h"
 #include "gateway/service.h"
@@ -77,6 +78,7 @@ static void on_shutdown_timeout(uv_timer_t *t)
            gw->http.n_active);
     /* streams end with an error event, waiting requests with an error answer ... */
     lx_api_cancel_all(gw, LX_ESHUTDOWN);
+    lx_gw_queue_stop(gw);
     /* ... and the connections are closed once those are written */
     lx_http_server_drain(&gw->http);
     uv_timer_start(&gw->shutdown_timer, on_shutdown_final, 1000, 0);
@@ -172,6 +174,8 @@ void lx_gw_worker_on_start(lx_worker_t *w, void *arg)
     lx_list_init(&gw->scrapes);
     uv_timer_init(&w->loop, &gw->shutdown_timer);
     gw->shutdown_timer.data = gw;
+    uv_timer_init(&w->loop, &gw->queue_timer);
+    gw->queue_timer.data = gw;
     uv_timer_init(&w->loop, &gw->flush);
     gw->flush.data = gw;
     uv_timer_start(&gw->flush, on_flush, ACCESS_LOG_FLUSH_MS, ACCESS_LOG_FLUSH_MS);

@@ -52,6 +52,8 @@ typedef struct lx_gw_worker {
                        * retired generations nothing reaches any more */
     uint64_t ticks;   /* flush timer runs so far */
     uv_timer_t shutdown_timer;
+    uv_timer_t queue_timer; /* admission queues: deadlines, and slots other workers freed */
+    size_t n_waiting;       /* requests in this worker's admission queues (fleet_queue.c) */
     bool draining;
     bool stopping;
 } lx_gw_worker_t;
