@@ -53,6 +53,10 @@ typedef struct rep {
     rep_conn_t conns[REP_CONNS];
 } rep_t;
 
+/* The order chat requests reached the replicas, all together: each body's "question <n>". */
+static atomic_uint arrivals;
+static atomic_int arrival[256];
+
 static const char CHAT_REPLY[] =
     "{\"id\":\"c\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"up-m\",\"choices\":[{"
     "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hi\"},\"finish_reason\":"
@@ -105,6 +109,10 @@ static void rep_parse(rep_t *r, rep_conn_t *c)
         reply(c->fd, st, "text/plain; version=0.0.4", st == 200 ? page : "no\n");
         atomic_fetch_add(&r->scrapes, 1);
     } else {
+        const char *q = strstr(c->buf + head, "question ");
+        unsigned k = atomic_fetch_add(&arrivals, 1);
+        if (k < 256)
+            atomic_store(&arrival[k], q != NULL ? atoi(q + 9) : -1);
         atomic_fetch_add(&r->chats, 1);
         c->pending = true;
         c->due = lx_harness_now_ms() + atomic_load(&r->delay_ms);
@@ -230,13 +238,15 @@ typedef struct fleet {
     rep_t *rep[N_REPS];
 } fleet_t;
 
-static fleet_t *fleet_start(unsigned workers, const char *routing)
+static fleet_t *fleet_start_ex(unsigned workers, const char *routing, const char *provider_extra,
+                               const char *auth)
 {
     fleet_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     for (int i = 0; i < N_REPS; i++)
         f->rep[i] = rep_start();
-    char yaml[2048];
+    atomic_store(&arrivals, 0);
+    char yaml[4096];
     snprintf(yaml, sizeof(yaml),
              "listen: 127.0.0.1:0\n"
              "workers: %u\n"
@@ -248,14 +258,21 @@ static fleet_t *fleet_start(unsigned workers, const char *routing)
              "    endpoints: [\"http://127.0.0.1:%u\", \"http://127.0.0.1:%u\", "
              "\"http://127.0.0.1:%u\"]\n"
              "    metrics: /metrics\n"
+             "%s"
              "models:\n"
              "  - {id: m, context_length: 8192, providers: [{provider: fleet, model: up-m}]}\n"
-             "auth: none\n"
+             "auth: %s\n"
              "log: {access_log: \"@LOG@\", level: error}\n",
-             workers, routing, f->rep[0]->port, f->rep[0]->port, f->rep[1]->port, f->rep[2]->port);
+             workers, routing, f->rep[0]->port, f->rep[0]->port, f->rep[1]->port, f->rep[2]->port,
+             provider_extra, auth);
     lx_harness_opts_t o = {.mocks = 0};
     assert_int_equal(lx_harness_start(&f->h, &o, yaml), 0);
     return f;
+}
+
+static fleet_t *fleet_start(unsigned workers, const char *routing)
+{
+    return fleet_start_ex(workers, routing, "", "none");
 }
 
 static void fleet_stop(fleet_t *f)
@@ -432,12 +449,183 @@ static void test_round_robin(void **state)
     fleet_stop(f);
 }
 
+/* ---- the admission queue ------------------------------------------------------------------- */
+
+/* A request sent on its own connection (not read yet): <tag>'s prompt, question <turn>, under
+ * <path>, with <headers>. */
+static void send_async(fleet_t *f, lx_harness_conn_t *c, const char *path, const char *headers,
+                       char tag, int turn)
+{
+    char body[1024], req[1600];
+    body_for(body, sizeof(body), tag, turn);
+    int n = snprintf(req, sizeof(req),
+                     "POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n%s"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     path, headers, strlen(body), body);
+    assert_int_equal(lx_harness_connect(c, f->h.port), 0);
+    assert_int_equal(lx_harness_send(c, req, (size_t)n), 0);
+}
+
+static unsigned total_chats(fleet_t *f)
+{
+    unsigned t = 0;
+    for (int i = 0; i < N_REPS; i++)
+        t += atomic_load(&f->rep[i]->chats);
+    return t;
+}
+
+/* Waits until the replicas received <n> chat requests in all. */
+static void chats_reach(fleet_t *f, unsigned n)
+{
+    uint64_t until = lx_harness_now_ms() + 3000;
+    while (total_chats(f) < n) {
+        assert_true(lx_harness_now_ms() < until);
+        lx_harness_sleep_ms(1);
+    }
+}
+
+/* Fills the three replicas (max_in_flight 1 each) with questions 0..2 on c[0..2]. */
+static void fill(fleet_t *f, lx_harness_conn_t *c)
+{
+    for (int i = 0; i < N_REPS; i++) {
+        send_async(f, &c[i], "/v1/chat/completions", "", 'q', i);
+        chats_reach(f, (unsigned)i + 1);
+    }
+}
+
+static void read_status(lx_harness_conn_t *c, int status, lx_harness_resp_t *out)
+{
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_read(c, &r), 0);
+    if (r.status != status)
+        fprintf(stderr, "status %d, expected %d: %s\n", r.status, status, r.body);
+    assert_int_equal(r.status, status);
+    if (out != NULL)
+        *out = r;
+    else
+        lx_harness_resp_free(&r);
+    lx_harness_close(c);
+}
+
+#define QUEUE_FLEET "    max_in_flight: 1\n"
+
+/* Requests beyond every replica's max_in_flight wait and are served in order as slots free;
+ * none reaches a replica above its max_in_flight. */
+static void test_queue_order(void **state)
+{
+    (void)state;
+    fleet_t *f =
+        fleet_start_ex(1, "balance: fleet, queue_size: 8, queue_timeout: 5s", QUEUE_FLEET, "none");
+    for (int i = 0; i < N_REPS; i++)
+        atomic_store(&f->rep[i]->delay_ms, 300);
+    lx_harness_conn_t c[7];
+    fill(f, c);
+    for (int i = 3; i < 7; i++) {
+        send_async(f, &c[i], "/v1/chat/completions", "", 'q', i);
+        lx_harness_sleep_ms(20);
+    }
+    assert_int_equal(total_chats(f), 3); /* they wait */
+    for (int i = 0; i < 7; i++)
+        read_status(&c[i], 200, NULL);
+    assert_int_equal(total_chats(f), 7);
+    for (int k = 0; k < 7; k++)
+        assert_int_equal(atomic_load(&arrival[k]), k);
+    fleet_stop(f);
+}
+
+/* A full queue answers 429 at once, in the envelope of its API, with a Retry-After. */
+static void test_queue_full(void **state)
+{
+    (void)state;
+    fleet_t *f =
+        fleet_start_ex(1, "balance: fleet, queue_size: 2, queue_timeout: 5s", QUEUE_FLEET, "none");
+    for (int i = 0; i < N_REPS; i++)
+        atomic_store(&f->rep[i]->delay_ms, 600);
+    lx_harness_conn_t c[6];
+    fill(f, c);
+    send_async(f, &c[3], "/v1/chat/completions", "", 'q', 3);
+    send_async(f, &c[4], "/v1/chat/completions", "", 'q', 4);
+    lx_harness_sleep_ms(30);
+    uint64_t t0 = lx_harness_now_ms();
+    send_async(f, &c[5], "/api/v1/chat/completions", "", 'q', 5);
+    lx_harness_resp_t r;
+    read_status(&c[5], 429, &r);
+    assert_true(lx_harness_now_ms() - t0 < 300); /* at once, not after a wait */
+    assert_true(lx_harness_is_or_error(&r, 429));
+    char ra[16];
+    assert_true(lx_harness_resp_header(&r, "Retry-After", ra, sizeof(ra)));
+    assert_true(atoi(ra) >= 1 && atoi(ra) <= 60);
+    lx_harness_resp_free(&r);
+    for (int i = 0; i < 5; i++)
+        read_status(&c[i], 200, NULL);
+    fleet_stop(f);
+}
+
+/* A request that waits for the whole queue_timeout is answered 429 with a Retry-After. */
+static void test_queue_timeout(void **state)
+{
+    (void)state;
+    fleet_t *f = fleet_start_ex(1, "balance: fleet, queue_size: 4, queue_timeout: 200ms",
+                                QUEUE_FLEET, "none");
+    for (int i = 0; i < N_REPS; i++)
+        atomic_store(&f->rep[i]->delay_ms, 1200);
+    lx_harness_conn_t c[4];
+    fill(f, c);
+    uint64_t t0 = lx_harness_now_ms();
+    send_async(f, &c[3], "/v1/chat/completions", "", 'q', 3);
+    lx_harness_resp_t r;
+    read_status(&c[3], 429, &r);
+    uint64_t waited = lx_harness_now_ms() - t0;
+    assert_true(waited >= 190 && waited < 1000);
+    assert_true(lx_harness_is_error(&r, 429));
+    char ra[16];
+    assert_true(lx_harness_resp_header(&r, "Retry-After", ra, sizeof(ra)));
+    assert_true(atoi(ra) >= 1 && atoi(ra) <= 60);
+    lx_harness_resp_free(&r);
+    for (int i = 0; i < 3; i++)
+        read_status(&c[i], 200, NULL);
+    assert_int_equal(total_chats(f), 3);
+    fleet_stop(f);
+}
+
+/* A client that leaves while queued is off the queue at once: its place is free for the next
+ * request (queue_size 1), and the access log says 499. */
+static void test_queue_leave(void **state)
+{
+    (void)state;
+    fleet_t *f =
+        fleet_start_ex(1, "balance: fleet, queue_size: 1, queue_timeout: 5s", QUEUE_FLEET, "none");
+    for (int i = 0; i < N_REPS; i++)
+        atomic_store(&f->rep[i]->delay_ms, 800);
+    lx_harness_conn_t c[6];
+    fill(f, c);
+    send_async(f, &c[3], "/v1/chat/completions", "X-Request-Id: leaver\r\n", 'q', 3);
+    lx_harness_sleep_ms(30);
+    /* the queue (one place) is full: */
+    send_async(f, &c[4], "/v1/chat/completions", "", 'q', 4);
+    read_status(&c[4], 429, NULL);
+    lx_harness_close(&c[3]);
+    char *line = lx_harness_log_wait(&f->h, "\"request_id\":\"leaver\"", 2000);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "\"status\":499"));
+    free(line);
+    /* its place is free again */
+    send_async(f, &c[5], "/v1/chat/completions", "", 'q', 5);
+    for (int i = 0; i < 3; i++)
+        read_status(&c[i], 200, NULL);
+    read_status(&c[5], 200, NULL);
+    assert_int_equal(total_chats(f), 4); /* the leaver never reached a replica */
+    fleet_stop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_affinity),    cmocka_unit_test(test_overloaded),
         cmocka_unit_test(test_stale),       cmocka_unit_test(test_least_request),
-        cmocka_unit_test(test_round_robin),
+        cmocka_unit_test(test_round_robin), cmocka_unit_test(test_queue_order),
+        cmocka_unit_test(test_queue_full),  cmocka_unit_test(test_queue_timeout),
+        cmocka_unit_test(test_queue_leave),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
