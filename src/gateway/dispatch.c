@@ -173,7 +173,11 @@ static int prepare_attempt(lx_gw_req_t *r)
         size_t mi = e.model, ri = e.route;
         /* the session's endpoint, for the first attempt of the first entry only */
         int pin = r->plan_pos == 0 && r->n_attempts == 0 ? r->pin_ep : -1;
-        int ep = lx_plan_pick_endpoint(&x, e, tried(r, mi, ri), pin, r->session, now);
+        /* requests already waiting for this model go first: a new one does not take the
+         * slot the queue timer is about to give them */
+        bool waiting = x.may_queue && lx_queue_len(&r->gen->queues[mi]) > 0;
+        int ep = waiting ? LX_PLAN_FULL
+                         : lx_plan_pick_endpoint(&x, e, tried(r, mi, ri), pin, r->session, now);
         if (ep == LX_PLAN_FULL && r->full_pos < 0)
             r->full_pos = (int16_t)r->plan_pos; /* (the other entries may have room) */
         if (ep < 0) {
