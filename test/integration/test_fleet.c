@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "gateway/auth.h"
 #include "harness.h"
 
 /* ---- a replica: chat completions and a /metrics page ---------------------------------------- */
@@ -484,13 +485,21 @@ static void chats_reach(fleet_t *f, unsigned n)
     }
 }
 
-/* Fills the three replicas (max_in_flight 1 each) with questions 0..2 on c[0..2]. */
-static void fill(fleet_t *f, lx_harness_conn_t *c)
+/* Fills the three replicas (max_in_flight 1 each) with questions 0..2 on c[0..2], <gap_ms>
+ * apart (their slots free as far apart). */
+static void fill_gap(fleet_t *f, lx_harness_conn_t *c, int gap_ms)
 {
     for (int i = 0; i < N_REPS; i++) {
+        if (i > 0)
+            lx_harness_sleep_ms(gap_ms);
         send_async(f, &c[i], "/v1/chat/completions", "", 'q', i);
         chats_reach(f, (unsigned)i + 1);
     }
+}
+
+static void fill(fleet_t *f, lx_harness_conn_t *c)
+{
+    fill_gap(f, c, 0);
 }
 
 static void read_status(lx_harness_conn_t *c, int status, lx_harness_resp_t *out)
@@ -519,17 +528,23 @@ static void test_queue_order(void **state)
     for (int i = 0; i < N_REPS; i++)
         atomic_store(&f->rep[i]->delay_ms, 300);
     lx_harness_conn_t c[7];
-    fill(f, c);
+    /* (slots free 60 ms apart: each request leaves the queue and reaches its replica before the
+     * next one leaves, so the replicas see the queue's order) */
+    fill_gap(f, c, 60);
     for (int i = 3; i < 7; i++) {
         send_async(f, &c[i], "/v1/chat/completions", "", 'q', i);
-        lx_harness_sleep_ms(20);
+        lx_harness_sleep_ms(10);
     }
     assert_int_equal(total_chats(f), 3); /* they wait */
     for (int i = 0; i < 7; i++)
         read_status(&c[i], 200, NULL);
     assert_int_equal(total_chats(f), 7);
     for (int k = 0; k < 7; k++)
-        assert_int_equal(atomic_load(&arrival[k]), k);
+        if (atomic_load(&arrival[k]) != k) {
+            for (int j = 0; j < 7; j++)
+                fprintf(stderr, "arrival %d: question %d\n", j, atomic_load(&arrival[j]));
+            fail();
+        }
     fleet_stop(f);
 }
 
@@ -618,6 +633,46 @@ static void test_queue_leave(void **state)
     fleet_stop(f);
 }
 
+/* /admin/health shows, per row, the in-flight count of all workers, max_in_flight and the
+ * server's scraped load with its age. */
+static void test_admin_health(void **state)
+{
+    (void)state;
+    uint8_t d[32];
+    char hex[65], auth[256];
+    lx_auth_hash("admin-secret", 12, d);
+    lx_auth_hex(d, hex);
+    snprintf(auth, sizeof(auth), "none\nadmin: {sha256: %s}", hex);
+    fleet_t *f =
+        fleet_start_ex(2, "balance: fleet, scrape_interval: 50ms", "    max_in_flight: 4\n", auth);
+    rep_set(f->rep[1], 200, 7);
+    scraped(f, 7, 2);
+    atomic_store(&f->rep[0]->delay_ms, 600);
+    atomic_store(&f->rep[1]->delay_ms, 600);
+    atomic_store(&f->rep[2]->delay_ms, 600);
+    lx_harness_conn_t c;
+    send_async(f, &c, "/v1/chat/completions", "", 'h', 0);
+    chats_reach(f, 1);
+    const char get[] = "GET /admin/health HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                       "admin-secret\r\n\r\n";
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_request(f->h.port, get, sizeof(get) - 1, &r), 0);
+    assert_int_equal(r.status, 200);
+    const char *fl = strstr(r.body, "\"fleet\":{\"balance\":\"fleet\"");
+    assert_non_null(fl);
+    char needle[200];
+    snprintf(needle, sizeof(needle), "\"endpoint\":\"http://127.0.0.1:%u\"", f->rep[1]->port);
+    const char *row = strstr(fl, needle);
+    assert_non_null(row);
+    assert_non_null(strstr(row, "\"max_in_flight\":4,\"server\":{\"waiting\":7,\"running\":0,"
+                                "\"kv_use\":0.1000,\"scrape_age_ms\":"));
+    assert_non_null(strstr(row, "\"fresh\":true"));
+    assert_non_null(strstr(fl, "\"in_flight\":1,")); /* the request in flight, on any worker */
+    lx_harness_resp_free(&r);
+    read_status(&c, 200, NULL);
+    fleet_stop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -625,7 +680,7 @@ int main(void)
         cmocka_unit_test(test_stale),       cmocka_unit_test(test_least_request),
         cmocka_unit_test(test_round_robin), cmocka_unit_test(test_queue_order),
         cmocka_unit_test(test_queue_full),  cmocka_unit_test(test_queue_timeout),
-        cmocka_unit_test(test_queue_leave),
+        cmocka_unit_test(test_queue_leave), cmocka_unit_test(test_admin_health),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
