@@ -237,8 +237,9 @@ void lx_gateway_wait(lx_gateway_t *g)
     /* the store thread still posts (a key snapshot, a job coming back) until it stops: the
      * workers' queues refuse it now (closed when each stopped), but must exist until then */
     lx_store_stop(g->store);
+    /* ... and so does the control thread (probes, metrics scrapes every scrape_interval) */
+    lx_gw_ctl_stop(g);
     for (unsigned k = 0; k < g->n_workers; k++)
         lx_worker_dispose(&g->workers[k].worker);
-    lx_gw_ctl_stop(g);
     gateway_free(g);
 }
