@@ -399,6 +399,13 @@ int lx_plan_pick_endpoint(const lx_route_ctx_t *x, lx_plan_entry_t e, uint64_t t
         if (best >= 0)
             return best;
     }
-    size_t j = lx_router_pick_endpoint(in_flight, avail, n, x->rng);
+    /* the power of two choices, a demoted replica (failing or slow against its peers: health.h)
+     * kept to the exploration share */
+    const lx_health_score_t *scores = lx_health_scores(x->table);
+    bool demoted[64];
+    for (size_t j = 0; j < n; j++)
+        demoted[j] = scores != NULL && scores[lx_route_row(x, e.model, e.route, j)].demoted;
+    size_t j =
+        lx_router_pick_replica(in_flight, avail, demoted, n, cfg->health_exploration, x->rng);
     return in_flight[j] == UINT32_MAX ? -1 : (int)j;
 }
