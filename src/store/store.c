@@ -24,6 +24,7 @@ static int store_new(const lx_store_opts_t *opts, lx_store_t **out)
         free(s);
         return LX_ENOMEM;
     }
+    s->lock_fd = -1;
     s->opts = *opts;
     s->opts.path = s->path;
     if (s->opts.commit_interval_ms == 0)

@@ -36,6 +36,12 @@ typedef struct lx_store_opts {
     bool allow_memory;           /* tests */
     uint64_t commit_interval_ms; /* records are committed at least this often (default 50) */
     uint64_t retention_s;        /* records older than this are pruned (default 90 days) */
+    /* A gateway's store: the file is locked (flock) for this process, so a second gateway on
+     * it is refused at open (two would hand out the same generation numbers: record.h). */
+    bool exclusive;
+    /* `llmux keys`: an existing file of an older schema is not migrated (a gateway of the
+     * older binary may be running on it); a new file is made at the current schema. */
+    bool no_migrate;
     /* Called on the store thread with a new snapshot of the stored keys (a reference the
      * callee now owns) after start and after every change; the first call is made by
      * lx_store_start on its caller's thread, before the store thread runs. */

@@ -7,12 +7,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/status.h"
 
 /* One migration: the statements that take the schema from version - 1 to version. Append new
@@ -58,9 +60,6 @@ static const char *const v1_sql[] = {
     NULL,
 };
 
-/* The seq of a v1 row: its arrival millisecond, then its rowid, in the store's lane. */
-#define V1_SEQ "((((created_at_us / 1000) << 10) | (rowid & 1023)) << 9 | 256)"
-
 /* v2: one narrow row per generation (its number, the provider id's hash, the record as JSON)
  * instead of 28 columns and four b-trees: an insert costs about a third. The columns live on as
  * the view `usage`; /activity reads a table of daily sums kept by each batch; ids of another
@@ -75,11 +74,18 @@ static const char *const v2_sql[] = {
     " requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,"
     " completion_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,"
     " cost INTEGER NOT NULL, PRIMARY KEY (day, key_hash, model, provider)) WITHOUT ROWID",
+    "CREATE INDEX activity_key ON activity(key_hash, day)",
+    /* v1's rows numbered by arrival millisecond, then by rowid within it (rowids of one
+     * millisecond can be any distance apart: v1 assigned them at commit), in the lanes above
+     * the workers' (256 + n / 1024), so no two collide */
+    "CREATE TEMP TABLE v1_seq AS SELECT r, ((ms << 10 | (n & 1023)) << 9) | (256 + (n >> 10))"
+    " AS seq FROM (SELECT rowid AS r, created_at_us / 1000 AS ms, row_number() OVER"
+    " (PARTITION BY created_at_us / 1000 ORDER BY rowid) - 1 AS n FROM usage)",
     "INSERT INTO activity SELECT created_at_us / 86400000000, key_hash,"
     " CASE WHEN model = '' THEN model_asked ELSE model END, provider, count(*),"
     " sum(max(prompt_tokens, 0)), sum(max(completion_tokens, 0)),"
     " sum(max(reasoning_tokens, 0)), sum(cost) FROM usage GROUP BY 1, 2, 3, 4",
-    "INSERT INTO generations (seq, upstream_h, record) SELECT " V1_SEQ ", lx_hash63(upstream_id),"
+    "INSERT INTO generations (seq, upstream_h, record) SELECT v.seq, lx_hash63(upstream_id),"
     " json_object('id', id, 'key_hash', key_hash, 'key_name', key_name,"
     " 'model_asked', model_asked, 'model', model, 'provider', provider, 'endpoint', endpoint,"
     " 'api', api, 'request_id', request_id, 'session_id', session_id, 'user', user,"
@@ -89,8 +95,11 @@ static const char *const v2_sql[] = {
     " 'reasoning_tokens', reasoning_tokens, 'cost', cost, 'reserved', reserved,"
     " 'usage_known', usage_known, 'streamed', streamed, 'cancelled', cancelled,"
     " 'status', status, 'latency_ms', latency_ms, 'ttft_ms', ttft_ms,"
-    " 'generation_ms', generation_ms, 'attempts', json(attempts)) FROM usage",
-    "INSERT INTO named_ids (id, seq) SELECT id, " V1_SEQ " FROM usage",
+    " 'generation_ms', generation_ms, 'attempts', json(attempts)) FROM usage"
+    " JOIN v1_seq v ON v.r = usage.rowid",
+    "INSERT INTO named_ids (id, seq) SELECT id, v.seq FROM usage JOIN v1_seq v"
+    " ON v.r = usage.rowid",
+    "DROP TABLE v1_seq",
     "DROP TABLE usage",
     "CREATE VIEW usage AS SELECT seq,"
     " record ->> '$.id' AS id, record ->> '$.key_hash' AS key_hash,"
@@ -99,15 +108,20 @@ static const char *const v2_sql[] = {
     " record ->> '$.endpoint' AS endpoint, record ->> '$.api' AS api,"
     " record ->> '$.request_id' AS request_id, record ->> '$.session_id' AS session_id,"
     " record ->> '$.user' AS user, record ->> '$.finish_reason' AS finish_reason,"
-    " record ->> '$.created_at_us' AS created_at_us,"
-    " record ->> '$.prompt_tokens' AS prompt_tokens,"
-    " record ->> '$.completion_tokens' AS completion_tokens,"
-    " record ->> '$.cached_tokens' AS cached_tokens,"
-    " record ->> '$.reasoning_tokens' AS reasoning_tokens, record ->> '$.cost' AS cost,"
-    " record ->> '$.reserved' AS reserved, record ->> '$.usage_known' AS usage_known,"
-    " record ->> '$.streamed' AS streamed, record ->> '$.cancelled' AS cancelled,"
-    " record ->> '$.status' AS status, record ->> '$.latency_ms' AS latency_ms,"
-    " record ->> '$.ttft_ms' AS ttft_ms, record ->> '$.generation_ms' AS generation_ms,"
+    " CAST(record ->> '$.created_at_us' AS INTEGER) AS created_at_us,"
+    " CAST(record ->> '$.prompt_tokens' AS INTEGER) AS prompt_tokens,"
+    " CAST(record ->> '$.completion_tokens' AS INTEGER) AS completion_tokens,"
+    " CAST(record ->> '$.cached_tokens' AS INTEGER) AS cached_tokens,"
+    " CAST(record ->> '$.reasoning_tokens' AS INTEGER) AS reasoning_tokens, CAST(record ->> "
+    "'$.cost' AS INTEGER) AS cost,"
+    " CAST(record ->> '$.reserved' AS INTEGER) AS reserved, CAST(record ->> '$.usage_known' AS "
+    "INTEGER) AS usage_known,"
+    " CAST(record ->> '$.streamed' AS INTEGER) AS streamed, CAST(record ->> '$.cancelled' AS "
+    "INTEGER) AS cancelled,"
+    " CAST(record ->> '$.status' AS INTEGER) AS status, CAST(record ->> '$.latency_ms' AS INTEGER) "
+    "AS latency_ms,"
+    " CAST(record ->> '$.ttft_ms' AS INTEGER) AS ttft_ms, CAST(record ->> '$.generation_ms' AS "
+    "INTEGER) AS generation_ms,"
     " record -> '$.attempts' AS attempts, record ->> '$.upstream_id' AS upstream_id,"
     " upstream_h FROM generations",
     NULL,
@@ -150,7 +164,14 @@ static const char *const stmt_sql[ST_COUNT_] = {
     /* ?1: the first seq of the cutoff's millisecond; oldest first, in bounded steps */
     [ST_PRUNE] = ("DELETE FROM generations WHERE seq IN (SELECT seq FROM generations"
                   " WHERE seq < ?1 ORDER BY seq LIMIT ?2)"),
-    [ST_PRUNE_NAMED] = "DELETE FROM named_ids WHERE seq < ?1",
+    [ST_PRUNE_NAMED] = ("DELETE FROM named_ids WHERE id IN (SELECT id FROM named_ids"
+                        " WHERE seq < ?1 ORDER BY seq LIMIT ?2)"),
+    /* rows numbered ahead of the clock (a clock that once read far ahead: every later number
+     * is above it, record.h) are pruned by their recorded arrival: ?1 the cutoff in µs, ?2
+     * the first number of a minute from now, ?3 the step */
+    [ST_PRUNE_AHEAD] = ("DELETE FROM generations WHERE seq IN (SELECT seq FROM generations"
+                        " WHERE seq >= ?2 AND CAST(record ->> '$.created_at_us' AS INTEGER) < ?1"
+                        " ORDER BY seq LIMIT ?3)"),
     [ST_PRUNE_ACTIVITY] = "DELETE FROM activity WHERE day < ?1",
     [ST_MAX_SEQ] = "SELECT coalesce(max(seq), 0) FROM generations",
 };
@@ -345,6 +366,15 @@ static int open_schema(lx_store_t *s, char *err, size_t errcap)
                  version, LX_STORE_SCHEMA_VERSION);
         return LX_ESCHEMA;
     }
+    if (s->opts.no_migrate && version > 0 && version < LX_STORE_SCHEMA_VERSION) {
+        store_rollback(s);
+        snprintf(err, errcap,
+                 "%s: schema version %d is older than this llmux (%d); start this llmux's "
+                 "gateway on it once to upgrade it (a gateway of the older version may be "
+                 "running on it)",
+                 s->path, version, LX_STORE_SCHEMA_VERSION);
+        return LX_ESCHEMA;
+    }
     if ((rc = migrate(s->db, version)) != SQLITE_OK) {
         int r = open_error(s->path, s->db, rc, "applying the migrations", err, errcap);
         store_rollback(s);
@@ -372,9 +402,40 @@ static int prepare_all(lx_store_t *s, char *err, size_t errcap)
     return 0;
 }
 
+/* opts.exclusive: an advisory flock on the file, held until close (independent of SQLite's
+ * POSIX locks; the descriptor is closed only after SQLite's connection, so closing it cannot
+ * drop those). */
+static int lock_file(lx_store_t *s, char *err, size_t errcap)
+{
+    if (!s->opts.exclusive || strcmp(s->path, ":memory:") == 0)
+        return 0;
+    s->lock_fd = open(s->path, O_RDWR | O_CLOEXEC);
+    if (s->lock_fd < 0) {
+        snprintf(err, errcap, "%s: cannot open for writing (%s)", s->path, strerror(errno));
+        return LX_ESTORE;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(s->lock_fd);
+        s->lock_fd = -1;
+        if (e == EWOULDBLOCK)
+            snprintf(err, errcap,
+                     "%s: in use by another llmux gateway (one gateway per store file; "
+                     "`llmux keys` may share it)",
+                     s->path);
+        else
+            snprintf(err, errcap, "%s: cannot lock (%s)", s->path, strerror(e));
+        return LX_ESTORE;
+    }
+    return 0;
+}
+
 int store_db_open(lx_store_t *s, char *err, size_t errcap)
 {
     create_private(s->path);
+    int lrc = lock_file(s, err, errcap);
+    if (lrc != 0)
+        return lrc;
     int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK)
         return open_error(s->path, s->db, rc, "opening", err, errcap);
@@ -399,6 +460,13 @@ int store_db_open(lx_store_t *s, char *err, size_t errcap)
     if (rc != SQLITE_ROW)
         return open_error(s->path, s->db, rc, "reading the last generation", err, errcap);
     s->store_tick = s->seq_floor;
+    uint64_t now_ms = (uint64_t)lx_clock_now_us() / 1000;
+    if ((s->seq_floor >> 10) > now_ms + 60000)
+        lx_log(LX_LOG_WARN,
+               "store: %s: the last generation is numbered %llu s ahead of the clock (a clock "
+               "that read ahead): new numbers continue above it, and retention prunes those "
+               "rows by their arrival time",
+               s->path, (unsigned long long)((s->seq_floor >> 10) - now_ms) / 1000);
     return 0;
 }
 
@@ -412,6 +480,10 @@ void store_db_close(lx_store_t *s)
         if (sqlite3_close(s->db) != SQLITE_OK)
             lx_log(LX_LOG_ERROR, "store: closing %s: %s", s->path, sqlite3_errmsg(s->db));
         s->db = NULL;
+    }
+    if (s->lock_fd >= 0) {
+        close(s->lock_fd);
+        s->lock_fd = -1;
     }
 }
 

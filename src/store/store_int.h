@@ -30,6 +30,7 @@ enum store_stmt {
     ST_DATA_VERSION,
     ST_PRUNE,
     ST_PRUNE_NAMED,
+    ST_PRUNE_AHEAD,
     ST_PRUNE_ACTIVITY,
     ST_MAX_SEQ,
     ST_COUNT_,
@@ -45,6 +46,7 @@ typedef struct store_gen_wait {
 struct lx_store {
     sqlite3 *db;
     char *path;
+    int lock_fd; /* opts.exclusive: the flock'd descriptor of the file, else -1 */
     lx_store_opts_t opts;
     sqlite3_stmt *stmt[ST_COUNT_];
 

@@ -485,33 +485,55 @@ void store_poll_changes(lx_store_t *s)
  * else a minute later), and a checkpoint every STORE_CHECKPOINT_US, so that the WAL shrinks
  * under load too.
  */
-static void upkeep(lx_store_t *s, int64_t now, bool busy)
+/* One retention step: the generations numbered below the cutoff's first number, oldest first;
+ * once those are done, the named ids below it, the rows numbered ahead of the clock whose
+ * arrival is before the cutoff, and the activity days before it. Each at most <batch> rows. */
+static void prune_step(lx_store_t *s, int64_t now, bool busy)
 {
-    if (now >= s->next_prune_us) {
-        int batch = busy ? STORE_PRUNE_BUSY : STORE_PRUNE_BATCH;
-        int64_t cutoff = lx_clock_now_us() - (int64_t)s->opts.retention_s * 1000000;
-        int64_t bound = cutoff > 0 ? (int64_t)lx_record_seq_of_ms((uint64_t)cutoff / 1000) : 0;
-        sqlite3_stmt *st = s->stmt[ST_PRUNE];
+    int batch = busy ? STORE_PRUNE_BUSY : STORE_PRUNE_BATCH;
+    int64_t cutoff = lx_clock_now_us() - (int64_t)s->opts.retention_s * 1000000;
+    int64_t bound = cutoff > 0 ? (int64_t)lx_record_seq_of_ms((uint64_t)cutoff / 1000) : 0;
+    int64_t ahead = (int64_t)lx_record_seq_of_ms((uint64_t)lx_clock_now_us() / 1000 + 60000);
+    sqlite3_stmt *st = s->stmt[ST_PRUNE];
+    sqlite3_bind_int64(st, 1, bound);
+    sqlite3_bind_int(st, 2, batch);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    int n = rc == SQLITE_DONE ? sqlite3_changes(s->db) : 0;
+    if (rc == SQLITE_DONE && n < batch) { /* (the rows are gone: their ids and days too) */
+        st = s->stmt[ST_PRUNE_NAMED];
         sqlite3_bind_int64(st, 1, bound);
         sqlite3_bind_int(st, 2, batch);
-        int rc = sqlite3_step(st);
+        rc = sqlite3_step(st);
         sqlite3_reset(st);
-        int n = rc == SQLITE_DONE ? sqlite3_changes(s->db) : 0;
-        if (rc == SQLITE_DONE && n < batch) { /* (the rows are gone: their ids and days too) */
-            st = s->stmt[ST_PRUNE_NAMED];
-            sqlite3_bind_int64(st, 1, bound);
-            rc = sqlite3_step(st);
-            sqlite3_reset(st);
-            st = s->stmt[ST_PRUNE_ACTIVITY];
-            sqlite3_bind_int64(st, 1, cutoff / (86400 * INT64_C(1000000)));
-            if (rc == SQLITE_DONE)
-                rc = sqlite3_step(st);
-            sqlite3_reset(st);
-        }
-        if (rc != SQLITE_DONE)
-            store_set_health(s, rc, "pruning old usage records");
-        s->next_prune_us = n == batch ? now : now + PRUNE_IDLE_US;
+        if (rc == SQLITE_DONE && sqlite3_changes(s->db) == batch)
+            n = batch;
     }
+    if (rc == SQLITE_DONE && n < batch) {
+        st = s->stmt[ST_PRUNE_AHEAD];
+        sqlite3_bind_int64(st, 1, cutoff);
+        sqlite3_bind_int64(st, 2, ahead);
+        sqlite3_bind_int(st, 3, batch);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc == SQLITE_DONE && sqlite3_changes(s->db) == batch)
+            n = batch;
+    }
+    if (rc == SQLITE_DONE && n < batch) {
+        st = s->stmt[ST_PRUNE_ACTIVITY];
+        sqlite3_bind_int64(st, 1, cutoff / (86400 * INT64_C(1000000)));
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    if (rc != SQLITE_DONE)
+        store_set_health(s, rc, "pruning old usage records");
+    s->next_prune_us = n == batch ? now : now + PRUNE_IDLE_US;
+}
+
+static void upkeep(lx_store_t *s, int64_t now, bool busy)
+{
+    if (now >= s->next_prune_us)
+        prune_step(s, now, busy);
     if (now - s->last_checkpoint_us >= STORE_CHECKPOINT_US) {
         s->last_checkpoint_us = now;
         (void)store_exec(s, "PRAGMA wal_checkpoint(TRUNCATE)");

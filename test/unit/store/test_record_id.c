@@ -180,6 +180,36 @@ static void test_numbers_unique_across_reopen(void **state)
     tdir_remove(&t);
 }
 
+/* Rows numbered ahead of the clock (a clock that once read an hour ahead) are still pruned, by
+ * their recorded arrival; a recent one in that range stays. */
+static void test_prune_ahead_of_clock(void **state)
+{
+    (void)state;
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_opts_t o = {.path = t.db, .commit_interval_ms = 20, .retention_s = 5};
+    lx_store_t *s = NULL;
+    char err[256] = "";
+    assert_int_equal(lx_store_open(&o, &s, err, sizeof(err)), 0);
+    int64_t now = lx_clock_now_us();
+    uint64_t last = 0, ahead_ms = (uint64_t)now / 1000 + 3600 * 1000;
+    char id[LX_RECORD_ID_LEN + 1];
+    lx_record_id_format(id, lx_record_seq_next(&last, ahead_ms, 0));
+    lx_store_record(s, t_record(id, "", now - 60 * INT64_C(1000000), 1)); /* old: pruned */
+    lx_record_id_format(id, lx_record_seq_next(&last, ahead_ms, 0));
+    lx_store_record(s, t_record(id, "", now, 1)); /* recent: kept */
+    assert_int_equal(lx_store_start(s), 0);
+    int64_t n = -1;
+    for (int i = 0; i < 300 && (n = t_query_i64(t.db, "SELECT count(*) FROM generations")) != 1;
+         i++)
+        t_sleep_ms(10);
+    assert_int_equal(n, 1);
+    assert_true(t_query_i64(t.db, "SELECT min(created_at_us) FROM usage") == now); /* kept */
+    lx_store_close(s);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM generations"), 1);
+    tdir_remove(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +217,7 @@ int main(void)
         cmocka_unit_test(test_id_format_parse),
         cmocka_unit_test(test_json_row_round_trip),
         cmocka_unit_test(test_numbers_unique_across_reopen),
+        cmocka_unit_test(test_prune_ahead_of_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -104,6 +105,15 @@ static void make_v1_file(const char *path)
         " 1765065600000000, 10, 20, 0, 0, 500, 900, 1, 1, 0, 200, 30, 5, 25,"
         " '[{\"provider\":\"openai\",\"endpoint\":\"http://e\",\"model\":\"openai/gpt-4o\","
         "\"outcome\":\"ok\",\"status\":200,\"ms\":30}]', 'chatcmpl-9')",
+        /* the same arrival millisecond as the first row, 1,024 rowids later (v1 numbered rows
+         * at commit: a long stream and a short request of one millisecond land far apart) */
+        "INSERT INTO usage (rowid, id, key_hash, key_name, model_asked, model, provider,"
+        " endpoint, api, request_id, session_id, user, finish_reason, created_at_us,"
+        " prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost, reserved,"
+        " usage_known, streamed, cancelled, status, latency_ms, ttft_ms, generation_ms,"
+        " attempts) VALUES (1025, 'gen-0-00000000000000cc', 'h2', 'other', 'm', 'm', 'p', 'e',"
+        " 'chat', 'r3', '', '', 'stop', 1765065600000000, 1, 1, 0, 0, 7, 0, 1, 0, 0, 200, 1, 1,"
+        " 0, '[]')",
         "INSERT INTO usage VALUES ('gen-0-00000000000000bb', 'h1', 'team', 'gpt-4o', '', '', '',"
         " 'chat', 'r2', '', '', '', 1765065600000000, -1, -1, 0, 0, 0, 0, 0, 0, 1, 502, 3, 0, 0,"
         " '[]', '')",
@@ -154,8 +164,12 @@ static void test_migration_from_v1(void **state)
     }
     lx_store_close(s);
     assert_int_equal(t_query_i64(t.db, "SELECT value FROM meta WHERE key='schema_version'"), 2);
-    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage"), 2);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage"), 3);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(DISTINCT seq) FROM usage"), 3);
     assert_int_equal(t_query_i64(t.db, "SELECT sum(cost) FROM usage WHERE key_hash = 'h1'"), 500);
+    /* the view's numbers compare as v1's INTEGER columns did, quoted or not */
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage WHERE status = '200'"), 2);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage WHERE cost > 100"), 1);
     /* the day's sums: the served model, and the asked one where nothing served */
     assert_int_equal(t_query_i64(t.db, "SELECT requests * 1000 + prompt_tokens FROM activity"
                                        " WHERE day = 20429 AND model = 'openai/gpt-4o'"),
@@ -163,6 +177,50 @@ static void test_migration_from_v1(void **state)
     assert_int_equal(t_query_i64(t.db, "SELECT requests * 1000 + prompt_tokens FROM activity"
                                        " WHERE day = 20429 AND model = 'gpt-4o'"),
                      1000);
+    tdir_remove(&t);
+}
+
+/* A gateway's store locks its file: a second gateway is refused, `llmux keys` may share it. */
+static void test_exclusive(void **state)
+{
+    (void)state;
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_opts_t o = {.path = t.db, .exclusive = true};
+    lx_store_t *a = NULL, *b = NULL, *cli = NULL;
+    char err[256] = "";
+    assert_int_equal(lx_store_open(&o, &a, err, sizeof(err)), 0);
+    assert_int_not_equal(lx_store_open(&o, &b, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "in use by another llmux gateway"));
+    lx_store_opts_t c = {.path = t.db, .no_migrate = true};
+    assert_int_equal(lx_store_open(&c, &cli, err, sizeof(err)), 0);
+    lx_store_close(cli);
+    lx_store_close(a);
+    assert_int_equal(lx_store_open(&o, &b, err, sizeof(err)), 0); /* free again */
+    lx_store_close(b);
+    tdir_remove(&t);
+}
+
+/* `llmux keys` does not migrate an older file (its gateway may be running), but makes a new
+ * one at the current schema. */
+static void test_no_migrate(void **state)
+{
+    (void)state;
+    tdir_t t;
+    tdir_make(&t);
+    make_v1_file(t.db);
+    lx_store_opts_t o = {.path = t.db, .no_migrate = true};
+    lx_store_t *s = NULL;
+    char err[256] = "";
+    assert_int_equal(lx_store_open(&o, &s, err, sizeof(err)), LX_ESCHEMA);
+    assert_non_null(strstr(err, "older than this llmux"));
+    assert_int_equal(t_query_i64(t.db, "SELECT value FROM meta WHERE key='schema_version'"), 1);
+    tdir_remove(&t);
+    tdir_make(&t);
+    assert_int_equal(lx_store_open(&o, &s, err, sizeof(err)), 0);
+    lx_store_close(s);
+    assert_int_equal(t_query_i64(t.db, "SELECT value FROM meta WHERE key='schema_version'"),
+                     LX_STORE_SCHEMA_VERSION);
     tdir_remove(&t);
 }
 
@@ -301,10 +359,15 @@ static void test_memory_and_unwritable(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_migrations_from_empty), cmocka_unit_test(test_migration_from_v1),
-        cmocka_unit_test(test_reopen_keeps_keys),     cmocka_unit_test(test_newer_schema_refused),
-        cmocka_unit_test(test_corrupt_refused),       cmocka_unit_test(test_locked_refused),
+        cmocka_unit_test(test_migrations_from_empty),
+        cmocka_unit_test(test_migration_from_v1),
+        cmocka_unit_test(test_reopen_keeps_keys),
+        cmocka_unit_test(test_newer_schema_refused),
+        cmocka_unit_test(test_corrupt_refused),
+        cmocka_unit_test(test_locked_refused),
         cmocka_unit_test(test_memory_and_unwritable),
+        cmocka_unit_test(test_exclusive),
+        cmocka_unit_test(test_no_migrate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
