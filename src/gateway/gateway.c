@@ -58,6 +58,7 @@ static int store_open(lx_gateway_t *g)
         .path = cfg->store_path,
         .commit_interval_ms = cfg->store_commit_interval_ms,
         .retention_s = cfg->store_retention_s,
+        .exclusive = true,
         .on_keys = on_keys,
         .arg = g,
     };
