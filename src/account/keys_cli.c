@@ -340,6 +340,7 @@ static int open_store(cli_t *c)
     lx_store_opts_t opts;
     memset(&opts, 0, sizeof(opts));
     opts.path = c->path;
+    opts.no_migrate = true; /* (a running gateway of an older version may hold the file) */
     char msg[256];
     int rc = lx_store_open(&opts, &c->store, msg, sizeof(msg));
     if (rc != 0) {
