@@ -14,7 +14,7 @@
 #
 # KEY=none|config|stored (default none: `auth: none`): the key every client of llmux presents
 # (wrk's Authorization header, llmux-load --key; the other targets get no header). llmux's
-# store file is in the temporary directory, shared by the llmux processes of the run (the
+# store file is in the temporary directory, copied for each llmux process of the run (the
 # stored key is created there before the first one starts); usage records are written for
 # every request. MOCK_PORT, LLMUX_PORT, NGINX_PORT, HAPROXY_PORT move the ports (and
 # LLMUX1_PORT, NGINX1_PORT, LLMUX_BP_PORT, HAPROXY_BP_PORT, LLMUX_NOLOG_PORT, by default
@@ -92,6 +92,12 @@ $(bench_conf_tail "$T" "$B" "$KEY")
 log: {access_log: "$T/access.log", level: warn}
 YAML
 BEARER=$(bench_key "$T" "$B" "$T/llmux.yaml" "$KEY")
+# one gateway per store file (the store locks it): the other llmux processes of the run get
+# copies made now, before any starts, each with the stored key
+for n in nolog bp one; do [ ! -e "$T/llmux.db" ] || cp "$T/llmux.db" "$T/llmux-$n.db"; done
+own_store() { # yaml name -> the yaml with its own copy of the store file
+    sed "s|$T/llmux.db|$T/llmux-$2.db|" "$1"
+}
 # what llmux's clients add: llmux-load arguments, and the wrk scripts with its key
 kargs() { case $1 in llmux*) [ -n "$BEARER" ] && echo "--key $BEARER" ;; esac; return 0; }
 luaf() { case $1 in llmux*) echo "$T/$2-llmux.lua" ;; *) echo "$T/$2.lua" ;; esac; }
@@ -196,7 +202,7 @@ row() { R["$1,$2"]="$3"; }
 # with its access log off runs in the same turns, to show what the log costs.
 S1_ROUNDS=$([ $QUICK = 1 ] && echo 1 || echo 7)
 S1_DUR=3
-sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$LLMUX_NOLOG_PORT/; s|access_log: \"[^\"]*\"|access_log: \"off\"|" "$T/llmux.yaml" >"$T/llmux-nolog.yaml"
+own_store "$T/llmux.yaml" nolog | sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$LLMUX_NOLOG_PORT/; s|access_log: \"[^\"]*\"|access_log: \"off\"|" >"$T/llmux-nolog.yaml"
 taskset -c 0 $B/llmux -c "$T/llmux-nolog.yaml" 2>/dev/null &
 NOLOG_PID=$!
 PIDS+=($NOLOG_PID)
@@ -269,7 +275,7 @@ fi
 # more targets: llmux with busy_poll_us and HAProxy with busy-polling (both keep the proxy's core
 # from sleeping between requests: on this VM a sleeping core takes tens of µs to wake). Each runs
 # only during its own turn, since HAProxy's spins for as long as it runs.
-sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$LLMUX_BP_PORT/" "$T/llmux.yaml" >"$T/llmux-bp.yaml"
+own_store "$T/llmux.yaml" bp | sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$LLMUX_BP_PORT/" >"$T/llmux-bp.yaml"
 echo "busy_poll_us: $BUSY_US" >>"$T/llmux-bp.yaml"
 sed "s/bind 127.0.0.1:$HAPROXY_PORT/bind 127.0.0.1:$HAPROXY_BP_PORT/; s/^    nbthread 1/    nbthread 1\n    busy-polling/" "$T/haproxy.cfg" >"$T/haproxy-bp.cfg"
 start_bp() { # target -> pid of the busy-polling variant, listening on PORT[target]
@@ -322,7 +328,7 @@ start_pinned_1() {
     wait_port $LLMUX1_PORT
     wait_port $NGINX1_PORT
 }
-sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$LLMUX1_PORT/" "$T/llmux.yaml" >"$T/llmux1.yaml"
+own_store "$T/llmux.yaml" one | sed "s/listen: 127.0.0.1:$LLMUX_PORT/listen: 127.0.0.1:$LLMUX1_PORT/" >"$T/llmux1.yaml"
 start_pinned_1
 for t in direct llmux nginx; do
     case $t in direct) p=$MOCK_PORT ;; llmux) p=$LLMUX1_PORT ;; nginx) p=$NGINX1_PORT ;; esac
