@@ -85,6 +85,7 @@ typedef struct {
     int32_t ttft_us; /* scheduled time to the first content chunk; -1 none */
     int32_t e2e_us;  /* scheduled time to [DONE]; -1 not complete */
     uint32_t tokens; /* content chunks received */
+    int32_t lag_us;  /* from the scheduled time to the request being sent */
     int16_t status;  /* HTTP status; 0 no answer */
     uint8_t done;    /* the exchange ended (answer complete, error, or connection lost) */
     uint8_t ok;      /* 200 and a stream that ended with [DONE] */

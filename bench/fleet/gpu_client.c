@@ -358,6 +358,7 @@ static void send_req(conn_t *c, long req)
     c->saw_done = false;
     c->sent = true;
     C.active++;
+    C.r->recs[req].lag_us = since_us(c->t_sched);
     if (gb_body(C.r->work, a, &C.body) != 0) {
         conn_close(c);
         return;
@@ -481,7 +482,7 @@ int gb_client_run(gb_run_t *r)
     C.r = r;
     r->window_tokens = 0;
     for (long i = 0; i < r->n; i++)
-        r->recs[i] = (gb_rec_t){.ttft_us = -1, .e2e_us = -1};
+        r->recs[i] = (gb_rec_t){.ttft_us = -1, .e2e_us = -1, .lag_us = -1};
     C.fifo = malloc(((size_t)r->n + 1) * sizeof(*C.fifo));
     if (C.fifo == NULL || uv_loop_init(&C.loop) != 0) {
         free(C.fifo);

@@ -71,6 +71,8 @@ typedef struct {
     long n, ok, refused, failed, unfinished;
     val_t ttft_p50, ttft_p99, e2e_p99;
     double hit, tok_s, ok_s;
+    double lag_p99; /* ms from the scheduled time to the send: the client's own delay */
+    double loadavg; /* the machine's 1-minute load average at the run's start */
     double share[GB_REPLICAS];
     uint32_t peak_wait[GB_REPLICAS];
 } res_t;
@@ -110,6 +112,8 @@ static val_t pct(val_t *v, long n, double p)
 static void summarize(const gb_run_t *r, res_t *s)
 {
     val_t *tt = malloc(((size_t)r->n + 1) * sizeof(*tt));
+    val_t *lg = malloc(((size_t)r->n + 1) * sizeof(*lg));
+    long nl = 0;
     val_t *ee = malloc(((size_t)r->n + 1) * sizeof(*ee));
     long nt = 0, ne = 0;
     uint64_t w0 = (uint64_t)(opt.warm_s * 1e9), w1 = w0 + (uint64_t)(opt.measure_s * 1e9);
@@ -118,6 +122,8 @@ static void summarize(const gb_run_t *r, res_t *s)
         if (r->arr[i].t_ns < w0 || r->arr[i].t_ns >= w1)
             continue;
         s->n++;
+        if (lg != NULL && x->lag_us >= 0)
+            lg[nl++] = (val_t){x->lag_us / 1e3, false};
         double waited = r->elapsed_s * 1e3 - (double)r->arr[i].t_ns / 1e6; /* to the cutoff */
         if (x->ok) {
             s->ok++;
@@ -136,6 +142,8 @@ static void summarize(const gb_run_t *r, res_t *s)
     s->ttft_p50 = pct(tt, nt, 50);
     s->ttft_p99 = pct(tt, nt, 99);
     s->e2e_p99 = pct(ee, ne, 99);
+    s->lag_p99 = lg != NULL ? pct(lg, nl, 99).v : -1;
+    free(lg);
     free(tt);
     free(ee);
     s->tok_s = (double)r->window_tokens / opt.measure_s;
@@ -192,6 +200,12 @@ static int run_one(int t, int load, const gb_arrival_t *arr, long n, res_t *s)
         return -1;
     }
     uint16_t port = (uint16_t)(opt.port_base + 10 + t);
+    FILE *la = fopen("/proc/loadavg", "r");
+    double loadavg = -1;
+    if (la == NULL || fscanf(la, "%lf", &loadavg) != 1)
+        loadavg = -1;
+    if (la != NULL)
+        fclose(la);
     fprintf(stderr, "llmux-fleet-gpu: %s at %.0f%% (%ld requests over %.0f s)\n", gb_target_name[t],
             opt.loads[load], n, opt.warm_s + opt.measure_s);
     if (gb_target_start(t, &popt, port) != 0)
@@ -212,6 +226,7 @@ static int run_one(int t, int load, const gb_arrival_t *arr, long n, res_t *s)
     gb_target_stop();
     if (rc == 0)
         summarize(&r, s);
+    s->loadavg = loadavg;
     free(recs);
     return rc;
 }
@@ -284,7 +299,13 @@ static void report_detail(out_t *o, int load, int t, const res_t *s)
     outf(o, " |");
     for (int i = 0; i < GB_REPLICAS; i++)
         outf(o, "%s%u", i ? "/" : " ", s->peak_wait[i]);
-    outf(o, " |\n");
+    outf(o, " | %.1f | %.1f |\n", s->lag_p99, s->loadavg);
+}
+
+/* The schedule of a load depends on its percentage only (not on the other loads run). */
+static uint64_t load_stream(int l)
+{
+    return 1 + (uint64_t)(opt.loads[l] * 10 + 0.5);
 }
 
 static int find_load(double pctv)
@@ -421,8 +442,12 @@ static void report(out_t *o, res_t (*res)[GB_T_COUNT], const gb_capacity_t *cap,
             "out tok/s: content chunks the client received in the window. failed: an error "
             "status other than 429, a cut stream, no connection; unfinished: no end by the "
             "cutoff.\n\n");
-    outf(o, "| load | target | requests | admitted per replica %% | peak server queue |\n"
-            "|---|---|---|---|---|\n");
+    outf(o, "Per run: the share of each replica's admissions in the window, each replica's "
+            "longest queue, the client's own delay in sending (scheduled time to the write; "
+            "large values mean the machine was too busy for the figures to hold) and the 1-minute "
+            "load average when the run started (other work on the machine).\n\n");
+    outf(o, "| load | target | requests | admitted per replica %% | peak server queue | client "
+            "send lag p99 ms | load average |\n|---|---|---|---|---|---|---|\n");
     for (int l = 0; l < opt.n_loads; l++)
         for (int t = 0; t < GB_T_COUNT; t++)
             if (opt.targets >> t & 1)
@@ -741,7 +766,7 @@ int main(int argc, char **argv)
         for (int l = 0; l < opt.n_loads; l++) {
             gb_arrival_t *arr = NULL;
             long n = gb_schedule(&work, base * opt.loads[l] / 100, opt.warm_s + opt.measure_s,
-                                 (uint64_t)l + 1, &arr);
+                                 load_stream(l), &arr);
             gb_capacity_t c;
             gb_capacity(&work, arr, n, &gpu, &c);
             printf("%.0f%%: %.1f req/s, %ld requests, mean prompt %.0f tokens (%.0f uncached "
@@ -762,7 +787,7 @@ int main(int argc, char **argv)
     for (int l = 0; l < opt.n_loads; l++) {
         gb_arrival_t *arr = NULL;
         rates[l] = base * opt.loads[l] / 100;
-        counts[l] = gb_schedule(&work, rates[l], opt.warm_s + opt.measure_s, (uint64_t)l + 1, &arr);
+        counts[l] = gb_schedule(&work, rates[l], opt.warm_s + opt.measure_s, load_stream(l), &arr);
         for (int t = 0; t < GB_T_COUNT && counts[l] > 0; t++)
             if ((opt.targets >> t & 1) && run_one(t, l, arr, counts[l], &res[l][t]) != 0)
                 failures++;
