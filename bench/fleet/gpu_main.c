@@ -45,7 +45,7 @@ static gb_proxy_opts_t popt = {.max_in_flight = 8,
                                .nginx = "/usr/sbin/nginx",
                                .haproxy = "/usr/sbin/haproxy"};
 static gb_work_t work = {.seed = 1,
-                         .n_prompts = 24,
+                         .n_prompts = 32,
                          .sys_min = 1000,
                          .sys_max = 6000,
                          .turns_min = 2,
@@ -740,7 +740,7 @@ int main(int argc, char **argv)
     gpu.prefill_us_per_token = 100;
     gpu.itl_us = 8000;
     gpu.itl_alpha = 0.1;
-    gpu.cache_blocks = 2048;
+    gpu.cache_blocks = 3072;
     gpu.block_tokens = 16;
     strcpy(gpu.model_name, GB_MODEL);
     if (parse_args(argc, argv) != 0) {
