@@ -101,6 +101,7 @@ typedef struct gb_run {
     double warm_s, measure_s, drain_s; /* windows: [0, warm), [warm, warm + measure), drain */
     gb_rec_t *recs;                    /* n records, filled */
     uint64_t window_tokens;            /* content chunks received inside the measured window */
+    uint64_t window_done;              /* answers completed (200, [DONE]) inside the window */
     double elapsed_s;                  /* from the start to the end of the run */
     /* called on the client's thread at the start and at the end of the measured window */
     void (*on_window)(struct gb_run *r, int edge);

@@ -101,8 +101,12 @@ static void end_req(conn_t *c, bool ok)
     if (!C.finishing || ok)
         rec->done = 1; /* cut by the end of the run: unfinished */
     rec->ok = ok && rec->status == 200 && c->saw_done;
-    if (rec->ok)
+    if (rec->ok) {
+        uint64_t now = now_ns();
         rec->e2e_us = since_us(c->t_sched);
+        if (now >= C.t_warm && now < C.t_end)
+            C.r->window_done++;
+    }
     c->req = -1;
     if (c->sent)
         C.active--;
@@ -481,6 +485,7 @@ int gb_client_run(gb_run_t *r)
     memset(&C, 0, sizeof(C));
     C.r = r;
     r->window_tokens = 0;
+    r->window_done = 0;
     for (long i = 0; i < r->n; i++)
         r->recs[i] = (gb_rec_t){.ttft_us = -1, .e2e_us = -1, .lag_us = -1};
     C.fifo = malloc(((size_t)r->n + 1) * sizeof(*C.fifo));

@@ -147,7 +147,7 @@ static void summarize(const gb_run_t *r, res_t *s)
     free(tt);
     free(ee);
     s->tok_s = (double)r->window_tokens / opt.measure_s;
-    s->ok_s = (double)s->ok / opt.measure_s;
+    s->ok_s = (double)r->window_done / opt.measure_s;
     uint64_t q = 0, h = 0, adm = 0;
     lx_mock_gpu_stats_t end[GB_REPLICAS];
     for (int i = 0; i < GB_REPLICAS; i++) {
@@ -429,19 +429,21 @@ static void report(out_t *o, res_t (*res)[GB_T_COUNT], const gb_capacity_t *cap,
     outf(o, "# llmux GPU-fleet benchmark, %s\n\n", date);
     report_setup(o, cap, base, rates, counts, cmdline);
     outf(o, "\n| load | target | TTFT p50 ms | TTFT p99 ms | e2e p99 ms | prefix hit | out tok/s "
-            "| ok req/s | refused 429 | failed | unfinished |\n"
+            "| done req/s | refused 429 | failed | unfinished |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int l = 0; l < opt.n_loads; l++)
         for (int t = 0; t < GB_T_COUNT; t++)
             if (opt.targets >> t & 1)
                 report_row(o, l, t, &res[l][t]);
-    outf(o, "\nMeasured window only. TTFT and e2e: over requests not refused and not failed; "
-            "a request still unanswered at the cutoff counts with its wait so far, and a "
-            "percentile that reaches one is a lower bound (≥). Prefix hit: the replicas' "
-            "`vllm:prefix_cache_hits` / `vllm:prefix_cache_queries` (tokens) over the window. "
-            "out tok/s: content chunks the client received in the window. failed: an error "
-            "status other than 429, a cut stream, no connection; unfinished: no end by the "
-            "cutoff.\n\n");
+    outf(o,
+         "\nMeasured window only. TTFT and e2e: over requests not refused and not failed; "
+         "a request still unanswered at the cutoff counts with its wait so far, and a "
+         "percentile that reaches one is a lower bound (≥). Prefix hit: the replicas' "
+         "`vllm:prefix_cache_hits` / `vllm:prefix_cache_queries` (tokens) over the window. "
+         "out tok/s and done req/s: content chunks received and answers completed in the window, "
+         "per second. failed: an error "
+         "status other than 429, a cut stream, no connection; unfinished: no end by the "
+         "cutoff.\n\n");
     outf(o, "Per run: the share of each replica's admissions in the window, each replica's "
             "longest queue, the client's own delay in sending (scheduled time to the write; "
             "large values mean the machine was too busy for the figures to hold) and the 1-minute "
