@@ -65,6 +65,9 @@ int gb_body(const gb_work_t *w, const gb_arrival_t *a, gb_buf_t *out);
 /* max_tokens of turn `turn` of conversation `conv`. */
 int gb_out_tokens(const gb_work_t *w, uint32_t conv, int turn);
 
+/* The workload's own checks (gpu_check.c): the number of failures, each printed. */
+int gb_check_work(const gb_work_t *w, const lx_mock_gpu_t *g);
+
 /* The replicas' saturated service model (the mock's GPU mode). */
 typedef struct {
     double prompt_tokens;  /* mean prompt tokens per request (body bytes / 4) */

@@ -35,8 +35,9 @@ static struct {
     double rate_base; /* capacity override (req/s), 0 = the model's */
     const char *out;
     bool quick;
-    bool plan; /* print the capacity and the loads' rates, run nothing */
-} opt = {10, 60, 30, {0}, 0, 0, 19700, 0, NULL, false, false};
+    bool plan;  /* print the capacity and the loads' rates, run nothing */
+    bool check; /* the workload's checks and a short run straight to the replicas */
+} opt = {10, 60, 30, {0}, 0, 0, 19700, 0, NULL, false, false, false};
 
 static gb_proxy_opts_t popt = {.max_in_flight = 8,
                                .queue_size = 16,
@@ -77,6 +78,7 @@ typedef struct {
     uint32_t peak_wait[GB_REPLICAS];
 } res_t;
 
+static long token_mismatch; /* --check: completed answers whose chunks != max_tokens */
 static lx_mock_gpu_stats_t snap[2][GB_REPLICAS];
 static bool snapped[2];
 
@@ -224,6 +226,10 @@ static int run_one(int t, int load, const gb_arrival_t *arr, long n, res_t *s)
         r.direct_ports = popt.mock_ports;
     int rc = recs != NULL ? gb_client_run(&r) : -1;
     gb_target_stop();
+    if (rc == 0 && opt.check)
+        for (long i = 0; i < n; i++)
+            if (recs[i].ok && (int)recs[i].tokens != gb_out_tokens(&work, arr[i].conv, arr[i].turn))
+                token_mismatch++;
     if (rc == 0)
         summarize(&r, s);
     s->loadavg = loadavg;
@@ -513,17 +519,18 @@ static int parse_gpu(char *s)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: llmux-fleet-gpu [--quick] [--target fleet|least_request|round_robin|nginx|"
-            "haproxy|affinity]...\n"
-            "         [--load PCT]... [--warmup S] [--duration S] [--drain S] [--seed N]\n"
-            "         [--prompts N] [--gap S] [--gpu k=v,...] [--rate-base R]\n"
-            "         [--no-fleet-keys] [--max-in-flight N] [--queue-size N|-1]\n"
-            "         [--queue-timeout D] [--scrape-interval D] [--port-base P]\n"
-            "         [--llmux PATH] [--nginx PATH] [--haproxy PATH] [--out FILE] [--plan]\n"
-            "Four simulated GPU replicas behind llmux, nginx and HAProxy, multi-turn chat over\n"
-            "shared system prompts at percentages of the fleet's capacity (bench/fleet/README.md)."
-            "\n");
+    fprintf(
+        f,
+        "usage: llmux-fleet-gpu [--quick] [--target fleet|least_request|round_robin|nginx|"
+        "haproxy|affinity]...\n"
+        "         [--load PCT]... [--warmup S] [--duration S] [--drain S] [--seed N]\n"
+        "         [--prompts N] [--gap S] [--gpu k=v,...] [--rate-base R]\n"
+        "         [--no-fleet-keys] [--max-in-flight N] [--queue-size N|-1]\n"
+        "         [--queue-timeout D] [--scrape-interval D] [--port-base P]\n"
+        "         [--llmux PATH] [--nginx PATH] [--haproxy PATH] [--out FILE] [--plan] [--check]\n"
+        "Four simulated GPU replicas behind llmux, nginx and HAProxy, multi-turn chat over\n"
+        "shared system prompts at percentages of the fleet's capacity (bench/fleet/README.md)."
+        "\n");
 }
 
 static int target_index(const char *s)
@@ -560,6 +567,7 @@ static int parse_args(int argc, char **argv)
                                           {"haproxy", required_argument, NULL, 'h'},
                                           {"out", required_argument, NULL, 'o'},
                                           {"plan", no_argument, NULL, 'x'},
+                                          {"check", no_argument, NULL, 'C'},
                                           {"help", no_argument, NULL, 'H'},
                                           {NULL, 0, NULL, 0}};
     int ch, t;
@@ -639,6 +647,9 @@ static int parse_args(int argc, char **argv)
         case 'x':
             opt.plan = true;
             break;
+        case 'C':
+            opt.check = true;
+            break;
         case 'H':
             usage(stdout);
             exit(0);
@@ -709,15 +720,53 @@ static int setup(void)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     for (int i = 0; i < GB_REPLICAS; i++) {
-        popt.mock_ports[i] = (uint16_t)(opt.port_base + i);
-        reps[i] = lx_mock_start("127.0.0.1", popt.mock_ports[i]);
+        /* --check: ephemeral ports (no target listens) */
+        uint16_t want = opt.check ? 0 : (uint16_t)(opt.port_base + i);
+        reps[i] = lx_mock_start("127.0.0.1", want);
         if (reps[i] == NULL || lx_mock_set_gpu(reps[i], &gpu) != 0) {
-            fprintf(stderr, "llmux-fleet-gpu: cannot start replica %d on port %u\n", i + 1,
-                    popt.mock_ports[i]);
+            fprintf(stderr, "llmux-fleet-gpu: cannot start replica %d on port %u\n", i + 1, want);
             return 1;
         }
+        popt.mock_ports[i] = lx_mock_port(reps[i]);
     }
     return 0;
+}
+
+/* --check: the workload's properties, then 3 s at 50% straight to the replicas (the client,
+ * the replicas' GPU mode and the figures end to end): every answer complete, as many chunks as
+ * max_tokens, prefix hits. 0 when all hold. */
+static int self_check(void)
+{
+    int bad = gb_check_work(&work, &gpu);
+    opt.targets = 1u << GB_T_AFFINITY;
+    opt.warm_s = 1;
+    opt.measure_s = 2;
+    opt.drain_s = 5;
+    opt.loads[0] = 50;
+    opt.n_loads = 1;
+    if (setup() != 0)
+        return 1;
+    gb_arrival_t *ref = NULL, *arr = NULL;
+    long n_ref = gb_schedule(&work, 50, 20, 0, &ref);
+    gb_capacity_t cap;
+    gb_capacity(&work, ref, n_ref, &gpu, &cap);
+    long n = gb_schedule(&work, cap.capacity_warm / 2, 3, 1, &arr);
+    res_t s;
+    int rc = n > 0 ? run_one(GB_T_AFFINITY, 0, arr, n, &s) : -1;
+    bool ok = rc == 0 && s.ran && s.n > 0 && s.ok == s.n && s.failed == 0 && s.unfinished == 0 &&
+              s.hit > 0.5 && s.tok_s > 0 && s.ttft_p50.v > 0 && token_mismatch == 0;
+    if (!ok)
+        fprintf(stderr,
+                "llmux-fleet-gpu --check: the short run: %ld requests, %ld ok, %ld failed, %ld "
+                "unfinished, prefix hit %.2f, %.0f tok/s, %ld answers with a wrong chunk count\n",
+                s.n, s.ok, s.failed, s.unfinished, s.hit, s.tok_s, token_mismatch);
+    free(ref);
+    free(arr);
+    for (int i = 0; i < GB_REPLICAS; i++)
+        lx_mock_stop(reps[i]);
+    gb_work_free(&work);
+    fprintf(stderr, "llmux-fleet-gpu --check: %s\n", bad == 0 && ok ? "ok" : "FAILED");
+    return bad == 0 && ok ? 0 : 1;
 }
 
 static void save(const out_t *o, const char *date)
@@ -764,6 +813,8 @@ int main(int argc, char **argv)
     fprintf(stderr, "llmux-fleet-gpu: capacity %.1f req/s warm, %.1f cold (slot %.3f s / %.3f s)\n",
             cap.capacity_warm, cap.capacity_cold, cap.service_warm_s, cap.service_cold_s);
 
+    if (opt.check)
+        return self_check();
     if (opt.plan) {
         for (int l = 0; l < opt.n_loads; l++) {
             gb_arrival_t *arr = NULL;
