@@ -54,13 +54,41 @@ static void parse_fleet(parser_t *p, yaml_node_t *scrape, yaml_node_t *qsize, ya
     }
 }
 
+/* A number from <min> to <max> at <n> into *<out>; false (reported) otherwise. */
+static bool get_number(parser_t *p, yaml_node_t *n, const char *what, double min, double max,
+                       double *out)
+{
+    const char *s = lx_cfg_scalar(p, n, what);
+    char *end = NULL;
+    double d = s != NULL ? strtod(s, &end) : 0;
+    if (s == NULL)
+        return false;
+    if (end == s || *end != '\0' || !(d >= min && d <= max)) {
+        REPORT(p, n, "%s: expected a number from %g to %g", what, min, max);
+        return false;
+    }
+    *out = d;
+    return true;
+}
+
+/* affinity_slack, affinity_eps: how hard balance fleet holds a prompt prefix to its replica. */
+static void parse_affinity(parser_t *p, yaml_node_t *slack, yaml_node_t *eps)
+{
+    double d;
+    if (slack != NULL && get_number(p, slack, "routing.affinity_slack", 0, 100, &d))
+        p->cfg->routing_affinity_slack = d;
+    if (eps != NULL && get_number(p, eps, "routing.affinity_eps", 0.01, 10, &d))
+        p->cfg->routing_affinity_eps_milli = (uint32_t)(d * 1000 + 0.5);
+}
+
 void lx_cfg_parse_routing(parser_t *p, yaml_node_t *n)
 {
     lx_config_t *cfg = p->cfg;
-    field_t f[] = {{"strategy", false, NULL, NULL},   {"max_attempts", false, NULL, NULL},
-                   {"deadline", false, NULL, NULL},   {"session_ttl", false, NULL, NULL},
-                   {"balance", false, NULL, NULL},    {"scrape_interval", false, NULL, NULL},
-                   {"queue_size", false, NULL, NULL}, {"queue_timeout", false, NULL, NULL}};
+    field_t f[] = {{"strategy", false, NULL, NULL},       {"max_attempts", false, NULL, NULL},
+                   {"deadline", false, NULL, NULL},       {"session_ttl", false, NULL, NULL},
+                   {"balance", false, NULL, NULL},        {"scrape_interval", false, NULL, NULL},
+                   {"queue_size", false, NULL, NULL},     {"queue_timeout", false, NULL, NULL},
+                   {"affinity_slack", false, NULL, NULL}, {"affinity_eps", false, NULL, NULL}};
     uint64_t v;
 
     if (!lx_cfg_read_map(p, n, "routing", f, LX_ARRAY_SIZE(f)))
@@ -84,6 +112,7 @@ void lx_cfg_parse_routing(parser_t *p, yaml_node_t *n)
     if (f[4].value != NULL)
         parse_balance(p, f[4].value);
     parse_fleet(p, f[5].value, f[6].value, f[7].value);
+    parse_affinity(p, f[8].value, f[9].value);
 }
 
 void lx_cfg_parse_health(parser_t *p, yaml_node_t *n)

@@ -331,7 +331,21 @@ static void test_fleet_settings(void **state)
     assert_int_equal(cfg->routing_queue_timeout_ms, 5000);
     assert_null(cfg->providers[0].metrics_path);
     assert_int_equal(cfg->providers[0].max_in_flight, 0);
+    assert_true(cfg->routing_affinity_slack == 0.5);
+    assert_int_equal(cfg->routing_affinity_eps_milli, 500);
     lx_config_unref(cfg);
+    cfg = parse_ok(MINIMAL "auth: none\nrouting: {affinity_slack: 4, affinity_eps: 1.25}\n");
+    assert_true(cfg->routing_affinity_slack == 4.0);
+    assert_int_equal(cfg->routing_affinity_eps_milli, 1250);
+    lx_config_unref(cfg);
+    expect_error(MINIMAL "auth: none\nrouting: {affinity_slack: -1}\n",
+                 "routing.affinity_slack: expected a number from 0 to 100");
+    expect_error(MINIMAL "auth: none\nrouting: {affinity_slack: lots}\n",
+                 "routing.affinity_slack: expected a number from 0 to 100");
+    expect_error(MINIMAL "auth: none\nrouting: {affinity_eps: 0}\n",
+                 "routing.affinity_eps: expected a number from 0.01 to 10");
+    expect_error(MINIMAL "auth: none\nrouting: {affinity_eps: 11}\n",
+                 "routing.affinity_eps: expected a number from 0.01 to 10");
 
     static const struct {
         const char *name;
