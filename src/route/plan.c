@@ -347,6 +347,8 @@ static int fleet(const lx_route_ctx_t *x, lx_plan_entry_t e, const bool *avail, 
         return -1;
     lx_fleet_params_t p;
     lx_fleet_params_default(&p);
+    p.slack = cfg->routing_affinity_slack;
+    p.eps_milli = cfg->routing_affinity_eps_milli;
     if (x->rings != NULL) {
         const lx_ring_t *ring = &x->rings[x->model_base[e.model] + e.route];
         p.ring = ring->n_replicas == n ? ring : NULL;

@@ -406,6 +406,29 @@ static void test_fleet(void **state)
     free(ff);
 }
 
+/* routing.affinity_slack: a larger slack keeps a busier replica for its cache (a server queue
+ * of 50 costs 10 saturation units: passed over at the default 0.5, kept at 20). */
+static void test_fleet_affinity_slack(void **state)
+{
+    (void)state;
+    fleet_fix_t *ff = fleet_fixture("routing: {balance: fleet, affinity_slack: 20}\n", 0);
+    lx_route_ctx_t *x = &ff->f->x;
+    lx_plan_entry_t b = {0, 1};
+    for (size_t j = 0; j < 3; j++)
+        scraped(ff, 1 + j, 0, 1000);
+    x->prefix_key = 0x1234567;
+    int home = lx_plan_pick_endpoint(x, b, 0, -1, 0, 1010);
+    assert_true(home >= 0);
+    scraped(ff, 1 + (size_t)home, 50, 1000);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(lx_plan_pick_endpoint(x, b, 0, -1, 0, 1010), home);
+    scraped(ff, 1 + (size_t)home, 150, 1000); /* 30 units: over the slack */
+    for (int i = 0; i < 10; i++)
+        assert_true(lx_plan_pick_endpoint(x, b, 0, -1, 0, 1010) != home);
+    fixture_free(ff->f);
+    free(ff);
+}
+
 /* max_in_flight: a full fleet is LX_PLAN_FULL with a queue (for a request that may wait), the
  * least loaded without one. */
 static void test_fleet_full(void **state)
@@ -515,7 +538,7 @@ int main(void)
         cmocka_unit_test(test_pick),          cmocka_unit_test(test_round_robin),
         cmocka_unit_test(test_drop_model),    cmocka_unit_test(test_key_rules),
         cmocka_unit_test(test_least_request), cmocka_unit_test(test_fleet),
-        cmocka_unit_test(test_fleet_full),
+        cmocka_unit_test(test_fleet_full),    cmocka_unit_test(test_fleet_affinity_slack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
