@@ -128,6 +128,8 @@ typedef struct {
     int max_in_flight;  /* providers[].max_in_flight; 0 leaves it out */
     int queue_size;     /* routing.queue_size; -1 leaves it out */
     const char *queue_timeout;
+    const char *affinity_slack; /* routing.affinity_slack, NULL: llmux's default */
+    const char *affinity_eps;   /* routing.affinity_eps, NULL: llmux's default */
     const char *scrape_interval;
     uint16_t mock_ports[GB_REPLICAS];
 } gb_proxy_opts_t;

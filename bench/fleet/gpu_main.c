@@ -427,6 +427,10 @@ static void report_setup(out_t *o, const gb_capacity_t *cap, double base, const 
              popt.scrape_interval, popt.queue_size, popt.queue_timeout);
     if (!popt.no_fleet_keys && popt.max_in_flight > 0)
         outf(o, "  (`max_in_flight: %d`)\n", popt.max_in_flight);
+    if (!popt.no_fleet_keys && (popt.affinity_slack != NULL || popt.affinity_eps != NULL))
+        outf(o, "  (`affinity_slack: %s`, `affinity_eps: %s`)\n",
+             popt.affinity_slack ? popt.affinity_slack : "default",
+             popt.affinity_eps ? popt.affinity_eps : "default");
 }
 
 static void report(out_t *o, res_t (*res)[GB_T_COUNT], const gb_capacity_t *cap, double base,
@@ -526,7 +530,8 @@ static void usage(FILE *f)
         "         [--load PCT]... [--warmup S] [--duration S] [--drain S] [--seed N]\n"
         "         [--prompts N] [--gap S] [--gpu k=v,...] [--rate-base R]\n"
         "         [--no-fleet-keys] [--max-in-flight N] [--queue-size N|-1]\n"
-        "         [--queue-timeout D] [--scrape-interval D] [--port-base P]\n"
+        "         [--queue-timeout D] [--scrape-interval D] [--affinity-slack S]\n"
+        "         [--affinity-eps E] [--port-base P]\n"
         "         [--llmux PATH] [--nginx PATH] [--haproxy PATH] [--out FILE] [--plan] [--check]\n"
         "Four simulated GPU replicas behind llmux, nginx and HAProxy, multi-turn chat over\n"
         "shared system prompts at percentages of the fleet's capacity (bench/fleet/README.md)."
@@ -561,6 +566,8 @@ static int parse_args(int argc, char **argv)
                                           {"queue-size", required_argument, NULL, 'Q'},
                                           {"queue-timeout", required_argument, NULL, 'T'},
                                           {"scrape-interval", required_argument, NULL, 'S'},
+                                          {"affinity-slack", required_argument, NULL, 'A'},
+                                          {"affinity-eps", required_argument, NULL, 'E'},
                                           {"port-base", required_argument, NULL, 'P'},
                                           {"llmux", required_argument, NULL, 'l'},
                                           {"nginx", required_argument, NULL, 'n'},
@@ -628,6 +635,12 @@ static int parse_args(int argc, char **argv)
             break;
         case 'S':
             popt.scrape_interval = optarg;
+            break;
+        case 'A':
+            popt.affinity_slack = optarg;
+            break;
+        case 'E':
+            popt.affinity_eps = optarg;
             break;
         case 'P':
             opt.port_base = (uint16_t)atoi(optarg);

@@ -89,6 +89,10 @@ static void llmux_routing(FILE *f, int t, const gb_proxy_opts_t *o)
         fprintf(f, "  queue_size: %d\n", o->queue_size);
     if (o->queue_timeout != NULL)
         fprintf(f, "  queue_timeout: %s\n", o->queue_timeout);
+    if (o->affinity_slack != NULL)
+        fprintf(f, "  affinity_slack: %s\n", o->affinity_slack);
+    if (o->affinity_eps != NULL)
+        fprintf(f, "  affinity_eps: %s\n", o->affinity_eps);
 }
 
 static void write_llmux(FILE *f, int t, const gb_proxy_opts_t *o, uint16_t port)
