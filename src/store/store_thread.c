@@ -110,24 +110,8 @@ static size_t put_escaped(char *out, size_t cap, const char *v)
     return i + lx_json_escape(out + i, cap - i, v + i, strlen(v + i), NULL);
 }
 
-/* ,"<key>":"<escaped v>" (the comma when <comma>) at <out>; its length. */
-static size_t json_str(char *out, size_t cap, const char *key, const char *v, bool comma)
-{
-    size_t kl = strlen(key), n = 0;
-    if (comma)
-        out[n++] = ',';
-    out[n++] = '"';
-    memcpy(out + n, key, kl);
-    n += kl;
-    memcpy(out + n, "\":\"", 3);
-    n += 3;
-    n += put_escaped(out + n, cap - n - 2, v);
-    out[n++] = '"';
-    return n;
-}
-
-/* ,"<key>":<v> (the comma when <comma>) at <out>; its length. */
-static size_t json_int(char *out, const char *key, int64_t v, bool comma)
+/* ,"<key>": (the comma when <comma>) at <out>; its length. */
+static size_t put_key(char *out, const char *key, bool comma)
 {
     size_t kl = strlen(key), n = 0;
     if (comma)
@@ -137,18 +121,26 @@ static size_t json_int(char *out, const char *key, int64_t v, bool comma)
     n += kl;
     out[n++] = '"';
     out[n++] = ':';
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    if (v < 0)
-        out[n++] = '-';
-    char d[20];
-    size_t k = 0;
-    do {
-        d[k++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    while (k > 0)
-        out[n++] = d[--k];
     return n;
+}
+
+/* ,"<key>":"<escaped v>" (the comma when <comma>) at <out>; its length. */
+static size_t json_str(char *out, size_t cap, const char *key, const char *v, bool comma)
+{
+    size_t n = put_key(out, key, comma);
+    out[n++] = '"';
+    n += put_escaped(out + n, cap - n - 2, v);
+    out[n++] = '"';
+    return n;
+}
+
+/* ,"<key>":<v> (the comma when <comma>) at <out>; its length. */
+static size_t json_int(char *out, const char *key, int64_t v, bool comma)
+{
+    size_t n = put_key(out, key, comma);
+    lx_strbuf_t b = lx_strbuf_make(out + n, 21); /* (INT64_MIN has 20 characters) */
+    lx_strbuf_i64(&b, v);
+    return n + lx_strbuf_len(&b, out + n);
 }
 
 /* The record as one JSON object (the `record` column; the view `usage` spells it out as the
