@@ -144,15 +144,9 @@ void lx_cfg_parse_health(parser_t *p, yaml_node_t *n)
     if (f[5].value != NULL)
         lx_cfg_get_duration_or_zero(p, f[5].value, "health.probe_interval",
                                     &cfg->health_probe_interval_ms);
-    if (f[6].value != NULL) {
-        const char *s = lx_cfg_scalar(p, f[6].value, "health.exploration");
-        char *end = NULL;
-        double d = s != NULL ? strtod(s, &end) : 0;
-        if (s != NULL && (end == s || *end != '\0' || !(d >= 0 && d <= 0.5)))
-            REPORT(p, f[6].value, "health.exploration: expected a number from 0 to 0.5");
-        else if (s != NULL)
-            cfg->health_exploration = d;
-    }
+    double d;
+    if (f[6].value != NULL && get_number(p, f[6].value, "health.exploration", 0, 0.5, &d))
+        cfg->health_exploration = d;
     if (cfg->health_window_ms < cfg->health_rescore_interval_ms)
         REPORT(p,
                f[1].value != NULL   ? f[1].value
