@@ -25,9 +25,9 @@
 #include "llm/body_int.h"
 
 const char *const lx_body_member_names[] = {
-    "",           "model",    "stream", "stream_options", "max_tokens", "max_completion_tokens",
-    "user",       "messages", "prompt", "models",         "provider",   "route",
-    "session_id", "usage",
+    "",         "model", "stream",     "stream_options", "max_tokens", "max_completion_tokens",
+    "user",     "n",     "best_of",    "messages",       "prompt",     "models",
+    "provider", "route", "session_id", "usage",
 };
 
 int lx_body_fail(lx_body_scan_t *scan, int code, const char *msg)
@@ -128,6 +128,8 @@ void lx_body_plan_cuts(struct walk *w)
 enum lx_body_member lx_body_root_member_of(const char *k, uint32_t n)
 {
     switch (n) {
+    case 1:
+        return k[0] == 'n' ? M_N : M_NONE;
     case 4:
         return memcmp(k, "user", 4) == 0 ? M_USER : M_NONE;
     case 5:
@@ -140,6 +142,8 @@ enum lx_body_member lx_body_root_member_of(const char *k, uint32_t n)
                : memcmp(k, "models", 6) == 0 ? M_MODELS
                : memcmp(k, "prompt", 6) == 0 ? M_PROMPT
                                              : M_NONE;
+    case 7:
+        return memcmp(k, "best_of", 7) == 0 ? M_BEST_OF : M_NONE;
     case 8:
         return memcmp(k, "provider", 8) == 0   ? M_PROVIDER
                : memcmp(k, "messages", 8) == 0 ? M_MESSAGES
@@ -452,10 +456,10 @@ static bool f_member(struct fast *f, enum lx_body_member m, const struct fval *t
         return t->type == V_OBJECT && f_options(f, t, m, scan);
     case M_MAX_TOKENS:
     case M_MAX_COMPLETION_TOKENS:
-        return null || (t->type == V_PRIMITIVE &&
-                        lx_body_count(f->b + t->start, t->end - t->start,
-                                      m == M_MAX_TOKENS ? &scan->max_tokens
-                                                        : &scan->max_completion_tokens));
+    case M_N:
+    case M_BEST_OF:
+        return null || (t->type == V_PRIMITIVE && lx_body_count(f->b + t->start, t->end - t->start,
+                                                                lx_body_count_slot(scan, m)));
     case M_USER:
         if (null)
             return true;
@@ -532,7 +536,7 @@ static bool scan_direct(const char *body, size_t len, struct walk *w, lx_body_sc
 static void clear(lx_body_scan_t *scan)
 {
     memset(scan, 0, sizeof(*scan));
-    scan->max_tokens = scan->max_completion_tokens = -1;
+    scan->max_tokens = scan->max_completion_tokens = scan->n = scan->best_of = -1;
 }
 
 int lx_body_scan(const char *body, size_t len, lx_body_scan_t *scan)

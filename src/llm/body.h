@@ -77,13 +77,16 @@ typedef struct lx_body_scan {
     bool usage_include; /* its "include" is true */
 
     /* Members recorded and forwarded upstream as they are (not consumed), for the budget's
-     * reservation and the usage record. "max_tokens" and "max_completion_tokens": a
+     * reservation and the usage record. "max_tokens", "max_completion_tokens", "n" (choices
+     * asked for) and "best_of" (completions generated server-side, legacy completions): a
      * non-negative integer written with digits only (no sign, fraction or exponent: anything
      * else, "100.0" and "1e3" included, is an error), saturated at INT64_MAX; -1 when absent
      * or null. "user": a string (has_user and its span); null is taken as absent, other types
      * are an error. */
     int64_t max_tokens;
     int64_t max_completion_tokens;
+    int64_t n;
+    int64_t best_of;
     bool has_user;
     lx_body_span_t user;
 
@@ -123,8 +126,8 @@ typedef struct lx_body_scan {
  * strictly: literal and number syntax, separators, control characters in strings, no trailing
  * bytes but whitespace; UTF-8 validity of strings is not checked). Top-level keys are compared
  * raw, so an escaped key ("mod\u0065l") is just an unknown member. A recognized top-level key
- * (max_tokens, max_completion_tokens and user included), "include_usage" or usage's "include"
- * appearing twice is an error, so llmux and the upstream cannot read different values (a
+ * (max_tokens, max_completion_tokens, n, best_of and user included), "include_usage" or usage's
+ * "include" appearing twice is an error, so llmux and the upstream cannot read different values (a
  * budget reserved for one max_tokens while the provider honours another).
  *
  * Nesting deeper than LX_BODY_MAX_DEPTH is an error ("JSON nested too deeply").

@@ -22,6 +22,8 @@ enum lx_body_member {
     M_MAX_TOKENS,
     M_MAX_COMPLETION_TOKENS,
     M_USER,
+    M_N,
+    M_BEST_OF,
     M_MESSAGES,
     M_PROMPT,
     M_MODELS,
@@ -81,11 +83,21 @@ void lx_body_end_root_member(struct walk *w);
 void lx_body_plan_cuts(struct walk *w);
 /* The member a root key of <n> bytes at <k> names: exact bytes, escapes not decoded. */
 enum lx_body_member lx_body_root_member_of(const char *k, uint32_t n);
-/* The value of max_tokens or max_completion_tokens: <n> bytes at <p> that are a JSON number
- * (already checked) of digits only, into *<out>, saturated at INT64_MAX. False for a sign, a
+/* The value of max_tokens, max_completion_tokens, n or best_of: <n> bytes at <p> that are a JSON
+ * number (already checked) of digits only, into *<out>, saturated at INT64_MAX. False for a sign, a
  * fraction or an exponent. */
 bool lx_body_count(const char *p, uint32_t n, int64_t *out);
-/* The error of member <m> (M_MAX_TOKENS, M_MAX_COMPLETION_TOKENS) with another value. */
+/* Where the count member <m> (M_MAX_TOKENS, M_MAX_COMPLETION_TOKENS, M_N, M_BEST_OF) goes. */
+static inline int64_t *lx_body_count_slot(lx_body_scan_t *scan, enum lx_body_member m)
+{
+    return m == M_MAX_TOKENS              ? &scan->max_tokens
+           : m == M_MAX_COMPLETION_TOKENS ? &scan->max_completion_tokens
+           : m == M_N                     ? &scan->n
+                                          : &scan->best_of;
+}
+
+/* The error of member <m> (M_MAX_TOKENS, M_MAX_COMPLETION_TOKENS, M_N, M_BEST_OF) with another
+ * value. */
 int lx_body_fail_count(lx_body_scan_t *scan, enum lx_body_member m);
 
 /* The reference scan of body[0, len) (body_ref.c): 0, or LX_EJSON with scan->error set. */

@@ -137,8 +137,8 @@ static int ref_models(struct ref *r, uint32_t *end)
     }
 }
 
-/* max_tokens, max_completion_tokens (<m>) and user, recorded and kept upstream: their value
- * starting with token <v> (null, a number or a string; anything else is refused);
+/* max_tokens, max_completion_tokens, n, best_of (<m>) and user, recorded and kept upstream: their
+ * value starting with token <v> (null, a number or a string; anything else is refused);
  * *<end> is one past it. */
 static int ref_recorded(struct ref *r, enum lx_body_member m, const lx_json_token_t *v,
                         uint32_t *end)
@@ -152,9 +152,7 @@ static int ref_recorded(struct ref *r, enum lx_body_member m, const lx_json_toke
         scan->has_user = true;
         scan->user = tok_span(v);
     } else if (v->type != LX_JSON_NUMBER ||
-               !lx_body_count(r->body + v->start, v->end - v->start,
-                              m == M_MAX_TOKENS ? &scan->max_tokens
-                                                : &scan->max_completion_tokens)) {
+               !lx_body_count(r->body + v->start, v->end - v->start, lx_body_count_slot(scan, m))) {
         return lx_body_fail_count(scan, m);
     }
     return ref_value_end(r, v, end);
@@ -283,6 +281,8 @@ static int ref_member(struct ref *r, enum lx_body_member m, const lx_json_token_
         return ref_options(r, m, end);
     case M_MAX_TOKENS:
     case M_MAX_COMPLETION_TOKENS:
+    case M_N:
+    case M_BEST_OF:
     case M_USER:
         return ref_recorded(r, m, v, end);
     default: /* M_NONE (the prompt's members go to ref_prompt()) */

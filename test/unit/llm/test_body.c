@@ -709,7 +709,8 @@ static void test_direct_and_reference(void **state)
     }
 }
 
-/* max_tokens, max_completion_tokens and user: recorded, checked, and forwarded as they are. */
+/* max_tokens, max_completion_tokens, n, best_of and user: recorded, checked, and forwarded as
+ * they are. */
 static void test_recorded_members(void **state)
 {
     (void)state;
@@ -753,6 +754,17 @@ static void test_recorded_members(void **state)
     /* an escaped key is another member */
     assert_int_equal(scan_str("{\"max\\u005ftokens\":\"x\"}"), 0);
     assert_int_equal(scan.max_tokens, -1);
+    /* n and best_of: the completions a request asks for (its reservation) */
+    assert_int_equal(scan_str("{\"model\":\"m\",\"n\":4,\"best_of\":6,\"max_tokens\":9}"), 0);
+    assert_int_equal(scan.n, 4);
+    assert_int_equal(scan.best_of, 6);
+    check_splice("{\"n\":4,\"best_of\":6}", NULL, false, "{\"n\":4,\"best_of\":6}");
+    assert_int_equal(scan_str("{\"n\":null,\"best_of\":null,\"nn\":\"x\",\"best_ox\":1.5}"), 0);
+    assert_int_equal(scan.n, -1);
+    assert_int_equal(scan.best_of, -1);
+    assert_int_equal(scan_str("{\"models\":[\"a\"],\"n\":3,\"best_of\":0}"), 0);
+    assert_int_equal(scan.n, 3);
+    assert_int_equal(scan.best_of, 0);
 
     static const struct {
         const char *in;
@@ -777,6 +789,12 @@ static void test_recorded_members(void **state)
         {"{\"max_completion_tokens\":1,\"max_completion_tokens\":1}",
          "duplicate 'max_completion_tokens' member"},
         {"{\"user\":\"a\",\"user\":\"a\"}", "duplicate 'user' member"},
+        {"{\"n\":1.0}", "'n' must be a non-negative integer"},
+        {"{\"n\":\"2\"}", "'n' must be a non-negative integer"},
+        {"{\"best_of\":-3}", "'best_of' must be a non-negative integer"},
+        {"{\"models\":[],\"n\":[2]}", "'n' must be a non-negative integer"},
+        {"{\"n\":1,\"n\":128}", "duplicate 'n' member"},
+        {"{\"best_of\":2,\"model\":\"m\",\"best_of\":2}", "duplicate 'best_of' member"},
         {"{\"max_tokens\":01}", "invalid JSON at byte 14"},
         {"{\"models\":[],\"max_tokens\":-1}", "'max_tokens' must be a non-negative integer"},
     };
@@ -814,6 +832,8 @@ static void check_same_record(const char *b)
     assert_int_equal(d.usage_include, r.usage_include);
     assert_int_equal(d.max_tokens, r.max_tokens);
     assert_int_equal(d.max_completion_tokens, r.max_completion_tokens);
+    assert_int_equal(d.n, r.n);
+    assert_int_equal(d.best_of, r.best_of);
     assert_int_equal(d.has_user, r.has_user);
     assert_int_equal(d.has_messages, r.has_messages);
     assert_int_equal(d.n_messages, r.n_messages);
@@ -917,6 +937,8 @@ static void test_reference_record(void **state)
         "{\"model\":\"m\",\"usage\":null,\"x\":-1.5}",
         "{\"model\":\"m\",\"max_tokens\":100,\"user\":\"u-1\",\"max_completion_tokens\":0}",
         "{\"max_tokens\":null,\"user\":null,\"max_completion_tokens\":12345678901234567890123}",
+        "{\"model\":\"m\",\"n\":5,\"best_of\":null,\"messages\":[]}",
+        "{\"best_of\":2,\"n\":99999999999999999999999}",
     };
     for (size_t k = 0; k < sizeof(bodies) / sizeof(bodies[0]); k++)
         check_same_record(bodies[k]);
