@@ -178,10 +178,17 @@ void lx_gw_key_rules(const lx_gw_req_t *r, lx_plan_req_t *q)
     }
 }
 
+/* <v> (>= 0) times the request's choices, saturated at INT64_MAX. */
+static int64_t times_choices(const lx_gw_req_t *r, int64_t v)
+{
+    return v > INT64_MAX / r->choices ? INT64_MAX : v * r->choices;
+}
+
 /* The worst case of the request at <rt> of model <m>: its prompt estimate, and its maximum
- * completion; a request that names none may not cost more than limits.default_max_cost for
- * its completion, nor more than the model's whole context at the completion price (0 for a
- * free route); embeddings have no completion. */
+ * completion times the completions it asks for (`n`, `best_of`: the prompt is billed once,
+ * each completion apart); a request that names no maximum may not cost more than
+ * limits.default_max_cost per completion, nor more than the model's whole context per
+ * completion at the completion price (0 for a free route); embeddings have no completion. */
 static int64_t worst_case(const lx_gw_req_t *r, const lx_config_model_t *m,
                           const lx_config_route_t *rt)
 {
@@ -189,10 +196,11 @@ static int64_t worst_case(const lx_gw_req_t *r, const lx_config_model_t *m,
     if (r->embeddings)
         return lx_account_reserve(rt, r->prompt_estimate, 0, 0);
     if (r->max_tokens >= 0)
-        return lx_account_reserve(rt, r->prompt_estimate, r->max_tokens, 0);
-    int64_t by_default =
-        lx_account_reserve(rt, r->prompt_estimate, -1, cfg->limits_default_max_cost);
-    int64_t by_context = lx_account_reserve(rt, r->prompt_estimate, m->context_length, 0);
+        return lx_account_reserve(rt, r->prompt_estimate, times_choices(r, r->max_tokens), 0);
+    int64_t by_default = lx_account_reserve(rt, r->prompt_estimate, -1,
+                                            times_choices(r, cfg->limits_default_max_cost));
+    int64_t by_context =
+        lx_account_reserve(rt, r->prompt_estimate, times_choices(r, m->context_length), 0);
     return by_default < by_context ? by_default : by_context;
 }
 
@@ -211,7 +219,8 @@ static int64_t plan_reservation(const lx_gw_req_t *r)
 
 static uint32_t token_estimate(const lx_gw_req_t *r)
 {
-    uint64_t t = (uint64_t)r->prompt_estimate + (r->max_tokens > 0 ? (uint64_t)r->max_tokens : 0);
+    uint64_t t = (uint64_t)r->prompt_estimate +
+                 (r->max_tokens > 0 ? (uint64_t)times_choices(r, r->max_tokens) : 0);
     return t > UINT32_MAX ? UINT32_MAX : (uint32_t)t;
 }
 
@@ -315,6 +324,9 @@ int lx_gw_admit(lx_gw_req_t *r, const lx_http_request_t *req, char *msg, size_t 
     r->max_tokens = r->scan.max_completion_tokens > r->scan.max_tokens
                         ? r->scan.max_completion_tokens
                         : r->scan.max_tokens;
+    r->choices = r->scan.best_of > r->scan.n ? r->scan.best_of : r->scan.n;
+    if (r->choices < 1)
+        r->choices = 1;
     if (r->key != NULL && store != NULL) {
         lx_admit_t a = {
             .now_us = now_us, .reserve = plan_reservation(r), .tokens = token_estimate(r)};

@@ -107,6 +107,7 @@ typedef struct lx_gw_req {
     lx_hold_t hold;            /* what admission took from the key's ledger */
     lx_ratelimit_view_t rl;    /* the key's rate limits after admission (response headers) */
     int64_t max_tokens;        /* the request's max_(completion_)tokens, -1 when none */
+    int64_t choices;           /* completions it asks for: the larger of n and best_of, >= 1 */
     uint32_t prompt_estimate;  /* tokens, from the body's size */
     lx_record_t *rec;          /* its usage record, filled until the request ends */
     /* Last, and not zeroed at allocation: each is initialised by its own function, or read

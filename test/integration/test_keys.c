@@ -724,9 +724,9 @@ static void test_delete_in_flight(void **state)
     lx_harness_resp_free(&r);
 }
 
-/* What a request reserves: nothing for a free model's answer, no completion for embeddings; a
- * reservation larger than the whole limit says so; a request larger than the key's TPM is a
- * 429 that asks not to be retried. */
+/* What a request reserves: nothing for a free model's answer, no completion for embeddings,
+ * each of the completions it asks for; a reservation larger than the whole limit says so; a request
+ * larger than the key's TPM is a 429 that asks not to be retried. */
 static void test_reservations(void **state)
 {
     (void)state;
@@ -751,6 +751,22 @@ static void test_reservations(void **state)
     assert_true(lx_harness_is_or_error(&r, 402));
     assert_non_null(strstr(r.body, "\"reason\":\"weight_exceeds_budget\""));
     lx_harness_resp_free(&r);
+    /* each completion asked for is reserved (n, best_of): 20 tokens at 20 µ$ fit the limit of
+     * 1,000 µ$ once, not three times */
+    assert_int_equal(
+        chat(key, "{\"model\":\"team/m\",\"max_tokens\":20,\"n\":1,\"messages\":[]}", &r), 0);
+    assert_null(strstr(r.body, "weight_exceeds_budget"));
+    lx_harness_resp_free(&r);
+    static const char *const many[] = {
+        "{\"model\":\"team/m\",\"max_tokens\":20,\"n\":3,\"messages\":[]}",
+        "{\"model\":\"team/m\",\"max_tokens\":20,\"best_of\":3,\"n\":1,\"messages\":[]}",
+    };
+    for (size_t k = 0; k < 2; k++) {
+        assert_int_equal(chat(key, many[k], &r), 0);
+        assert_true(lx_harness_is_or_error(&r, 402));
+        assert_non_null(strstr(r.body, "\"reason\":\"weight_exceeds_budget\""));
+        lx_harness_resp_free(&r);
+    }
     /* more tokens than the key's TPM: a 429 the SDKs must not retry */
     assert_int_equal(chat(key, "{\"model\":\"free/m\",\"max_tokens\":200000,\"messages\":[]}", &r),
                      0);
