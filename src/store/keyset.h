@@ -22,6 +22,13 @@
 #define LX_KEY_MODEL_MAX    256  /* bytes of one entry */
 #define LX_KEY_PROVIDER_MAX 4096 /* bytes of a key's provider preferences (JSON object text) */
 
+/* A key's class in the fleet's admission queues (routing.queue_size): interactive requests are
+ * served before batch ones. The same values as the configuration's auth.keys[].priority. */
+enum lx_key_priority {
+    LX_KEY_PRIORITY_INTERACTIVE = 0, /* the default */
+    LX_KEY_PRIORITY_BATCH = 1,
+};
+
 /* One stored key. Strings are NUL-terminated and owned by the snapshot (or by the job that
  * returned the key). */
 typedef struct lx_store_key {
@@ -40,6 +47,7 @@ typedef struct lx_store_key {
     char *created_by;          /* the management key's name that created it ("cli" from the
                                 * command line) */
     lx_ledger_t *ledger;       /* in a snapshot: its live counters (a reference); else NULL */
+    uint8_t priority;          /* enum lx_key_priority */
 } lx_store_key_t;
 
 /* A published snapshot. */

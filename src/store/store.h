@@ -26,7 +26,7 @@
 #include "store/period.h"
 #include "store/record.h"
 
-#define LX_STORE_SCHEMA_VERSION 2 /* the schema this binary writes; migrations lead up to it */
+#define LX_STORE_SCHEMA_VERSION 3 /* the schema this binary writes; migrations lead up to it */
 #define LX_STORE_EINPROGRESS    1 /* lx_store_admit: the answer comes through the callback */
 
 typedef struct lx_store lx_store_t;
@@ -125,6 +125,7 @@ enum {
     LX_KEY_F_MODELS = 1u << 5,
     LX_KEY_F_PROVIDER = 1u << 6,
     LX_KEY_F_RATE_LIMIT = 1u << 7,
+    LX_KEY_F_PRIORITY = 1u << 8,
 };
 
 typedef struct lx_key_input {
@@ -139,6 +140,7 @@ typedef struct lx_key_input {
     size_t n_models;
     char *provider; /* JSON object text, malloc'd; NULL: none */
     uint32_t rpm, tpm, concurrency;
+    uint8_t priority; /* enum lx_key_priority (store/keyset.h) */
 } lx_key_input_t;
 
 void lx_key_input_dispose(lx_key_input_t *in);

@@ -127,9 +127,17 @@ static const char *const v2_sql[] = {
     NULL,
 };
 
+/* v3: a key's class in the fleet's admission queues (0 interactive, 1 batch); the keys of an
+ * older file are interactive, as they were served. */
+static const char *const v3_sql[] = {
+    "ALTER TABLE keys ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+    NULL,
+};
+
 static const migration_t migrations[] = {
     {1, v1_sql},
     {2, v2_sql},
+    {3, v3_sql},
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == LX_STORE_SCHEMA_VERSION,

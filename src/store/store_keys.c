@@ -18,7 +18,7 @@
 
 #define KEY_COLS                                                                                   \
     "hash, name, label, disabled, limit_micros, limit_reset, expires_at, models, provider, rpm,"   \
-    " tpm, concurrency, created_at, updated_at, created_by"
+    " tpm, concurrency, created_at, updated_at, created_by, priority"
 
 static void to_hex(const uint8_t *b, size_t n, char *out)
 {
@@ -99,6 +99,8 @@ static int key_from_row(sqlite3_stmt *st, lx_store_key_t *k)
     k->created_at = sqlite3_column_int64(st, 12);
     k->updated_at = sqlite3_column_int64(st, 13);
     k->created_by = col_dup(st, 14, &oom);
+    k->priority = sqlite3_column_int(st, 15) == LX_KEY_PRIORITY_BATCH ? LX_KEY_PRIORITY_BATCH
+                                                                      : LX_KEY_PRIORITY_INTERACTIVE;
     if (models_split((const char *)sqlite3_column_text(st, 7), k) != 0)
         oom = true;
     if (oom || k->name == NULL || k->created_by == NULL) {
@@ -341,6 +343,10 @@ static void audit_details(const lx_key_input_t *in, jtext_t *j)
                (size_t)snprintf(b, sizeof(b), "{\"rpm\":%u,\"tpm\":%u,\"concurrency\":%u}", in->rpm,
                                 in->tpm, in->concurrency));
     }
+    if (in->set & LX_KEY_F_PRIORITY) {
+        jt_key(j, "priority");
+        jt_str(j, in->priority == LX_KEY_PRIORITY_BATCH ? "batch" : "interactive");
+    }
     jt_raw(j, "}", 1);
 }
 
@@ -429,6 +435,10 @@ static bool validate(lx_store_job_t *job, bool create)
         store_job_error(job, LX_EINVAL, "provider is longer than %d bytes", LX_KEY_PROVIDER_MAX);
         return false;
     }
+    if ((in->set & LX_KEY_F_PRIORITY) && in->priority > LX_KEY_PRIORITY_BATCH) {
+        store_job_error(job, LX_EINVAL, "priority must be interactive or batch");
+        return false;
+    }
     return !(in->set & LX_KEY_F_MODELS) || validate_models(job, in);
 }
 
@@ -464,6 +474,8 @@ static int apply(lx_store_key_t *k, const lx_key_input_t *in)
         k->limits.tpm = in->tpm;
         k->limits.concurrency = in->concurrency;
     }
+    if (in->set & LX_KEY_F_PRIORITY)
+        k->priority = in->priority;
     if (in->set & LX_KEY_F_MODELS) {
         for (size_t i = 0; i < k->n_models; i++)
             free(k->models[i]);
@@ -502,11 +514,12 @@ static char *models_join(const lx_store_key_t *k)
 static int write_key(lx_store_t *s, const lx_store_key_t *k, bool insert)
 {
     static const char ins[] = "INSERT INTO keys (" KEY_COLS ") VALUES"
-                              " (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)";
+                              " (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)";
     static const char upd[] =
         "UPDATE keys SET name=?2, label=?3, disabled=?4, limit_micros=?5, limit_reset=?6,"
         " expires_at=?7, models=?8, provider=?9, rpm=?10, tpm=?11, concurrency=?12,"
-        " created_at=?13, updated_at=?14, created_by=?15 WHERE hash=?1 AND deleted_at IS NULL";
+        " created_at=?13, updated_at=?14, created_by=?15, priority=?16"
+        " WHERE hash=?1 AND deleted_at IS NULL";
     char *models = models_join(k);
     sqlite3_stmt *st = NULL;
     int rc = models ? sqlite3_prepare_v2(s->db, insert ? ins : upd, -1, &st, NULL) : SQLITE_NOMEM;
@@ -528,6 +541,7 @@ static int write_key(lx_store_t *s, const lx_store_key_t *k, bool insert)
         sqlite3_bind_int64(st, 13, k->created_at);
         sqlite3_bind_int64(st, 14, k->updated_at);
         sqlite3_bind_text(st, 15, k->created_by, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 16, k->priority);
         rc = sqlite3_step(st);
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }

@@ -163,7 +163,8 @@ static void test_migration_from_v1(void **state)
         lx_store_job_dispose(&gen);
     }
     lx_store_close(s);
-    assert_int_equal(t_query_i64(t.db, "SELECT value FROM meta WHERE key='schema_version'"), 2);
+    assert_int_equal(t_query_i64(t.db, "SELECT value FROM meta WHERE key='schema_version'"),
+                     LX_STORE_SCHEMA_VERSION);
     assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage"), 3);
     assert_int_equal(t_query_i64(t.db, "SELECT count(DISTINCT seq) FROM usage"), 3);
     assert_int_equal(t_query_i64(t.db, "SELECT sum(cost) FROM usage WHERE key_hash = 'h1'"), 500);
@@ -268,6 +269,114 @@ static void test_reopen_keeps_keys(void **state)
     tdir_remove(&t);
 }
 
+/* Creates a key named <name> (with a limit, and <priority> when >= 0) on <s>; its hash. */
+static void create_key(lx_store_t *s, const char *name, int priority, char hash[65])
+{
+    lx_store_job_t job = {.kind = LX_JOB_KEY_CREATE};
+    snprintf(job.actor, sizeof(job.actor), "cli");
+    job.input.set = LX_KEY_F_NAME | LX_KEY_F_LIMIT;
+    job.input.name = strdup(name);
+    job.input.has_limit = true;
+    job.input.limit = 7000000;
+    if (priority >= 0) {
+        job.input.set |= LX_KEY_F_PRIORITY;
+        job.input.priority = (uint8_t)priority;
+    }
+    lx_store_run(s, &job);
+    assert_int_equal(job.status, 0);
+    snprintf(hash, 65, "%s", job.keys[0].key.hash);
+    lx_store_job_dispose(&job);
+}
+
+/* The key <hash> of <s> as KEY_GET reads it: its priority, its name checked. */
+static int key_priority(lx_store_t *s, const char *hash, const char *name)
+{
+    lx_store_job_t get = {.kind = LX_JOB_KEY_GET};
+    snprintf(get.hash, sizeof(get.hash), "%s", hash);
+    lx_store_run(s, &get);
+    assert_int_equal(get.status, 0);
+    assert_int_equal(get.n_keys, 1);
+    assert_string_equal(get.keys[0].key.name, name);
+    assert_int_equal(get.keys[0].key.limits.limit, 7000000);
+    int p = get.keys[0].key.priority;
+    lx_store_job_dispose(&get);
+    return p;
+}
+
+/* v2 -> v3: a file of schema v2 (this schema less the priority column, as v2 wrote it) keeps
+ * its keys, which come back interactive; the new field then round-trips through an update and
+ * a reopen, and a create sets it. */
+static void test_migration_from_v2(void **state)
+{
+    (void)state;
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_t *s = open_ok(t.db);
+    char a[65], b[65], c[65];
+    create_key(s, "team a", -1, a);
+    create_key(s, "team b", -1, b);
+    lx_store_close(s);
+    assert_int_equal(t_exec(t.db, "ALTER TABLE keys DROP COLUMN priority"), SQLITE_OK);
+    assert_int_equal(t_exec(t.db, "UPDATE meta SET value = 2 WHERE key = 'schema_version'"),
+                     SQLITE_OK);
+    int v = 0;
+    char err[256];
+    assert_int_equal(lx_store_schema_version(t.db, &v, err, sizeof(err)), 0);
+    assert_int_equal(v, 2);
+
+    s = open_ok(t.db); /* migrates */
+    assert_int_equal(lx_store_schema_version(t.db, &v, err, sizeof(err)), 0);
+    assert_int_equal(v, LX_STORE_SCHEMA_VERSION);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM keys"), 2);
+    assert_int_equal(key_priority(s, a, "team a"), LX_KEY_PRIORITY_INTERACTIVE);
+    assert_int_equal(key_priority(s, b, "team b"), LX_KEY_PRIORITY_INTERACTIVE);
+    lx_store_job_t upd = {.kind = LX_JOB_KEY_UPDATE};
+    snprintf(upd.actor, sizeof(upd.actor), "cli");
+    snprintf(upd.hash, sizeof(upd.hash), "%s", b);
+    upd.input.set = LX_KEY_F_PRIORITY;
+    upd.input.priority = LX_KEY_PRIORITY_BATCH;
+    lx_store_run(s, &upd);
+    assert_int_equal(upd.status, 0);
+    assert_int_equal(upd.keys[0].key.priority, LX_KEY_PRIORITY_BATCH);
+    lx_store_job_dispose(&upd);
+    create_key(s, "team c", LX_KEY_PRIORITY_BATCH, c);
+    /* a value out of range is refused */
+    lx_store_job_t bad = {.kind = LX_JOB_KEY_UPDATE};
+    snprintf(bad.hash, sizeof(bad.hash), "%s", a);
+    bad.input.set = LX_KEY_F_PRIORITY;
+    bad.input.priority = 7;
+    lx_store_run(s, &bad);
+    assert_int_equal(bad.status, LX_EINVAL);
+    assert_non_null(strstr(bad.message, "priority must be interactive or batch"));
+    lx_store_job_dispose(&bad);
+    lx_store_close(s);
+
+    s = open_ok(t.db); /* (no migration: the values come from the file) */
+    assert_int_equal(key_priority(s, a, "team a"), LX_KEY_PRIORITY_INTERACTIVE);
+    assert_int_equal(key_priority(s, b, "team b"), LX_KEY_PRIORITY_BATCH);
+    assert_int_equal(key_priority(s, c, "team c"), LX_KEY_PRIORITY_BATCH);
+    /* the published snapshot carries it too (what the workers read) */
+    assert_int_equal(lx_store_start(s), 0);
+    lx_keyset_t *ks = lx_store_keys(s);
+    assert_non_null(ks);
+    uint8_t d[32];
+    int found = 0;
+    for (size_t i = 0; i < ks->n_keys; i++) {
+        memcpy(d, ks->keys[i].digest, 32);
+        const lx_store_key_t *k = lx_keyset_find(ks, d);
+        assert_non_null(k);
+        found += strcmp(k->hash, b) == 0 && k->priority == LX_KEY_PRIORITY_BATCH;
+        found += strcmp(k->hash, a) == 0 && k->priority == LX_KEY_PRIORITY_INTERACTIVE;
+    }
+    assert_int_equal(found, 2);
+    lx_keyset_unref(ks);
+    lx_store_close(s);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM audit WHERE action = 'update'"
+                                       " AND details = '{\"priority\":\"batch\"}'"),
+                     1);
+    tdir_remove(&t);
+}
+
 static void test_newer_schema_refused(void **state)
 {
     tdir_t t;
@@ -361,6 +470,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_migrations_from_empty),
         cmocka_unit_test(test_migration_from_v1),
+        cmocka_unit_test(test_migration_from_v2),
         cmocka_unit_test(test_reopen_keeps_keys),
         cmocka_unit_test(test_newer_schema_refused),
         cmocka_unit_test(test_corrupt_refused),
