@@ -52,12 +52,13 @@ enum member {
     M_MODELS,
     M_PROVIDER,
     M_RATE_LIMIT,
+    M_PRIORITY,
     M_COUNT,
 };
 
 static const char *const member_names[M_COUNT] = {
     "name",   "disabled", "limit",      "limit_reset", "expires_at", "include_byok_in_limit",
-    "models", "provider", "rate_limit",
+    "models", "provider", "rate_limit", "priority",
 };
 
 static const char *const rate_names[] = {"rpm", "tpm", "concurrency"};
@@ -243,6 +244,23 @@ static int read_expires_at(struct rd *r, const lx_json_token_t *v, lx_key_input_
     return 0;
 }
 
+/* priority: "interactive" | "batch" | null (interactive, the default). */
+static int read_priority(struct rd *r, const lx_json_token_t *v, lx_key_input_t *in)
+{
+    in->set |= LX_KEY_F_PRIORITY;
+    in->priority = LX_KEY_PRIORITY_INTERACTIVE;
+    if (v->type == LX_JSON_NULL)
+        return 0;
+    char buf[KEY_MAX + 1] = "";
+    if (v->type == LX_JSON_STRING)
+        key_text(r, v, buf);
+    if (strcmp(buf, "batch") == 0)
+        in->priority = LX_KEY_PRIORITY_BATCH;
+    else if (strcmp(buf, "interactive") != 0)
+        return fail(r, LX_EINVAL, "priority must be \"interactive\", \"batch\" or null");
+    return 0;
+}
+
 static int read_models(struct rd *r, const lx_json_token_t *v, lx_key_input_t *in)
 {
     in->set |= LX_KEY_F_MODELS;
@@ -399,6 +417,8 @@ static int read_member(struct rd *r, enum member m, const lx_json_token_t *v, lx
         return read_provider(r, v, in);
     case M_RATE_LIMIT:
         return read_rate_limit(r, v, in);
+    case M_PRIORITY:
+        return read_priority(r, v, in);
     default:
         return fail(r, LX_EINVAL, "unknown member");
     }

@@ -26,7 +26,9 @@ enum lx_key_json_mode { LX_KEY_JSON_CREATE, LX_KEY_JSON_UPDATE };
  * include_byok_in_limit (bool, accepted and ignored: llmux has no BYOK), models (array of at
  * most LX_KEY_MODELS_MAX strings of 1..LX_KEY_MODEL_MAX bytes, or null), provider (object of
  * at most LX_KEY_PROVIDER_MAX bytes, checked by route/prefs, or null), rate_limit (object
- * {rpm, tpm, concurrency}: integers 0..1e9, 0 or absent = none; or null = none at all).
+ * {rpm, tpm, concurrency}: integers 0..1e9, 0 or absent = none; or null = none at all),
+ * priority ("interactive" | "batch" | null = interactive: the key's class in the fleet's
+ * admission queues).
  * Returns 0, or LX_EJSON / LX_EINVAL with a message in <err> (NUL-terminated).
  */
 int lx_key_json_parse(const char *body, size_t len, enum lx_key_json_mode mode, lx_key_input_t *in,
@@ -37,7 +39,8 @@ int lx_key_json_parse(const char *body, size_t len, enum lx_key_json_mode mode, 
  * name, label, disabled, limit, limit_remaining, limit_reset, include_byok_in_limit (false),
  * usage, usage_daily, usage_weekly, usage_monthly, byok_usage* (0), created_at, updated_at,
  * expires_at, creator_user_id (null), workspace_id ("": OpenRouter's SDK requires a string,
- * llmux has no workspaces), models (null: every model), provider (the stored object, or null),
+ * llmux has no workspaces), priority ("interactive" | "batch"), models (null: every model),
+ * provider (the stored object, or null),
  * rate_limit ({rpm, tpm, concurrency}, or null when all three are 0). Money in USD JSON
  * numbers (limit_remaining never below 0), times ISO-8601 UTC, nulls for absent. malloc'd,
  * NUL-terminated, *len set; NULL when out of memory.

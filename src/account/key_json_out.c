@@ -204,9 +204,13 @@ static void key_money(ob_t *o, const lx_key_view_t *v)
               "\"byok_usage_monthly\":0");
 }
 
-/* llmux's own members of a key: models, provider, rate_limit. */
+/* llmux's own members of a key: priority, models, provider, rate_limit. */
 static void key_llmux(ob_t *o, const lx_store_key_t *k)
 {
+    if (k->priority == LX_KEY_PRIORITY_BATCH)
+        OB_LIT(o, ",\"priority\":\"batch\"");
+    else
+        OB_LIT(o, ",\"priority\":\"interactive\"");
     OB_LIT(o, ",\"models\":");
     if (k->n_models == 0) {
         OB_LIT(o, "null");

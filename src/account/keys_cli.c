@@ -61,6 +61,7 @@ static const struct flag {
     {"--rpm", "rpm", F_RATE, ON_CREATE | ON_UPDATE},
     {"--tpm", "tpm", F_RATE, ON_CREATE | ON_UPDATE},
     {"--concurrency", "concurrency", F_RATE, ON_CREATE | ON_UPDATE},
+    {"--priority", "priority", F_STRING, ON_CREATE | ON_UPDATE},
     {"--disabled", "disabled", F_TRUE, ON_CREATE},
     {"--enable", "disabled", F_FALSE, ON_UPDATE},
     {"--no-limit", "limit", F_NULL, ON_UPDATE},
@@ -74,7 +75,8 @@ static void usage(FILE *f)
     fputs("usage: llmux [-c FILE] keys COMMAND\n"
           "  create --name N [--limit USD] [--limit-reset daily|weekly|monthly|none]\n"
           "         [--expires-at 2027-12-31T23:59:59Z] [--models 'a/*,b'] [--rpm N] [--tpm N]\n"
-          "         [--concurrency N] [--provider JSON] [--disabled]\n"
+          "         [--concurrency N] [--provider JSON] [--priority interactive|batch]\n"
+          "         [--disabled]\n"
           "  list [--all]                  the keys (--all: disabled ones too)\n"
           "  show HASH\n"
           "  update HASH [the flags of create but --expires-at] [--no-limit] [--enable]\n"

@@ -13,7 +13,7 @@
  * rest its arguments (main.c has consumed `-c CONFIG` and `keys`):
  *   create --name N [--limit USD] [--limit-reset daily|weekly|monthly|none]
  *          [--expires-at ISO-8601-UTC] [--models a,b] [--rpm N] [--tpm N] [--concurrency N]
- *          [--provider JSON] [--disabled]
+ *          [--provider JSON] [--priority interactive|batch] [--disabled]
  *   list [--all]
  *   show HASH
  *   update HASH [the flags of create but --expires-at] [--no-limit] [--enable]

@@ -449,6 +449,40 @@ static void test_parse_models_limits(void **state)
     free(body);
 }
 
+/* priority: "interactive", "batch" or null (interactive), on create and on update; anything
+ * else is refused naming the member. */
+static void test_parse_priority(void **state)
+{
+    (void)state;
+    assert_int_equal(parse("{\"name\":\"a\",\"priority\":\"batch\"}"), 0);
+    assert_true(in.set & LX_KEY_F_PRIORITY);
+    assert_int_equal(in.priority, LX_KEY_PRIORITY_BATCH);
+    assert_int_equal(parse("{\"name\":\"a\",\"priority\":\"interactive\"}"), 0);
+    assert_true(in.set & LX_KEY_F_PRIORITY);
+    assert_int_equal(in.priority, LX_KEY_PRIORITY_INTERACTIVE);
+    assert_int_equal(parse("{\"name\":\"a\",\"priority\":null}"), 0);
+    assert_true(in.set & LX_KEY_F_PRIORITY);
+    assert_int_equal(in.priority, LX_KEY_PRIORITY_INTERACTIVE);
+    assert_int_equal(parse("{\"name\":\"a\"}"), 0); /* absent: not set */
+    assert_false(in.set & LX_KEY_F_PRIORITY);
+    /* keys and values compared decoded */
+    assert_int_equal(parse("{\"name\":\"a\",\"pri\\u006frity\":\"b\\u0061tch\"}"), 0);
+    assert_int_equal(in.priority, LX_KEY_PRIORITY_BATCH);
+    assert_int_equal(parse_mode("{\"priority\":\"batch\"}", LX_KEY_JSON_UPDATE), 0);
+    assert_int_equal(in.set, LX_KEY_F_PRIORITY);
+    assert_int_equal(in.priority, LX_KEY_PRIORITY_BATCH);
+    static const char *const bad[] = {"\"Batch\"", "\"\"", "\"batch \"",  "\"batch\\u0000\"", "1",
+                                      "true",      "{}",   "[\"batch\"]", "\"low\""};
+    char body[128];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(body, sizeof(body), "{\"name\":\"a\",\"priority\":%s}", bad[i]);
+        refused(body, LX_EINVAL, "priority must be \"interactive\", \"batch\" or null");
+    }
+    refused_patch("{\"priority\":\"urgent\"}", LX_EINVAL, "priority must be");
+    refused("{\"name\":\"a\",\"priority\":\"batch\",\"priority\":\"batch\"}", LX_EINVAL,
+            "priority is given twice");
+}
+
 static void test_parse_provider(void **state)
 {
     (void)state;
@@ -604,7 +638,8 @@ static void expect_key_shape(int k)
     want_kind(k, "models", "AZ");
     want_kind(k, "provider", "OZ");
     want_kind(k, "rate_limit", "OZ");
-    assert_int_equal(toks[k].size, 25); /* nothing else */
+    want_kind(k, "priority", "S");
+    assert_int_equal(toks[k].size, 26); /* nothing else */
 }
 
 static char *models_full[] = {"meta-llama/*", "x\"y\\z\n"};
@@ -629,6 +664,7 @@ static lx_key_view_t full_view(void)
     v.key.provider = "{\"order\":[\"a\"]}";
     v.key.created_at = NOW_S;
     v.key.updated_at = NOW_S + 61;
+    v.key.priority = LX_KEY_PRIORITY_BATCH;
     v.usage[LX_PERIOD_TOTAL] = 25500000;
     v.usage[LX_PERIOD_DAY] = 1;
     v.usage[LX_PERIOD_WEEK] = 1500000;
@@ -675,6 +711,7 @@ static void test_key_out(void **state)
     want_value(r, "tpm", "1000");
     want_value(r, "concurrency", "3");
     assert_int_equal(toks[r].size, 3);
+    want_value(0, "priority", "batch");
     free(s);
 
     /* a key with nothing set: nulls */
@@ -693,6 +730,7 @@ static void test_key_out(void **state)
     want_value(0, "models", "null");
     want_value(0, "provider", "null");
     want_value(0, "rate_limit", "null");
+    want_value(0, "priority", "interactive");
     want_value(0, "created_at", "1970-01-01T00:00:01Z");
     free(s);
 }
@@ -1062,14 +1100,14 @@ static void test_round_trip(void **state)
         "{\"name\":\"caf\\u00e9 \\\"q\\\" \\\\\",\"limit\":0.000001,\"limit_reset\":\"daily\","
         "\"expires_at\":\"2030-06-15T12:30:00Z\",\"models\":[\"a/*\",\"*:free\"],"
         "\"provider\":{\"sort\":{\"by\":\"price\",\"partition\":\"none\"}},"
-        "\"rate_limit\":{\"rpm\":1,\"tpm\":2,\"concurrency\":3}}",
+        "\"rate_limit\":{\"rpm\":1,\"tpm\":2,\"concurrency\":3},\"priority\":\"batch\"}",
         "{\"name\":\"x\",\"limit\":null,\"limit_reset\":null,\"expires_at\":null,"
         "\"models\":null,\"provider\":null,\"rate_limit\":null}",
         "{\"name\":\"\xf0\x9f\x99\x82\",\"limit\":999999999.999999,\"limit_reset\":\"monthly\","
         "\"rate_limit\":{\"concurrency\":1000000000}}",
     };
     static const char *const names[] = {"name",   "limit",    "limit_reset", "expires_at",
-                                        "models", "provider", "rate_limit"};
+                                        "models", "provider", "rate_limit",  "priority"};
     for (size_t b = 0; b < sizeof(bodies) / sizeof(bodies[0]); b++) {
         assert_int_equal(parse(bodies[b]), 0);
         lx_key_input_t first = in;
@@ -1087,6 +1125,7 @@ static void test_round_trip(void **state)
         v.key.models = first.models;
         v.key.n_models = first.n_models;
         v.key.provider = first.provider;
+        v.key.priority = first.priority;
         v.key.created_at = NOW_S;
         size_t len;
         char *s = lx_key_json_key(&v, &len);
@@ -1108,7 +1147,8 @@ static void test_round_trip(void **state)
         assert_int_equal(parse(again), 0);
         assert_int_equal(in.set, first.set | LX_KEY_F_LIMIT | LX_KEY_F_LIMIT_RESET |
                                      LX_KEY_F_EXPIRES | LX_KEY_F_MODELS | LX_KEY_F_PROVIDER |
-                                     LX_KEY_F_RATE_LIMIT);
+                                     LX_KEY_F_RATE_LIMIT | LX_KEY_F_PRIORITY);
+        assert_int_equal(in.priority, first.priority);
         assert_string_equal(in.name, first.name);
         assert_int_equal(in.has_limit, first.has_limit);
         assert_int_equal(in.limit, first.limit);
@@ -1145,6 +1185,7 @@ int main(void)
         cmocka_unit_test(test_parse_absurd_limits),
         cmocka_unit_test(test_parse_models_limits),
         cmocka_unit_test(test_parse_provider),
+        cmocka_unit_test(test_parse_priority),
         cmocka_unit_test(test_key_out),
         cmocka_unit_test(test_key_out_edges),
         cmocka_unit_test(test_list_one_deleted),

@@ -156,6 +156,7 @@ static void create_key(void)
     want_value(member(d, "rate_limit"), "rpm", "60");
     want_value(member(d, "rate_limit"), "tpm", "0");
     want_value(member(d, "provider"), "sort", "price");
+    want_value(d, "priority", "interactive"); /* the default */
 }
 
 static void test_create_show_list(void **state)
@@ -205,6 +206,23 @@ static void test_update_disable_delete(void **state)
     assert_int_equal(keys("update", hash, "--limit-reset", "none", NULL), 0);
     read_json(out_text);
     want_value(member(0, "data"), "limit_reset", "null");
+    /* priority: set by update, kept by the next update, shown by show and list */
+    assert_int_equal(keys("update", hash, "--priority", "batch", NULL), 0);
+    read_json(out_text);
+    want_value(member(0, "data"), "priority", "batch");
+    assert_int_equal(keys("update", hash, "--tpm", "5", NULL), 0);
+    read_json(out_text);
+    want_value(member(0, "data"), "priority", "batch");
+    assert_int_equal(keys("show", hash, NULL), 0);
+    read_json(out_text);
+    want_value(member(0, "data"), "priority", "batch");
+    assert_int_equal(keys("create", "--name", "bulk", "--priority=batch", NULL), 0);
+    read_json(strchr(out_text, '\n') + 1);
+    want_value(member(0, "data"), "priority", "batch");
+    char bulk[65];
+    int bh = member(member(0, "data"), "hash");
+    snprintf(bulk, sizeof(bulk), "%.*s", toks[bh].end - toks[bh].start, doc + toks[bh].start);
+    assert_int_equal(keys("delete", bulk, NULL), 0); /* (the lists below count one key) */
 
     assert_int_equal(keys("disable", hash, NULL), 0);
     read_json(out_text);
@@ -254,6 +272,8 @@ static void test_usage_errors(void **state)
     refused(keys("create", "--name", "k", "--rpm", "1.5", NULL), 2, "rate_limit.rpm");
     refused(keys("create", "--name", "k", "--rpm", "60}", NULL), 2, "--rpm");
     refused(keys("create", "--name", "k", "--limit-reset", "yearly", NULL), 2, "limit_reset");
+    refused(keys("create", "--name", "k", "--priority", "high", NULL), 2,
+            "priority must be \"interactive\", \"batch\" or null");
     refused(keys("create", "--name", "k", "--provider", "{", NULL), 2, "--provider");
     refused(keys("create", "--name", "k", "--provider", "{},\"name\":\"x\"", NULL), 2,
             "--provider");
