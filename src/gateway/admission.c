@@ -155,6 +155,7 @@ int lx_gw_bind_key(lx_gw_req_t *r, const char **message)
         r->key = NULL;
         return 401;
     }
+    r->ident.priority = r->key->priority; /* (the admission queue's class: fleet_queue.c) */
     return 0;
 }
 

@@ -44,7 +44,9 @@ static lx_queue_class_t class_of(const lx_gw_req_t *r)
     if (r->ident.who == LX_WHO_CONFIG && r->ident.index < cfg->n_keys &&
         cfg->keys[r->ident.index].priority == LX_CONFIG_PRIORITY_BATCH)
         return LX_QUEUE_BATCH;
-    return LX_QUEUE_INTERACTIVE; /* (stored keys have no priority yet) */
+    if (r->ident.who == LX_WHO_STORED && r->ident.priority == LX_KEY_PRIORITY_BATCH)
+        return LX_QUEUE_BATCH; /* (the stored key's, copied at lx_gw_bind_key) */
+    return LX_QUEUE_INTERACTIVE;
 }
 
 /* The generations of <w> that may hold waiting requests: the current one, then the retired. */

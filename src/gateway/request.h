@@ -48,6 +48,7 @@ enum lx_gw_who {
 
 typedef struct lx_gw_ident {
     uint8_t who;
+    uint8_t priority; /* a stored key's (store/keyset.h), set by lx_gw_bind_key; else 0 */
     uint16_t index;
     uint8_t digest[32];
 } lx_gw_ident_t;
