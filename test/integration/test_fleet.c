@@ -633,6 +633,88 @@ static void test_queue_leave(void **state)
     fleet_stop(f);
 }
 
+/* Creates a stored key through the management API (admin key "admin-secret") with <fields>
+ * after its name; its plaintext into <key>. Then waits until the workers know it. */
+static void create_stored_key(fleet_t *f, const char *name, const char *fields, char key[96])
+{
+    char body[256], raw[1024];
+    snprintf(body, sizeof(body), "{\"name\":\"%s\"%s}", name, fields);
+    int n = snprintf(raw, sizeof(raw),
+                     "POST /api/v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                     "admin-secret\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n"
+                     "%s",
+                     strlen(body), body);
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_request(f->h.port, raw, (size_t)n, &r), 0);
+    if (r.status != 201)
+        fprintf(stderr, "create %s: %d %s\n", name, r.status, r.body);
+    assert_int_equal(r.status, 201);
+    const char *k = strstr(r.body, "\"key\":\"");
+    assert_non_null(k);
+    k += 7;
+    size_t len = strcspn(k, "\"");
+    assert_true(len > 0 && len < 96);
+    memcpy(key, k, len);
+    key[len] = '\0';
+    assert_non_null(strstr(r.body, "\"priority\":\""));
+    lx_harness_resp_free(&r);
+    uint64_t until = lx_harness_now_ms() + 3000;
+    for (int status = 0; status != 200;) {
+        assert_true(lx_harness_now_ms() < until);
+        n = snprintf(raw, sizeof(raw),
+                     "GET /api/v1/key HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n\r\n",
+                     key);
+        assert_int_equal(lx_harness_request(f->h.port, raw, (size_t)n, &r), 0);
+        status = r.status;
+        lx_harness_resp_free(&r);
+        if (status != 200)
+            lx_harness_sleep_ms(5);
+    }
+}
+
+/* A stored key's priority (management API) orders the queue as a configured key's does: a
+ * request of a `batch` key that waits first is served after the `interactive` ones queued
+ * behind it. */
+static void test_queue_stored_priority(void **state)
+{
+    (void)state;
+    uint8_t d[32];
+    char hex[65], auth[256];
+    lx_auth_hash("admin-secret", 12, d);
+    lx_auth_hex(d, hex);
+    snprintf(auth, sizeof(auth), "none\nadmin: {sha256: %s}", hex);
+    fleet_t *f =
+        fleet_start_ex(1, "balance: fleet, queue_size: 8, queue_timeout: 5s", QUEUE_FLEET, auth);
+    char batch[96], inter[96], hdr_b[160], hdr_i[160];
+    create_stored_key(f, "bulk", ",\"priority\":\"batch\"", batch);
+    create_stored_key(f, "chat", ",\"priority\":\"interactive\"", inter);
+    snprintf(hdr_b, sizeof(hdr_b), "Authorization: Bearer %s\r\n", batch);
+    snprintf(hdr_i, sizeof(hdr_i), "Authorization: Bearer %s\r\n", inter);
+    for (int i = 0; i < N_REPS; i++)
+        atomic_store(&f->rep[i]->delay_ms, 300);
+    atomic_store(&arrivals, 0);
+    lx_harness_conn_t c[6];
+    fill_gap(f, c, 60);
+    /* question 3 (batch) waits first, then 4 and 5 (interactive) */
+    send_async(f, &c[3], "/v1/chat/completions", hdr_b, 'q', 3);
+    lx_harness_sleep_ms(20);
+    send_async(f, &c[4], "/v1/chat/completions", hdr_i, 'q', 4);
+    lx_harness_sleep_ms(20);
+    send_async(f, &c[5], "/v1/chat/completions", hdr_i, 'q', 5);
+    lx_harness_sleep_ms(20);
+    assert_int_equal(total_chats(f), 3); /* they wait */
+    for (int i = 0; i < 6; i++)
+        read_status(&c[i], 200, NULL);
+    assert_int_equal(total_chats(f), 6);
+    int order[3] = {atomic_load(&arrival[3]), atomic_load(&arrival[4]), atomic_load(&arrival[5])};
+    if (order[0] != 4 || order[1] != 5 || order[2] != 3) {
+        fprintf(stderr, "left the queue: questions %d %d %d (want 4 5 3)\n", order[0], order[1],
+                order[2]);
+        fail();
+    }
+    fleet_stop(f);
+}
+
 /* /admin/health shows, per row, the in-flight count of all workers, max_in_flight and the
  * server's scraped load with its age. */
 static void test_admin_health(void **state)
@@ -676,11 +758,17 @@ static void test_admin_health(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_affinity),    cmocka_unit_test(test_overloaded),
-        cmocka_unit_test(test_stale),       cmocka_unit_test(test_least_request),
-        cmocka_unit_test(test_round_robin), cmocka_unit_test(test_queue_order),
-        cmocka_unit_test(test_queue_full),  cmocka_unit_test(test_queue_timeout),
-        cmocka_unit_test(test_queue_leave), cmocka_unit_test(test_admin_health),
+        cmocka_unit_test(test_affinity),
+        cmocka_unit_test(test_overloaded),
+        cmocka_unit_test(test_stale),
+        cmocka_unit_test(test_least_request),
+        cmocka_unit_test(test_round_robin),
+        cmocka_unit_test(test_queue_order),
+        cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_queue_timeout),
+        cmocka_unit_test(test_queue_leave),
+        cmocka_unit_test(test_admin_health),
+        cmocka_unit_test(test_queue_stored_priority),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
