@@ -17,6 +17,7 @@
 #include "gateway/gen.h"
 #include "route/health.h"
 #include "route/load_slot.h"
+#include "route/prefix_est.h"
 
 static void respond(lx_http_request_t *req, int rc, const char *ct, size_t ct_len, char *body,
                     size_t len)
@@ -38,8 +39,19 @@ static void opt_u64(lx_strbuf_t *sb, bool has, uint64_t v)
         LX_STRBUF_LIT(sb, "null");
 }
 
+/* The rest of a fleet row: its prefix-hit estimate when there is one, and the closing '}'. */
+static void prefix_est(lx_strbuf_t *sb, const lx_gw_gen_t *g, size_t i, uint64_t now)
+{
+    if (g->health->prefix_est != NULL) {
+        LX_STRBUF_LIT(sb, ",");
+        lx_prefix_est_json(sb, g->health->prefix_est, i, now);
+    }
+    LX_STRBUF_LIT(sb, "}");
+}
+
 /* One row's fleet signals: {"provider","endpoint","model","in_flight","max_in_flight",
- * "server":{"waiting","running","kv_use","scrape_age_ms","fresh"} or null without `metrics`}.
+ * "server":{"waiting","running","kv_use","scrape_age_ms","fresh"} or null without `metrics`,
+ * and under balance fleet "prefix_est" (route/prefix_est.h)}.
  * Names come from the configuration, which allows no quote or backslash in them. */
 static void fleet_row(lx_strbuf_t *sb, const lx_gw_gen_t *g, size_t i,
                       const lx_config_provider_t *pv, uint64_t now)
@@ -61,7 +73,8 @@ static void fleet_row(lx_strbuf_t *sb, const lx_gw_gen_t *g, size_t i,
     LX_STRBUF_LIT(sb, ",\"server\":");
     lx_load_view_t v;
     if (pv == NULL || pv->metrics_path == NULL || !lx_load_slot_read(&g->health->load[i], &v)) {
-        LX_STRBUF_LIT(sb, "null}");
+        LX_STRBUF_LIT(sb, "null");
+        prefix_est(sb, g, i, now);
         return;
     }
     uint64_t stale_ms = 3 * cfg->routing_scrape_interval_ms;
@@ -78,7 +91,8 @@ static void fleet_row(lx_strbuf_t *sb, const lx_gw_gen_t *g, size_t i,
     opt_u64(sb, v.read_ms != 0, now > v.read_ms ? now - v.read_ms : 0);
     LX_STRBUF_LIT(sb, ",\"fresh\":");
     lx_strbuf_str(sb, v.read_ms != 0 && now <= v.read_ms + stale_ms ? "true" : "false");
-    LX_STRBUF_LIT(sb, "}}");
+    LX_STRBUF_LIT(sb, "}");
+    prefix_est(sb, g, i, now);
 }
 
 /* The health JSON with a "fleet" member before its last '}': the balance, this worker's
@@ -90,7 +104,7 @@ static char *with_fleet(lx_gw_worker_t *gw, const char *health, size_t hlen, siz
     size_t n = g->health->n_rows, cap = hlen + 256;
     for (size_t i = 0; i < n; i++) {
         const lx_health_row_key_t *k = lx_health_row_key(g->health->table, i);
-        cap += 384 + strlen(k->provider) + strlen(k->endpoint) + strlen(k->model);
+        cap += 640 + strlen(k->provider) + strlen(k->endpoint) + strlen(k->model);
     }
     char *buf = malloc(cap);
     const lx_config_provider_t **pv = calloc(n + 1, sizeof(*pv)); /* per row */
@@ -151,7 +165,25 @@ void lx_admin_serve_metrics(lx_http_request_t *req, lx_gw_worker_t *gw)
     static const char prom[] = "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n";
     char *body = NULL;
     size_t len = 0;
-    int rc =
-        lx_health_format_metrics(gw->gen->health->table, uv_now(&gw->worker.loop), &body, &len);
+    const lx_gw_health_t *gh = gw->gen->health;
+    uint64_t now = uv_now(&gw->worker.loop);
+    int rc = lx_health_format_metrics(gh->table, now, &body, &len);
+    if (rc == 0 && gh->prefix_est != NULL) { /* balance fleet: the prefix-hit estimate after */
+        char *more = NULL, *both = NULL;
+        size_t mlen = 0;
+        rc = lx_prefix_est_format_metrics(gh->prefix_est, gh->table, now, &more, &mlen);
+        if (rc == 0 && (both = realloc(body, len + mlen + 1)) == NULL)
+            rc = -1;
+        if (both != NULL) {
+            memcpy(both + len, more, mlen + 1);
+            body = both;
+            len += mlen;
+        }
+        free(more);
+        if (rc != 0) {
+            free(body);
+            body = NULL;
+        }
+    }
     respond(req, rc, prom, sizeof(prom) - 1, body, len);
 }

@@ -208,6 +208,7 @@ static int prepare_attempt(lx_gw_req_t *r)
             r->n_attempts--;
             return LX_ETOOBIG;
         }
+        lx_prefix_est_note(gh->prefix_est, row, r->prefix_key, now); /* (NULL: not fleet) */
         r->attempt_start_ns = lx_worker_clock_ns();
         r->in_flight = true;
         r->gen->in_flight[row]++;

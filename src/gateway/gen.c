@@ -65,6 +65,9 @@ static bool fleet_state(lx_gw_health_t *h, const lx_config_t *cfg, size_t n_rout
     h->n_endpoints = n_ep;
     if (h->load == NULL || h->scraping == NULL)
         return false;
+    if (cfg->routing_balance == LX_CONFIG_BALANCE_FLEET &&
+        (h->prefix_est = lx_prefix_est_new(h->n_rows)) == NULL)
+        return false;
     return cfg->routing_balance != LX_CONFIG_BALANCE_FLEET || build_rings(h, cfg, n_routes);
 }
 
@@ -76,6 +79,7 @@ static void health_free(lx_gw_health_t *h)
     free(h->scraping);
     free(h->rings);
     free(h->ring_points);
+    lx_prefix_est_free(h->prefix_est);
     free(h);
 }
 

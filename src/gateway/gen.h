@@ -16,6 +16,7 @@
 #include "route/health.h"
 #include "route/load_slot.h"
 #include "route/plan.h"
+#include "route/prefix_est.h"
 #include "route/queue.h"
 #include "route/ring.h"
 #include "tls/tls.h"
@@ -43,6 +44,8 @@ typedef struct lx_gw_health {
     lx_ring_t *rings;      /* per route (model_base[m] + r), balance fleet only, else NULL: the
                               ring of its provider's endpoints (n_replicas 0 for one endpoint) */
     uint64_t *ring_points; /* the rings' points */
+    lx_prefix_est_t *prefix_est; /* per row: the prefix-hit estimate (route/prefix_est.h),
+                                    balance fleet only, else NULL; written by every worker */
 } lx_gw_health_t;
 
 lx_gw_health_t *lx_gw_health_new(const lx_config_t *cfg, unsigned n_shards,
