@@ -672,6 +672,59 @@ static void create_stored_key(fleet_t *f, const char *name, const char *fields, 
     }
 }
 
+/* The prefix-hit estimate per row: five requests with one system prompt land on one replica,
+ * the first a miss and the four others hits; the other rows saw nothing. /metrics has the
+ * gauge. */
+static void test_prefix_estimate(void **state)
+{
+    (void)state;
+    uint8_t d[32];
+    char hex[65], auth[256];
+    lx_auth_hash("admin-secret", 12, d);
+    lx_auth_hex(d, hex);
+    snprintf(auth, sizeof(auth), "none\nadmin: {sha256: %s}", hex);
+    fleet_t *f = fleet_start_ex(1, "balance: fleet, scrape_interval: 1s", "", auth);
+    scraped(f, 7, 1);
+    int home = send_one(f, 'e', 0);
+    for (int turn = 1; turn < 5; turn++)
+        assert_int_equal(send_one(f, 'e', turn), home);
+    const char get[] = "GET /admin/health HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                       "admin-secret\r\n\r\n";
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_request(f->h.port, get, sizeof(get) - 1, &r), 0);
+    assert_int_equal(r.status, 200);
+    const char *fl = strstr(r.body, "\"fleet\":{\"balance\":\"fleet\"");
+    assert_non_null(fl);
+    for (int i = 0; i < N_REPS; i++) {
+        char needle[200];
+        snprintf(needle, sizeof(needle), "\"endpoint\":\"http://127.0.0.1:%u\"", f->rep[i]->port);
+        const char *row = strstr(fl, needle), *est = row ? strstr(row, "\"prefix_est\":{") : NULL;
+        assert_non_null(est);
+        const char *want = i == home ? "\"prefix_est\":{\"hit_rate\":0.8000,\"hits\":4,"
+                                       "\"requests\":5,"
+                                     : "\"prefix_est\":{\"hit_rate\":null,\"hits\":0,"
+                                       "\"requests\":0,";
+        if (strncmp(est, want, strlen(want)) != 0)
+            fail_msg("replica %d (home %d): %.160s", i, home, est);
+        assert_non_null(strstr(est, i == home ? "\"total_hits\":4,\"total_requests\":5}"
+                                              : "\"total_hits\":0,\"total_requests\":0}"));
+    }
+    lx_harness_resp_free(&r);
+    const char met[] = "GET /metrics HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                       "admin-secret\r\n\r\n";
+    assert_int_equal(lx_harness_request(f->h.port, met, sizeof(met) - 1, &r), 0);
+    assert_int_equal(r.status, 200);
+    char line[256];
+    snprintf(line, sizeof(line),
+             "llmux_fleet_prefix_hit_estimate{provider=\"fleet\",endpoint=\"http://127.0.0.1:%u\","
+             "model=\"m\"} 0.800000\n",
+             f->rep[home]->port);
+    assert_non_null(strstr(r.body, line));
+    assert_non_null(strstr(r.body, "# TYPE llmux_health_score gauge")); /* (still there) */
+    lx_harness_resp_free(&r);
+    fleet_stop(f);
+}
+
 /* A stored key's priority (management API) orders the queue as a configured key's does: a
  * request of a `batch` key that waits first is served after the `interactive` ones queued
  * behind it. */
@@ -769,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_queue_leave),
         cmocka_unit_test(test_admin_health),
         cmocka_unit_test(test_queue_stored_priority),
+        cmocka_unit_test(test_prefix_estimate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
