@@ -83,6 +83,8 @@ typedef struct lx_config_provider {
     uint32_t max_in_flight;    /* per endpoint, all workers: full at this many requests in
                                   flight (routing.balance fleet queues beyond); 0: unknown */
     lx_config_provider_tls_t tls;
+    uint32_t prefix_cache_tokens; /* each endpoint's prefix (KV) cache, tokens: the prefix-hit
+                                     estimate's model (route/prefix_est.h); default 262144 */
 } lx_config_provider_t;
 
 /* One provider serving a model. */

@@ -286,9 +286,10 @@ static void parse_base_url(parser_t *p, lx_config_provider_t *pv, yaml_node_t *n
     }
 }
 
-/* `metrics` (the Prometheus page of each endpoint) and `max_in_flight`. */
+/* `metrics` (the Prometheus page of each endpoint), `max_in_flight` and
+ * `prefix_cache_tokens`. */
 static void parse_fleet(parser_t *p, lx_config_provider_t *pv, yaml_node_t *metrics,
-                        yaml_node_t *max_in_flight, const char *where)
+                        yaml_node_t *max_in_flight, yaml_node_t *cache, const char *where)
 {
     char what[64];
     uint64_t v;
@@ -304,19 +305,32 @@ static void parse_fleet(parser_t *p, lx_config_provider_t *pv, yaml_node_t *metr
         lx_cfg_get_uint(p, max_in_flight, lx_cfg_join(what, sizeof(what), where, "max_in_flight"),
                         0, 1000000, &v))
         pv->max_in_flight = (uint32_t)v;
+    pv->prefix_cache_tokens = 262144;
+    if (cache != NULL &&
+        lx_cfg_get_uint(p, cache, lx_cfg_join(what, sizeof(what), where, "prefix_cache_tokens"),
+                        1024, 16000000, &v))
+        pv->prefix_cache_tokens = (uint32_t)v;
 }
 
 static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
 {
     lx_config_t *cfg = p->cfg;
     lx_config_provider_t *pv = &cfg->providers[index];
-    field_t f[] = {{"name", true, NULL, NULL},       {"base_url", true, NULL, NULL},
-                   {"endpoints", false, NULL, NULL}, {"api_key", false, NULL, NULL},
-                   {"headers", false, NULL, NULL},   {"max_connections", false, NULL, NULL},
-                   {"timeouts", false, NULL, NULL},  {"data_collection", false, NULL, NULL},
-                   {"zdr", false, NULL, NULL},       {"probe", false, NULL, NULL},
-                   {"tls", false, NULL, NULL},       {"max_idle_connections", false, NULL, NULL},
-                   {"metrics", false, NULL, NULL},   {"max_in_flight", false, NULL, NULL}};
+    field_t f[] = {{"name", true, NULL, NULL},
+                   {"base_url", true, NULL, NULL},
+                   {"endpoints", false, NULL, NULL},
+                   {"api_key", false, NULL, NULL},
+                   {"headers", false, NULL, NULL},
+                   {"max_connections", false, NULL, NULL},
+                   {"timeouts", false, NULL, NULL},
+                   {"data_collection", false, NULL, NULL},
+                   {"zdr", false, NULL, NULL},
+                   {"probe", false, NULL, NULL},
+                   {"tls", false, NULL, NULL},
+                   {"max_idle_connections", false, NULL, NULL},
+                   {"metrics", false, NULL, NULL},
+                   {"max_in_flight", false, NULL, NULL},
+                   {"prefix_cache_tokens", false, NULL, NULL}};
     char where[32], what[64];
     uint64_t v;
 
@@ -372,7 +386,7 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
     }
     if (f[10].value != NULL)
         lx_cfg_parse_provider_tls(p, pv, f[10].value, where);
-    parse_fleet(p, pv, f[12].value, f[13].value, where);
+    parse_fleet(p, pv, f[12].value, f[13].value, f[14].value, where);
 }
 
 void lx_cfg_parse_providers(parser_t *p, yaml_node_t *n)

@@ -331,6 +331,7 @@ static void test_fleet_settings(void **state)
     assert_int_equal(cfg->routing_queue_timeout_ms, 5000);
     assert_null(cfg->providers[0].metrics_path);
     assert_int_equal(cfg->providers[0].max_in_flight, 0);
+    assert_int_equal(cfg->providers[0].prefix_cache_tokens, 262144);
     assert_true(cfg->routing_affinity_slack == 0.5);
     assert_int_equal(cfg->routing_affinity_eps_milli, 500);
     lx_config_unref(cfg);
@@ -359,7 +360,7 @@ static void test_fleet_settings(void **state)
                  "listen: 127.0.0.1:8080\n"
                  "providers:\n"
                  "  - {name: p, base_url: \"http://127.0.0.1:9000/v1\", metrics: /metrics,\n"
-                 "     max_in_flight: 8}\n"
+                 "     max_in_flight: 8, prefix_cache_tokens: 65536}\n"
                  "models: [{id: m, context_length: 100, providers: [{provider: p}]}]\n"
                  "auth:\n"
                  "  keys:\n"
@@ -376,6 +377,7 @@ static void test_fleet_settings(void **state)
         assert_int_equal(cfg->routing_queue_timeout_ms, 2000);
         assert_string_equal(cfg->providers[0].metrics_path, "/metrics");
         assert_int_equal(cfg->providers[0].max_in_flight, 8);
+        assert_int_equal(cfg->providers[0].prefix_cache_tokens, 65536);
         assert_int_equal(cfg->keys[0].priority, LX_CONFIG_PRIORITY_INTERACTIVE);
         assert_int_equal(cfg->keys[1].priority, LX_CONFIG_PRIORITY_BATCH);
         assert_int_equal(cfg->keys[2].priority, LX_CONFIG_PRIORITY_INTERACTIVE);
@@ -405,6 +407,11 @@ static void test_fleet_settings(void **state)
                  "models: [{id: m, context_length: 100, providers: [{provider: p}]}]\n"
                  "auth: none\n",
                  "providers[0].max_in_flight");
+    expect_error("listen: 127.0.0.1:8080\nproviders:\n  - name: p\n"
+                 "    base_url: http://127.0.0.1:9000/v1\n    prefix_cache_tokens: 100\n"
+                 "models: [{id: m, context_length: 100, providers: [{provider: p}]}]\n"
+                 "auth: none\n",
+                 "providers[0].prefix_cache_tokens");
     expect_error(MINIMAL "auth:\n  keys:\n    - {name: a, sha256: "
                          "0000000000000000000000000000000000000000000000000000000000000000, "
                          "priority: urgent}\n",
