@@ -59,7 +59,7 @@ static int prepare_attempt(lx_gw_req_t *r);
 
 /* balance fleet: the ring key of the request's prompt prefix (its first 256 bytes), seeded
  * with its first plan entry's model; 0 without a prompt. */
-static uint64_t prefix_key(const lx_gw_req_t *r, const lx_http_request_t *req)
+static uint64_t prefix_key(lx_gw_req_t *r, const lx_http_request_t *req)
 {
     const lx_config_t *cfg = r->gen->cfg;
     if (cfg->routing_balance != LX_CONFIG_BALANCE_FLEET || r->n_plan == 0)
@@ -68,6 +68,7 @@ static uint64_t prefix_key(const lx_gw_req_t *r, const lx_http_request_t *req)
     lx_prefix_t p;
     if (!lx_prefix_of_body(req->body.ptr, &r->scan, lx_prefix_seed(model, strlen(model)), 1, &p))
         return 0;
+    r->prefix_len = p.len; /* (route/prefix_est.h) */
     return p.key;
 }
 
@@ -208,7 +209,7 @@ static int prepare_attempt(lx_gw_req_t *r)
             r->n_attempts--;
             return LX_ETOOBIG;
         }
-        lx_prefix_est_note(gh->prefix_est, row, r->prefix_key, now); /* (NULL: not fleet) */
+        lx_prefix_est_note(gh->prefix_est, row, r->prefix_key, r->prefix_len, now); /* or NULL */
         r->attempt_start_ns = lx_worker_clock_ns();
         r->in_flight = true;
         r->gen->in_flight[row]++;

@@ -80,6 +80,7 @@ typedef struct lx_gw_req {
     int32_t pin_ep;        /* session stickiness: the endpoint for the first entry, or -1 */
     uint64_t session;      /* hash of the session id; 0 without one */
     uint64_t prefix_key;   /* balance fleet: the prompt prefix's ring key (llm/prefix.h); 0 */
+    uint32_t prefix_len;   /* ... and the prompt's bytes (the prefix-hit estimate's volume) */
     int16_t full_pos;      /* the first plan entry whose replicas were all full, or -1 */
     bool queued;           /* it waited in an admission queue (it does not wait twice) */
     lx_queue_node_t qnode; /* in gen->queues[plan[full_pos].model] while it waits */

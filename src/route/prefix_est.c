@@ -14,10 +14,14 @@
 #define EP_MASK  ((UINT64_C(1) << EP_BITS) - 1)
 #define CNT_BITS 20
 #define CNT_MAX  ((UINT64_C(1) << CNT_BITS) - 1)
+#define SEQ_BITS 20 /* a slot word's volume mark (units of LX_PREFIX_EST_UNIT bytes) */
+#define SEQ_MASK ((UINT64_C(1) << SEQ_BITS) - 1)
 
 _Static_assert((LX_PREFIX_EST_SLOTS & (LX_PREFIX_EST_SLOTS - 1)) == 0,
                "LX_PREFIX_EST_SLOTS is a power of two");
 _Static_assert(EP_BITS + 2 * CNT_BITS == 64, "a window word is full");
+_Static_assert(LX_PREFIX_EST_CACHE_MAX / LX_PREFIX_EST_UNIT < SEQ_MASK / 2,
+               "the horizon fits a slot word's volume mark");
 
 lx_prefix_est_t *lx_prefix_est_new(size_t n_rows)
 {
@@ -30,7 +34,19 @@ lx_prefix_est_t *lx_prefix_est_new(size_t n_rows)
     }
     memset(e->rows, 0, size); /* (all-zero bytes: every atomic 0) */
     e->n_rows = n_rows;
+    for (size_t i = 0; i < n_rows; i++)
+        lx_prefix_est_set_cache(e, i, LX_PREFIX_EST_CACHE_BYTES);
     return e;
+}
+
+void lx_prefix_est_set_cache(lx_prefix_est_t *e, size_t row, uint64_t bytes)
+{
+    if (e == NULL || row >= e->n_rows)
+        return;
+    bytes = bytes < LX_PREFIX_EST_UNIT        ? LX_PREFIX_EST_UNIT
+            : bytes > LX_PREFIX_EST_CACHE_MAX ? LX_PREFIX_EST_CACHE_MAX
+                                              : bytes;
+    e->rows[row].horizon = (uint32_t)(bytes / LX_PREFIX_EST_UNIT);
 }
 
 void lx_prefix_est_free(lx_prefix_est_t *e)
@@ -82,12 +98,21 @@ static void window_add(_Atomic uint64_t *w, uint64_t ep, bool hit)
                                                     memory_order_relaxed));
 }
 
-bool lx_prefix_est_note(lx_prefix_est_t *e, size_t row, uint64_t key, uint64_t now_ms)
+bool lx_prefix_est_note(lx_prefix_est_t *e, size_t row, uint64_t key, uint32_t prompt_bytes,
+                        uint64_t now_ms)
 {
     if (e == NULL || key == 0 || row >= e->n_rows)
         return false;
     lx_prefix_est_row_t *r = &e->rows[row];
-    bool hit = atomic_exchange_explicit(&r->slots[slot_of(key)], key, memory_order_relaxed) == key;
+    /* the prompt text sent to the row before this one (units of LX_PREFIX_EST_UNIT bytes), and
+     * the slot word: the key's top 43 bits (with a mark, so no word is 0) over the low SEQ_BITS
+     * of the volume at this prompt's end */
+    uint64_t units = prompt_bytes / LX_PREFIX_EST_UNIT + 1;
+    uint64_t at = atomic_fetch_add_explicit(&r->volume, units, memory_order_relaxed);
+    uint64_t word = ((key >> (SEQ_BITS + 1)) | UINT64_C(1) << (63 - SEQ_BITS)) << SEQ_BITS |
+                    ((at + units) & SEQ_MASK);
+    uint64_t old = atomic_exchange_explicit(&r->slots[slot_of(key)], word, memory_order_relaxed);
+    bool hit = old >> SEQ_BITS == word >> SEQ_BITS && ((at - old) & SEQ_MASK) <= r->horizon;
     uint64_t ep = (now_ms / LX_PREFIX_EST_WINDOW_MS) & EP_MASK;
     window_add(&r->win[ep & 1], ep, hit);
     atomic_fetch_add_explicit(&r->requests, 1, memory_order_relaxed);
@@ -177,11 +202,13 @@ static const struct {
 } prom[] = {
     {"llmux_fleet_prefix_hit_estimate", "gauge",
      "Share of the requests sent to the endpoint in the last 10 to 20 s whose prompt prefix "
-     "llmux had sent there before (an estimate: server evictions are not seen)."},
+     "llmux had sent there with at most the server's cache (prefix_cache_tokens) of other "
+     "prompts since (an estimate: the server's evictions are not seen)."},
     {"llmux_fleet_prefix_requests_total", "counter",
      "Requests with a prompt prefix sent to the endpoint (balance fleet)."},
     {"llmux_fleet_prefix_hits_estimated_total", "counter",
-     "Of them, those whose prompt prefix llmux had sent there before."},
+     "Of them, those whose prompt prefix llmux had sent there with at most the server's cache "
+     "of other prompts since."},
 };
 
 int lx_prefix_est_format_metrics(const lx_prefix_est_t *e, const lx_health_t *h, uint64_t now_ms,

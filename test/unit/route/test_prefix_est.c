@@ -22,7 +22,8 @@
 
 #include "route/prefix_est.h"
 
-#define W LX_PREFIX_EST_WINDOW_MS
+#define W     LX_PREFIX_EST_WINDOW_MS
+#define SMALL 100 /* bytes of a prompt: one unit of volume */
 
 static uint64_t next_key(uint64_t *s)
 {
@@ -47,14 +48,14 @@ static void test_hit_where_sent(void **state)
     lx_prefix_est_t *e = lx_prefix_est_new(3);
     assert_non_null(e);
     uint64_t t = 50 * W + 10;
-    assert_false(lx_prefix_est_note(e, 0, 42, t));
-    assert_true(lx_prefix_est_note(e, 0, 42, t));
-    assert_true(lx_prefix_est_note(e, 0, 42, t + 1));
-    assert_false(lx_prefix_est_note(e, 1, 42, t)); /* another endpoint never got it */
-    assert_false(lx_prefix_est_note(e, 0, 43, t));
-    assert_false(lx_prefix_est_note(e, 0, 0, t)); /* no prompt */
-    assert_false(lx_prefix_est_note(e, 3, 42, t));
-    assert_false(lx_prefix_est_note(NULL, 0, 42, t));
+    assert_false(lx_prefix_est_note(e, 0, 42, SMALL, t));
+    assert_true(lx_prefix_est_note(e, 0, 42, SMALL, t));
+    assert_true(lx_prefix_est_note(e, 0, 42, SMALL, t + 1));
+    assert_false(lx_prefix_est_note(e, 1, 42, SMALL, t)); /* another endpoint never got it */
+    assert_false(lx_prefix_est_note(e, 0, 43, SMALL, t));
+    assert_false(lx_prefix_est_note(e, 0, 0, SMALL, t)); /* no prompt */
+    assert_false(lx_prefix_est_note(e, 3, 42, SMALL, t));
+    assert_false(lx_prefix_est_note(NULL, 0, 42, SMALL, t));
     lx_prefix_est_view_t v = view(e, 0, t + 2);
     assert_int_equal(v.requests, 4);
     assert_int_equal(v.hits, 2);
@@ -79,9 +80,9 @@ static void test_window(void **state)
     (void)state;
     lx_prefix_est_t *e = lx_prefix_est_new(1);
     uint64_t t0 = 10 * W;
-    lx_prefix_est_note(e, 0, 1, t0);     /* window 10: miss */
-    lx_prefix_est_note(e, 0, 1, t0 + 5); /* hit */
-    lx_prefix_est_note(e, 0, 2, t0 + W); /* window 11: miss */
+    lx_prefix_est_note(e, 0, 1, SMALL, t0);     /* window 10: miss */
+    lx_prefix_est_note(e, 0, 1, SMALL, t0 + 5); /* hit */
+    lx_prefix_est_note(e, 0, 2, SMALL, t0 + W); /* window 11: miss */
     lx_prefix_est_view_t v = view(e, 0, t0 + W + W / 2);
     assert_int_equal(v.requests, 3);
     assert_int_equal(v.hits, 1);
@@ -96,10 +97,52 @@ static void test_window(void **state)
     assert_int_equal(v.total_requests, 3);
     assert_int_equal(v.total_hits, 1);
     /* window 12's word (parity of 10) replaces window 10's */
-    assert_true(lx_prefix_est_note(e, 0, 1, t0 + 2 * W));
+    assert_true(lx_prefix_est_note(e, 0, 1, SMALL, t0 + 2 * W));
     v = view(e, 0, t0 + 2 * W);
     assert_int_equal(v.requests, 2);
     assert_int_equal(v.hits, 1);
+    lx_prefix_est_free(e);
+}
+
+/* A key counts as cached while at most LX_PREFIX_EST_CACHE_BYTES of other prompt text went to
+ * its endpoint since it was last sent there, not after: a key sent once long ago (a spill) is
+ * not a hit. Other endpoints' traffic does not age it; one huge prompt ages it at once. */
+static void test_horizon(void **state)
+{
+    (void)state;
+    const uint32_t big = 64 * LX_PREFIX_EST_UNIT - 1; /* 64 units */
+    const int fit = LX_PREFIX_EST_CACHE_BYTES / LX_PREFIX_EST_UNIT / 64;
+    lx_prefix_est_t *e = lx_prefix_est_new(2);
+    uint64_t s = 99, t = W, k = next_key(&s);
+    assert_false(lx_prefix_est_note(e, 0, k, big, t));
+    uint64_t others[16];
+    for (int i = 0; i < 16; i++) {
+        others[i] = next_key(&s);
+        lx_prefix_est_note(e, 0, others[i], big, t);
+        assert_true(lx_prefix_est_note(e, 0, k, big, t)); /* (so none took k's slot) */
+    }
+    for (int i = 0; i < fit; i++)
+        lx_prefix_est_note(e, 0, others[i % 16], big, t);
+    for (int i = 0; i < 1000; i++)
+        lx_prefix_est_note(e, 1, others[i % 16], big, t); /* another endpoint */
+    assert_true(lx_prefix_est_note(e, 0, k, big, t));     /* exactly the cache's worth since */
+    for (int i = 0; i < fit + 1; i++)
+        lx_prefix_est_note(e, 0, others[i % 16], big, t);
+    assert_false(lx_prefix_est_note(e, 0, k, big, t)); /* one prompt more: gone */
+    assert_true(lx_prefix_est_note(e, 0, k, big, t));  /* (and sent again now) */
+    lx_prefix_est_note(e, 0, others[0], LX_PREFIX_EST_CACHE_BYTES, t);
+    assert_false(lx_prefix_est_note(e, 0, k, SMALL, t)); /* one huge prompt pushed it out */
+    /* a row's own cache size (providers' prefix_cache_tokens): 64 units here */
+    lx_prefix_est_set_cache(e, 1, 64 * LX_PREFIX_EST_UNIT);
+    lx_prefix_est_note(e, 1, k, SMALL, t);
+    lx_prefix_est_note(e, 1, others[0], big, t);
+    assert_true(lx_prefix_est_note(e, 1, k, SMALL, t));
+    lx_prefix_est_note(e, 1, others[0], big, t);
+    lx_prefix_est_note(e, 1, others[1], SMALL, t);
+    assert_false(lx_prefix_est_note(e, 1, k, SMALL, t));
+    lx_prefix_est_set_cache(e, 1, 0); /* (clamped to one unit: the same prompt again only) */
+    assert_true(lx_prefix_est_note(e, 1, k, SMALL, t));
+    lx_prefix_est_set_cache(e, 9, 0); /* (out of range: nothing) */
     lx_prefix_est_free(e);
 }
 
@@ -109,9 +152,9 @@ static void test_lagging_clock(void **state)
     (void)state;
     lx_prefix_est_t *e = lx_prefix_est_new(1);
     uint64_t t = 20 * W;
-    lx_prefix_est_note(e, 0, 5, t);
-    lx_prefix_est_note(e, 0, 5, t);
-    lx_prefix_est_note(e, 0, 5, t - 2 * W); /* window 18: same parity as 20 */
+    lx_prefix_est_note(e, 0, 5, SMALL, t);
+    lx_prefix_est_note(e, 0, 5, SMALL, t);
+    lx_prefix_est_note(e, 0, 5, SMALL, t - 2 * W); /* window 18: same parity as 20 */
     lx_prefix_est_view_t v = view(e, 0, t);
     assert_int_equal(v.requests, 2);
     assert_int_equal(v.hits, 1);
@@ -121,8 +164,9 @@ static void test_lagging_clock(void **state)
 }
 
 /* Two keys of one endpoint that share a slot replace each other: sent in turn, every one is a
- * miss (the documented underestimate). 256 keys sent in turn to one endpoint: each is
- * remembered when none of the 255 others took its slot, (511/512)^255 = 61% (156 keys). */
+ * miss (the documented underestimate). 48 keys sent in turn to one endpoint (within the
+ * horizon): each is remembered when none of the 47 others took its slot, (511/512)^47 = 91%
+ * (44 keys). */
 static void test_slot_sharing(void **state)
 {
     (void)state;
@@ -130,27 +174,27 @@ static void test_slot_sharing(void **state)
     uint64_t s = 7, a = next_key(&s), b = 0, t = W;
     for (int i = 0; i < 100000 && b == 0; i++) {
         uint64_t c = next_key(&s);
-        lx_prefix_est_note(e, 0, a, t);
-        lx_prefix_est_note(e, 0, c, t);
-        if (!lx_prefix_est_note(e, 0, a, t))
+        lx_prefix_est_note(e, 0, a, SMALL, t);
+        lx_prefix_est_note(e, 0, c, SMALL, t);
+        if (!lx_prefix_est_note(e, 0, a, SMALL, t))
             b = c; /* c took a's slot */
     }
     assert_true(b != 0);
     for (int i = 0; i < 10; i++) {
-        assert_false(lx_prefix_est_note(e, 0, b, t));
-        assert_false(lx_prefix_est_note(e, 0, a, t));
+        assert_false(lx_prefix_est_note(e, 0, b, SMALL, t));
+        assert_false(lx_prefix_est_note(e, 0, a, SMALL, t));
     }
     lx_prefix_est_free(e);
 
     e = lx_prefix_est_new(1);
-    uint64_t keys[256];
-    for (int i = 0; i < 256; i++)
-        lx_prefix_est_note(e, 0, keys[i] = next_key(&s), t);
+    uint64_t keys[48];
+    for (int i = 0; i < 48; i++)
+        lx_prefix_est_note(e, 0, keys[i] = next_key(&s), SMALL, t);
     int hits = 0;
-    for (int i = 0; i < 256; i++)
-        hits += lx_prefix_est_note(e, 0, keys[i], t);
-    printf("256 keys on one endpoint, sent twice: %d remembered\n", hits);
-    assert_true(hits >= 120 && hits <= 190);
+    for (int i = 0; i < 48; i++)
+        hits += lx_prefix_est_note(e, 0, keys[i], SMALL, t);
+    printf("48 keys on one endpoint, sent twice: %d remembered\n", hits);
+    assert_true(hits >= 36 && hits <= 48);
     lx_prefix_est_free(e);
 }
 
@@ -161,7 +205,7 @@ static void test_saturation(void **state)
     lx_prefix_est_t *e = lx_prefix_est_new(1);
     const uint64_t max = (1u << 20) - 1;
     for (uint64_t i = 0; i < max + 5; i++)
-        lx_prefix_est_note(e, 0, 9, 3 * W);
+        lx_prefix_est_note(e, 0, 9, SMALL, 3 * W);
     lx_prefix_est_view_t v = view(e, 0, 3 * W);
     assert_int_equal(v.requests, max);
     assert_int_equal(v.hits, max - 1);
@@ -177,7 +221,7 @@ static void *noter(void *arg)
 {
     uint64_t s = (uintptr_t)arg, hits = 0;
     for (int i = 0; i < THREAD_NOTES; i++)
-        hits += lx_prefix_est_note(shared, 0, 1 + next_key(&s) % 64, 7 * W);
+        hits += lx_prefix_est_note(shared, 0, 1 + next_key(&s) % 16, SMALL, 7 * W);
     return (void *)(uintptr_t)hits;
 }
 
@@ -201,7 +245,7 @@ static void test_threads(void **state)
     assert_int_equal(v.total_requests, 2 * THREAD_NOTES);
     assert_int_equal(v.hits, told);
     assert_int_equal(v.total_hits, told);
-    assert_true(told > 2 * THREAD_NOTES - 1000); /* 64 keys: almost all hits */
+    assert_true(told > 2 * THREAD_NOTES - 1000); /* 16 keys: almost all hits */
     lx_prefix_est_free(shared);
 }
 
@@ -215,10 +259,10 @@ static void test_format(void **state)
     assert_non_null(h);
     lx_prefix_est_t *e = lx_prefix_est_new(2);
     uint64_t t = 4 * W;
-    lx_prefix_est_note(e, 0, 11, t);
-    lx_prefix_est_note(e, 0, 11, t);
-    lx_prefix_est_note(e, 0, 11, t);
-    lx_prefix_est_note(e, 0, 12, t);
+    lx_prefix_est_note(e, 0, 11, SMALL, t);
+    lx_prefix_est_note(e, 0, 11, SMALL, t);
+    lx_prefix_est_note(e, 0, 11, SMALL, t);
+    lx_prefix_est_note(e, 0, 12, SMALL, t);
 
     char buf[512];
     lx_strbuf_t sb = lx_strbuf_make(buf, sizeof(buf));
@@ -265,9 +309,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hit_where_sent), cmocka_unit_test(test_window),
-        cmocka_unit_test(test_lagging_clock),  cmocka_unit_test(test_slot_sharing),
-        cmocka_unit_test(test_saturation),     cmocka_unit_test(test_threads),
-        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_lagging_clock),  cmocka_unit_test(test_horizon),
+        cmocka_unit_test(test_slot_sharing),   cmocka_unit_test(test_saturation),
+        cmocka_unit_test(test_threads),        cmocka_unit_test(test_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
