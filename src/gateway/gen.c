@@ -68,6 +68,13 @@ static bool fleet_state(lx_gw_health_t *h, const lx_config_t *cfg, size_t n_rout
     if (cfg->routing_balance == LX_CONFIG_BALANCE_FLEET &&
         (h->prefix_est = lx_prefix_est_new(h->n_rows)) == NULL)
         return false;
+    for (size_t m = 0; h->prefix_est != NULL && m < cfg->n_models; m++)
+        for (size_t r = 0; r < cfg->models[m].n_routes; r++) {
+            const lx_config_provider_t *pv = &cfg->providers[cfg->models[m].routes[r].provider];
+            uint64_t tokens = pv->prefix_cache_tokens ? pv->prefix_cache_tokens : 262144;
+            for (size_t j = 0; j < pv->n_endpoints; j++) /* (about 4 bytes a token) */
+                lx_prefix_est_set_cache(h->prefix_est, lx_gw_row(h, m, r, j), 4 * tokens);
+        }
     return cfg->routing_balance != LX_CONFIG_BALANCE_FLEET || build_rings(h, cfg, n_routes);
 }
 
