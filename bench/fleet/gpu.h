@@ -132,6 +132,8 @@ typedef struct {
     const char *affinity_eps;   /* routing.affinity_eps, NULL: llmux's default */
     const char *scrape_interval;
     uint16_t mock_ports[GB_REPLICAS];
+    uint32_t prefix_cache_tokens; /* providers[].prefix_cache_tokens (the replicas' cache); 0
+                                     leaves it out */
 } gb_proxy_opts_t;
 
 /* Writes the target's config, starts it as a child and waits (10 s at most) until it answers
@@ -139,6 +141,13 @@ typedef struct {
 int gb_target_start(int target, const gb_proxy_opts_t *o, uint16_t port);
 /* Stops the running child: SIGTERM, SIGKILL after 5 s. Async-signal-safe. */
 void gb_target_stop(void);
+
+/* ---- llmux's prefix-hit estimate (gpu_est.c) ---- */
+
+/* Sums, over the endpoints, llmux's llmux_fleet_prefix_requests_total and
+ * llmux_fleet_prefix_hits_estimated_total from the target's /metrics; 0, or -1 when it has
+ * none (not llmux, not balance fleet, no answer). */
+int gb_llmux_prefix_est(uint16_t port, uint64_t *requests, uint64_t *hits);
 /* What the target's column runs, for the report (e.g. "routing.balance: fleet"). */
 const char *gb_target_desc(int target, const gb_proxy_opts_t *o);
 

@@ -76,18 +76,23 @@ typedef struct {
     double loadavg; /* the machine's 1-minute load average at the run's start */
     double share[GB_REPLICAS];
     uint32_t peak_wait[GB_REPLICAS];
+    double est; /* llmux's prefix-hit estimate over the window (gpu_est.c); -1 when none */
+    uint64_t est_requests;
 } res_t;
 
 static long token_mismatch; /* --check: completed answers whose chunks != max_tokens */
 static lx_mock_gpu_stats_t snap[2][GB_REPLICAS];
 static bool snapped[2];
+static uint64_t est_snap[2][2]; /* per edge: llmux's estimated requests, hits */
+static bool est_ok[2];
 
 static void on_window(gb_run_t *r, int edge)
 {
-    (void)r;
     for (int i = 0; i < GB_REPLICAS; i++)
         lx_mock_gpu_stats(reps[i], &snap[edge][i]);
     snapped[edge] = true;
+    est_ok[edge] = r->direct_ports == NULL &&
+                   gb_llmux_prefix_est(r->port, &est_snap[edge][0], &est_snap[edge][1]) == 0;
 }
 
 static int cmp_val(const void *a, const void *b)
@@ -161,6 +166,11 @@ static void summarize(const gb_run_t *r, res_t *s)
         s->peak_wait[i] = end[i].max_waiting;
     }
     s->hit = q ? (double)h / (double)q : 0;
+    s->est = -1;
+    if (est_ok[0] && est_ok[1] && est_snap[1][0] > est_snap[0][0]) {
+        s->est_requests = est_snap[1][0] - est_snap[0][0];
+        s->est = (double)(est_snap[1][1] - est_snap[0][1]) / (double)s->est_requests;
+    }
     for (int i = 0; i < GB_REPLICAS; i++) {
         const lx_mock_gpu_stats_t *b = snapped[1] ? &snap[1][i] : &end[i];
         s->share[i] = adm ? (double)(b->admitted - snap[0][i].admitted) / (double)adm : 0;
@@ -197,6 +207,7 @@ static int run_one(int t, int load, const gb_arrival_t *arr, long n, res_t *s)
     memset(s, 0, sizeof(*s));
     memset(snap, 0, sizeof(snap));
     snapped[0] = snapped[1] = false;
+    est_ok[0] = est_ok[1] = false;
     if (reset_replicas() != 0) {
         fprintf(stderr, "llmux-fleet-gpu: the replicas did not reset\n");
         return -1;
@@ -306,6 +317,31 @@ static void report_detail(out_t *o, int load, int t, const res_t *s)
     for (int i = 0; i < GB_REPLICAS; i++)
         outf(o, "%s%u", i ? "/" : " ", s->peak_wait[i]);
     outf(o, " | %.1f | %.1f |\n", s->lag_p99, s->loadavg);
+}
+
+/* llmux's own prefix-hit estimate beside the replicas' measured hit rate, for the runs that
+ * have one (balance fleet). */
+static void report_estimate(out_t *o, res_t (*res)[GB_T_COUNT])
+{
+    bool any = false;
+    for (int l = 0; l < opt.n_loads; l++)
+        for (int t = 0; t < GB_T_COUNT; t++)
+            any |= res[l][t].ran && res[l][t].est >= 0;
+    if (!any)
+        return;
+    outf(o, "\nllmux's prefix-hit estimate (`llmux_fleet_prefix_hits_estimated_total` / "
+            "`llmux_fleet_prefix_requests_total` from its /metrics over the window: requests "
+            "whose first 256-byte prompt block llmux had sent to that replica with at most the "
+            "replicas' cache, `prefix_cache_tokens` = cache_blocks x block_tokens, of other "
+            "prompts since) beside the replicas' measured hit rate (tokens):\n\n| load | target | "
+            "requests | estimate | "
+            "measured |\n|---|---|---|---|---|\n");
+    for (int l = 0; l < opt.n_loads; l++)
+        for (int t = 0; t < GB_T_COUNT; t++)
+            if (res[l][t].ran && res[l][t].est >= 0)
+                outf(o, "| %.0f%% | %s | %llu | %.1f%% | %.1f%% |\n", opt.loads[l],
+                     gb_target_name[t], (unsigned long long)res[l][t].est_requests,
+                     100 * res[l][t].est, 100 * res[l][t].hit);
 }
 
 /* The schedule of a load depends on its percentage only (not on the other loads run). */
@@ -464,6 +500,7 @@ static void report(out_t *o, res_t (*res)[GB_T_COUNT], const gb_capacity_t *cap,
         for (int t = 0; t < GB_T_COUNT; t++)
             if (opt.targets >> t & 1)
                 report_detail(o, l, t, &res[l][t]);
+    report_estimate(o, res);
     report_targets(o, res);
 }
 
@@ -742,6 +779,7 @@ static int setup(void)
         }
         popt.mock_ports[i] = lx_mock_port(reps[i]);
     }
+    popt.prefix_cache_tokens = gpu.cache_blocks * gpu.block_tokens; /* (what a replica holds) */
     return 0;
 }
 

@@ -108,6 +108,8 @@ static void write_llmux(FILE *f, int t, const gb_proxy_opts_t *o, uint16_t port)
         fprintf(f, "    metrics: /metrics\n");
         if (o->max_in_flight > 0)
             fprintf(f, "    max_in_flight: %d\n", o->max_in_flight);
+        if (o->prefix_cache_tokens > 0) /* (the prefix-hit estimate's model, gpu_est.c) */
+            fprintf(f, "    prefix_cache_tokens: %u\n", o->prefix_cache_tokens);
     }
     fprintf(
         f,
