@@ -344,6 +344,10 @@ char *lx_key_json_current(const lx_key_view_t *v, bool management, size_t *len)
                "\"workspace_id\":\"\",\"free_model_daily_requests\":{\"limit\":-1,"
                "\"remaining\":-1,\"used\":0}");
     current_rate_limit(&o, &v->key.limits);
+    if (v->key.priority == LX_KEY_PRIORITY_BATCH) /* (llmux's: the admission queue's class) */
+        OB_LIT(&o, ",\"priority\":\"batch\"");
+    else
+        OB_LIT(&o, ",\"priority\":\"interactive\"");
     OB_LIT(&o, "}}");
     return ob_finish(&o, len);
 }

@@ -121,6 +121,10 @@ static void answer_key(keys_call_t *c)
     char *stored_name = v->key.name;
     if (v->from_config) /* (the name is the configuration's, which the store does not know) */
         v->key.name = (char *)lx_gw_ident_name(cfg, &c->ident, NULL);
+    if (c->ident.who == LX_WHO_CONFIG && c->ident.index < cfg->n_keys)
+        v->key.priority = cfg->keys[c->ident.index].priority == LX_CONFIG_PRIORITY_BATCH
+                              ? LX_KEY_PRIORITY_BATCH
+                              : LX_KEY_PRIORITY_INTERACTIVE;
     size_t len;
     char *body = lx_key_json_current(v, c->ident.who == LX_WHO_MANAGEMENT, &len);
     v->key.name = stored_name;

@@ -51,6 +51,7 @@
     "  keys:\n"                                                                                    \
     "    - name: static\n"                                                                         \
     "      sha256: %s\n"                                                                           \
+    "      priority: batch\n"                                                                      \
     "admin:\n"                                                                                     \
     "  sha256: %s\n"                                                                               \
     "  keys:\n"                                                                                    \
@@ -278,6 +279,12 @@ static void test_create_use_delete(void **state)
     assert_true(json_num(r.body, "usage") > 0);
     assert_true(json_num(r.body, "limit_remaining") < 5);
     assert_non_null(strstr(r.body, "\"is_management_key\":false"));
+    assert_non_null(strstr(r.body, "\"priority\":\"interactive\""));
+    lx_harness_resp_free(&r);
+    /* a configuration key's own priority */
+    assert_int_equal(call("GET", "/api/v1/key", "sk-static", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"priority\":\"batch\""));
     lx_harness_resp_free(&r);
 
     /* GET /keys/{hash}: OpenRouter's Key */

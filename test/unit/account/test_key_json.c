@@ -852,6 +852,12 @@ static void test_current(void **state)
     want_value(r, "rpm", "60");
     want_value(r, "tpm", "1000");
     want_value(r, "concurrency", "3");
+    want_value(d, "priority", "batch");
+    free(s);
+    v.key.priority = LX_KEY_PRIORITY_INTERACTIVE;
+    s = lx_key_json_current(&v, false, &len);
+    read_doc(s, len);
+    want_value(want_kind(0, "data", "O"), "priority", "interactive");
     free(s);
 
     memset(&v, 0, sizeof(v));
