@@ -13,7 +13,8 @@
 
 #include "llm/body.h"
 
-/* Top-level members llmux recognizes; from M_MODELS on, consumed (removed upstream). */
+/* Top-level members llmux recognizes; from M_MODELS on, consumed (removed upstream); those
+ * from M_MAX_TOKENS to M_BEST_OF are recorded and forwarded as they are (body_ref.c). */
 enum lx_body_member {
     M_NONE,
     M_MODEL,

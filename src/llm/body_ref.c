@@ -214,6 +214,8 @@ static int ref_member(struct ref *r, enum lx_body_member m, const lx_json_token_
     bool null = v->type == LX_JSON_NULL, obj = v->type == LX_JSON_OBJECT;
     bool str = v->type == LX_JSON_STRING;
     int rc;
+    if (m >= M_MAX_TOKENS && m <= M_BEST_OF) /* (max_tokens ... best_of, user among them) */
+        return ref_recorded(r, m, v, end);
     switch (m) {
     case M_MODEL:
         if (!str)
@@ -279,12 +281,6 @@ static int ref_member(struct ref *r, enum lx_body_member m, const lx_json_token_
         if (!obj)
             return lx_body_fail(scan, LX_EJSON, "'usage' must be an object");
         return ref_options(r, m, end);
-    case M_MAX_TOKENS:
-    case M_MAX_COMPLETION_TOKENS:
-    case M_N:
-    case M_BEST_OF:
-    case M_USER:
-        return ref_recorded(r, m, v, end);
     default: /* M_NONE (the prompt's members go to ref_prompt()) */
         break;
     }
