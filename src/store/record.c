@@ -74,7 +74,9 @@ lx_record_t *lx_record_new(void)
     /* everything but the attempts zeroed: those below n_attempts are written whole, the others
      * are never read (3.4 KB of the 4.3 KB not written on every request) */
     lx_record_t *r = malloc(sizeof(*r));
-    if (r != NULL)
+    if (r != NULL) {
         memset(r, 0, offsetof(lx_record_t, attempts));
+        r->pool = 0;
+    }
     return r;
 }

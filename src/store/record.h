@@ -55,6 +55,8 @@ typedef struct lx_record {
     uint32_t generation_ms; /* first byte to the end */
     uint8_t n_attempts;
     lx_record_attempt_t attempts[LX_RECORD_ATTEMPTS];
+    uint16_t pool; /* private: 1 + the lane of the worker pool it returns to (store.h:
+                    * lx_record_pool_t), 0 none (freed once committed) */
 } lx_record_t;
 
 /*

@@ -4,6 +4,7 @@
  */
 #include "store/store_int.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,10 @@ static int store_new(const lx_store_opts_t *opts, lx_store_t **out)
         s->opts.retention_s = DEFAULT_RETENTION_S;
     atomic_init(&s->rec_in, NULL);
     atomic_init(&s->job_in, NULL);
+    for (size_t i = 0; i < LX_STORE_POOL_LANES; i++) {
+        atomic_init(&s->lanes[i].head, NULL);
+        atomic_init(&s->lanes[i].taken, 0);
+    }
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -129,6 +134,74 @@ void lx_store_record(lx_store_t *s, lx_record_t *rec)
                                                   memory_order_relaxed));
 }
 
+lx_record_t *lx_store_record_get(lx_store_t *s, lx_record_pool_t *p)
+{
+    if (p->lane >= LX_STORE_POOL_LANES)
+        return lx_record_new();
+    struct store_lane *l = &s->lanes[p->lane];
+    lx_record_t *r = p->free;
+    if (r == NULL) {
+        /* (what this worker took so far, so that the store thread knows what the lane holds) */
+        atomic_store_explicit(&l->taken, p->taken, memory_order_relaxed);
+        r = atomic_exchange_explicit(&l->head, NULL, memory_order_acquire);
+    }
+    if (r == NULL) { /* (a new one is not counted in taken: it never was in the lane) */
+        if ((r = lx_record_new()) != NULL)
+            r->pool = (uint16_t)(p->lane + 1);
+        return r;
+    }
+    p->free = r->next;
+    p->taken++;
+    memset(r, 0, offsetof(lx_record_t, attempts));
+    r->pool = (uint16_t)(p->lane + 1);
+    return r;
+}
+
+void lx_store_record_put(lx_record_pool_t *p, lx_record_t *rec)
+{
+    if (rec == NULL)
+        return;
+    if (rec->pool == 0 || rec->pool - 1u != p->lane) {
+        free(rec);
+        return;
+    }
+    rec->next = p->free;
+    p->free = rec;
+    p->taken--; /* (taken again later, it counts once; a new one counts 0) */
+}
+
+void lx_record_pool_dispose(lx_record_pool_t *p)
+{
+    while (p->free != NULL) {
+        lx_record_t *r = p->free;
+        p->free = r->next;
+        free(r);
+    }
+}
+
+/* On the store thread: a committed record goes back to its worker's lane unless the lane
+ * holds LX_STORE_POOL_MAX already (what the worker has not taken back, counted from its last
+ * take: never fewer than the lane holds). */
+void store_record_done(lx_store_t *s, lx_record_t *r)
+{
+    unsigned lane = r->pool - 1u;
+    if (r->pool == 0 || lane >= LX_STORE_POOL_LANES) {
+        free(r);
+        return;
+    }
+    struct store_lane *l = &s->lanes[lane];
+    if (l->given - atomic_load_explicit(&l->taken, memory_order_relaxed) >= LX_STORE_POOL_MAX) {
+        free(r);
+        return;
+    }
+    l->given++;
+    lx_record_t *head = atomic_load_explicit(&l->head, memory_order_relaxed);
+    do
+        r->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&l->head, &head, r, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
 void lx_store_submit(lx_store_t *s, lx_store_job_t *job)
 {
     lx_store_job_t *head = atomic_load_explicit(&s->job_in, memory_order_relaxed);
@@ -186,6 +259,14 @@ void lx_store_close(lx_store_t *s)
     if (s->stmt[ST_INSERT_GEN] != NULL)
         store_flush_final(s);
     store_keys_free(s);
+    for (size_t i = 0; i < LX_STORE_POOL_LANES; i++) {
+        lx_record_t *r = atomic_load(&s->lanes[i].head);
+        while (r != NULL) {
+            lx_record_t *next = r->next;
+            free(r);
+            r = next;
+        }
+    }
     lx_keyset_unref(s->snap);
     store_db_close(s);
     pthread_cond_destroy(&s->cv);

@@ -101,6 +101,30 @@ void lx_store_record(lx_store_t *s, lx_record_t *rec);
 /* Zeroed but for attempts[]: write the first n_attempts whole. NULL when out of memory. */
 lx_record_t *lx_record_new(void);
 
+/*
+ * A worker's records come back to it. The store thread hands each committed record that came
+ * from a pool to its lane (a lock-free stack per lane; the worker takes the whole stack with
+ * one exchange when its own list is empty), so records are allocated, reused and freed by the
+ * thread that writes them: none is freed into another thread's heap. (Freed by the store
+ * thread, a commit's thousand records went back to the worker's malloc arena at once, glibc
+ * trimmed its top with madvise, and the worker faulted the pages in again: system time on
+ * both threads.) A lane holds at most LX_STORE_POOL_MAX records the worker has not taken
+ * back; past that the store thread frees them. One pool per worker thread, used by it only.
+ */
+#define LX_STORE_POOL_LANES 256 /* lanes 0..255, the workers (record.h) */
+#define LX_STORE_POOL_MAX   4096
+typedef struct lx_record_pool {
+    lx_record_t *free; /* records taken back, not yet handed out again */
+    uint64_t taken;    /* records handed out from the lane's returns (less those put back) */
+    unsigned lane;     /* the worker's lane; >= LX_STORE_POOL_LANES: no pool */
+} lx_record_pool_t;
+/* As lx_record_new, from <p> when it has one. */
+lx_record_t *lx_store_record_get(lx_store_t *s, lx_record_pool_t *p);
+/* A record of <p> that is not queued (the request ended unrecorded) goes back to it. */
+void lx_store_record_put(lx_record_pool_t *p, lx_record_t *rec);
+/* Frees the records <p> holds (the worker's end; the lane's stack is freed by lx_store_close). */
+void lx_record_pool_dispose(lx_record_pool_t *p);
+
 /* ---- jobs: key management and queries, run on the store thread ---- */
 
 enum lx_store_job_kind {

@@ -54,6 +54,14 @@ struct lx_store {
     _Atomic(lx_record_t *) rec_in;
     _Atomic(lx_store_job_t *) job_in;
 
+    /* committed records going back to their workers (store.h: lx_record_pool_t); one cache
+     * line per lane: the store thread pushes, the worker takes all */
+    struct store_lane {
+        _Alignas(64) _Atomic(lx_record_t *) head;
+        _Atomic uint64_t taken; /* the worker's lx_record_pool_t.taken at its last take */
+        uint64_t given;         /* records pushed to the lane (the store thread's) */
+    } lanes[LX_STORE_POOL_LANES];
+
     /* the thread */
     pthread_t thread;
     bool started, stopped;
@@ -99,6 +107,7 @@ void store_set_health(lx_store_t *s, int rc, const char *what);
 void store_drain_records(lx_store_t *s);
 int store_commit_pending(lx_store_t *s);
 void store_flush_final(lx_store_t *s);
+void store_record_done(lx_store_t *s, lx_record_t *r); /* committed: to its pool, or freed */
 void store_job_error(lx_store_job_t *job, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int store_db_error(lx_store_t *s, lx_store_job_t *job, int rc, const char *what);

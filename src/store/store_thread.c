@@ -408,7 +408,7 @@ static int commit_batch(lx_store_t *s)
     while (n-- > 0) {
         lx_record_t *done = s->pend_head;
         s->pend_head = done->next;
-        free(done);
+        store_record_done(s, done);
         s->n_pend--;
     }
     if (s->pend_head == NULL)

@@ -148,7 +148,8 @@ static void test_record_fields_roundtrip(void **state)
     assert_non_null(g);
     copy.next = NULL;
     g->next = NULL;
-    assert_memory_equal(g, &copy, sizeof(copy)); /* every field, attempts included */
+    /* every field, attempts included (not the private pool lane, nor the padding after it) */
+    assert_memory_equal(g, &copy, offsetof(lx_record_t, pool));
     lx_store_job_dispose(&job);
     lx_store_close(s);
     tdir_remove(&t);
@@ -390,10 +391,71 @@ static void test_retention_under_load(void **state)
     tdir_remove(&t);
 }
 
+static int ptr_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Records from a worker's pool come back to it once committed, zeroed, at most
+ * LX_STORE_POOL_MAX of them (the rest are freed); one put back is handed out again. */
+static void test_record_pool(void **state)
+{
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_t *s = start(t.db, 0);
+    enum { N = LX_STORE_POOL_MAX + 5 };
+    lx_record_pool_t pool = {.lane = 3};
+    lx_record_t **made = malloc(N * sizeof(*made));
+    assert_non_null(made);
+    int64_t now = lx_clock_now_us();
+    for (int i = 0; i < N; i++) /* (all made before any is queued: none comes back yet) */
+        assert_non_null(made[i] = lx_store_record_get(s, &pool));
+    for (int i = 0; i < N; i++) {
+        lx_record_t *r = made[i];
+        lx_record_t *f = t_record("", HASH_A, now, 1);
+        snprintf(f->id, sizeof(f->id), "pool-%d", i);
+        f->pool = r->pool;
+        memcpy(r, f, offsetof(lx_record_t, attempts));
+        r->pool = f->pool;
+        free(f);
+        lx_store_record(s, r);
+    }
+    qsort(made, N, sizeof(*made), ptr_cmp);
+    int64_t t0 = t_mono_ms();
+    while (t_query_i64(t.db, "SELECT count(*) FROM usage") != N && t_mono_ms() - t0 < 10000)
+        t_sleep_ms(5);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage"), N);
+    t_sleep_ms(300); /* (the store hands them back right after the commit) */
+    lx_record_t **got = malloc(N * sizeof(*got));
+    assert_non_null(got);
+    int n = 0;
+    do { /* (the first take empties the lane into the pool's own list) */
+        lx_record_t *r = got[n++] = lx_store_record_get(s, &pool);
+        assert_non_null(bsearch(&r, made, N, sizeof(*made), ptr_cmp));
+        assert_int_equal(r->key_hash[0], '\0');
+        assert_int_equal(r->cost, 0);
+        assert_int_equal(r->pool, 4);
+    } while (pool.free != NULL && n < N);
+    assert_int_equal(n, LX_STORE_POOL_MAX); /* (the 5 past the bound were freed) */
+    assert_int_equal(pool.taken, LX_STORE_POOL_MAX);
+    lx_store_record_put(&pool, got[0]);
+    assert_ptr_equal(lx_store_record_get(s, &pool), got[0]);
+    for (int i = 0; i < n; i++)
+        free(got[i]);
+    free(got);
+    free(made);
+    lx_record_pool_dispose(&pool);
+    lx_store_close(s);
+    tdir_remove(&t);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_within_interval),
+        cmocka_unit_test(test_record_pool),
         cmocka_unit_test(test_stop_loses_nothing),
         cmocka_unit_test(test_record_fields_roundtrip),
         cmocka_unit_test(test_generation_waits_then_not_found),
