@@ -286,7 +286,7 @@ static int refuse(lx_gw_req_t *r, const lx_admit_t *a, char *msg, size_t cap)
 /* The record's fields known at admission. */
 static void record_open(lx_gw_req_t *r, const lx_http_request_t *req, int64_t now_us)
 {
-    lx_record_t *rec = lx_record_new();
+    lx_record_t *rec = lx_store_record_get(r->gw->gw->store, &r->gw->rec_pool);
     if (rec == NULL)
         return; /* (out of memory: the request goes on unrecorded, the log says so) */
     const lx_config_t *cfg = r->gen->cfg;
@@ -460,6 +460,6 @@ void lx_gw_release(lx_gw_req_t *r)
 {
     if (r->hold.ledger != NULL)
         lx_store_settle(r->gw->gw->store, &r->hold, 0, 0, lx_clock_now_us());
-    free(r->rec);
+    lx_store_record_put(&r->gw->rec_pool, r->rec);
     r->rec = NULL;
 }

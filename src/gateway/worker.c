@@ -169,6 +169,7 @@ void lx_gw_worker_on_start(lx_worker_t *w, void *arg)
     if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
         seed = uv_hrtime();
     gw->gen_tick = lx_store_seq_floor(gw->gw->store);
+    gw->rec_pool.lane = w->id;
     gw->rng = seed ^ 0x6a09e667f3bcc909ull;
     lx_list_init(&gw->probes);
     lx_list_init(&gw->scrapes);
@@ -240,6 +241,7 @@ void lx_gw_worker_free_state(lx_gw_worker_t *gw)
     free(gw->listeners);
     free(gw->listen_fds);
     lx_sessions_free(&gw->sessions);
+    lx_record_pool_dispose(&gw->rec_pool);
     while (gw->n_req_cache > 0)
         free(gw->req_cache[--gw->n_req_cache]);
     if (gw->alog != NULL) {

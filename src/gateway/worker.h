@@ -17,6 +17,7 @@
 #include "http/http_server.h"
 #include "net/listener.h"
 #include "net/worker.h"
+#include "store/store.h"
 #include "obs/log.h"
 #include "route/session.h"
 #include "store/keyset.h"
@@ -42,6 +43,7 @@ typedef struct lx_gw_worker {
     lx_access_log_t *alog;
     uint64_t gen_tick; /* the last X-Generation-Id tick of this worker's lane (store/record.h) */
     lx_auth_cache_t auth_cache; /* the digests of the keys seen last (gateway/auth.h) */
+    lx_record_pool_t rec_pool;  /* usage records the store gave back (store/store.h) */
     uint64_t rng;               /* routing's random state */
     lx_sessions_t sessions;     /* session stickiness (route/session.h) */
     lx_list_t probes;           /* active probes running on this worker */
