@@ -438,13 +438,28 @@ static int lock_file(lx_store_t *s, char *err, size_t errcap)
     return 0;
 }
 
+/* Before SQLite's first use in the process: no memory statistics (each allocation would take
+ * the global memory mutex to count them; llmux never reads them). A process that used SQLite
+ * before gets SQLITE_MISUSE here, harmlessly. */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+static void sqlite_setup(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int store_db_open(lx_store_t *s, char *err, size_t errcap)
 {
     create_private(s->path);
     int lrc = lock_file(s, err, errcap);
     if (lrc != 0)
         return lrc;
-    int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    /* NOMUTEX: one thread uses the connection at a time (the caller until lx_store_start, then
+     * the store thread, then the caller of lx_store_close after it joined), so SQLite's
+     * per-connection mutexes (two lock/unlock pairs per call, ~1,000 instructions a record)
+     * guard nothing */
+    (void)pthread_once(&sqlite_once, sqlite_setup);
+    int rc = sqlite3_open_v2(
+        s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK)
         return open_error(s->path, s->db, rc, "opening", err, errcap);
     if ((rc = pragmas(s)) != SQLITE_OK)
