@@ -26,7 +26,7 @@
 #include "store/period.h"
 #include "store/record.h"
 
-#define LX_STORE_SCHEMA_VERSION 3 /* the schema this binary writes; migrations lead up to it */
+#define LX_STORE_SCHEMA_VERSION 4 /* the schema this binary writes; migrations lead up to it */
 #define LX_STORE_EINPROGRESS    1 /* lx_store_admit: the answer comes through the callback */
 
 typedef struct lx_store lx_store_t;

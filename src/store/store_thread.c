@@ -110,106 +110,119 @@ static size_t put_escaped(char *out, size_t cap, const char *v)
     return i + lx_json_escape(out + i, cap - i, v + i, strlen(v + i), NULL);
 }
 
-/* ,"<key>": (the comma when <comma>) at <out>; its length. */
-static size_t put_key(char *out, const char *key, bool comma)
+/* ,"<key>": at <out> (<kl> bytes of key); its length. */
+static size_t put_key(char *out, const char *key, size_t kl)
 {
-    size_t kl = strlen(key), n = 0;
-    if (comma)
-        out[n++] = ',';
-    out[n++] = '"';
-    memcpy(out + n, key, kl);
-    n += kl;
-    out[n++] = '"';
-    out[n++] = ':';
-    return n;
+    out[0] = ',';
+    out[1] = '"';
+    memcpy(out + 2, key, kl);
+    out[kl + 2] = '"';
+    out[kl + 3] = ':';
+    return kl + 4;
 }
 
-/* ,"<key>":"<escaped v>" (the comma when <comma>) at <out>; its length. */
-static size_t json_str(char *out, size_t cap, const char *key, const char *v, bool comma)
+/* ,"<key>":"<escaped v>" at <out>; its length. */
+static size_t json_str(char *out, size_t cap, const char *key, size_t kl, const char *v)
 {
-    size_t n = put_key(out, key, comma);
+    size_t n = put_key(out, key, kl);
     out[n++] = '"';
     n += put_escaped(out + n, cap - n - 2, v);
     out[n++] = '"';
     return n;
 }
 
-/* ,"<key>":<v> (the comma when <comma>) at <out>; its length. */
-static size_t json_int(char *out, const char *key, int64_t v, bool comma)
+/* ,"<key>":<v> at <out>; its length. */
+static size_t json_int(char *out, const char *key, size_t kl, int64_t v)
 {
-    size_t n = put_key(out, key, comma);
+    size_t n = put_key(out, key, kl);
     lx_strbuf_t b = lx_strbuf_make(out + n, 21); /* (INT64_MIN has 20 characters) */
     lx_strbuf_i64(&b, v);
     return n + lx_strbuf_len(&b, out + n);
 }
 
-/* The record as one JSON object (the `record` column; the view `usage` spells it out as the
- * columns of schema v1, names alike). Written with the strbuf writers, not printf: this runs
- * once per record. Room: every string escaped at six bytes per byte, and the rest. */
-#define RECORD_JSON_MAX (6 * sizeof(lx_record_t) + 2048)
-static size_t record_json(const lx_record_t *r, char *out)
+/* A member unless its value is the default (the view `usage` gives the default back). */
+#define STR(key, v)                                                                                \
+    ((v)[0] != '\0' ? json_str(out + n, cap - n, key, sizeof(key) - 1, v) : (size_t)0)
+#define INT(key, v, dflt) ((v) != (dflt) ? json_int(out + n, key, sizeof(key) - 1, v) : (size_t)0)
+
+/* An attempt: provider, endpoint and model only when they differ from the record's (the
+ * served ones). Its length. */
+static size_t attempt_json(const lx_record_t *r, const lx_record_attempt_t *a, char *out,
+                           size_t cap)
 {
-    size_t n = 0, cap = RECORD_JSON_MAX;
-    const struct {
-        const char *key, *v;
-    } strs[] = {
-        {"id", r->id},
-        {"key_hash", r->key_hash},
-        {"key_name", r->key_name},
-        {"model_asked", r->model_asked},
-        {"model", r->model},
-        {"provider", r->provider},
-        {"endpoint", r->endpoint},
-        {"api", r->api},
-        {"request_id", r->request_id},
-        {"session_id", r->session_id},
-        {"user", r->user},
-        {"finish_reason", r->finish_reason},
-        {"upstream_id", r->upstream_id},
-    };
-    const struct {
-        const char *key;
-        int64_t v;
-    } nums[] = {
-        {"created_at_us", r->created_at_us},
-        {"prompt_tokens", r->prompt_tokens},
-        {"completion_tokens", r->completion_tokens},
-        {"cached_tokens", r->cached_tokens},
-        {"reasoning_tokens", r->reasoning_tokens},
-        {"cost", r->cost},
-        {"reserved", r->reserved},
-        {"usage_known", r->usage_known},
-        {"streamed", r->streamed},
-        {"cancelled", r->cancelled},
-        {"status", r->status},
-        {"latency_ms", r->latency_ms},
-        {"ttft_ms", r->ttft_ms},
-        {"generation_ms", r->generation_ms},
-    };
-    out[n++] = '{';
-    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
-        n += json_str(out + n, cap - n, strs[i].key, strs[i].v, i > 0);
-    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
-        n += json_int(out + n, nums[i].key, nums[i].v, true);
-    memcpy(out + n, ",\"attempts\":[", 13);
-    n += 13;
-    for (unsigned i = 0; i < r->n_attempts && i < LX_RECORD_ATTEMPTS; i++) {
-        const lx_record_attempt_t *a = &r->attempts[i];
-        if (i > 0)
-            out[n++] = ',';
-        out[n++] = '{';
-        n += json_str(out + n, cap - n, "provider", a->provider, false);
-        n += json_str(out + n, cap - n, "endpoint", a->endpoint, true);
-        n += json_str(out + n, cap - n, "model", a->model, true);
-        n += json_str(out + n, cap - n, "outcome", a->outcome, true);
-        n += json_int(out + n, "status", a->status, true);
-        n += json_int(out + n, "ms", a->ms, true);
-        out[n++] = '}';
-    }
-    out[n++] = ']';
+    size_t n = 0;
+    if (strcmp(a->provider, r->provider) != 0)
+        n += json_str(out + n, cap - n, "p", 1, a->provider);
+    if (strcmp(a->endpoint, r->endpoint) != 0)
+        n += json_str(out + n, cap - n, "e", 1, a->endpoint);
+    if (strcmp(a->model, r->model) != 0)
+        n += json_str(out + n, cap - n, "m", 1, a->model);
+    n += STR("o", a->outcome);
+    n += INT("s", a->status, 0);
+    n += INT("ms", a->ms, 0);
+    if (n == 0)
+        out[n++] = ',';
+    out[0] = '{'; /* (over the first member's comma) */
     out[n++] = '}';
     return n;
 }
+
+/* The record as one JSON object (the `record` column): short member names, and no member whose
+ * value is its default (schema v3, store_db.c; the view `usage` spells it out as the columns of
+ * schema v1). Written with the strbuf writers, not printf: this runs once per record. <named>:
+ * its id is not the canonical form of its number (else the number gives it back). Room: every
+ * string escaped at six bytes per byte, and the rest. */
+#define RECORD_JSON_MAX (6 * sizeof(lx_record_t) + 2048)
+static size_t record_json(const lx_record_t *r, bool named, char *out)
+{
+    size_t n = 0, cap = RECORD_JSON_MAX;
+    if (named)
+        n += json_str(out + n, cap - n, "id", 2, r->id);
+    n += STR("k", r->key_hash);
+    n += STR("kn", r->key_name);
+    if (strcmp(r->model_asked, r->model) != 0) /* (absent: the model served) */
+        n += json_str(out + n, cap - n, "ma", 2, r->model_asked);
+    n += STR("m", r->model);
+    n += STR("p", r->provider);
+    n += STR("e", r->endpoint);
+    n += STR("a", r->api);
+    n += STR("r", r->request_id);
+    n += STR("si", r->session_id);
+    n += STR("u", r->user);
+    n += STR("f", r->finish_reason);
+    n += STR("ui", r->upstream_id);
+    n += INT("t", r->created_at_us, 0);
+    n += INT("pt", r->prompt_tokens, -1);
+    n += INT("ct", r->completion_tokens, -1);
+    n += INT("ch", r->cached_tokens, -1);
+    n += INT("rt", r->reasoning_tokens, -1);
+    n += INT("c", r->cost, 0);
+    n += INT("rs", r->reserved, 0);
+    n += INT("uk", r->usage_known, 0);
+    n += INT("st", r->streamed, 0);
+    n += INT("cx", r->cancelled, 0);
+    n += INT("s", r->status, 0);
+    n += INT("l", r->latency_ms, 0);
+    n += INT("tf", r->ttft_ms, 0);
+    n += INT("g", r->generation_ms, 0);
+    if (r->n_attempts > 0) {
+        n += put_key(out + n, "at", 2);
+        out[n++] = '[';
+        for (unsigned i = 0; i < r->n_attempts && i < LX_RECORD_ATTEMPTS; i++) {
+            if (i > 0)
+                out[n++] = ',';
+            n += attempt_json(r, &r->attempts[i], out + n, cap - n);
+        }
+        out[n++] = ']';
+    }
+    if (n == 0)
+        out[n++] = ',';
+    out[0] = '{'; /* (over the first member's comma) */
+    out[n++] = '}';
+    return n;
+}
+#undef STR
+#undef INT
 
 static void bind_text(sqlite3_stmt *st, int i, const char *v)
 {
@@ -334,11 +347,13 @@ static int activity_add(lx_store_t *s, batch_sums_t *u, const lx_record_t *r)
 
 /* The record's number: its id's, or, for an id of another form, one from the store's lane,
  * with the id kept in named_ids (0: that id was recorded before). */
-static int record_seq(lx_store_t *s, const lx_record_t *r, uint64_t *seq)
+static int record_seq(lx_store_t *s, const lx_record_t *r, uint64_t *seq, bool *named)
 {
     size_t len = strlen(r->id);
+    *named = false;
     if (lx_record_id_parse(r->id, len, seq))
         return SQLITE_OK;
+    *named = true;
     uint64_t ms = r->created_at_us > 0 ? (uint64_t)r->created_at_us / 1000 : 0;
     *seq = lx_record_seq_next(&s->store_tick, ms, LX_RECORD_LANE_STORE);
     sqlite3_stmt *st = s->stmt[ST_INSERT_NAMED];
@@ -357,7 +372,8 @@ static int insert_record(lx_store_t *s, const lx_record_t *r, batch_sums_t *u)
 {
     static _Thread_local char js[RECORD_JSON_MAX];
     uint64_t seq = 0;
-    int rc = record_seq(s, r, &seq);
+    bool named = false;
+    int rc = record_seq(s, r, &seq, &named);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_stmt *st = s->stmt[ST_INSERT_GEN];
@@ -368,7 +384,7 @@ static int insert_record(lx_store_t *s, const lx_record_t *r, batch_sums_t *u)
             sqlite3_bind_int64(st, 2, store_hash63(r->upstream_id, ul));
         else
             sqlite3_bind_null(st, 2);
-        sqlite3_bind_text(st, 3, js, (int)record_json(r, js), SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, js, (int)record_json(r, named, js), SQLITE_STATIC);
         rc = sqlite3_step(st);
         sqlite3_reset(st);
         if (rc != SQLITE_DONE)

@@ -181,6 +181,139 @@ static void test_migration_from_v1(void **state)
     tdir_remove(&t);
 }
 
+/* Every column of the view `usage`, every row in seq order, as one text (NULL as "~"). */
+static char *usage_dump(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT * FROM usage ORDER BY seq", -1, &st, NULL),
+                     SQLITE_OK);
+    size_t cap = 1 << 16, n = 0;
+    char *out = calloc(1, cap);
+    assert_non_null(out);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        for (int i = 0; i < sqlite3_column_count(st); i++) {
+            const char *v = (const char *)sqlite3_column_text(st, i);
+            n += (size_t)snprintf(out + n, cap - n, "%s=%s|", sqlite3_column_name(st, i),
+                                  v != NULL ? v : "~");
+            assert_true(n < cap);
+        }
+        out[n++] = '\n';
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+/* A file of schema v3: made at the current schema, then its view and rows put back the way v2
+ * and v3 had them (long member names, every member written). */
+static void make_v3_file(const char *path)
+{
+    lx_store_close(open_ok(path));
+    static const char *const sql[] = {
+        "DROP VIEW usage",
+        "CREATE VIEW usage AS SELECT seq,"
+        " record ->> '$.id' AS id, record ->> '$.key_hash' AS key_hash,"
+        " record ->> '$.key_name' AS key_name, record ->> '$.model_asked' AS model_asked,"
+        " record ->> '$.model' AS model, record ->> '$.provider' AS provider,"
+        " record ->> '$.endpoint' AS endpoint, record ->> '$.api' AS api,"
+        " record ->> '$.request_id' AS request_id, record ->> '$.session_id' AS session_id,"
+        " record ->> '$.user' AS user, record ->> '$.finish_reason' AS finish_reason,"
+        " CAST(record ->> '$.created_at_us' AS INTEGER) AS created_at_us,"
+        " CAST(record ->> '$.prompt_tokens' AS INTEGER) AS prompt_tokens,"
+        " CAST(record ->> '$.completion_tokens' AS INTEGER) AS completion_tokens,"
+        " CAST(record ->> '$.cached_tokens' AS INTEGER) AS cached_tokens,"
+        " CAST(record ->> '$.reasoning_tokens' AS INTEGER) AS reasoning_tokens,"
+        " CAST(record ->> '$.cost' AS INTEGER) AS cost,"
+        " CAST(record ->> '$.reserved' AS INTEGER) AS reserved,"
+        " CAST(record ->> '$.usage_known' AS INTEGER) AS usage_known,"
+        " CAST(record ->> '$.streamed' AS INTEGER) AS streamed,"
+        " CAST(record ->> '$.cancelled' AS INTEGER) AS cancelled,"
+        " CAST(record ->> '$.status' AS INTEGER) AS status,"
+        " CAST(record ->> '$.latency_ms' AS INTEGER) AS latency_ms,"
+        " CAST(record ->> '$.ttft_ms' AS INTEGER) AS ttft_ms,"
+        " CAST(record ->> '$.generation_ms' AS INTEGER) AS generation_ms,"
+        " record -> '$.attempts' AS attempts, record ->> '$.upstream_id' AS upstream_id,"
+        " upstream_h FROM generations",
+        /* a request that failed over (the first attempt elsewhere), the model renamed */
+        "INSERT INTO generations VALUES (941969610461151232, NULL, "
+        "'{\"id\":\"gen-0d128c5eb4c00000\","
+        "\"key_hash\":\"h1\",\"key_name\":\"team\",\"model_asked\":\"gpt-4o\",\"model\":"
+        "\"openai/gpt-4o\",\"provider\":\"openai\",\"endpoint\":\"http://o\",\"api\":\"chat\","
+        "\"request_id\":\"r1\",\"session_id\":\"s\\\"1\",\"user\":\"u\",\"finish_reason\":\"stop\","
+        "\"upstream_id\":\"\",\"created_at_us\":1796664448664177,\"prompt_tokens\":21,"
+        "\"completion_tokens\":5,\"cached_tokens\":-1,\"reasoning_tokens\":0,\"cost\":4,"
+        "\"reserved\":90,\"usage_known\":1,\"streamed\":0,\"cancelled\":0,\"status\":200,"
+        "\"latency_ms\":3,\"ttft_ms\":0,\"generation_ms\":0,\"attempts\":[{\"provider\":\"azure\","
+        "\"endpoint\":\"http://a\",\"model\":\"openai/gpt-4o\",\"outcome\":\"error_5xx\","
+        "\"status\":503,\"ms\":17},{\"provider\":\"openai\",\"endpoint\":\"http://o\",\"model\":"
+        "\"openai/gpt-4o\",\"outcome\":\"ok\",\"status\":200,\"ms\":0}]}')",
+        /* an id of another form; nothing served, every default */
+        "INSERT INTO generations VALUES (941969610461151488, 77, '{\"id\":\"chatcmpl-x\","
+        "\"key_hash\":\"\",\"key_name\":\"\",\"model_asked\":\"m\",\"model\":\"\",\"provider\":"
+        "\"\",\"endpoint\":\"\",\"api\":\"chat\",\"request_id\":\"\",\"session_id\":\"\",\"user\":"
+        "\"\",\"finish_reason\":\"\",\"upstream_id\":\"up-1\",\"created_at_us\":0,"
+        "\"prompt_tokens\":-1,\"completion_tokens\":-1,\"cached_tokens\":-1,\"reasoning_tokens\":"
+        "-1,\"cost\":0,\"reserved\":0,\"usage_known\":0,\"streamed\":1,\"cancelled\":1,\"status\":"
+        "0,\"latency_ms\":0,\"ttft_ms\":0,\"generation_ms\":0,\"attempts\":[{\"provider\":\"p\","
+        "\"endpoint\":\"\",\"model\":\"m\",\"outcome\":\"connect\",\"status\":0,\"ms\":0}]}')",
+        "INSERT INTO named_ids VALUES ('chatcmpl-x', 941969610461151488)",
+        /* no attempt recorded */
+        "INSERT INTO generations VALUES (941969610461151744, NULL, "
+        "'{\"id\":\"gen-0d128c5eb4c00200\","
+        "\"key_hash\":\"h2\",\"key_name\":\"k\",\"model_asked\":\"a/b\",\"model\":\"a/b\","
+        "\"provider\":\"p\",\"endpoint\":\"e\",\"api\":\"embeddings\",\"request_id\":\"r3\","
+        "\"session_id\":\"\",\"user\":\"\",\"finish_reason\":\"\",\"upstream_id\":\"\","
+        "\"created_at_us\":5,\"prompt_tokens\":3,\"completion_tokens\":0,\"cached_tokens\":0,"
+        "\"reasoning_tokens\":0,\"cost\":1,\"reserved\":0,\"usage_known\":1,\"streamed\":0,"
+        "\"cancelled\":0,\"status\":200,\"latency_ms\":1,\"ttft_ms\":1,\"generation_ms\":0,"
+        "\"attempts\":[]}')",
+        "UPDATE meta SET value = 3 WHERE key = 'schema_version'",
+        NULL,
+    };
+    for (const char *const *q = sql; *q != NULL; q++)
+        assert_int_equal(t_exec(path, *q), SQLITE_OK);
+}
+
+/* v3 -> v4: the rows' JSON made short, and the view answers exactly what v3's did, column for
+ * column (defaults, an attempt elsewhere, an id of another form, none served). */
+static void test_migration_short_rows(void **state)
+{
+    (void)state;
+    tdir_t t;
+    tdir_make(&t);
+    make_v3_file(t.db);
+    char *before = usage_dump(t.db);
+    assert_non_null(strstr(before, "attempts=[{\"provider\":\"azure\""));
+    int64_t long_bytes = t_query_i64(t.db, "SELECT sum(length(record)) FROM generations");
+    lx_store_close(open_ok(t.db));
+    assert_int_equal(t_query_i64(t.db, "SELECT value FROM meta WHERE key='schema_version'"),
+                     LX_STORE_SCHEMA_VERSION);
+    char *after = usage_dump(t.db);
+    assert_string_equal(after, before);
+    int64_t short_bytes = t_query_i64(t.db, "SELECT sum(length(record)) FROM generations");
+    print_message("v3 rows %lld bytes, v4 %lld\n", (long long)long_bytes, (long long)short_bytes);
+    assert_true(short_bytes * 2 < long_bytes);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM generations WHERE record LIKE"
+                                       " '%key_hash%' OR record LIKE '%\"id\":\"gen-%'"),
+                     0);
+    /* a v1 lookup by its other id still works */
+    lx_store_t *s = open_ok(t.db);
+    lx_store_job_t gen = {.kind = LX_JOB_GENERATION};
+    snprintf(gen.gen_id, sizeof(gen.gen_id), "chatcmpl-x");
+    lx_store_run(s, &gen);
+    assert_int_equal(gen.status, 0);
+    assert_string_equal(gen.record->model_asked, "m");
+    assert_string_equal(gen.record->attempts[0].provider, "p");
+    assert_int_equal(gen.record->prompt_tokens, -1);
+    lx_store_job_dispose(&gen);
+    lx_store_close(s);
+    free(before);
+    free(after);
+    tdir_remove(&t);
+}
+
 /* A gateway's store locks its file: a second gateway is refused, `llmux keys` may share it. */
 static void test_exclusive(void **state)
 {
@@ -471,6 +604,7 @@ int main(void)
         cmocka_unit_test(test_migrations_from_empty),
         cmocka_unit_test(test_migration_from_v1),
         cmocka_unit_test(test_migration_from_v2),
+        cmocka_unit_test(test_migration_short_rows),
         cmocka_unit_test(test_reopen_keeps_keys),
         cmocka_unit_test(test_newer_schema_refused),
         cmocka_unit_test(test_corrupt_refused),
