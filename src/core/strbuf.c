@@ -11,6 +11,34 @@ static const char digit_pairs[201] = "000102030405060708091011121314151617181920
                                      "50515253545556575859606162636465666768697071727374"
                                      "75767778798081828384858687888990919293949596979899";
 
+/* Two digits per step, from the last back to <p>; 32-bit steps once the value fits (a
+ * multiply and a shift each, cheaper than the 64-bit ones). */
+static void put_digits(char *end, uint64_t v)
+{
+    char *p = end;
+    while (v > UINT32_MAX) {
+        unsigned k = (unsigned)(v % 100) * 2;
+        v /= 100;
+        p -= 2;
+        p[0] = digit_pairs[k];
+        p[1] = digit_pairs[k + 1];
+    }
+    uint32_t w = (uint32_t)v;
+    while (w >= 100) {
+        unsigned k = w % 100 * 2;
+        w /= 100;
+        p -= 2;
+        p[0] = digit_pairs[k];
+        p[1] = digit_pairs[k + 1];
+    }
+    if (w >= 10) {
+        p[-2] = digit_pairs[w * 2];
+        p[-1] = digit_pairs[w * 2 + 1];
+    } else {
+        p[-1] = (char)('0' + w);
+    }
+}
+
 void lx_strbuf_u64(lx_strbuf_t *sb, uint64_t v)
 {
     static const uint64_t pow10[20] = {1,
@@ -33,29 +61,20 @@ void lx_strbuf_u64(lx_strbuf_t *sb, uint64_t v)
                                        100000000000000000ull,
                                        1000000000000000000ull,
                                        10000000000000000000ull};
+    /* the digits from the highest set bit: t = floor(bits * log10(2)) (1233 / 4096), one less
+     * when v is below 10^t */
     size_t n = 1;
-    while (n < 20 && v >= pow10[n])
-        n++;
+    if (v >= 10) {
+        size_t t = (size_t)(64 - __builtin_clzll(v)) * 1233 >> 12;
+        n = t + (v >= pow10[t]);
+    }
     if ((size_t)(sb->end - sb->p) < n) {
         sb->overflow = true;
         return;
     }
     /* written in place, from the last digit back */
-    char *p = sb->p + n;
-    sb->p = p;
-    while (v >= 100) {
-        unsigned k = (unsigned)(v % 100) * 2;
-        v /= 100;
-        p -= 2;
-        p[0] = digit_pairs[k];
-        p[1] = digit_pairs[k + 1];
-    }
-    if (v >= 10) {
-        p[-2] = digit_pairs[v * 2];
-        p[-1] = digit_pairs[v * 2 + 1];
-    } else {
-        p[-1] = (char)('0' + v);
-    }
+    sb->p += n;
+    put_digits(sb->p, v);
 }
 
 void lx_strbuf_i64(lx_strbuf_t *sb, int64_t v)
