@@ -96,18 +96,42 @@ void store_drain_records(lx_store_t *s)
     }
 }
 
+/* The length of <v>'s first run of plain printable ASCII (no control byte, DEL, '"', '\\' nor
+ * byte >= 0x80), <len> bytes long: eight bytes a step (a word has such a byte when one of
+ * its bytes is below 0x20, equal to 0x22, 0x5c or 0x7f, or has its top bit), then the rest. */
+static size_t plain_run(const char *v, size_t len)
+{
+#define ONES        UINT64_C(0x0101010101010101)
+#define HIGH        UINT64_C(0x8080808080808080)
+#define ZERO(x)     (((x)-ONES) & ~(x)&HIGH)       /* a byte of x is 0 */
+#define BELOW(x, n) (((x) - (n)*ONES) & ~(x)&HIGH) /* a byte < n (bytes < 0x80) */
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, v + i, 8);
+        if (((w & HIGH) | BELOW(w, 0x20) | ZERO(w ^ (0x22 * ONES)) | ZERO(w ^ (0x5c * ONES)) |
+             ZERO(w ^ (0x7f * ONES))) != 0)
+            break;
+    }
+    while (i < len && v[i] >= 0x20 && v[i] != 0x7f && v[i] != '"' &&
+           v[i] != '\\') /* (char is signed: >= 0x80 stops) */
+        i++;
+    return i;
+#undef ONES
+#undef HIGH
+#undef ZERO
+#undef BELOW
+}
+
 /* <v> escaped at <out>: plain printable ASCII is copied as it is (a record's strings nearly
  * always are), from the first other byte on core/json's escaper decides. Its length. */
 static size_t put_escaped(char *out, size_t cap, const char *v)
 {
-    size_t i = 0;
-    while (v[i] >= 0x20 && v[i] != 0x7f && v[i] != '"' &&
-           v[i] != '\\') /* (char is signed: >= 0x80 stops) */
-        i++;
+    size_t len = strlen(v), i = plain_run(v, len);
     memcpy(out, v, i);
-    if (v[i] == '\0')
+    if (i == len)
         return i;
-    return i + lx_json_escape(out + i, cap - i, v + i, strlen(v + i), NULL);
+    return i + lx_json_escape(out + i, cap - i, v + i, len - i, NULL);
 }
 
 /* ,"<key>": at <out> (<kl> bytes of key); its length. */

@@ -108,6 +108,10 @@ static void test_record_fields_roundtrip(void **state)
     lx_store_t *s = start(t.db, UINT64_C(100) * 365 * 86400);
     lx_record_t *r = t_record("gen-full", HASH_B, 1700000000123456, 42);
     snprintf(r->user, sizeof(r->user), "user \"quoted\"\nnewline");
+    /* (past the writer's first eight-byte words: a quote, a backslash, DEL, a control byte,
+     * UTF-8) */
+    snprintf(r->session_id, sizeof(r->session_id), "0123456789abcdef\"x\\y\x7fz\x01.");
+    snprintf(r->key_name, sizeof(r->key_name), "team-eight-\xc3\xa9t\xc3\xa9");
     snprintf(r->finish_reason, sizeof(r->finish_reason), "stop");
     r->streamed = true;
     r->cancelled = true;
