@@ -174,10 +174,92 @@ static void header_reset(lx_strbuf_t *sb, const char *name, size_t name_len, int
 #define HDR(sb, lit, v)       header_u32((sb), (lit), sizeof(lit) - 1, (v))
 #define HDR_RESET(sb, lit, v) header_reset((sb), (lit), sizeof(lit) - 1, (v))
 
+/* The fast writer (room checked once by the caller: LX_ACCOUNT_HEADERS_MAX bytes). */
+
+/* "<name>: <v>\r\n" at <p>; past its end. */
+static inline char *line_u32(char *p, const char *name, size_t name_len, uint32_t v)
+{
+    memcpy(p, name, name_len);
+    p += name_len;
+    p[0] = ':';
+    p[1] = ' ';
+    lx_strbuf_t b = lx_strbuf_make(p + 2, 10);
+    lx_strbuf_u64(&b, v);
+    p = b.p;
+    p[0] = '\r';
+    p[1] = '\n';
+    return p + 2;
+}
+
+/* A limit's line, as this thread wrote it last for the same value (a key's limits rarely
+ * change; the remaining counts and resets do with every request). */
+typedef struct limit_line {
+    uint32_t v;
+    uint8_t n; /* 0: none yet */
+    char s[48];
+} limit_line_t;
+static _Thread_local limit_line_t limit_lines[2];
+
+static inline char *line_limit(char *p, limit_line_t *c, const char *name, size_t name_len,
+                               uint32_t v)
+{
+    if (c->n == 0 || c->v != v) {
+        c->n = (uint8_t)(line_u32(c->s, name, name_len, v) - c->s);
+        c->v = v;
+    }
+    memcpy(p, c->s, c->n);
+    return p + c->n;
+}
+
+static inline char *line_reset(char *p, const char *name, size_t name_len, int64_t ms)
+{
+    memcpy(p, name, name_len);
+    p += name_len;
+    p[0] = ':';
+    p[1] = ' ';
+    p += 2;
+    if (ms > 0 && ms < 1000) { /* (the common case: "12ms") */
+        lx_strbuf_t b = lx_strbuf_make(p, 3);
+        lx_strbuf_u64(&b, (uint64_t)ms);
+        p = b.p;
+        p[0] = 'm';
+        p[1] = 's';
+        p += 2;
+    } else {
+        p += lx_account_duration(ms, p);
+    }
+    p[0] = '\r';
+    p[1] = '\n';
+    return p + 2;
+}
+
+#define LINE(p, lit, v)        line_u32((p), (lit), sizeof(lit) - 1, (v))
+#define LIMIT(p, c, lit, v)    line_limit((p), (c), (lit), sizeof(lit) - 1, (v))
+#define LINE_RESET(p, lit, ms) line_reset((p), (lit), sizeof(lit) - 1, (ms))
+
+static size_t ratelimit_fast(const lx_ratelimit_view_t *rl, char *buf)
+{
+    char *p = buf;
+    if (rl->limit_requests > 0) {
+        p = LIMIT(p, &limit_lines[0], "x-ratelimit-limit-requests", rl->limit_requests);
+        p = LINE(p, "x-ratelimit-remaining-requests", rl->remaining_requests);
+        p = LINE_RESET(p, "x-ratelimit-reset-requests", rl->reset_requests_ms);
+    }
+    if (rl->limit_tokens > 0) {
+        p = LIMIT(p, &limit_lines[1], "x-ratelimit-limit-tokens", rl->limit_tokens);
+        p = LINE(p, "x-ratelimit-remaining-tokens", rl->remaining_tokens);
+        p = LINE_RESET(p, "x-ratelimit-reset-tokens", rl->reset_tokens_ms);
+    }
+    *p = '\0';
+    return (size_t)(p - buf);
+}
+
 size_t lx_account_ratelimit_headers(const lx_ratelimit_view_t *rl, char *buf, size_t cap)
 {
     if (cap == 0)
         return 0;
+    if (cap >= LX_ACCOUNT_HEADERS_MAX) /* (room for the longest: written without checks) */
+        return ratelimit_fast(rl, buf);
     lx_strbuf_t sb = lx_strbuf_make(buf, cap - 1); /* room for the NUL */
     if (rl->limit_requests > 0) {
         HDR(&sb, "x-ratelimit-limit-requests", rl->limit_requests);
@@ -192,4 +274,14 @@ size_t lx_account_ratelimit_headers(const lx_ratelimit_view_t *rl, char *buf, si
     size_t n = sb.overflow ? 0 : lx_strbuf_len(&sb, buf);
     buf[n] = '\0';
     return n;
+}
+
+void lx_account_ratelimit_append(const lx_ratelimit_view_t *rl, lx_strbuf_t *sb)
+{
+    if ((size_t)(sb->end - sb->p) > LX_ACCOUNT_HEADERS_MAX) {
+        sb->p += ratelimit_fast(rl, sb->p);
+        return;
+    }
+    char tmp[LX_ACCOUNT_HEADERS_MAX];
+    lx_strbuf_mem(sb, tmp, lx_account_ratelimit_headers(rl, tmp, sizeof(tmp)));
 }

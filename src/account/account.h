@@ -49,6 +49,9 @@ int64_t lx_account_cost(const lx_config_route_t *route, int64_t prompt_tokens,
  */
 #define LX_ACCOUNT_HEADERS_MAX 320
 size_t lx_account_ratelimit_headers(const lx_ratelimit_view_t *rl, char *buf, size_t cap);
+/* The same lines appended to <sb> (written in place when it has room; overflow as strbuf). */
+struct lx_strbuf;
+void lx_account_ratelimit_append(const lx_ratelimit_view_t *rl, struct lx_strbuf *sb);
 
 /* A Go-style duration for <ms> ("0s", "12ms", "1s", "1.5s", "6m0s", "1h2m3s") into <buf>
  * (24 bytes suffice: negative is "0s", beyond 999999999999h it saturates). Returns the

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "account/account.h"
+#include "core/strbuf.h"
 #include "store/money.h"
 
 static bool match(const char *pattern, const char *id)
@@ -213,6 +214,42 @@ static void test_duration(void **state)
     assert_duration(INT64_MAX, "999999999999h59m59.999s");
 }
 
+/* The writer for a buffer of LX_ACCOUNT_HEADERS_MAX (no checks, the limit lines remembered per
+ * thread) against the checked one for a smaller buffer: the same bytes, the longest values
+ * included; a changed limit is written anew; appending to a strbuf, with room and without. */
+static void test_headers_fast_equals_checked(void **state)
+{
+    (void)state;
+    const lx_ratelimit_view_t views[] = {
+        {UINT32_MAX, UINT32_MAX, INT64_MAX, UINT32_MAX, UINT32_MAX, INT64_MAX},
+        {10, 9, 999, 1000, 999, 1},
+        {11, 9, 1000, 1000, 999, 0},
+        {11, 0, -5, 1001, 0, 61000},
+        {0, 0, 0, 7, 7, 7},
+    };
+    for (size_t i = 0; i < sizeof(views) / sizeof(views[0]); i++) {
+        char fast[LX_ACCOUNT_HEADERS_MAX], slow[LX_ACCOUNT_HEADERS_MAX];
+        size_t nf = lx_account_ratelimit_headers(&views[i], fast, sizeof(fast));
+        size_t ns = lx_account_ratelimit_headers(&views[i], slow, sizeof(slow) - 1);
+        assert_true(nf > 0);
+        assert_int_equal(nf, ns);
+        assert_string_equal(fast, slow);
+        char limit[64];
+        snprintf(limit, sizeof(limit), "x-ratelimit-limit-tokens: %u\r\n", views[i].limit_tokens);
+        assert_non_null(strstr(fast, limit));
+        char big[LX_ACCOUNT_HEADERS_MAX + 8], small[40];
+        lx_strbuf_t sb = lx_strbuf_make(big, sizeof(big));
+        LX_STRBUF_LIT(&sb, "A: b\r\n");
+        lx_account_ratelimit_append(&views[i], &sb);
+        assert_false(sb.overflow);
+        assert_int_equal(lx_strbuf_len(&sb, big), 6 + nf);
+        assert_memory_equal(big + 6, fast, nf);
+        sb = lx_strbuf_make(small, sizeof(small));
+        lx_account_ratelimit_append(&views[i], &sb);
+        assert_true(sb.overflow || lx_strbuf_len(&sb, small) == 0);
+    }
+}
+
 static void test_headers(void **state)
 {
     (void)state;
@@ -284,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_cost),
         cmocka_unit_test(test_duration),
         cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_headers_fast_equals_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
