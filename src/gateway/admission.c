@@ -343,11 +343,10 @@ int lx_gw_admit(lx_gw_req_t *r, const lx_http_request_t *req, char *msg, size_t 
     return 0;
 }
 
-size_t lx_gw_ratelimit_headers(const lx_gw_req_t *r, char *buf, size_t cap)
+void lx_gw_ratelimit_append(const lx_gw_req_t *r, lx_strbuf_t *sb)
 {
-    if (r->hold.ledger == NULL)
-        return 0;
-    return lx_account_ratelimit_headers(&r->rl, buf, cap);
+    if (r->hold.ledger != NULL)
+        lx_account_ratelimit_append(&r->rl, sb);
 }
 
 /* What the request cost: its usage at the serving route's prices. A served answer whose usage

@@ -46,8 +46,10 @@ void lx_gw_key_rules(const lx_gw_req_t *r, lx_plan_req_t *q);
  * r->refusal filled. */
 int lx_gw_admit(lx_gw_req_t *r, const lx_http_request_t *req, char *msg, size_t cap);
 
-/* The x-ratelimit-* header lines of an admitted request into <buf>; 0 when it has none. */
-size_t lx_gw_ratelimit_headers(const lx_gw_req_t *r, char *buf, size_t cap);
+/* The x-ratelimit-* header lines of an admitted request appended to <sb> (in place); none
+ * when it has none. */
+struct lx_strbuf;
+void lx_gw_ratelimit_append(const lx_gw_req_t *r, struct lx_strbuf *sb);
 
 /* The request ended (proxy on_finish, <code> its finish code): settles its hold at the actual
  * cost and queues its usage record. */

@@ -552,8 +552,7 @@ static void early_commit(api_req_t *ar, const lx_config_t *cfg)
                        "X-Accel-Buffering: no\r\nX-Generation-Id: ");
     lx_strbuf_str(&rb, ar->gen_id);
     LX_STRBUF_LIT(&rb, "\r\n");
-    char rl[LX_ACCOUNT_HEADERS_MAX];
-    lx_strbuf_mem(&rb, rl, lx_gw_ratelimit_headers(ar, rl, sizeof(rl)));
+    lx_gw_ratelimit_append(ar, &rb);
     size_t rn = lx_strbuf_len(&rb, rh);
     ar->stream_head = malloc(rn + 1);
     if (ar->stream_head == NULL || rb.overflow)

@@ -188,9 +188,7 @@ bool lx_gw_build_resp_headers(lx_gw_req_t *r)
     LX_STRBUF_LIT(&rb, "\r\nX-Llmux-Attempts: ");
     lx_strbuf_u64(&rb, r->n_attempts);
     LX_STRBUF_LIT(&rb, "\r\n");
-    char rl[LX_ACCOUNT_HEADERS_MAX];
-    size_t rn = lx_gw_ratelimit_headers(r, rl, sizeof(rl));
-    lx_strbuf_mem(&rb, rl, rn);
+    lx_gw_ratelimit_append(r, &rb);
     if (rb.overflow)
         return false;
     size_t n = lx_strbuf_len(&rb, rh);
