@@ -192,7 +192,7 @@ static size_t attempt_json(const lx_record_t *r, const lx_record_attempt_t *a, c
 }
 
 /* The record as one JSON object (the `record` column): short member names, and no member whose
- * value is its default (schema v3, store_db.c; the view `usage` spells it out as the columns of
+ * value is its default (schema v4, store_db.c; the view `usage` spells it out as the columns of
  * schema v1). Written with the strbuf writers, not printf: this runs once per record. <named>:
  * its id is not the canonical form of its number (else the number gives it back). Room: every
  * string escaped at six bytes per byte, and the rest. */

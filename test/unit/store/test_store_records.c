@@ -457,7 +457,7 @@ static void test_record_pool(void **state)
 
 /* A record at its defaults (no key, tokens unknown, nothing served but the model asked, the
  * canonical id), and one whose model asked is the model served: the short row (members at
- * their default left out, store_db.c v3) reads back field for field. */
+ * their default left out, store_db.c v4) reads back field for field. */
 static void test_record_defaults_roundtrip(void **state)
 {
     tdir_t t;
