@@ -51,7 +51,9 @@
     XX(CLIENT, client)               /* a 4xx that is the client's fault: not the endpoint's */    \
     XX(CANCELED, canceled)           /* the client went away: not counted against the endpoint */  \
     XX(GATEWAY_LIMIT, gateway_limit) /* llmux's own max_connections held it back until its         \
-                                        deadline: never sent, not counted against the endpoint */
+                                        deadline: never sent, not counted against the endpoint */ \
+    XX(HEDGED, hedged) /* lost a hedge's race (the other attempt answered first) and was closed:  \
+                          not a failure, no latency figure (its first byte never came) */
 
 typedef enum lx_health_outcome {
 #define XX(e, n) LX_HEALTH_##e,
@@ -207,7 +209,7 @@ size_t lx_health_find(const lx_health_t *h, const char *provider, const char *en
  * breaker; a failure while half-open re-opens it with a doubled cooldown; RATE_LIMIT sets
  * a concurrency cap or the retry-after block (LX_HEALTH_CAP_MAX_RETRY_MS; record it after
  * the attempt's lx_health_inflight_add(-1), so the in-flight count is the others'); RATE_LIMIT,
- * CLIENT, CANCELED and GATEWAY_LIMIT neither count nor reset, and free a taken half-open probe
+ * CLIENT, CANCELED, GATEWAY_LIMIT and HEDGED neither count nor reset, and free a taken half-open probe
  * slot. Outcomes of attempts that were sent before an ejection and end while the breaker is open
  * are counted in the window but do not move the breaker. Out of range shard or row: ignored. */
 void lx_health_record(lx_health_t *h, unsigned shard, size_t row, const lx_health_sample_t *s,
@@ -307,7 +309,7 @@ bool lx_health_last_rescore(const lx_health_t *h, uint64_t *at_ms);
 /* The table as JSON for the admin API, malloc'd into *out (NUL-terminated, length *len):
  * {"rescore_interval_ms":N,"window_ms":N,"last_rescore_ms_ago":N|null,"rows":[{"provider":S,
  * "endpoint":S,"model":S,"requests":N,"successes":N,"errors":{"connect":N,"timeout":N,
- * "rate_limit":N,"server":N,"bad_response":N,"client":N},"in_flight":N,"ttft_ms":{"p50":X,
+ * "rate_limit":N,"server":N,"bad_response":N,"client":N},"hedged":N,"in_flight":N,"ttft_ms":{"p50":X,
  * "p90":X},"tps_p50":X,"success_rate":X,"score":X,"has_data":B,"demoted":null|"success"|
  * "latency","recent":{"attempts":X,"success_rate":X,"success_low":X,"success_high":X,
  * "ttft_gm_ms":X,"ttft_p95_ms":X},"model_ttft_p95_ms":X,"breaker":{"state":

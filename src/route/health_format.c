@@ -137,7 +137,9 @@ static void json_row(lx_strbuf_t *sb, const lx_health_t *h, size_t i, const lx_h
         LX_STRBUF_LIT(sb, ":");
         lx_strbuf_u64(sb, r->count[o]);
     }
-    LX_STRBUF_LIT(sb, "},\"in_flight\":");
+    LX_STRBUF_LIT(sb, "},\"hedged\":");
+    lx_strbuf_u64(sb, r->count[LX_HEALTH_HEDGED]);
+    LX_STRBUF_LIT(sb, ",\"in_flight\":");
     lx_strbuf_i64(sb, inflight);
     LX_STRBUF_LIT(sb, ",\"ttft_ms\":{\"p50\":");
     json_num(sb, r->ttft_p50_ms, 1);
