@@ -114,6 +114,8 @@ static void dump_provider(const lx_config_t *cfg, const lx_config_provider_t *pv
         fprintf(out, "    metrics: %s, max_in_flight: %u per endpoint%s\n",
                 pv->metrics_path != NULL ? pv->metrics_path : "off", pv->max_in_flight,
                 pv->max_in_flight == 0 ? " (unknown)" : "");
+    if (pv->no_hedge)
+        fprintf(out, "    hedge: no (never a hedge's target, its requests not hedged)\n");
     bool https = false;
     for (size_t i = 0; i < pv->n_endpoints; i++)
         https = https || pv->endpoints[i].tls;
@@ -190,6 +192,10 @@ static void dump_fleet(const lx_config_t *cfg, FILE *out)
     else
         fprintf(out, "admission queue %u requests per model, timeout %s\n", cfg->routing_queue_size,
                 duration(cfg->routing_queue_timeout_ms, b, sizeof(b)));
+    if (cfg->routing_hedge_budget_ppm == 0)
+        fprintf(out, "hedging off\n");
+    else
+        fprintf(out, "hedging: budget %g%% of requests\n", cfg->routing_hedge_budget_ppm / 1e4);
 }
 
 void lx_config_dump(const lx_config_t *cfg, FILE *out)

@@ -82,6 +82,8 @@ typedef struct lx_config_provider {
                                   host (scraped every routing.scrape_interval), NULL when off */
     uint32_t max_in_flight;    /* per endpoint, all workers: full at this many requests in
                                   flight (routing.balance fleet queues beyond); 0: unknown */
+    bool no_hedge;             /* `hedge: false`: never a hedge's target, and a request served
+                                  by it is not hedged (paid per attempt) */
     lx_config_provider_tls_t tls;
     uint32_t prefix_cache_tokens; /* each endpoint's prefix (KV) cache, tokens: the prefix-hit
                                      estimate's model (route/prefix_est.h); default 262144 */
@@ -196,6 +198,8 @@ typedef struct lx_config {
     double routing_affinity_slack;          /* balance fleet: the ring's replica is kept while its
                                              * cost is at most this over the best's (0.5) */
     uint32_t routing_affinity_eps_milli;    /* ... and the ring's bounded-load eps (500: 0.5) */
+    uint32_t routing_hedge_budget_ppm;      /* routing.hedge_budget in millionths: extra attempts
+                                             * per request hedging may add (50000: 5%); 0: off */
 
     /* The provider health table (`health`): */
     uint64_t health_rescore_interval_ms;     /* default 5m */

@@ -330,7 +330,8 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
                    {"max_idle_connections", false, NULL, NULL},
                    {"metrics", false, NULL, NULL},
                    {"max_in_flight", false, NULL, NULL},
-                   {"prefix_cache_tokens", false, NULL, NULL}};
+                   {"prefix_cache_tokens", false, NULL, NULL},
+                   {"hedge", false, NULL, NULL}};
     char where[32], what[64];
     uint64_t v;
 
@@ -387,6 +388,11 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
     if (f[10].value != NULL)
         lx_cfg_parse_provider_tls(p, pv, f[10].value, where);
     parse_fleet(p, pv, f[12].value, f[13].value, f[14].value, where);
+    if (f[15].value != NULL) {
+        bool hedge = true;
+        lx_cfg_get_bool(p, f[15].value, lx_cfg_join(what, sizeof(what), where, "hedge"), &hedge);
+        pv->no_hedge = !hedge;
+    }
 }
 
 void lx_cfg_parse_providers(parser_t *p, yaml_node_t *n)

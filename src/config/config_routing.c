@@ -1,7 +1,8 @@
 /*
  * config_routing.c - how requests are spread over routes: `routing` (strategy, attempts,
- * deadline, sessions, the replica balance, load scrapes, the admission queue) and `health` (scoring
- * window, circuit breaker, probes, exploration), with the checks that tie two values together.
+ * deadline, sessions, the replica balance, load scrapes, the admission queue, hedging) and `health`
+ * (scoring window, circuit breaker, probes, exploration), with the checks that tie two values
+ * together.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -88,8 +89,10 @@ void lx_cfg_parse_routing(parser_t *p, yaml_node_t *n)
                    {"deadline", false, NULL, NULL},       {"session_ttl", false, NULL, NULL},
                    {"balance", false, NULL, NULL},        {"scrape_interval", false, NULL, NULL},
                    {"queue_size", false, NULL, NULL},     {"queue_timeout", false, NULL, NULL},
-                   {"affinity_slack", false, NULL, NULL}, {"affinity_eps", false, NULL, NULL}};
+                   {"affinity_slack", false, NULL, NULL}, {"affinity_eps", false, NULL, NULL},
+                   {"hedge_budget", false, NULL, NULL}};
     uint64_t v;
+    double d;
 
     if (!lx_cfg_read_map(p, n, "routing", f, LX_ARRAY_SIZE(f)))
         return;
@@ -113,6 +116,8 @@ void lx_cfg_parse_routing(parser_t *p, yaml_node_t *n)
         parse_balance(p, f[4].value);
     parse_fleet(p, f[5].value, f[6].value, f[7].value);
     parse_affinity(p, f[8].value, f[9].value);
+    if (f[10].value != NULL && get_number(p, f[10].value, "routing.hedge_budget", 0, 1, &d))
+        cfg->routing_hedge_budget_ppm = (uint32_t)(d * 1e6 + 0.5);
 }
 
 void lx_cfg_parse_health(parser_t *p, yaml_node_t *n)
