@@ -48,22 +48,32 @@ static void on_timeout(uv_timer_t *t);
 static void send_request(lx_proxy_t *px);
 static void on_keepalive(uv_timer_t *t);
 static void end_attempt(lx_proxy_t *px, int code);
+static void hedge_fire(lx_proxy_t *px);
+static void hedge_end(lx_proxy_t *px, int code);
+static void hedge_take_over(lx_proxy_t *px, int code);
+
+/* Makes the timer fire no later than loop time <at> (never earlier than it is armed for). */
+static void arm_at(lx_proxy_t *px, uint64_t now, uint64_t at)
+{
+    if (px->timer_due != 0 && px->timer_due <= at)
+        return;
+    px->timer_due = at;
+    uv_timer_start(&px->timer, on_timeout, at > now ? at - now : 0, 0);
+}
 
 /* The phase's timeout: <ms> from now, none when 0. The due time is a field; the timer moves
  * only when it would fire too late (a later due time, as every read of a stream sets, costs no
- * timer operation: the timer fires at the earlier time and re-arms for the rest). */
+ * timer operation: the timer fires at the earlier time and re-arms for the rest). A hedge due
+ * earlier is the timer's first stop. */
 static void arm(lx_proxy_t *px, uint64_t ms)
 {
-    if (ms == 0) {
-        px->phase_due = 0; /* the timer may still fire; it then finds nothing to do */
-        return;
-    }
-    uint64_t due = uv_now(px->timer.loop) + ms;
-    px->phase_due = due;
-    if (px->timer_due != 0 && px->timer_due <= due)
-        return;
-    px->timer_due = due;
-    uv_timer_start(&px->timer, on_timeout, ms, 0);
+    uint64_t now = uv_now(px->timer.loop);
+    px->phase_due = ms != 0 ? now + ms : 0; /* 0: the timer may still fire, and finds nothing */
+    uint64_t at = px->phase_due;
+    if (px->hedge_due != 0 && (at == 0 || px->hedge_due < at))
+        at = px->hedge_due;
+    if (at != 0)
+        arm_at(px, now, at);
 }
 
 /* No timeout until the next arm(). */
@@ -104,13 +114,23 @@ static void on_timeout(uv_timer_t *t)
 {
     lx_proxy_t *px = t->data;
     px->timer_due = 0;
-    if (px->phase_due == 0 || px->finished)
-        return; /* armed for a timeout that was lifted since */
+    if (px->finished)
+        return;
     uint64_t now = uv_now(t->loop);
+    if (px->hedge_due != 0 && now >= px->hedge_due) {
+        hedge_fire(px);
+        if (px->finished)
+            return;
+    }
+    if (px->phase_due == 0) {
+        if (px->hedge_due != 0)
+            arm_at(px, now, px->hedge_due);
+        return; /* armed for a timeout that was lifted since */
+    }
     if (now < px->phase_due) {
         /* armed for an earlier time that was moved later since: wait for the rest */
-        px->timer_due = px->phase_due;
-        uv_timer_start(t, on_timeout, px->phase_due - now, 0);
+        arm_at(px, now,
+               px->hedge_due != 0 && px->hedge_due < px->phase_due ? px->hedge_due : px->phase_due);
         return;
     }
     px->phase_due = 0;
@@ -195,6 +215,8 @@ static int on_head(lx_http_client_t *hc)
     px->upstream_status = hc->status;
     if (hc->status >= 400)
         return 0; /* collect the error body, answer in the envelope */
+    if (px->hedge != NULL && px->hedge->active)
+        hedge_end(px, LX_PROXY_HEDGE_LOST); /* this answer came first: the hedge loses */
     if (px->ops->on_head != NULL)
         px->ops->on_head(px, hc);
     if (px->committed)
@@ -586,6 +608,14 @@ static bool may_fail_over(const lx_proxy_t *px, int code)
  * when the owner has none: the request then ends with this failure. */
 static bool next_attempt(lx_proxy_t *px, int code)
 {
+    if (px->hedge != NULL && px->hedge->active) {
+        /* a hedge is racing: it becomes the attempt, when the owner finds the failure worth
+         * another attempt (else the request ends with it, and the hedge is cancelled) */
+        if (!px->ops->hedge_won(px, code))
+            return false;
+        hedge_take_over(px, code);
+        return true;
+    }
     disarm(px);
     release_upstream(px, code);
     for (unsigned i = 0; i < px->n_out; i++)
@@ -629,6 +659,8 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
     if (px->finished)
         return;
     px->finished = true;
+    if (px->hedge != NULL && px->hedge->active)
+        hedge_end(px, LX_ECANCELED); /* (reported before on_finish: the record is whole) */
     px->t_end_ns = lx_worker_clock_ns();
     disarm(px); /* (the timer itself stops when it is closed, below) */
     release_upstream(px, code);
@@ -677,4 +709,188 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
     if (px->open_timers == 2)
         uv_close((uv_handle_t *)&px->ka_timer, on_timer_closed);
     uv_close((uv_handle_t *)&px->timer, on_timer_closed);
+}
+
+/* ---- hedging: a second attempt racing the current one ---------------------------------------
+ *
+ *   hedge_due passed, no first byte, nothing relayed ─> ops->hedge ─> hedge_send: the pool's
+ *     connection, the hedge's request written (no parser: it only waits for its first bytes)
+ *   the current attempt's head (< 400) comes first ─> hedge_end(LOST): hedge connection closed
+ *   the hedge's first bytes come first: an error status (>= 400) ─> hedge_end (its failure; the
+ *     current attempt races on alone); else ─> ops->hedge_won(LOST) ─> hedge_take_over: the
+ *     current attempt's connection closed, the hedge's adopted (parser, timers) and its bytes
+ *     parsed as the answer's first
+ *   the current attempt fails in a way that fails over ─> ops->hedge_won(code) ─> take over
+ *   lx_proxy_finish (client gone, shutdown, a failure not worth another attempt) ─>
+ *     hedge_end(LX_ECANCELED)
+ */
+
+/* The status of a response's first bytes ("HTTP/1.x NNN"), 0 when they do not say. */
+static int peek_status(const char *p, size_t n)
+{
+    if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ')
+        return 0;
+    int st = 0;
+    for (int i = 9; i < 12; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+        st = st * 10 + (p[i] - '0');
+    }
+    return st;
+}
+
+static void hedge_send(lx_proxy_t *px);
+
+/* The hedge ended without taking over: its upstream side let go (closed: it may be mid-answer),
+ * its request dropped, the owner told. */
+static void hedge_end(lx_proxy_t *px, int code)
+{
+    lx_proxy_hedge_t *h = px->hedge;
+    if (h == NULL || !h->active)
+        return;
+    h->active = false;
+    if (h->connecting) {
+        h->connecting = false;
+        lx_conn_pool_cancel(&h->wait);
+    }
+    if (h->conn != NULL) {
+        lx_conn_pool_close(h->conn);
+        h->conn = NULL;
+    }
+    for (unsigned i = 0; i < h->n_out; i++)
+        lx_buf_unref(h->out[i].buf);
+    h->n_out = 0;
+    px->ops->hedge_ended(px, h, code);
+}
+
+static void on_hedge_sent(lx_stream_t *s, int status, void *arg)
+{
+    (void)s, (void)status, (void)arg; /* a write error shows up as a read error */
+}
+
+static void on_hedge_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *data)
+{
+    lx_upconn_t *conn = s->data;
+    lx_proxy_hedge_t *h = conn->data;
+    lx_proxy_t *px = h->px;
+    if (nread < 0) {
+        if (h->reused && !h->retried) {
+            /* a pooled connection the server had closed: one fresh one, as the proxy does */
+            h->retried = true;
+            lx_conn_pool_close(h->conn);
+            h->conn = NULL;
+            hedge_send(px);
+            return;
+        }
+        hedge_end(px, nread == UV_EOF ? LX_EUPSTREAM : (int)nread);
+        return;
+    }
+    if (nread == 0)
+        return;
+    h->status = peek_status(data, (size_t)nread);
+    if (h->status >= 400) {
+        hedge_end(px, 0); /* its error: the current attempt races on alone */
+        return;
+    }
+    px->ops->hedge_won(px, LX_PROXY_HEDGE_LOST);
+    hedge_take_over(px, LX_PROXY_HEDGE_LOST);
+    on_up_read(s, nread, b, data); /* (conn->data is px now) the answer's first bytes */
+}
+
+static void on_hedge_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
+{
+    lx_proxy_hedge_t *h = lx_container_of(w, lx_proxy_hedge_t, wait);
+    h->connecting = false;
+    if (status != 0) {
+        hedge_end(h->px, status);
+        return;
+    }
+    h->conn = conn;
+    conn->data = h;
+    h->reused = conn->reused;
+    h->t_connected_ns = lx_worker_clock_ns();
+    lx_slice_t sl[LX_PROXY_MAX_OUT];
+    for (unsigned i = 0; i < h->n_out; i++) {
+        sl[i] = h->out[i];
+        lx_buf_ref(sl[i].buf);
+    }
+    int rc = lx_stream_write(&conn->stream, sl, h->n_out, on_hedge_sent, h);
+    if (rc == 0)
+        rc = lx_stream_read_start(&conn->stream, on_hedge_read);
+    if (rc != 0)
+        hedge_end(h->px, rc);
+}
+
+static void hedge_send(lx_proxy_t *px)
+{
+    lx_proxy_hedge_t *h = px->hedge;
+    h->connecting = true;
+    lx_conn_pool_get(h->pool, &h->wait, on_hedge_conn);
+}
+
+static void hedge_fire(lx_proxy_t *px)
+{
+    px->hedge_due = 0;
+    if (px->ops->hedge == NULL || px->relayed || px->t_first_byte_ns != 0 || px->req->peer_gone ||
+        px->state == LX_PROXY_RELAYING || (px->hedge != NULL && px->hedge->active))
+        return;
+    lx_proxy_hedge_t *h = px->ops->hedge(px);
+    if (h == NULL)
+        return;
+    px->hedge = h;
+    h->px = px;
+    h->conn = NULL;
+    h->status = 0;
+    h->active = true;
+    h->reused = h->retried = false;
+    h->t_start_ns = lx_worker_clock_ns();
+    h->t_connected_ns = 0;
+    hedge_send(px);
+}
+
+/* The hedge becomes the current attempt (the owner has recorded the old one's end): the old
+ * attempt's upstream side and request go, the hedge's connection (or its pool, while it still
+ * connects) and request come, the per-attempt state starts over. */
+static void hedge_take_over(lx_proxy_t *px, int code)
+{
+    lx_proxy_hedge_t *h = px->hedge;
+    disarm(px);
+    release_upstream(px, code == LX_PROXY_HEDGE_LOST ? LX_ECANCELED : code);
+    for (unsigned i = 0; i < px->n_out; i++)
+        lx_buf_unref(px->out[i].buf);
+    memcpy(px->out, h->out, h->n_out * sizeof(h->out[0]));
+    px->n_out = h->n_out;
+    h->n_out = 0;
+    h->active = false;
+    free(px->err_body);
+    px->err_body = NULL;
+    px->err_len = 0;
+    px->attempt++;
+    px->upstream_status = 0;
+    px->error = NULL;
+    px->limited = false;
+    px->t_first_byte_ns = 0;
+    px->bytes_from_upstream = 0;
+    px->pool = h->pool;
+    px->retried = h->retried;
+    px->reused = h->reused;
+    px->t_connected_ns = h->t_connected_ns;
+    if (keepalives_on(px))
+        uv_timer_start(&px->ka_timer, on_keepalive, px->keepalive_interval_ms, 0);
+    if (h->conn == NULL) {
+        if (h->connecting) {
+            h->connecting = false;
+            lx_conn_pool_cancel(&h->wait);
+        }
+        send_request(px); /* (its connect starts over on the same pool) */
+        return;
+    }
+    px->conn = h->conn;
+    h->conn = NULL;
+    px->conn->data = px;
+    px->state = LX_PROXY_WAITING;
+    lx_http_client_init(&px->hc, &client_cbs, 64 * 1024, px);
+    lx_stream_read_start(&px->conn->stream, on_up_read);
+    uint64_t now = uv_now(px->timer.loop);
+    arm(px, bounded(px, now, now, px->first_byte_timeout_ms));
 }

@@ -25,6 +25,27 @@ _Static_assert(LX_PROXY_FILTER_MAX * 2 <= LX_WORKER_BATCH, "the batch holds two 
 
 typedef struct lx_proxy lx_proxy_t;
 
+/* The code a hedge race's loser ends with: the other attempt answered first. */
+#define LX_PROXY_HEDGE_LOST (-5900)
+
+/* A hedge: a second attempt of the same request racing the current one until one of them has
+ * an answer; the owner's (ops->hedge returns it, filled: pool and request), the proxy runs it.
+ * Only its connection and request: it has no parser, no client side and no timer of its own
+ * (the current attempt's timer bounds the race; a hedge that takes over gets the timers). */
+typedef struct lx_proxy_hedge {
+    /* Filled by the owner in ops->hedge: */
+    lx_conn_pool_t *pool;
+    unsigned n_out;
+    lx_slice_t out[LX_PROXY_MAX_OUT]; /* its upstream request; the proxy owns these refs */
+    /* Internal, and readable in ops->hedge_ended: */
+    lx_proxy_t *px;
+    lx_conn_pool_wait_t wait;
+    lx_upconn_t *conn;
+    uint64_t t_start_ns, t_connected_ns;
+    int status; /* the status its first bytes gave, 0 when none */
+    bool active, connecting, reused, retried;
+} lx_proxy_hedge_t;
+
 typedef struct lx_proxy_ops {
     /* The request is over: <code> 0 for a response relayed in full, else why it failed. Runs
      * once, before the client's side is released. */
@@ -62,6 +83,21 @@ typedef struct lx_proxy_ops {
      * proxy's own error answer (<status> and <message> are what it would send). Returns true
      * when it answered. Optional. */
     bool (*respond_error)(lx_proxy_t *px, int code, int status, const char *message);
+    /* Hedging (optional; all three or none). hedge_due passed and the current attempt has no
+     * first byte yet and nothing reached the client: return a hedge filled in (pool, out) to
+     * start a second attempt, or NULL for none. At most one runs at a time. */
+    lx_proxy_hedge_t *(*hedge)(lx_proxy_t *px);
+    /* The hedge is to take over from the current attempt, which ended with <code>:
+     * LX_PROXY_HEDGE_LOST (the hedge's answer came first; the current attempt's connection is
+     * closed), or a failure that would fail over (as ops->retry's <code>; upstream_status and
+     * err_body are still the current attempt's). Return true after making the hedge's attempt
+     * the current one (upstream_name, timeouts; pool and out are moved by the proxy); false
+     * (never for LX_PROXY_HEDGE_LOST) ends the request with this failure. */
+    bool (*hedge_won)(lx_proxy_t *px, int code);
+    /* The hedge ended without taking over: LX_PROXY_HEDGE_LOST (the current attempt's answer
+     * came first), LX_ECANCELED (the request ended), a failure on its way, or 0 with the error
+     * status of its answer (hedge->status). Its connection is already closed. */
+    void (*hedge_ended)(lx_proxy_t *px, lx_proxy_hedge_t *hedge, int code);
 } lx_proxy_ops_t;
 
 enum lx_proxy_state {
@@ -106,6 +142,9 @@ struct lx_proxy {
     bool filter_on;      /* route body pieces through ops->filter */
     bool filter_resizes; /* ... which may change the length (no Content-Length then) */
     bool stream;         /* the client asked for a stream: upstream lengths are not kept */
+    /* Hedging: loop time (uv_now) at which ops->hedge is asked for a second attempt when the
+     * current one has no first byte yet; 0: never. The owner sets it for each attempt. */
+    uint64_t hedge_due;
 
     /* Results, readable in on_finish: */
     enum lx_proxy_state state;
@@ -136,8 +175,9 @@ struct lx_proxy {
     unsigned n_pending;
     char *err_body;
     size_t err_len;
-    bool retried;  /* the stale pooled connection of this attempt was replaced once */
-    bool finished; /* lx_proxy_finish() ran */
+    lx_proxy_hedge_t *hedge; /* the hedge of the race, from ops->hedge; NULL before */
+    bool retried;            /* the stale pooled connection of this attempt was replaced once */
+    bool finished;           /* lx_proxy_finish() ran */
 
     /* Last, so that a caller may zero the struct up to here: only out[0, n_out) is read. */
     lx_slice_t out[LX_PROXY_MAX_OUT]; /* the upstream request; the proxy owns these refs */
