@@ -482,7 +482,25 @@ static bool on_proxy_respond_error(lx_proxy_t *px, int code, int status, const c
     return lx_dispatch_respond_error((api_req_t *)px, code, status, message);
 }
 
+static lx_proxy_hedge_t *on_proxy_hedge(lx_proxy_t *px)
+{
+    return lx_dispatch_hedge((api_req_t *)px);
+}
+
+static bool on_proxy_hedge_won(lx_proxy_t *px, int code)
+{
+    return lx_dispatch_hedge_won((api_req_t *)px, code);
+}
+
+static void on_proxy_hedge_ended(lx_proxy_t *px, lx_proxy_hedge_t *h, int code)
+{
+    lx_dispatch_hedge_ended((api_req_t *)px, h, code);
+}
+
 static const lx_proxy_ops_t proxy_ops = {
+    .hedge = on_proxy_hedge,
+    .hedge_won = on_proxy_hedge_won,
+    .hedge_ended = on_proxy_hedge_ended,
     .retry = on_proxy_retry,
     .respond_error = on_proxy_respond_error,
     .on_finish = on_proxy_finish,

@@ -28,6 +28,7 @@
 #include "gateway/fleet_queue.h"
 #include "gateway/upstream_head.h"
 #include "llm/prefix.h"
+#include "route/hedge.h"
 #include "route/plan.h"
 #include "gateway/admission.h"
 #include "route/session.h"
@@ -93,6 +94,7 @@ int lx_dispatch_start(lx_gw_req_t *r, lx_http_request_t *req, char *msg, size_t 
     r->prefix_key = prefix_key(r, req);
     r->deadline_ms = now + cfg->routing_deadline_ms;
     r->full_pos = -1;
+    lx_hedge_earn(&r->gw->hedge_bucket, cfg->routing_hedge_budget_ppm);
     int rc = prepare_attempt(r);
     if (rc == ATTEMPT_FULL)
         return lx_gw_queue_push(r, msg, cap) == 0 ? LX_DISPATCH_QUEUED : 429;
@@ -156,9 +158,35 @@ static void set_proxy(lx_gw_req_t *r, const lx_config_route_t *rt, size_t ep, ui
     px->idle_timeout_ms = pv->idle_timeout_ms ? pv->idle_timeout_ms : cfg->upstream_idle_timeout_ms;
 }
 
+/* A hedge may go to (model, route, ep): its provider allows hedges, and its row is neither
+ * demoted nor unavailable (breaker, Retry-After, a 429's cap). */
+static bool hedge_target(const lx_gw_req_t *r, size_t mi, size_t ri, size_t ep, uint64_t now)
+{
+    const lx_config_t *cfg = r->gen->cfg;
+    const lx_gw_health_t *gh = r->gen->health;
+    if (cfg->providers[cfg->models[mi].routes[ri].provider].no_hedge)
+        return false;
+    size_t row = lx_gw_row(gh, mi, ri, ep);
+    return lx_health_scores(gh->table)[row].demoted == LX_HEALTH_NOT_DEMOTED &&
+           lx_health_available(gh->table, row, now);
+}
+
+/* When the attempt on <row> that starts at <now> is hedged (loop time, px->hedge_due), 0 for
+ * never: hedging on, no hedge yet, a provider that allows them, a threshold known. */
+static uint64_t hedge_due(const lx_gw_req_t *r, size_t row, uint64_t now)
+{
+    if (r->gen->cfg->routing_hedge_budget_ppm == 0 || r->hedged || r->provider->no_hedge)
+        return 0;
+    const lx_health_score_t *sc = &lx_health_scores(r->gen->health->table)[row];
+    uint64_t t =
+        lx_hedge_threshold_ms(sc->model_ttft_p95_ms, sc->demoted == LX_HEALTH_DEMOTED_LATENCY);
+    return t == LX_HEDGE_NEVER ? 0 : now + t;
+}
+
 /* Prepares the next attempt from the plan position onwards: endpoint, admission, upstream
  * request, headers, timeouts. Returns 0, LX_ENOUPSTREAM when nothing is left to try, or
- * LX_ETOOBIG when the upstream request cannot be built (headers too large, no memory). */
+ * LX_ETOOBIG when the upstream request cannot be built (headers too large, no memory). For a
+ * hedge (r->hedging), replicas hedge_target() refuses are passed over. */
 static int prepare_attempt(lx_gw_req_t *r)
 {
     const lx_config_t *cfg = r->gen->cfg;
@@ -168,6 +196,7 @@ static int prepare_attempt(lx_gw_req_t *r)
     lx_route_ctx_t x = route_ctx(r);
     x.prefix_key = r->prefix_key;
     x.may_queue = r->n_attempts == 0 && !r->queued && r->gen->queues != NULL;
+    uint64_t skip = 0; /* a hedge: replicas of this entry hedge_target() refused */
 
     while (r->plan_pos < r->n_plan && r->n_attempts < LX_GW_MAX_ATTEMPTS) {
         lx_plan_entry_t e = r->plan[r->plan_pos];
@@ -177,12 +206,18 @@ static int prepare_attempt(lx_gw_req_t *r)
         /* requests already waiting for this model go first: a new one does not take the
          * slot the queue timer is about to give them */
         bool waiting = x.may_queue && lx_queue_len(&r->gen->queues[mi]) > 0;
-        int ep = waiting ? LX_PLAN_FULL
-                         : lx_plan_pick_endpoint(&x, e, tried(r, mi, ri), pin, r->session, now);
+        int ep = waiting
+                     ? LX_PLAN_FULL
+                     : lx_plan_pick_endpoint(&x, e, tried(r, mi, ri) | skip, pin, r->session, now);
         if (ep == LX_PLAN_FULL && r->full_pos < 0)
             r->full_pos = (int16_t)r->plan_pos; /* (the other entries may have room) */
         if (ep < 0) {
             r->plan_pos++;
+            skip = 0;
+            continue;
+        }
+        if (r->hedging && ep < 64 && !hedge_target(r, mi, ri, (size_t)ep, now)) {
+            skip |= 1ull << ep; /* (at most 64 passes per entry) */
             continue;
         }
         size_t row = lx_gw_row(gh, mi, ri, (size_t)ep);
@@ -215,6 +250,7 @@ static int prepare_attempt(lx_gw_req_t *r)
         r->gen->in_flight[row]++;
         lx_health_inflight_add(gh->table, r->gw->worker.id, row, +1);
         set_proxy(r, rt, (size_t)ep, now);
+        r->px.hedge_due = hedge_due(r, row, now);
         return 0;
     }
     return x.may_queue && r->full_pos >= 0 ? ATTEMPT_FULL : LX_ENOUPSTREAM;
@@ -329,4 +365,56 @@ bool lx_dispatch_next(lx_gw_req_t *r, int code)
     if (now + MIN_ATTEMPT_MS > r->deadline_ms)
         return false;
     return prepare_attempt(r) == 0;
+}
+
+/* ---- for dispatch_hedge.c ------------------------------------------------------------------- */
+
+int lx_dispatch_prepare_hedge(lx_gw_req_t *r)
+{
+    uint16_t pos = r->plan_pos; /* (the current attempt's entry: failover goes on from it) */
+    r->hedging = true;
+    int rc = prepare_attempt(r);
+    r->hedging = false;
+    r->plan_pos = pos;
+    return rc;
+}
+
+void lx_dispatch_set_proxy(lx_gw_req_t *r)
+{
+    const lx_gw_attempt_t *a = &r->attempts[r->n_attempts - 1];
+    set_proxy(r, r->route, a->ep, now_ms(r));
+}
+
+bool lx_dispatch_may_fail_over(const lx_gw_req_t *r)
+{
+    const lx_gw_attempt_t *a = &r->attempts[r->n_attempts - 1];
+    switch (a->outcome) {
+    case LX_HEALTH_CONNECT:
+    case LX_HEALTH_TIMEOUT:
+    case LX_HEALTH_RATE_LIMIT:
+    case LX_HEALTH_SERVER:
+        return true;
+    case LX_HEALTH_BAD_RESPONSE:
+        return r->px.upstream_status == 0; /* a premature close, not an answer begun */
+    default:
+        return false; /* (a context-length 400 included: the hedge asked the same model) */
+    }
+}
+
+void lx_dispatch_record_leg(lx_gw_req_t *r, lx_gw_attempt_t *a, size_t row, uint64_t start_ns,
+                            lx_health_outcome_t o)
+{
+    lx_gw_health_t *gh = r->gen->health;
+    r->gen->in_flight[row]--;
+    lx_health_inflight_add(gh->table, r->gw->worker.id, row, -1);
+    uint64_t end_ns = lx_worker_clock_ns();
+    lx_health_sample_t s = {.outcome = o,
+                            .total_us = end_ns > start_ns ? (end_ns - start_ns) / 1000 : 0,
+                            .output_tokens = -1,
+                            .retry_after_ms = 0};
+    a->outcome = (uint8_t)o;
+    a->ms = s.total_us / 1000;
+    lx_health_record(gh->table, r->gw->worker.id, row, &s, now_ms(r));
+    if (r->gw->n_waiting > 0)
+        lx_gw_queue_slot_freed(r->gw);
 }

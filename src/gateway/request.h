@@ -28,6 +28,18 @@
 #define LX_GW_MAX_PLAN     LX_PLAN_MAX
 #define LX_GW_MAX_ATTEMPTS 16
 
+/* The attempt-specific part of a request: the current attempt's (in lx_gw_req_t) and a racing
+ * hedge's (lx_gw_req_t.other), swapped when the hedge takes over (dispatch_hedge.c). */
+typedef struct lx_gw_leg {
+    const lx_config_model_t *model;
+    const lx_config_provider_t *provider;
+    const lx_config_endpoint_t *endpoint;
+    const lx_config_route_t *route;
+    size_t row;
+    bool in_flight;
+    uint64_t attempt_start_ns;
+} lx_gw_leg_t;
+
 typedef struct lx_gw_attempt {
     uint16_t model, route, ep; /* configuration indexes */
     uint8_t outcome;           /* lx_health_outcome_t */
@@ -85,7 +97,13 @@ typedef struct lx_gw_req {
     bool queued;           /* it waited in an admission queue (it does not wait twice) */
     lx_queue_node_t qnode; /* in gen->queues[plan[full_pos].model] while it waits */
     uint64_t deadline_ms;  /* routing.deadline from the start */
-    unsigned n_attempts;   /* attempts[0, n_attempts), below */
+    unsigned n_attempts;   /* attempts[0, n_attempts), below; the current one is the last */
+    /* Hedging (dispatch_hedge.c): one hedge per request. While it races, its attempt is
+     * attempts[other_idx] (just before the current one) and its leg is `other`. */
+    bool hedged;        /* a hedge was started */
+    bool hedging;       /* prepare_attempt is choosing a hedge's replica */
+    uint16_t other_idx; /* the hedge's attempt */
+    lx_gw_leg_t other;  /* the hedge's leg while it races (in_flight: its count is held) */
     /* The request: */
     const char *upstream_path; /* "/chat/completions", ... */
     bool embeddings;
@@ -116,9 +134,10 @@ typedef struct lx_gw_req {
      * only below a count kept above. */
     lx_plan_entry_t plan[LX_GW_MAX_PLAN]; /* (model, route) pairs in attempt order */
     lx_gw_attempt_t attempts[LX_GW_MAX_ATTEMPTS];
-    lx_body_scan_t scan; /* lx_body_scan() */
-    lx_sse_scan_t sse;   /* lx_sse_scan_init*() when `scanning`: observes (and rewrites) the
-                          * response body */
+    lx_proxy_hedge_t hedge; /* the proxy's side of the hedge (initialised by the proxy) */
+    lx_body_scan_t scan;    /* lx_body_scan() */
+    lx_sse_scan_t sse;      /* lx_sse_scan_init*() when `scanning`: observes (and rewrites) the
+                             * response body */
 } lx_gw_req_t;
 
 #endif

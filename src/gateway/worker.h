@@ -19,6 +19,7 @@
 #include "net/worker.h"
 #include "store/store.h"
 #include "obs/log.h"
+#include "route/hedge.h"
 #include "route/session.h"
 #include "store/keyset.h"
 
@@ -54,8 +55,10 @@ typedef struct lx_gw_worker {
                        * retired generations nothing reaches any more */
     uint64_t ticks;   /* flush timer runs so far */
     uv_timer_t shutdown_timer;
-    uv_timer_t queue_timer; /* admission queues: deadlines, and slots other workers freed */
-    size_t n_waiting;       /* requests in this worker's admission queues (fleet_queue.c) */
+    uv_timer_t queue_timer;         /* admission queues: deadlines, and slots other workers freed */
+    size_t n_waiting;               /* requests in this worker's admission queues (fleet_queue.c) */
+    lx_hedge_bucket_t hedge_bucket; /* routing.hedge_budget's tokens (dispatch_hedge.c) */
+    uint64_t hedges;                /* hedges started by this worker */
     bool draining;
     bool stopping;
 } lx_gw_worker_t;

@@ -1,0 +1,170 @@
+/*
+ * dispatch_hedge.c - a request's hedge: the second attempt of a race (route/hedge.h decides
+ * when and whether the budget allows it; the proxy runs it, proxy.c's "hedging" section).
+ *
+ *   the attempt's head is late (px->hedge_due, set by prepare_attempt) ─> lx_dispatch_hedge:
+ *     budget token, a replica prepare_attempt picks as for failover (not one tried, not demoted,
+ *     not unavailable, not a `hedge: false` provider), its request into r->hedge; its attempt
+ *     entry goes just before the current one, its leg into r->other
+ *   the hedge answers first ─> lx_dispatch_hedge_won(LX_PROXY_HEDGE_LOST): the current attempt
+ *     recorded `hedged` (health: neither failure nor latency), the legs and entries swapped
+ *   the current attempt fails over ─> lx_dispatch_hedge_won(code): recorded as any failure, and
+ *     the hedge takes over when the failure is one to fail over from
+ *   the hedge ends otherwise ─> lx_dispatch_hedge_ended: `hedged` when it lost, `canceled`
+ *     when the request ended, its failure (connect, 5xx, 429, ...) when it failed
+ *
+ * The current attempt is always the list's last entry: what served is last, as without hedging.
+ */
+#include <string.h>
+
+#include "core/status.h"
+#include "gateway/dispatch.h"
+#include "gateway/upstream_head.h"
+#include "route/hedge.h"
+
+/* The current attempt's leg and the hedge's trade places. */
+static void swap_legs(lx_gw_req_t *r)
+{
+    lx_gw_leg_t cur = {r->model, r->provider,  r->endpoint,        r->route,
+                       r->row,   r->in_flight, r->attempt_start_ns};
+    r->model = r->other.model;
+    r->provider = r->other.provider;
+    r->endpoint = r->other.endpoint;
+    r->route = r->other.route;
+    r->row = r->other.row;
+    r->in_flight = r->other.in_flight;
+    r->attempt_start_ns = r->other.attempt_start_ns;
+    r->other = cur;
+}
+
+static void swap_entries(lx_gw_req_t *r, unsigned i, unsigned j)
+{
+    lx_gw_attempt_t t = r->attempts[i];
+    r->attempts[i] = r->attempts[j];
+    r->attempts[j] = t;
+}
+
+/* The proxy's settings of the current attempt, kept while a hedge's are made. */
+typedef struct saved_px {
+    lx_conn_pool_t *pool;
+    const char *upstream_name;
+    uint64_t connect_ms, first_byte_ms, idle_ms, deadline_ms;
+    unsigned n_out;
+    lx_slice_t out[LX_PROXY_MAX_OUT];
+} saved_px_t;
+
+static void save_px(const lx_proxy_t *px, saved_px_t *s)
+{
+    *s = (saved_px_t){px->pool,
+                      px->upstream_name,
+                      px->connect_timeout_ms,
+                      px->first_byte_timeout_ms,
+                      px->idle_timeout_ms,
+                      px->deadline_ms,
+                      px->n_out,
+                      {{0}}};
+    memcpy(s->out, px->out, px->n_out * sizeof(px->out[0]));
+}
+
+static void restore_px(lx_proxy_t *px, const saved_px_t *s)
+{
+    px->pool = s->pool;
+    px->upstream_name = s->upstream_name;
+    px->connect_timeout_ms = s->connect_ms;
+    px->first_byte_timeout_ms = s->first_byte_ms;
+    px->idle_timeout_ms = s->idle_ms;
+    px->deadline_ms = s->deadline_ms;
+    memcpy(px->out, s->out, s->n_out * sizeof(px->out[0]));
+    px->n_out = s->n_out;
+}
+
+lx_proxy_hedge_t *lx_dispatch_hedge(lx_gw_req_t *r)
+{
+    const lx_config_t *cfg = r->gen->cfg;
+    lx_proxy_t *px = &r->px;
+    uint64_t now = uv_now(&r->gw->worker.loop);
+    if (r->hedged || r->n_attempts >= cfg->routing_max_attempts ||
+        r->n_attempts >= LX_GW_MAX_ATTEMPTS || now + 50 > r->deadline_ms ||
+        !lx_hedge_take(&r->gw->hedge_bucket))
+        return NULL;
+    lx_gw_leg_t cur = {r->model, r->provider,  r->endpoint,        r->route,
+                       r->row,   r->in_flight, r->attempt_start_ns};
+    saved_px_t s;
+    save_px(px, &s);
+    px->n_out = 0;
+    r->hedged = true; /* (prepare_attempt sets no hedge_due for it) */
+    int rc = lx_dispatch_prepare_hedge(r);
+    if (rc != 0) {
+        r->hedged = false;
+        lx_hedge_refund(&r->gw->hedge_bucket);
+        r->model = cur.model, r->provider = cur.provider, r->endpoint = cur.endpoint;
+        r->route = cur.route, r->row = cur.row, r->in_flight = cur.in_flight;
+        r->attempt_start_ns = cur.attempt_start_ns;
+        for (unsigned i = 0; i < px->n_out; i++) /* (a request built before a failure) */
+            lx_buf_unref(px->out[i].buf);
+        restore_px(px, &s);
+        lx_gw_build_resp_headers(r); /* (a failed build may have replaced them) */
+        return NULL;
+    }
+    /* the hedge's leg and request aside, the current attempt's back in place */
+    r->hedge.pool = px->pool;
+    memcpy(r->hedge.out, px->out, px->n_out * sizeof(px->out[0]));
+    r->hedge.n_out = px->n_out;
+    r->other = cur;
+    swap_legs(r);
+    restore_px(px, &s);
+    swap_entries(r, r->n_attempts - 1, r->n_attempts - 2);
+    r->other_idx = (uint16_t)(r->n_attempts - 2);
+    px->hedge_due = 0;
+    r->gw->hedges++;
+    lx_gw_build_resp_headers(r); /* X-Llmux-Attempts counts the hedge (kept on failure) */
+    return &r->hedge;
+}
+
+bool lx_dispatch_hedge_won(lx_gw_req_t *r, int code)
+{
+    unsigned last = r->n_attempts - 1;
+    if (code == LX_PROXY_HEDGE_LOST) {
+        r->in_flight = false;
+        lx_dispatch_record_leg(r, &r->attempts[last], r->row, r->attempt_start_ns,
+                               LX_HEALTH_HEDGED);
+    } else {
+        lx_dispatch_end_attempt(r, code);
+        if (!lx_dispatch_may_fail_over(r))
+            return false; /* the request ends with it; the hedge is cancelled */
+    }
+    swap_legs(r);
+    swap_entries(r, r->other_idx, last); /* (other_idx: the loser's entry now) */
+    lx_dispatch_set_proxy(r);
+    r->px.hedge_due = 0;
+    lx_gw_build_resp_headers(r); /* what serves now */
+    return true;
+}
+
+/* The hedge's outcome from how it ended. */
+static lx_health_outcome_t hedge_outcome(const lx_proxy_hedge_t *h, int code)
+{
+    if (code == LX_PROXY_HEDGE_LOST)
+        return LX_HEALTH_HEDGED;
+    if (code == LX_ECANCELED || code == LX_ESHUTDOWN)
+        return LX_HEALTH_CANCELED;
+    if (code == 0) {
+        if (h->status == 429)
+            return LX_HEALTH_RATE_LIMIT;
+        return h->status >= 500 || h->status == 408 ? LX_HEALTH_SERVER : LX_HEALTH_CLIENT;
+    }
+    if (code == LX_ETIMEDOUT || code == UV_ETIMEDOUT)
+        return LX_HEALTH_TIMEOUT;
+    return h->t_connected_ns == 0 ? LX_HEALTH_CONNECT : LX_HEALTH_BAD_RESPONSE;
+}
+
+void lx_dispatch_hedge_ended(lx_gw_req_t *r, lx_proxy_hedge_t *h, int code)
+{
+    if (!r->other.in_flight)
+        return;
+    lx_gw_attempt_t *a = &r->attempts[r->other_idx];
+    r->other.in_flight = false;
+    a->status = (int16_t)h->status;
+    a->code = code;
+    lx_dispatch_record_leg(r, a, r->other.row, r->other.attempt_start_ns, hedge_outcome(h, code));
+}
