@@ -1,0 +1,290 @@
+/*
+ * test_hedge.c - request hedging (routing.hedge_budget) end to end: two mocks as providers p1
+ * and p2 of one model, p1 first in every request's order. After a warm-up (both rows get a
+ * TTFT p95, so the threshold is the 10 ms floor), faults are set on the mocks:
+ * - p1 400 ms late: the hedge on p2 answers, in well under 400 ms, exactly one well-formed
+ *   response (JSON and stream), X-Llmux-Attempts 2, p1's connection closed mid-response, the
+ *   access log's attempts `hedged` then `ok`, /metrics counts the `hedged` attempt;
+ * - hedge_budget 0: no hedge (p1 answers after 400 ms, one attempt);
+ * - a budget of 5%: the hedges stay within what the requests earned;
+ * - the client leaves while both attempts wait: both upstream connections closed, llmux
+ *   serves on (ASan: nothing leaks);
+ * - p1 fails (500) while the hedge waits: the hedge takes over, no third attempt;
+ * - the hedge fails fast (500) while p1 is slow: p1's answer is served, no third attempt.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "mock.h"
+
+static const char CONFIG[] = "listen: 127.0.0.1:0\n"
+                             "workers: 1\n"
+                             "timeouts:\n"
+                             "  upstream_first_byte: 3s\n"
+                             "  shutdown: 200ms\n"
+                             "routing:\n"
+                             "  max_attempts: 3\n"
+                             "  deadline: 10s\n"
+                             "  hedge_budget: %s\n"
+                             "health:\n"
+                             "  rescore_interval: 100ms\n"
+                             "  window: 10s\n"
+                             "providers:\n"
+                             "  - {name: p1, base_url: \"http://127.0.0.1:@MOCK0@/v1\"}\n"
+                             "  - {name: p2, base_url: \"http://127.0.0.1:@MOCK1@/v1\"}\n"
+                             "models:\n"
+                             "  - id: m\n"
+                             "    context_length: 4096\n"
+                             "    providers:\n"
+                             "      - {provider: p1, price: {prompt: 1, completion: 1}}\n"
+                             "      - {provider: p2, price: {prompt: 1, completion: 1}}\n"
+                             "auth: none\n"
+                             "admin:\n"
+                             "  metrics_public: true\n"
+                             "log:\n"
+                             "  access_log: @LOG@\n"
+                             "  level: error\n";
+
+static lx_harness_t H;
+
+static void chat(const char *order, bool stream, const char *id, lx_harness_resp_t *r, uint64_t *ms)
+{
+    char body[512], hdr[128];
+    snprintf(body, sizeof(body),
+             "{\"model\":\"m\",\"stream\":%s,\"provider\":{\"order\":[\"%s\"]},\"messages\":[{"
+             "\"role\":\"user\",\"content\":\"hi\"}]}",
+             stream ? "true" : "false", order);
+    snprintf(hdr, sizeof(hdr), "X-Request-Id: %s\r\n", id);
+    uint64_t t0 = lx_harness_now_ms();
+    assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions", hdr, body, r), 0);
+    if (ms != NULL)
+        *ms = lx_harness_now_ms() - t0;
+}
+
+/* Starts llmux with <budget>, warms both rows up and waits for a re-scoring with their p95. */
+static void start(const char *budget)
+{
+    char cfg[2048];
+    snprintf(cfg, sizeof(cfg), CONFIG, budget);
+    lx_harness_opts_t o = {.mocks = 2};
+    assert_int_equal(lx_harness_start(&H, &o, cfg), 0);
+    for (int i = 0; i < 20; i++) {
+        lx_harness_resp_t r;
+        chat(i % 2 ? "p2" : "p1", i % 4 < 2, "warm", &r, NULL);
+        assert_int_equal(r.status, 200);
+        lx_harness_resp_free(&r);
+    }
+    lx_harness_sleep_ms(300); /* (re-scored every 100 ms) */
+}
+
+static void set_faults(int i, uint32_t ttfb_ms, uint32_t fail_permille)
+{
+    lx_mock_faults_t f = {.ttfb_delay_ms = ttfb_ms, .fail_permille = fail_permille};
+    lx_mock_set_faults(H.mock[i], &f);
+}
+
+static void expect_header(const lx_harness_resp_t *r, const char *name, const char *want)
+{
+    char v[256] = "";
+    assert_true(lx_harness_resp_header(r, name, v, sizeof(v)));
+    if (strcmp(v, want) != 0) {
+        fprintf(stderr, "%s: \"%s\", expected \"%s\"\n", name, v, want);
+        fail();
+    }
+}
+
+static size_t count(const char *s, size_t len, const char *needle)
+{
+    size_t n = 0, k = strlen(needle);
+    for (size_t i = 0; i + k <= len; i++)
+        n += memcmp(s + i, needle, k) == 0;
+    return n;
+}
+
+/* One answer, complete, not two interleaved. */
+static void expect_one_answer(const lx_harness_resp_t *r, bool stream)
+{
+    assert_int_equal(r->status, 200);
+    assert_true(r->complete);
+    assert_int_equal(count(r->body, r->body_len, "HTTP/1."), 0);
+    if (stream) {
+        assert_int_equal(count(r->body, r->body_len, "data: [DONE]"), 1);
+        assert_int_equal(count(r->body, r->body_len, "\"finish_reason\":\"stop\""), 1);
+    } else {
+        assert_int_equal(r->body[0], '{');
+        assert_int_equal(count(r->body, r->body_len, "\"choices\""), 1);
+    }
+}
+
+static void test_slow_replica_hedged(void **state)
+{
+    (void)state;
+    start("1");
+    set_faults(0, 400, 0);
+    for (int k = 0; k < 2; k++) {
+        uint64_t closes = lx_mock_closes_by_peer(H.mock[0]), ms;
+        lx_harness_resp_t r;
+        chat("p1", k == 1, k ? "hedge-stream" : "hedge-json", &r, &ms);
+        expect_one_answer(&r, k == 1);
+        expect_header(&r, "X-Llmux-Provider", "p2");
+        expect_header(&r, "X-Llmux-Attempts", "2");
+        assert_true(ms < 300);
+        lx_harness_resp_free(&r);
+        /* the loser's connection is closed while p1 still waits to answer */
+        for (int i = 0; i < 200 && lx_mock_closes_by_peer(H.mock[0]) == closes; i++)
+            lx_harness_sleep_ms(5);
+        assert_true(lx_mock_closes_by_peer(H.mock[0]) > closes);
+    }
+    char *line = lx_harness_log_wait(&H, "hedge-stream", 2000);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "\"outcome\":\"hedged\""));
+    free(line);
+    lx_harness_resp_t m;
+    assert_int_equal(lx_harness_get(H.port, "/metrics", &m), 0);
+    assert_non_null(strstr(m.body, "outcome=\"hedged\"} 2"));
+    lx_harness_resp_free(&m);
+    lx_harness_stop(&H);
+}
+
+static void test_budget_zero_no_hedge(void **state)
+{
+    (void)state;
+    start("0");
+    set_faults(0, 400, 0);
+    uint64_t ms;
+    lx_harness_resp_t r;
+    chat("p1", false, "nohedge", &r, &ms);
+    expect_one_answer(&r, false);
+    expect_header(&r, "X-Llmux-Provider", "p1");
+    expect_header(&r, "X-Llmux-Attempts", "1");
+    assert_true(ms >= 400);
+    lx_harness_resp_free(&r);
+    lx_harness_stop(&H);
+}
+
+/* 5%: the 20 warm-up requests and 40 late ones earn 3 hedges; every late request would take
+ * one. */
+static void test_budget_limits_hedges(void **state)
+{
+    (void)state;
+    start("0.05");
+    set_faults(0, 60, 0);
+    int hedged = 0;
+    for (int i = 0; i < 40; i++) {
+        lx_harness_resp_t r;
+        chat("p1", false, "budget", &r, NULL);
+        expect_one_answer(&r, false);
+        char v[16] = "";
+        assert_true(lx_harness_resp_header(&r, "X-Llmux-Attempts", v, sizeof(v)));
+        hedged += strcmp(v, "2") == 0;
+        lx_harness_resp_free(&r);
+    }
+    if (hedged < 1 || hedged > 3) {
+        fprintf(stderr, "%d hedged of 40 at 5%%\n", hedged);
+        fail();
+    }
+    lx_harness_stop(&H);
+}
+
+static void test_client_leaves_mid_hedge(void **state)
+{
+    (void)state;
+    start("1");
+    set_faults(0, 1000, 0);
+    set_faults(1, 1000, 0);
+    uint64_t c0 = lx_mock_closes_by_peer(H.mock[0]), c1 = lx_mock_closes_by_peer(H.mock[1]);
+    uint64_t n1 = lx_mock_requests(H.mock[1]);
+    lx_harness_conn_t c;
+    assert_int_equal(lx_harness_connect(&c, H.port), 0);
+    static const char body[] = "{\"model\":\"m\",\"stream\":true,\"provider\":{\"order\":[\"p1\"]},"
+                               "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    char req[512];
+    snprintf(req, sizeof(req),
+             "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    assert_int_equal(lx_harness_send_str(&c, req), 0);
+    /* both attempts out */
+    for (int i = 0; i < 200 && lx_mock_requests(H.mock[1]) == n1; i++)
+        lx_harness_sleep_ms(5);
+    assert_true(lx_mock_requests(H.mock[1]) > n1);
+    lx_harness_close(&c);
+    for (int i = 0; i < 200 && (lx_mock_closes_by_peer(H.mock[0]) == c0 ||
+                                lx_mock_closes_by_peer(H.mock[1]) == c1);
+         i++)
+        lx_harness_sleep_ms(5);
+    assert_true(lx_mock_closes_by_peer(H.mock[0]) > c0);
+    assert_true(lx_mock_closes_by_peer(H.mock[1]) > c1);
+    set_faults(0, 0, 0);
+    set_faults(1, 0, 0);
+    lx_harness_resp_t r;
+    chat("p1", false, "after", &r, NULL);
+    expect_one_answer(&r, false);
+    lx_harness_resp_free(&r);
+    lx_harness_stop(&H);
+}
+
+static void test_first_fails_hedge_serves(void **state)
+{
+    (void)state;
+    start("1");
+    set_faults(0, 200, 1000); /* p1: a 500 after 200 ms */
+    set_faults(1, 250, 0);    /* p2: an answer after 250 ms */
+    uint64_t n0 = lx_mock_requests(H.mock[0]), n1 = lx_mock_requests(H.mock[1]);
+    lx_harness_resp_t r;
+    uint64_t ms;
+    chat("p1", true, "first-fails", &r, &ms);
+    expect_one_answer(&r, true);
+    expect_header(&r, "X-Llmux-Provider", "p2");
+    expect_header(&r, "X-Llmux-Attempts", "2");
+    /* the hedge went at 10 ms and took over at 200 ms: not a failover started at 200 ms */
+    assert_true(ms >= 250 && ms < 400);
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_mock_requests(H.mock[0]) - n0, 1);
+    assert_int_equal(lx_mock_requests(H.mock[1]) - n1, 1);
+    char *line = lx_harness_log_wait(&H, "first-fails", 2000);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "\"outcome\":\"server\""));
+    free(line);
+    lx_harness_stop(&H);
+}
+
+static void test_hedge_fails_first_serves(void **state)
+{
+    (void)state;
+    start("1");
+    set_faults(0, 150, 0);  /* p1: an answer after 150 ms */
+    set_faults(1, 0, 1000); /* p2: a 500 at once */
+    uint64_t n0 = lx_mock_requests(H.mock[0]), n1 = lx_mock_requests(H.mock[1]);
+    lx_harness_resp_t r;
+    chat("p1", false, "hedge-fails", &r, NULL);
+    expect_one_answer(&r, false);
+    expect_header(&r, "X-Llmux-Provider", "p1");
+    expect_header(&r, "X-Llmux-Attempts", "2");
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_mock_requests(H.mock[0]) - n0, 1);
+    assert_int_equal(lx_mock_requests(H.mock[1]) - n1, 1);
+    lx_harness_stop(&H);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_slow_replica_hedged),
+        cmocka_unit_test(test_budget_zero_no_hedge),
+        cmocka_unit_test(test_budget_limits_hedges),
+        cmocka_unit_test(test_client_leaves_mid_hedge),
+        cmocka_unit_test(test_first_fails_hedge_serves),
+        cmocka_unit_test(test_hedge_fails_first_serves),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
