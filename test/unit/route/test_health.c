@@ -769,6 +769,41 @@ static void test_slow_rule(void **st)
     lx_health_free(h);
 }
 
+/* A row whose attempts lose hedges (outcome HEDGED): not a failure (breaker, success rate), no
+ * latency figure; a row demoted for latency whose exploration attempts all lose stays demoted,
+ * and the losses show in the window's count. */
+static void test_hedged_outcome(void **st)
+{
+    (void)st;
+    lx_health_t *h = table_5s();
+    for (int i = 0; i < 20; i++)
+        rec(h, 1, LX_HEALTH_HEDGED, 100);
+    assert_int_equal(state(h, 1, 200), LX_HEALTH_CLOSED);
+    /* row 1 800 ms slower: demoted */
+    for (size_t r = 0; r < 4; r += r == 1 ? 2 : 1)
+        traffic(h, r, 40, 0, 20 + (r == 1 ? 800 : 0), 0, 0, 5000);
+    lx_health_rescore(h, 5000, NULL, NULL);
+    assert_int_equal(lx_health_scores(h)[1].demoted, LX_HEALTH_DEMOTED_LATENCY);
+    assert_true(lx_health_scores(h)[1].success_rate > 0.99);
+    assert_int_equal(lx_health_scores(h)[1].count[LX_HEALTH_HEDGED], 20);
+    /* its exploration attempts all lose their races: it stays demoted */
+    uint64_t t = 5000;
+    for (int k = 0; k < 12; k++, t += 5000) {
+        for (size_t r = 0; r < 4; r += r == 1 ? 2 : 1) {
+            if (r == 1) {
+                for (int i = 0; i < 2; i++)
+                    rec(h, 1, LX_HEALTH_HEDGED, t + (uint64_t)i);
+            } else {
+                traffic(h, r, 40, 0, 20, 0, t, 5000);
+            }
+        }
+        lx_health_rescore(h, t + 5000, NULL, NULL);
+        assert_int_equal(lx_health_scores(h)[1].demoted, LX_HEALTH_DEMOTED_LATENCY);
+        assert_true(lx_health_scores(h)[1].success_rate > 0.99);
+    }
+    lx_health_free(h);
+}
+
 static void test_outage_recovery(void **st)
 {
     (void)st;
@@ -879,17 +914,18 @@ static void test_json(void **st)
     lx_health_rescore(h, 1000, NULL, NULL);
     assert_int_equal(lx_health_format_json(h, 1500, &out, &len), 0);
     assert_string_equal(
-        out, "{\"rescore_interval_ms\":300000,\"window_ms\":900000,\"last_rescore_ms_ago\":500,"
-             "\"rows\":[{\"provider\":\"local\",\"endpoint\":\"http://127.0.0.1:8000\","
-             "\"model\":\"m\",\"requests\":1,\"successes\":1,\"errors\":{\"connect\":0,"
-             "\"timeout\":0,\"rate_limit\":0,\"server\":0,\"bad_response\":0,\"client\":0},"
-             "\"in_flight\":1,\"ttft_ms\":{\"p50\":null,\"p90\":null},\"tps_p50\":null,"
-             "\"success_rate\":1.0000,\"score\":0.4007,\"has_data\":true,\"demoted\":null,"
-             "\"recent\":{\"attempts\":1.0,\"success_rate\":1.0000,\"success_low\":0.2065,"
-             "\"success_high\":1.0000,\"ttft_gm_ms\":null,\"ttft_p95_ms\":null},"
-             "\"model_ttft_p95_ms\":null,\"breaker\":{\"state\":\"closed\",\"consecutive_"
-             "failures\":0,\"ejections\":0,\"open_for_ms\":0},"
-             "\"retry_after_ms\":0,\"concurrency_cap\":0}]}");
+        out,
+        "{\"rescore_interval_ms\":300000,\"window_ms\":900000,\"last_rescore_ms_ago\":500,"
+        "\"rows\":[{\"provider\":\"local\",\"endpoint\":\"http://127.0.0.1:8000\","
+        "\"model\":\"m\",\"requests\":1,\"successes\":1,\"errors\":{\"connect\":0,"
+        "\"timeout\":0,\"rate_limit\":0,\"server\":0,\"bad_response\":0,\"client\":0},"
+        "\"hedged\":0,\"in_flight\":1,\"ttft_ms\":{\"p50\":null,\"p90\":null},\"tps_p50\":null,"
+        "\"success_rate\":1.0000,\"score\":0.4007,\"has_data\":true,\"demoted\":null,"
+        "\"recent\":{\"attempts\":1.0,\"success_rate\":1.0000,\"success_low\":0.2065,"
+        "\"success_high\":1.0000,\"ttft_gm_ms\":null,\"ttft_p95_ms\":null},"
+        "\"model_ttft_p95_ms\":null,\"breaker\":{\"state\":\"closed\",\"consecutive_"
+        "failures\":0,\"ejections\":0,\"open_for_ms\":0},"
+        "\"retry_after_ms\":0,\"concurrency_cap\":0}]}");
     assert_int_equal(len, strlen(out));
     free(out);
 
@@ -1150,6 +1186,7 @@ int main(void)
         cmocka_unit_test(test_log_lines),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_hedged_outcome),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
