@@ -78,8 +78,9 @@ static struct {
     const char *strat[MAX_STRAT];
     int n_strat;
     const char *out;
-} opt = {NULL, 60,   200,   8,     16,    20, 20,     N_EP, 1.0, 300,
-         25,   "2s", "20s", false, false, 0,  {NULL}, 0,    NULL};
+    const char *hedge_budget; /* routing.hedge_budget; NULL: left out (llmux's default) */
+} opt = {NULL, 60,   200,   8,     16,    20, 20,     N_EP, 1.0,  300,
+         25,   "2s", "20s", false, false, 0,  {NULL}, 0,    NULL, NULL};
 
 /* ---- the child llmux ---- */
 
@@ -190,12 +191,15 @@ static int write_config(const char *path, uint16_t port, const uint16_t *mock_po
                 "      - provider: p%d\n        price:\n          prompt: 0.1\n"
                 "          completion: 0.2\n",
                 i + 1);
+    if (!opt.plain && opt.hedge_budget != NULL)
+        fprintf(f, "routing:\n  hedge_budget: %s\n", opt.hedge_budget);
     if (!opt.plain)
         fprintf(f,
-                "routing:\n  strategy: %s\n  max_attempts: 3\n"
+                "%s  strategy: %s\n  max_attempts: 3\n"
                 "health:\n  rescore_interval: %s\n  window: %s\n  breaker_failures: 5\n"
                 "  breaker_cooldown: 2s\n",
-                strategy, opt.rescore, opt.window);
+                opt.hedge_budget != NULL ? "" : "routing:\n", strategy, opt.rescore, opt.window);
+
     fprintf(f, "auth: none\nlog:\n  access_log: off\n  level: warn\n");
     if (!opt.plain) /* (a build before the store, issue 13, refuses the section) */
         fprintf(f, "store:\n  path: %s/llmux.db\n", tmpdir);
@@ -769,12 +773,16 @@ typedef struct {
     uint64_t total, ok, sent;
     uint64_t st_429, st_5xx, st_other, st_cut, no_answer;
     double ttft_p50, ttft_p99, attempts;
+    double ttft_p99_late;     /* requests scheduled from SETTLED_S on */
     double ttft_p99_by[N_EP]; /* by serving provider; -1 none */
     uint64_t mock_ok[N_EP], mock_failed[N_EP], mock_limited[N_EP];
     uint64_t *samples;
     size_t n_samples;
     bool ran;
 } result_t;
+
+/* From here on a fault of 10 s has been through two re-scorings (--issue: 5 s) or more. */
+#define SETTLED_S 20
 
 static int cmp_u32(const void *a, const void *b)
 {
@@ -821,6 +829,12 @@ static void summarize(result_t *res)
     res->ttft_p50 = pct_ms(v, nv, 50);
     res->ttft_p99 = pct_ms(v, nv, 99);
     res->attempts = res->sent ? (double)att / (double)res->sent : 0;
+    nv = 0;
+    for (uint64_t i = (uint64_t)(SETTLED_S * opt.rate); i < n_total; i++)
+        if (recs[i].ok)
+            v[nv++] = recs[i].ttft_us;
+    qsort(v, nv, sizeof(*v), cmp_u32);
+    res->ttft_p99_late = pct_ms(v, nv, 99);
     for (int p = 0; p < opt.n_ep; p++) {
         nv = 0;
         for (uint64_t i = 0; i < n_total; i++)
@@ -982,6 +996,10 @@ static void report_run_cells(out_t *o, const result_t *r, int row)
         }
         outf(o, " |");
         break;
+    case 6:
+        fmt_ms(a, sizeof(a), r->ttft_p99_late);
+        outf(o, " %s |", a);
+        break;
     case 5:
         for (int i = 0; i < opt.n_ep; i++)
             outf(o, "%s%llu/%llu/%llu", i ? ", " : " ", (unsigned long long)r->mock_ok[i],
@@ -1016,6 +1034,7 @@ static void report_scenario(out_t *o, int sc, const result_t *res)
         "failed: 5xx / 429 / other status / stream cut / no answer",
         "TTFT p99 by serving endpoint p1/p2/p3/p4 (ms)",
         "mock answers 2xx/5xx/429 per endpoint",
+        "TTFT p99 of requests scheduled from 20 s (ms)",
     };
     outf(o, "\n## %s: %s\n\n|  |", sc_name[sc], sc_desc[sc]);
     for (int s = 0; s < opt.n_strat; s++)
@@ -1095,6 +1114,7 @@ static void usage(FILE *f)
             "                   [--strategy health|round_robin]... [--plain-config] [--out FILE]\n"
             "                   [--endpoints N] [--stream-share F] [--slow-ms MS] [--outage-s S]\n"
             "                   [--rescore DUR] [--window DUR] [--issue] [--replicas]\n"
+            "                   [--hedge-budget F]\n"
             "Runs llmux in front of four in-process mock endpoints with faults on a schedule,\n"
             "once per scenario and strategy, and prints a Markdown report (bench/fleet/README.md)."
             "\n");
@@ -1133,11 +1153,12 @@ int main(int argc, char **argv)
                                           {"window", required_argument, NULL, 'W'},
                                           {"issue", no_argument, NULL, 'I'},
                                           {"replicas", no_argument, NULL, 'E'},
+                                          {"hedge-budget", required_argument, NULL, 'H'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
     static char llmux_path[PATH_MAX];
     int ch;
-    while ((ch = getopt_long(argc, argv, "l:qd:r:s:S:Po:e:f:w:u:R:W:IEh", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "l:qd:r:s:S:Po:e:f:w:u:R:W:IEH:h", longs, NULL)) != -1) {
         switch (ch) {
         case 'l':
             opt.llmux = optarg;
@@ -1196,6 +1217,9 @@ int main(int argc, char **argv)
             break;
         case 'E':
             opt.replicas = true;
+            break;
+        case 'H':
+            opt.hedge_budget = optarg;
             break;
         case 'I': /* the figures of issue 14's "Routing under faults" */
             opt.n_ep = 3;
@@ -1315,10 +1339,11 @@ int main(int argc, char **argv)
     outf(&o, "# llmux fleet simulation, %s\n\n", date);
     outf(&o, "commit %s, %ld cores, %s; command: `%s`\n\n", commit[0] ? commit : "unknown",
          sysconf(_SC_NPROCESSORS_ONLN), cpu, cmdline);
-    char hcfg[160];
+    char hcfg[200];
     snprintf(hcfg, sizeof(hcfg),
-             ", `routing: {strategy: <column>, max_attempts: 3}`, `health: {rescore_interval: %s, "
-             "window: %s, breaker_failures: 5, breaker_cooldown: 2s}`",
+             ", `routing: {strategy: <column>, max_attempts: 3%s%s}`, `health: {rescore_interval: "
+             "%s, window: %s, breaker_failures: 5, breaker_cooldown: 2s}`",
+             opt.hedge_budget ? ", hedge_budget: " : "", opt.hedge_budget ? opt.hedge_budget : "",
              opt.rescore, opt.window);
     outf(&o,
          "Load: %.0f req/s open loop for %.0f s per run, chat requests of which %.0f%% stream "
