@@ -51,8 +51,8 @@
     XX(CLIENT, client)               /* a 4xx that is the client's fault: not the endpoint's */    \
     XX(CANCELED, canceled)           /* the client went away: not counted against the endpoint */  \
     XX(GATEWAY_LIMIT, gateway_limit) /* llmux's own max_connections held it back until its         \
-                                        deadline: never sent, not counted against the endpoint */ \
-    XX(HEDGED, hedged) /* lost a hedge's race (the other attempt answered first) and was closed:  \
+                                        deadline: never sent, not counted against the endpoint */  \
+    XX(HEDGED, hedged) /* lost a hedge's race (the other attempt answered first) and was closed:   \
                           not a failure, no latency figure (its first byte never came) */
 
 typedef enum lx_health_outcome {
@@ -209,9 +209,10 @@ size_t lx_health_find(const lx_health_t *h, const char *provider, const char *en
  * breaker; a failure while half-open re-opens it with a doubled cooldown; RATE_LIMIT sets
  * a concurrency cap or the retry-after block (LX_HEALTH_CAP_MAX_RETRY_MS; record it after
  * the attempt's lx_health_inflight_add(-1), so the in-flight count is the others'); RATE_LIMIT,
- * CLIENT, CANCELED, GATEWAY_LIMIT and HEDGED neither count nor reset, and free a taken half-open probe
- * slot. Outcomes of attempts that were sent before an ejection and end while the breaker is open
- * are counted in the window but do not move the breaker. Out of range shard or row: ignored. */
+ * CLIENT, CANCELED, GATEWAY_LIMIT and HEDGED neither count nor reset, and free a taken half-open
+ * probe slot. Outcomes of attempts that were sent before an ejection and end while the breaker is
+ * open are counted in the window but do not move the breaker. Out of range shard or row: ignored.
+ */
 void lx_health_record(lx_health_t *h, unsigned shard, size_t row, const lx_health_sample_t *s,
                       uint64_t now_ms);
 
