@@ -116,7 +116,6 @@ lx_proxy_hedge_t *lx_dispatch_hedge(lx_gw_req_t *r)
     swap_entries(r, r->n_attempts - 1, r->n_attempts - 2);
     r->other_idx = (uint16_t)(r->n_attempts - 2);
     px->hedge_due = 0;
-    r->gw->hedges++;
     lx_gw_build_resp_headers(r); /* X-Llmux-Attempts counts the hedge (kept on failure) */
     return &r->hedge;
 }

@@ -58,7 +58,6 @@ typedef struct lx_gw_worker {
     uv_timer_t queue_timer;         /* admission queues: deadlines, and slots other workers freed */
     size_t n_waiting;               /* requests in this worker's admission queues (fleet_queue.c) */
     lx_hedge_bucket_t hedge_bucket; /* routing.hedge_budget's tokens (dispatch_hedge.c) */
-    uint64_t hedges;                /* hedges started by this worker */
     bool draining;
     bool stopping;
 } lx_gw_worker_t;
