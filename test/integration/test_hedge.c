@@ -5,6 +5,7 @@
  * - p1 400 ms late: the hedge on p2 answers, in well under 400 ms, exactly one well-formed
  *   response (JSON and stream), X-Llmux-Attempts 2, p1's connection closed mid-response, the
  *   access log's attempts `hedged` then `ok`, /metrics counts the `hedged` attempt;
+ * - the same with stream.early_commit (the client's head sent before any attempt);
  * - hedge_budget 0: no hedge (p1 answers after 400 ms, one attempt);
  * - a budget of 5%: the hedges stay within what the requests earned;
  * - the client leaves while both attempts wait: both upstream connections closed, llmux
@@ -47,6 +48,7 @@ static const char CONFIG[] = "listen: 127.0.0.1:0\n"
                              "    providers:\n"
                              "      - {provider: p1, price: {prompt: 1, completion: 1}}\n"
                              "      - {provider: p2, price: {prompt: 1, completion: 1}}\n"
+                             "%s"
                              "auth: none\n"
                              "admin:\n"
                              "  metrics_public: true\n"
@@ -70,11 +72,12 @@ static void chat(const char *order, bool stream, const char *id, lx_harness_resp
         *ms = lx_harness_now_ms() - t0;
 }
 
-/* Starts llmux with <budget>, warms both rows up and waits for a re-scoring with their p95. */
-static void start(const char *budget)
+/* Starts llmux with <budget> (and more top-level YAML <extra>), warms both rows up and waits
+ * for a re-scoring with their p95. */
+static void start_with(const char *budget, const char *extra)
 {
     char cfg[2048];
-    snprintf(cfg, sizeof(cfg), CONFIG, budget);
+    snprintf(cfg, sizeof(cfg), CONFIG, budget, extra);
     lx_harness_opts_t o = {.mocks = 2};
     assert_int_equal(lx_harness_start(&H, &o, cfg), 0);
     for (int i = 0; i < 20; i++) {
@@ -84,6 +87,11 @@ static void start(const char *budget)
         lx_harness_resp_free(&r);
     }
     lx_harness_sleep_ms(300); /* (re-scored every 100 ms) */
+}
+
+static void start(const char *budget)
+{
+    start_with(budget, "");
 }
 
 static void set_faults(int i, uint32_t ttfb_ms, uint32_t fail_permille)
@@ -152,6 +160,27 @@ static void test_slow_replica_hedged(void **state)
     assert_int_equal(lx_harness_get(H.port, "/metrics", &m), 0);
     assert_non_null(strstr(m.body, "outcome=\"hedged\"} 2"));
     lx_harness_resp_free(&m);
+    lx_harness_stop(&H);
+}
+
+/* stream.early_commit: the client has its 200 head before any attempt; the hedge still wins
+ * (nothing of an answer was sent), and the stream is the winner's alone. */
+static void test_early_commit_hedged(void **state)
+{
+    (void)state;
+    start_with("1", "stream:\n  early_commit: true\n");
+    set_faults(0, 400, 0);
+    uint64_t ms;
+    lx_harness_resp_t r;
+    chat("p1", true, "hedge-early", &r, &ms);
+    expect_one_answer(&r, true);
+    assert_true(ms < 300);
+    lx_harness_resp_free(&r);
+    char *line = lx_harness_log_wait(&H, "hedge-early", 2000);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "\"outcome\":\"hedged\""));
+    assert_non_null(strstr(line, "\"provider\":\"p2\""));
+    free(line);
     lx_harness_stop(&H);
 }
 
@@ -280,6 +309,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slow_replica_hedged),
+        cmocka_unit_test(test_early_commit_hedged),
         cmocka_unit_test(test_budget_zero_no_hedge),
         cmocka_unit_test(test_budget_limits_hedges),
         cmocka_unit_test(test_client_leaves_mid_hedge),
