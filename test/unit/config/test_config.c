@@ -423,6 +423,40 @@ static void test_fleet_settings(void **state)
                  "priority");
 }
 
+/* routing.hedge_budget (default 5%, 0 off, 0..1) and a provider's hedge: false. */
+static void test_hedge_settings(void **state)
+{
+    (void)state;
+    lx_config_t *cfg = parse_ok(MINIMAL "auth: none\n");
+    assert_int_equal(cfg->routing_hedge_budget_ppm, 50000);
+    assert_false(cfg->providers[0].no_hedge);
+    lx_config_unref(cfg);
+    cfg = parse_ok(MINIMAL "auth: none\nrouting: {hedge_budget: 0.125}\n");
+    assert_int_equal(cfg->routing_hedge_budget_ppm, 125000);
+    lx_config_unref(cfg);
+    cfg = parse_ok(MINIMAL "auth: none\nrouting: {hedge_budget: 0}\n");
+    assert_int_equal(cfg->routing_hedge_budget_ppm, 0);
+    lx_config_unref(cfg);
+    cfg = parse_ok(MINIMAL "auth: none\nrouting: {hedge_budget: 1}\n");
+    assert_int_equal(cfg->routing_hedge_budget_ppm, 1000000);
+    lx_config_unref(cfg);
+    expect_error(MINIMAL "auth: none\nrouting: {hedge_budget: 1.5}\n",
+                 "routing.hedge_budget: expected a number from 0 to 1");
+    expect_error(MINIMAL "auth: none\nrouting: {hedge_budget: -0.1}\n",
+                 "routing.hedge_budget: expected a number from 0 to 1");
+    expect_error(MINIMAL "auth: none\nrouting: {hedge_budget: 5%}\n",
+                 "routing.hedge_budget: expected a number from 0 to 1");
+    cfg = parse_ok("listen: 127.0.0.1:8080\nproviders:\n  - {name: p, base_url: "
+                   "\"http://127.0.0.1:9000/v1\", hedge: false}\nmodels:\n  - id: m\n"
+                   "    context_length: 100\n    providers:\n      - provider: p\nauth: none\n");
+    assert_true(cfg->providers[0].no_hedge);
+    lx_config_unref(cfg);
+    expect_error("listen: 127.0.0.1:8080\nproviders:\n  - {name: p, base_url: "
+                 "\"http://127.0.0.1:9000/v1\", hedge: sometimes}\nmodels:\n  - id: m\n"
+                 "    context_length: 100\n    providers:\n      - provider: p\nauth: none\n",
+                 "providers[0].hedge: expected true or false");
+}
+
 static void test_routing_health_admin(void **state)
 {
     (void)state;
@@ -1233,6 +1267,7 @@ int main(void)
         cmocka_unit_test(test_stream_section),
         cmocka_unit_test(test_routing_health_admin),
         cmocka_unit_test(test_fleet_settings),
+        cmocka_unit_test(test_hedge_settings),
         cmocka_unit_test(test_tls_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
