@@ -159,14 +159,18 @@ static void set_proxy(lx_gw_req_t *r, const lx_config_route_t *rt, size_t ep, ui
 }
 
 /* A hedge may go to (model, route, ep): its provider allows hedges, and its row is neither
- * demoted nor unavailable (breaker, Retry-After, a 429's cap). */
+ * demoted nor unavailable (breaker, Retry-After, a 429's cap) nor full (its provider's
+ * max_in_flight: a hedge never adds to a saturated replica). */
 static bool hedge_target(const lx_gw_req_t *r, size_t mi, size_t ri, size_t ep, uint64_t now)
 {
     const lx_config_t *cfg = r->gen->cfg;
     const lx_gw_health_t *gh = r->gen->health;
-    if (cfg->providers[cfg->models[mi].routes[ri].provider].no_hedge)
+    const lx_config_provider_t *pv = &cfg->providers[cfg->models[mi].routes[ri].provider];
+    if (pv->no_hedge)
         return false;
     size_t row = lx_gw_row(gh, mi, ri, ep);
+    if (pv->max_in_flight > 0 && lx_health_in_flight(gh->table, row) >= pv->max_in_flight)
+        return false;
     return lx_health_scores(gh->table)[row].demoted == LX_HEALTH_NOT_DEMOTED &&
            lx_health_available(gh->table, row, now);
 }
