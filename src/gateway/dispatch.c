@@ -205,6 +205,10 @@ static int prepare_attempt(lx_gw_req_t *r)
     while (r->plan_pos < r->n_plan && r->n_attempts < LX_GW_MAX_ATTEMPTS) {
         lx_plan_entry_t e = r->plan[r->plan_pos];
         size_t mi = e.model, ri = e.route;
+        if (r->hedging && mi != r->attempts[r->n_attempts - 1].model) {
+            r->plan_pos++; /* a hedge asks the same model: a later `models` entry is failover's */
+            continue;
+        }
         /* the session's endpoint, for the first attempt of the first entry only */
         int pin = r->plan_pos == 0 && r->n_attempts == 0 ? r->pin_ep : -1;
         /* requests already waiting for this model go first: a new one does not take the
