@@ -6,6 +6,7 @@
  *   response (JSON and stream), X-Llmux-Attempts 2, p1's connection closed mid-response, the
  *   access log's attempts `hedged` then `ok`, /metrics counts the `hedged` attempt;
  * - the same with stream.early_commit (the client's head sent before any attempt);
+ * - a hedge stays within the request's model (not its `models` fallback);
  * - hedge_budget 0: no hedge (p1 answers after 400 ms, one attempt);
  * - a budget of 5%: the hedges stay within what the requests earned;
  * - the client leaves while both attempts wait: both upstream connections closed, llmux
@@ -48,6 +49,10 @@ static const char CONFIG[] = "listen: 127.0.0.1:0\n"
                              "    providers:\n"
                              "      - {provider: p1, price: {prompt: 1, completion: 1}}\n"
                              "      - {provider: p2, price: {prompt: 1, completion: 1}}\n"
+                             "  - id: solo\n"
+                             "    context_length: 4096\n"
+                             "    providers:\n"
+                             "      - {provider: p1, price: {prompt: 1, completion: 1}}\n"
                              "%s"
                              "auth: none\n"
                              "admin:\n"
@@ -184,6 +189,28 @@ static void test_early_commit_hedged(void **state)
     lx_harness_stop(&H);
 }
 
+/* A hedge asks the same model: `solo` (p1 only) with `m` as its fallback model is not hedged
+ * on m's p2, however late p1 is. */
+static void test_hedge_keeps_the_model(void **state)
+{
+    (void)state;
+    start("1");
+    set_faults(0, 400, 0);
+    lx_harness_resp_t r;
+    uint64_t t0 = lx_harness_now_ms();
+    assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions", "X-Request-Id: solo\r\n",
+                                     "{\"model\":\"solo\",\"models\":[\"m\"],\"messages\":[{"
+                                     "\"role\":\"user\",\"content\":\"hi\"}]}",
+                                     &r),
+                     0);
+    expect_one_answer(&r, false);
+    expect_header(&r, "X-Llmux-Model", "solo");
+    expect_header(&r, "X-Llmux-Attempts", "1");
+    assert_true(lx_harness_now_ms() - t0 >= 400);
+    lx_harness_resp_free(&r);
+    lx_harness_stop(&H);
+}
+
 static void test_budget_zero_no_hedge(void **state)
 {
     (void)state;
@@ -310,6 +337,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slow_replica_hedged),
         cmocka_unit_test(test_early_commit_hedged),
+        cmocka_unit_test(test_hedge_keeps_the_model),
         cmocka_unit_test(test_budget_zero_no_hedge),
         cmocka_unit_test(test_budget_limits_hedges),
         cmocka_unit_test(test_client_leaves_mid_hedge),
