@@ -158,15 +158,17 @@ static void set_proxy(lx_gw_req_t *r, const lx_config_route_t *rt, size_t ep, ui
     px->idle_timeout_ms = pv->idle_timeout_ms ? pv->idle_timeout_ms : cfg->upstream_idle_timeout_ms;
 }
 
-/* A hedge may go to (model, route, ep): its provider allows hedges, and its row is neither
- * demoted nor unavailable (breaker, Retry-After, a 429's cap) nor full (its provider's
- * max_in_flight: a hedge never adds to a saturated replica). */
+/* A hedge may go to (model, route, ep): not the current attempt's endpoint (by URL: two
+ * routes or providers may name the same server), its provider allows hedges, and its row is
+ * neither demoted nor unavailable (breaker, Retry-After, a 429's cap) nor full (its provider's
+ * max_in_flight: a hedge never adds to a saturated replica). r->endpoint is still the current
+ * attempt's while the hedge's is chosen. */
 static bool hedge_target(const lx_gw_req_t *r, size_t mi, size_t ri, size_t ep, uint64_t now)
 {
     const lx_config_t *cfg = r->gen->cfg;
     const lx_gw_health_t *gh = r->gen->health;
     const lx_config_provider_t *pv = &cfg->providers[cfg->models[mi].routes[ri].provider];
-    if (pv->no_hedge)
+    if (pv->no_hedge || strcmp(pv->endpoints[ep].url, r->endpoint->url) == 0)
         return false;
     size_t row = lx_gw_row(gh, mi, ri, ep);
     if (pv->max_in_flight > 0 && lx_health_in_flight(gh->table, row) >= pv->max_in_flight)
