@@ -312,6 +312,17 @@ static void parse_fleet(parser_t *p, lx_config_provider_t *pv, yaml_node_t *metr
         pv->prefix_cache_tokens = (uint32_t)v;
 }
 
+/* `hedge: false`: never a hedge's target, its requests not hedged. */
+static void parse_hedge(parser_t *p, lx_config_provider_t *pv, yaml_node_t *n, const char *where)
+{
+    char what[64];
+    bool hedge = true;
+    if (n == NULL)
+        return;
+    lx_cfg_get_bool(p, n, lx_cfg_join(what, sizeof(what), where, "hedge"), &hedge);
+    pv->no_hedge = !hedge;
+}
+
 static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
 {
     lx_config_t *cfg = p->cfg;
@@ -388,11 +399,7 @@ static void parse_provider(parser_t *p, size_t index, yaml_node_t *n)
     if (f[10].value != NULL)
         lx_cfg_parse_provider_tls(p, pv, f[10].value, where);
     parse_fleet(p, pv, f[12].value, f[13].value, f[14].value, where);
-    if (f[15].value != NULL) {
-        bool hedge = true;
-        lx_cfg_get_bool(p, f[15].value, lx_cfg_join(what, sizeof(what), where, "hedge"), &hedge);
-        pv->no_hedge = !hedge;
-    }
+    parse_hedge(p, pv, f[15].value, where);
 }
 
 void lx_cfg_parse_providers(parser_t *p, yaml_node_t *n)
