@@ -38,7 +38,7 @@ static const char CONFIG[] = "listen: 127.0.0.1:0\n"
                              "  deadline: 10s\n"
                              "  hedge_budget: %s\n"
                              "health:\n"
-                             "  rescore_interval: 100ms\n"
+                             "  rescore_interval: 500ms\n"
                              "  window: 10s\n"
                              "providers:\n"
                              "  - {name: p1, base_url: \"http://127.0.0.1:@MOCK0@/v1\"}\n"
@@ -91,7 +91,7 @@ static void start_with(const char *budget, const char *extra)
         assert_int_equal(r.status, 200);
         lx_harness_resp_free(&r);
     }
-    lx_harness_sleep_ms(300); /* (re-scored every 100 ms) */
+    lx_harness_sleep_ms(1100); /* (re-scored every 500 ms) */
 }
 
 static void start(const char *budget)
@@ -203,7 +203,7 @@ static void test_hedge_keeps_the_model(void **state)
         assert_int_equal(r.status, 200);
         lx_harness_resp_free(&r);
     }
-    lx_harness_sleep_ms(300);
+    lx_harness_sleep_ms(1100);
     set_faults(0, 400, 0);
     uint64_t t0 = lx_harness_now_ms();
     assert_int_equal(
