@@ -93,6 +93,26 @@ int lx_ring_home(const lx_ring_t *r, uint64_t key, uint64_t avail)
     return -1;
 }
 
+size_t lx_ring_order(const lx_ring_t *r, uint64_t key, uint64_t avail, uint8_t *out, size_t max)
+{
+    avail &= replicas_mask(r);
+    if (avail == 0 || r->n_points == 0 || max == 0)
+        return 0;
+    uint64_t seen = 0;
+    size_t k = 0;
+    uint32_t i = first_point(r, key);
+    for (uint32_t s = 0; s < r->n_points && k < max && seen != avail; s++) {
+        unsigned idx = (unsigned)(r->points[i] & IDX_MASK);
+        uint64_t bit = (uint64_t)1 << idx;
+        if ((avail & bit) && !(seen & bit)) {
+            seen |= bit;
+            out[k++] = (uint8_t)idx;
+        }
+        i = i + 1 == r->n_points ? 0 : i + 1;
+    }
+    return k;
+}
+
 uint64_t lx_ring_cap(const lx_ring_t *r, const uint32_t *loads, uint64_t avail, uint32_t eps_milli)
 {
     avail &= replicas_mask(r);

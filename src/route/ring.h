@@ -71,6 +71,11 @@ int lx_ring_build(lx_ring_t *r, const uint64_t *ids, size_t n, unsigned vnodes, 
  * chosen), loads ignored; -1 when none is. */
 int lx_ring_home(const lx_ring_t *r, uint64_t key, uint64_t avail);
 
+/* The distinct replicas clockwise from <key> whose bit is set in <avail>, in walk order, into
+ * <out> (at most <max>): out[0] is lx_ring_home(), out[1] the replica the walk reaches next
+ * (where the key spills when its home is passed over), and so on. Returns how many. */
+size_t lx_ring_order(const lx_ring_t *r, uint64_t key, uint64_t avail, uint8_t *out, size_t max);
+
 /* The capacity above for <loads> (one per replica) over the replicas in <avail>; 0 when
  * <avail> holds none. */
 uint64_t lx_ring_cap(const lx_ring_t *r, const uint32_t *loads, uint64_t avail, uint32_t eps_milli);

@@ -282,13 +282,52 @@ static void test_determinism(void **state)
     assert_true(lx_ring_id("http://a", 8) != lx_ring_id("http://b", 8));
 }
 
+/* The order: distinct available replicas, the home first, each the next the walk meets: it
+ * is where lx_ring_pick sends the key when every replica before it is at capacity. */
+static void test_order(void **state)
+{
+    (void)state;
+    uint64_t ids[6];
+    make_ids(ids, 6, 3);
+    lx_ring_t r;
+    assert_int_equal(lx_ring_build(&r, ids, 6, LX_RING_VNODES, points_a, sizeof(points_a) / 8), 0);
+    uint64_t s = 17;
+    for (int k = 0; k < 5000; k++) {
+        uint64_t key = next_key(&s);
+        uint64_t avail = next_key(&s) & 0x3f;
+        uint8_t order[6];
+        size_t n = lx_ring_order(&r, key, avail, order, 6);
+        assert_int_equal(n, (size_t)__builtin_popcountll(avail));
+        if (n == 0)
+            continue;
+        assert_int_equal(order[0], lx_ring_home(&r, key, avail));
+        uint64_t seen = 0;
+        uint32_t loads[6] = {0, 0, 0, 0, 0, 0};
+        for (size_t i = 0; i < n; i++) {
+            assert_true(avail >> order[i] & 1u);
+            assert_false(seen >> order[i] & 1u);
+            seen |= 1ull << order[i];
+            /* the ones before it full (eps 0: cap = ceil((T + 1) / n)), it and the rest empty */
+            if (i + 1 < n) {
+                memset(loads, 0, sizeof(loads));
+                for (size_t j = 0; j <= i; j++)
+                    loads[order[j]] = 1000;
+                assert_int_equal(lx_ring_pick(&r, key, loads, avail, 0, NULL), order[i + 1]);
+            }
+        }
+        assert_int_equal(lx_ring_order(&r, key, avail, order, 2), n < 2 ? n : 2);
+    }
+    uint8_t none[1];
+    assert_int_equal(lx_ring_order(&r, 1, 0x3f, none, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build),          cmocka_unit_test(test_distribution),
         cmocka_unit_test(test_movement),       cmocka_unit_test(test_cap),
         cmocka_unit_test(test_bounded_stream), cmocka_unit_test(test_unavailable),
-        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_determinism),    cmocka_unit_test(test_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
