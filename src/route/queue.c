@@ -19,6 +19,7 @@ void lx_queue_node_init(lx_queue_node_t *n)
     n->enqueued_ms = 0;
     n->deadline_ms = 0;
     n->cls = LX_QUEUE_INTERACTIVE;
+    n->tag = 0;
 }
 
 void lx_queue_init(lx_queue_t *q, size_t capacity, uint64_t timeout_ms, unsigned batch_every)
@@ -116,19 +117,16 @@ bool lx_queue_push(lx_queue_t *q, lx_queue_node_t *n, lx_queue_class_t cls, uint
     return true;
 }
 
-/* The class the next pop serves (-1: empty), and the anti-starvation count: <streak> counts
- * the interactive pops since a batch request was last served or the batch class was empty;
- * at batch_every - 1 of them, batch goes. */
-static int next_class(lx_queue_t *q)
+/* The class the next pop serves (-1: empty), without counting: <streak> counts the
+ * interactive pops since a batch request was last served or the batch class was empty; at
+ * batch_every - 1 of them, batch goes. */
+static int next_class(const lx_queue_t *q)
 {
     bool inter = q->stats.len[LX_QUEUE_INTERACTIVE] > 0;
     if (q->stats.len[LX_QUEUE_BATCH] == 0)
         return inter ? LX_QUEUE_INTERACTIVE : -1; /* streak is 0 */
-    if (!inter || q->streak + 1 >= q->batch_every) {
-        q->streak = 0;
+    if (!inter || q->streak + 1 >= q->batch_every)
         return LX_QUEUE_BATCH;
-    }
-    q->streak++;
     return LX_QUEUE_INTERACTIVE;
 }
 
@@ -144,19 +142,54 @@ static void drain_sample(lx_queue_t *q, uint64_t now_ms)
     q->mark_ms = now_ms;
 }
 
+/* <n> served: off the queue, the batch share's count (before the unlink, which restarts it
+ * when batch empties), the wait, the drain rate. */
+static void serve(lx_queue_t *q, lx_queue_node_t *n, uint64_t now_ms)
+{
+    if (n->cls == LX_QUEUE_BATCH)
+        q->streak = 0;
+    else if (q->stats.len[LX_QUEUE_BATCH] > 0)
+        q->streak++; /* batch waits and was passed over */
+    unlink_node(q, n);
+    q->stats.served[n->cls]++;
+    uint64_t wait = now_ms > n->enqueued_ms ? now_ms - n->enqueued_ms : 0;
+    if (wait > q->stats.max_wait_ms)
+        q->stats.max_wait_ms = wait;
+    q->stats.wait_ms_total += wait;
+    drain_sample(q, now_ms);
+}
+
 lx_queue_node_t *lx_queue_pop(lx_queue_t *q, uint64_t now_ms)
 {
     int c = next_class(q);
     if (c < 0)
         return NULL;
     lx_queue_node_t *n = of_link(q->fifo[c].next);
-    unlink_node(q, n);
-    q->stats.served[c]++;
-    uint64_t wait = now_ms > n->enqueued_ms ? now_ms - n->enqueued_ms : 0;
-    if (wait > q->stats.max_wait_ms)
-        q->stats.max_wait_ms = wait;
-    q->stats.wait_ms_total += wait;
-    drain_sample(q, now_ms);
+    serve(q, n, now_ms);
+    return n;
+}
+
+/* The oldest node of class <c> that fits, or NULL. */
+static lx_queue_node_t *first_fit(lx_queue_t *q, int c,
+                                  bool (*fit)(void *arg, const lx_queue_node_t *n), void *arg)
+{
+    for (lx_list_t *l = q->fifo[c].next; l != &q->fifo[c]; l = l->next)
+        if (fit(arg, of_link(l)))
+            return of_link(l);
+    return NULL;
+}
+
+lx_queue_node_t *lx_queue_pop_fit(lx_queue_t *q, uint64_t now_ms,
+                                  bool (*fit)(void *arg, const lx_queue_node_t *n), void *arg)
+{
+    int c = next_class(q);
+    if (c < 0)
+        return NULL;
+    lx_queue_node_t *n = first_fit(q, c, fit, arg);
+    if (n == NULL)
+        n = first_fit(q, c == LX_QUEUE_BATCH ? LX_QUEUE_INTERACTIVE : LX_QUEUE_BATCH, fit, arg);
+    if (n != NULL)
+        serve(q, n, now_ms);
     return n;
 }
 

@@ -52,6 +52,8 @@ typedef struct lx_queue_node {
     uint64_t enqueued_ms;   /* when it was pushed */
     uint64_t deadline_ms;   /* enqueued_ms + the queue's timeout at that time */
     lx_queue_class_t cls;   /* its class */
+    uint64_t tag;           /* the caller's, never read here (the fleet: the replica
+                               preference lx_queue_pop_fit's predicate reads) */
 } lx_queue_node_t;
 
 /* Totals since lx_queue_init, per class. Every push admitted is counted in enqueued and
@@ -120,6 +122,15 @@ bool lx_queue_push(lx_queue_t *q, lx_queue_node_t *n, lx_queue_class_t cls, uint
  * and the drain rate. It does not look at deadlines: a node whose deadline passed but that
  * lx_queue_expire has not taken yet is served (a slot is free). O(1). */
 lx_queue_node_t *lx_queue_pop(lx_queue_t *q, uint64_t now_ms);
+
+/* lx_queue_pop() restricted to the nodes for which <fit>(<arg>, node) holds: the class
+ * lx_queue_pop() would serve is looked at first, oldest first, then the other class; the first
+ * fitting node is taken off and counted as lx_queue_pop() counts (the batch share counts the
+ * class actually served). NULL, and nothing changes, when no node fits. O(len): the scan is
+ * bounded by the queue's capacity. For the fleet's affinity-aware dequeue (a slot freed on
+ * one replica serves the oldest request that may go there). */
+lx_queue_node_t *lx_queue_pop_fit(lx_queue_t *q, uint64_t now_ms,
+                                  bool (*fit)(void *arg, const lx_queue_node_t *n), void *arg);
 
 /* Takes <n> off <q> (its client left). True when it was queued on <q>; false, and nothing
  * changes, when it is not queued or queued on another queue, so calling it twice, or on a node

@@ -748,6 +748,50 @@ static void test_model_check(void **state)
     model_check(0x5eed, 3);
 }
 
+/* pop_fit: the oldest fitting node of the class a pop would serve, then of the other class;
+ * nothing fits, nothing changes; the batch share counts the class served. */
+static bool tag_is(void *arg, const lx_queue_node_t *n)
+{
+    return n->tag == *(const uint64_t *)arg;
+}
+
+static void test_pop_fit(void **state)
+{
+    (void)state;
+    lx_queue_t q;
+    lx_queue_init(&q, 16, 1000, 4);
+    req_t r[9];
+    reqs_init(r, 9);
+    /* 0-3 and 8 interactive, 4-7 batch */
+    const uint64_t tags[9] = {1, 2, 1, 2, 3, 1, 3, 2, 1};
+    for (int i = 0; i < 9; i++) {
+        r[i].node.tag = tags[i];
+        assert_true(push(&q, &r[i], i < 4 || i == 8 ? I : B, (uint64_t)i));
+    }
+    uint64_t want = 2;
+    assert_int_equal(id_of(lx_queue_pop_fit(&q, 10, tag_is, &want)), 1); /* oldest tag 2 */
+    want = 3; /* none interactive: the oldest batch one */
+    assert_int_equal(id_of(lx_queue_pop_fit(&q, 11, tag_is, &want)), 4);
+    want = 9; /* no fit: NULL, the queue as it was */
+    assert_null(lx_queue_pop_fit(&q, 12, tag_is, &want));
+    assert_int_equal(lx_queue_len(&q), 7);
+    assert_int_equal(q.stats.served[I] + q.stats.served[B], 2);
+    /* batch served restarts the share: three interactive pops pass batch again, then the
+     * next pop is batch's, a fitting pop as well (8, interactive and fitting, waits) */
+    want = 1;
+    assert_int_equal(id_of(lx_queue_pop_fit(&q, 13, tag_is, &want)), 0);
+    assert_int_equal(id_of(lx_queue_pop_fit(&q, 14, tag_is, &want)), 2);
+    assert_int_equal(pop_id(&q, 15), 3);
+    assert_int_equal(id_of(lx_queue_pop_fit(&q, 16, tag_is, &want)), 5);
+    assert_int_equal(pop_id(&q, 17), 8);
+    assert_int_equal(pop_id(&q, 18), 6);
+    assert_int_equal(pop_id(&q, 19), 7);
+    assert_int_equal(lx_queue_len(&q), 0);
+    assert_null(lx_queue_pop_fit(&q, 20, tag_is, &want));
+    assert_int_equal(q.stats.served[I], 5);
+    assert_int_equal(q.stats.served[B], 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -756,7 +800,7 @@ int main(void)
         cmocka_unit_test(test_expire),       cmocka_unit_test(test_expire_reentrant),
         cmocka_unit_test(test_remove),       cmocka_unit_test(test_retry_after_rate),
         cmocka_unit_test(test_drain_idle),   cmocka_unit_test(test_retry_after_no_rate),
-        cmocka_unit_test(test_model_check),
+        cmocka_unit_test(test_model_check),  cmocka_unit_test(test_pop_fit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
