@@ -182,11 +182,12 @@ static void dump_fleet(const lx_config_t *cfg, FILE *out)
 {
     static const char *const balances[] = {"default (power of two choices)", "round_robin",
                                            "least_request", "fleet"};
-    char a[32], b[32];
-    fprintf(out, "balance: %s, scrape_interval %s, affinity slack %g eps %g, ",
+    char a[32], b[32], c[32];
+    fprintf(out, "balance: %s, scrape_interval %s, affinity slack %g eps %g wait %s, ",
             balances[cfg->routing_balance & 3],
             duration(cfg->routing_scrape_interval_ms, a, sizeof(a)), cfg->routing_affinity_slack,
-            cfg->routing_affinity_eps_milli / 1000.0);
+            cfg->routing_affinity_eps_milli / 1000.0,
+            duration(cfg->routing_affinity_wait_ms, c, sizeof(c)));
     if (cfg->routing_queue_size == 0)
         fprintf(out, "admission queue off\n");
     else

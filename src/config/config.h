@@ -196,10 +196,12 @@ typedef struct lx_config {
     uint32_t routing_queue_size;            /* admission queue per model, all workers; 0: off */
     uint64_t routing_queue_timeout_ms;      /* longest wait in it, default 5s */
     double routing_affinity_slack;          /* balance fleet: the ring's replica is kept while its
-                                             * cost is at most this over the best's (0.5) */
+                                             * cost is at most this over the best's (1.5) */
     uint32_t routing_affinity_eps_milli;    /* ... and the ring's bounded-load eps (500: 0.5) */
     uint32_t routing_hedge_budget_ppm;      /* routing.hedge_budget in millionths: extra attempts
                                              * per request hedging may add (50000: 5%); 0: off */
+    uint64_t routing_affinity_wait_ms;      /* ... and a queued request's wait for its home
+                                             * before its second replica (2x: any), 400ms */
 
     /* The provider health table (`health`): */
     uint64_t health_rescore_interval_ms;     /* default 5m */

@@ -120,9 +120,10 @@ static void set_defaults(parser_t *p)
     cfg->routing_scrape_interval_ms = 50;
     cfg->routing_queue_size = 0;
     cfg->routing_queue_timeout_ms = 5000;
-    cfg->routing_affinity_slack = 0.5; /* (route/fleet.c's lx_fleet_params_default) */
+    cfg->routing_affinity_slack = 1.5; /* (route/fleet.c's lx_fleet_params_default) */
     cfg->routing_affinity_eps_milli = 500;
     cfg->routing_hedge_budget_ppm = 50000; /* 5%: "The Tail at Scale"'s p95 deferral */
+    cfg->routing_affinity_wait_ms = 400;
     cfg->health_rescore_interval_ms = 5 * 60 * 1000;
     cfg->health_window_ms = 15 * 60 * 1000;
     cfg->health_breaker_failures = 5;

@@ -90,7 +90,7 @@ void lx_cfg_parse_routing(parser_t *p, yaml_node_t *n)
                    {"balance", false, NULL, NULL},        {"scrape_interval", false, NULL, NULL},
                    {"queue_size", false, NULL, NULL},     {"queue_timeout", false, NULL, NULL},
                    {"affinity_slack", false, NULL, NULL}, {"affinity_eps", false, NULL, NULL},
-                   {"hedge_budget", false, NULL, NULL}};
+                   {"hedge_budget", false, NULL, NULL},   {"affinity_wait", false, NULL, NULL}};
     uint64_t v;
     double d;
 
@@ -118,6 +118,14 @@ void lx_cfg_parse_routing(parser_t *p, yaml_node_t *n)
     parse_affinity(p, f[8].value, f[9].value);
     if (f[10].value != NULL && get_number(p, f[10].value, "routing.hedge_budget", 0, 1, &d))
         cfg->routing_hedge_budget_ppm = (uint32_t)(d * 1e6 + 0.5);
+    if (f[11].value != NULL) {
+        v = cfg->routing_affinity_wait_ms;
+        lx_cfg_get_duration_or_zero(p, f[11].value, "routing.affinity_wait", &v);
+        if (v > 10 * 1000)
+            REPORT(p, f[11].value, "routing.affinity_wait: at most 10s");
+        else
+            cfg->routing_affinity_wait_ms = v;
+    }
 }
 
 void lx_cfg_parse_health(parser_t *p, yaml_node_t *n)

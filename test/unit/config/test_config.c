@@ -332,13 +332,21 @@ static void test_fleet_settings(void **state)
     assert_null(cfg->providers[0].metrics_path);
     assert_int_equal(cfg->providers[0].max_in_flight, 0);
     assert_int_equal(cfg->providers[0].prefix_cache_tokens, 262144);
-    assert_true(cfg->routing_affinity_slack == 0.5);
+    assert_true(cfg->routing_affinity_slack == 1.5);
     assert_int_equal(cfg->routing_affinity_eps_milli, 500);
+    assert_int_equal(cfg->routing_affinity_wait_ms, 400);
     lx_config_unref(cfg);
-    cfg = parse_ok(MINIMAL "auth: none\nrouting: {affinity_slack: 4, affinity_eps: 1.25}\n");
+    cfg = parse_ok(MINIMAL "auth: none\nrouting: {affinity_slack: 4, affinity_eps: 1.25, "
+                           "affinity_wait: 150ms}\n");
     assert_true(cfg->routing_affinity_slack == 4.0);
     assert_int_equal(cfg->routing_affinity_eps_milli, 1250);
+    assert_int_equal(cfg->routing_affinity_wait_ms, 150);
     lx_config_unref(cfg);
+    cfg = parse_ok(MINIMAL "auth: none\nrouting: {affinity_wait: 0s}\n");
+    assert_int_equal(cfg->routing_affinity_wait_ms, 0);
+    lx_config_unref(cfg);
+    expect_error(MINIMAL "auth: none\nrouting: {affinity_wait: 11s}\n",
+                 "routing.affinity_wait: at most 10s");
     expect_error(MINIMAL "auth: none\nrouting: {affinity_slack: -1}\n",
                  "routing.affinity_slack: expected a number from 0 to 100");
     expect_error(MINIMAL "auth: none\nrouting: {affinity_slack: lots}\n",
