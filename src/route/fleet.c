@@ -30,15 +30,29 @@
  *      running + waiting also sees other clients' load. The health score (success and
  *      latency, route/health.h) costs up to one unit: a limping replica loses ties.
  *
- *   3. Affinity. With a key and a ring: a = the ring's replica for K with bounded loads over
- *      the replicas left by step 1 (loads = in_flight, eps = eps_milli), i.e. the first one
- *      clockwise from K whose in_flight + 1 <= ceil((1 + eps)(T + 1)/n_active). eps is 0.5 by
- *      default (SGLang's bounded hashing, HAProxy's usual hash-balance-factor 150), looser than
- *      the 0.25 the reference suggests for hashing alone, because here the server's own queue
- *      and KV use are checked next: the ring only has to stop llmux piling requests on one
- *      replica between scrapes. On test_fleet_sim.c's workload (24 system prompts, 4 replicas)
- *      0.25 sent 29% of the requests off their key's home, 0.5 12%, for an estimated prefix
- *      hit of 73% and 78% (round robin: 63%), the busiest replica at 1.18 and 1.32 x the mean.
+ *   3. Affinity. With a key and a ring, the key's home h is the replica it was moved to
+ *      (p->home, see 5), else the ring's first replica clockwise from K among the replicas
+ *      step 1 considers (full ones included).
+ *      a. h full (its max_in_flight reached) and the caller can queue (p->wait_home): -1,
+ *         reason LX_FLEET_WAIT. The request waits in the admission queue for a slot on h, for
+ *         a bounded extra time (5), rather than paying a cold prefill elsewhere at once: a
+ *         slot frees every E[slot time] / max_in_flight (55 ms on bench/fleet's replicas),
+ *         a cold 3,500-token prompt costs 350 ms of prefill and doubles the slot time.
+ *      b. h moved-to and admitting: a = h.
+ *      c. Every replica left by step 1 has a max_in_flight (configured or learned): a = the
+ *         first of them clockwise from K (h itself when it admits). The cap already bounds
+ *         each replica's load, absolutely; the ring's relative bound (d) would also pass a
+ *         key on whenever its home holds more than (1 + eps) times the mean, which at light
+ *         load is a handful of requests: a cold prefill elsewhere for nothing.
+ *      d. Otherwise a = the ring's replica for K with bounded loads over the replicas left by
+ *         step 1 (loads = in_flight, eps = eps_milli), i.e. the first one
+ *         clockwise from K whose in_flight + 1 <= ceil((1 + eps)(T + 1)/n_active). eps is 0.5 by
+ *         default (SGLang's bounded hashing, HAProxy's usual hash-balance-factor 150), looser than
+ *         the 0.25 the reference suggests for hashing alone, because here the server's own queue
+ *         and KV use are checked next: the ring only has to stop llmux piling requests on one
+ *         replica between scrapes. On test_fleet_sim.c's workload (24 system prompts, 4 replicas)
+ *         0.25 sent 29% of the requests off their key's home, 0.5 12%, for an estimated prefix
+ *         hit of 73% and 78% (round robin: 63%), the busiest replica at 1.18 and 1.32 x the mean.
  *      Take a when cost(a) <= cost(best) + slack, where best is the least costly replica;
  *      else best.
  *      This is llm-d's finding in two rules: prefix affinity wins big only with a load check
@@ -46,11 +60,23 @@
  *      of requests); the ring bounds llmux's own spread (CHWBL, the reference's telemetry-free
  *      fallback) and the slack bounds how much more queued work a cache hit may cost (llm-d's
  *      "sticky until saturated": stay warm until the warm replica's lead in queued work
- *      exceeds what the hit saves). 0.5 units = 2.5 more waiting requests or 40% more KV use:
- *      a cached 6,000-token prefix saves one long prefill, not several queued requests.
+ *      exceeds what the hit saves). The slack is 1.5 units: occupancy alone (below the cap,
+ *      under 1 unit) never takes a key off a home that admits it, which with a cap is what
+ *      "full" (3a) is for; a server queue of 7.5 more requests, or one that adds to 40% more
+ *      KV use, does. Measured on bench/fleet (GPU, 50% load): 0.5 sent keys off their warm
+ *      home whenever it held 4 more requests than an idle replica, 73% prefix hits; 1.5: 90%.
  *
  *   4. Least cost otherwise (no key, no ring, or a too busy), ties broken uniformly at random
  *      with the caller's state (GIE's max-score picker shuffles for the same reason).
+ *
+ *   5. In the queue (gateway/fleet_queue.c; the rules lx_fleet_prefs, lx_fleet_may_take,
+ *      lx_fleet_move below): a slot that frees on replica r first serves the oldest request
+ *      whose home is r, then the oldest that may go to r: its second replica (the next
+ *      clockwise, where 3c sends it when h is full and no queue) after routing.affinity_wait,
+ *      any after twice that; so the extra wait for a warm cache is bounded, and every wait by
+ *      routing.queue_timeout. A request served away from its home takes its key along: for
+ *      LX_FLEET_MOVE_TTL_MS that replica is the key's home (3b), so an overloaded home sheds
+ *      whole prefixes, warm where they land, rather than single requests, cold everywhere.
  */
 #include "route/fleet.h"
 
@@ -64,7 +90,8 @@ void lx_fleet_params_default(lx_fleet_params_t *p)
     p->kv_sat_ppm = 800000;
     p->flight_sat = 32;
     p->w_queue = p->w_kv = p->w_flight = p->w_health = 1.0;
-    p->slack = 0.5;
+    p->slack = 1.5;
+    p->home = -1;
 }
 
 static bool stale(const lx_fleet_rep_t *r)
@@ -103,20 +130,65 @@ static uint64_t next_random(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-/* The replicas step 1 leaves, as a mask. */
-static uint64_t candidates(const lx_fleet_rep_t *reps, size_t n, bool *stale_only)
+/* The replicas step 1 considers, as masks: *<pool> the available ones (fresh ones, or the
+ * stale ones when no fresh one admits a request), the return value those of them that admit
+ * one more request. */
+static uint64_t candidates(const lx_fleet_rep_t *reps, size_t n, uint64_t *pool, bool *stale_only)
 {
-    uint64_t fresh = 0, old = 0;
+    uint64_t fresh = 0, old = 0, fresh_in = 0, old_in = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!lx_fleet_admits(&reps[i]))
+        if (!reps[i].available)
             continue;
-        if (stale(&reps[i]))
-            old |= (uint64_t)1 << i;
-        else
-            fresh |= (uint64_t)1 << i;
+        uint64_t bit = (uint64_t)1 << i;
+        bool in = lx_fleet_admits(&reps[i]);
+        if (stale(&reps[i])) {
+            old |= bit;
+            old_in |= in ? bit : 0;
+        } else {
+            fresh |= bit;
+            fresh_in |= in ? bit : 0;
+        }
     }
-    *stale_only = fresh == 0 && old != 0;
-    return fresh != 0 ? fresh : old;
+    *stale_only = fresh_in == 0 && old_in != 0;
+    *pool = fresh != 0 ? fresh : old;
+    return fresh_in != 0 ? fresh_in : old_in;
+}
+
+/* Whether every replica of <mask> has a max_in_flight (configured or learned). */
+static bool all_capped(const lx_fleet_rep_t *reps, size_t n, uint64_t mask)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((mask >> i & 1u) && reps[i].max_in_flight == 0)
+            return false;
+    return true;
+}
+
+/* Step 3's replica for <key>: -1 when there is none, -2 when its home (*<home>) is full and
+ * the caller waits for it (p->wait_home). */
+static int affinity_of(const lx_fleet_rep_t *reps, size_t n, uint64_t key,
+                       const lx_fleet_params_t *p, uint64_t pool, uint64_t cand, int *home_out,
+                       bool *spilled)
+{
+    bool moved = p->home >= 0 && (size_t)p->home < n && (pool >> p->home & 1u);
+    int home = moved ? p->home : lx_ring_home(p->ring, key, pool);
+    *home_out = home;
+    if (home < 0)
+        return -1;
+    if (!(cand >> home & 1u)) {
+        if (p->wait_home && reps[home].max_in_flight > 0)
+            return -2; /* full: wait for it */
+    } else if (moved) {
+        return home; /* the key moved here (lx_fleet_move): its load is bounded by the cap */
+    }
+    if (all_capped(reps, n, cand)) {
+        int a = lx_ring_home(p->ring, key, cand); /* the cap bounds the load */
+        *spilled = a != home;
+        return a;
+    }
+    uint32_t loads[LX_FLEET_MAX];
+    for (size_t i = 0; i < n; i++)
+        loads[i] = reps[i].in_flight;
+    return lx_ring_pick(p->ring, key, loads, cand, p->eps_milli, spilled);
 }
 
 int lx_fleet_pick_ex(const lx_fleet_rep_t *reps, size_t n, uint64_t prefix_key,
@@ -126,7 +198,8 @@ int lx_fleet_pick_ex(const lx_fleet_rep_t *reps, size_t n, uint64_t prefix_key,
     why->index = why->affinity = -1;
     if (n > LX_FLEET_MAX)
         n = LX_FLEET_MAX;
-    uint64_t cand = candidates(reps, n, &why->stale_only);
+    uint64_t pool;
+    uint64_t cand = candidates(reps, n, &pool, &why->stale_only);
     if (cand == 0)
         return -1;
     double cost[LX_FLEET_MAX];
@@ -145,13 +218,15 @@ int lx_fleet_pick_ex(const lx_fleet_rep_t *reps, size_t n, uint64_t prefix_key,
             best = (int)i;
         }
     }
-    if (prefix_key != 0 && p->ring != NULL && p->ring->n_replicas == n) {
-        uint32_t loads[LX_FLEET_MAX];
-        for (size_t i = 0; i < n; i++)
-            loads[i] = reps[i].in_flight;
-        why->affinity = lx_ring_pick(p->ring, prefix_key, loads, cand, p->eps_milli, &why->spilled);
+    int a = -1, home = -1;
+    if (prefix_key != 0 && p->ring != NULL && p->ring->n_replicas == n)
+        a = affinity_of(reps, n, prefix_key, p, pool, cand, &home, &why->spilled);
+    if (a == -2) {
+        why->affinity = home;
+        why->reason = LX_FLEET_WAIT;
+        return -1;
     }
-    int a = why->affinity;
+    why->affinity = a;
     if (a >= 0 && cost[a] <= least + p->slack) {
         why->reason = LX_FLEET_AFFINITY;
         why->index = a;
@@ -168,6 +243,154 @@ int lx_fleet_pick(const lx_fleet_rep_t *reps, size_t n, uint64_t prefix_key,
 {
     lx_fleet_choice_t why;
     return lx_fleet_pick_ex(reps, n, prefix_key, p, rnd, &why);
+}
+
+/* ---- waiting for the home replica ---- */
+
+uint64_t lx_fleet_prefs(const lx_ring_t *ring, uint64_t key, int home)
+{
+    uint8_t order[LX_FLEET_PREFS + 1];
+    if (ring == NULL || key == 0)
+        return LX_FLEET_NO_PREF;
+    size_t k = lx_ring_order(ring, key, ~(uint64_t)0, order, LX_FLEET_PREFS);
+    if (k == 0)
+        return LX_FLEET_NO_PREF;
+    if (k > LX_FLEET_PREFS)
+        k = LX_FLEET_PREFS;
+    if (home >= 0 && (uint32_t)home < ring->n_replicas && home < 0xff) {
+        size_t at = 0; /* the moved-to home first, the ring's order after it */
+        while (at < k && order[at] != (uint8_t)home)
+            at++;
+        for (size_t i = at < k ? at : k; i > 0; i--)
+            order[i] = order[i - 1];
+        order[0] = (uint8_t)home;
+        if (at == k)
+            k = k < LX_FLEET_PREFS ? k + 1 : LX_FLEET_PREFS;
+    }
+    uint64_t prefs = LX_FLEET_NO_PREF;
+    for (size_t i = 0; i < k; i++)
+        prefs = (prefs & ~((uint64_t)0xff << (8 * i))) | (uint64_t)order[i] << (8 * i);
+    return prefs;
+}
+
+/* ---- keys moved off their ring home ---- */
+
+/* The first slot of <key>'s set of LX_FLEET_WAYS (the last set may be shorter). */
+static size_t set_of(uint64_t key, size_t n, size_t *ways)
+{
+    size_t sets = (n + LX_FLEET_WAYS - 1) / LX_FLEET_WAYS;
+    size_t first = (size_t)(key % sets) * LX_FLEET_WAYS;
+    *ways = n - first < LX_FLEET_WAYS ? n - first : LX_FLEET_WAYS;
+    return first;
+}
+
+int lx_fleet_moved(const lx_fleet_move_t *t, size_t n, uint64_t key, uint32_t route,
+                   uint64_t now_ms)
+{
+    if (t == NULL || n == 0 || key == 0)
+        return -1;
+    size_t ways, first = set_of(key, n, &ways);
+    for (size_t i = first; i < first + ways; i++)
+        if (t[i].key == key && t[i].route == route)
+            return now_ms < t[i].until_ms ? t[i].replica : -1;
+    return -1;
+}
+
+void lx_fleet_move(lx_fleet_move_t *t, size_t n, uint64_t key, uint32_t route, int replica,
+                   uint64_t until_ms)
+{
+    if (t == NULL || n == 0 || key == 0)
+        return;
+    size_t ways, first = set_of(key, n, &ways), at = first;
+    for (size_t i = first; i < first + ways; i++) {
+        if (t[i].key == key && t[i].route == route) {
+            at = i; /* its own slot */
+            break;
+        }
+        if (t[i].until_ms < t[at].until_ms)
+            at = i; /* else the one that ends first (an empty or expired one first) */
+    }
+    t[at] = (lx_fleet_move_t){key, until_ms, route, replica};
+}
+
+int lx_fleet_place(const lx_fleet_move_t *t, size_t n, const lx_ring_t *ring, uint64_t key,
+                   uint32_t route, uint64_t avail, uint64_t now_ms)
+{
+    uint8_t order[LX_RING_MAX_REPLICAS];
+    size_t k =
+        ring != NULL && key != 0 ? lx_ring_order(ring, key, avail, order, LX_RING_MAX_REPLICAS) : 0;
+    if (k == 0)
+        return -1;
+    uint32_t count[LX_RING_MAX_REPLICAS] = {0};
+    uint64_t keys = 0;
+    for (size_t i = 0; t != NULL && i < n; i++) {
+        const lx_fleet_move_t *m = &t[i];
+        if (m->key == 0 || m->key == key || m->route != route || now_ms >= m->until_ms ||
+            m->replica < 0 || m->replica >= LX_RING_MAX_REPLICAS || !(avail >> m->replica & 1u))
+            continue;
+        count[m->replica]++;
+        keys++;
+    }
+    uint64_t num = (1000 + LX_FLEET_PLACE_EPS_MILLI) * (keys + 1), den = 1000 * (uint64_t)k;
+    uint64_t cap = (num + den - 1) / den;
+    for (size_t i = 0; i < k; i++)
+        if ((uint64_t)count[order[i]] + 1 <= cap)
+            return order[i];
+    return order[0]; /* (not reached: the counts cannot all be at cap) */
+}
+
+unsigned lx_fleet_pref_rank(uint64_t prefs, unsigned r)
+{
+    if (prefs == LX_FLEET_NO_PREF)
+        return 0;
+    for (unsigned i = 0; i < LX_FLEET_PREFS; i++) {
+        unsigned v = (unsigned)(prefs >> (8 * i) & 0xff);
+        if (v == 0xff)
+            break;
+        if (v == r)
+            return i;
+    }
+    return LX_FLEET_PREFS;
+}
+
+bool lx_fleet_may_take(unsigned rank, uint64_t waited_ms, uint64_t step_ms, uint64_t timeout_ms)
+{
+    if (rank == 0)
+        return true;
+    uint64_t any = step_ms > UINT64_MAX / 2 ? UINT64_MAX : 2 * step_ms;
+    uint64_t before = timeout_ms / 4 * 3 + timeout_ms % 4 * 3 / 4; /* 3/4 of it, no overflow */
+    any = any < before ? any : before;
+    return waited_ms >= (rank == 1 && step_ms < any ? step_ms : any);
+}
+
+/* ---- the learned max_in_flight ---- */
+
+#define CAP_MAX_STATE (65535u * LX_FLEET_CAP_ONE)
+
+uint32_t lx_fleet_learned_cap(uint32_t state)
+{
+    if (state == 0)
+        return 0;
+    uint32_t cap = (state + LX_FLEET_CAP_ONE / 2) / LX_FLEET_CAP_ONE;
+    return cap > 0 ? cap : 1;
+}
+
+uint32_t lx_fleet_learn_cap(uint32_t state, bool signals, uint32_t waiting, uint32_t running)
+{
+    if (!signals || running == 0)
+        return state;
+    if (state > CAP_MAX_STATE)
+        state = CAP_MAX_STATE;
+    int64_t obs = (int64_t)(running < 65535u ? running : 65535u) * LX_FLEET_CAP_ONE;
+    if (waiting > 0) {
+        if (state == 0)
+            return (uint32_t)obs;
+        int64_t next = (int64_t)state + (obs - (int64_t)state) / 4;
+        return next > 0 ? (uint32_t)next : 1;
+    }
+    if (state != 0 && running >= lx_fleet_learned_cap(state) && state < CAP_MAX_STATE)
+        return state + LX_FLEET_CAP_ONE / 4;
+    return state;
 }
 
 /* ---- the prefix-hit estimate ---- */

@@ -24,6 +24,8 @@ typedef struct lx_load_slot {
     _Atomic uint64_t counts;  /* waiting | running << 32 */
     _Atomic uint64_t kv;      /* kv_ppm | flags << 32 (LX_LOAD_HAS_*) */
     _Atomic uint64_t read_ms; /* loop time (uv_now) of the scrape; 0: never scraped */
+    _Atomic uint32_t cap;     /* the learned max_in_flight's state (route/fleet.h
+                                 lx_fleet_learn_cap: sixteenths; 0: none), the writer's */
 } lx_load_slot_t;
 
 /* What a reader gets. */
@@ -46,6 +48,18 @@ static inline void lx_load_slot_publish(lx_load_slot_t *slot, const lx_load_samp
                           memory_order_relaxed);
     atomic_store_explicit(&slot->read_ms, now_ms == 0 ? 1 : now_ms, memory_order_relaxed);
     atomic_store_explicit(&slot->seq, seq + 2, memory_order_release);
+}
+
+/* The learned max_in_flight's state: read and written by the slot's one writer (the next
+ * scrape of the endpoint follows the previous one's release), read by anyone. */
+static inline uint32_t lx_load_slot_cap(const lx_load_slot_t *slot)
+{
+    return atomic_load_explicit(&((lx_load_slot_t *)slot)->cap, memory_order_relaxed);
+}
+
+static inline void lx_load_slot_set_cap(lx_load_slot_t *slot, uint32_t state)
+{
+    atomic_store_explicit(&slot->cap, state, memory_order_relaxed);
 }
 
 /* Reads <slot> into *<v>. False (and *v zero: never scraped) when a writer kept overlapping

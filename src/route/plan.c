@@ -320,6 +320,7 @@ static void fleet_rep(const lx_route_ctx_t *x, const lx_config_provider_t *pv, s
                             .health = scores[row].score};
     if (pv->metrics_path == NULL || x->load == NULL)
         return;
+    rep->max_in_flight = lx_fleet_cap_of(pv->max_in_flight, true, lx_load_slot_cap(&x->load[row]));
     lx_load_view_t v;
     (void)lx_load_slot_read(&x->load[row], &v);
     uint64_t stale_ms = 3 * x->cfg->routing_scrape_interval_ms;
@@ -329,6 +330,29 @@ static void fleet_rep(const lx_route_ctx_t *x, const lx_config_provider_t *pv, s
     rep->waiting = v.waiting;
     rep->running = v.running;
     rep->kv_ppm = v.kv_ppm;
+}
+
+/* The home of x->prefix_key on <ring> (route <ri>): its entry in this worker's table, else a
+ * new placement (lx_fleet_place); a first attempt refreshes it. -1: the ring's own home. */
+static int home_of(const lx_route_ctx_t *x, const lx_ring_t *ring, size_t ri,
+                   const lx_fleet_rep_t *reps, size_t n, uint64_t now_ms)
+{
+    if (x->moves == NULL || x->prefix_key == 0 || ring == NULL)
+        return -1;
+    int h = lx_fleet_moved(x->moves, LX_FLEET_MOVES, x->prefix_key, (uint32_t)ri, now_ms);
+    if (!x->may_queue)
+        return h;
+    if (h < 0 || (size_t)h >= n || !reps[h].available) {
+        uint64_t avail = 0;
+        for (size_t i = 0; i < n; i++)
+            avail |= reps[i].available ? (uint64_t)1 << i : 0;
+        h = lx_fleet_place(x->moves, LX_FLEET_MOVES, ring, x->prefix_key, (uint32_t)ri, avail,
+                           now_ms);
+    }
+    if (h >= 0)
+        lx_fleet_move(x->moves, LX_FLEET_MOVES, x->prefix_key, (uint32_t)ri, h,
+                      now_ms + LX_FLEET_MOVE_TTL_MS);
+    return h;
 }
 
 /* fleet: prefix affinity under load (route/fleet.h). */
@@ -349,9 +373,12 @@ static int fleet(const lx_route_ctx_t *x, lx_plan_entry_t e, const bool *avail, 
     lx_fleet_params_default(&p);
     p.slack = cfg->routing_affinity_slack;
     p.eps_milli = cfg->routing_affinity_eps_milli;
+    p.wait_home = cfg->routing_queue_size > 0 && x->may_queue;
     if (x->rings != NULL) {
-        const lx_ring_t *ring = &x->rings[x->model_base[e.model] + e.route];
+        size_t ri = x->model_base[e.model] + e.route;
+        const lx_ring_t *ring = &x->rings[ri];
         p.ring = ring->n_replicas == n ? ring : NULL;
+        p.home = home_of(x, p.ring, ri, reps, n, now_ms);
     }
     int j = lx_fleet_pick(reps, n, x->prefix_key, &p, x->rng);
     if (j >= 0)

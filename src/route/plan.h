@@ -41,12 +41,15 @@ typedef struct lx_route_ctx {
     uint64_t *rr_plan;         /* round_robin: the rotation of plans */
     uint64_t *rng;             /* this worker's random state */
     /* routing.balance least_request and fleet (NULL / 0 when not used): */
-    const lx_load_slot_t *load; /* per row: its server's scraped load (provider `metrics`) */
-    const lx_ring_t *rings;     /* per route (model_base[m] + r): the ring of its provider's
-                                   endpoints; n_replicas 0 when there is none */
-    uint64_t prefix_key;        /* the request's prompt-prefix ring key (llm/prefix.h); 0: none */
-    bool may_queue;             /* the request may wait in the admission queue (its first
-                                   attempt, not queued yet): LX_PLAN_FULL may be returned */
+    const lx_load_slot_t *load;  /* per row: its server's scraped load (provider `metrics`) */
+    const lx_ring_t *rings;      /* per route (model_base[m] + r): the ring of its provider's
+                                    endpoints; n_replicas 0 when there is none */
+    uint64_t prefix_key;         /* the request's prompt-prefix ring key (llm/prefix.h); 0: none */
+    bool may_queue;              /* the request may wait in the admission queue (its first
+                                    attempt, not queued yet): LX_PLAN_FULL may be returned */
+    struct lx_fleet_move *moves; /* LX_FLEET_MOVES prompt keys' homes (route/fleet.h
+                                    lx_fleet_place, lx_fleet_move), this worker's; written
+                                    by a first attempt (may_queue); NULL: the ring's homes */
 } lx_route_ctx_t;
 
 /* lx_plan_pick_endpoint(): every replica is full (balance fleet, routing.queue_size > 0,
@@ -116,8 +119,10 @@ int lx_plan_apply_session(const lx_route_ctx_t *x, const lx_sessions_t *t, uint6
  *   - least_request: the fewest attempts in flight, all workers (lx_health_in_flight), ties
  *     from a random start;
  *   - fleet: lx_fleet_pick over their signals (global in flight, the scraped load of x->load,
- *     stale after 3 routing.scrape_interval, the provider's max_in_flight, the published
- *     health score) with the route's ring and x->prefix_key; when every one is full,
+ *     stale after 3 routing.scrape_interval, the provider's max_in_flight or, without one
+ *     and with `metrics`, the learned one (lx_fleet_cap_of), the published health score)
+ *     with the route's ring and x->prefix_key; when every one is full, or (routing.queue_size
+ *     > 0 and x->may_queue) the key's home is full (it waits for it: LX_FLEET_WAIT),
  *     LX_PLAN_FULL if routing.queue_size > 0 and x->may_queue, else the least in flight (fail
  *     open: no queue, a failover attempt, or a request that waited already);
  *   - absent: for a session the replica it is placed on (lx_session_place), else the power of

@@ -2,7 +2,9 @@
  * test_fleet.c - the fleet choice, one test per rule of fleet.c: the cost formula, affinity
  * while not busy, an overloaded or full affinity replica passed over, a stale scrape counted as
  * saturated (and failing open), an unhealthy replica never chosen for its cache, all full ->
- * -1, random ties, determinism; and the prefix-hit estimate.
+ * -1, random ties, determinism; and the prefix-hit estimate. Then waiting for a full home
+ * (and for a moved one), the packed replica preference and its ranks, the bounded extra wait,
+ * the moves table, and the learned max_in_flight.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -46,6 +48,7 @@ static int setup(void **state)
         return -1;
     lx_fleet_params_default(&params);
     params.ring = &ring;
+    params.slack = 0.5; /* (the slack rule's tests below are written for this one) */
     for (size_t k = 0; k < N; k++) {
         memset(&reps[k], 0, sizeof(reps[k]));
         reps[k].available = reps[k].metrics = reps[k].fresh = true;
@@ -283,6 +286,251 @@ static void test_prefix_hit_estimate(void **state)
     assert_int_equal(lx_fleet_prefix_hit_estimate(table, 0, chain, 8), 0);
 }
 
+/* Every replica capped: a key whose home is full waits for it when the caller can queue
+ * (-1, LX_FLEET_WAIT), else goes on clockwise; an uncapped home never makes it wait. */
+static void test_wait_for_home(void **state)
+{
+    (void)state;
+    uint64_t rnd = 3, key = key_homed_at(2);
+    for (size_t k = 0; k < N; k++)
+        reps[k].max_in_flight = 8;
+    reps[2].in_flight = 8;
+    params.wait_home = true;
+    lx_fleet_choice_t why;
+    assert_int_equal(lx_fleet_pick_ex(reps, N, key, &params, &rnd, &why), -1);
+    assert_int_equal(why.reason, LX_FLEET_WAIT);
+    assert_int_equal(why.affinity, 2);
+    /* no queue: the next replica clockwise, the one the queue ranks second */
+    params.wait_home = false;
+    uint8_t order[N];
+    assert_int_equal(lx_ring_order(&ring, key, ~(uint64_t)0, order, N), N);
+    int p = lx_fleet_pick_ex(reps, N, key, &params, &rnd, &why);
+    assert_int_equal(p, order[1]);
+    assert_true(why.spilled);
+    assert_int_equal(why.reason, LX_FLEET_AFFINITY);
+    /* capped, below the cap and above the ring's bound (T = 3: ceil(1.5 * 4 / 4) = 2), within
+     * the slack (0.375): kept, the cap bounds it, not the ring */
+    params.wait_home = true;
+    reps[2].in_flight = 3;
+    assert_int_equal(lx_fleet_pick_ex(reps, N, key, &params, &rnd, &why), 2);
+    assert_false(why.spilled);
+    /* an unavailable home is not waited for */
+    reps[2].in_flight = 8;
+    reps[2].available = false;
+    assert_int_equal(lx_fleet_pick(reps, N, key, &params, &rnd), order[1]);
+    /* a home without a cap is never full */
+    reps[2].available = true;
+    reps[2].max_in_flight = 0;
+    reps[2].in_flight = 0;
+    assert_int_equal(lx_fleet_pick(reps, N, key, &params, &rnd), 2);
+}
+
+/* A moved key (params.home) goes to where it moved while that admits it, waits for it when
+ * full, and falls back to its ring home when that replica is gone. */
+static void test_moved_home(void **state)
+{
+    (void)state;
+    uint64_t rnd = 4, key = key_homed_at(0);
+    for (size_t k = 0; k < N; k++)
+        reps[k].max_in_flight = 8;
+    params.wait_home = true;
+    params.home = 3;
+    lx_fleet_choice_t why;
+    assert_int_equal(lx_fleet_pick_ex(reps, N, key, &params, &rnd, &why), 3);
+    assert_int_equal(why.reason, LX_FLEET_AFFINITY);
+    reps[3].in_flight = 8;
+    assert_int_equal(lx_fleet_pick_ex(reps, N, key, &params, &rnd, &why), -1);
+    assert_int_equal(why.reason, LX_FLEET_WAIT);
+    assert_int_equal(why.affinity, 3);
+    reps[3].available = false;
+    assert_int_equal(lx_fleet_pick(reps, N, key, &params, &rnd), 0);
+    params.home = 17; /* out of range: ignored */
+    reps[3].available = true;
+    assert_int_equal(lx_fleet_pick(reps, N, key, &params, &rnd), 0);
+}
+
+/* The packed preference: the ring's order, a moved home first; ranks; no key, no preference. */
+static void test_prefs(void **state)
+{
+    (void)state;
+    uint64_t s = 5;
+    for (int k = 0; k < 500; k++) {
+        uint64_t key = next_key(&s);
+        uint8_t order[N];
+        assert_int_equal(lx_ring_order(&ring, key, ~(uint64_t)0, order, N), N);
+        uint64_t pr = lx_fleet_prefs(&ring, key, -1);
+        for (unsigned i = 0; i < N; i++)
+            assert_int_equal(lx_fleet_pref_rank(pr, order[i]), i);
+        assert_int_equal(lx_fleet_pref_rank(pr, 9), LX_FLEET_PREFS); /* not a replica */
+        uint64_t mv = lx_fleet_prefs(&ring, key, order[2]);
+        assert_int_equal(lx_fleet_pref_rank(mv, order[2]), 0);
+        assert_int_equal(lx_fleet_pref_rank(mv, order[0]), 1);
+        assert_int_equal(lx_fleet_pref_rank(mv, order[1]), 2);
+        assert_int_equal(lx_fleet_pref_rank(mv, order[3]), 3);
+    }
+    assert_true(lx_fleet_prefs(&ring, 0, -1) == LX_FLEET_NO_PREF);
+    assert_true(lx_fleet_prefs(NULL, 7, -1) == LX_FLEET_NO_PREF);
+    for (unsigned r = 0; r < N; r++)
+        assert_int_equal(lx_fleet_pref_rank(LX_FLEET_NO_PREF, r), 0);
+}
+
+/* The bounded extra wait: home at once, second after one step, any after two, everything by
+ * 3/4 of the queue's timeout. */
+static void test_may_take(void **state)
+{
+    (void)state;
+    assert_true(lx_fleet_may_take(0, 0, 250, 5000));
+    assert_false(lx_fleet_may_take(1, 249, 250, 5000));
+    assert_true(lx_fleet_may_take(1, 250, 250, 5000));
+    assert_false(lx_fleet_may_take(2, 499, 250, 5000));
+    assert_true(lx_fleet_may_take(2, 500, 250, 5000));
+    assert_false(lx_fleet_may_take(LX_FLEET_PREFS, 499, 250, 5000));
+    assert_true(lx_fleet_may_take(LX_FLEET_PREFS, 500, 250, 5000));
+    assert_true(lx_fleet_may_take(3, 0, 0, 5000)); /* no wait configured: anywhere at once */
+    /* a short timeout pulls both in: 400 ms steps, 700 ms timeout: any from 525 */
+    assert_true(lx_fleet_may_take(1, 400, 400, 700));
+    assert_false(lx_fleet_may_take(1, 399, 400, 700));
+    assert_false(lx_fleet_may_take(2, 524, 400, 700));
+    assert_true(lx_fleet_may_take(2, 525, 400, 700));
+    /* 200 ms timeout: everything from 150 */
+    assert_false(lx_fleet_may_take(1, 149, 400, 200));
+    assert_true(lx_fleet_may_take(1, 150, 400, 200));
+    assert_true(lx_fleet_may_take(3, 150, 400, 200));
+    assert_true(lx_fleet_may_take(1, 6, UINT64_MAX, 8)); /* (no overflow) */
+    assert_false(lx_fleet_may_take(1, 5, UINT64_MAX, 8));
+}
+
+/* The moves table: found until its time, per ring; a set holds LX_FLEET_WAYS keys, a fifth
+ * takes the slot whose time ends first. */
+static void test_moves(void **state)
+{
+    (void)state;
+    lx_fleet_move_t t[LX_FLEET_MOVES];
+    memset(t, 0, sizeof(t));
+    const uint64_t sets = LX_FLEET_MOVES / LX_FLEET_WAYS;
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, 1234, 0, 0), -1);
+    lx_fleet_move(t, LX_FLEET_MOVES, 1234, 5, 2, 1000);
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, 1234, 5, 999), 2);
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, 1234, 5, 1000), -1);
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, 1234, 4, 10), -1);
+    lx_fleet_move(t, LX_FLEET_MOVES, 1234, 5, 3, 2000); /* its own slot, updated */
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, 1234, 5, 1500), 3);
+    /* three more keys of the same set fit beside it; a fifth evicts the earliest to end */
+    for (uint64_t i = 1; i < LX_FLEET_WAYS; i++)
+        lx_fleet_move(t, LX_FLEET_MOVES, 1234 + i * sets, 5, (int)i, 3000 + i);
+    for (uint64_t i = 0; i < LX_FLEET_WAYS; i++)
+        assert_true(lx_fleet_moved(t, LX_FLEET_MOVES, 1234 + i * sets, 5, 10) >= 0);
+    lx_fleet_move(t, LX_FLEET_MOVES, 1234 + 9 * sets, 5, 1, 5000);
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, 1234, 5, 10), -1); /* ended first */
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, 1234 + sets, 5, 10), 1);
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, 1234 + 9 * sets, 5, 10), 1);
+    lx_fleet_move(t, LX_FLEET_MOVES, 0, 5, 1, 1000); /* no key: nothing */
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, 0, 5, 10), -1);
+    assert_int_equal(lx_fleet_moved(NULL, LX_FLEET_MOVES, 1234, 5, 10), -1);
+}
+
+/* A first placement: its ring home while that holds fewer than the bound of live keys, else
+ * the next in ring order; 32 keys over 4 replicas end within 9 of each. */
+static void test_place(void **state)
+{
+    (void)state;
+    static lx_fleet_move_t t[LX_FLEET_MOVES];
+    memset(t, 0, sizeof(t));
+    uint64_t key = key_homed_at(1);
+    assert_int_equal(lx_fleet_place(t, LX_FLEET_MOVES, &ring, key, 0, 0xf, 0), 1);
+    assert_int_equal(lx_fleet_place(t, LX_FLEET_MOVES, &ring, key, 0, 0xd, 0),
+                     lx_ring_home(&ring, key, 0xd)); /* its home unavailable */
+    assert_int_equal(lx_fleet_place(t, LX_FLEET_MOVES, &ring, 0, 0, 0xf, 0), -1);
+    assert_int_equal(lx_fleet_place(t, LX_FLEET_MOVES, NULL, key, 0, 0xf, 0), -1);
+    /* replica 1 holds 3 live keys, the others none: cap = ceil(1.125 * 4 / 4) = 2 */
+    uint64_t s = 41;
+    for (int placed = 0; placed < 3;) {
+        uint64_t k = next_key(&s);
+        if (k != key) {
+            lx_fleet_move(t, LX_FLEET_MOVES, k, 0, 1, 1000);
+            placed++;
+        }
+    }
+    uint8_t order[N];
+    lx_ring_order(&ring, key, 0xf, order, N);
+    assert_int_equal(lx_fleet_place(t, LX_FLEET_MOVES, &ring, key, 0, 0xf, 10), order[1]);
+    /* the same keys on another ring, or expired, do not count */
+    assert_int_equal(lx_fleet_place(t, LX_FLEET_MOVES, &ring, key, 7, 0xf, 10), 1);
+    assert_int_equal(lx_fleet_place(t, LX_FLEET_MOVES, &ring, key, 0, 0xf, 1000), 1);
+    /* 32 keys placed in turn: no replica above ceil(1.125 * 32 / 4) = 9 (the ring alone: more) */
+    memset(t, 0, sizeof(t));
+    unsigned count[N] = {0}, ring_count[N] = {0};
+    for (int i = 0; i < 32; i++) {
+        uint64_t k = next_key(&s);
+        int r = lx_fleet_place(t, LX_FLEET_MOVES, &ring, k, 0, 0xf, 0);
+        assert_true(r >= 0 && r < N);
+        lx_fleet_move(t, LX_FLEET_MOVES, k, 0, r, 1000);
+        count[r]++;
+        ring_count[lx_ring_home(&ring, k, 0xf)]++;
+    }
+    unsigned most = 0, ring_most = 0;
+    for (int r = 0; r < N; r++) {
+        fprintf(stderr, "replica %d: %u keys placed, %u by the ring alone\n", r, count[r],
+                ring_count[r]);
+        most = count[r] > most ? count[r] : most;
+        ring_most = ring_count[r] > ring_most ? ring_count[r] : ring_most;
+    }
+    assert_true(most <= 9);
+    assert_true(ring_most > 9); /* (this seed's keys: the bound does something) */
+}
+
+/* A server whose batch holds <limit>: llmux sends its cap, the server runs up to limit and
+ * queues the rest; one scrape per step. The cap learned settles at limit, give or take one. */
+static uint32_t drive(uint32_t state, uint32_t limit, int steps, uint32_t *lo, uint32_t *hi)
+{
+    *lo = UINT32_MAX;
+    *hi = 0;
+    for (int i = 0; i < steps; i++) {
+        uint32_t sent = lx_fleet_learned_cap(state);
+        uint32_t running = sent < limit ? sent : limit, waiting = sent - running;
+        state = lx_fleet_learn_cap(state, true, waiting, running);
+        uint32_t cap = lx_fleet_learned_cap(state);
+        if (i >= steps / 2) {
+            *lo = cap < *lo ? cap : *lo;
+            *hi = cap > *hi ? cap : *hi;
+        }
+    }
+    return state;
+}
+
+static void test_learn_cap(void **state)
+{
+    (void)state;
+    /* nothing learned without both signals, or with no queue and nothing known */
+    assert_int_equal(lx_fleet_learn_cap(0, false, 5, 8), 0);
+    assert_int_equal(lx_fleet_learn_cap(0, true, 0, 8), 0);
+    assert_int_equal(lx_fleet_learned_cap(0), 0);
+    /* the first queueing scrape sets it */
+    uint32_t st = lx_fleet_learn_cap(0, true, 3, 8);
+    assert_int_equal(lx_fleet_learned_cap(st), 8);
+    /* one transient (waiting 1 while running 3) moves it by a quarter only */
+    uint32_t t = lx_fleet_learn_cap(st, true, 1, 3);
+    assert_int_equal(lx_fleet_learned_cap(t), 7);
+    /* below the cap without a queue: nothing learned */
+    assert_int_equal(lx_fleet_learn_cap(st, true, 0, 5), st);
+    /* from a wrong start, up or down, it settles at the server's limit, give or take one */
+    uint32_t lo, hi;
+    drive(lx_fleet_learn_cap(0, true, 1, 3), 8, 400, &lo, &hi);
+    assert_true(lo >= 8 && hi <= 9);
+    drive(lx_fleet_learn_cap(0, true, 1, 30), 8, 400, &lo, &hi);
+    assert_true(lo >= 8 && hi <= 9);
+    drive(lx_fleet_learn_cap(0, true, 1, 1), 64, 2000, &lo, &hi);
+    assert_true(lo >= 64 && hi <= 65);
+    /* the state never overflows */
+    uint32_t big = lx_fleet_learn_cap(0, true, 1, UINT32_MAX);
+    assert_int_equal(lx_fleet_learned_cap(big), 65535);
+    assert_int_equal(lx_fleet_learned_cap(lx_fleet_learn_cap(big, true, 0, UINT32_MAX)), 65535);
+    /* the configured cap wins; no metrics, no learned cap */
+    assert_int_equal(lx_fleet_cap_of(5, true, st), 5);
+    assert_int_equal(lx_fleet_cap_of(0, true, st), 8);
+    assert_int_equal(lx_fleet_cap_of(0, false, st), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +542,13 @@ int main(void)
         cmocka_unit_test_setup(test_all_full, setup),
         cmocka_unit_test_setup(test_least_cost_and_ties, setup),
         cmocka_unit_test_setup(test_prefix_hit_estimate, setup),
+        cmocka_unit_test_setup(test_wait_for_home, setup),
+        cmocka_unit_test_setup(test_moved_home, setup),
+        cmocka_unit_test_setup(test_prefs, setup),
+        cmocka_unit_test_setup(test_may_take, setup),
+        cmocka_unit_test_setup(test_moves, setup),
+        cmocka_unit_test_setup(test_place, setup),
+        cmocka_unit_test_setup(test_learn_cap, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
