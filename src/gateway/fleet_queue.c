@@ -8,8 +8,9 @@
  *   dispatch.c lx_dispatch_start ─ every replica full ─> lx_gw_queue_push ─ full: 429
  *                                                         (Retry-After: the drain rate)
  *   api.c on_proxy_finish (an attempt ended: a slot may be free) ─> lx_gw_queue_slot_freed
- *     ─> the queue timer at 0 ms ─> lx_gw_queue_kick: expired ones 429, then pop while a
- *        replica of the model admits one ─> api.c lx_api_resume (the proxy starts)
+ *     ─> the queue timer at 0 ms ─> lx_gw_queue_kick: expired ones 429, then per replica with
+ *        room: its own requests (their key's home), then those that waited long enough for
+ *        it (route/fleet.c step 5) ─> pinned to it, api.c lx_api_resume (the proxy starts)
  *   the queue timer, while anything waits: at min(next deadline, now + 10 ms) (slots freed on
  *     other workers are not signalled: this is how they are noticed)
  *   the client leaves (api.c on_queued_abort) ─> lx_gw_queue_leave: off the queue at once
@@ -25,8 +26,11 @@
 
 #include "core/core.h"
 #include "gateway/api.h"
+#include "route/fleet.h"
 
 #define QUEUE_RECHECK_MS 10 /* while anything waits, slots are looked for at least this often */
+
+static bool slot_free(const lx_gw_gen_t *g, size_t m, uint64_t now);
 
 static lx_queue_t *queue_of(lx_gw_req_t *r)
 {
@@ -47,6 +51,21 @@ static lx_queue_class_t class_of(const lx_gw_req_t *r)
     if (r->ident.who == LX_WHO_STORED && r->ident.priority == LX_KEY_PRIORITY_BATCH)
         return LX_QUEUE_BATCH; /* (the stored key's, copied at lx_gw_bind_key) */
     return LX_QUEUE_INTERACTIVE;
+}
+
+/* <r>'s replica preference (route/fleet.h lx_fleet_prefs) on the ring of the route it waits
+ * for. */
+static uint64_t prefs_of(const lx_gw_req_t *r)
+{
+    const lx_gw_health_t *h = r->gen->health;
+    lx_plan_entry_t e = r->plan[r->full_pos];
+    if (h == NULL || h->rings == NULL)
+        return LX_FLEET_NO_PREF;
+    size_t ri = h->model_base[e.model] + e.route;
+    const lx_ring_t *ring = &h->rings[ri];
+    int home = lx_fleet_moved(r->gen->moves, LX_FLEET_MOVES, r->prefix_key, (uint32_t)ri,
+                              uv_now(&r->gw->worker.loop));
+    return ring->n_replicas > 0 ? lx_fleet_prefs(ring, r->prefix_key, home) : LX_FLEET_NO_PREF;
 }
 
 /* The generations of <w> that may hold waiting requests: the current one, then the retired. */
@@ -87,6 +106,7 @@ int lx_gw_queue_push(lx_gw_req_t *r, char *msg, size_t cap)
     lx_queue_t *q = queue_of(r);
     uint64_t now = uv_now(&w->worker.loop);
     lx_queue_node_t *evicted = NULL;
+    r->qnode.tag = prefs_of(r);
     if (!lx_queue_push(q, &r->qnode, class_of(r), now, &evicted)) {
         lx_gw_refusal_t *f = r->refusal;
         if (f != NULL) {
@@ -109,6 +129,8 @@ int lx_gw_queue_push(lx_gw_req_t *r, char *msg, size_t cap)
                              "took this one's place in the queue");
     }
     arm(w);
+    if (slot_free(r->gen, r->plan[r->full_pos].model, now))
+        lx_gw_queue_slot_freed(w); /* (it queued behind others, or for its full home) */
     return 0;
 }
 
@@ -126,22 +148,36 @@ void lx_gw_queue_slot_freed(lx_gw_worker_t *w)
         uv_timer_start(&w->queue_timer, on_queue_timer, 0, 0); /* (not from inside a proxy) */
 }
 
-/* Whether a replica of model <m> of <g> admits one more request: available, and below its
+/* The max_in_flight of <row> (endpoint of provider <pv>): configured, or learned from its
+ * server's figures (route/fleet.h lx_fleet_cap_of), or 0 (none: never full). */
+static uint32_t cap_of(const lx_gw_health_t *h, const lx_config_provider_t *pv, size_t row)
+{
+    bool scraped = pv->metrics_path != NULL && h->load != NULL;
+    return lx_fleet_cap_of(pv->max_in_flight, scraped,
+                           scraped ? lx_load_slot_cap(&h->load[row]) : 0);
+}
+
+/* Whether endpoint <row> of <pv> admits one more request: available, and below its
  * max_in_flight on all workers. */
+static bool row_free(const lx_gw_health_t *h, const lx_config_provider_t *pv, size_t row,
+                     uint64_t now)
+{
+    if (!lx_health_available(h->table, row, now))
+        return false;
+    uint32_t cap = cap_of(h, pv, row);
+    return cap == 0 || lx_health_in_flight(h->table, row) < (int64_t)cap;
+}
+
+/* Whether a replica of model <m> of <g> admits one more request. */
 static bool slot_free(const lx_gw_gen_t *g, size_t m, uint64_t now)
 {
     const lx_config_t *cfg = g->cfg;
     const lx_gw_health_t *h = g->health;
     for (size_t r = 0; h != NULL && r < cfg->models[m].n_routes; r++) {
         const lx_config_provider_t *pv = &cfg->providers[cfg->models[m].routes[r].provider];
-        for (size_t j = 0; j < pv->n_endpoints; j++) {
-            size_t row = lx_gw_row(h, m, r, j);
-            if (!lx_health_available(h->table, row, now))
-                continue;
-            if (pv->max_in_flight == 0 ||
-                lx_health_in_flight(h->table, row) < (int64_t)pv->max_in_flight)
+        for (size_t j = 0; j < pv->n_endpoints; j++)
+            if (row_free(h, pv, lx_gw_row(h, m, r, j), now))
                 return true;
-        }
     }
     return false;
 }
@@ -158,6 +194,108 @@ static void on_expired(void *arg, lx_queue_node_t *n)
     lx_api_refuse_queued(r, 429, lx_queue_retry_after(q, uv_now(&r->gw->worker.loop)), msg);
 }
 
+/* Which queued requests a free slot on endpoint <ep> of route <route> may take. */
+typedef struct fit {
+    size_t route;
+    unsigned ep;
+    uint32_t ring; /* the route's index among all (model_base[m] + route) */
+    const lx_fleet_move_t *moves;
+    bool home_only; /* the first pass: requests whose home it is */
+    uint64_t now, step_ms, timeout_ms;
+} fit_t;
+
+static bool fits(void *arg, const lx_queue_node_t *n)
+{
+    const fit_t *f = arg;
+    const lx_gw_req_t *r = lx_container_of(n, lx_gw_req_t, qnode);
+    bool same = r->plan[r->full_pos].route == f->route;
+    unsigned rank = same ? lx_fleet_pref_rank(n->tag, f->ep) : LX_FLEET_PREFS;
+    if (rank > 0 && same && f->moves != NULL &&
+        lx_fleet_moved(f->moves, LX_FLEET_MOVES, r->prefix_key, f->ring, f->now) == (int)f->ep)
+        rank = 0; /* its key moved here while it waited: this is its home now */
+    if (f->home_only)
+        return rank == 0;
+    uint64_t waited = f->now > n->enqueued_ms ? f->now - n->enqueued_ms : 0;
+    return lx_fleet_may_take(rank, waited, f->step_ms, f->timeout_ms);
+}
+
+/* Requests of <q> whose home (rank 0) is replica <home> of the ring <tag>s are made on. */
+static size_t backlog(const lx_queue_t *q, uint64_t tag)
+{
+    size_t n = 0;
+    for (int c = 0; c < LX_QUEUE_N_CLASSES; c++)
+        for (const lx_list_t *l = q->fifo[c].next; l != &q->fifo[c]; l = l->next) {
+            const lx_queue_node_t *o = lx_list_entry(l, lx_queue_node_t, link);
+            n += o->tag != LX_FLEET_NO_PREF && (o->tag & 0xff) == (tag & 0xff);
+        }
+    return n;
+}
+
+/* Whether the home of <tag> (a replica of plan entry <e>'s route) still has a full batch of
+ * requests waiting for it (as many as its max_in_flight, at least 1) after one of them went
+ * elsewhere: overloaded for longer than one slot time, not a moment's queue, so the key moves
+ * (a move costs the key's prompt and its conversations' histories once on the new replica). */
+static bool overloaded(const lx_gw_gen_t *g, lx_plan_entry_t e, uint64_t tag)
+{
+    const lx_config_t *cfg = g->cfg;
+    const lx_config_provider_t *pv = &cfg->providers[cfg->models[e.model].routes[e.route].provider];
+    size_t home = (size_t)(tag & 0xff);
+    if (tag == LX_FLEET_NO_PREF || home >= pv->n_endpoints)
+        return false;
+    uint32_t cap = cap_of(g->health, pv, lx_gw_row(g->health, e.model, e.route, home));
+    return backlog(&g->queues[e.model], tag) >= (cap > 0 ? cap : 1);
+}
+
+/* Starts <r> on the replica <f> found for it (its pin, when that replica is of its plan
+ * entry 0's route: dispatch.c applies the pin to the first attempt of entry 0). Away from its
+ * home, its key follows it (route/fleet.h lx_fleet_move). */
+static void start_on(lx_gw_worker_t *w, lx_gw_req_t *r, const fit_t *f)
+{
+    w->n_waiting--;
+    lx_gw_gen_t *g = r->gen;
+    lx_plan_entry_t e = r->plan[r->full_pos];
+    if (e.route == f->route && r->prefix_key != 0 && g->moves != NULL &&
+        lx_fleet_pref_rank(r->qnode.tag, f->ep) > 0 && overloaded(g, e, r->qnode.tag)) {
+        size_t ri = g->health->model_base[e.model] + e.route;
+        lx_fleet_move(g->moves, LX_FLEET_MOVES, r->prefix_key, (uint32_t)ri, (int)f->ep,
+                      f->now + LX_FLEET_MOVE_TTL_MS);
+    }
+    r->pin_ep = r->full_pos == 0 && r->plan[0].route == f->route ? (int)f->ep : -1;
+    lx_api_resume(r); /* (its attempt counts now) */
+}
+
+/* One pass over the free replicas of model <m>: each takes the oldest request that fits it,
+ * as long as it has room. Returns how many started. */
+static size_t serve_pass(lx_gw_worker_t *w, lx_gw_gen_t *g, size_t m, fit_t *f)
+{
+    const lx_config_t *cfg = g->cfg;
+    const lx_gw_health_t *h = g->health;
+    lx_queue_t *q = &g->queues[m];
+    size_t started = 0;
+    for (size_t rt = 0; h != NULL && rt < cfg->models[m].n_routes; rt++) {
+        const lx_config_provider_t *pv = &cfg->providers[cfg->models[m].routes[rt].provider];
+        for (size_t j = 0; j < pv->n_endpoints && lx_queue_len(q) > 0; j++) {
+            f->route = rt;
+            f->ep = (unsigned)j;
+            f->ring = (uint32_t)(h->model_base[m] + rt);
+            while (lx_queue_len(q) > 0 && row_free(h, pv, lx_gw_row(h, m, rt, j), f->now)) {
+                lx_queue_node_t *n = lx_queue_pop_fit(q, f->now, fits, f);
+                if (n == NULL)
+                    break;
+                start_on(w, lx_container_of(n, lx_gw_req_t, qnode), f);
+                started++;
+            }
+        }
+    }
+    return started;
+}
+
+/* Expired requests get their 429; then free slots take waiting requests: first each replica
+ * the requests whose home it is (oldest first, interactive before batch), then the others
+ * that waited long enough for it (route/fleet.h lx_fleet_may_take: the second replica after
+ * routing.affinity_wait, any after twice that). A slot no request may take yet stays free
+ * for a request of its own that arrives, or until a wait runs out (the timer looks again
+ * within QUEUE_RECHECK_MS). */
 static void kick_gen(lx_gw_worker_t *w, lx_gw_gen_t *g, uint64_t now)
 {
     for (size_t m = 0; g->queues != NULL && m < g->cfg->n_models; m++) {
@@ -165,10 +303,15 @@ static void kick_gen(lx_gw_worker_t *w, lx_gw_gen_t *g, uint64_t now)
         if (lx_queue_len(q) == 0)
             continue;
         lx_queue_expire(q, now, on_expired, q);
-        while (lx_queue_len(q) > 0 && slot_free(g, m, now)) {
-            lx_queue_node_t *n = lx_queue_pop(q, now);
-            w->n_waiting--;
-            lx_api_resume(lx_container_of(n, lx_gw_req_t, qnode)); /* (its attempt counts now) */
+        fit_t f = {.home_only = true,
+                   .moves = g->moves,
+                   .now = now,
+                   .step_ms = g->cfg->routing_affinity_wait_ms,
+                   .timeout_ms = q->timeout_ms};
+        while (lx_queue_len(q) > 0 && serve_pass(w, g, m, &f) > 0) {
+        }
+        f.home_only = false;
+        while (lx_queue_len(q) > 0 && serve_pass(w, g, m, &f) > 0) {
         }
     }
 }

@@ -24,10 +24,11 @@ void lx_gw_queue_leave(lx_gw_req_t *r);
  * timer at 0 ms (never from inside the proxy's callback) when anything waits; nothing else. */
 void lx_gw_queue_slot_freed(lx_gw_worker_t *w);
 
-/* A slot may have freed, or the timer fired: answers 429 to
- * the requests whose deadline passed, then starts waiting requests, in queue order, while a
- * replica of their model admits one; re-arms the timer while any waits (at the next deadline,
- * and within 10 ms: slots freed on other workers are not signalled). */
+/* A slot may have freed, or the timer fired: answers 429 to the requests whose deadline
+ * passed, then, per replica with room, starts the oldest waiting request whose home it is,
+ * then the oldest that waited long enough for it (route/fleet.h lx_fleet_may_take), pinned to
+ * it; re-arms the timer while any waits (at the next deadline, and within 10 ms: slots freed
+ * on other workers are not signalled). */
 void lx_gw_queue_kick(lx_gw_worker_t *w);
 
 /* Shutdown: every waiting request is answered 503. */

@@ -252,7 +252,8 @@ static bool gen_queues(lx_gw_gen_t *g, const lx_config_t *cfg, unsigned n_worker
     size_t cap = (cfg->routing_queue_size + w - 1) / w;
     for (size_t m = 0; m < cfg->n_models; m++)
         lx_queue_init(&g->queues[m], cap, cfg->routing_queue_timeout_ms, 0);
-    return true;
+    g->moves = calloc(LX_FLEET_MOVES, sizeof(*g->moves));
+    return g->moves != NULL;
 }
 
 lx_gw_gen_t *lx_gw_gen_new(lx_gw_worker_t *w, lx_config_t *cfg, lx_gw_health_t *health,
@@ -331,6 +332,7 @@ void lx_gw_gen_free(lx_gw_worker_t *w, lx_gw_gen_t *g)
     free(g->models_json);
     free(g->in_flight);
     free(g->queues);
+    free(g->moves);
     lx_gw_health_unref(g->health);
     lx_gw_tls_unref(g->tls);
     lx_config_unref(g->cfg);

@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "proxy/conn_pool.h"
+#include "route/fleet.h"
 #include "route/health.h"
 #include "route/load_slot.h"
 #include "route/plan.h"
@@ -103,9 +104,11 @@ typedef struct lx_gw_gen {
     uint64_t serial;        /* tells generations apart in the session table */
     char *models_json;
     size_t models_json_len;
-    lx_queue_t *queues; /* per model: this worker's admission queue (routing.queue_size > 0
-                           under balance fleet), else NULL. A queued request holds the
-                           generation, so its queue outlives every node on it. */
+    lx_queue_t *queues;     /* per model: this worker's admission queue (routing.queue_size > 0
+                               under balance fleet), else NULL. A queued request holds the
+                               generation, so its queue outlives every node on it. */
+    lx_fleet_move_t *moves; /* LX_FLEET_MOVES keys the queue moved off their ring home
+                               (route/fleet.h), with the queues, else NULL */
     bool disposed;
 } lx_gw_gen_t;
 
@@ -136,7 +139,8 @@ static inline lx_route_ctx_t lx_gw_route_ctx(lx_gw_gen_t *g, uint64_t *rng)
                             .rr_plan = &g->rr_plan,
                             .rng = rng,
                             .load = h->load,
-                            .rings = h->rings};
+                            .rings = h->rings,
+                            .moves = g->moves};
 }
 
 #endif

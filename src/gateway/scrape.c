@@ -21,6 +21,10 @@
  * including the connect (a slow or dead endpoint holds its own flag only: the others are
  * scraped on time, and its slot ages into "stale"); the body kept is at most SCRAPE_MAX_BODY
  * (the rest is read and dropped; the parser ignores the cut last line).
+ *
+ * Each publish also folds the page into the row's learned max_in_flight (route/fleet.h
+ * lx_fleet_learn_cap; kept in the slot, one writer as the rest of it), which the fleet choice
+ * and the admission queue use for a provider with `metrics` and no `max_in_flight`.
  */
 #include "gateway/scrape.h"
 
@@ -33,6 +37,7 @@
 #include "gateway/probe.h"
 #include "gateway/worker.h"
 #include "proxy/upstream.h"
+#include "route/fleet.h"
 #include "route/load_metrics.h"
 #include "route/load_slot.h"
 
@@ -97,7 +102,12 @@ static void publish(scrape_t *s, uint64_t now)
             lx_load_sample_t sample;
             if (lx_load_metrics_parse(s->body, s->len, name, strlen(name), &sample) != LX_LOAD_OK)
                 return; /* not a metrics page: the slots age into stale */
-            lx_load_slot_publish(&h->load[lx_gw_row(h, m, r, s->ep)], &sample, now);
+            lx_load_slot_t *slot = &h->load[lx_gw_row(h, m, r, s->ep)];
+            lx_load_slot_publish(slot, &sample, now);
+            bool both =
+                (sample.flags & LX_LOAD_HAS_WAITING) && (sample.flags & LX_LOAD_HAS_RUNNING);
+            lx_load_slot_set_cap(slot, lx_fleet_learn_cap(lx_load_slot_cap(slot), both,
+                                                          sample.waiting, sample.running));
         }
     }
 }
