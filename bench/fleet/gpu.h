@@ -130,6 +130,7 @@ typedef struct {
     const char *queue_timeout;
     const char *affinity_slack; /* routing.affinity_slack, NULL: llmux's default */
     const char *affinity_eps;   /* routing.affinity_eps, NULL: llmux's default */
+    const char *affinity_wait;  /* routing.affinity_wait, NULL: llmux's default */
     const char *scrape_interval;
     uint16_t mock_ports[GB_REPLICAS];
     uint32_t prefix_cache_tokens; /* providers[].prefix_cache_tokens (the replicas' cache); 0

@@ -463,10 +463,12 @@ static void report_setup(out_t *o, const gb_capacity_t *cap, double base, const 
              popt.scrape_interval, popt.queue_size, popt.queue_timeout);
     if (!popt.no_fleet_keys && popt.max_in_flight > 0)
         outf(o, "  (`max_in_flight: %d`)\n", popt.max_in_flight);
-    if (!popt.no_fleet_keys && (popt.affinity_slack != NULL || popt.affinity_eps != NULL))
-        outf(o, "  (`affinity_slack: %s`, `affinity_eps: %s`)\n",
+    if (!popt.no_fleet_keys &&
+        (popt.affinity_slack != NULL || popt.affinity_eps != NULL || popt.affinity_wait != NULL))
+        outf(o, "  (`affinity_slack: %s`, `affinity_eps: %s`, `affinity_wait: %s`)\n",
              popt.affinity_slack ? popt.affinity_slack : "default",
-             popt.affinity_eps ? popt.affinity_eps : "default");
+             popt.affinity_eps ? popt.affinity_eps : "default",
+             popt.affinity_wait ? popt.affinity_wait : "default");
 }
 
 static void report(out_t *o, res_t (*res)[GB_T_COUNT], const gb_capacity_t *cap, double base,
@@ -568,7 +570,7 @@ static void usage(FILE *f)
         "         [--prompts N] [--gap S] [--gpu k=v,...] [--rate-base R]\n"
         "         [--no-fleet-keys] [--max-in-flight N] [--queue-size N|-1]\n"
         "         [--queue-timeout D] [--scrape-interval D] [--affinity-slack S]\n"
-        "         [--affinity-eps E] [--port-base P]\n"
+        "         [--affinity-eps E] [--affinity-wait D] [--port-base P]\n"
         "         [--llmux PATH] [--nginx PATH] [--haproxy PATH] [--out FILE] [--plan] [--check]\n"
         "Four simulated GPU replicas behind llmux, nginx and HAProxy, multi-turn chat over\n"
         "shared system prompts at percentages of the fleet's capacity (bench/fleet/README.md)."
@@ -605,6 +607,7 @@ static int parse_args(int argc, char **argv)
                                           {"scrape-interval", required_argument, NULL, 'S'},
                                           {"affinity-slack", required_argument, NULL, 'A'},
                                           {"affinity-eps", required_argument, NULL, 'E'},
+                                          {"affinity-wait", required_argument, NULL, 'W'},
                                           {"port-base", required_argument, NULL, 'P'},
                                           {"llmux", required_argument, NULL, 'l'},
                                           {"nginx", required_argument, NULL, 'n'},
@@ -678,6 +681,9 @@ static int parse_args(int argc, char **argv)
             break;
         case 'E':
             popt.affinity_eps = optarg;
+            break;
+        case 'W':
+            popt.affinity_wait = optarg;
             break;
         case 'P':
             opt.port_base = (uint16_t)atoi(optarg);

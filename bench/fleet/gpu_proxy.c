@@ -93,6 +93,8 @@ static void llmux_routing(FILE *f, int t, const gb_proxy_opts_t *o)
         fprintf(f, "  affinity_slack: %s\n", o->affinity_slack);
     if (o->affinity_eps != NULL)
         fprintf(f, "  affinity_eps: %s\n", o->affinity_eps);
+    if (o->affinity_wait != NULL)
+        fprintf(f, "  affinity_wait: %s\n", o->affinity_wait);
 }
 
 static void write_llmux(FILE *f, int t, const gb_proxy_opts_t *o, uint16_t port)
