@@ -808,6 +808,85 @@ static void test_admin_health(void **state)
     fleet_stop(f);
 }
 
+/* The replica each of the prompts 'a' and 'b' is placed on (one request each, alone): two
+ * distinct ones (the first keys go to distinct replicas: at most ceil(1.125 (K + 1) / 3) each). */
+static void homes(fleet_t *f, int *ha, int *hb)
+{
+    *ha = send_one(f, 'a', 100);
+    *hb = send_one(f, 'b', 101);
+    assert_int_not_equal(*ha, *hb);
+    assert_int_equal(send_one(f, 'a', 102), *ha); /* (and it stays) */
+}
+
+static unsigned chats_of(fleet_t *f, int i)
+{
+    return atomic_load(&f->rep[i]->chats);
+}
+
+/* A request whose home is full waits for it while another replica is idle, and a slot that
+ * frees serves the request whose home it is before an older one waiting for another home. */
+static void test_queue_home_first(void **state)
+{
+    (void)state;
+    fleet_t *f = fleet_start_ex(1,
+                                "balance: fleet, queue_size: 8, queue_timeout: 5s, "
+                                "affinity_wait: 3s",
+                                QUEUE_FLEET, "none");
+    int ha, hb;
+    homes(f, &ha, &hb);
+    int idle = 3 - ha - hb;
+    unsigned base[N_REPS];
+    for (int i = 0; i < N_REPS; i++)
+        base[i] = chats_of(f, i);
+    atomic_store(&f->rep[ha]->delay_ms, 900);
+    atomic_store(&f->rep[hb]->delay_ms, 300);
+    lx_harness_conn_t c[4];
+    send_async(f, &c[0], "/v1/chat/completions", "", 'a', 0); /* holds ha for 900 ms */
+    chats_reach(f, base[0] + base[1] + base[2] + 1);
+    send_async(f, &c[1], "/v1/chat/completions", "", 'b', 1); /* holds hb for 300 ms */
+    chats_reach(f, base[0] + base[1] + base[2] + 2);
+    send_async(f, &c[2], "/v1/chat/completions", "", 'a', 2); /* waits for ha */
+    lx_harness_sleep_ms(30);
+    send_async(f, &c[3], "/v1/chat/completions", "", 'b', 3); /* waits for hb, younger */
+    lx_harness_sleep_ms(150);
+    assert_int_equal(chats_of(f, idle), base[idle]); /* nobody took the idle replica */
+    assert_int_equal(chats_of(f, ha) + chats_of(f, hb), base[ha] + base[hb] + 2);
+    /* hb frees first (at 300 ms): its slot goes to 'b' 3, not to the older 'a' 2 */
+    for (int i = 0; i < 4; i++)
+        read_status(&c[i], 200, NULL);
+    assert_int_equal(chats_of(f, ha), base[ha] + 2);
+    assert_int_equal(chats_of(f, hb), base[hb] + 2);
+    assert_int_equal(chats_of(f, idle), base[idle]);
+    fleet_stop(f);
+}
+
+/* The wait for a home is bounded: with affinity_wait 200ms a request whose home stays busy
+ * goes elsewhere after about that long, not after the home's slot frees. */
+static void test_queue_home_wait_bounded(void **state)
+{
+    (void)state;
+    fleet_t *f = fleet_start_ex(1,
+                                "balance: fleet, queue_size: 8, queue_timeout: 5s, "
+                                "affinity_wait: 200ms",
+                                QUEUE_FLEET, "none");
+    int ha, hb;
+    homes(f, &ha, &hb);
+    unsigned base = chats_of(f, ha);
+    atomic_store(&f->rep[ha]->delay_ms, 1500);
+    lx_harness_conn_t c[2];
+    unsigned before = total_chats(f);
+    send_async(f, &c[0], "/v1/chat/completions", "", 'a', 0);
+    chats_reach(f, before + 1);
+    uint64_t t0 = lx_harness_now_ms();
+    send_async(f, &c[1], "/v1/chat/completions", "", 'a', 1);
+    read_status(&c[1], 200, NULL);
+    uint64_t took = lx_harness_now_ms() - t0;
+    assert_true(took >= 190 && took < 1200);     /* its wait, then another replica's answer */
+    assert_int_equal(chats_of(f, ha), base + 1); /* only the first went home */
+    read_status(&c[0], 200, NULL);
+    fleet_stop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -823,6 +902,8 @@ int main(void)
         cmocka_unit_test(test_admin_health),
         cmocka_unit_test(test_queue_stored_priority),
         cmocka_unit_test(test_prefix_estimate),
+        cmocka_unit_test(test_queue_home_first),
+        cmocka_unit_test(test_queue_home_wait_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
