@@ -516,6 +516,9 @@ static void read_status(lx_harness_conn_t *c, int status, lx_harness_resp_t *out
     lx_harness_close(c);
 }
 
+/* (the queue tests below send one prompt: affinity_wait 0s lets a request whose home is full
+ * go to any replica with room at once, as before the queue knew homes; the affinity order has
+ * its own tests further down) */
 #define QUEUE_FLEET "    max_in_flight: 1\n"
 
 /* Requests beyond every replica's max_in_flight wait and are served in order as slots free;
@@ -524,7 +527,8 @@ static void test_queue_order(void **state)
 {
     (void)state;
     fleet_t *f =
-        fleet_start_ex(1, "balance: fleet, queue_size: 8, queue_timeout: 5s", QUEUE_FLEET, "none");
+        fleet_start_ex(1, "balance: fleet, queue_size: 8, queue_timeout: 5s, affinity_wait: 0s",
+                       QUEUE_FLEET, "none");
     for (int i = 0; i < N_REPS; i++)
         atomic_store(&f->rep[i]->delay_ms, 300);
     lx_harness_conn_t c[7];
@@ -553,7 +557,8 @@ static void test_queue_full(void **state)
 {
     (void)state;
     fleet_t *f =
-        fleet_start_ex(1, "balance: fleet, queue_size: 2, queue_timeout: 5s", QUEUE_FLEET, "none");
+        fleet_start_ex(1, "balance: fleet, queue_size: 2, queue_timeout: 5s, affinity_wait: 0s",
+                       QUEUE_FLEET, "none");
     for (int i = 0; i < N_REPS; i++)
         atomic_store(&f->rep[i]->delay_ms, 600);
     lx_harness_conn_t c[6];
@@ -580,8 +585,9 @@ static void test_queue_full(void **state)
 static void test_queue_timeout(void **state)
 {
     (void)state;
-    fleet_t *f = fleet_start_ex(1, "balance: fleet, queue_size: 4, queue_timeout: 200ms",
-                                QUEUE_FLEET, "none");
+    fleet_t *f =
+        fleet_start_ex(1, "balance: fleet, queue_size: 4, queue_timeout: 200ms, affinity_wait: 0s",
+                       QUEUE_FLEET, "none");
     for (int i = 0; i < N_REPS; i++)
         atomic_store(&f->rep[i]->delay_ms, 1200);
     lx_harness_conn_t c[4];
@@ -609,7 +615,8 @@ static void test_queue_leave(void **state)
 {
     (void)state;
     fleet_t *f =
-        fleet_start_ex(1, "balance: fleet, queue_size: 1, queue_timeout: 5s", QUEUE_FLEET, "none");
+        fleet_start_ex(1, "balance: fleet, queue_size: 1, queue_timeout: 5s, affinity_wait: 0s",
+                       QUEUE_FLEET, "none");
     for (int i = 0; i < N_REPS; i++)
         atomic_store(&f->rep[i]->delay_ms, 800);
     lx_harness_conn_t c[6];
@@ -737,7 +744,8 @@ static void test_queue_stored_priority(void **state)
     lx_auth_hex(d, hex);
     snprintf(auth, sizeof(auth), "none\nadmin: {sha256: %s}", hex);
     fleet_t *f =
-        fleet_start_ex(1, "balance: fleet, queue_size: 8, queue_timeout: 5s", QUEUE_FLEET, auth);
+        fleet_start_ex(1, "balance: fleet, queue_size: 8, queue_timeout: 5s, affinity_wait: 0s",
+                       QUEUE_FLEET, auth);
     char batch[96], inter[96], hdr_b[160], hdr_i[160];
     create_stored_key(f, "bulk", ",\"priority\":\"batch\"", batch);
     create_stored_key(f, "chat", ",\"priority\":\"interactive\"", inter);
@@ -824,13 +832,15 @@ static unsigned chats_of(fleet_t *f, int i)
 }
 
 /* A request whose home is full waits for it while another replica is idle, and a slot that
- * frees serves the request whose home it is before an older one waiting for another home. */
+ * frees serves the request whose home it is before an older one waiting for another home.
+ * (Scrapes every 60 s: no replica is ever scraped, so none is fresher than another; with
+ * 50 ms scrapes a loaded machine could make the home alone stale, i.e. saturated.) */
 static void test_queue_home_first(void **state)
 {
     (void)state;
     fleet_t *f = fleet_start_ex(1,
                                 "balance: fleet, queue_size: 8, queue_timeout: 5s, "
-                                "affinity_wait: 3s",
+                                "affinity_wait: 3s, scrape_interval: 60s",
                                 QUEUE_FLEET, "none");
     int ha, hb;
     homes(f, &ha, &hb);
@@ -867,7 +877,7 @@ static void test_queue_home_wait_bounded(void **state)
     (void)state;
     fleet_t *f = fleet_start_ex(1,
                                 "balance: fleet, queue_size: 8, queue_timeout: 5s, "
-                                "affinity_wait: 200ms",
+                                "affinity_wait: 200ms, scrape_interval: 60s",
                                 QUEUE_FLEET, "none");
     int ha, hb;
     homes(f, &ha, &hb);
