@@ -15,6 +15,7 @@
 
 #include "core/strbuf.h"
 #include "gateway/gen.h"
+#include "route/fleet.h"
 #include "route/health.h"
 #include "route/load_slot.h"
 #include "route/prefix_est.h"
@@ -50,7 +51,8 @@ static void prefix_est(lx_strbuf_t *sb, const lx_gw_gen_t *g, size_t i, uint64_t
 }
 
 /* One row's fleet signals: {"provider","endpoint","model","in_flight","max_in_flight",
- * "server":{"waiting","running","kv_use","scrape_age_ms","fresh"} or null without `metrics`,
+ * "server":{"waiting","running","kv_use","scrape_age_ms","fresh","learned_max_in_flight"} or
+ * null without `metrics`,
  * and under balance fleet "prefix_est" (route/prefix_est.h)}.
  * Names come from the configuration, which allows no quote or backslash in them. */
 static void fleet_row(lx_strbuf_t *sb, const lx_gw_gen_t *g, size_t i,
@@ -91,6 +93,10 @@ static void fleet_row(lx_strbuf_t *sb, const lx_gw_gen_t *g, size_t i,
     opt_u64(sb, v.read_ms != 0, now > v.read_ms ? now - v.read_ms : 0);
     LX_STRBUF_LIT(sb, ",\"fresh\":");
     lx_strbuf_str(sb, v.read_ms != 0 && now <= v.read_ms + stale_ms ? "true" : "false");
+    /* the cap learned from these figures (route/fleet.h), in force without a configured one */
+    uint32_t learned = lx_fleet_learned_cap(lx_load_slot_cap(&g->health->load[i]));
+    LX_STRBUF_LIT(sb, ",\"learned_max_in_flight\":");
+    opt_u64(sb, learned > 0, learned);
     LX_STRBUF_LIT(sb, "}");
     prefix_est(sb, g, i, now);
 }

@@ -184,7 +184,8 @@ static void *rep_main(void *arg)
 }
 
 /* Sets the page: vLLM's gauges for model up-m with <waiting> waiting. */
-static void rep_set(rep_t *r, int status, unsigned waiting)
+/* The replica's /metrics: <status>, and vLLM's figures <waiting> and <running>. */
+static void rep_set_load(rep_t *r, int status, unsigned waiting, unsigned running)
 {
     pthread_mutex_lock(&r->mu);
     r->metrics_status = status;
@@ -192,11 +193,16 @@ static void rep_set(rep_t *r, int status, unsigned waiting)
              "# HELP vllm:num_requests_waiting Requests waiting.\n"
              "# TYPE vllm:num_requests_waiting gauge\n"
              "vllm:num_requests_waiting{engine=\"0\",model_name=\"up-m\"} %u.0\n"
-             "vllm:num_requests_running{engine=\"0\",model_name=\"up-m\"} 0.0\n"
+             "vllm:num_requests_running{engine=\"0\",model_name=\"up-m\"} %u.0\n"
              "vllm:kv_cache_usage_perc{engine=\"0\",model_name=\"up-m\"} 0.1\n"
              "vllm:num_requests_waiting{engine=\"0\",model_name=\"other\"} 99.0\n",
-             waiting);
+             waiting, running);
     pthread_mutex_unlock(&r->mu);
+}
+
+static void rep_set(rep_t *r, int status, unsigned waiting)
+{
+    rep_set_load(r, status, waiting, 0);
 }
 
 static rep_t *rep_start(void)
@@ -816,6 +822,42 @@ static void test_admin_health(void **state)
     fleet_stop(f);
 }
 
+/* Without a configured max_in_flight, /admin/health shows the cap learned from a server that
+ * queues (waiting 3 behind 6 running: 6), and none where nothing was learned. */
+static void test_admin_learned_cap(void **state)
+{
+    (void)state;
+    uint8_t d[32];
+    char hex[65], auth[256];
+    lx_auth_hash("admin-secret", 12, d);
+    lx_auth_hex(d, hex);
+    snprintf(auth, sizeof(auth), "none\nadmin: {sha256: %s}", hex);
+    fleet_t *f = fleet_start_ex(1, "balance: fleet, scrape_interval: 50ms", "", auth);
+    rep_set_load(f->rep[1], 200, 3, 6);
+    scraped(f, 7, 2);
+    const char get[] = "GET /admin/health HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                       "admin-secret\r\n\r\n";
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_request(f->h.port, get, sizeof(get) - 1, &r), 0);
+    assert_int_equal(r.status, 200);
+    const char *fl = strstr(r.body, "\"fleet\":{\"balance\":\"fleet\"");
+    assert_non_null(fl);
+    for (int i = 0; i < 2; i++) {
+        char needle[200];
+        snprintf(needle, sizeof(needle), "\"endpoint\":\"http://127.0.0.1:%u\"", f->rep[i]->port);
+        const char *row = strstr(fl, needle);
+        assert_non_null(row);
+        assert_non_null(strstr(row, "\"max_in_flight\":null"));
+        const char *want =
+            i == 1 ? "\"learned_max_in_flight\":6}" : "\"learned_max_in_flight\":null}";
+        const char *got = strstr(row, "\"learned_max_in_flight\":");
+        assert_non_null(got);
+        assert_memory_equal(got, want, strlen(want));
+    }
+    lx_harness_resp_free(&r);
+    fleet_stop(f);
+}
+
 /* The replica each of the prompts 'a' and 'b' is placed on (one request each, alone): two
  * distinct ones (the first keys go to distinct replicas: at most ceil(1.125 (K + 1) / 3) each). */
 static void homes(fleet_t *f, int *ha, int *hb)
@@ -910,6 +952,7 @@ int main(void)
         cmocka_unit_test(test_queue_timeout),
         cmocka_unit_test(test_queue_leave),
         cmocka_unit_test(test_admin_health),
+        cmocka_unit_test(test_admin_learned_cap),
         cmocka_unit_test(test_queue_stored_priority),
         cmocka_unit_test(test_prefix_estimate),
         cmocka_unit_test(test_queue_home_first),
