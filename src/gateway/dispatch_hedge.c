@@ -22,6 +22,14 @@
 #include "gateway/upstream_head.h"
 #include "route/hedge.h"
 
+/* Whether the answer of the current leg's route is rewritten (its upstream model's name is not
+ * the public id): as upstream_head.c's splice_body() decides for the request it builds. */
+static bool leg_rewrites(const lx_gw_req_t *r)
+{
+    const char *up = r->route->upstream_model;
+    return up != NULL && strcmp(up, r->model->id) != 0;
+}
+
 /* The current attempt's leg and the hedge's trade places. */
 static void swap_legs(lx_gw_req_t *r)
 {
@@ -103,6 +111,7 @@ lx_proxy_hedge_t *lx_dispatch_hedge(lx_gw_req_t *r)
         for (unsigned i = 0; i < px->n_out; i++) /* (a request built before a failure) */
             lx_buf_unref(px->out[i].buf);
         restore_px(px, &s);
+        r->rewrite = leg_rewrites(r);
         lx_gw_build_resp_headers(r); /* (a failed build may have replaced them) */
         return NULL;
     }
@@ -113,6 +122,7 @@ lx_proxy_hedge_t *lx_dispatch_hedge(lx_gw_req_t *r)
     r->other = cur;
     swap_legs(r);
     restore_px(px, &s);
+    r->rewrite = leg_rewrites(r); /* (the hedge's build set the hedge's) */
     swap_entries(r, r->n_attempts - 1, r->n_attempts - 2);
     r->other_idx = (uint16_t)(r->n_attempts - 2);
     px->hedge_due = 0;
@@ -133,6 +143,7 @@ bool lx_dispatch_hedge_won(lx_gw_req_t *r, int code)
             return false; /* the request ends with it; the hedge is cancelled */
     }
     swap_legs(r);
+    r->rewrite = leg_rewrites(r);
     swap_entries(r, r->other_idx, last); /* (other_idx: the loser's entry now) */
     lx_dispatch_set_proxy(r);
     r->px.hedge_due = 0;

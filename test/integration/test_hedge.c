@@ -7,6 +7,7 @@
  *   access log's attempts `hedged` then `ok`, /metrics counts the `hedged` attempt;
  * - the same with stream.early_commit (the client's head sent before any attempt);
  * - a hedge stays within the request's model (not its `models` fallback);
+ * - the attempt that wins keeps its own model rewrite (not the hedge's);
  * - hedge_budget 0: no hedge (p1 answers after 400 ms, one attempt);
  * - a budget of 5%: the hedges stay within what the requests earned;
  * - the client leaves while both attempts wait: both upstream connections closed, llmux
@@ -189,6 +190,44 @@ static void test_early_commit_hedged(void **state)
     lx_harness_stop(&H);
 }
 
+/* The attempt that answers first decides the rewrite of its answer: `rw` is `up-x` on p1 and
+ * itself on p2; a request on p1 hedged on p2 that p1 still wins answers as `rw`, never as
+ * p1's upstream name in any event of its stream (the hedge's request, built for p2, must not
+ * leave its setting behind; a plain JSON answer always names the public id). */
+static void test_winner_keeps_its_rewrite(void **state)
+{
+    (void)state;
+    start_with("1", "  - id: rw\n"
+                    "    context_length: 4096\n"
+                    "    providers:\n"
+                    "      - {provider: p1, model: up-x, price: {prompt: 1, completion: 1}}\n"
+                    "      - {provider: p2, price: {prompt: 1, completion: 1}}\n");
+    lx_harness_resp_t r;
+    for (int i = 0; i < 20; i++) { /* (rw's own p95: without one, nothing is hedged) */
+        char body[256];
+        snprintf(body, sizeof(body),
+                 "{\"model\":\"rw\",\"provider\":{\"order\":[\"p%d\"]},\"messages\":[]}",
+                 1 + i % 2);
+        assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions", NULL, body, &r), 0);
+        assert_int_equal(r.status, 200);
+        lx_harness_resp_free(&r);
+    }
+    lx_harness_sleep_ms(1100);
+    set_faults(0, 300, 0);
+    set_faults(1, 2000, 0);
+    static const char body[] =
+        "{\"model\":\"rw\",\"stream\":true,\"provider\":{\"order\":[\"p1\"]},"
+        "\"messages\":[]}";
+    assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions", NULL, body, &r), 0);
+    assert_int_equal(r.status, 200);
+    expect_header(&r, "X-Llmux-Provider", "p1");
+    expect_header(&r, "X-Llmux-Attempts", "2");
+    assert_non_null(strstr(r.body, "\"model\":\"rw\""));
+    assert_null(strstr(r.body, "up-x"));
+    lx_harness_resp_free(&r);
+    lx_harness_stop(&H);
+}
+
 /* A hedge asks the same model: `solo` (p1 only) with `m` as its fallback model is not hedged
  * on m's p2, however late p1 is. */
 static void test_hedge_keeps_the_model(void **state)
@@ -344,6 +383,7 @@ int main(void)
         cmocka_unit_test(test_slow_replica_hedged),
         cmocka_unit_test(test_early_commit_hedged),
         cmocka_unit_test(test_hedge_keeps_the_model),
+        cmocka_unit_test(test_winner_keeps_its_rewrite),
         cmocka_unit_test(test_budget_zero_no_hedge),
         cmocka_unit_test(test_budget_limits_hedges),
         cmocka_unit_test(test_client_leaves_mid_hedge),
