@@ -160,9 +160,9 @@ static void set_proxy(lx_gw_req_t *r, const lx_config_route_t *rt, size_t ep, ui
 
 /* A hedge may go to (model, route, ep): not the current attempt's endpoint (by URL: two
  * routes or providers may name the same server), its provider allows hedges, and its row is
- * neither demoted nor unavailable (breaker, Retry-After, a 429's cap) nor full (its provider's
- * max_in_flight: a hedge never adds to a saturated replica). r->endpoint is still the current
- * attempt's while the hedge's is chosen. */
+ * neither demoted nor unavailable (breaker, Retry-After, a 429's cap) nor full (its
+ * max_in_flight, configured or learned: a hedge never adds to a saturated replica). r->endpoint is
+ * still the current attempt's while the hedge's is chosen. */
 static bool hedge_target(const lx_gw_req_t *r, size_t mi, size_t ri, size_t ep, uint64_t now)
 {
     const lx_config_t *cfg = r->gen->cfg;
@@ -171,7 +171,8 @@ static bool hedge_target(const lx_gw_req_t *r, size_t mi, size_t ri, size_t ep, 
     if (pv->no_hedge || strcmp(pv->endpoints[ep].url, r->endpoint->url) == 0)
         return false;
     size_t row = lx_gw_row(gh, mi, ri, ep);
-    if (pv->max_in_flight > 0 && lx_health_in_flight(gh->table, row) >= pv->max_in_flight)
+    uint32_t cap = lx_gw_row_cap(gh, pv, row); /* (configured or learned) */
+    if (cap > 0 && lx_health_in_flight(gh->table, row) >= (int64_t)cap)
         return false;
     return lx_health_scores(gh->table)[row].demoted == LX_HEALTH_NOT_DEMOTED &&
            lx_health_available(gh->table, row, now);

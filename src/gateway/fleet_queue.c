@@ -148,9 +148,7 @@ void lx_gw_queue_slot_freed(lx_gw_worker_t *w)
         uv_timer_start(&w->queue_timer, on_queue_timer, 0, 0); /* (not from inside a proxy) */
 }
 
-/* The max_in_flight of <row> (endpoint of provider <pv>): configured, or learned from its
- * server's figures (route/fleet.h lx_fleet_cap_of), or 0 (none: never full). */
-static uint32_t cap_of(const lx_gw_health_t *h, const lx_config_provider_t *pv, size_t row)
+uint32_t lx_gw_row_cap(const lx_gw_health_t *h, const lx_config_provider_t *pv, size_t row)
 {
     bool scraped = pv->metrics_path != NULL && h->load != NULL;
     return lx_fleet_cap_of(pv->max_in_flight, scraped,
@@ -164,7 +162,7 @@ static bool row_free(const lx_gw_health_t *h, const lx_config_provider_t *pv, si
 {
     if (!lx_health_available(h->table, row, now))
         return false;
-    uint32_t cap = cap_of(h, pv, row);
+    uint32_t cap = lx_gw_row_cap(h, pv, row);
     return cap == 0 || lx_health_in_flight(h->table, row) < (int64_t)cap;
 }
 
@@ -242,7 +240,7 @@ static bool overloaded(const lx_gw_gen_t *g, lx_plan_entry_t e, uint64_t tag)
     size_t home = (size_t)(tag & 0xff);
     if (tag == LX_FLEET_NO_PREF || home >= pv->n_endpoints)
         return false;
-    uint32_t cap = cap_of(g->health, pv, lx_gw_row(g->health, e.model, e.route, home));
+    uint32_t cap = lx_gw_row_cap(g->health, pv, lx_gw_row(g->health, e.model, e.route, home));
     return backlog(&g->queues[e.model], tag) >= (cap > 0 ? cap : 1);
 }
 

@@ -24,6 +24,10 @@ void lx_gw_queue_leave(lx_gw_req_t *r);
  * timer at 0 ms (never from inside the proxy's callback) when anything waits; nothing else. */
 void lx_gw_queue_slot_freed(lx_gw_worker_t *w);
 
+/* The max_in_flight of <row> (an endpoint of provider <pv>): configured, or learned from its
+ * server's figures (route/fleet.h lx_fleet_cap_of), or 0 (none: never full). */
+uint32_t lx_gw_row_cap(const lx_gw_health_t *h, const lx_config_provider_t *pv, size_t row);
+
 /* A slot may have freed, or the timer fired: answers 429 to the requests whose deadline
  * passed, then, per replica with room, starts the oldest waiting request whose home it is,
  * then the oldest that waited long enough for it (route/fleet.h lx_fleet_may_take), pinned to
