@@ -211,6 +211,7 @@ static int on_head(lx_http_client_t *hc)
     /* the head is complete: the first-byte clock stops, the idle one runs between reads */
     px->state = LX_PROXY_RELAYING;
     stop_keepalives(px);
+    px->hedge_due = 0; /* (the head came: nothing to hedge, no wake-up for it) */
     arm(px, px->idle_timeout_ms);
     px->upstream_status = hc->status;
     if (hc->status >= 400)
