@@ -383,13 +383,20 @@ uint32_t lx_fleet_learn_cap(uint32_t state, bool signals, uint32_t waiting, uint
         state = CAP_MAX_STATE;
     int64_t obs = (int64_t)(running < 65535u ? running : 65535u) * LX_FLEET_CAP_ONE;
     if (waiting > 0) {
-        if (state == 0)
-            return (uint32_t)obs;
+        if (state == 0) { /* all it holds: an upper bound the steps below bring down */
+            uint64_t all = (uint64_t)running + waiting;
+            return (uint32_t)(all < 65535u ? all : 65535u) * LX_FLEET_CAP_ONE;
+        }
         int64_t next = (int64_t)state + (obs - (int64_t)state) / 4;
         return next > 0 ? (uint32_t)next : 1;
     }
-    if (state != 0 && running >= lx_fleet_learned_cap(state) && state < CAP_MAX_STATE)
-        return state + LX_FLEET_CAP_ONE / 4;
+    if (state != 0 && running >= lx_fleet_learned_cap(state) && state < CAP_MAX_STATE) {
+        uint32_t step = state / 16; /* 1/16 of the cap, from a quarter to one request */
+        step = step < LX_FLEET_CAP_ONE / 4 ? LX_FLEET_CAP_ONE / 4
+               : step > LX_FLEET_CAP_ONE   ? LX_FLEET_CAP_ONE
+                                           : step;
+        return state + step < CAP_MAX_STATE ? state + step : CAP_MAX_STATE;
+    }
     return state;
 }
 

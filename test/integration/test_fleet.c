@@ -823,7 +823,7 @@ static void test_admin_health(void **state)
 }
 
 /* Without a configured max_in_flight, /admin/health shows the cap learned from a server that
- * queues (waiting 3 behind 6 running: 6), and none where nothing was learned. */
+ * queues (waiting 3 behind 6 running: from 9 towards 6), and none where nothing was learned. */
 static void test_admin_learned_cap(void **state)
 {
     (void)state;
@@ -848,11 +848,15 @@ static void test_admin_learned_cap(void **state)
         const char *row = strstr(fl, needle);
         assert_non_null(row);
         assert_non_null(strstr(row, "\"max_in_flight\":null"));
-        const char *want =
-            i == 1 ? "\"learned_max_in_flight\":6}" : "\"learned_max_in_flight\":null}";
         const char *got = strstr(row, "\"learned_max_in_flight\":");
         assert_non_null(got);
-        assert_memory_equal(got, want, strlen(want));
+        got += strlen("\"learned_max_in_flight\":");
+        if (i == 0) {
+            assert_memory_equal(got, "null}", 5);
+        } else { /* 9 (all it holds) at the first scrape, a quarter closer to 6 at each next */
+            long v = strtol(got, NULL, 10);
+            assert_true(v >= 6 && v <= 9);
+        }
     }
     lx_harness_resp_free(&r);
     fleet_stop(f);

@@ -505,12 +505,12 @@ static void test_learn_cap(void **state)
     assert_int_equal(lx_fleet_learn_cap(0, false, 5, 8), 0);
     assert_int_equal(lx_fleet_learn_cap(0, true, 0, 8), 0);
     assert_int_equal(lx_fleet_learned_cap(0), 0);
-    /* the first queueing scrape sets it */
+    /* the first queueing scrape sets it to all the server holds */
     uint32_t st = lx_fleet_learn_cap(0, true, 3, 8);
-    assert_int_equal(lx_fleet_learned_cap(st), 8);
+    assert_int_equal(lx_fleet_learned_cap(st), 11);
     /* one transient (waiting 1 while running 3) moves it by a quarter only */
     uint32_t t = lx_fleet_learn_cap(st, true, 1, 3);
-    assert_int_equal(lx_fleet_learned_cap(t), 7);
+    assert_int_equal(lx_fleet_learned_cap(t), 9);
     /* below the cap without a queue: nothing learned */
     assert_int_equal(lx_fleet_learn_cap(st, true, 0, 5), st);
     /* from a wrong start, up or down, it settles at the server's limit, give or take one */
@@ -521,13 +521,17 @@ static void test_learn_cap(void **state)
     assert_true(lo >= 8 && hi <= 9);
     drive(lx_fleet_learn_cap(0, true, 1, 1), 64, 2000, &lo, &hi);
     assert_true(lo >= 64 && hi <= 65);
+    /* a first scrape caught between steps (running 1, waiting 3) under a batch of 64: the cap
+     * is 64 within 160 scrapes (8 s at 50 ms), not a quarter request per scrape (240) */
+    drive(lx_fleet_learn_cap(0, true, 3, 1), 64, 160, &lo, &hi);
+    assert_true(lo >= 64 && hi <= 65);
     /* the state never overflows */
     uint32_t big = lx_fleet_learn_cap(0, true, 1, UINT32_MAX);
     assert_int_equal(lx_fleet_learned_cap(big), 65535);
     assert_int_equal(lx_fleet_learned_cap(lx_fleet_learn_cap(big, true, 0, UINT32_MAX)), 65535);
     /* the configured cap wins; no metrics, no learned cap */
     assert_int_equal(lx_fleet_cap_of(5, true, st), 5);
-    assert_int_equal(lx_fleet_cap_of(0, true, st), 8);
+    assert_int_equal(lx_fleet_cap_of(0, true, st), 11);
     assert_int_equal(lx_fleet_cap_of(0, false, st), 0);
 }
 
