@@ -327,4 +327,9 @@ int lx_health_format_json(const lx_health_t *h, uint64_t now_ms, char **out, siz
  * Any thread. */
 int lx_health_format_metrics(const lx_health_t *h, uint64_t now_ms, char **out, size_t *len);
 
+/* The Prometheus labels of row key <k>, open for more: {provider="..",endpoint="..",model=".."
+ * (values escaped per the text format; the caller adds any other label and the '}'). */
+struct lx_strbuf;
+void lx_health_prom_labels(struct lx_strbuf *sb, const lx_health_row_key_t *k);
+
 #endif

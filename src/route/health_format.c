@@ -233,7 +233,7 @@ static void label_value(lx_strbuf_t *sb, const char *s)
     }
 }
 
-static void labels(lx_strbuf_t *sb, const lx_health_row_key_t *k)
+void lx_health_prom_labels(lx_strbuf_t *sb, const lx_health_row_key_t *k)
 {
     LX_STRBUF_LIT(sb, "{provider=\"");
     label_value(sb, k->provider);
@@ -311,7 +311,7 @@ int lx_health_format_metrics(const lx_health_t *h, uint64_t now_ms, char **out, 
             const lx_health_row_key_t *k = lx_health_row_key(h, i);
             if (m != M_ATTEMPTS) {
                 lx_strbuf_str(&sb, metrics[m].name);
-                labels(&sb, k);
+                lx_health_prom_labels(&sb, k);
                 LX_STRBUF_LIT(&sb, "} ");
                 metric_value(&sb, gauge(m, h, i, &rows[i], now_ms));
                 LX_STRBUF_LIT(&sb, "\n");
@@ -321,7 +321,7 @@ int lx_health_format_metrics(const lx_health_t *h, uint64_t now_ms, char **out, 
             lx_health_totals(h, i, totals);
             for (unsigned o = 0; o < LX_HEALTH_N_OUTCOMES; o++) {
                 lx_strbuf_str(&sb, metrics[m].name);
-                labels(&sb, k);
+                lx_health_prom_labels(&sb, k);
                 LX_STRBUF_LIT(&sb, ",outcome=\"");
                 lx_strbuf_str(&sb, lx_health_outcome_name((lx_health_outcome_t)o));
                 LX_STRBUF_LIT(&sb, "\"} ");

@@ -171,32 +171,6 @@ void lx_prefix_est_json(lx_strbuf_t *sb, const lx_prefix_est_t *e, size_t row, u
 
 /* ---- Prometheus text ---- */
 
-/* A label value: backslash, quote and newline escaped (text format 0.0.4). */
-static void label_value(lx_strbuf_t *sb, const char *s)
-{
-    for (; s != NULL && *s; s++) {
-        if (*s == '\\')
-            LX_STRBUF_LIT(sb, "\\\\");
-        else if (*s == '"')
-            LX_STRBUF_LIT(sb, "\\\"");
-        else if (*s == '\n')
-            LX_STRBUF_LIT(sb, "\\n");
-        else
-            lx_strbuf_mem(sb, s, 1);
-    }
-}
-
-static void labels(lx_strbuf_t *sb, const lx_health_row_key_t *k)
-{
-    LX_STRBUF_LIT(sb, "{provider=\"");
-    label_value(sb, k->provider);
-    LX_STRBUF_LIT(sb, "\",endpoint=\"");
-    label_value(sb, k->endpoint);
-    LX_STRBUF_LIT(sb, "\",model=\"");
-    label_value(sb, k->model);
-    LX_STRBUF_LIT(sb, "\"} ");
-}
-
 static const struct {
     const char *name, *type, *help;
 } prom[] = {
@@ -241,7 +215,8 @@ int lx_prefix_est_format_metrics(const lx_prefix_est_t *e, const lx_health_t *h,
             lx_prefix_est_view_t v;
             lx_prefix_est_read(e, i, now_ms, &v);
             lx_strbuf_str(&sb, prom[m].name);
-            labels(&sb, lx_health_row_key(h, i));
+            lx_health_prom_labels(&sb, lx_health_row_key(h, i));
+            LX_STRBUF_LIT(&sb, "} ");
             if (m == 0 && v.requests == 0)
                 LX_STRBUF_LIT(&sb, "NaN");
             else if (m == 0)
