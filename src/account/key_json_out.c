@@ -79,17 +79,19 @@ static void ob_str(ob_t *o, const char *s)
         ob_strn(o, s, strlen(s));
 }
 
-/* A fixed-size field of a record: its text up to the NUL (or the field's end); null when empty
- * and <empty_null>. */
-#define OB_FIELD(o, field, empty_null) ob_field((o), (field), sizeof(field), (empty_null))
+/* A fixed-size array's text up to the NUL (or the array's end). */
+#define OB_ARRAY(o, arr) ob_strn((o), (arr), strnlen((arr), sizeof(arr)))
 
-static void ob_field(ob_t *o, const char *s, size_t cap, bool empty_null)
+/* String field <field> of record <r>; null when empty and <empty_null>. */
+#define OB_FIELD(o, r, field, empty_null) ob_field((o), (r), (field), (empty_null))
+
+static void ob_field(ob_t *o, const lx_record_t *r, unsigned field, bool empty_null)
 {
-    size_t n = strnlen(s, cap);
+    size_t n = lx_record_len(r, field);
     if (n == 0 && empty_null)
         OB_LIT(o, "null");
     else
-        ob_strn(o, s, n);
+        ob_strn(o, lx_record_str(r, field), n);
 }
 
 static void ob_i64(ob_t *o, int64_t v)
@@ -247,11 +249,11 @@ static void key_object(ob_t *o, const lx_key_view_t *v)
 {
     const lx_store_key_t *k = &v->key;
     OB_LIT(o, "{\"hash\":");
-    ob_field(o, k->hash, sizeof(k->hash), false);
+    OB_ARRAY(o, k->hash);
     OB_LIT(o, ",\"name\":");
     ob_str(o, k->name != NULL ? k->name : "");
     OB_LIT(o, ",\"label\":");
-    ob_field(o, k->label, sizeof(k->label), false);
+    OB_ARRAY(o, k->label);
     OB_LIT(o, ",\"disabled\":");
     ob_bool(o, k->disabled);
     OB_LIT(o, ",");
@@ -330,7 +332,7 @@ char *lx_key_json_current(const lx_key_view_t *v, bool management, size_t *len)
 {
     ob_t o = {0};
     OB_LIT(&o, "{\"data\":{\"label\":");
-    ob_field(&o, v->key.label, sizeof(v->key.label), false);
+    OB_ARRAY(&o, v->key.label);
     OB_LIT(&o, ",");
     key_money(&o, v);
     OB_LIT(&o, ",\"is_free_tier\":false,\"is_management_key\":");
@@ -370,24 +372,23 @@ static void gen_attempts(ob_t *o, const lx_record_t *r)
     OB_LIT(o, ",\"provider_responses\":[");
     unsigned n = r->n_attempts < LX_RECORD_ATTEMPTS ? r->n_attempts : LX_RECORD_ATTEMPTS;
     for (unsigned i = 0; i < n; i++) {
-        const lx_record_attempt_t *a = &r->attempts[i];
         if (i > 0)
             OB_LIT(o, ",");
         OB_LIT(o, "{\"endpoint_id\":");
-        OB_FIELD(o, a->endpoint, false);
+        OB_FIELD(o, r, LX_RF_ATTEMPT(i, LX_RA_ENDPOINT), false);
         OB_LIT(o, ",\"model_permaslug\":");
-        OB_FIELD(o, a->model, false);
+        OB_FIELD(o, r, LX_RF_ATTEMPT(i, LX_RA_MODEL), false);
         OB_LIT(o, ",\"provider_name\":");
-        OB_FIELD(o, a->provider, false);
+        OB_FIELD(o, r, LX_RF_ATTEMPT(i, LX_RA_PROVIDER), false);
         OB_LIT(o, ",\"status\":");
-        if (a->status > 0)
-            ob_i64(o, a->status);
+        if (r->att_status[i] > 0)
+            ob_i64(o, r->att_status[i]);
         else
             OB_LIT(o, "null");
         OB_LIT(o, ",\"latency\":");
-        ob_i64(o, a->ms);
+        ob_i64(o, r->att_ms[i]);
         OB_LIT(o, ",\"is_byok\":false,\"outcome\":");
-        OB_FIELD(o, a->outcome, false);
+        OB_FIELD(o, r, LX_RF_ATTEMPT(i, LX_RA_OUTCOME), false);
         OB_LIT(o, "}");
     }
     OB_LIT(o, "]");
@@ -412,37 +413,34 @@ static void gen_tokens(ob_t *o, const lx_record_t *r)
 static void gen_object(ob_t *o, const lx_record_t *r)
 {
     OB_LIT(o, "{\"api_type\":");
-    ob_str(o, api_type(r->api));
+    ob_str(o, api_type(lx_record_str(r, LX_RF_API)));
     OB_LIT(o, ",\"app_id\":null,\"cache_discount\":null,\"cancelled\":");
     ob_bool(o, r->cancelled);
     OB_LIT(o, ",\"created_at\":");
     ob_time(o, r->created_at_us / 1000000, false);
     OB_LIT(o, ",\"data_region\":\"global\",\"external_user\":");
-    OB_FIELD(o, r->user, true);
+    OB_FIELD(o, r, LX_RF_USER, true);
     OB_LIT(o, ",\"finish_reason\":");
-    OB_FIELD(o, r->finish_reason, true);
+    OB_FIELD(o, r, LX_RF_FINISH_REASON, true);
     OB_LIT(o, ",\"generation_time\":");
     ob_i64(o, r->generation_ms);
     OB_LIT(o, ",\"http_referer\":null,\"id\":");
-    OB_FIELD(o, r->id, false);
+    OB_FIELD(o, r, LX_RF_ID, false);
     OB_LIT(o, ",\"is_byok\":false,\"latency\":");
     ob_i64(o, r->latency_ms);
     OB_LIT(o, ",\"model\":");
-    if (r->model[0] != '\0')
-        OB_FIELD(o, r->model, false);
-    else
-        OB_FIELD(o, r->model_asked, false);
+    OB_FIELD(o, r, lx_record_len(r, LX_RF_MODEL) != 0 ? LX_RF_MODEL : LX_RF_MODEL_ASKED, false);
     OB_LIT(o, ",\"moderation_latency\":null,\"native_finish_reason\":");
-    OB_FIELD(o, r->finish_reason, true);
+    OB_FIELD(o, r, LX_RF_FINISH_REASON, true);
     gen_tokens(o, r);
     OB_LIT(o, ",\"provider_name\":");
-    OB_FIELD(o, r->provider, true);
+    OB_FIELD(o, r, LX_RF_PROVIDER, true);
     gen_attempts(o, r);
     OB_LIT(o, ",\"request_id\":");
-    OB_FIELD(o, r->request_id, true);
+    OB_FIELD(o, r, LX_RF_REQUEST_ID, true);
     OB_LIT(o, ",\"response_cache_source_id\":null,\"router\":null,\"service_tier\":null,"
               "\"session_id\":");
-    OB_FIELD(o, r->session_id, true);
+    OB_FIELD(o, r, LX_RF_SESSION_ID, true);
     OB_LIT(o, ",\"streamed\":");
     ob_bool(o, r->streamed);
     OB_LIT(o, ",\"tokens_completion\":");
@@ -452,12 +450,12 @@ static void gen_object(ob_t *o, const lx_record_t *r)
     OB_LIT(o, ",\"total_cost\":");
     ob_money(o, r->cost);
     OB_LIT(o, ",\"upstream_id\":");
-    OB_FIELD(o, r->upstream_id, true);
+    OB_FIELD(o, r, LX_RF_UPSTREAM_ID, true);
     OB_LIT(o, ",\"upstream_inference_cost\":null,\"usage\":");
     ob_money(o, r->cost);
     OB_LIT(o, ",\"user_agent\":null,\"web_search_engine\":null,\"workspace_id\":null,"
               "\"model_requested\":");
-    OB_FIELD(o, r->model_asked, false);
+    OB_FIELD(o, r, LX_RF_MODEL_ASKED, false);
     OB_LIT(o, ",\"status\":");
     ob_i64(o, r->status);
     OB_LIT(o, ",\"time_to_first_token\":");
@@ -477,14 +475,14 @@ char *lx_key_json_generation(const lx_record_t *r, size_t *len)
 static void activity_row(ob_t *o, const lx_activity_row_t *a)
 {
     OB_LIT(o, "{\"date\":");
-    OB_FIELD(o, a->date, false);
+    OB_ARRAY(o, a->date);
     OB_LIT(o, ",\"model\":");
-    OB_FIELD(o, a->model, false);
+    OB_ARRAY(o, a->model);
     OB_LIT(o, ",\"model_permaslug\":");
-    OB_FIELD(o, a->model, false);
+    OB_ARRAY(o, a->model);
     /* endpoint_id: a string, as the SDK's schema requires; llmux names endpoints by provider */
     OB_LIT(o, ",\"endpoint_id\":\"\",\"provider_name\":");
-    OB_FIELD(o, a->provider, false);
+    OB_ARRAY(o, a->provider);
     OB_LIT(o, ",\"usage\":");
     ob_money(o, a->cost);
     OB_LIT(o, ",\"byok_usage_inference\":0,\"requests\":");

@@ -291,24 +291,25 @@ static void record_open(lx_gw_req_t *r, const lx_http_request_t *req, int64_t no
         return; /* (out of memory: the request goes on unrecorded, the log says so) */
     const lx_config_t *cfg = r->gen->cfg;
     const char *body = req->body.ptr;
-    lx_record_copy(rec->id, sizeof(rec->id), r->gen_id, strlen(r->gen_id));
-    if (r->ident.who != LX_WHO_NONE)
-        lx_auth_hex(r->ident.digest, rec->key_hash);
+    lx_record_set(rec, LX_RF_ID, r->gen_id, strlen(r->gen_id));
+    if (r->ident.who != LX_WHO_NONE) {
+        char hex[65];
+        lx_auth_hex(r->ident.digest, hex);
+        lx_record_set(rec, LX_RF_KEY_HASH, hex, 64);
+    }
     const char *name = lx_gw_ident_name(cfg, &r->ident, r->key);
-    lx_record_copy(rec->key_name, sizeof(rec->key_name), name, strlen(name));
+    lx_record_set(rec, LX_RF_KEY_NAME, name, strlen(name));
     if (r->scan.has_model)
-        lx_record_copy(rec->model_asked, sizeof(rec->model_asked), body + r->scan.model.off,
-                       r->scan.model.len);
+        lx_record_set(rec, LX_RF_MODEL_ASKED, body + r->scan.model.off, r->scan.model.len);
     const char *api = r->embeddings                                   ? "embeddings"
                       : strcmp(r->upstream_path, "/completions") == 0 ? "completions"
                                                                       : "chat";
-    lx_record_copy(rec->api, sizeof(rec->api), api, strlen(api));
-    lx_record_copy(rec->request_id, sizeof(rec->request_id), req->id, req->id_len);
+    lx_record_set(rec, LX_RF_API, api, strlen(api));
+    lx_record_set(rec, LX_RF_REQUEST_ID, req->id, req->id_len);
     if (r->scan.has_session_id)
-        lx_record_copy(rec->session_id, sizeof(rec->session_id), body + r->scan.session_id.off,
-                       r->scan.session_id.len);
+        lx_record_set(rec, LX_RF_SESSION_ID, body + r->scan.session_id.off, r->scan.session_id.len);
     if (r->scan.has_user)
-        lx_record_copy(rec->user, sizeof(rec->user), body + r->scan.user.off, r->scan.user.len);
+        lx_record_set(rec, LX_RF_USER, body + r->scan.user.off, r->scan.user.len);
     rec->created_at_us = now_us;
     rec->streamed = r->stream;
     rec->prompt_tokens = rec->completion_tokens = -1;
@@ -378,15 +379,14 @@ static void record_attempts(lx_record_t *rec, const lx_gw_req_t *r)
         const lx_gw_attempt_t *a = &r->attempts[i];
         const lx_config_model_t *m = &cfg->models[a->model];
         const lx_config_provider_t *p = &cfg->providers[m->routes[a->route].provider];
-        lx_record_attempt_t *ra = &rec->attempts[i];
-        lx_record_copy(ra->provider, sizeof(ra->provider), p->name, strlen(p->name));
+        lx_record_set(rec, LX_RF_ATTEMPT(i, LX_RA_PROVIDER), p->name, strlen(p->name));
         const char *url = p->endpoints[a->ep].url;
-        lx_record_copy(ra->endpoint, sizeof(ra->endpoint), url, strlen(url));
-        lx_record_copy(ra->model, sizeof(ra->model), m->id, strlen(m->id));
+        lx_record_set(rec, LX_RF_ATTEMPT(i, LX_RA_ENDPOINT), url, strlen(url));
+        lx_record_set(rec, LX_RF_ATTEMPT(i, LX_RA_MODEL), m->id, strlen(m->id));
         const char *o = lx_health_outcome_name((lx_health_outcome_t)a->outcome);
-        lx_record_copy(ra->outcome, sizeof(ra->outcome), o, strlen(o));
-        ra->status = a->status;
-        ra->ms = (uint32_t)a->ms;
+        lx_record_set(rec, LX_RF_ATTEMPT(i, LX_RA_OUTCOME), o, strlen(o));
+        rec->att_status[i] = a->status;
+        rec->att_ms[i] = (uint32_t)a->ms;
     }
     rec->n_attempts = (uint8_t)n;
 }
@@ -401,11 +401,9 @@ static void record_close(lx_gw_req_t *r, lx_record_t *rec, bool served, int64_t 
     const lx_proxy_t *px = &r->px;
     const lx_sse_scan_t *s = &r->sse;
     if (served) {
-        lx_record_copy(rec->model, sizeof(rec->model), r->model->id, strlen(r->model->id));
-        lx_record_copy(rec->provider, sizeof(rec->provider), r->provider->name,
-                       strlen(r->provider->name));
-        lx_record_copy(rec->endpoint, sizeof(rec->endpoint), r->endpoint->url,
-                       strlen(r->endpoint->url));
+        lx_record_set(rec, LX_RF_MODEL, r->model->id, strlen(r->model->id));
+        lx_record_set(rec, LX_RF_PROVIDER, r->provider->name, strlen(r->provider->name));
+        lx_record_set(rec, LX_RF_ENDPOINT, r->endpoint->url, strlen(r->endpoint->url));
     }
     if (known) {
         rec->prompt_tokens = s->prompt_tokens;
@@ -414,9 +412,8 @@ static void record_close(lx_gw_req_t *r, lx_record_t *rec, bool served, int64_t 
         rec->reasoning_tokens = s->reasoning_tokens;
     }
     if (r->scanning) {
-        lx_record_copy(rec->finish_reason, sizeof(rec->finish_reason), s->finish_reason,
-                       strlen(s->finish_reason));
-        lx_record_copy(rec->upstream_id, sizeof(rec->upstream_id), s->id, s->id_len);
+        lx_record_set(rec, LX_RF_FINISH_REASON, s->finish_reason, strlen(s->finish_reason));
+        lx_record_set(rec, LX_RF_UPSTREAM_ID, s->id, s->id_len);
     }
     rec->usage_known = known;
     rec->cost = cost;

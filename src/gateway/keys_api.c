@@ -188,18 +188,18 @@ static bool may_read(const keys_call_t *c)
     if (c->ident.who == LX_WHO_MANAGEMENT || rec == NULL)
         return true;
     if (c->ident.who == LX_WHO_NONE)
-        return rec->key_hash[0] == '\0';
+        return lx_record_len(rec, LX_RF_KEY_HASH) == 0;
     char hex[65];
     lx_auth_hex(c->ident.digest, hex);
-    return strcmp(hex, rec->key_hash) == 0;
+    return strcmp(hex, lx_record_str(rec, LX_RF_KEY_HASH)) == 0;
 }
 
 /* A client sees which provider served it, not the provider's addresses (management keys do). */
 static void hide_endpoints(lx_record_t *rec)
 {
-    rec->endpoint[0] = '\0';
+    lx_record_set(rec, LX_RF_ENDPOINT, "", 0);
     for (unsigned i = 0; i < rec->n_attempts && i < LX_RECORD_ATTEMPTS; i++)
-        rec->attempts[i].endpoint[0] = '\0';
+        lx_record_set(rec, LX_RF_ATTEMPT(i, LX_RA_ENDPOINT), "", 0);
 }
 
 static void on_back(lx_worker_t *w, void *arg)

@@ -11,53 +11,110 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define LX_RECORD_ATTEMPTS 8 /* attempts kept per record (the first ones) */
 
-typedef struct lx_record_attempt {
-    char provider[64];
-    char endpoint[128]; /* the endpoint's URL as configured */
-    char model[128];    /* the public id this attempt asked for */
-    int16_t status;     /* upstream HTTP status, 0 none */
-    char outcome[16];   /* "ok", "error_5xx", "timeout", "rate_limited", "connect", ... */
-    uint32_t ms;
-} lx_record_attempt_t;
+/* A record's strings, each at most lx_record_cap(field) bytes (a longer one is cut at a UTF-8
+ * boundary). The attempts' strings follow the record's: LX_RF_ATTEMPT(i, LX_RA_...). */
+typedef enum lx_rfield {
+    LX_RF_ID,            /* "gen-..." (also X-Generation-Id) */
+    LX_RF_KEY_HASH,      /* the key's SHA-256 hex; "" without a key (auth: none) */
+    LX_RF_KEY_NAME,      /* the key's name (stored or from the configuration) */
+    LX_RF_MODEL_ASKED,   /* the request's "model" as sent */
+    LX_RF_MODEL,         /* the public id that served it ("" when nothing did) */
+    LX_RF_PROVIDER,      /* the provider that served it */
+    LX_RF_ENDPOINT,      /* its endpoint's URL as configured */
+    LX_RF_API,           /* "chat", "completions", "embeddings" */
+    LX_RF_REQUEST_ID,    /* the access log's request id */
+    LX_RF_SESSION_ID,    /* the request's session id */
+    LX_RF_USER,          /* the request's "user" */
+    LX_RF_FINISH_REASON, /* "" when none was seen */
+    LX_RF_UPSTREAM_ID,   /* the provider's id of the answer (a stream's chunks' "id"), "" when
+                          * none: OpenRouter's clients ask /generation for the id they saw */
+    LX_RF_COUNT
+} lx_rfield_t;
 
+typedef enum lx_rafield {
+    LX_RA_PROVIDER, /* the attempt's provider */
+    LX_RA_ENDPOINT, /* its endpoint's URL as configured */
+    LX_RA_MODEL,    /* the public id this attempt asked for */
+    LX_RA_OUTCOME,  /* "ok", "error_5xx", "timeout", "rate_limited", "connect", ... */
+    LX_RA_COUNT
+} lx_rafield_t;
+
+#define LX_RF_ATTEMPT(i, f) ((unsigned)LX_RF_COUNT + (unsigned)(i)*LX_RA_COUNT + (unsigned)(f))
+#define LX_RF_SLOTS         LX_RF_ATTEMPT(LX_RECORD_ATTEMPTS, 0)
+
+/* Room for every string at its cap, each with its NUL, and the empty string at 0. */
+#define LX_RECORD_ARENA 3776
+
+typedef struct lx_record_str {
+    uint16_t off; /* into arena (0: the empty string) */
+    uint16_t len;
+} lx_record_str_t;
+
+/*
+ * Compact: the numbers and the strings' places first, then the strings back to back in the
+ * order they were set. A request writes, and the store thread reads, the few hundred bytes it
+ * uses instead of a field's maximum each (fixed arrays put every string on a cache line of
+ * its own: the store thread met each of them cold). Fixed-size so it is one allocation;
+ * moving it (a struct copy) keeps it whole, since the places are offsets. Write strings with
+ * lx_record_set, read them with lx_record_str / lx_record_len.
+ */
 typedef struct lx_record {
     struct lx_record *next; /* private: the store's queue */
-    char id[40];            /* "gen-..." (also X-Generation-Id) */
-    char key_hash[65];      /* the key's SHA-256 hex; "" without a key (auth: none) */
-    char key_name[64];      /* the key's name (stored or from the configuration) */
-    char model_asked[128];  /* the request's "model" as sent */
-    char model[128];        /* the public id that served it ("" when nothing did) */
-    char provider[64];      /* the provider that served it */
-    char endpoint[128];
-    char api[12];        /* "chat", "completions", "embeddings" */
-    char request_id[64]; /* the access log's request id */
-    char session_id[128];
-    char user[128];         /* the request's "user" */
-    char finish_reason[32]; /* "" when none was seen */
-    char upstream_id[96];   /* the provider's id of a streamed answer (its chunks' "id"), "" when
-                             * none: OpenRouter's clients ask /generation for the id they saw */
     int64_t created_at_us;  /* when the request arrived */
     int64_t prompt_tokens;  /* -1: unknown */
     int64_t completion_tokens;
     int64_t cached_tokens;
     int64_t reasoning_tokens;
-    int64_t cost;     /* µ$ charged (the settlement) */
-    int64_t reserved; /* µ$ that were reserved at admission, 0 without a limit */
+    int64_t cost;           /* µ$ charged (the settlement) */
+    int64_t reserved;       /* µ$ that were reserved at admission, 0 without a limit */
+    uint32_t latency_ms;    /* arrival to the end */
+    uint32_t ttft_ms;       /* arrival to the first byte of the answer (0: none) */
+    uint32_t generation_ms; /* first byte to the end */
+    int16_t status;   /* the HTTP status the client got (200 for a stream cut after its start) */
     bool usage_known; /* the provider reported usage */
     bool streamed;
-    bool cancelled;      /* the client left before the end */
-    int16_t status;      /* the HTTP status the client got (200 for a stream cut after its start) */
-    uint32_t latency_ms; /* arrival to the end */
-    uint32_t ttft_ms;    /* arrival to the first byte of the answer (0: none) */
-    uint32_t generation_ms; /* first byte to the end */
+    bool cancelled; /* the client left before the end */
     uint8_t n_attempts;
-    lx_record_attempt_t attempts[LX_RECORD_ATTEMPTS];
     uint16_t pool; /* private: 1 + the lane of the worker pool it returns to (store.h:
                     * lx_record_pool_t), 0 none (freed once committed) */
+    uint16_t used; /* private: arena bytes in use */
+    uint32_t att_ms[LX_RECORD_ATTEMPTS];    /* each attempt's duration */
+    int16_t att_status[LX_RECORD_ATTEMPTS]; /* its upstream HTTP status, 0 none */
+    lx_record_str_t str[LX_RF_SLOTS];       /* private: lx_record_set */
+    char arena[LX_RECORD_ARENA];            /* private: the strings, NUL-terminated */
 } lx_record_t;
+
+/* The bytes a field keeps at most. */
+size_t lx_record_cap(unsigned field);
+
+/* Sets string <field> (an lx_rfield_t or LX_RF_ATTEMPT) to <len> bytes of <src> (need not be
+ * NUL-terminated), cut to the field's cap at a UTF-8 boundary. A value equal to a string the
+ * record already holds shares its bytes. */
+void lx_record_set(lx_record_t *r, unsigned field, const char *src, size_t len);
+
+/* A string field: NUL-terminated, never NULL ("" when unset). */
+static inline const char *lx_record_str(const lx_record_t *r, unsigned field)
+{
+    return r->arena + r->str[field].off;
+}
+
+static inline size_t lx_record_len(const lx_record_t *r, unsigned field)
+{
+    return r->str[field].len;
+}
+
+/* lx_record_set with a NUL-terminated <s>. */
+static inline void lx_record_set_cstr(lx_record_t *r, unsigned field, const char *s)
+{
+    lx_record_set(r, field, s, strlen(s));
+}
+
+/* Makes <r> a record with no string, number or attempt set (the arena is not cleared). */
+void lx_record_clear(lx_record_t *r);
 
 /*
  * Generation numbers. A record's id is "gen-" and the 16 lowercase hex digits of its number

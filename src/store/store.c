@@ -152,7 +152,7 @@ lx_record_t *lx_store_record_get(lx_store_t *s, lx_record_pool_t *p)
     }
     p->free = r->next;
     p->taken++;
-    memset(r, 0, offsetof(lx_record_t, attempts));
+    lx_record_clear(r);
     r->pool = (uint16_t)(p->lane + 1);
     return r;
 }

@@ -96,7 +96,7 @@ static void config_key_view(lx_store_t *s, lx_store_job_t *job, lx_key_view_t *v
     store_drain_records(s);
     store_usage_read(s, job->hash, now_us, v->usage);
     for (const lx_record_t *r = s->pend_head; r != NULL; r = r->next) {
-        if (strcmp(r->key_hash, job->hash) != 0)
+        if (strcmp(lx_record_str(r, LX_RF_KEY_HASH), job->hash) != 0)
             continue;
         int64_t at = (r->created_at_us + (int64_t)r->latency_ms * 1000) / 1000000;
         v->usage[LX_PERIOD_TOTAL] += r->cost;
@@ -131,8 +131,9 @@ void store_job_key_get(lx_store_t *s, lx_store_job_t *job)
 static bool find_pending(lx_store_t *s, lx_store_job_t *job)
 {
     for (const lx_record_t *r = s->pend_head; r != NULL; r = r->next) {
-        if (strcmp(r->id, job->gen_id) != 0 &&
-            (r->upstream_id[0] == '\0' || strcmp(r->upstream_id, job->gen_id) != 0))
+        if (strcmp(lx_record_str(r, LX_RF_ID), job->gen_id) != 0 &&
+            (lx_record_len(r, LX_RF_UPSTREAM_ID) == 0 ||
+             strcmp(lx_record_str(r, LX_RF_UPSTREAM_ID), job->gen_id) != 0))
             continue;
         if ((job->record = malloc(sizeof(*job->record))) == NULL) {
             store_job_error(job, LX_ENOMEM, "out of memory");
@@ -145,10 +146,18 @@ static bool find_pending(lx_store_t *s, lx_store_job_t *job)
     return false;
 }
 
-static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t cap)
+/* Column <i> into the array <dst> of <cap> bytes. */
+static void col_array(sqlite3_stmt *st, int i, char *dst, size_t cap)
 {
     const char *v = (const char *)sqlite3_column_text(st, i);
-    lx_record_copy(dst, cap, v ? v : "", v ? strlen(v) : 0);
+    lx_record_copy(dst, cap, v ? v : "", v ? (size_t)sqlite3_column_bytes(st, i) : 0);
+}
+
+/* Column <i> into string field <field> of <r>. */
+static void col_copy(sqlite3_stmt *st, int i, lx_record_t *r, unsigned field)
+{
+    const char *v = (const char *)sqlite3_column_text(st, i);
+    lx_record_set(r, field, v ? v : "", v ? (size_t)sqlite3_column_bytes(st, i) : 0);
 }
 
 /* The attempts column (JSON written by the store thread) back into <r>, read by SQLite. */
@@ -166,13 +175,11 @@ static int read_attempts(lx_store_t *s, const char *json, lx_record_t *r)
         return rc;
     sqlite3_bind_text(st, 1, json, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && r->n_attempts < LX_RECORD_ATTEMPTS) {
-        lx_record_attempt_t *a = &r->attempts[r->n_attempts++];
-        col_copy(st, 0, a->provider, sizeof(a->provider));
-        col_copy(st, 1, a->endpoint, sizeof(a->endpoint));
-        col_copy(st, 2, a->model, sizeof(a->model));
-        col_copy(st, 3, a->outcome, sizeof(a->outcome));
-        a->status = (int16_t)sqlite3_column_int(st, 4);
-        a->ms = (uint32_t)sqlite3_column_int64(st, 5);
+        unsigned i = r->n_attempts++;
+        for (int k = 0; k < LX_RA_COUNT; k++)
+            col_copy(st, k, r, LX_RF_ATTEMPT(i, k));
+        r->att_status[i] = (int16_t)sqlite3_column_int(st, 4);
+        r->att_ms[i] = (uint32_t)sqlite3_column_int64(st, 5);
     }
     sqlite3_finalize(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -180,23 +187,9 @@ static int read_attempts(lx_store_t *s, const char *json, lx_record_t *r)
 
 static void record_from_row(sqlite3_stmt *st, lx_record_t *r)
 {
-    struct {
-        char *dst;
-        size_t cap;
-    } t[] = {{r->id, sizeof(r->id)},
-             {r->key_hash, sizeof(r->key_hash)},
-             {r->key_name, sizeof(r->key_name)},
-             {r->model_asked, sizeof(r->model_asked)},
-             {r->model, sizeof(r->model)},
-             {r->provider, sizeof(r->provider)},
-             {r->endpoint, sizeof(r->endpoint)},
-             {r->api, sizeof(r->api)},
-             {r->request_id, sizeof(r->request_id)},
-             {r->session_id, sizeof(r->session_id)},
-             {r->user, sizeof(r->user)},
-             {r->finish_reason, sizeof(r->finish_reason)}};
-    for (int i = 0; i < 12; i++)
-        col_copy(st, i, t[i].dst, t[i].cap);
+    /* columns 0 to 11: id to finish_reason, in the order of lx_rfield_t */
+    for (int i = LX_RF_ID; i <= LX_RF_FINISH_REASON; i++)
+        col_copy(st, i, r, (unsigned)i);
     r->created_at_us = sqlite3_column_int64(st, 12);
     r->prompt_tokens = sqlite3_column_int64(st, 13);
     r->completion_tokens = sqlite3_column_int64(st, 14);
@@ -207,7 +200,7 @@ static void record_from_row(sqlite3_stmt *st, lx_record_t *r)
     r->usage_known = sqlite3_column_int(st, 19) != 0;
     r->streamed = sqlite3_column_int(st, 20) != 0;
     r->cancelled = sqlite3_column_int(st, 21) != 0;
-    col_copy(st, 27, r->upstream_id, sizeof(r->upstream_id));
+    col_copy(st, 27, r, LX_RF_UPSTREAM_ID);
     r->status = (int16_t)sqlite3_column_int(st, 22);
     r->latency_ms = (uint32_t)sqlite3_column_int64(st, 23);
     r->ttft_ms = (uint32_t)sqlite3_column_int64(st, 24);
@@ -244,7 +237,7 @@ static int find_table(lx_store_t *s, lx_store_job_t *job)
         rc = sqlite3_step(st);
     }
     if (rc == SQLITE_ROW) {
-        if ((job->record = calloc(1, sizeof(*job->record))) == NULL)
+        if ((job->record = lx_record_new()) == NULL)
             rc = SQLITE_NOMEM;
         else
             record_from_row(st, job->record);
@@ -343,8 +336,8 @@ static int activity_row(sqlite3_stmt *st, lx_store_job_t *job, size_t *cap)
     row->date[8] = (char)('0' + d / 10 % 10);
     row->date[9] = (char)('0' + d % 10);
     row->date[10] = '\0';
-    col_copy(st, 1, row->model, sizeof(row->model));
-    col_copy(st, 2, row->provider, sizeof(row->provider));
+    col_array(st, 1, row->model, sizeof(row->model));
+    col_array(st, 2, row->provider, sizeof(row->provider));
     row->requests = sqlite3_column_int64(st, 3);
     row->prompt_tokens = sqlite3_column_int64(st, 4);
     row->completion_tokens = sqlite3_column_int64(st, 5);

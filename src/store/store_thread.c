@@ -8,6 +8,7 @@
 #include "store/store_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,11 +124,12 @@ static size_t plain_run(const char *v, size_t len)
 #undef BELOW
 }
 
-/* <v> escaped at <out>: plain printable ASCII is copied as it is (a record's strings nearly
- * always are), from the first other byte on core/json's escaper decides. Its length. */
-static size_t put_escaped(char *out, size_t cap, const char *v)
+/* <v> (<len> bytes) escaped at <out>: plain printable ASCII is copied as it is (a record's
+ * strings nearly always are), from the first other byte on core/json's escaper decides. Its
+ * length. */
+static size_t put_escaped(char *out, size_t cap, const char *v, size_t len)
 {
-    size_t len = strlen(v), i = plain_run(v, len);
+    size_t i = plain_run(v, len);
     memcpy(out, v, i);
     if (i == len)
         return i;
@@ -145,12 +147,12 @@ static size_t put_key(char *out, const char *key, size_t kl)
     return kl + 4;
 }
 
-/* ,"<key>":"<escaped v>" at <out>; its length. */
-static size_t json_str(char *out, size_t cap, const char *key, size_t kl, const char *v)
+/* ,"<key>":"<escaped v>" at <out> (v: <vl> bytes); its length. */
+static size_t json_str(char *out, size_t cap, const char *key, size_t kl, const char *v, size_t vl)
 {
     size_t n = put_key(out, key, kl);
     out[n++] = '"';
-    n += put_escaped(out + n, cap - n - 2, v);
+    n += put_escaped(out + n, cap - n - 2, v, vl);
     out[n++] = '"';
     return n;
 }
@@ -165,25 +167,40 @@ static size_t json_int(char *out, const char *key, size_t kl, int64_t v)
 }
 
 /* A member unless its value is the default (the view `usage` gives the default back). */
-#define STR(key, v)                                                                                \
-    ((v)[0] != '\0' ? json_str(out + n, cap - n, key, sizeof(key) - 1, v) : (size_t)0)
+#define STR(key, f)                                                                                \
+    (lx_record_len(r, f) != 0 ? json_str(out + n, cap - n, key, sizeof(key) - 1,                   \
+                                         lx_record_str(r, f), lx_record_len(r, f))                 \
+                              : (size_t)0)
 #define INT(key, v, dflt) ((v) != (dflt) ? json_int(out + n, key, sizeof(key) - 1, v) : (size_t)0)
 
-/* An attempt: provider, endpoint and model only when they differ from the record's (the
+/* Whether string fields <a> and <b> of <r> hold the same text. */
+static bool same_str(const lx_record_t *r, unsigned a, unsigned b)
+{
+    return lx_record_len(r, a) == lx_record_len(r, b) &&
+           (r->str[a].off == r->str[b].off ||
+            memcmp(lx_record_str(r, a), lx_record_str(r, b), lx_record_len(r, a)) == 0);
+}
+
+/* Attempt <i>: provider, endpoint and model only when they differ from the record's (the
  * served ones). Its length. */
-static size_t attempt_json(const lx_record_t *r, const lx_record_attempt_t *a, char *out,
-                           size_t cap)
+static size_t attempt_json(const lx_record_t *r, unsigned i, char *out, size_t cap)
 {
     size_t n = 0;
-    if (strcmp(a->provider, r->provider) != 0)
-        n += json_str(out + n, cap - n, "p", 1, a->provider);
-    if (strcmp(a->endpoint, r->endpoint) != 0)
-        n += json_str(out + n, cap - n, "e", 1, a->endpoint);
-    if (strcmp(a->model, r->model) != 0)
-        n += json_str(out + n, cap - n, "m", 1, a->model);
-    n += STR("o", a->outcome);
-    n += INT("s", a->status, 0);
-    n += INT("ms", a->ms, 0);
+    static const struct {
+        char key;
+        uint8_t field, twin;
+    } own[] = {{'p', LX_RA_PROVIDER, LX_RF_PROVIDER},
+               {'e', LX_RA_ENDPOINT, LX_RF_ENDPOINT},
+               {'m', LX_RA_MODEL, LX_RF_MODEL}};
+    for (size_t k = 0; k < sizeof(own) / sizeof(own[0]); k++) {
+        unsigned f = LX_RF_ATTEMPT(i, own[k].field);
+        if (!same_str(r, f, own[k].twin))
+            n += json_str(out + n, cap - n, &own[k].key, 1, lx_record_str(r, f),
+                          lx_record_len(r, f));
+    }
+    n += STR("o", LX_RF_ATTEMPT(i, LX_RA_OUTCOME));
+    n += INT("s", r->att_status[i], 0);
+    n += INT("ms", r->att_ms[i], 0);
     if (n == 0)
         out[n++] = ',';
     out[0] = '{'; /* (over the first member's comma) */
@@ -201,20 +218,21 @@ static size_t record_json(const lx_record_t *r, bool named, char *out)
 {
     size_t n = 0, cap = RECORD_JSON_MAX;
     if (named)
-        n += json_str(out + n, cap - n, "id", 2, r->id);
-    n += STR("k", r->key_hash);
-    n += STR("kn", r->key_name);
-    if (strcmp(r->model_asked, r->model) != 0) /* (absent: the model served) */
-        n += json_str(out + n, cap - n, "ma", 2, r->model_asked);
-    n += STR("m", r->model);
-    n += STR("p", r->provider);
-    n += STR("e", r->endpoint);
-    n += STR("a", r->api);
-    n += STR("r", r->request_id);
-    n += STR("si", r->session_id);
-    n += STR("u", r->user);
-    n += STR("f", r->finish_reason);
-    n += STR("ui", r->upstream_id);
+        n += STR("id", LX_RF_ID);
+    n += STR("k", LX_RF_KEY_HASH);
+    n += STR("kn", LX_RF_KEY_NAME);
+    if (!same_str(r, LX_RF_MODEL_ASKED, LX_RF_MODEL)) /* (absent: the model served) */
+        n += json_str(out + n, cap - n, "ma", 2, lx_record_str(r, LX_RF_MODEL_ASKED),
+                      lx_record_len(r, LX_RF_MODEL_ASKED));
+    n += STR("m", LX_RF_MODEL);
+    n += STR("p", LX_RF_PROVIDER);
+    n += STR("e", LX_RF_ENDPOINT);
+    n += STR("a", LX_RF_API);
+    n += STR("r", LX_RF_REQUEST_ID);
+    n += STR("si", LX_RF_SESSION_ID);
+    n += STR("u", LX_RF_USER);
+    n += STR("f", LX_RF_FINISH_REASON);
+    n += STR("ui", LX_RF_UPSTREAM_ID);
     n += INT("t", r->created_at_us, 0);
     n += INT("pt", r->prompt_tokens, -1);
     n += INT("ct", r->completion_tokens, -1);
@@ -235,7 +253,7 @@ static size_t record_json(const lx_record_t *r, bool named, char *out)
         for (unsigned i = 0; i < r->n_attempts && i < LX_RECORD_ATTEMPTS; i++) {
             if (i > 0)
                 out[n++] = ',';
-            n += attempt_json(r, &r->attempts[i], out + n, cap - n);
+            n += attempt_json(r, i, out + n, cap - n);
         }
         out[n++] = ']';
     }
@@ -264,12 +282,14 @@ typedef struct batch_sums {
     size_t n_keys, n_act;
     struct {
         const char *key_hash;
+        size_t key_len;
         int64_t day; /* the day's start; the week and month follow from it */
         int64_t cost;
     } key[BATCH_GROUPS];
     struct {
         int64_t day; /* days since 1970-01-01 (UTC) */
         const char *key_hash, *model, *provider;
+        size_t key_len, model_len, provider_len;
         int64_t requests, prompt, completion, reasoning, cost;
     } act[BATCH_GROUPS];
 } batch_sums_t;
@@ -310,11 +330,14 @@ static int activity_flush(lx_store_t *s, batch_sums_t *u)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static int key_usage_add(lx_store_t *s, batch_sums_t *u, const char *key_hash, int64_t day,
-                         int64_t cost)
+static int key_usage_add(lx_store_t *s, batch_sums_t *u, const lx_record_t *r, int64_t day)
 {
+    const char *key_hash = lx_record_str(r, LX_RF_KEY_HASH);
+    size_t kl = lx_record_len(r, LX_RF_KEY_HASH);
+    int64_t cost = r->cost;
     for (size_t i = 0; i < u->n_keys; i++) {
-        if (u->key[i].day == day && strcmp(u->key[i].key_hash, key_hash) == 0) {
+        if (u->key[i].day == day && u->key[i].key_len == kl &&
+            memcmp(u->key[i].key_hash, key_hash, kl) == 0) {
             u->key[i].cost += cost;
             return SQLITE_OK;
         }
@@ -325,6 +348,7 @@ static int key_usage_add(lx_store_t *s, batch_sums_t *u, const char *key_hash, i
             return rc;
     }
     u->key[u->n_keys].key_hash = key_hash;
+    u->key[u->n_keys].key_len = kl;
     u->key[u->n_keys].day = day;
     u->key[u->n_keys].cost = cost;
     u->n_keys++;
@@ -341,12 +365,19 @@ static int64_t nonneg(int64_t v)
 static int activity_add(lx_store_t *s, batch_sums_t *u, const lx_record_t *r)
 {
     int64_t day = r->created_at_us / (86400 * INT64_C(1000000));
-    const char *model = r->model[0] != '\0' ? r->model : r->model_asked;
+    unsigned mf = lx_record_len(r, LX_RF_MODEL) != 0 ? LX_RF_MODEL : LX_RF_MODEL_ASKED;
+    const char *model = lx_record_str(r, mf), *key = lx_record_str(r, LX_RF_KEY_HASH);
+    const char *provider = lx_record_str(r, LX_RF_PROVIDER);
+    size_t ml = lx_record_len(r, mf), kl = lx_record_len(r, LX_RF_KEY_HASH);
+    size_t pl = lx_record_len(r, LX_RF_PROVIDER);
     size_t i = 0;
-    while (i < u->n_act && (u->act[i].day != day || strcmp(u->act[i].model, model) != 0 ||
-                            strcmp(u->act[i].key_hash, r->key_hash) != 0 ||
-                            strcmp(u->act[i].provider, r->provider) != 0))
+#define SAME(a, al, b, bl) ((al) == (bl) && memcmp(a, b, al) == 0)
+    while (i < u->n_act &&
+           (u->act[i].day != day || !SAME(u->act[i].model, u->act[i].model_len, model, ml) ||
+            !SAME(u->act[i].key_hash, u->act[i].key_len, key, kl) ||
+            !SAME(u->act[i].provider, u->act[i].provider_len, provider, pl)))
         i++;
+#undef SAME
     if (i == u->n_act) {
         if (i == BATCH_GROUPS) {
             int rc = activity_flush(s, u);
@@ -356,9 +387,12 @@ static int activity_add(lx_store_t *s, batch_sums_t *u, const lx_record_t *r)
         }
         memset(&u->act[i], 0, sizeof(u->act[i]));
         u->act[i].day = day;
-        u->act[i].key_hash = r->key_hash;
+        u->act[i].key_hash = key;
+        u->act[i].key_len = kl;
         u->act[i].model = model;
-        u->act[i].provider = r->provider;
+        u->act[i].model_len = ml;
+        u->act[i].provider = provider;
+        u->act[i].provider_len = pl;
         u->n_act = i + 1;
     }
     u->act[i].requests++;
@@ -373,15 +407,16 @@ static int activity_add(lx_store_t *s, batch_sums_t *u, const lx_record_t *r)
  * with the id kept in named_ids (0: that id was recorded before). */
 static int record_seq(lx_store_t *s, const lx_record_t *r, uint64_t *seq, bool *named)
 {
-    size_t len = strlen(r->id);
+    const char *id = lx_record_str(r, LX_RF_ID);
+    size_t len = lx_record_len(r, LX_RF_ID);
     *named = false;
-    if (lx_record_id_parse(r->id, len, seq))
+    if (lx_record_id_parse(id, len, seq))
         return SQLITE_OK;
     *named = true;
     uint64_t ms = r->created_at_us > 0 ? (uint64_t)r->created_at_us / 1000 : 0;
     *seq = lx_record_seq_next(&s->store_tick, ms, LX_RECORD_LANE_STORE);
     sqlite3_stmt *st = s->stmt[ST_INSERT_NAMED];
-    sqlite3_bind_text(st, 1, r->id, (int)len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, id, (int)len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (int64_t)*seq);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
@@ -403,9 +438,9 @@ static int insert_record(lx_store_t *s, const lx_record_t *r, batch_sums_t *u)
     sqlite3_stmt *st = s->stmt[ST_INSERT_GEN];
     if (seq != 0) {
         sqlite3_bind_int64(st, 1, (int64_t)seq);
-        size_t ul = strlen(r->upstream_id);
+        size_t ul = lx_record_len(r, LX_RF_UPSTREAM_ID);
         if (ul > 0)
-            sqlite3_bind_int64(st, 2, store_hash63(r->upstream_id, ul));
+            sqlite3_bind_int64(st, 2, store_hash63(lx_record_str(r, LX_RF_UPSTREAM_ID), ul));
         else
             sqlite3_bind_null(st, 2);
         sqlite3_bind_text(st, 3, js, (int)record_json(r, named, js), SQLITE_STATIC);
@@ -415,13 +450,14 @@ static int insert_record(lx_store_t *s, const lx_record_t *r, batch_sums_t *u)
             return rc;
     }
     if (seq == 0 || sqlite3_changes(s->db) == 0) { /* (and its cost is not counted twice) */
-        lx_log(LX_LOG_WARN, "store: generation id %s recorded twice: the second kept out", r->id);
+        lx_log(LX_LOG_WARN, "store: generation id %s recorded twice: the second kept out",
+               lx_record_str(r, LX_RF_ID));
         return SQLITE_OK;
     }
-    if ((rc = activity_add(s, u, r)) != SQLITE_OK || r->key_hash[0] == '\0')
+    if ((rc = activity_add(s, u, r)) != SQLITE_OK || lx_record_len(r, LX_RF_KEY_HASH) == 0)
         return rc;
     int64_t at = (r->created_at_us + (int64_t)r->latency_ms * 1000) / 1000000;
-    return key_usage_add(s, u, r->key_hash, lx_period_start(LX_PERIOD_DAY, at), r->cost);
+    return key_usage_add(s, u, r, lx_period_start(LX_PERIOD_DAY, at));
 }
 
 /* Commits up to STORE_BATCH_MAX pending records in one transaction; frees them once
@@ -433,8 +469,15 @@ static int commit_batch(lx_store_t *s)
     lx_record_t *r = s->pend_head;
     batch_sums_t u;
     u.n_keys = u.n_act = 0;
-    for (; rc == SQLITE_OK && r != NULL && n < STORE_BATCH_MAX; r = r->next, n++)
+    for (; rc == SQLITE_OK && r != NULL && n < STORE_BATCH_MAX; r = r->next, n++) {
+        /* the next record's numbers, places and first strings on their way while this one is
+         * written: a record left the worker's cache long ago, and each line of it came in
+         * cold, one after another (perf: most of the thread's user time) */
+        if (r->next != NULL)
+            for (size_t o = 0; o < offsetof(lx_record_t, arena) + 256; o += 64)
+                __builtin_prefetch((const char *)r->next + o);
         rc = insert_record(s, r, &u);
+    }
     if (rc == SQLITE_OK)
         rc = key_usage_flush(s, &u);
     if (rc == SQLITE_OK)

@@ -111,8 +111,28 @@ static void write_back(const lx_key_input_t *in)
 static void generation(const uint8_t *data, size_t size)
 {
     lx_record_t r;
-    memset(&r, 0, sizeof(r));
-    memcpy(&r, data, size < sizeof(r) ? size : sizeof(r));
+    lx_record_clear(&r);
+    /* the numbers from the first bytes, then each string field in turn: a length byte and
+     * that many bytes */
+    size_t off = 0;
+    int64_t nums[7] = {0};
+    for (size_t i = 0; i < 7 && off + 8 <= size; i++, off += 8)
+        memcpy(&nums[i], data + off, 8);
+    r.created_at_us = nums[0];
+    r.prompt_tokens = nums[1];
+    r.completion_tokens = nums[2];
+    r.cached_tokens = nums[3];
+    r.reasoning_tokens = nums[4];
+    r.cost = nums[5];
+    r.reserved = nums[6];
+    r.n_attempts = size > 0 ? data[size - 1] : 0;
+    for (unsigned f = 0; f < LX_RF_SLOTS && off < size; f++) {
+        size_t n = data[off++];
+        if (n > size - off)
+            n = size - off;
+        lx_record_set(&r, f, (const char *)data + off, n);
+        off += n;
+    }
     r.usage_known = (data[0] & 1) != 0;
     r.streamed = (data[0] & 2) != 0;
     r.cancelled = (data[0] & 4) != 0;

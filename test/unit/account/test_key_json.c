@@ -881,18 +881,18 @@ static void test_current(void **state)
 static lx_record_t full_record(void)
 {
     lx_record_t r;
-    memset(&r, 0, sizeof(r));
-    strcpy(r.id, "gen-1767225600-abcdefghij0123456789");
-    strcpy(r.key_hash, "ab");
-    strcpy(r.model_asked, "auto/cheap");
-    strcpy(r.model, "openai/gpt-4o");
-    strcpy(r.provider, "openai");
-    strcpy(r.endpoint, "https://api.openai.com/v1");
-    strcpy(r.api, "chat");
-    strcpy(r.request_id, "req-1");
-    strcpy(r.session_id, "s\"1");
-    strcpy(r.user, "u1");
-    strcpy(r.finish_reason, "stop");
+    lx_record_clear(&r);
+    lx_record_set_cstr(&r, LX_RF_ID, "gen-1767225600-abcdefghij0123456789");
+    lx_record_set_cstr(&r, LX_RF_KEY_HASH, "ab");
+    lx_record_set_cstr(&r, LX_RF_MODEL_ASKED, "auto/cheap");
+    lx_record_set_cstr(&r, LX_RF_MODEL, "openai/gpt-4o");
+    lx_record_set_cstr(&r, LX_RF_PROVIDER, "openai");
+    lx_record_set_cstr(&r, LX_RF_ENDPOINT, "https://api.openai.com/v1");
+    lx_record_set_cstr(&r, LX_RF_API, "chat");
+    lx_record_set_cstr(&r, LX_RF_REQUEST_ID, "req-1");
+    lx_record_set_cstr(&r, LX_RF_SESSION_ID, "s\"1");
+    lx_record_set_cstr(&r, LX_RF_USER, "u1");
+    lx_record_set_cstr(&r, LX_RF_FINISH_REASON, "stop");
     r.created_at_us = NOW_S * 1000000 + 999999;
     r.prompt_tokens = 10;
     r.completion_tokens = 20;
@@ -907,16 +907,16 @@ static lx_record_t full_record(void)
     r.ttft_ms = 100;
     r.generation_ms = 800;
     r.n_attempts = 2;
-    strcpy(r.attempts[0].provider, "together");
-    strcpy(r.attempts[0].endpoint, "https://together");
-    strcpy(r.attempts[0].model, "openai/gpt-4o");
-    r.attempts[0].status = 503;
-    strcpy(r.attempts[0].outcome, "error_5xx");
-    r.attempts[0].ms = 40;
-    strcpy(r.attempts[1].provider, "openai");
-    strcpy(r.attempts[1].outcome, "ok");
-    r.attempts[1].status = 200;
-    r.attempts[1].ms = 860;
+    lx_record_set_cstr(&r, LX_RF_ATTEMPT(0, LX_RA_PROVIDER), "together");
+    lx_record_set_cstr(&r, LX_RF_ATTEMPT(0, LX_RA_ENDPOINT), "https://together");
+    lx_record_set_cstr(&r, LX_RF_ATTEMPT(0, LX_RA_MODEL), "openai/gpt-4o");
+    r.att_status[0] = 503;
+    lx_record_set_cstr(&r, LX_RF_ATTEMPT(0, LX_RA_OUTCOME), "error_5xx");
+    r.att_ms[0] = 40;
+    lx_record_set_cstr(&r, LX_RF_ATTEMPT(1, LX_RA_PROVIDER), "openai");
+    lx_record_set_cstr(&r, LX_RF_ATTEMPT(1, LX_RA_OUTCOME), "ok");
+    r.att_status[1] = 200;
+    r.att_ms[1] = 860;
     return r;
 }
 
@@ -1024,10 +1024,10 @@ static void test_generation(void **state)
     free(s);
 
     /* nothing served, usage unknown, strings empty: nulls, and a model all the same */
-    memset(&r, 0, sizeof(r));
-    strcpy(r.id, "gen-x");
-    strcpy(r.model_asked, "m");
-    strcpy(r.api, "embeddings");
+    lx_record_clear(&r);
+    lx_record_set_cstr(&r, LX_RF_ID, "gen-x");
+    lx_record_set_cstr(&r, LX_RF_MODEL_ASKED, "m");
+    lx_record_set_cstr(&r, LX_RF_API, "embeddings");
     r.prompt_tokens = r.completion_tokens = r.cached_tokens = r.reasoning_tokens = -1;
     r.n_attempts = 200; /* more than the record holds: only LX_RECORD_ATTEMPTS */
     s = lx_key_json_generation(&r, &len);
@@ -1048,9 +1048,14 @@ static void test_generation(void **state)
     want_value(a + 1, "status", "null");
     free(s);
 
-    /* fields filled to the brim (no NUL) and invalid UTF-8 still give valid JSON */
-    memset(&r, 0xff, sizeof(r));
+    /* fields filled to the brim and invalid UTF-8 still give valid JSON */
+    lx_record_clear(&r);
+    char junk[200];
+    memset(junk, 0xff, sizeof(junk));
+    for (unsigned f = 0; f < LX_RF_SLOTS; f++)
+        lx_record_set(&r, f, junk, sizeof(junk));
     r.n_attempts = 1;
+    r.created_at_us = r.cost = r.prompt_tokens = INT64_MAX;
     r.usage_known = r.streamed = r.cancelled = true;
     s = lx_key_json_generation(&r, &len);
     read_doc(s, len);

@@ -84,18 +84,50 @@ static inline lx_record_t *t_record(const char *id, const char *key_hash, int64_
     lx_record_t *r = lx_record_new();
     if (r == NULL)
         abort();
-    snprintf(r->id, sizeof(r->id), "%s", id);
-    snprintf(r->key_hash, sizeof(r->key_hash), "%s", key_hash);
-    snprintf(r->model, sizeof(r->model), "openai/gpt-4o");
-    snprintf(r->model_asked, sizeof(r->model_asked), "gpt-4o");
-    snprintf(r->provider, sizeof(r->provider), "openai");
-    snprintf(r->api, sizeof(r->api), "chat");
+    lx_record_set_cstr(r, LX_RF_ID, id);
+    lx_record_set_cstr(r, LX_RF_KEY_HASH, key_hash);
+    lx_record_set_cstr(r, LX_RF_MODEL, "openai/gpt-4o");
+    lx_record_set_cstr(r, LX_RF_MODEL_ASKED, "gpt-4o");
+    lx_record_set_cstr(r, LX_RF_PROVIDER, "openai");
+    lx_record_set_cstr(r, LX_RF_API, "chat");
     r->created_at_us = at_us;
     r->prompt_tokens = 10;
     r->completion_tokens = 20;
     r->cost = cost;
     r->status = 200;
     return r;
+}
+
+/* Asserts that <a> and <b> hold the same record: every number, every string, and the
+ * attempts below n_attempts (where the strings sit in the arena may differ). */
+static inline void t_record_equal(const lx_record_t *a, const lx_record_t *b)
+{
+    assert_int_equal(a->created_at_us, b->created_at_us);
+    assert_int_equal(a->prompt_tokens, b->prompt_tokens);
+    assert_int_equal(a->completion_tokens, b->completion_tokens);
+    assert_int_equal(a->cached_tokens, b->cached_tokens);
+    assert_int_equal(a->reasoning_tokens, b->reasoning_tokens);
+    assert_int_equal(a->cost, b->cost);
+    assert_int_equal(a->reserved, b->reserved);
+    assert_int_equal(a->latency_ms, b->latency_ms);
+    assert_int_equal(a->ttft_ms, b->ttft_ms);
+    assert_int_equal(a->generation_ms, b->generation_ms);
+    assert_int_equal(a->status, b->status);
+    assert_int_equal(a->usage_known, b->usage_known);
+    assert_int_equal(a->streamed, b->streamed);
+    assert_int_equal(a->cancelled, b->cancelled);
+    assert_int_equal(a->n_attempts, b->n_attempts);
+    for (unsigned f = 0; f < LX_RF_COUNT; f++) {
+        assert_int_equal(lx_record_len(a, f), lx_record_len(b, f));
+        assert_string_equal(lx_record_str(a, f), lx_record_str(b, f));
+    }
+    for (unsigned i = 0; i < a->n_attempts && i < LX_RECORD_ATTEMPTS; i++) {
+        assert_int_equal(a->att_status[i], b->att_status[i]);
+        assert_int_equal(a->att_ms[i], b->att_ms[i]);
+        for (unsigned k = 0; k < LX_RA_COUNT; k++)
+            assert_string_equal(lx_record_str(a, LX_RF_ATTEMPT(i, k)),
+                                lx_record_str(b, LX_RF_ATTEMPT(i, k)));
+    }
 }
 
 /* One integer from <sql> on a separate connection to <path>; -1 on error. */

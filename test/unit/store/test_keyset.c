@@ -176,22 +176,77 @@ static void test_record_copy(void **state)
     assert_memory_equal(dst, "zzz", 4);
     lx_record_copy(dst, sizeof(dst), "ab", 1); /* the length counts, not a NUL */
     assert_string_equal(dst, "a");
+}
+
+/* A record's strings: each cut to its field's cap at a UTF-8 boundary, equal values shared,
+ * a value set again read back, every field at its cap at once fits, and a record moved by a
+ * struct copy keeps them. */
+static void test_record_set(void **state)
+{
+    (void)state;
     lx_record_t *r = lx_record_new();
     assert_non_null(r);
     assert_null(r->next);
     assert_int_equal(r->cost, 0);
-    lx_record_copy(r->model, sizeof(r->model), "m", 1);
-    assert_string_equal(r->model, "m");
+    for (unsigned f = 0; f < LX_RF_SLOTS; f++)
+        assert_string_equal(lx_record_str(r, f), "");
+    lx_record_set(r, LX_RF_MODEL_ASKED, "m/x", 3);
+    size_t used = r->used;
+    lx_record_set(r, LX_RF_MODEL, "m/xyz", 3); /* (the length counts) */
+    assert_string_equal(lx_record_str(r, LX_RF_MODEL), "m/x");
+    assert_int_equal(r->used, used); /* shared with the model asked */
+    assert_int_equal(lx_record_cap(LX_RF_API), 11);
+    lx_record_set_cstr(r, LX_RF_API, "abcdefghij\xc3\xa9"); /* é would be split at 11 */
+    assert_string_equal(lx_record_str(r, LX_RF_API), "abcdefghij");
+    assert_int_equal(lx_record_len(r, LX_RF_API), 10);
+    lx_record_set_cstr(r, LX_RF_PROVIDER, "openai");
+    used = r->used;
+    lx_record_set_cstr(r, LX_RF_ATTEMPT(0, LX_RA_PROVIDER), "openai");
+    lx_record_set_cstr(r, LX_RF_ATTEMPT(1, LX_RA_OUTCOME), "ok");
+    lx_record_set_cstr(r, LX_RF_ATTEMPT(2, LX_RA_OUTCOME), "ok"); /* (the attempt before's) */
+    assert_int_equal(r->used, used + 3);
+    assert_string_equal(lx_record_str(r, LX_RF_ATTEMPT(0, LX_RA_PROVIDER)), "openai");
+    assert_string_equal(lx_record_str(r, LX_RF_ATTEMPT(2, LX_RA_OUTCOME)), "ok");
+    lx_record_set_cstr(r, LX_RF_PROVIDER, "azure"); /* set again: the new value */
+    assert_string_equal(lx_record_str(r, LX_RF_PROVIDER), "azure");
+    assert_string_equal(lx_record_str(r, LX_RF_ATTEMPT(0, LX_RA_PROVIDER)), "openai");
+    lx_record_set(r, LX_RF_ATTEMPT(LX_RECORD_ATTEMPTS, 0), "x", 1); /* no such field: ignored */
+    lx_record_set(r, LX_RF_USER, "", 0);
+    assert_int_equal(lx_record_len(r, LX_RF_USER), 0);
+    /* every field at its cap, each distinct (nothing shared): all fit */
+    lx_record_clear(r);
+    char big[200];
+    for (unsigned f = 0; f < LX_RF_SLOTS; f++) {
+        memset(big, 'a' + (int)(f % 26), sizeof(big));
+        big[0] = (char)('0' + f % 10);
+        big[1] = (char)('0' + f / 10);
+        lx_record_set(r, f, big, sizeof(big));
+        assert_int_equal(lx_record_len(r, f), lx_record_cap(f));
+    }
+    lx_record_t *c = malloc(sizeof(*c));
+    assert_non_null(c);
+    *c = *r;
     free(r);
+    for (unsigned f = 0; f < LX_RF_SLOTS; f++) {
+        assert_int_equal(strlen(lx_record_str(c, f)), lx_record_cap(f));
+        assert_int_equal(lx_record_str(c, f)[0], '0' + f % 10);
+        assert_int_equal(lx_record_str(c, f)[1], '0' + f / 10);
+    }
+    /* a full arena: more values are cut to the room left, never past it */
+    for (unsigned f = 0; f < LX_RF_SLOTS; f++)
+        lx_record_set(c, f, big, sizeof(big));
+    assert_true(c->used <= LX_RECORD_ARENA);
+    for (unsigned f = 0; f < LX_RF_SLOTS; f++)
+        assert_true(lx_record_len(c, f) <= lx_record_cap(f));
+    free(c);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_build_and_find),
-        cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_full_table_probe),
-        cmocka_unit_test(test_record_copy),
+        cmocka_unit_test(test_build_and_find),   cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_full_table_probe), cmocka_unit_test(test_record_copy),
+        cmocka_unit_test(test_record_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

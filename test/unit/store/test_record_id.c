@@ -88,13 +88,13 @@ static void test_json_row_round_trip(void **state)
     uint64_t last = lx_store_seq_floor(s);
     lx_record_id_format(id, lx_record_seq_next(&last, (uint64_t)lx_clock_now_us() / 1000, 5));
     lx_record_t *r = t_record(id, "", lx_clock_now_us(), INT64_C(9223372036854775807));
-    snprintf(r->key_name, sizeof(r->key_name), "quote\" back\\slash");
-    snprintf(r->user, sizeof(r->user), "ctl\x01\x1f\ttab\nnl\x7f");
-    snprintf(r->session_id, sizeof(r->session_id), "caf\xc3\xa9 \xe2\x82\xac");
-    snprintf(r->request_id, sizeof(r->request_id), "bad\xff\xfe utf8");
-    snprintf(r->finish_reason, sizeof(r->finish_reason), "length");
-    snprintf(r->upstream_id, sizeof(r->upstream_id), "chatcmpl-\"x\"");
-    snprintf(r->endpoint, sizeof(r->endpoint), "http://127.0.0.1:1/v1");
+    lx_record_set_cstr(r, LX_RF_KEY_NAME, "quote\" back\\slash");
+    lx_record_set_cstr(r, LX_RF_USER, "ctl\x01\x1f\ttab\nnl\x7f");
+    lx_record_set_cstr(r, LX_RF_SESSION_ID, "caf\xc3\xa9 \xe2\x82\xac");
+    lx_record_set_cstr(r, LX_RF_REQUEST_ID, "bad\xff\xfe utf8");
+    lx_record_set_cstr(r, LX_RF_FINISH_REASON, "length");
+    lx_record_set_cstr(r, LX_RF_UPSTREAM_ID, "chatcmpl-\"x\"");
+    lx_record_set_cstr(r, LX_RF_ENDPOINT, "http://127.0.0.1:1/v1");
     r->prompt_tokens = -1;
     r->cached_tokens = 3;
     r->reasoning_tokens = 4;
@@ -107,13 +107,12 @@ static void test_json_row_round_trip(void **state)
     r->ttft_ms = 1;
     r->generation_ms = 2;
     r->n_attempts = 2;
-    memset(r->attempts, 0, 2 * sizeof(r->attempts[0])); /* (lx_record_new leaves them) */
-    snprintf(r->attempts[0].provider, sizeof(r->attempts[0].provider), "p\"1");
-    snprintf(r->attempts[0].outcome, sizeof(r->attempts[0].outcome), "error_5xx");
-    r->attempts[0].status = 502;
-    r->attempts[0].ms = 7;
-    snprintf(r->attempts[1].model, sizeof(r->attempts[1].model), "m\\2");
-    r->attempts[1].status = -1;
+    lx_record_set_cstr(r, LX_RF_ATTEMPT(0, LX_RA_PROVIDER), "p\"1");
+    lx_record_set_cstr(r, LX_RF_ATTEMPT(0, LX_RA_OUTCOME), "error_5xx");
+    r->att_status[0] = 502;
+    r->att_ms[0] = 7;
+    lx_record_set_cstr(r, LX_RF_ATTEMPT(1, LX_RA_MODEL), "m\\2");
+    r->att_status[1] = -1;
     lx_record_t want = *r;
     lx_store_record(s, r);
     /* by its id (waits for the commit), then by the provider's id from the table */
@@ -121,14 +120,17 @@ static void test_json_row_round_trip(void **state)
     assert_non_null(got);
     got = find(s, "chatcmpl-\"x\"");
     assert_non_null(got);
-    assert_string_equal(got->id, id);
-    assert_string_equal(got->key_name, want.key_name);
-    assert_string_equal(got->user, want.user);
-    assert_string_equal(got->session_id, want.session_id);
-    assert_string_equal(got->request_id, "bad\xef\xbf\xbd\xef\xbf\xbd utf8"); /* U+FFFD each */
-    assert_string_equal(got->upstream_id, want.upstream_id);
-    assert_string_equal(got->endpoint, want.endpoint);
-    assert_string_equal(got->finish_reason, "length");
+    assert_string_equal(lx_record_str(got, LX_RF_ID), id);
+    assert_string_equal(lx_record_str(got, LX_RF_KEY_NAME), lx_record_str(&want, LX_RF_KEY_NAME));
+    assert_string_equal(lx_record_str(got, LX_RF_USER), lx_record_str(&want, LX_RF_USER));
+    assert_string_equal(lx_record_str(got, LX_RF_SESSION_ID),
+                        lx_record_str(&want, LX_RF_SESSION_ID));
+    assert_string_equal(lx_record_str(got, LX_RF_REQUEST_ID),
+                        "bad\xef\xbf\xbd\xef\xbf\xbd utf8"); /* U+FFFD each */
+    assert_string_equal(lx_record_str(got, LX_RF_UPSTREAM_ID),
+                        lx_record_str(&want, LX_RF_UPSTREAM_ID));
+    assert_string_equal(lx_record_str(got, LX_RF_ENDPOINT), lx_record_str(&want, LX_RF_ENDPOINT));
+    assert_string_equal(lx_record_str(got, LX_RF_FINISH_REASON), "length");
     assert_int_equal(got->cost, want.cost);
     assert_int_equal(got->prompt_tokens, -1);
     assert_int_equal(got->cached_tokens, 3);
@@ -139,12 +141,12 @@ static void test_json_row_round_trip(void **state)
     assert_int_equal(got->latency_ms, UINT32_MAX);
     assert_int_equal(got->created_at_us, want.created_at_us);
     assert_int_equal(got->n_attempts, 2);
-    assert_string_equal(got->attempts[0].provider, "p\"1");
-    assert_string_equal(got->attempts[0].outcome, "error_5xx");
-    assert_int_equal(got->attempts[0].status, 502);
-    assert_int_equal(got->attempts[0].ms, 7);
-    assert_string_equal(got->attempts[1].model, "m\\2");
-    assert_int_equal(got->attempts[1].status, -1);
+    assert_string_equal(lx_record_str(got, LX_RF_ATTEMPT(0, LX_RA_PROVIDER)), "p\"1");
+    assert_string_equal(lx_record_str(got, LX_RF_ATTEMPT(0, LX_RA_OUTCOME)), "error_5xx");
+    assert_int_equal(got->att_status[0], 502);
+    assert_int_equal(got->att_ms[0], 7);
+    assert_string_equal(lx_record_str(got, LX_RF_ATTEMPT(1, LX_RA_MODEL)), "m\\2");
+    assert_int_equal(got->att_status[1], -1);
     /* an id that is neither: not found (after the wait for a late record) */
     assert_null(find(s, "chatcmpl-y"));
     lx_store_close(s);

@@ -148,14 +148,14 @@ static void test_migration_from_v1(void **state)
             fprintf(stderr, "%s: %s\n", ids[i], gen.message);
         assert_int_equal(gen.status, 0);
         assert_non_null(gen.record);
-        assert_string_equal(gen.record->id, i < 2 ? ids[0] : ids[2]);
+        assert_string_equal(lx_record_str(gen.record, LX_RF_ID), i < 2 ? ids[0] : ids[2]);
         if (i < 2) {
             assert_int_equal(gen.record->cost, 500);
             assert_int_equal(gen.record->reserved, 900);
             assert_true(gen.record->usage_known);
             assert_int_equal(gen.record->n_attempts, 1);
-            assert_string_equal(gen.record->attempts[0].outcome, "ok");
-            assert_string_equal(gen.record->user, "u");
+            assert_string_equal(lx_record_str(gen.record, LX_RF_ATTEMPT(0, LX_RA_OUTCOME)), "ok");
+            assert_string_equal(lx_record_str(gen.record, LX_RF_USER), "u");
         } else {
             assert_true(gen.record->cancelled);
             assert_int_equal(gen.record->prompt_tokens, -1);
@@ -304,8 +304,8 @@ static void test_migration_short_rows(void **state)
     snprintf(gen.gen_id, sizeof(gen.gen_id), "chatcmpl-x");
     lx_store_run(s, &gen);
     assert_int_equal(gen.status, 0);
-    assert_string_equal(gen.record->model_asked, "m");
-    assert_string_equal(gen.record->attempts[0].provider, "p");
+    assert_string_equal(lx_record_str(gen.record, LX_RF_MODEL_ASKED), "m");
+    assert_string_equal(lx_record_str(gen.record, LX_RF_ATTEMPT(0, LX_RA_PROVIDER)), "p");
     assert_int_equal(gen.record->prompt_tokens, -1);
     lx_store_job_dispose(&gen);
     lx_store_close(s);

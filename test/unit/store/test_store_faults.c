@@ -42,7 +42,9 @@ static void test_full_disk_then_recovery(void **state)
     for (int i = 0; i < 500; i++) {
         snprintf(id, sizeof(id), "gen-%d", i);
         lx_record_t *r = t_record(id, "", now, 1);
-        memset(r->user, 'u', sizeof(r->user) - 1); /* fill pages */
+        char user[200];
+        memset(user, 'u', sizeof(user));
+        lx_record_set(r, LX_RF_USER, user, sizeof(user)); /* fill pages (cut to its cap) */
         lx_store_record(s, r);
     }
     int64_t t0 = t_mono_ms();

@@ -107,12 +107,12 @@ static void test_record_fields_roundtrip(void **state)
     /* a record of 2023: a retention of 100 years keeps it (retention runs in busy ticks too) */
     lx_store_t *s = start(t.db, UINT64_C(100) * 365 * 86400);
     lx_record_t *r = t_record("gen-full", HASH_B, 1700000000123456, 42);
-    snprintf(r->user, sizeof(r->user), "user \"quoted\"\nnewline");
+    lx_record_set_cstr(r, LX_RF_USER, "user \"quoted\"\nnewline");
     /* (past the writer's first eight-byte words: a quote, a backslash, DEL, a control byte,
      * UTF-8) */
-    snprintf(r->session_id, sizeof(r->session_id), "0123456789abcdef\"x\\y\x7fz\x01.");
-    snprintf(r->key_name, sizeof(r->key_name), "team-eight-\xc3\xa9t\xc3\xa9");
-    snprintf(r->finish_reason, sizeof(r->finish_reason), "stop");
+    lx_record_set_cstr(r, LX_RF_SESSION_ID, "0123456789abcdef\"x\\y\x7fz\x01.");
+    lx_record_set_cstr(r, LX_RF_KEY_NAME, "team-eight-\xc3\xa9t\xc3\xa9");
+    lx_record_set_cstr(r, LX_RF_FINISH_REASON, "stop");
     r->streamed = true;
     r->cancelled = true;
     r->cached_tokens = 3;
@@ -123,15 +123,14 @@ static void test_record_fields_roundtrip(void **state)
     r->ttft_ms = 56;
     r->generation_ms = 1178;
     r->n_attempts = 2;
-    memset(r->attempts, 0, sizeof(r->attempts)); /* (lx_record_new leaves them to the writer) */
-    snprintf(r->attempts[0].provider, 64, "a\"b\\c");
-    snprintf(r->attempts[0].outcome, 16, "error_5xx");
-    r->attempts[0].status = 503;
-    r->attempts[0].ms = 17;
-    snprintf(r->attempts[1].provider, 64, "openai");
-    snprintf(r->attempts[1].model, 128, "openai/gpt-4o");
-    snprintf(r->attempts[1].outcome, 16, "ok");
-    r->attempts[1].status = 200;
+    lx_record_set_cstr(r, LX_RF_ATTEMPT(0, LX_RA_PROVIDER), "a\"b\\c");
+    lx_record_set_cstr(r, LX_RF_ATTEMPT(0, LX_RA_OUTCOME), "error_5xx");
+    r->att_status[0] = 503;
+    r->att_ms[0] = 17;
+    lx_record_set_cstr(r, LX_RF_ATTEMPT(1, LX_RA_PROVIDER), "openai");
+    lx_record_set_cstr(r, LX_RF_ATTEMPT(1, LX_RA_MODEL), "openai/gpt-4o");
+    lx_record_set_cstr(r, LX_RF_ATTEMPT(1, LX_RA_OUTCOME), "ok");
+    r->att_status[1] = 200;
     lx_record_t copy = *r;
     lx_store_record(s, r);
     /* served at once (from the queue or the table) */
@@ -152,8 +151,8 @@ static void test_record_fields_roundtrip(void **state)
     assert_non_null(g);
     copy.next = NULL;
     g->next = NULL;
-    /* every field, attempts included (not the private pool lane, nor the padding after it) */
-    assert_memory_equal(g, &copy, offsetof(lx_record_t, pool));
+    /* every field, attempts included */
+    t_record_equal(g, &copy);
     lx_store_job_dispose(&job);
     lx_store_close(s);
     tdir_remove(&t);
@@ -191,7 +190,7 @@ static void test_generation_waits_then_not_found(void **state)
     pthread_join(th, NULL);
     assert_int_equal(job.status, 0);
     assert_non_null(job.record);
-    assert_string_equal(job.record->id, "gen-late");
+    assert_string_equal(lx_record_str(job.record, LX_RF_ID), "gen-late");
     lx_store_job_dispose(&job);
     lx_store_close(s);
     tdir_remove(&t);
@@ -212,7 +211,7 @@ static void test_activity_by_day(void **state)
     lx_store_record(s, t_record("g2", HASH_A, midnight, 200));
     lx_store_record(s, t_record("g3", HASH_B, midnight + 1, 400));
     lx_record_t *r = t_record("g4", HASH_A, midnight - DAY_US - 1, 800);
-    snprintf(r->model, sizeof(r->model), "meta-llama/llama-3");
+    lx_record_set_cstr(r, LX_RF_MODEL, "meta-llama/llama-3");
     lx_store_record(s, r);
     lx_store_record(s, t_record("g5", HASH_A, midnight - 31 * DAY_US, 1600)); /* too old */
 
@@ -299,7 +298,7 @@ static void test_generation_wait_sees_commit(void **state)
     assert_int_equal(atomic_load(&done), 1);
     assert_int_equal(gen.status, 0);
     assert_non_null(gen.record);
-    assert_string_equal(gen.record->id, "gen-c");
+    assert_string_equal(lx_record_str(gen.record, LX_RF_ID), "gen-c");
     lx_store_job_dispose(&gen);
     lx_store_job_dispose(&act);
     lx_store_close(s);
@@ -418,10 +417,12 @@ static void test_record_pool(void **state)
     for (int i = 0; i < N; i++) {
         lx_record_t *r = made[i];
         lx_record_t *f = t_record("", HASH_A, now, 1);
-        snprintf(f->id, sizeof(f->id), "pool-%d", i);
-        f->pool = r->pool;
-        memcpy(r, f, offsetof(lx_record_t, attempts));
-        r->pool = f->pool;
+        char id[16];
+        snprintf(id, sizeof(id), "pool-%d", i);
+        lx_record_set_cstr(f, LX_RF_ID, id);
+        uint16_t lane = r->pool;
+        *r = *f;
+        r->pool = lane;
         free(f);
         lx_store_record(s, r);
     }
@@ -437,7 +438,7 @@ static void test_record_pool(void **state)
     do { /* (the first take empties the lane into the pool's own list) */
         lx_record_t *r = got[n++] = lx_store_record_get(s, &pool);
         assert_non_null(bsearch(&r, made, N, sizeof(*made), ptr_cmp));
-        assert_int_equal(r->key_hash[0], '\0');
+        assert_int_equal(lx_record_str(r, LX_RF_KEY_HASH)[0], '\0');
         assert_int_equal(r->cost, 0);
         assert_int_equal(r->pool, 4);
     } while (pool.free != NULL && n < N);
@@ -467,17 +468,18 @@ static void test_record_defaults_roundtrip(void **state)
     for (int i = 0; i < 2; i++) {
         lx_record_t *r = want[i] = lx_record_new();
         assert_non_null(r);
-        memset(r->attempts, 0, sizeof(r->attempts));
-        lx_record_id_format(r->id, lx_record_seq_of_ms((uint64_t)lx_clock_now_us() / 1000) + 1 +
-                                       (uint64_t)i);
-        snprintf(r->model_asked, sizeof(r->model_asked), "a/b");
+        char id[LX_RECORD_ID_LEN + 1];
+        lx_record_id_format(id, lx_record_seq_of_ms((uint64_t)lx_clock_now_us() / 1000) + 1 +
+                                    (uint64_t)i);
+        lx_record_set_cstr(r, LX_RF_ID, id);
+        lx_record_set_cstr(r, LX_RF_MODEL_ASKED, "a/b");
         r->prompt_tokens = r->completion_tokens = r->cached_tokens = r->reasoning_tokens = -1;
         r->created_at_us = lx_clock_now_us();
         if (i == 1) {
-            snprintf(r->model, sizeof(r->model), "a/b");
+            lx_record_set_cstr(r, LX_RF_MODEL, "a/b");
             r->prompt_tokens = 0;
             r->n_attempts = 1;
-            snprintf(r->attempts[0].model, 128, "a/b");
+            lx_record_set_cstr(r, LX_RF_ATTEMPT(0, LX_RA_MODEL), "a/b");
         }
         lx_record_t *q = malloc(sizeof(*q));
         assert_non_null(q);
@@ -487,11 +489,10 @@ static void test_record_defaults_roundtrip(void **state)
     lx_store_stop(s);
     for (int i = 0; i < 2; i++) {
         lx_store_job_t job = {.kind = LX_JOB_GENERATION};
-        snprintf(job.gen_id, sizeof(job.gen_id), "%s", want[i]->id);
+        snprintf(job.gen_id, sizeof(job.gen_id), "%s", lx_record_str(want[i], LX_RF_ID));
         lx_store_run(s, &job);
         assert_int_equal(job.status, 0);
-        job.record->next = want[i]->next = NULL;
-        assert_memory_equal(job.record, want[i], offsetof(lx_record_t, pool));
+        t_record_equal(job.record, want[i]);
         lx_store_job_dispose(&job);
         free(want[i]);
     }
