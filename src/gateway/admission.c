@@ -371,22 +371,45 @@ static int64_t actual_cost(const lx_gw_req_t *r, bool served, bool cut, bool *kn
     return worst;
 }
 
-static void record_attempts(lx_record_t *rec, const lx_gw_req_t *r)
+/* Attempt string <f>, from configuration object <cfg_ptr>: the bytes of field <twin> when that
+ * holds the served one's (<served>), else the attempt's before when that one's (<before>) is
+ * the same object, else a copy of <v>. */
+static void attempt_str(lx_record_t *rec, unsigned f, const void *cfg_ptr, const void *served,
+                        const void *before, unsigned twin, const char *v)
+{
+    if (cfg_ptr == served)
+        lx_record_share(rec, f, twin);
+    else if (cfg_ptr == before)
+        lx_record_share(rec, f, f - LX_RA_COUNT); /* (the attempt before's) */
+    else
+        lx_record_set(rec, f, v, strlen(v));
+}
+
+/* The attempts, after the served model, provider and endpoint (<served>): an attempt's
+ * strings share theirs, or the attempt's before, when they are the same configuration's. */
+static void record_attempts(lx_record_t *rec, const lx_gw_req_t *r, bool served)
 {
     const lx_config_t *cfg = r->gen->cfg;
     unsigned n = r->n_attempts < LX_RECORD_ATTEMPTS ? r->n_attempts : LX_RECORD_ATTEMPTS;
+    const void *sm = served ? (const void *)r->model : NULL;
+    const void *sp = served ? (const void *)r->provider : NULL;
+    const void *se = served ? (const void *)r->endpoint : NULL;
+    const void *bm = NULL, *bp = NULL, *be = NULL;
     for (unsigned i = 0; i < n; i++) {
         const lx_gw_attempt_t *a = &r->attempts[i];
         const lx_config_model_t *m = &cfg->models[a->model];
         const lx_config_provider_t *p = &cfg->providers[m->routes[a->route].provider];
-        lx_record_set(rec, LX_RF_ATTEMPT(i, LX_RA_PROVIDER), p->name, strlen(p->name));
-        const char *url = p->endpoints[a->ep].url;
-        lx_record_set(rec, LX_RF_ATTEMPT(i, LX_RA_ENDPOINT), url, strlen(url));
-        lx_record_set(rec, LX_RF_ATTEMPT(i, LX_RA_MODEL), m->id, strlen(m->id));
+        const lx_config_endpoint_t *e = &p->endpoints[a->ep];
+        attempt_str(rec, LX_RF_ATTEMPT(i, LX_RA_PROVIDER), p, sp, bp, LX_RF_PROVIDER, p->name);
+        attempt_str(rec, LX_RF_ATTEMPT(i, LX_RA_ENDPOINT), e, se, be, LX_RF_ENDPOINT, e->url);
+        attempt_str(rec, LX_RF_ATTEMPT(i, LX_RA_MODEL), m, sm, bm, LX_RF_MODEL, m->id);
         const char *o = lx_health_outcome_name((lx_health_outcome_t)a->outcome);
         lx_record_set(rec, LX_RF_ATTEMPT(i, LX_RA_OUTCOME), o, strlen(o));
         rec->att_status[i] = a->status;
         rec->att_ms[i] = (uint32_t)a->ms;
+        bm = m;
+        bp = p;
+        be = e;
     }
     rec->n_attempts = (uint8_t)n;
 }
@@ -423,7 +446,7 @@ static void record_close(lx_gw_req_t *r, lx_record_t *rec, bool served, int64_t 
     rec->latency_ms = ms_between(px->t_start_ns, px->t_end_ns);
     rec->ttft_ms = ms_between(px->t_start_ns, px->t_first_byte_ns);
     rec->generation_ms = ms_between(px->t_first_byte_ns, px->t_end_ns);
-    record_attempts(rec, r);
+    record_attempts(rec, r, served);
 }
 
 void lx_gw_settle(lx_gw_req_t *r, int code)

@@ -73,66 +73,29 @@ bool lx_record_id_parse(const char *id, size_t len, uint64_t *seq)
 }
 
 /* Each field's cap in bytes (its NUL not counted); LX_RECORD_ARENA holds all of them at once. */
-static const uint8_t field_cap[LX_RF_COUNT] = {
-    [LX_RF_ID] = 39,           [LX_RF_KEY_HASH] = 64, [LX_RF_KEY_NAME] = 63,
-    [LX_RF_MODEL_ASKED] = 127, [LX_RF_MODEL] = 127,   [LX_RF_PROVIDER] = 63,
-    [LX_RF_ENDPOINT] = 127,    [LX_RF_API] = 11,      [LX_RF_REQUEST_ID] = 63,
-    [LX_RF_SESSION_ID] = 127,  [LX_RF_USER] = 127,    [LX_RF_FINISH_REASON] = 31,
-    [LX_RF_UPSTREAM_ID] = 95,
+#define ATTEMPT_CAPS 63, 127, 127, 15 /* provider, endpoint, model, outcome */
+const uint8_t lx_record_caps[LX_RF_SLOTS] = {
+    39,           64,           63,           127,          127,
+    63,           127,          11,           63,           127,
+    127,          31,           95, /* id ... upstream_id */
+    ATTEMPT_CAPS, ATTEMPT_CAPS, ATTEMPT_CAPS, ATTEMPT_CAPS, ATTEMPT_CAPS,
+    ATTEMPT_CAPS, ATTEMPT_CAPS, ATTEMPT_CAPS,
 };
-static const uint8_t attempt_cap[LX_RA_COUNT] = {
-    [LX_RA_PROVIDER] = 63, [LX_RA_ENDPOINT] = 127, [LX_RA_MODEL] = 127, [LX_RA_OUTCOME] = 15};
-/* the record's field of an attempt's kind (its usual value: the attempt that served) */
-static const uint8_t attempt_twin[LX_RA_COUNT] = {[LX_RA_PROVIDER] = LX_RF_PROVIDER,
-                                                  [LX_RA_ENDPOINT] = LX_RF_ENDPOINT,
-                                                  [LX_RA_MODEL] = LX_RF_MODEL,
-                                                  [LX_RA_OUTCOME] = LX_RF_COUNT};
-
+_Static_assert(LX_RF_COUNT == 13 && LX_RA_COUNT == 4 && LX_RECORD_ATTEMPTS == 8,
+               "lx_record_caps lists every field");
 _Static_assert(LX_RECORD_ARENA >= 1 + 1077 + LX_RECORD_ATTEMPTS * 336,
                "the arena holds every string at its cap");
 
 size_t lx_record_cap(unsigned field)
 {
-    if (field < LX_RF_COUNT)
-        return field_cap[field];
-    if (field < LX_RF_SLOTS)
-        return attempt_cap[(field - LX_RF_COUNT) % LX_RA_COUNT];
-    return 0;
+    return field < LX_RF_SLOTS ? lx_record_caps[field] : 0;
 }
 
-/* A field already holding these <n> bytes that <field> may share, else -1: the model asked
- * for is most often the one served, and an attempt's provider, endpoint and model the
- * record's or the attempt's before. */
-static int shared(const lx_record_t *r, unsigned field, const char *src, size_t n)
-{
-    unsigned cand[2] = {LX_RF_SLOTS, LX_RF_SLOTS};
-    if (field == LX_RF_MODEL)
-        cand[0] = LX_RF_MODEL_ASKED;
-    else if (field >= LX_RF_COUNT) {
-        unsigned kind = (field - LX_RF_COUNT) % LX_RA_COUNT;
-        cand[0] = attempt_twin[kind];
-        if (field >= LX_RF_COUNT + LX_RA_COUNT)
-            cand[1] = field - LX_RA_COUNT;
-    }
-    for (int i = 0; i < 2; i++) {
-        unsigned c = cand[i];
-        if (c < LX_RF_SLOTS && r->str[c].len == n && n > 0 &&
-            memcmp(r->arena + r->str[c].off, src, n) == 0)
-            return (int)c;
-    }
-    return -1;
-}
-
-void lx_record_set(lx_record_t *r, unsigned field, const char *src, size_t len)
+void lx_record_set_cut(lx_record_t *r, unsigned field, const char *src, size_t len)
 {
     if (field >= LX_RF_SLOTS)
         return;
     size_t n = cut(src, len, lx_record_cap(field));
-    int twin = shared(r, field, src, n);
-    if (twin >= 0) {
-        r->str[field] = r->str[twin];
-        return;
-    }
     size_t room = r->used < LX_RECORD_ARENA ? LX_RECORD_ARENA - r->used : 0;
     if (n == 0 || room < 2) { /* (the empty string, or no room left: set twice over) */
         r->str[field].off = 0;
@@ -141,11 +104,22 @@ void lx_record_set(lx_record_t *r, unsigned field, const char *src, size_t len)
     }
     if (n > room - 1)
         n = cut(src, n, room - 1);
-    memcpy(r->arena + r->used, src, n);
-    r->arena[r->used + n] = '\0';
+    char *dst = r->arena + r->used;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
     r->str[field].off = r->used;
     r->str[field].len = (uint16_t)n;
     r->used = (uint16_t)(r->used + n + 1);
+}
+
+void lx_record_share(lx_record_t *r, unsigned field, unsigned from)
+{
+    if (field >= LX_RF_SLOTS || from >= LX_RF_SLOTS)
+        return;
+    if (r->str[from].len <= lx_record_cap(field))
+        r->str[field] = r->str[from];
+    else /* (longer than the field keeps: a copy, cut, with its own NUL) */
+        lx_record_set_cut(r, field, lx_record_str(r, from), r->str[from].len);
 }
 
 void lx_record_clear(lx_record_t *r)

@@ -91,10 +91,32 @@ typedef struct lx_record {
 /* The bytes a field keeps at most. */
 size_t lx_record_cap(unsigned field);
 
+extern const uint8_t lx_record_caps[LX_RF_SLOTS];
+
+/* lx_record_set's general case (a value to cut, the arena short of room, or no such field). */
+void lx_record_set_cut(lx_record_t *r, unsigned field, const char *src, size_t len);
+
 /* Sets string <field> (an lx_rfield_t or LX_RF_ATTEMPT) to <len> bytes of <src> (need not be
- * NUL-terminated), cut to the field's cap at a UTF-8 boundary. A value equal to a string the
- * record already holds shares its bytes. */
-void lx_record_set(lx_record_t *r, unsigned field, const char *src, size_t len);
+ * NUL-terminated), cut to the field's cap at a UTF-8 boundary. Inline: the request path sets a
+ * dozen short strings per request. */
+static inline void lx_record_set(lx_record_t *r, unsigned field, const char *src, size_t len)
+{
+    if (field < LX_RF_SLOTS && len - 1 < lx_record_caps[field] &&
+        len < (size_t)LX_RECORD_ARENA - r->used) { /* (len - 1: 0 takes the general case) */
+        char *dst = r->arena + r->used;
+        memcpy(dst, src, len);
+        dst[len] = '\0';
+        r->str[field].off = r->used;
+        r->str[field].len = (uint16_t)len;
+        r->used = (uint16_t)(r->used + len + 1);
+    } else {
+        lx_record_set_cut(r, field, src, len);
+    }
+}
+
+/* Sets string <field> to the value of field <from>, sharing its bytes (an attempt's provider,
+ * endpoint and model are most often the record's or the attempt's before): no copy. */
+void lx_record_share(lx_record_t *r, unsigned field, unsigned from);
 
 /* A string field: NUL-terminated, never NULL ("" when unset). */
 static inline const char *lx_record_str(const lx_record_t *r, unsigned field)

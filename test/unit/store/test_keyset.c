@@ -190,26 +190,33 @@ static void test_record_set(void **state)
     assert_int_equal(r->cost, 0);
     for (unsigned f = 0; f < LX_RF_SLOTS; f++)
         assert_string_equal(lx_record_str(r, f), "");
-    lx_record_set(r, LX_RF_MODEL_ASKED, "m/x", 3);
-    size_t used = r->used;
     lx_record_set(r, LX_RF_MODEL, "m/xyz", 3); /* (the length counts) */
     assert_string_equal(lx_record_str(r, LX_RF_MODEL), "m/x");
-    assert_int_equal(r->used, used); /* shared with the model asked */
+    assert_int_equal(lx_record_len(r, LX_RF_MODEL), 3);
     assert_int_equal(lx_record_cap(LX_RF_API), 11);
     lx_record_set_cstr(r, LX_RF_API, "abcdefghij\xc3\xa9"); /* é would be split at 11 */
     assert_string_equal(lx_record_str(r, LX_RF_API), "abcdefghij");
     assert_int_equal(lx_record_len(r, LX_RF_API), 10);
     lx_record_set_cstr(r, LX_RF_PROVIDER, "openai");
-    used = r->used;
-    lx_record_set_cstr(r, LX_RF_ATTEMPT(0, LX_RA_PROVIDER), "openai");
-    lx_record_set_cstr(r, LX_RF_ATTEMPT(1, LX_RA_OUTCOME), "ok");
-    lx_record_set_cstr(r, LX_RF_ATTEMPT(2, LX_RA_OUTCOME), "ok"); /* (the attempt before's) */
+    size_t used = r->used;
+    lx_record_share(r, LX_RF_ATTEMPT(0, LX_RA_PROVIDER), LX_RF_PROVIDER);
+    lx_record_share(r, LX_RF_ATTEMPT(1, LX_RA_PROVIDER), LX_RF_ATTEMPT(0, LX_RA_PROVIDER));
+    assert_int_equal(r->used, used); /* shared: no bytes taken */
+    assert_string_equal(lx_record_str(r, LX_RF_ATTEMPT(1, LX_RA_PROVIDER)), "openai");
+    lx_record_set_cstr(r, LX_RF_ATTEMPT(0, LX_RA_OUTCOME), "ok");
     assert_int_equal(r->used, used + 3);
-    assert_string_equal(lx_record_str(r, LX_RF_ATTEMPT(0, LX_RA_PROVIDER)), "openai");
-    assert_string_equal(lx_record_str(r, LX_RF_ATTEMPT(2, LX_RA_OUTCOME)), "ok");
     lx_record_set_cstr(r, LX_RF_PROVIDER, "azure"); /* set again: the new value */
     assert_string_equal(lx_record_str(r, LX_RF_PROVIDER), "azure");
     assert_string_equal(lx_record_str(r, LX_RF_ATTEMPT(0, LX_RA_PROVIDER)), "openai");
+    /* shared from a field of a longer cap: cut to the shorter one's */
+    char long_model[120];
+    memset(long_model, 'm', sizeof(long_model));
+    lx_record_set(r, LX_RF_MODEL, long_model, sizeof(long_model));
+    lx_record_share(r, LX_RF_ATTEMPT(2, LX_RA_OUTCOME), LX_RF_MODEL);
+    assert_int_equal(lx_record_len(r, LX_RF_ATTEMPT(2, LX_RA_OUTCOME)),
+                     lx_record_cap(LX_RF_ATTEMPT(2, LX_RA_OUTCOME)));
+    assert_int_equal(strlen(lx_record_str(r, LX_RF_ATTEMPT(2, LX_RA_OUTCOME))),
+                     lx_record_cap(LX_RF_ATTEMPT(2, LX_RA_OUTCOME)));
     lx_record_set(r, LX_RF_ATTEMPT(LX_RECORD_ATTEMPTS, 0), "x", 1); /* no such field: ignored */
     lx_record_set(r, LX_RF_USER, "", 0);
     assert_int_equal(lx_record_len(r, LX_RF_USER), 0);
