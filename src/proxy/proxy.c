@@ -610,12 +610,14 @@ static bool may_fail_over(const lx_proxy_t *px, int code)
 static bool next_attempt(lx_proxy_t *px, int code)
 {
     if (px->hedge != NULL && px->hedge->active) {
-        /* a hedge is racing: it becomes the attempt, when the owner finds the failure worth
-         * another attempt (else the request ends with it, and the hedge is cancelled) */
-        if (!px->ops->hedge_won(px, code))
-            return false;
-        hedge_take_over(px, code);
-        return true;
+        /* a hedge is racing: it becomes the attempt when the owner finds it the way on; else
+         * it is cancelled, and the owner's retry decides as without a hedge (another model
+         * after a context-length error, or the end) */
+        if (px->ops->hedge_won(px, code)) {
+            hedge_take_over(px, code);
+            return true;
+        }
+        hedge_end(px, LX_ECANCELED);
     }
     disarm(px);
     release_upstream(px, code);
@@ -715,29 +717,49 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
 /* ---- hedging: a second attempt racing the current one ---------------------------------------
  *
  *   hedge_due passed, no first byte, nothing relayed ─> ops->hedge ─> hedge_send: the pool's
- *     connection, the hedge's request written (no parser: it only waits for its first bytes)
+ *     connection, the hedge's request written; its reads are held and parsed by its own
+ *     parser until its final (non-1xx) head is complete (at most LX_PROXY_HEDGE_HELD reads:
+ *     past that it stops reading and can only take over after a failure)
  *   the current attempt's head (< 400) comes first ─> hedge_end(LOST): hedge connection closed
- *   the hedge's first bytes come first: an error status (>= 400) ─> hedge_end (its failure; the
- *     current attempt races on alone); else ─> ops->hedge_won(LOST) ─> hedge_take_over: the
- *     current attempt's connection closed, the hedge's adopted (parser, timers) and its bytes
- *     parsed as the answer's first
- *   the current attempt fails in a way that fails over ─> ops->hedge_won(code) ─> take over
+ *   the hedge's head is complete first: an error status (>= 400) ─> hedge_end (its failure,
+ *     with its Retry-After; the current attempt races on alone); else, while the current
+ *     attempt reads an error answer of its own ─> the hedge waits (ready) for its end; else
+ *     ─> ops->hedge_won(LOST) ─> hedge_take_over: the current attempt's connection closed,
+ *     the hedge's adopted (parser, timers) and its held reads parsed as the answer's first
+ *   the current attempt fails in a way that fails over ─> ops->hedge_won(code) ─> take over,
+ *     or (false) hedge_end(LX_ECANCELED) and ops->retry as without a hedge
  *   lx_proxy_finish (client gone, shutdown, a failure not worth another attempt) ─>
  *     hedge_end(LX_ECANCELED)
  */
 
-/* The status of a response's first bytes ("HTTP/1.x NNN"), 0 when they do not say. */
-static int peek_status(const char *p, size_t n)
+/* The hedge's parser stops at its final head (a value lx_http_client_parse returns). */
+#define HEDGE_HEAD 1
+
+static int hedge_on_head(lx_http_client_t *hc)
 {
-    if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ')
-        return 0;
-    int st = 0;
-    for (int i = 9; i < 12; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return 0;
-        st = st * 10 + (p[i] - '0');
-    }
-    return st;
+    (void)hc;
+    return HEDGE_HEAD;
+}
+
+static int hedge_on_body(lx_http_client_t *hc, lx_buf_t *b, const char *at, size_t len)
+{
+    (void)hc, (void)b, (void)at, (void)len;
+    return HEDGE_HEAD; /* (never: parsing stops at the head) */
+}
+
+static int hedge_on_complete(lx_http_client_t *hc)
+{
+    (void)hc;
+    return HEDGE_HEAD;
+}
+
+static const lx_http_client_cbs_t hedge_cbs = {hedge_on_head, hedge_on_body, hedge_on_complete};
+
+static void drop_held(lx_proxy_hedge_t *h)
+{
+    for (unsigned i = 0; i < h->n_held; i++)
+        lx_buf_unref(h->held[i].buf);
+    h->n_held = 0;
 }
 
 static void hedge_send(lx_proxy_t *px);
@@ -761,6 +783,8 @@ static void hedge_end(lx_proxy_t *px, int code)
     for (unsigned i = 0; i < h->n_out; i++)
         lx_buf_unref(h->out[i].buf);
     h->n_out = 0;
+    drop_held(h);
+    h->ready = false;
     px->ops->hedge_ended(px, h, code);
 }
 
@@ -769,13 +793,27 @@ static void on_hedge_sent(lx_stream_t *s, int status, void *arg)
     (void)s, (void)status, (void)arg; /* a write error shows up as a read error */
 }
 
+/* The hedge's head is complete with a 2xx/3xx status: it wins, unless the current attempt is
+ * reading an error answer of its own (its head came first): then that answer is read in full
+ * and judged as failover judges it (ops->hedge_won with its code), the hedge waiting. */
+static void hedge_head_done(lx_proxy_t *px, lx_proxy_hedge_t *h)
+{
+    if (px->upstream_status != 0) {
+        h->ready = true;
+        lx_stream_read_stop(&h->conn->stream);
+        return;
+    }
+    px->ops->hedge_won(px, LX_PROXY_HEDGE_LOST);
+    hedge_take_over(px, LX_PROXY_HEDGE_LOST); /* (its held reads are parsed as the answer's) */
+}
+
 static void on_hedge_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char *data)
 {
     lx_upconn_t *conn = s->data;
     lx_proxy_hedge_t *h = conn->data;
     lx_proxy_t *px = h->px;
     if (nread < 0) {
-        if (h->reused && !h->retried) {
+        if (h->reused && !h->retried && h->n_held == 0) {
             /* a pooled connection the server had closed: one fresh one, as the proxy does */
             h->retried = true;
             lx_conn_pool_close(h->conn);
@@ -788,14 +826,28 @@ static void on_hedge_read(lx_stream_t *s, ssize_t nread, lx_buf_t *b, const char
     }
     if (nread == 0)
         return;
-    h->status = peek_status(data, (size_t)nread);
+    if (h->n_held == LX_PROXY_HEDGE_HELD) {
+        hedge_end(px, LX_EUPSTREAM); /* (never: it stopped reading when full) */
+        return;
+    }
+    h->held[h->n_held++] = lx_slice_make(b, (size_t)(data - b->data), (size_t)nread);
+    int rc = lx_http_client_parse(&h->hc, b, data, (size_t)nread);
+    if (rc == 0) {
+        if (h->n_held == LX_PROXY_HEDGE_HELD)
+            lx_stream_read_stop(s); /* no room for more: it waits to take over after a failure */
+        return;
+    }
+    if (rc != HEDGE_HEAD) {
+        hedge_end(px, LX_EUPSTREAM); /* a malformed head, or too many 1xx answers */
+        return;
+    }
+    h->status = h->hc.status;
+    h->retry_after = h->hc.retry_after;
     if (h->status >= 400) {
         hedge_end(px, 0); /* its error: the current attempt races on alone */
         return;
     }
-    px->ops->hedge_won(px, LX_PROXY_HEDGE_LOST);
-    hedge_take_over(px, LX_PROXY_HEDGE_LOST);
-    on_up_read(s, nread, b, data); /* (conn->data is px now) the answer's first bytes */
+    hedge_head_done(px, h);
 }
 
 static void on_hedge_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
@@ -825,6 +877,7 @@ static void on_hedge_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
 static void hedge_send(lx_proxy_t *px)
 {
     lx_proxy_hedge_t *h = px->hedge;
+    lx_http_client_init(&h->hc, &hedge_cbs, 64 * 1024, h);
     h->connecting = true;
     lx_conn_pool_get(h->pool, &h->wait, on_hedge_conn);
 }
@@ -842,8 +895,10 @@ static void hedge_fire(lx_proxy_t *px)
     h->px = px;
     h->conn = NULL;
     h->status = 0;
+    h->retry_after = -1;
+    h->n_held = 0;
     h->active = true;
-    h->reused = h->retried = false;
+    h->reused = h->retried = h->ready = false;
     h->t_start_ns = lx_worker_clock_ns();
     h->t_connected_ns = 0;
     hedge_send(px);
@@ -862,7 +917,7 @@ static void hedge_take_over(lx_proxy_t *px, int code)
     memcpy(px->out, h->out, h->n_out * sizeof(h->out[0]));
     px->n_out = h->n_out;
     h->n_out = 0;
-    h->active = false;
+    h->active = h->ready = false;
     free(px->err_body);
     px->err_body = NULL;
     px->err_len = 0;
@@ -894,4 +949,16 @@ static void hedge_take_over(lx_proxy_t *px, int code)
     lx_stream_read_start(&px->conn->stream, on_up_read);
     uint64_t now = uv_now(px->timer.loop);
     arm(px, bounded(px, now, now, px->first_byte_timeout_ms));
+    /* what the hedge read so far is the answer's beginning: parsed again, by the proxy's
+     * parser, while the attempt it started stays the current one */
+    lx_upconn_t *conn = px->conn;
+    lx_slice_t held[LX_PROXY_HEDGE_HELD];
+    unsigned n = h->n_held;
+    memcpy(held, h->held, n * sizeof(held[0])); /* (h is free for another race meanwhile) */
+    h->n_held = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (!px->finished && px->conn == conn)
+            on_up_read(&conn->stream, (ssize_t)held[i].len, held[i].buf, lx_slice_ptr(&held[i]));
+        lx_buf_unref(held[i].buf);
+    }
 }

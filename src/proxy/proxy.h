@@ -28,10 +28,15 @@ typedef struct lx_proxy lx_proxy_t;
 /* The code a hedge race's loser ends with: the other attempt answered first. */
 #define LX_PROXY_HEDGE_LOST (-5900)
 
+/* Reads a hedge may hold before its response head is complete (then it stops reading until it
+ * takes over or ends): its bytes are kept, to be parsed again as the answer's when it wins. */
+#define LX_PROXY_HEDGE_HELD 8
+
 /* A hedge: a second attempt of the same request racing the current one until one of them has
  * an answer; the owner's (ops->hedge returns it, filled: pool and request), the proxy runs it.
- * Only its connection and request: it has no parser, no client side and no timer of its own
- * (the current attempt's timer bounds the race; a hedge that takes over gets the timers). */
+ * Its connection, its request and a parser of its response head only: no client side and no
+ * timer of its own (the current attempt's timer bounds the race; a hedge that takes over gets
+ * the timers). */
 typedef struct lx_proxy_hedge {
     /* Filled by the owner in ops->hedge: */
     lx_conn_pool_t *pool;
@@ -42,8 +47,14 @@ typedef struct lx_proxy_hedge {
     lx_conn_pool_wait_t wait;
     lx_upconn_t *conn;
     uint64_t t_start_ns, t_connected_ns;
-    int status; /* the status its first bytes gave, 0 when none */
+    int status;          /* the status of its final response head, 0 before one is complete */
+    int64_t retry_after; /* that head's Retry-After in seconds (delta form), -1 when none */
+    lx_http_client_t hc; /* decides when its final (non-1xx) head is complete, and its status */
+    lx_slice_t held[LX_PROXY_HEDGE_HELD]; /* its reads so far, replayed when it takes over */
+    unsigned n_held;
     bool active, connecting, reused, retried;
+    bool ready; /* its 2xx/3xx head is complete while the current attempt reads an error answer:
+                 * it waits (not reading) for that answer's end, then takes over or not */
 } lx_proxy_hedge_t;
 
 typedef struct lx_proxy_ops {
@@ -88,15 +99,20 @@ typedef struct lx_proxy_ops {
      * start a second attempt, or NULL for none. At most one runs at a time. */
     lx_proxy_hedge_t *(*hedge)(lx_proxy_t *px);
     /* The hedge is to take over from the current attempt, which ended with <code>:
-     * LX_PROXY_HEDGE_LOST (the hedge's answer came first; the current attempt's connection is
-     * closed), or a failure that would fail over (as ops->retry's <code>; upstream_status and
-     * err_body are still the current attempt's). Return true after making the hedge's attempt
-     * the current one (upstream_name, timeouts; pool and out are moved by the proxy); false
-     * (never for LX_PROXY_HEDGE_LOST) ends the request with this failure. */
+     * LX_PROXY_HEDGE_LOST (the hedge's complete, final head came first; the current attempt's
+     * connection is closed), or a failure that would fail over (as ops->retry's <code>;
+     * upstream_status and err_body are still the current attempt's: an error answer is read in
+     * full first, the hedge waiting for it even when its own head is complete). Return true
+     * after making the hedge's attempt the current one (upstream_name, timeouts; pool and out
+     * are moved by the proxy). False (never for LX_PROXY_HEDGE_LOST): the hedge is not the way
+     * on; the proxy cancels it (ops->hedge_ended with LX_ECANCELED) and goes on as without a
+     * hedge: ops->retry(<code>) decides whether another attempt follows (a next model after a
+     * context-length error) or the request ends with this failure. */
     bool (*hedge_won)(lx_proxy_t *px, int code);
     /* The hedge ended without taking over: LX_PROXY_HEDGE_LOST (the current attempt's answer
-     * came first), LX_ECANCELED (the request ended), a failure on its way, or 0 with the error
-     * status of its answer (hedge->status). Its connection is already closed. */
+     * came first), LX_ECANCELED (the request ended, or its failover went elsewhere), a failure
+     * on its way, or 0 with the error status of its answer's complete head (hedge->status,
+     * hedge->retry_after). Its connection is already closed. */
     void (*hedge_ended)(lx_proxy_t *px, lx_proxy_hedge_t *hedge, int code);
 } lx_proxy_ops_t;
 
