@@ -370,7 +370,12 @@ bool lx_dispatch_next(lx_gw_req_t *r, int code)
     default:
         return false;
     }
-    if (r->n_attempts >= cfg->routing_max_attempts)
+    /* a hedge cancelled because failover goes on without it (to the next model) does not
+     * count: the request gets the attempts it would have had without hedging */
+    unsigned used = r->n_attempts;
+    if (r->hedged && r->attempts[r->other_idx].outcome == LX_HEALTH_CANCELED)
+        used--;
+    if (used >= cfg->routing_max_attempts)
         return false;
     uint64_t now = now_ms(r);
     if (now + MIN_ATTEMPT_MS > r->deadline_ms)
@@ -413,7 +418,7 @@ bool lx_dispatch_may_fail_over(const lx_gw_req_t *r)
 }
 
 void lx_dispatch_record_leg(lx_gw_req_t *r, lx_gw_attempt_t *a, size_t row, uint64_t start_ns,
-                            lx_health_outcome_t o)
+                            lx_health_outcome_t o, int64_t retry_after)
 {
     lx_gw_health_t *gh = r->gen->health;
     r->gen->in_flight[row]--;
@@ -422,8 +427,9 @@ void lx_dispatch_record_leg(lx_gw_req_t *r, lx_gw_attempt_t *a, size_t row, uint
     lx_health_sample_t s = {.outcome = o,
                             .total_us = end_ns > start_ns ? (end_ns - start_ns) / 1000 : 0,
                             .output_tokens = -1,
-                            .retry_after_ms = 0};
+                            .retry_after_ms = retry_after > 0 ? (uint64_t)retry_after * 1000 : 0};
     a->outcome = (uint8_t)o;
+    a->retry_after = retry_after;
     a->ms = s.total_us / 1000;
     lx_health_record(gh->table, r->gw->worker.id, row, &s, now_ms(r));
     if (r->gw->n_waiting > 0)

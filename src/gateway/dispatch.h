@@ -60,11 +60,12 @@ void lx_dispatch_hedge_ended(lx_gw_req_t *r, lx_proxy_hedge_t *h, int code);
  * not go to passed over; the plan position kept), 0 or as prepare_attempt; the proxy settings
  * of the current attempt; whether the current attempt's recorded failure fails over; and the
  * end of an attempt that is not the proxy's current one (in-flight counts, health sample
- * with outcome <o> and no first byte, attempt entry <a>). */
+ * with outcome <o> and no first byte, a 429's <retry_after> in seconds or -1, attempt entry
+ * <a>). */
 int lx_dispatch_prepare_hedge(lx_gw_req_t *r);
 void lx_dispatch_set_proxy(lx_gw_req_t *r);
 bool lx_dispatch_may_fail_over(const lx_gw_req_t *r);
 void lx_dispatch_record_leg(lx_gw_req_t *r, lx_gw_attempt_t *a, size_t row, uint64_t start_ns,
-                            lx_health_outcome_t o);
+                            lx_health_outcome_t o, int64_t retry_after);
 
 #endif

@@ -44,7 +44,9 @@ static const lx_config_provider_t *attempt_provider(const lx_config_t *cfg,
 
 /* The status and error type of the final answer, from the attempts' outcomes: the client's own
  * error keeps <status> (no type); llmux's connection limit is a 503; all rate limited a 429
- * (*min_retry: the smallest Retry-After, -1 without one); all 5xx or timeouts a 503; else 502. */
+ * (*min_retry: the smallest Retry-After, -1 without one); all 5xx or timeouts a 503; else 502.
+ * A hedge cancelled or lost before the last attempt says nothing of the providers: it does not
+ * count. */
 static int final_status(const lx_gw_req_t *r, int status, const char **etype, int64_t *min_retry)
 {
     bool all_429 = true, all_server = true;
@@ -52,6 +54,9 @@ static int final_status(const lx_gw_req_t *r, int status, const char **etype, in
     *etype = NULL;
     for (unsigned i = 0; i < r->n_attempts; i++) {
         const lx_gw_attempt_t *a = &r->attempts[i];
+        if (i + 1 < r->n_attempts &&
+            (a->outcome == LX_HEALTH_CANCELED || a->outcome == LX_HEALTH_HEDGED))
+            continue; /* (the last is the current attempt: it always counts) */
         all_429 = all_429 && a->outcome == LX_HEALTH_RATE_LIMIT;
         all_server =
             all_server && (a->outcome == LX_HEALTH_SERVER || a->outcome == LX_HEALTH_TIMEOUT);

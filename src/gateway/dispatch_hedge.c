@@ -9,9 +9,12 @@
  *   the hedge answers first ─> lx_dispatch_hedge_won(LX_PROXY_HEDGE_LOST): the current attempt
  *     recorded `hedged` (health: neither failure nor latency), the legs and entries swapped
  *   the current attempt fails over ─> lx_dispatch_hedge_won(code): recorded as any failure, and
- *     the hedge takes over when the failure is one to fail over from
+ *     the hedge takes over when the failure is one to fail over from and the deadline has not
+ *     passed; else (false) the proxy cancels the hedge and lx_dispatch_next decides as without
+ *     one (a context-length 400: the next model)
  *   the hedge ends otherwise ─> lx_dispatch_hedge_ended: `hedged` when it lost, `canceled`
- *     when the request ended, its failure (connect, 5xx, 429, ...) when it failed
+ *     when the request ended or went on without it, its failure (connect, 5xx, 429 with its
+ *     Retry-After, ...) when it failed
  *
  * The current attempt is always the list's last entry: what served is last, as without hedging.
  */
@@ -135,12 +138,16 @@ bool lx_dispatch_hedge_won(lx_gw_req_t *r, int code)
     unsigned last = r->n_attempts - 1;
     if (code == LX_PROXY_HEDGE_LOST) {
         r->in_flight = false;
-        lx_dispatch_record_leg(r, &r->attempts[last], r->row, r->attempt_start_ns,
-                               LX_HEALTH_HEDGED);
+        lx_dispatch_record_leg(r, &r->attempts[last], r->row, r->attempt_start_ns, LX_HEALTH_HEDGED,
+                               -1);
     } else {
         lx_dispatch_end_attempt(r, code);
-        if (!lx_dispatch_may_fail_over(r))
-            return false; /* the request ends with it; the hedge is cancelled */
+        /* not the way on: a failure failover would not retry (a context-length 400 goes to
+         * the next model through lx_dispatch_next, the hedge asked the same one), or the
+         * deadline passed (routing.deadline is the client's bound: the request ends now, the
+         * hedge is cancelled, not charged a timeout) */
+        if (!lx_dispatch_may_fail_over(r) || uv_now(&r->gw->worker.loop) >= r->deadline_ms)
+            return false; /* the proxy cancels the hedge and asks lx_dispatch_next */
     }
     swap_legs(r);
     r->rewrite = leg_rewrites(r);
@@ -176,5 +183,8 @@ void lx_dispatch_hedge_ended(lx_gw_req_t *r, lx_proxy_hedge_t *h, int code)
     r->other.in_flight = false;
     a->status = (int16_t)h->status;
     a->code = code;
-    lx_dispatch_record_leg(r, a, r->other.row, r->other.attempt_start_ns, hedge_outcome(h, code));
+    /* a 429's Retry-After counts as a non-hedged attempt's does (health, final answer) */
+    lx_health_outcome_t o = hedge_outcome(h, code);
+    lx_dispatch_record_leg(r, a, r->other.row, r->other.attempt_start_ns, o,
+                           o == LX_HEALTH_RATE_LIMIT ? h->retry_after : -1);
 }
