@@ -33,8 +33,8 @@
 #include "gateway/admission.h"
 #include "route/session.h"
 
-#define MIN_ATTEMPT_MS 50 /* an attempt needs at least this much of the deadline to start */
-#define ATTEMPT_FULL   1  /* prepare_attempt: every replica of a plan entry was full */
+#define MIN_ATTEMPT_MS LX_DISPATCH_MIN_ATTEMPT_MS
+#define ATTEMPT_FULL   1 /* prepare_attempt: every replica of a plan entry was full */
 
 static uint64_t now_ms(const lx_gw_req_t *r)
 {

@@ -56,6 +56,10 @@ lx_proxy_hedge_t *lx_dispatch_hedge(lx_gw_req_t *r);
 bool lx_dispatch_hedge_won(lx_gw_req_t *r, int code);
 void lx_dispatch_hedge_ended(lx_gw_req_t *r, lx_proxy_hedge_t *h, int code);
 
+/* An attempt needs at least this much of routing.deadline left to start (a hedge too, and a
+ * hedge that takes over before its connection is made: its connect starts over). */
+#define LX_DISPATCH_MIN_ATTEMPT_MS 50
+
 /* For dispatch_hedge.c: prepares a hedge's attempt as the current one (replicas a hedge may
  * not go to passed over; the plan position kept), 0 or as prepare_attempt; the proxy settings
  * of the current attempt; whether the current attempt's recorded failure fails over; and the

@@ -95,7 +95,7 @@ lx_proxy_hedge_t *lx_dispatch_hedge(lx_gw_req_t *r)
     lx_proxy_t *px = &r->px;
     uint64_t now = uv_now(&r->gw->worker.loop);
     if (r->hedged || r->n_attempts >= cfg->routing_max_attempts ||
-        r->n_attempts >= LX_GW_MAX_ATTEMPTS || now + 50 > r->deadline_ms ||
+        r->n_attempts >= LX_GW_MAX_ATTEMPTS || now + LX_DISPATCH_MIN_ATTEMPT_MS > r->deadline_ms ||
         !lx_hedge_take(&r->gw->hedge_bucket))
         return NULL;
     lx_gw_leg_t cur = {r->model, r->provider,  r->endpoint,        r->route,
@@ -143,10 +143,15 @@ bool lx_dispatch_hedge_won(lx_gw_req_t *r, int code)
     } else {
         lx_dispatch_end_attempt(r, code);
         /* not the way on: a failure failover would not retry (a context-length 400 goes to
-         * the next model through lx_dispatch_next, the hedge asked the same one), or the
-         * deadline passed (routing.deadline is the client's bound: the request ends now, the
-         * hedge is cancelled, not charged a timeout) */
-        if (!lx_dispatch_may_fail_over(r) || uv_now(&r->gw->worker.loop) >= r->deadline_ms)
+         * the next model through lx_dispatch_next, the hedge asked the same one), or the hedge
+         * cannot answer within routing.deadline, the client's bound: the deadline passed, or
+         * it has no connection yet (its connect starts over) and less is left than a new
+         * attempt needs. The request then ends as it would without a hedge, and the hedge is
+         * cancelled, not charged a failure. */
+        uint64_t now = uv_now(&r->gw->worker.loop);
+        bool late = r->hedge.conn != NULL ? now >= r->deadline_ms
+                                          : now + LX_DISPATCH_MIN_ATTEMPT_MS > r->deadline_ms;
+        if (!lx_dispatch_may_fail_over(r) || late)
             return false; /* the proxy cancels the hedge and asks lx_dispatch_next */
     }
     swap_legs(r);
