@@ -7,8 +7,12 @@
  * byte (reset, error answer, timeout) gives way to the next one through the retry hook, which
  * may also decline; a failure after bytes were relayed is never retried and cuts the client; a
  * client that leaves cancels the upstream at once; the owner's shutdown; an early commit sends
- * the owner's keep-alive bytes and still fails over. On every path on_finish runs exactly once
- * and on_free after it.
+ * the owner's keep-alive bytes and still fails over. Hedging: the race is decided by a complete,
+ * final head (a partial status line or a 100 Continue wins nothing; a head in pieces wins once
+ * complete and reaches the client whole); an error head of the current attempt is handed to
+ * the owner as a failure, never a lost race; a take-over the owner declines cancels the hedge
+ * and asks the retry hook; a hedge's 429 reports its Retry-After. On every path on_finish runs
+ * exactly once and on_free after it.
  */
 #include "fake_upstream.h"
 
@@ -110,6 +114,62 @@ static const lx_proxy_ops_t ops = {
     .retry = on_retry,
 };
 
+/* ---- hedging: the hedge goes to B, <hedge_ms> after the start ---- */
+
+static lx_proxy_hedge_t hedge;
+static uint64_t hedge_ms; /* 0: no hedge */
+
+static struct {
+    unsigned asked, won, ended;
+    int won_code, won_status; /* the last hedge_won's code, and the current attempt's status */
+    bool take_over;           /* hedge_won's answer for a failure (LOST: always true) */
+    int ended_code, ended_status;
+    int64_t ended_retry_after;
+} HG;
+
+static lx_proxy_hedge_t *on_hedge(lx_proxy_t *px)
+{
+    (void)px;
+    HG.asked++;
+    hedge.pool = &pool_b;
+    lx_buf_t *b = lx_buf_pool_get(&W.bufs);
+    assert_non_null(b);
+    memcpy(b->data, REQUEST, sizeof(REQUEST) - 1);
+    b->len = sizeof(REQUEST) - 1;
+    hedge.out[0] = (lx_slice_t){b, 0, b->len};
+    hedge.n_out = 1;
+    return &hedge;
+}
+
+static bool on_hedge_won(lx_proxy_t *px, int code)
+{
+    HG.won++;
+    HG.won_code = code;
+    HG.won_status = px->upstream_status;
+    if (code != LX_PROXY_HEDGE_LOST && !HG.take_over)
+        return false;
+    px->upstream_name = "fake-b";
+    return true;
+}
+
+static void on_hedge_ended(lx_proxy_t *px, lx_proxy_hedge_t *h, int code)
+{
+    (void)px;
+    HG.ended++;
+    HG.ended_code = code;
+    HG.ended_status = h->status;
+    HG.ended_retry_after = h->retry_after;
+}
+
+static const lx_proxy_ops_t hedge_ops = {
+    .on_finish = on_finish,
+    .on_free = on_free,
+    .retry = on_retry,
+    .hedge = on_hedge,
+    .hedge_won = on_hedge_won,
+    .hedge_ended = on_hedge_ended,
+};
+
 static void on_request(lx_http_request_t *req)
 {
     T.requests++;
@@ -136,6 +196,10 @@ static void on_request(lx_http_request_t *req)
         px->keepalive_delay_ms = 5;
         px->keepalive_interval_ms = 5;
         px->stream = true;
+    }
+    if (hedge_ms != 0) {
+        px->ops = &hedge_ops;
+        px->hedge_due = uv_now(&W.loop) + hedge_ms;
     }
     fill_request(px);
     T.px = px;
@@ -243,6 +307,9 @@ static int setup(void **state)
     memset(&T, 0, sizeof(T));
     first_byte_ms = 2000;
     early = false;
+    hedge_ms = 0;
+    memset(&HG, 0, sizeof(HG));
+    memset(&hedge, 0, sizeof(hedge));
     C.fd = -1;
     return 0;
 }
@@ -463,6 +530,145 @@ static void test_early_commit_keepalives_and_failover(void **state)
     assert_false(T.cut);
 }
 
+/* ---- hedging ---- */
+
+/* Writes <bytes> as upstream <f>'s k-th connection's next answer bytes. */
+static void upstream_write(fake_server_t *f, unsigned k, const char *bytes)
+{
+    assert_true(k < f->n_conns);
+    assert_int_equal(lx_stream_write_copy(&f->conns[k]->s, bytes, strlen(bytes), NULL, NULL), 0);
+}
+
+/* Both attempts out, neither answered: A holds the request, B (the hedge) too. */
+static void hedge_race_started(void)
+{
+    script(&A, FAKE_HOLD, NULL);
+    script(&B, FAKE_HOLD, NULL);
+    hedge_ms = 10;
+    client_request();
+    RUN_UNTIL(A.n_requests == 1 && B.n_requests == 1);
+    assert_int_equal(HG.asked, 1);
+}
+
+/* A hedge's first bytes, shorter than a status line, win nothing: the current attempt's head,
+ * complete first, wins, and the hedge's 503 that follows never reaches the client. */
+static void test_hedge_partial_status_line_does_not_win(void **state)
+{
+    (void)state;
+    hedge_race_started();
+    upstream_write(&B, 0, "HTTP/1.1 5");
+    run_for_ms(20);
+    assert_int_equal(HG.won, 0);
+    upstream_write(&A, 0, OK_A);
+    RUN_UNTIL(HG.ended == 1);
+    assert_int_equal(HG.ended_code, LX_PROXY_HEDGE_LOST);
+    upstream_write(&B, 0, "03 Busy\r\nContent-Length: 4\r\n\r\nbusy"); /* (closed: lost) */
+    assert_ended();
+    RUN_UNTIL(strstr(C.rx, "from-a\n") != NULL);
+    assert_int_equal(HG.won, 0);
+    assert_int_equal(T.code, 0);
+}
+
+/* A 100 Continue is no answer: the hedge that sent one does not win, the current attempt's
+ * answer does. */
+static void test_hedge_interim_answer_does_not_win(void **state)
+{
+    (void)state;
+    hedge_race_started();
+    upstream_write(&B, 0, "HTTP/1.1 100 Continue\r\n\r\n");
+    run_for_ms(20);
+    assert_int_equal(HG.won, 0);
+    upstream_write(&A, 0, OK_A);
+    assert_ended();
+    RUN_UNTIL(strstr(C.rx, "from-a\n") != NULL);
+    assert_int_equal(HG.won, 0);
+    assert_int_equal(HG.ended_code, LX_PROXY_HEDGE_LOST);
+}
+
+/* A hedge's head that comes in pieces, after a 100 Continue, wins once complete: the client
+ * gets its answer whole (the held reads parsed again as the answer's). */
+static void test_hedge_head_in_pieces_wins_when_complete(void **state)
+{
+    (void)state;
+    hedge_race_started();
+    upstream_write(&B, 0, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n");
+    run_for_ms(20);
+    assert_int_equal(HG.won, 0);
+    upstream_write(&B, 0, "Content-Length: 7\r\n");
+    run_for_ms(20);
+    assert_int_equal(HG.won, 0);
+    upstream_write(&B, 0, "\r\nfrom-b\n");
+    assert_ended();
+    RUN_UNTIL(strstr(C.rx, "from-b\n") != NULL);
+    assert_memory_equal(C.rx, "HTTP/1.1 200 OK\r\n", 17);
+    assert_int_equal(HG.won, 1);
+    assert_int_equal(HG.won_code, LX_PROXY_HEDGE_LOST);
+    assert_int_equal(T.code, 0);
+    RUN_UNTIL(A.conns[0]->peer_eof); /* the loser's connection closed */
+}
+
+/* The current attempt's 503 head came first; the hedge's answer completes before the 503's
+ * body: the 503 is read in full and handed to the owner as the failure it is (code 0, status
+ * 503), never as a lost race, and the hedge then serves. */
+static void test_error_head_then_hedge_is_a_failure(void **state)
+{
+    (void)state;
+    hedge_race_started();
+    HG.take_over = true;
+    upstream_write(&A, 0, "HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\n");
+    run_for_ms(20);
+    upstream_write(&B, 0, OK_B);
+    run_for_ms(20);
+    upstream_write(&A, 0, "busy");
+    assert_ended();
+    RUN_UNTIL(strstr(C.rx, "from-b\n") != NULL);
+    assert_int_equal(HG.won, 1);
+    assert_int_equal(HG.won_code, 0);
+    assert_int_equal(HG.won_status, 503);
+    assert_int_equal(T.code, 0);
+}
+
+/* The owner finds the current attempt's failure not a reason to take the hedge (a
+ * context-length 400 in the gateway): the hedge is cancelled and the retry hook decides, here
+ * with another attempt. */
+static void test_hedge_declined_goes_to_retry(void **state)
+{
+    (void)state;
+    fake_step_t b_steps[] = {{FAKE_HOLD, NULL}, {FAKE_ANSWER, OK_B}};
+    script(&A, FAKE_HOLD, NULL);
+    fake_script(&B, b_steps, 2);
+    hedge_ms = 10;
+    T.allow_retries = 1;
+    client_request();
+    RUN_UNTIL(A.n_requests == 1 && B.n_requests == 1);
+    upstream_write(&A, 0, "HTTP/1.1 400 Too long\r\nContent-Length: 4\r\n\r\nlong");
+    assert_ended();
+    RUN_UNTIL(strstr(C.rx, "from-b\n") != NULL);
+    assert_int_equal(HG.won, 1);
+    assert_int_equal(HG.won_status, 400);
+    assert_int_equal(HG.ended, 1);
+    assert_int_equal(HG.ended_code, LX_ECANCELED);
+    assert_int_equal(T.retries, 1);
+    assert_int_equal(T.retry_status, 400);
+    assert_int_equal(B.n_requests, 2);
+    RUN_UNTIL(B.conns[0]->peer_eof); /* the cancelled hedge's connection closed */
+}
+
+/* A hedge's 429 ends it with its status and its Retry-After. */
+static void test_hedge_rate_limited_keeps_retry_after(void **state)
+{
+    (void)state;
+    hedge_race_started();
+    upstream_write(&B, 0, "HTTP/1.1 429 Slow down\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n");
+    RUN_UNTIL(HG.ended == 1);
+    assert_int_equal(HG.ended_code, 0);
+    assert_int_equal(HG.ended_status, 429);
+    assert_int_equal(HG.ended_retry_after, 7);
+    upstream_write(&A, 0, OK_A);
+    assert_ended();
+    RUN_UNTIL(strstr(C.rx, "from-a\n") != NULL);
+}
+
 int main(void)
 {
 #define T_(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -477,6 +683,12 @@ int main(void)
         T_(test_timeout_fails_over),
         T_(test_owner_shutdown_finishes_once),
         T_(test_early_commit_keepalives_and_failover),
+        T_(test_hedge_partial_status_line_does_not_win),
+        T_(test_hedge_interim_answer_does_not_win),
+        T_(test_hedge_head_in_pieces_wins_when_complete),
+        T_(test_error_head_then_hedge_is_a_failure),
+        T_(test_hedge_declined_goes_to_retry),
+        T_(test_hedge_rate_limited_keeps_retry_after),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
