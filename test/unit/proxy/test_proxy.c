@@ -11,7 +11,8 @@
  * final head (a partial status line or a 100 Continue wins nothing; a head in pieces wins once
  * complete and reaches the client whole); an error head of the current attempt is handed to
  * the owner as a failure, never a lost race; a take-over the owner declines cancels the hedge
- * and asks the retry hook; a hedge's 429 reports its Retry-After. On every path on_finish runs
+ * and asks the retry hook; a hedge's 429 reports its Retry-After; a head longer than the reads
+ * a hedge holds waits, then takes over whole after a failure. On every path on_finish runs
  * exactly once and on_free after it.
  */
 #include "fake_upstream.h"
@@ -669,6 +670,34 @@ static void test_hedge_rate_limited_keeps_retry_after(void **state)
     RUN_UNTIL(strstr(C.rx, "from-a\n") != NULL);
 }
 
+/* A hedge's head dribbled over more reads than it holds (LX_PROXY_HEDGE_HELD): the hedge stops
+ * reading, wins nothing, and when the current attempt fails it takes over with what it read,
+ * then reads on: the client gets its answer whole. */
+static void test_hedge_long_head_takes_over_after_failure(void **state)
+{
+    (void)state;
+    hedge_race_started();
+    HG.take_over = true;
+    upstream_write(&B, 0, "HTTP/1.1 200 OK\r\n");
+    for (int i = 0; i < LX_PROXY_HEDGE_HELD + 2; i++) {
+        run_for_ms(5);
+        upstream_write(&B, 0, "X-Pad: 1\r\n");
+    }
+    run_for_ms(5);
+    upstream_write(&B, 0, "Content-Length: 7\r\n\r\nfrom-b\n");
+    run_for_ms(20);
+    assert_int_equal(HG.won, 0);
+    assert_null(strstr(C.rx, "from-b"));
+    upstream_write(&A, 0, "HTTP/1.1 502 Bad\r\nContent-Length: 3\r\n\r\nbad");
+    assert_ended();
+    RUN_UNTIL(strstr(C.rx, "from-b\n") != NULL);
+    assert_memory_equal(C.rx, "HTTP/1.1 200 OK\r\n", 17);
+    assert_int_equal(HG.won, 1);
+    assert_int_equal(HG.won_code, 0);
+    assert_int_equal(HG.won_status, 502);
+    assert_int_equal(T.code, 0);
+}
+
 int main(void)
 {
 #define T_(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -689,6 +718,7 @@ int main(void)
         T_(test_error_head_then_hedge_is_a_failure),
         T_(test_hedge_declined_goes_to_retry),
         T_(test_hedge_rate_limited_keeps_retry_after),
+        T_(test_hedge_long_head_takes_over_after_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
