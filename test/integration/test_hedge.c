@@ -36,7 +36,7 @@ static const char CONFIG[] = "listen: 127.0.0.1:0\n"
                              "  shutdown: 200ms\n"
                              "routing:\n"
                              "  max_attempts: 3\n"
-                             "  deadline: 10s\n"
+                             "  deadline: %s\n"
                              "  hedge_budget: %s\n"
                              "health:\n"
                              "  rescore_interval: 500ms\n"
@@ -44,6 +44,7 @@ static const char CONFIG[] = "listen: 127.0.0.1:0\n"
                              "providers:\n"
                              "  - {name: p1, base_url: \"http://127.0.0.1:@MOCK0@/v1\"}\n"
                              "  - {name: p2, base_url: \"http://127.0.0.1:@MOCK1@/v1\"}\n"
+                             "%s"
                              "models:\n"
                              "  - id: m\n"
                              "    context_length: 4096\n"
@@ -78,14 +79,15 @@ static void chat(const char *order, bool stream, const char *id, lx_harness_resp
         *ms = lx_harness_now_ms() - t0;
 }
 
-/* Starts llmux with <budget> (and more top-level YAML <extra>), warms both rows up and waits
+/* Starts llmux with <budget>, routing.deadline <deadline>, more providers <providers> and more
+ * models (or top-level YAML) <extra>, the upstreams of <o>; warms both rows of `m` up and waits
  * for a re-scoring with their p95. */
-static void start_with(const char *budget, const char *extra)
+static void start_full(const lx_harness_opts_t *o, const char *budget, const char *deadline,
+                       const char *providers, const char *extra)
 {
-    char cfg[2048];
-    snprintf(cfg, sizeof(cfg), CONFIG, budget, extra);
-    lx_harness_opts_t o = {.mocks = 2};
-    assert_int_equal(lx_harness_start(&H, &o, cfg), 0);
+    char cfg[4096];
+    snprintf(cfg, sizeof(cfg), CONFIG, deadline, budget, providers, extra);
+    assert_int_equal(lx_harness_start(&H, o, cfg), 0);
     for (int i = 0; i < 20; i++) {
         lx_harness_resp_t r;
         chat(i % 2 ? "p2" : "p1", i % 4 < 2, "warm", &r, NULL);
@@ -93,6 +95,13 @@ static void start_with(const char *budget, const char *extra)
         lx_harness_resp_free(&r);
     }
     lx_harness_sleep_ms(1100); /* (re-scored every 500 ms) */
+}
+
+/* Starts llmux with <budget> (and more top-level YAML <extra>) and two mocks, as start_full. */
+static void start_with(const char *budget, const char *extra)
+{
+    lx_harness_opts_t o = {.mocks = 2};
+    start_full(&o, budget, "10s", "", extra);
 }
 
 static void start(const char *budget)
@@ -377,6 +386,133 @@ static void test_hedge_fails_first_serves(void **state)
     lx_harness_stop(&H);
 }
 
+/* The current attempt's context-length 400 arrives while its hedge races: the request falls
+ * back to its `models` list as without a hedge (the hedge, the same model, is cancelled), not
+ * ends with the 400. `short` is p3 (the raw upstream, which says every prompt is too long) and
+ * p2; the test holds the raw upstream's only serving slot with a connection of its own until
+ * the hedge has reached p2, so the 400 comes after the hedge went out. */
+static void test_context_length_falls_back_while_hedged(void **state)
+{
+    (void)state;
+    static const char too_long[] = "{\"error\":{\"message\":\"This model's maximum context length "
+                                   "is 16 tokens\",\"code\":\"context_length_exceeded\"}}";
+    char reply[512];
+    snprintf(reply, sizeof(reply),
+             "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(too_long), too_long);
+    lx_harness_opts_t o = {
+        .mocks = 2, .raw = true, .raw_mode = LX_HARNESS_RAW_REPLY, .raw_reply = reply};
+    start_full(&o, "1", "10s", "  - {name: p3, base_url: \"http://127.0.0.1:@RAW@/v1\"}\n",
+               "  - id: short\n"
+               "    context_length: 4096\n"
+               "    providers:\n"
+               "      - {provider: p3, price: {prompt: 1, completion: 1}}\n"
+               "      - {provider: p2, price: {prompt: 1, completion: 1}}\n");
+    lx_harness_resp_t r;
+    static const char warm[] = "{\"model\":\"short\",\"provider\":{\"order\":[\"p2\"]},"
+                               "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    for (int i = 0; i < 10; i++) { /* (short's own p95, from p2) */
+        assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions", NULL, warm, &r), 0);
+        assert_int_equal(r.status, 200);
+        lx_harness_resp_free(&r);
+    }
+    lx_harness_sleep_ms(1100);
+    set_faults(1, 1000, 0); /* the hedge on p2 would answer after 1 s */
+    lx_harness_conn_t hold;
+    assert_int_equal(lx_harness_connect(&hold, lx_harness_raw_port(H.raw)), 0);
+    lx_harness_sleep_ms(50); /* (the raw upstream serves the held connection) */
+    uint64_t n1 = lx_mock_requests(H.mock[1]);
+    lx_harness_conn_t c;
+    assert_int_equal(lx_harness_connect(&c, H.port), 0);
+    static const char body[] = "{\"model\":\"short\",\"models\":[\"solo\"],\"provider\":{\"order\":"
+                               "[\"p3\"]},\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    char req[512];
+    snprintf(req, sizeof(req),
+             "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "X-Request-Id: cl-hedged\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    assert_int_equal(lx_harness_send_str(&c, req), 0);
+    for (int i = 0; i < 400 && lx_mock_requests(H.mock[1]) == n1; i++)
+        lx_harness_sleep_ms(5);
+    assert_true(lx_mock_requests(H.mock[1]) > n1); /* the hedge is out */
+    lx_harness_close(&hold);                       /* the raw upstream answers: too long */
+    assert_int_equal(lx_harness_read(&c, &r), 0);
+    lx_harness_close(&c);
+    assert_int_equal(lx_harness_raw_requests(H.raw), 1);
+    expect_one_answer(&r, false);
+    expect_header(&r, "X-Llmux-Model", "solo");
+    expect_header(&r, "X-Llmux-Provider", "p1");
+    lx_harness_resp_free(&r);
+    char *line = lx_harness_log_wait(&H, "cl-hedged", 2000);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "\"outcome\":\"canceled\"")); /* the hedge */
+    assert_non_null(strstr(line, "\"outcome\":\"client\""));   /* the 400 */
+    free(line);
+    lx_harness_stop(&H);
+}
+
+/* A hedge's 429 keeps its Retry-After in the health record: p2 (already busy with a request of
+ * the test's own, at max_concurrent 1) answers the hedge 429 with Retry-After: 1, and for that
+ * second p2 is tried last, even by a request that orders it first. */
+static void test_hedge_429_keeps_retry_after(void **state)
+{
+    (void)state;
+    start("1");
+    set_faults(0, 150, 0);
+    uint64_t n1 = lx_mock_requests(H.mock[1]);
+    lx_harness_conn_t busy;
+    assert_int_equal(lx_harness_connect(&busy, lx_mock_port(H.mock[1])), 0);
+    static const char hang[] = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                               "x-mock-hang: 1\r\nContent-Length: 2\r\n\r\n{}";
+    assert_int_equal(lx_harness_send_str(&busy, hang), 0);
+    for (int i = 0; i < 400 && lx_mock_requests(H.mock[1]) == n1; i++)
+        lx_harness_sleep_ms(5);
+    assert_true(lx_mock_requests(H.mock[1]) > n1);
+    lx_mock_faults_t f = {.max_concurrent = 1};
+    lx_mock_set_faults(H.mock[1], &f);
+    uint64_t limited = lx_mock_answered_limited(H.mock[1]);
+    lx_harness_resp_t r;
+    chat("p1", false, "hedge-429", &r, NULL);
+    expect_one_answer(&r, false);
+    expect_header(&r, "X-Llmux-Provider", "p1");
+    expect_header(&r, "X-Llmux-Attempts", "2");
+    lx_harness_resp_free(&r);
+    assert_int_equal(lx_mock_answered_limited(H.mock[1]) - limited, 1);
+    lx_harness_close(&busy);
+    set_faults(1, 0, 0);
+    set_faults(0, 0, 0);
+    chat("p2", false, "after-429", &r, NULL);
+    expect_one_answer(&r, false);
+    expect_header(&r, "X-Llmux-Provider", "p1"); /* p2 is under its Retry-After */
+    lx_harness_resp_free(&r);
+    lx_harness_stop(&H);
+}
+
+/* routing.deadline passes while both attempts wait: the request ends then with the current
+ * attempt's timeout (as without a hedge), and the hedge is cancelled, not handed the request
+ * for a millisecond and charged a timeout of its own. */
+static void test_deadline_ends_the_race(void **state)
+{
+    (void)state;
+    lx_harness_opts_t o = {.mocks = 2};
+    start_full(&o, "1", "400ms", "", "");
+    set_faults(0, 1000, 0);
+    set_faults(1, 1000, 0);
+    uint64_t ms;
+    lx_harness_resp_t r;
+    chat("p1", false, "deadline", &r, &ms);
+    assert_true(lx_harness_is_error(&r, 503));
+    assert_true(ms >= 390 && ms < 900);
+    lx_harness_resp_free(&r);
+    char *line = lx_harness_log_wait(&H, "\"request_id\":\"deadline\"", 2000);
+    assert_non_null(line);
+    assert_int_equal(count(line, strlen(line), "\"outcome\":\"timeout\""), 1);
+    assert_int_equal(count(line, strlen(line), "\"outcome\":\"canceled\""), 1);
+    free(line);
+    lx_harness_stop(&H);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +525,9 @@ int main(void)
         cmocka_unit_test(test_client_leaves_mid_hedge),
         cmocka_unit_test(test_first_fails_hedge_serves),
         cmocka_unit_test(test_hedge_fails_first_serves),
+        cmocka_unit_test(test_context_length_falls_back_while_hedged),
+        cmocka_unit_test(test_hedge_429_keeps_retry_after),
+        cmocka_unit_test(test_deadline_ends_the_race),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
