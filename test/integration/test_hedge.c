@@ -13,7 +13,13 @@
  * - the client leaves while both attempts wait: both upstream connections closed, llmux
  *   serves on (ASan: nothing leaks);
  * - p1 fails (500) while the hedge waits: the hedge takes over, no third attempt;
- * - the hedge fails fast (500) while p1 is slow: p1's answer is served, no third attempt.
+ * - the hedge fails fast (500) while p1 is slow: p1's answer is served, no third attempt;
+ * - a context-length 400 of the current attempt while the hedge races: the `models` fallback
+ *   serves, within max_attempts 2 (the cancelled hedge does not count);
+ * - a hedge's 429 keeps its Retry-After: the row is tried last for that second;
+ * - routing.deadline passes while both wait: the request ends (503), the hedge `canceled`;
+ * - a failure 40 ms before the deadline while the hedge still waits for a connection: the
+ *   same, rather than a hand-over that could not answer in time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,7 +41,7 @@ static const char CONFIG[] = "listen: 127.0.0.1:0\n"
                              "  upstream_first_byte: 3s\n"
                              "  shutdown: 200ms\n"
                              "routing:\n"
-                             "  max_attempts: 3\n"
+                             "  max_attempts: %s\n"
                              "  deadline: %s\n"
                              "  hedge_budget: %s\n"
                              "health:\n"
@@ -79,14 +85,15 @@ static void chat(const char *order, bool stream, const char *id, lx_harness_resp
         *ms = lx_harness_now_ms() - t0;
 }
 
-/* Starts llmux with <budget>, routing.deadline <deadline>, more providers <providers> and more
+/* Starts llmux with <budget>, routing.deadline <deadline> and max_attempts <max_attempts>, more
+ * providers <providers> and more
  * models (or top-level YAML) <extra>, the upstreams of <o>; warms both rows of `m` up and waits
  * for a re-scoring with their p95. */
 static void start_full(const lx_harness_opts_t *o, const char *budget, const char *deadline,
-                       const char *providers, const char *extra)
+                       const char *max_attempts, const char *providers, const char *extra)
 {
     char cfg[4096];
-    snprintf(cfg, sizeof(cfg), CONFIG, deadline, budget, providers, extra);
+    snprintf(cfg, sizeof(cfg), CONFIG, max_attempts, deadline, budget, providers, extra);
     assert_int_equal(lx_harness_start(&H, o, cfg), 0);
     for (int i = 0; i < 20; i++) {
         lx_harness_resp_t r;
@@ -101,7 +108,7 @@ static void start_full(const lx_harness_opts_t *o, const char *budget, const cha
 static void start_with(const char *budget, const char *extra)
 {
     lx_harness_opts_t o = {.mocks = 2};
-    start_full(&o, budget, "10s", "", extra);
+    start_full(&o, budget, "10s", "3", "", extra);
 }
 
 static void start(const char *budget)
@@ -403,7 +410,9 @@ static void test_context_length_falls_back_while_hedged(void **state)
              strlen(too_long), too_long);
     lx_harness_opts_t o = {
         .mocks = 2, .raw = true, .raw_mode = LX_HARNESS_RAW_REPLY, .raw_reply = reply};
-    start_full(&o, "1", "10s", "  - {name: p3, base_url: \"http://127.0.0.1:@RAW@/v1\"}\n",
+    /* max_attempts 2: the 400 and the fallback, as without a hedge (the cancelled hedge does
+     * not count) */
+    start_full(&o, "1", "10s", "2", "  - {name: p3, base_url: \"http://127.0.0.1:@RAW@/v1\"}\n",
                "  - id: short\n"
                "    context_length: 4096\n"
                "    providers:\n"
@@ -496,7 +505,7 @@ static void test_deadline_ends_the_race(void **state)
 {
     (void)state;
     lx_harness_opts_t o = {.mocks = 2};
-    start_full(&o, "1", "400ms", "", "");
+    start_full(&o, "1", "400ms", "3", "", "");
     set_faults(0, 1000, 0);
     set_faults(1, 1000, 0);
     uint64_t ms;
@@ -510,6 +519,64 @@ static void test_deadline_ends_the_race(void **state)
     assert_int_equal(count(line, strlen(line), "\"outcome\":\"timeout\""), 1);
     assert_int_equal(count(line, strlen(line), "\"outcome\":\"canceled\""), 1);
     free(line);
+    lx_harness_stop(&H);
+}
+
+/* The current attempt fails 40 ms before routing.deadline while its hedge still waits for a
+ * connection (p4 allows one, which a long stream holds): the hedge's connect would start over
+ * with less time than any attempt needs, so the request ends with the failure, as without a
+ * hedge, and the hedge is cancelled, not handed over to fail at the deadline. */
+static void test_unconnected_hedge_near_deadline_cancelled(void **state)
+{
+    (void)state;
+    lx_harness_opts_t o = {.mocks = 2};
+    start_full(&o, "1", "600ms", "3",
+               "  - {name: p4, base_url: \"http://127.0.0.1:@MOCK1@/v1\", max_connections: 1}\n",
+               "  - id: lim\n"
+               "    context_length: 4096\n"
+               "    providers:\n"
+               "      - {provider: p1, price: {prompt: 1, completion: 1}}\n"
+               "      - {provider: p4, price: {prompt: 1, completion: 1}}\n");
+    lx_harness_resp_t r;
+    for (int i = 0; i < 10; i++) { /* (lim's own p95) */
+        char warm[256];
+        snprintf(warm, sizeof(warm),
+                 "{\"model\":\"lim\",\"provider\":{\"order\":[\"%s\"]},\"messages\":[]}",
+                 i % 2 ? "p4" : "p1");
+        assert_int_equal(lx_harness_post(H.port, "/v1/chat/completions", NULL, warm, &r), 0);
+        assert_int_equal(r.status, 200);
+        lx_harness_resp_free(&r);
+    }
+    lx_harness_sleep_ms(1100);
+    /* a 2 s stream holds p4's only connection */
+    uint64_t n1 = lx_mock_requests(H.mock[1]);
+    lx_harness_conn_t a;
+    assert_int_equal(lx_harness_connect(&a, H.port), 0);
+    static const char sbody[] =
+        "{\"model\":\"lim\",\"stream\":true,\"provider\":{\"order\":[\"p4\"]},\"messages\":[],"
+        "\"mock\":{\"chunks\":20,\"interval_ms\":100}}";
+    char req[512];
+    snprintf(req, sizeof(req),
+             "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(sbody), sbody);
+    assert_int_equal(lx_harness_send_str(&a, req), 0);
+    for (int i = 0; i < 400 && lx_mock_requests(H.mock[1]) == n1; i++)
+        lx_harness_sleep_ms(5);
+    assert_true(lx_mock_requests(H.mock[1]) > n1);
+    set_faults(0, 560, 1000); /* p1: a 500 after 560 ms */
+    static const char body[] = "{\"model\":\"lim\",\"provider\":{\"order\":[\"p1\"]},"
+                               "\"messages\":[]}";
+    assert_int_equal(
+        lx_harness_post(H.port, "/v1/chat/completions", "X-Request-Id: near\r\n", body, &r), 0);
+    assert_true(lx_harness_is_error(&r, 503));
+    lx_harness_resp_free(&r);
+    char *line = lx_harness_log_wait(&H, "\"request_id\":\"near\"", 2000);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "\"outcome\":\"canceled\"")); /* the hedge, never connected */
+    assert_null(strstr(line, "gateway_limit"));
+    free(line);
+    lx_harness_close(&a);
     lx_harness_stop(&H);
 }
 
@@ -528,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_context_length_falls_back_while_hedged),
         cmocka_unit_test(test_hedge_429_keeps_retry_after),
         cmocka_unit_test(test_deadline_ends_the_race),
+        cmocka_unit_test(test_unconnected_hedge_near_deadline_cancelled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
