@@ -6,7 +6,7 @@
  * Owns, per row: one cell per shard (the window's ring of time buckets, cumulative counters
  * and TTFT histogram, in-flight count) written by that shard's worker only; one breaker shared
  * by all shards; and three score snapshots, of which the control thread publishes one per
- * re-scoring.
+ * re-scoring into a spare whose readers have all passed a quiescent point (core/qsbr.h).
  *
  * Flow: a worker plans with lx_health_scores() + lx_health_available(), sends with
  * lx_health_admit(), brackets the attempt with lx_health_inflight_add(+1/-1) and ends it with

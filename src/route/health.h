@@ -15,8 +15,12 @@
  * - lx_health_record() and lx_health_inflight_add() on shard <s>: one writer thread per shard
  *   at a time (shard = worker id; give the control thread its own shard if it records probes).
  * - lx_health_available(), lx_health_admit(), lx_health_scores() and every read accessor:
- *   any thread.
- * - lx_health_rescore(): one thread (the control thread), never two at once.
+ *   any thread; with opts.qsbr, the ones that read the scores (lx_health_scores(),
+ *   lx_health_last_rescore(), the formatters) on a reader of that domain or the re-scoring
+ *   thread.
+ * - lx_health_rescore(): one thread (the control thread), never two at once. It rewrites a
+ *   replaced score snapshot only after its grace period (opts.qsbr): the readers' quiescent
+ *   points, not time, make a reader's snapshot safe.
  * - lx_health_new() and lx_health_free(): while no other thread uses the table being created
  *   or freed; <previous> may still be in use by workers while a new table is made from it,
  *   but not re-scored (make it on the re-scoring thread: it copies previous's recent figures,
@@ -36,6 +40,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/qsbr.h"
 
 #define LX_HEALTH_BUCKETS    15 /* time buckets per window */
 #define LX_HEALTH_HIST_SLOTS 32 /* log-scale histogram slots (TTFT, tokens/s) */
@@ -113,6 +119,12 @@ typedef struct lx_health_opts {
     double exploration;        /* share of traffic the router gives a row without data or demoted
                                   (0.02); the table only carries it */
     double log_epsilon;        /* a score change larger than this is logged (0.02) */
+    struct lx_qsbr *qsbr;      /* the readers of the published scores (core/qsbr.h: the threads
+                                  that call lx_health_scores() mark a quiescent point between
+                                  turns); a replaced snapshot is rewritten only after each one
+                                  passed one. NULL: no grace period (a single thread, or readers
+                                  that never hold scores across two re-scorings). Not copied:
+                                  it must outlive the table's re-scorings. */
 } lx_health_opts_t;
 
 /* Fills <o> with the defaults above. */
@@ -293,14 +305,22 @@ void lx_health_totals(const lx_health_t *h, size_t row, uint64_t out[LX_HEALTH_N
  * <log> (may be NULL) receives one line per row whose score moved by more than log_epsilon
  * or whose has_data or demotion changed:
  *   "health: <model> <provider> <endpoint>: score 0.91 -> 0.00 (success 71%, ttft p50 120 ms,
- *   429 3%) demoted: success". Never allocates; cannot fail. */
-void lx_health_rescore(lx_health_t *h, uint64_t now_ms, void (*log)(void *arg, const char *line),
+ *   429 3%) demoted: success". Never allocates.
+ *
+ * The scores are written into a spare snapshot (of two): one that is not published and whose
+ * grace period has ended - with opts.qsbr, every reader passed a quiescent point after it was
+ * replaced (the one replaced first when both are free). When neither is free (a reader has not
+ * turned since the re-scoring before the last one), nothing is done and false is returned:
+ * the next call scores the whole time since (the recent figures decay by elapsed time), so a
+ * deferred re-scoring loses nothing. True when the scores were published. */
+bool lx_health_rescore(lx_health_t *h, uint64_t now_ms, void (*log)(void *arg, const char *line),
                        void *arg);
 
 /* The latest published scores: an array of lx_health_rows() entries (acquire load, no lock).
- * The array stays valid and unchanged until the second lx_health_rescore() that starts after
- * this call returns has completed: hold it for one request, never across re-scorings. Before
- * the first re-scoring it holds the carried-over or neutral values. */
+ * With opts.qsbr, the array stays valid and unchanged until the caller's next quiescent point
+ * (lx_qsbr_quiescent()): hold it for one loop turn, never across turns. Without, until the
+ * second lx_health_rescore() after this call. Before the first re-scoring it holds the
+ * carried-over or neutral values. */
 const lx_health_score_t *lx_health_scores(const lx_health_t *h);
 
 /* When the published scores were computed: true and *at_ms, or false before the first

@@ -12,7 +12,7 @@
 #include "route/health.h"
 
 #define STAMP_BUSY  UINT64_MAX
-#define SNAPSHOTS   3 /* published, previous, the one before: see lx_health_scores() */
+#define SNAPSHOTS   3 /* the published one and two spares: see lx_health_rescore() */
 #define PRIOR_SCORE 0.5
 
 /* Histogram slot i >= 1 covers [lo * r^(i-1), lo * r^i); slot 0 is below lo and the last slot
@@ -52,7 +52,9 @@ typedef struct breaker {
 
 typedef struct snap {
     uint64_t at_ms;
-    bool rescored; /* false: initial values, never computed by this table or its previous */
+    bool rescored;  /* false: initial values, never computed by this table or its previous */
+    uint64_t grace; /* control thread only: when it was replaced, its grace target (opts.qsbr's
+                       lx_qsbr_retire(), or a count without one); 0: never published */
     lx_health_score_t *rows;
 } snap_t;
 
@@ -98,8 +100,8 @@ struct lx_health {
     double ttft_edges[LX_HEALTH_HIST_SLOTS]; /* lower bound of each slot, ms */
     double tps_edges[LX_HEALTH_HIST_SLOTS];
     snap_t snaps[SNAPSHOTS];
-    unsigned gen; /* snaps[gen % SNAPSHOTS] is published; control thread only */
-    _Atomic(snap_t *) cur;
+    uint64_t replaced;     /* snapshots replaced so far (the grace count without opts.qsbr) */
+    _Atomic(snap_t *) cur; /* the published one of snaps */
 };
 
 static inline uint64_t lx_health_ld(_Atomic uint64_t *p)

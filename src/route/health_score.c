@@ -7,7 +7,9 @@
  * Flow of lx_health_rescore(): per row, gather (the live buckets of every shard) + fold_recent
  * (the cumulative counters' differences since the last re-scoring, decayed) ─> measure ─>
  * demote_success ─> demote_latency ─> score_of (rows kept) ─> neutral prior (rows without
- * data), model TTFT p95, log ─> publish (release store of the snapshot pointer).
+ * data), model TTFT p95, log ─> publish (release store of the snapshot pointer; the replaced
+ * snapshot's grace period begins). The scores are written into a spare snapshot whose grace
+ * period has ended (spare()): a reader may still hold the others.
  */
 #include <math.h>
 #include <stdio.h>
@@ -298,11 +300,37 @@ static void demote_latency(lx_health_t *h, size_t i, const lx_health_score_t *ol
         g->model_ttft[k] += h->rec[i].ttft[k];
 }
 
-void lx_health_rescore(lx_health_t *h, uint64_t now_ms, void (*log)(void *arg, const char *line),
+/* The snapshot to write the next scores into: not the published one <cur>, and out of its grace
+ * period (opts.qsbr: every reader passed a quiescent point since it was replaced); of two, the
+ * one replaced first. NULL when neither is. */
+static snap_t *spare(lx_health_t *h, const snap_t *cur)
+{
+    snap_t *best = NULL;
+    for (unsigned k = 0; k < SNAPSHOTS; k++) {
+        snap_t *s = &h->snaps[k];
+        if (s == cur || (best != NULL && best->grace <= s->grace))
+            continue;
+        if (h->opts.qsbr == NULL || lx_qsbr_passed(h->opts.qsbr, s->grace))
+            best = s;
+    }
+    return best;
+}
+
+/* Publishes <next> in place of <old>, whose grace period begins. */
+static void publish(lx_health_t *h, snap_t *old, snap_t *next)
+{
+    atomic_store_explicit(&h->cur, next, memory_order_release);
+    h->replaced++;
+    old->grace = h->opts.qsbr != NULL ? lx_qsbr_retire(h->opts.qsbr) : h->replaced;
+}
+
+bool lx_health_rescore(lx_health_t *h, uint64_t now_ms, void (*log)(void *arg, const char *line),
                        void *arg)
 {
     snap_t *old = atomic_load_explicit(&h->cur, memory_order_relaxed); /* we published it */
-    snap_t *next = &h->snaps[(h->gen + 1) % SNAPSHOTS];
+    snap_t *next = spare(h, old);
+    if (next == NULL)
+        return false; /* a reader still holds both spares: try again at the next interval */
     double f = 1;
     if (h->rec_started && now_ms > h->rec_at_ms)
         f = exp2(-(double)(now_ms - h->rec_at_ms) / (double)h->opts.rescore_interval_ms);
@@ -339,8 +367,8 @@ void lx_health_rescore(lx_health_t *h, uint64_t now_ms, void (*log)(void *arg, c
     }
     next->at_ms = now_ms;
     next->rescored = true;
-    h->gen++;
-    atomic_store_explicit(&h->cur, next, memory_order_release);
+    publish(h, old, next);
+    return true;
 }
 
 const lx_health_score_t *lx_health_scores(const lx_health_t *h)
