@@ -16,6 +16,7 @@
 
 #include "core/buf.h"
 #include "core/list.h"
+#include "core/qsbr.h"
 
 #define LX_WORKER_BATCH 128
 
@@ -55,7 +56,12 @@ struct lx_worker {
     lx_list_t tls_pending; /* TLS streams whose reads resumed with plaintext already decrypted
                             * or queued: delivered from done_idle, never inside read_start */
     lx_list_t listeners;   /* this worker's open listeners (net/listener.c), for accept */
-    uv_prepare_t turn;     /* marks the end of a loop turn: lx_worker_clock_ns() reads anew */
+    uv_prepare_t turn;     /* marks the end of a loop turn: lx_worker_clock_ns() reads anew,
+                              and the loop passes a quiescent point of <qsbr> */
+    struct lx_qsbr *qsbr;  /* NULL, or the domain whose reader <id> this loop is (core/qsbr.h):
+                              a quiescent point at the end of every turn (nothing a callback
+                              loaded from what the domain guards is held past its turn), offline
+                              once the loop has ended; set before lx_worker_start() */
     /* Busy polling (lx_worker_set_busy_poll()): while the idle handle runs, the loop polls
      * without sleeping; it stops once no socket was read for spin_ns. */
     uv_idle_t spin;
