@@ -28,7 +28,11 @@ static void log_health(void *arg, const char *line)
 static void on_ctl_rescore(uv_timer_t *t)
 {
     lx_gateway_t *g = t->data;
-    lx_health_rescore(g->health->table, uv_now(&g->ctl_loop), log_health, NULL);
+    /* deferred when a worker still may hold both spare snapshots: it has not ended a loop turn
+     * since the re-scoring before the last (a turn ends at least every 100 ms) */
+    if (!lx_health_rescore(g->health->table, uv_now(&g->ctl_loop), log_health, NULL))
+        lx_log(LX_LOG_WARN, "health: re-scoring deferred to the next interval: a worker has not "
+                            "ended a loop turn since the re-scoring before the last");
 }
 
 static void on_ctl_probe(uv_timer_t *t)
@@ -103,7 +107,7 @@ static void ctl_publish(lx_gateway_t *g, lx_config_t *cfg)
         lx_config_unref(cfg);
         return;
     }
-    lx_gw_health_t *h = lx_gw_health_new(cfg, g->n_workers + 1, g->health);
+    lx_gw_health_t *h = lx_gw_health_new(cfg, g->n_workers + 1, g->health, g->qsbr);
     if (h == NULL) {
         lx_log(LX_LOG_ERROR, "reload failed: out of memory; keeping the old configuration");
         lx_gw_tls_unref(tls);

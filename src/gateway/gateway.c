@@ -101,6 +101,7 @@ static void gateway_free(lx_gateway_t *g)
     lx_config_unref(g->ctl_cfg);
     free(g->probe_state);
     lx_config_unref(g->cfg);
+    lx_qsbr_free(g->qsbr); /* (after the tables: the control thread has stopped) */
     free(g);
 }
 
@@ -114,8 +115,10 @@ int lx_gateway_start(lx_config_t *cfg, lx_gateway_t **out)
     g->n_workers = cfg->workers > 0 ? cfg->workers : 1;
     g->workers = calloc(g->n_workers, sizeof(lx_gw_worker_t));
     g->ports = calloc(cfg->n_listen + 1, sizeof(uint16_t));
+    /* every worker reads the health table's scores: one reader each */
+    g->qsbr = lx_qsbr_new(g->n_workers);
     /* one shard per worker, and one for the control thread */
-    g->health = lx_gw_health_new(cfg, g->n_workers + 1, NULL);
+    g->health = g->qsbr != NULL ? lx_gw_health_new(cfg, g->n_workers + 1, NULL, g->qsbr) : NULL;
     g->next_serial = 1;
     if (g->workers == NULL || g->ports == NULL || g->health == NULL) {
         gateway_free(g);

@@ -91,7 +91,7 @@ static void health_free(lx_gw_health_t *h)
 }
 
 lx_gw_health_t *lx_gw_health_new(const lx_config_t *cfg, unsigned n_shards,
-                                 const lx_gw_health_t *previous)
+                                 const lx_gw_health_t *previous, lx_qsbr_t *qsbr)
 {
     lx_gw_health_t *h = calloc(1, sizeof(*h));
     if (h == NULL)
@@ -131,6 +131,7 @@ lx_gw_health_t *lx_gw_health_new(const lx_config_t *cfg, unsigned n_shards,
     opts.breaker_cooldown_ms = cfg->health_breaker_cooldown_ms;
     opts.breaker_max_cooldown_ms = cfg->health_breaker_max_cooldown_ms;
     opts.exploration = cfg->health_exploration;
+    opts.qsbr = qsbr;
     h->table =
         lx_health_new(&opts, keys, n_rows, n_shards, previous != NULL ? previous->table : NULL);
     free(keys);

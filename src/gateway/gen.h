@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/qsbr.h"
 #include "proxy/conn_pool.h"
 #include "route/fleet.h"
 #include "route/health.h"
@@ -49,8 +50,11 @@ typedef struct lx_gw_health {
                                     balance fleet only, else NULL; written by every worker */
 } lx_gw_health_t;
 
+/* The health table of <cfg> with <n_shards> writer shards, rows carried over from <previous>
+ * (may be NULL); its score snapshots are reused only after the grace periods of <qsbr> (the
+ * workers' quiescent points, core/qsbr.h), which must outlive the table's re-scorings. */
 lx_gw_health_t *lx_gw_health_new(const lx_config_t *cfg, unsigned n_shards,
-                                 const lx_gw_health_t *previous);
+                                 const lx_gw_health_t *previous, lx_qsbr_t *qsbr);
 lx_gw_health_t *lx_gw_health_ref(lx_gw_health_t *h);
 void lx_gw_health_unref(lx_gw_health_t *h);
 

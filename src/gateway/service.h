@@ -28,6 +28,8 @@ struct lx_gateway {
     lx_config_t *cfg;
     lx_store_t *store;      /* keys, ledgers, usage records (store/store.h) */
     lx_gw_health_t *health; /* the current configuration's table (a reference) */
+    lx_qsbr_t *qsbr;        /* the workers' quiescent points (reader k: worker k), which every
+                               health table's score snapshots wait for (core/qsbr.h) */
     lx_gw_tls_t *tls;       /* the starting configuration's TLS contexts (a reference) */
     /* The control thread: health re-scoring, and building reloads' health tables. */
     uv_thread_t ctl_thread;

@@ -276,6 +276,7 @@ int lx_gw_worker_init(lx_gw_worker_t *gw, struct lx_gateway *g, unsigned k, bool
         return rc;
     *loop_inited = true;
     gw->worker.data = gw;
+    gw->worker.qsbr = g->qsbr; /* a quiescent point per loop turn (net/worker.c) */
     gw->worker.on_start = lx_gw_worker_on_start;
     gw->worker.on_stop = lx_gw_worker_on_stop;
     /* pools are per loop: the generation is built here, for the worker's loop */
