@@ -3,7 +3,8 @@
  * (exactly N failures, doubling and cap, one half-open probe, lost probes), retry-after
  * blocks, re-scoring (counts, rates, percentiles, throughput, normalisation within a model,
  * neutral prior, window expiry), carry-over across tables, the change log, the JSON and
- * metrics renderings, and two writer threads recording while a third re-scores.
+ * metrics renderings, the score snapshots' grace period (core/qsbr.h), and two writer threads
+ * recording and holding scores while a third re-scores.
  */
 #include <math.h>
 #include <pthread.h>
@@ -1030,30 +1031,94 @@ static void test_metrics(void **st)
     lx_health_free(h);
 }
 
+/* ---- the grace period ------------------------------------------------------------------- */
+
+/* Re-scores <h> at <now> after recording failures on row 0, so that the scores differ from
+ * every earlier snapshot's. */
+static bool rescore_changed(lx_health_t *h, uint64_t now)
+{
+    rec(h, 0, LX_HEALTH_SERVER, now);
+    rec_ok(h, 1, 100 + now / 1000, 0, 0, now);
+    return lx_health_rescore(h, now, NULL, NULL);
+}
+
+/* A replaced snapshot is rewritten only after every reader of the table's QSBR domain passed a
+ * quiescent point: a reader holding the published scores sees them unchanged through any number
+ * of re-scorings (deferred once both spares are held) until its quiescent point; an offline
+ * reader holds nothing back. */
+static void test_grace_period(void **st)
+{
+    (void)st;
+    lx_qsbr_t *q = lx_qsbr_new(2);
+    assert_non_null(q);
+    lx_health_opts_t o = opts_small();
+    o.qsbr = q;
+    lx_health_t *h = table(&o, 2, 1);
+    /* no quiescent point from either reader yet: the two spares were never published, so two
+     * re-scorings go ahead, and the third waits */
+    assert_true(rescore_changed(h, 1000));
+    assert_true(rescore_changed(h, 2000));
+    assert_false(rescore_changed(h, 3000));
+    lx_qsbr_offline(q, 1); /* reader 1 stops: only reader 0 counts from now */
+    assert_false(rescore_changed(h, 3500));
+    lx_qsbr_quiescent(q, 0);
+    assert_true(rescore_changed(h, 4000));
+
+    /* reader 0 takes the published scores and holds them */
+    const lx_health_score_t *held = lx_health_scores(h);
+    lx_health_score_t copy[2];
+    memcpy(copy, held, sizeof(copy));
+    uint64_t at;
+    assert_true(lx_health_last_rescore(h, &at));
+    assert_int_equal(at, 4000);
+    /* one re-scoring may use the spare replaced before reader 0's quiescent point; then both
+     * spares are held (the one it read, and the one it might have read before its next
+     * quiescent point): deferred, however often it is tried */
+    assert_true(rescore_changed(h, 5000));
+    assert_true(lx_health_scores(h) != held);
+    for (uint64_t t = 6000; t < 16000; t += 1000) {
+        assert_false(rescore_changed(h, t));
+        assert_memory_equal(held, copy, sizeof(copy));
+    }
+    assert_true(lx_health_last_rescore(h, &at));
+    assert_int_equal(at, 5000); /* the published one stays */
+    lx_qsbr_quiescent(q, 0);    /* done with it */
+    assert_true(rescore_changed(h, 16000));
+    assert_true(rescore_changed(h, 17000));
+    /* the deferred re-scorings lost nothing: every failure recorded on row 0 is counted */
+    assert_int_equal(lx_health_scores(h)[0].count[LX_HEALTH_SERVER], 18);
+    assert_int_equal(lx_health_scores(h)[1].count[LX_HEALTH_OK], 18);
+    lx_health_free(h);
+    lx_qsbr_free(q);
+}
+
 /* ---- threads ----------------------------------------------------------------------------- */
 
 #define SAMPLES 100000
 #define ROWS    4
+#define HOLD    32 /* samples a writer records while it holds the scores it read */
 
 typedef struct writer {
     lx_health_t *h;
+    lx_qsbr_t *q;
     unsigned shard;
     uint64_t sent[LX_HEALTH_N_OUTCOMES];
     uint64_t scores_read;
-    _Atomic int ack; /* re-scorings published before its latest snapshot read ended */
-    _Atomic bool done;
+    uint64_t rewritten; /* scores that changed while it held them: must stay 0 */
 } writer_t;
 
-/* The contract of lx_health_scores() is a grace period: a snapshot is reused by the second
- * re-scoring after it was replaced, and readers hold one for a request only. In the daemon
- * the period is minutes; here the re-scorer waits for the writers' acknowledgements instead,
- * which also gives ThreadSanitizer the happens-before that time gives the daemon. */
-static _Atomic int published;
+/* Each writer is also a reader of the published scores, as a worker is: it holds them for HOLD
+ * samples (its "turn"), checks they did not change meanwhile, then marks a quiescent point.
+ * The snapshot's contents reach it through lx_health_scores()'s acquire alone, and the
+ * re-scorer's reuse is ordered after its reads by the QSBR domain alone: ThreadSanitizer
+ * checks both. */
 static _Atomic int writers_done;
 
 static void *write_samples(void *arg)
 {
     writer_t *w = arg;
+    const lx_health_score_t *held = NULL;
+    lx_health_score_t copy;
     for (uint32_t i = 0; i < SAMPLES; i++) {
         size_t row = i % ROWS;
         uint64_t now = i / 10; /* 0 .. 10 s: the buckets rotate under the reader */
@@ -1064,52 +1129,39 @@ static void *write_samples(void *arg)
         (void)lx_health_available(w->h, row, now);
         (void)lx_health_admit(w->h, row, now);
         lx_health_record(w->h, w->shard, row, &s, now);
-        if (i % 64 == 0) { /* planning reads the published scores, lock-free */
-            /* relaxed: the snapshot's contents must reach us through lx_health_scores()'s
-             * acquire alone, so that ThreadSanitizer checks the table's publication */
-            int seen = atomic_load_explicit(&published, memory_order_relaxed);
-            const lx_health_score_t *sc = &lx_health_scores(w->h)[row];
-            assert_true(sc->score >= 0 && sc->score <= 1);
+        if (i % (2 * HOLD) == 0) { /* planning reads the published scores, lock-free */
+            held = lx_health_scores(w->h);
+            copy = held[0];
+            w->rewritten += !(held[0].score >= 0 && held[0].score <= 1);
             w->scores_read++;
-            /* done with it: the snapshot may be reused two re-scorings from now */
-            atomic_store_explicit(&w->ack, seen, memory_order_release);
+        } else if (i % (2 * HOLD) == HOLD) {
+            if (memcmp(&held[0], &copy, sizeof(copy)) != 0)
+                w->rewritten++;                /* (asserted on the main thread) */
+            lx_qsbr_quiescent(w->q, w->shard); /* done with it: the end of a turn */
         }
         lx_health_inflight_add(w->h, w->shard, row, -1);
         w->sent[s.outcome]++;
     }
-    atomic_store_explicit(&w->done, true, memory_order_release);
+    lx_qsbr_offline(w->q, w->shard);
     atomic_fetch_add(&writers_done, 1);
     return NULL;
 }
 
 typedef struct reader {
     lx_health_t *h;
-    writer_t *w;
     int rescores;
+    int deferred;
 } reader_t;
-
-/* Whether every writer is done with the snapshots older than the latest but one. */
-static bool grace_over(reader_t *r)
-{
-    int need = atomic_load_explicit(&published, memory_order_relaxed) - 1;
-    for (int i = 0; i < 2; i++) {
-        if (!atomic_load_explicit(&r->w[i].done, memory_order_acquire) &&
-            atomic_load_explicit(&r->w[i].ack, memory_order_acquire) < need)
-            return false;
-    }
-    return true;
-}
 
 static void *rescore_loop(void *arg)
 {
     reader_t *r = arg;
     while (atomic_load(&writers_done) < 2) {
-        if (!grace_over(r)) {
+        if (!lx_health_rescore(r->h, 10000, NULL, NULL)) {
+            r->deferred++;
             nanosleep(&(struct timespec){0, 50000}, NULL);
             continue;
         }
-        lx_health_rescore(r->h, 10000, NULL, NULL);
-        atomic_fetch_add_explicit(&published, 1, memory_order_release);
         char *out;
         size_t len;
         if (lx_health_format_json(r->h, 10000, &out, &len) == 0)
@@ -1124,13 +1176,15 @@ static void *rescore_loop(void *arg)
 static void test_threads(void **st)
 {
     (void)st;
+    lx_qsbr_t *q = lx_qsbr_new(2);
+    assert_non_null(q);
     lx_health_opts_t o = opts_small();
     o.window_ms = 15000;
+    o.qsbr = q;
     lx_health_t *h = lx_health_new(&o, KEYS, ROWS, 2, NULL);
     assert_non_null(h);
-    writer_t w[2] = {{.h = h, .shard = 0}, {.h = h, .shard = 1}};
-    reader_t rd = {h, w, 0};
-    atomic_store(&published, 0);
+    writer_t w[2] = {{.h = h, .q = q, .shard = 0}, {.h = h, .q = q, .shard = 1}};
+    reader_t rd = {h, 0, 0};
     pthread_t tw[2], tr;
     atomic_store(&writers_done, 0);
     assert_int_equal(pthread_create(&tr, NULL, rescore_loop, &rd), 0);
@@ -1141,8 +1195,9 @@ static void test_threads(void **st)
     pthread_join(tr, NULL);
     assert_true(rd.rescores > 0);
     assert_true(w[0].scores_read > 0 && w[1].scores_read > 0);
+    assert_int_equal(w[0].rewritten + w[1].rewritten, 0);
 
-    lx_health_rescore(h, 10000, NULL, NULL);
+    assert_true(lx_health_rescore(h, 10000, NULL, NULL)); /* (both readers offline) */
     const lx_health_score_t *s = lx_health_scores(h);
     uint64_t window[LX_HEALTH_N_OUTCOMES] = {0}, total[LX_HEALTH_N_OUTCOMES] = {0};
     for (size_t row = 0; row < ROWS; row++) {
@@ -1162,6 +1217,7 @@ static void test_threads(void **st)
     }
     assert_int_equal(all, 2 * SAMPLES);
     lx_health_free(h);
+    lx_qsbr_free(q);
 }
 
 int main(void)
@@ -1187,6 +1243,7 @@ int main(void)
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_hedged_outcome),
+        cmocka_unit_test(test_grace_period),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
