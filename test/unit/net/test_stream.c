@@ -2,7 +2,8 @@
  * test_stream.c - streams on a real loop over 127.0.0.1: bytes cross, several slices keep
  * their order and give their references back, close cancels pending writes and still returns
  * the references, an idle stream holds no chunk, read_into redirects reads, a reset reaches the
- * peer, a refused connect is reported, and lx_worker_post runs functions on the loop.
+ * peer, a refused connect is reported, lx_worker_post runs functions on the loop, and a loop
+ * marks a quiescent point of its QSBR domain every turn and goes offline when it ends.
  *
  * The same runs again over TLS (the listener has a server context, the client a client
  * context; certificates generated at start): the owner's view must not change. TLS-only tests:
@@ -21,6 +22,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -620,6 +622,62 @@ static void test_worker_post_after_close(void **state)
     lx_worker_dispose(&W);
 }
 
+static void close_fn(lx_worker_t *w, void *arg)
+{
+    (void)arg;
+    lx_worker_close_all(w);
+}
+
+static void noop_fn(lx_worker_t *w, void *arg)
+{
+    (void)w;
+    (void)arg;
+}
+
+/* Waits (bounded) until <t> has passed in <q>. */
+static bool wait_passed(lx_qsbr_t *q, uint64_t t)
+{
+    uint64_t dl = uv_hrtime() + DEADLINE_NS;
+    while (!lx_qsbr_passed(q, t) && uv_hrtime() < dl)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    return lx_qsbr_passed(q, t);
+}
+
+/* A worker given a QSBR domain marks a quiescent point at the end of each loop turn, and goes
+ * offline once its loop has ended (so a stopped worker holds no grace period open). */
+static void test_worker_quiescent(void **state)
+{
+    (void)state;
+    lx_qsbr_t *q = lx_qsbr_new(1);
+    assert_non_null(q);
+    W.qsbr = q;
+    uint64_t t = lx_qsbr_retire(q);
+    assert_false(lx_qsbr_passed(q, t));
+    RUN_UNTIL(lx_qsbr_passed(q, t)); /* a turn of this thread's loop */
+    W.qsbr = NULL;
+    lx_qsbr_free(q);
+
+    /* a worker on its own thread, reader 1 (reader 0 offline) */
+    q = lx_qsbr_new(2);
+    assert_non_null(q);
+    lx_qsbr_offline(q, 0);
+    lx_worker_t *w = calloc(1, sizeof(*w));
+    assert_non_null(w);
+    assert_int_equal(lx_worker_init(w, 1), 0);
+    w->qsbr = q;
+    assert_int_equal(lx_worker_start(w), 0);
+    /* (its first turn may come before or after this retirement: then it sleeps in its poll) */
+    t = lx_qsbr_retire(q);
+    assert_int_equal(lx_worker_post(w, noop_fn, NULL), 0); /* wakes it: one more turn */
+    assert_true(wait_passed(q, t));
+    assert_int_equal(lx_worker_post(w, close_fn, NULL), 0); /* its loop ends */
+    lx_worker_join(w);
+    assert_true(lx_qsbr_passed(q, lx_qsbr_retire(q))); /* offline: nothing to wait for */
+    lx_worker_dispose(w);
+    free(w);
+    lx_qsbr_free(q);
+}
+
 /* --- TLS only ------------------------------------------------------------------------------ */
 
 static void test_tls_handshake_before_connect_cb(void **state)
@@ -862,6 +920,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_listener_addr, setup, teardown),
         cmocka_unit_test_setup_teardown(test_worker_post, setup, teardown),
         cmocka_unit_test_setup(test_worker_post_after_close, setup),
+        cmocka_unit_test_setup_teardown(test_worker_quiescent, setup, teardown),
         /* the owner's view over TLS is the same */
         cmocka_unit_test_setup_teardown(test_bytes_cross, setup_tls, teardown),
         cmocka_unit_test_setup_teardown(test_slices_order_and_refs, setup_tls, teardown),
