@@ -184,6 +184,9 @@ static void carry_breaker(breaker_t *to, breaker_t *from)
     atomic_store_explicit(&to->cap, atomic_load_explicit(&from->cap, memory_order_relaxed),
                           memory_order_relaxed);
     st(&to->ejections, ld(&from->ejections));
+    st(&to->slow_until, ld(&from->slow_until));
+    atomic_store_explicit(&to->heads, atomic_load_explicit(&from->heads, memory_order_relaxed),
+                          memory_order_relaxed);
     /* a probe in flight on the old table frees its slot there: start with it free here */
     atomic_store_explicit(&to->fails, atomic_load_explicit(&from->fails, memory_order_relaxed),
                           memory_order_relaxed);
@@ -536,6 +539,32 @@ bool lx_health_admit(lx_health_t *h, size_t row, uint64_t now_ms)
     }
 }
 
+void lx_health_head(lx_health_t *h, size_t row, bool late, uint64_t now_ms)
+{
+    if (row >= h->n_rows)
+        return;
+    breaker_t *b = &h->brk[row];
+    int32_t n = atomic_load_explicit(&b->heads, memory_order_relaxed);
+    if (late) {
+        n = n > 0 ? (n < INT32_MAX ? n + 1 : n) : 1;
+        atomic_store_explicit(&b->heads, n, memory_order_relaxed);
+        if (n >= LX_HEALTH_LATE_HEADS && ld(&b->slow_until) <= now_ms) {
+            uint64_t hold = h->opts.rescore_interval_ms > 1000 ? h->opts.rescore_interval_ms : 1000;
+            st(&b->slow_until, now_ms + hold);
+        }
+        return;
+    }
+    n = n < 0 ? (n > INT32_MIN ? n - 1 : n) : -1;
+    atomic_store_explicit(&b->heads, n, memory_order_relaxed);
+    if (n <= -LX_HEALTH_LATE_HEADS && ld(&b->slow_until) > now_ms)
+        st(&b->slow_until, 0);
+}
+
+bool lx_health_slow(const lx_health_t *h, size_t row, uint64_t now_ms)
+{
+    return row < h->n_rows && ld(&h->brk[row].slow_until) > now_ms;
+}
+
 void lx_health_breaker_get(const lx_health_t *h, size_t row, uint64_t now_ms,
                            lx_health_breaker_t *out)
 {
@@ -554,6 +583,8 @@ void lx_health_breaker_get(const lx_health_t *h, size_t row, uint64_t now_ms,
         out->probe_in_flight = !probe_free(h, ld(&b->probe), now_ms);
     }
     out->consecutive_failures = atomic_load_explicit(&b->fails, memory_order_relaxed);
+    uint64_t su = ld(&b->slow_until);
+    out->slow_for_ms = su > now_ms ? su - now_ms : 0;
     out->ejections = ld(&b->ejections);
     uint64_t cu = ld(&b->cap_until);
     if (cu > now_ms) {

@@ -186,6 +186,7 @@ typedef struct lx_health_breaker {
     uint32_t cap;            /* a 429's concurrency cap in effect (LX_HEALTH_CAP_*); else 0 */
     uint64_t cap_for_ms;     /* time left of it; else 0 */
     bool probe_in_flight;    /* HALF_OPEN: the probe slot is taken */
+    uint64_t slow_for_ms;    /* time left of a latency outlier mark (lx_health_head); else 0 */
 } lx_health_breaker_t;
 
 typedef struct lx_health lx_health_t;
@@ -239,6 +240,21 @@ int64_t lx_health_in_flight(const lx_health_t *h, size_t row);
  * concurrency cap is in effect and reached (in-flight summed over the shards), or while
  * half-open with the probe slot taken; true otherwise. Takes nothing. */
 bool lx_health_available(const lx_health_t *h, size_t row, uint64_t now_ms);
+
+/*
+ * Latency outliers between re-scorings. A re-scoring demotes a row that is slow against its
+ * peers, but only at the next re-scoring (minutes by default), and a request sent to it
+ * meanwhile waits for its late head unless a hedge, within its budget, races it. So the
+ * caller reports each attempt's head: late (past the hedge threshold, LX_HEALTH_LATE_HEADS in a
+ * row, counted across workers) marks the row slow for max(rescore_interval, 1 s); the router
+ * then treats it as demoted (the exploration share, raced at once, no hedge target). As many
+ * timely heads in a row lift the mark early. Failures are the breaker's, not counted here.
+ */
+#define LX_HEALTH_LATE_HEADS 3
+void lx_health_head(lx_health_t *h, size_t row, bool late, uint64_t now_ms);
+
+/* Whether <row> is marked a latency outlier at <now_ms>. */
+bool lx_health_slow(const lx_health_t *h, size_t row, uint64_t now_ms);
 
 /* When an attempt is actually sent to <row>: true if it may go. Closed: true. Half-open: true
  * for exactly one caller, which takes the probe slot (until its outcome is recorded or the

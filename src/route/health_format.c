@@ -169,6 +169,8 @@ static void json_row(lx_strbuf_t *sb, const lx_health_t *h, size_t i, const lx_h
     lx_strbuf_u64(sb, b.retry_after_ms);
     LX_STRBUF_LIT(sb, ",\"concurrency_cap\":");
     lx_strbuf_u64(sb, b.cap);
+    LX_STRBUF_LIT(sb, ",\"slow_for_ms\":");
+    lx_strbuf_u64(sb, b.slow_for_ms);
     LX_STRBUF_LIT(sb, "}");
 }
 
@@ -189,7 +191,7 @@ int lx_health_format_json(const lx_health_t *h, uint64_t now_ms, char **out, siz
 {
     size_t n = lx_health_rows(h), cap = 256;
     for (size_t i = 0; i < n; i++)
-        cap += 1536 + 6 * keys_len(lx_health_row_key(h, i)); /* \u00XX at worst */
+        cap += 1600 + 6 * keys_len(lx_health_row_key(h, i)); /* \u00XX at worst */
     char *buf = malloc(cap);
     if (!buf)
         return LX_ENOMEM;

@@ -48,6 +48,8 @@ typedef struct breaker {
     _Atomic uint32_t fails;                  /* consecutive failures while closed */
     _Atomic uint32_t level;                  /* re-opens since the breaker last opened */
     _Atomic uint64_t ejections;              /* opens and re-opens since start */
+    _Atomic int32_t heads;       /* > 0: consecutive late heads; < 0: consecutive timely ones */
+    _Atomic uint64_t slow_until; /* a latency outlier before this (lx_health_head) */
 } breaker_t;
 
 typedef struct snap {

@@ -143,9 +143,11 @@ static void cand_health(const lx_route_ctx_t *x, const lx_health_score_t *scores
         size_t row = lx_route_row(x, model, route, j);
         bool avail = lx_health_available(x->table, row, now);
         const lx_health_score_t *s = &scores[row];
+        /* a latency outlier marked since the last re-scoring: as a demoted row (score 0) */
+        double score = lx_health_slow(x->table, row, now) ? 0 : s->score;
         /* an available endpoint beats an ejected one; then the higher score */
-        if ((avail && !c->available) || (avail == c->available && s->score > c->score)) {
-            c->score = s->score;
+        if ((avail && !c->available) || (avail == c->available && score > c->score)) {
+            c->score = score;
             c->has_data = s->has_data;
             c->tps_p50 = s->tps_p50;
             c->ttft_p50_ms = s->ttft_p50_ms;
@@ -314,10 +316,11 @@ static void fleet_rep(const lx_route_ctx_t *x, const lx_config_provider_t *pv, s
 {
     const lx_health_score_t *scores = lx_health_scores(x->table);
     int64_t f = lx_health_in_flight(x->table, row);
-    *rep = (lx_fleet_rep_t){.available = avail,
-                            .in_flight = f > 0 ? (uint32_t)LX_MIN(f, (int64_t)UINT32_MAX) : 0,
-                            .max_in_flight = pv->max_in_flight,
-                            .health = scores[row].score};
+    *rep =
+        (lx_fleet_rep_t){.available = avail,
+                         .in_flight = f > 0 ? (uint32_t)LX_MIN(f, (int64_t)UINT32_MAX) : 0,
+                         .max_in_flight = pv->max_in_flight,
+                         .health = lx_health_slow(x->table, row, now_ms) ? 0 : scores[row].score};
     if (pv->metrics_path == NULL || x->load == NULL)
         return;
     rep->max_in_flight = lx_fleet_cap_of(pv->max_in_flight, true, lx_load_slot_cap(&x->load[row]));
@@ -432,8 +435,11 @@ int lx_plan_pick_endpoint(const lx_route_ctx_t *x, lx_plan_entry_t e, uint64_t t
      * kept to the exploration share */
     const lx_health_score_t *scores = lx_health_scores(x->table);
     bool demoted[64];
-    for (size_t j = 0; j < n; j++)
-        demoted[j] = scores != NULL && scores[lx_route_row(x, e.model, e.route, j)].demoted;
+    for (size_t j = 0; j < n; j++) {
+        size_t row = lx_route_row(x, e.model, e.route, j);
+        demoted[j] =
+            (scores != NULL && scores[row].demoted) || lx_health_slow(x->table, row, now_ms);
+    }
     size_t j =
         lx_router_pick_replica(in_flight, avail, demoted, n, cfg->health_exploration, x->rng);
     return in_flight[j] == UINT32_MAX ? -1 : (int)j;

@@ -267,6 +267,54 @@ static void test_retry_after(void **st)
     lx_health_free(h);
 }
 
+/* Latency outliers between re-scorings: three late heads in a row mark a row slow for the
+ * re-scoring interval (1 s at least), a timely head breaks the run, three timely heads lift
+ * the mark, and the mark ends by itself. */
+static void test_late_heads(void **st)
+{
+    (void)st;
+    lx_health_opts_t o;
+    lx_health_opts_init(&o);
+    o.rescore_interval_ms = 5000;
+    lx_health_t *h = lx_health_new(&o, KEYS, 3, 2, NULL);
+    assert_non_null(h);
+    lx_health_head(h, 0, true, 100);
+    lx_health_head(h, 0, true, 110);
+    lx_health_head(h, 0, false, 120); /* (breaks the run) */
+    lx_health_head(h, 0, true, 130);
+    lx_health_head(h, 0, true, 140);
+    assert_false(lx_health_slow(h, 0, 150));
+    lx_health_head(h, 0, true, 150);
+    assert_true(lx_health_slow(h, 0, 150));
+    assert_false(lx_health_slow(h, 1, 150)); /* (other rows untouched) */
+    lx_health_breaker_t b;
+    lx_health_breaker_get(h, 0, 1150, &b);
+    assert_int_equal(b.slow_for_ms, 4000);
+    assert_true(lx_health_slow(h, 0, 5149));
+    assert_false(lx_health_slow(h, 0, 5150)); /* ends by itself */
+    /* marked again; timely heads lift it after three in a row */
+    for (int i = 0; i < 3; i++)
+        lx_health_head(h, 0, true, 6000);
+    assert_true(lx_health_slow(h, 0, 6001));
+    lx_health_head(h, 0, false, 6010);
+    lx_health_head(h, 0, false, 6020);
+    assert_true(lx_health_slow(h, 0, 6030));
+    lx_health_head(h, 0, false, 6030);
+    assert_false(lx_health_slow(h, 0, 6031));
+    lx_health_head(h, 99, true, 6040); /* (no such row: ignored) */
+    assert_false(lx_health_slow(h, 99, 6040));
+    lx_health_free(h);
+    /* a short re-scoring interval: the mark holds 1 s */
+    o.rescore_interval_ms = 200;
+    h = lx_health_new(&o, KEYS, 3, 1, NULL);
+    assert_non_null(h);
+    for (int i = 0; i < 3; i++)
+        lx_health_head(h, 2, true, 0);
+    assert_true(lx_health_slow(h, 2, 999));
+    assert_false(lx_health_slow(h, 2, 1000));
+    lx_health_free(h);
+}
+
 static void test_concurrency_cap(void **st)
 {
     (void)st;
@@ -926,7 +974,7 @@ static void test_json(void **st)
         "\"success_high\":1.0000,\"ttft_gm_ms\":null,\"ttft_p95_ms\":null},"
         "\"model_ttft_p95_ms\":null,\"breaker\":{\"state\":\"closed\",\"consecutive_"
         "failures\":0,\"ejections\":0,\"open_for_ms\":0},"
-        "\"retry_after_ms\":0,\"concurrency_cap\":0}]}");
+        "\"retry_after_ms\":0,\"concurrency_cap\":0,\"slow_for_ms\":0}]}");
     assert_int_equal(len, strlen(out));
     free(out);
 
@@ -943,7 +991,7 @@ static void test_json(void **st)
                                 "\"http://h/\\u0001\""));
     assert_non_null(strstr(out, "\"breaker\":{\"state\":\"open\",\"consecutive_failures\":0,"
                                 "\"ejections\":1,\"open_for_ms\":6000},\"retry_after_ms\":26000,"
-                                "\"concurrency_cap\":0}"));
+                                "\"concurrency_cap\":0,\"slow_for_ms\":0}"));
     free(out);
     assert_int_equal(lx_health_format_json(e, 10000, &out, &len), 0);
     assert_non_null(strstr(out, "\"state\":\"half_open\""));
@@ -1229,6 +1277,7 @@ int main(void)
         cmocka_unit_test(test_half_open_one_probe),
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_concurrency_cap),
+        cmocka_unit_test(test_late_heads),
         cmocka_unit_test(test_rescore_stats),
         cmocka_unit_test(test_percentile_precision),
         cmocka_unit_test(test_normalisation_and_prior),
