@@ -175,7 +175,7 @@ static bool hedge_target(const lx_gw_req_t *r, size_t mi, size_t ri, size_t ep, 
     if (cap > 0 && lx_health_in_flight(gh->table, row) >= (int64_t)cap)
         return false;
     return lx_health_scores(gh->table)[row].demoted == LX_HEALTH_NOT_DEMOTED &&
-           lx_health_available(gh->table, row, now);
+           !lx_health_slow(gh->table, row, now) && lx_health_available(gh->table, row, now);
 }
 
 /* When the attempt on <row> that starts at <now> is hedged (loop time, px->hedge_due), 0 for
@@ -184,10 +184,20 @@ static uint64_t hedge_due(const lx_gw_req_t *r, size_t row, uint64_t now)
 {
     if (r->gen->cfg->routing_hedge_budget_ppm == 0 || r->hedged || r->provider->no_hedge)
         return 0;
-    const lx_health_score_t *sc = &lx_health_scores(r->gen->health->table)[row];
-    uint64_t t =
-        lx_hedge_threshold_ms(sc->model_ttft_p95_ms, sc->demoted == LX_HEALTH_DEMOTED_LATENCY);
+    const lx_health_t *table = r->gen->health->table;
+    const lx_health_score_t *sc = &lx_health_scores(table)[row];
+    bool slow = sc->demoted == LX_HEALTH_DEMOTED_LATENCY || lx_health_slow(table, row, now);
+    uint64_t t = lx_hedge_threshold_ms(sc->model_ttft_p95_ms, slow);
     return t == LX_HEDGE_NEVER ? 0 : now + t;
+}
+
+/* The threshold the attempt on <row>'s head is judged late by (r->head_ms): the hedge's, for a
+ * row not known to be slow; 0 when unknown. */
+static uint32_t head_ms(const lx_gw_req_t *r, size_t row)
+{
+    const lx_health_score_t *sc = &lx_health_scores(r->gen->health->table)[row];
+    uint64_t t = lx_hedge_threshold_ms(sc->model_ttft_p95_ms, false);
+    return t == LX_HEDGE_NEVER || t > UINT32_MAX ? 0 : (uint32_t)t;
 }
 
 /* Prepares the next attempt from the plan position onwards: endpoint, admission, upstream
@@ -261,6 +271,10 @@ static int prepare_attempt(lx_gw_req_t *r)
         r->gen->in_flight[row]++;
         lx_health_inflight_add(gh->table, r->gw->worker.id, row, +1);
         set_proxy(r, rt, (size_t)ep, now);
+        if (!r->hedging) {
+            r->head_ms = head_ms(r, row);
+            r->head_late = false;
+        }
         r->px.hedge_due = hedge_due(r, row, now);
         return 0;
     }
@@ -341,6 +355,8 @@ void lx_dispatch_end_attempt(lx_gw_req_t *r, int code)
         .retry_after_ms = a->retry_after > 0 ? (uint64_t)a->retry_after * 1000 : 0,
     };
     a->ms = s.total_us / 1000;
+    if (s.outcome == LX_HEALTH_OK && s.ttfb_us > 0 && r->head_ms != 0 && !r->head_late)
+        lx_health_head(gh->table, r->row, s.ttfb_us > (uint64_t)r->head_ms * 1000, now);
     lx_health_record(gh->table, r->gw->worker.id, r->row, &s, now);
 }
 

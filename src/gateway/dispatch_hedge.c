@@ -94,6 +94,12 @@ lx_proxy_hedge_t *lx_dispatch_hedge(lx_gw_req_t *r)
     const lx_config_t *cfg = r->gen->cfg;
     lx_proxy_t *px = &r->px;
     uint64_t now = uv_now(&r->gw->worker.loop);
+    /* the head is late (not for a row raced at once: its threshold has not passed yet) */
+    if (!r->head_late && r->head_ms != 0 &&
+        lx_worker_clock_ns() - r->attempt_start_ns >= (uint64_t)r->head_ms * 1000000) {
+        r->head_late = true;
+        lx_health_head(r->gen->health->table, r->row, true, now);
+    }
     if (r->hedged || r->n_attempts >= cfg->routing_max_attempts ||
         r->n_attempts >= LX_GW_MAX_ATTEMPTS || now + LX_DISPATCH_MIN_ATTEMPT_MS > r->deadline_ms ||
         !lx_hedge_take(&r->gw->hedge_bucket))

@@ -104,6 +104,9 @@ typedef struct lx_gw_req {
     bool hedging;       /* prepare_attempt is choosing a hedge's replica */
     uint16_t other_idx; /* the hedge's attempt */
     lx_gw_leg_t other;  /* the hedge's leg while it races (in_flight: its count is held) */
+    /* The current attempt's head against the hedge threshold (health.h: lx_health_head). */
+    uint32_t head_ms; /* the threshold, ms after the attempt's start; 0: none known */
+    bool head_late;   /* reported late already (its hedge timer passed the threshold) */
     /* The request: */
     const char *upstream_path; /* "/chat/completions", ... */
     bool embeddings;
