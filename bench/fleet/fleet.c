@@ -53,7 +53,8 @@ enum { SC_DEGRADE, SC_SLOW, SC_OUTAGE, SC_RATELIMIT, SC_MIXED, SC_COUNT };
 static const char *const sc_name[SC_COUNT] = {"degrade", "slow", "outage", "ratelimit", "mixed"};
 static const char *const sc_desc[SC_COUNT] = {
     "at 1/6 of the run (10 s of 60) p2 starts failing 30% of requests",
-    "at 1/6 of the run (10 s of 60) p3's time to first byte grows by --slow-ms (300 ms)",
+    "at 1/6 of the run (10 s of 60) p3's time to first byte grows by --slow-ms (300 ms unless set; "
+    "--issue: 800 ms; see Faults above)",
     "the last endpoint goes down at 1/6 of the run (10 s of 60) and comes back --outage-s "
     "(25 s of 60) later",
     "p1 answers 429 above 4 concurrent requests, throughout",
