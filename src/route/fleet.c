@@ -69,14 +69,26 @@
  *   4. Least cost otherwise (no key, no ring, or a too busy), ties broken uniformly at random
  *      with the caller's state (GIE's max-score picker shuffles for the same reason).
  *
- *   5. In the queue (gateway/fleet_queue.c; the rules lx_fleet_prefs, lx_fleet_may_take,
- *      lx_fleet_move below): a slot that frees on replica r first serves the oldest request
- *      whose home is r, then the oldest that may go to r: its second replica (the next
- *      clockwise, where 3c sends it when h is full and no queue) after routing.affinity_wait,
- *      any after twice that; so the extra wait for a warm cache is bounded, and every wait by
- *      routing.queue_timeout. A request served away from its home takes its key along: for
- *      LX_FLEET_MOVE_TTL_MS that replica is the key's home (3b), so an overloaded home sheds
- *      whole prefixes, warm where they land, rather than single requests, cold everywhere.
+ *   5. In the queue (gateway/fleet_queue.c; the rules lx_fleet_prefs_in, lx_fleet_may_take,
+ *      lx_fleet_overdue, lx_fleet_move, lx_fleet_home below): a queued request's key is
+ *      placed or refreshed among the live replicas at its push, whether it had a pick or
+ *      queued behind others (lx_fleet_home). A slot that frees on replica r first serves the
+ *      oldest request whose home is r, unless an older request that may go to r is overdue
+ *      (it waited two steps, 2 x routing.affinity_wait, longer than r's oldest own one, or
+ *      any longer once 3/4 of routing.queue_timeout passed): then the oldest that may go to r
+ *      goes first. May go: its second replica (the next clockwise, where 3c sends it when h
+ *      is full and no queue) after routing.affinity_wait, any after twice that; so the extra
+ *      wait for a warm cache is bounded, and every wait by routing.queue_timeout. A request
+ *      served away from its home takes its key along when its home still has a full batch
+ *      waiting: for LX_FLEET_MOVE_TTL_MS that replica is the key's home (3b), so an
+ *      overloaded home sheds whole prefixes, warm where they land, rather than single
+ *      requests, cold everywhere. Homes whose queues are about as old (within two steps) keep
+ *      their own requests: the relative bound keeps affinity under an even overload, where
+ *      every request has waited longer than a step and an absolute bound ("waited more than
+ *      affinity_wait: anyone's") would turn the queue into FIFO. Measured on bench/fleet's GPU
+ *      fleet (src/route/README.md, "Admission queue"): a one-step margin that also moved the
+ *      key at every overdue serve cost 4 points of prefix hits at 90% load; this rule is
+ *      within the runs' noise of the unbounded one there, and 2 points better at 120%.
  */
 #include "route/fleet.h"
 
@@ -249,10 +261,15 @@ int lx_fleet_pick(const lx_fleet_rep_t *reps, size_t n, uint64_t prefix_key,
 
 uint64_t lx_fleet_prefs(const lx_ring_t *ring, uint64_t key, int home)
 {
+    return lx_fleet_prefs_in(ring, key, home, ~(uint64_t)0);
+}
+
+uint64_t lx_fleet_prefs_in(const lx_ring_t *ring, uint64_t key, int home, uint64_t avail)
+{
     uint8_t order[LX_FLEET_PREFS + 1];
     if (ring == NULL || key == 0)
         return LX_FLEET_NO_PREF;
-    size_t k = lx_ring_order(ring, key, ~(uint64_t)0, order, LX_FLEET_PREFS);
+    size_t k = lx_ring_order(ring, key, avail, order, LX_FLEET_PREFS);
     if (k == 0)
         return LX_FLEET_NO_PREF;
     if (k > LX_FLEET_PREFS)
@@ -313,6 +330,17 @@ void lx_fleet_move(lx_fleet_move_t *t, size_t n, uint64_t key, uint32_t route, i
     t[at] = (lx_fleet_move_t){key, until_ms, route, replica};
 }
 
+int lx_fleet_home(lx_fleet_move_t *t, size_t n, const lx_ring_t *ring, uint64_t key, uint32_t route,
+                  uint64_t avail, uint64_t now_ms)
+{
+    int h = lx_fleet_moved(t, n, key, route, now_ms);
+    if (h < 0 || h >= LX_RING_MAX_REPLICAS || !(avail >> h & 1u))
+        h = lx_fleet_place(t, n, ring, key, route, avail, now_ms);
+    if (h >= 0)
+        lx_fleet_move(t, n, key, route, h, now_ms + LX_FLEET_MOVE_TTL_MS);
+    return h;
+}
+
 int lx_fleet_place(const lx_fleet_move_t *t, size_t n, const lx_ring_t *ring, uint64_t key,
                    uint32_t route, uint64_t avail, uint64_t now_ms)
 {
@@ -361,6 +389,16 @@ bool lx_fleet_may_take(unsigned rank, uint64_t waited_ms, uint64_t step_ms, uint
     uint64_t before = timeout_ms / 4 * 3 + timeout_ms % 4 * 3 / 4; /* 3/4 of it, no overflow */
     any = any < before ? any : before;
     return waited_ms >= (rank == 1 && step_ms < any ? step_ms : any);
+}
+
+bool lx_fleet_overdue(uint64_t waited_ms, uint64_t home_waited_ms, uint64_t step_ms,
+                      uint64_t timeout_ms)
+{
+    if (waited_ms <= home_waited_ms)
+        return false; /* (not older: the home's own request goes first) */
+    uint64_t late = timeout_ms / 4 * 3 + timeout_ms % 4 * 3 / 4; /* as lx_fleet_may_take */
+    uint64_t margin = step_ms > UINT64_MAX / 2 ? UINT64_MAX : 2 * step_ms;
+    return waited_ms >= late || waited_ms - home_waited_ms >= margin;
 }
 
 /* ---- the learned max_in_flight ---- */

@@ -102,6 +102,9 @@ int lx_fleet_pick_ex(const lx_fleet_rep_t *reps, size_t n, uint64_t prefix_key,
 /* ... with <home> (>= 0: where the key was moved, lx_fleet_moved) first, the ring's order
  * after it. */
 uint64_t lx_fleet_prefs(const lx_ring_t *ring, uint64_t key, int home);
+/* lx_fleet_prefs() over the replicas of <avail> only (bit i: replica i is live): a dead
+ * replica takes no rank, so the live one after it is not held back a step for it. */
+uint64_t lx_fleet_prefs_in(const lx_ring_t *ring, uint64_t key, int home, uint64_t avail);
 /* The rank of replica <r> in <prefs>: 0 for the home, LX_FLEET_PREFS when it is not listed;
  * 0 for every replica under LX_FLEET_NO_PREF (a request without a key fits anywhere). */
 unsigned lx_fleet_pref_rank(uint64_t prefs, unsigned r);
@@ -110,6 +113,19 @@ unsigned lx_fleet_pref_rank(uint64_t prefs, unsigned r);
  * <timeout_ms> (the queue's timeout), so a request is never refused for waiting on its home
  * while another replica had room for it. */
 bool lx_fleet_may_take(unsigned rank, uint64_t waited_ms, uint64_t step_ms, uint64_t timeout_ms);
+/*
+ * The bound on home first. A free slot on replica r goes to the oldest request whose home is
+ * r, which waited <home_waited_ms>, unless an older one that may go to r (lx_fleet_may_take)
+ * and waited <waited_ms> is overdue: it waited at least 2 x <step_ms> (routing.affinity_wait,
+ * the wait after which lx_fleet_may_take lets it go anywhere) longer, or, from 3/4 of
+ * <timeout_ms> on, any longer at all. Then it goes first. So a request is never passed over by
+ * home requests that arrived more than two steps after it, and is not refused at its timeout
+ * while newer home requests are served elsewhere, while homes whose queues are about as old
+ * keep their own requests (and their caches). Its key moves only as before (the gateway: when
+ * its home still has a full batch waiting), not at every overdue serve.
+ */
+bool lx_fleet_overdue(uint64_t waited_ms, uint64_t home_waited_ms, uint64_t step_ms,
+                      uint64_t timeout_ms);
 
 /*
  * Keys moved off their ring home. The ring places keys, not load: with a few dozen prompt
@@ -153,6 +169,15 @@ int lx_fleet_place(const lx_fleet_move_t *t, size_t n, const lx_ring_t *ring, ui
 /* Records that <key> of <route> now goes to <replica>, until <until_ms>. */
 void lx_fleet_move(lx_fleet_move_t *t, size_t n, uint64_t key, uint32_t route, int replica,
                    uint64_t until_ms);
+
+/* The home of <key> on <ring> (<route>) for a request at <now_ms>, placed or refreshed: where
+ * it was moved while that replica is in <avail>, else a new placement (lx_fleet_place over
+ * <avail>); recorded for LX_FLEET_MOVE_TTL_MS from now. -1 (nothing recorded) without a key,
+ * a ring or a replica of <avail>. What a request's first attempt does (route/plan.c), and the
+ * queue's push for a request queued behind others without a pick (gateway/fleet_queue.c): a
+ * key in use never lapses to its ring home, nor stays on a dead replica. No allocation. */
+int lx_fleet_home(lx_fleet_move_t *t, size_t n, const lx_ring_t *ring, uint64_t key, uint32_t route,
+                  uint64_t avail, uint64_t now_ms);
 
 /*
  * A max_in_flight learned from the server's own figures, for an endpoint with metrics and no

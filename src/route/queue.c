@@ -179,8 +179,8 @@ static lx_queue_node_t *first_fit(lx_queue_t *q, int c,
     return NULL;
 }
 
-lx_queue_node_t *lx_queue_pop_fit(lx_queue_t *q, uint64_t now_ms,
-                                  bool (*fit)(void *arg, const lx_queue_node_t *n), void *arg)
+lx_queue_node_t *lx_queue_peek_fit(lx_queue_t *q, bool (*fit)(void *arg, const lx_queue_node_t *n),
+                                   void *arg)
 {
     int c = next_class(q);
     if (c < 0)
@@ -188,6 +188,13 @@ lx_queue_node_t *lx_queue_pop_fit(lx_queue_t *q, uint64_t now_ms,
     lx_queue_node_t *n = first_fit(q, c, fit, arg);
     if (n == NULL)
         n = first_fit(q, c == LX_QUEUE_BATCH ? LX_QUEUE_INTERACTIVE : LX_QUEUE_BATCH, fit, arg);
+    return n;
+}
+
+lx_queue_node_t *lx_queue_pop_fit(lx_queue_t *q, uint64_t now_ms,
+                                  bool (*fit)(void *arg, const lx_queue_node_t *n), void *arg)
+{
+    lx_queue_node_t *n = lx_queue_peek_fit(q, fit, arg);
     if (n != NULL)
         serve(q, n, now_ms);
     return n;

@@ -132,6 +132,12 @@ lx_queue_node_t *lx_queue_pop(lx_queue_t *q, uint64_t now_ms);
 lx_queue_node_t *lx_queue_pop_fit(lx_queue_t *q, uint64_t now_ms,
                                   bool (*fit)(void *arg, const lx_queue_node_t *n), void *arg);
 
+/* The node lx_queue_pop_fit() would take, left on the queue (nothing changes, nothing is
+ * counted), or NULL. O(len). For the fleet's bound on home first: whether an older request
+ * than a replica's own may take its slot. */
+lx_queue_node_t *lx_queue_peek_fit(lx_queue_t *q, bool (*fit)(void *arg, const lx_queue_node_t *n),
+                                   void *arg);
+
 /* Takes <n> off <q> (its client left). True when it was queued on <q>; false, and nothing
  * changes, when it is not queued or queued on another queue, so calling it twice, or on a node
  * already popped, expired or evicted, is harmless. O(1). */
