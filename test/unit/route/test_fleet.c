@@ -479,6 +479,82 @@ static void test_place(void **state)
     assert_true(ring_most > 9); /* (this seed's keys: the bound does something) */
 }
 
+/* A key's home for a request: its move while that replica is live, else placed among the live
+ * ones; refreshed either way (so a key in use never lapses), never on a dead replica. */
+static void test_home(void **state)
+{
+    (void)state;
+    static lx_fleet_move_t t[LX_FLEET_MOVES];
+    memset(t, 0, sizeof(t));
+    uint64_t key = key_homed_at(1);
+    assert_int_equal(lx_fleet_home(t, LX_FLEET_MOVES, &ring, key, 0, 0xf, 0), 1);
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, key, 0, LX_FLEET_MOVE_TTL_MS - 1), 1);
+    /* refreshed at each use: still there a TTL after the last one */
+    assert_int_equal(lx_fleet_home(t, LX_FLEET_MOVES, &ring, key, 0, 0xf, 20000), 1);
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, key, 0, 20000 + LX_FLEET_MOVE_TTL_MS - 1),
+                     1);
+    /* moved elsewhere: kept while live */
+    lx_fleet_move(t, LX_FLEET_MOVES, key, 0, 3, 30000);
+    assert_int_equal(lx_fleet_home(t, LX_FLEET_MOVES, &ring, key, 0, 0xf, 25000), 3);
+    /* its replica dead: placed again among the live ones, and recorded there */
+    int h = lx_fleet_home(t, LX_FLEET_MOVES, &ring, key, 0, 0x7, 26000);
+    assert_int_equal(h, lx_ring_home(&ring, key, 0x7));
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, key, 0, 26001), h);
+    h = lx_fleet_home(t, LX_FLEET_MOVES, &ring, key, 0, 0xd, 27000); /* (1 dead too) */
+    assert_true(h == 0 || h == 2 || h == 3);
+    assert_int_equal(h, lx_ring_home(&ring, key, 0xd));
+    /* nothing live, no key, no ring: -1, nothing recorded */
+    assert_int_equal(lx_fleet_home(t, LX_FLEET_MOVES, &ring, key, 5, 0, 0), -1);
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, key, 5, 1), -1);
+    assert_int_equal(lx_fleet_home(t, LX_FLEET_MOVES, &ring, 0, 0, 0xf, 0), -1);
+    assert_int_equal(lx_fleet_home(t, LX_FLEET_MOVES, NULL, 77, 0, 0xf, 0), -1);
+    assert_int_equal(lx_fleet_moved(t, LX_FLEET_MOVES, 77, 0, 1), -1);
+}
+
+/* The preference over the live replicas: a dead one takes no rank. */
+static void test_prefs_in(void **state)
+{
+    (void)state;
+    uint64_t s = 9;
+    for (int k = 0; k < 200; k++) {
+        uint64_t key = next_key(&s);
+        uint8_t order[N];
+        lx_ring_order(&ring, key, ~(uint64_t)0, order, N);
+        uint64_t live = 0xfu & ~(1u << order[1]); /* the second dead */
+        uint64_t pr = lx_fleet_prefs_in(&ring, key, -1, live);
+        assert_int_equal(lx_fleet_pref_rank(pr, order[0]), 0);
+        assert_int_equal(lx_fleet_pref_rank(pr, order[2]), 1);
+        assert_int_equal(lx_fleet_pref_rank(pr, order[3]), 2);
+        assert_int_equal(lx_fleet_pref_rank(pr, order[1]), LX_FLEET_PREFS);
+        pr = lx_fleet_prefs_in(&ring, key, order[3], live); /* a home placed: first */
+        assert_int_equal(lx_fleet_pref_rank(pr, order[3]), 0);
+        assert_int_equal(lx_fleet_pref_rank(pr, order[0]), 1);
+        assert_int_equal(lx_fleet_pref_rank(pr, order[2]), 2);
+        assert_true(lx_fleet_prefs_in(&ring, key, -1, ~(uint64_t)0) ==
+                    lx_fleet_prefs(&ring, key, -1));
+    }
+    assert_true(lx_fleet_prefs_in(&ring, 5, -1, 0) == LX_FLEET_NO_PREF); /* none live */
+}
+
+/* The bound on home first: older by two steps goes first; from 3/4 of the timeout, older at
+ * all; never a request as old as the home's own or younger. */
+static void test_overdue(void **state)
+{
+    (void)state;
+    assert_false(lx_fleet_overdue(1000, 800, 300, 5000)); /* 200 ms older: the home's own */
+    assert_false(lx_fleet_overdue(1399, 800, 300, 5000));
+    assert_true(lx_fleet_overdue(1400, 800, 300, 5000)); /* two steps older */
+    assert_false(lx_fleet_overdue(800, 800, 300, 5000));
+    assert_false(lx_fleet_overdue(700, 800, 300, 5000));
+    assert_false(lx_fleet_overdue(3749, 3500, 300, 5000));
+    assert_true(lx_fleet_overdue(3750, 3500, 300, 5000)); /* 3/4 of the timeout: any older */
+    assert_false(lx_fleet_overdue(3750, 3750, 300, 5000));
+    assert_true(lx_fleet_overdue(1, 0, 0, 5000)); /* no affinity wait: oldest first */
+    assert_false(lx_fleet_overdue(0, 0, 0, 5000));
+    assert_true(lx_fleet_overdue(7, 5, UINT64_MAX, 8)); /* (no overflow) */
+    assert_false(lx_fleet_overdue(5, 4, UINT64_MAX, 8));
+}
+
 /* A server whose batch holds <limit>: llmux sends its cap, the server runs up to limit and
  * queues the rest; one scrape per step. The cap learned settles at limit, give or take one. */
 static uint32_t drive(uint32_t state, uint32_t limit, int steps, uint32_t *lo, uint32_t *hi)
@@ -552,6 +628,9 @@ int main(void)
         cmocka_unit_test_setup(test_may_take, setup),
         cmocka_unit_test_setup(test_moves, setup),
         cmocka_unit_test_setup(test_place, setup),
+        cmocka_unit_test_setup(test_home, setup),
+        cmocka_unit_test_setup(test_prefs_in, setup),
+        cmocka_unit_test_setup(test_overdue, setup),
         cmocka_unit_test_setup(test_learn_cap, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

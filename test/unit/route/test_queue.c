@@ -792,6 +792,34 @@ static void test_pop_fit(void **state)
     assert_int_equal(q.stats.served[B], 4);
 }
 
+/* peek_fit: the node pop_fit would take, left where it is, nothing counted. */
+static void test_peek_fit(void **state)
+{
+    (void)state;
+    lx_queue_t q;
+    lx_queue_init(&q, 16, 1000, 2);
+    req_t r[4];
+    reqs_init(r, 4);
+    const uint64_t tags[4] = {1, 2, 2, 1}; /* 0, 1 interactive, 2, 3 batch */
+    for (int i = 0; i < 4; i++) {
+        r[i].node.tag = tags[i];
+        assert_true(push(&q, &r[i], i < 2 ? I : B, (uint64_t)i));
+    }
+    uint64_t want = 2;
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(id_of(lx_queue_peek_fit(&q, tag_is, &want)), 1);
+    assert_int_equal(lx_queue_len(&q), 4);
+    assert_int_equal(q.stats.served[I] + q.stats.served[B], 0);
+    assert_int_equal(id_of(lx_queue_pop_fit(&q, 5, tag_is, &want)), 1);
+    /* batch_every 2: after one interactive pop the next is batch's, for peek as for pop */
+    want = 1;
+    assert_int_equal(id_of(lx_queue_peek_fit(&q, tag_is, &want)), 3);
+    assert_int_equal(id_of(lx_queue_pop_fit(&q, 6, tag_is, &want)), 3);
+    want = 9;
+    assert_null(lx_queue_peek_fit(&q, tag_is, &want));
+    assert_int_equal(lx_queue_len(&q), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -801,6 +829,7 @@ int main(void)
         cmocka_unit_test(test_remove),       cmocka_unit_test(test_retry_after_rate),
         cmocka_unit_test(test_drain_idle),   cmocka_unit_test(test_retry_after_no_rate),
         cmocka_unit_test(test_model_check),  cmocka_unit_test(test_pop_fit),
+        cmocka_unit_test(test_peek_fit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
