@@ -9,8 +9,9 @@
  *                                                         (Retry-After: the drain rate)
  *   api.c on_proxy_finish (an attempt ended: a slot may be free) ─> lx_gw_queue_slot_freed
  *     ─> the queue timer at 0 ms ─> lx_gw_queue_kick: expired ones 429, then per replica with
- *        room: its own requests (their key's home), then those that waited long enough for
- *        it (route/fleet.c step 5) ─> pinned to it, api.c lx_api_resume (the proxy starts)
+ *        room: its own requests (their key's home) unless an older one is overdue for it,
+ *        then the oldest that may take it (route/fleet.c step 5), of a route in its plan
+ *        ─> that plan entry first, pinned to it, api.c lx_api_resume (the proxy starts)
  *   the queue timer, while anything waits: at min(next deadline, now + 10 ms) (slots freed on
  *     other workers are not signalled: this is how they are noticed)
  *   the client leaves (api.c on_queued_abort) ─> lx_gw_queue_leave: off the queue at once
@@ -53,9 +54,23 @@ static lx_queue_class_t class_of(const lx_gw_req_t *r)
     return LX_QUEUE_INTERACTIVE;
 }
 
-/* <r>'s replica preference (route/fleet.h lx_fleet_prefs) on the ring of the route it waits
- * for. */
-static uint64_t prefs_of(const lx_gw_req_t *r)
+/* The replicas of plan entry <e> of <g> that are live at <now> (bit j: endpoint j; <n> of
+ * them, at most 64): available in the health table (breaker, Retry-After). */
+static uint64_t live_of(const lx_gw_gen_t *g, lx_plan_entry_t e, size_t n, uint64_t now)
+{
+    uint64_t live = 0;
+    for (size_t j = 0; j < n && j < 64; j++)
+        if (lx_health_available(g->health->table, lx_gw_row(g->health, e.model, e.route, j), now))
+            live |= (uint64_t)1 << j;
+    return live;
+}
+
+/* <r>'s replica preference (route/fleet.h lx_fleet_prefs_in) on the ring of the route it waits
+ * for, over its live replicas, after its key is placed or refreshed there (lx_fleet_home): a
+ * request queued behind others had no pick, which is what places keys otherwise, so under
+ * standing load a key would lapse to its ring home (a dead replica included) after
+ * LX_FLEET_MOVE_TTL_MS. A few loads and one table set's scan: no syscall, no allocation. */
+static uint64_t prefs_of(lx_gw_req_t *r, uint64_t now)
 {
     const lx_gw_health_t *h = r->gen->health;
     lx_plan_entry_t e = r->plan[r->full_pos];
@@ -63,9 +78,12 @@ static uint64_t prefs_of(const lx_gw_req_t *r)
         return LX_FLEET_NO_PREF;
     size_t ri = h->model_base[e.model] + e.route;
     const lx_ring_t *ring = &h->rings[ri];
-    int home = lx_fleet_moved(r->gen->moves, LX_FLEET_MOVES, r->prefix_key, (uint32_t)ri,
-                              uv_now(&r->gw->worker.loop));
-    return ring->n_replicas > 0 ? lx_fleet_prefs(ring, r->prefix_key, home) : LX_FLEET_NO_PREF;
+    if (ring->n_replicas == 0)
+        return LX_FLEET_NO_PREF;
+    uint64_t live = live_of(r->gen, e, ring->n_replicas, now);
+    int home =
+        lx_fleet_home(r->gen->moves, LX_FLEET_MOVES, ring, r->prefix_key, (uint32_t)ri, live, now);
+    return lx_fleet_prefs_in(ring, r->prefix_key, home, live);
 }
 
 /* The generations of <w> that may hold waiting requests: the current one, then the retired. */
@@ -106,7 +124,7 @@ int lx_gw_queue_push(lx_gw_req_t *r, char *msg, size_t cap)
     lx_queue_t *q = queue_of(r);
     uint64_t now = uv_now(&w->worker.loop);
     lx_queue_node_t *evicted = NULL;
-    r->qnode.tag = prefs_of(r);
+    r->qnode.tag = prefs_of(r, now);
     if (!lx_queue_push(q, &r->qnode, class_of(r), now, &evicted)) {
         lx_gw_refusal_t *f = r->refusal;
         if (f != NULL) {
@@ -193,28 +211,69 @@ static void on_expired(void *arg, lx_queue_node_t *n)
 }
 
 /* Which queued requests a free slot on endpoint <ep> of route <route> may take. */
+typedef enum fit_mode {
+    FIT_HOME,    /* the requests whose home it is */
+    FIT_OVERDUE, /* the others that may take it and are overdue (lx_fleet_overdue) against
+                    home_waited_ms */
+    FIT_ANY,     /* every request that may take it (lx_fleet_may_take) */
+} fit_mode_t;
+
 typedef struct fit {
     size_t route;
     unsigned ep;
     uint32_t ring; /* the route's index among all (model_base[m] + route) */
     const lx_fleet_move_t *moves;
-    bool home_only; /* the first pass: requests whose home it is */
+    bool home_first; /* the kick's first pass: each replica's own requests (bounded) */
+    fit_mode_t mode;
+    uint64_t home_waited_ms; /* FIT_OVERDUE: the wait of the replica's oldest own request */
     uint64_t now, step_ms, timeout_ms;
 } fit_t;
+
+/* The position of <r>'s plan entry on route <route> of the model it waits for, or -1 (its
+ * plan has none: provider.only, ignore, ...). */
+static int entry_of(const lx_gw_req_t *r, size_t route)
+{
+    lx_plan_entry_t e = r->plan[r->full_pos];
+    if (e.route == route)
+        return r->full_pos;
+    for (size_t i = 0; i < r->n_plan; i++)
+        if (r->plan[i].model == e.model && r->plan[i].route == route)
+            return (int)i;
+    return -1;
+}
+
+/* The rank of <f>'s replica in <n>'s preference: 0 its home (by its tag, or its key moved
+ * there while it waited), LX_FLEET_PREFS on another route than the one it waits for. */
+static unsigned rank_at(const fit_t *f, const lx_queue_node_t *n)
+{
+    const lx_gw_req_t *r = lx_container_of(n, lx_gw_req_t, qnode);
+    if (r->plan[r->full_pos].route != f->route)
+        return LX_FLEET_PREFS;
+    unsigned rank = lx_fleet_pref_rank(n->tag, f->ep);
+    if (rank > 0 && f->moves != NULL &&
+        lx_fleet_moved(f->moves, LX_FLEET_MOVES, r->prefix_key, f->ring, f->now) == (int)f->ep)
+        rank = 0; /* its key moved here while it waited: this is its home now */
+    return rank;
+}
+
+static uint64_t waited_of(const fit_t *f, const lx_queue_node_t *n)
+{
+    return f->now > n->enqueued_ms ? f->now - n->enqueued_ms : 0;
+}
 
 static bool fits(void *arg, const lx_queue_node_t *n)
 {
     const fit_t *f = arg;
-    const lx_gw_req_t *r = lx_container_of(n, lx_gw_req_t, qnode);
-    bool same = r->plan[r->full_pos].route == f->route;
-    unsigned rank = same ? lx_fleet_pref_rank(n->tag, f->ep) : LX_FLEET_PREFS;
-    if (rank > 0 && same && f->moves != NULL &&
-        lx_fleet_moved(f->moves, LX_FLEET_MOVES, r->prefix_key, f->ring, f->now) == (int)f->ep)
-        rank = 0; /* its key moved here while it waited: this is its home now */
-    if (f->home_only)
+    if (entry_of(lx_container_of(n, lx_gw_req_t, qnode), f->route) < 0)
+        return false; /* (it would be sent to a route of its plan, which may be full) */
+    unsigned rank = rank_at(f, n);
+    if (f->mode == FIT_HOME)
         return rank == 0;
-    uint64_t waited = f->now > n->enqueued_ms ? f->now - n->enqueued_ms : 0;
-    return lx_fleet_may_take(rank, waited, f->step_ms, f->timeout_ms);
+    uint64_t waited = waited_of(f, n);
+    if (!lx_fleet_may_take(rank, waited, f->step_ms, f->timeout_ms))
+        return false;
+    return f->mode == FIT_ANY ||
+           (rank > 0 && lx_fleet_overdue(waited, f->home_waited_ms, f->step_ms, f->timeout_ms));
 }
 
 /* Requests of <q> whose home (rank 0) is replica <home> of the ring <tag>s are made on. */
@@ -244,25 +303,64 @@ static bool overloaded(const lx_gw_gen_t *g, lx_plan_entry_t e, uint64_t tag)
     return backlog(&g->queues[e.model], tag) >= (cap > 0 ? cap : 1);
 }
 
-/* Starts <r> on the replica <f> found for it (its pin, when that replica is of its plan
- * entry 0's route: dispatch.c applies the pin to the first attempt of entry 0). Away from its
- * home, its key follows it (route/fleet.h lx_fleet_move). */
+/* Makes <r>'s plan entry on route <route> the one its resumption starts from (dispatch.c
+ * starts from r->full_pos and pins only entry 0): a later entry moves up to r->full_pos (those
+ * between follow it, in order), an earlier one becomes r->full_pos. */
+static void to_route(lx_gw_req_t *r, size_t route)
+{
+    int p = entry_of(r, route);
+    if (p < 0 || p == r->full_pos)
+        return;
+    if (p < r->full_pos) {
+        r->full_pos = (int16_t)p;
+        return;
+    }
+    lx_plan_entry_t e = r->plan[p];
+    memmove(&r->plan[r->full_pos + 1], &r->plan[r->full_pos],
+            (size_t)(p - r->full_pos) * sizeof(e));
+    r->plan[r->full_pos] = e;
+}
+
+/* Starts <r> on the replica <f> found for it: its plan entry on that route first, pinned to
+ * that replica when it is entry 0 (dispatch.c applies the pin to the first attempt of entry
+ * 0; another entry's fleet choice takes a replica with room, as this one has). Away from its
+ * home, its key follows it (route/fleet.h lx_fleet_move) when its home is overloaded. */
 static void start_on(lx_gw_worker_t *w, lx_gw_req_t *r, const fit_t *f)
 {
     w->n_waiting--;
     lx_gw_gen_t *g = r->gen;
     lx_plan_entry_t e = r->plan[r->full_pos];
     if (e.route == f->route && r->prefix_key != 0 && g->moves != NULL &&
-        lx_fleet_pref_rank(r->qnode.tag, f->ep) > 0 && overloaded(g, e, r->qnode.tag)) {
+        rank_at(f, &r->qnode) > 0 && overloaded(g, e, r->qnode.tag)) {
         size_t ri = g->health->model_base[e.model] + e.route;
         lx_fleet_move(g->moves, LX_FLEET_MOVES, r->prefix_key, (uint32_t)ri, (int)f->ep,
                       f->now + LX_FLEET_MOVE_TTL_MS);
     }
-    r->pin_ep = r->full_pos == 0 && r->plan[0].route == f->route ? (int)f->ep : -1;
+    to_route(r, f->route);
+    r->pin_ep = r->full_pos == 0 ? (int)f->ep : -1;
     lx_api_resume(r); /* (its attempt counts now) */
 }
 
-/* One pass over the free replicas of model <m>: each takes the oldest request that fits it,
+/* The next request for <f>'s replica, taken off <q>, or NULL. The first pass: the oldest
+ * whose home it is, unless an older one that may take it is overdue (then none: the slot is
+ * left to the second pass, which serves the oldest that may take it, after every other free
+ * home had its own). The second pass: the oldest that may take it. */
+static lx_queue_node_t *next_for(lx_queue_t *q, fit_t *f)
+{
+    f->mode = f->home_first ? FIT_HOME : FIT_ANY;
+    if (!f->home_first)
+        return lx_queue_pop_fit(q, f->now, fits, f);
+    lx_queue_node_t *h = lx_queue_peek_fit(q, fits, f);
+    if (h == NULL)
+        return NULL;
+    f->mode = FIT_OVERDUE;
+    f->home_waited_ms = waited_of(f, h);
+    bool older = lx_queue_peek_fit(q, fits, f) != NULL;
+    f->mode = FIT_HOME;
+    return older ? NULL : lx_queue_pop_fit(q, f->now, fits, f);
+}
+
+/* One pass over the free replicas of model <m>: each takes the requests next_for() gives it,
  * as long as it has room. Returns how many started. */
 static size_t serve_pass(lx_gw_worker_t *w, lx_gw_gen_t *g, size_t m, fit_t *f)
 {
@@ -277,7 +375,7 @@ static size_t serve_pass(lx_gw_worker_t *w, lx_gw_gen_t *g, size_t m, fit_t *f)
             f->ep = (unsigned)j;
             f->ring = (uint32_t)(h->model_base[m] + rt);
             while (lx_queue_len(q) > 0 && row_free(h, pv, lx_gw_row(h, m, rt, j), f->now)) {
-                lx_queue_node_t *n = lx_queue_pop_fit(q, f->now, fits, f);
+                lx_queue_node_t *n = next_for(q, f);
                 if (n == NULL)
                     break;
                 start_on(w, lx_container_of(n, lx_gw_req_t, qnode), f);
@@ -289,11 +387,12 @@ static size_t serve_pass(lx_gw_worker_t *w, lx_gw_gen_t *g, size_t m, fit_t *f)
 }
 
 /* Expired requests get their 429; then free slots take waiting requests: first each replica
- * the requests whose home it is (oldest first, interactive before batch), then the others
- * that waited long enough for it (route/fleet.h lx_fleet_may_take: the second replica after
- * routing.affinity_wait, any after twice that). A slot no request may take yet stays free
- * for a request of its own that arrives, or until a wait runs out (the timer looks again
- * within QUEUE_RECHECK_MS). */
+ * the requests whose home it is (oldest first, interactive before batch) while no older
+ * request that may take it is overdue (route/fleet.h lx_fleet_overdue), then the oldest that
+ * may take it (lx_fleet_may_take: the second replica after routing.affinity_wait, any after
+ * twice that), only on a route of its plan. A slot no request may take yet stays free for a
+ * request of its own that arrives, or until a wait runs out (the timer looks again within
+ * QUEUE_RECHECK_MS). */
 static void kick_gen(lx_gw_worker_t *w, lx_gw_gen_t *g, uint64_t now)
 {
     for (size_t m = 0; g->queues != NULL && m < g->cfg->n_models; m++) {
@@ -301,14 +400,14 @@ static void kick_gen(lx_gw_worker_t *w, lx_gw_gen_t *g, uint64_t now)
         if (lx_queue_len(q) == 0)
             continue;
         lx_queue_expire(q, now, on_expired, q);
-        fit_t f = {.home_only = true,
+        fit_t f = {.home_first = true,
                    .moves = g->moves,
                    .now = now,
                    .step_ms = g->cfg->routing_affinity_wait_ms,
                    .timeout_ms = q->timeout_ms};
         while (lx_queue_len(q) > 0 && serve_pass(w, g, m, &f) > 0) {
         }
-        f.home_only = false;
+        f.home_first = false;
         while (lx_queue_len(q) > 0 && serve_pass(w, g, m, &f) > 0) {
         }
     }

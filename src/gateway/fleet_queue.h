@@ -11,8 +11,10 @@
 #include "gateway/request.h"
 #include "gateway/worker.h"
 
-/* Queues <r> (its first attempt found every replica of plan entry r->full_pos full) on its
- * model's queue, interactive or batch by its key's priority. 0 when queued; 429 when the queue
+/* Queues <r> (its first attempt found every replica of plan entry r->full_pos full, or
+ * requests already waiting) on its model's queue, interactive or batch by its key's priority,
+ * its prompt key placed or refreshed among the live replicas (route/fleet.h lx_fleet_home).
+ * 0 when queued; 429 when the queue
  * is full, with <msg> and r->refusal's Retry-After (lx_queue_retry_after). An interactive
  * request may evict the newest batch one, which is answered 429 at once. */
 int lx_gw_queue_push(lx_gw_req_t *r, char *msg, size_t cap);
@@ -29,10 +31,11 @@ void lx_gw_queue_slot_freed(lx_gw_worker_t *w);
 uint32_t lx_gw_row_cap(const lx_gw_health_t *h, const lx_config_provider_t *pv, size_t row);
 
 /* A slot may have freed, or the timer fired: answers 429 to the requests whose deadline
- * passed, then, per replica with room, starts the oldest waiting request whose home it is,
- * then the oldest that waited long enough for it (route/fleet.h lx_fleet_may_take), pinned to
- * it; re-arms the timer while any waits (at the next deadline, and within 10 ms: slots freed
- * on other workers are not signalled). */
+ * passed, then, per replica with room, starts the oldest waiting request whose home it is
+ * unless an older one is overdue for it (route/fleet.h lx_fleet_overdue), then the oldest that
+ * waited long enough for it (lx_fleet_may_take), each only when its plan has that replica's
+ * route, that entry first and pinned to it; re-arms the timer while any waits (at the next
+ * deadline, and within 10 ms: slots freed on other workers are not signalled). */
 void lx_gw_queue_kick(lx_gw_worker_t *w);
 
 /* Shutdown: every waiting request is answered 503. */
