@@ -26,6 +26,9 @@
 
 #include "gateway/auth.h"
 #include "harness.h"
+#include "llm/body.h"
+#include "llm/prefix.h"
+#include "route/ring.h"
 
 /* ---- a replica: chat completions and a /metrics page ---------------------------------------- */
 
@@ -51,6 +54,8 @@ typedef struct rep {
     atomic_uint chats;    /* chat requests received */
     atomic_uint scrapes;  /* GET /metrics answered */
     atomic_uint delay_ms; /* before a chat answer */
+    atomic_int status;    /* of a chat answer: 0 is 200 (503: a dead replica) */
+    atomic_uint busy_max; /* the most chat requests it held at once */
     rep_conn_t conns[REP_CONNS];
 } rep_t;
 
@@ -117,6 +122,11 @@ static void rep_parse(rep_t *r, rep_conn_t *c)
         atomic_fetch_add(&r->chats, 1);
         c->pending = true;
         c->due = lx_harness_now_ms() + atomic_load(&r->delay_ms);
+        unsigned busy = 0;
+        for (int i = 0; i < REP_CONNS; i++)
+            busy += r->conns[i].fd >= 0 && r->conns[i].pending;
+        if (busy > atomic_load(&r->busy_max))
+            atomic_store(&r->busy_max, busy);
     }
     memmove(c->buf, c->buf + head + body, c->len - head - body);
     c->len -= head + body;
@@ -175,7 +185,9 @@ static void *rep_main(void *arg)
             rep_conn_t *c = &r->conns[i];
             if (c->fd >= 0 && c->pending && now >= c->due) {
                 c->pending = false;
-                reply(c->fd, 200, "application/json", CHAT_REPLY);
+                int st = atomic_load(&r->status);
+                reply(c->fd, st != 0 ? st : 200, "application/json",
+                      st == 0 || st == 200 ? CHAT_REPLY : "{\"error\":{\"message\":\"down\"}}");
                 rep_parse(r, c);
             }
         }
@@ -245,8 +257,10 @@ typedef struct fleet {
     rep_t *rep[N_REPS];
 } fleet_t;
 
-static fleet_t *fleet_start_ex(unsigned workers, const char *routing, const char *provider_extra,
-                               const char *auth)
+/* llmux over the three replicas (one provider, max_in_flight and the like in
+ * <provider_extra>), with <top_extra> (top-level sections) at the end of its configuration. */
+static fleet_t *fleet_start_top(unsigned workers, const char *routing, const char *provider_extra,
+                                const char *auth, const char *top_extra)
 {
     fleet_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
@@ -269,12 +283,19 @@ static fleet_t *fleet_start_ex(unsigned workers, const char *routing, const char
              "models:\n"
              "  - {id: m, context_length: 8192, providers: [{provider: fleet, model: up-m}]}\n"
              "auth: %s\n"
-             "log: {access_log: \"@LOG@\", level: error}\n",
+             "log: {access_log: \"@LOG@\", level: error}\n"
+             "%s",
              workers, routing, f->rep[0]->port, f->rep[0]->port, f->rep[1]->port, f->rep[2]->port,
-             provider_extra, auth);
+             provider_extra, auth, top_extra);
     lx_harness_opts_t o = {.mocks = 0};
     assert_int_equal(lx_harness_start(&f->h, &o, yaml), 0);
     return f;
+}
+
+static fleet_t *fleet_start_ex(unsigned workers, const char *routing, const char *provider_extra,
+                               const char *auth)
+{
+    return fleet_start_top(workers, routing, provider_extra, auth, "");
 }
 
 static fleet_t *fleet_start(unsigned workers, const char *routing)
@@ -943,6 +964,243 @@ static void test_queue_home_wait_bounded(void **state)
     fleet_stop(f);
 }
 
+/* ---- the queue: placement behind others, several routes, the bound on home first ----------- */
+
+#define CHAT "/v1/chat/completions"
+
+/* The ring key of prompt <tag>, as the gateway computes it (model m's seed, the first block). */
+static uint64_t key_of(char tag)
+{
+    char body[1024];
+    body_for(body, sizeof(body), tag, 0);
+    lx_body_scan_t scan;
+    assert_int_equal(lx_body_scan(body, strlen(body), &scan), 0);
+    lx_prefix_t p;
+    assert_true(lx_prefix_of_body(body, &scan, lx_prefix_seed("m", 1), 1, &p));
+    return p.key;
+}
+
+/* The first replica clockwise from prompt <tag>'s key among <avail>, on the ring the gateway
+ * builds over the three endpoint URLs. */
+static int ring_home(fleet_t *f, char tag, uint64_t avail)
+{
+    static uint64_t points[N_REPS * LX_RING_VNODES];
+    uint64_t ids[N_REPS];
+    for (int i = 0; i < N_REPS; i++) {
+        char url[64];
+        int n = snprintf(url, sizeof(url), "http://127.0.0.1:%u", f->rep[i]->port);
+        ids[i] = lx_ring_id(url, (size_t)n);
+    }
+    lx_ring_t ring;
+    assert_int_equal(lx_ring_build(&ring, ids, N_REPS, LX_RING_VNODES, points,
+                                   lx_ring_points_for(N_REPS, LX_RING_VNODES)),
+                     0);
+    return lx_ring_home(&ring, key_of(tag), avail);
+}
+
+typedef struct placed {
+    int dead;   /* the ejected replica */
+    char p, q;  /* two prompts ... */
+    int hp, hq; /* ... placed on the two live replicas; hq is where 'd' goes once re-placed */
+} placed_t;
+
+/* Reads <c>'s answer: 200, or 429 (the queue's timeout: allowed where a test overloads a
+ * replica on purpose and a loaded machine may make it wait that long). */
+static void read_ok_or_busy(lx_harness_conn_t *c)
+{
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_read(c, &r), 0);
+    assert_true(r.status == 200 || r.status == 429);
+    lx_harness_resp_free(&r);
+    lx_harness_close(c);
+}
+
+/* One replica dead: the ring home of prompt 'd' answers 503, and the first request of 'd' (a
+ * first key is placed on its ring home) ejects it (breaker_failures 1), failing over to a
+ * live one; 'd' stays placed on the dead replica. Then prompts p and q placed one on each live
+ * replica, q on the live ring home of 'd' (a first key goes to its live ring home, a second to
+ * its own too, at most 2 keys a replica). */
+static void one_dead(fleet_t *f, placed_t *s)
+{
+    s->dead = ring_home(f, 'd', 7);
+    atomic_store(&f->rep[s->dead]->status, 503);
+    char body[1024];
+    body_for(body, sizeof(body), 'd', 0);
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_post(f->h.port, CHAT, NULL, body, &r), 0);
+    assert_int_equal(r.status, 200);
+    lx_harness_resp_free(&r);
+    assert_int_equal(atomic_load(&f->rep[s->dead]->chats), 1);
+    uint64_t live = 7u & ~(1u << s->dead);
+    int hd = ring_home(f, 'd', live);
+    s->p = s->q = 0;
+    for (char t = 'e'; t <= 'z'; t++) {
+        bool at_hd = ring_home(f, t, live) == hd;
+        if (!at_hd && s->p == 0)
+            s->p = t;
+        if (at_hd && s->q == 0)
+            s->q = t;
+    }
+    assert_true(s->p != 0 && s->q != 0);
+    s->hp = send_one(f, s->p, 100);
+    s->hq = send_one(f, s->q, 101);
+    assert_int_not_equal(s->hp, s->dead);
+    assert_int_equal(s->hq, hd);
+}
+
+#define DEAD_HEALTH "health: {breaker_failures: 1, breaker_cooldown: 60s}\n"
+
+/* A request queued behind others (no pick) still has its key placed among the live replicas:
+ * prompt 'd', placed on a replica since ejected, is re-placed on the live one that frees
+ * first, instead of waiting affinity_wait (2 s) for its dead home. */
+static void test_queue_place_behind(void **state)
+{
+    (void)state;
+    fleet_t *f = fleet_start_top(1,
+                                 "balance: fleet, queue_size: 16, queue_timeout: 9s, "
+                                 "affinity_wait: 3s, scrape_interval: 60s",
+                                 QUEUE_FLEET, "none", DEAD_HEALTH);
+    placed_t s;
+    one_dead(f, &s);
+    atomic_store(&f->rep[s.hp]->delay_ms, 400);
+    atomic_store(&f->rep[s.hq]->delay_ms, 400);
+    unsigned before = total_chats(f), base_q = chats_of(f, s.hq);
+    lx_harness_conn_t c[4];
+    send_async(f, &c[0], CHAT, "", s.p, 0);
+    chats_reach(f, before + 1);
+    send_async(f, &c[1], CHAT, "", s.q, 1);
+    chats_reach(f, before + 2);
+    send_async(f, &c[2], CHAT, "", s.p, 2); /* waits for its full home: the queue is not empty */
+    lx_harness_sleep_ms(30);
+    uint64_t t0 = lx_harness_now_ms();
+    send_async(f, &c[3], CHAT, "", 'd', 3); /* queued behind it */
+    read_status(&c[3], 200, NULL);
+    uint64_t took = lx_harness_now_ms() - t0;
+    if (took >= 2500)
+        fprintf(stderr, "the re-placed request took %llu ms\n", (unsigned long long)took);
+    assert_true(took < 2500); /* ~400 ms of wait and 400 of answer; at its dead home, 3.4 s */
+    for (int i = 0; i < 3; i++)
+        read_status(&c[i], 200, NULL);
+    assert_int_equal(atomic_load(&f->rep[s.dead]->chats), 1);
+    assert_int_equal(chats_of(f, s.hq), base_q + 2); /* q's and 'd' */
+    fleet_stop(f);
+}
+
+/* llmux in front of two providers of model m, one replica each (max_in_flight 1). */
+static fleet_t *fleet_two_routes(const char *routing)
+{
+    fleet_t *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    for (int i = 0; i < N_REPS; i++)
+        f->rep[i] = rep_start();
+    atomic_store(&arrivals, 0);
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "listen: 127.0.0.1:0\n"
+             "workers: 1\n"
+             "timeouts: {shutdown: 200ms}\n"
+             "routing: {%s}\n"
+             "providers:\n"
+             "  - {name: pa, base_url: \"http://127.0.0.1:%u/v1\", max_in_flight: 1}\n"
+             "  - {name: pb, base_url: \"http://127.0.0.1:%u/v1\", max_in_flight: 1}\n"
+             "models:\n"
+             "  - {id: m, context_length: 8192, providers: [{provider: pa, model: up-m}, "
+             "{provider: pb, model: up-m}]}\n"
+             "auth: none\n"
+             "log: {access_log: \"@LOG@\", level: error}\n",
+             routing, f->rep[0]->port, f->rep[1]->port);
+    lx_harness_opts_t o = {.mocks = 0};
+    assert_int_equal(lx_harness_start(&f->h, &o, yaml), 0);
+    return f;
+}
+
+/* A request with the routing preferences <provider> (a JSON object), on its own connection. */
+static void send_pref(fleet_t *f, lx_harness_conn_t *c, const char *provider, int turn)
+{
+    char body[1024], req[1600];
+    snprintf(body, sizeof(body),
+             "{\"model\":\"m\",\"provider\":%s,\"messages\":[{\"role\":\"user\",\"content\":"
+             "\"question %d\"}]}",
+             provider, turn);
+    int n = snprintf(req, sizeof(req),
+                     "POST " CHAT " HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     strlen(body), body);
+    assert_int_equal(lx_harness_connect(c, f->h.port), 0);
+    assert_int_equal(lx_harness_send(c, req, (size_t)n), 0);
+}
+
+/* Two routes: a slot freed on the second serves the queued requests whose plan starts on the
+ * first (full) there, one at a time, and never sends them to the full one; a request whose
+ * plan has only the first route waits for it. */
+static void test_queue_two_routes(void **state)
+{
+    (void)state;
+    fleet_t *f = fleet_two_routes("balance: fleet, queue_size: 8, queue_timeout: 5s, "
+                                  "affinity_wait: 0s");
+    const char *ab = "{\"order\":[\"pa\",\"pb\"]}", *ba = "{\"order\":[\"pb\",\"pa\"]}";
+    atomic_store(&f->rep[0]->delay_ms, 900);
+    atomic_store(&f->rep[1]->delay_ms, 200);
+    lx_harness_conn_t c[6];
+    send_pref(f, &c[0], ab, 0); /* to pa */
+    chats_reach(f, 1);
+    send_pref(f, &c[1], ba, 1); /* to pb */
+    chats_reach(f, 2);
+    send_pref(f, &c[2], "{\"only\":[\"pa\"]}", 2); /* waits for pa alone */
+    for (int i = 3; i < 6; i++)
+        send_pref(f, &c[i], ab, i); /* pa first, both full: they wait */
+    for (int i = 0; i < 6; i++)
+        read_status(&c[i], 200, NULL);
+    fprintf(stderr, "pa held %u at once, pb %u\n", atomic_load(&f->rep[0]->busy_max),
+            atomic_load(&f->rep[1]->busy_max));
+    assert_int_equal(atomic_load(&f->rep[0]->busy_max), 1);
+    assert_int_equal(atomic_load(&f->rep[1]->busy_max), 1);
+    assert_int_equal(chats_of(f, 0) + chats_of(f, 1), 6);
+    assert_true(chats_of(f, 0) >= 2); /* (more only when pa freed before the last ones came) */
+    fleet_stop(f);
+}
+
+/* Home first is bounded: the requests of an overloaded home (one slot a second) are served by
+ * the other replica, which has requests of its own waiting all along but newer ones, instead of
+ * timing out (2.5 s); and their key moves there. */
+static void test_queue_home_first_bounded(void **state)
+{
+    (void)state;
+    fleet_t *f = fleet_start_top(1,
+                                 "balance: fleet, queue_size: 32, queue_timeout: 2500ms, "
+                                 "affinity_wait: 300ms, scrape_interval: 60s",
+                                 QUEUE_FLEET, "none", DEAD_HEALTH);
+    placed_t s;
+    one_dead(f, &s);
+    atomic_store(&f->rep[s.hp]->delay_ms, 1000);
+    atomic_store(&f->rep[s.hq]->delay_ms, 100);
+    unsigned before = total_chats(f);
+    lx_harness_conn_t c[48];
+    int n = 0;
+    send_async(f, &c[n++], CHAT, "", s.p, 0); /* holds p's home for 1 s */
+    chats_reach(f, before + 1);
+    for (int i = 1; i < 4; i++)
+        send_async(f, &c[n++], CHAT, "", s.p, i); /* wait for it */
+    uint64_t t0 = lx_harness_now_ms();
+    send_async(f, &c[n++], CHAT, "", s.q, 10);
+    send_async(f, &c[n++], CHAT, "", s.q, 11);
+    /* q's requests come faster than their home serves them (one per 60 ms, 100 ms each): it
+     * always has one waiting, each newer than p's */
+    for (int k = 12; n < 48 && lx_harness_now_ms() - t0 < 1600; k++) {
+        lx_harness_sleep_ms(60);
+        send_async(f, &c[n++], CHAT, "", s.q, k);
+    }
+    for (int i = 0; i < n; i++) {
+        if (i < 4)
+            read_status(&c[i], 200, NULL); /* p's: none timed out */
+        else
+            read_ok_or_busy(&c[i]);
+    }
+    assert_int_equal(send_one(f, s.p, 99), s.hq); /* p's key moved */
+    assert_int_equal(atomic_load(&f->rep[s.dead]->chats), 1);
+    fleet_stop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -961,6 +1219,9 @@ int main(void)
         cmocka_unit_test(test_prefix_estimate),
         cmocka_unit_test(test_queue_home_first),
         cmocka_unit_test(test_queue_home_wait_bounded),
+        cmocka_unit_test(test_queue_place_behind),
+        cmocka_unit_test(test_queue_two_routes),
+        cmocka_unit_test(test_queue_home_first_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
