@@ -90,6 +90,25 @@ static void health_free(lx_gw_health_t *h)
     free(h);
 }
 
+/* The learned max_in_flight (route/fleet.h lx_fleet_learn_cap, kept in the load slot) of each
+ * row whose (provider, endpoint URL, model) <previous> had, carried over: a reload would
+ * otherwise forget it, and until a scrape caught the server queueing again the fleet would
+ * count the replica as never full and send it past its batch limit. The scraped figures
+ * themselves are not carried (a new table's slots are stale until their first scrape). A
+ * scrape of the previous table that ends after this copy is lost: one step of the estimate.
+ * Linear search per row: on the control thread, once per reload. */
+static void carry_caps(lx_gw_health_t *h, const lx_gw_health_t *previous)
+{
+    if (previous == NULL || previous->load == NULL || previous->table == NULL)
+        return;
+    for (size_t row = 0; row < h->n_rows; row++) {
+        const lx_health_row_key_t *k = lx_health_row_key(h->table, row);
+        size_t old = lx_health_find(previous->table, k->provider, k->endpoint, k->model);
+        if (old < previous->n_rows)
+            lx_load_slot_set_cap(&h->load[row], lx_load_slot_cap(&previous->load[old]));
+    }
+}
+
 lx_gw_health_t *lx_gw_health_new(const lx_config_t *cfg, unsigned n_shards,
                                  const lx_gw_health_t *previous, lx_qsbr_t *qsbr)
 {
@@ -142,6 +161,7 @@ lx_gw_health_t *lx_gw_health_new(const lx_config_t *cfg, unsigned n_shards,
         lx_health_free(h->table);
         goto fail;
     }
+    carry_caps(h, previous);
     return h;
 fail:
     health_free(h);
