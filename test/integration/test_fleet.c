@@ -883,6 +883,94 @@ static void test_admin_learned_cap(void **state)
     fleet_stop(f);
 }
 
+/* The learned max_in_flight of row <i> (model m's row of replica i) on /admin/health: -1 for
+ * null. */
+static long learned_cap(fleet_t *f, int i)
+{
+    const char get[] = "GET /admin/health HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                       "admin-secret\r\n\r\n";
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_request(f->h.port, get, sizeof(get) - 1, &r), 0);
+    assert_int_equal(r.status, 200);
+    const char *fl = strstr(r.body, "\"fleet\":{\"balance\":\"fleet\"");
+    assert_non_null(fl);
+    char needle[200];
+    snprintf(needle, sizeof(needle), "\"endpoint\":\"http://127.0.0.1:%u\"", f->rep[i]->port);
+    const char *row = strstr(fl, needle);
+    assert_non_null(row);
+    const char *got = strstr(row, "\"learned_max_in_flight\":");
+    assert_non_null(got);
+    got += strlen("\"learned_max_in_flight\":");
+    long v = strncmp(got, "null", 4) == 0 ? -1 : strtol(got, NULL, 10);
+    lx_harness_resp_free(&r);
+    return v;
+}
+
+/* Whether GET /v1/models lists <id>. */
+static bool lists_model(fleet_t *f, const char *id)
+{
+    const char get[] = "GET /v1/models HTTP/1.1\r\nHost: t\r\n\r\n";
+    lx_harness_resp_t r;
+    assert_int_equal(lx_harness_request(f->h.port, get, sizeof(get) - 1, &r), 0);
+    char needle[64];
+    snprintf(needle, sizeof(needle), "\"id\":\"%s\"", id);
+    bool found = r.status == 200 && strstr(r.body, needle) != NULL;
+    lx_harness_resp_free(&r);
+    return found;
+}
+
+/* A reload keeps the max_in_flight learned for the endpoints it keeps: replica 1's server
+ * queued (learned 6 to 9), then shows nothing to learn from; after a reload that adds a model,
+ * its row still has the cap, and replica 0's still has none. */
+static void test_reload_keeps_learned_cap(void **state)
+{
+    (void)state;
+    uint8_t d[32];
+    char hex[65], auth[256];
+    lx_auth_hash("admin-secret", 12, d);
+    lx_auth_hex(d, hex);
+    snprintf(auth, sizeof(auth), "none\nadmin: {sha256: %s}", hex);
+    fleet_t *f = fleet_start_ex(1, "balance: fleet, scrape_interval: 50ms", "", auth);
+    rep_set_load(f->rep[1], 200, 3, 6);
+    scraped(f, 7, 2);
+    rep_set_load(f->rep[1], 200, 0, 0); /* (teaches nothing) */
+    scraped(f, 7, 1);
+    long before = learned_cap(f, 1);
+    assert_true(before >= 6 && before <= 9);
+    char yaml[4096];
+    snprintf(yaml, sizeof(yaml),
+             "listen: 127.0.0.1:0\n"
+             "workers: 1\n"
+             "timeouts: {shutdown: 200ms}\n"
+             "routing: {balance: fleet, scrape_interval: 50ms}\n"
+             "providers:\n"
+             "  - name: fleet\n"
+             "    base_url: http://127.0.0.1:%u/v1\n"
+             "    endpoints: [\"http://127.0.0.1:%u\", \"http://127.0.0.1:%u\", "
+             "\"http://127.0.0.1:%u\"]\n"
+             "    metrics: /metrics\n"
+             "models:\n"
+             "  - {id: m, context_length: 8192, providers: [{provider: fleet, model: up-m}]}\n"
+             "  - {id: m2, context_length: 8192, providers: [{provider: fleet, model: up-m2}]}\n"
+             "auth: %s\n"
+             "log: {access_log: \"%s\", level: error}\n",
+             f->rep[0]->port, f->rep[0]->port, f->rep[1]->port, f->rep[2]->port, auth,
+             f->h.log_path);
+    lx_config_t *cfg = NULL;
+    assert_int_equal(lx_config_parse("reload.yaml", yaml, strlen(yaml), stderr, &cfg), 0);
+    (void)lx_gateway_reload(f->h.gw, cfg); /* (LX_ECONFIG: the harness's store stays) */
+    lx_config_unref(cfg);
+    uint64_t until = lx_harness_now_ms() + 3000;
+    while (!lists_model(f, "m2")) { /* the worker has the new generation */
+        assert_true(lx_harness_now_ms() < until);
+        lx_harness_sleep_ms(5);
+    }
+    scraped(f, 7, 1);
+    assert_int_equal(learned_cap(f, 1), before);
+    assert_int_equal(learned_cap(f, 0), -1);
+    fleet_stop(f);
+}
+
 /* The replica each of the prompts 'a' and 'b' is placed on (one request each, alone): two
  * distinct ones (the first keys go to distinct replicas: at most ceil(1.125 (K + 1) / 3) each). */
 static void homes(fleet_t *f, int *ha, int *hb)
@@ -1215,6 +1303,7 @@ int main(void)
         cmocka_unit_test(test_queue_leave),
         cmocka_unit_test(test_admin_health),
         cmocka_unit_test(test_admin_learned_cap),
+        cmocka_unit_test(test_reload_keeps_learned_cap),
         cmocka_unit_test(test_queue_stored_priority),
         cmocka_unit_test(test_prefix_estimate),
         cmocka_unit_test(test_queue_home_first),
