@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "route/health_internal.h"
+#include "route/hedge.h"
 
 #define MAX_LEVEL 30 /* cooldown doublings are capped well before the shift overflows */
 
@@ -185,6 +186,8 @@ static void carry_breaker(breaker_t *to, breaker_t *from)
                           memory_order_relaxed);
     st(&to->ejections, ld(&from->ejections));
     st(&to->slow_until, ld(&from->slow_until));
+    st(&to->late_since, ld(&from->late_since));
+    st(&to->timely_at, ld(&from->timely_at));
     atomic_store_explicit(&to->heads, atomic_load_explicit(&from->heads, memory_order_relaxed),
                           memory_order_relaxed);
     /* a probe in flight on the old table frees its slot there: start with it free here */
@@ -539,25 +542,89 @@ bool lx_health_admit(lx_health_t *h, size_t row, uint64_t now_ms)
     }
 }
 
+#define LX_HEALTH_TIMELY_NOTE_MS 100
+
+/* Whether a row of <row>'s model other than <row>, not marked itself, had a timely head since
+ * <since>: lateness is judged against peers, so a stall of llmux's own loop (every row late
+ * at once) or a model of one row marks nothing. */
+static bool peer_timely_since(const lx_health_t *h, size_t row, uint64_t since, uint64_t now_ms)
+{
+    for (size_t j = 0; j < h->n_rows; j++) {
+        if (j == row || h->group[j] != h->group[row])
+            continue;
+        breaker_t *p = &h->brk[j];
+        uint64_t at = ld(&p->timely_at); /* (the time + 1; 0: none) */
+        if (ld(&p->slow_until) <= now_ms && at != 0 && at + LX_HEALTH_TIMELY_NOTE_MS > since)
+            return true;
+    }
+    return false;
+}
+
+static void timely_head(breaker_t *b, uint64_t now_ms)
+{
+    uint64_t at = ld(&b->timely_at);
+    if (at == 0 || at + LX_HEALTH_TIMELY_NOTE_MS <= now_ms)
+        st(&b->timely_at, now_ms + 1); /* (+1: 0 is none) */
+    int32_t n = atomic_load_explicit(&b->heads, memory_order_relaxed);
+    while (n > -LX_HEALTH_LATE_HEADS) { /* (saturated: no store, the common case) */
+        int32_t want = n > 0 ? -1 : n - 1;
+        if (atomic_compare_exchange_weak_explicit(&b->heads, &n, want, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            n = want;
+            if (ld(&b->late_since) != 0)
+                st(&b->late_since, 0);
+            break;
+        }
+    }
+    if (n <= -LX_HEALTH_LATE_HEADS && ld(&b->slow_until) > now_ms)
+        st(&b->slow_until, 0);
+}
+
 void lx_health_head(lx_health_t *h, size_t row, bool late, uint64_t now_ms)
 {
     if (row >= h->n_rows)
         return;
     breaker_t *b = &h->brk[row];
-    int32_t n = atomic_load_explicit(&b->heads, memory_order_relaxed);
-    if (late) {
-        n = n > 0 ? (n < INT32_MAX ? n + 1 : n) : 1;
-        atomic_store_explicit(&b->heads, n, memory_order_relaxed);
-        if (n >= LX_HEALTH_LATE_HEADS && ld(&b->slow_until) <= now_ms) {
-            uint64_t hold = h->opts.rescore_interval_ms > 1000 ? h->opts.rescore_interval_ms : 1000;
-            st(&b->slow_until, now_ms + hold);
-        }
+    if (!late) {
+        timely_head(b, now_ms);
         return;
     }
-    n = n < 0 ? (n > INT32_MIN ? n - 1 : n) : -1;
-    atomic_store_explicit(&b->heads, n, memory_order_relaxed);
-    if (n <= -LX_HEALTH_LATE_HEADS && ld(&b->slow_until) > now_ms)
+    uint64_t su = ld(&b->slow_until);
+    if (su != 0 && su <= now_ms) { /* a mark that ran out: a new run starts */
         st(&b->slow_until, 0);
+        atomic_store_explicit(&b->heads, 0, memory_order_relaxed);
+    }
+    int32_t n = atomic_load_explicit(&b->heads, memory_order_relaxed), want;
+    do
+        want = n > 0 ? (n < INT32_MAX ? n + 1 : n) : 1;
+    while (!atomic_compare_exchange_weak_explicit(&b->heads, &n, want, memory_order_relaxed,
+                                                  memory_order_relaxed));
+    if (want == 1)
+        st(&b->late_since, now_ms);
+    if (want < LX_HEALTH_LATE_HEADS || ld(&b->slow_until) > now_ms)
+        return;
+    uint64_t since = ld(&b->late_since);
+    if (!peer_timely_since(h, row, since != 0 ? since : now_ms, now_ms))
+        return;
+    uint64_t hold = h->opts.rescore_interval_ms > 1000 ? h->opts.rescore_interval_ms : 1000;
+    st(&b->slow_until, now_ms + hold);
+}
+
+/* At a re-scoring: a mark ends when the data takes over (the row demoted for latency) or shows
+ * the row's recent heads timely against the model's. */
+void lx_health_mark_rescored(lx_health_t *h, size_t row, const lx_health_score_t *r,
+                             uint64_t now_ms)
+{
+    breaker_t *b = &h->brk[row];
+    if (ld(&b->slow_until) <= now_ms)
+        return;
+    if (r->demoted == LX_HEALTH_DEMOTED_LATENCY ||
+        (r->ttft_p95_ms >= 0 && r->model_ttft_p95_ms > 0 &&
+         r->ttft_p95_ms <= LX_HEDGE_FACTOR * r->model_ttft_p95_ms)) {
+        st(&b->slow_until, 0);
+        atomic_store_explicit(&b->heads, 0, memory_order_relaxed);
+        st(&b->late_since, 0);
+    }
 }
 
 bool lx_health_slow(const lx_health_t *h, size_t row, uint64_t now_ms)

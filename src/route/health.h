@@ -245,10 +245,15 @@ bool lx_health_available(const lx_health_t *h, size_t row, uint64_t now_ms);
  * Latency outliers between re-scorings. A re-scoring demotes a row that is slow against its
  * peers, but only at the next re-scoring (minutes by default), and a request sent to it
  * meanwhile waits for its late head unless a hedge, within its budget, races it. So the
- * caller reports each attempt's head: late (past the hedge threshold, LX_HEALTH_LATE_HEADS in a
- * row, counted across workers) marks the row slow for max(rescore_interval, 1 s); the router
- * then treats it as demoted (the exploration share, raced at once, no hedge target). As many
- * timely heads in a row lift the mark early. Failures are the breaker's, not counted here.
+ * caller reports each attempt's head: late (past the hedge threshold), LX_HEALTH_LATE_HEADS
+ * in a row (counted across workers), marks the row slow for max(rescore_interval, 1 s) -
+ * provided a peer (another row of the model, not marked) had a timely head since the run of
+ * late heads began: a stall of llmux's own loop makes every row late at once and marks none,
+ * and a model of one row is never marked. The router then treats a marked row as demoted (the
+ * exploration share, raced at once, no hedge target). As many timely heads in a row lift the
+ * mark; a re-scoring ends it when its data takes over (the row demoted for latency) or shows
+ * the row's recent TTFT p95 within the hedge factor of the model's. Failures are the
+ * breaker's, not counted here.
  */
 #define LX_HEALTH_LATE_HEADS 3
 void lx_health_head(lx_health_t *h, size_t row, bool late, uint64_t now_ms);

@@ -48,8 +48,13 @@ typedef struct breaker {
     _Atomic uint32_t fails;                  /* consecutive failures while closed */
     _Atomic uint32_t level;                  /* re-opens since the breaker last opened */
     _Atomic uint64_t ejections;              /* opens and re-opens since start */
-    _Atomic int32_t heads;       /* > 0: consecutive late heads; < 0: consecutive timely ones */
-    _Atomic uint64_t slow_until; /* a latency outlier before this (lx_health_head) */
+    /* Latency outlier marks (lx_health_head), on a line of their own: the line above is read
+     * by every pick and kept read-mostly; these are written on a late head, a timely one after
+     * late ones, and a timely one at most every LX_HEALTH_TIMELY_NOTE_MS. */
+    alignas(64) _Atomic uint64_t slow_until; /* a latency outlier before this */
+    _Atomic uint64_t late_since;             /* the current run of late heads began; 0: none */
+    _Atomic uint64_t timely_at;              /* a timely head (noted to LX_HEALTH_TIMELY_NOTE_MS) */
+    _Atomic int32_t heads; /* > 0: late heads in a row; < 0: timely ones (to -LATE_HEADS) */
 } breaker_t;
 
 typedef struct snap {
@@ -118,5 +123,10 @@ bool lx_health_read_bucket(bucket_t *b, uint64_t *stamp, uint32_t n[LX_HEALTH_N_
 
 /* A row's values before any data: score PRIOR_SCORE, unknown figures -1. */
 void lx_health_neutral_score(lx_health_score_t *s);
+
+/* health.c: at a re-scoring, ends row <row>'s latency outlier mark when its new scores <r> take
+ * over (demoted for latency) or show its recent heads timely. */
+void lx_health_mark_rescored(lx_health_t *h, size_t row, const lx_health_score_t *r,
+                             uint64_t now_ms);
 
 #endif

@@ -360,6 +360,7 @@ bool lx_health_rescore(lx_health_t *h, uint64_t now_ms, void (*log)(void *arg, c
             r->score =
                 g->scored > 0 ? fmax(PRIOR_SCORE, g->score_sum / (double)g->scored) : PRIOR_SCORE;
         r->model_ttft_p95_ms = quantile(g->model_ttft, h->ttft_edges, 0.95);
+        lx_health_mark_rescored(h, i, r, now_ms);
         const lx_health_score_t *o = &old->rows[i];
         if (log && (fabs(r->score - o->score) > h->opts.log_epsilon || r->has_data != o->has_data ||
                     r->demoted != o->demoted))

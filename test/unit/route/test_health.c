@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "route/health.h"
+#include "route/health_internal.h"
 
 #define assert_near(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 #define NONE                   ((size_t)-1)
@@ -268,16 +269,19 @@ static void test_retry_after(void **st)
 }
 
 /* Latency outliers between re-scorings: three late heads in a row mark a row slow for the
- * re-scoring interval (1 s at least), a timely head breaks the run, three timely heads lift
- * the mark, and the mark ends by itself. */
+ * re-scoring interval (1 s at least) when a peer of its model had a timely head meanwhile; a
+ * timely head breaks the run, three timely heads lift the mark, the mark ends by itself and
+ * at a re-scoring whose data takes over; every row late at once, or a model of one row, marks
+ * nothing. (KEYS: rows 0, 1 and 3 serve model m, 4 alone serves z.) */
 static void test_late_heads(void **st)
 {
     (void)st;
     lx_health_opts_t o;
     lx_health_opts_init(&o);
     o.rescore_interval_ms = 5000;
-    lx_health_t *h = lx_health_new(&o, KEYS, 3, 2, NULL);
+    lx_health_t *h = lx_health_new(&o, KEYS, 5, 2, NULL);
     assert_non_null(h);
+    lx_health_head(h, 1, false, 90); /* (a peer answers in time) */
     lx_health_head(h, 0, true, 100);
     lx_health_head(h, 0, true, 110);
     lx_health_head(h, 0, false, 120); /* (breaks the run) */
@@ -292,26 +296,58 @@ static void test_late_heads(void **st)
     assert_int_equal(b.slow_for_ms, 4000);
     assert_true(lx_health_slow(h, 0, 5149));
     assert_false(lx_health_slow(h, 0, 5150)); /* ends by itself */
-    /* marked again; timely heads lift it after three in a row */
-    for (int i = 0; i < 3; i++)
-        lx_health_head(h, 0, true, 6000);
+    /* a new run after it ran out: three late heads again, not one */
+    lx_health_head(h, 1, false, 6000);
+    lx_health_head(h, 0, true, 6000);
+    assert_false(lx_health_slow(h, 0, 6001));
+    lx_health_head(h, 0, true, 6000);
+    lx_health_head(h, 0, true, 6000);
     assert_true(lx_health_slow(h, 0, 6001));
+    /* timely heads lift it after three in a row */
     lx_health_head(h, 0, false, 6010);
     lx_health_head(h, 0, false, 6020);
     assert_true(lx_health_slow(h, 0, 6030));
     lx_health_head(h, 0, false, 6030);
     assert_false(lx_health_slow(h, 0, 6031));
-    lx_health_head(h, 99, true, 6040); /* (no such row: ignored) */
-    assert_false(lx_health_slow(h, 99, 6040));
+    /* a re-scoring whose data demotes it for latency ends the mark */
+    for (int i = 0; i < 3; i++)
+        lx_health_head(h, 0, true, 7000);
+    lx_health_head(h, 1, false, 7000);
+    lx_health_head(h, 0, true, 7000);
+    assert_true(lx_health_slow(h, 0, 7001));
+    lx_health_score_t sc = {
+        .demoted = LX_HEALTH_NOT_DEMOTED, .ttft_p95_ms = 900, .model_ttft_p95_ms = 100};
+    lx_health_mark_rescored(h, 0, &sc, 7100); /* (still slow by its data: kept) */
+    assert_true(lx_health_slow(h, 0, 7101));
+    sc.demoted = LX_HEALTH_DEMOTED_LATENCY;
+    lx_health_mark_rescored(h, 0, &sc, 7100);
+    assert_false(lx_health_slow(h, 0, 7101));
+    lx_health_head(h, 99, true, 7200); /* (no such row: ignored) */
+    assert_false(lx_health_slow(h, 99, 7200));
     lx_health_free(h);
+
+    /* every row of m late at once (a stall of llmux's own loop), and z's only row: nothing */
+    h = lx_health_new(&o, KEYS, 5, 1, NULL);
+    assert_non_null(h);
+    for (int i = 0; i < 5; i++) {
+        lx_health_head(h, 0, true, 100);
+        lx_health_head(h, 1, true, 100);
+        lx_health_head(h, 3, true, 100);
+        lx_health_head(h, 4, true, 100);
+    }
+    for (size_t row = 0; row < 5; row++)
+        assert_false(lx_health_slow(h, row, 101));
+    lx_health_free(h);
+
     /* a short re-scoring interval: the mark holds 1 s */
     o.rescore_interval_ms = 200;
-    h = lx_health_new(&o, KEYS, 3, 1, NULL);
+    h = lx_health_new(&o, KEYS, 5, 1, NULL);
     assert_non_null(h);
+    lx_health_head(h, 3, false, 0);
     for (int i = 0; i < 3; i++)
-        lx_health_head(h, 2, true, 0);
-    assert_true(lx_health_slow(h, 2, 999));
-    assert_false(lx_health_slow(h, 2, 1000));
+        lx_health_head(h, 1, true, 0);
+    assert_true(lx_health_slow(h, 1, 999));
+    assert_false(lx_health_slow(h, 1, 1000));
     lx_health_free(h);
 }
 
