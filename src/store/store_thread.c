@@ -217,8 +217,9 @@ static size_t attempt_json(const lx_record_t *r, unsigned i, char *out, size_t c
 static size_t record_json(const lx_record_t *r, bool named, char *out)
 {
     size_t n = 0, cap = RECORD_JSON_MAX;
-    if (named)
-        n += STR("id", LX_RF_ID);
+    if (named) /* (even empty: the id is not the number's) */
+        n += json_str(out + n, cap - n, "id", 2, lx_record_str(r, LX_RF_ID),
+                      lx_record_len(r, LX_RF_ID));
     n += STR("k", LX_RF_KEY_HASH);
     n += STR("kn", LX_RF_KEY_NAME);
     if (!same_str(r, LX_RF_MODEL_ASKED, LX_RF_MODEL)) /* (absent: the model served) */
