@@ -108,16 +108,31 @@ static void write_back(const lx_key_input_t *in)
     free(s);
 }
 
+/* A record from the input: each string field in turn (a length byte, then that many bytes;
+ * a length byte of 0xff shares the field before instead), then the numbers from what is left,
+ * so that short inputs reach the strings; then written as /generation's JSON. */
 static void generation(const uint8_t *data, size_t size)
 {
     lx_record_t r;
     lx_record_clear(&r);
-    /* the numbers from the first bytes, then each string field in turn: a length byte and
-     * that many bytes */
-    size_t off = 0;
-    int64_t nums[7] = {0};
-    for (size_t i = 0; i < 7 && off + 8 <= size; i++, off += 8)
-        memcpy(&nums[i], data + off, 8);
+    size_t off = 1;
+    for (unsigned f = 0; f < LX_RF_SLOTS && off < size; f++) {
+        size_t n = data[off++];
+        if (n == 0xff && f > 0) {
+            lx_record_share(&r, f, f - 1);
+            continue;
+        }
+        if (n > size - off)
+            n = size - off;
+        lx_record_set(&r, f, (const char *)data + off, n);
+        off += n;
+    }
+    int64_t nums[8] = {0};
+    for (size_t i = 0; i < 8 && off < size; i++, off += 8) {
+        uint8_t b[8] = {0};
+        memcpy(b, data + off, size - off < 8 ? size - off : 8);
+        memcpy(&nums[i], b, 8);
+    }
     r.created_at_us = nums[0];
     r.prompt_tokens = nums[1];
     r.completion_tokens = nums[2];
@@ -125,13 +140,14 @@ static void generation(const uint8_t *data, size_t size)
     r.reasoning_tokens = nums[4];
     r.cost = nums[5];
     r.reserved = nums[6];
-    r.n_attempts = size > 0 ? data[size - 1] : 0;
-    for (unsigned f = 0; f < LX_RF_SLOTS && off < size; f++) {
-        size_t n = data[off++];
-        if (n > size - off)
-            n = size - off;
-        lx_record_set(&r, f, (const char *)data + off, n);
-        off += n;
+    r.latency_ms = (uint32_t)nums[7];
+    r.ttft_ms = (uint32_t)((uint64_t)nums[7] >> 32);
+    r.generation_ms = (uint32_t)nums[6];
+    r.status = (int16_t)nums[5];
+    r.n_attempts = data[0];
+    for (unsigned i = 0; i < LX_RECORD_ATTEMPTS; i++) {
+        r.att_status[i] = (int16_t)((uint64_t)nums[i] >> 16);
+        r.att_ms[i] = (uint32_t)nums[i];
     }
     r.usage_known = (data[0] & 1) != 0;
     r.streamed = (data[0] & 2) != 0;
