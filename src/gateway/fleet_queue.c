@@ -273,7 +273,7 @@ static bool fits(void *arg, const lx_queue_node_t *n)
     if (!lx_fleet_may_take(rank, waited, f->step_ms, f->timeout_ms))
         return false;
     return f->mode == FIT_ANY ||
-           (rank > 0 && lx_fleet_overdue(waited, f->home_waited_ms, f->step_ms, f->timeout_ms));
+           (rank > 0 && lx_fleet_overdue(waited, f->home_waited_ms, f->step_ms));
 }
 
 /* Requests of <q> whose home (rank 0) is replica <home> of the ring <tag>s are made on. */

@@ -117,15 +117,13 @@ bool lx_fleet_may_take(unsigned rank, uint64_t waited_ms, uint64_t step_ms, uint
  * The bound on home first. A free slot on replica r goes to the oldest request whose home is
  * r, which waited <home_waited_ms>, unless an older one that may go to r (lx_fleet_may_take)
  * and waited <waited_ms> is overdue: it waited at least 2 x <step_ms> (routing.affinity_wait,
- * the wait after which lx_fleet_may_take lets it go anywhere) longer, or, from 3/4 of
- * <timeout_ms> on, any longer at all. Then it goes first. So a request is never passed over by
- * home requests that arrived more than two steps after it, and is not refused at its timeout
- * while newer home requests are served elsewhere, while homes whose queues are about as old
- * keep their own requests (and their caches). Its key moves only as before (the gateway: when
- * its home still has a full batch waiting), not at every overdue serve.
+ * the wait after which lx_fleet_may_take lets it go anywhere) longer. Then it goes first. So a
+ * request is never passed over by home requests that arrived more than two steps after it,
+ * while homes whose queues are about as old keep their own requests (and their caches); the
+ * queue's timeout bounds every wait. Its key moves only as before (the gateway: when its home
+ * still has a full batch waiting), not at every overdue serve.
  */
-bool lx_fleet_overdue(uint64_t waited_ms, uint64_t home_waited_ms, uint64_t step_ms,
-                      uint64_t timeout_ms);
+bool lx_fleet_overdue(uint64_t waited_ms, uint64_t home_waited_ms, uint64_t step_ms);
 
 /*
  * Keys moved off their ring home. The ring places keys, not load: with a few dozen prompt

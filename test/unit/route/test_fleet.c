@@ -536,23 +536,20 @@ static void test_prefs_in(void **state)
     assert_true(lx_fleet_prefs_in(&ring, 5, -1, 0) == LX_FLEET_NO_PREF); /* none live */
 }
 
-/* The bound on home first: older by two steps goes first; from 3/4 of the timeout, older at
- * all; never a request as old as the home's own or younger. */
+/* The bound on home first: older by two steps goes first (also near the timeout: the 3/4
+ * clause it had collapsed prefix hits); never a request as old as the home's own or younger. */
 static void test_overdue(void **state)
 {
     (void)state;
-    assert_false(lx_fleet_overdue(1000, 800, 300, 5000)); /* 200 ms older: the home's own */
-    assert_false(lx_fleet_overdue(1399, 800, 300, 5000));
-    assert_true(lx_fleet_overdue(1400, 800, 300, 5000)); /* two steps older */
-    assert_false(lx_fleet_overdue(800, 800, 300, 5000));
-    assert_false(lx_fleet_overdue(700, 800, 300, 5000));
-    assert_false(lx_fleet_overdue(3749, 3500, 300, 5000));
-    assert_true(lx_fleet_overdue(3750, 3500, 300, 5000)); /* 3/4 of the timeout: any older */
-    assert_false(lx_fleet_overdue(3750, 3750, 300, 5000));
-    assert_true(lx_fleet_overdue(1, 0, 0, 5000)); /* no affinity wait: oldest first */
-    assert_false(lx_fleet_overdue(0, 0, 0, 5000));
-    assert_true(lx_fleet_overdue(7, 5, UINT64_MAX, 8)); /* (no overflow) */
-    assert_false(lx_fleet_overdue(5, 4, UINT64_MAX, 8));
+    assert_false(lx_fleet_overdue(1000, 800, 300)); /* 200 ms older: the home's own */
+    assert_false(lx_fleet_overdue(1399, 800, 300));
+    assert_true(lx_fleet_overdue(1400, 800, 300)); /* two steps older */
+    assert_false(lx_fleet_overdue(800, 800, 300));
+    assert_false(lx_fleet_overdue(700, 800, 300));
+    assert_false(lx_fleet_overdue(3750, 3500, 300)); /* late, but within two steps: its own */
+    assert_true(lx_fleet_overdue(1, 0, 0));          /* no affinity wait: oldest first */
+    assert_false(lx_fleet_overdue(0, 0, 0));
+    assert_false(lx_fleet_overdue(7, 5, UINT64_MAX)); /* (no overflow) */
 }
 
 /* A server whose batch holds <limit>: llmux sends its cap, the server runs up to limit and
