@@ -34,6 +34,17 @@ void lx_queue_init(lx_queue_t *q, size_t capacity, uint64_t timeout_ms, unsigned
         batch_every = LX_QUEUE_BATCH_EVERY;
     q->batch_every = batch_every < 2 ? 2 : batch_every;
     q->gap_us = -1;
+    lx_codel_init(&q->codel, 0, 0);
+}
+
+void lx_queue_set_codel(lx_queue_t *q, uint64_t target_ms, uint64_t interval_ms)
+{
+    lx_codel_init(&q->codel, target_ms, interval_ms);
+}
+
+void lx_queue_shed(lx_queue_t *q, lx_queue_class_t cls)
+{
+    q->stats.shed[cls == LX_QUEUE_BATCH ? LX_QUEUE_BATCH : LX_QUEUE_INTERACTIVE]++;
 }
 
 void lx_queue_set_limits(lx_queue_t *q, size_t capacity, uint64_t timeout_ms)
@@ -60,6 +71,14 @@ static void unlink_node(lx_queue_t *q, lx_queue_node_t *n)
     n->owner = NULL;
     if (--q->stats.len[n->cls] == 0 && n->cls == LX_QUEUE_BATCH)
         q->streak = 0; /* no batch request waits: nothing was passed over */
+    if (lx_queue_len(q) == 0)
+        lx_codel_empty(&q->codel); /* nothing stands in an empty queue */
+}
+
+/* <n>'s wait at <now_ms>. */
+static uint64_t wait_of(const lx_queue_node_t *n, uint64_t now_ms)
+{
+    return now_ms > n->enqueued_ms ? now_ms - n->enqueued_ms : 0;
 }
 
 /* After the last node whose deadline is not later than <n>'s: ties keep arrival order, and
@@ -150,9 +169,10 @@ static void serve(lx_queue_t *q, lx_queue_node_t *n, uint64_t now_ms)
         q->streak = 0;
     else if (q->stats.len[LX_QUEUE_BATCH] > 0)
         q->streak++; /* batch waits and was passed over */
+    uint64_t wait = wait_of(n, now_ms);
+    lx_codel_left(&q->codel, wait, now_ms); /* (before the unlink, which may empty the queue) */
     unlink_node(q, n);
     q->stats.served[n->cls]++;
-    uint64_t wait = now_ms > n->enqueued_ms ? now_ms - n->enqueued_ms : 0;
     if (wait > q->stats.max_wait_ms)
         q->stats.max_wait_ms = wait;
     q->stats.wait_ms_total += wait;
@@ -217,6 +237,7 @@ size_t lx_queue_expire(lx_queue_t *q, uint64_t now_ms, void (*cb)(void *arg, lx_
         lx_queue_node_t *n = of_deadline(q->by_deadline.next);
         if (n->deadline_ms > now_ms)
             break;
+        lx_codel_left(&q->codel, wait_of(n, now_ms), now_ms);
         unlink_node(q, n);
         q->stats.expired[n->cls]++;
         taken++;

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "core/list.h"
+#include "route/codel.h"
 
 typedef enum lx_queue_class {
     LX_QUEUE_INTERACTIVE = 0,
@@ -64,6 +65,8 @@ typedef struct lx_queue_stats {
     size_t len[LX_QUEUE_N_CLASSES];         /* queued now */
     uint64_t enqueued[LX_QUEUE_N_CLASSES];  /* pushes admitted */
     uint64_t rejected[LX_QUEUE_N_CLASSES];  /* pushes refused: full (429) */
+    uint64_t shed[LX_QUEUE_N_CLASSES];      /* arrivals the caller refused while the queue stood
+                                               (lx_queue_shed; 429), never pushed */
     uint64_t served[LX_QUEUE_N_CLASSES];    /* popped for a free slot */
     uint64_t expired[LX_QUEUE_N_CLASSES];   /* taken out by lx_queue_expire (429) */
     uint64_t evicted[LX_QUEUE_N_CLASSES];   /* pushed out by an interactive push (429) */
@@ -84,6 +87,7 @@ typedef struct lx_queue {
     int64_t gap_us;   /* EWMA of the time between pops while not empty; < 0: unknown */
     uint64_t mark_ms; /* start of the current such interval: the last pop, or the push that
                          made the queue non-empty */
+    lx_codel_t codel; /* the standing-queue detector (off unless lx_queue_set_codel) */
     lx_queue_stats_t stats;
 } lx_queue_t;
 
@@ -106,6 +110,22 @@ void lx_queue_init(lx_queue_t *q, size_t capacity, uint64_t timeout_ms, unsigned
  * their deadlines and are not evicted; a queue over a smaller capacity refuses pushes (and
  * evicts nothing) until it is under it again. */
 void lx_queue_set_limits(lx_queue_t *q, size_t capacity, uint64_t timeout_ms);
+
+/* The standing-queue detector (route/codel.h) on <q>: every request that leaves by a pop or
+ * an expiry reports its wait to it, and the queue emptying resets it. <target_ms> 0 turns it
+ * off (the default after lx_queue_init). The state restarts (not standing). */
+void lx_queue_set_codel(lx_queue_t *q, uint64_t target_ms, uint64_t interval_ms);
+
+/* True while <q>'s waits have stayed at or above its target for a whole interval (codel.h):
+ * the caller refuses an arrival that would have to queue (lx_queue_shed) instead of pushing
+ * it behind the standing queue. */
+static inline bool lx_queue_standing(const lx_queue_t *q)
+{
+    return lx_codel_standing(&q->codel);
+}
+
+/* Counts an arrival of class <cls> the caller refused because the queue stood (stats.shed). */
+void lx_queue_shed(lx_queue_t *q, lx_queue_class_t cls);
 
 /* Queues <n> of class <cls> (any other value counts as interactive) at <now_ms>, deadline
  * now_ms + timeout (saturated). True when admitted; then *evicted is NULL, or the batch node
