@@ -191,8 +191,14 @@ static void dump_fleet(const lx_config_t *cfg, FILE *out)
     if (cfg->routing_queue_size == 0)
         fprintf(out, "admission queue off\n");
     else
-        fprintf(out, "admission queue %u requests per model, timeout %s\n", cfg->routing_queue_size,
+        fprintf(out, "admission queue %u requests per model, timeout %s, ", cfg->routing_queue_size,
                 duration(cfg->routing_queue_timeout_ms, b, sizeof(b)));
+    if (cfg->routing_queue_size > 0 && cfg->routing_queue_target_ms == 0)
+        fprintf(out, "standing-queue detection off\n");
+    else if (cfg->routing_queue_size > 0)
+        fprintf(out, "standing at waits over %s for %s\n",
+                duration(cfg->routing_queue_target_ms, a, sizeof(a)),
+                duration(cfg->routing_queue_interval_ms, c, sizeof(c)));
     if (cfg->routing_hedge_budget_ppm == 0)
         fprintf(out, "hedging off\n");
     else

@@ -55,6 +55,30 @@ static void parse_fleet(parser_t *p, yaml_node_t *scrape, yaml_node_t *qsize, ya
     }
 }
 
+/* queue_target (0s: off, at most 10s), queue_interval (1ms..10s): the admission queue's
+ * standing-queue detector (route/codel.h). */
+static void parse_standing(parser_t *p, yaml_node_t *target, yaml_node_t *interval)
+{
+    lx_config_t *cfg = p->cfg;
+    uint64_t v;
+    if (target != NULL) {
+        v = cfg->routing_queue_target_ms;
+        lx_cfg_get_duration_or_zero(p, target, "routing.queue_target", &v);
+        if (v > 10 * 1000)
+            REPORT(p, target, "routing.queue_target: at most 10s");
+        else
+            cfg->routing_queue_target_ms = v;
+    }
+    if (interval != NULL) {
+        v = cfg->routing_queue_interval_ms;
+        lx_cfg_get_duration(p, interval, "routing.queue_interval", &v);
+        if (v < 1 || v > 10 * 1000)
+            REPORT(p, interval, "routing.queue_interval: expected 1ms to 10s");
+        else
+            cfg->routing_queue_interval_ms = v;
+    }
+}
+
 /* A number from <min> to <max> at <n> into *<out>; false (reported) otherwise. */
 static bool get_number(parser_t *p, yaml_node_t *n, const char *what, double min, double max,
                        double *out)
@@ -90,7 +114,8 @@ void lx_cfg_parse_routing(parser_t *p, yaml_node_t *n)
                    {"balance", false, NULL, NULL},        {"scrape_interval", false, NULL, NULL},
                    {"queue_size", false, NULL, NULL},     {"queue_timeout", false, NULL, NULL},
                    {"affinity_slack", false, NULL, NULL}, {"affinity_eps", false, NULL, NULL},
-                   {"hedge_budget", false, NULL, NULL},   {"affinity_wait", false, NULL, NULL}};
+                   {"hedge_budget", false, NULL, NULL},   {"affinity_wait", false, NULL, NULL},
+                   {"queue_target", false, NULL, NULL},   {"queue_interval", false, NULL, NULL}};
     uint64_t v;
     double d;
 
@@ -126,6 +151,7 @@ void lx_cfg_parse_routing(parser_t *p, yaml_node_t *n)
         else
             cfg->routing_affinity_wait_ms = v;
     }
+    parse_standing(p, f[12].value, f[13].value);
 }
 
 void lx_cfg_parse_health(parser_t *p, yaml_node_t *n)
