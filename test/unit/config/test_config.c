@@ -319,6 +319,28 @@ static void test_body_memory(void **state)
     lx_config_unref(cfg);
 }
 
+/* routing.queue_target and queue_interval: defaults 50ms and 100ms, 0s turns detection off,
+ * the bounds. */
+static void test_queue_standing(void **state)
+{
+    (void)state;
+    lx_config_t *cfg = parse_ok(MINIMAL "auth: none\n");
+    assert_int_equal(cfg->routing_queue_target_ms, 50);
+    assert_int_equal(cfg->routing_queue_interval_ms, 100);
+    lx_config_unref(cfg);
+    cfg = parse_ok(MINIMAL "auth: none\nrouting: {queue_target: 80ms, queue_interval: 250ms}\n");
+    assert_int_equal(cfg->routing_queue_target_ms, 80);
+    assert_int_equal(cfg->routing_queue_interval_ms, 250);
+    lx_config_unref(cfg);
+    cfg = parse_ok(MINIMAL "auth: none\nrouting: {queue_target: 0s}\n");
+    assert_int_equal(cfg->routing_queue_target_ms, 0);
+    lx_config_unref(cfg);
+    expect_error(MINIMAL "auth: none\nrouting: {queue_target: 11s}\n",
+                 "routing.queue_target: at most 10s");
+    expect_error(MINIMAL "auth: none\nrouting: {queue_interval: 11s}\n",
+                 "routing.queue_interval: expected 1ms to 10s");
+}
+
 /* routing.balance, scrape_interval, queue_size, queue_timeout; providers' metrics and
  * max_in_flight; auth.keys' priority. */
 static void test_fleet_settings(void **state)
@@ -1275,6 +1297,7 @@ int main(void)
         cmocka_unit_test(test_stream_section),
         cmocka_unit_test(test_routing_health_admin),
         cmocka_unit_test(test_fleet_settings),
+        cmocka_unit_test(test_queue_standing),
         cmocka_unit_test(test_hedge_settings),
         cmocka_unit_test(test_tls_keys),
     };
