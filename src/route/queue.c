@@ -270,6 +270,28 @@ static unsigned clamp_seconds(uint64_t s)
     return (unsigned)s;
 }
 
+/* The gap between pops now, in µs: the EWMA, or the gap running now when longer (a stall). */
+static uint64_t gap_now_us(const lx_queue_t *q, uint64_t now_ms)
+{
+    uint64_t gap = (uint64_t)q->gap_us;
+    if (lx_queue_len(q) > 0 && now_ms > q->mark_ms) {
+        uint64_t d = now_ms - q->mark_ms;
+        uint64_t since = (d < MAX_STEP_MS ? d : MAX_STEP_MS) * 1000;
+        if (since > gap)
+            gap = since;
+    }
+    return gap;
+}
+
+bool lx_queue_admits(const lx_queue_t *q, uint64_t now_ms)
+{
+    if (!lx_queue_standing(q) || q->gap_us < 0)
+        return true;
+    uint64_t ahead = (uint64_t)lx_queue_len(q) + 1;
+    return gap_now_us(q, now_ms) <
+           q->codel.target_ms * 1000 / ahead; /* (no product: no overflow) */
+}
+
 unsigned lx_queue_retry_after(const lx_queue_t *q, uint64_t now_ms)
 {
     const uint64_t cap_us = LX_QUEUE_RETRY_AFTER_MAX * US_PER_S;
@@ -278,14 +300,8 @@ unsigned lx_queue_retry_after(const lx_queue_t *q, uint64_t now_ms)
             return LX_QUEUE_RETRY_AFTER_MAX;
         return clamp_seconds((q->timeout_ms + 999) / 1000);
     }
-    uint64_t gap = (uint64_t)q->gap_us;
+    uint64_t gap = gap_now_us(q, now_ms);
     size_t len = lx_queue_len(q);
-    if (len > 0 && now_ms > q->mark_ms) {
-        uint64_t d = now_ms - q->mark_ms; /* the gap running now, when longer: a stall */
-        uint64_t since = (d < MAX_STEP_MS ? d : MAX_STEP_MS) * 1000;
-        if (since > gap)
-            gap = since;
-    }
     if (gap >= cap_us)
         return LX_QUEUE_RETRY_AFTER_MAX;
     uint64_t ahead = len < cap_us ? (uint64_t)len + 1 : cap_us; /* product < 2^62 */

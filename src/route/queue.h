@@ -124,6 +124,14 @@ static inline bool lx_queue_standing(const lx_queue_t *q)
     return lx_codel_standing(&q->codel);
 }
 
+/* Whether an arrival at <now_ms> that would have to queue may: always while the queue does
+ * not stand; while it stands, only when its wait predicted from the drain rate, (len + 1) x
+ * the gap between pops (the EWMA, or the gap running now when longer), is below the target.
+ * So a standing queue is held at about the target's worth of requests whatever the overload,
+ * and never empties only because arrivals were refused (a slot would then idle). No rate
+ * known yet: admitted. */
+bool lx_queue_admits(const lx_queue_t *q, uint64_t now_ms);
+
 /* Counts an arrival of class <cls> the caller refused because the queue stood (stats.shed). */
 void lx_queue_shed(lx_queue_t *q, lx_queue_class_t cls);
 
