@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cmocka.h>
 
@@ -39,8 +40,9 @@ static void test_enters_after_interval(void **state)
     assert_int_equal(c.entered, 1);
 }
 
-/* One wait below the target ends the standing state and the run: the next run needs a whole
- * interval again. An empty queue does the same. */
+/* One wait below the target ends the standing state and the run. A wait at or above it within
+ * one interval after makes it stand again at once (the overload is still there); later, a new
+ * run needs a whole interval. An empty queue ends it as a short wait does. */
 static void test_leaves_on_short_wait(void **state)
 {
     (void)state;
@@ -51,16 +53,58 @@ static void test_leaves_on_short_wait(void **state)
     assert_true(lx_codel_standing(&c));
     lx_codel_left(&c, 10, 110);
     assert_false(lx_codel_standing(&c));
-    lx_codel_left(&c, 60, 120);
-    lx_codel_left(&c, 60, 219);
+    lx_codel_left(&c, 60, 209); /* 99 ms after it stopped: again, at once */
+    assert_true(lx_codel_standing(&c));
+    lx_codel_left(&c, 49, 220);
     assert_false(lx_codel_standing(&c));
-    lx_codel_left(&c, 60, 220);
+    lx_codel_left(&c, 60, 320); /* 100 ms after: a new run */
+    assert_false(lx_codel_standing(&c));
+    lx_codel_left(&c, 60, 419);
+    assert_false(lx_codel_standing(&c));
+    lx_codel_left(&c, 60, 420);
     assert_true(lx_codel_standing(&c));
     lx_codel_empty(&c);
     assert_false(lx_codel_standing(&c));
-    lx_codel_left(&c, 60, 230);
+    lx_codel_left(&c, 60, 600);
     assert_false(lx_codel_standing(&c));
-    assert_int_equal(c.entered, 2);
+    assert_int_equal(c.entered, 3);
+}
+
+/* While it stands, a queue admits an arrival only when (len + 1) x the gap between pops is
+ * below the target; not standing, always. Every gap here is 10 ms, so the EWMA is exact. */
+static void test_admits(void **state)
+{
+    (void)state;
+    static lx_queue_node_t n[32];
+    lx_queue_t q;
+    lx_queue_init(&q, 32, 10000, 0);
+    lx_queue_set_codel(&q, 50, 100);
+    for (int i = 0; i < 32; i++)
+        lx_queue_node_init(&n[i]);
+    assert_true(lx_queue_push(&q, &n[0], I, 0, NULL));
+    assert_non_null(lx_queue_pop(&q, 10)); /* the gap seeded: 10 ms */
+    for (int i = 1; i <= 16; i++)
+        assert_true(lx_queue_push(&q, &n[i], I, 10, NULL));
+    /* pops at 20, 30, ...: waits 10, 20, ...; at or above 50 from 60 on, a whole interval at 160 */
+    for (uint64_t t = 20; t < 160; t += 10) {
+        assert_non_null(lx_queue_pop(&q, t));
+        assert_false(lx_queue_standing(&q));
+        assert_true(lx_queue_admits(&q, t)); /* (not standing: a long queue admits) */
+    }
+    assert_non_null(lx_queue_pop(&q, 160));
+    assert_true(lx_queue_standing(&q));
+    assert_int_equal(lx_queue_len(&q), 1);
+    /* 1 queued: a newcomer would wait 20 ms, 30, 40 (admitted), then 50 (refused) */
+    for (int i = 17; i < 20; i++) {
+        assert_true(lx_queue_admits(&q, 160));
+        assert_true(lx_queue_push(&q, &n[i], I, 160, NULL));
+    }
+    assert_false(lx_queue_admits(&q, 160));
+    assert_non_null(lx_queue_pop(&q, 170)); /* waited 160 ms: still standing */
+    assert_true(lx_queue_standing(&q));
+    assert_true(lx_queue_admits(&q, 170)); /* 3 queued: 40 ms */
+    /* a stall: the gap running now counts, 15 ms since the last pop: 60 ms */
+    assert_false(lx_queue_admits(&q, 185));
 }
 
 /* Target 0 is off: no wait, however long, makes it stand. */
@@ -86,8 +130,9 @@ typedef struct sim {
 
 static void sim_push(sim_t *s, uint64_t t)
 {
-    if (lx_queue_standing(&s->q)) {
+    if (lx_queue_standing(&s->q))
         s->stood = true;
+    if (!lx_queue_admits(&s->q, t)) {
         lx_queue_shed(&s->q, I);
         return;
     }
@@ -153,6 +198,10 @@ static void test_overload_sheds(void **state)
     assert_true(s.stood);
     assert_true(s.q.stats.shed[I] > 0);
     assert_true(lx_queue_len(&s.q) <= 40);
+    fprintf(stderr, "overload: shed %llu of %llu, late max wait %llu ms, len %zu\n",
+            (unsigned long long)s.q.stats.shed[I],
+            (unsigned long long)(s.q.stats.shed[I] + s.q.stats.enqueued[I]),
+            (unsigned long long)late_max, lx_queue_len(&s.q));
     assert_true(late_max <= 200); /* target 50 + interval 100 + one gap, with margin */
     /* everything admitted was served, or still waits: nothing expired */
     assert_int_equal(s.q.stats.expired[I], 0);
@@ -182,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_enters_after_interval),
         cmocka_unit_test(test_leaves_on_short_wait),
         cmocka_unit_test(test_off),
+        cmocka_unit_test(test_admits),
         cmocka_unit_test(test_burst_drains),
         cmocka_unit_test(test_overload_sheds),
         cmocka_unit_test(test_expiry_counts),
