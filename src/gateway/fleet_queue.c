@@ -118,24 +118,42 @@ static void arm(lx_gw_worker_t *w)
     uv_timer_start(&w->queue_timer, on_queue_timer, LX_MIN(due, (uint64_t)QUEUE_RECHECK_MS), 0);
 }
 
+/* <r>'s 429 for a push refused on <q>: Retry-After from the drain rate. */
+static int refuse_push(lx_gw_req_t *r, lx_queue_t *q, uint64_t now)
+{
+    lx_gw_refusal_t *f = r->refusal;
+    if (f != NULL) {
+        snprintf(f->headers, sizeof(f->headers), "Retry-After: %u\r\n",
+                 lx_queue_retry_after(q, now));
+        f->error_type = "rate_limit_exceeded";
+        f->code = "rate_limit_exceeded";
+    }
+    return 429;
+}
+
 int lx_gw_queue_push(lx_gw_req_t *r, char *msg, size_t cap)
 {
     lx_gw_worker_t *w = r->gw;
     lx_queue_t *q = queue_of(r);
     uint64_t now = uv_now(&w->worker.loop);
     lx_queue_node_t *evicted = NULL;
+    size_t m = r->plan[r->full_pos].model;
+    /* a standing queue (route/codel.h): the fleet is overloaded, not hit by a burst; a request
+     * that finds every replica full is refused now when the drain rate says it would wait
+     * past the target (the queue is held at about the target's worth); one that waits for its
+     * full home while another replica has room is an affinity wait, and queues */
+    if (!lx_queue_admits(q, now) && !slot_free(r->gen, m, now)) {
+        lx_queue_shed(q, class_of(r));
+        snprintf(msg, cap,
+                 "every replica of model '%s' is busy and its queue has stood over %llu ms",
+                 model_of(r), (unsigned long long)q->codel.target_ms);
+        return refuse_push(r, q, now);
+    }
     r->qnode.tag = prefs_of(r, now);
     if (!lx_queue_push(q, &r->qnode, class_of(r), now, &evicted)) {
-        lx_gw_refusal_t *f = r->refusal;
-        if (f != NULL) {
-            snprintf(f->headers, sizeof(f->headers), "Retry-After: %u\r\n",
-                     lx_queue_retry_after(q, now));
-            f->error_type = "rate_limit_exceeded";
-            f->code = "rate_limit_exceeded";
-        }
         snprintf(msg, cap, "every replica of model '%s' is busy and its queue is full",
                  model_of(r));
-        return 429;
+        return refuse_push(r, q, now);
     }
     r->queued = true;
     w->n_waiting++;
@@ -147,7 +165,7 @@ int lx_gw_queue_push(lx_gw_req_t *r, char *msg, size_t cap)
                              "took this one's place in the queue");
     }
     arm(w);
-    if (slot_free(r->gen, r->plan[r->full_pos].model, now))
+    if (slot_free(r->gen, m, now))
         lx_gw_queue_slot_freed(w); /* (it queued behind others, or for its full home) */
     return 0;
 }

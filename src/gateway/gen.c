@@ -271,8 +271,11 @@ static bool gen_queues(lx_gw_gen_t *g, const lx_config_t *cfg, unsigned n_worker
         return false;
     unsigned w = n_workers > 0 ? n_workers : 1;
     size_t cap = (cfg->routing_queue_size + w - 1) / w;
-    for (size_t m = 0; m < cfg->n_models; m++)
+    for (size_t m = 0; m < cfg->n_models; m++) {
         lx_queue_init(&g->queues[m], cap, cfg->routing_queue_timeout_ms, 0);
+        lx_queue_set_codel(&g->queues[m], cfg->routing_queue_target_ms,
+                           cfg->routing_queue_interval_ms);
+    }
     g->moves = calloc(LX_FLEET_MOVES, sizeof(*g->moves));
     return g->moves != NULL;
 }
