@@ -131,6 +131,8 @@ typedef struct {
     const char *affinity_slack; /* routing.affinity_slack, NULL: llmux's default */
     const char *affinity_eps;   /* routing.affinity_eps, NULL: llmux's default */
     const char *affinity_wait;  /* routing.affinity_wait, NULL: llmux's default */
+    const char *queue_target;   /* routing.queue_target, NULL: llmux's default */
+    const char *queue_interval; /* routing.queue_interval, NULL: llmux's default */
     const char *scrape_interval;
     uint16_t mock_ports[GB_REPLICAS];
     uint32_t prefix_cache_tokens; /* providers[].prefix_cache_tokens (the replicas' cache); 0

@@ -469,6 +469,10 @@ static void report_setup(out_t *o, const gb_capacity_t *cap, double base, const 
              popt.affinity_slack ? popt.affinity_slack : "default",
              popt.affinity_eps ? popt.affinity_eps : "default",
              popt.affinity_wait ? popt.affinity_wait : "default");
+    if (!popt.no_fleet_keys && (popt.queue_target != NULL || popt.queue_interval != NULL))
+        outf(o, "  (`queue_target: %s`, `queue_interval: %s`)\n",
+             popt.queue_target ? popt.queue_target : "default",
+             popt.queue_interval ? popt.queue_interval : "default");
 }
 
 static void report(out_t *o, res_t (*res)[GB_T_COUNT], const gb_capacity_t *cap, double base,
@@ -570,7 +574,8 @@ static void usage(FILE *f)
         "         [--prompts N] [--gap S] [--gpu k=v,...] [--rate-base R]\n"
         "         [--no-fleet-keys] [--max-in-flight N] [--queue-size N|-1]\n"
         "         [--queue-timeout D] [--scrape-interval D] [--affinity-slack S]\n"
-        "         [--affinity-eps E] [--affinity-wait D] [--port-base P]\n"
+        "         [--affinity-eps E] [--affinity-wait D] [--queue-target D]\n"
+        "         [--queue-interval D] [--port-base P]\n"
         "         [--llmux PATH] [--nginx PATH] [--haproxy PATH] [--out FILE] [--plan] [--check]\n"
         "Four simulated GPU replicas behind llmux, nginx and HAProxy, multi-turn chat over\n"
         "shared system prompts at percentages of the fleet's capacity (bench/fleet/README.md)."
@@ -608,6 +613,8 @@ static int parse_args(int argc, char **argv)
                                           {"affinity-slack", required_argument, NULL, 'A'},
                                           {"affinity-eps", required_argument, NULL, 'E'},
                                           {"affinity-wait", required_argument, NULL, 'W'},
+                                          {"queue-target", required_argument, NULL, 'U'},
+                                          {"queue-interval", required_argument, NULL, 'I'},
                                           {"port-base", required_argument, NULL, 'P'},
                                           {"llmux", required_argument, NULL, 'l'},
                                           {"nginx", required_argument, NULL, 'n'},
@@ -684,6 +691,12 @@ static int parse_args(int argc, char **argv)
             break;
         case 'W':
             popt.affinity_wait = optarg;
+            break;
+        case 'U':
+            popt.queue_target = optarg;
+            break;
+        case 'I':
+            popt.queue_interval = optarg;
             break;
         case 'P':
             opt.port_base = (uint16_t)atoi(optarg);

@@ -95,6 +95,10 @@ static void llmux_routing(FILE *f, int t, const gb_proxy_opts_t *o)
         fprintf(f, "  affinity_eps: %s\n", o->affinity_eps);
     if (o->affinity_wait != NULL)
         fprintf(f, "  affinity_wait: %s\n", o->affinity_wait);
+    if (o->queue_target != NULL)
+        fprintf(f, "  queue_target: %s\n", o->queue_target);
+    if (o->queue_interval != NULL)
+        fprintf(f, "  queue_interval: %s\n", o->queue_interval);
 }
 
 static void write_llmux(FILE *f, int t, const gb_proxy_opts_t *o, uint16_t port)
