@@ -24,8 +24,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define LX_CODEL_TARGET_MS   50  /* default target: the wait an admitted request may have */
-#define LX_CODEL_INTERVAL_MS 100 /* default interval: a burst shorter than this is absorbed */
+#define LX_CODEL_TARGET_MS   100 /* default target: the wait an admitted request may have */
+#define LX_CODEL_INTERVAL_MS 500 /* default interval: a burst shorter than this is absorbed */
 
 typedef struct lx_codel {
     uint64_t target_ms;      /* 0: off (never standing) */
