@@ -203,9 +203,9 @@ typedef struct lx_config {
     uint64_t routing_affinity_wait_ms;      /* ... and a queued request's wait for its home
                                              * before its second replica (2x: any), 400ms */
     uint64_t routing_queue_target_ms;       /* the queue stands once waits stay at or above
-                                             * this for queue_interval (route/codel.h): 50ms;
+                                             * this for queue_interval (route/codel.h): 100ms;
                                              * 0: off */
-    uint64_t routing_queue_interval_ms;     /* ... that long: 100ms */
+    uint64_t routing_queue_interval_ms;     /* ... that long: 500ms */
 
     /* The provider health table (`health`): */
     uint64_t health_rescore_interval_ms;     /* default 5m */
