@@ -1362,7 +1362,9 @@ static void test_queue_standing_overload(void **state)
 {
     (void)state;
     fleet_t *f =
-        fleet_start_ex(1, "balance: fleet, queue_size: 400, queue_timeout: 5s, affinity_wait: 0s",
+        fleet_start_ex(1,
+                       "balance: fleet, queue_size: 400, queue_timeout: 5s, affinity_wait: 0s, "
+                       "queue_target: 50ms, queue_interval: 100ms",
                        QUEUE_FLEET, "none");
     for (int i = 0; i < N_REPS; i++)
         atomic_store(&f->rep[i]->delay_ms, 40);
