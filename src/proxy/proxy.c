@@ -403,6 +403,20 @@ static void on_sent(lx_stream_t *s, int status, void *arg)
     end_attempt(px, status);
 }
 
+/* Writes a request's <n> slices <out> on <st> and starts reading its answer. The proxy keeps
+ * its own references (a retry or a hedge sends them again): the write borrows more. */
+static int write_out(lx_stream_t *st, const lx_slice_t *out, unsigned n, lx_stream_write_cb sent,
+                     void *arg, lx_stream_read_cb read)
+{
+    lx_slice_t sl[LX_PROXY_MAX_OUT];
+    for (unsigned i = 0; i < n; i++) {
+        sl[i] = out[i];
+        lx_buf_ref(sl[i].buf);
+    }
+    int rc = lx_stream_write(st, sl, n, sent, arg);
+    return rc == 0 ? lx_stream_read_start(st, read) : rc;
+}
+
 static void on_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
 {
     lx_proxy_t *px = lx_container_of(w, lx_proxy_t, wait);
@@ -417,15 +431,7 @@ static void on_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
     px->t_connected_ns = lx_worker_clock_ns();
     px->state = LX_PROXY_WAITING;
     lx_http_client_init(&px->hc, &client_cbs, 64 * 1024, px);
-    /* the proxy keeps its own references for a possible retry: the write borrows more */
-    lx_slice_t sl[LX_PROXY_MAX_OUT];
-    for (unsigned i = 0; i < px->n_out; i++) {
-        sl[i] = px->out[i];
-        lx_buf_ref(sl[i].buf);
-    }
-    int rc = lx_stream_write(&conn->stream, sl, px->n_out, on_sent, px);
-    if (rc == 0)
-        rc = lx_stream_read_start(&conn->stream, on_up_read);
+    int rc = write_out(&conn->stream, px->out, px->n_out, on_sent, px, on_up_read);
     if (rc != 0) {
         if (retry_stale(px))
             return;
@@ -862,14 +868,7 @@ static void on_hedge_conn(lx_conn_pool_wait_t *w, lx_upconn_t *conn, int status)
     conn->data = h;
     h->reused = conn->reused;
     h->t_connected_ns = lx_worker_clock_ns();
-    lx_slice_t sl[LX_PROXY_MAX_OUT];
-    for (unsigned i = 0; i < h->n_out; i++) {
-        sl[i] = h->out[i];
-        lx_buf_ref(sl[i].buf);
-    }
-    int rc = lx_stream_write(&conn->stream, sl, h->n_out, on_hedge_sent, h);
-    if (rc == 0)
-        rc = lx_stream_read_start(&conn->stream, on_hedge_read);
+    int rc = write_out(&conn->stream, h->out, h->n_out, on_hedge_sent, h, on_hedge_read);
     if (rc != 0)
         hedge_end(h->px, rc);
 }
