@@ -7,9 +7,10 @@
 
 #include "route/queue.h"
 
-#define GAP_SHIFT   3             /* the drain EWMA's weight: 1/8 per pop */
-#define MAX_STEP_MS 1000000000ull /* a gap longer than ~11 days counts as that (no overflow) */
-#define US_PER_S    1000000ull
+#define GAP_SHIFT     3             /* the drain EWMA's weight: 1/8 per pop */
+#define SERVICE_SHIFT 4             /* the service-time EWMA's weight: 1/16 per attempt */
+#define MAX_STEP_MS   1000000000ull /* a gap longer than ~11 days counts as that (no overflow) */
+#define US_PER_S      1000000ull
 
 void lx_queue_node_init(lx_queue_node_t *n)
 {
@@ -42,9 +43,21 @@ void lx_queue_set_codel(lx_queue_t *q, uint64_t target_ms, uint64_t interval_ms)
     lx_codel_init(&q->codel, target_ms, interval_ms);
 }
 
-void lx_queue_shed(lx_queue_t *q, lx_queue_class_t cls)
+void lx_queue_shed(lx_queue_t *q, lx_queue_class_t cls, uint64_t now_ms)
 {
     q->stats.shed[cls == LX_QUEUE_BATCH ? LX_QUEUE_BATCH : LX_QUEUE_INTERACTIVE]++;
+    lx_codel_shed(&q->codel, now_ms);
+}
+
+void lx_queue_note_service(lx_queue_t *q, uint64_t us)
+{
+    if (us == 0)
+        return;
+    int64_t s = (int64_t)(us < MAX_STEP_MS * 1000 ? us : MAX_STEP_MS * 1000);
+    if (q->service_us <= 0)
+        q->service_us = s;
+    else
+        q->service_us += (s - q->service_us) / (1 << SERVICE_SHIFT);
 }
 
 void lx_queue_set_limits(lx_queue_t *q, size_t capacity, uint64_t timeout_ms)
@@ -112,6 +125,7 @@ bool lx_queue_push(lx_queue_t *q, lx_queue_node_t *n, lx_queue_class_t cls, uint
         return false;
     if (cls != LX_QUEUE_BATCH)
         cls = LX_QUEUE_INTERACTIVE;
+    lx_codel_arrived(&q->codel);
     size_t len = lx_queue_len(q);
     if (len >= q->capacity) {
         lx_queue_node_t *v = NULL;
@@ -170,7 +184,7 @@ static void serve(lx_queue_t *q, lx_queue_node_t *n, uint64_t now_ms)
     else if (q->stats.len[LX_QUEUE_BATCH] > 0)
         q->streak++; /* batch waits and was passed over */
     uint64_t wait = wait_of(n, now_ms);
-    lx_codel_left(&q->codel, wait, now_ms); /* (before the unlink, which may empty the queue) */
+    lx_codel_left(&q->codel, wait, true, now_ms); /* (before the unlink: it may empty the queue) */
     unlink_node(q, n);
     q->stats.served[n->cls]++;
     if (wait > q->stats.max_wait_ms)
@@ -237,7 +251,7 @@ size_t lx_queue_expire(lx_queue_t *q, uint64_t now_ms, void (*cb)(void *arg, lx_
         lx_queue_node_t *n = of_deadline(q->by_deadline.next);
         if (n->deadline_ms > now_ms)
             break;
-        lx_codel_left(&q->codel, wait_of(n, now_ms), now_ms);
+        lx_codel_left(&q->codel, wait_of(n, now_ms), false, now_ms);
         unlink_node(q, n);
         q->stats.expired[n->cls]++;
         taken++;
@@ -287,9 +301,15 @@ bool lx_queue_admits(const lx_queue_t *q, uint64_t now_ms)
 {
     if (!lx_queue_standing(q) || q->gap_us < 0)
         return true;
-    uint64_t ahead = (uint64_t)lx_queue_len(q) + 1;
-    return gap_now_us(q, now_ms) <
-           q->codel.target_ms * 1000 / ahead; /* (no product: no overflow) */
+    return lx_queue_admits_behind(q, lx_queue_len(q), gap_now_us(q, now_ms));
+}
+
+bool lx_queue_admits_behind(const lx_queue_t *q, size_t ahead, uint64_t slot_us)
+{
+    if (!lx_queue_standing(q))
+        return true;
+    uint64_t n = (uint64_t)ahead + 1;
+    return slot_us < q->codel.target_ms * 1000 / n; /* (no product: no overflow) */
 }
 
 unsigned lx_queue_retry_after(const lx_queue_t *q, uint64_t now_ms)

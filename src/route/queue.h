@@ -83,11 +83,12 @@ typedef struct lx_queue {
     size_t capacity;
     uint64_t timeout_ms;
     unsigned batch_every;
-    unsigned streak;  /* interactive pops since batch was last served or empty */
-    int64_t gap_us;   /* EWMA of the time between pops while not empty; < 0: unknown */
-    uint64_t mark_ms; /* start of the current such interval: the last pop, or the push that
-                         made the queue non-empty */
-    lx_codel_t codel; /* the standing-queue detector (off unless lx_queue_set_codel) */
+    unsigned streak;    /* interactive pops since batch was last served or empty */
+    int64_t gap_us;     /* EWMA of the time between pops while not empty; < 0: unknown */
+    uint64_t mark_ms;   /* start of the current such interval: the last pop, or the push that
+                           made the queue non-empty */
+    lx_codel_t codel;   /* the standing-queue detector (off unless lx_queue_set_codel) */
+    int64_t service_us; /* EWMA of the model's slot time (lx_queue_note_service); 0: unknown */
     lx_queue_stats_t stats;
 } lx_queue_t;
 
@@ -132,8 +133,19 @@ static inline bool lx_queue_standing(const lx_queue_t *q)
  * known yet: admitted. */
 bool lx_queue_admits(const lx_queue_t *q, uint64_t now_ms);
 
-/* Counts an arrival of class <cls> the caller refused because the queue stood (stats.shed). */
-void lx_queue_shed(lx_queue_t *q, lx_queue_class_t cls);
+/* The same for an arrival that would wait behind <ahead> requests for one server that frees a
+ * slot every <slot_us> (its home replica: the model's slot time x workers / the replica's
+ * max_in_flight): while the queue stands, admitted only when (ahead + 1) x slot_us is below the
+ * target. lx_queue_admits is (len, the gap between the queue's pops). */
+bool lx_queue_admits_behind(const lx_queue_t *q, size_t ahead, uint64_t slot_us);
+
+/* An attempt of <q>'s model held a slot for <us> (queued or not; 0 is ignored): the EWMA of
+ * how long a request holds a slot (service_us). */
+void lx_queue_note_service(lx_queue_t *q, uint64_t us);
+
+/* Counts an arrival of class <cls> the caller refused at <now_ms> because the queue stood
+ * (stats.shed; the detector holds its state while this goes on, codel.h). */
+void lx_queue_shed(lx_queue_t *q, lx_queue_class_t cls, uint64_t now_ms);
 
 /* Queues <n> of class <cls> (any other value counts as interactive) at <now_ms>, deadline
  * now_ms + timeout (saturated). True when admitted; then *evicted is NULL, or the batch node

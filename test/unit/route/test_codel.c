@@ -1,8 +1,9 @@
 /*
  * test_codel.c - the standing-queue detector (route/codel.h) alone and on an admission queue
  * (route/queue.h), on a fake clock: it stands only once waits stayed at or above the target
- * for a whole interval, stops on one short wait or an empty queue, never under a burst that
- * drains within the interval, and is off by default and with target 0.
+ * for a whole interval while arrivals outpaced services by 9/8, stops on one short wait or an
+ * empty queue unless arrivals are being refused, never under a burst that drains within the
+ * interval nor under even rates, and is off by default and with target 0.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,18 +25,18 @@ static void test_enters_after_interval(void **state)
     (void)state;
     lx_codel_t c;
     lx_codel_init(&c, 50, 100);
-    lx_codel_left(&c, 49, 990); /* below: nothing */
+    lx_codel_left(&c, 49, false, 990); /* below: nothing */
     assert_false(lx_codel_standing(&c));
     for (uint64_t t = 1000; t < 1100; t += 10) {
-        lx_codel_left(&c, 50, t);
+        lx_codel_left(&c, 50, false, t);
         assert_false(lx_codel_standing(&c));
     }
-    lx_codel_left(&c, 80, 1099);
+    lx_codel_left(&c, 80, false, 1099);
     assert_false(lx_codel_standing(&c));
-    lx_codel_left(&c, 80, 1100);
+    lx_codel_left(&c, 80, false, 1100);
     assert_true(lx_codel_standing(&c));
     assert_int_equal(c.entered, 1);
-    lx_codel_left(&c, 300, 1200); /* stays, counted once */
+    lx_codel_left(&c, 300, false, 1200); /* stays, counted once */
     assert_true(lx_codel_standing(&c));
     assert_int_equal(c.entered, 1);
 }
@@ -48,63 +49,144 @@ static void test_leaves_on_short_wait(void **state)
     (void)state;
     lx_codel_t c;
     lx_codel_init(&c, 50, 100);
-    lx_codel_left(&c, 60, 0);
-    lx_codel_left(&c, 60, 100);
+    lx_codel_left(&c, 60, false, 0);
+    lx_codel_left(&c, 60, false, 100);
     assert_true(lx_codel_standing(&c));
-    lx_codel_left(&c, 10, 110);
+    lx_codel_left(&c, 10, false, 110);
     assert_false(lx_codel_standing(&c));
-    lx_codel_left(&c, 60, 209); /* 99 ms after it stopped: again, at once */
+    lx_codel_left(&c, 60, false, 209); /* 99 ms after it stopped: again, at once */
     assert_true(lx_codel_standing(&c));
-    lx_codel_left(&c, 49, 220);
+    lx_codel_left(&c, 49, false, 220);
     assert_false(lx_codel_standing(&c));
-    lx_codel_left(&c, 60, 320); /* 100 ms after: a new run */
+    lx_codel_left(&c, 60, false, 320); /* 100 ms after: a new run */
     assert_false(lx_codel_standing(&c));
-    lx_codel_left(&c, 60, 419);
+    lx_codel_left(&c, 60, false, 419);
     assert_false(lx_codel_standing(&c));
-    lx_codel_left(&c, 60, 420);
+    lx_codel_left(&c, 60, false, 420);
     assert_true(lx_codel_standing(&c));
     lx_codel_empty(&c);
     assert_false(lx_codel_standing(&c));
-    lx_codel_left(&c, 60, 600);
+    lx_codel_left(&c, 60, false, 600);
     assert_false(lx_codel_standing(&c));
     assert_int_equal(c.entered, 3);
 }
 
 /* While it stands, a queue admits an arrival only when (len + 1) x the gap between pops is
- * below the target; not standing, always. Every gap here is 10 ms, so the EWMA is exact. */
+ * below the target, and one that waits for one server, when (ahead + 1) x that server's slot
+ * interval is; not standing, always. Every gap here is 10 ms, so the EWMA is exact. The run
+ * of long waits is fed two arrivals per pop, so the queue stands once it is an interval old. */
 static void test_admits(void **state)
 {
     (void)state;
-    static lx_queue_node_t n[32];
+    static lx_queue_node_t n[64];
     lx_queue_t q;
-    lx_queue_init(&q, 32, 10000, 0);
+    lx_queue_init(&q, 64, 10000, 0);
     lx_queue_set_codel(&q, 50, 100);
-    for (int i = 0; i < 32; i++)
+    for (int i = 0; i < 64; i++)
         lx_queue_node_init(&n[i]);
     assert_true(lx_queue_push(&q, &n[0], I, 0, NULL));
     assert_non_null(lx_queue_pop(&q, 10)); /* the gap seeded: 10 ms */
-    for (int i = 1; i <= 16; i++)
-        assert_true(lx_queue_push(&q, &n[i], I, 10, NULL));
+    int next = 1;
+    for (; next <= 16; next++)
+        assert_true(lx_queue_push(&q, &n[next], I, 10, NULL));
     /* pops at 20, 30, ...: waits 10, 20, ...; at or above 50 from 60 on, a whole interval at 160 */
     for (uint64_t t = 20; t < 160; t += 10) {
         assert_non_null(lx_queue_pop(&q, t));
         assert_false(lx_queue_standing(&q));
         assert_true(lx_queue_admits(&q, t)); /* (not standing: a long queue admits) */
+        assert_true(lx_queue_admits_behind(&q, 100, 1000000));
+        for (int k = 0; t >= 60 && k < 2; k++, next++)
+            assert_true(lx_queue_push(&q, &n[next], I, t, NULL));
     }
     assert_non_null(lx_queue_pop(&q, 160));
     assert_true(lx_queue_standing(&q));
-    assert_int_equal(lx_queue_len(&q), 1);
-    /* 1 queued: a newcomer would wait 20 ms, 30, 40 (admitted), then 50 (refused) */
-    for (int i = 17; i < 20; i++) {
-        assert_true(lx_queue_admits(&q, 160));
-        assert_true(lx_queue_push(&q, &n[i], I, 160, NULL));
-    }
-    assert_false(lx_queue_admits(&q, 160));
-    assert_non_null(lx_queue_pop(&q, 170)); /* waited 160 ms: still standing */
+    assert_int_equal(lx_queue_len(&q), 21);
+    assert_false(lx_queue_admits(&q, 160)); /* 22 x 10 ms */
+    /* a home that frees a slot every 10 ms: 1 to 4 ahead of the newcomer, 20 to 50 ms */
+    assert_true(lx_queue_admits_behind(&q, 0, 10000));
+    assert_true(lx_queue_admits_behind(&q, 3, 10000));
+    assert_false(lx_queue_admits_behind(&q, 4, 10000));
+    assert_false(lx_queue_admits_behind(&q, 0, 50000));
+    /* the whole queue's rule with a short queue: pop down to 2 (3 x 10 ms: admitted) */
+    uint64_t t = 160;
+    while (lx_queue_len(&q) > 2)
+        assert_non_null(lx_queue_pop(&q, t += 10));
     assert_true(lx_queue_standing(&q));
-    assert_true(lx_queue_admits(&q, 170)); /* 3 queued: 40 ms */
-    /* a stall: the gap running now counts, 15 ms since the last pop: 60 ms */
-    assert_false(lx_queue_admits(&q, 185));
+    assert_true(lx_queue_admits(&q, t));
+    /* a stall: the gap running now counts, 20 ms since the last pop: 60 ms */
+    assert_false(lx_queue_admits(&q, t + 20));
+}
+
+/* The slot time is an EWMA of the attempts' durations, 1/16 per attempt, seeded by the first;
+ * 0 is ignored. */
+static void test_service_time(void **state)
+{
+    (void)state;
+    lx_queue_t q;
+    lx_queue_init(&q, 4, 1000, 0);
+    assert_int_equal(q.service_us, 0);
+    lx_queue_note_service(&q, 0);
+    assert_int_equal(q.service_us, 0);
+    lx_queue_note_service(&q, 440000);
+    assert_int_equal(q.service_us, 440000);
+    lx_queue_note_service(&q, 600000);
+    assert_int_equal(q.service_us, 450000);
+    for (int i = 0; i < 200; i++)
+        lx_queue_note_service(&q, 800000);
+    assert_true(q.service_us > 790000 && q.service_us <= 800000);
+}
+
+/* Long waits while arrivals and services are even (a fleet near its capacity, whose waits a
+ * burst started) never make it stand, however long they last; a surge to 5 arrivals per 4
+ * services after them does within two intervals, not diluted by the even minute before. */
+static void test_even_rate_never_stands(void **state)
+{
+    (void)state;
+    lx_codel_t c;
+    lx_codel_init(&c, 50, 100);
+    uint64_t t = 0;
+    for (; t < 60000; t += 10) {
+        lx_codel_arrived(&c);
+        lx_codel_left(&c, 80, true, t);
+        assert_false(lx_codel_standing(&c));
+    }
+    uint64_t from = t;
+    for (int k = 0; !lx_codel_standing(&c) && k < 1000; k++, t += 10) {
+        lx_codel_arrived(&c);
+        if (k % 4 == 0)
+            lx_codel_arrived(&c);
+        lx_codel_left(&c, 80, true, t);
+    }
+    assert_true(lx_codel_standing(&c));
+    assert_true(t - from <= 200 + 10);
+}
+
+/* While the caller refuses arrivals, a short wait or an empty queue does not end the state
+ * (the refusals are what keep the waits short); an interval without a refusal lets them. */
+static void test_shed_holds(void **state)
+{
+    (void)state;
+    lx_codel_t c;
+    lx_codel_init(&c, 50, 100);
+    lx_codel_left(&c, 60, false, 0);
+    lx_codel_left(&c, 60, false, 100);
+    assert_true(lx_codel_standing(&c));
+    lx_codel_shed(&c, 110);
+    lx_codel_left(&c, 10, true, 120);
+    assert_true(lx_codel_standing(&c));
+    lx_codel_empty(&c);
+    assert_true(lx_codel_standing(&c));
+    lx_codel_shed(&c, 150);
+    lx_codel_left(&c, 10, true, 249); /* 99 ms after the last refusal */
+    assert_true(lx_codel_standing(&c));
+    lx_codel_left(&c, 10, true, 250); /* a whole interval without one */
+    assert_false(lx_codel_standing(&c));
+    /* a shed before the state began does not hold the next one */
+    lx_codel_left(&c, 60, false, 260); /* again, at once */
+    assert_true(lx_codel_standing(&c));
+    lx_codel_left(&c, 10, true, 270);
+    assert_false(lx_codel_standing(&c));
+    assert_int_equal(c.entered, 2);
 }
 
 /* Target 0 is off: no wait, however long, makes it stand. */
@@ -114,7 +196,7 @@ static void test_off(void **state)
     lx_codel_t c;
     lx_codel_init(&c, 0, 100);
     for (uint64_t t = 0; t < 10000; t += 100)
-        lx_codel_left(&c, 5000, t);
+        lx_codel_left(&c, 5000, false, t);
     assert_false(lx_codel_standing(&c));
 }
 
@@ -133,7 +215,7 @@ static void sim_push(sim_t *s, uint64_t t)
     if (lx_queue_standing(&s->q))
         s->stood = true;
     if (!lx_queue_admits(&s->q, t)) {
-        lx_queue_shed(&s->q, I);
+        lx_queue_shed(&s->q, I, t);
         return;
     }
     lx_queue_node_t *n = &s->n[s->next++ % 512];
@@ -232,6 +314,9 @@ int main(void)
         cmocka_unit_test(test_leaves_on_short_wait),
         cmocka_unit_test(test_off),
         cmocka_unit_test(test_admits),
+        cmocka_unit_test(test_service_time),
+        cmocka_unit_test(test_even_rate_never_stands),
+        cmocka_unit_test(test_shed_holds),
         cmocka_unit_test(test_burst_drains),
         cmocka_unit_test(test_overload_sheds),
         cmocka_unit_test(test_expiry_counts),
