@@ -7,10 +7,13 @@
  *
  *   dispatch.c lx_dispatch_start ─ every replica full ─> lx_gw_queue_push ─ full: 429
  *                                                         (Retry-After: the drain rate)
+ *     (the queue standing, route/codel.h: 429 at once unless the wait predicted at the
+ *      request's home, or behind the whole queue, is under routing.queue_target: admitted())
  *   api.c on_proxy_finish (an attempt ended: a slot may be free) ─> lx_gw_queue_slot_freed
  *     ─> the queue timer at 0 ms ─> lx_gw_queue_kick: expired ones 429, then per replica with
  *        room: its own requests (their key's home) unless an older one is overdue for it,
- *        then the oldest that may take it (route/fleet.c step 5), of a route in its plan
+ *        then the oldest that may take it (route/fleet.c step 5), of a route in its plan;
+ *        while the queue stands and no replica is half idle, its own requests only (held_home)
  *        ─> that plan entry first, pinned to it, api.c lx_api_resume (the proxy starts)
  *   the queue timer, while anything waits: at min(next deadline, now + 10 ms) (slots freed on
  *     other workers are not signalled: this is how they are noticed)
@@ -131,6 +134,69 @@ static int refuse_push(lx_gw_req_t *r, lx_queue_t *q, uint64_t now)
     return 429;
 }
 
+static size_t backlog(const lx_queue_t *q, uint64_t tag);
+
+/* How often replica <home> of plan entry <e>'s route frees a slot for this worker's queue, in
+ * µs: the model's slot time x workers / its max_in_flight (all workers share it); 0 when a
+ * figure is missing. */
+static uint64_t slot_interval_us(const lx_gw_gen_t *g, const lx_queue_t *q, lx_plan_entry_t e,
+                                 size_t home)
+{
+    const lx_config_t *cfg = g->cfg;
+    const lx_config_provider_t *pv = &cfg->providers[cfg->models[e.model].routes[e.route].provider];
+    if (home >= pv->n_endpoints || q->service_us <= 0)
+        return 0;
+    uint32_t cap = lx_gw_row_cap(g->health, pv, lx_gw_row(g->health, e.model, e.route, home));
+    return cap > 0 ? (uint64_t)q->service_us * (cfg->workers > 0 ? cfg->workers : 1) / cap : 0;
+}
+
+/* Whether the replicas of route <route> of model <m> are held to their own requests: the
+ * model's queue stands (route/codel.h: the fleet is overloaded), requests wait for their home
+ * (routing.affinity_wait > 0), and no live replica with a max_in_flight has half its slots or
+ * more free. A busy replica that takes another's request gives it a cold prefill (up to twice
+ * a warm request's slot time) for a slot that its own next request would take a moment later;
+ * a half-idle one (one prefix hotter than its replica, the others quiet) has room to spare, so
+ * requests still go there, and whole keys move there (lx_fleet_move). */
+static bool held_home(const lx_gw_gen_t *g, size_t m, size_t route, uint64_t now)
+{
+    const lx_config_t *cfg = g->cfg;
+    const lx_gw_health_t *h = g->health;
+    if (!lx_queue_standing(&g->queues[m]) || cfg->routing_affinity_wait_ms == 0 || h == NULL)
+        return false;
+    const lx_config_provider_t *pv = &cfg->providers[cfg->models[m].routes[route].provider];
+    bool capped = false;
+    for (size_t j = 0; j < pv->n_endpoints; j++) {
+        size_t row = lx_gw_row(h, m, route, j);
+        uint32_t cap = lx_gw_row_cap(h, pv, row);
+        if (cap == 0 || !lx_health_available(h->table, row, now))
+            continue;
+        if (lx_health_in_flight(h->table, row) * 2 <= (int64_t)cap)
+            return false; /* half idle: it takes others' requests (and their keys) */
+        capped = true;
+    }
+    return capped;
+}
+
+/* Whether <r>, about to queue on <q> (model <m>) with the replica preference <tag>, may. While
+ * the queue stands (route/codel.h: the fleet is overloaded) and requests wait for their home
+ * (routing.affinity_wait > 0), a request whose home replica is known waits only when the wait
+ * predicted at that home, one slot interval per request ahead of it there plus its own, is
+ * under the target: it is served there, warm (held_home), or refused now. Otherwise, while the
+ * queue stands, it is admitted by the whole queue's drain (lx_queue_admits), or when a replica
+ * has room (it waits for its full home while another is free). */
+static bool admitted(lx_gw_req_t *r, const lx_queue_t *q, size_t m, uint64_t tag, uint64_t now)
+{
+    if (!lx_queue_standing(q))
+        return true;
+    lx_plan_entry_t e = r->plan[r->full_pos];
+    uint64_t slot = tag != LX_FLEET_NO_PREF && r->gen->cfg->routing_affinity_wait_ms > 0
+                        ? slot_interval_us(r->gen, q, e, (size_t)(tag & 0xff))
+                        : 0;
+    if (slot > 0)
+        return lx_queue_admits_behind(q, backlog(q, tag), slot);
+    return lx_queue_admits(q, now) || slot_free(r->gen, m, now);
+}
+
 int lx_gw_queue_push(lx_gw_req_t *r, char *msg, size_t cap)
 {
     lx_gw_worker_t *w = r->gw;
@@ -139,17 +205,17 @@ int lx_gw_queue_push(lx_gw_req_t *r, char *msg, size_t cap)
     lx_queue_node_t *evicted = NULL;
     size_t m = r->plan[r->full_pos].model;
     /* a standing queue (route/codel.h): the fleet is overloaded, not hit by a burst; a request
-     * that finds every replica full is refused now when the drain rate says it would wait
-     * past the target (the queue is held at about the target's worth); one that waits for its
-     * full home while another replica has room is an affinity wait, and queues */
-    if (!lx_queue_admits(q, now) && !slot_free(r->gen, m, now)) {
-        lx_queue_shed(q, class_of(r));
+     * that would wait past the target is refused now (admitted(): at its home, or behind the
+     * whole queue); its key is placed first (prefs_of), as a queued request's is */
+    uint64_t tag = prefs_of(r, now);
+    if (!admitted(r, q, m, tag, now)) {
+        lx_queue_shed(q, class_of(r), now);
         snprintf(msg, cap,
                  "every replica of model '%s' is busy and its queue has stood over %llu ms",
                  model_of(r), (unsigned long long)q->codel.target_ms);
         return refuse_push(r, q, now);
     }
-    r->qnode.tag = prefs_of(r, now);
+    r->qnode.tag = tag;
     if (!lx_queue_push(q, &r->qnode, class_of(r), now, &evicted)) {
         snprintf(msg, cap, "every replica of model '%s' is busy and its queue is full",
                  model_of(r));
@@ -245,6 +311,7 @@ typedef struct fit {
     fit_mode_t mode;
     uint64_t home_waited_ms; /* FIT_OVERDUE: the wait of the replica's oldest own request */
     uint64_t now, step_ms, timeout_ms;
+    bool held; /* held_home: no request goes to another replica than its live home */
 } fit_t;
 
 /* The position of <r>'s plan entry on route <route> of the model it waits for, or -1 (its
@@ -274,6 +341,20 @@ static unsigned rank_at(const fit_t *f, const lx_queue_node_t *n)
     return rank;
 }
 
+/* Whether <n>'s home (by its tag) is a replica of <f>'s route that is available. */
+static bool home_live(const fit_t *f, const lx_queue_node_t *n)
+{
+    const lx_gw_req_t *r = lx_container_of(n, lx_gw_req_t, qnode);
+    lx_plan_entry_t e = r->plan[r->full_pos];
+    const lx_config_t *cfg = r->gen->cfg;
+    size_t home = (size_t)(n->tag & 0xff);
+    if (n->tag == LX_FLEET_NO_PREF || e.route != f->route ||
+        home >= cfg->providers[cfg->models[e.model].routes[e.route].provider].n_endpoints)
+        return false;
+    const lx_gw_health_t *h = r->gen->health;
+    return lx_health_available(h->table, lx_gw_row(h, e.model, e.route, home), f->now);
+}
+
 static uint64_t waited_of(const fit_t *f, const lx_queue_node_t *n)
 {
     return f->now > n->enqueued_ms ? f->now - n->enqueued_ms : 0;
@@ -287,6 +368,8 @@ static bool fits(void *arg, const lx_queue_node_t *n)
     unsigned rank = rank_at(f, n);
     if (f->mode == FIT_HOME)
         return rank == 0;
+    if (rank > 0 && f->held && home_live(f, n))
+        return false; /* overloaded: served at its home (admitted for it) */
     uint64_t waited = waited_of(f, n);
     if (!lx_fleet_may_take(rank, waited, f->step_ms, f->timeout_ms))
         return false;
@@ -388,6 +471,7 @@ static size_t serve_pass(lx_gw_worker_t *w, lx_gw_gen_t *g, size_t m, fit_t *f)
     size_t started = 0;
     for (size_t rt = 0; h != NULL && rt < cfg->models[m].n_routes; rt++) {
         const lx_config_provider_t *pv = &cfg->providers[cfg->models[m].routes[rt].provider];
+        f->held = held_home(g, m, rt, f->now);
         for (size_t j = 0; j < pv->n_endpoints && lx_queue_len(q) > 0; j++) {
             f->route = rt;
             f->ep = (unsigned)j;

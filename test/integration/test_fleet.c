@@ -56,12 +56,14 @@ typedef struct rep {
     atomic_uint delay_ms; /* before a chat answer */
     atomic_int status;    /* of a chat answer: 0 is 200 (503: a dead replica) */
     atomic_uint busy_max; /* the most chat requests it held at once */
+    atomic_int index;     /* its place in the fleet (fleet_t.rep) */
     rep_conn_t conns[REP_CONNS];
 } rep_t;
 
 /* The order chat requests reached the replicas, all together: each body's "question <n>". */
 static atomic_uint arrivals;
 static atomic_int arrival[256];
+static atomic_int served_by[1024]; /* question <n>: 1 + the replica that received it, 0: none */
 
 static const char CHAT_REPLY[] =
     "{\"id\":\"c\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"up-m\",\"choices\":[{"
@@ -119,6 +121,9 @@ static void rep_parse(rep_t *r, rep_conn_t *c)
         unsigned k = atomic_fetch_add(&arrivals, 1);
         if (k < 256)
             atomic_store(&arrival[k], q != NULL ? atoi(q + 9) : -1);
+        int n = q != NULL ? atoi(q + 9) : -1;
+        if (n >= 0 && n < 1024)
+            atomic_store(&served_by[n], atomic_load(&r->index) + 1);
         atomic_fetch_add(&r->chats, 1);
         c->pending = true;
         c->due = lx_harness_now_ms() + atomic_load(&r->delay_ms);
@@ -264,9 +269,13 @@ static fleet_t *fleet_start_top(unsigned workers, const char *routing, const cha
 {
     fleet_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    for (int i = 0; i < N_REPS; i++)
+    for (int i = 0; i < N_REPS; i++) {
         f->rep[i] = rep_start();
+        atomic_store(&f->rep[i]->index, i);
+    }
     atomic_store(&arrivals, 0);
+    for (int i = 0; i < 1024; i++)
+        atomic_store(&served_by[i], 0);
     char yaml[4096];
     snprintf(yaml, sizeof(yaml),
              "listen: 127.0.0.1:0\n"
@@ -1179,9 +1188,13 @@ static fleet_t *fleet_two_routes(const char *routing)
 {
     fleet_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    for (int i = 0; i < N_REPS; i++)
+    for (int i = 0; i < N_REPS; i++) {
         f->rep[i] = rep_start();
+        atomic_store(&f->rep[i]->index, i);
+    }
     atomic_store(&arrivals, 0);
+    for (int i = 0; i < 1024; i++)
+        atomic_store(&served_by[i], 0);
     char yaml[2048];
     snprintf(yaml, sizeof(yaml),
              "listen: 127.0.0.1:0\n"
@@ -1428,6 +1441,62 @@ static void test_queue_standing_burst(void **state)
     fleet_stop(f);
 }
 
+/* An even overload with affinity: three replicas of 4 slots, 100 ms a request (120 requests/s),
+ * sent about 167 requests/s over 8 system prompts for 1.4 s, requests allowed to leave their
+ * busy home after 20 ms (affinity_wait). Once the queue stands, every replica is held to its
+ * own prompts: in the second half each prompt's requests went to one replica (its home, where
+ * its key was placed: the one it had at first, or where it moved before the second half),
+ * none to a replica that had a slot free a moment before its own next request came, and
+ * admitted requests waited about the target there. With the replicas not held (the rule off),
+ * some 10-30 requests of the second half go to another replica than their prompt's. */
+static void test_queue_standing_held(void **state)
+{
+    (void)state;
+    fleet_t *f = fleet_start_ex(1,
+                                "balance: fleet, queue_size: 400, queue_timeout: 5s, "
+                                "affinity_wait: 20ms, scrape_interval: 60s, queue_target: 50ms, "
+                                "queue_interval: 100ms",
+                                "    max_in_flight: 4\n", "none");
+    int home[8];
+    for (int t = 0; t < 8; t++)
+        home[t] = send_one(f, (char)('a' + t), 900 + t);
+    for (int t = 0; t < 8; t++)
+        assert_int_equal(send_one(f, (char)('a' + t), 910 + t), home[t]); /* (it stays) */
+    for (int i = 0; i < N_REPS; i++)
+        atomic_store(&f->rep[i]->delay_ms, 100);
+    static ol_t o;
+    memset(&o, 0, sizeof(o));
+    int n = 240, refused = 0, late = 0, away = 0, slow = 0;
+    unsigned moved = 0;
+    ol_run(f, &o, n, 6);
+    for (int i = 0; i < n; i++) {
+        if (o.status[i] == 429) {
+            refused++;
+            continue;
+        }
+        assert_int_equal(o.status[i], 200);
+        if (i < n / 2)
+            continue;
+        late++;
+        int by = atomic_load(&served_by[i]) - 1, t = i % 8;
+        assert_true(by >= 0 && by < N_REPS);
+        if (home[t] != by && !(moved & 1u << t)) {
+            moved |= 1u << t; /* its first replica of the second half: where its key is */
+            home[t] = by;
+        } else {
+            away += home[t] != by;
+        }
+        slow += o.took[i] > 500; /* 100 ms served, 50 ms target; margin for a loaded machine */
+    }
+    fprintf(stderr, "held: %d of %d refused; second half: %d served, %d away from home, %d slow\n",
+            refused, n, late, away, slow);
+    assert_true(refused >= n / 10);
+    assert_true(late >= n / 5);
+    assert_int_equal(away, 0);
+    assert_true(slow * 10 <= late);
+    fleet_stop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1452,6 +1521,7 @@ int main(void)
         cmocka_unit_test(test_queue_home_first_bounded),
         cmocka_unit_test(test_queue_standing_overload),
         cmocka_unit_test(test_queue_standing_burst),
+        cmocka_unit_test(test_queue_standing_held),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
