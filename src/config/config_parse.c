@@ -124,7 +124,7 @@ static void set_defaults(parser_t *p)
     cfg->routing_affinity_eps_milli = 500;
     cfg->routing_hedge_budget_ppm = 50000; /* 5%: "The Tail at Scale"'s p95 deferral */
     cfg->routing_affinity_wait_ms = 400;
-    cfg->routing_queue_target_ms = 0; /* (off: see conf/llmux.yaml) */
+    cfg->routing_queue_target_ms = 100; /* (0s turns it off: see conf/llmux.yaml) */
     cfg->routing_queue_interval_ms = 500;
     cfg->health_rescore_interval_ms = 5 * 60 * 1000;
     cfg->health_window_ms = 15 * 60 * 1000;

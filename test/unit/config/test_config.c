@@ -319,13 +319,13 @@ static void test_body_memory(void **state)
     lx_config_unref(cfg);
 }
 
-/* routing.queue_target and queue_interval: defaults 0s (off) and 500ms, 0s turns detection
+/* routing.queue_target and queue_interval: defaults 100ms and 500ms, 0s turns detection
  * off, the bounds. */
 static void test_queue_standing(void **state)
 {
     (void)state;
     lx_config_t *cfg = parse_ok(MINIMAL "auth: none\n");
-    assert_int_equal(cfg->routing_queue_target_ms, 0);
+    assert_int_equal(cfg->routing_queue_target_ms, 100);
     assert_int_equal(cfg->routing_queue_interval_ms, 500);
     lx_config_unref(cfg);
     cfg = parse_ok(MINIMAL "auth: none\nrouting: {queue_target: 80ms, queue_interval: 250ms}\n");
