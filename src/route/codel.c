@@ -46,7 +46,7 @@ static bool overloaded(lx_codel_t *c, uint64_t now_ms)
 
 void lx_codel_left(lx_codel_t *c, uint64_t sojourn_ms, bool served, uint64_t now_ms)
 {
-    c->last_ms = now_ms;
+    c->last_ms = c->gone_ms = now_ms;
     if (c->target_ms == 0)
         return;
     if (served)
@@ -81,4 +81,12 @@ void lx_codel_shed(lx_codel_t *c, uint64_t now_ms)
 void lx_codel_empty(lx_codel_t *c)
 {
     stop(c, c->last_ms);
+}
+
+void lx_codel_idle(lx_codel_t *c, uint64_t now_ms)
+{
+    if (!c->standing || now_ms < c->gone_ms || now_ms - c->gone_ms < c->interval_ms)
+        return;
+    c->shed_seen = false;
+    stop(c, now_ms);
 }

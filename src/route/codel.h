@@ -49,6 +49,7 @@ typedef struct lx_codel {
     uint64_t last_ms;        /* the time of the last wait or refusal reported */
     uint64_t entered;        /* times the queue became standing (a counter for the stats) */
     uint64_t shed_ms;        /* when the caller last refused an arrival (lx_codel_shed) */
+    uint64_t gone_ms;        /* when a request last left (lx_codel_left) */
     bool shed_seen;          /* it did since the state began */
     uint64_t arrived;        /* arrivals (lx_codel_arrived, lx_codel_shed), since init */
     uint64_t served;         /* services (lx_codel_left with served), since init */
@@ -81,6 +82,12 @@ void lx_codel_shed(lx_codel_t *c, uint64_t now_ms);
 /* The queue became empty: the run ends, and the state too unless the caller refused an arrival
  * less than <interval_ms> before the last time reported (a wait or a refusal). */
 void lx_codel_empty(lx_codel_t *c);
+
+/* The queue is empty at <now_ms> and an arrival is about to be judged: when no request left it
+ * for <interval_ms> or more, the state ends, refusals or not. No wait measures an overload any
+ * more (every arrival may have been refused: a home whose slot interval alone is over the
+ * target), and refusals alone would hold the state for ever. */
+void lx_codel_idle(lx_codel_t *c, uint64_t now_ms);
 
 /* True while the queue is standing (never when off). */
 static inline bool lx_codel_standing(const lx_codel_t *c)

@@ -49,6 +49,12 @@ void lx_queue_shed(lx_queue_t *q, lx_queue_class_t cls, uint64_t now_ms)
     lx_codel_shed(&q->codel, now_ms);
 }
 
+void lx_queue_idle_check(lx_queue_t *q, uint64_t now_ms)
+{
+    if (lx_queue_len(q) == 0)
+        lx_codel_idle(&q->codel, now_ms);
+}
+
 void lx_queue_note_service(lx_queue_t *q, uint64_t us)
 {
     if (us == 0)

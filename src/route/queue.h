@@ -125,6 +125,10 @@ static inline bool lx_queue_standing(const lx_queue_t *q)
     return lx_codel_standing(&q->codel);
 }
 
+/* Before an arrival at <now_ms> is judged: an empty queue that nothing left for an interval
+ * stops standing (lx_codel_idle). */
+void lx_queue_idle_check(lx_queue_t *q, uint64_t now_ms);
+
 /* Whether an arrival at <now_ms> that would have to queue may: always while the queue does
  * not stand; while it stands, only when its wait predicted from the drain rate, (len + 1) x
  * the gap between pops (the EWMA, or the gap running now when longer), is below the target.

@@ -136,6 +136,51 @@ static void test_service_time(void **state)
     assert_true(q.service_us > 790000 && q.service_us <= 800000);
 }
 
+/* A queue that refuses every arrival (a home whose slot interval alone is over the target)
+ * sees no wait: once nothing left it for an interval, an arrival finds it no longer standing,
+ * refusals or not; a queue with a request in it is not idle. */
+static void test_idle_ends(void **state)
+{
+    (void)state;
+    lx_codel_t c;
+    lx_codel_init(&c, 50, 100);
+    lx_codel_left(&c, 60, false, 0);
+    lx_codel_left(&c, 60, false, 100);
+    assert_true(lx_codel_standing(&c));
+    lx_codel_shed(&c, 100);
+    lx_codel_empty(&c); /* (refusing: it holds) */
+    assert_true(lx_codel_standing(&c));
+    for (uint64_t t = 110; t < 200; t += 10) {
+        lx_codel_shed(&c, t);
+        lx_codel_idle(&c, t);
+        assert_true(lx_codel_standing(&c));
+    }
+    lx_codel_idle(&c, 200); /* an interval since the last request left */
+    assert_false(lx_codel_standing(&c));
+    lx_codel_shed(&c, 210); /* a late refusal does not revive it */
+    assert_false(lx_codel_standing(&c));
+
+    static lx_queue_node_t n[5];
+    lx_queue_t q;
+    lx_queue_init(&q, 8, 10000, 0);
+    lx_queue_set_codel(&q, 50, 100);
+    for (int i = 0; i < 5; i++)
+        lx_queue_node_init(&n[i]);
+    for (int i = 0; i < 3; i++)
+        assert_true(lx_queue_push(&q, &n[i], I, 0, NULL));
+    assert_non_null(lx_queue_pop(&q, 60)); /* the run begins */
+    for (int i = 3; i < 5; i++)
+        assert_true(lx_queue_push(&q, &n[i], I, 100, NULL)); /* fed faster than served */
+    assert_non_null(lx_queue_pop(&q, 160));
+    assert_true(lx_queue_standing(&q));
+    lx_queue_shed(&q, I, 170);
+    lx_queue_idle_check(&q, 400); /* three still wait: not idle */
+    assert_true(lx_queue_standing(&q));
+    for (int i = 0; i < 3; i++)
+        assert_non_null(lx_queue_pop(&q, 400)); /* the last empties it, 230 ms after a refusal */
+    assert_false(lx_queue_standing(&q));
+}
+
 /* Long waits while arrivals and services are even (a fleet near its capacity, whose waits a
  * burst started) never make it stand, however long they last; a surge to 5 arrivals per 4
  * services after them does within two intervals, not diluted by the even minute before. */
@@ -317,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_service_time),
         cmocka_unit_test(test_even_rate_never_stands),
         cmocka_unit_test(test_shed_holds),
+        cmocka_unit_test(test_idle_ends),
         cmocka_unit_test(test_burst_drains),
         cmocka_unit_test(test_overload_sheds),
         cmocka_unit_test(test_expiry_counts),
