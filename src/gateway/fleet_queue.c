@@ -208,6 +208,7 @@ int lx_gw_queue_push(lx_gw_req_t *r, char *msg, size_t cap)
      * that would wait past the target is refused now (admitted(): at its home, or behind the
      * whole queue); its key is placed first (prefs_of), as a queued request's is */
     uint64_t tag = prefs_of(r, now);
+    lx_queue_idle_check(q, now);
     if (!admitted(r, q, m, tag, now)) {
         lx_queue_shed(q, class_of(r), now);
         snprintf(msg, cap,
