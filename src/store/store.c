@@ -202,6 +202,33 @@ void store_record_done(lx_store_t *s, lx_record_t *r)
                                                   memory_order_relaxed));
 }
 
+/* On the store thread: a committed run of one lane's records (linked first .. last by next)
+ * goes back with one push when the lane has room for all of it; otherwise (or for records of
+ * no lane) record by record, as store_record_done decides. Touches only the run's last record:
+ * the others are not read again (they left the cache during the commit). */
+void store_run_done(lx_store_t *s, const store_run_t *run)
+{
+    unsigned lane = run->pool - 1u;
+    struct store_lane *l = &s->lanes[lane < LX_STORE_POOL_LANES ? lane : 0];
+    if (run->pool == 0 || lane >= LX_STORE_POOL_LANES ||
+        l->given - atomic_load_explicit(&l->taken, memory_order_relaxed) + run->n >
+            LX_STORE_POOL_MAX) {
+        lx_record_t *r = run->first;
+        for (uint32_t i = 0; i < run->n; i++) {
+            lx_record_t *next = r->next;
+            store_record_done(s, r);
+            r = next;
+        }
+        return;
+    }
+    l->given += run->n;
+    lx_record_t *head = atomic_load_explicit(&l->head, memory_order_relaxed);
+    do
+        run->last->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&l->head, &head, run->first, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
 void lx_store_submit(lx_store_t *s, lx_store_job_t *job)
 {
     lx_store_job_t *head = atomic_load_explicit(&s->job_in, memory_order_relaxed);

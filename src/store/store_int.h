@@ -14,6 +14,7 @@
 #include "store/store.h"
 
 #define STORE_BATCH_MAX       10000   /* records per transaction */
+#define STORE_RUNS_MAX        512     /* runs of one lane per transaction (store_run_t) */
 #define STORE_PENDING_WARN    100000  /* first loud warning about records held (~4 KB each) */
 #define STORE_GEN_WAIT_US     1000000 /* GENERATION: how long an unknown id may wait */
 #define STORE_PRUNE_BATCH     500     /* usage rows deleted per retention step in an idle tick */
@@ -35,6 +36,14 @@ enum store_stmt {
     ST_MAX_SEQ,
     ST_COUNT_,
 };
+
+/* Consecutive records of one transaction from one pool lane (r->pool): given back to the lane
+ * with one push once committed, so the records are not walked again (commit_batch). */
+typedef struct store_run {
+    lx_record_t *first, *last;
+    uint32_t n;
+    uint16_t pool;
+} store_run_t;
 
 /* A GENERATION job waiting for its record to arrive. */
 typedef struct store_gen_wait {
@@ -72,6 +81,7 @@ struct lx_store {
     /* the thread's own state (or the caller's, before start) */
     lx_record_t *pend_head, *pend_tail; /* records received, not yet committed (FIFO) */
     size_t n_pend, pend_warn_at;
+    store_run_t runs[STORE_RUNS_MAX]; /* the transaction being committed (commit_batch) */
     store_gen_wait_t *gen_wait;
     int64_t data_version;
     unsigned reload_fails; /* key reloads failed in a row (logged at 1, 2, 4, ...) */
@@ -107,7 +117,8 @@ void store_set_health(lx_store_t *s, int rc, const char *what);
 void store_drain_records(lx_store_t *s);
 int store_commit_pending(lx_store_t *s);
 void store_flush_final(lx_store_t *s);
-void store_record_done(lx_store_t *s, lx_record_t *r); /* committed: to its pool, or freed */
+void store_record_done(lx_store_t *s, lx_record_t *r);      /* committed: to its pool, or freed */
+void store_run_done(lx_store_t *s, const store_run_t *run); /* the same for a run */
 void store_job_error(lx_store_job_t *job, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int store_db_error(lx_store_t *s, lx_store_job_t *job, int rc, const char *what);

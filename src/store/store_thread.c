@@ -461,12 +461,13 @@ static int insert_record(lx_store_t *s, const lx_record_t *r, batch_sums_t *u)
     return key_usage_add(s, u, r, lx_period_start(LX_PERIOD_DAY, at));
 }
 
-/* Commits up to STORE_BATCH_MAX pending records in one transaction; frees them once
- * committed. Returns SQLITE_OK or the failure (the records stay pending). */
+/* Commits up to STORE_BATCH_MAX pending records (in at most STORE_RUNS_MAX runs of one
+ * lane) in one transaction; gives them back to their lanes once committed. Returns SQLITE_OK
+ * or the failure (the records stay pending). */
 static int commit_batch(lx_store_t *s)
 {
     int rc = store_begin(s);
-    size_t n = 0;
+    size_t n = 0, n_runs = 0;
     lx_record_t *r = s->pend_head;
     batch_sums_t u;
     u.n_keys = u.n_act = 0;
@@ -477,6 +478,15 @@ static int commit_batch(lx_store_t *s)
         if (r->next != NULL)
             for (size_t o = 0; o < offsetof(lx_record_t, arena) + 256; o += 64)
                 __builtin_prefetch((const char *)r->next + o);
+        /* its run, noted while it is in the cache: after the commit only each run's last
+         * record is touched again (before, a second walk met every record cold) */
+        if (n_runs == 0 || s->runs[n_runs - 1].pool != r->pool) {
+            if (n_runs == STORE_RUNS_MAX)
+                break;
+            s->runs[n_runs++] = (store_run_t){.first = r, .pool = r->pool};
+        }
+        s->runs[n_runs - 1].last = r;
+        s->runs[n_runs - 1].n++;
         rc = insert_record(s, r, &u);
     }
     if (rc == SQLITE_OK)
@@ -489,12 +499,10 @@ static int commit_batch(lx_store_t *s)
         store_rollback(s);
         return rc;
     }
-    while (n-- > 0) {
-        lx_record_t *done = s->pend_head;
-        s->pend_head = done->next;
-        store_record_done(s, done);
-        s->n_pend--;
-    }
+    s->pend_head = r; /* (the first record after the transaction's) */
+    s->n_pend -= n;
+    for (size_t i = 0; i < n_runs; i++)
+        store_run_done(s, &s->runs[i]);
     if (s->pend_head == NULL)
         s->pend_tail = NULL;
     if (s->n_pend < STORE_PENDING_WARN)
