@@ -21,10 +21,17 @@ static bool is_memory(const char *path)
 static int store_new(const lx_store_opts_t *opts, lx_store_t **out)
 {
     lx_store_t *s = calloc(1, sizeof(*s));
-    if (s == NULL || (s->path = strdup(opts->path)) == NULL) {
+    if (s == NULL || (s->path = strdup(opts->path)) == NULL ||
+        (s->ring = calloc(STORE_RING, sizeof(*s->ring))) == NULL) {
+        if (s != NULL)
+            free(s->path);
         free(s);
         return LX_ENOMEM;
     }
+    for (size_t i = 0; i < STORE_RING; i++)
+        atomic_init(&s->ring[i], NULL);
+    atomic_init(&s->ring_tail, 0);
+    atomic_init(&s->ring_head, 0);
     s->lock_fd = -1;
     s->opts = *opts;
     s->opts.path = s->path;
@@ -127,6 +134,17 @@ void lx_store_settle(lx_store_t *s, lx_hold_t *hold, int64_t cost, uint32_t toke
 
 void lx_store_record(lx_store_t *s, lx_record_t *rec)
 {
+    /* a slot of the ring, while one is free: the thread clears a slot before it publishes the
+     * head past it (release), so a slot below head + STORE_RING is free once reserved */
+    uint64_t t = atomic_load_explicit(&s->ring_tail, memory_order_relaxed);
+    while (t - atomic_load_explicit(&s->ring_head, memory_order_acquire) < STORE_RING) {
+        if (atomic_compare_exchange_weak_explicit(&s->ring_tail, &t, t + 1, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            atomic_store_explicit(&s->ring[t & (STORE_RING - 1)], rec, memory_order_release);
+            return;
+        }
+    }
+    /* the ring is full (the store is behind): the stack */
     lx_record_t *head = atomic_load_explicit(&s->rec_in, memory_order_relaxed);
     do
         rec->next = head;
@@ -295,6 +313,7 @@ void lx_store_close(lx_store_t *s)
         }
     }
     lx_keyset_unref(s->snap);
+    free(s->ring);
     store_db_close(s);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);

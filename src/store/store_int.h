@@ -15,6 +15,7 @@
 
 #define STORE_BATCH_MAX       10000   /* records per transaction */
 #define STORE_RUNS_MAX        512     /* runs of one lane per transaction (store_run_t) */
+#define STORE_RING            16384   /* slots of the record ring (a power of two) */
 #define STORE_PENDING_WARN    100000  /* first loud warning about records held (~4 KB each) */
 #define STORE_GEN_WAIT_US     1000000 /* GENERATION: how long an unknown id may wait */
 #define STORE_PRUNE_BATCH     500     /* usage rows deleted per retention step in an idle tick */
@@ -59,9 +60,18 @@ struct lx_store {
     lx_store_opts_t opts;
     sqlite3_stmt *stmt[ST_COUNT_];
 
-    /* the lock-free inboxes (Treiber stacks: producers CAS the head, the thread takes all) */
+    /* the lock-free inboxes (Treiber stacks: producers CAS the head, the thread takes all);
+     * records go on rec_in only when the ring below is full */
     _Atomic(lx_record_t *) rec_in;
     _Atomic(lx_store_job_t *) job_in;
+
+    /* the record ring: a producer reserves the next slot (a CAS on ring_tail, so slots are in
+     * arrival order) and fills it; the thread takes the filled slots from ring_head on, in
+     * order, reading an array instead of walking a list of records that left the cache long
+     * ago (store_thread.c: store_drain_records) */
+    _Atomic(lx_record_t *) *ring; /* STORE_RING slots, NULL when free */
+    _Alignas(64) _Atomic uint64_t ring_tail;
+    _Alignas(64) _Atomic uint64_t ring_head; /* slots before it are free (the thread's) */
 
     /* committed records going back to their workers (store.h: lx_record_pool_t); one cache
      * line per lane: the store thread pushes, the worker takes all */

@@ -64,10 +64,58 @@ void store_set_health(lx_store_t *s, int rc, const char *what)
 
 /* ---- records ---------------------------------------------------------------------------- */
 
-/* Takes every queued record (a LIFO stack) and appends them, oldest first, to the pending
- * list. */
+/* Appends the list fifo .. last (n records) to the pending list. */
+static void pend_append(lx_store_t *s, lx_record_t *fifo, lx_record_t *last, size_t n)
+{
+    if (fifo == NULL)
+        return;
+    if (s->pend_tail != NULL)
+        s->pend_tail->next = fifo;
+    else
+        s->pend_head = fifo;
+    s->pend_tail = last;
+    s->n_pend += n;
+}
+
+/* The ring's filled slots from its head on, in arrival order, onto the pending list. A slot
+ * reserved but not filled yet (its producer between the two steps) ends the take: it and the
+ * slots after it are taken at the next drain. Each record's `next` is written while the
+ * records a few slots on are prefetched: no record is waited for before the next is asked. */
+static size_t drain_ring(lx_store_t *s)
+{
+    uint64_t h = atomic_load_explicit(&s->ring_head, memory_order_relaxed);
+    uint64_t t = atomic_load_explicit(&s->ring_tail, memory_order_relaxed);
+    lx_record_t *fifo = NULL, *last = NULL;
+    size_t n = 0;
+    for (; h != t; h++, n++) {
+        _Atomic(lx_record_t *) *slot = &s->ring[h & (STORE_RING - 1)];
+        lx_record_t *r = atomic_load_explicit(slot, memory_order_acquire);
+        if (r == NULL)
+            break;
+        atomic_store_explicit(slot, NULL, memory_order_relaxed);
+        if (t - h > 8) {
+            lx_record_t *ahead =
+                atomic_load_explicit(&s->ring[(h + 8) & (STORE_RING - 1)], memory_order_relaxed);
+            if (ahead != NULL)
+                __builtin_prefetch(ahead, 1);
+        }
+        r->next = NULL;
+        if (last != NULL)
+            last->next = r;
+        else
+            fifo = r;
+        last = r;
+    }
+    atomic_store_explicit(&s->ring_head, h, memory_order_release);
+    pend_append(s, fifo, last, n);
+    return n;
+}
+
+/* Takes every queued record, the ring's (in arrival order) and then the stack's (a LIFO, where
+ * records go when the ring is full: reversed), and appends them to the pending list. */
 void store_drain_records(lx_store_t *s)
 {
+    (void)drain_ring(s);
     lx_record_t *r = atomic_exchange_explicit(&s->rec_in, NULL, memory_order_acquire);
     lx_record_t *fifo = NULL, *last = r;
     size_t n = 0;
@@ -78,14 +126,7 @@ void store_drain_records(lx_store_t *s)
         r = next;
         n++;
     }
-    if (fifo == NULL)
-        return;
-    if (s->pend_tail != NULL)
-        s->pend_tail->next = fifo;
-    else
-        s->pend_head = fifo;
-    s->pend_tail = last;
-    s->n_pend += n;
+    pend_append(s, fifo, last, n);
     if (s->n_pend >= s->pend_warn_at) {
         char why[200] = "";
         (void)lx_store_healthy(s, why, sizeof(why));
@@ -660,6 +701,7 @@ void store_flush_final(lx_store_t *s)
     for (int i = 0; i < STOP_RETRIES && store_mono_us() < deadline; i++) {
         tick(s, true);
         if (s->pend_head == NULL && atomic_load(&s->rec_in) == NULL &&
+            atomic_load(&s->ring_head) == atomic_load(&s->ring_tail) &&
             atomic_load(&s->job_in) == NULL)
             break;
         struct timespec ts = {0, (long)s->opts.commit_interval_ms * 1000000};

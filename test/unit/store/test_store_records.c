@@ -526,6 +526,40 @@ static void test_record_pool_lanes(void **state)
     (void)state;
 }
 
+/* More records queued before the thread runs than the record ring holds (16,384 slots; the
+ * rest go on the stack): all committed, each once, in the order they were queued (the store
+ * numbers ids of another form in its own lane in the order it inserts them). */
+static void test_records_past_the_ring(void **state)
+{
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_opts_t o = {.path = t.db, .commit_interval_ms = 50};
+    lx_store_t *s = NULL;
+    char err[256] = "";
+    if (lx_store_open(&o, &s, err, sizeof(err)) != 0)
+        fail_msg("open: %s", err);
+    enum { N = 20000 };
+    int64_t now = lx_clock_now_us();
+    for (int i = 0; i < N; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "q%05d", i);
+        lx_store_record(s, t_record(id, HASH_A, now, 1));
+    }
+    assert_int_equal(lx_store_start(s), 0);
+    int64_t t0 = t_mono_ms();
+    while (t_query_i64(t.db, "SELECT count(*) FROM usage") != N && t_mono_ms() - t0 < 20000)
+        t_sleep_ms(10);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage"), N);
+    assert_int_equal(t_query_i64(t.db, "SELECT total FROM key_usage"), N);
+    /* in queue order: no row numbered after one queued later */
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM (SELECT id, lag(id) OVER (ORDER BY "
+                                       "seq) AS prev FROM usage) WHERE prev > id"),
+                     0);
+    lx_store_close(s);
+    tdir_remove(&t);
+    (void)state;
+}
+
 /* A record at its defaults (no key, tokens unknown, nothing served but the model asked, the
  * canonical id), and one whose model asked is the model served: the short row (members at
  * their default left out, store_db.c v4) reads back field for field. */
@@ -579,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_commit_within_interval),
         cmocka_unit_test(test_record_pool),
         cmocka_unit_test(test_record_pool_lanes),
+        cmocka_unit_test(test_records_past_the_ring),
         cmocka_unit_test(test_stop_loses_nothing),
         cmocka_unit_test(test_record_fields_roundtrip),
         cmocka_unit_test(test_record_defaults_roundtrip),
