@@ -22,9 +22,12 @@ static int store_new(const lx_store_opts_t *opts, lx_store_t **out)
 {
     lx_store_t *s = calloc(1, sizeof(*s));
     if (s == NULL || (s->path = strdup(opts->path)) == NULL ||
-        (s->ring = calloc(STORE_RING, sizeof(*s->ring))) == NULL) {
-        if (s != NULL)
+        (s->ring = calloc(STORE_RING, sizeof(*s->ring))) == NULL ||
+        (s->batch = calloc(STORE_BATCH_MAX, sizeof(*s->batch))) == NULL) {
+        if (s != NULL) {
             free(s->path);
+            free(s->ring);
+        }
         free(s);
         return LX_ENOMEM;
     }
@@ -314,6 +317,7 @@ void lx_store_close(lx_store_t *s)
     }
     lx_keyset_unref(s->snap);
     free(s->ring);
+    free(s->batch);
     store_db_close(s);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);

@@ -218,6 +218,9 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == LX_STORE_SCHEMA_VER
 static const char *const stmt_sql[ST_COUNT_] = {
     [ST_INSERT_GEN] = "INSERT INTO generations (seq, upstream_h, record) VALUES (?1, ?2, ?3)"
                       " ON CONFLICT(seq) DO NOTHING",
+    /* (WHERE true: an upsert after a SELECT needs it, or ON would read as a join's) */
+    [ST_INSERT_BATCH] = "INSERT INTO generations (seq, upstream_h, record) SELECT seq, uh, rec"
+                        " FROM lx_batch WHERE true ON CONFLICT(seq) DO NOTHING",
     [ST_INSERT_NAMED] =
         "INSERT INTO named_ids (id, seq) VALUES (?1, ?2) ON CONFLICT(id) DO NOTHING",
     [ST_UPSERT_ACTIVITY] =
@@ -541,6 +544,8 @@ int store_db_open(lx_store_t *s, char *err, size_t errcap)
         return open_error(s->path, s->db, rc, "setting WAL mode", err, errcap);
     rc = sqlite3_create_function(s->db, "lx_hash63", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
                                  sql_hash63, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = store_batch_register(s);
     if (rc != SQLITE_OK)
         return open_error(s->path, s->db, rc, "registering functions", err, errcap);
     if ((rc = open_schema(s, err, errcap)) != 0)

@@ -26,6 +26,7 @@
 /* The prepared statements the thread reuses. */
 enum store_stmt {
     ST_INSERT_GEN,
+    ST_INSERT_BATCH,
     ST_INSERT_NAMED,
     ST_UPSERT_ACTIVITY,
     ST_UPSERT_KEY_USAGE,
@@ -45,6 +46,16 @@ typedef struct store_run {
     uint32_t n;
     uint16_t pool;
 } store_run_t;
+
+/* A row of the transaction being written by its one INSERT ... SELECT (store_batch.c). */
+typedef struct store_batch_row {
+    const lx_record_t *r;
+    uint64_t seq; /* its number (the row's key) */
+    bool named;   /* its id is not the canonical form of seq (kept in the JSON) */
+} store_batch_row_t;
+
+/* Room for a record's JSON: every string escaped at six bytes per byte, and the rest. */
+#define STORE_RECORD_JSON_MAX (6 * sizeof(lx_record_t) + 2048)
 
 /* A GENERATION job waiting for its record to arrive. */
 typedef struct store_gen_wait {
@@ -92,6 +103,8 @@ struct lx_store {
     lx_record_t *pend_head, *pend_tail; /* records received, not yet committed (FIFO) */
     size_t n_pend, pend_warn_at;
     store_run_t runs[STORE_RUNS_MAX]; /* the transaction being committed (commit_batch) */
+    store_batch_row_t *batch;         /* ... its rows (STORE_BATCH_MAX), read by lx_batch */
+    size_t n_batch;
     store_gen_wait_t *gen_wait;
     int64_t data_version;
     unsigned reload_fails; /* key reloads failed in a row (logged at 1, 2, 4, ...) */
@@ -132,6 +145,11 @@ void store_run_done(lx_store_t *s, const store_run_t *run); /* the same for a ru
 void store_job_error(lx_store_job_t *job, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int store_db_error(lx_store_t *s, lx_store_job_t *job, int rc, const char *what);
+
+size_t store_record_json(const lx_record_t *r, bool named, char *out); /* STORE_RECORD_JSON_MAX */
+
+/* store_batch.c */
+int store_batch_register(lx_store_t *s); /* the virtual table lx_batch on s->db */
 
 /* store_keys.c */
 int store_keys_load(lx_store_t *s);

@@ -254,10 +254,9 @@ static size_t attempt_json(const lx_record_t *r, unsigned i, char *out, size_t c
  * schema v1). Written with the strbuf writers, not printf: this runs once per record. <named>:
  * its id is not the canonical form of its number (else the number gives it back). Room: every
  * string escaped at six bytes per byte, and the rest. */
-#define RECORD_JSON_MAX (6 * sizeof(lx_record_t) + 2048)
-static size_t record_json(const lx_record_t *r, bool named, char *out)
+size_t store_record_json(const lx_record_t *r, bool named, char *out)
 {
-    size_t n = 0, cap = RECORD_JSON_MAX;
+    size_t n = 0, cap = STORE_RECORD_JSON_MAX;
     if (named) /* (even empty: the id is not the number's) */
         n += json_str(out + n, cap - n, "id", 2, lx_record_str(r, LX_RF_ID),
                       lx_record_len(r, LX_RF_ID));
@@ -469,9 +468,27 @@ static int record_seq(lx_store_t *s, const lx_record_t *r, uint64_t *seq, bool *
     return SQLITE_OK;
 }
 
+/* The record's cost and tokens into the batch's sums (activity; key_usage when it has a key). */
+static int record_sums(lx_store_t *s, batch_sums_t *u, const lx_record_t *r)
+{
+    int rc = activity_add(s, u, r);
+    if (rc != SQLITE_OK || lx_record_len(r, LX_RF_KEY_HASH) == 0)
+        return rc;
+    int64_t at = (r->created_at_us + (int64_t)r->latency_ms * 1000) / 1000000;
+    return key_usage_add(s, u, r, lx_period_start(LX_PERIOD_DAY, at));
+}
+
+static void log_twice(const lx_record_t *r)
+{
+    lx_log(LX_LOG_WARN, "store: generation id %s recorded twice: the second kept out",
+           lx_record_str(r, LX_RF_ID));
+}
+
+/* One record, one INSERT (the way a transaction is redone when its one INSERT ... SELECT met
+ * a number already there: each row then tells whether it went in). */
 static int insert_record(lx_store_t *s, const lx_record_t *r, batch_sums_t *u)
 {
-    static _Thread_local char js[RECORD_JSON_MAX];
+    static _Thread_local char js[STORE_RECORD_JSON_MAX];
     uint64_t seq = 0;
     bool named = false;
     int rc = record_seq(s, r, &seq, &named);
@@ -485,26 +502,91 @@ static int insert_record(lx_store_t *s, const lx_record_t *r, batch_sums_t *u)
             sqlite3_bind_int64(st, 2, store_hash63(lx_record_str(r, LX_RF_UPSTREAM_ID), ul));
         else
             sqlite3_bind_null(st, 2);
-        sqlite3_bind_text(st, 3, js, (int)record_json(r, named, js), SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, js, (int)store_record_json(r, named, js), SQLITE_STATIC);
         rc = sqlite3_step(st);
         sqlite3_reset(st);
         if (rc != SQLITE_DONE)
             return rc;
     }
     if (seq == 0 || sqlite3_changes(s->db) == 0) { /* (and its cost is not counted twice) */
-        lx_log(LX_LOG_WARN, "store: generation id %s recorded twice: the second kept out",
-               lx_record_str(r, LX_RF_ID));
+        log_twice(r);
         return SQLITE_OK;
     }
-    if ((rc = activity_add(s, u, r)) != SQLITE_OK || lx_record_len(r, LX_RF_KEY_HASH) == 0)
+    return record_sums(s, u, r);
+}
+
+/* The record as a row of the transaction's INSERT ... SELECT (s->batch), its sums counted. */
+static int batch_add(lx_store_t *s, const lx_record_t *r, batch_sums_t *u)
+{
+    uint64_t seq = 0;
+    bool named = false;
+    int rc = record_seq(s, r, &seq, &named);
+    if (rc != SQLITE_OK)
         return rc;
-    int64_t at = (r->created_at_us + (int64_t)r->latency_ms * 1000) / 1000000;
-    return key_usage_add(s, u, r, lx_period_start(LX_PERIOD_DAY, at));
+    if (seq == 0) { /* (an id of another form recorded before) */
+        log_twice(r);
+        return SQLITE_OK;
+    }
+    s->batch[s->n_batch++] = (store_batch_row_t){.r = r, .seq = seq, .named = named};
+    return record_sums(s, u, r);
+}
+
+#define BATCH_REDO (-1) /* a row's number was there already: redo row by row */
+
+/* Every row of s->batch in one statement (store_batch.c). */
+static int batch_insert(lx_store_t *s)
+{
+    if (s->n_batch == 0)
+        return SQLITE_OK;
+    sqlite3_stmt *st = s->stmt[ST_INSERT_BATCH];
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return rc;
+    return (size_t)sqlite3_changes(s->db) == s->n_batch ? SQLITE_OK : BATCH_REDO;
+}
+
+/* Ends a transaction of <n> records (the first n pending, in n_runs runs): the sums flushed,
+ * the commit, the records given back. Rolls back on a failure (the records stay pending). */
+static int batch_end(lx_store_t *s, int rc, batch_sums_t *u, size_t n, size_t n_runs)
+{
+    if (rc == SQLITE_OK)
+        rc = key_usage_flush(s, u);
+    if (rc == SQLITE_OK)
+        rc = activity_flush(s, u);
+    if (rc == SQLITE_OK)
+        rc = store_commit(s);
+    if (rc != SQLITE_OK) {
+        store_rollback(s);
+        return rc;
+    }
+    /* (what follows the transaction: after its last run's last record) */
+    s->pend_head = n_runs > 0 ? s->runs[n_runs - 1].last->next : s->pend_head;
+    s->n_pend -= n;
+    for (size_t i = 0; i < n_runs; i++)
+        store_run_done(s, &s->runs[i]);
+    if (s->pend_head == NULL)
+        s->pend_tail = NULL;
+    if (s->n_pend < STORE_PENDING_WARN)
+        s->pend_warn_at = STORE_PENDING_WARN;
+    return SQLITE_OK;
+}
+
+/* The same <n> records again, one INSERT each (after BATCH_REDO rolled the first try back). */
+static int commit_rows(lx_store_t *s, size_t n, size_t n_runs)
+{
+    int rc = store_begin(s);
+    batch_sums_t u;
+    u.n_keys = u.n_act = 0;
+    lx_record_t *r = s->pend_head;
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++, r = r->next)
+        rc = insert_record(s, r, &u);
+    return batch_end(s, rc, &u, n, n_runs);
 }
 
 /* Commits up to STORE_BATCH_MAX pending records (in at most STORE_RUNS_MAX runs of one
- * lane) in one transaction; gives them back to their lanes once committed. Returns SQLITE_OK
- * or the failure (the records stay pending). */
+ * lane) in one transaction, their rows written by one INSERT ... SELECT; gives them back to
+ * their lanes once committed. Returns SQLITE_OK or the failure (the records stay pending). */
 static int commit_batch(lx_store_t *s)
 {
     int rc = store_begin(s);
@@ -512,9 +594,10 @@ static int commit_batch(lx_store_t *s)
     lx_record_t *r = s->pend_head;
     batch_sums_t u;
     u.n_keys = u.n_act = 0;
+    s->n_batch = 0;
     for (; rc == SQLITE_OK && r != NULL && n < STORE_BATCH_MAX; r = r->next, n++) {
         /* the next record's numbers, places and first strings on their way while this one is
-         * written: a record left the worker's cache long ago, and each line of it came in
+         * read: a record left the worker's cache long ago, and each line of it came in
          * cold, one after another (perf: most of the thread's user time) */
         if (r->next != NULL)
             for (size_t o = 0; o < offsetof(lx_record_t, arena) + 256; o += 64)
@@ -528,27 +611,15 @@ static int commit_batch(lx_store_t *s)
         }
         s->runs[n_runs - 1].last = r;
         s->runs[n_runs - 1].n++;
-        rc = insert_record(s, r, &u);
+        rc = batch_add(s, r, &u);
     }
     if (rc == SQLITE_OK)
-        rc = key_usage_flush(s, &u);
-    if (rc == SQLITE_OK)
-        rc = activity_flush(s, &u);
-    if (rc == SQLITE_OK)
-        rc = store_commit(s);
-    if (rc != SQLITE_OK) {
+        rc = batch_insert(s);
+    if (rc == BATCH_REDO) {
         store_rollback(s);
-        return rc;
+        return commit_rows(s, n, n_runs);
     }
-    s->pend_head = r; /* (the first record after the transaction's) */
-    s->n_pend -= n;
-    for (size_t i = 0; i < n_runs; i++)
-        store_run_done(s, &s->runs[i]);
-    if (s->pend_head == NULL)
-        s->pend_tail = NULL;
-    if (s->n_pend < STORE_PENDING_WARN)
-        s->pend_warn_at = STORE_PENDING_WARN;
-    return SQLITE_OK;
+    return batch_end(s, rc, &u, n, n_runs);
 }
 
 int store_commit_pending(lx_store_t *s)

@@ -331,6 +331,52 @@ static void test_duplicate_counts_once(void **state)
     tdir_remove(&t);
 }
 
+/* Canonical ids (their number is the row's key) recorded twice, within one transaction and
+ * against a row already committed: each row once, each cost counted once, and the other
+ * records of those transactions in (the transaction's one INSERT ... SELECT meets the number
+ * already there and is redone row by row). */
+static void test_duplicate_canonical_counts_once(void **state)
+{
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_opts_t o = {.path = t.db, .commit_interval_ms = 50};
+    lx_store_t *s = NULL;
+    char err[256] = "";
+    if (lx_store_open(&o, &s, err, sizeof(err)) != 0)
+        fail_msg("open: %s", err);
+    int64_t now = lx_clock_now_us();
+    uint64_t seq0 = lx_record_seq_of_ms((uint64_t)now / 1000) + 1;
+    static const struct {
+        unsigned k;
+        int64_t cost;
+    } first[] = {{0, 100}, {1, 10}, {0, 100}, {2, 1}}, second[] = {{0, 100}, {3, 1000}};
+    char id[LX_RECORD_ID_LEN + 1];
+    for (size_t i = 0; i < sizeof(first) / sizeof(first[0]); i++) {
+        lx_record_id_format(id, seq0 + first[i].k);
+        lx_store_record(s, t_record(id, HASH_B, now, first[i].cost));
+    }
+    assert_int_equal(lx_store_start(s), 0); /* (all four in its first transaction) */
+    const char *total = "SELECT coalesce(sum(total), 0) FROM key_usage";
+    int64_t t0 = t_mono_ms();
+    while (t_query_i64(t.db, total) != 111 && t_mono_ms() - t0 < 5000)
+        t_sleep_ms(5);
+    assert_int_equal(t_query_i64(t.db, total), 111);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage"), 3);
+    for (size_t i = 0; i < sizeof(second) / sizeof(second[0]); i++) {
+        lx_record_id_format(id, seq0 + second[i].k);
+        lx_store_record(s, t_record(id, HASH_B, now, second[i].cost));
+    }
+    t0 = t_mono_ms();
+    while (t_query_i64(t.db, total) != 1111 && t_mono_ms() - t0 < 5000)
+        t_sleep_ms(5);
+    lx_store_close(s);
+    assert_int_equal(t_query_i64(t.db, total), 1111);
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage"), 4);
+    assert_int_equal(t_query_i64(t.db, "SELECT sum(cost) FROM usage"), 1111);
+    tdir_remove(&t);
+    (void)state;
+}
+
 static void test_retention_prunes(void **state)
 {
     tdir_t t;
@@ -621,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_activity_by_day),
         cmocka_unit_test(test_config_key_usage),
         cmocka_unit_test(test_duplicate_counts_once),
+        cmocka_unit_test(test_duplicate_canonical_counts_once),
         cmocka_unit_test(test_generation_wait_sees_commit),
         cmocka_unit_test(test_retention_prunes),
         cmocka_unit_test(test_retention_under_load),
