@@ -523,6 +523,12 @@ static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
 static void sqlite_setup(void)
 {
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    /* A statement that writes many rows (a transaction's INSERT ... SELECT, store_batch.c)
+     * keeps a statement journal of the pages it changes that were there before it: a few 16
+     * KiB pages, past SQLite's default 64 KiB, so every commit made, wrote and unlinked a temp
+     * file (six system calls). Kept in memory up to 4 MiB (a migration that rewrites a big
+     * table still spills to a file). */
+    (void)sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, 4 << 20);
 }
 
 int store_db_open(lx_store_t *s, char *err, size_t errcap)
