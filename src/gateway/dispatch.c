@@ -355,8 +355,9 @@ void lx_dispatch_end_attempt(lx_gw_req_t *r, int code)
         .retry_after_ms = a->retry_after > 0 ? (uint64_t)a->retry_after * 1000 : 0,
     };
     a->ms = s.total_us / 1000;
-    if (r->gen->queues != NULL) /* (the slot time an admission prediction needs) */
-        lx_queue_note_service(&r->gen->queues[r->plan[r->plan_pos].model], s.total_us);
+    /* the slot time an admission prediction needs: of answers, not of fast failures */
+    if (r->gen->queues != NULL && s.outcome == LX_HEALTH_OK)
+        lx_queue_note_service(&r->gen->queues[a->model], s.total_us);
     if (s.outcome == LX_HEALTH_OK && s.ttfb_us > 0 && r->head_ms != 0 && !r->head_late)
         lx_health_head(gh->table, r->row, s.ttfb_us > (uint64_t)r->head_ms * 1000, now);
     lx_health_record(gh->table, r->gw->worker.id, r->row, &s, now);

@@ -13,7 +13,7 @@
  *     ─> the queue timer at 0 ms ─> lx_gw_queue_kick: expired ones 429, then per replica with
  *        room: its own requests (their key's home) unless an older one is overdue for it,
  *        then the oldest that may take it (route/fleet.c step 5), of a route in its plan;
- *        while the queue stands and no replica is half idle, its own requests only (held_home)
+ *        while the queue stands and no replica is idle, its own requests only (held_home)
  *        ─> that plan entry first, pinned to it, api.c lx_api_resume (the proxy starts)
  *   the queue timer, while anything waits: at min(next deadline, now + 10 ms) (slots freed on
  *     other workers are not signalled: this is how they are noticed)
@@ -134,11 +134,10 @@ static int refuse_push(lx_gw_req_t *r, lx_queue_t *q, uint64_t now)
     return 429;
 }
 
-static size_t backlog(const lx_queue_t *q, uint64_t tag);
+static size_t backlog(const lx_queue_t *q, uint64_t tag, size_t route);
 
-/* How often replica <home> of plan entry <e>'s route frees a slot for this worker's queue, in
- * µs: the model's slot time x workers / its max_in_flight (all workers share it); 0 when a
- * figure is missing. */
+/* How often replica <home> of plan entry <e>'s route frees a slot, in µs: the model's slot time
+ * / its max_in_flight (all workers share it); 0 when a figure is missing. */
 static uint64_t slot_interval_us(const lx_gw_gen_t *g, const lx_queue_t *q, lx_plan_entry_t e,
                                  size_t home)
 {
@@ -147,54 +146,73 @@ static uint64_t slot_interval_us(const lx_gw_gen_t *g, const lx_queue_t *q, lx_p
     if (home >= pv->n_endpoints || q->service_us <= 0)
         return 0;
     uint32_t cap = lx_gw_row_cap(g->health, pv, lx_gw_row(g->health, e.model, e.route, home));
-    return cap > 0 ? (uint64_t)q->service_us * (cfg->workers > 0 ? cfg->workers : 1) / cap : 0;
+    return cap > 0 ? (uint64_t)q->service_us / cap : 0;
+}
+
+/* Whether a live replica of route <route> of model <m> with a max_in_flight is idle (nothing in
+ * flight): room to spare, not the moment's slot that a busy replica frees. A replica merely
+ * half idle is common under an even overload (measured at 120% on bench/fleet: sending
+ * requests there at once, cold, took the admitted TTFT p99 from 339-428 to 601-618 ms). */
+static bool spare_room(const lx_gw_gen_t *g, size_t m, size_t route, uint64_t now)
+{
+    const lx_config_t *cfg = g->cfg;
+    const lx_gw_health_t *h = g->health;
+    const lx_config_provider_t *pv = &cfg->providers[cfg->models[m].routes[route].provider];
+    for (size_t j = 0; h != NULL && j < pv->n_endpoints; j++) {
+        size_t row = lx_gw_row(h, m, route, j);
+        uint32_t cap = lx_gw_row_cap(h, pv, row);
+        if (cap > 0 && lx_health_available(h->table, row, now) &&
+            lx_health_in_flight(h->table, row) <= 0)
+            return true;
+    }
+    return false;
 }
 
 /* Whether the replicas of route <route> of model <m> are held to their own requests: the
  * model's queue stands (route/codel.h: the fleet is overloaded), requests wait for their home
- * (routing.affinity_wait > 0), and no live replica with a max_in_flight has half its slots or
- * more free. A busy replica that takes another's request gives it a cold prefill (up to twice
- * a warm request's slot time) for a slot that its own next request would take a moment later;
- * a half-idle one (one prefix hotter than its replica, the others quiet) has room to spare, so
- * requests still go there, and whole keys move there (lx_fleet_move). */
+ * (routing.affinity_wait > 0), and no live replica with a max_in_flight is idle. A busy replica
+ * that takes another's request gives it a cold prefill (up to twice a warm request's slot
+ * time) for a slot that its own next request would take a moment later; an idle one (one
+ * prefix hotter than its replica, the others quiet) has room to spare, so requests still go
+ * there. */
 static bool held_home(const lx_gw_gen_t *g, size_t m, size_t route, uint64_t now)
 {
     const lx_config_t *cfg = g->cfg;
-    const lx_gw_health_t *h = g->health;
-    if (!lx_queue_standing(&g->queues[m]) || cfg->routing_affinity_wait_ms == 0 || h == NULL)
+    if (!lx_queue_standing(&g->queues[m]) || cfg->routing_affinity_wait_ms == 0 ||
+        g->health == NULL)
         return false;
-    const lx_config_provider_t *pv = &cfg->providers[cfg->models[m].routes[route].provider];
-    bool capped = false;
-    for (size_t j = 0; j < pv->n_endpoints; j++) {
-        size_t row = lx_gw_row(h, m, route, j);
-        uint32_t cap = lx_gw_row_cap(h, pv, row);
-        if (cap == 0 || !lx_health_available(h->table, row, now))
-            continue;
-        if (lx_health_in_flight(h->table, row) * 2 <= (int64_t)cap)
-            return false; /* half idle: it takes others' requests (and their keys) */
-        capped = true;
-    }
-    return capped;
+    return !spare_room(g, m, route, now);
 }
 
-/* Whether <r>, about to queue on <q> (model <m>) with the replica preference <tag>, may. While
+/* Whether <r>, about to queue on <q> (model <m>) with the replica preference *<tag>, may. While
  * the queue stands (route/codel.h: the fleet is overloaded) and requests wait for their home
- * (routing.affinity_wait > 0), a request whose home replica is known waits only when the wait
- * predicted at that home, one slot interval per request ahead of it there plus its own, is
- * under the target: it is served there, warm (held_home), or refused now. Otherwise, while the
- * queue stands, it is admitted by the whole queue's drain (lx_queue_admits), or when a replica
- * has room (it waits for its full home while another is free). */
-static bool admitted(lx_gw_req_t *r, const lx_queue_t *q, size_t m, uint64_t tag, uint64_t now)
+ * (routing.affinity_wait > 0), a request whose home replica is known waits there when the wait
+ * predicted at that home is under the target: a slot interval for each request of this worker
+ * ahead of it there times the workers (the home's slots are shared by every worker's queue),
+ * plus one for its own. Past the target, it is refused now while no replica has room to spare
+ * (spare_room: it would go cold elsewhere for a slot that replica's own requests take a moment
+ * later); when one is idle (one prefix hotter than its home, the others quiet), it goes to
+ * any replica at once (*tag: no preference). Without a home, while the queue stands, it is
+ * admitted by the whole queue's drain (lx_queue_admits), or when a replica has room (it waits for
+ * its full home while another is free). */
+static bool admitted(lx_gw_req_t *r, const lx_queue_t *q, size_t m, uint64_t *tag, uint64_t now)
 {
     if (!lx_queue_standing(q))
         return true;
+    lx_gw_gen_t *g = r->gen;
     lx_plan_entry_t e = r->plan[r->full_pos];
-    uint64_t slot = tag != LX_FLEET_NO_PREF && r->gen->cfg->routing_affinity_wait_ms > 0
-                        ? slot_interval_us(r->gen, q, e, (size_t)(tag & 0xff))
+    uint64_t slot = *tag != LX_FLEET_NO_PREF && g->cfg->routing_affinity_wait_ms > 0
+                        ? slot_interval_us(g, q, e, (size_t)(*tag & 0xff))
                         : 0;
-    if (slot > 0)
-        return lx_queue_admits_behind(q, backlog(q, tag), slot);
-    return lx_queue_admits(q, now) || slot_free(r->gen, m, now);
+    if (slot == 0)
+        return lx_queue_admits(q, now) || slot_free(g, m, now);
+    size_t workers = g->cfg->workers > 0 ? g->cfg->workers : 1;
+    if (lx_queue_admits_behind(q, backlog(q, *tag, e.route) * workers, slot))
+        return true;
+    if (!spare_room(g, m, e.route, now))
+        return false;
+    *tag = LX_FLEET_NO_PREF; /* the route has room to spare: the first free slot takes it */
+    return true;
 }
 
 int lx_gw_queue_push(lx_gw_req_t *r, char *msg, size_t cap)
@@ -209,7 +227,7 @@ int lx_gw_queue_push(lx_gw_req_t *r, char *msg, size_t cap)
      * whole queue); its key is placed first (prefs_of), as a queued request's is */
     uint64_t tag = prefs_of(r, now);
     lx_queue_idle_check(q, now);
-    if (!admitted(r, q, m, tag, now)) {
+    if (!admitted(r, q, m, &tag, now)) {
         lx_queue_shed(q, class_of(r), now);
         snprintf(msg, cap,
                  "every replica of model '%s' is busy and its queue has stood over %llu ms",
@@ -369,23 +387,27 @@ static bool fits(void *arg, const lx_queue_node_t *n)
     unsigned rank = rank_at(f, n);
     if (f->mode == FIT_HOME)
         return rank == 0;
-    if (rank > 0 && f->held && home_live(f, n))
-        return false; /* overloaded: served at its home (admitted for it) */
     uint64_t waited = waited_of(f, n);
+    if (rank > 0 && f->held && home_live(f, n) && waited < f->timeout_ms / 4 * 3)
+        return false; /* overloaded: served at its home (admitted for it), unless it waited 3/4
+                         of the timeout there (its home stalls) */
     if (!lx_fleet_may_take(rank, waited, f->step_ms, f->timeout_ms))
         return false;
     return f->mode == FIT_ANY ||
            (rank > 0 && lx_fleet_overdue(waited, f->home_waited_ms, f->step_ms));
 }
 
-/* Requests of <q> whose home (rank 0) is replica <home> of the ring <tag>s are made on. */
-static size_t backlog(const lx_queue_t *q, uint64_t tag)
+/* Requests of <q> waiting for route <route> whose home (rank 0) is <tag>'s, replica (tag & 0xff)
+ * of that route's ring. */
+static size_t backlog(const lx_queue_t *q, uint64_t tag, size_t route)
 {
     size_t n = 0;
     for (int c = 0; c < LX_QUEUE_N_CLASSES; c++)
         for (const lx_list_t *l = q->fifo[c].next; l != &q->fifo[c]; l = l->next) {
             const lx_queue_node_t *o = lx_list_entry(l, lx_queue_node_t, link);
-            n += o->tag != LX_FLEET_NO_PREF && (o->tag & 0xff) == (tag & 0xff);
+            const lx_gw_req_t *w = lx_container_of(o, lx_gw_req_t, qnode);
+            n += o->tag != LX_FLEET_NO_PREF && (o->tag & 0xff) == (tag & 0xff) &&
+                 w->plan[w->full_pos].route == route;
         }
     return n;
 }
@@ -402,7 +424,7 @@ static bool overloaded(const lx_gw_gen_t *g, lx_plan_entry_t e, uint64_t tag)
     if (tag == LX_FLEET_NO_PREF || home >= pv->n_endpoints)
         return false;
     uint32_t cap = lx_gw_row_cap(g->health, pv, lx_gw_row(g->health, e.model, e.route, home));
-    return backlog(&g->queues[e.model], tag) >= (cap > 0 ? cap : 1);
+    return backlog(&g->queues[e.model], tag, e.route) >= (cap > 0 ? cap : 1);
 }
 
 /* Makes <r>'s plan entry on route <route> the one its resumption starts from (dispatch.c
