@@ -15,7 +15,9 @@
  * queue ends the state only once a whole interval passed without a refusal (CoDel leaves its
  * dropping state on a short sojourn because its drops do not depend on it; here the refusals
  * would stop at the first short wait, the queue would fill again, and admitted requests would
- * wait an interval's excess each time). As CoDel resumes dropping at once when it left its
+ * wait an interval's excess each time). An empty queue that nothing left for an interval stops
+ * standing when the caller asks (lx_codel_idle, before it judges an arrival), refusals or not.
+ * As CoDel resumes dropping at once when it left its
  * dropping state shortly before, a wait at or above the target within one interval after the
  * queue stopped standing makes it stand again at once.
  *
