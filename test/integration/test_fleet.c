@@ -1344,8 +1344,9 @@ static void ol_poll(ol_t *o, int n, int ms)
     }
 }
 
-/* <n> requests (prompts cycling over 'a'..'h'), <gap_ms> apart, then every answer read. */
-static void ol_run(fleet_t *f, ol_t *o, int n, int gap_ms)
+/* <n> requests (prompts cycling over the first <tags> of 'a'..'h'), <gap_ms> apart, then every
+ * answer read. */
+static void ol_run_tags(fleet_t *f, ol_t *o, int n, int gap_ms, int tags)
 {
     uint64_t t0 = lx_harness_now_ms();
     for (int i = 0; i < n; i++) {
@@ -1353,7 +1354,7 @@ static void ol_run(fleet_t *f, ol_t *o, int n, int gap_ms)
         for (uint64_t now = lx_harness_now_ms(); now < at; now = lx_harness_now_ms())
             ol_poll(o, i, (int)(at - now));
         o->sent[i] = lx_harness_now_ms();
-        send_async(f, &o->c[i], CHAT, "", (char)('a' + i % 8), i);
+        send_async(f, &o->c[i], CHAT, "", (char)('a' + i % tags), i);
         o->open[i] = true;
     }
     uint64_t until = lx_harness_now_ms() + 10000;
@@ -1362,6 +1363,11 @@ static void ol_run(fleet_t *f, ol_t *o, int n, int gap_ms)
             assert_true(lx_harness_now_ms() < until);
             ol_poll(o, n, 50);
         }
+}
+
+static void ol_run(fleet_t *f, ol_t *o, int n, int gap_ms)
+{
+    ol_run_tags(f, o, n, gap_ms, 8);
 }
 
 /* Sustained overload: three replicas of one slot each, 40 ms a request (75 requests/s), sent
@@ -1524,21 +1530,7 @@ static void test_queue_standing_hot_prefix(void **state)
     static ol_t o;
     memset(&o, 0, sizeof(o));
     int n = 120, refused = 0;
-    uint64_t t0 = lx_harness_now_ms();
-    for (int i = 0; i < n; i++) {
-        uint64_t at = t0 + (uint64_t)i * 16;
-        for (uint64_t now = lx_harness_now_ms(); now < at; now = lx_harness_now_ms())
-            ol_poll(&o, i, (int)(at - now));
-        o.sent[i] = lx_harness_now_ms();
-        send_async(f, &o.c[i], CHAT, "", 'a', i);
-        o.open[i] = true;
-    }
-    uint64_t until = lx_harness_now_ms() + 10000;
-    for (int i = 0; i < n; i++)
-        while (o.open[i]) {
-            assert_true(lx_harness_now_ms() < until);
-            ol_poll(&o, n, 50);
-        }
+    ol_run_tags(f, &o, n, 16, 1); /* prompt 'a' alone */
     for (int i = 0; i < n; i++) {
         refused += o.status[i] == 429;
         assert_true(o.status[i] == 200 || o.status[i] == 429);
