@@ -71,3 +71,33 @@ bench_key() { # dir build conf mode
         ;;
     esac
 }
+
+# bench_nginx_conf DIR -> DIR/nginx.conf: nginx as scenario 1's anchor, one worker, in front of
+# the mock on $MOCK_PORT, listening on $NGINX_PORT (bench/run.sh and bench/syscalls.sh).
+bench_nginx_conf() {
+    local T=$1
+    cat >"$T/nginx.conf" <<NGINX
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid $T/nginx.pid;
+error_log $T/nginx.err warn;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    client_max_body_size 64m;
+    client_body_buffer_size 1m;
+    upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 256; keepalive_requests 10000000; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT reuseport;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }
+    }
+}
+NGINX
+}

@@ -108,30 +108,7 @@ start_llmux() {
     wait_port $LLMUX_PORT
 }
 
-cat >"$T/nginx.conf" <<NGINX
-worker_processes 1;
-worker_rlimit_nofile 20000;
-pid $T/nginx.pid;
-error_log $T/nginx.err warn;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    client_max_body_size 64m;
-    client_body_buffer_size 1m;
-    upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 256; keepalive_requests 10000000; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT reuseport;
-        location / {
-            proxy_pass http://mock;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-            proxy_request_buffering off;
-        }
-    }
-}
-NGINX
+bench_nginx_conf "$T"
 start_nginx() {
     taskset -c 0 nginx -c "$T/nginx.conf" -g 'daemon off; master_process off;' 2>/dev/null &
     NGINX_PID=$!
