@@ -112,7 +112,11 @@ bool lx_prefix_est_note(lx_prefix_est_t *e, size_t row, uint64_t key, uint32_t p
     uint64_t word = ((key >> (SEQ_BITS + 1)) | UINT64_C(1) << (63 - SEQ_BITS)) << SEQ_BITS |
                     ((at + units) & SEQ_MASK);
     uint64_t old = atomic_exchange_explicit(&r->slots[slot_of(key)], word, memory_order_relaxed);
-    bool hit = old >> SEQ_BITS == word >> SEQ_BITS && ((at - old) & SEQ_MASK) <= r->horizon;
+    /* within the horizon either way: a mark past this prompt's start is the same prefix noted
+     * by another worker between this one's two steps (sent there a moment ago, not a miss) */
+    uint64_t d = (at - old) & SEQ_MASK;
+    bool hit =
+        old >> SEQ_BITS == word >> SEQ_BITS && (d <= r->horizon || SEQ_MASK + 1 - d <= r->horizon);
     uint64_t ep = (now_ms / LX_PREFIX_EST_WINDOW_MS) & EP_MASK;
     window_add(&r->win[ep & 1], ep, hit);
     atomic_fetch_add_explicit(&r->requests, 1, memory_order_relaxed);
