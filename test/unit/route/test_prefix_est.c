@@ -226,7 +226,8 @@ static void *noter(void *arg)
 }
 
 /* Two threads on one row: no request lost, the window's hits equal the totals' (the window
- * word keeps its two counts together), and the hits are what the callers were told. */
+ * word keeps its two counts together), the hits are what the callers were told, and a key
+ * noted by both at once is a hit for both. */
 static void test_threads(void **state)
 {
     (void)state;
@@ -245,7 +246,10 @@ static void test_threads(void **state)
     assert_int_equal(v.total_requests, 2 * THREAD_NOTES);
     assert_int_equal(v.hits, told);
     assert_int_equal(v.total_hits, told);
-    assert_true(told > 2 * THREAD_NOTES - 1000); /* 16 keys: almost all hits */
+    /* 16 keys: misses are first sights (8-12). A note of a key racing the other thread's, whose
+     * mark lands past its own start, is a hit: counted as misses, 8-410 over 30 runs, up to
+     * 1,000 and more on a loaded machine */
+    assert_true(told >= 2 * THREAD_NOTES - 100);
     lx_prefix_est_free(shared);
 }
 
