@@ -1,4 +1,5 @@
 /* test_store.c - opening the store: migrations, reopening, refusals that name the file. */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -126,7 +127,35 @@ static void make_v1_file(const char *path)
     sqlite3_close(db);
 }
 
-/* v1 -> v2: every row, its id, its provider id and its sums carry over. */
+/* Opens <o> with stderr (the log) going to <log> for the while; the open's result. */
+static int open_logged(const lx_store_opts_t *o, lx_store_t **s, const char *log)
+{
+    char err[256] = "";
+    fflush(stderr);
+    int saved = dup(2), fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
+    close(fd);
+    int rc = lx_store_open(o, s, err, sizeof(err));
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    return rc;
+}
+
+/* The text of the file <path> (at most 4 KiB), in <out>. */
+static const char *read_text(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = '\0';
+    return out;
+}
+
+/* v1 -> v2: every row, its id, its provider id and its sums carry over; the migration is
+ * logged when it starts (versions, rows) and when it ends. */
 static void test_migration_from_v1(void **state)
 {
     (void)state;
@@ -136,8 +165,21 @@ static void test_migration_from_v1(void **state)
     /* (rows of 2025-12-07: a retention of ten years keeps them) */
     lx_store_opts_t o = {.path = t.db, .retention_s = 10 * 366 * 86400};
     lx_store_t *s = NULL;
-    char err[256] = "";
-    assert_int_equal(lx_store_open(&o, &s, err, sizeof(err)), 0);
+    char log[200], text[4096];
+    snprintf(log, sizeof(log), "%s/open.log", t.dir);
+    assert_int_equal(open_logged(&o, &s, log), 0);
+    read_text(log, text, sizeof(text));
+    char want[160];
+    snprintf(want, sizeof(want), "migrating schema version 1 to %d (3 usage rows",
+             LX_STORE_SCHEMA_VERSION);
+    assert_non_null(strstr(text, want));
+    snprintf(want, sizeof(want), "migrated from schema version 1 to %d in ",
+             LX_STORE_SCHEMA_VERSION);
+    assert_non_null(strstr(text, want));
+    /* a file already at this version: nothing migrated, nothing said */
+    lx_store_close(s);
+    assert_int_equal(open_logged(&o, &s, log), 0);
+    assert_null(strstr(read_text(log, text, sizeof(text)), "migrat"));
     assert_int_equal(lx_store_start(s), 0);
     const char *ids[] = {"gen-0-00000000000000aa", "chatcmpl-9", "gen-0-00000000000000bb"};
     for (int i = 0; i < 3; i++) {
