@@ -188,6 +188,13 @@ static void stop_keepalives(lx_proxy_t *px)
         uv_timer_stop(&px->ka_timer);
 }
 
+static void drop_pending(lx_proxy_t *px)
+{
+    for (unsigned i = 0; i < px->n_pending; i++)
+        lx_buf_unref(px->pending[i].buf);
+    px->n_pending = 0;
+}
+
 static void flush_pending(lx_proxy_t *px)
 {
     if (px->n_pending == 0) {
@@ -336,13 +343,11 @@ static void end_of_body(lx_proxy_t *px)
             px->n_pending += (unsigned)n;
     }
     bool complete = px->upstream_status >= 400 || px->ops->end_ok == NULL || px->ops->end_ok(px);
-    if (complete && relay && px->n_pending > 0 && !px->req->peer_gone) {
-        /* the last bytes and the end of the response leave in one write */
-        lx_http_server_send_body_end(px->req, px->pending, px->n_pending);
-        px->n_pending = 0;
-    } else {
+    /* A complete answer keeps its last bytes pending: lx_proxy_finish sends them with the end
+     * of the response after ops->on_finish (the owner settles there), so a client that has the
+     * last byte finds the request settled. Anything else goes now, as every read's bytes do. */
+    if (!(complete && relay && !px->req->peer_gone))
         flush_pending(px);
-    }
     if (!complete) {
         px->error = "the provider's stream ended without its terminator";
         end_attempt(px, LX_EUPSTREAM);
@@ -674,22 +679,26 @@ void lx_proxy_finish(lx_proxy_t *px, int code)
     disarm(px); /* (the timer itself stops when it is closed, below) */
     release_upstream(px, code);
     px->state = LX_PROXY_DONE;
-    for (unsigned i = 0; i < px->n_pending; i++)
-        lx_buf_unref(px->pending[i].buf);
-    px->n_pending = 0;
 
     lx_http_request_t *req = px->req;
     req->on_abort = NULL;
     req->on_drain = NULL;
+    /* only a complete answer's last bytes are still pending here (end_of_body) */
+    bool whole = !req->peer_gone && px->committed && code == 0 && px->upstream_status < 400;
+    if (!whole)
+        drop_pending(px);
     if (req->peer_gone) {
         px->client_status = px->committed ? px->client_status : 499;
         if (px->ops->on_finish != NULL)
             px->ops->on_finish(px, code);
         lx_http_server_finish(req);
     } else if (px->committed) {
-        if (code == 0 && px->upstream_status < 400) {
+        if (whole) {
             if (px->ops->on_finish != NULL)
                 px->ops->on_finish(px, code);
+            if (px->n_pending > 0) /* the last bytes and the end leave in one write */
+                lx_http_server_send_body_end(req, px->pending, px->n_pending);
+            px->n_pending = 0;
             lx_http_server_finish(req);
         } else {
             end_cut(px, code);

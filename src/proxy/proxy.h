@@ -59,7 +59,9 @@ typedef struct lx_proxy_hedge {
 
 typedef struct lx_proxy_ops {
     /* The request is over: <code> 0 for a response relayed in full, else why it failed. Runs
-     * once, before the client's side is released. */
+     * once, before the client's side is released; for a complete answer also before its last
+     * bytes (the read that ended it) are handed to the client, so what the owner does here
+     * (settling a budget) is done when the client has the last byte. */
     void (*on_finish)(lx_proxy_t *px, int code);
     /* The proxy holds nothing any more (its timer is closed): the owner may free it. */
     void (*on_free)(lx_proxy_t *px);
