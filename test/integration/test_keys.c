@@ -192,20 +192,6 @@ static int chat(const char *key, const char *body, lx_harness_resp_t *r)
     return call("POST", "/api/v1/chat/completions", key, body != NULL ? body : CHAT, r);
 }
 
-/* The same, where a 402 must be the budget's last word: the previous request's hold settles
- * when llmux has read the provider's whole answer, which can be a moment after the client
- * has it, so a 402 is asked again after a pause before it counts. */
-static int chat_settled(const char *key, const char *path, lx_harness_resp_t *r)
-{
-    for (int i = 0;; i++) {
-        int rc = call("POST", path, key, CHAT, r);
-        if (rc != 0 || r->status != 402 || i == 3)
-            return rc;
-        lx_harness_resp_free(r);
-        usleep(20000);
-    }
-}
-
 static void set_now(int64_t unix_s)
 {
     atomic_store(&fake_now, unix_s * 1000000);
@@ -388,7 +374,7 @@ static void test_budget(void **state)
     lx_harness_resp_t r;
     int admitted = 0, status = 200;
     for (int i = 0; i < 50 && status == 200; i++) {
-        assert_int_equal(chat_settled(key, "/api/v1/chat/completions", &r), 0);
+        assert_int_equal(call("POST", "/api/v1/chat/completions", key, CHAT, &r), 0);
         status = r.status;
         admitted += status == 200;
         if (status != 200) {
@@ -406,7 +392,7 @@ static void test_budget(void **state)
     assert_true(json_num(r.body, "limit_remaining") >= 0);
     lx_harness_resp_free(&r);
     /* under /v1 the same refusal in OpenAI's envelope */
-    assert_int_equal(chat_settled(key, "/v1/chat/completions", &r), 0);
+    assert_int_equal(call("POST", "/v1/chat/completions", key, CHAT, &r), 0);
     assert_true(lx_harness_is_error(&r, 402));
     lx_harness_resp_free(&r);
     /* raising the limit lets it through again */
@@ -476,28 +462,21 @@ static void test_daily_reset(void **state)
     lx_harness_resp_t r;
     int status = 200;
     for (int i = 0; i < 30 && status == 200; i++) {
-        assert_int_equal(chat_settled(key, "/api/v1/chat/completions", &r), 0);
+        assert_int_equal(call("POST", "/api/v1/chat/completions", key, CHAT, &r), 0);
         status = r.status;
         lx_harness_resp_free(&r);
     }
     assert_int_equal(status, 402);
     set_now(day - 1);
-    assert_int_equal(chat_settled(key, "/api/v1/chat/completions", &r), 0);
+    assert_int_equal(call("POST", "/api/v1/chat/completions", key, CHAT, &r), 0);
     assert_int_equal(r.status, 402);
     lx_harness_resp_free(&r);
     set_now(day);
     assert_int_equal(chat(key, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     lx_harness_resp_free(&r);
-    /* (settled when llmux has read the whole answer, which can be a moment after this client
-     * has it, and /key may be answered by the other worker first: asked again for up to 2 s) */
-    for (int tries = 0;; tries++) {
-        assert_int_equal(call("GET", "/api/v1/key", key, NULL, &r), 0);
-        if (json_num(r.body, "usage_daily") > 0 || tries == 200)
-            break;
-        lx_harness_resp_free(&r);
-        usleep(10000);
-    }
+    /* (settled before its last byte left: /key, on any worker, shows it at once) */
+    assert_int_equal(call("GET", "/api/v1/key", key, NULL, &r), 0);
     assert_true(json_num(r.body, "usage_daily") > 0);
     assert_true(json_num(r.body, "usage_daily") < json_num(r.body, "usage"));
     lx_harness_resp_free(&r);
@@ -885,20 +864,74 @@ static void test_pipelined_large(void **state)
     lx_harness_close(&c);
     free(raw);
     free(body);
-    /* each charged its prompt (about 16k tokens at 10 µ$); the second settles when llmux has
-     * read its whole answer, which may be a moment after this client has it (gateway/README.md,
-     * 6b), so the other worker may answer /key before that: asked again for up to 2 s */
-    double usage = 0;
-    for (int tries = 0; tries < 200 && usage <= 2 * 0.1; tries++) {
+    /* each charged its prompt (about 16k tokens at 10 µ$), settled before its last byte left:
+     * /key, on any worker, shows both at once */
+    lx_harness_resp_t r;
+    assert_int_equal(call("GET", "/api/v1/key", key, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    double usage = json_num(r.body, "usage");
+    lx_harness_resp_free(&r);
+    assert_true(usage > 2 * 0.1);
+}
+
+/* A request's hold settles before its last bytes leave: /key, asked on another connection
+ * (most likely of the other worker) the moment a response's last byte is in, shows it settled
+ * every time, for Content-Length answers and SSE streams alike: the usage grew, and what is
+ * left of the limit is the limit minus that usage (no reservation still held). */
+#define SETTLE_ROUNDS 200
+#define SETTLE_PEEKS  4
+
+static void test_settled_at_last_byte(void **state)
+{
+    (void)state;
+    char key[80], hash[65];
+    create_key("settle", "\"limit\":100", key, hash);
+    usleep(100000);
+    static const char *bodies[2] = {CHAT,
+                                    "{\"model\":\"team/m\",\"max_tokens\":100,\"stream\":true,"
+                                    "\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}"};
+    char chat_raw[2][1024], key_raw[256];
+    size_t chat_n[2], key_n;
+    for (int k = 0; k < 2; k++)
+        chat_n[k] = (size_t)snprintf(chat_raw[k], sizeof(chat_raw[k]),
+                                     "POST /api/v1/chat/completions HTTP/1.1\r\nHost: t\r\n"
+                                     "Authorization: Bearer %s\r\nContent-Type: application/json"
+                                     "\r\nContent-Length: %zu\r\n\r\n%s",
+                                     key, strlen(bodies[k]), bodies[k]);
+    key_n = (size_t)snprintf(key_raw, sizeof(key_raw),
+                             "GET /api/v1/key HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s"
+                             "\r\n\r\n",
+                             key);
+    lx_harness_conn_t c, peek[SETTLE_PEEKS];
+    assert_int_equal(lx_harness_connect(&c, H.port), 0);
+    for (int p = 0; p < SETTLE_PEEKS; p++)
+        assert_int_equal(lx_harness_connect(&peek[p], H.port), 0);
+    double last = 0;
+    for (int i = 0; i < SETTLE_ROUNDS; i++) {
         lx_harness_resp_t r;
-        if (tries > 0)
-            usleep(10000);
-        assert_int_equal(call("GET", "/api/v1/key", key, NULL, &r), 0);
+        assert_int_equal(lx_harness_send(&c, chat_raw[i % 2], chat_n[i % 2]), 0);
+        assert_int_equal(lx_harness_read(&c, &r), 0);
         assert_int_equal(r.status, 200);
-        usage = json_num(r.body, "usage");
+        assert_true(r.complete);
+        lx_harness_resp_free(&r);
+        /* the last byte is in: ask at once */
+        lx_harness_conn_t *q = &peek[i % SETTLE_PEEKS];
+        assert_int_equal(lx_harness_send(q, key_raw, key_n), 0);
+        assert_int_equal(lx_harness_read(q, &r), 0);
+        assert_int_equal(r.status, 200);
+        double usage = json_num(r.body, "usage");
+        double left = json_num(r.body, "limit_remaining");
+        if (!(usage > last) || left + usage < 100 - 1e-7 || left + usage > 100 + 1e-7)
+            fprintf(stderr, "round %d (%s): usage %.6f after %.6f, limit_remaining %.6f\n", i,
+                    i % 2 ? "stream" : "length", usage, last, left);
+        assert_true(usage > last);
+        assert_true(left + usage > 100 - 1e-7 && left + usage < 100 + 1e-7);
+        last = usage;
         lx_harness_resp_free(&r);
     }
-    assert_true(usage > 2 * 0.1);
+    lx_harness_close(&c);
+    for (int p = 0; p < SETTLE_PEEKS; p++)
+        lx_harness_close(&peek[p]);
 }
 
 /* Clients that leave while their store job is out: the job comes back to nobody, and a job
@@ -942,6 +975,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancelled_cost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_client_leaves, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_settled_at_last_byte, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
