@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/str.h"
 #include "store/store.h"
 
 /* The number of bytes of <src> (<len>) kept in <cap>: cut back to a UTF-8 boundary. */
@@ -110,6 +111,48 @@ void lx_record_set_cut(lx_record_t *r, unsigned field, const char *src, size_t l
     r->str[field].off = r->used;
     r->str[field].len = (uint16_t)n;
     r->used = (uint16_t)(r->used + n + 1);
+}
+
+size_t lx_record_canon(char *dst, size_t cap, const char *src, size_t len)
+{
+    static const char fffd[] = "\xef\xbf\xbd";
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        const unsigned char *p = (const unsigned char *)src + i;
+        size_t n = *p < 0x80 ? 1 : lx_str_utf8_len(p, len - i);
+        size_t k = n != 0 ? n : sizeof(fffd) - 1;
+        if (k > cap - 1 - o)
+            break;
+        memcpy(dst + o, n != 0 ? src + i : fffd, k);
+        o += k;
+        i += n != 0 ? n : 1;
+    }
+    dst[o] = '\0';
+    return o;
+}
+
+/* Whether <len> bytes of <s> are well-formed UTF-8 (ASCII runs at one compare a byte). */
+static bool utf8_ok(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        const unsigned char *p = (const unsigned char *)s + i;
+        size_t n = *p < 0x80 ? 1 : lx_str_utf8_len(p, len - i);
+        if (n == 0)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+void lx_record_canonicalize(lx_record_t *r)
+{
+    for (unsigned f = 0; f < LX_RF_SLOTS; f++) {
+        if (utf8_ok(lx_record_str(r, f), r->str[f].len))
+            continue;
+        char tmp[3 * 255 + 1]; /* (a cap is at most 255 bytes; each may become 3) */
+        size_t n = lx_record_canon(tmp, lx_record_cap(f) + 1, lx_record_str(r, f), r->str[f].len);
+        lx_record_set_cut(r, f, tmp, n); /* (in new room: a shared string stays whole) */
+    }
 }
 
 void lx_record_share(lx_record_t *r, unsigned field, unsigned from)

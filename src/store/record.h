@@ -167,6 +167,17 @@ void lx_record_id_format(char *out, uint64_t seq);
  * number below 2^63), else false. */
 bool lx_record_id_parse(const char *id, size_t len, uint64_t *seq);
 
+/* The canonical form of <len> bytes of <src>: each byte that does not begin a well-formed UTF-8
+ * sequence replaced by U+FFFD (the rule of the record's JSON writer), cut to <cap> - 1 bytes at
+ * a character boundary, NUL-terminated, into <dst> (<cap> >= 1). Returns its length. Linear. */
+size_t lx_record_canon(char *dst, size_t cap, const char *src, size_t len);
+
+/* Brings every string of <r> to its canonical form (lx_record_canon, then cut to its field's
+ * cap and the arena's room), so that every view of the record — the store's pending list, the
+ * JSON in the table, the provider id's hash, /activity's model — holds the same bytes. The
+ * store thread runs it on each record it takes from the queue; valid strings are untouched. */
+void lx_record_canonicalize(lx_record_t *r);
+
 /* Copies up to <cap> - 1 bytes of <src> (<len> bytes, need not be NUL-terminated) into <dst>,
  * cut back to a UTF-8 boundary, NUL-terminated. */
 void lx_record_copy(char *dst, size_t cap, const char *src, size_t len);

@@ -128,12 +128,26 @@ void store_job_key_get(lx_store_t *s, lx_store_job_t *job)
 
 /* ---- generations ----------------------------------------------------------------------------- */
 
+/* The id asked for in the canonical form of the records' strings (lx_record_canon, cut as a
+ * provider id is): a provider id with bytes that are not UTF-8 is stored with U+FFFD in their
+ * place, and is found by its raw bytes and by that form alike, pending or in the table. */
+#define GEN_ID_CANON (3 * sizeof(((lx_store_job_t *)0)->gen_id))
+
+static size_t canon_id(const lx_store_job_t *job, char out[GEN_ID_CANON])
+{
+    size_t cap = lx_record_cap(LX_RF_UPSTREAM_ID) + 1;
+    return lx_record_canon(out, cap < GEN_ID_CANON ? cap : GEN_ID_CANON, job->gen_id,
+                           strlen(job->gen_id));
+}
+
 static bool find_pending(lx_store_t *s, lx_store_job_t *job)
 {
+    char id[GEN_ID_CANON];
+    canon_id(job, id);
     for (const lx_record_t *r = s->pend_head; r != NULL; r = r->next) {
-        if (strcmp(lx_record_str(r, LX_RF_ID), job->gen_id) != 0 &&
+        if (strcmp(lx_record_str(r, LX_RF_ID), id) != 0 &&
             (lx_record_len(r, LX_RF_UPSTREAM_ID) == 0 ||
-             strcmp(lx_record_str(r, LX_RF_UPSTREAM_ID), job->gen_id) != 0))
+             strcmp(lx_record_str(r, LX_RF_UPSTREAM_ID), id) != 0))
             continue;
         if ((job->record = malloc(sizeof(*job->record))) == NULL) {
             store_job_error(job, LX_ENOMEM, "out of memory");
@@ -228,12 +242,13 @@ static int find_table(lx_store_t *s, lx_store_job_t *job)
         -1, &st, NULL);
 #undef GEN_COLS
     if (rc == SQLITE_OK) {
-        size_t len = strlen(job->gen_id);
+        char id[GEN_ID_CANON];
+        size_t len = canon_id(job, id);
         uint64_t seq;
-        if (lx_record_id_parse(job->gen_id, len, &seq))
+        if (lx_record_id_parse(id, len, &seq))
             sqlite3_bind_int64(st, 1, (int64_t)seq);
-        sqlite3_bind_text(st, 2, job->gen_id, (int)len, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, store_hash63(job->gen_id, len));
+        sqlite3_bind_text(st, 2, id, (int)len, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 3, store_hash63(id, len));
         rc = sqlite3_step(st);
     }
     if (rc == SQLITE_ROW) {

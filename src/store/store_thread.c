@@ -69,6 +69,12 @@ static void pend_append(lx_store_t *s, lx_record_t *fifo, lx_record_t *last, siz
 {
     if (fifo == NULL)
         return;
+    /* one canonical form from here on: pending lookups, the table, the hash, /activity */
+    for (lx_record_t *r = fifo;; r = r->next) {
+        lx_record_canonicalize(r);
+        if (r == last)
+            break;
+    }
     if (s->pend_tail != NULL)
         s->pend_tail->next = fifo;
     else
