@@ -653,6 +653,62 @@ static void test_record_defaults_roundtrip(void **state)
     (void)state;
 }
 
+/* A provider id and a model with bytes that are not UTF-8 have one form, U+FFFD in place of
+ * each bad byte (the record's JSON writer's rule): the generation is found by the raw id and
+ * by that form alike, while pending and once in the table, and /activity's model is the one
+ * the usage view shows. (Before, the raw id found the pending record only and the canonical
+ * one the stored row only; /activity kept the raw bytes.) */
+static void test_invalid_utf8_one_form(void **state)
+{
+    (void)state;
+    static const char raw_id[] = "chatcmpl-\xff\xc3(x\xed\xa0\x80";
+    static const char canon_id[] = "chatcmpl-\xef\xbf\xbd\xef\xbf\xbd(x\xef\xbf\xbd\xef\xbf\xbd"
+                                   "\xef\xbf\xbd";
+    static const char canon_model[] = "team/m\xef\xbf\xbd\xef\xbf\xbd";
+    tdir_t t;
+    tdir_make(&t);
+    lx_store_opts_t o = {.path = t.db, .commit_interval_ms = 50};
+    lx_store_t *s = NULL;
+    char err[256] = "";
+    if (lx_store_open(&o, &s, err, sizeof(err)) != 0)
+        fail_msg("open: %s", err);
+    int64_t now = lx_clock_now_us();
+    lx_record_t *r = t_record("gen-utf8", HASH_A, now, 5);
+    lx_record_set_cstr(r, LX_RF_UPSTREAM_ID, raw_id);
+    lx_record_set_cstr(r, LX_RF_MODEL, "team/m\xe2\x82");
+    lx_store_record(s, r);
+    for (int committed = 0; committed < 2; committed++) {
+        if (committed) { /* (not started until now: the record stayed pending) */
+            assert_int_equal(lx_store_start(s), 0);
+            lx_store_stop(s);
+            assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage"), 1);
+        }
+        for (int form = 0; form < 2; form++) {
+            lx_store_job_t job = {.kind = LX_JOB_GENERATION};
+            snprintf(job.gen_id, sizeof(job.gen_id), "%s", form ? canon_id : raw_id);
+            lx_store_run(s, &job);
+            if (job.status != 0)
+                fail_msg("%s, by the %s id: %s", committed ? "stored" : "pending",
+                         form ? "canonical" : "raw", job.message);
+            assert_non_null(job.record);
+            assert_string_equal(lx_record_str(job.record, LX_RF_UPSTREAM_ID), canon_id);
+            assert_string_equal(lx_record_str(job.record, LX_RF_MODEL), canon_model);
+            lx_store_job_dispose(&job);
+        }
+    }
+    assert_int_equal(t_query_i64(t.db, "SELECT count(*) FROM usage WHERE model = "
+                                       "CAST(x'7465616d2f6defbfbdefbfbd' AS TEXT)"),
+                     1);
+    lx_store_job_t job = {.kind = LX_JOB_ACTIVITY, .date = now / 1000000};
+    lx_store_run(s, &job);
+    assert_int_equal(job.status, 0);
+    assert_int_equal(job.n_rows, 1);
+    assert_string_equal(job.rows[0].model, canon_model);
+    lx_store_job_dispose(&job);
+    lx_store_close(s);
+    tdir_remove(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -663,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_stop_loses_nothing),
         cmocka_unit_test(test_record_fields_roundtrip),
         cmocka_unit_test(test_record_defaults_roundtrip),
+        cmocka_unit_test(test_invalid_utf8_one_form),
         cmocka_unit_test(test_generation_waits_then_not_found),
         cmocka_unit_test(test_activity_by_day),
         cmocka_unit_test(test_config_key_usage),
