@@ -21,6 +21,7 @@
  */
 #include "store/ledger.h"
 
+#include <sched.h>
 #include <stdlib.h>
 
 #include "store/money.h"
@@ -52,13 +53,29 @@ struct lx_ledger {
     /* GCRA theoretical arrival times, ns since the epoch */
     _Atomic(int64_t) tat_req, tat_tok;
     _Atomic(uint32_t) inflight;
+    /* a change of limit_reset (budget_rebase) against the settlements: each settlement or
+     * charge counts itself in sin[its phase] while it adds its cost (spend); the rebase flips
+     * the phase and waits for the other count to drain, so it knows when every adder that
+     * started before has finished. While `rebasing`, adders leave the budget and usage words
+     * alone and add to `side` (at `side_s`, the latest second), which the rebase counts after. */
+    _Atomic(uint32_t) sphase;
+    _Atomic(uint32_t) sin[2];
+    _Atomic(bool) rebasing;
+    _Atomic(int64_t) side;
+    _Atomic(int64_t) side_s;
 };
 
 static _Atomic(lx_ledger_roll_hook_t) roll_hook;
+static _Atomic(lx_ledger_settle_hook_t) settle_hook;
 
 void lx_ledger_set_roll_hook(lx_ledger_roll_hook_t hook)
 {
     atomic_store(&roll_hook, hook);
+}
+
+void lx_ledger_set_settle_hook(lx_ledger_settle_hook_t hook)
+{
+    atomic_store(&settle_hook, hook);
 }
 
 static int64_t floor_div(int64_t a, int64_t b)
@@ -241,13 +258,55 @@ static int64_t usage_read(lx_ledger_t *l, lx_period_t p, int64_t now_s)
     return tag_epoch(w) == epoch_of(p, usage_end(l, p, now_s)) ? tag_amount(w) : 0;
 }
 
-/* Counts <cost> spent at <now_s>; avail is the caller's. */
+/* Counts <cost> spent at <now_s> in the budget's and the reported periods; avail is the
+ * caller's. */
 static void count_spent(lx_ledger_t *l, int64_t cost, int64_t now_s)
 {
     budget_add(l, cost, now_s);
+    lx_ledger_settle_hook_t hook = atomic_load_explicit(&settle_hook, RLX);
+    if (hook != NULL)
+        hook(l);
     atomic_fetch_add_explicit(&l->total, cost, RLX);
     for (int p = LX_PERIOD_DAY; p < LX_PERIOD_COUNT; p++)
         usage_add(l, (lx_period_t)p, cost, now_s);
+}
+
+/*
+ * A settlement's or a charge's count_spent, against a change of limit_reset: the adder counts
+ * itself in the current phase (seq_cst: a rebase that flips the phase after this either
+ * waits for it or is seen by its load of `rebasing`), then adds its cost as usual or, while a
+ * rebase runs, to `side`. Two more RMWs a settlement, on words no other step writes often.
+ */
+static void spend(lx_ledger_t *l, int64_t cost, int64_t now_s)
+{
+    uint32_t ph;
+    for (;;) {
+        ph = atomic_load(&l->sphase);
+        atomic_fetch_add(&l->sin[ph], 1);
+        if (atomic_load(&l->sphase) == ph)
+            break;
+        atomic_fetch_sub_explicit(&l->sin[ph], 1, memory_order_release);
+    }
+    if (atomic_load(&l->rebasing)) {
+        atomic_fetch_add_explicit(&l->side, cost, RLX);
+        int64_t at = atomic_load_explicit(&l->side_s, RLX);
+        while (at < now_s &&
+               !atomic_compare_exchange_weak_explicit(&l->side_s, &at, now_s, RLX, RLX))
+            ;
+    } else {
+        count_spent(l, cost, now_s);
+    }
+    atomic_fetch_sub_explicit(&l->sin[ph], 1, memory_order_release);
+}
+
+/* Returns when every adder (spend) that began before the call has finished: the store
+ * thread's wait (never a worker's), as long as a settlement's few atomic steps. */
+static void spend_drain(lx_ledger_t *l)
+{
+    uint32_t ph = atomic_load(&l->sphase);
+    atomic_store(&l->sphase, ph ^ 1);
+    while (atomic_load(&l->sin[ph]) != 0)
+        sched_yield();
 }
 
 lx_ledger_t *lx_ledger_new(const lx_ledger_limits_t *limits, const int64_t usage[LX_PERIOD_COUNT],
@@ -278,6 +337,12 @@ lx_ledger_t *lx_ledger_new(const lx_ledger_limits_t *limits, const int64_t usage
     atomic_init(&l->tat_req, INT64_MIN / 2);
     atomic_init(&l->tat_tok, INT64_MIN / 2);
     atomic_init(&l->inflight, 0);
+    atomic_init(&l->sphase, 0);
+    atomic_init(&l->sin[0], 0);
+    atomic_init(&l->sin[1], 0);
+    atomic_init(&l->rebasing, false);
+    atomic_init(&l->side, 0);
+    atomic_init(&l->side_s, INT64_MIN);
     return l;
 }
 
@@ -296,15 +361,20 @@ void lx_ledger_unref(lx_ledger_t *l)
 
 /*
  * A new limit_reset: the budget now counts <kind>'s current period, with the usage the
- * reporting counter holds for it. Done as a roll: the period word moves to that period, the
- * old period's usage word is given back to avail by whoever replaces it (budget_add), then
- * the new period's usage is taken from avail first (never over-admitting in between) and
- * added to its word, or given back if that period ended meanwhile. The store thread is the
- * only caller; a settlement racing this very step may count twice or not at all in the new
- * period's budget until that period ends (README).
+ * reporting counter holds for it. Settlements and charges are first turned aside (`rebasing`:
+ * they add to `side`) and those already adding are waited for (spend_drain), so the budget
+ * and usage words hold still while the rebase reads the new period's usage and moves the
+ * budget to it: the period word moves, the old period's usage word is given back to avail by
+ * whoever replaces it (budget_add; admissions still may), then the new period's usage is
+ * taken from avail and added to its word (given back if that period ended meanwhile). Then
+ * the adders go back to the words, and what went aside is counted like a late settlement.
+ * The store thread is the only caller. Every settlement counts once in the new period.
  */
 static void budget_rebase(lx_ledger_t *l, uint64_t cur, lx_period_t kind)
 {
+    atomic_store(&l->rebasing, true);
+    spend_drain(l);
+    call_roll_hook(l, kind, true); /* (tests: a settlement lands here, turned aside) */
     int64_t used = atomic_load_explicit(&l->total, RLX), end = INT64_MAX;
     if (kind != LX_PERIOD_TOTAL) {
         uint64_t uw = atomic_load_explicit(&l->usage[kind], ACQ);
@@ -320,10 +390,15 @@ static void budget_rebase(lx_ledger_t *l, uint64_t cur, lx_period_t kind)
     do {
         if (tag_epoch(w) != epoch) {
             atomic_fetch_add_explicit(&l->avail, used, RLX); /* that period is over */
-            return;
+            break;
         }
     } while (!atomic_compare_exchange_weak_explicit(
         &l->bused, &w, tag_make(epoch, tag_amount(w) + used), ACQ_REL, ACQ));
+    atomic_store(&l->rebasing, false);
+    spend_drain(l); /* (the adders that went aside have added to side) */
+    int64_t aside = atomic_exchange_explicit(&l->side, 0, RLX);
+    if (aside != 0)
+        count_spent(l, aside, atomic_load_explicit(&l->side_s, RLX));
 }
 
 void lx_ledger_set_limits(lx_ledger_t *l, const lx_ledger_limits_t *limits)
@@ -534,7 +609,7 @@ void lx_ledger_settle(lx_hold_t *hold, int64_t cost, uint32_t tokens, int64_t no
     lx_ledger_t *l = hold->ledger;
     cost = clamp_money(cost);
     atomic_fetch_add_explicit(&l->avail, hold->reserved - cost, RLX);
-    count_spent(l, cost, seconds_of(now_us));
+    spend(l, cost, seconds_of(now_us));
     uint32_t tpm = atomic_load_explicit(&l->tpm, RLX);
     if (tpm != 0 && tokens != hold->tokens)
         gcra_correct(&l->tat_tok, tpm, (int64_t)tokens - hold->tokens, ns_of(now_us));
@@ -547,7 +622,7 @@ void lx_ledger_charge(lx_ledger_t *l, int64_t cost, int64_t now_us)
 {
     cost = clamp_money(cost);
     atomic_fetch_sub_explicit(&l->avail, cost, RLX);
-    count_spent(l, cost, seconds_of(now_us));
+    spend(l, cost, seconds_of(now_us));
 }
 
 void lx_ledger_usage(lx_ledger_t *l, int64_t now_us, int64_t usage[LX_PERIOD_COUNT])

@@ -117,9 +117,18 @@ void lx_ledger_view(lx_ledger_t *l, int64_t now_us, lx_ratelimit_view_t *out);
 
 /* Tests only: <hook> (NULL: none, the default) is called by every thread whose CAS has just
  * moved a period's end (<budget>: the budget's period, of <kind>; else the reported period
- * <kind>) on any ledger, before that thread touches the period's usage, so that a test can
- * run a racing settlement, or yield, exactly there. Set it while no ledger is in use. */
+ * <kind>) on any ledger, before that thread touches the period's usage, and by a change of
+ * limit_reset to <kind> (budget true) once settlements are turned aside, before it reads the
+ * new period's usage, so that a test can run a racing settlement, or yield, exactly there.
+ * Set it while no ledger is in use. */
 typedef void (*lx_ledger_roll_hook_t)(lx_ledger_t *l, lx_period_t kind, bool budget);
 void lx_ledger_set_roll_hook(lx_ledger_roll_hook_t hook);
+
+/* Tests only: <hook> (NULL: none, the default) is called by every settlement and charge
+ * between adding its cost to the budget's period and adding it to the reported periods, so
+ * that a test can hold it there (a change of limit_reset then waits for it). Set it while no
+ * ledger is in use. */
+typedef void (*lx_ledger_settle_hook_t)(lx_ledger_t *l);
+void lx_ledger_set_settle_hook(lx_ledger_settle_hook_t hook);
 
 #endif
