@@ -5,8 +5,9 @@
  * clock, token corrections at settlement, concurrency, refusals leaving no trace, limit
  * changes, overruns and reporting; a settlement landing between a period roll's two steps
  * (run there by the test hook) counts in the new period, and four threads crossing thousands
- * of day boundaries lose no cost from any period. Also built under ThreadSanitizer (tsan
- * preset).
+ * of day boundaries lose no cost from any period; a change of limit_reset racing a
+ * settlement (held half done, or run inside the change) counts it once in the new period.
+ * Also built under ThreadSanitizer (tsan preset).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -15,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -546,6 +548,146 @@ static void test_settle_in_roll_gap(void **state)
     lx_ledger_unref(l);
 }
 
+/* ---- a change of limit_reset racing a settlement ---- */
+
+/* Weekly to daily on a Wednesday: 3 spent on Monday, a request holding 2 settles at 1. */
+#define WED (T0 + 2 * 86400 * S + 3600 * S)
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool held, release, rebased;
+    int calls;
+} hold_at;
+
+/* The settlement stops between the budget's period and the reported ones (the step a change
+ * of limit_reset used to miss) until the test lets it go. */
+static void hold_settlement(lx_ledger_t *l)
+{
+    (void)l;
+    pthread_mutex_lock(&hold_at.mu);
+    hold_at.calls++;
+    hold_at.held = true;
+    pthread_cond_broadcast(&hold_at.cv);
+    while (!hold_at.release)
+        pthread_cond_wait(&hold_at.cv, &hold_at.mu);
+    pthread_mutex_unlock(&hold_at.mu);
+}
+
+typedef struct rebase_arg {
+    lx_ledger_t *l;
+    lx_hold_t hold;
+} rebase_arg_t;
+
+static void *settle_one(void *arg)
+{
+    rebase_arg_t *a = arg;
+    lx_ledger_settle(&a->hold, 1 * USD, 1, WED);
+    return NULL;
+}
+
+static void *to_daily(void *arg)
+{
+    rebase_arg_t *a = arg;
+    lx_ledger_limits_t lim = {true, 10 * USD, LX_PERIOD_DAY, 0, 0, 0};
+    lx_ledger_set_limits(a->l, &lim);
+    pthread_mutex_lock(&hold_at.mu);
+    hold_at.rebased = true;
+    pthread_cond_broadcast(&hold_at.cv);
+    pthread_mutex_unlock(&hold_at.mu);
+    return NULL;
+}
+
+/* The change lands while a settlement is half done (its cost in the week's budget word, not
+ * yet in the reported day): the day's budget counts that cost once. The settlement is let go
+ * when the change has returned, or after 200 ms when the change waits for it (as it does
+ * now): the outcome does not depend on the timing. Before, the change read the day's usage
+ * without the cost and gave the week's word, cost included, back: the day's budget had 10
+ * left instead of 9. */
+static void test_reset_change_mid_settlement(void **state)
+{
+    (void)state;
+    lx_admit_t a;
+    rebase_arg_t arg = {.l = make(true, 10 * USD, LX_PERIOD_WEEK, 0, 0, 0)};
+    lx_ledger_charge(arg.l, 3 * USD, T0 + 10 * S);
+    assert_int_equal(admit(arg.l, WED, 2 * USD, 1, &arg.hold, &a), LX_ADMIT_OK);
+    memset(&hold_at, 0, sizeof(hold_at));
+    pthread_mutex_init(&hold_at.mu, NULL);
+    pthread_cond_init(&hold_at.cv, NULL);
+    lx_ledger_set_settle_hook(hold_settlement);
+    pthread_t st, rt;
+    assert_int_equal(pthread_create(&st, NULL, settle_one, &arg), 0);
+    pthread_mutex_lock(&hold_at.mu);
+    while (!hold_at.held)
+        pthread_cond_wait(&hold_at.cv, &hold_at.mu);
+    pthread_mutex_unlock(&hold_at.mu);
+    assert_int_equal(pthread_create(&rt, NULL, to_daily, &arg), 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 200000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&hold_at.mu);
+    while (!hold_at.rebased && pthread_cond_timedwait(&hold_at.cv, &hold_at.mu, &until) == 0)
+        ;
+    print_message("the change %s the settlement\n",
+                  hold_at.rebased ? "returned before" : "waited for");
+    hold_at.release = true;
+    pthread_cond_broadcast(&hold_at.cv);
+    pthread_mutex_unlock(&hold_at.mu);
+    pthread_join(st, NULL);
+    pthread_join(rt, NULL);
+    lx_ledger_set_settle_hook(NULL);
+    assert_int_equal(hold_at.calls, 1);
+    int64_t usage[LX_PERIOD_COUNT];
+    lx_ledger_usage(arg.l, WED, usage);
+    assert_true(usage[LX_PERIOD_DAY] == 1 * USD && usage[LX_PERIOD_WEEK] == 4 * USD);
+    assert_true(lx_ledger_remaining(arg.l, WED) == 9 * USD); /* 10 - the day's 1 */
+    /* and the day's budget gives it all back at midnight, exactly once */
+    assert_true(lx_ledger_remaining(arg.l, T0 + 3 * 86400 * S) == 10 * USD);
+    pthread_mutex_destroy(&hold_at.mu);
+    pthread_cond_destroy(&hold_at.cv);
+    lx_ledger_unref(arg.l);
+}
+
+/* A settlement that arrives while the change runs (the roll hook, at the change's step) is
+ * turned aside and counted once, in the new period, after it. */
+static lx_hold_t aside_hold;
+static int aside_calls;
+
+static void settle_in_rebase(lx_ledger_t *l, lx_period_t kind, bool budget)
+{
+    (void)l;
+    if (!budget || kind != LX_PERIOD_DAY || aside_calls++ > 0)
+        return;
+    lx_ledger_settle(&aside_hold, 1 * USD, 1, WED);
+}
+
+static void test_settle_during_reset_change(void **state)
+{
+    (void)state;
+    lx_admit_t a;
+    lx_ledger_t *l = make(true, 10 * USD, LX_PERIOD_WEEK, 0, 0, 0);
+    lx_ledger_charge(l, 3 * USD, T0 + 10 * S);
+    assert_int_equal(admit(l, WED, 2 * USD, 1, &aside_hold, &a), LX_ADMIT_OK);
+    aside_calls = 0;
+    lx_ledger_set_roll_hook(settle_in_rebase);
+    lx_ledger_limits_t lim = {true, 10 * USD, LX_PERIOD_DAY, 0, 0, 0};
+    lx_ledger_set_limits(l, &lim);
+    lx_ledger_set_roll_hook(NULL);
+    assert_true(aside_calls >= 1); /* (then the day's roll, its reported end being Monday's) */
+    assert_null(aside_hold.ledger);
+    int64_t usage[LX_PERIOD_COUNT];
+    lx_ledger_usage(l, WED, usage);
+    assert_true(usage[LX_PERIOD_DAY] == 1 * USD && usage[LX_PERIOD_WEEK] == 4 * USD);
+    assert_true(usage[LX_PERIOD_TOTAL] == 4 * USD);
+    assert_true(lx_ledger_remaining(l, WED) == 9 * USD);
+    assert_true(lx_ledger_remaining(l, T0 + 3 * 86400 * S) == 10 * USD);
+    lx_ledger_unref(l);
+}
+
 /* ---- four threads crossing day boundaries ---- */
 
 #define DAYS       1500 /* day boundaries crossed per run (about four years) */
@@ -661,6 +803,8 @@ int main(void)
         cmocka_unit_test(test_concurrency),
         cmocka_unit_test(test_refusal_gives_back),
         cmocka_unit_test(test_set_limits),
+        cmocka_unit_test(test_reset_change_mid_settlement),
+        cmocka_unit_test(test_settle_during_reset_change),
         cmocka_unit_test(test_reset_change_midweek),
         cmocka_unit_test(test_settle_in_roll_gap),
         cmocka_unit_test(test_cross_days_threads),
