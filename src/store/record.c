@@ -151,8 +151,24 @@ static bool utf8_ok(const char *s, size_t len)
     return true;
 }
 
+/* Whether the arena's <used> bytes (every string of the record) are ASCII. */
+static bool arena_ascii(const lx_record_t *r)
+{
+    size_t i = 0, n = r->used;
+    uint64_t any = 0;
+    for (uint64_t w; i + 8 <= n; i += 8) {
+        memcpy(&w, r->arena + i, 8);
+        any |= w;
+    }
+    for (; i < n; i++)
+        any |= (unsigned char)r->arena[i];
+    return (any & UINT64_C(0x8080808080808080)) == 0;
+}
+
 void lx_record_canonicalize(lx_record_t *r)
 {
+    if (arena_ascii(r)) /* (nearly every record: one pass, no field looked at) */
+        return;
     for (unsigned f = 0; f < LX_RF_SLOTS; f++) {
         if (r->str[f].len == 0 || utf8_ok(lx_record_str(r, f), r->str[f].len))
             continue;
