@@ -131,26 +131,6 @@ size_t lx_record_canon(char *dst, size_t cap, const char *src, size_t len)
     return o;
 }
 
-/* Whether <len> bytes of <s> are well-formed UTF-8: eight bytes at a time while they are
- * ASCII (most strings are: a model, a provider id), then character by character. */
-static bool utf8_ok(const char *s, size_t len)
-{
-    size_t i = 0;
-    for (uint64_t w; i + 8 <= len; i += 8) {
-        memcpy(&w, s + i, 8);
-        if ((w & UINT64_C(0x8080808080808080)) != 0)
-            break;
-    }
-    while (i < len) {
-        const unsigned char *p = (const unsigned char *)s + i;
-        size_t n = *p < 0x80 ? 1 : lx_str_utf8_len(p, len - i);
-        if (n == 0)
-            return false;
-        i += n;
-    }
-    return true;
-}
-
 /* Whether the arena's <used> bytes (every string of the record) are ASCII. */
 static bool arena_ascii(const lx_record_t *r)
 {
@@ -165,16 +145,33 @@ static bool arena_ascii(const lx_record_t *r)
     return (any & UINT64_C(0x8080808080808080)) == 0;
 }
 
+/* The record's strings rebuilt into its arena from scratch, each in its canonical form cut to
+ * its field's cap; a field whose source and form equal an earlier field's shares that copy. A
+ * fresh arena has room for every field at its cap (LX_RECORD_ARENA), which appending the new
+ * forms after the old ones did not: on a record near full, they were cut or lost. */
 void lx_record_canonicalize(lx_record_t *r)
 {
     if (arena_ascii(r)) /* (nearly every record: one pass, no field looked at) */
         return;
+    char old[LX_RECORD_ARENA];
+    lx_record_str_t was[LX_RF_SLOTS];
+    memcpy(old, r->arena, r->used);
+    memcpy(was, r->str, sizeof(was));
+    r->used = 1; /* (arena[0]: the empty string, kept) */
     for (unsigned f = 0; f < LX_RF_SLOTS; f++) {
-        if (r->str[f].len == 0 || utf8_ok(lx_record_str(r, f), r->str[f].len))
+        r->str[f] = (lx_record_str_t){0, 0};
+        if (was[f].len == 0)
             continue;
         char tmp[3 * 255 + 1]; /* (a cap is at most 255 bytes; each may become 3) */
-        size_t n = lx_record_canon(tmp, lx_record_cap(f) + 1, lx_record_str(r, f), r->str[f].len);
-        lx_record_set_cut(r, f, tmp, n); /* (in new room: a shared string stays whole) */
+        size_t n = lx_record_canon(tmp, lx_record_cap(f) + 1, old + was[f].off, was[f].len);
+        unsigned g = 0;
+        while (g < f && !(was[g].off == was[f].off && was[g].len == was[f].len &&
+                          r->str[g].len == n && memcmp(lx_record_str(r, g), tmp, n) == 0))
+            g++;
+        if (g < f)
+            r->str[f] = r->str[g];
+        else
+            lx_record_set_cut(r, f, tmp, n);
     }
 }
 
