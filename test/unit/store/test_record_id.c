@@ -212,6 +212,50 @@ static void test_prune_ahead_of_clock(void **state)
     tdir_remove(&t);
 }
 
+/* A record with every field at its cap and a provider id that begins with a byte that is not
+ * UTF-8: the canonical form (U+FFFD, the id cut back to its cap at a character boundary) fits,
+ * and every other field keeps its bytes (appending the new form after the old strings left no
+ * room: the id came out 9 bytes long); and a string two fields share stays one copy. */
+static void test_canonical_full_record(void **state)
+{
+    (void)state;
+    static lx_record_t r;
+    lx_record_clear(&r);
+    char v[256];
+    for (unsigned f = 0; f < LX_RF_SLOTS; f++) {
+        size_t cap = lx_record_cap(f);
+        memset(v, 'a' + (int)(f % 26), cap);
+        if (f == LX_RF_UPSTREAM_ID)
+            v[0] = (char)0xff;
+        lx_record_set(&r, f, v, cap);
+    }
+    lx_record_canonicalize(&r);
+    for (unsigned f = 0; f < LX_RF_SLOTS; f++) {
+        size_t cap = lx_record_cap(f), len = lx_record_len(&r, f);
+        const char *got = lx_record_str(&r, f);
+        assert_int_equal(got[len], '\0');
+        if (f == LX_RF_UPSTREAM_ID) {
+            assert_int_equal(len, cap);
+            assert_memory_equal(got, "\xef\xbf\xbd", 3);
+            for (size_t i = 3; i < len; i++)
+                assert_int_equal(got[i], 'a' + (int)(f % 26));
+        } else {
+            assert_int_equal(len, cap);
+            for (size_t i = 0; i < len; i++)
+                assert_int_equal(got[i], 'a' + (int)(f % 26));
+        }
+    }
+    /* shared: the served model and an attempt's, with a bad byte */
+    lx_record_clear(&r);
+    lx_record_set(&r, LX_RF_MODEL, "m\xfe", 2);
+    lx_record_share(&r, LX_RF_ATTEMPT(0, LX_RA_MODEL), LX_RF_MODEL);
+    lx_record_canonicalize(&r);
+    assert_int_equal(lx_record_len(&r, LX_RF_MODEL), 4);
+    assert_memory_equal(lx_record_str(&r, LX_RF_MODEL), "m\xef\xbf\xbd", 5);
+    assert_ptr_equal(lx_record_str(&r, LX_RF_ATTEMPT(0, LX_RA_MODEL)),
+                     lx_record_str(&r, LX_RF_MODEL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -220,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_json_row_round_trip),
         cmocka_unit_test(test_numbers_unique_across_reopen),
         cmocka_unit_test(test_prune_ahead_of_clock),
+        cmocka_unit_test(test_canonical_full_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
