@@ -386,6 +386,8 @@ static long long usage_rows(sqlite3 *db, int from)
     return n;
 }
 
+static int apply_steps(sqlite3 *db, int from, int to);
+
 /* Applies the migrations after <from> (inside the caller's transaction). Upgrading an existing
  * file rewrites every usage row (v2, v4) before the gateway listens: about 50 s per million
  * rows from v1, 20 s from v2 (bench/store/migrate.sh), so it is logged when it starts (and by
@@ -398,24 +400,44 @@ static int migrate(lx_store_t *s, int from)
                "store: %s: migrating schema version %d to %d (%lld usage rows, in one "
                "transaction; the gateway listens when it is done)",
                s->path, from, LX_STORE_SCHEMA_VERSION, usage_rows(db, from));
+    if (from == LX_STORE_SCHEMA_VERSION)
+        return sqlite3_exec(db,
+                            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY,"
+                            " value INTEGER NOT NULL)",
+                            NULL, NULL, NULL);
+    return apply_steps(db, from, LX_STORE_SCHEMA_VERSION);
+}
+
+/* The migrations after <from> up to <to>, and <to> recorded as the file's version. */
+static int apply_steps(sqlite3 *db, int from, int to)
+{
     int rc = sqlite3_exec(db,
                           "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY,"
                           " value INTEGER NOT NULL)",
                           NULL, NULL, NULL);
     for (size_t i = 0; rc == SQLITE_OK && i < sizeof(migrations) / sizeof(migrations[0]); i++) {
-        if (migrations[i].version <= from)
+        if (migrations[i].version <= from || migrations[i].version > to)
             continue;
         for (const char *const *q = migrations[i].sql; rc == SQLITE_OK && *q != NULL; q++)
             rc = sqlite3_exec(db, *q, NULL, NULL, NULL);
     }
-    if (rc != SQLITE_OK || from == LX_STORE_SCHEMA_VERSION)
+    if (rc != SQLITE_OK)
         return rc;
     char sql[128];
     snprintf(sql, sizeof(sql),
              "INSERT INTO meta (key, value) VALUES ('schema_version', %d)"
              " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-             LX_STORE_SCHEMA_VERSION);
+             to);
     return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+int store_schema_create(sqlite3 *db, int version)
+{
+    if (version < 1 || version > LX_STORE_SCHEMA_VERSION)
+        return SQLITE_MISUSE;
+    int rc = sqlite3_create_function(db, "lx_hash63", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+                                     sql_hash63, NULL, NULL);
+    return rc != SQLITE_OK ? rc : apply_steps(db, 0, version);
 }
 
 static int pragmas(lx_store_t *s)

@@ -127,6 +127,11 @@ struct lx_store {
 
 /* store_db.c */
 int64_t store_hash63(const char *s, size_t len); /* FNV-1a, top bit cleared (upstream_h) */
+/* The schema of <version> (1 .. LX_STORE_SCHEMA_VERSION) written into the empty database <db>
+ * by the released migration steps, as a gateway of that version made it (its version in
+ * `meta`): for a tool or a test that needs a file of an old version (bench/store/old_store.c).
+ * An SQLite code. */
+int store_schema_create(sqlite3 *db, int version);
 int store_db_open(lx_store_t *s, char *err, size_t errcap);
 void store_db_close(lx_store_t *s);
 int store_exec(lx_store_t *s, const char *sql);
