@@ -8,11 +8,10 @@
  *   llmux-old-store check FILE VERSION N T0   0 when the `usage` view has N rows and 64
  *                                             sampled rows read back equal to what `make` wrote
  *
- * The schemas are the released ones of src/store/store_db.c (v1: the 28-column `usage` table
- * and its indexes; v2: `generations` with every member spelled out, as a v2 gateway wrote it),
- * copied here because an old file must be built without the migrations that would upgrade it.
- * Released schema steps are never edited, so the copy cannot drift. Each row is what a
- * request writes: a stored key out of 8, one of 4 models and providers, tokens and a cost at
+ * The schemas are written by the released migration steps of src/store/store_db.c, up to the
+ * version asked for (store_schema_create; v1: the 28-column `usage` table and its indexes;
+ * v2: `generations`, rows with every member spelled out, as a v2 gateway wrote them). Each row is
+ * what a request writes: a stored key out of 8, one of 4 models and providers, tokens and a cost at
  * that model's prices, a third of the rows streamed (with the provider's id, hashed into
  * upstream_h), some fallbacks with two attempts, cancellations and errors, a user or a
  * session on some; arrivals spread over 30 days from T0 (migrate.sh gives 31 days ago: inside
@@ -25,6 +24,8 @@
 #include <string.h>
 
 #include <sqlite3.h>
+
+#include "store/store_int.h"
 
 typedef struct model {
     const char *id, *provider, *endpoint;
@@ -52,15 +53,6 @@ static uint64_t mix(uint64_t x)
     x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
     x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
     return x ^ (x >> 31);
-}
-
-/* store_hash63 of src/store/store_db.c: 63-bit FNV-1a, NULL (0 here) for an empty text */
-static int64_t hash63(const char *p)
-{
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (; *p; p++)
-        h = (h ^ (unsigned char)*p) * UINT64_C(0x100000001b3);
-    return (int64_t)(h & INT64_MAX);
 }
 
 /* The attempts in v1's JSON: one, or a failed first one on another provider (a fallback). */
@@ -142,79 +134,6 @@ static void make_row(row_t *r, long long i, long long n, long long t0, int versi
         snprintf(r->id, sizeof(r->id), "gen-%016llx", (unsigned long long)r->seq);
 }
 
-static const char *const v1_schema[] = {
-    "CREATE TABLE keys (hash TEXT PRIMARY KEY, name TEXT NOT NULL, label TEXT NOT NULL,"
-    " disabled INTEGER NOT NULL DEFAULT 0, limit_micros INTEGER,"
-    " limit_reset INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL DEFAULT 0,"
-    " models TEXT NOT NULL DEFAULT '', provider TEXT, rpm INTEGER NOT NULL DEFAULT 0,"
-    " tpm INTEGER NOT NULL DEFAULT 0, concurrency INTEGER NOT NULL DEFAULT 0,"
-    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL DEFAULT 0,"
-    " created_by TEXT NOT NULL, deleted_at INTEGER)",
-    "CREATE INDEX keys_created ON keys(created_at)",
-    "CREATE TABLE key_usage (key_hash TEXT PRIMARY KEY, total INTEGER NOT NULL DEFAULT 0,"
-    " day INTEGER NOT NULL DEFAULT 0, day_start INTEGER NOT NULL DEFAULT 0,"
-    " week INTEGER NOT NULL DEFAULT 0, week_start INTEGER NOT NULL DEFAULT 0,"
-    " month INTEGER NOT NULL DEFAULT 0, month_start INTEGER NOT NULL DEFAULT 0)",
-    "CREATE TABLE audit (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL,"
-    " action TEXT NOT NULL, key_hash TEXT NOT NULL, details TEXT NOT NULL)",
-    NULL,
-};
-
-static const char *const v1_usage[] = {
-    "CREATE TABLE usage (id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, key_name TEXT NOT NULL,"
-    " model_asked TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,"
-    " endpoint TEXT NOT NULL, api TEXT NOT NULL, request_id TEXT NOT NULL,"
-    " session_id TEXT NOT NULL, user TEXT NOT NULL, finish_reason TEXT NOT NULL,"
-    " created_at_us INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,"
-    " completion_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL,"
-    " reasoning_tokens INTEGER NOT NULL, cost INTEGER NOT NULL, reserved INTEGER NOT NULL,"
-    " usage_known INTEGER NOT NULL, streamed INTEGER NOT NULL, cancelled INTEGER NOT NULL,"
-    " status INTEGER NOT NULL, latency_ms INTEGER NOT NULL, ttft_ms INTEGER NOT NULL,"
-    " generation_ms INTEGER NOT NULL, attempts TEXT NOT NULL,"
-    " upstream_id TEXT NOT NULL DEFAULT '')",
-    "CREATE INDEX usage_key_time ON usage(key_hash, created_at_us)",
-    "CREATE INDEX usage_upstream_id ON usage(upstream_id) WHERE upstream_id != ''",
-    "CREATE INDEX usage_time ON usage(created_at_us)",
-    NULL,
-};
-
-/* v2's tables and its view (the v1 columns out of the long JSON) */
-static const char *const v2_generations[] = {
-    "CREATE TABLE generations (seq INTEGER PRIMARY KEY, upstream_h INTEGER, record TEXT NOT NULL)",
-    "CREATE INDEX generations_upstream ON generations(upstream_h) WHERE upstream_h IS NOT NULL",
-    "CREATE TABLE named_ids (id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID",
-    "CREATE INDEX named_ids_seq ON named_ids(seq)",
-    "CREATE TABLE activity (day INTEGER NOT NULL, key_hash TEXT NOT NULL, model TEXT NOT NULL,"
-    " provider TEXT NOT NULL, requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,"
-    " completion_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,"
-    " cost INTEGER NOT NULL, PRIMARY KEY (day, key_hash, model, provider)) WITHOUT ROWID",
-    "CREATE INDEX activity_key ON activity(key_hash, day)",
-    "CREATE VIEW usage AS SELECT seq, record ->> '$.id' AS id,"
-    " record ->> '$.key_hash' AS key_hash, record ->> '$.key_name' AS key_name,"
-    " record ->> '$.model_asked' AS model_asked, record ->> '$.model' AS model,"
-    " record ->> '$.provider' AS provider, record ->> '$.endpoint' AS endpoint,"
-    " record ->> '$.api' AS api, record ->> '$.request_id' AS request_id,"
-    " record ->> '$.session_id' AS session_id, record ->> '$.user' AS user,"
-    " record ->> '$.finish_reason' AS finish_reason,"
-    " CAST(record ->> '$.created_at_us' AS INTEGER) AS created_at_us,"
-    " CAST(record ->> '$.prompt_tokens' AS INTEGER) AS prompt_tokens,"
-    " CAST(record ->> '$.completion_tokens' AS INTEGER) AS completion_tokens,"
-    " CAST(record ->> '$.cached_tokens' AS INTEGER) AS cached_tokens,"
-    " CAST(record ->> '$.reasoning_tokens' AS INTEGER) AS reasoning_tokens,"
-    " CAST(record ->> '$.cost' AS INTEGER) AS cost,"
-    " CAST(record ->> '$.reserved' AS INTEGER) AS reserved,"
-    " CAST(record ->> '$.usage_known' AS INTEGER) AS usage_known,"
-    " CAST(record ->> '$.streamed' AS INTEGER) AS streamed,"
-    " CAST(record ->> '$.cancelled' AS INTEGER) AS cancelled,"
-    " CAST(record ->> '$.status' AS INTEGER) AS status,"
-    " CAST(record ->> '$.latency_ms' AS INTEGER) AS latency_ms,"
-    " CAST(record ->> '$.ttft_ms' AS INTEGER) AS ttft_ms,"
-    " CAST(record ->> '$.generation_ms' AS INTEGER) AS generation_ms,"
-    " record -> '$.attempts' AS attempts, record ->> '$.upstream_id' AS upstream_id,"
-    " upstream_h FROM generations",
-    NULL,
-};
-
 static const char *const v1_insert =
     "INSERT INTO usage (id, key_hash, key_name, model_asked, model, provider, endpoint, api,"
     " request_id, session_id, user, finish_reason, upstream_id, created_at_us, prompt_tokens,"
@@ -248,7 +167,7 @@ static void bind_row(sqlite3_stmt *st, const row_t *r)
     if (sqlite3_bind_parameter_count(st) >= 30) {
         sqlite3_bind_int64(st, 29, r->seq);
         if (r->upstream_id[0])
-            sqlite3_bind_int64(st, 30, hash63(r->upstream_id));
+            sqlite3_bind_int64(st, 30, store_hash63(r->upstream_id, strlen(r->upstream_id)));
         else
             sqlite3_bind_null(st, 30);
     }
@@ -298,18 +217,11 @@ static int make(const char *path, int version, long long n, long long t0)
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
         return 1;
-    char meta[160];
-    snprintf(meta, sizeof(meta), "INSERT INTO meta VALUES ('schema_version', %d)", version);
     /* the page size the gateway of that version gave a new file: SQLite's default 4 KiB for
      * v1, 16 KiB (commit 8ee451a, soon after v2) for v2 */
     const char *head[] = {version == 1 ? "PRAGMA page_size=4096" : "PRAGMA page_size=16384",
-                          "PRAGMA journal_mode=WAL",
-                          "BEGIN",
-                          "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-                          meta,
-                          NULL};
-    int rc = exec_all(db, head) || exec_all(db, v1_schema) ||
-             exec_all(db, version == 1 ? v1_usage : v2_generations);
+                          "PRAGMA journal_mode=WAL", "BEGIN", NULL};
+    int rc = exec_all(db, head) || store_schema_create(db, version) != SQLITE_OK;
     sqlite3_stmt *st = NULL;
     if (rc == 0 &&
         sqlite3_prepare_v2(db, version == 1 ? v1_insert : v2_insert, -1, &st, NULL) != SQLITE_OK)
@@ -363,7 +275,8 @@ static int check_row(sqlite3 *db, long long i, long long n, long long t0, int ve
         bad = 27;
     if (!bad && strcmp((const char *)sqlite3_column_text(st, 28), r.upstream_id) != 0)
         bad = 28;
-    if (!bad && sqlite3_column_int64(st, 29) != (r.upstream_id[0] ? hash63(r.upstream_id) : 0))
+    if (!bad && sqlite3_column_int64(st, 29) !=
+                    (r.upstream_id[0] ? store_hash63(r.upstream_id, strlen(r.upstream_id)) : 0))
         bad = 29;
     if (!bad && strcmp((const char *)sqlite3_column_text(st, 1), r.id) != 0)
         bad = 1;
