@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "core/status.h"
+#include "store/store_int.h"
 #include "store_test.h"
 
 static lx_store_t *open_ok(const char *path)
@@ -66,41 +67,23 @@ static void test_migrations_from_empty(void **state)
     tdir_remove(&t);
 }
 
+/* A file of schema <version> as the released migration steps make it
+ * (store_schema_create), then the statements <sql>. */
+static void make_file_at(const char *path, int version, const char *const *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(store_schema_create(db, version), SQLITE_OK);
+    for (const char *const *q = sql; *q != NULL; q++)
+        assert_int_equal(sqlite3_exec(db, *q, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
 /* A file of schema v1, with two usage rows written the way v1 wrote them. */
 static void make_v1_file(const char *path)
 {
     static const char *const sql[] = {
-        "PRAGMA journal_mode=WAL",
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-        "INSERT INTO meta VALUES ('schema_version', 1)",
-        "CREATE TABLE keys (hash TEXT PRIMARY KEY, name TEXT NOT NULL, label TEXT NOT NULL,"
-        " disabled INTEGER NOT NULL DEFAULT 0, limit_micros INTEGER,"
-        " limit_reset INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL DEFAULT 0,"
-        " models TEXT NOT NULL DEFAULT '', provider TEXT, rpm INTEGER NOT NULL DEFAULT 0,"
-        " tpm INTEGER NOT NULL DEFAULT 0, concurrency INTEGER NOT NULL DEFAULT 0,"
-        " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL DEFAULT 0,"
-        " created_by TEXT NOT NULL, deleted_at INTEGER)",
-        "CREATE INDEX keys_created ON keys(created_at)",
-        "CREATE TABLE key_usage (key_hash TEXT PRIMARY KEY, total INTEGER NOT NULL DEFAULT 0,"
-        " day INTEGER NOT NULL DEFAULT 0, day_start INTEGER NOT NULL DEFAULT 0,"
-        " week INTEGER NOT NULL DEFAULT 0, week_start INTEGER NOT NULL DEFAULT 0,"
-        " month INTEGER NOT NULL DEFAULT 0, month_start INTEGER NOT NULL DEFAULT 0)",
-        "CREATE TABLE usage (id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, key_name TEXT NOT NULL,"
-        " model_asked TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,"
-        " endpoint TEXT NOT NULL, api TEXT NOT NULL, request_id TEXT NOT NULL,"
-        " session_id TEXT NOT NULL, user TEXT NOT NULL, finish_reason TEXT NOT NULL,"
-        " created_at_us INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,"
-        " completion_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL,"
-        " reasoning_tokens INTEGER NOT NULL, cost INTEGER NOT NULL, reserved INTEGER NOT NULL,"
-        " usage_known INTEGER NOT NULL, streamed INTEGER NOT NULL, cancelled INTEGER NOT NULL,"
-        " status INTEGER NOT NULL, latency_ms INTEGER NOT NULL, ttft_ms INTEGER NOT NULL,"
-        " generation_ms INTEGER NOT NULL, attempts TEXT NOT NULL,"
-        " upstream_id TEXT NOT NULL DEFAULT '')",
-        "CREATE INDEX usage_key_time ON usage(key_hash, created_at_us)",
-        "CREATE INDEX usage_upstream_id ON usage(upstream_id) WHERE upstream_id != ''",
-        "CREATE INDEX usage_time ON usage(created_at_us)",
-        "CREATE TABLE audit (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL,"
-        " action TEXT NOT NULL, key_hash TEXT NOT NULL, details TEXT NOT NULL)",
         "INSERT INTO usage VALUES ('gen-0-00000000000000aa', 'h1', 'team', 'gpt-4o',"
         " 'openai/gpt-4o', 'openai', 'http://e', 'chat', 'r1', '', 'u', 'stop',"
         " 1765065600000000, 10, 20, 0, 0, 500, 900, 1, 1, 0, 200, 30, 5, 25,"
@@ -120,11 +103,7 @@ static void make_v1_file(const char *path)
         " '[]', '')",
         NULL,
     };
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    for (const char *const *q = sql; *q != NULL; q++)
-        assert_int_equal(sqlite3_exec(db, *q, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    make_file_at(path, 1, sql);
 }
 
 /* Opens <o> with stderr (the log) going to <log> for the while; the open's result. */
@@ -248,36 +227,11 @@ static char *usage_dump(const char *path)
     return out;
 }
 
-/* A file of schema v3: made at the current schema, then its view and rows put back the way v2
- * and v3 had them (long member names, every member written). */
+/* A file of schema v3 with rows the way v2 and v3 wrote them (long member names, every
+ * member written). */
 static void make_v3_file(const char *path)
 {
-    lx_store_close(open_ok(path));
     static const char *const sql[] = {
-        "DROP VIEW usage",
-        "CREATE VIEW usage AS SELECT seq,"
-        " record ->> '$.id' AS id, record ->> '$.key_hash' AS key_hash,"
-        " record ->> '$.key_name' AS key_name, record ->> '$.model_asked' AS model_asked,"
-        " record ->> '$.model' AS model, record ->> '$.provider' AS provider,"
-        " record ->> '$.endpoint' AS endpoint, record ->> '$.api' AS api,"
-        " record ->> '$.request_id' AS request_id, record ->> '$.session_id' AS session_id,"
-        " record ->> '$.user' AS user, record ->> '$.finish_reason' AS finish_reason,"
-        " CAST(record ->> '$.created_at_us' AS INTEGER) AS created_at_us,"
-        " CAST(record ->> '$.prompt_tokens' AS INTEGER) AS prompt_tokens,"
-        " CAST(record ->> '$.completion_tokens' AS INTEGER) AS completion_tokens,"
-        " CAST(record ->> '$.cached_tokens' AS INTEGER) AS cached_tokens,"
-        " CAST(record ->> '$.reasoning_tokens' AS INTEGER) AS reasoning_tokens,"
-        " CAST(record ->> '$.cost' AS INTEGER) AS cost,"
-        " CAST(record ->> '$.reserved' AS INTEGER) AS reserved,"
-        " CAST(record ->> '$.usage_known' AS INTEGER) AS usage_known,"
-        " CAST(record ->> '$.streamed' AS INTEGER) AS streamed,"
-        " CAST(record ->> '$.cancelled' AS INTEGER) AS cancelled,"
-        " CAST(record ->> '$.status' AS INTEGER) AS status,"
-        " CAST(record ->> '$.latency_ms' AS INTEGER) AS latency_ms,"
-        " CAST(record ->> '$.ttft_ms' AS INTEGER) AS ttft_ms,"
-        " CAST(record ->> '$.generation_ms' AS INTEGER) AS generation_ms,"
-        " record -> '$.attempts' AS attempts, record ->> '$.upstream_id' AS upstream_id,"
-        " upstream_h FROM generations",
         /* a request that failed over (the first attempt elsewhere), the model renamed */
         "INSERT INTO generations VALUES (941969610461151232, NULL, "
         "'{\"id\":\"gen-0d128c5eb4c00000\","
@@ -311,11 +265,9 @@ static void make_v3_file(const char *path)
         "\"reasoning_tokens\":0,\"cost\":1,\"reserved\":0,\"usage_known\":1,\"streamed\":0,"
         "\"cancelled\":0,\"status\":200,\"latency_ms\":1,\"ttft_ms\":1,\"generation_ms\":0,"
         "\"attempts\":[]}')",
-        "UPDATE meta SET value = 3 WHERE key = 'schema_version'",
         NULL,
     };
-    for (const char *const *q = sql; *q != NULL; q++)
-        assert_int_equal(t_exec(path, *q), SQLITE_OK);
+    make_file_at(path, 3, sql);
 }
 
 /* v3 -> v4: the rows' JSON made short, and the view answers exactly what v3's did, column for
